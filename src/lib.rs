@@ -1,0 +1,8 @@
+//! qunyun: a WeCom (企业微信) group-operations bot.
+//!
+//! Where to look: `wecom` speaks the protocol (crypto, parsing, callbacks, API
+//! client), `rules` decides (pure), `store` holds every SQL statement, `jobs`
+//! send and schedule, `sim` is the built-in WeCom simulator, `app` wires it up.
+
+pub mod clock;
+pub mod store;
