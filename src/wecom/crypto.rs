@@ -109,11 +109,7 @@ impl fmt::Debug for MsgCrypt {
 }
 
 impl MsgCrypt {
-    pub fn new(
-        token: &str,
-        encoding_aes_key: &str,
-        receive_id: &str,
-    ) -> Result<Self, CryptoError> {
+    pub fn new(token: &str, encoding_aes_key: &str, receive_id: &str) -> Result<Self, CryptoError> {
         let key = decode_aes_key(encoding_aes_key)?;
         let cipher = Aes256::new_from_slice(&key).map_err(|_| CryptoError::IllegalAesKey)?;
         let iv = aes::Block::clone_from_slice(&key[..AES_BLOCK_LEN]);
@@ -680,7 +676,13 @@ mod tests {
     #[test]
     fn bad_base64_is_decode_base64() {
         let c = crypt(TOKEN_1, KEY_1, CORP_1);
-        for bad in ["!!!!", "abc", "ab cd===", "P9nAzCzyDtyTWESHep1vC5X9xho%2FqYX3", "AAAA=AAA"] {
+        for bad in [
+            "!!!!",
+            "abc",
+            "ab cd===",
+            "P9nAzCzyDtyTWESHep1vC5X9xho%2FqYX3",
+            "AAAA=AAA",
+        ] {
             assert_eq!(c.decrypt(bad), Err(CryptoError::DecodeBase64), "{bad}");
         }
     }
@@ -702,7 +704,11 @@ mod tests {
         let bad_char = format!("{}!", &KEY_1[..42]);
         let non_ascii = format!("{}é", &KEY_1[..41]);
         for key in ["", short, &long, &padded, &bad_char, &non_ascii] {
-            assert_eq!(decode_aes_key(key), Err(CryptoError::IllegalAesKey), "{key}");
+            assert_eq!(
+                decode_aes_key(key),
+                Err(CryptoError::IllegalAesKey),
+                "{key}"
+            );
             assert_eq!(
                 MsgCrypt::new(TOKEN_1, key, CORP_1).map(|_| ()),
                 Err(CryptoError::IllegalAesKey),
@@ -767,7 +773,15 @@ mod tests {
         let c = crypt(TOKEN_2, KEY_2, CORP_2);
         let msg = [b'm'; 26];
         // 26 message bytes + 18 receive id bytes = 44 available after the header.
-        for length_field in [45, 46, 1000, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFF0, u32::MAX] {
+        for length_field in [
+            45,
+            46,
+            1000,
+            0x7FFF_FFFF,
+            0x8000_0000,
+            0xFFFF_FFF0,
+            u32::MAX,
+        ] {
             let plain = with_pad(content(length_field, &msg, CORP_2), 32, 32);
             assert_eq!(
                 c.decrypt(&raw_encrypt(&key_2(), &plain)),
@@ -826,7 +840,12 @@ mod tests {
         }
         // Timestamp and nonce are signed as text: a re-formatted number is different.
         assert_eq!(
-            c.verify_signature(v.msg_signature, &format!("0{}", v.timestamp), v.nonce, v.encrypt),
+            c.verify_signature(
+                v.msg_signature,
+                &format!("0{}", v.timestamp),
+                v.nonce,
+                v.encrypt
+            ),
             Err(CryptoError::BadSignature)
         );
     }
@@ -835,9 +854,18 @@ mod tests {
     fn signature_sorts_its_inputs() {
         let v = &VECTORS[3];
         let expected = v.msg_signature;
-        assert_eq!(signature(v.token, v.timestamp, v.nonce, v.encrypt), expected);
-        assert_eq!(signature(v.encrypt, v.nonce, v.timestamp, v.token), expected);
-        assert_eq!(signature(v.nonce, v.token, v.encrypt, v.timestamp), expected);
+        assert_eq!(
+            signature(v.token, v.timestamp, v.nonce, v.encrypt),
+            expected
+        );
+        assert_eq!(
+            signature(v.encrypt, v.nonce, v.timestamp, v.token),
+            expected
+        );
+        assert_eq!(
+            signature(v.nonce, v.token, v.encrypt, v.timestamp),
+            expected
+        );
     }
 
     /// Minimal field extraction; the envelope format is fixed by us.
