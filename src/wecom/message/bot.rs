@@ -7,8 +7,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    BotChatType, BotEvent, BotEventType, BotMessage, BotMsgType, BotQuote, BotStreamRefresh,
-    Event, ParseError,
+    BotChatType, BotEvent, BotEventType, BotMessage, BotMsgType, BotQuote, BotStreamRefresh, Event,
+    ParseError,
 };
 
 type Object = Map<String, Value>;
@@ -43,8 +43,8 @@ pub(super) fn parse(plaintext: &str) -> Result<Event, ParseError> {
         Some("file") => Event::BotMessage(message(&document, BotMsgType::File)?),
         Some("stream") => Event::BotStreamRefresh(stream_refresh(&document)?),
         Some("event") => {
-            let body = nested(&document, "event", "event")?
-                .ok_or(ParseError::MissingField("event"))?;
+            let body =
+                nested(&document, "event", "event")?.ok_or(ParseError::MissingField("event"))?;
             let event_type = text(body, "eventtype", "event.eventtype")?
                 .ok_or(ParseError::MissingField("event.eventtype"))?;
             let known = match event_type.as_str() {
@@ -94,10 +94,10 @@ fn message(document: &Object, msg_type: BotMsgType) -> Result<BotMessage, ParseE
         },
         BotMsgType::Mixed => mixed(document)?,
         BotMsgType::Image => {
-            let image = nested(document, "image", "image")?
-                .ok_or(ParseError::MissingField("image.url"))?;
-            let url = text(image, "url", "image.url")?
-                .ok_or(ParseError::MissingField("image.url"))?;
+            let image =
+                nested(document, "image", "image")?.ok_or(ParseError::MissingField("image.url"))?;
+            let url =
+                text(image, "url", "image.url")?.ok_or(ParseError::MissingField("image.url"))?;
             Content {
                 image_urls: vec![url],
                 ..Content::default()
@@ -117,8 +117,7 @@ fn message(document: &Object, msg_type: BotMsgType) -> Result<BotMessage, ParseE
     let raw_text = content.text;
     Ok(BotMessage {
         msg_id: id(document, "msgid", "msgid")?.ok_or(ParseError::MissingField("msgid"))?,
-        aibot_id: id(document, "aibotid", "aibotid")?
-            .ok_or(ParseError::MissingField("aibotid"))?,
+        aibot_id: id(document, "aibotid", "aibotid")?.ok_or(ParseError::MissingField("aibotid"))?,
         chat_id: id(document, "chatid", "chatid")?,
         chat_type: text(document, "chattype", "chattype")?
             .filter(|value| !value.is_empty())
@@ -159,8 +158,8 @@ fn required_content(
 
 /// `mixed.msg_item[]`: text parts joined with `\n`, image URLs kept in order.
 fn mixed(document: &Object) -> Result<Content, ParseError> {
-    let mixed = nested(document, "mixed", "mixed")?
-        .ok_or(ParseError::MissingField("mixed.msg_item"))?;
+    let mixed =
+        nested(document, "mixed", "mixed")?.ok_or(ParseError::MissingField("mixed.msg_item"))?;
     let items = match mixed.get("msg_item") {
         Some(Value::Array(items)) => items,
         None | Some(Value::Null) => return Err(ParseError::MissingField("mixed.msg_item")),
@@ -176,9 +175,11 @@ fn mixed(document: &Object) -> Result<Content, ParseError> {
             ));
         };
         match text(item, "msgtype", "mixed.msg_item.msgtype")?.as_deref() {
-            Some("text") => {
-                texts.push(required_content(item, "text", "mixed.msg_item.text.content")?)
-            }
+            Some("text") => texts.push(required_content(
+                item,
+                "text",
+                "mixed.msg_item.text.content",
+            )?),
             Some("image") => {
                 let image = nested(item, "image", "mixed.msg_item.image")?
                     .ok_or(ParseError::MissingField("mixed.msg_item.image.url"))?;
@@ -351,10 +352,7 @@ fn integer(object: &Object, key: &str, field: &'static str) -> Result<Option<i64
 /// space. A name that itself contains a space cannot be told apart from the text.
 pub fn strip_leading_mention(text: &str) -> &str {
     let start = text.trim_start_matches(is_separator);
-    let Some(after_at) = start
-        .strip_prefix('@')
-        .or_else(|| start.strip_prefix('＠'))
-    else {
+    let Some(after_at) = start.strip_prefix('@').or_else(|| start.strip_prefix('＠')) else {
         return text;
     };
     match after_at.find(is_separator) {
@@ -365,5 +363,9 @@ pub fn strip_leading_mention(text: &str) -> &str {
 }
 
 fn is_separator(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}')
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{200B}' | '\u{200C}' | '\u{200D}' | '\u{2060}' | '\u{FEFF}'
+        )
 }

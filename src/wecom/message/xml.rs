@@ -189,7 +189,10 @@ impl<'a> Fields<'a> {
         let slot = &mut self.values[tag as usize];
         if slot.is_some() {
             // Two values for one field: refuse rather than guess which one is true.
-            return Err(ParseError::invalid(tag.wire_name(), "appears more than once"));
+            return Err(ParseError::invalid(
+                tag.wire_name(),
+                "appears more than once",
+            ));
         }
         *slot = Some(value);
         Ok(())
@@ -406,9 +409,7 @@ fn xml_error(document: &str, position: u64, error: quick_xml::Error) -> ParseErr
         Error::Syntax(SyntaxError::InvalidBangMarkup) if is_declaration_at(document, position) => {
             return ParseError::DoctypeNotAllowed
         }
-        Error::Escape(EscapeError::UnrecognizedEntity(..)) => {
-            return ParseError::EntityNotAllowed
-        }
+        Error::Escape(EscapeError::UnrecognizedEntity(..)) => return ParseError::EntityNotAllowed,
         Error::Escape(EscapeError::UnterminatedEntity(_)) => "unterminated `&` reference",
         Error::Escape(EscapeError::InvalidCharRef(_)) => "invalid numeric character reference",
         Error::Syntax(SyntaxError::InvalidBangMarkup) => "unknown `<!` markup",
