@@ -43,6 +43,9 @@ mod targets;
 mod validate;
 mod variant;
 
+#[cfg(test)]
+mod tests;
+
 pub use def::{ContentDef, ScheduleDef, TargetsDef, VariantDef};
 pub use fires::{
     fires_between, next_fire_times_for_cli, next_fires, plan_catch_up, CatchUp, CronSpec,
