@@ -333,6 +333,14 @@ fn half_hour_dst_in_lord_howe_keeps_fires_ordered_and_unique() {
             "2025-10-05T02:50:00+11:00"
         ]
     );
+    // 02:20 shifts to 02:50, after the real 02:30 that comes later on the
+    // wall clock: both fire, in time order.
+    let job = schedule("0 20,30 2 * * *", "Australia/Lord_Howe");
+    let fires = fires_between(&job, utc("2025-10-04T12:00:00Z"), utc("2025-10-05T12:00:00Z"));
+    assert_eq!(
+        local(&fires, lord_howe),
+        ["2025-10-05T02:30:00+11:00", "2025-10-05T02:50:00+11:00"]
+    );
 }
 
 #[test]
@@ -863,4 +871,121 @@ fn ab_schedules_give_each_chat_its_own_stable_variant() {
         }
     }
     assert!((2_800..=3_200).contains(&long), "long got {long} of 4000");
+}
+
+// ---------------------------------------------------------------- properties
+
+mod properties {
+    use chrono::NaiveDate;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn cron_expression() -> impl Strategy<Value = String> {
+        let seconds = prop::sample::select(vec!["0", "30", "*/15", "0,30", "*"]);
+        let minutes = prop::sample::select(vec!["0", "15", "*/20", "5-10", "0,30", "*"]);
+        let hours = prop::sample::select(vec!["*", "0", "1", "2", "1-3", "*/3", "0,12", "9", "23"]);
+        let days = prop::sample::select(vec!["*", "1", "1-10", "29", "31", "?"]);
+        let months = prop::sample::select(vec!["*", "3", "10", "3,11", "Jan-Jun", "*/2"]);
+        let weekdays = prop::sample::select(vec!["*", "Mon-Fri", "Sun", "Sat,Sun", "?"]);
+        (seconds, minutes, hours, days, months, weekdays).prop_map(|(s, m, h, d, mo, w)| {
+            // The crate refuses `?` in both day fields at once.
+            let w = if d == "?" && w == "?" { "*" } else { w };
+            format!("{s} {m} {h} {d} {mo} {w}")
+        })
+    }
+
+    fn timezone() -> impl Strategy<Value = Tz> {
+        prop::sample::select(chrono_tz::TZ_VARIANTS.to_vec())
+    }
+
+    /// Instants biased towards the months in which most zones change clocks.
+    fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+        let month = prop_oneof![prop::sample::select(vec![3_u32, 4, 9, 10, 11]), 1_u32..=12];
+        (1990_i32..2045, month, 1_u32..=28, 0_i64..86_400).prop_map(|(year, month, day, second)| {
+            let midnight = NaiveDate::from_ymd_opt(year, month, day)
+                .and_then(|date| date.and_hms_opt(0, 0, 0))
+                .expect("day 1..=28 exists in every month");
+            midnight.and_utc() + Duration::seconds(second)
+        })
+    }
+
+    /// An instant within a few hours of a clock change in `tz`, when there is
+    /// one in the half year after `base`; `base` itself otherwise.
+    fn near_transition(tz: Tz, base: DateTime<Utc>, jitter_seconds: i64) -> DateTime<Utc> {
+        use chrono::Offset;
+        let offset = |at: DateTime<Utc>| at.with_timezone(&tz).offset().fix();
+        let (mut low, mut high) = (base, base + Duration::days(183));
+        if offset(low) == offset(high) {
+            return base;
+        }
+        // Binary search for the first instant with the later offset.
+        while high - low > Duration::seconds(1) {
+            let middle = low + (high - low) / 2;
+            if offset(middle) == offset(low) {
+                low = middle;
+            } else {
+                high = middle;
+            }
+        }
+        high + Duration::seconds(jitter_seconds)
+    }
+
+    fn around_transitions() -> impl Strategy<Value = (Tz, DateTime<Utc>)> {
+        (timezone(), instant(), -3 * 3600_i64..3 * 3600)
+            .prop_map(|(tz, base, jitter)| (tz, near_transition(tz, base, jitter)))
+    }
+
+    fn schedule_in(cron: &str, tz: Tz) -> Option<ValidSchedule> {
+        validate(&def(cron, tz.name()), &ValidationContext::for_schedule(tz, 0)).ok()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn next_fires_is_strictly_increasing_and_resumable(
+            cron in cron_expression(),
+            (tz, after) in prop_oneof![(timezone(), instant()), around_transitions()],
+            count in 1_usize..12,
+        ) {
+            let Some(job) = schedule_in(&cron, tz) else {
+                // Expressions that never fire are refused by validation.
+                return Ok(());
+            };
+            let fires = next_fires(&job, after, count);
+            prop_assert!(fires.len() <= count);
+            prop_assert!(fires.iter().all(|&fire| fire > after));
+            prop_assert!(fires.windows(2).all(|pair| pair[0] < pair[1]), "{:?}", fires);
+            for split in 1..fires.len() {
+                let resumed = next_fires(&job, fires[split - 1], fires.len() - split);
+                prop_assert_eq!(&resumed[..], &fires[split..], "resumed after {}", split);
+            }
+            if let Some(&last) = fires.last() {
+                prop_assert_eq!(fires_between(&job, after, last), fires);
+            }
+        }
+
+        #[test]
+        fn every_hour_jobs_fire_only_at_matching_wall_times(
+            cron in cron_expression(),
+            (tz, after) in around_transitions(),
+        ) {
+            let mut fields: Vec<&str> = cron.split_whitespace().collect();
+            fields[2] = "*";
+            let cron = fields.join(" ");
+            let Some(job) = schedule_in(&cron, tz) else { return Ok(()); };
+            let matcher: cron::Schedule = cron.parse().expect("validated above");
+            for fire in next_fires(&job, after, 8) {
+                let wall = fire.with_timezone(&tz).naive_local().and_utc();
+                prop_assert!(matcher.includes(wall), "{} is {} on the wall", fire, wall);
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics_the_parsers(cron in ".{0,40}", tz in ".{0,30}", after in instant()) {
+            let _ = next_fire_times_for_cli(&cron, &tz, after, 3);
+            let _ = QuietHours::parse(&cron);
+        }
+    }
 }
