@@ -53,8 +53,8 @@ pub use fires::{
 };
 pub use quiet::{in_quiet_hours, suppressed_by_quiet_hours, QuietHours};
 pub use render::{
-    render, ChatVars, Content, ImageSource, LeaderboardEntry, NewsArticle, PushContext, RenderError,
-    RenderedMessage,
+    render, ChatVars, Content, ImageSource, LeaderboardEntry, NewsArticle, PushContext,
+    RenderError, RenderedMessage,
 };
 pub use targets::{select_targets, ChatInfo, ChatRoute, MemberRecipients, Targets};
 pub use validate::{validate, validate_all, FieldError, FieldErrorCode, ValidationContext};

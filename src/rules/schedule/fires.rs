@@ -39,14 +39,15 @@ impl CronSpec {
                 String::new()
             };
             return Err(ScheduleError::BadCron {
-                reason: format!("expected 6 or 7 fields (seconds first), found {field_count}{hint}"),
+                reason: format!(
+                    "expected 6 or 7 fields (seconds first), found {field_count}{hint}"
+                ),
             });
         }
-        let schedule = cron::Schedule::from_str(expression).map_err(|error| {
-            ScheduleError::BadCron {
+        let schedule =
+            cron::Schedule::from_str(expression).map_err(|error| ScheduleError::BadCron {
                 reason: error.to_string(),
-            }
-        })?;
+            })?;
         let every_hour = schedule.hours().is_all();
         Ok(Self {
             schedule,
@@ -248,12 +249,7 @@ struct FireIter<'a> {
 }
 
 impl<'a> FireIter<'a> {
-    fn new(
-        spec: &'a CronSpec,
-        tz: Tz,
-        after: DateTime<Utc>,
-        until: Option<DateTime<Utc>>,
-    ) -> Self {
+    fn new(spec: &'a CronSpec, tz: Tz, after: DateTime<Utc>, until: Option<DateTime<Utc>>) -> Self {
         Self {
             spec,
             tz,
@@ -272,11 +268,15 @@ impl<'a> FireIter<'a> {
 fn first_wall(tz: Tz, after: DateTime<Utc>) -> Option<NaiveDateTime> {
     let after = after.naive_utc();
     let day = Duration::days(1);
-    let lowest_offset = [after.checked_sub_signed(day), Some(after), after.checked_add_signed(day)]
-        .into_iter()
-        .flatten()
-        .map(|instant| offset_seconds(tz, instant))
-        .min()?;
+    let lowest_offset = [
+        after.checked_sub_signed(day),
+        Some(after),
+        after.checked_add_signed(day),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|instant| offset_seconds(tz, instant))
+    .min()?;
     let wall = after.checked_add_signed(Duration::seconds(lowest_offset))?;
     let supported = NaiveDate::from_ymd_opt(1969, 1, 1)?.and_hms_opt(0, 0, 0)?
         ..NaiveDate::from_ymd_opt(2101, 1, 1)?.and_hms_opt(0, 0, 0)?;

@@ -32,6 +32,16 @@ impl QuietHours {
         Ok(Self { start, end })
     }
 
+    /// When the window opens, on the wall clock.
+    pub fn start(&self) -> NaiveTime {
+        self.start
+    }
+
+    /// When the window closes (exclusive), on the wall clock.
+    pub fn end(&self) -> NaiveTime {
+        self.end
+    }
+
     /// Whether the wall-clock time `time` is inside the window.
     pub fn contains(&self, time: NaiveTime) -> bool {
         if self.start < self.end {
@@ -44,7 +54,12 @@ impl QuietHours {
 
 impl fmt::Display for QuietHours {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.start.format("%H:%M"), self.end.format("%H:%M"))
+        write!(
+            f,
+            "{}-{}",
+            self.start.format("%H:%M"),
+            self.end.format("%H:%M")
+        )
     }
 }
 
@@ -95,7 +110,10 @@ mod tests {
     #[test]
     fn malformed_or_empty_windows_are_refused() {
         for text in ["22:00", "22:00-25:00", "ten-eleven", "08:00-08:00", ""] {
-            assert!(QuietHours::parse(text).is_err(), "{text:?} should be refused");
+            assert!(
+                QuietHours::parse(text).is_err(),
+                "{text:?} should be refused"
+            );
         }
         assert_eq!(
             QuietHours::parse(" 22:00 - 08:00 ").unwrap().to_string(),

@@ -117,12 +117,59 @@ fn full_toml_rule_set_parses_and_validates() {
     assert_eq!(tip.starts_at(), Some(utc("2025-02-28T16:00:00Z")));
     // Through the end of March 31 in Shanghai.
     assert_eq!(tip.ends_before(), Some(utc("2025-03-31T16:00:00Z")));
-    assert_eq!(tip.quiet_hours().map(|q| q.to_string()).as_deref(), Some("22:00-08:00"));
+    assert_eq!(
+        tip.quiet_hours().map(|q| q.to_string()).as_deref(),
+        Some("22:00-08:00")
+    );
 
     let board = &schedules[1];
-    assert_eq!(board.timezone(), shanghai(), "defaults to the community's timezone");
+    assert_eq!(
+        board.timezone(),
+        shanghai(),
+        "defaults to the community's timezone"
+    );
     assert_eq!(board.variants().len(), 2);
     assert!(board.targets().members().is_some());
+}
+
+#[test]
+fn definitions_survive_an_export_and_import_round_trip() {
+    #[derive(Debug, Deserialize, serde::Serialize)]
+    struct Export {
+        schedules: Vec<ScheduleDef>,
+    }
+    let original = parse(
+        r#"
+        [[schedules]]
+        name = "tip"
+        cron = "0 30 9 * * Mon-Fri"
+        start = 2025-03-01
+        end = "2025-03-31T18:00:00"
+        targets = { chat_tags = ["vip"], member_tags = [3] }
+        [[schedules.variants]]
+        name = "a"
+        weight = 2
+        content = { kind = "image", url = "https://a.example/x.png" }
+        [[schedules.variants]]
+        name = "b"
+        weight = 1
+        content = { kind = "news", title = "{{ date }}", url = "https://a.example/" }
+        "#,
+    );
+    let exported = toml::to_string(&Export {
+        schedules: original.clone(),
+    })
+    .expect("serialises");
+    assert_eq!(parse(&exported), original, "exported as:\n{exported}");
+    assert_eq!(original[0].start.as_deref(), Some("2025-03-01"));
+}
+
+#[test]
+fn field_errors_serialise_with_stable_codes() {
+    let errors = validate_all(&parse(&with(r#"cron = "nope""#)), shanghai()).unwrap_err();
+    let json = serde_json::to_value(&errors).unwrap();
+    assert_eq!(json[0]["path"], "schedules[0].cron");
+    assert_eq!(json[0]["code"], "bad_cron");
 }
 
 #[test]
@@ -253,9 +300,19 @@ fn new_york_daily_job_in_repeated_hour_fires_once_at_first_occurrence() {
 #[test]
 fn new_york_daily_jobs_fire_once_every_day_of_the_year() {
     // Every minute of the night, pinned to hours 0-3: each must fire every day.
-    for cron in ["0 0 0 * * *", "0 30 1 * * *", "0 0 2 * * *", "0 59 2 * * *", "0 0 3 * * *"] {
+    for cron in [
+        "0 0 0 * * *",
+        "0 30 1 * * *",
+        "0 0 2 * * *",
+        "0 59 2 * * *",
+        "0 0 3 * * *",
+    ] {
         let job = schedule(cron, "America/New_York");
-        let fires = fires_between(&job, utc("2025-01-01T00:00:00Z"), utc("2026-01-01T00:00:00Z"));
+        let fires = fires_between(
+            &job,
+            utc("2025-01-01T00:00:00Z"),
+            utc("2026-01-01T00:00:00Z"),
+        );
         assert_eq!(fires.len(), 365, "{cron}");
         for pair in fires.windows(2) {
             let gap = pair[1] - pair[0];
@@ -282,10 +339,17 @@ fn new_york_hourly_jobs_fire_once_per_real_hour_through_both_transitions() {
             ("2025-11-02T02:00:00Z", "2025-11-02T10:00:00Z"),
         ] {
             let fires = fires_between(&job, utc(from), utc(to));
-            let expected_count = ((utc(to) - utc(from)).num_seconds() / step.num_seconds()) as usize;
+            let expected_count =
+                ((utc(to) - utc(from)).num_seconds() / step.num_seconds()) as usize;
             assert_eq!(fires.len(), expected_count, "{cron} from {from}");
             for pair in fires.windows(2) {
-                assert_eq!(pair[1] - pair[0], step, "{cron}: {} then {}", pair[0], pair[1]);
+                assert_eq!(
+                    pair[1] - pair[0],
+                    step,
+                    "{cron}: {} then {}",
+                    pair[0],
+                    pair[1]
+                );
             }
         }
     }
@@ -299,13 +363,21 @@ fn new_york_hourly_job_shows_the_wall_clock_hours() {
     // 02:00 never appears on the wall clock; one real hour passes between fires.
     assert_eq!(
         local(&spring, ny),
-        ["2025-03-09T01:00:00-05:00", "2025-03-09T03:00:00-04:00", "2025-03-09T04:00:00-04:00"]
+        [
+            "2025-03-09T01:00:00-05:00",
+            "2025-03-09T03:00:00-04:00",
+            "2025-03-09T04:00:00-04:00"
+        ]
     );
     let autumn = next_fires(&hourly, utc("2025-11-02T04:30:00Z"), 3);
     // 01:00 appears twice on the wall clock, an hour apart: it fires at both.
     assert_eq!(
         local(&autumn, ny),
-        ["2025-11-02T01:00:00-04:00", "2025-11-02T01:00:00-05:00", "2025-11-02T02:00:00-05:00"]
+        [
+            "2025-11-02T01:00:00-04:00",
+            "2025-11-02T01:00:00-05:00",
+            "2025-11-02T02:00:00-05:00"
+        ]
     );
 }
 
@@ -314,8 +386,15 @@ fn pinned_slots_that_collide_after_the_gap_fire_once() {
     let ny = chrono_tz::America::New_York;
     // 02:00 and 02:30 shift onto 03:00 and 03:30, which are slots themselves.
     let job = schedule("0 0,30 2,3 * * *", "America/New_York");
-    let fires = fires_between(&job, utc("2025-03-09T00:00:00Z"), utc("2025-03-09T12:00:00Z"));
-    assert_eq!(local(&fires, ny), ["2025-03-09T03:00:00-04:00", "2025-03-09T03:30:00-04:00"]);
+    let fires = fires_between(
+        &job,
+        utc("2025-03-09T00:00:00Z"),
+        utc("2025-03-09T12:00:00Z"),
+    );
+    assert_eq!(
+        local(&fires, ny),
+        ["2025-03-09T03:00:00-04:00", "2025-03-09T03:30:00-04:00"]
+    );
 }
 
 #[test]
@@ -324,7 +403,11 @@ fn half_hour_dst_in_lord_howe_keeps_fires_ordered_and_unique() {
     // Clocks go from 02:00 to 02:30 on 2025-10-05: 02:00-02:20 shift by 30
     // minutes onto 02:30-02:50, which also exist as their own slots.
     let job = schedule("0 */10 2 * * *", "Australia/Lord_Howe");
-    let fires = fires_between(&job, utc("2025-10-04T12:00:00Z"), utc("2025-10-05T12:00:00Z"));
+    let fires = fires_between(
+        &job,
+        utc("2025-10-04T12:00:00Z"),
+        utc("2025-10-05T12:00:00Z"),
+    );
     assert_eq!(
         local(&fires, lord_howe),
         [
@@ -336,7 +419,11 @@ fn half_hour_dst_in_lord_howe_keeps_fires_ordered_and_unique() {
     // 02:20 shifts to 02:50, after the real 02:30 that comes later on the
     // wall clock: both fire, in time order.
     let job = schedule("0 20,30 2 * * *", "Australia/Lord_Howe");
-    let fires = fires_between(&job, utc("2025-10-04T12:00:00Z"), utc("2025-10-05T12:00:00Z"));
+    let fires = fires_between(
+        &job,
+        utc("2025-10-04T12:00:00Z"),
+        utc("2025-10-05T12:00:00Z"),
+    );
     assert_eq!(
         local(&fires, lord_howe),
         ["2025-10-05T02:30:00+11:00", "2025-10-05T02:50:00+11:00"]
@@ -348,15 +435,27 @@ fn asking_again_from_any_fire_continues_the_same_sequence() {
     for (cron, tz, from) in [
         ("0 0 * * * *", "America/New_York", "2025-11-02T03:00:00Z"),
         ("0 */20 * * * *", "America/New_York", "2025-11-02T04:10:00Z"),
-        ("0 */20 1-3 * * *", "America/New_York", "2025-03-09T05:00:00Z"),
-        ("0 */10 2 * * *", "Australia/Lord_Howe", "2025-10-04T14:00:00Z"),
+        (
+            "0 */20 1-3 * * *",
+            "America/New_York",
+            "2025-03-09T05:00:00Z",
+        ),
+        (
+            "0 */10 2 * * *",
+            "Australia/Lord_Howe",
+            "2025-10-04T14:00:00Z",
+        ),
         ("0 0 9 * * *", "Pacific/Apia", "2011-12-28T00:00:00Z"),
     ] {
         let job = schedule(cron, tz);
         let all = next_fires(&job, utc(from), 12);
         for split in 1..all.len() {
             let resumed = next_fires(&job, all[split - 1], all.len() - split);
-            assert_eq!(resumed, all[split..], "{cron} in {tz}, resumed after {split}");
+            assert_eq!(
+                resumed,
+                all[split..],
+                "{cron} in {tz}, resumed after {split}"
+            );
         }
     }
 }
@@ -388,7 +487,11 @@ fn start_and_end_dates_bound_the_fires_inclusively() {
     let fires = next_fires(&campaign, utc("2025-01-01T00:00:00Z"), 10);
     assert_eq!(
         local(&fires, shanghai()),
-        ["2025-05-01T10:00:00+08:00", "2025-05-02T10:00:00+08:00", "2025-05-03T10:00:00+08:00"]
+        [
+            "2025-05-01T10:00:00+08:00",
+            "2025-05-02T10:00:00+08:00",
+            "2025-05-03T10:00:00+08:00"
+        ]
     );
 }
 
@@ -401,34 +504,67 @@ fn start_and_end_datetimes_are_inclusive_instants() {
     let fires = next_fires(&campaign, utc("2025-01-01T00:00:00Z"), 10);
     assert_eq!(
         local(&fires, shanghai()),
-        ["2025-05-01T10:00:00+08:00", "2025-05-01T11:00:00+08:00", "2025-05-01T12:00:00+08:00"]
+        [
+            "2025-05-01T10:00:00+08:00",
+            "2025-05-01T11:00:00+08:00",
+            "2025-05-01T12:00:00+08:00"
+        ]
     );
 }
 
 #[test]
 fn fires_between_excludes_from_and_includes_to() {
     let job = schedule("0 0 * * * *", "Asia/Shanghai");
-    let fires = fires_between(&job, utc("2025-01-01T01:00:00Z"), utc("2025-01-01T03:00:00Z"));
-    assert_eq!(rfc3339(&fires), ["2025-01-01T02:00:00+00:00", "2025-01-01T03:00:00+00:00"]);
-    assert!(fires_between(&job, utc("2025-01-01T03:00:00Z"), utc("2025-01-01T01:00:00Z")).is_empty());
+    let fires = fires_between(
+        &job,
+        utc("2025-01-01T01:00:00Z"),
+        utc("2025-01-01T03:00:00Z"),
+    );
+    assert_eq!(
+        rfc3339(&fires),
+        ["2025-01-01T02:00:00+00:00", "2025-01-01T03:00:00+00:00"]
+    );
+    assert!(fires_between(
+        &job,
+        utc("2025-01-01T03:00:00Z"),
+        utc("2025-01-01T01:00:00Z")
+    )
+    .is_empty());
 }
 
 #[test]
 fn huge_windows_are_capped() {
     let every_second = schedule("* * * * * *", "Asia/Shanghai");
-    let fires = fires_between(&every_second, utc("2025-01-01T00:00:00Z"), utc("2025-02-01T00:00:00Z"));
+    let fires = fires_between(
+        &every_second,
+        utc("2025-01-01T00:00:00Z"),
+        utc("2025-02-01T00:00:00Z"),
+    );
     assert_eq!(fires.len(), MAX_FIRES_PER_QUERY);
 }
 
 #[test]
 fn cli_lists_fire_times_in_the_requested_timezone() {
-    let fires = next_fire_times_for_cli("0 30 9 * * *", "Asia/Shanghai", utc("2025-01-01T02:00:00Z"), 2)
-        .expect("valid input");
+    let fires = next_fire_times_for_cli(
+        "0 30 9 * * *",
+        "Asia/Shanghai",
+        utc("2025-01-01T02:00:00Z"),
+        2,
+    )
+    .expect("valid input");
     let lines: Vec<String> = fires.iter().map(|fire| fire.to_rfc3339()).collect();
-    assert_eq!(lines, ["2025-01-02T09:30:00+08:00", "2025-01-03T09:30:00+08:00"]);
+    assert_eq!(
+        lines,
+        ["2025-01-02T09:30:00+08:00", "2025-01-03T09:30:00+08:00"]
+    );
 
     assert_eq!(
-        next_fire_times_for_cli("0 30 9 * * *", "Mars/Olympus", utc("2025-01-01T00:00:00Z"), 1),
+        next_fire_times_for_cli(
+            "0 30 9 * * *",
+            "Mars/Olympus",
+            utc("2025-01-01T00:00:00Z"),
+            1
+        ),
         Err(ScheduleError::UnknownTimezone {
             name: "Mars/Olympus".to_owned()
         })
@@ -436,7 +572,10 @@ fn cli_lists_fire_times_in_the_requested_timezone() {
     let five_fields = next_fire_times_for_cli("30 9 * * *", "UTC", utc("2025-01-01T00:00:00Z"), 1);
     match five_fields {
         Err(ScheduleError::BadCron { reason }) => {
-            assert!(reason.contains("\"0 30 9 * * *\""), "hint missing: {reason}")
+            assert!(
+                reason.contains("\"0 30 9 * * *\""),
+                "hint missing: {reason}"
+            )
         }
         other => panic!("expected BadCron, got {other:?}"),
     }
@@ -448,7 +587,10 @@ fn times_outside_the_supported_years_yield_nothing_rather_than_panic() {
     assert!(next_fires(&job, DateTime::<Utc>::MAX_UTC, 3).is_empty());
     assert!(next_fires(&job, utc("2100-12-31T23:00:00Z"), 3).len() <= 1);
     assert_eq!(next_fires(&job, DateTime::<Utc>::MIN_UTC, 1).len(), 0);
-    assert!(fires_between(&job, DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).len() <= MAX_FIRES_PER_QUERY);
+    assert!(
+        fires_between(&job, DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).len()
+            <= MAX_FIRES_PER_QUERY
+    );
 }
 
 // ---------------------------------------------------------------- quiet hours
@@ -458,15 +600,49 @@ fn quiet_hours_wrap_midnight_on_the_schedules_clock() {
     let mut quiet = def("0 0 12 * * *", "Asia/Shanghai");
     quiet.quiet_hours = Some("22:00-08:00".to_owned());
     let quiet = valid(&quiet);
-    assert!(in_quiet_hours(&quiet, utc("2025-01-01T14:00:00Z")), "22:00 Shanghai");
-    assert!(in_quiet_hours(&quiet, utc("2025-01-01T18:00:00Z")), "02:00 Shanghai");
-    assert!(in_quiet_hours(&quiet, utc("2025-01-01T23:59:59Z")), "07:59:59 Shanghai");
-    assert!(!in_quiet_hours(&quiet, utc("2025-01-02T00:00:00Z")), "08:00 Shanghai");
-    assert!(!in_quiet_hours(&quiet, utc("2025-01-01T13:59:59Z")), "21:59:59 Shanghai");
-    assert!(suppressed_by_quiet_hours(&quiet, utc("2025-01-01T14:00:00Z")));
+    assert!(
+        in_quiet_hours(&quiet, utc("2025-01-01T14:00:00Z")),
+        "22:00 Shanghai"
+    );
+    assert!(
+        in_quiet_hours(&quiet, utc("2025-01-01T18:00:00Z")),
+        "02:00 Shanghai"
+    );
+    assert!(
+        in_quiet_hours(&quiet, utc("2025-01-01T23:59:59Z")),
+        "07:59:59 Shanghai"
+    );
+    assert!(
+        !in_quiet_hours(&quiet, utc("2025-01-02T00:00:00Z")),
+        "08:00 Shanghai"
+    );
+    assert!(
+        !in_quiet_hours(&quiet, utc("2025-01-01T13:59:59Z")),
+        "21:59:59 Shanghai"
+    );
+    assert!(suppressed_by_quiet_hours(
+        &quiet,
+        utc("2025-01-01T14:00:00Z")
+    ));
 
     let no_window = schedule("0 0 12 * * *", "Asia/Shanghai");
     assert!(!in_quiet_hours(&no_window, utc("2025-01-01T18:00:00Z")));
+}
+
+#[test]
+fn dense_schedules_are_not_mistaken_for_always_quiet() {
+    // The first fires after the epoch are all inside 00:00-12:00 UTC, but
+    // plenty of later ones are not.
+    for cron in ["* * * * * *", "0 */5 * * * *", "0 0 11,13 * * *"] {
+        let mut dense = def(cron, "UTC");
+        dense.quiet_hours = Some("00:00-12:00".to_owned());
+        valid(&dense);
+    }
+    let mut late = def("0 0 23 * * *", "UTC");
+    late.quiet_hours = Some("22:00-08:00".to_owned());
+    let errors = validate(&late, &ValidationContext::for_schedule(shanghai(), 4)).unwrap_err();
+    assert_eq!(errors[0].path, "schedules[4].quiet_hours");
+    assert_eq!(errors[0].code, FieldErrorCode::AlwaysQuiet);
 }
 
 #[test]
@@ -522,8 +698,17 @@ fn after_downtime_the_latest_fire_within_grace_is_sent_once() {
 fn a_day_of_missed_minutely_fires_never_becomes_a_burst() {
     let minutely = schedule("0 * * * * *", "Asia/Shanghai");
     let now = utc("2025-01-02T00:00:30Z");
-    let plan = plan_catch_up(&minutely, utc("2025-01-01T00:00:30Z"), now, Duration::minutes(5));
-    assert_eq!(plan.fire, Some(utc("2025-01-02T00:00:00Z")), "one push, the latest");
+    let plan = plan_catch_up(
+        &minutely,
+        utc("2025-01-01T00:00:30Z"),
+        now,
+        Duration::minutes(5),
+    );
+    assert_eq!(
+        plan.fire,
+        Some(utc("2025-01-02T00:00:00Z")),
+        "one push, the latest"
+    );
     assert_eq!(plan.missed.len(), 24 * 60 - 1);
     assert!(!plan.missed.contains(&utc("2025-01-02T00:00:00Z")));
 }
@@ -545,7 +730,12 @@ fn on_time_ticks_send_the_fire_and_miss_nothing() {
             quiet: Vec::new(),
         }
     );
-    let idle = plan_catch_up(&hourly, utc("2025-01-01T01:00:01Z"), utc("2025-01-01T01:00:05Z"), Duration::minutes(5));
+    let idle = plan_catch_up(
+        &hourly,
+        utc("2025-01-01T01:00:01Z"),
+        utc("2025-01-01T01:00:05Z"),
+        Duration::minutes(5),
+    );
     assert_eq!(idle, CatchUp::default());
 }
 
@@ -568,7 +758,12 @@ fn catch_up_holds_back_quiet_fires_and_ignores_disabled_schedules() {
     hourly.enabled = false;
     let disabled = valid(&hourly);
     assert_eq!(
-        plan_catch_up(&disabled, utc("2025-01-01T00:00:00Z"), utc("2025-01-02T00:00:00Z"), Duration::hours(1)),
+        plan_catch_up(
+            &disabled,
+            utc("2025-01-01T00:00:00Z"),
+            utc("2025-01-02T00:00:00Z"),
+            Duration::hours(1)
+        ),
         CatchUp::default()
     );
 }
@@ -595,7 +790,10 @@ fn with(line: &str) -> String {
         ("name", r#"name = "tip""#),
         ("cron", r#"cron = "0 30 9 * * *""#),
         ("targets", r#"targets = { all_chats = true }"#),
-        ("content", r#"content = { kind = "text", body = "早上好 {{ chat.name }}" }"#),
+        (
+            "content",
+            r#"content = { kind = "text", body = "早上好 {{ chat.name }}" }"#,
+        ),
     ];
     let key = line.split([' ', '=']).next().unwrap_or_default();
     match lines.iter_mut().find(|(name, _)| *name == key) {
@@ -611,23 +809,79 @@ fn each_validation_error_names_its_field() {
     let cases: &[(&str, &str, &str)] = &[
         (r#"cron = "30 9 * * *""#, "schedules[0].cron", "bad_cron"),
         (r#"cron = "0 61 9 * * *""#, "schedules[0].cron", "bad_cron"),
-        (r#"cron = "0 0 0 30 2 *""#, "schedules[0].cron", "never_fires"),
-        (r#"timezone = "Asia/Beijing""#, "schedules[0].timezone", "unknown_timezone"),
+        (
+            r#"cron = "0 0 0 30 2 *""#,
+            "schedules[0].cron",
+            "never_fires",
+        ),
+        (
+            r#"timezone = "Asia/Beijing""#,
+            "schedules[0].timezone",
+            "unknown_timezone",
+        ),
         (r#"targets = {}"#, "schedules[0].targets", "empty_targets"),
-        (r#"targets = { chat_tags = ["vip", " "] }"#, "schedules[0].targets.chat_tags[1]", "invalid_target"),
-        (r#"content = { kind = "text" }"#, "schedules[0].content.body", "missing_template"),
-        (r#"content = { kind = "text", body = "hi {{ chat.nmae }}" }"#, "schedules[0].content.body", "bad_template"),
-        (r#"content = { kind = "text", body = "hi {{ nobody }}" }"#, "schedules[0].content.body", "bad_template"),
-        (r#"content = { kind = "text", body = "hi {% if %}" }"#, "schedules[0].content.body", "bad_template"),
-        (r#"content = { kind = "text", body = "{{ days_left }} days left" }"#, "schedules[0].content.body", "bad_template"),
-        (r#"content = { kind = "news", title = "t", url = "shop.example.com" }"#, "schedules[0].content.url", "bad_url"),
-        (r#"content = { kind = "news", url = "https://shop.example.com" }"#, "schedules[0].content.title", "missing_template"),
-        (r#"content = { kind = "image" }"#, "schedules[0].content", "bad_image"),
-        (r#"content = { kind = "image", url = "https://a.example/x.png", media_id = "m" }"#, "schedules[0].content", "bad_image"),
+        (
+            r#"targets = { chat_tags = ["vip", " "] }"#,
+            "schedules[0].targets.chat_tags[1]",
+            "invalid_target",
+        ),
+        (
+            r#"content = { kind = "text" }"#,
+            "schedules[0].content.body",
+            "missing_template",
+        ),
+        (
+            r#"content = { kind = "text", body = "hi {{ chat.nmae }}" }"#,
+            "schedules[0].content.body",
+            "bad_template",
+        ),
+        (
+            r#"content = { kind = "text", body = "hi {{ nobody }}" }"#,
+            "schedules[0].content.body",
+            "bad_template",
+        ),
+        (
+            r#"content = { kind = "text", body = "hi {% if %}" }"#,
+            "schedules[0].content.body",
+            "bad_template",
+        ),
+        (
+            r#"content = { kind = "text", body = "{{ days_left }} days left" }"#,
+            "schedules[0].content.body",
+            "bad_template",
+        ),
+        (
+            r#"content = { kind = "news", title = "t", url = "shop.example.com" }"#,
+            "schedules[0].content.url",
+            "bad_url",
+        ),
+        (
+            r#"content = { kind = "news", url = "https://shop.example.com" }"#,
+            "schedules[0].content.title",
+            "missing_template",
+        ),
+        (
+            r#"content = { kind = "image" }"#,
+            "schedules[0].content",
+            "bad_image",
+        ),
+        (
+            r#"content = { kind = "image", url = "https://a.example/x.png", media_id = "m" }"#,
+            "schedules[0].content",
+            "bad_image",
+        ),
         (r#"start = "2025-02-30""#, "schedules[0].start", "bad_date"),
         (r#"end = "next week""#, "schedules[0].end", "bad_date"),
-        (r#"quiet_hours = "22-08""#, "schedules[0].quiet_hours", "bad_quiet_hours"),
-        (r#"quiet_hours = "08:00-10:00""#, "schedules[0].quiet_hours", "always_quiet"),
+        (
+            r#"quiet_hours = "22-08""#,
+            "schedules[0].quiet_hours",
+            "bad_quiet_hours",
+        ),
+        (
+            r#"quiet_hours = "08:00-10:00""#,
+            "schedules[0].quiet_hours",
+            "always_quiet",
+        ),
         (r#"name = "  ""#, "schedules[0].name", "invalid_name"),
     ];
     for (line, path, code) in cases {
@@ -638,10 +892,19 @@ fn each_validation_error_names_its_field() {
 
 #[test]
 fn end_before_start_is_reported_on_end() {
-    let text = format!("{}start = 2025-03-10\nend = 2025-03-09\n", with(r#"name = "tip""#));
-    assert_eq!(errors_of(&text), [("schedules[0].end".to_owned(), "end_before_start")]);
+    let text = format!(
+        "{}start = 2025-03-10\nend = 2025-03-09\n",
+        with(r#"name = "tip""#)
+    );
+    assert_eq!(
+        errors_of(&text),
+        [("schedules[0].end".to_owned(), "end_before_start")]
+    );
     // The same day for both is one day of campaign, not an error.
-    let one_day = format!("{}start = 2025-03-10\nend = 2025-03-10\n", with(r#"name = "tip""#));
+    let one_day = format!(
+        "{}start = 2025-03-10\nend = 2025-03-10\n",
+        with(r#"name = "tip""#)
+    );
     assert!(errors_of(&one_day).is_empty());
 }
 
@@ -674,29 +937,53 @@ fn variant_errors_name_the_variant() {
         ]
     );
     // With the weights and names fixed, the template error shows up, by variant.
-    let fixed = text.replace("weight = 0", "weight = 2").replace("weight = -5", "weight = 3");
-    let fixed = fixed.replacen("name = \"a\"\n        weight = 3", "name = \"c\"\n        weight = 3", 1);
+    let fixed = text
+        .replace("weight = 0", "weight = 2")
+        .replace("weight = -5", "weight = 3");
+    let fixed = fixed.replacen(
+        "name = \"a\"\n        weight = 3",
+        "name = \"c\"\n        weight = 3",
+        1,
+    );
     assert_eq!(
         errors_of(&fixed),
-        [("schedules[0].variants[1].content.body".to_owned(), "bad_template")]
+        [(
+            "schedules[0].variants[1].content.body".to_owned(),
+            "bad_template"
+        )]
     );
 }
 
 #[test]
 fn content_and_variants_are_exclusive_and_one_is_required() {
-    let neither = "[[schedules]]\nname = \"x\"\ncron = \"0 0 9 * * *\"\ntargets = { all_chats = true }\n";
-    assert_eq!(errors_of(neither), [("schedules[0].content".to_owned(), "missing_content")]);
+    let neither =
+        "[[schedules]]\nname = \"x\"\ncron = \"0 0 9 * * *\"\ntargets = { all_chats = true }\n";
+    assert_eq!(
+        errors_of(neither),
+        [("schedules[0].content".to_owned(), "missing_content")]
+    );
     let both = format!(
         "{}[[schedules.variants]]\nname = \"a\"\nweight = 1\ncontent = {{ kind = \"text\", body = \"A\" }}\n",
         with(r#"name = "x""#)
     );
-    assert_eq!(errors_of(&both), [("schedules[0].content".to_owned(), "conflicting_content")]);
+    assert_eq!(
+        errors_of(&both),
+        [("schedules[0].content".to_owned(), "conflicting_content")]
+    );
 }
 
 #[test]
 fn duplicate_schedule_names_point_at_the_later_entry() {
-    let text = format!("{}{}{}", with(r#"name = "tip""#), with(r#"name = "other""#), with(r#"name = "tip""#));
-    assert_eq!(errors_of(&text), [("schedules[2].name".to_owned(), "duplicate_name")]);
+    let text = format!(
+        "{}{}{}",
+        with(r#"name = "tip""#),
+        with(r#"name = "other""#),
+        with(r#"name = "tip""#)
+    );
+    assert_eq!(
+        errors_of(&text),
+        [("schedules[2].name".to_owned(), "duplicate_name")]
+    );
 }
 
 #[test]
@@ -706,11 +993,9 @@ fn member_only_pushes_cannot_use_chat_variables() {
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].path, "schedules[0].content.body");
     assert!(errors[0].message.contains("member"), "{}", errors[0]);
-    assert!(errors_of(&format!(
-        "{}",
-        with(r#"targets = { member_tags = [7] }"#).replace("{{ chat.name }}", "{{ date }}")
-    ))
-    .is_empty());
+    let member_safe =
+        with(r#"targets = { member_tags = [7] }"#).replace("{{ chat.name }}", "{{ date }}");
+    assert!(errors_of(&member_safe).is_empty());
 }
 
 #[test]
@@ -799,7 +1084,12 @@ fn news_and_image_render_to_typed_messages() {
         picurl: None,
     });
     let news = valid(&news);
-    let message = render(&news, news.variant_for("wr1"), &push("2025-01-05T12:00:00Z")).unwrap();
+    let message = render(
+        &news,
+        news.variant_for("wr1"),
+        &push("2025-01-05T12:00:00Z"),
+    )
+    .unwrap();
     assert_eq!(
         message,
         RenderedMessage::News {
@@ -823,7 +1113,12 @@ fn news_and_image_render_to_typed_messages() {
     });
     let image = valid(&image);
     assert_eq!(
-        render(&image, image.variant_for("wr1"), &push("2025-01-05T12:00:00Z")).unwrap(),
+        render(
+            &image,
+            image.variant_for("wr1"),
+            &push("2025-01-05T12:00:00Z")
+        )
+        .unwrap(),
         RenderedMessage::Image {
             source: ImageSource::MediaId("3a8asd892asd8asd".to_owned())
         }
@@ -840,7 +1135,10 @@ fn a_template_that_needs_more_data_than_the_push_has_fails_to_render() {
     let mut empty_board = push("2025-01-05T12:00:00Z");
     empty_board.leaderboard.clear();
     let error = render(&board, board.variant_for("wr1"), &empty_board).unwrap_err();
-    assert!(matches!(error, RenderError::Template { field: "body", .. }), "{error:?}");
+    assert!(
+        matches!(error, RenderError::Template { field: "body", .. }),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -937,7 +1235,11 @@ mod properties {
     }
 
     fn schedule_in(cron: &str, tz: Tz) -> Option<ValidSchedule> {
-        validate(&def(cron, tz.name()), &ValidationContext::for_schedule(tz, 0)).ok()
+        validate(
+            &def(cron, tz.name()),
+            &ValidationContext::for_schedule(tz, 0),
+        )
+        .ok()
     }
 
     proptest! {

@@ -7,17 +7,18 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use serde::Serialize;
 
 use super::fires::{next_fires, parse_timezone, wall_to_instant};
 use super::render::{render_content, RenderError, TemplateVars};
 use super::{
     suppressed_by_quiet_hours, ChatVars, Content, ContentDef, CronSpec, ImageSource,
-    LeaderboardEntry, MemberRecipients, PushContext, QuietHours, ScheduleDef, Targets,
-    TargetsDef, ValidSchedule, Variant, VariantDef, Variants,
+    LeaderboardEntry, MemberRecipients, PushContext, QuietHours, ScheduleDef, Targets, TargetsDef,
+    ValidSchedule, Variant, VariantDef, Variants,
 };
 
-/// One problem with one field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One problem with one field. Serialises as `{"path", "code", "message"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     /// Where, e.g. `schedules[2].cron`.
     pub path: String,
@@ -34,8 +35,10 @@ impl fmt::Display for FieldError {
 
 impl std::error::Error for FieldError {}
 
-/// Stable error codes; the console keys its help texts on [`Self::as_str`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Stable error codes; the console keys its help texts on [`Self::as_str`]
+/// (which is also the serialised form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FieldErrorCode {
     InvalidName,
     DuplicateName,
@@ -111,8 +114,8 @@ impl ValidationContext {
 const MAX_NAME_CHARS: usize = 64;
 /// Largest variant weight: keeps weight sums far from overflow.
 const MAX_WEIGHT: i64 = 1_000_000;
-/// How many upcoming fires are checked against quiet hours.
-const QUIET_SAMPLE: usize = 64;
+/// How many days of fires are checked against quiet hours.
+const QUIET_SAMPLE_DAYS: usize = 64;
 
 /// Validates a whole `[[schedules]]` list: each entry, plus unique names.
 pub fn validate_all(
@@ -162,7 +165,11 @@ pub fn validate(
     let timezone = match &def.timezone {
         Some(name) => parse_timezone(name)
             .map_err(|error| {
-                check.fail("timezone", FieldErrorCode::UnknownTimezone, error.to_string())
+                check.fail(
+                    "timezone",
+                    FieldErrorCode::UnknownTimezone,
+                    error.to_string(),
+                )
             })
             .ok(),
         None => Some(context.default_timezone),
@@ -292,10 +299,15 @@ impl Checker<'_> {
             Some(instant.with_timezone(&Utc))
                 .and_then(|instant| self.instant_bound(instant, tz, side))
         } else {
-            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
-                .iter()
-                .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-                .and_then(|wall| self.instant_bound(wall_to_instant(tz, wall), tz, side))
+            [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M",
+                "%Y-%m-%d %H:%M",
+            ]
+            .iter()
+            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+            .and_then(|wall| self.instant_bound(wall_to_instant(tz, wall), tz, side))
         };
         if parsed.is_none() {
             self.fail(
@@ -321,12 +333,13 @@ impl Checker<'_> {
         let before = self.errors.len();
         let chat_tags = self.non_empty_strings("targets.chat_tags", &def.chat_tags);
         let chat_ids = self.non_empty_strings("targets.chat_ids", &def.chat_ids);
-        let members = (!def.member_departments.is_empty() || !def.member_tags.is_empty()).then(
-            || MemberRecipients {
-                departments: def.member_departments.clone(),
-                tags: def.member_tags.clone(),
-            },
-        );
+        let members =
+            (!def.member_departments.is_empty() || !def.member_tags.is_empty()).then(|| {
+                MemberRecipients {
+                    departments: def.member_departments.clone(),
+                    tags: def.member_tags.clone(),
+                }
+            });
         let targets = Targets {
             all_chats: def.all_chats,
             chat_tags,
@@ -410,7 +423,10 @@ impl Checker<'_> {
                     self.fail(
                         &format!("{path}.weight"),
                         FieldErrorCode::BadWeight,
-                        format!("weight must be between 1 and {MAX_WEIGHT}, got {}", def.weight),
+                        format!(
+                            "weight must be between 1 and {MAX_WEIGHT}, got {}",
+                            def.weight
+                        ),
                     );
                     None
                 }
@@ -510,18 +526,34 @@ impl Checker<'_> {
 
     /// The schedule must fire at least once, and not only in quiet hours.
     fn fires(&mut self, schedule: &ValidSchedule) {
-        let from = schedule.starts_at().unwrap_or(DateTime::UNIX_EPOCH) - Duration::seconds(1);
-        let upcoming = next_fires(schedule, from, QUIET_SAMPLE);
-        if upcoming.is_empty() {
+        let reference = schedule.starts_at().unwrap_or(DateTime::UNIX_EPOCH);
+        if next_fires(schedule, reference - Duration::seconds(1), 1).is_empty() {
             self.fail(
                 "cron",
                 FieldErrorCode::NeverFires,
                 "the expression never fires between start and end".to_owned(),
             );
-        } else if upcoming
-            .iter()
-            .all(|&fire| suppressed_by_quiet_hours(schedule, fire))
-        {
+            return;
+        }
+        let Some(quiet) = schedule.quiet_hours() else {
+            return;
+        };
+        if schedule.allow_quiet_hours() {
+            return;
+        }
+        // Outside quiet hours is one stretch starting when the window closes,
+        // so the first fire after each daily close tells whether that day has
+        // a sendable fire. Sampling a couple of months covers daily, weekly
+        // and monthly schedules.
+        let tz = schedule.timezone();
+        let first_day = reference.with_timezone(&tz).date_naive();
+        let sendable_exists = first_day
+            .iter_days()
+            .take(QUIET_SAMPLE_DAYS)
+            .map(|day| wall_to_instant(tz, day.and_time(quiet.end())))
+            .filter_map(|closes| next_fires(schedule, closes - Duration::seconds(1), 1).pop())
+            .any(|fire| !suppressed_by_quiet_hours(schedule, fire));
+        if !sendable_exists {
             self.fail(
                 "quiet_hours",
                 FieldErrorCode::AlwaysQuiet,
@@ -560,10 +592,16 @@ impl Checker<'_> {
                 );
                 if let Err(error) = render_content(&variant.content, &vars) {
                     let (field, code) = match &error {
-                        RenderError::Template { field, .. } => (*field, FieldErrorCode::BadTemplate),
+                        RenderError::Template { field, .. } => {
+                            (*field, FieldErrorCode::BadTemplate)
+                        }
                         RenderError::Empty { field } => (*field, FieldErrorCode::BadTemplate),
                     };
-                    let audience = if sample.chat.is_some() { "a chat" } else { "a member (1:1, no chat)" };
+                    let audience = if sample.chat.is_some() {
+                        "a chat"
+                    } else {
+                        "a member (1:1, no chat)"
+                    };
                     self.fail(
                         &format!("{path}.{field}"),
                         code,

@@ -65,7 +65,11 @@ impl Variants {
 /// so a chat keeps seeing the same arm every time the schedule fires, which is
 /// what makes the A/B comparison meaningful. Over many chats the split follows
 /// the weights. Renaming the schedule, or changing the weights, reshuffles.
-pub fn assign_variant<'a>(schedule_name: &str, chat_id: &str, variants: &'a Variants) -> &'a Variant {
+pub fn assign_variant<'a>(
+    schedule_name: &str,
+    chat_id: &str,
+    variants: &'a Variants,
+) -> &'a Variant {
     let mut hasher = Sha256::new();
     // Length-prefixed so that ("ab", "c") and ("a", "bc") hash differently.
     for part in [schedule_name, chat_id] {
@@ -152,10 +156,12 @@ mod tests {
     fn assignment_is_a_known_answer_not_a_process_random_hash() {
         // Pinned values: if these change, every running A/B test reshuffles.
         let variants = Variants::new(vec![arm("a", 1), arm("b", 1)]).unwrap();
-        let names: Vec<&str> = ["wrchat0", "wrchat1", "wrchat2", "wrchat3", "wrchat4", "wrchat5"]
-            .iter()
-            .map(|chat| assign_variant("spring-sale", chat, &variants).name.as_str())
-            .collect();
+        let names: Vec<&str> = [
+            "wrchat0", "wrchat1", "wrchat2", "wrchat3", "wrchat4", "wrchat5",
+        ]
+        .iter()
+        .map(|chat| assign_variant("spring-sale", chat, &variants).name.as_str())
+        .collect();
         assert_eq!(names, PINNED_ASSIGNMENT);
     }
 
