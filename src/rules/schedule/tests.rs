@@ -872,6 +872,17 @@ fn each_validation_error_names_its_field() {
         ),
         (r#"start = "2025-02-30""#, "schedules[0].start", "bad_date"),
         (r#"end = "next week""#, "schedules[0].end", "bad_date"),
+        (r#"end = "+262000-01-01""#, "schedules[0].end", "bad_date"),
+        (
+            r#"start = "-262000-01-01T00:00:00Z""#,
+            "schedules[0].start",
+            "bad_date",
+        ),
+        (
+            r#"start = "1900-01-01T00:00""#,
+            "schedules[0].start",
+            "bad_date",
+        ),
         (
             r#"quiet_hours = "22-08""#,
             "schedules[0].quiet_hours",

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
@@ -114,6 +114,8 @@ impl ValidationContext {
 const MAX_NAME_CHARS: usize = 64;
 /// Largest variant weight: keeps weight sums far from overflow.
 const MAX_WEIGHT: i64 = 1_000_000;
+/// Years a start or end may fall in: what the `cron` crate can schedule.
+const SUPPORTED_YEARS: std::ops::RangeInclusive<i32> = 1970..=2100;
 /// How many days of fires are checked against quiet hours.
 const QUIET_SAMPLE_DAYS: usize = 64;
 
@@ -279,54 +281,23 @@ impl Checker<'_> {
     }
 
     /// Accepts a date (`2025-03-01`), a wall-clock datetime in the schedule's
-    /// timezone (`2025-03-01T09:00:00`, `2025-03-01 09:00`) or RFC 3339.
+    /// timezone (`2025-03-01T09:00:00`, `2025-03-01 09:00`) or RFC 3339, in the
+    /// years the `cron` crate can schedule.
     fn bound(&mut self, field: &str, text: &str, tz: Tz, side: BoundSide) -> Option<Bound> {
-        let text = text.trim();
-        let parsed = if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            let midnight = |day: NaiveDate| wall_to_instant(tz, day.and_time(Default::default()));
-            match side {
-                BoundSide::Start => Some(Bound {
-                    instant: midnight(date),
-                    date,
-                }),
-                // Through the end of that day: up to the next local midnight.
-                BoundSide::End => date.succ_opt().map(|next| Bound {
-                    instant: midnight(next),
-                    date,
-                }),
-            }
-        } else if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
-            Some(instant.with_timezone(&Utc))
-                .and_then(|instant| self.instant_bound(instant, tz, side))
-        } else {
-            [
-                "%Y-%m-%dT%H:%M:%S%.f",
-                "%Y-%m-%d %H:%M:%S%.f",
-                "%Y-%m-%dT%H:%M",
-                "%Y-%m-%d %H:%M",
-            ]
-            .iter()
-            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-            .and_then(|wall| self.instant_bound(wall_to_instant(tz, wall), tz, side))
-        };
-        if parsed.is_none() {
+        let bound = parse_bound(text.trim(), tz, side);
+        if bound.is_none() {
             self.fail(
                 field,
                 FieldErrorCode::BadDate,
-                format!("{text:?} is not a date (2025-03-01) or a datetime (2025-03-01T09:00:00)"),
+                format!(
+                    "{text:?} is not a date (2025-03-01) or a datetime (2025-03-01T09:00:00) \
+                     in the years {}-{}",
+                    SUPPORTED_YEARS.start(),
+                    SUPPORTED_YEARS.end()
+                ),
             );
         }
-        parsed
-    }
-
-    fn instant_bound(&self, instant: DateTime<Utc>, tz: Tz, side: BoundSide) -> Option<Bound> {
-        let date = tz.from_utc_datetime(&instant.naive_utc()).date_naive();
-        let instant = match side {
-            BoundSide::Start => instant,
-            // Inclusive: a fire exactly at the end still goes out.
-            BoundSide::End => instant.checked_add_signed(Duration::seconds(1))?,
-        };
-        Some(Bound { instant, date })
+        bound
     }
 
     fn targets(&mut self, def: &TargetsDef) -> Option<Targets> {
@@ -630,4 +601,42 @@ fn sample_context(chat: Option<ChatVars>) -> PushContext {
         chat,
         leaderboard,
     }
+}
+
+fn parse_bound(text: &str, tz: Tz, side: BoundSide) -> Option<Bound> {
+    // Checked first, so that the arithmetic below stays far from chrono's limits.
+    let supported = |date: NaiveDate| SUPPORTED_YEARS.contains(&date.year());
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let midnight = |day: NaiveDate| wall_to_instant(tz, day.and_time(NaiveTime::MIN));
+        let instant = match side {
+            BoundSide::Start => midnight(date),
+            // Through the end of that day: up to the next local midnight.
+            BoundSide::End => midnight(date.succ_opt()?),
+        };
+        return supported(date).then_some(Bound { instant, date });
+    }
+    let instant = match DateTime::parse_from_rfc3339(text) {
+        Ok(instant) => {
+            Some(instant.with_timezone(&Utc)).filter(|instant| supported(instant.date_naive()))?
+        }
+        Err(_) => {
+            let wall = [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M",
+                "%Y-%m-%d %H:%M",
+            ]
+            .iter()
+            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+            .filter(|wall| supported(wall.date()))?;
+            wall_to_instant(tz, wall)
+        }
+    };
+    let date = instant.with_timezone(&tz).date_naive();
+    let instant = match side {
+        BoundSide::Start => instant,
+        // Inclusive: a fire exactly at the end still goes out.
+        BoundSide::End => instant + Duration::seconds(1),
+    };
+    Some(Bound { instant, date })
 }
