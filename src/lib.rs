@@ -9,6 +9,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod rules;
+pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod wecom;
