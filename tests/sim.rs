@@ -699,7 +699,7 @@ async fn mass_message_is_delivered_only_after_the_owner_confirms() {
         sim.sim().messages().is_empty(),
         "nothing before confirmation"
     );
-    assert_eq!(sim.sim().pending_mass(), [msgid.clone()]);
+    assert_eq!(sim.sim().pending_mass(), vec![msgid.clone()]);
 
     let result =
         |cursor: &str| json!({"msgid": msgid, "userid": "zhangsan", "limit": 2, "cursor": cursor});
