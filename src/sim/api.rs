@@ -1157,3 +1157,109 @@ fn split_ids(list: &str) -> Vec<&str> {
         .filter(|id| !id.is_empty())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::sim::model::{SeedCustomerGroup, SeedRobot, SeedState};
+
+    fn start() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0).unwrap()
+    }
+
+    fn call_json(
+        state: &mut SimState,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Value,
+        now: DateTime<Utc>,
+    ) -> Value {
+        let config = SimConfig::new("wwcorp", "secret");
+        let query: HashMap<String, String> = query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let body = body.to_string();
+        let call = Call {
+            path,
+            query: &query,
+            body: body.as_bytes(),
+            now,
+        };
+        match dispatch(state, &config, &call) {
+            Outcome::Json(value) => value,
+            Outcome::NotFound => panic!("{path} not routed"),
+        }
+    }
+
+    proptest! {
+        /// No 60-second window ever holds more than 20 accepted robot
+        /// messages, and a message is refused only when 20 were accepted in
+        /// the 60 seconds before it.
+        #[test]
+        fn webhook_window_holds_at_most_20_and_refuses_only_when_full(
+            gaps in proptest::collection::vec(0i64..12, 1..120)
+        ) {
+            let mut state = SimState::default();
+            state.seed(SeedState {
+                robots: vec![SeedRobot { key: "K".into(), chat_id: "wr".into(), name: String::new() }],
+                ..SeedState::default()
+            });
+            let mut now = start();
+            let mut accepted: Vec<DateTime<Utc>> = Vec::new();
+            for gap in gaps {
+                now += Duration::seconds(gap);
+                let reply = call_json(&mut state, "webhook/send", &[("key", "K")],
+                    json!({"msgtype": "text", "text": {"content": "x"}}), now);
+                let in_window = accepted.iter().filter(|t| **t > now - Duration::seconds(60)).count();
+                match reply["errcode"].as_i64() {
+                    Some(0) => {
+                        prop_assert!(in_window < 20);
+                        accepted.push(now);
+                    }
+                    Some(45009) => prop_assert_eq!(in_window, 20),
+                    other => prop_assert!(false, "unexpected errcode {:?}", other),
+                }
+            }
+            prop_assert_eq!(state.messages.len(), accepted.len());
+        }
+
+        /// Paging groupchat/list with any limit returns every group exactly
+        /// once, in chat-id order.
+        #[test]
+        fn groupchat_list_paging_is_complete_and_ordered(
+            ids in proptest::collection::btree_set("[a-zA-Z0-9]{1,12}", 0..40),
+            limit in 1i64..7,
+        ) {
+            let mut state = SimState::default();
+            state.seed(SeedState {
+                customer_groups: ids.iter().map(|id| SeedCustomerGroup {
+                    chat_id: id.clone(), name: String::new(), owner: "o".into(),
+                    notice: String::new(), status: 0, create_time: 0,
+                    admins: vec![], members: vec![],
+                }).collect(),
+                ..SeedState::default()
+            });
+            state.tokens.insert("T".into(), super::super::state::IssuedToken {
+                app: 0, expires_at: start() + Duration::hours(2),
+            });
+            let mut seen = Vec::new();
+            let mut cursor = String::new();
+            for _ in 0..=ids.len() {
+                let page = call_json(&mut state, "externalcontact/groupchat/list",
+                    &[("access_token", "T")], json!({"limit": limit, "cursor": cursor}), start());
+                prop_assert_eq!(page["errcode"].as_i64(), Some(0));
+                let items = page["group_chat_list"].as_array().cloned().unwrap_or_default();
+                prop_assert!(items.len() as i64 <= limit);
+                seen.extend(items.iter().filter_map(|i| i["chat_id"].as_str().map(str::to_owned)));
+                cursor = page["next_cursor"].as_str().unwrap_or_default().to_owned();
+                if cursor.is_empty() { break; }
+            }
+            prop_assert!(cursor.is_empty(), "paging did not terminate");
+            prop_assert_eq!(seen, ids.into_iter().collect::<Vec<_>>());
+        }
+    }
+}
