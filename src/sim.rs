@@ -17,7 +17,7 @@
 //! `GET|POST /sim/state` (seed: [`SeedState`]), `POST /sim/faults`
 //! ([`FaultRequest`]), `POST /sim/confirm_mass/{msgid}`, `POST /sim/callbacks`
 //! ([`CallbackTargets`]), `POST /sim/drive/{join,leave,add_contact,app_text,
-//! bot_mention,steps}` (see [`driver`]).
+//! bot_mention,verify_url,steps}` (see [`driver`]).
 //!
 //! All time (token expiry, rate windows, code lifetimes) comes from the
 //! injected [`Clock`](crate::clock::Clock).
@@ -54,6 +54,7 @@ use crate::clock::{self, SharedClock};
 pub use driver::{
     AddContactRequest, AppCallback, AppTextRequest, BotCallback, BotMentionRequest,
     CallbackTargets, DriveError, DriveOutcome, JoinRequest, JoinVia, LeaveRequest, NewMember,
+    VerifyRequest,
 };
 pub use faults::{FaultKind, FaultRequest, FaultRule, RandomFaults};
 pub use model::{

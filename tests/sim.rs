@@ -1137,3 +1137,568 @@ async fn seeding_from_rust_is_visible_through_the_api() {
     let body: Value = bad_json.json().await.unwrap();
     assert_eq!(errcode(&body), 47001);
 }
+
+// ------------------------------------------------------------------- driver ---
+
+mod driver {
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::Mutex;
+
+    use aes::cipher::block_padding::NoPadding;
+    use aes::cipher::{BlockDecryptMut, KeyIvInit};
+    use axum::extract::{Path, Query, State};
+    use axum::routing::post;
+    use axum::Router;
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+    use base64::{alphabet, Engine};
+    use qunyun::sim::{
+        AddContactRequest, AppCallback, AppTextRequest, BotCallback, BotMentionRequest,
+        CallbackTargets, JoinRequest, JoinVia, LeaveRequest, NewMember, VerifyRequest,
+    };
+    use sha1::{Digest, Sha1};
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// Tencent's sample EncodingAESKey (surplus bits set in the last char).
+    const AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+    const APP_TOKEN: &str = "QDG6eK";
+    const BOT_TOKEN: &str = "botToken123";
+
+    /// One request the fake qunyun received.
+    #[derive(Debug, Clone)]
+    struct Received {
+        path: String,
+        query: HashMap<String, String>,
+        body: String,
+    }
+
+    /// A stand-in for qunyun's callback server: records every request and
+    /// answers with scripted statuses (200 when the script is empty).
+    #[derive(Clone)]
+    struct Receiver {
+        seen: mpsc::UnboundedSender<Received>,
+        statuses: Arc<Mutex<VecDeque<u16>>>,
+    }
+
+    async fn app_post(
+        State(receiver): State<Receiver>,
+        Path(name): Path<String>,
+        Query(query): Query<HashMap<String, String>>,
+        body: String,
+    ) -> axum::http::StatusCode {
+        receiver.record(format!("apps/{name}"), query, body)
+    }
+
+    async fn bot_post(
+        State(receiver): State<Receiver>,
+        Path(name): Path<String>,
+        Query(query): Query<HashMap<String, String>>,
+        body: String,
+    ) -> axum::http::StatusCode {
+        receiver.record(format!("bots/{name}"), query, body)
+    }
+
+    /// GET URL verification: answer the decrypted echostr, as qunyun must.
+    async fn app_verify(Query(query): Query<HashMap<String, String>>) -> String {
+        open(APP_TOKEN, CORP, &query, &query["echostr"])
+    }
+
+    impl Receiver {
+        fn record(
+            &self,
+            path: String,
+            query: HashMap<String, String>,
+            body: String,
+        ) -> axum::http::StatusCode {
+            let _ = self.seen.send(Received { path, query, body });
+            let status = self.statuses.lock().unwrap().pop_front().unwrap_or(200);
+            axum::http::StatusCode::from_u16(status).unwrap()
+        }
+    }
+
+    struct Fixture {
+        sim: TestSim,
+        seen: mpsc::UnboundedReceiver<Received>,
+        statuses: Arc<Mutex<VecDeque<u16>>>,
+    }
+
+    async fn fixture() -> Fixture {
+        let (tx, seen) = mpsc::unbounded_channel();
+        let statuses = Arc::new(Mutex::new(VecDeque::new()));
+        let receiver = Receiver {
+            seen: tx,
+            statuses: statuses.clone(),
+        };
+        let app = Router::new()
+            .route(
+                "/wecom/apps/{name}/callback",
+                post(app_post).get(app_verify),
+            )
+            .route("/wecom/bots/{name}/callback", post(bot_post))
+            .with_state(receiver);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let sim = TestSim::default().await;
+        let mut seed = group("wrGROUP", "zhangsan");
+        seed.members.push(SeedGroupMember::new("wmOLD"));
+        sim.sim().add_customer_group(seed);
+        sim.sim().set_callbacks(
+            CallbackTargets::new(base_url)
+                .with_app(AppCallback {
+                    name: "main".into(),
+                    token: APP_TOKEN.into(),
+                    encoding_aes_key: AES_KEY.into(),
+                    agent_id: 1000002,
+                })
+                .with_bot(BotCallback {
+                    name: "helper".into(),
+                    token: BOT_TOKEN.into(),
+                    encoding_aes_key: AES_KEY.into(),
+                    aibotid: "AIBOT1".into(),
+                    bot_name: "运营助手".into(),
+                }),
+        );
+        Fixture {
+            sim,
+            seen,
+            statuses,
+        }
+    }
+
+    /// Independent opener (not the simulator's code): check the SHA-1
+    /// signature over the sorted strings, AES-256-CBC decrypt with IV =
+    /// key[..16], strip the 32-byte PKCS#7 pad, check the receive id.
+    fn open(
+        token: &str,
+        receive_id: &str,
+        query: &HashMap<String, String>,
+        encrypt: &str,
+    ) -> String {
+        let mut parts = [token, &query["timestamp"], &query["nonce"], encrypt];
+        parts.sort_unstable();
+        let signature = hex::encode(Sha1::digest(parts.concat().as_bytes()));
+        assert_eq!(signature, query["msg_signature"], "signature");
+        let lenient = GeneralPurpose::new(
+            &alphabet::STANDARD,
+            GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+        );
+        let key = lenient.decode(format!("{AES_KEY}=")).unwrap();
+        let mut buf = STANDARD.decode(encrypt).unwrap();
+        let plain = cbc::Decryptor::<aes::Aes256>::new(key[..].into(), key[..16].into())
+            .decrypt_padded_mut::<NoPadding>(&mut buf)
+            .unwrap()
+            .to_vec();
+        assert_eq!(plain.len() % 32, 0, "padded to 32-byte blocks");
+        let pad = *plain.last().unwrap() as usize;
+        assert!((1..=32).contains(&pad));
+        assert!(plain[plain.len() - pad..]
+            .iter()
+            .all(|b| *b as usize == pad));
+        let len = u32::from_be_bytes(plain[16..20].try_into().unwrap()) as usize;
+        let msg = &plain[20..20 + len];
+        assert_eq!(
+            &plain[20 + len..plain.len() - pad],
+            receive_id.as_bytes(),
+            "receive id"
+        );
+        String::from_utf8(msg.to_vec()).unwrap()
+    }
+
+    fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+        let from = text
+            .find(start)
+            .unwrap_or_else(|| panic!("{start} in {text}"))
+            + start.len();
+        let to = text[from..].find(end).unwrap() + from;
+        &text[from..to]
+    }
+
+    fn open_app(received: &Received) -> String {
+        let encrypt = between(&received.body, "<Encrypt><![CDATA[", "]]></Encrypt>");
+        open(APP_TOKEN, CORP, &received.query, encrypt)
+    }
+
+    #[tokio::test]
+    async fn join_and_leave_send_sealed_member_changes_with_a_consistent_version_chain() {
+        let mut f = fixture().await;
+        let before = f
+            .sim
+            .sim()
+            .customer_group("wrGROUP")
+            .unwrap()
+            .member_version;
+        f.sim.advance(100);
+
+        let outcome = f
+            .sim
+            .sim()
+            .drive_join(JoinRequest {
+                app: None,
+                chat_id: "wrGROUP".into(),
+                members: vec![NewMember::new("wmNEW1"), NewMember::new("wmNEW2")],
+                via: JoinVia::QrCode,
+                lose_callback: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!((outcome.status, outcome.attempts), (Some(200), 1));
+        let received = f.seen.recv().await.unwrap();
+        assert_eq!(received.path, "apps/main");
+        assert!(received
+            .body
+            .contains(&format!("<ToUserName><![CDATA[{CORP}]]></ToUserName>")));
+        assert!(
+            received.body.contains("<AgentID><![CDATA[]]></AgentID>"),
+            "客户联系 events carry no agent"
+        );
+        let xml = open_app(&received);
+        let after_join = f.sim.sim().customer_group("wrGROUP").unwrap();
+        assert_eq!(
+            outcome.member_version.as_deref(),
+            Some(after_join.member_version.as_str())
+        );
+        for expected in [
+            "<Event><![CDATA[change_external_chat]]></Event>",
+            "<ChatId><![CDATA[wrGROUP]]></ChatId>",
+            "<ChangeType><![CDATA[update]]></ChangeType>",
+            "<UpdateDetail><![CDATA[add_member]]></UpdateDetail>",
+            "<JoinScene>3</JoinScene>",
+            "<MemChangeCnt>2</MemChangeCnt>",
+            "<Item><![CDATA[wmNEW1]]></Item><Item><![CDATA[wmNEW2]]></Item>",
+            "<FromUserName><![CDATA[sys]]></FromUserName>",
+        ] {
+            assert!(xml.contains(expected), "{expected} missing in {xml}");
+        }
+        assert_eq!(between(&xml, "<LastMemVer><![CDATA[", "]]>"), before);
+        assert_eq!(
+            between(&xml, "<CurMemVer><![CDATA[", "]]>"),
+            after_join.member_version
+        );
+        assert_eq!(
+            between(&xml, "<CreateTime>", "</CreateTime>"),
+            f.sim.sim().now().timestamp().to_string()
+        );
+
+        // The API agrees: API code space for join_scene, join_time = now.
+        let got = f
+            .sim
+            .call(
+                "externalcontact/groupchat/get",
+                json!({"chat_id": "wrGROUP"}),
+            )
+            .await;
+        let new = &got["group_chat"]["member_list"][2];
+        assert_eq!(
+            (new["userid"].as_str(), new["type"].as_i64()),
+            (Some("wmNEW1"), Some(2))
+        );
+        assert_eq!(new["join_scene"], 3);
+        assert_eq!(new["join_time"], f.sim.sim().now().timestamp());
+        assert_eq!(
+            got["group_chat"]["member_version"],
+            after_join.member_version.as_str()
+        );
+
+        // Leave, removed by the owner.
+        let outcome = f
+            .sim
+            .sim()
+            .drive_leave(LeaveRequest {
+                app: Some("main".into()),
+                chat_id: "wrGROUP".into(),
+                userids: vec!["wmOLD".into()],
+                removed: true,
+                lose_callback: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, Some(200));
+        let xml = open_app(&f.seen.recv().await.unwrap());
+        assert!(xml.contains("<UpdateDetail><![CDATA[del_member]]></UpdateDetail>"));
+        assert!(xml.contains("<QuitScene>1</QuitScene>"));
+        assert_eq!(
+            between(&xml, "<LastMemVer><![CDATA[", "]]>"),
+            after_join.member_version
+        );
+        let members: Vec<_> = f
+            .sim
+            .sim()
+            .customer_group("wrGROUP")
+            .unwrap()
+            .members
+            .into_iter()
+            .map(|m| m.userid)
+            .collect();
+        assert_eq!(members, ["zhangsan", "wmNEW1", "wmNEW2"]);
+    }
+
+    #[tokio::test]
+    async fn a_lost_callback_changes_state_and_leaves_a_version_gap() {
+        let mut f = fixture().await;
+        let join = |userid: &str, lose_callback: bool| JoinRequest {
+            app: None,
+            chat_id: "wrGROUP".into(),
+            members: vec![NewMember::new(userid)],
+            via: JoinVia::Invite,
+            lose_callback,
+        };
+        let lost = f.sim.sim().drive_join(join("wmLOST", true)).await.unwrap();
+        assert_eq!(lost.status, None);
+        assert!(f.seen.try_recv().is_err(), "nothing was sent");
+        assert!(f
+            .sim
+            .sim()
+            .customer_group("wrGROUP")
+            .unwrap()
+            .members
+            .iter()
+            .any(|m| m.userid == "wmLOST"));
+
+        f.sim.sim().drive_join(join("wmNEXT", false)).await.unwrap();
+        let xml = open_app(&f.seen.recv().await.unwrap());
+        assert!(xml.contains("<JoinScene>0</JoinScene>"));
+        // LastMemVer is the lost event's CurMemVer, which the receiver never
+        // saw: that is how qunyun notices it must re-pull the group.
+        assert_eq!(
+            between(&xml, "<LastMemVer><![CDATA[", "]]>"),
+            lost.member_version.unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn add_contact_carries_a_welcome_code_the_simulator_accepts() {
+        let mut f = fixture().await;
+        let outcome = f
+            .sim
+            .sim()
+            .drive_add_contact(AddContactRequest {
+                app: None,
+                userid: "zhangsan".into(),
+                external_userid: "wmFRIEND".into(),
+                state: "poster_2026".into(),
+            })
+            .await
+            .unwrap();
+        let xml = open_app(&f.seen.recv().await.unwrap());
+        assert!(xml.contains("<ChangeType><![CDATA[add_external_contact]]></ChangeType>"));
+        assert!(xml.contains("<State><![CDATA[poster_2026]]></State>"));
+        let code = between(&xml, "<WelcomeCode><![CDATA[", "]]>").to_owned();
+        assert_eq!(Some(code.clone()), outcome.welcome_code);
+
+        f.sim.advance(5);
+        let reply = f
+            .sim
+            .call(
+                "externalcontact/send_welcome_msg",
+                json!({"welcome_code": code, "text": {"content": "你好"}}),
+            )
+            .await;
+        assert_eq!(errcode(&reply), 0);
+        assert_eq!(f.sim.sim().messages()[0].target, "wmFRIEND");
+    }
+
+    #[tokio::test]
+    async fn app_text_has_a_64_bit_msgid_and_the_agent_id() {
+        let mut f = fixture().await;
+        let outcome = f
+            .sim
+            .sim()
+            .drive_app_text(AppTextRequest {
+                app: None,
+                from: "lisi".into(),
+                content: "签到\n第二行 ]]> 😀".into(),
+            })
+            .await
+            .unwrap();
+        let msg_id = outcome.msg_id.unwrap();
+        assert!(msg_id > 1 << 53, "beyond f64 precision");
+        let received = f.seen.recv().await.unwrap();
+        assert!(received
+            .body
+            .contains("<AgentID><![CDATA[1000002]]></AgentID>"));
+        let xml = open_app(&received);
+        assert!(xml.contains(&format!("<MsgId>{msg_id}</MsgId>")));
+        assert!(xml.contains("<FromUserName><![CDATA[lisi]]></FromUserName>"));
+        assert!(xml.contains("<MsgType><![CDATA[text]]></MsgType>"));
+        // The CDATA terminator inside the content is split, nothing is lost.
+        assert!(xml.contains("<Content><![CDATA[签到\n第二行 ]]]]><![CDATA[> 😀]]></Content>"));
+        let second = f
+            .sim
+            .sim()
+            .drive_app_text(AppTextRequest {
+                app: None,
+                from: "lisi".into(),
+                content: "x".into(),
+            })
+            .await
+            .unwrap();
+        assert_ne!(second.msg_id, Some(msg_id));
+    }
+
+    #[tokio::test]
+    async fn bot_mention_is_a_json_envelope_with_empty_receive_id_and_a_working_response_url() {
+        let mut f = fixture().await;
+        let outcome = f
+            .sim
+            .sim()
+            .drive_bot_mention(BotMentionRequest {
+                bot: None,
+                chat_id: Some("wrINTERNAL".into()),
+                from: "lisi".into(),
+                content: "签到".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, Some(200));
+        let received = f.seen.recv().await.unwrap();
+        assert_eq!(received.path, "bots/helper");
+        let envelope: Value = serde_json::from_str(&received.body).unwrap();
+        let encrypt = envelope["encrypt"].as_str().unwrap();
+        let message: Value =
+            serde_json::from_str(&open(BOT_TOKEN, "", &received.query, encrypt)).unwrap();
+        assert_eq!(message["chattype"], "group");
+        assert_eq!(message["chatid"], "wrINTERNAL");
+        assert_eq!(message["aibotid"], "AIBOT1");
+        assert_eq!(message["from"]["userid"], "lisi");
+        assert_eq!(message["msgtype"], "text");
+        assert_eq!(message["text"]["content"], "@运营助手 签到");
+        assert_eq!(message["msgid"].as_str(), outcome.bot_msgid.as_deref());
+        let response_url = message["response_url"].as_str().unwrap();
+        assert_eq!(Some(response_url), outcome.response_url.as_deref());
+
+        let reply: Value = f
+            .sim
+            .http
+            .post(response_url)
+            .json(&json!({"msgtype": "markdown", "markdown": {"content": "已签到 ✅"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(errcode(&reply), 0);
+        let delivered = f.sim.sim().messages();
+        assert_eq!(
+            (delivered[0].route, delivered[0].target.as_str()),
+            (Route::BotResponse, "wrINTERNAL")
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_deliveries_are_retried_like_wecom_with_the_same_envelope() {
+        let mut f = fixture().await;
+        f.statuses.lock().unwrap().extend([500, 503]);
+        let outcome = f
+            .sim
+            .sim()
+            .drive_app_text(AppTextRequest {
+                app: None,
+                from: "lisi".into(),
+                content: "hi".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!((outcome.status, outcome.attempts), (Some(200), 3));
+        let first = f.seen.recv().await.unwrap();
+        for _ in 0..2 {
+            let again = f.seen.recv().await.unwrap();
+            assert_eq!((&again.query, &again.body), (&first.query, &first.body));
+        }
+
+        // Always failing: 1 delivery + 3 retries, then the last status.
+        f.statuses.lock().unwrap().extend([500; 4]);
+        let outcome = f
+            .sim
+            .sim()
+            .drive_app_text(AppTextRequest {
+                app: None,
+                from: "lisi".into(),
+                content: "hi".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!((outcome.status, outcome.attempts), (Some(500), 4));
+    }
+
+    #[tokio::test]
+    async fn url_verification_expects_the_decrypted_echostr_back() {
+        let f = fixture().await;
+        let outcome = f
+            .sim
+            .sim()
+            .drive_verify_url(VerifyRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, Some(200));
+        assert_eq!(outcome.verified, Some(true), "body was {}", outcome.body);
+        assert!(outcome.body.parse::<u64>().is_ok());
+        // The fake bot route has no GET handler: verification fails.
+        let bot = f
+            .sim
+            .sim()
+            .drive_verify_url(VerifyRequest {
+                app: None,
+                bot: Some("helper".into()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(bot.verified, Some(false));
+    }
+
+    #[tokio::test]
+    async fn driving_over_http_and_scenario_steps() {
+        let mut f = fixture().await;
+        let outcome = f
+            .sim
+            .post(
+                "/sim/drive/join",
+                json!({"chat_id": "wrGROUP", "members": [{"userid": "wmHTTP"}], "via": "invite_link"}),
+            )
+            .await;
+        assert_eq!(outcome["status"], 200);
+        assert!(open_app(&f.seen.recv().await.unwrap()).contains("wmHTTP"));
+        let member = f
+            .sim
+            .sim()
+            .customer_group("wrGROUP")
+            .unwrap()
+            .members
+            .pop()
+            .unwrap();
+        assert_eq!(member.join_scene, 2, "invite link: API join_scene 2");
+
+        let steps = f
+            .sim
+            .post(
+                "/sim/drive/steps",
+                json!([
+                    {"action": "app_text", "from": "lisi", "content": "积分"},
+                    {"action": "join", "chat_id": "wrMISSING", "members": [{"userid": "wmX"}]},
+                    {"action": "leave", "chat_id": "wrGROUP", "userids": ["wmHTTP"]}
+                ]),
+            )
+            .await;
+        assert_eq!(steps[0]["status"], 200);
+        assert_eq!(steps[0]["step"], "0:app_text");
+        assert!(steps[1]["error"].as_str().unwrap().contains("wrMISSING"));
+        assert_eq!(steps[2]["status"], 200);
+        assert!(
+            open_app(&f.seen.recv().await.unwrap()).contains("<Content><![CDATA[积分]]></Content>")
+        );
+        assert!(open_app(&f.seen.recv().await.unwrap()).contains("del_member"));
+
+        let unknown = f
+            .sim
+            .http
+            .post(f.sim.url("/sim/drive/app_text"))
+            .json(&json!({"app": "nope", "from": "a", "content": "b"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), 400);
+    }
+}

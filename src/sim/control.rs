@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::driver::{
     AddContactRequest, AppTextRequest, BotMentionRequest, CallbackTargets, DriveError,
-    DriveOutcome, JoinRequest, LeaveRequest,
+    DriveOutcome, JoinRequest, LeaveRequest, VerifyRequest,
 };
 use super::faults::FaultRequest;
 use super::model::SeedState;
@@ -32,6 +32,7 @@ pub(crate) fn routes() -> Router<Sim> {
         .route("/sim/drive/add_contact", post(drive_add_contact))
         .route("/sim/drive/app_text", post(drive_app_text))
         .route("/sim/drive/bot_mention", post(drive_bot_mention))
+        .route("/sim/drive/verify_url", post(drive_verify_url))
         .route("/sim/drive/steps", post(drive_steps))
 }
 
@@ -137,6 +138,10 @@ async fn drive_bot_mention(
     Json(request): Json<BotMentionRequest>,
 ) -> Response {
     drive_response(sim.drive_bot_mention(request).await)
+}
+
+async fn drive_verify_url(State(sim): State<Sim>, Json(request): Json<VerifyRequest>) -> Response {
+    drive_response(sim.drive_verify_url(request).await)
 }
 
 async fn drive_steps(State(sim): State<Sim>, Json(steps): Json<Vec<Step>>) -> Response {

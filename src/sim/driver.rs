@@ -28,6 +28,46 @@ pub struct CallbackTargets {
     pub apps: Vec<AppCallback>,
     #[serde(default)]
     pub bots: Vec<BotCallback>,
+    /// Re-deliveries after a timeout or non-200 answer (WeCom: 3, §2.1).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// How long each delivery waits for qunyun (WeCom: 5 s).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+const DEFAULT_RETRIES: u32 = 3;
+const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+
+fn default_retries() -> u32 {
+    DEFAULT_RETRIES
+}
+
+fn default_timeout_ms() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+
+impl CallbackTargets {
+    /// Targets at `base_url` with WeCom's retry policy and no apps or bots yet.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            apps: Vec::new(),
+            bots: Vec::new(),
+            retries: DEFAULT_RETRIES,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+        }
+    }
+
+    pub fn with_app(mut self, app: AppCallback) -> Self {
+        self.apps.push(app);
+        self
+    }
+
+    pub fn with_bot(mut self, bot: BotCallback) -> Self {
+        self.bots.push(bot);
+        self
+    }
 }
 
 /// A self-built app's callback settings (also used for 客户联系 events).
@@ -190,6 +230,16 @@ pub struct BotMentionRequest {
     pub content: String,
 }
 
+/// The admin saves the callback settings: WeCom's GET URL verification
+/// (§1.6) against an app (default: the first) or, with `bot`, a smart bot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerifyRequest {
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default)]
+    pub bot: Option<String>,
+}
+
 /// What happened when the driver delivered (or lost) a callback.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DriveOutcome {
@@ -198,6 +248,12 @@ pub struct DriveOutcome {
     pub status: Option<u16>,
     /// qunyun's response body (an encrypted passive reply, or empty).
     pub body: String,
+    /// Deliveries made: 1, or more when qunyun failed and WeCom retried.
+    #[serde(default)]
+    pub attempts: u32,
+    /// URL verification only: qunyun echoed the decrypted echostr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub welcome_code: Option<String>,
     /// The 64-bit `MsgId` of an app text message.
@@ -279,9 +335,7 @@ impl Sim {
             &last,
             &current,
         );
-        let (status, body) = self.post_app(&app, &xml, false).await?;
-        outcome.status = Some(status);
-        outcome.body = body;
+        self.post_app(&app, &xml, false).await?.fill(&mut outcome);
         Ok(outcome)
     }
 
@@ -326,9 +380,7 @@ impl Sim {
             &last,
             &current,
         );
-        let (status, body) = self.post_app(&app, &xml, false).await?;
-        outcome.status = Some(status);
-        outcome.body = body;
+        self.post_app(&app, &xml, false).await?.fill(&mut outcome);
         Ok(outcome)
     }
 
@@ -355,13 +407,12 @@ impl Sim {
             cdata(&request.state),
             cdata(&code),
         );
-        let (status, body) = self.post_app(&app, &xml, false).await?;
-        Ok(DriveOutcome {
-            status: Some(status),
-            body,
+        let mut outcome = DriveOutcome {
             welcome_code: Some(code),
             ..DriveOutcome::default()
-        })
+        };
+        self.post_app(&app, &xml, false).await?.fill(&mut outcome);
+        Ok(outcome)
     }
 
     pub async fn drive_app_text(
@@ -383,13 +434,12 @@ impl Sim {
             msg_id,
             app.callback.agent_id,
         );
-        let (status, body) = self.post_app(&app, &xml, true).await?;
-        Ok(DriveOutcome {
-            status: Some(status),
-            body,
+        let mut outcome = DriveOutcome {
             msg_id: Some(msg_id),
             ..DriveOutcome::default()
-        })
+        };
+        self.post_app(&app, &xml, true).await?.fill(&mut outcome);
+        Ok(outcome)
     }
 
     pub async fn drive_bot_mention(
@@ -432,12 +482,67 @@ impl Sim {
         if let Some(chat_id) = &request.chat_id {
             message["chatid"] = json!(chat_id);
         }
-        let (status, body) = self.post_bot(&bot, &message.to_string()).await?;
-        Ok(DriveOutcome {
-            status: Some(status),
-            body,
+        let mut outcome = DriveOutcome {
             bot_msgid: Some(msgid),
             response_url: Some(response_url),
+            ..DriveOutcome::default()
+        };
+        self.post_bot(&bot, &message.to_string())
+            .await?
+            .fill(&mut outcome);
+        Ok(outcome)
+    }
+
+    pub async fn drive_verify_url(
+        &self,
+        request: VerifyRequest,
+    ) -> Result<DriveOutcome, DriveError> {
+        let (url, crypt) = match &request.bot {
+            Some(name) => {
+                let bot = self.bot_target(Some(name))?;
+                let crypt = seal(&bot.callback.token, &bot.callback.encoding_aes_key, "")?;
+                (callback_url(&bot.base_url, "bots", name), crypt)
+            }
+            None => {
+                let app = self.app_target(request.app.as_deref())?;
+                let crypt = seal(
+                    &app.callback.token,
+                    &app.callback.encoding_aes_key,
+                    &self.config().corp_id,
+                )?;
+                (
+                    callback_url(&app.base_url, "apps", &app.callback.name),
+                    crypt,
+                )
+            }
+        };
+        // WeCom's echo is a long decimal string (§1.6).
+        let echo = format!("{}", rand::random::<u64>() | (1 << 62));
+        let echostr = crypt.encrypt(echo.as_bytes());
+        let timestamp = self.now().timestamp().to_string();
+        let nonce = fresh_nonce();
+        let signature = crypt.signature(&timestamp, &nonce, &echostr);
+        let response = self
+            .shared
+            .http
+            .get(&url)
+            .query(&[
+                ("msg_signature", signature.as_str()),
+                ("timestamp", timestamp.as_str()),
+                ("nonce", nonce.as_str()),
+                ("echostr", echostr.as_str()),
+            ])
+            // qunyun must answer the verification within 1 s (§1.6).
+            .timeout(std::time::Duration::from_secs(1))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let body = response.text().await?;
+        Ok(DriveOutcome {
+            status: Some(status),
+            verified: Some(status == 200 && body == echo),
+            body,
+            attempts: 1,
             ..DriveOutcome::default()
         })
     }
@@ -485,10 +590,9 @@ impl Sim {
         }: &Target<AppCallback>,
         plaintext: &str,
         with_agent: bool,
-    ) -> Result<(u16, String), DriveError> {
+    ) -> Result<Delivered, DriveError> {
         let corp_id = &self.config().corp_id;
-        let crypt = MsgCrypt::new(&app.token, &app.encoding_aes_key, corp_id)
-            .map_err(|error| DriveError::Crypto(error.to_string()))?;
+        let crypt = seal(&app.token, &app.encoding_aes_key, corp_id)?;
         let encrypt = crypt.encrypt(plaintext.as_bytes());
         let agent = if with_agent {
             app.agent_id.to_string()
@@ -501,11 +605,7 @@ impl Sim {
             cdata(&encrypt),
             cdata(&agent),
         );
-        let url = format!(
-            "{}/wecom/apps/{}/callback",
-            base_url.trim_end_matches('/'),
-            app.name
-        );
+        let url = callback_url(base_url, "apps", &app.name);
         self.post_sealed(&crypt, &url, &encrypt, envelope, "text/xml")
             .await
     }
@@ -518,20 +618,18 @@ impl Sim {
             callback: bot,
         }: &Target<BotCallback>,
         plaintext: &str,
-    ) -> Result<(u16, String), DriveError> {
-        let crypt = MsgCrypt::new(&bot.token, &bot.encoding_aes_key, "")
-            .map_err(|error| DriveError::Crypto(error.to_string()))?;
+    ) -> Result<Delivered, DriveError> {
+        let crypt = seal(&bot.token, &bot.encoding_aes_key, "")?;
         let encrypt = crypt.encrypt(plaintext.as_bytes());
         let envelope = json!({ "encrypt": encrypt }).to_string();
-        let url = format!(
-            "{}/wecom/bots/{}/callback",
-            base_url.trim_end_matches('/'),
-            bot.name
-        );
+        let url = callback_url(base_url, "bots", &bot.name);
         self.post_sealed(&crypt, &url, &encrypt, envelope, "application/json")
             .await
     }
 
+    /// POST one sealed envelope the way WeCom does (§2.1): wait up to the
+    /// callback timeout (5 s), and on a timeout or a non-200 answer deliver
+    /// the same envelope again, up to `retries` more times.
     async fn post_sealed(
         &self,
         crypt: &MsgCrypt,
@@ -539,27 +637,90 @@ impl Sim {
         encrypt: &str,
         envelope: String,
         content_type: &str,
-    ) -> Result<(u16, String), DriveError> {
+    ) -> Result<Delivered, DriveError> {
         let timestamp = self.now().timestamp().to_string();
         let nonce = fresh_nonce();
         let signature = crypt.signature(&timestamp, &nonce, encrypt);
-        let response = self
-            .shared
-            .http
-            .post(url)
-            .query(&[
-                ("msg_signature", signature.as_str()),
-                ("timestamp", timestamp.as_str()),
-                ("nonce", nonce.as_str()),
-            ])
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(envelope)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        let body = response.text().await?;
-        Ok((status, body))
+        let (retries, timeout) = self.delivery_policy();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let sent = self
+                .shared
+                .http
+                .post(url)
+                .query(&[
+                    ("msg_signature", signature.as_str()),
+                    ("timestamp", timestamp.as_str()),
+                    ("nonce", nonce.as_str()),
+                ])
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .timeout(timeout)
+                .body(envelope.clone())
+                .send()
+                .await;
+            let last = match sent {
+                Ok(response) if response.status() == reqwest::StatusCode::OK => {
+                    let body = response.text().await?;
+                    return Ok(Delivered {
+                        status: 200,
+                        body,
+                        attempts,
+                    });
+                }
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let body = response.text().await.unwrap_or_default();
+                    Ok(Delivered {
+                        status,
+                        body,
+                        attempts,
+                    })
+                }
+                Err(error) => Err(DriveError::Http(error)),
+            };
+            if attempts > retries {
+                return last;
+            }
+        }
     }
+
+    /// How many times a failed callback is re-sent, and the per-try timeout.
+    fn delivery_policy(&self) -> (u32, std::time::Duration) {
+        let targets = self.callbacks();
+        let retries = targets.as_ref().map_or(DEFAULT_RETRIES, |t| t.retries);
+        let timeout_ms = targets
+            .as_ref()
+            .map_or(DEFAULT_TIMEOUT_MS, |t| t.timeout_ms);
+        (retries, std::time::Duration::from_millis(timeout_ms))
+    }
+}
+
+/// The last answer to a (possibly retried) callback.
+struct Delivered {
+    status: u16,
+    body: String,
+    attempts: u32,
+}
+
+impl Delivered {
+    fn fill(self, outcome: &mut DriveOutcome) {
+        outcome.status = Some(self.status);
+        outcome.body = self.body;
+        outcome.attempts = self.attempts;
+    }
+}
+
+fn seal(token: &str, encoding_aes_key: &str, receive_id: &str) -> Result<MsgCrypt, DriveError> {
+    MsgCrypt::new(token, encoding_aes_key, receive_id)
+        .map_err(|error| DriveError::Crypto(error.to_string()))
+}
+
+fn callback_url(base_url: &str, kind: &str, name: &str) -> String {
+    format!(
+        "{}/wecom/{kind}/{name}/callback",
+        base_url.trim_end_matches('/')
+    )
 }
 
 /// A callback config plus the base URL it is reached at.

@@ -28,7 +28,7 @@
 //! bots = [{ name = "helper", token = "...", encoding_aes_key = "...", aibotid = "AIBOT1", bot_name = "运营助手" }]
 //!
 //! [[steps]]
-//! action = "join"            # join | leave | add_contact | app_text | bot_mention | confirm_pending_mass
+//! action = "join"            # join | leave | add_contact | app_text | bot_mention | verify_url | confirm_pending_mass
 //! chat_id = "wrGROUP1"
 //! via = "qr_code"            # invite | invite_link | qr_code
 //! members = [{ userid = "wmNEW1" }]
@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use super::driver::{
     AddContactRequest, AppTextRequest, BotMentionRequest, CallbackTargets, DriveOutcome,
-    JoinRequest, LeaveRequest,
+    JoinRequest, LeaveRequest, VerifyRequest,
 };
 use super::model::SeedState;
 use super::Sim;
@@ -73,6 +73,7 @@ pub enum Step {
     AddContact(AddContactRequest),
     AppText(AppTextRequest),
     BotMention(BotMentionRequest),
+    VerifyUrl(VerifyRequest),
     /// The owners confirm every mass message waiting for them.
     ConfirmPendingMass,
 }
@@ -85,6 +86,7 @@ impl Step {
             Step::AddContact(_) => "add_contact",
             Step::AppText(_) => "app_text",
             Step::BotMention(_) => "bot_mention",
+            Step::VerifyUrl(_) => "verify_url",
             Step::ConfirmPendingMass => "confirm_pending_mass",
         }
     }
@@ -136,6 +138,7 @@ impl Sim {
                 Step::AddContact(request) => self.drive_add_contact(request).await,
                 Step::AppText(request) => self.drive_app_text(request).await,
                 Step::BotMention(request) => self.drive_bot_mention(request).await,
+                Step::VerifyUrl(request) => self.drive_verify_url(request).await,
                 Step::ConfirmPendingMass => {
                     for msgid in self.pending_mass() {
                         self.confirm_mass(&msgid);
