@@ -28,7 +28,6 @@ pub mod driver;
 pub mod faults;
 pub mod model;
 pub mod scenario;
-mod seal;
 mod state;
 
 use std::collections::HashMap;

@@ -1155,6 +1155,7 @@ mod driver {
         AddContactRequest, AppCallback, AppTextRequest, BotCallback, BotMentionRequest,
         CallbackTargets, JoinRequest, JoinVia, LeaveRequest, NewMember, VerifyRequest,
     };
+    use qunyun::wecom::crypto::MsgCrypt;
     use sha1::{Digest, Sha1};
     use tokio::sync::mpsc;
 
@@ -1304,7 +1305,25 @@ mod driver {
             receive_id.as_bytes(),
             "receive id"
         );
-        String::from_utf8(msg.to_vec()).unwrap()
+        let independent = String::from_utf8(msg.to_vec()).unwrap();
+
+        // And qunyun's own crypto module accepts it.
+        let crypt = MsgCrypt::new(token, AES_KEY, receive_id).unwrap();
+        let opened = crypt
+            .verify_and_decrypt(
+                &query["msg_signature"],
+                &query["timestamp"],
+                &query["nonce"],
+                encrypt,
+            )
+            .unwrap();
+        assert_eq!(opened, independent.as_bytes());
+        let wrong_receiver = MsgCrypt::new(token, AES_KEY, "wwSOMEONEELSE").unwrap();
+        assert!(
+            wrong_receiver.decrypt(encrypt).is_err(),
+            "receive id is checked"
+        );
+        independent
     }
 
     fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::model::{member_type_from_id, SeedGroupMember};
-use super::seal::{fresh_nonce, MsgCrypt};
 use super::state::random_id;
 use super::{api, Sim};
+use crate::wecom::crypto::{fresh_nonce, MsgCrypt};
 
 /// Where qunyun listens and the secrets each callback kind is sealed with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
