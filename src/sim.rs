@@ -17,7 +17,7 @@
 //! `GET|POST /sim/state` (seed: [`SeedState`]), `POST /sim/faults`
 //! ([`FaultRequest`]), `POST /sim/confirm_mass/{msgid}`, `POST /sim/callbacks`
 //! ([`CallbackTargets`]), `POST /sim/drive/{join,leave,add_contact,app_text,
-//! bot_mention,verify_url,steps}` (see [`driver`]).
+//! bot_mention,verify_url,raw,steps}` (see [`driver`]).
 //!
 //! All time (token expiry, rate windows, code lifetimes) comes from the
 //! injected [`Clock`](crate::clock::Clock).
@@ -53,7 +53,7 @@ use crate::clock::{self, SharedClock};
 pub use driver::{
     AddContactRequest, AppCallback, AppTextRequest, BotCallback, BotMentionRequest,
     CallbackTargets, DriveError, DriveOutcome, JoinRequest, JoinVia, LeaveRequest, NewMember,
-    VerifyRequest,
+    RawRequest, VerifyRequest,
 };
 pub use faults::{FaultKind, FaultRequest, FaultRule, RandomFaults};
 pub use model::{
@@ -147,6 +147,25 @@ impl SimConfig {
     pub fn with_scenario(mut self, scenario: Scenario) -> Self {
         self.scenario = Some(scenario);
         self
+    }
+
+    /// What `qunyun sim --corp-id ID --secret SECRET [--token-ttl SECS]
+    /// [--scenario FILE]` means.
+    pub fn from_args(
+        corp_id: &str,
+        secret: &str,
+        token_ttl_secs: Option<i64>,
+        scenario: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        let mut config = Self::new(corp_id, secret);
+        if let Some(ttl) = token_ttl_secs {
+            anyhow::ensure!(ttl > 0, "--token-ttl must be positive");
+            config = config.with_token_ttl_secs(ttl);
+        }
+        if let Some(path) = scenario {
+            config = config.with_scenario(Scenario::load(path)?);
+        }
+        Ok(config)
     }
 }
 
@@ -550,7 +569,11 @@ async fn cgi_bin(
         }
     }
     match outcome {
-        api::Outcome::Json(value) => wecom_json(value),
+        api::Outcome::Json(value) => {
+            // Ids and outcomes only, never bodies or tokens.
+            tracing::debug!(path = %path, errcode = ?value.get("errcode"), "sim api call");
+            wecom_json(value)
+        }
         api::Outcome::NotFound => (StatusCode::NOT_FOUND, Body::empty()).into_response(),
     }
 }

@@ -1138,6 +1138,79 @@ async fn seeding_from_rust_is_visible_through_the_api() {
     assert_eq!(errcode(&body), 47001);
 }
 
+// ------------------------------------------------------------- standalone ---
+
+#[tokio::test]
+async fn run_serves_a_scenario_until_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("community.toml");
+    std::fs::write(
+        &path,
+        r#"
+auto_confirm_mass = true
+[state]
+members = ["zhangsan"]
+[[state.customer_groups]]
+chat_id = "wrFILE"
+owner = "zhangsan"
+[[state.robots]]
+key = "FILEKEY"
+chat_id = "wrFILE"
+"#,
+    )
+    .unwrap();
+    let config = SimConfig::from_args(CORP, SECRET, Some(60), Some(&path)).unwrap();
+    assert_eq!(config.token_ttl_secs, 60);
+    assert!(SimConfig::from_args(CORP, SECRET, Some(0), None).is_err());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(qunyun::sim::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .get(format!(
+            "{base}/cgi-bin/gettoken?corpid={CORP}&corpsecret={SECRET}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(token["expires_in"], 60);
+    let token = token["access_token"].as_str().unwrap();
+    let sent: Value = http
+        .post(format!(
+            "{base}/cgi-bin/externalcontact/add_msg_template?access_token={token}"
+        ))
+        .json(&json!({"chat_type": "group", "sender": "zhangsan", "text": {"content": "hi"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(errcode(&sent), 0);
+    let messages: Value = http
+        .get(format!("{base}/sim/messages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        messages[0]["target"], "wrFILE",
+        "auto-confirmed from the file"
+    );
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
 // ------------------------------------------------------------------- driver ---
 
 mod driver {
@@ -1666,6 +1739,43 @@ mod driver {
             .await
             .unwrap();
         assert_eq!(bot.verified, Some(false));
+    }
+
+    #[tokio::test]
+    async fn raw_plaintext_is_sealed_for_apps_and_bots() {
+        let mut f = fixture().await;
+        let xml = "<xml><ToUserName><![CDATA[ww]]></ToUserName><FromUserName><![CDATA[lisi]]></FromUserName><CreateTime>1</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[enter_agent]]></Event><EventKey><![CDATA[]]></EventKey><AgentID>1000002</AgentID></xml>";
+        let outcome = f
+            .sim
+            .post(
+                "/sim/drive/raw",
+                json!({"plaintext": xml, "with_agent": true}),
+            )
+            .await;
+        assert_eq!(outcome["status"], 200);
+        let received = f.seen.recv().await.unwrap();
+        assert!(received
+            .body
+            .contains("<AgentID><![CDATA[1000002]]></AgentID>"));
+        assert_eq!(open_app(&received), xml);
+
+        let event = r#"{"msgid":"m1","aibotid":"AIBOT1","chattype":"single","from":{"userid":"lisi"},"msgtype":"event","event":{"eventtype":"enter_chat"}}"#;
+        f.sim
+            .post(
+                "/sim/drive/raw",
+                json!({"bot": "helper", "plaintext": event}),
+            )
+            .await;
+        let received = f.seen.recv().await.unwrap();
+        assert_eq!(received.path, "bots/helper");
+        let envelope: Value = serde_json::from_str(&received.body).unwrap();
+        let opened = open(
+            BOT_TOKEN,
+            "",
+            &received.query,
+            envelope["encrypt"].as_str().unwrap(),
+        );
+        assert_eq!(opened, event);
     }
 
     #[tokio::test]

@@ -1195,6 +1195,51 @@ mod tests {
         }
     }
 
+    #[test]
+    fn app_messages_are_also_capped_at_1000_per_member_per_hour() {
+        let mut state = SimState::default();
+        state.tokens.insert(
+            "T".into(),
+            super::super::state::IssuedToken {
+                app: 0,
+                expires_at: start() + Duration::hours(3),
+            },
+        );
+        let body = json!({"touser": "zhangsan", "msgtype": "text", "agentid": 1000002,
+                          "text": {"content": "x"}});
+        let mut now = start();
+        // 30 per minute stays under the minute cap; the hour cap bites at 1000.
+        for minute in 0..35 {
+            for _ in 0..30 {
+                let reply = call_json(
+                    &mut state,
+                    "message/send",
+                    &[("access_token", "T")],
+                    body.clone(),
+                    now,
+                );
+                assert_eq!(reply["errcode"], 0, "minute {minute}");
+            }
+            now += Duration::minutes(1);
+        }
+        assert_eq!(state.messages.len(), 1000);
+        assert_eq!(state.dropped.len(), 50);
+        assert!(state
+            .dropped
+            .iter()
+            .all(|d| d.reason == DropReason::MemberRateLimit));
+        // An hour after the first sends, room again.
+        now = start() + Duration::minutes(60);
+        call_json(
+            &mut state,
+            "message/send",
+            &[("access_token", "T")],
+            body,
+            now,
+        );
+        assert_eq!(state.messages.len(), 1001);
+    }
+
     proptest! {
         /// No 60-second window ever holds more than 20 accepted robot
         /// messages, and a message is refused only when 20 were accepted in

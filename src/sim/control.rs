@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::driver::{
     AddContactRequest, AppTextRequest, BotMentionRequest, CallbackTargets, DriveError,
-    DriveOutcome, JoinRequest, LeaveRequest, VerifyRequest,
+    DriveOutcome, JoinRequest, LeaveRequest, RawRequest, VerifyRequest,
 };
 use super::faults::FaultRequest;
 use super::model::SeedState;
@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<Sim> {
         .route("/sim/drive/app_text", post(drive_app_text))
         .route("/sim/drive/bot_mention", post(drive_bot_mention))
         .route("/sim/drive/verify_url", post(drive_verify_url))
+        .route("/sim/drive/raw", post(drive_raw))
         .route("/sim/drive/steps", post(drive_steps))
 }
 
@@ -142,6 +143,10 @@ async fn drive_bot_mention(
 
 async fn drive_verify_url(State(sim): State<Sim>, Json(request): Json<VerifyRequest>) -> Response {
     drive_response(sim.drive_verify_url(request).await)
+}
+
+async fn drive_raw(State(sim): State<Sim>, Json(request): Json<RawRequest>) -> Response {
+    drive_response(sim.drive_raw(request).await)
 }
 
 async fn drive_steps(State(sim): State<Sim>, Json(steps): Json<Vec<Step>>) -> Response {

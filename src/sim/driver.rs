@@ -230,6 +230,24 @@ pub struct BotMentionRequest {
     pub content: String,
 }
 
+/// Any plaintext, sealed and delivered as is: for events the driver has no
+/// dedicated method for (enter_agent, create/dismiss, del_external_contact…).
+/// With `bot` set the JSON envelope goes to that smart bot (receive id "");
+/// otherwise the XML envelope goes to `app` (default: the first).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RawRequest {
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default)]
+    pub bot: Option<String>,
+    /// Decrypted payload: an XML document for apps, JSON for bots.
+    pub plaintext: String,
+    /// Put the app's AgentID in the envelope (app messages and app events);
+    /// 客户联系 events leave it empty.
+    #[serde(default)]
+    pub with_agent: bool,
+}
+
 /// The admin saves the callback settings: WeCom's GET URL verification
 /// (§1.6) against an app (default: the first) or, with `bot`, a smart bot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -490,6 +508,23 @@ impl Sim {
         self.post_bot(&bot, &message.to_string())
             .await?
             .fill(&mut outcome);
+        Ok(outcome)
+    }
+
+    pub async fn drive_raw(&self, request: RawRequest) -> Result<DriveOutcome, DriveError> {
+        let mut outcome = DriveOutcome::default();
+        let delivered = match &request.bot {
+            Some(name) => {
+                let bot = self.bot_target(Some(name))?;
+                self.post_bot(&bot, &request.plaintext).await?
+            }
+            None => {
+                let app = self.app_target(request.app.as_deref())?;
+                self.post_app(&app, &request.plaintext, request.with_agent)
+                    .await?
+            }
+        };
+        delivered.fill(&mut outcome);
         Ok(outcome)
     }
 

@@ -28,7 +28,7 @@
 //! bots = [{ name = "helper", token = "...", encoding_aes_key = "...", aibotid = "AIBOT1", bot_name = "运营助手" }]
 //!
 //! [[steps]]
-//! action = "join"            # join | leave | add_contact | app_text | bot_mention | verify_url | confirm_pending_mass
+//! action = "join"            # join | leave | add_contact | app_text | bot_mention | verify_url | raw | confirm_pending_mass
 //! chat_id = "wrGROUP1"
 //! via = "qr_code"            # invite | invite_link | qr_code
 //! members = [{ userid = "wmNEW1" }]
@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use super::driver::{
     AddContactRequest, AppTextRequest, BotMentionRequest, CallbackTargets, DriveOutcome,
-    JoinRequest, LeaveRequest, VerifyRequest,
+    JoinRequest, LeaveRequest, RawRequest, VerifyRequest,
 };
 use super::model::SeedState;
 use super::Sim;
@@ -74,6 +74,7 @@ pub enum Step {
     AppText(AppTextRequest),
     BotMention(BotMentionRequest),
     VerifyUrl(VerifyRequest),
+    Raw(RawRequest),
     /// The owners confirm every mass message waiting for them.
     ConfirmPendingMass,
 }
@@ -87,6 +88,7 @@ impl Step {
             Step::AppText(_) => "app_text",
             Step::BotMention(_) => "bot_mention",
             Step::VerifyUrl(_) => "verify_url",
+            Step::Raw(_) => "raw",
             Step::ConfirmPendingMass => "confirm_pending_mass",
         }
     }
@@ -139,6 +141,7 @@ impl Sim {
                 Step::AppText(request) => self.drive_app_text(request).await,
                 Step::BotMention(request) => self.drive_bot_mention(request).await,
                 Step::VerifyUrl(request) => self.drive_verify_url(request).await,
+                Step::Raw(request) => self.drive_raw(request).await,
                 Step::ConfirmPendingMass => {
                     for msgid in self.pending_mass() {
                         self.confirm_mass(&msgid);
