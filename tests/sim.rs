@@ -1831,3 +1831,157 @@ mod driver {
         assert_eq!(unknown.status(), 400);
     }
 }
+
+// ------------------------------------------------ end to end with qunyun ---
+
+/// The driver against qunyun's real callback server: every kind of callback
+/// is verified, decrypted, parsed and stored (HTTP 200), and WeCom-style
+/// re-deliveries of one event land in the inbox once.
+#[tokio::test]
+async fn driver_callbacks_are_accepted_by_the_real_callback_server() {
+    use qunyun::sim::{
+        AddContactRequest, AppCallback, AppTextRequest, BotCallback, BotMentionRequest,
+        CallbackTargets, JoinRequest, JoinVia, NewMember, RawRequest, VerifyRequest,
+    };
+
+    const APP_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+    const BOT_KEY: &str = "aesKeyForTheSmartBotInTestsOnly0123456789AB";
+    let dir = tempfile::tempdir().unwrap();
+    let config = qunyun::config::Config::from_toml_str(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[database]
+path = "{db}"
+[wecom]
+corp_id = "{CORP}"
+api_base = "http://127.0.0.1:1/cgi-bin/"
+[[wecom.apps]]
+name = "ops"
+agent_id = 1000002
+secret = "{SECRET}"
+token = "AppToken"
+encoding_aes_key = "{APP_KEY}"
+[[wecom.bots]]
+name = "helper"
+token = "BotToken"
+encoding_aes_key = "{BOT_KEY}"
+"#,
+        db = dir.path().join("qunyun.db").display()
+    ))
+    .unwrap();
+    let sim = TestSim::default().await;
+    let app = qunyun::app::App::new(config, sim.clock.clone())
+        .await
+        .unwrap();
+    let pool = app.state.pool.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
+
+    sim.sim().add_customer_group(group("wrE2E", "zhangsan"));
+    sim.sim().set_callbacks(
+        CallbackTargets::new(base_url)
+            .with_app(AppCallback {
+                name: "ops".into(),
+                token: "AppToken".into(),
+                encoding_aes_key: APP_KEY.into(),
+                agent_id: 1000002,
+            })
+            .with_bot(BotCallback {
+                name: "helper".into(),
+                token: "BotToken".into(),
+                encoding_aes_key: BOT_KEY.into(),
+                aibotid: "AIBOT1".into(),
+                bot_name: "运营助手".into(),
+            }),
+    );
+    let driver = sim.sim();
+
+    let verified = driver
+        .drive_verify_url(VerifyRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(verified.verified, Some(true), "app URL verification");
+    let bot_verified = driver
+        .drive_verify_url(VerifyRequest {
+            app: None,
+            bot: Some("helper".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(bot_verified.verified, Some(true), "bot URL verification");
+
+    let outcomes = [
+        driver
+            .drive_join(JoinRequest {
+                app: None,
+                chat_id: "wrE2E".into(),
+                members: vec![NewMember::new("wmJOIN")],
+                via: JoinVia::QrCode,
+                lose_callback: false,
+            })
+            .await
+            .unwrap(),
+        driver
+            .drive_add_contact(AddContactRequest {
+                app: None,
+                userid: "zhangsan".into(),
+                external_userid: "wmFRIEND".into(),
+                state: String::new(),
+            })
+            .await
+            .unwrap(),
+        driver
+            .drive_app_text(AppTextRequest {
+                app: None,
+                from: "lisi".into(),
+                content: "签到".into(),
+            })
+            .await
+            .unwrap(),
+        driver
+            .drive_bot_mention(BotMentionRequest {
+                bot: None,
+                chat_id: Some("wrINTERNAL".into()),
+                from: "lisi".into(),
+                content: "积分".into(),
+            })
+            .await
+            .unwrap(),
+    ];
+    for outcome in &outcomes {
+        assert_eq!(
+            (outcome.status, outcome.attempts),
+            (Some(200), 1),
+            "{outcome:?}"
+        );
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(qunyun::store::inbox::count(&mut conn).await.unwrap(), 4);
+
+    // The same plaintext delivered twice (a WeCom retry) is stored once.
+    let text = format!(
+        "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[lisi]]></FromUserName><CreateTime>1772352000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[again]]></Content><MsgId>7300000000000009999</MsgId><AgentID>1000002</AgentID></xml>"
+    );
+    for _ in 0..2 {
+        let outcome = driver
+            .drive_raw(RawRequest {
+                app: None,
+                bot: None,
+                plaintext: text.clone(),
+                with_agent: true,
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, Some(200));
+    }
+    assert_eq!(qunyun::store::inbox::count(&mut conn).await.unwrap(), 5);
+    drop(conn);
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
