@@ -32,6 +32,45 @@ pub enum Command {
     CheckConfig(ConfigArg),
     /// Create or upgrade the database schema, then exit.
     Migrate(ConfigArg),
+    /// Run the built-in WeCom simulator (API endpoints, records, faults, callback driver).
+    Sim(SimArgs),
+    /// Scheduled pushes.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    /// Address to listen on, e.g. 127.0.0.1:9000.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: String,
+    /// The simulated corp's CorpID.
+    #[arg(long)]
+    pub corp_id: String,
+    /// The secret gettoken accepts (the app with agent id 1000002).
+    #[arg(long)]
+    pub secret: String,
+    /// Lifetime of issued access tokens, in seconds (WeCom: 7200).
+    #[arg(long, value_name = "SECS")]
+    pub token_ttl: Option<i64>,
+    /// A scenario file (TOML, or JSON if it ends in .json) with state and driver steps.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Print the next fire times of a cron expression (with seconds), one per line.
+    Next {
+        /// Cron expression with a seconds field, e.g. "0 30 9 * * Mon-Fri".
+        cron: String,
+        /// IANA timezone the expression is read in.
+        #[arg(long, default_value = "Asia/Shanghai")]
+        tz: String,
+        /// How many fire times to print.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -93,6 +132,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "  bot {:<12} -> /wecom/bots/{}/callback",
                         bot.name, bot.name
                     );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Sim(args) => {
+                let config = crate::sim::SimConfig::from_args(
+                    &args.corp_id,
+                    &args.secret,
+                    args.token_ttl,
+                    args.scenario.as_deref(),
+                )?;
+                let listener = tokio::net::TcpListener::bind(&args.listen)
+                    .await
+                    .with_context(|| format!("binding {}", args.listen))?;
+                println!(
+                    "WeCom simulator on http://{}/cgi-bin/ (records at /sim/messages)",
+                    listener.local_addr()?
+                );
+                crate::sim::run(config, listener, app::shutdown_signal()).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Schedules(SchedulesCommand::Next { cron, tz, count }) => {
+                let times = crate::rules::schedule::next_fire_times_for_cli(
+                    &cron,
+                    &tz,
+                    chrono::Utc::now(),
+                    count,
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                for time in times {
+                    println!("{}", time.to_rfc3339());
                 }
                 Ok(ExitCode::SUCCESS)
             }
