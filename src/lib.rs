@@ -5,5 +5,6 @@
 //! send and schedule, `sim` is the built-in WeCom simulator, `app` wires it up.
 
 pub mod clock;
+pub mod pipeline;
 pub mod rules;
 pub mod store;

@@ -70,7 +70,7 @@ pub struct PersonSnapshot {
     pub lifetime_points: i64,
     /// Recent check-in days, ascending.
     pub checkin_days: Vec<NaiveDate>,
-    /// Make-up check-ins in the current community month.
+    /// Make-up check-ins already used in the month of yesterday (the day 补签 fills).
     pub makeups_this_month: u32,
     /// Points earned today, by reason (for daily caps).
     pub points_today: BTreeMap<String, i64>,

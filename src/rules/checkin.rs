@@ -1,7 +1,7 @@
 //! Daily check-ins: one per person per community day, streaks, bonus curve,
 //! milestone badges, make-up check-ins (补签) and today's rank.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde_json::json;
 
@@ -157,13 +157,8 @@ pub fn on_makeup(
     if person.checkin_days.contains(&yesterday) {
         return denied("昨天已经签过到了，不需要补签".into());
     }
-    // Yesterday must belong to the current month's allowance: count it in its own month.
-    let same_month = yesterday.month() == today.month();
-    let used = if same_month {
-        person.makeups_this_month
-    } else {
-        0
-    };
+    // The allowance is per month of the day being filled (the snapshot counts that month).
+    let used = person.makeups_this_month;
     if used >= config.makeup_per_month {
         return denied(format!(
             "本月补签次数（{} 次）已用完",

@@ -1,0 +1,809 @@
+//! The pipeline worker: inbox row → domain event → snapshot → `rules::evaluate`
+//! → apply. Each event's state changes, ledger entries, outbox rows and its inbox
+//! status commit in **one** SQLite transaction; a failing event is retried and
+//! parked after `max_attempts`, and never blocks other chats.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use serde_json::Value;
+use sqlx::{SqliteConnection, SqlitePool};
+
+use crate::clock::SharedClock;
+use crate::rules::checkin::community_day;
+use crate::rules::event::{
+    CustomerAdded, JoinScene, MembersJoined, MembersLeft, MessagePosted, MessageSource, ReplyVia,
+};
+use crate::rules::welcome::{self, QueuedJoin};
+use crate::rules::{
+    self, Action, ChatRoute, Event, EventKind, LeaderboardEntry, Outbound, PersonSnapshot, RuleSet,
+    Snapshot,
+};
+use crate::store::inbox::{self, InboxRow};
+use crate::store::{chats, checkins, members, points, redemptions, rule_sets};
+
+/// Where outbound messages go. Implemented over `store::outbox::enqueue`; it
+/// must write through `conn` so the message commits with the event's effects,
+/// and must ignore a duplicate idempotency key.
+pub trait OutboxWriter: Send + Sync + 'static {
+    fn enqueue(
+        &self,
+        conn: &mut SqliteConnection,
+        message: &Outbound,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineSettings {
+    /// Attempts before an event is parked.
+    pub max_attempts: i64,
+    /// Inbox rows looked at per `run_once`.
+    pub batch_size: i64,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            batch_size: 200,
+        }
+    }
+}
+
+type Hook = Arc<dyn Fn(i64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Test seams. `before_commit` runs inside the event's transaction, after every
+/// effect was written and before COMMIT (crash-safety tests drop the worker there).
+#[derive(Clone, Default)]
+pub struct PipelineHooks {
+    pub before_commit: Option<Hook>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub processed: usize,
+    pub failed: usize,
+    pub parked: usize,
+    pub welcomes_flushed: usize,
+}
+
+pub struct Pipeline<O> {
+    pool: SqlitePool,
+    clock: SharedClock,
+    outbox: O,
+    settings: PipelineSettings,
+    hooks: PipelineHooks,
+    rules: tokio::sync::Mutex<Option<(i64, Arc<RuleSet>)>>,
+}
+
+impl<O: OutboxWriter> Pipeline<O> {
+    pub fn new(
+        pool: SqlitePool,
+        clock: SharedClock,
+        outbox: O,
+        settings: PipelineSettings,
+    ) -> Self {
+        Self {
+            pool,
+            clock,
+            outbox,
+            settings,
+            hooks: PipelineHooks::default(),
+            rules: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn with_hooks(mut self, hooks: PipelineHooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// The active rule set: the newest stored version (re-read when it changes,
+    /// so an import applies without a restart), or the built-in defaults.
+    pub async fn current_rules(&self) -> anyhow::Result<Arc<RuleSet>> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("acquiring connection for rules")?;
+        let version = rule_sets::active_version(&mut conn).await?.unwrap_or(0);
+        let mut cached = self.rules.lock().await;
+        if let Some((cached_version, rules)) = cached.as_ref() {
+            if *cached_version == version {
+                return Ok(rules.clone());
+            }
+        }
+        let rules = match rule_sets::active(&mut conn).await? {
+            None => RuleSet::builtin(),
+            Some(stored) => match RuleSet::from_toml(&stored.body) {
+                Ok(rules) => rules,
+                Err(err) => {
+                    // Only validated sets are saved; keep running on what we had.
+                    tracing::error!(version = stored.version, error = %err, "stored rule set is invalid");
+                    match cached.as_ref() {
+                        Some((_, previous)) => return Ok(previous.clone()),
+                        None => RuleSet::builtin(),
+                    }
+                }
+            },
+        };
+        let items: Vec<(String, i64)> = rules
+            .doc
+            .catalog
+            .iter()
+            .map(|item| (item.item.clone(), item.stock))
+            .collect();
+        redemptions::stock_new_items(&mut conn, &items).await?;
+        let rules = Arc::new(rules);
+        *cached = Some((version, rules.clone()));
+        Ok(rules)
+    }
+
+    /// One pass: flush due welcome windows, then process pending inbox rows in
+    /// arrival order. A chat whose event failed (and is not yet parked) is
+    /// skipped for the rest of this pass so its events stay in order.
+    #[tracing::instrument(skip_all)]
+    pub async fn run_once(&self) -> anyhow::Result<RunOutcome> {
+        let now = self.clock.now();
+        let rules = self.current_rules().await?;
+        let mut outcome = RunOutcome {
+            welcomes_flushed: self.flush_welcomes(&rules, now).await?,
+            ..RunOutcome::default()
+        };
+        let rows = {
+            let mut conn = self.pool.acquire().await?;
+            inbox::pending(&mut conn, self.settings.batch_size).await?
+        };
+        let mut blocked_chats: HashSet<String> = HashSet::new();
+        for row in rows {
+            if row
+                .chat_id
+                .as_ref()
+                .is_some_and(|chat| blocked_chats.contains(chat))
+            {
+                continue;
+            }
+            match self.process_row(&rules, &row, now).await {
+                Ok(()) => outcome.processed += 1,
+                Err(err) => {
+                    let error = format!("{err:#}");
+                    tracing::warn!(inbox_id = row.id, kind = %row.kind, error = %error, "event failed");
+                    let mut conn = self.pool.acquire().await?;
+                    let status = inbox::record_failure(
+                        &mut conn,
+                        row.id,
+                        &error,
+                        self.settings.max_attempts,
+                        now.timestamp(),
+                    )
+                    .await?;
+                    if status == "parked" {
+                        outcome.parked += 1;
+                    } else {
+                        outcome.failed += 1;
+                        if let Some(chat) = row.chat_id {
+                            blocked_chats.insert(chat);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    #[tracing::instrument(skip_all, fields(inbox_id = row.id, kind = %row.kind))]
+    async fn process_row(
+        &self,
+        rules: &RuleSet,
+        row: &InboxRow,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        // IMMEDIATE: take the write lock first, so the snapshot we decide on is
+        // the state we write to (two workers cannot both sell the last item).
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("beginning transaction")?;
+        if let Some(event) = domain_event(row, &rules.doc.community.app)? {
+            ensure_chat_registered(&mut tx, &event, now).await?;
+            let snapshot = load_snapshot(&mut tx, rules, &event, now)
+                .await
+                .context("loading snapshot")?;
+            let actions = rules::evaluate(rules, &snapshot, &event, now);
+            apply(&mut tx, &self.outbox, &actions, now)
+                .await
+                .context("applying actions")?;
+        }
+        if !inbox::mark_done(&mut tx, row.id, now.timestamp()).await? {
+            // Someone finished it meanwhile: our work is dropped with the transaction.
+            return Ok(());
+        }
+        if let Some(hook) = &self.hooks.before_commit {
+            hook(row.id).await;
+        }
+        tx.commit().await.context("committing event")?;
+        Ok(())
+    }
+
+    /// Turns every merge window that has closed into its welcome (or raid digest).
+    async fn flush_welcomes(&self, rules: &RuleSet, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let opened_by = now - Duration::seconds(rules.doc.welcome.merge_window_secs);
+        let due = {
+            let mut conn = self.pool.acquire().await?;
+            chats::due_welcome_windows(&mut conn, opened_by).await?
+        };
+        let mut flushed = 0;
+        for (chat_id, _) in due {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let batch = chats::take_queued_welcomes(&mut tx, &chat_id).await?;
+            let chat = chats::get_chat(&mut tx, &chat_id).await?;
+            let (messages, raid_until) =
+                welcome::compose_batch(rules, chat.as_ref(), &chat_id, &batch, now);
+            for message in &messages {
+                self.outbox.enqueue(&mut tx, message, now).await?;
+            }
+            if let Some(until) = raid_until {
+                chats::set_raid_until(&mut tx, &chat_id, until).await?;
+            }
+            tx.commit().await?;
+            flushed += messages.len();
+        }
+        Ok(flushed)
+    }
+}
+
+/// A chat we hear about before any sync is registered as a customer group (the
+/// only kind that sends change_external_chat) and flagged for a full resync.
+async fn ensure_chat_registered(
+    conn: &mut SqliteConnection,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let chat_id = match &event.kind {
+        EventKind::MembersJoined(j) => &j.chat_id,
+        EventKind::MembersLeft(l) => &l.chat_id,
+        _ => return Ok(()),
+    };
+    if chats::get_chat(conn, chat_id).await?.is_none() {
+        let chat = chats::NewChat {
+            chat_id: chat_id.clone(),
+            name: String::new(),
+            route: ChatRoute::CustomerGroup { robot_key: None },
+            owner: None,
+            admins: Vec::new(),
+            tags: Vec::new(),
+            member_version: None,
+        };
+        chats::upsert_chat(conn, &chat, now).await?;
+        chats::mark_needs_resync(conn, chat_id).await?;
+    }
+    Ok(())
+}
+
+/// Reads what `evaluate` needs for this event, inside the event's transaction.
+pub async fn load_snapshot(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Snapshot> {
+    let today = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+    let mut snapshot = Snapshot::default();
+    let (chat_id, people): (Option<&str>, Vec<&str>) = match &event.kind {
+        EventKind::MembersJoined(j) => (
+            Some(&j.chat_id),
+            j.user_ids.iter().map(String::as_str).collect(),
+        ),
+        EventKind::MembersLeft(l) => (
+            Some(&l.chat_id),
+            l.user_ids.iter().map(String::as_str).collect(),
+        ),
+        EventKind::MessagePosted(m) => (m.chat_id.as_deref(), vec![m.sender.as_str()]),
+        EventKind::CustomerAdded(_) => (None, Vec::new()),
+    };
+    if let Some(chat_id) = chat_id {
+        snapshot.chat = chats::get_chat(conn, chat_id).await?;
+    }
+    for user_id in people {
+        let person = load_person(conn, user_id, today).await?;
+        snapshot.people.insert(user_id.to_string(), person);
+    }
+    if let EventKind::MessagePosted(message) = &event.kind {
+        snapshot.checkins_today = checkins::count_on_day(conn, today).await?;
+        let week_start = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+        snapshot.leaderboard_week = points::leaderboard(conn, Some(week_start), None, 10)
+            .await?
+            .into_iter()
+            .map(|row| LeaderboardEntry {
+                name: row.name.unwrap_or(row.user_id),
+                points: row.points,
+            })
+            .collect();
+        snapshot.catalog_stock = redemptions::stock(conn).await?;
+        let scope = message.chat_id.as_deref().unwrap_or(&message.sender);
+        snapshot.autoreply_last_fired = chats::autoreply_last_fired(conn, scope).await?;
+    }
+    Ok(snapshot)
+}
+
+async fn load_person(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    today: NaiveDate,
+) -> anyhow::Result<PersonSnapshot> {
+    let yesterday = today.pred_opt().unwrap_or(today);
+    let month = format!("{:04}-{:02}", yesterday.year(), yesterday.month());
+    Ok(PersonSnapshot {
+        user_id: user_id.to_string(),
+        name: members::person_name(conn, user_id).await?,
+        balance: points::balance(conn, user_id).await?,
+        lifetime_points: points::lifetime_earned(conn, user_id).await?,
+        // Streak bonuses stop growing long before a year; older days don't matter.
+        checkin_days: checkins::days_since(conn, user_id, today - Duration::days(400)).await?,
+        makeups_this_month: checkins::makeups_in_month(conn, user_id, &month).await?,
+        points_today: points::earned_on_day(conn, user_id, today).await?,
+        redemptions_by_item: redemptions::count_by_item(conn, user_id).await?,
+        badges: members::badges(conn, user_id).await?,
+        seen_before: members::was_member_before(conn, user_id).await?,
+    })
+}
+
+/// Applies the actions in order, all through the caller's transaction.
+pub async fn apply<O: OutboxWriter>(
+    conn: &mut SqliteConnection,
+    outbox: &O,
+    actions: &[Action],
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    for action in actions {
+        match action {
+            Action::RecordJoin {
+                chat_id,
+                user_id,
+                at,
+                join_scene,
+            } => members::record_join(conn, chat_id, user_id, *at, *join_scene).await?,
+            Action::RecordLeave {
+                chat_id,
+                user_id,
+                at,
+            } => members::record_leave(conn, chat_id, user_id, *at).await?,
+            Action::QueueWelcome {
+                chat_id,
+                user_id,
+                at,
+                returning,
+            } => {
+                let join = QueuedJoin {
+                    user_id: user_id.clone(),
+                    name: members::person_name(conn, user_id).await?,
+                    joined_at: *at,
+                    returning: *returning,
+                    join_scene: JoinScene::Unknown,
+                };
+                chats::queue_welcome(conn, chat_id, &join).await?;
+            }
+            Action::CancelQueuedWelcome { chat_id, user_id } => {
+                chats::cancel_queued_welcome(conn, chat_id, user_id).await?
+            }
+            Action::AwardPoints {
+                user_id,
+                delta,
+                reason,
+                reference,
+                chat_id,
+                day,
+            } => {
+                let entry = points::NewLedgerEntry {
+                    user_id,
+                    delta: *delta,
+                    reason,
+                    reference,
+                    chat_id: chat_id.as_deref(),
+                    day: *day,
+                    at: now,
+                };
+                if points::append(conn, &entry).await? == points::Appended::InsufficientBalance {
+                    bail!("ledger entry {reference} would make the balance negative");
+                }
+            }
+            Action::RecordCheckin {
+                user_id,
+                day,
+                at,
+                makeup,
+                chat_id,
+            } => {
+                checkins::record_checkin(conn, user_id, *day, *at, *makeup, chat_id.as_deref())
+                    .await?;
+            }
+            Action::AwardBadge { user_id, badge, at } => {
+                members::award_badge(conn, user_id, badge, *at).await?
+            }
+            Action::Redeem {
+                user_id,
+                item,
+                cost,
+                reference,
+                day,
+                success,
+                sold_out,
+            } => {
+                if redemptions::exists(conn, reference).await? {
+                    continue; // a replay: stock and ledger were already settled
+                }
+                if !redemptions::take_one(conn, item).await? {
+                    outbox.enqueue(conn, sold_out, now).await?;
+                    continue;
+                }
+                let debit = points::NewLedgerEntry {
+                    user_id,
+                    delta: -cost,
+                    reason: "redeem",
+                    reference,
+                    chat_id: None,
+                    day: *day,
+                    at: now,
+                };
+                if points::append(conn, &debit).await? == points::Appended::InsufficientBalance {
+                    redemptions::put_back_one(conn, item).await?;
+                    outbox.enqueue(conn, sold_out, now).await?;
+                    continue;
+                }
+                redemptions::create(conn, user_id, item, *cost, reference, now).await?;
+                outbox.enqueue(conn, success, now).await?;
+            }
+            Action::MarkAutoReplyFired { chat_id, rule, at } => {
+                chats::mark_autoreply_fired(conn, chat_id, rule, *at).await?
+            }
+            Action::RequestResync { chat_id } => chats::mark_needs_resync(conn, chat_id).await?,
+            Action::SetMemberVersion { chat_id, version } => {
+                chats::set_member_version(conn, chat_id, version).await?
+            }
+            Action::Send(message) => outbox.enqueue(conn, message, now).await?,
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("inbox event_json is not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("inbox event of kind {kind} lacks {field}")]
+    MissingField { kind: String, field: &'static str },
+}
+
+/// Turns a stored inbox row into a domain event; `None` for events the rules
+/// don't act on (enter_agent, stream refreshes, group create/dismiss, unknown).
+///
+/// The row holds `wecom::message::Event` as JSON; this reads it by field name
+/// (tolerating an enum wrapper object, unit variants written as names, numbers
+/// written as strings) so storage-format details don't leak into the rules.
+pub fn domain_event(row: &InboxRow, default_app: &str) -> Result<Option<Event>, ConvertError> {
+    let value: Value = serde_json::from_str(&row.event_json)?;
+    let body = unwrap_variant(&value);
+    let missing = |field: &'static str| ConvertError::MissingField {
+        kind: row.kind.clone(),
+        field,
+    };
+    let id = row.dedupe_key.clone();
+    let kind = match row.kind.as_str() {
+        "change_external_chat" => {
+            let chat_id = text(body, &["chat_id", "ChatId"]).ok_or_else(|| missing("chat_id"))?;
+            let detail = text(body, &["update_detail", "UpdateDetail"]).map(|d| normalise(&d));
+            let user_ids = list(body, &["mem_change_list", "MemChangeList"]);
+            let last = text(body, &["last_mem_ver", "LastMemVer"]).filter(|v| !v.is_empty());
+            let current = text(body, &["cur_mem_ver", "CurMemVer"]).filter(|v| !v.is_empty());
+            match detail.as_deref() {
+                Some("addmember") => EventKind::MembersJoined(MembersJoined {
+                    chat_id,
+                    user_ids,
+                    join_scene: scene(body.get("join_scene").or_else(|| body.get("JoinScene"))),
+                    last_member_version: last,
+                    current_member_version: current,
+                }),
+                Some("delmember") => EventKind::MembersLeft(MembersLeft {
+                    chat_id,
+                    user_ids,
+                    removed: quit_removed(body.get("quit_scene").or_else(|| body.get("QuitScene"))),
+                    last_member_version: last,
+                    current_member_version: current,
+                }),
+                _ => return Ok(None),
+            }
+        }
+        "change_external_contact" => {
+            let change = text(body, &["change_type", "ChangeType"]).map(|c| normalise(&c));
+            if !matches!(
+                change.as_deref(),
+                Some("addexternalcontact" | "addhalfexternalcontact")
+            ) {
+                return Ok(None);
+            }
+            EventKind::CustomerAdded(CustomerAdded {
+                staff_user_id: text(body, &["user_id", "UserID"])
+                    .ok_or_else(|| missing("user_id"))?,
+                external_user_id: text(body, &["external_user_id", "ExternalUserID"])
+                    .ok_or_else(|| missing("external_user_id"))?,
+                welcome_code: text(body, &["welcome_code", "WelcomeCode"])
+                    .filter(|c| !c.is_empty()),
+                state: text(body, &["state", "State"]),
+            })
+        }
+        "app_text" => {
+            let app = row
+                .source
+                .strip_prefix("app:")
+                .map(str::to_string)
+                .unwrap_or_else(|| default_app.to_string());
+            EventKind::MessagePosted(MessagePosted {
+                source: MessageSource::AppDirect,
+                chat_id: None,
+                sender: text(body, &["from_user_name", "FromUserName"])
+                    .ok_or_else(|| missing("from_user_name"))?,
+                text: text(body, &["content", "Content"]).unwrap_or_default(),
+                message_id: text(body, &["msg_id", "MsgId"]).unwrap_or_else(|| id.clone()),
+                reply_via: ReplyVia::AppMessage { app },
+            })
+        }
+        "bot_message" => {
+            let sender = match body.get("from") {
+                Some(Value::Object(from)) => from
+                    .get("userid")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                Some(Value::String(from)) => Some(from.clone()),
+                _ => text(body, &["from_userid", "from_user_id", "userid"]),
+            }
+            .ok_or_else(|| missing("from"))?;
+            let response_url =
+                text(body, &["response_url"]).ok_or_else(|| missing("response_url"))?;
+            let chat_type = text(body, &["chattype", "chat_type"]).map(|c| normalise(&c));
+            EventKind::MessagePosted(MessagePosted {
+                source: MessageSource::SmartBot,
+                chat_id: if chat_type.as_deref() == Some("single") {
+                    None
+                } else {
+                    text(body, &["chatid", "chat_id"])
+                },
+                sender,
+                text: text(body, &["text"]).unwrap_or_default(),
+                message_id: text(body, &["msgid", "msg_id"]).unwrap_or_else(|| id.clone()),
+                reply_via: ReplyVia::ResponseUrl(response_url),
+            })
+        }
+        "ingest_message" => {
+            let message: IngestMessage = serde_json::from_value(value.clone())?;
+            EventKind::MessagePosted(MessagePosted {
+                source: MessageSource::Archive,
+                chat_id: message.chat_id,
+                sender: message.sender,
+                text: message.text,
+                message_id: message.message_id,
+                reply_via: ReplyVia::ChatRoute,
+            })
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Event { id, kind }))
+}
+
+/// One normalized message from the archive ingest endpoint (`POST /ingest/messages`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IngestMessage {
+    /// Unique per message (the archive's msgid): the inbox dedupe key.
+    pub message_id: String,
+    pub chat_id: Option<String>,
+    pub sender: String,
+    pub text: String,
+    /// Unix seconds.
+    pub sent_at: i64,
+}
+
+/// Stores a batch of archived messages in the inbox (duplicates are ignored).
+/// The HTTP handler verifies the batch's HMAC before calling this.
+pub async fn ingest_messages(
+    conn: &mut SqliteConnection,
+    messages: &[IngestMessage],
+    received_at: DateTime<Utc>,
+) -> anyhow::Result<usize> {
+    let mut inserted = 0;
+    for message in messages {
+        let json = serde_json::to_string(message)?;
+        let key = format!("archive:{}", message.message_id);
+        let row = inbox::NewInboxEvent {
+            source: "ingest",
+            kind: "ingest_message",
+            dedupe_key: &key,
+            received_at: received_at.timestamp(),
+            event_json: &json,
+            chat_id: message.chat_id.as_deref(),
+        };
+        if let inbox::Inserted::New(_) = inbox::insert_event(conn, &row).await? {
+            inserted += 1;
+        }
+    }
+    Ok(inserted)
+}
+
+/// Checks the ingest batch signature: hex HMAC-SHA256 of the raw body.
+pub fn verify_ingest_signature(secret: &[u8], body: &[u8], signature_hex: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let Ok(expected) = hex::decode(signature_hex.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+fn unwrap_variant(value: &Value) -> &Value {
+    match value {
+        Value::Object(map) if map.len() == 1 => match map.values().next() {
+            Some(inner @ Value::Object(_)) => inner,
+            _ => value,
+        },
+        _ => value,
+    }
+}
+
+fn text(body: &Value, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|name| match body.get(*name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Object(map) if map.len() == 1 => map.values().next()?.as_str().map(str::to_string),
+        _ => None,
+    })
+}
+
+fn list(body: &Value, names: &[&str]) -> Vec<String> {
+    for name in names {
+        match body.get(*name) {
+            Some(Value::Array(items)) => {
+                return items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect();
+            }
+            Some(Value::String(joined)) => {
+                return joined
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+    Vec::new()
+}
+
+fn normalise(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn scene(value: Option<&Value>) -> JoinScene {
+    match value {
+        Some(Value::Number(n)) => JoinScene::from_callback_code(n.as_i64()),
+        Some(Value::String(s)) => match s.parse::<i64>() {
+            Ok(code) => JoinScene::from_callback_code(Some(code)),
+            Err(_) => {
+                let s = normalise(s);
+                if s.contains("qr") || s.contains("scan") {
+                    JoinScene::QrCode
+                } else if s.contains("invit") {
+                    JoinScene::Invited
+                } else {
+                    JoinScene::Unknown
+                }
+            }
+        },
+        _ => JoinScene::Unknown,
+    }
+}
+
+fn quit_removed(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Number(n)) => n.as_i64() == Some(1),
+        Some(Value::String(s)) => {
+            s == "1" || normalise(s).contains("remove") || normalise(s).contains("kick")
+        }
+        _ => false,
+    }
+}
+
+// --- manager operations (the CLI wires these) --------------------------------
+
+/// `qunyun rules validate FILE`: the parsed set, or every problem with its field.
+pub fn validate_rules(text: &str) -> Result<RuleSet, rules::RuleSetError> {
+    RuleSet::from_toml(text)
+}
+
+/// `qunyun rules import FILE`: validates, then stores as the new active version.
+/// An invalid set is never stored. Returns the version.
+pub async fn import_rules(
+    pool: &SqlitePool,
+    text: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<i64> {
+    validate_rules(text)?;
+    let mut conn = pool.acquire().await?;
+    Ok(rule_sets::save(&mut conn, text, now).await?)
+}
+
+/// `qunyun rules export`: the active rule set's TOML as imported (or the defaults).
+pub async fn export_rules(pool: &SqlitePool) -> anyhow::Result<String> {
+    let mut conn = pool.acquire().await?;
+    Ok(match rule_sets::active(&mut conn).await? {
+        Some(stored) => stored.body,
+        None => RuleSet::builtin().to_toml(),
+    })
+}
+
+/// `qunyun points adjust USER DELTA --reason R`: a manager's ledger entry.
+/// Refuses a debit the balance does not cover. Returns the new balance.
+pub async fn adjust_points(
+    pool: &SqlitePool,
+    user_id: &str,
+    delta: i64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<i64> {
+    if delta == 0 {
+        bail!("delta must not be zero");
+    }
+    if reason.trim().is_empty() {
+        bail!("a reason is required");
+    }
+    let rules = {
+        let mut conn = pool.acquire().await?;
+        match rule_sets::active(&mut conn).await? {
+            Some(stored) => RuleSet::from_toml(&stored.body)?,
+            None => RuleSet::builtin(),
+        }
+    };
+    let day = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    members::ensure_person(&mut tx, user_id, None, now).await?;
+    let reference = format!(
+        "manual:{}:{}",
+        user_id,
+        now.timestamp_nanos_opt().unwrap_or_default()
+    );
+    let entry = points::NewLedgerEntry {
+        user_id,
+        delta,
+        reason: &format!("manual: {reason}"),
+        reference: &reference,
+        chat_id: None,
+        day,
+        at: now,
+    };
+    if points::append(&mut tx, &entry).await? == points::Appended::InsufficientBalance {
+        bail!("balance of {user_id} does not cover {delta}");
+    }
+    let balance = points::balance(&mut tx, user_id).await?;
+    tx.commit().await?;
+    Ok(balance)
+}
+
+/// `qunyun rules preview TEMPLATE`: renders a template with a sample member.
+pub fn preview_template(rules: &RuleSet, template: &str) -> Option<String> {
+    rules
+        .has_template(template)
+        .then(|| rules.render(template, &rules::ruleset::sample_context()))
+}
