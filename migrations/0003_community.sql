@@ -114,7 +114,7 @@ create table pending_welcomes (
     user_id text not null,
     name text,
     joined_at integer not null,
-    returning integer not null,
+    is_returning integer not null,
     join_scene text not null,
     primary key (chat_id, user_id)
 );

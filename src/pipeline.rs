@@ -779,10 +779,12 @@ pub async fn adjust_points(
     let day = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     members::ensure_person(&mut tx, user_id, None, now).await?;
+    // Each adjustment is its own effect: a random part keeps two identical
+    // adjustments in the same second from collapsing into one.
     let reference = format!(
-        "manual:{}:{}",
-        user_id,
-        now.timestamp_nanos_opt().unwrap_or_default()
+        "manual:{user_id}:{}:{:016x}",
+        now.timestamp(),
+        rand::random::<u64>()
     );
     let entry = points::NewLedgerEntry {
         user_id,
@@ -793,8 +795,12 @@ pub async fn adjust_points(
         day,
         at: now,
     };
-    if points::append(&mut tx, &entry).await? == points::Appended::InsufficientBalance {
-        bail!("balance of {user_id} does not cover {delta}");
+    match points::append(&mut tx, &entry).await? {
+        points::Appended::New(_) => {}
+        points::Appended::InsufficientBalance => {
+            bail!("balance of {user_id} does not cover {delta}")
+        }
+        points::Appended::Duplicate => bail!("ledger reference {reference} already used"),
     }
     let balance = points::balance(&mut tx, user_id).await?;
     tx.commit().await?;

@@ -174,7 +174,7 @@ pub async fn queue_welcome(
     join: &QueuedJoin,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "insert into pending_welcomes (chat_id, user_id, name, joined_at, returning, join_scene)
+        "insert into pending_welcomes (chat_id, user_id, name, joined_at, is_returning, join_scene)
          values (?, ?, ?, ?, ?, ?)
          on conflict (chat_id, user_id) do nothing",
     )
@@ -227,7 +227,7 @@ pub async fn take_queued_welcomes(
 ) -> sqlx::Result<Vec<QueuedJoin>> {
     let rows: Vec<(String, Option<String>, i64, bool, String)> = sqlx::query_as(
         "delete from pending_welcomes where chat_id = ?
-         returning user_id, name, joined_at, returning, join_scene",
+         returning user_id, name, joined_at, is_returning, join_scene",
     )
     .bind(chat_id)
     .fetch_all(&mut *conn)

@@ -1,0 +1,719 @@
+//! The engine end to end from the inbox: inbox row → pipeline → state + outbox,
+//! against a real SQLite file. The outbox here is a small table written through
+//! the same transaction (the real `store::outbox` plugs in the same way).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use qunyun::clock::{ManualClock, SharedClock};
+use qunyun::pipeline::{self, OutboxWriter, Pipeline, PipelineHooks, PipelineSettings};
+use qunyun::rules::{ChatRoute, Outbound};
+use qunyun::store::{self, chats, checkins, inbox, members, points, redemptions};
+use sqlx::{SqliteConnection, SqlitePool};
+
+/// Outbox stand-in: one row per idempotency key, in the caller's transaction.
+#[derive(Clone, Copy)]
+struct TableOutbox;
+
+impl OutboxWriter for TableOutbox {
+    async fn enqueue(
+        &self,
+        conn: &mut SqliteConnection,
+        message: &Outbound,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "insert into test_outbox (key, route, body, mentions, skipped, created_at) values (?, ?, ?, ?, ?, ?)
+             on conflict (key) do nothing",
+        )
+        .bind(&message.idempotency_key)
+        .bind(message.route.name())
+        .bind(&message.text)
+        .bind(message.mentions.join(","))
+        .bind(&message.skipped)
+        .bind(now.timestamp())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Sent {
+    key: String,
+    route: String,
+    body: String,
+    mentions: String,
+    skipped: Option<String>,
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    pool: SqlitePool,
+    clock: Arc<ManualClock>,
+    pipeline: Pipeline<TableOutbox>,
+    next_msg: std::cell::Cell<u64>,
+}
+
+fn start_time() -> DateTime<Utc> {
+    // 2026-03-02 09:00 in Shanghai.
+    Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap()
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = store::open(&dir.path().join("qunyun.db")).await.unwrap();
+    sqlx::query(
+        "create table test_outbox (key text primary key, route text not null, body text not null,
+         mentions text not null, skipped text, created_at integer not null)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let clock = ManualClock::new(start_time());
+    let pipeline = new_pipeline(&pool, &clock, PipelineHooks::default());
+    Harness {
+        _dir: dir,
+        pool,
+        clock,
+        pipeline,
+        next_msg: std::cell::Cell::new(1),
+    }
+}
+
+fn new_pipeline(
+    pool: &SqlitePool,
+    clock: &Arc<ManualClock>,
+    hooks: PipelineHooks,
+) -> Pipeline<TableOutbox> {
+    let shared: SharedClock = clock.clone();
+    Pipeline::new(
+        pool.clone(),
+        shared,
+        TableOutbox,
+        PipelineSettings {
+            max_attempts: 3,
+            batch_size: 100,
+        },
+    )
+    .with_hooks(hooks)
+}
+
+impl Harness {
+    async fn conn(&self) -> sqlx::pool::PoolConnection<sqlx::Sqlite> {
+        self.pool.acquire().await.unwrap()
+    }
+
+    async fn add_chat(&self, chat_id: &str, name: &str, route: ChatRoute, tags: &[&str]) {
+        let chat = chats::NewChat {
+            chat_id: chat_id.into(),
+            name: name.into(),
+            route,
+            owner: Some("owner".into()),
+            admins: vec!["admin".into()],
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            member_version: Some("v0".into()),
+        };
+        chats::upsert_chat(&mut *self.conn().await, &chat, self.clock.now_utc())
+            .await
+            .unwrap();
+    }
+
+    async fn insert(&self, kind: &str, source: &str, key: &str, chat_id: Option<&str>, json: &str) {
+        let row = inbox::NewInboxEvent {
+            source,
+            kind,
+            dedupe_key: key,
+            received_at: self.clock.now_utc().timestamp(),
+            event_json: json,
+            chat_id,
+        };
+        inbox::insert_event(&mut *self.conn().await, &row)
+            .await
+            .unwrap();
+    }
+
+    async fn join(&self, chat_id: &str, users: &[&str], last: &str, current: &str) {
+        let json = serde_json::json!({"ExternalChatChange": {
+            "chat_id": chat_id, "change_type": "update", "update_detail": "add_member",
+            "join_scene": 3, "mem_change_list": users, "last_mem_ver": last, "cur_mem_ver": current,
+        }});
+        let key = format!("sha256:join:{chat_id}:{}", users.join(","));
+        self.insert(
+            "change_external_chat",
+            "app:main",
+            &key,
+            Some(chat_id),
+            &json.to_string(),
+        )
+        .await;
+    }
+
+    async fn leave(&self, chat_id: &str, user: &str) {
+        let json = serde_json::json!({"ExternalChatChange": {
+            "chat_id": chat_id, "change_type": "update", "update_detail": "del_member",
+            "quit_scene": 0, "mem_change_list": [user],
+        }});
+        let key = format!("sha256:leave:{chat_id}:{user}");
+        self.insert(
+            "change_external_chat",
+            "app:main",
+            &key,
+            Some(chat_id),
+            &json.to_string(),
+        )
+        .await;
+    }
+
+    /// An @-mention of the smart bot in a group; returns the dedupe key.
+    async fn say(&self, chat_id: &str, user: &str, text: &str) -> String {
+        let n = self.next_msg.get();
+        self.next_msg.set(n + 1);
+        let json = serde_json::json!({"BotMessage": {
+            "msgid": format!("MSG{n}"), "aibotid": "BOT", "chatid": chat_id, "chattype": "group",
+            "from": {"userid": user}, "response_url": format!("http://127.0.0.1:9/resp/{n}"),
+            "text": text, "raw_text": format!("@运营助手 {text}"),
+        }});
+        let key = format!("bot:MSG{n}");
+        self.insert(
+            "bot_message",
+            "bot:main",
+            &key,
+            Some(chat_id),
+            &json.to_string(),
+        )
+        .await;
+        key
+    }
+
+    async fn run(&self) -> pipeline::RunOutcome {
+        self.pipeline.run_once().await.unwrap()
+    }
+
+    async fn sent(&self) -> Vec<Sent> {
+        sqlx::query_as("select key, route, body, mentions, skipped from test_outbox order by rowid")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn reply_to(&self, key: &str) -> String {
+        let reply_key = format!("reply:{key}");
+        self.sent()
+            .await
+            .into_iter()
+            .find(|s| s.key == reply_key)
+            .map(|s| s.body)
+            .unwrap_or_else(|| panic!("no reply for {key}"))
+    }
+
+    async fn balance(&self, user: &str) -> i64 {
+        points::balance(&mut *self.conn().await, user)
+            .await
+            .unwrap()
+    }
+
+    async fn statuses(&self) -> Vec<String> {
+        inbox::list_all(&mut *self.conn().await)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.status)
+            .collect()
+    }
+}
+
+trait NowUtc {
+    fn now_utc(&self) -> DateTime<Utc>;
+}
+
+impl NowUtc for Arc<ManualClock> {
+    fn now_utc(&self) -> DateTime<Utc> {
+        qunyun::clock::Clock::now(self.as_ref())
+    }
+}
+
+#[tokio::test]
+async fn checkins_award_points_once_per_day_and_report_rank() {
+    let h = harness().await;
+    h.add_chat(
+        "wrA",
+        "好物分享群",
+        ChatRoute::SmartBot { robot_key: None },
+        &[],
+    )
+    .await;
+    let first = h.say("wrA", "alice", "签到").await;
+    let second = h.say("wrA", "bob", "打卡").await;
+    let again = h.say("wrA", "alice", "签到").await;
+    let outcome = h.run().await;
+    assert_eq!(outcome.processed, 3);
+
+    assert!(h.reply_to(&first).await.contains("今天第 1 位"));
+    assert!(h.reply_to(&second).await.contains("今天第 2 位"));
+    assert!(h.reply_to(&again).await.contains("已经签过到"));
+    assert_eq!(h.balance("alice").await, 5);
+    assert_eq!(h.balance("bob").await, 5);
+    let sent = h.sent().await;
+    assert!(sent
+        .iter()
+        .all(|s| s.route == "smart_bot" && s.skipped.is_none()));
+
+    // Next community day: streak 2 with its bonus.
+    h.clock.advance(Duration::days(1));
+    let next = h.say("wrA", "alice", "签到").await;
+    h.run().await;
+    let reply = h.reply_to(&next).await;
+    assert!(reply.contains("连续签到 2 天"), "{reply}");
+    assert_eq!(h.balance("alice").await, 5 + 6);
+}
+
+#[tokio::test]
+async fn replayed_event_cannot_double_award_or_double_send() {
+    let h = harness().await;
+    h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[])
+        .await;
+    h.say("wrA", "alice", "签到").await;
+    h.run().await;
+    let ledger_before = points::count_entries(&mut *h.conn().await).await.unwrap();
+    let sent_before = h.sent().await.len();
+
+    // Lose the "done" mark (as if the dedupe table were lost) and process again.
+    sqlx::query("update inbox set status = 'pending'")
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    h.run().await;
+
+    assert_eq!(
+        points::count_entries(&mut *h.conn().await).await.unwrap(),
+        ledger_before
+    );
+    assert_eq!(h.sent().await.len(), sent_before);
+    assert_eq!(checkins::count_all(&mut *h.conn().await).await.unwrap(), 1);
+    assert_eq!(h.balance("alice").await, 5);
+}
+
+#[tokio::test]
+async fn worker_dropped_inside_the_transaction_applies_nothing_then_exactly_once() {
+    let h = harness().await;
+    h.add_chat("wrA", "群", ChatRoute::AppGroup, &[]).await;
+    h.join("wrA", &["carol"], "v0", "v1").await;
+    h.say("wrA", "carol", "签到").await;
+
+    // A worker that stops forever just before COMMIT of the first event.
+    let (reached_tx, mut reached_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+    let hook: pipeline::PipelineHooks = PipelineHooks {
+        before_commit: Some(Arc::new(move |inbox_id| {
+            let _ = reached_tx.send(inbox_id);
+            Box::pin(std::future::pending::<()>())
+        })),
+    };
+    let doomed = new_pipeline(&h.pool, &h.clock, hook);
+    let task = tokio::spawn(async move { doomed.run_once().await });
+    let inbox_id = reached_rx.recv().await.unwrap();
+    assert_eq!(inbox_id, 1);
+    task.abort(); // the process "dies" with the transaction open
+    assert!(task.await.unwrap_err().is_cancelled());
+
+    // Nothing of the first event is visible.
+    let mut conn = h.conn().await;
+    assert_eq!(
+        members::current_members(&mut conn, "wrA").await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(points::count_entries(&mut conn).await.unwrap(), 0);
+    drop(conn);
+    assert!(h.sent().await.is_empty());
+    assert_eq!(h.statuses().await, vec!["pending", "pending"]);
+
+    // A fresh worker applies everything exactly once; running again adds nothing.
+    let outcome = h.run().await;
+    assert_eq!(outcome.processed, 2);
+    h.run().await;
+    assert_eq!(h.statuses().await, vec!["done", "done"]);
+    assert_eq!(
+        members::current_members(&mut *h.conn().await, "wrA")
+            .await
+            .unwrap(),
+        vec!["carol".to_string()]
+    );
+    // 10 new-member points + 5 for the check-in, once each.
+    assert_eq!(h.balance("carol").await, 15);
+    assert_eq!(
+        points::count_entries(&mut *h.conn().await).await.unwrap(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn poison_event_is_parked_after_retries_and_never_blocks_other_chats() {
+    let h = harness().await;
+    h.add_chat("wrA", "群A", ChatRoute::SmartBot { robot_key: None }, &[])
+        .await;
+    h.add_chat("wrB", "群B", ChatRoute::SmartBot { robot_key: None }, &[])
+        .await;
+    // A bot message without response_url cannot be answered: a poison event.
+    h.insert(
+        "bot_message",
+        "bot:main",
+        "bot:BAD",
+        Some("wrA"),
+        r#"{"BotMessage":{"msgid":"BAD","chatid":"wrA","from":{"userid":"x"},"text":"签到"}}"#,
+    )
+    .await;
+    let later_in_a = h.say("wrA", "alice", "签到").await;
+    let in_b = h.say("wrB", "bob", "签到").await;
+
+    let first = h.run().await;
+    assert_eq!((first.processed, first.failed, first.parked), (1, 1, 0));
+    h.reply_to(&in_b).await; // chat B went ahead
+                             // Chat A waits behind its failing event to keep its order.
+    assert_eq!(h.statuses().await, vec!["pending", "pending", "done"]);
+
+    h.run().await;
+    let third = h.run().await;
+    assert_eq!(third.parked, 1);
+    let rows = inbox::list_all(&mut *h.conn().await).await.unwrap();
+    assert_eq!(rows[0].status, "parked");
+    assert_eq!(rows[0].attempts, 3);
+    assert!(rows[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("response_url"));
+    // Once the poison event is parked, chat A's next event goes through.
+    h.reply_to(&later_in_a).await;
+}
+
+#[tokio::test]
+async fn joins_within_the_merge_window_get_one_welcome() {
+    let h = harness().await;
+    h.add_chat("wrA", "好物分享群", ChatRoute::AppGroup, &[])
+        .await;
+    h.join("wrA", &["u1"], "v0", "v1").await;
+    h.run().await;
+    h.clock.advance(Duration::seconds(4));
+    h.join("wrA", &["u2", "u3"], "v1", "v2").await;
+    h.run().await;
+    assert!(h.sent().await.is_empty(), "window still open");
+
+    h.clock.advance(Duration::seconds(6));
+    let outcome = h.run().await;
+    assert_eq!(outcome.welcomes_flushed, 1);
+    let sent = h.sent().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].route, "app_group");
+    assert_eq!(sent[0].mentions, "u1,u2,u3");
+    assert!(sent[0].body.contains("u1、u2、u3"), "{}", sent[0].body);
+    assert_eq!(
+        chats::get_chat(&mut *h.conn().await, "wrA")
+            .await
+            .unwrap()
+            .unwrap()
+            .member_version
+            .as_deref(),
+        Some("v2")
+    );
+}
+
+#[tokio::test]
+async fn welcome_in_customer_group_without_robot_is_recorded_as_skipped() {
+    let h = harness().await;
+    h.add_chat(
+        "wrC",
+        "客户群",
+        ChatRoute::CustomerGroup { robot_key: None },
+        &[],
+    )
+    .await;
+    h.join("wrC", &["wmX"], "v0", "v1").await;
+    h.run().await;
+    h.clock.advance(Duration::seconds(10));
+    h.run().await;
+    let sent = h.sent().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].route, "customer_group_mass");
+    assert!(sent[0]
+        .skipped
+        .as_deref()
+        .unwrap()
+        .contains("cannot post automatically"));
+}
+
+#[tokio::test]
+async fn member_leaving_before_the_welcome_is_not_welcomed() {
+    let h = harness().await;
+    h.add_chat("wrA", "群", ChatRoute::AppGroup, &[]).await;
+    h.join("wrA", &["u1", "u2"], "v0", "v1").await;
+    h.leave("wrA", "u2").await;
+    h.run().await;
+    h.clock.advance(Duration::seconds(10));
+    h.run().await;
+    let sent = h.sent().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].mentions, "u1");
+}
+
+#[tokio::test]
+async fn member_version_gap_or_unknown_chat_flags_a_resync() {
+    let h = harness().await;
+    h.add_chat("wrA", "群", ChatRoute::AppGroup, &[]).await;
+    h.join("wrA", &["u1"], "v-lost", "v5").await;
+    h.join("wrNEW", &["u2"], "x", "y").await;
+    h.run().await;
+    let flagged = chats::chats_needing_resync(&mut *h.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(flagged, vec!["wrA".to_string(), "wrNEW".to_string()]);
+}
+
+#[tokio::test]
+async fn two_workers_racing_for_the_last_item_sell_it_once() {
+    let h = harness().await;
+    h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[])
+        .await;
+    let version = pipeline::import_rules(
+        &h.pool,
+        "[[catalog]]\nitem = \"保温杯\"\ncost = 30\nstock = 1\n",
+        h.clock.now_utc(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(version, 1);
+    for user in ["alice", "bob"] {
+        pipeline::adjust_points(&h.pool, user, 50, "活动奖励", h.clock.now_utc())
+            .await
+            .unwrap();
+    }
+    let a = h.say("wrA", "alice", "兑换 保温杯").await;
+    let b = h.say("wrA", "bob", "兑换 保温杯").await;
+
+    let other = new_pipeline(&h.pool, &h.clock, PipelineHooks::default());
+    let (r1, r2) = tokio::join!(h.pipeline.run_once(), other.run_once());
+    r1.unwrap();
+    r2.unwrap();
+
+    let mut conn = h.conn().await;
+    let sold = redemptions::list(&mut conn, None).await.unwrap();
+    assert_eq!(sold.len(), 1);
+    assert_eq!(redemptions::stock(&mut conn).await.unwrap()["保温杯"], 0);
+    drop(conn);
+    let replies = [h.reply_to(&a).await, h.reply_to(&b).await];
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|r| r.contains("兑换「保温杯」成功"))
+            .count(),
+        1,
+        "{replies:?}"
+    );
+    assert_eq!(
+        replies.iter().filter(|r| r.contains("已经兑完了")).count(),
+        1,
+        "{replies:?}"
+    );
+    let winner = &sold[0].user_id;
+    assert_eq!(h.balance(winner).await, 20);
+}
+
+#[tokio::test]
+async fn imported_rule_set_applies_without_restart_and_invalid_one_is_refused() {
+    let h = harness().await;
+    h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[])
+        .await;
+    let before = h.say("wrA", "alice", "报到").await;
+    h.run().await;
+    assert!(h.sent().await.iter().all(|s| !s.key.ends_with(&before)));
+
+    let err = pipeline::import_rules(&h.pool, "[checkin]\nkeywords = [\"\"]\n", h.clock.now_utc())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("checkin.keywords[0]: must not be empty"),
+        "{err}"
+    );
+    pipeline::import_rules(
+        &h.pool,
+        "[checkin]\nkeywords = [\"报到\"]\nbase_points = 7\n",
+        h.clock.now_utc(),
+    )
+    .await
+    .unwrap();
+
+    let after = h.say("wrA", "alice", "报到").await;
+    h.run().await; // same pipeline object: picks the new version up
+    assert!(h.reply_to(&after).await.contains("+7 积分"));
+    assert!(pipeline::export_rules(&h.pool)
+        .await
+        .unwrap()
+        .contains("报到"));
+}
+
+#[tokio::test]
+async fn app_text_and_archive_messages_reach_the_same_rules() {
+    let h = harness().await;
+    h.add_chat(
+        "wrW",
+        "有机器人的群",
+        ChatRoute::Webhook { key: "KEY1".into() },
+        &[],
+    )
+    .await;
+    h.insert(
+        "app_text",
+        "app:main",
+        "msg:7300000000000000001",
+        None,
+        r#"{"AppText":{"from_user_name":"zhangsan","content":"签到","msg_id":7300000000000000001,"create_time":1700000300}}"#,
+    )
+    .await;
+    let batch = vec![pipeline::IngestMessage {
+        message_id: "arch-1".into(),
+        chat_id: Some("wrW".into()),
+        sender: "lisi".into(),
+        text: "积分".into(),
+        sent_at: 1_700_000_000,
+    }];
+    let inserted = pipeline::ingest_messages(&mut *h.conn().await, &batch, h.clock.now_utc())
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    // The same batch again adds nothing.
+    assert_eq!(
+        pipeline::ingest_messages(&mut *h.conn().await, &batch, h.clock.now_utc())
+            .await
+            .unwrap(),
+        0
+    );
+    h.run().await;
+
+    let sent = h.sent().await;
+    let app_reply = sent
+        .iter()
+        .find(|s| s.key == "reply:msg:7300000000000000001")
+        .unwrap();
+    assert_eq!(app_reply.route, "member");
+    assert!(app_reply.body.contains("签到成功"));
+    let archive_reply = sent
+        .iter()
+        .find(|s| s.key == "reply:archive:arch-1")
+        .unwrap();
+    assert_eq!(archive_reply.route, "webhook");
+    assert!(
+        archive_reply.body.contains("当前积分 0"),
+        "{}",
+        archive_reply.body
+    );
+}
+
+#[test]
+fn ingest_signature_is_checked() {
+    use hmac::{Hmac, Mac};
+    let body = br#"[{"message_id":"1"}]"#;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"secret").unwrap();
+    mac.update(body);
+    let good = hex::encode(mac.finalize().into_bytes());
+    assert!(pipeline::verify_ingest_signature(b"secret", body, &good));
+    assert!(!pipeline::verify_ingest_signature(b"other", body, &good));
+    assert!(!pipeline::verify_ingest_signature(
+        b"secret",
+        b"tampered",
+        &good
+    ));
+    assert!(!pipeline::verify_ingest_signature(b"secret", body, "zz"));
+}
+
+#[tokio::test]
+async fn manager_adjustment_cannot_make_a_balance_negative() {
+    let h = harness().await;
+    assert_eq!(
+        pipeline::adjust_points(&h.pool, "alice", 30, "补偿", h.clock.now_utc())
+            .await
+            .unwrap(),
+        30
+    );
+    let err = pipeline::adjust_points(&h.pool, "alice", -31, "扣分", h.clock.now_utc())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not cover"));
+    assert_eq!(
+        pipeline::adjust_points(&h.pool, "alice", -30, "扣分", h.clock.now_utc())
+            .await
+            .unwrap(),
+        0
+    );
+    // The ledger is append-only.
+    assert!(sqlx::query("delete from points_ledger")
+        .execute(&h.pool)
+        .await
+        .is_err());
+    assert!(sqlx::query("update points_ledger set delta = 1000")
+        .execute(&h.pool)
+        .await
+        .is_err());
+}
+
+mod balance_property {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Say(usize, &'static str),
+        Adjust(usize, i64),
+        NextDay,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (
+                0usize..3,
+                prop::sample::select(vec!["签到", "补签", "兑换 帆布袋", "积分", "兑换 不存在"])
+            )
+                .prop_map(|(u, t)| Op::Say(u, t)),
+            (0usize..3, -40i64..40).prop_map(|(u, d)| Op::Adjust(u, d)),
+            Just(Op::NextDay),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+        #[test]
+        fn balance_is_the_ledger_sum_and_never_negative(ops in proptest::collection::vec(op(), 1..25)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let h = harness().await;
+                h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[]).await;
+                pipeline::import_rules(&h.pool, "[[catalog]]\nitem = \"帆布袋\"\ncost = 15\nstock = 3\nper_person = 5\n", h.clock.now_utc()).await.unwrap();
+                let users = ["alice", "bob", "carol"];
+                for op in ops {
+                    match op {
+                        Op::Say(u, text) => { h.say("wrA", users[u], text).await; }
+                        Op::Adjust(u, d) if d != 0 => {
+                            // Refused when it would go negative; either way the invariant holds.
+                            let _ = pipeline::adjust_points(&h.pool, users[u], d, "调整", h.clock.now_utc()).await;
+                        }
+                        Op::Adjust(..) => {}
+                        Op::NextDay => h.clock.advance(Duration::days(1)),
+                    }
+                    h.run().await;
+                    for user in users {
+                        let mut conn = h.conn().await;
+                        let entries = points::entries_for(&mut conn, user).await.unwrap();
+                        let sum: i64 = entries.iter().map(|e| e.delta).sum();
+                        let balance = points::balance(&mut conn, user).await.unwrap();
+                        assert_eq!(balance, sum);
+                        assert!(balance >= 0, "{user} went negative: {entries:?}");
+                    }
+                }
+                let mut conn = h.conn().await;
+                let stock = redemptions::stock(&mut conn).await.unwrap()["帆布袋"];
+                let sold = redemptions::list(&mut conn, None).await.unwrap().len() as i64;
+                assert_eq!(stock + sold, 3);
+                assert!(inbox::list_all(&mut conn).await.unwrap().iter().all(|r| r.status == "done"));
+            });
+        }
+    }
+}
