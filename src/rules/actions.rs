@@ -61,8 +61,8 @@ pub enum Action {
         cost: i64,
         reference: String,
         day: NaiveDate,
-        success: Outbound,
-        sold_out: Outbound,
+        success: Box<Outbound>,
+        sold_out: Box<Outbound>,
     },
     /// Remember that an auto-reply fired in a chat (for its cooldown).
     MarkAutoReplyFired {

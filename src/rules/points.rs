@@ -167,8 +167,8 @@ pub fn on_redeem(
         cost: item.cost,
         reference: format!("redeem:{}", event.id),
         day,
-        success,
-        sold_out,
+        success: Box::new(success),
+        sold_out: Box::new(sold_out),
     }]
 }
 

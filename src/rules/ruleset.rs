@@ -71,7 +71,7 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
 ];
 
 /// The TOML document as written by a manager. Every table is optional.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuleSetDoc {
     pub community: CommunityDoc,
@@ -81,20 +81,6 @@ pub struct RuleSetDoc {
     pub catalog: Vec<CatalogItem>,
     pub autoreply: Vec<AutoReplyDoc>,
     pub templates: BTreeMap<String, String>,
-}
-
-impl Default for RuleSetDoc {
-    fn default() -> Self {
-        Self {
-            community: CommunityDoc::default(),
-            checkin: CheckinDoc::default(),
-            points: PointsDoc::default(),
-            welcome: WelcomeDoc::default(),
-            catalog: Vec::new(),
-            autoreply: Vec::new(),
-            templates: BTreeMap::new(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -337,7 +323,7 @@ impl RuleSet {
             let path = if path == "." { String::new() } else { path };
             RuleSetError(vec![FieldError {
                 path,
-                reason: first_line(&err.inner().message().to_string()),
+                reason: first_line(err.inner().message()),
             }])
         })?;
         RuleSet::from_doc(doc)
