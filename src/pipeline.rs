@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
-use serde_json::Value;
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::clock::SharedClock;
@@ -25,6 +24,7 @@ use crate::rules::{
 };
 use crate::store::inbox::{self, InboxRow};
 use crate::store::{chats, checkins, members, points, redemptions, rule_sets};
+use crate::wecom::message::{self, BotChatType, ChatUpdateDetail, ContactChangeType};
 
 /// Where outbound messages go. Implemented over `store::outbox::enqueue`; it
 /// must write through `conn` so the message commits with the event's effects,
@@ -482,62 +482,61 @@ pub enum ConvertError {
 
 /// Turns a stored inbox row into a domain event; `None` for events the rules
 /// don't act on (enter_agent, stream refreshes, group create/dismiss, unknown).
-///
-/// The row holds `wecom::message::Event` as JSON; this reads it by field name
-/// (tolerating an enum wrapper object, unit variants written as names, numbers
-/// written as strings) so storage-format details don't leak into the rules.
 pub fn domain_event(row: &InboxRow, default_app: &str) -> Result<Option<Event>, ConvertError> {
-    let value: Value = serde_json::from_str(&row.event_json)?;
-    let body = unwrap_variant(&value);
+    let id = row.dedupe_key.clone();
+    if row.kind == "ingest_message" {
+        let message: IngestMessage = serde_json::from_str(&row.event_json)?;
+        return Ok(Some(Event {
+            id,
+            kind: EventKind::MessagePosted(MessagePosted {
+                source: MessageSource::Archive,
+                chat_id: message.chat_id,
+                sender: message.sender,
+                text: message.text,
+                message_id: message.message_id,
+                reply_via: ReplyVia::ChatRoute,
+            }),
+        }));
+    }
+    let wecom: message::Event = serde_json::from_str(&row.event_json)?;
     let missing = |field: &'static str| ConvertError::MissingField {
         kind: row.kind.clone(),
         field,
     };
-    let id = row.dedupe_key.clone();
-    let kind = match row.kind.as_str() {
-        "change_external_chat" => {
-            let chat_id = text(body, &["chat_id", "ChatId"]).ok_or_else(|| missing("chat_id"))?;
-            let detail = text(body, &["update_detail", "UpdateDetail"]).map(|d| normalise(&d));
-            let user_ids = list(body, &["mem_change_list", "MemChangeList"]);
-            let last = text(body, &["last_mem_ver", "LastMemVer"]).filter(|v| !v.is_empty());
-            let current = text(body, &["cur_mem_ver", "CurMemVer"]).filter(|v| !v.is_empty());
-            match detail.as_deref() {
-                Some("addmember") => EventKind::MembersJoined(MembersJoined {
-                    chat_id,
-                    user_ids,
-                    join_scene: scene(body.get("join_scene").or_else(|| body.get("JoinScene"))),
-                    last_member_version: last,
-                    current_member_version: current,
+    let kind = match wecom {
+        message::Event::ExternalChatChange(change) => {
+            let last_member_version = change.last_mem_ver.filter(|v| !v.is_empty());
+            let current_member_version = change.cur_mem_ver.filter(|v| !v.is_empty());
+            match change.update_detail {
+                Some(ChatUpdateDetail::AddMember) => EventKind::MembersJoined(MembersJoined {
+                    chat_id: change.chat_id,
+                    user_ids: change.mem_change_list,
+                    join_scene: JoinScene::from_callback_code(change.join_scene.map(i64::from)),
+                    last_member_version,
+                    current_member_version,
                 }),
-                Some("delmember") => EventKind::MembersLeft(MembersLeft {
-                    chat_id,
-                    user_ids,
-                    removed: quit_removed(body.get("quit_scene").or_else(|| body.get("QuitScene"))),
-                    last_member_version: last,
-                    current_member_version: current,
+                Some(ChatUpdateDetail::DelMember) => EventKind::MembersLeft(MembersLeft {
+                    chat_id: change.chat_id,
+                    user_ids: change.mem_change_list,
+                    removed: change.quit_scene == Some(1),
+                    last_member_version,
+                    current_member_version,
                 }),
                 _ => return Ok(None),
             }
         }
-        "change_external_contact" => {
-            let change = text(body, &["change_type", "ChangeType"]).map(|c| normalise(&c));
-            if !matches!(
-                change.as_deref(),
-                Some("addexternalcontact" | "addhalfexternalcontact")
-            ) {
-                return Ok(None);
+        message::Event::ExternalContactChange(change) => match change.change_type {
+            ContactChangeType::AddExternalContact | ContactChangeType::AddHalfExternalContact => {
+                EventKind::CustomerAdded(CustomerAdded {
+                    staff_user_id: change.user_id,
+                    external_user_id: change.external_user_id,
+                    welcome_code: change.welcome_code.filter(|c| !c.is_empty()),
+                    state: change.state,
+                })
             }
-            EventKind::CustomerAdded(CustomerAdded {
-                staff_user_id: text(body, &["user_id", "UserID"])
-                    .ok_or_else(|| missing("user_id"))?,
-                external_user_id: text(body, &["external_user_id", "ExternalUserID"])
-                    .ok_or_else(|| missing("external_user_id"))?,
-                welcome_code: text(body, &["welcome_code", "WelcomeCode"])
-                    .filter(|c| !c.is_empty()),
-                state: text(body, &["state", "State"]),
-            })
-        }
-        "app_text" => {
+            _ => return Ok(None),
+        },
+        message::Event::AppText(text) => {
             let app = row
                 .source
                 .strip_prefix("app:")
@@ -546,48 +545,24 @@ pub fn domain_event(row: &InboxRow, default_app: &str) -> Result<Option<Event>, 
             EventKind::MessagePosted(MessagePosted {
                 source: MessageSource::AppDirect,
                 chat_id: None,
-                sender: text(body, &["from_user_name", "FromUserName"])
-                    .ok_or_else(|| missing("from_user_name"))?,
-                text: text(body, &["content", "Content"]).unwrap_or_default(),
-                message_id: text(body, &["msg_id", "MsgId"]).unwrap_or_else(|| id.clone()),
+                sender: text.header.from_user_name,
+                text: text.content,
+                message_id: text.msg_id.to_string(),
                 reply_via: ReplyVia::AppMessage { app },
             })
         }
-        "bot_message" => {
-            let sender = match body.get("from") {
-                Some(Value::Object(from)) => from
-                    .get("userid")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                Some(Value::String(from)) => Some(from.clone()),
-                _ => text(body, &["from_userid", "from_user_id", "userid"]),
-            }
-            .ok_or_else(|| missing("from"))?;
-            let response_url =
-                text(body, &["response_url"]).ok_or_else(|| missing("response_url"))?;
-            let chat_type = text(body, &["chattype", "chat_type"]).map(|c| normalise(&c));
+        message::Event::BotMessage(bot) => {
+            let response_url = bot.response_url.ok_or_else(|| missing("response_url"))?;
             EventKind::MessagePosted(MessagePosted {
                 source: MessageSource::SmartBot,
-                chat_id: if chat_type.as_deref() == Some("single") {
-                    None
-                } else {
-                    text(body, &["chatid", "chat_id"])
+                chat_id: match bot.chat_type {
+                    BotChatType::Single => None,
+                    _ => bot.chat_id,
                 },
-                sender,
-                text: text(body, &["text"]).unwrap_or_default(),
-                message_id: text(body, &["msgid", "msg_id"]).unwrap_or_else(|| id.clone()),
+                sender: bot.from_user_id,
+                text: bot.text,
+                message_id: bot.msg_id,
                 reply_via: ReplyVia::ResponseUrl(response_url),
-            })
-        }
-        "ingest_message" => {
-            let message: IngestMessage = serde_json::from_value(value.clone())?;
-            EventKind::MessagePosted(MessagePosted {
-                source: MessageSource::Archive,
-                chat_id: message.chat_id,
-                sender: message.sender,
-                text: message.text,
-                message_id: message.message_id,
-                reply_via: ReplyVia::ChatRoute,
             })
         }
         _ => return Ok(None),
@@ -644,86 +619,6 @@ pub fn verify_ingest_signature(secret: &[u8], body: &[u8], signature_hex: &str) 
     };
     mac.update(body);
     mac.verify_slice(&expected).is_ok()
-}
-
-fn unwrap_variant(value: &Value) -> &Value {
-    match value {
-        Value::Object(map) if map.len() == 1 => match map.values().next() {
-            Some(inner @ Value::Object(_)) => inner,
-            _ => value,
-        },
-        _ => value,
-    }
-}
-
-fn text(body: &Value, names: &[&str]) -> Option<String> {
-    names.iter().find_map(|name| match body.get(*name)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Object(map) if map.len() == 1 => map.values().next()?.as_str().map(str::to_string),
-        _ => None,
-    })
-}
-
-fn list(body: &Value, names: &[&str]) -> Vec<String> {
-    for name in names {
-        match body.get(*name) {
-            Some(Value::Array(items)) => {
-                return items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect();
-            }
-            Some(Value::String(joined)) => {
-                return joined
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect();
-            }
-            _ => {}
-        }
-    }
-    Vec::new()
-}
-
-fn normalise(name: &str) -> String {
-    name.chars()
-        .filter(|c| *c != '_')
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-fn scene(value: Option<&Value>) -> JoinScene {
-    match value {
-        Some(Value::Number(n)) => JoinScene::from_callback_code(n.as_i64()),
-        Some(Value::String(s)) => match s.parse::<i64>() {
-            Ok(code) => JoinScene::from_callback_code(Some(code)),
-            Err(_) => {
-                let s = normalise(s);
-                if s.contains("qr") || s.contains("scan") {
-                    JoinScene::QrCode
-                } else if s.contains("invit") {
-                    JoinScene::Invited
-                } else {
-                    JoinScene::Unknown
-                }
-            }
-        },
-        _ => JoinScene::Unknown,
-    }
-}
-
-fn quit_removed(value: Option<&Value>) -> bool {
-    match value {
-        Some(Value::Number(n)) => n.as_i64() == Some(1),
-        Some(Value::String(s)) => {
-            s == "1" || normalise(s).contains("remove") || normalise(s).contains("kick")
-        }
-        _ => false,
-    }
 }
 
 // --- manager operations (the CLI wires these) --------------------------------

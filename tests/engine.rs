@@ -9,6 +9,7 @@ use qunyun::clock::{ManualClock, SharedClock};
 use qunyun::pipeline::{self, OutboxWriter, Pipeline, PipelineHooks, PipelineSettings};
 use qunyun::rules::{ChatRoute, Outbound};
 use qunyun::store::{self, chats, checkins, inbox, members, points, redemptions};
+use qunyun::wecom::message::{self, BotChatType, BotMsgType, ChatChangeType, ChatUpdateDetail};
 use sqlx::{SqliteConnection, SqlitePool};
 
 /// Outbox stand-in: one row per idempotency key, in the caller's transaction.
@@ -133,56 +134,66 @@ impl Harness {
             .unwrap();
     }
 
+    async fn chat_change(
+        &self,
+        chat_id: &str,
+        detail: ChatUpdateDetail,
+        users: &[&str],
+        last: Option<&str>,
+        current: Option<&str>,
+    ) {
+        let adding = detail == ChatUpdateDetail::AddMember;
+        let event = message::Event::ExternalChatChange(message::ExternalChatChange {
+            header: sys_header(),
+            chat_id: chat_id.into(),
+            change_type: ChatChangeType::Update,
+            update_detail: Some(detail),
+            join_scene: adding.then_some(3),
+            quit_scene: (!adding).then_some(0),
+            mem_change_cnt: Some(users.len() as u32),
+            mem_change_list: users.iter().map(|u| u.to_string()).collect(),
+            last_mem_ver: last.map(str::to_string),
+            cur_mem_ver: current.map(str::to_string),
+        });
+        let key = format!("app:main:sha256:{chat_id}:{adding}:{}", users.join(","));
+        self.insert_event(&event, "app:main", &key).await;
+    }
+
+    async fn insert_event(&self, event: &message::Event, source: &str, key: &str) {
+        let json = serde_json::to_string(event).unwrap();
+        self.insert(event.kind(), source, key, event.chat_id(), &json)
+            .await;
+    }
+
     async fn join(&self, chat_id: &str, users: &[&str], last: &str, current: &str) {
-        let json = serde_json::json!({"ExternalChatChange": {
-            "chat_id": chat_id, "change_type": "update", "update_detail": "add_member",
-            "join_scene": 3, "mem_change_list": users, "last_mem_ver": last, "cur_mem_ver": current,
-        }});
-        let key = format!("sha256:join:{chat_id}:{}", users.join(","));
-        self.insert(
-            "change_external_chat",
-            "app:main",
-            &key,
-            Some(chat_id),
-            &json.to_string(),
+        self.chat_change(
+            chat_id,
+            ChatUpdateDetail::AddMember,
+            users,
+            Some(last),
+            Some(current),
         )
         .await;
     }
 
     async fn leave(&self, chat_id: &str, user: &str) {
-        let json = serde_json::json!({"ExternalChatChange": {
-            "chat_id": chat_id, "change_type": "update", "update_detail": "del_member",
-            "quit_scene": 0, "mem_change_list": [user],
-        }});
-        let key = format!("sha256:leave:{chat_id}:{user}");
-        self.insert(
-            "change_external_chat",
-            "app:main",
-            &key,
-            Some(chat_id),
-            &json.to_string(),
-        )
-        .await;
+        self.chat_change(chat_id, ChatUpdateDetail::DelMember, &[user], None, None)
+            .await;
     }
 
     /// An @-mention of the smart bot in a group; returns the dedupe key.
     async fn say(&self, chat_id: &str, user: &str, text: &str) -> String {
         let n = self.next_msg.get();
         self.next_msg.set(n + 1);
-        let json = serde_json::json!({"BotMessage": {
-            "msgid": format!("MSG{n}"), "aibotid": "BOT", "chatid": chat_id, "chattype": "group",
-            "from": {"userid": user}, "response_url": format!("http://127.0.0.1:9/resp/{n}"),
-            "text": text, "raw_text": format!("@运营助手 {text}"),
-        }});
-        let key = format!("bot:MSG{n}");
-        self.insert(
-            "bot_message",
-            "bot:main",
-            &key,
-            Some(chat_id),
-            &json.to_string(),
-        )
-        .await;
+        let event = bot_message(
+            &format!("MSG{n}"),
+            chat_id,
+            user,
+            text,
+            Some(format!("http://127.0.0.1:9/resp/{n}")),
+        );
+        let key = format!("bot:main:MSG{n}");
+        self.insert_event(&event, "bot:main", &key).await;
         key
     }
 
@@ -221,6 +232,40 @@ impl Harness {
             .map(|r| r.status)
             .collect()
     }
+}
+
+fn sys_header() -> message::AppHeader {
+    message::AppHeader {
+        to_user_name: "ww0000000000000000".into(),
+        from_user_name: "sys".into(),
+        create_time: 1_700_000_100,
+        agent_id: None,
+    }
+}
+
+fn bot_message(
+    msg_id: &str,
+    chat_id: &str,
+    user: &str,
+    text: &str,
+    response_url: Option<String>,
+) -> message::Event {
+    message::Event::BotMessage(message::BotMessage {
+        msg_id: msg_id.into(),
+        aibot_id: "BOT".into(),
+        chat_id: Some(chat_id.into()),
+        chat_type: BotChatType::Group,
+        from_user_id: user.into(),
+        from_corp_id: None,
+        response_url,
+        msg_type: BotMsgType::Text,
+        text: text.into(),
+        raw_text: format!("@运营助手 {text}"),
+        image_urls: Vec::new(),
+        file_url: None,
+        quote: None,
+        create_time: None,
+    })
 }
 
 trait NowUtc {
@@ -354,12 +399,10 @@ async fn poison_event_is_parked_after_retries_and_never_blocks_other_chats() {
     h.add_chat("wrB", "群B", ChatRoute::SmartBot { robot_key: None }, &[])
         .await;
     // A bot message without response_url cannot be answered: a poison event.
-    h.insert(
-        "bot_message",
+    h.insert_event(
+        &bot_message("BAD", "wrA", "x", "签到", None),
         "bot:main",
-        "bot:BAD",
-        Some("wrA"),
-        r#"{"BotMessage":{"msgid":"BAD","chatid":"wrA","from":{"userid":"x"},"text":"签到"}}"#,
+        "bot:main:BAD",
     )
     .await;
     let later_in_a = h.say("wrA", "alice", "签到").await;
@@ -377,11 +420,8 @@ async fn poison_event_is_parked_after_retries_and_never_blocks_other_chats() {
     let rows = inbox::list_all(&mut *h.conn().await).await.unwrap();
     assert_eq!(rows[0].status, "parked");
     assert_eq!(rows[0].attempts, 3);
-    assert!(rows[0]
-        .last_error
-        .as_deref()
-        .unwrap()
-        .contains("response_url"));
+    let error = rows[0].last_error.clone().unwrap();
+    assert!(error.contains("response_url"), "{error}");
     // Once the poison event is parked, chat A's next event goes through.
     h.reply_to(&later_in_a).await;
 }
@@ -561,14 +601,18 @@ async fn app_text_and_archive_messages_reach_the_same_rules() {
         &[],
     )
     .await;
-    h.insert(
-        "app_text",
-        "app:main",
-        "msg:7300000000000000001",
-        None,
-        r#"{"AppText":{"from_user_name":"zhangsan","content":"签到","msg_id":7300000000000000001,"create_time":1700000300}}"#,
-    )
-    .await;
+    let app_text = message::Event::AppText(message::AppText {
+        header: message::AppHeader {
+            to_user_name: "ww0000000000000000".into(),
+            from_user_name: "zhangsan".into(),
+            create_time: 1_700_000_300,
+            agent_id: Some("1000002".into()),
+        },
+        content: "签到".into(),
+        msg_id: 7_300_000_000_000_000_001,
+    });
+    h.insert_event(&app_text, "app:main", "app:main:msg:7300000000000000001")
+        .await;
     let batch = vec![pipeline::IngestMessage {
         message_id: "arch-1".into(),
         chat_id: Some("wrW".into()),
@@ -592,7 +636,7 @@ async fn app_text_and_archive_messages_reach_the_same_rules() {
     let sent = h.sent().await;
     let app_reply = sent
         .iter()
-        .find(|s| s.key == "reply:msg:7300000000000000001")
+        .find(|s| s.key == "reply:app:main:msg:7300000000000000001")
         .unwrap();
     assert_eq!(app_reply.route, "member");
     assert!(app_reply.body.contains("签到成功"));

@@ -1,0 +1,6 @@
+//! Everything WeCom-specific: the callback crypto, message parsing, the HTTP
+//! callback endpoints and the outbound API client.
+
+pub mod callback;
+pub mod crypto;
+pub mod message;
