@@ -708,3 +708,135 @@ pub fn preview_template(rules: &RuleSet, template: &str) -> Option<String> {
         .has_template(template)
         .then(|| rules.render(template, &rules::ruleset::sample_context()))
 }
+
+// --- outbox row shape ----------------------------------------------------------
+
+/// The columns of an outbox row for an [`Outbound`], in the shapes the sender
+/// job decodes (`msgtype` + body, target per route). Pure, so the adapter over
+/// `store::outbox::enqueue` is a few lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxParts {
+    /// `store::outbox::Route` name: app_group, webhook, smart_bot, member,
+    /// welcome_code, customer_group_mass.
+    pub route: &'static str,
+    /// Chat id, webhook key, response_url, `|`-joined UserIDs, welcome code, or
+    /// the owner who must confirm a mass message.
+    pub target: String,
+    /// The configured app whose secret/agent sends it (None: webhook, smart bot,
+    /// contact routes using the contacts secret).
+    pub app: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+pub fn outbox_parts(message: &Outbound, default_app: &str) -> OutboxParts {
+    use crate::rules::OutRoute;
+    use serde_json::json;
+    let text = json!({ "content": message.text });
+    let app_text = json!({ "msgtype": "text", "text": text });
+    let (target, app, payload) = match &message.route {
+        OutRoute::AppGroup { chat_id } => {
+            (chat_id.clone(), Some(default_app.to_string()), app_text)
+        }
+        OutRoute::Member { app, user_ids } => (user_ids.join("|"), Some(app.clone()), app_text),
+        OutRoute::Webhook { key } => (
+            key.clone(),
+            None,
+            json!({
+                "msgtype": "text",
+                "text": { "content": message.text, "mentioned_list": message.mentions },
+            }),
+        ),
+        OutRoute::SmartBotResponse { response_url } => (
+            response_url.clone(),
+            None,
+            json!({ "msgtype": "markdown", "markdown": text }),
+        ),
+        OutRoute::WelcomeCode { code } => (code.clone(), None, json!({ "text": text })),
+        OutRoute::CustomerGroupMass { chat_id, owner } => (
+            owner.clone().unwrap_or_default(),
+            None,
+            json!({ "chat_id_list": [chat_id], "text": text }),
+        ),
+    };
+    OutboxParts {
+        route: message.route.name(),
+        target,
+        app,
+        payload,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::OutRoute;
+
+    fn outbound(route: OutRoute) -> Outbound {
+        Outbound {
+            idempotency_key: "k".into(),
+            route,
+            text: "你好".into(),
+            mentions: vec!["u1".into()],
+            not_before: None,
+            skipped: None,
+        }
+    }
+
+    #[test]
+    fn outbox_parts_match_the_sender_payload_shapes() {
+        let member = outbox_parts(
+            &outbound(OutRoute::Member {
+                app: "ops".into(),
+                user_ids: vec!["a".into(), "b".into()],
+            }),
+            "main",
+        );
+        assert_eq!(
+            (member.route, member.target.as_str(), member.app.as_deref()),
+            ("member", "a|b", Some("ops"))
+        );
+        assert_eq!(
+            member.payload,
+            serde_json::json!({"msgtype": "text", "text": {"content": "你好"}})
+        );
+
+        let webhook = outbox_parts(&outbound(OutRoute::Webhook { key: "K".into() }), "main");
+        assert_eq!(
+            webhook.payload["text"]["mentioned_list"],
+            serde_json::json!(["u1"])
+        );
+        assert_eq!(webhook.app, None);
+
+        let bot = outbox_parts(
+            &outbound(OutRoute::SmartBotResponse {
+                response_url: "http://127.0.0.1/r".into(),
+            }),
+            "main",
+        );
+        assert_eq!(
+            bot.payload,
+            serde_json::json!({"msgtype": "markdown", "markdown": {"content": "你好"}})
+        );
+
+        let group = outbox_parts(
+            &outbound(OutRoute::AppGroup {
+                chat_id: "wr1".into(),
+            }),
+            "main",
+        );
+        assert_eq!(
+            (group.target.as_str(), group.app.as_deref()),
+            ("wr1", Some("main"))
+        );
+
+        let mass = outbox_parts(
+            &outbound(OutRoute::CustomerGroupMass {
+                chat_id: "wr2".into(),
+                owner: Some("boss".into()),
+            }),
+            "main",
+        );
+        assert_eq!(mass.target, "boss");
+        assert_eq!(mass.payload["chat_id_list"], serde_json::json!(["wr2"]));
+    }
+}
