@@ -379,13 +379,14 @@ pub async fn apply<O: OutboxWriter>(
                 user_id,
                 at,
                 returning,
+                join_scene,
             } => {
                 let join = QueuedJoin {
                     user_id: user_id.clone(),
                     name: members::person_name(conn, user_id).await?,
                     joined_at: *at,
                     returning: *returning,
-                    join_scene: JoinScene::Unknown,
+                    join_scene: *join_scene,
                 };
                 chats::queue_welcome(conn, chat_id, &join).await?;
             }

@@ -792,3 +792,107 @@ async fn demo_once_plays_the_script_through_encrypted_callbacks() {
     );
     assert!(transcript.contains("已经兑完了"), "{transcript}");
 }
+
+#[tokio::test]
+async fn store_queries_for_admin_views_and_resync() {
+    let h = harness().await;
+    h.add_chat("wrA", "群A", ChatRoute::AppGroup, &["vip"])
+        .await;
+    h.add_chat("wrB", "群B", ChatRoute::Webhook { key: "K".into() }, &[])
+        .await;
+    let mut conn = h.conn().await;
+    assert_eq!(
+        chats::list_chat_ids(&mut conn).await.unwrap(),
+        vec!["wrA", "wrB"]
+    );
+    let chat = chats::get_chat(&mut conn, "wrB").await.unwrap().unwrap();
+    assert_eq!(chat.route, ChatRoute::Webhook { key: "K".into() });
+    chats::mark_needs_resync(&mut conn, "wrA").await.unwrap();
+    chats::clear_needs_resync(&mut conn, "wrA").await.unwrap();
+    assert!(chats::chats_needing_resync(&mut conn)
+        .await
+        .unwrap()
+        .is_empty());
+    drop(conn);
+
+    // Points in two chats: per-chat and community leaderboards, all time and since a day.
+    h.join("wrA", &["a"], "v0", "v1").await;
+    h.join("wrB", &["b"], "v0", "v1").await;
+    h.run().await;
+    let mut conn = h.conn().await;
+    let community = points::leaderboard(&mut conn, None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(community.len(), 2);
+    let in_a = points::leaderboard(&mut conn, None, Some("wrA"), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        in_a.iter().map(|r| r.user_id.as_str()).collect::<Vec<_>>(),
+        vec!["a"]
+    );
+    let future = chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap();
+    assert!(points::leaderboard(&mut conn, Some(future), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(points::total(&mut conn).await.unwrap(), 20);
+
+    // Redemptions are fulfilled once.
+    redemptions::stock_new_items(&mut conn, &[("杯".into(), 1)])
+        .await
+        .unwrap();
+    let id = redemptions::create(&mut conn, "a", "杯", 5, "redeem:x", h.clock.now_utc())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        redemptions::create(&mut conn, "a", "杯", 5, "redeem:x", h.clock.now_utc())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        redemptions::mark_fulfilled(&mut conn, id, h.clock.now_utc())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !redemptions::mark_fulfilled(&mut conn, id, h.clock.now_utc())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        redemptions::list(&mut conn, Some("fulfilled"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Parked rows can be requeued by a manager.
+    let bad = inbox::NewInboxEvent {
+        source: "bot:main",
+        kind: "bot_message",
+        dedupe_key: "bad",
+        received_at: 0,
+        event_json: "not json",
+        chat_id: None,
+    };
+    let inbox::Inserted::New(bad_id) = inbox::insert_event(&mut conn, &bad).await.unwrap() else {
+        panic!("expected a new row");
+    };
+    drop(conn);
+    for _ in 0..3 {
+        h.run().await;
+    }
+    let mut conn = h.conn().await;
+    assert!(inbox::requeue(&mut conn, bad_id).await.unwrap());
+    assert!(!inbox::requeue(&mut conn, bad_id).await.unwrap());
+    assert_eq!(
+        qunyun::store::rule_sets::list_versions(&mut conn)
+            .await
+            .unwrap(),
+        vec![]
+    );
+}

@@ -25,6 +25,7 @@ pub enum Action {
         user_id: String,
         at: DateTime<Utc>,
         returning: bool,
+        join_scene: JoinScene,
     },
     /// Drop a queued welcome (the member left before it went out).
     CancelQueuedWelcome {

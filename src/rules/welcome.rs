@@ -20,7 +20,7 @@ pub struct QueuedJoin {
     pub join_scene: JoinScene,
 }
 
-/// Extra action for raid mode.
+/// Records each join, awards first-time points once, queues the merged welcome.
 pub fn on_members_joined(
     rules: &RuleSet,
     snapshot: &Snapshot,
@@ -64,6 +64,7 @@ pub fn on_members_joined(
                 user_id: user_id.clone(),
                 at: now,
                 returning: person.seen_before,
+                join_scene: joined.join_scene,
             });
         }
     }
@@ -418,6 +419,30 @@ mod tests {
             at(10),
         );
         assert!(out[0].text.contains("欢迎回来"), "{}", out[0].text);
+    }
+
+    #[test]
+    fn join_scene_picks_its_template() {
+        let rules =
+            RuleSet::from_toml("[welcome.by_scene]\ninvited = \"welcome_returning\"\n").unwrap();
+        let mut invited = joins(1);
+        invited[0].join_scene = JoinScene::Invited;
+        let (out, _) = compose_batch(
+            &rules,
+            Some(&chat(ChatRoute::AppGroup)),
+            "wrCHAT",
+            &invited,
+            at(10),
+        );
+        assert!(out[0].text.contains("欢迎回来"), "{}", out[0].text);
+        let (out, _) = compose_batch(
+            &rules,
+            Some(&chat(ChatRoute::AppGroup)),
+            "wrCHAT",
+            &joins(1),
+            at(10),
+        );
+        assert!(!out[0].text.contains("欢迎回来"), "{}", out[0].text);
     }
 
     #[test]
