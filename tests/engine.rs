@@ -896,3 +896,63 @@ async fn store_queries_for_admin_views_and_resync() {
         vec![]
     );
 }
+
+#[tokio::test]
+async fn resync_replaces_the_member_list_and_clears_the_flag() {
+    let h = harness().await;
+    h.add_chat("wrA", "群A", ChatRoute::AppGroup, &[]).await;
+    h.join("wrA", &["a", "b"], "v0", "v1").await;
+    h.join("wrA", &["c"], "v-missed", "v9").await; // a gap: we missed a callback
+    h.run().await;
+    assert_eq!(
+        chats::chats_needing_resync(&mut *h.conn().await)
+            .await
+            .unwrap(),
+        vec!["wrA"]
+    );
+
+    // groupchat/get says: b left, c and d are in (d joined in the lost callback).
+    let synced = |user: &str| members::SyncedMember {
+        user_id: user.into(),
+        name: Some(format!("名{user}")),
+        joined_at: h.clock.now_utc(),
+        join_scene: qunyun::rules::event::JoinScene::from_groupchat_code(Some(2)),
+        inviter: Some("owner".into()),
+    };
+    let chat = chats::NewChat {
+        chat_id: "wrA".into(),
+        name: "群A".into(),
+        route: ChatRoute::AppGroup,
+        owner: Some("owner".into()),
+        admins: vec![],
+        tags: vec![],
+        member_version: Some("v10".into()),
+    };
+    let (added, removed) = pipeline::apply_group_snapshot(
+        &h.pool,
+        &chat,
+        &[synced("a"), synced("c"), synced("d")],
+        h.clock.now_utc(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((added, removed), (1, 1));
+    let mut conn = h.conn().await;
+    let mut now_in = members::current_members(&mut conn, "wrA").await.unwrap();
+    now_in.sort();
+    assert_eq!(now_in, vec!["a", "c", "d"]);
+    assert!(chats::chats_needing_resync(&mut conn)
+        .await
+        .unwrap()
+        .is_empty());
+    let chat = chats::get_chat(&mut conn, "wrA").await.unwrap().unwrap();
+    assert_eq!(chat.member_version.as_deref(), Some("v10"));
+    assert_eq!(chat.member_count, 3);
+    assert_eq!(
+        members::person_name(&mut conn, "d")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("名d")
+    );
+}

@@ -52,6 +52,15 @@ impl JoinScene {
         }
     }
 
+    /// Maps groupchat/get's `join_scene` (1 invited, 2 invite link, 3 QR code).
+    pub fn from_groupchat_code(code: Option<i64>) -> Self {
+        match code {
+            Some(1 | 2) => JoinScene::Invited,
+            Some(3) => JoinScene::QrCode,
+            _ => JoinScene::Unknown,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             JoinScene::Invited => "invited",

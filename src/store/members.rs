@@ -120,3 +120,54 @@ pub async fn badges(conn: &mut SqliteConnection, user_id: &str) -> sqlx::Result<
         .fetch_all(&mut *conn)
         .await
 }
+
+/// One member as groupchat/get reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncedMember {
+    pub user_id: String,
+    pub name: Option<String>,
+    pub joined_at: DateTime<Utc>,
+    pub join_scene: JoinScene,
+    pub inviter: Option<String>,
+}
+
+/// Replaces a chat's member list with the authoritative one: members missing
+/// from it are marked left now, new ones are added with their real join time.
+/// Returns (added, removed).
+pub async fn replace_chat_members(
+    conn: &mut SqliteConnection,
+    chat_id: &str,
+    members: &[SyncedMember],
+    now: DateTime<Utc>,
+) -> sqlx::Result<(usize, usize)> {
+    let current = current_members(conn, chat_id).await?;
+    let mut removed = 0;
+    for user_id in &current {
+        if !members.iter().any(|m| &m.user_id == user_id) {
+            record_leave(conn, chat_id, user_id, now).await?;
+            removed += 1;
+        }
+    }
+    let mut added = 0;
+    for member in members {
+        ensure_person(conn, &member.user_id, member.name.as_deref(), now).await?;
+        if current.contains(&member.user_id) {
+            continue;
+        }
+        sqlx::query(
+            "insert into chat_members (chat_id, user_id, joined_at, join_scene, inviter) values (?, ?, ?, ?, ?)
+             on conflict (chat_id, user_id) do update set
+                joined_at = excluded.joined_at, left_at = null,
+                join_scene = excluded.join_scene, inviter = excluded.inviter",
+        )
+        .bind(chat_id)
+        .bind(&member.user_id)
+        .bind(member.joined_at.timestamp())
+        .bind(member.join_scene.as_str())
+        .bind(&member.inviter)
+        .execute(&mut *conn)
+        .await?;
+        added += 1;
+    }
+    Ok((added, removed))
+}
