@@ -767,6 +767,27 @@ pub fn outbox_parts(message: &Outbound, default_app: &str) -> OutboxParts {
     }
 }
 
+/// Applies a full groupchat/get result for a chat (the sync job calls this at
+/// start, periodically, and for chats flagged by a member-version gap): the
+/// member list is replaced, the version stored and the resync flag cleared, in
+/// one transaction. Nobody is welcomed for joins we only learn about here.
+pub async fn apply_group_snapshot(
+    pool: &SqlitePool,
+    chat: &chats::NewChat,
+    members_now: &[members::SyncedMember],
+    now: DateTime<Utc>,
+) -> anyhow::Result<(usize, usize)> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    chats::upsert_chat(&mut tx, chat, now).await?;
+    let changes = members::replace_chat_members(&mut tx, &chat.chat_id, members_now, now).await?;
+    if let Some(version) = &chat.member_version {
+        chats::set_member_version(&mut tx, &chat.chat_id, version).await?;
+    }
+    chats::clear_needs_resync(&mut tx, &chat.chat_id).await?;
+    tx.commit().await?;
+    Ok(changes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -840,25 +861,4 @@ mod tests {
         assert_eq!(mass.target, "boss");
         assert_eq!(mass.payload["chat_id_list"], serde_json::json!(["wr2"]));
     }
-}
-
-/// Applies a full groupchat/get result for a chat (the sync job calls this at
-/// start, periodically, and for chats flagged by a member-version gap): the
-/// member list is replaced, the version stored and the resync flag cleared, in
-/// one transaction. Nobody is welcomed for joins we only learn about here.
-pub async fn apply_group_snapshot(
-    pool: &SqlitePool,
-    chat: &chats::NewChat,
-    members_now: &[members::SyncedMember],
-    now: DateTime<Utc>,
-) -> anyhow::Result<(usize, usize)> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    chats::upsert_chat(&mut tx, chat, now).await?;
-    let changes = members::replace_chat_members(&mut tx, &chat.chat_id, members_now, now).await?;
-    if let Some(version) = &chat.member_version {
-        chats::set_member_version(&mut tx, &chat.chat_id, version).await?;
-    }
-    chats::clear_needs_resync(&mut tx, &chat.chat_id).await?;
-    tx.commit().await?;
-    Ok(changes)
 }
