@@ -118,3 +118,12 @@ create table pending_welcomes (
     join_scene text not null,
     primary key (chat_id, user_id)
 );
+
+-- Onboarding tips waiting for their time (dropped if the member leaves first).
+create table pending_onboarding (
+    chat_id text not null,
+    user_id text not null,
+    due_at integer not null,
+    primary key (chat_id, user_id)
+);
+create index pending_onboarding_due on pending_onboarding (due_at);

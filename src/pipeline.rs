@@ -70,6 +70,7 @@ pub struct RunOutcome {
     pub failed: usize,
     pub parked: usize,
     pub welcomes_flushed: usize,
+    pub onboarding_sent: usize,
 }
 
 pub struct Pipeline<O> {
@@ -153,6 +154,7 @@ impl<O: OutboxWriter> Pipeline<O> {
         let rules = self.current_rules().await?;
         let mut outcome = RunOutcome {
             welcomes_flushed: self.flush_welcomes(&rules, now).await?,
+            onboarding_sent: self.send_due_onboarding(&rules, now).await?,
             ..RunOutcome::default()
         };
         let rows = {
@@ -229,6 +231,34 @@ impl<O: OutboxWriter> Pipeline<O> {
         }
         tx.commit().await.context("committing event")?;
         Ok(())
+    }
+
+    /// Queues every onboarding tip whose time has come (each in its own transaction).
+    async fn send_due_onboarding(
+        &self,
+        rules: &RuleSet,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<usize> {
+        let due = {
+            let mut conn = self.pool.acquire().await?;
+            chats::due_onboarding(&mut conn, now).await?
+        };
+        let mut sent = 0;
+        for (chat_id, user_id) in due {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            if !chats::take_onboarding(&mut tx, &chat_id, &user_id).await? {
+                continue;
+            }
+            let chat = chats::get_chat(&mut tx, &chat_id).await?;
+            let name = members::person_name(&mut tx, &user_id)
+                .await?
+                .unwrap_or_else(|| user_id.clone());
+            let tip = welcome::compose_onboarding(rules, chat.as_ref(), &chat_id, &user_id, &name);
+            self.outbox.enqueue(&mut tx, &tip, now).await?;
+            tx.commit().await?;
+            sent += 1;
+        }
+        Ok(sent)
     }
 
     /// Turns every merge window that has closed into its welcome (or raid digest).
@@ -391,8 +421,14 @@ pub async fn apply<O: OutboxWriter>(
                 chats::queue_welcome(conn, chat_id, &join).await?;
             }
             Action::CancelQueuedWelcome { chat_id, user_id } => {
-                chats::cancel_queued_welcome(conn, chat_id, user_id).await?
+                chats::cancel_queued_welcome(conn, chat_id, user_id).await?;
+                chats::cancel_onboarding(conn, chat_id, user_id).await?;
             }
+            Action::ScheduleOnboarding {
+                chat_id,
+                user_id,
+                due_at,
+            } => chats::schedule_onboarding(conn, chat_id, user_id, *due_at).await?,
             Action::AwardPoints {
                 user_id,
                 delta,

@@ -956,3 +956,29 @@ async fn resync_replaces_the_member_list_and_clears_the_flag() {
         Some("名d")
     );
 }
+
+#[tokio::test]
+async fn onboarding_tip_goes_out_a_day_later_unless_the_member_left() {
+    let h = harness().await;
+    h.add_chat("wrA", "群A", ChatRoute::AppGroup, &[]).await;
+    h.join("wrA", &["stays", "goes"], "v0", "v1").await;
+    h.run().await;
+    h.clock.advance(Duration::hours(2));
+    h.leave("wrA", "goes").await;
+    h.run().await;
+    let tips = |sent: Vec<Sent>| {
+        sent.into_iter()
+            .filter(|s| s.key.starts_with("onboarding:"))
+            .collect::<Vec<_>>()
+    };
+    assert!(tips(h.sent().await).is_empty());
+
+    h.clock.advance(Duration::hours(22));
+    let outcome = h.run().await;
+    assert_eq!(outcome.onboarding_sent, 1);
+    let sent = tips(h.sent().await);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].key, "onboarding:wrA:stays");
+    assert!(sent[0].body.contains("签到"), "{}", sent[0].body);
+    assert_eq!(h.run().await.onboarding_sent, 0);
+}

@@ -27,10 +27,16 @@ pub enum Action {
         returning: bool,
         join_scene: JoinScene,
     },
-    /// Drop a queued welcome (the member left before it went out).
+    /// Drop a queued welcome and onboarding tip (the member left before they went out).
     CancelQueuedWelcome {
         chat_id: String,
         user_id: String,
+    },
+    /// Hold an onboarding tip for a first-time member until `due_at`.
+    ScheduleOnboarding {
+        chat_id: String,
+        user_id: String,
+        due_at: DateTime<Utc>,
     },
     /// An append-only ledger entry; `reference` is unique so a replay adds nothing.
     AwardPoints {

@@ -68,6 +68,10 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         "faq_shipping",
         include_str!("../../templates/messages/faq_shipping.txt"),
     ),
+    (
+        "onboarding_tip",
+        include_str!("../../templates/messages/onboarding_tip.txt"),
+    ),
 ];
 
 /// The TOML document as written by a manager. Every table is optional.
@@ -78,6 +82,7 @@ pub struct RuleSetDoc {
     pub checkin: CheckinDoc,
     pub points: PointsDoc,
     pub welcome: WelcomeDoc,
+    pub onboarding: OnboardingDoc,
     pub catalog: Vec<CatalogItem>,
     pub autoreply: Vec<AutoReplyDoc>,
     pub templates: BTreeMap<String, String>,
@@ -239,6 +244,25 @@ impl Default for WelcomeDoc {
             raid_joins: 15,
             raid_quiet_secs: 300,
             raid_template: "raid_digest".into(),
+        }
+    }
+}
+
+/// A tip sent some time after a first-time member joined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnboardingDoc {
+    pub enabled: bool,
+    pub delay_secs: i64,
+    pub template: String,
+}
+
+impl Default for OnboardingDoc {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            delay_secs: 86_400,
+            template: "onboarding_tip".into(),
         }
     }
 }
@@ -450,6 +474,10 @@ impl RuleSet {
             }
         }
 
+        if doc.onboarding.delay_secs < 0 {
+            push("onboarding.delay_secs".into(), "must not be negative");
+        }
+
         let mut seen_items = std::collections::BTreeSet::new();
         for (i, item) in doc.catalog.iter().enumerate() {
             if item.item.trim().is_empty() {
@@ -538,6 +566,10 @@ impl RuleSet {
             (
                 "welcome.raid_template".into(),
                 welcome.raid_template.as_str(),
+            ),
+            (
+                "onboarding.template".into(),
+                doc.onboarding.template.as_str(),
             ),
         ];
         for (tag, template) in &welcome.by_tag {
@@ -703,6 +735,15 @@ mod tests {
         assert!(errors
             .iter()
             .any(|e| e == "autoreply[0].template: missing template \"nope\""));
+    }
+
+    #[test]
+    fn missing_onboarding_template_is_named() {
+        let errors = paths("[onboarding]\ntemplate = \"nope\"\n");
+        assert_eq!(
+            errors,
+            vec!["onboarding.template: missing template \"nope\""]
+        );
     }
 
     #[test]

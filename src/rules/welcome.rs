@@ -58,6 +58,13 @@ pub fn on_members_joined(
                 ),
             });
         }
+        if rules.doc.onboarding.enabled && !person.seen_before {
+            actions.push(Action::ScheduleOnboarding {
+                chat_id: joined.chat_id.clone(),
+                user_id: user_id.clone(),
+                due_at: now + Duration::seconds(rules.doc.onboarding.delay_secs),
+            });
+        }
         if rules.doc.welcome.enabled {
             actions.push(Action::QueueWelcome {
                 chat_id: joined.chat_id.clone(),
@@ -135,6 +142,29 @@ pub fn on_customer_added(rules: &RuleSet, event: &Event, added: &CustomerAdded) 
         not_before: None,
         skipped: None,
     })]
+}
+
+/// The onboarding tip for one member, through the chat's route.
+pub fn compose_onboarding(
+    rules: &RuleSet,
+    chat: Option<&ChatSnapshot>,
+    chat_id: &str,
+    user_id: &str,
+    name: &str,
+) -> Outbound {
+    let text = rules.render(
+        &rules.doc.onboarding.template,
+        &json!({
+            "name": name,
+            "group_name": chat.map(|c| c.name.clone()).unwrap_or_default(),
+        }),
+    );
+    chat_outbound(
+        chat,
+        format!("onboarding:{chat_id}:{user_id}"),
+        text,
+        vec![user_id.to_string()],
+    )
 }
 
 /// Whether the chat's open window is due to be flushed.

@@ -283,3 +283,59 @@ pub async fn mark_autoreply_fired(
     .await?;
     Ok(())
 }
+
+pub async fn schedule_onboarding(
+    conn: &mut SqliteConnection,
+    chat_id: &str,
+    user_id: &str,
+    due_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into pending_onboarding (chat_id, user_id, due_at) values (?, ?, ?)
+         on conflict (chat_id, user_id) do nothing",
+    )
+    .bind(chat_id)
+    .bind(user_id)
+    .bind(due_at.timestamp())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn cancel_onboarding(
+    conn: &mut SqliteConnection,
+    chat_id: &str,
+    user_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("delete from pending_onboarding where chat_id = ? and user_id = ?")
+        .bind(chat_id)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Onboarding tips due by `now`, oldest first (chat id, user id).
+pub async fn due_onboarding(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as("select chat_id, user_id from pending_onboarding where due_at <= ? order by due_at, chat_id, user_id")
+        .bind(now.timestamp())
+        .fetch_all(&mut *conn)
+        .await
+}
+
+/// Removes one due tip; `false` if it was already taken or cancelled.
+pub async fn take_onboarding(
+    conn: &mut SqliteConnection,
+    chat_id: &str,
+    user_id: &str,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query("delete from pending_onboarding where chat_id = ? and user_id = ?")
+        .bind(chat_id)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
