@@ -145,6 +145,24 @@ impl<O: OutboxWriter> Pipeline<O> {
         Ok(rules)
     }
 
+    /// The worker loop for `serve`: a pass every `every` until `shutdown`.
+    /// A failed pass is logged and the loop carries on.
+    pub async fn run_loop(&self, every: std::time::Duration, shutdown: impl Future<Output = ()>) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = ticker.tick() => {
+                    if let Err(err) = self.run_once().await {
+                        tracing::error!(error = %format!("{err:#}"), "pipeline pass failed");
+                    }
+                }
+            }
+        }
+    }
+
     /// One pass: flush due welcome windows, then process pending inbox rows in
     /// arrival order. A chat whose event failed (and is not yet parked) is
     /// skipped for the rest of this pass so its events stay in order.

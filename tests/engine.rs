@@ -982,3 +982,32 @@ async fn onboarding_tip_goes_out_a_day_later_unless_the_member_left() {
     assert!(sent[0].body.contains("签到"), "{}", sent[0].body);
     assert_eq!(h.run().await.onboarding_sent, 0);
 }
+
+#[tokio::test]
+async fn run_loop_processes_events_and_stops_on_shutdown() {
+    let h = harness().await;
+    h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[])
+        .await;
+    let key = h.say("wrA", "alice", "签到").await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let looping = async {
+        h.pipeline
+            .run_loop(std::time::Duration::from_secs(1), async {
+                let _ = stop_rx.await;
+            })
+            .await
+    };
+    let stopper = async {
+        // The first tick fires at once; wait until its pass committed the reply.
+        loop {
+            let done = h.statuses().await == vec!["done"];
+            if done {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let _ = stop_tx.send(());
+    };
+    tokio::join!(looping, stopper);
+    assert!(h.reply_to(&key).await.contains("签到成功"));
+}
