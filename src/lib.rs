@@ -12,6 +12,7 @@ pub mod demo;
 pub mod error;
 pub mod pipeline;
 pub mod rules;
+pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod wecom;

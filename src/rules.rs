@@ -14,6 +14,7 @@ pub mod commands;
 pub mod event;
 pub mod points;
 pub mod ruleset;
+pub mod schedule;
 pub mod welcome;
 
 pub use actions::{Action, OutRoute, Outbound};
