@@ -364,15 +364,19 @@ pub async fn load_snapshot(
     }
     if let EventKind::MessagePosted(message) = &event.kind {
         snapshot.checkins_today = checkins::count_on_day(conn, today).await?;
-        let week_start = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
-        snapshot.leaderboard_week = points::leaderboard(conn, Some(week_start), None, 10)
-            .await?
-            .into_iter()
-            .map(|row| LeaderboardEntry {
-                name: row.name.unwrap_or(row.user_id),
-                points: row.points,
-            })
-            .collect();
+        // The leaderboard scans the week's ledger: only read it for 排行.
+        if rules::commands::parse(rules, &message.text) == Some(rules::commands::Command::Rank) {
+            let week_start =
+                today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+            snapshot.leaderboard_week = points::leaderboard(conn, Some(week_start), None, 10)
+                .await?
+                .into_iter()
+                .map(|row| LeaderboardEntry {
+                    name: row.name.unwrap_or(row.user_id),
+                    points: row.points,
+                })
+                .collect();
+        }
         snapshot.catalog_stock = redemptions::stock(conn).await?;
         let scope = message.chat_id.as_deref().unwrap_or(&message.sender);
         snapshot.autoreply_last_fired = chats::autoreply_last_fired(conn, scope).await?;
