@@ -1,3 +1,215 @@
-//! Deciding what to do, without I/O. Each rule family lives in its own module.
+//! The pure core: `evaluate(rules, snapshot, event, now) -> Vec<Action>`.
+//! No I/O, no clock reads; `pipeline` loads the [`Snapshot`] and applies the actions.
+//! This module imports nothing from `wecom`, `store` or axum.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+pub mod actions;
+pub mod autoreply;
+pub mod checkin;
+pub mod commands;
+pub mod event;
+pub mod points;
+pub mod ruleset;
 pub mod schedule;
+pub mod welcome;
+
+pub use actions::{Action, OutRoute, Outbound};
+pub use event::{Event, EventKind};
+pub use ruleset::{RuleSet, RuleSetError};
+
+/// How a chat can be posted to (DESIGN.md route table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChatRoute {
+    /// A group the app created: appchat/send, automatic.
+    AppGroup,
+    /// A customer group; automatic posting only through a webhook robot added to it.
+    CustomerGroup { robot_key: Option<String> },
+    /// Any group with a classic webhook robot.
+    Webhook { key: String },
+    /// A group where the smart bot sits: it can only answer @-mentions.
+    SmartBot { robot_key: Option<String> },
+}
+
+impl ChatRoute {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChatRoute::AppGroup => "app_group",
+            ChatRoute::CustomerGroup { .. } => "customer_group",
+            ChatRoute::Webhook { .. } => "webhook",
+            ChatRoute::SmartBot { .. } => "smart_bot",
+        }
+    }
+}
+
+/// What the rules know about the chat an event happened in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatSnapshot {
+    pub chat_id: String,
+    pub name: String,
+    pub route: ChatRoute,
+    pub tags: Vec<String>,
+    pub owner: Option<String>,
+    pub admins: Vec<String>,
+    /// Current members (after any joins already applied).
+    pub member_count: u32,
+    pub member_version: Option<String>,
+    /// Raid mode lasts until this instant (extended by each join during a raid).
+    pub raid_until: Option<DateTime<Utc>>,
+}
+
+/// What the rules know about one person (community-wide, not per chat).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonSnapshot {
+    pub user_id: String,
+    pub name: Option<String>,
+    pub balance: i64,
+    /// Sum of all positive ledger entries (decides the level).
+    pub lifetime_points: i64,
+    /// Recent check-in days, ascending.
+    pub checkin_days: Vec<NaiveDate>,
+    /// Make-up check-ins already used in the month of yesterday (the day 补签 fills).
+    pub makeups_this_month: u32,
+    /// Points earned today, by reason (for daily caps).
+    pub points_today: BTreeMap<String, i64>,
+    pub redemptions_by_item: BTreeMap<String, u32>,
+    pub badges: Vec<String>,
+    /// True when this person was ever a member of any chat before.
+    pub seen_before: bool,
+}
+
+impl PersonSnapshot {
+    pub fn new(user_id: &str) -> Self {
+        Self {
+            user_id: user_id.to_string(),
+            ..Self::default()
+        }
+    }
+
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.user_id.clone())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderboardEntry {
+    pub name: String,
+    pub points: i64,
+}
+
+/// Everything `evaluate` may look at. `pipeline` fills what the event needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub chat: Option<ChatSnapshot>,
+    /// The sender of a message, or the people joining/leaving, keyed by user id.
+    pub people: BTreeMap<String, PersonSnapshot>,
+    /// How many people have checked in today before this event.
+    pub checkins_today: u32,
+    /// This week's community leaderboard, best first.
+    pub leaderboard_week: Vec<LeaderboardEntry>,
+    /// Remaining stock by catalog item.
+    pub catalog_stock: BTreeMap<String, i64>,
+    /// When each auto-reply rule last fired in this chat.
+    pub autoreply_last_fired: BTreeMap<String, DateTime<Utc>>,
+    /// Welcomes already queued for this chat's open merge window (joined_at of the first).
+    pub open_welcome_window: Option<DateTime<Utc>>,
+    /// Joins already queued in the open window.
+    pub queued_welcomes: usize,
+}
+
+impl Snapshot {
+    pub fn person(&self, user_id: &str) -> PersonSnapshot {
+        self.people
+            .get(user_id)
+            .cloned()
+            .unwrap_or_else(|| PersonSnapshot::new(user_id))
+    }
+}
+
+/// Decides what an event should do. Pure: the same inputs give the same actions.
+pub fn evaluate(
+    rules: &RuleSet,
+    snapshot: &Snapshot,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> Vec<Action> {
+    match &event.kind {
+        EventKind::MembersJoined(joined) => {
+            welcome::on_members_joined(rules, snapshot, event, joined, now)
+        }
+        EventKind::MembersLeft(left) => welcome::on_members_left(snapshot, left, now),
+        EventKind::CustomerAdded(added) => welcome::on_customer_added(rules, event, added),
+        EventKind::MessagePosted(message) => {
+            let actions = commands::on_message(rules, snapshot, event, message, now);
+            if actions.is_empty() {
+                autoreply::on_message(rules, snapshot, event, message, now)
+            } else {
+                actions
+            }
+        }
+    }
+}
+
+/// Where a message to a chat goes, or why it cannot go (recorded as skipped).
+pub fn chat_outbound(
+    chat: Option<&ChatSnapshot>,
+    key: String,
+    text: String,
+    mentions: Vec<String>,
+) -> Outbound {
+    let (route, skipped) = match chat {
+        None => (
+            OutRoute::CustomerGroupMass {
+                chat_id: String::new(),
+                owner: None,
+            },
+            Some("unknown chat: not in the registry yet".to_string()),
+        ),
+        Some(chat) => match &chat.route {
+            ChatRoute::AppGroup => (
+                OutRoute::AppGroup {
+                    chat_id: chat.chat_id.clone(),
+                },
+                None,
+            ),
+            ChatRoute::Webhook { key }
+            | ChatRoute::CustomerGroup {
+                robot_key: Some(key),
+            }
+            | ChatRoute::SmartBot {
+                robot_key: Some(key),
+            } => (OutRoute::Webhook { key: key.clone() }, None),
+            ChatRoute::CustomerGroup { robot_key: None } => (
+                OutRoute::CustomerGroupMass {
+                    chat_id: chat.chat_id.clone(),
+                    owner: chat.owner.clone(),
+                },
+                Some(
+                    "customer group without robot or smart bot: cannot post automatically, \
+                     the group owner must send it"
+                        .to_string(),
+                ),
+            ),
+            ChatRoute::SmartBot { robot_key: None } => (
+                OutRoute::CustomerGroupMass {
+                    chat_id: chat.chat_id.clone(),
+                    owner: chat.owner.clone(),
+                },
+                Some(
+                    "smart-bot group without robot: the bot can only answer @-mentions".to_string(),
+                ),
+            ),
+        },
+    };
+    Outbound {
+        idempotency_key: key,
+        route,
+        text,
+        mentions,
+        not_before: None,
+        skipped,
+    }
+}

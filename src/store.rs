@@ -9,7 +9,13 @@ use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub mod chats;
+pub mod checkins;
 pub mod inbox;
+pub mod members;
+pub mod points;
+pub mod redemptions;
+pub mod rule_sets;
 
 /// Opens (creating if needed) the SQLite database with WAL, a busy timeout and
 /// foreign keys, and runs the embedded migrations.

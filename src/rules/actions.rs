@@ -1,0 +1,136 @@
+//! What the rules decide. `pipeline` applies a `Vec<Action>` in one transaction.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::event::JoinScene;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Record (or re-record) a member in a chat.
+    RecordJoin {
+        chat_id: String,
+        user_id: String,
+        at: DateTime<Utc>,
+        join_scene: JoinScene,
+    },
+    RecordLeave {
+        chat_id: String,
+        user_id: String,
+        at: DateTime<Utc>,
+    },
+    /// Hold a join for the merged welcome of this chat's current window.
+    QueueWelcome {
+        chat_id: String,
+        user_id: String,
+        at: DateTime<Utc>,
+        returning: bool,
+        join_scene: JoinScene,
+    },
+    /// Drop a queued welcome and onboarding tip (the member left before they went out).
+    CancelQueuedWelcome {
+        chat_id: String,
+        user_id: String,
+    },
+    /// Hold an onboarding tip for a first-time member until `due_at`.
+    ScheduleOnboarding {
+        chat_id: String,
+        user_id: String,
+        due_at: DateTime<Utc>,
+    },
+    /// An append-only ledger entry; `reference` is unique so a replay adds nothing.
+    AwardPoints {
+        user_id: String,
+        delta: i64,
+        reason: String,
+        reference: String,
+        chat_id: Option<String>,
+        day: NaiveDate,
+    },
+    /// One check-in per person per community day (unique in the store).
+    RecordCheckin {
+        user_id: String,
+        day: NaiveDate,
+        at: DateTime<Utc>,
+        makeup: bool,
+        chat_id: Option<String>,
+    },
+    AwardBadge {
+        user_id: String,
+        badge: String,
+        at: DateTime<Utc>,
+    },
+    /// Spend points on a catalog item. The store decrements stock and debits the
+    /// balance atomically; if either is short, `sold_out` is sent instead of `success`.
+    Redeem {
+        user_id: String,
+        item: String,
+        cost: i64,
+        reference: String,
+        day: NaiveDate,
+        success: Box<Outbound>,
+        sold_out: Box<Outbound>,
+    },
+    /// Remember that an auto-reply fired in a chat (for its cooldown).
+    MarkAutoReplyFired {
+        chat_id: String,
+        rule: String,
+        at: DateTime<Utc>,
+    },
+    /// The chat's member list cannot be trusted (lost/reordered callbacks): re-pull it.
+    RequestResync {
+        chat_id: String,
+    },
+    SetMemberVersion {
+        chat_id: String,
+        version: String,
+    },
+    /// Queue a message in the outbox.
+    Send(Outbound),
+}
+
+/// A message for the outbox. `skipped` is set when the route cannot post: the row
+/// is still written (status skipped, with the reason) so the manager sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outbound {
+    pub idempotency_key: String,
+    pub route: OutRoute,
+    pub text: String,
+    /// UserIDs to @-mention where the route supports it.
+    pub mentions: Vec<String>,
+    pub not_before: Option<DateTime<Utc>>,
+    pub skipped: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutRoute {
+    /// appchat/send to a group the app created.
+    AppGroup { chat_id: String },
+    /// Classic group robot webhook.
+    Webhook { key: String },
+    /// Smart-bot asynchronous reply.
+    SmartBotResponse { response_url: String },
+    /// message/send to members, from the named app.
+    Member { app: String, user_ids: Vec<String> },
+    /// externalcontact/send_welcome_msg (1:1 to a new customer).
+    WelcomeCode { code: String },
+    /// A customer group with no automatic route: owner-confirmed mass message.
+    CustomerGroupMass {
+        chat_id: String,
+        owner: Option<String>,
+    },
+}
+
+impl OutRoute {
+    /// The outbox's route name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OutRoute::AppGroup { .. } => "app_group",
+            OutRoute::Webhook { .. } => "webhook",
+            OutRoute::SmartBotResponse { .. } => "smart_bot",
+            OutRoute::Member { .. } => "member",
+            OutRoute::WelcomeCode { .. } => "welcome_code",
+            OutRoute::CustomerGroupMass { .. } => "customer_group_mass",
+        }
+    }
+}

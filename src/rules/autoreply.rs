@@ -1,0 +1,155 @@
+//! Keyword / regex auto-replies, scoped by chat tag, with a per-chat cooldown so
+//! a keyword cannot make the bot spam.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::commands::reply;
+use super::event::{Event, MessagePosted};
+use super::ruleset::sample_context;
+use super::{Action, RuleSet, Snapshot};
+
+pub fn on_message(
+    rules: &RuleSet,
+    snapshot: &Snapshot,
+    event: &Event,
+    message: &MessagePosted,
+    now: DateTime<Utc>,
+) -> Vec<Action> {
+    let chat_tags: &[String] = snapshot.chat.as_ref().map_or(&[], |c| c.tags.as_slice());
+    for (index, rule) in rules.doc.autoreply.iter().enumerate() {
+        if !rule.tags.is_empty() && !rule.tags.iter().any(|t| chat_tags.contains(t)) {
+            continue;
+        }
+        let keyword_hit = rule
+            .keywords
+            .iter()
+            .any(|k| message.text.contains(k.as_str()));
+        let regex_hit = rules
+            .autoreply_regex(index)
+            .is_some_and(|regex| regex.is_match(&message.text));
+        if !keyword_hit && !regex_hit {
+            continue;
+        }
+        // The cooldown is per chat; 1:1 messages use the sender as their "chat".
+        let scope = message
+            .chat_id
+            .clone()
+            .unwrap_or_else(|| message.sender.clone());
+        if let Some(last) = snapshot.autoreply_last_fired.get(&rule.name) {
+            if now < *last + Duration::seconds(rule.cooldown_secs) {
+                return Vec::new();
+            }
+        }
+        let mut context = sample_context();
+        if let Some(object) = context.as_object_mut() {
+            let person = snapshot.person(&message.sender);
+            object.insert("name".into(), person.display_name().into());
+            let group = snapshot
+                .chat
+                .as_ref()
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            object.insert("group_name".into(), group.into());
+        }
+        let text = rules.render(&rule.template, &context);
+        return vec![
+            Action::MarkAutoReplyFired {
+                chat_id: scope,
+                rule: rule.name.clone(),
+                at: now,
+            },
+            Action::Send(reply(snapshot, event, message, text)),
+        ];
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::event::{EventKind, MessageSource, ReplyVia};
+    use crate::rules::{ChatRoute, ChatSnapshot};
+    use chrono::TimeZone;
+
+    const RULES: &str = r#"
+        [[autoreply]]
+        name = "shipping"
+        keywords = ["发货"]
+        regex = "什么时候.*到"
+        tags = ["shop"]
+        template = "faq_shipping"
+        cooldown_secs = 60
+    "#;
+
+    fn message(text: &str) -> (Event, MessagePosted) {
+        let message = MessagePosted {
+            source: MessageSource::SmartBot,
+            chat_id: Some("wrCHAT".into()),
+            sender: "zhangsan".into(),
+            text: text.into(),
+            message_id: "m1".into(),
+            reply_via: ReplyVia::ResponseUrl("http://127.0.0.1/resp".into()),
+        };
+        (
+            Event {
+                id: "bot:m1".into(),
+                kind: EventKind::MessagePosted(message.clone()),
+            },
+            message,
+        )
+    }
+
+    fn snapshot(tags: &[&str]) -> Snapshot {
+        Snapshot {
+            chat: Some(ChatSnapshot {
+                chat_id: "wrCHAT".into(),
+                name: "店铺群".into(),
+                route: ChatRoute::SmartBot { robot_key: None },
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                owner: None,
+                admins: Vec::new(),
+                member_count: 3,
+                member_version: None,
+                raid_until: None,
+            }),
+            ..Snapshot::default()
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 2, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn keyword_and_regex_trigger_a_templated_reply() {
+        let rules = RuleSet::from_toml(RULES).unwrap();
+        for text in ["请问什么时候发货", "快递什么时候能到啊"] {
+            let (event, msg) = message(text);
+            let actions = on_message(&rules, &snapshot(&["shop"]), &event, &msg, now());
+            assert_eq!(actions.len(), 2, "{text}");
+            assert!(matches!(&actions[1], Action::Send(out) if out.text.contains("48 小时内发货")));
+        }
+    }
+
+    #[test]
+    fn rule_scoped_to_tag_stays_quiet_elsewhere() {
+        let rules = RuleSet::from_toml(RULES).unwrap();
+        let (event, msg) = message("什么时候发货");
+        assert!(on_message(&rules, &snapshot(&["other"]), &event, &msg, now()).is_empty());
+    }
+
+    #[test]
+    fn cooldown_suppresses_repeats_in_the_same_chat() {
+        let rules = RuleSet::from_toml(RULES).unwrap();
+        let (event, msg) = message("发货");
+        let mut fired = snapshot(&["shop"]);
+        fired
+            .autoreply_last_fired
+            .insert("shipping".into(), now() - Duration::seconds(59));
+        assert!(on_message(&rules, &fired, &event, &msg, now()).is_empty());
+        fired
+            .autoreply_last_fired
+            .insert("shipping".into(), now() - Duration::seconds(60));
+        assert_eq!(on_message(&rules, &fired, &event, &msg, now()).len(), 2);
+    }
+}

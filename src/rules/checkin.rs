@@ -1,0 +1,489 @@
+//! Daily check-ins: one per person per community day, streaks, bonus curve,
+//! milestone badges, make-up check-ins (补签) and today's rank.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde_json::json;
+
+use super::commands::reply;
+use super::event::{Event, MessagePosted};
+use super::points::capped_award;
+use super::{Action, RuleSet, Snapshot};
+
+/// The community day an instant belongs to: day D runs from D at the cut-over
+/// hour (local wall time) to D+1 at the cut-over hour. Working on the local wall
+/// clock makes this right across DST changes for any timezone.
+pub fn community_day(at: DateTime<Utc>, timezone: Tz, cutover_hour: u32) -> NaiveDate {
+    let local = at.with_timezone(&timezone).naive_local();
+    (local - Duration::hours(i64::from(cutover_hour))).date()
+}
+
+/// Length of the run of consecutive days ending at `day` (0 if `day` is absent).
+pub fn streak_ending(days: &[NaiveDate], day: NaiveDate) -> u32 {
+    let mut streak = 0;
+    let mut current = day;
+    while days.contains(&current) {
+        streak += 1;
+        match current.pred_opt() {
+            Some(previous) => current = previous,
+            None => break,
+        }
+    }
+    streak
+}
+
+/// Bonus for the n-th consecutive day (n >= 1), from the curve, capped.
+pub fn streak_bonus(rules: &RuleSet, streak: u32) -> i64 {
+    let curve = &rules.doc.checkin.streak_bonus;
+    let Some(last) = curve.last() else {
+        return 0;
+    };
+    let index = (streak.max(1) - 1) as usize;
+    let bonus = curve.get(index).unwrap_or(last);
+    (*bonus).min(rules.doc.checkin.streak_bonus_cap)
+}
+
+pub fn is_checkin(rules: &RuleSet, text: &str) -> bool {
+    rules
+        .doc
+        .checkin
+        .keywords
+        .iter()
+        .any(|keyword| text == keyword.trim())
+}
+
+pub fn on_checkin(
+    rules: &RuleSet,
+    snapshot: &Snapshot,
+    event: &Event,
+    message: &MessagePosted,
+    now: DateTime<Utc>,
+) -> Vec<Action> {
+    let config = &rules.doc.checkin;
+    let day = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+    let person = snapshot.person(&message.sender);
+    let name = person.display_name();
+
+    if person.checkin_days.iter().any(|d| *d >= day) {
+        let streak = streak_ending(&person.checkin_days, day);
+        let text = rules.render("checkin_already", &json!({"name": name, "streak": streak}));
+        return vec![Action::Send(reply(snapshot, event, message, text))];
+    }
+
+    let mut days = person.checkin_days.clone();
+    days.push(day);
+    let streak = streak_ending(&days, day);
+    let earned = capped_award(
+        rules,
+        &person,
+        "checkin",
+        config.base_points + streak_bonus(rules, streak),
+    );
+    let mut actions = vec![Action::RecordCheckin {
+        user_id: person.user_id.clone(),
+        day,
+        at: now,
+        makeup: false,
+        chat_id: message.chat_id.clone(),
+    }];
+    let mut total = 0;
+    if earned > 0 {
+        total += earned;
+        actions.push(Action::AwardPoints {
+            user_id: person.user_id.clone(),
+            delta: earned,
+            reason: "checkin".into(),
+            reference: format!("checkin:{}:{day}", person.user_id),
+            chat_id: message.chat_id.clone(),
+            day,
+        });
+    }
+    let mut new_badge = None;
+    for milestone in &config.milestones {
+        if milestone.days == streak && !person.badges.contains(&milestone.badge) {
+            actions.push(Action::AwardBadge {
+                user_id: person.user_id.clone(),
+                badge: milestone.badge.clone(),
+                at: now,
+            });
+            if milestone.points > 0 {
+                total += milestone.points;
+                actions.push(Action::AwardPoints {
+                    user_id: person.user_id.clone(),
+                    delta: milestone.points,
+                    reason: "milestone".into(),
+                    reference: format!("milestone:{}:{}", person.user_id, milestone.badge),
+                    chat_id: message.chat_id.clone(),
+                    day,
+                });
+            }
+            new_badge = Some(milestone.badge.clone());
+        }
+    }
+    let text = rules.render(
+        "checkin_ok",
+        &json!({
+            "name": name,
+            "points": total,
+            "streak": streak,
+            "rank": snapshot.checkins_today + 1,
+            "balance": person.balance + total,
+            "badge": new_badge.unwrap_or_default(),
+        }),
+    );
+    actions.push(Action::Send(reply(snapshot, event, message, text)));
+    actions
+}
+
+/// 补签: fill yesterday's missing check-in at a points cost, limited per month.
+pub fn on_makeup(
+    rules: &RuleSet,
+    snapshot: &Snapshot,
+    event: &Event,
+    message: &MessagePosted,
+    now: DateTime<Utc>,
+) -> Vec<Action> {
+    let config = &rules.doc.checkin;
+    let today = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+    let person = snapshot.person(&message.sender);
+    let name = person.display_name();
+    let Some(yesterday) = today.pred_opt() else {
+        return Vec::new();
+    };
+    let denied = |reason: String| {
+        let text = rules.render("makeup_denied", &json!({"name": name, "reason": reason}));
+        vec![Action::Send(reply(snapshot, event, message, text))]
+    };
+    if person.checkin_days.contains(&yesterday) {
+        return denied("昨天已经签过到了，不需要补签".into());
+    }
+    // The allowance is per month of the day being filled (the snapshot counts that month).
+    let used = person.makeups_this_month;
+    if used >= config.makeup_per_month {
+        return denied(format!(
+            "本月补签次数（{} 次）已用完",
+            config.makeup_per_month
+        ));
+    }
+    if person.balance < config.makeup_cost {
+        return denied(format!("积分不足，补签需要 {} 积分", config.makeup_cost));
+    }
+    let mut days = person.checkin_days.clone();
+    days.push(yesterday);
+    let streak_day = if days.contains(&today) {
+        today
+    } else {
+        yesterday
+    };
+    let streak = streak_ending(&days, streak_day);
+    let mut actions = vec![Action::RecordCheckin {
+        user_id: person.user_id.clone(),
+        day: yesterday,
+        at: now,
+        makeup: true,
+        chat_id: message.chat_id.clone(),
+    }];
+    if config.makeup_cost > 0 {
+        actions.push(Action::AwardPoints {
+            user_id: person.user_id.clone(),
+            delta: -config.makeup_cost,
+            reason: "makeup".into(),
+            reference: format!("makeup:{}:{yesterday}", person.user_id),
+            chat_id: message.chat_id.clone(),
+            day: today,
+        });
+    }
+    let text = rules.render(
+        "makeup_ok",
+        &json!({
+            "name": name,
+            "day": yesterday.to_string(),
+            "cost": config.makeup_cost,
+            "streak": streak,
+            "remaining": config.makeup_per_month - used - 1,
+        }),
+    );
+    actions.push(Action::Send(reply(snapshot, event, message, text)));
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::event::{EventKind, MessageSource, ReplyVia};
+    use crate::rules::PersonSnapshot;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+    }
+
+    fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn message(text: &str) -> (Event, MessagePosted) {
+        let message = MessagePosted {
+            source: MessageSource::AppDirect,
+            chat_id: None,
+            sender: "zhangsan".into(),
+            text: text.into(),
+            message_id: "1".into(),
+            reply_via: ReplyVia::AppMessage { app: "main".into() },
+        };
+        (
+            Event {
+                id: "msg:1".into(),
+                kind: EventKind::MessagePosted(message.clone()),
+            },
+            message,
+        )
+    }
+
+    fn snapshot_with(person: PersonSnapshot, checkins_today: u32) -> Snapshot {
+        let mut snapshot = Snapshot {
+            checkins_today,
+            ..Snapshot::default()
+        };
+        snapshot.people.insert(person.user_id.clone(), person);
+        snapshot
+    }
+
+    fn points(actions: &[Action]) -> i64 {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::AwardPoints { delta, .. } => *delta,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    fn reply_text(actions: &[Action]) -> String {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Send(out) => Some(out.text.clone()),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn day_boundary_uses_timezone_and_cutover_hour() {
+        let shanghai: Tz = "Asia/Shanghai".parse().unwrap();
+        // 2026-03-01 15:59 UTC = 23:59 Shanghai.
+        assert_eq!(
+            community_day(utc(2026, 3, 1, 15, 59), shanghai, 0),
+            date(2026, 3, 1)
+        );
+        assert_eq!(
+            community_day(utc(2026, 3, 1, 16, 0), shanghai, 0),
+            date(2026, 3, 2)
+        );
+        // With a 04:00 cut-over, 03:59 local still belongs to the previous day.
+        assert_eq!(
+            community_day(utc(2026, 3, 1, 19, 59), shanghai, 4),
+            date(2026, 3, 1)
+        );
+        assert_eq!(
+            community_day(utc(2026, 3, 1, 20, 0), shanghai, 4),
+            date(2026, 3, 2)
+        );
+    }
+
+    #[test]
+    fn day_boundary_follows_dst_in_new_york() {
+        let new_york: Tz = "America/New_York".parse().unwrap();
+        // 2026-03-08 DST starts at 02:00 local (07:00 UTC). Cut-over 03:00 local is
+        // 07:00 UTC after the change (EDT = UTC-4), not 08:00.
+        assert_eq!(
+            community_day(utc(2026, 3, 8, 6, 59), new_york, 3),
+            date(2026, 3, 7)
+        );
+        assert_eq!(
+            community_day(utc(2026, 3, 8, 7, 0), new_york, 3),
+            date(2026, 3, 8)
+        );
+        // 2026-11-01 DST ends: 03:00 EST = 08:00 UTC.
+        assert_eq!(
+            community_day(utc(2026, 11, 1, 7, 59), new_york, 3),
+            date(2026, 10, 31)
+        );
+        assert_eq!(
+            community_day(utc(2026, 11, 1, 8, 0), new_york, 3),
+            date(2026, 11, 1)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn community_days_never_go_backwards(
+            start in 1_700_000_000i64..1_900_000_000,
+            steps in proptest::collection::vec(1i64..7200, 1..50),
+            cutover in 0u32..24,
+            zone in 0usize..4,
+        ) {
+            let tz: Tz = ["Asia/Shanghai", "America/New_York", "Europe/London", "Australia/Lord_Howe"][zone]
+                .parse().unwrap();
+            let mut at = start;
+            let mut previous = community_day(Utc.timestamp_opt(at, 0).unwrap(), tz, cutover);
+            for step in steps {
+                at += step;
+                let day = community_day(Utc.timestamp_opt(at, 0).unwrap(), tz, cutover);
+                prop_assert!(day >= previous);
+                prop_assert!((day - previous).num_days() <= 1 || step > 86_400);
+                previous = day;
+            }
+        }
+    }
+
+    #[test]
+    fn streak_counts_consecutive_days_only() {
+        let days = [
+            date(2026, 1, 1),
+            date(2026, 1, 3),
+            date(2026, 1, 4),
+            date(2026, 1, 5),
+        ];
+        assert_eq!(streak_ending(&days, date(2026, 1, 5)), 3);
+        assert_eq!(streak_ending(&days, date(2026, 1, 1)), 1);
+        assert_eq!(streak_ending(&days, date(2026, 1, 2)), 0);
+    }
+
+    #[test]
+    fn bonus_curve_is_capped_and_extends_its_last_value() {
+        let rules = RuleSet::builtin(); // [0, 1, 2, 3, 5], cap 5
+        assert_eq!(streak_bonus(&rules, 1), 0);
+        assert_eq!(streak_bonus(&rules, 4), 3);
+        assert_eq!(streak_bonus(&rules, 30), 5);
+        let capped =
+            RuleSet::from_toml("[checkin]\nstreak_bonus = [1, 10]\nstreak_bonus_cap = 4\n")
+                .unwrap();
+        assert_eq!(streak_bonus(&capped, 2), 4);
+    }
+
+    #[test]
+    fn first_checkin_awards_base_points_and_rank() {
+        let rules = RuleSet::builtin();
+        let (event, msg) = message("签到");
+        let actions = on_checkin(
+            &rules,
+            &snapshot_with(PersonSnapshot::new("zhangsan"), 11),
+            &event,
+            &msg,
+            utc(2026, 3, 1, 2, 0),
+        );
+        assert_eq!(points(&actions), 5);
+        let text = reply_text(&actions);
+        assert!(text.contains("今天第 12 位"), "{text}");
+        assert!(text.contains("+5 积分"), "{text}");
+        assert!(actions.iter().any(|a| matches!(a, Action::RecordCheckin { day, makeup: false, .. } if *day == date(2026, 3, 1))));
+    }
+
+    #[test]
+    fn second_checkin_same_day_awards_no_points() {
+        let rules = RuleSet::builtin();
+        let (event, msg) = message("签到");
+        let mut person = PersonSnapshot::new("zhangsan");
+        person.checkin_days = vec![date(2026, 3, 1)];
+        let actions = on_checkin(
+            &rules,
+            &snapshot_with(person, 3),
+            &event,
+            &msg,
+            utc(2026, 3, 1, 9, 0),
+        );
+        assert_eq!(points(&actions), 0);
+        assert!(!actions
+            .iter()
+            .any(|a| matches!(a, Action::RecordCheckin { .. })));
+        assert!(reply_text(&actions).contains("已经签过到"));
+    }
+
+    #[test]
+    fn third_day_in_a_row_earns_bonus_and_milestone_badge() {
+        let rules = RuleSet::builtin();
+        let (event, msg) = message("打卡");
+        let mut person = PersonSnapshot::new("zhangsan");
+        person.checkin_days = vec![date(2026, 2, 27), date(2026, 2, 28)];
+        let actions = on_checkin(
+            &rules,
+            &snapshot_with(person, 0),
+            &event,
+            &msg,
+            utc(2026, 3, 1, 2, 0),
+        );
+        // base 5 + bonus for day 3 (2) + milestone 三日之约 (10).
+        assert_eq!(points(&actions), 17);
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::AwardBadge { badge, .. } if badge == "三日之约")));
+        let text = reply_text(&actions);
+        assert!(text.contains("连续签到 3 天"), "{text}");
+    }
+
+    #[test]
+    fn daily_cap_limits_checkin_points() {
+        let rules = RuleSet::from_toml("[points.daily_caps]\ncheckin = 3\n").unwrap();
+        let (event, msg) = message("签到");
+        let actions = on_checkin(
+            &rules,
+            &snapshot_with(PersonSnapshot::new("zhangsan"), 0),
+            &event,
+            &msg,
+            utc(2026, 3, 1, 2, 0),
+        );
+        assert_eq!(points(&actions), 3);
+    }
+
+    #[test]
+    fn makeup_fills_yesterday_and_joins_the_streak() {
+        let rules = RuleSet::builtin();
+        let (event, msg) = message("补签");
+        let mut person = PersonSnapshot::new("zhangsan");
+        person.balance = 50;
+        person.checkin_days = vec![date(2026, 3, 2), date(2026, 3, 4)];
+        let actions = on_makeup(
+            &rules,
+            &snapshot_with(person, 0),
+            &event,
+            &msg,
+            utc(2026, 3, 4, 2, 0),
+        );
+        assert_eq!(points(&actions), -20);
+        assert!(actions.iter().any(|a| matches!(a, Action::RecordCheckin { day, makeup: true, .. } if *day == date(2026, 3, 3))));
+        assert!(reply_text(&actions).contains("连续签到 3 天"));
+    }
+
+    #[test]
+    fn makeup_is_refused_without_points_or_allowance() {
+        let rules = RuleSet::builtin();
+        let (event, msg) = message("补签");
+        let mut poor = PersonSnapshot::new("zhangsan");
+        poor.balance = 19;
+        let actions = on_makeup(
+            &rules,
+            &snapshot_with(poor, 0),
+            &event,
+            &msg,
+            utc(2026, 3, 4, 2, 0),
+        );
+        assert_eq!(points(&actions), 0);
+        assert!(reply_text(&actions).contains("积分不足"));
+
+        let mut used_up = PersonSnapshot::new("zhangsan");
+        used_up.balance = 100;
+        used_up.makeups_this_month = 2;
+        let actions = on_makeup(
+            &rules,
+            &snapshot_with(used_up, 0),
+            &event,
+            &msg,
+            utc(2026, 3, 4, 2, 0),
+        );
+        assert_eq!(points(&actions), 0);
+        assert!(reply_text(&actions).contains("补签次数"));
+    }
+}

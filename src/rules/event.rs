@@ -1,0 +1,121 @@
+//! qunyun's domain events: what happened in the community, independent of how
+//! WeCom (or the archive ingest) told us. `pipeline` builds these from inbox rows.
+
+use serde::{Deserialize, Serialize};
+
+/// One domain event. `id` is stable for the underlying delivery (the inbox
+/// dedupe key), so every effect derived from it gets a stable unique key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// People joined a group (customer-group callback, or an app group sync).
+    MembersJoined(MembersJoined),
+    /// People left (or were removed from) a group.
+    MembersLeft(MembersLeft),
+    /// Text a member wrote, from any source.
+    MessagePosted(MessagePosted),
+    /// A staff member added a new customer (1:1); may carry a one-shot welcome code.
+    CustomerAdded(CustomerAdded),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersJoined {
+    pub chat_id: String,
+    pub user_ids: Vec<String>,
+    pub join_scene: JoinScene,
+    /// Member version before and after the change, when WeCom sent them.
+    pub last_member_version: Option<String>,
+    pub current_member_version: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinScene {
+    /// Invited by a member (directly or by link): callback JoinScene 0.
+    Invited,
+    /// Scanned the group QR code: callback JoinScene 3.
+    QrCode,
+    Unknown,
+}
+
+impl JoinScene {
+    /// Maps the callback code space (0 / 3), which differs from groupchat/get's.
+    pub fn from_callback_code(code: Option<i64>) -> Self {
+        match code {
+            Some(0) => JoinScene::Invited,
+            Some(3) => JoinScene::QrCode,
+            _ => JoinScene::Unknown,
+        }
+    }
+
+    /// Maps groupchat/get's `join_scene` (1 invited, 2 invite link, 3 QR code).
+    pub fn from_groupchat_code(code: Option<i64>) -> Self {
+        match code {
+            Some(1 | 2) => JoinScene::Invited,
+            Some(3) => JoinScene::QrCode,
+            _ => JoinScene::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinScene::Invited => "invited",
+            JoinScene::QrCode => "qrcode",
+            JoinScene::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersLeft {
+    pub chat_id: String,
+    pub user_ids: Vec<String>,
+    /// True when the owner/admin removed them (callback QuitScene 1).
+    pub removed: bool,
+    pub last_member_version: Option<String>,
+    pub current_member_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagePosted {
+    pub source: MessageSource,
+    /// The group the text was written in; `None` for 1:1 messages.
+    pub chat_id: Option<String>,
+    pub sender: String,
+    pub text: String,
+    pub message_id: String,
+    pub reply_via: ReplyVia,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageSource {
+    /// A smart-bot @-mention (mention already stripped).
+    SmartBot,
+    /// A member's 1:1 text to the app.
+    AppDirect,
+    /// The message-archive ingest endpoint.
+    Archive,
+}
+
+/// How an answer to this message can reach the member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplyVia {
+    /// The smart bot's one-shot response_url.
+    ResponseUrl(String),
+    /// `message/send` to the member from the named app.
+    AppMessage { app: String },
+    /// Post into the chat through whatever route the chat has (archive messages).
+    ChatRoute,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerAdded {
+    pub staff_user_id: String,
+    pub external_user_id: String,
+    pub welcome_code: Option<String>,
+    pub state: Option<String>,
+}

@@ -1,0 +1,784 @@
+//! A community's rule set: a TOML document, validated into a [`RuleSet`] whose
+//! regexes are compiled, timezone parsed and templates loaded, so nothing is found
+//! broken when it fires. Errors name the exact field (`checkin.keywords[0]: …`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono_tz::Tz;
+use minijinja::{Environment, UndefinedBehavior};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// Message templates shipped in `templates/messages/`, embedded so a fresh clone
+/// works with no files around. A rule set's `[templates]` table overrides or adds.
+pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "welcome",
+        include_str!("../../templates/messages/welcome.txt"),
+    ),
+    (
+        "welcome_returning",
+        include_str!("../../templates/messages/welcome_returning.txt"),
+    ),
+    (
+        "welcome_vip",
+        include_str!("../../templates/messages/welcome_vip.txt"),
+    ),
+    (
+        "welcome_customer",
+        include_str!("../../templates/messages/welcome_customer.txt"),
+    ),
+    (
+        "raid_digest",
+        include_str!("../../templates/messages/raid_digest.txt"),
+    ),
+    (
+        "checkin_ok",
+        include_str!("../../templates/messages/checkin_ok.txt"),
+    ),
+    (
+        "checkin_already",
+        include_str!("../../templates/messages/checkin_already.txt"),
+    ),
+    (
+        "makeup_ok",
+        include_str!("../../templates/messages/makeup_ok.txt"),
+    ),
+    (
+        "makeup_denied",
+        include_str!("../../templates/messages/makeup_denied.txt"),
+    ),
+    (
+        "points",
+        include_str!("../../templates/messages/points.txt"),
+    ),
+    ("rank", include_str!("../../templates/messages/rank.txt")),
+    ("level", include_str!("../../templates/messages/level.txt")),
+    (
+        "redeem_ok",
+        include_str!("../../templates/messages/redeem_ok.txt"),
+    ),
+    (
+        "redeem_failed",
+        include_str!("../../templates/messages/redeem_failed.txt"),
+    ),
+    ("help", include_str!("../../templates/messages/help.txt")),
+    (
+        "faq_shipping",
+        include_str!("../../templates/messages/faq_shipping.txt"),
+    ),
+    (
+        "onboarding_tip",
+        include_str!("../../templates/messages/onboarding_tip.txt"),
+    ),
+];
+
+/// The TOML document as written by a manager. Every table is optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleSetDoc {
+    pub community: CommunityDoc,
+    pub checkin: CheckinDoc,
+    pub points: PointsDoc,
+    pub welcome: WelcomeDoc,
+    pub onboarding: OnboardingDoc,
+    pub catalog: Vec<CatalogItem>,
+    pub autoreply: Vec<AutoReplyDoc>,
+    pub templates: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommunityDoc {
+    pub name: String,
+    /// IANA timezone deciding the community day.
+    pub timezone: String,
+    /// Local hour (0..=23) at which a new community day starts.
+    pub day_cutover_hour: u32,
+    /// The configured app whose `message/send` answers 1:1 messages.
+    pub app: String,
+}
+
+impl Default for CommunityDoc {
+    fn default() -> Self {
+        Self {
+            name: "社群".into(),
+            timezone: "Asia/Shanghai".into(),
+            day_cutover_hour: 0,
+            app: "main".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckinDoc {
+    pub keywords: Vec<String>,
+    pub base_points: i64,
+    /// Bonus by streak length: entry i applies on streak day i+1; the last entry
+    /// applies to every longer streak.
+    pub streak_bonus: Vec<i64>,
+    /// Upper bound for the streak bonus.
+    pub streak_bonus_cap: i64,
+    pub milestones: Vec<Milestone>,
+    pub makeup_keyword: String,
+    pub makeup_cost: i64,
+    pub makeup_per_month: u32,
+}
+
+impl Default for CheckinDoc {
+    fn default() -> Self {
+        Self {
+            keywords: vec!["签到".into(), "打卡".into()],
+            base_points: 5,
+            streak_bonus: vec![0, 1, 2, 3, 5],
+            streak_bonus_cap: 5,
+            milestones: vec![
+                Milestone {
+                    days: 3,
+                    badge: "三日之约".into(),
+                    points: 10,
+                },
+                Milestone {
+                    days: 7,
+                    badge: "七日之星".into(),
+                    points: 30,
+                },
+            ],
+            makeup_keyword: "补签".into(),
+            makeup_cost: 20,
+            makeup_per_month: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Milestone {
+    pub days: u32,
+    pub badge: String,
+    #[serde(default)]
+    pub points: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PointsDoc {
+    /// Points for someone joining the community for the first time.
+    pub new_member: i64,
+    /// Most points one person can earn per community day for a reason.
+    pub daily_caps: BTreeMap<String, i64>,
+    /// Levels by lifetime points, ascending.
+    pub levels: Vec<Level>,
+}
+
+impl Default for PointsDoc {
+    fn default() -> Self {
+        Self {
+            new_member: 10,
+            daily_caps: BTreeMap::from([("checkin".to_string(), 100)]),
+            levels: vec![
+                Level {
+                    name: "新人".into(),
+                    min_points: 0,
+                },
+                Level {
+                    name: "活跃成员".into(),
+                    min_points: 50,
+                },
+                Level {
+                    name: "铁杆粉丝".into(),
+                    min_points: 200,
+                },
+                Level {
+                    name: "社群之星".into(),
+                    min_points: 1000,
+                },
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Level {
+    pub name: String,
+    pub min_points: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WelcomeDoc {
+    pub enabled: bool,
+    /// Joins within this many seconds are welcomed in one message.
+    pub merge_window_secs: i64,
+    /// Most people named in one welcome.
+    pub max_mentions: usize,
+    pub template: String,
+    pub returning_template: String,
+    /// Template by chat tag (first matching tag wins).
+    pub by_tag: BTreeMap<String, String>,
+    /// Template by join scene: "invited" or "qrcode".
+    pub by_scene: BTreeMap<String, String>,
+    /// 1:1 welcome to a newly added customer.
+    pub customer_template: String,
+    /// Joins within one merge window at or above this count switch the chat to raid mode.
+    pub raid_joins: usize,
+    /// Raid mode ends after this long without joins.
+    pub raid_quiet_secs: i64,
+    pub raid_template: String,
+}
+
+impl Default for WelcomeDoc {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            merge_window_secs: 10,
+            max_mentions: 10,
+            template: "welcome".into(),
+            returning_template: "welcome_returning".into(),
+            by_tag: BTreeMap::from([("vip".to_string(), "welcome_vip".to_string())]),
+            by_scene: BTreeMap::new(),
+            customer_template: "welcome_customer".into(),
+            raid_joins: 15,
+            raid_quiet_secs: 300,
+            raid_template: "raid_digest".into(),
+        }
+    }
+}
+
+/// A tip sent some time after a first-time member joined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnboardingDoc {
+    pub enabled: bool,
+    pub delay_secs: i64,
+    pub template: String,
+}
+
+impl Default for OnboardingDoc {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            delay_secs: 86_400,
+            template: "onboarding_tip".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogItem {
+    pub item: String,
+    pub cost: i64,
+    pub stock: i64,
+    #[serde(default = "one")]
+    pub per_person: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoReplyDoc {
+    pub name: String,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// Only in chats carrying one of these tags (empty: everywhere).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub template: String,
+    #[serde(default = "default_cooldown")]
+    pub cooldown_secs: i64,
+}
+
+fn default_cooldown() -> i64 {
+    300
+}
+
+/// One problem in a rule set: the exact field and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.path, self.reason)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid rule set: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct RuleSetError(pub Vec<FieldError>);
+
+/// A validated rule set, ready for `rules::evaluate`.
+pub struct RuleSet {
+    pub doc: RuleSetDoc,
+    pub timezone: Tz,
+    autoreply_regexes: Vec<Option<Regex>>,
+    templates: Environment<'static>,
+}
+
+impl fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("doc", &self.doc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuleSet {
+    /// Parses and validates a TOML rule set.
+    pub fn from_toml(text: &str) -> Result<RuleSet, RuleSetError> {
+        let deserializer = toml::Deserializer::new(text);
+        let doc: RuleSetDoc = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let path = err.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            RuleSetError(vec![FieldError {
+                path,
+                reason: first_line(err.inner().message()),
+            }])
+        })?;
+        RuleSet::from_doc(doc)
+    }
+
+    /// The built-in defaults (what a fresh install runs).
+    pub fn builtin() -> RuleSet {
+        match RuleSet::from_doc(RuleSetDoc::default()) {
+            Ok(rules) => rules,
+            // The defaults are covered by a unit test; this cannot fail in a build that passed it.
+            Err(err) => panic!("built-in rule set is invalid: {err}"),
+        }
+    }
+
+    pub fn from_doc(doc: RuleSetDoc) -> Result<RuleSet, RuleSetError> {
+        let mut errors = Vec::new();
+        let mut push = |path: String, reason: &str| {
+            errors.push(FieldError {
+                path,
+                reason: reason.to_string(),
+            })
+        };
+
+        let timezone = match doc.community.timezone.parse::<Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                push("community.timezone".into(), "not an IANA timezone name");
+                Tz::UTC
+            }
+        };
+        if doc.community.day_cutover_hour > 23 {
+            push(
+                "community.day_cutover_hour".into(),
+                "must be between 0 and 23",
+            );
+        }
+
+        let checkin = &doc.checkin;
+        if checkin.keywords.is_empty() {
+            push("checkin.keywords".into(), "needs at least one keyword");
+        }
+        for (i, keyword) in checkin.keywords.iter().enumerate() {
+            if keyword.trim().is_empty() {
+                push(format!("checkin.keywords[{i}]"), "must not be empty");
+            }
+        }
+        if checkin.base_points < 0 {
+            push("checkin.base_points".into(), "must not be negative");
+        }
+        for (i, bonus) in checkin.streak_bonus.iter().enumerate() {
+            if *bonus < 0 {
+                push(format!("checkin.streak_bonus[{i}]"), "must not be negative");
+            }
+        }
+        if checkin.streak_bonus_cap < 0 {
+            push("checkin.streak_bonus_cap".into(), "must not be negative");
+        }
+        for (i, milestone) in checkin.milestones.iter().enumerate() {
+            if milestone.days == 0 {
+                push(
+                    format!("checkin.milestones[{i}].days"),
+                    "must be at least 1",
+                );
+            }
+            if milestone.badge.trim().is_empty() {
+                push(
+                    format!("checkin.milestones[{i}].badge"),
+                    "must not be empty",
+                );
+            }
+            if milestone.points < 0 {
+                push(
+                    format!("checkin.milestones[{i}].points"),
+                    "must not be negative",
+                );
+            }
+        }
+        if checkin.makeup_cost < 0 {
+            push("checkin.makeup_cost".into(), "must not be negative");
+        }
+
+        if doc.points.new_member < 0 {
+            push("points.new_member".into(), "must not be negative");
+        }
+        for (reason, cap) in &doc.points.daily_caps {
+            if *cap < 0 {
+                push(
+                    format!("points.daily_caps.{reason}"),
+                    "must not be negative",
+                );
+            }
+        }
+        if doc.points.levels.is_empty() {
+            push("points.levels".into(), "needs at least one level");
+        }
+        for (i, pair) in doc.points.levels.windows(2).enumerate() {
+            if pair[1].min_points <= pair[0].min_points {
+                push(
+                    format!("points.levels[{}].min_points", i + 1),
+                    "levels must be in ascending order of min_points",
+                );
+            }
+        }
+
+        let welcome = &doc.welcome;
+        if welcome.merge_window_secs < 0 {
+            push("welcome.merge_window_secs".into(), "must not be negative");
+        }
+        if welcome.max_mentions == 0 {
+            push("welcome.max_mentions".into(), "must be at least 1");
+        }
+        if welcome.raid_joins < 2 {
+            push("welcome.raid_joins".into(), "must be at least 2");
+        }
+        if welcome.raid_quiet_secs < 0 {
+            push("welcome.raid_quiet_secs".into(), "must not be negative");
+        }
+        for scene in welcome.by_scene.keys() {
+            if scene != "invited" && scene != "qrcode" {
+                push(
+                    format!("welcome.by_scene.{scene}"),
+                    "unknown join scene (expected \"invited\" or \"qrcode\")",
+                );
+            }
+        }
+
+        if doc.onboarding.delay_secs < 0 {
+            push("onboarding.delay_secs".into(), "must not be negative");
+        }
+
+        let mut seen_items = std::collections::BTreeSet::new();
+        for (i, item) in doc.catalog.iter().enumerate() {
+            if item.item.trim().is_empty() {
+                push(format!("catalog[{i}].item"), "must not be empty");
+            }
+            if !seen_items.insert(item.item.clone()) {
+                push(format!("catalog[{i}].item"), "duplicate item name");
+            }
+            if item.cost <= 0 {
+                push(format!("catalog[{i}].cost"), "must be positive");
+            }
+            if item.stock < 0 {
+                push(format!("catalog[{i}].stock"), "must not be negative");
+            }
+            if item.per_person == 0 {
+                push(format!("catalog[{i}].per_person"), "must be at least 1");
+            }
+        }
+
+        let mut autoreply_regexes = Vec::new();
+        for (i, rule) in doc.autoreply.iter().enumerate() {
+            if rule.name.trim().is_empty() {
+                push(format!("autoreply[{i}].name"), "must not be empty");
+            }
+            if rule.keywords.is_empty() && rule.regex.is_none() {
+                push(format!("autoreply[{i}]"), "needs keywords or a regex");
+            }
+            for (k, keyword) in rule.keywords.iter().enumerate() {
+                if keyword.trim().is_empty() {
+                    push(format!("autoreply[{i}].keywords[{k}]"), "must not be empty");
+                }
+            }
+            if rule.cooldown_secs < 0 {
+                push(
+                    format!("autoreply[{i}].cooldown_secs"),
+                    "must not be negative",
+                );
+            }
+            let compiled = match &rule.regex {
+                None => None,
+                Some(pattern) => match Regex::new(pattern) {
+                    Ok(regex) => Some(regex),
+                    Err(err) => {
+                        push(
+                            format!("autoreply[{i}].regex"),
+                            &format!("bad regex: {}", first_line(&err.to_string())),
+                        );
+                        None
+                    }
+                },
+            };
+            autoreply_regexes.push(compiled);
+        }
+
+        // Templates: built-ins, then the document's own.
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut sources: BTreeMap<String, String> = BUILTIN_TEMPLATES
+            .iter()
+            .map(|(name, body)| (name.to_string(), body.to_string()))
+            .collect();
+        sources.extend(doc.templates.clone());
+        for (name, body) in sources {
+            let path = if doc.templates.contains_key(&name) {
+                format!("templates.{name}")
+            } else {
+                format!("builtin template {name}")
+            };
+            if let Err(err) = env.add_template_owned(name, body) {
+                push(
+                    path,
+                    &format!("bad template: {}", first_line(&err.to_string())),
+                );
+            }
+        }
+        let mut referenced: Vec<(String, &str)> = vec![
+            ("welcome.template".into(), welcome.template.as_str()),
+            (
+                "welcome.returning_template".into(),
+                welcome.returning_template.as_str(),
+            ),
+            (
+                "welcome.customer_template".into(),
+                welcome.customer_template.as_str(),
+            ),
+            (
+                "welcome.raid_template".into(),
+                welcome.raid_template.as_str(),
+            ),
+            (
+                "onboarding.template".into(),
+                doc.onboarding.template.as_str(),
+            ),
+        ];
+        for (tag, template) in &welcome.by_tag {
+            referenced.push((format!("welcome.by_tag.{tag}"), template.as_str()));
+        }
+        for (scene, template) in &welcome.by_scene {
+            referenced.push((format!("welcome.by_scene.{scene}"), template.as_str()));
+        }
+        for (i, rule) in doc.autoreply.iter().enumerate() {
+            referenced.push((format!("autoreply[{i}].template"), rule.template.as_str()));
+        }
+        for (path, name) in referenced {
+            if env.get_template(name).is_err() {
+                push(path, &format!("missing template \"{name}\""));
+            }
+        }
+        // Render every template once with sample values so a typo'd variable is caught now.
+        let sample = sample_context();
+        for (name, template) in env.templates() {
+            if let Err(err) = template.render(&sample) {
+                let path = if doc.templates.contains_key(name) {
+                    format!("templates.{name}")
+                } else {
+                    format!("builtin template {name}")
+                };
+                push(
+                    path,
+                    &format!("does not render: {}", first_line(&err.to_string())),
+                );
+            }
+        }
+
+        if !errors.is_empty() {
+            return Err(RuleSetError(errors));
+        }
+        Ok(RuleSet {
+            doc,
+            timezone,
+            autoreply_regexes,
+            templates: env,
+        })
+    }
+
+    /// The document as TOML (for `rules export`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(&self.doc).unwrap_or_default()
+    }
+
+    /// Renders a template. Templates were rendered once at validation with the
+    /// full variable set, so a failure here means a caller passed fewer variables:
+    /// fall back to a neutral text rather than failing the event.
+    pub fn render(&self, name: &str, context: &serde_json::Value) -> String {
+        match self
+            .templates
+            .get_template(name)
+            .and_then(|template| template.render(context))
+        {
+            Ok(text) => text.trim().to_string(),
+            Err(err) => {
+                tracing::warn!(template = name, error = %err, "template did not render");
+                "（消息模板出错，请联系管理员）".to_string()
+            }
+        }
+    }
+
+    pub fn has_template(&self, name: &str) -> bool {
+        self.templates.get_template(name).is_ok()
+    }
+
+    pub(crate) fn autoreply_regex(&self, index: usize) -> Option<&Regex> {
+        self.autoreply_regexes.get(index).and_then(Option::as_ref)
+    }
+}
+
+/// Every variable any template may use, with plausible values (validation and preview).
+pub fn sample_context() -> serde_json::Value {
+    serde_json::json!({
+        "name": "小王",
+        "names": "小王、小李",
+        "count": 2,
+        "group_name": "好物分享群",
+        "member_count": 128,
+        "ordinal": 128,
+        "inviter": "小张",
+        "points": 10,
+        "streak": 3,
+        "rank": 12,
+        "balance": 86,
+        "lifetime": 120,
+        "badge": "三日之约",
+        "level": "活跃成员",
+        "next_level": "铁杆粉丝",
+        "next_needed": 80,
+        "day": "2026-01-01",
+        "cost": 20,
+        "remaining": 1,
+        "reason": "本月补签次数已用完",
+        "item": "保温杯",
+        "items": "保温杯、帆布袋",
+        "entries": [{"name": "小王", "points": 120}, {"name": "小李", "points": 95}],
+        "staff": "运营小美",
+    })
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(text: &str) -> Vec<String> {
+        match RuleSet::from_toml(text) {
+            Ok(_) => Vec::new(),
+            Err(RuleSetError(errors)) => errors.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn builtin_rule_set_is_valid() {
+        let rules = RuleSet::builtin();
+        assert_eq!(rules.doc.checkin.keywords, vec!["签到", "打卡"]);
+    }
+
+    #[test]
+    fn empty_document_means_defaults() {
+        let rules = RuleSet::from_toml("").unwrap();
+        assert_eq!(rules.doc, RuleSetDoc::default());
+    }
+
+    #[test]
+    fn empty_keyword_is_named_by_index() {
+        let errors = paths("[checkin]\nkeywords = [\"\", \"签到\"]\n");
+        assert_eq!(errors, vec!["checkin.keywords[0]: must not be empty"]);
+    }
+
+    #[test]
+    fn unknown_key_names_its_table() {
+        let errors = paths("[checkin]\nkeywordz = [\"签到\"]\n");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("unknown field `keywordz`"), "{errors:?}");
+    }
+
+    #[test]
+    fn bad_regex_missing_template_and_negative_points_are_all_reported() {
+        let errors = paths(
+            r#"
+            [points]
+            new_member = -5
+            [[autoreply]]
+            name = "broken"
+            regex = "(unclosed"
+            template = "nope"
+            "#,
+        );
+        assert!(errors
+            .iter()
+            .any(|e| e.starts_with("points.new_member: must not be negative")));
+        assert!(errors
+            .iter()
+            .any(|e| e.starts_with("autoreply[0].regex: bad regex")));
+        assert!(errors
+            .iter()
+            .any(|e| e == "autoreply[0].template: missing template \"nope\""));
+    }
+
+    #[test]
+    fn missing_onboarding_template_is_named() {
+        let errors = paths("[onboarding]\ntemplate = \"nope\"\n");
+        assert_eq!(
+            errors,
+            vec!["onboarding.template: missing template \"nope\""]
+        );
+    }
+
+    #[test]
+    fn template_with_unknown_variable_is_refused() {
+        let errors = paths("[templates]\nwelcome = \"hi {{ nmae }}\"\n");
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("templates.welcome: does not render"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn bad_timezone_and_cutover_are_refused() {
+        let errors = paths("[community]\ntimezone = \"Mars/Olympus\"\nday_cutover_hour = 24\n");
+        assert_eq!(
+            errors,
+            vec![
+                "community.timezone: not an IANA timezone name",
+                "community.day_cutover_hour: must be between 0 and 23"
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let errors = paths("[checkin]\nbase_points = \"five\"\n");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("checkin.base_points:"), "{errors:?}");
+    }
+
+    #[test]
+    fn export_then_import_round_trips() {
+        let rules = RuleSet::from_toml(include_str!("../../rules.example.toml")).unwrap();
+        let again = RuleSet::from_toml(&rules.to_toml()).unwrap();
+        assert_eq!(rules.doc, again.doc);
+    }
+}

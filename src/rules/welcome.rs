@@ -1,0 +1,520 @@
+//! Welcome flows: joins are recorded at once and queued; everyone who joined
+//! within the merge window gets one welcome (capped mentions). A burst at or above
+//! the raid threshold switches the chat to raid mode: admins get one digest instead.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::actions::Action;
+use super::event::{CustomerAdded, Event, JoinScene, MembersJoined, MembersLeft};
+use super::{chat_outbound, ChatSnapshot, OutRoute, Outbound, RuleSet, Snapshot};
+
+/// A join waiting for its chat's merged welcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedJoin {
+    pub user_id: String,
+    pub name: Option<String>,
+    pub joined_at: DateTime<Utc>,
+    pub returning: bool,
+    pub join_scene: JoinScene,
+}
+
+/// Records each join, awards first-time points once, queues the merged welcome.
+pub fn on_members_joined(
+    rules: &RuleSet,
+    snapshot: &Snapshot,
+    _event: &Event,
+    joined: &MembersJoined,
+    now: DateTime<Utc>,
+) -> Vec<Action> {
+    let mut actions = version_actions(
+        snapshot.chat.as_ref(),
+        &joined.chat_id,
+        joined.last_member_version.as_deref(),
+        joined.current_member_version.as_deref(),
+    );
+    for user_id in &joined.user_ids {
+        let person = snapshot.person(user_id);
+        actions.push(Action::RecordJoin {
+            chat_id: joined.chat_id.clone(),
+            user_id: user_id.clone(),
+            at: now,
+            join_scene: joined.join_scene,
+        });
+        let new_member_points = rules.doc.points.new_member;
+        if !person.seen_before && new_member_points > 0 {
+            actions.push(Action::AwardPoints {
+                user_id: user_id.clone(),
+                delta: new_member_points,
+                reason: "new_member".into(),
+                // Once per person ever, whichever group they join first.
+                reference: format!("new_member:{user_id}"),
+                chat_id: Some(joined.chat_id.clone()),
+                day: super::checkin::community_day(
+                    now,
+                    rules.timezone,
+                    rules.doc.community.day_cutover_hour,
+                ),
+            });
+        }
+        if rules.doc.onboarding.enabled && !person.seen_before {
+            actions.push(Action::ScheduleOnboarding {
+                chat_id: joined.chat_id.clone(),
+                user_id: user_id.clone(),
+                due_at: now + Duration::seconds(rules.doc.onboarding.delay_secs),
+            });
+        }
+        if rules.doc.welcome.enabled {
+            actions.push(Action::QueueWelcome {
+                chat_id: joined.chat_id.clone(),
+                user_id: user_id.clone(),
+                at: now,
+                returning: person.seen_before,
+                join_scene: joined.join_scene,
+            });
+        }
+    }
+    actions
+}
+
+pub fn on_members_left(snapshot: &Snapshot, left: &MembersLeft, now: DateTime<Utc>) -> Vec<Action> {
+    let mut actions = version_actions(
+        snapshot.chat.as_ref(),
+        &left.chat_id,
+        left.last_member_version.as_deref(),
+        left.current_member_version.as_deref(),
+    );
+    for user_id in &left.user_ids {
+        actions.push(Action::RecordLeave {
+            chat_id: left.chat_id.clone(),
+            user_id: user_id.clone(),
+            at: now,
+        });
+        actions.push(Action::CancelQueuedWelcome {
+            chat_id: left.chat_id.clone(),
+            user_id: user_id.clone(),
+        });
+    }
+    actions
+}
+
+/// Callbacks can be lost or reordered: when the version before this change is not
+/// the one we hold, our member list is stale and must be re-pulled.
+fn version_actions(
+    chat: Option<&ChatSnapshot>,
+    chat_id: &str,
+    last: Option<&str>,
+    current: Option<&str>,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let stored = chat.and_then(|c| c.member_version.as_deref());
+    if let (Some(stored), Some(last)) = (stored, last) {
+        if stored != last {
+            actions.push(Action::RequestResync {
+                chat_id: chat_id.to_string(),
+            });
+        }
+    }
+    if let Some(current) = current {
+        actions.push(Action::SetMemberVersion {
+            chat_id: chat_id.to_string(),
+            version: current.to_string(),
+        });
+    }
+    actions
+}
+
+/// 1:1 welcome to a new customer through the one-shot welcome code.
+pub fn on_customer_added(rules: &RuleSet, event: &Event, added: &CustomerAdded) -> Vec<Action> {
+    let Some(code) = &added.welcome_code else {
+        return Vec::new();
+    };
+    let text = rules.render(
+        &rules.doc.welcome.customer_template,
+        &json!({"staff": added.staff_user_id, "name": added.external_user_id}),
+    );
+    vec![Action::Send(Outbound {
+        idempotency_key: format!("welcome_code:{}", event.id),
+        route: OutRoute::WelcomeCode { code: code.clone() },
+        text,
+        mentions: Vec::new(),
+        not_before: None,
+        skipped: None,
+    })]
+}
+
+/// The onboarding tip for one member, through the chat's route.
+pub fn compose_onboarding(
+    rules: &RuleSet,
+    chat: Option<&ChatSnapshot>,
+    chat_id: &str,
+    user_id: &str,
+    name: &str,
+) -> Outbound {
+    let text = rules.render(
+        &rules.doc.onboarding.template,
+        &json!({
+            "name": name,
+            "group_name": chat.map(|c| c.name.clone()).unwrap_or_default(),
+        }),
+    );
+    chat_outbound(
+        chat,
+        format!("onboarding:{chat_id}:{user_id}"),
+        text,
+        vec![user_id.to_string()],
+    )
+}
+
+/// Whether the chat's open window is due to be flushed.
+pub fn window_due(rules: &RuleSet, first_joined_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now >= first_joined_at + Duration::seconds(rules.doc.welcome.merge_window_secs)
+}
+
+/// What a closed merge window turns into: one welcome, a raid digest, or nothing
+/// (raid still going). Also returns the new raid deadline, if any.
+pub fn compose_batch(
+    rules: &RuleSet,
+    chat: Option<&ChatSnapshot>,
+    chat_id: &str,
+    batch: &[QueuedJoin],
+    now: DateTime<Utc>,
+) -> (Vec<Outbound>, Option<DateTime<Utc>>) {
+    let Some(first) = batch.first() else {
+        return (Vec::new(), None);
+    };
+    let config = &rules.doc.welcome;
+    let quiet = Duration::seconds(config.raid_quiet_secs);
+    let last_join = batch
+        .iter()
+        .map(|j| j.joined_at)
+        .max()
+        .unwrap_or(first.joined_at);
+    let key = format!(
+        "welcome:{chat_id}:{}:{}",
+        first.joined_at.timestamp(),
+        first.user_id
+    );
+    let group_name = chat.map(|c| c.name.clone()).unwrap_or_default();
+    let names = name_list(batch, config.max_mentions);
+
+    let raid_active = chat
+        .and_then(|c| c.raid_until)
+        .is_some_and(|until| now < until);
+    if raid_active {
+        // Individual welcomes stay off; the raid lasts while joins keep coming.
+        return (Vec::new(), Some(last_join + quiet));
+    }
+    if batch.len() >= config.raid_joins {
+        let text = rules.render(
+            &config.raid_template,
+            &json!({"group_name": group_name, "count": batch.len(), "names": names}),
+        );
+        let admins: Vec<String> = chat
+            .map(|c| c.owner.iter().chain(c.admins.iter()).cloned().collect())
+            .unwrap_or_default();
+        let digest = if admins.is_empty() {
+            Outbound {
+                idempotency_key: format!("raid:{key}"),
+                route: OutRoute::Member {
+                    app: rules.doc.community.app.clone(),
+                    user_ids: Vec::new(),
+                },
+                text,
+                mentions: Vec::new(),
+                not_before: None,
+                skipped: Some("raid digest: chat has no owner or admins on record".into()),
+            }
+        } else {
+            Outbound {
+                idempotency_key: format!("raid:{key}"),
+                route: OutRoute::Member {
+                    app: rules.doc.community.app.clone(),
+                    user_ids: admins,
+                },
+                text,
+                mentions: Vec::new(),
+                not_before: None,
+                skipped: None,
+            }
+        };
+        return (vec![digest], Some(last_join + quiet));
+    }
+
+    let template = if batch.iter().all(|j| j.returning) {
+        config.returning_template.clone()
+    } else {
+        choose_template(rules, chat, first.join_scene)
+    };
+    let member_count = chat.map(|c| c.member_count).unwrap_or(batch.len() as u32);
+    let ordinal = member_count.saturating_sub(batch.len() as u32) + 1;
+    let text = rules.render(
+        &template,
+        &json!({
+            "names": names,
+            "name": names,
+            "count": batch.len(),
+            "group_name": group_name,
+            "member_count": member_count,
+            "ordinal": ordinal,
+            "points": rules.doc.points.new_member,
+            "inviter": "",
+        }),
+    );
+    let mentions: Vec<String> = batch
+        .iter()
+        .take(config.max_mentions)
+        .map(|j| j.user_id.clone())
+        .collect();
+    (vec![chat_outbound(chat, key, text, mentions)], None)
+}
+
+fn choose_template(rules: &RuleSet, chat: Option<&ChatSnapshot>, scene: JoinScene) -> String {
+    let config = &rules.doc.welcome;
+    if let Some(chat) = chat {
+        for tag in &chat.tags {
+            if let Some(template) = config.by_tag.get(tag) {
+                return template.clone();
+            }
+        }
+    }
+    config
+        .by_scene
+        .get(scene.as_str())
+        .cloned()
+        .unwrap_or_else(|| config.template.clone())
+}
+
+/// "小王、小李、小张 等 12 人" — capped so a big batch stays readable.
+fn name_list(batch: &[QueuedJoin], cap: usize) -> String {
+    let shown: Vec<String> = batch
+        .iter()
+        .take(cap)
+        .map(|j| j.name.clone().unwrap_or_else(|| j.user_id.clone()))
+        .collect();
+    let mut names = shown.join("、");
+    if batch.len() > cap {
+        names.push_str(&format!(" 等 {} 人", batch.len()));
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::event::EventKind;
+    use crate::rules::{ChatRoute, PersonSnapshot};
+    use chrono::TimeZone;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_780_000_000 + secs, 0).unwrap()
+    }
+
+    fn chat(route: ChatRoute) -> ChatSnapshot {
+        ChatSnapshot {
+            chat_id: "wrCHAT".into(),
+            name: "好物分享群".into(),
+            route,
+            tags: Vec::new(),
+            owner: Some("owner1".into()),
+            admins: vec!["admin1".into()],
+            member_count: 40,
+            member_version: Some("v1".into()),
+            raid_until: None,
+        }
+    }
+
+    fn joins(n: usize) -> Vec<QueuedJoin> {
+        (0..n)
+            .map(|i| QueuedJoin {
+                user_id: format!("wm{i}"),
+                name: Some(format!("成员{i}")),
+                joined_at: at(i as i64),
+                returning: false,
+                join_scene: JoinScene::QrCode,
+            })
+            .collect()
+    }
+
+    fn joined_event(users: &[&str], last: &str) -> (Event, MembersJoined) {
+        let joined = MembersJoined {
+            chat_id: "wrCHAT".into(),
+            user_ids: users.iter().map(|u| u.to_string()).collect(),
+            join_scene: JoinScene::QrCode,
+            last_member_version: Some(last.into()),
+            current_member_version: Some("v2".into()),
+        };
+        (
+            Event {
+                id: "sha256:x".into(),
+                kind: EventKind::MembersJoined(joined.clone()),
+            },
+            joined,
+        )
+    }
+
+    #[test]
+    fn three_joins_in_one_window_get_one_welcome_naming_all() {
+        let rules = RuleSet::builtin();
+        let chat = chat(ChatRoute::AppGroup);
+        let (out, raid) = compose_batch(&rules, Some(&chat), "wrCHAT", &joins(3), at(10));
+        assert_eq!(out.len(), 1);
+        assert!(raid.is_none());
+        assert!(
+            out[0].text.contains("成员0、成员1、成员2"),
+            "{}",
+            out[0].text
+        );
+        assert_eq!(out[0].mentions, vec!["wm0", "wm1", "wm2"]);
+        assert_eq!(
+            out[0].route,
+            OutRoute::AppGroup {
+                chat_id: "wrCHAT".into()
+            }
+        );
+        assert!(out[0].skipped.is_none());
+    }
+
+    #[test]
+    fn mentions_are_capped() {
+        let rules = RuleSet::from_toml("[welcome]\nmax_mentions = 2\n").unwrap();
+        let (out, _) = compose_batch(
+            &rules,
+            Some(&chat(ChatRoute::AppGroup)),
+            "wrCHAT",
+            &joins(5),
+            at(10),
+        );
+        assert_eq!(out[0].mentions.len(), 2);
+        assert!(out[0].text.contains("等 5 人"));
+    }
+
+    #[test]
+    fn burst_switches_to_raid_mode_with_one_admin_digest() {
+        let rules = RuleSet::builtin(); // raid at 15 joins
+        let chat = chat(ChatRoute::AppGroup);
+        let (out, raid) = compose_batch(&rules, Some(&chat), "wrCHAT", &joins(20), at(20));
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].route,
+            OutRoute::Member {
+                app: "main".into(),
+                user_ids: vec!["owner1".into(), "admin1".into()]
+            }
+        );
+        assert!(out[0].text.contains("20 人"));
+        assert_eq!(raid, Some(at(19) + Duration::seconds(300)));
+
+        // While the raid lasts, later windows are not welcomed individually.
+        let mut raided = chat.clone();
+        raided.raid_until = raid;
+        let (out, extended) = compose_batch(&rules, Some(&raided), "wrCHAT", &joins(2), at(60));
+        assert!(out.is_empty());
+        assert!(extended.is_some());
+        // After the quiet period, welcomes resume.
+        let (out, _) = compose_batch(&rules, Some(&raided), "wrCHAT", &joins(2), at(1000));
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn customer_group_without_robot_is_recorded_as_skipped_with_reason() {
+        let rules = RuleSet::builtin();
+        let chat = chat(ChatRoute::CustomerGroup { robot_key: None });
+        let (out, _) = compose_batch(&rules, Some(&chat), "wrCHAT", &joins(1), at(10));
+        assert_eq!(out.len(), 1);
+        assert!(out[0]
+            .skipped
+            .as_deref()
+            .unwrap()
+            .contains("customer group without robot"));
+        assert_eq!(out[0].route.name(), "customer_group_mass");
+    }
+
+    #[test]
+    fn vip_tag_picks_vip_template_and_returning_members_are_greeted_back() {
+        let rules = RuleSet::builtin();
+        let mut vip = chat(ChatRoute::AppGroup);
+        vip.tags = vec!["vip".into()];
+        let (out, _) = compose_batch(&rules, Some(&vip), "wrCHAT", &joins(1), at(10));
+        assert!(out[0].text.contains("VIP"), "{}", out[0].text);
+
+        let mut back = joins(1);
+        back[0].returning = true;
+        let (out, _) = compose_batch(
+            &rules,
+            Some(&chat(ChatRoute::AppGroup)),
+            "wrCHAT",
+            &back,
+            at(10),
+        );
+        assert!(out[0].text.contains("欢迎回来"), "{}", out[0].text);
+    }
+
+    #[test]
+    fn join_scene_picks_its_template() {
+        let rules =
+            RuleSet::from_toml("[welcome.by_scene]\ninvited = \"welcome_returning\"\n").unwrap();
+        let mut invited = joins(1);
+        invited[0].join_scene = JoinScene::Invited;
+        let (out, _) = compose_batch(
+            &rules,
+            Some(&chat(ChatRoute::AppGroup)),
+            "wrCHAT",
+            &invited,
+            at(10),
+        );
+        assert!(out[0].text.contains("欢迎回来"), "{}", out[0].text);
+        let (out, _) = compose_batch(
+            &rules,
+            Some(&chat(ChatRoute::AppGroup)),
+            "wrCHAT",
+            &joins(1),
+            at(10),
+        );
+        assert!(!out[0].text.contains("欢迎回来"), "{}", out[0].text);
+    }
+
+    #[test]
+    fn join_awards_new_member_points_once_and_queues_welcome() {
+        let rules = RuleSet::builtin();
+        let mut snapshot = Snapshot {
+            chat: Some(chat(ChatRoute::AppGroup)),
+            ..Snapshot::default()
+        };
+        let mut returning = PersonSnapshot::new("old");
+        returning.seen_before = true;
+        snapshot.people.insert("old".into(), returning);
+        let (event, joined) = joined_event(&["new", "old"], "v1");
+        let actions = on_members_joined(&rules, &snapshot, &event, &joined, at(0));
+        let awards: Vec<_> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::AwardPoints { user_id, delta, .. } => Some((user_id.as_str(), *delta)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(awards, vec![("new", 10)]);
+        assert!(actions.iter().any(|a| matches!(a, Action::QueueWelcome { user_id, returning: true, .. } if user_id == "old")));
+        assert!(!actions
+            .iter()
+            .any(|a| matches!(a, Action::RequestResync { .. })));
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::SetMemberVersion { version, .. } if version == "v2")));
+    }
+
+    #[test]
+    fn member_version_gap_requests_a_resync() {
+        let rules = RuleSet::builtin();
+        let snapshot = Snapshot {
+            chat: Some(chat(ChatRoute::AppGroup)),
+            ..Snapshot::default()
+        };
+        let (event, joined) = joined_event(&["new"], "v0-lost");
+        let actions = on_members_joined(&rules, &snapshot, &event, &joined, at(0));
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, Action::RequestResync { chat_id } if chat_id == "wrCHAT")));
+    }
+}
