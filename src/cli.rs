@@ -37,6 +37,62 @@ pub enum Command {
     /// Scheduled pushes.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Play a scripted community day against the built-in WeCom simulator (no credentials).
+    Demo {
+        /// Exit after the script instead of serving for inspection.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Community rule sets (TOML): validate, import (versioned), export.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Points ledger administration.
+    #[command(subcommand)]
+    Points(PointsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check a rule-set file; every problem is printed with the field it concerns.
+    Validate {
+        /// The rule-set TOML file.
+        file: PathBuf,
+    },
+    /// Validate a rule-set file and make it the active version (applies without restart).
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Print the active rule set as TOML.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Render one of the rule set's templates for a sample member.
+    Preview {
+        /// The rule-set TOML file.
+        file: PathBuf,
+        /// Template name, e.g. welcome.
+        template: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PointsCommand {
+    /// Add (or with a negative number, deduct) points for a member, with a reason.
+    Adjust {
+        /// The member's UserID or external userid.
+        user: String,
+        /// Points to add; negative to deduct (never below zero).
+        #[arg(allow_hyphen_values = true)]
+        delta: i64,
+        /// Why (kept in the ledger).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -165,6 +221,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Demo { once } => {
+                crate::demo::run(crate::demo::DemoOptions { once, print: true }).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Rules(command) => run_rules(command).await,
+            Command::Points(PointsCommand::Adjust {
+                user,
+                delta,
+                reason,
+                config,
+            }) => {
+                let config = config.load()?;
+                let pool = store::open(&config.database.path).await?;
+                let balance = crate::pipeline::adjust_points(
+                    &pool,
+                    &user,
+                    delta,
+                    &reason,
+                    chrono::Utc::now(),
+                )
+                .await?;
+                println!("{user}: {delta:+} ({reason}); balance now {balance}");
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Migrate(arg) => {
                 let config = arg.load()?;
                 let pool = store::open(&config.database.path).await?;
@@ -174,4 +254,68 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+async fn run_rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
+    let read = |file: &PathBuf| {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+    };
+    match command {
+        RulesCommand::Validate { file } => match crate::pipeline::validate_rules(&read(&file)?) {
+            Ok(_) => {
+                println!("{}: valid", file.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for error in &errors.0 {
+                    eprintln!("{}: {error}", file.display());
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        RulesCommand::Import { file, config } => {
+            let text = read(&file)?;
+            if let Err(errors) = crate::pipeline::validate_rules(&text) {
+                for error in &errors.0 {
+                    eprintln!("{}: {error}", file.display());
+                }
+                eprintln!("nothing imported");
+                return Ok(ExitCode::FAILURE);
+            }
+            let config = config.load()?;
+            let pool = store::open(&config.database.path).await?;
+            let version = crate::pipeline::import_rules(&pool, &text, chrono::Utc::now()).await?;
+            println!("imported {} as rule-set version {version}", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCommand::Export { config } => {
+            let config = config.load()?;
+            let pool = store::open(&config.database.path).await?;
+            print!("{}", crate::pipeline::export_rules(&pool).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCommand::Preview { file, template } => {
+            let rules = crate::pipeline::validate_rules(&read(&file)?).map_err(|errors| {
+                anyhow::anyhow!(
+                    "{}",
+                    errors
+                        .0
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
+            match crate::pipeline::preview_template(&rules, &template) {
+                Some(text) => {
+                    println!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("no template named {template:?}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
 }
