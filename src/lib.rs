@@ -5,4 +5,6 @@
 //! send and schedule, `sim` is the built-in WeCom simulator, `app` wires it up.
 
 pub mod clock;
+pub mod jobs;
 pub mod store;
+pub mod wecom;
