@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub mod inbox;
+pub mod outbox;
 
 /// Opens (creating if needed) the SQLite database with WAL, a busy timeout and
 /// foreign keys, and runs the embedded migrations.
