@@ -4,7 +4,12 @@
 //! client), `rules` decides (pure), `store` holds every SQL statement, `jobs`
 //! send and schedule, `sim` is the built-in WeCom simulator, `app` wires it up.
 
+pub mod app;
+pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod error;
 pub mod jobs;
 pub mod store;
+pub mod telemetry;
 pub mod wecom;

@@ -1,3 +1,7 @@
-//! WeCom protocol: the outbound API client (`api`); callbacks and crypto live beside it.
+//! Everything WeCom-specific: the callback crypto, message parsing, the HTTP
+//! callback endpoints and the outbound API client.
 
 pub mod api;
+pub mod callback;
+pub mod crypto;
+pub mod message;

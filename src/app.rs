@@ -1,0 +1,170 @@
+//! Wiring: the shared state, the HTTP router and the background workers.
+//! `run(config, listener, shutdown)` is what `qunyun serve` and the tests call.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use sqlx::SqlitePool;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::store;
+use crate::wecom::callback::{self, CallbackState};
+use crate::wecom::crypto::MsgCrypt;
+
+/// Everything a request handler or worker may need.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: SqlitePool,
+    pub clock: SharedClock,
+}
+
+pub struct App {
+    pub state: AppState,
+}
+
+impl App {
+    /// Opens the database (running migrations) and prepares the state.
+    pub async fn new(config: Config, clock: SharedClock) -> anyhow::Result<App> {
+        let pool = store::open(&config.database.path).await?;
+        Ok(App {
+            state: AppState {
+                config: Arc::new(config),
+                pool,
+                clock,
+            },
+        })
+    }
+
+    pub fn router(&self) -> anyhow::Result<Router> {
+        let callbacks = callback::router(callback_state(&self.state)?);
+        let request_id = axum::http::HeaderName::from_static("x-request-id");
+        let router = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .with_state(self.state.clone())
+            .merge(callbacks)
+            .layer(
+                // Span fields: method and route only; the query carries ciphertext.
+                TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    let route = request
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_else(|| "unmatched".to_owned());
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_owned();
+                    tracing::info_span!("http", method = %request.method(), route, request_id = id)
+                }),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id.clone()))
+            .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+        Ok(router)
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = self.router()?;
+        let addr = listener.local_addr().context("reading listener address")?;
+        tracing::info!(%addr, "qunyun listening");
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        self.state.pool.close().await;
+        tracing::info!("qunyun stopped");
+        Ok(())
+    }
+}
+
+/// The service: database, callbacks, workers; until `shutdown`.
+pub async fn run(
+    config: Config,
+    clock: SharedClock,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    App::new(config, clock).await?.serve(listener, shutdown).await
+}
+
+fn callback_state(state: &AppState) -> anyhow::Result<CallbackState> {
+    let wecom = &state.config.wecom;
+    let mut apps = HashMap::new();
+    for app in &wecom.apps {
+        let crypt = MsgCrypt::new(
+            app.token.expose(),
+            app.encoding_aes_key.expose(),
+            &wecom.corp_id,
+        )
+        .map_err(|e| anyhow::anyhow!("wecom.apps {}: {e}", app.name))?;
+        apps.insert(app.name.clone(), crypt);
+    }
+    let mut bots = HashMap::new();
+    for bot in &wecom.bots {
+        // Smart bots in API mode use an empty receive id (PROTOCOL §1.5).
+        let crypt = MsgCrypt::new(bot.token.expose(), bot.encoding_aes_key.expose(), "")
+            .map_err(|e| anyhow::anyhow!("wecom.bots {}: {e}", bot.name))?;
+        bots.insert(bot.name.clone(), crypt);
+    }
+    let window = state.config.server.timestamp_window_secs;
+    Ok(CallbackState {
+        pool: state.pool.clone(),
+        clock: state.clock.clone(),
+        apps: Arc::new(apps),
+        bots: Arc::new(bots),
+        timestamp_window_secs: (window > 0).then_some(window),
+    })
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if store::ping(&state.pool).await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}
