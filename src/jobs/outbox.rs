@@ -24,6 +24,7 @@ use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
+use crate::config::AppConfig;
 use crate::store::outbox::{self as store, ClaimedMessage, OutboxStatus, Route};
 use crate::wecom::api::{
     AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppMessage, AppMessageContent, BotResponse,
@@ -36,6 +37,16 @@ pub struct AppCredentials {
     pub name: String,
     pub agent_id: i64,
     pub secret: Secret,
+}
+
+impl From<&AppConfig> for AppCredentials {
+    fn from(app: &AppConfig) -> Self {
+        Self {
+            name: app.name.clone(),
+            agent_id: app.agent_id,
+            secret: app.secret.clone(),
+        }
+    }
 }
 
 /// Per-minute ceilings, kept strictly below what WeCom silently drops or

@@ -18,6 +18,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::SharedClock;
+/// App and contacts secrets; `Debug` never shows them.
+pub use crate::config::Secret;
 
 pub mod error;
 pub mod types;
@@ -30,27 +32,6 @@ pub const WECOM_BASE_URL: &str = "https://qyapi.weixin.qq.com/cgi-bin/";
 
 /// Refresh a token once this fraction of its lifetime has passed.
 const PROACTIVE_REFRESH_FRACTION: f64 = 0.9;
-
-/// A secret (app secret, contacts secret). `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// The raw value, for the one place that must send it (gettoken).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 /// An access token. `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -538,11 +519,11 @@ impl CachedToken {
     }
 }
 
-/// One async lock per secret: concurrent refreshes of the same secret queue
+/// One async lock per secret (keyed by its value; one client serves one corp): concurrent refreshes of the same secret queue
 /// behind each other, different secrets do not block each other.
 #[derive(Default)]
 struct TokenCache {
-    slots: Mutex<HashMap<Secret, TokenSlot>>,
+    slots: Mutex<HashMap<String, TokenSlot>>,
 }
 
 type TokenSlot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
@@ -552,7 +533,10 @@ impl TokenCache {
         // A poisoned map only means another thread panicked while inserting;
         // the map itself is still usable.
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.entry(secret.clone()).or_default().clone()
+        slots
+            .entry(secret.expose().to_owned())
+            .or_default()
+            .clone()
     }
 }
 
