@@ -426,7 +426,11 @@ impl OutboxSender {
     }
 
     /// Validates the row and builds the call, or says why it cannot be made.
-    fn prepare<'a>(&'a self, message: &'a ClaimedMessage, now: i64) -> Result<Prepared<'a>, Verdict> {
+    fn prepare<'a>(
+        &'a self,
+        message: &'a ClaimedMessage,
+        now: i64,
+    ) -> Result<Prepared<'a>, Verdict> {
         let age = now - message.created_at;
         let limits = &self.settings.rate_limits;
         let target = message.target.as_str();
@@ -497,9 +501,9 @@ impl OutboxSender {
                 }
             }
             Route::CustomerGroupMass => {
-                let secret = self.contacts_secret(message.app.as_deref()).map_err(|reason| {
-                    Verdict::Failed { reason }
-                })?;
+                let secret = self
+                    .contacts_secret(message.app.as_deref())
+                    .map_err(|reason| Verdict::Failed { reason })?;
                 let content: MassMessageContent = decode_payload(message)?;
                 Prepared {
                     rate_keys: vec![api_key("externalcontact/add_msg_template")],
@@ -517,9 +521,9 @@ impl OutboxSender {
                         ),
                     });
                 }
-                let secret = self.contacts_secret(message.app.as_deref()).map_err(|reason| {
-                    Verdict::Failed { reason }
-                })?;
+                let secret = self
+                    .contacts_secret(message.app.as_deref())
+                    .map_err(|reason| Verdict::Failed { reason })?;
                 let content: WelcomeContent = decode_payload(message)?;
                 Prepared {
                     rate_keys: vec![api_key("externalcontact/send_welcome_msg")],
@@ -571,7 +575,8 @@ impl OutboxSender {
         let mut until: Option<i64> = None;
         let mut full_limit = String::new();
         for (key, limit) in rate_keys {
-            let (count, oldest) = store::rate_window(&mut conn, key, now - RATE_WINDOW_SECS).await?;
+            let (count, oldest) =
+                store::rate_window(&mut conn, key, now - RATE_WINDOW_SECS).await?;
             if count >= i64::from(*limit) {
                 let frees_at = oldest.unwrap_or(now) + RATE_WINDOW_SECS;
                 if until.is_none_or(|u| frees_at > u) {
@@ -595,7 +600,11 @@ impl OutboxSender {
         match call {
             Call::Member { secret, message } => {
                 let response = self.api.send_message(secret, &message).await?;
-                if response.invaliduser.as_deref().is_some_and(|u| !u.is_empty()) {
+                if response
+                    .invaliduser
+                    .as_deref()
+                    .is_some_and(|u| !u.is_empty())
+                {
                     tracing::warn!("message/send reported invalid recipients");
                 }
                 Ok(Delivered::Sent {

@@ -662,7 +662,9 @@ mod tests {
 
     async fn test_db() -> (tempfile::TempDir, SqlitePool) {
         let dir = tempfile::tempdir().unwrap();
-        let pool = crate::store::open(&dir.path().join("test.db")).await.unwrap();
+        let pool = crate::store::open(&dir.path().join("test.db"))
+            .await
+            .unwrap();
         (dir, pool)
     }
 
@@ -694,8 +696,12 @@ mod tests {
     async fn enqueue_inserts_once_per_idempotency_key() {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
-        let first = enqueue(&mut conn, &message("k1", Route::Member, "zhangsan")).await.unwrap();
-        let again = enqueue(&mut conn, &message("k1", Route::Member, "lisi")).await.unwrap();
+        let first = enqueue(&mut conn, &message("k1", Route::Member, "zhangsan"))
+            .await
+            .unwrap();
+        let again = enqueue(&mut conn, &message("k1", Route::Member, "lisi"))
+            .await
+            .unwrap();
         assert!(matches!(first, Enqueued::New(_)));
         assert_eq!(again, Enqueued::Duplicate);
         let rows = list(&mut conn, None).await.unwrap();
@@ -709,7 +715,9 @@ mod tests {
     async fn enqueue_inside_a_rolled_back_transaction_leaves_nothing() {
         let (_dir, pool) = test_db().await;
         let mut tx = pool.begin().await.unwrap();
-        enqueue(&mut tx, &message("k1", Route::Member, "zhangsan")).await.unwrap();
+        enqueue(&mut tx, &message("k1", Route::Member, "zhangsan"))
+            .await
+            .unwrap();
         tx.rollback().await.unwrap();
         let mut conn = pool.acquire().await.unwrap();
         assert!(list(&mut conn, None).await.unwrap().is_empty());
@@ -724,7 +732,10 @@ mod tests {
         enqueue(&mut conn, &skipped).await.unwrap();
         let row = &list(&mut conn, Some(OutboxStatus::Skipped)).await.unwrap()[0];
         assert_eq!(row.last_error.as_deref(), skipped.skip_reason);
-        assert!(claim_due(&mut conn, 5_000, 60, "s1", 10).await.unwrap().is_empty());
+        assert!(claim_due(&mut conn, 5_000, 60, "s1", 10)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]
@@ -739,13 +750,20 @@ mod tests {
 
         let claimed = claim_due(&mut conn, 1_500, 60, "s1", 10).await.unwrap();
         let ids: Vec<i64> = claimed.iter().map(|m| m.id).collect();
-        assert_eq!(ids, [welcome, member], "welcome code first, future row not due");
+        assert_eq!(
+            ids,
+            [welcome, member],
+            "welcome code first, future row not due"
+        );
         assert!(claimed.iter().all(|m| m.attempts == 1));
         let row = status_of(&mut conn, member).await;
         assert_eq!(row.status, OutboxStatus::InFlight);
 
         // Another sender inside the lease gets nothing.
-        assert!(claim_due(&mut conn, 1_550, 60, "s2", 10).await.unwrap().is_empty());
+        assert!(claim_due(&mut conn, 1_550, 60, "s2", 10)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]
@@ -755,8 +773,20 @@ mod tests {
         for key in ["a", "b", "c"] {
             enqueue_one(&mut conn, key, Route::Member).await;
         }
-        assert_eq!(claim_due(&mut conn, 1_000, 60, "s1", 2).await.unwrap().len(), 2);
-        assert_eq!(claim_due(&mut conn, 1_000, 60, "s1", 2).await.unwrap().len(), 1);
+        assert_eq!(
+            claim_due(&mut conn, 1_000, 60, "s1", 2)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            claim_due(&mut conn, 1_000, 60, "s1", 2)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[tokio::test]
@@ -764,13 +794,22 @@ mod tests {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::Member).await;
-        claim_due(&mut conn, 1_000, 60, "crashed", 10).await.unwrap();
-        assert!(claim_due(&mut conn, 1_059, 60, "s2", 10).await.unwrap().is_empty());
+        claim_due(&mut conn, 1_000, 60, "crashed", 10)
+            .await
+            .unwrap();
+        assert!(claim_due(&mut conn, 1_059, 60, "s2", 10)
+            .await
+            .unwrap()
+            .is_empty());
         let reclaimed = claim_due(&mut conn, 1_060, 60, "s2", 10).await.unwrap();
         assert_eq!(reclaimed.len(), 1);
         assert_eq!(reclaimed[0].attempts, 2);
-        assert!(!mark_sent(&mut conn, id, "crashed", 1_061, None).await.unwrap());
-        assert!(mark_sent(&mut conn, id, "s2", 1_061, Some("MSG")).await.unwrap());
+        assert!(!mark_sent(&mut conn, id, "crashed", 1_061, None)
+            .await
+            .unwrap());
+        assert!(mark_sent(&mut conn, id, "s2", 1_061, Some("MSG"))
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
@@ -779,13 +818,18 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(mark_sent(&mut conn, id, "s1", 1_001, Some("MSG1")).await.unwrap());
+        assert!(mark_sent(&mut conn, id, "s1", 1_001, Some("MSG1"))
+            .await
+            .unwrap());
         let row = status_of(&mut conn, id).await;
         assert_eq!(row.status, OutboxStatus::Sent);
         assert_eq!(row.sent_at, Some(1_001));
         assert_eq!(row.wecom_msgid.as_deref(), Some("MSG1"));
         // Sent rows are never claimed again.
-        assert!(claim_due(&mut conn, 9_999, 60, "s1", 10).await.unwrap().is_empty());
+        assert!(claim_due(&mut conn, 9_999, 60, "s1", 10)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]
@@ -794,12 +838,25 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(mark_retry(&mut conn, id, "s1", 1_001, 1_030, "WeCom errcode -1").await.unwrap());
+        assert!(
+            mark_retry(&mut conn, id, "s1", 1_001, 1_030, "WeCom errcode -1")
+                .await
+                .unwrap()
+        );
         let row = status_of(&mut conn, id).await;
-        assert_eq!((row.status, row.attempts, row.next_attempt_at), (OutboxStatus::Pending, 1, 1_030));
+        assert_eq!(
+            (row.status, row.attempts, row.next_attempt_at),
+            (OutboxStatus::Pending, 1, 1_030)
+        );
         assert_eq!(row.last_error.as_deref(), Some("WeCom errcode -1"));
-        assert!(claim_due(&mut conn, 1_029, 60, "s1", 10).await.unwrap().is_empty());
-        assert_eq!(claim_due(&mut conn, 1_030, 60, "s1", 10).await.unwrap()[0].attempts, 2);
+        assert!(claim_due(&mut conn, 1_029, 60, "s1", 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            claim_due(&mut conn, 1_030, 60, "s1", 10).await.unwrap()[0].attempts,
+            2
+        );
     }
 
     #[tokio::test]
@@ -808,9 +865,14 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::Webhook).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(postpone(&mut conn, id, "s1", 1_000, 1_060, "rate limit").await.unwrap());
+        assert!(postpone(&mut conn, id, "s1", 1_000, 1_060, "rate limit")
+            .await
+            .unwrap());
         let row = status_of(&mut conn, id).await;
-        assert_eq!((row.status, row.attempts, row.next_attempt_at), (OutboxStatus::Pending, 0, 1_060));
+        assert_eq!(
+            (row.status, row.attempts, row.next_attempt_at),
+            (OutboxStatus::Pending, 0, 1_060)
+        );
     }
 
     #[tokio::test]
@@ -820,9 +882,16 @@ mod tests {
         let failed = enqueue_one(&mut conn, "a", Route::Member).await;
         let dead = enqueue_one(&mut conn, "b", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(mark_failed(&mut conn, failed, "s1", 1_001, "errcode 60020").await.unwrap());
-        assert!(mark_dead(&mut conn, dead, "s1", 1_001, "errcode 81013").await.unwrap());
-        assert_eq!(status_of(&mut conn, failed).await.status, OutboxStatus::Failed);
+        assert!(mark_failed(&mut conn, failed, "s1", 1_001, "errcode 60020")
+            .await
+            .unwrap());
+        assert!(mark_dead(&mut conn, dead, "s1", 1_001, "errcode 81013")
+            .await
+            .unwrap());
+        assert_eq!(
+            status_of(&mut conn, failed).await.status,
+            OutboxStatus::Failed
+        );
         let row = status_of(&mut conn, dead).await;
         assert_eq!(row.status, OutboxStatus::Dead);
         assert_eq!(row.last_error.as_deref(), Some("errcode 81013"));
@@ -836,21 +905,46 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::CustomerGroupMass).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(mark_awaiting_confirmation(&mut conn, id, "s1", 1_001, "msgGROUP", 1_600).await.unwrap());
-        assert!(claim_due(&mut conn, 9_999, 60, "s1", 10).await.unwrap().is_empty());
+        assert!(
+            mark_awaiting_confirmation(&mut conn, id, "s1", 1_001, "msgGROUP", 1_600)
+                .await
+                .unwrap()
+        );
+        assert!(claim_due(&mut conn, 9_999, 60, "s1", 10)
+            .await
+            .unwrap()
+            .is_empty());
 
-        assert!(due_confirmations(&mut conn, 1_599, 10).await.unwrap().is_empty());
+        assert!(due_confirmations(&mut conn, 1_599, 10)
+            .await
+            .unwrap()
+            .is_empty());
         let due = due_confirmations(&mut conn, 1_600, 10).await.unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].wecom_msgid, "msgGROUP");
 
-        assert!(reschedule_confirmation_poll(&mut conn, id, 2_200, Some("0/1 sent")).await.unwrap());
-        assert!(due_confirmations(&mut conn, 2_199, 10).await.unwrap().is_empty());
+        assert!(
+            reschedule_confirmation_poll(&mut conn, id, 2_200, Some("0/1 sent"))
+                .await
+                .unwrap()
+        );
+        assert!(due_confirmations(&mut conn, 2_199, 10)
+            .await
+            .unwrap()
+            .is_empty());
 
-        assert!(finish_confirmation(&mut conn, id, 2_200, OutboxStatus::Sent, None).await.unwrap());
+        assert!(
+            finish_confirmation(&mut conn, id, 2_200, OutboxStatus::Sent, None)
+                .await
+                .unwrap()
+        );
         let row = status_of(&mut conn, id).await;
         assert_eq!((row.status, row.sent_at), (OutboxStatus::Sent, Some(2_200)));
-        assert!(!finish_confirmation(&mut conn, id, 2_300, OutboxStatus::Dead, Some("x")).await.unwrap());
+        assert!(
+            !finish_confirmation(&mut conn, id, 2_300, OutboxStatus::Dead, Some("x"))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
@@ -861,12 +955,20 @@ mod tests {
         let b = enqueue_one(&mut conn, "b", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
         mark_sent(&mut conn, a, "s1", 1_001, None).await.unwrap();
-        let all: Vec<i64> = list(&mut conn, None).await.unwrap().iter().map(|r| r.id).collect();
+        let all: Vec<i64> = list(&mut conn, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
         assert_eq!(all, [b, a]);
         let pending = list(&mut conn, Some(OutboxStatus::Pending)).await.unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].id, b);
-        assert!(list(&mut conn, Some(OutboxStatus::Dead)).await.unwrap().is_empty());
+        assert!(list(&mut conn, Some(OutboxStatus::Dead))
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]
@@ -874,7 +976,9 @@ mod tests {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
         let key = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa";
-        enqueue(&mut conn, &message("a", Route::Webhook, key)).await.unwrap();
+        enqueue(&mut conn, &message("a", Route::Webhook, key))
+            .await
+            .unwrap();
         let line = list(&mut conn, None).await.unwrap()[0].to_string();
         assert!(!line.contains(key), "{line}");
         assert!(!line.contains("hi"), "{line}");
@@ -890,16 +994,27 @@ mod tests {
         let dead = enqueue_one(&mut conn, "a", Route::Member).await;
         let pending = enqueue_one(&mut conn, "b", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
-        mark_dead(&mut conn, dead, "s1", 1_001, "gone").await.unwrap();
+        mark_dead(&mut conn, dead, "s1", 1_001, "gone")
+            .await
+            .unwrap();
 
-        assert_eq!(retry(&mut conn, dead, 5_000).await.unwrap(), RetryOutcome::Requeued);
+        assert_eq!(
+            retry(&mut conn, dead, 5_000).await.unwrap(),
+            RetryOutcome::Requeued
+        );
         let row = status_of(&mut conn, dead).await;
-        assert_eq!((row.status, row.attempts, row.next_attempt_at), (OutboxStatus::Pending, 0, 5_000));
+        assert_eq!(
+            (row.status, row.attempts, row.next_attempt_at),
+            (OutboxStatus::Pending, 0, 5_000)
+        );
         assert_eq!(
             retry(&mut conn, pending, 5_000).await.unwrap(),
             RetryOutcome::NotRetryable(OutboxStatus::Pending)
         );
-        assert_eq!(retry(&mut conn, 999, 5_000).await.unwrap(), RetryOutcome::NotFound);
+        assert_eq!(
+            retry(&mut conn, 999, 5_000).await.unwrap(),
+            RetryOutcome::NotFound
+        );
     }
 
     #[tokio::test]
@@ -912,12 +1027,27 @@ mod tests {
             enqueue_one(&mut conn, "c", Route::Member).await,
         ];
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        mark_failed(&mut conn, ids[0], "s1", 1_001, "60020").await.unwrap();
-        mark_failed(&mut conn, ids[1], "s1", 1_001, "60020").await.unwrap();
-        mark_dead(&mut conn, ids[2], "s1", 1_001, "81013").await.unwrap();
+        mark_failed(&mut conn, ids[0], "s1", 1_001, "60020")
+            .await
+            .unwrap();
+        mark_failed(&mut conn, ids[1], "s1", 1_001, "60020")
+            .await
+            .unwrap();
+        mark_dead(&mut conn, ids[2], "s1", 1_001, "81013")
+            .await
+            .unwrap();
         assert_eq!(retry_all_failed(&mut conn, 2_000).await.unwrap(), 2);
-        assert_eq!(status_of(&mut conn, ids[2]).await.status, OutboxStatus::Dead);
-        assert_eq!(claim_due(&mut conn, 2_000, 60, "s1", 10).await.unwrap().len(), 2);
+        assert_eq!(
+            status_of(&mut conn, ids[2]).await.status,
+            OutboxStatus::Dead
+        );
+        assert_eq!(
+            claim_due(&mut conn, 2_000, 60, "s1", 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -930,7 +1060,10 @@ mod tests {
         claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
         mark_sent(&mut conn, a, "s1", 1_000, None).await.unwrap();
         let counts = count_by_status(&mut conn).await.unwrap();
-        assert_eq!(counts, [(OutboxStatus::Pending, 2), (OutboxStatus::Sent, 1)]);
+        assert_eq!(
+            counts,
+            [(OutboxStatus::Pending, 2), (OutboxStatus::Sent, 1)]
+        );
     }
 
     #[tokio::test]
@@ -940,11 +1073,25 @@ mod tests {
         let keys = vec!["webhook:k".to_owned(), "api:webhook/send".to_owned()];
         record_calls(&mut conn, &keys, 100).await.unwrap();
         record_calls(&mut conn, &keys[..1], 130).await.unwrap();
-        assert_eq!(rate_window(&mut conn, "webhook:k", 99).await.unwrap(), (2, Some(100)));
-        assert_eq!(rate_window(&mut conn, "webhook:k", 100).await.unwrap(), (1, Some(130)));
-        assert_eq!(rate_window(&mut conn, "api:webhook/send", 99).await.unwrap(), (1, Some(100)));
+        assert_eq!(
+            rate_window(&mut conn, "webhook:k", 99).await.unwrap(),
+            (2, Some(100))
+        );
+        assert_eq!(
+            rate_window(&mut conn, "webhook:k", 100).await.unwrap(),
+            (1, Some(130))
+        );
+        assert_eq!(
+            rate_window(&mut conn, "api:webhook/send", 99)
+                .await
+                .unwrap(),
+            (1, Some(100))
+        );
         assert_eq!(rate_window(&mut conn, "other", 0).await.unwrap(), (0, None));
         assert_eq!(prune_rate_log(&mut conn, 100).await.unwrap(), 2);
-        assert_eq!(rate_window(&mut conn, "webhook:k", 0).await.unwrap(), (1, Some(130)));
+        assert_eq!(
+            rate_window(&mut conn, "webhook:k", 0).await.unwrap(),
+            (1, Some(130))
+        );
     }
 }

@@ -216,7 +216,11 @@ impl ApiClient {
     }
 
     /// `GET appchat/get?chatid=…`.
-    pub async fn appchat_get(&self, secret: &Secret, chatid: &str) -> Result<AppChatInfo, ApiError> {
+    pub async fn appchat_get(
+        &self,
+        secret: &Secret,
+        chatid: &str,
+    ) -> Result<AppChatInfo, ApiError> {
         let response: AppChatGetResponse = self
             .call(
                 secret,
@@ -230,7 +234,11 @@ impl ApiClient {
     }
 
     /// `POST appchat/send`.
-    pub async fn appchat_send(&self, secret: &Secret, message: &AppChatSend) -> Result<(), ApiError> {
+    pub async fn appchat_send(
+        &self,
+        secret: &Secret,
+        message: &AppChatSend,
+    ) -> Result<(), ApiError> {
         let _: Empty = self.post(secret, "appchat/send", message).await?;
         Ok(())
     }
@@ -291,14 +299,20 @@ impl ApiClient {
                 return Ok(chats);
             }
             if page.next_cursor == request.cursor {
-                return Err(ApiError::Decode("groupchat/list cursor did not advance".into()));
+                return Err(ApiError::Decode(
+                    "groupchat/list cursor did not advance".into(),
+                ));
             }
             request.cursor = page.next_cursor;
         }
     }
 
     /// `POST externalcontact/groupchat/get` (with names).
-    pub async fn groupchat_get(&self, secret: &Secret, chat_id: &str) -> Result<GroupChat, ApiError> {
+    pub async fn groupchat_get(
+        &self,
+        secret: &Secret,
+        chat_id: &str,
+    ) -> Result<GroupChat, ApiError> {
         let request = GroupChatGetRequest {
             chat_id,
             need_name: 1,
@@ -378,7 +392,11 @@ impl ApiClient {
         template: &GroupWelcomeTemplate,
     ) -> Result<String, ApiError> {
         let added: GroupWelcomeTemplateAdded = self
-            .post(secret, "externalcontact/group_welcome_template/add", template)
+            .post(
+                secret,
+                "externalcontact/group_welcome_template/add",
+                template,
+            )
             .await?;
         Ok(added.template_id)
     }
@@ -533,10 +551,7 @@ impl TokenCache {
         // A poisoned map only means another thread panicked while inserting;
         // the map itself is still usable.
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots
-            .entry(secret.expose().to_owned())
-            .or_default()
-            .clone()
+        slots.entry(secret.expose().to_owned()).or_default().clone()
     }
 }
 

@@ -176,10 +176,22 @@ mod tests {
     #[test]
     fn transport_failures_and_server_errors_are_retried() {
         assert_eq!(ApiError::Timeout.class(), ErrorClass::Retry);
-        assert_eq!(ApiError::Connect("refused".into()).class(), ErrorClass::Retry);
-        assert_eq!(ApiError::HttpStatus { status: 500 }.class(), ErrorClass::Retry);
-        assert_eq!(ApiError::HttpStatus { status: 503 }.class(), ErrorClass::Retry);
-        assert_eq!(ApiError::HttpStatus { status: 404 }.class(), ErrorClass::Config);
+        assert_eq!(
+            ApiError::Connect("refused".into()).class(),
+            ErrorClass::Retry
+        );
+        assert_eq!(
+            ApiError::HttpStatus { status: 500 }.class(),
+            ErrorClass::Retry
+        );
+        assert_eq!(
+            ApiError::HttpStatus { status: 503 }.class(),
+            ErrorClass::Retry
+        );
+        assert_eq!(
+            ApiError::HttpStatus { status: 404 }.class(),
+            ErrorClass::Config
+        );
         assert!(!ApiError::HttpStatus { status: 500 }.is_token_rejected());
     }
 }

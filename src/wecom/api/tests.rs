@@ -68,7 +68,10 @@ impl Stub {
     }
 }
 
-async fn gettoken(State(stub): State<Arc<Stub>>, Query(q): Query<HashMap<String, String>>) -> Json<Value> {
+async fn gettoken(
+    State(stub): State<Arc<Stub>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Json<Value> {
     stub.gettoken_calls.fetch_add(1, Ordering::SeqCst);
     if stub.gettoken_fails.load(Ordering::SeqCst) {
         return Json(json!({"errcode": -1, "errmsg": "system busy"}));
@@ -82,7 +85,9 @@ async fn gettoken(State(stub): State<Arc<Stub>>, Query(q): Query<HashMap<String,
     let n = stub.issued.fetch_add(1, Ordering::SeqCst) + 1;
     let token = format!("tok-{n}");
     *stub.valid_token.lock().unwrap() = Some(token.clone());
-    Json(json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": stub.expires_in}))
+    Json(
+        json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": stub.expires_in}),
+    )
 }
 
 async fn message_send(
@@ -102,8 +107,12 @@ async fn message_send(
     *stub.last_send_body.lock().unwrap() = Some(body);
     let behaviour = stub.behaviour.lock().unwrap().clone();
     match behaviour {
-        SendBehaviour::Ok => Json(json!({"errcode": 0, "errmsg": "ok", "msgid": "MSG1"})).into_response(),
-        SendBehaviour::Errcode(code) => Json(json!({"errcode": code, "errmsg": "stub error"})).into_response(),
+        SendBehaviour::Ok => {
+            Json(json!({"errcode": 0, "errmsg": "ok", "msgid": "MSG1"})).into_response()
+        }
+        SendBehaviour::Errcode(code) => {
+            Json(json!({"errcode": code, "errmsg": "stub error"})).into_response()
+        }
         SendBehaviour::HttpStatus(status) => StatusCode::from_u16(status).unwrap().into_response(),
         SendBehaviour::Hang => std::future::pending::<Response>().await,
         SendBehaviour::Garbage => "<html>proxy error</html>".into_response(),
@@ -118,14 +127,19 @@ async fn groupchat_list(Json(body): Json<Value>) -> Json<Value> {
         "c1" => ("wr2", "c2"),
         _ => ("wr3", ""),
     };
-    Json(json!({"errcode": 0, "errmsg": "ok", "group_chat_list": [{"chat_id": chat, "status": 0}], "next_cursor": next}))
+    Json(
+        json!({"errcode": 0, "errmsg": "ok", "group_chat_list": [{"chat_id": chat, "status": 0}], "next_cursor": next}),
+    )
 }
 
 async fn spawn_stub(stub: Arc<Stub>) -> String {
     let app = Router::new()
         .route("/cgi-bin/gettoken", get(gettoken))
         .route("/cgi-bin/message/send", post(message_send))
-        .route("/cgi-bin/externalcontact/groupchat/list", post(groupchat_list))
+        .route(
+            "/cgi-bin/externalcontact/groupchat/list",
+            post(groupchat_list),
+        )
         .with_state(stub);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -179,10 +193,18 @@ async fn wecom_errcodes_decode_into_typed_classified_errors() {
         (60020, ErrorClass::Config),
         (81013, ErrorClass::Drop),
         (-1, ErrorClass::Retry),
-        (45009, ErrorClass::BackOff { wait: Duration::from_secs(60) }),
+        (
+            45009,
+            ErrorClass::BackOff {
+                wait: Duration::from_secs(60),
+            },
+        ),
     ] {
         *stub.behaviour.lock().unwrap() = SendBehaviour::Errcode(code);
-        let error = client.send_message(&secret(), &text("hi")).await.unwrap_err();
+        let error = client
+            .send_message(&secret(), &text("hi"))
+            .await
+            .unwrap_err();
         assert_eq!(error.errcode(), Some(code));
         assert_eq!(error.class(), class, "errcode {code}");
     }
@@ -194,16 +216,25 @@ async fn http_500_garbage_and_hang_are_retryable_transport_errors() {
     let client = client_for(&stub, ManualClock::new(start_time())).await;
 
     *stub.behaviour.lock().unwrap() = SendBehaviour::HttpStatus(500);
-    let error = client.send_message(&secret(), &text("hi")).await.unwrap_err();
+    let error = client
+        .send_message(&secret(), &text("hi"))
+        .await
+        .unwrap_err();
     assert_eq!(error, ApiError::HttpStatus { status: 500 });
     assert_eq!(error.class(), ErrorClass::Retry);
 
     *stub.behaviour.lock().unwrap() = SendBehaviour::Garbage;
-    let error = client.send_message(&secret(), &text("hi")).await.unwrap_err();
+    let error = client
+        .send_message(&secret(), &text("hi"))
+        .await
+        .unwrap_err();
     assert!(matches!(error, ApiError::Decode(_)), "{error:?}");
 
     *stub.behaviour.lock().unwrap() = SendBehaviour::Hang;
-    let error = client.send_message(&secret(), &text("hi")).await.unwrap_err();
+    let error = client
+        .send_message(&secret(), &text("hi"))
+        .await
+        .unwrap_err();
     assert_eq!(error, ApiError::Timeout);
     assert_eq!(error.class(), ErrorClass::Retry);
 }
@@ -235,9 +266,15 @@ async fn token_is_cached_between_calls() {
 async fn expired_token_is_refreshed_once_and_the_call_retried_once() {
     let stub = Stub::new(7200);
     let client = client_for(&stub, ManualClock::new(start_time())).await;
-    client.send_message(&secret(), &text("first")).await.unwrap();
+    client
+        .send_message(&secret(), &text("first"))
+        .await
+        .unwrap();
     stub.expire_tokens();
-    client.send_message(&secret(), &text("second")).await.unwrap();
+    client
+        .send_message(&secret(), &text("second"))
+        .await
+        .unwrap();
     assert_eq!(stub.gettokens(), 2);
     assert_eq!(stub.send_calls.load(Ordering::SeqCst), 3);
 }
@@ -246,11 +283,17 @@ async fn expired_token_is_refreshed_once_and_the_call_retried_once() {
 async fn a_token_rejected_twice_is_not_retried_a_third_time() {
     let stub = Stub::new(7200);
     let client = client_for(&stub, ManualClock::new(start_time())).await;
-    client.send_message(&secret(), &text("first")).await.unwrap();
+    client
+        .send_message(&secret(), &text("first"))
+        .await
+        .unwrap();
     // Every freshly issued token is rejected as well.
     *stub.behaviour.lock().unwrap() = SendBehaviour::Errcode(40014);
     stub.expire_tokens();
-    let error = client.send_message(&secret(), &text("x")).await.unwrap_err();
+    let error = client
+        .send_message(&secret(), &text("x"))
+        .await
+        .unwrap_err();
     assert!(error.is_token_rejected());
     assert_eq!(stub.gettokens(), 2);
     assert_eq!(stub.send_calls.load(Ordering::SeqCst), 3);
@@ -261,7 +304,10 @@ async fn burst_of_concurrent_42001s_causes_one_gettoken() {
     const CALLS: usize = 20;
     let stub = Stub::new(7200);
     let client = client_for(&stub, ManualClock::new(start_time())).await;
-    client.send_message(&secret(), &text("warm-up")).await.unwrap();
+    client
+        .send_message(&secret(), &text("warm-up"))
+        .await
+        .unwrap();
     assert_eq!(stub.gettokens(), 1);
 
     // All CALLS requests carry the now-stale token and are answered 42001
@@ -272,13 +318,19 @@ async fn burst_of_concurrent_42001s_causes_one_gettoken() {
     for i in 0..CALLS {
         let client = client.clone();
         tasks.push(tokio::spawn(async move {
-            client.send_message(&secret(), &text(&format!("m{i}"))).await
+            client
+                .send_message(&secret(), &text(&format!("m{i}")))
+                .await
         }));
     }
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    assert_eq!(stub.gettokens(), 2, "exactly one refresh for the whole burst");
+    assert_eq!(
+        stub.gettokens(),
+        2,
+        "exactly one refresh for the whole burst"
+    );
     assert_eq!(stub.send_calls.load(Ordering::SeqCst), 1 + 2 * CALLS);
 }
 
@@ -289,7 +341,9 @@ async fn concurrent_first_calls_share_one_gettoken() {
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let client = client.clone();
-        tasks.push(tokio::spawn(async move { client.access_token(&secret()).await }));
+        tasks.push(tokio::spawn(
+            async move { client.access_token(&secret()).await },
+        ));
     }
     for task in tasks {
         task.await.unwrap().unwrap();

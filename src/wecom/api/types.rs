@@ -205,9 +205,13 @@ pub enum WebhookMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "msgtype", rename_all = "snake_case")]
 pub enum BotResponse {
-    Markdown { markdown: TextContent },
+    Markdown {
+        markdown: TextContent,
+    },
     /// Only allowed in 1:1 chats.
-    TemplateCard { template_card: Value },
+    TemplateCard {
+        template_card: Value,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -500,7 +504,12 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(member.member_type, 2);
-        assert_eq!(member.invitor, Some(UserRef { userid: "lisi".into() }));
+        assert_eq!(
+            member.invitor,
+            Some(UserRef {
+                userid: "lisi".into()
+            })
+        );
         assert_eq!(member.name, "");
     }
 }
