@@ -2,7 +2,7 @@
 //! real SQLite file, real HTTP, time moved by a manual clock.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +52,8 @@ struct Stub {
     /// Status the stub reports for every group of a mass message.
     mass_status: Mutex<i64>,
     hung: Notify,
+    /// Seconds the shared clock moves on every delivered call (slow WeCom).
+    advance_per_call: AtomicI64,
 }
 
 impl Stub {
@@ -122,6 +124,8 @@ async fn handle(
         });
         deliveries.len()
     };
+    let advance = stub.advance_per_call.load(Ordering::SeqCst);
+    stub.clock.advance(chrono::Duration::seconds(advance));
     match path.as_str() {
         "message/send" => Json(json!({"errcode": 0, "errmsg": "ok", "msgid": format!("msg-{n}")})),
         "externalcontact/add_msg_template" => Json(
@@ -167,6 +171,7 @@ impl Harness {
             faults: Mutex::default(),
             mass_status: Mutex::new(0),
             hung: Notify::new(),
+            advance_per_call: AtomicI64::new(0),
         });
         let router = Router::new().fallback(handle).with_state(stub.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -706,4 +711,24 @@ async fn run_loop_delivers_and_stops_on_cancel() {
         .expect("run_loop stops promptly")
         .unwrap();
     assert_eq!(texts(&h.stub.deliveries()), ["looped"]);
+}
+
+#[tokio::test]
+async fn rows_are_handed_back_before_the_lease_runs_out() {
+    let h = Harness::start().await;
+    let ids = [
+        h.enqueue_text("k0", Route::AppGroup, "CHAT1", "m0").await,
+        h.enqueue_text("k1", Route::AppGroup, "CHAT1", "m1").await,
+        h.enqueue_text("k2", Route::AppGroup, "CHAT1", "m2").await,
+        h.enqueue_text("k3", Route::AppGroup, "CHAT1", "m3").await,
+    ];
+    // Lease 120 s; every call takes 50 s of clock time.
+    h.stub.advance_per_call.store(50, Ordering::SeqCst);
+    let outcome = h.sender().run_once().await.unwrap();
+    assert_eq!((outcome.sent, outcome.postponed), (3, 1), "{outcome:?}");
+    let last = h.row(ids[3]).await;
+    assert_eq!((last.status, last.attempts), (OutboxStatus::Pending, 0));
+    h.stub.advance_per_call.store(0, Ordering::SeqCst);
+    assert_eq!(h.sender().run_once().await.unwrap().sent, 1);
+    assert_eq!(texts(&h.stub.deliveries()), ["m0", "m1", "m2", "m3"]);
 }

@@ -113,7 +113,7 @@ impl Default for SenderSettings {
             max_attempts: 5,
             backoff_base: Duration::from_secs(5),
             backoff_cap: Duration::from_secs(15 * 60),
-            lease: Duration::from_secs(300),
+            lease: Duration::from_secs(600),
             batch_size: 20,
             rate_limits: RateLimits::default(),
             idle_wait: Duration::from_secs(1),
@@ -199,6 +199,7 @@ impl OutboxSender {
     /// finish and hands the rest of the batch back; errors are logged and the
     /// loop carries on.
     pub async fn run_loop(&self, shutdown: CancellationToken) {
+        self.stopping.store(false, Ordering::SeqCst);
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -250,11 +251,21 @@ impl OutboxSender {
         };
         outcome.claimed = claimed.len();
 
+        // Stop sending while enough of the lease is left for one more call
+        // (a token refresh plus a retry), so no row is sent after another
+        // sender could have taken it over.
+        let worst_call_secs = 3 * self.api.config().timeout.as_secs().max(1) as i64;
+        let send_until = now + self.settings.lease.as_secs() as i64 - worst_call_secs;
         for message in claimed {
             let verdict = if self.stopping.load(Ordering::SeqCst) {
                 Verdict::Postpone {
                     until: self.now(),
                     reason: "sender shutting down".to_owned(),
+                }
+            } else if self.now() >= send_until {
+                Verdict::Postpone {
+                    until: self.now(),
+                    reason: "lease running out; handed back".to_owned(),
                 }
             } else {
                 self.attempt(&message).await
