@@ -25,9 +25,15 @@ fn env_usize(name: &str, default: usize) -> usize {
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing: run tiny then.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let events = if quick { 50 } else { env_usize("QUNYUN_BENCH_EVENTS", 20_000) };
+    let events = if quick {
+        50
+    } else {
+        env_usize("QUNYUN_BENCH_EVENTS", 20_000)
+    };
     let concurrency = env_usize("QUNYUN_BENCH_CONCURRENCY", 32);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(events, concurrency))
 }
 
@@ -85,7 +91,9 @@ encoding_aes_key = "{KEY}"
             let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((url, body)) = requests.get(i) else { break };
+                let Some((url, body)) = requests.get(i) else {
+                    break;
+                };
                 let t = Instant::now();
                 let response = client.post(url).body(body.clone()).send().await?;
                 anyhow::ensure!(response.status() == 200, "status {}", response.status());

@@ -102,7 +102,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    App::new(config, clock).await?.serve(listener, shutdown).await
+    App::new(config, clock)
+        .await?
+        .serve(listener, shutdown)
+        .await
 }
 
 fn callback_state(state: &AppState) -> anyhow::Result<CallbackState> {

@@ -89,7 +89,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
                 for bot in &config.wecom.bots {
-                    println!("  bot {:<12} -> /wecom/bots/{}/callback", bot.name, bot.name);
+                    println!(
+                        "  bot {:<12} -> /wecom/bots/{}/callback",
+                        bot.name, bot.name
+                    );
                 }
                 Ok(ExitCode::SUCCESS)
             }

@@ -231,7 +231,8 @@ impl Config {
             if app.secret.expose().is_empty() {
                 bail!("{}: must not be empty", field("secret"));
             }
-            check_token(app.token.expose()).map_err(|r| anyhow::anyhow!("{}: {r}", field("token")))?;
+            check_token(app.token.expose())
+                .map_err(|r| anyhow::anyhow!("{}: {r}", field("token")))?;
             crypto::decode_aes_key(app.encoding_aes_key.expose()).map_err(|_| {
                 anyhow::anyhow!(
                     "{}: must be the 43-character EncodingAESKey from the WeCom console",
@@ -245,7 +246,8 @@ impl Config {
             if !names.insert(format!("bot:{}", bot.name)) {
                 bail!("{}: duplicate bot name {:?}", field("name"), bot.name);
             }
-            check_token(bot.token.expose()).map_err(|r| anyhow::anyhow!("{}: {r}", field("token")))?;
+            check_token(bot.token.expose())
+                .map_err(|r| anyhow::anyhow!("{}: {r}", field("token")))?;
             crypto::decode_aes_key(bot.encoding_aes_key.expose()).map_err(|_| {
                 anyhow::anyhow!(
                     "{}: must be the 43-character EncodingAESKey from the WeCom console",
@@ -257,10 +259,9 @@ impl Config {
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.server
-            .listen
-            .parse()
-            .map_err(|_| anyhow::anyhow!("server.listen: expected host:port such as 127.0.0.1:8080"))
+        self.server.listen.parse().map_err(|_| {
+            anyhow::anyhow!("server.listen: expected host:port such as 127.0.0.1:8080")
+        })
     }
 
     pub fn timezone(&self) -> anyhow::Result<chrono_tz::Tz> {
@@ -281,7 +282,9 @@ fn check_name(name: &str) -> Result<(), &'static str> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err("may contain only letters, digits, '-' and '_' (it is part of the callback URL)");
+        return Err(
+            "may contain only letters, digits, '-' and '_' (it is part of the callback URL)",
+        );
     }
     Ok(())
 }
@@ -405,7 +408,10 @@ mod tests {
         ];
         for (text, field) in cases {
             let err = format!("{:#}", Config::from_toml_str(text).unwrap_err());
-            assert!(err.contains(field), "{text:?} gave {err:?}, expected it to name {field}");
+            assert!(
+                err.contains(field),
+                "{text:?} gave {err:?}, expected it to name {field}"
+            );
         }
     }
 

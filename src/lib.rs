@@ -10,6 +10,8 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod jobs;
+pub mod rules;
+pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod wecom;

@@ -123,7 +123,12 @@ fn verify_url(
     let echostr = query.echostr.as_deref().unwrap_or_default();
     state.check_timestamp(&query.timestamp)?;
     let plain = crypt
-        .verify_and_decrypt(&query.msg_signature, &query.timestamp, &query.nonce, echostr)
+        .verify_and_decrypt(
+            &query.msg_signature,
+            &query.timestamp,
+            &query.nonce,
+            echostr,
+        )
         .map_err(crypto_refusal)?;
     tracing::info!(endpoint = name, kind = ?kind, "callback URL verified");
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], plain).into_response())
@@ -152,7 +157,12 @@ async fn receive(
     .map_err(|e| AppError::bad_request(format!("envelope: {e}")))?;
 
     let plaintext = crypt
-        .verify_and_decrypt(&query.msg_signature, &query.timestamp, &query.nonce, &encrypt)
+        .verify_and_decrypt(
+            &query.msg_signature,
+            &query.timestamp,
+            &query.nonce,
+            &encrypt,
+        )
         .map_err(crypto_refusal)?;
     let text = std::str::from_utf8(&plaintext)
         .map_err(|_| AppError::bad_request("decrypted message is not UTF-8"))?;
@@ -165,10 +175,19 @@ async fn receive(
     let inserted = store_event(state, kind, name, &event, &plaintext).await?;
     match inserted {
         Inserted::New(id) => {
-            tracing::info!(endpoint = name, kind = event.kind(), inbox_id = id, "event stored")
+            tracing::info!(
+                endpoint = name,
+                kind = event.kind(),
+                inbox_id = id,
+                "event stored"
+            )
         }
         Inserted::Duplicate => {
-            tracing::info!(endpoint = name, kind = event.kind(), "duplicate delivery ignored")
+            tracing::info!(
+                endpoint = name,
+                kind = event.kind(),
+                "duplicate delivery ignored"
+            )
         }
     }
     Ok(StatusCode::OK)

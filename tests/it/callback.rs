@@ -140,7 +140,10 @@ async fn each_event_kind_lands_once_when_delivered_three_times() {
     assert_eq!(text_row.dedupe_key, "app:ops:msg:7300000000000000001");
     assert!(text_row.event_json.contains("签到\\n😀"));
     assert_eq!(inbox[4].dedupe_key, "bot:helper:bot:MSGID-IT-0001");
-    assert_eq!(inbox[0].chat_id.as_deref(), Some("wrTESTCHAT000000000000000000001"));
+    assert_eq!(
+        inbox[0].chat_id.as_deref(),
+        Some("wrTESTCHAT000000000000000000001")
+    );
     app.stop().await;
 }
 
@@ -148,7 +151,9 @@ async fn each_event_kind_lands_once_when_delivered_three_times() {
 async fn two_distinct_events_in_the_same_second_both_land() {
     let app = spawn_app().await;
     for member in ["wmMEMBER01", "wmMEMBER02"] {
-        let response = app.post_app_plaintext(&chat_join_xml(member, 1763776800)).await;
+        let response = app
+            .post_app_plaintext(&chat_join_xml(member, 1763776800))
+            .await;
         assert_eq!(response.status(), 200);
     }
     let inbox = app.inbox().await;
@@ -188,7 +193,17 @@ async fn malformed_deliveries_are_refused_and_change_nothing() {
     let flipped: String = signature
         .chars()
         .enumerate()
-        .map(|(i, c)| if i == 7 { if c == '0' { '1' } else { '0' } } else { c })
+        .map(|(i, c)| {
+            if i == 7 {
+                if c == '0' {
+                    '1'
+                } else {
+                    '0'
+                }
+            } else {
+                c
+            }
+        })
         .collect();
     let bad_query = query.replace(signature, &flipped);
     let r = app
@@ -216,7 +231,13 @@ async fn malformed_deliveries_are_refused_and_change_nothing() {
     refusals.push(("signature of another ciphertext", r, 401));
 
     // Missing parameters.
-    let r = app.http.post(app.app_callback()).body(body.clone()).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.app_callback())
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     refusals.push(("no query", r, 400));
 
     // Garbage XML.
@@ -246,13 +267,23 @@ async fn malformed_deliveries_are_refused_and_change_nothing() {
     refusals.push(("doctype in plaintext", r, 400));
 
     // Signed, but not base64.
-    let r = post_signed(&app, "not*base64!", "<xml><Encrypt>not*base64!</Encrypt></xml>".into()).await;
+    let r = post_signed(
+        &app,
+        "not*base64!",
+        "<xml><Encrypt>not*base64!</Encrypt></xml>".into(),
+    )
+    .await;
     refusals.push(("bad base64", r, 400));
 
     // Signed and encrypted for another corp (wrong receive id).
     let foreign = MsgCrypt::new(APP_TOKEN, crate::helpers::APP_KEY, "wwOTHERCORP").unwrap();
     let encrypt = foreign.encrypt(good.as_bytes());
-    let r = post_signed(&app, &encrypt, format!("<xml><Encrypt>{encrypt}</Encrypt></xml>")).await;
+    let r = post_signed(
+        &app,
+        &encrypt,
+        format!("<xml><Encrypt>{encrypt}</Encrypt></xml>"),
+    )
+    .await;
     refusals.push(("wrong receive id", r, 400));
 
     // Signed, decrypts, but the plaintext is not XML.
@@ -273,7 +304,10 @@ async fn malformed_deliveries_are_refused_and_change_nothing() {
     // Unknown endpoint name.
     let r = app
         .http
-        .post(format!("{}?{query}", app.url("/wecom/apps/nobody/callback")))
+        .post(format!(
+            "{}?{query}",
+            app.url("/wecom/apps/nobody/callback")
+        ))
         .body(body.clone())
         .send()
         .await
@@ -294,7 +328,10 @@ async fn malformed_deliveries_are_refused_and_change_nothing() {
         assert_eq!(response.status().as_u16(), status, "{what}");
         let text = response.text().await.unwrap();
         for internal in ["sqlx", "panicked", "src/", "Error {", "backtrace"] {
-            assert!(!text.contains(internal), "{what}: body leaks internals: {text}");
+            assert!(
+                !text.contains(internal),
+                "{what}: body leaks internals: {text}"
+            );
         }
     }
     assert!(app.inbox().await.is_empty(), "nothing was stored");

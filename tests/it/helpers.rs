@@ -149,7 +149,12 @@ impl TestApp {
 }
 
 /// The query string and XML envelope WeCom would send for this plaintext.
-pub fn seal_xml(crypt: &MsgCrypt, plaintext: &str, timestamp: &str, nonce: &str) -> (String, String) {
+pub fn seal_xml(
+    crypt: &MsgCrypt,
+    plaintext: &str,
+    timestamp: &str,
+    nonce: &str,
+) -> (String, String) {
     let encrypt = crypt.encrypt(plaintext.as_bytes());
     let signature = crypt.signature(timestamp, nonce, &encrypt);
     let body = format!(

@@ -1,0 +1,282 @@
+//! Failure injection: scripted ("the next N calls to X fail like this") and
+//! seeded-random. Only `/cgi-bin/*` calls are affected, never `/sim/*`.
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// How a faulty call misbehaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// HTTP 200 with this errcode (WeCom's "system busy" is -1).
+    Errcode {
+        #[serde(default = "busy_errcode")]
+        errcode: i64,
+    },
+    /// HTTP 500 with an empty body.
+    Http500,
+    /// Never answer: the connection stays open until the simulator shuts
+    /// down, so the client must time out.
+    Hang,
+    /// Answer normally, but only after this delay.
+    Slow { delay_ms: u64 },
+}
+
+fn busy_errcode() -> i64 {
+    -1
+}
+
+impl FaultKind {
+    pub fn busy() -> Self {
+        FaultKind::Errcode {
+            errcode: busy_errcode(),
+        }
+    }
+}
+
+/// "The next `times` calls whose path contains `path` fail with `kind`."
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRule {
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// Substring of the API path below `/cgi-bin/` (e.g. `"webhook/send"`);
+    /// `None` matches every API call.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default = "one")]
+    pub times: u32,
+    /// Let the call take effect (the message is delivered and recorded) and
+    /// only then fail the response: models a lost answer, which is what makes
+    /// retries double-send.
+    #[serde(default)]
+    pub after_effect: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl FaultRule {
+    pub fn new(kind: FaultKind) -> Self {
+        Self {
+            kind,
+            path: None,
+            times: 1,
+            after_effect: false,
+        }
+    }
+
+    pub fn on_path(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
+    pub fn times(mut self, times: u32) -> Self {
+        self.times = times;
+        self
+    }
+
+    pub fn after_effect(mut self) -> Self {
+        self.after_effect = true;
+        self
+    }
+}
+
+/// Random faults: each matching call independently draws one of the kinds
+/// with the given probabilities (their sum must be ≤ 1), from an RNG seeded
+/// with `seed`, so a run is reproducible for a given call sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RandomFaults {
+    pub seed: u64,
+    #[serde(default)]
+    pub errcode: f64,
+    #[serde(default)]
+    pub http500: f64,
+    #[serde(default)]
+    pub hang: f64,
+    #[serde(default)]
+    pub slow: f64,
+    #[serde(default = "default_slow_ms")]
+    pub slow_delay_ms: u64,
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+fn default_slow_ms() -> u64 {
+    2_000
+}
+
+/// What `POST /sim/faults` accepts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaultRequest {
+    /// Remove every scripted rule and the random mode first.
+    pub clear: bool,
+    pub rules: Vec<FaultRule>,
+    pub random: Option<RandomFaults>,
+}
+
+/// The decision for one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub after_effect: bool,
+}
+
+impl Fault {
+    pub fn delay(&self) -> Option<Duration> {
+        match self.kind {
+            FaultKind::Slow { delay_ms } => Some(Duration::from_millis(delay_ms)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    rules: Vec<FaultRule>,
+    random: Option<(RandomFaults, StdRng)>,
+}
+
+impl Faults {
+    pub fn clear(&mut self) {
+        self.rules.clear();
+        self.random = None;
+    }
+
+    pub fn push(&mut self, rule: FaultRule) {
+        if rule.times > 0 {
+            self.rules.push(rule);
+        }
+    }
+
+    pub fn set_random(&mut self, random: Option<RandomFaults>) {
+        self.random = random.map(|config| {
+            let rng = StdRng::seed_from_u64(config.seed);
+            (config, rng)
+        });
+    }
+
+    pub fn apply(&mut self, request: FaultRequest) {
+        if request.clear {
+            self.clear();
+        }
+        for rule in request.rules {
+            self.push(rule);
+        }
+        if request.random.is_some() {
+            self.set_random(request.random);
+        }
+    }
+
+    /// Consume the first scripted rule matching `path`, else draw from the
+    /// random mode. Scripted rules fire in the order they were added.
+    pub fn next_for(&mut self, path: &str) -> Option<Fault> {
+        if let Some(index) = self.rules.iter().position(|rule| matches(&rule.path, path)) {
+            let rule = &mut self.rules[index];
+            let fault = Fault {
+                kind: rule.kind.clone(),
+                after_effect: rule.after_effect,
+            };
+            rule.times -= 1;
+            if rule.times == 0 {
+                self.rules.remove(index);
+            }
+            return Some(fault);
+        }
+        let (config, rng) = self.random.as_mut()?;
+        if !matches(&config.path, path) {
+            return None;
+        }
+        let draw: f64 = rng.gen();
+        let choices = [
+            (config.errcode, FaultKind::busy()),
+            (config.http500, FaultKind::Http500),
+            (config.hang, FaultKind::Hang),
+            (
+                config.slow,
+                FaultKind::Slow {
+                    delay_ms: config.slow_delay_ms,
+                },
+            ),
+        ];
+        let mut cumulative = 0.0;
+        for (probability, kind) in choices {
+            cumulative += probability;
+            if draw < cumulative {
+                return Some(Fault {
+                    kind,
+                    after_effect: false,
+                });
+            }
+        }
+        None
+    }
+}
+
+fn matches(filter: &Option<String>, path: &str) -> bool {
+    filter.as_deref().is_none_or(|wanted| path.contains(wanted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripted_rule_fires_exactly_n_times_on_matching_path() {
+        let mut faults = Faults::default();
+        faults.push(
+            FaultRule::new(FaultKind::Http500)
+                .on_path("webhook")
+                .times(2),
+        );
+        assert_eq!(faults.next_for("message/send"), None);
+        assert!(faults.next_for("webhook/send").is_some());
+        assert!(faults.next_for("webhook/send").is_some());
+        assert_eq!(faults.next_for("webhook/send"), None);
+    }
+
+    #[test]
+    fn random_mode_is_reproducible_for_a_seed() {
+        let config = RandomFaults {
+            seed: 7,
+            errcode: 0.2,
+            http500: 0.2,
+            hang: 0.0,
+            slow: 0.1,
+            slow_delay_ms: 10,
+            path: None,
+        };
+        let run = || {
+            let mut faults = Faults::default();
+            faults.set_random(Some(config.clone()));
+            (0..200)
+                .map(|_| faults.next_for("message/send").map(|f| f.kind))
+                .collect::<Vec<_>>()
+        };
+        let first = run();
+        assert_eq!(first, run());
+        let faulty = first.iter().filter(|f| f.is_some()).count();
+        // 50 % expected; a wide band keeps the test meaningful but stable.
+        assert!((60..=140).contains(&faulty), "faulty = {faulty}");
+        assert!(!first.contains(&Some(FaultKind::Hang)));
+    }
+
+    #[test]
+    fn fault_request_json_shape() {
+        let request: FaultRequest = serde_json::from_str(
+            r#"{"rules":[{"kind":"errcode","times":3,"path":"gettoken"},
+                          {"kind":"slow","delay_ms":1500},{"kind":"hang"}],
+                "random":{"seed":1,"http500":0.5}}"#,
+        )
+        .unwrap();
+        assert_eq!(request.rules[0].kind, FaultKind::busy());
+        assert_eq!(request.rules[0].times, 3);
+        assert_eq!(request.rules[1].kind, FaultKind::Slow { delay_ms: 1500 });
+        assert_eq!(request.rules[2].times, 1);
+        assert_eq!(request.random.unwrap().http500, 0.5);
+    }
+}
