@@ -732,3 +732,526 @@ async fn rows_are_handed_back_before_the_lease_runs_out() {
     assert_eq!(h.sender().run_once().await.unwrap().sent, 1);
     assert_eq!(texts(&h.stub.deliveries()), ["m0", "m1", "m2", "m3"]);
 }
+
+/// The same sender against the real simulator (`qunyun::sim`), which follows
+/// PROTOCOL.md rather than our assumptions: token expiry and revocation,
+/// robot rate limits, duplicate checks, owner-confirmed mass messages.
+mod against_simulator {
+    use super::*;
+    use qunyun::clock::SharedClock;
+    use qunyun::sim::{
+        DropReason, FaultKind, FaultRule, Route as SimRoute, SeedAppChat, Sim, SimConfig, SimHandle,
+    };
+
+    const ROBOT_KEY: &str = "ROBOT-KEY-1";
+    const ROBOT_CHAT: &str = "wrROBOTCHAT";
+    const APP_CHAT: &str = "CHAT1";
+
+    struct SimHarness {
+        _dir: tempfile::TempDir,
+        pool: SqlitePool,
+        clock: Arc<ManualClock>,
+        handle: SimHandle,
+        api: ApiClient,
+    }
+
+    impl SimHarness {
+        async fn start() -> Self {
+            Self::start_with_ttl(7200).await
+        }
+
+        async fn start_with_ttl(ttl: i64) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let pool = qunyun::store::open(&dir.path().join("outbox.db"))
+                .await
+                .unwrap();
+            let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 5, 1, 8, 0, 0).unwrap());
+            let config = SimConfig::new(CORP, "app-secret")
+                .with_app("contacts", "contacts-secret", None)
+                .with_token_ttl_secs(ttl);
+            let handle = Sim::spawn(config, clock.clone()).await.unwrap();
+            handle.sim().add_robot(ROBOT_KEY, ROBOT_CHAT);
+            handle.sim().add_app_chat(SeedAppChat {
+                chatid: APP_CHAT.into(),
+                name: "ops group".into(),
+                owner: "zhangsan".into(),
+                userlist: vec!["zhangsan".into(), "lisi".into()],
+                creator_agent_id: None,
+            });
+            let api = client(&handle, clock.clone());
+            Self {
+                _dir: dir,
+                pool,
+                clock,
+                handle,
+                api,
+            }
+        }
+
+        fn sim(&self) -> &Sim {
+            self.handle.sim()
+        }
+
+        fn sender(&self) -> OutboxSender {
+            self.sender_with(Harness::settings())
+        }
+
+        fn sender_with(&self, settings: SenderSettings) -> OutboxSender {
+            OutboxSender::new(
+                self.pool.clone(),
+                self.api.clone(),
+                self.clock.clone(),
+                settings,
+            )
+        }
+
+        fn now(&self) -> i64 {
+            self.clock.now_value().timestamp()
+        }
+
+        fn advance(&self, secs: i64) {
+            self.clock.advance(chrono::Duration::seconds(secs));
+        }
+
+        async fn enqueue(
+            &self,
+            key: &str,
+            route: Route,
+            target: &str,
+            app: Option<&str>,
+            payload: Value,
+        ) -> i64 {
+            let mut conn = self.pool.acquire().await.unwrap();
+            let payload = payload.to_string();
+            let message = NewOutboxMessage {
+                idempotency_key: key,
+                route,
+                target,
+                app,
+                payload_json: &payload,
+                created_at: self.now(),
+                not_before: None,
+                skip_reason: None,
+            };
+            match outbox::enqueue(&mut conn, &message).await.unwrap() {
+                Enqueued::New(id) => id,
+                Enqueued::Duplicate => panic!("duplicate key {key}"),
+            }
+        }
+
+        async fn enqueue_text(&self, key: &str, route: Route, target: &str, text: &str) -> i64 {
+            let app = matches!(route, Route::Member | Route::AppGroup).then_some(APP);
+            self.enqueue(
+                key,
+                route,
+                target,
+                app,
+                json!({"msgtype": "text", "text": {"content": text}}),
+            )
+            .await
+        }
+
+        async fn row(&self, id: i64) -> OutboxRow {
+            let mut conn = self.pool.acquire().await.unwrap();
+            outbox::get(&mut conn, id).await.unwrap().unwrap()
+        }
+
+        /// Texts the simulator delivered on `route`, in delivery order.
+        fn delivered(&self, route: SimRoute) -> Vec<String> {
+            self.sim()
+                .messages()
+                .iter()
+                .filter(|d| d.route == route)
+                .filter_map(|d| d.text().map(str::to_owned))
+                .collect()
+        }
+
+        /// Runs the sender, moving the clock `step` seconds between runs,
+        /// until nothing is pending or in flight.
+        async fn drain(&self, sender: &OutboxSender, step: i64) {
+            for _ in 0..500 {
+                sender.run_once().await.unwrap();
+                let mut conn = self.pool.acquire().await.unwrap();
+                let open = outbox::list(&mut conn, Some(OutboxStatus::Pending))
+                    .await
+                    .unwrap()
+                    .len()
+                    + outbox::list(&mut conn, Some(OutboxStatus::InFlight))
+                        .await
+                        .unwrap()
+                        .len();
+                if open == 0 {
+                    return;
+                }
+                drop(conn);
+                self.advance(step);
+            }
+            panic!("outbox did not drain");
+        }
+    }
+
+    fn client(handle: &SimHandle, clock: SharedClock) -> ApiClient {
+        let config =
+            ApiConfig::new(handle.api_base_url(), CORP).with_timeout(Duration::from_millis(300));
+        ApiClient::new(config, clock).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_route_reaches_the_simulator_once() {
+        let h = SimHarness::start().await;
+        h.enqueue_text("m", Route::Member, "zhangsan", "to a member")
+            .await;
+        h.enqueue_text("g", Route::AppGroup, APP_CHAT, "to the app group")
+            .await;
+        h.enqueue_text("w", Route::Webhook, ROBOT_KEY, "via the robot")
+            .await;
+        let code = h.sim().issue_response_code("AIBOT", "zhangsan", false);
+        h.enqueue(
+            "b",
+            Route::SmartBot,
+            &h.sim().response_url(&code),
+            None,
+            json!({"msgtype": "markdown", "markdown": {"content": "bot answer"}}),
+        )
+        .await;
+        let welcome_code = h.sim().issue_welcome_code("lisi", "wmCUSTOMER");
+        h.enqueue(
+            "c",
+            Route::WelcomeCode,
+            &welcome_code,
+            None,
+            json!({"text": {"content": "welcome!"}}),
+        )
+        .await;
+
+        let outcome = h.sender().run_once().await.unwrap();
+        assert_eq!(outcome.sent, 5, "{outcome:?}");
+        assert_eq!(h.delivered(SimRoute::AppMessage), ["to a member"]);
+        assert_eq!(h.delivered(SimRoute::Appchat), ["to the app group"]);
+        assert_eq!(h.delivered(SimRoute::Webhook), ["via the robot"]);
+        assert_eq!(h.delivered(SimRoute::BotResponse), ["bot answer"]);
+        assert_eq!(h.delivered(SimRoute::Welcome), ["welcome!"]);
+        assert_eq!(
+            h.sim().messages()[0].route,
+            SimRoute::Welcome,
+            "welcome codes first"
+        );
+        assert!(h.sim().dropped().is_empty());
+    }
+
+    #[tokio::test]
+    async fn token_expiry_mid_run_costs_one_refresh_and_loses_no_message() {
+        let h = SimHarness::start_with_ttl(600).await;
+        let sender = h.sender_with(SenderSettings {
+            batch_size: 2,
+            ..Harness::settings()
+        });
+        for i in 0..6 {
+            h.enqueue_text(
+                &format!("k{i}"),
+                Route::AppGroup,
+                APP_CHAT,
+                &format!("m{i}"),
+            )
+            .await;
+        }
+        assert_eq!(sender.run_once().await.unwrap().sent, 2);
+        // WeCom invalidates the token early (40014), then time passes its
+        // lifetime (proactive refresh).
+        h.sim().revoke_tokens();
+        assert_eq!(sender.run_once().await.unwrap().sent, 2);
+        assert_eq!(h.sim().stats().gettoken_calls, 2);
+        h.advance(601);
+        assert_eq!(sender.run_once().await.unwrap().sent, 2);
+        assert_eq!(h.sim().stats().gettoken_calls, 3);
+        assert_eq!(
+            h.delivered(SimRoute::Appchat),
+            ["m0", "m1", "m2", "m3", "m4", "m5"]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_42001s_causes_a_single_refresh() {
+        let h = SimHarness::start_with_ttl(600).await;
+        // The client's clock stays behind the simulator's, so it keeps using
+        // a token the simulator considers expired: every call gets 42001.
+        let client_clock = ManualClock::new(h.clock.now_value());
+        let api = client(&h.handle, client_clock);
+        api.access_token(&Secret::new("app-secret")).await.unwrap();
+        h.advance(700);
+        let mut calls = Vec::new();
+        for i in 0..16 {
+            let api = api.clone();
+            calls.push(tokio::spawn(async move {
+                let message = qunyun::wecom::api::AppChatSend::new(
+                    APP_CHAT,
+                    qunyun::wecom::api::AppMessageContent::Text {
+                        text: qunyun::wecom::api::TextContent::new(format!("burst {i}")),
+                    },
+                );
+                api.appchat_send(&Secret::new("app-secret"), &message).await
+            }));
+        }
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            h.sim().stats().gettoken_calls,
+            2,
+            "one initial fetch, one refresh"
+        );
+        assert_eq!(h.delivered(SimRoute::Appchat).len(), 16);
+    }
+
+    #[tokio::test]
+    async fn system_busy_and_http_500_are_retried_then_delivered_once() {
+        let h = SimHarness::start().await;
+        let sender = h.sender();
+        let id = h
+            .enqueue_text("k", Route::Webhook, ROBOT_KEY, "persistent")
+            .await;
+        h.sim()
+            .inject(FaultRule::new(FaultKind::busy()).on_path("webhook/send"));
+        h.sim()
+            .inject(FaultRule::new(FaultKind::Http500).on_path("webhook/send"));
+        h.drain(&sender, 60).await;
+        assert_eq!(h.delivered(SimRoute::Webhook), ["persistent"]);
+        let row = h.row(id).await;
+        assert_eq!((row.status, row.attempts), (OutboxStatus::Sent, 3));
+        assert_eq!(h.sim().stats().calls_to("webhook/send"), 3);
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_to_message_send_is_retried_and_deduplicated_by_wecom() {
+        let h = SimHarness::start().await;
+        let sender = h.sender();
+        h.enqueue_text("k", Route::Member, "zhangsan", "only once please")
+            .await;
+        // Delivered, but the answer is -1: we cannot know, so we retry.
+        h.sim().inject(
+            FaultRule::new(FaultKind::busy())
+                .on_path("message/send")
+                .after_effect(),
+        );
+        h.drain(&sender, 60).await;
+        assert_eq!(h.delivered(SimRoute::AppMessage), ["only once please"]);
+        let dropped = h.sim().dropped();
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].reason, DropReason::Duplicate);
+    }
+
+    #[tokio::test]
+    async fn frequency_limit_45009_backs_off_and_delivers_later_never_dropped() {
+        let h = SimHarness::start().await;
+        let sender = h.sender();
+        let id = h
+            .enqueue_text("k", Route::AppGroup, APP_CHAT, "patient")
+            .await;
+        h.sim().inject(
+            FaultRule::new(FaultKind::Errcode { errcode: 45009 })
+                .on_path("appchat/send")
+                .times(3),
+        );
+        for _ in 0..3 {
+            assert_eq!(sender.run_once().await.unwrap().postponed, 1);
+            let row = h.row(id).await;
+            assert_eq!((row.status, row.attempts), (OutboxStatus::Pending, 0));
+            h.advance(30);
+            assert_eq!(sender.run_once().await.unwrap().claimed, 0, "no hot retry");
+            h.advance(30);
+        }
+        assert_eq!(sender.run_once().await.unwrap().sent, 1);
+        assert_eq!(h.delivered(SimRoute::Appchat), ["patient"]);
+    }
+
+    #[tokio::test]
+    async fn a_hanging_call_times_out_and_is_retried() {
+        let h = SimHarness::start().await;
+        let sender = h.sender();
+        let id = h
+            .enqueue_text("k", Route::AppGroup, APP_CHAT, "after a hang")
+            .await;
+        h.sim()
+            .inject(FaultRule::new(FaultKind::Hang).on_path("appchat/send"));
+        assert_eq!(sender.run_once().await.unwrap().retried, 1);
+        assert_eq!(
+            h.row(id).await.last_error.as_deref(),
+            Some("request timed out")
+        );
+        h.drain(&sender, 60).await;
+        assert_eq!(h.delivered(SimRoute::Appchat), ["after a hang"]);
+    }
+
+    #[tokio::test]
+    async fn dead_letter_after_max_attempts_keeps_its_reason() {
+        let h = SimHarness::start().await;
+        let sender = h.sender();
+        let id = h
+            .enqueue_text("k", Route::Webhook, ROBOT_KEY, "never")
+            .await;
+        h.sim().inject(
+            FaultRule::new(FaultKind::busy())
+                .on_path("webhook/send")
+                .times(100),
+        );
+        h.drain(&sender, 120).await;
+        let row = h.row(id).await;
+        assert_eq!((row.status, row.attempts), (OutboxStatus::Dead, 4));
+        let reason = row.last_error.unwrap();
+        assert!(
+            reason.contains("gave up after 4 attempts") && reason.contains("-1"),
+            "{reason}"
+        );
+        assert!(h.delivered(SimRoute::Webhook).is_empty());
+    }
+
+    #[tokio::test]
+    async fn undeliverable_targets_die_with_wecom_s_reason() {
+        let h = SimHarness::start().await;
+        let robot = h
+            .enqueue_text("w", Route::Webhook, "NO-SUCH-ROBOT", "x")
+            .await;
+        let chat = h.enqueue_text("g", Route::AppGroup, "NOCHAT", "x").await;
+        let outcome = h.sender().run_once().await.unwrap();
+        assert_eq!(outcome.dead, 2, "{outcome:?}");
+        assert!(h.row(robot).await.last_error.unwrap().contains("93000"));
+        assert!(h.row(chat).await.last_error.unwrap().contains("86003"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_sender_delivers_every_message_exactly_once() {
+        let h = SimHarness::start().await;
+        for i in 0..4 {
+            h.enqueue_text(
+                &format!("g{i}"),
+                Route::AppGroup,
+                APP_CHAT,
+                &format!("group {i}"),
+            )
+            .await;
+        }
+        for i in 0..4 {
+            h.enqueue_text(
+                &format!("w{i}"),
+                Route::Webhook,
+                ROBOT_KEY,
+                &format!("robot {i}"),
+            )
+            .await;
+        }
+        // The first sender claims all eight, delivers the four group
+        // messages, then hangs on the robot; we kill it there.
+        h.sim()
+            .inject(FaultRule::new(FaultKind::Hang).on_path("webhook/send"));
+        let first = h.sender();
+        let crashed = tokio::spawn(async move {
+            let _ = first.run_once().await;
+        });
+        while h.sim().stats().calls_to("webhook/send") == 0 {
+            tokio::task::yield_now().await;
+        }
+        crashed.abort();
+        let _ = crashed.await;
+        assert_eq!(h.delivered(SimRoute::Appchat).len(), 4);
+
+        let second = h.sender();
+        assert_eq!(
+            second.run_once().await.unwrap().claimed,
+            0,
+            "leases still held"
+        );
+        h.advance(121);
+        h.drain(&second, 10).await;
+
+        let mut delivered: Vec<String> = h
+            .sim()
+            .messages()
+            .iter()
+            .filter_map(|d| d.text().map(str::to_owned))
+            .collect();
+        delivered.sort();
+        let mut expected: Vec<String> = (0..4)
+            .map(|i| format!("group {i}"))
+            .chain((0..4).map(|i| format!("robot {i}")))
+            .collect();
+        expected.sort();
+        assert_eq!(delivered, expected, "each exactly once");
+        let mut conn = h.pool.acquire().await.unwrap();
+        assert_eq!(
+            outbox::list(&mut conn, Some(OutboxStatus::Sent))
+                .await
+                .unwrap()
+                .len(),
+            8
+        );
+    }
+
+    #[tokio::test]
+    async fn the_robot_never_gets_more_than_20_messages_a_minute() {
+        let h = SimHarness::start().await;
+        let sender = h.sender();
+        for i in 0..70 {
+            h.enqueue_text(
+                &format!("k{i}"),
+                Route::Webhook,
+                ROBOT_KEY,
+                &format!("m{i}"),
+            )
+            .await;
+        }
+        h.drain(&sender, 7).await;
+        let times: Vec<i64> = h
+            .sim()
+            .messages()
+            .iter()
+            .filter(|d| d.route == SimRoute::Webhook)
+            .map(|d| d.time)
+            .collect();
+        assert_eq!(times.len(), 70);
+        for (i, start) in times.iter().enumerate() {
+            let in_window = times[i..].iter().filter(|t| **t < start + 60).count();
+            assert!(
+                in_window <= 20,
+                "{in_window} robot messages within a minute of {start}"
+            );
+        }
+        // The simulator never had to refuse one (it answers 45009 past 20/min).
+        assert_eq!(h.sim().stats().calls_to("webhook/send"), 70);
+    }
+
+    #[tokio::test]
+    async fn a_mass_message_is_sent_once_the_owner_confirms() {
+        let h = SimHarness::start().await;
+        h.sim().add_customer_group(qunyun::sim::SeedCustomerGroup {
+            chat_id: "wrCUSTOMERS".into(),
+            name: "VIP".into(),
+            owner: "zhangsan".into(),
+            notice: String::new(),
+            status: 0,
+            create_time: 0,
+            admins: vec![],
+            members: vec![qunyun::sim::SeedGroupMember::new("wmCUSTOMER")],
+        });
+        let sender = h.sender();
+        let id = h
+            .enqueue(
+                "mass",
+                Route::CustomerGroupMass,
+                "zhangsan",
+                None,
+                json!({"chat_id_list": ["wrCUSTOMERS"], "text": {"content": "campaign"}}),
+            )
+            .await;
+        assert_eq!(sender.run_once().await.unwrap().awaiting_confirmation, 1);
+        let msgid = h.row(id).await.wecom_msgid.unwrap();
+        h.advance(600);
+        sender.run_once().await.unwrap();
+        assert_eq!(h.row(id).await.status, OutboxStatus::AwaitingConfirmation);
+
+        assert!(h.sim().confirm_mass(&msgid));
+        h.advance(600);
+        assert_eq!(sender.run_once().await.unwrap().confirmations_sent, 1);
+        assert_eq!(h.row(id).await.status, OutboxStatus::Sent);
+        assert_eq!(h.delivered(SimRoute::CustomerGroupMass), ["campaign"]);
+    }
+}
