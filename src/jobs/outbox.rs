@@ -576,18 +576,19 @@ impl OutboxSender {
 
     /// Checks every limit for this call; if all have room, logs the call
     /// under each key (before sending: a call WeCom rejects still counts
-    /// there). Otherwise returns when the fullest window frees a slot.
+    /// there). Otherwise returns when the fullest window frees a slot. One
+    /// `BEGIN IMMEDIATE` transaction, so two senders cannot both take the
+    /// last slot.
     async fn reserve_rate(
         &self,
         rate_keys: &[(String, u32)],
         now: i64,
     ) -> anyhow::Result<Option<Verdict>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut until: Option<i64> = None;
         let mut full_limit = String::new();
         for (key, limit) in rate_keys {
-            let (count, oldest) =
-                store::rate_window(&mut conn, key, now - RATE_WINDOW_SECS).await?;
+            let (count, oldest) = store::rate_window(&mut tx, key, now - RATE_WINDOW_SECS).await?;
             if count >= i64::from(*limit) {
                 let frees_at = oldest.unwrap_or(now) + RATE_WINDOW_SECS;
                 if until.is_none_or(|u| frees_at > u) {
@@ -597,13 +598,15 @@ impl OutboxSender {
             }
         }
         if let Some(until) = until {
+            tx.rollback().await?;
             return Ok(Some(Verdict::Postpone {
                 until: until.max(now + 1),
                 reason: format!("rate limit: {full_limit}"),
             }));
         }
         let keys: Vec<String> = rate_keys.iter().map(|(key, _)| key.clone()).collect();
-        store::record_calls(&mut conn, &keys, now).await?;
+        store::record_calls(&mut tx, &keys, now).await?;
+        tx.commit().await?;
         Ok(None)
     }
 
