@@ -5,4 +5,5 @@
 //! send and schedule, `sim` is the built-in WeCom simulator, `app` wires it up.
 
 pub mod clock;
+pub mod rules;
 pub mod store;
