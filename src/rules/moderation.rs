@@ -67,15 +67,27 @@
 //! assert_eq!(&"來加 🌹 微 · 信吧"[hits[0].span.clone()], "加 🌹 微 · 信");
 //! ```
 
+mod behaviour;
 mod check;
 mod engine;
+mod escalation;
 mod fold;
 mod normalize;
 mod regex_rules;
 mod terms;
 
+pub use behaviour::{
+    is_flooding, is_repeated_across_chats, BehaviourRuleError, CrossChatRule, FloodRule,
+    NewMemberRule, RecentPost, TextFingerprint,
+};
 pub use check::{check_lines, CheckSummary};
-pub use engine::{EngineError, Engine, Hit, HitSource, MatchOptions, RegexRuleRef, Scratch};
+pub use engine::{
+    Engine, EngineError, Hit, HitSource, MatchOptions, RegexRuleRef, Scratch,
+    MIN_FINGERPRINT_CHARS,
+};
+pub use escalation::{
+    EscalationDecision, EscalationPolicy, EscalationPolicyError, Rung, Sanction, Strike,
+};
 pub use fold::warm_up;
 pub use regex_rules::{
     RegexRuleError, RegexRuleErrorKind, RegexRuleSpec, RegexRules, RegexTarget,

@@ -118,4 +118,21 @@ mod tests {
         assert_eq!(out, "pass\nblock\n");
         assert_eq!(summary.invalid_utf8, 1);
     }
+
+    /// The sample files in `tests/data/moderation/` with their expected
+    /// `--explain` output: the contract end to end, through the checker.
+    #[test]
+    fn sample_files_give_the_expected_verdicts() {
+        let data = |name: &str| {
+            let path = format!("{}/tests/data/moderation/{name}", env!("CARGO_MANIFEST_DIR"));
+            std::fs::read_to_string(&path).expect("sample file present")
+        };
+        let terms = TermList::parse(&data("terms.txt")).expect("valid terms");
+        let allow = TermList::parse(&data("allow.txt")).expect("valid allow-list");
+        let engine = Engine::build(&terms, &allow, MatchOptions::default()).expect("builds");
+        let mut out = Vec::new();
+        check_lines(&engine, data("messages.txt").as_bytes(), &mut out, true).expect("io");
+        let out = String::from_utf8(out).expect("utf-8");
+        assert_eq!(out, data("expected.txt"));
+    }
 }

@@ -5,15 +5,19 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use daachorse::{CharwiseDoubleArrayAhoCorasick, CharwiseDoubleArrayAhoCorasickBuilder, MatchKind};
 
+use super::behaviour::{fingerprint_folded, TextFingerprint};
 use super::fold::{FoldOptions, FoldTable};
 use super::normalize::{
-    normalize_into, normalize_term, Normalized, RepeatCollapse, FOREIGN, GAP_BEFORE, LATIN,
+    fold_text_into, normalize_into, normalize_term, Normalized, RepeatCollapse, FOREIGN, GAP_BEFORE, LATIN,
     LOOKALIKE,
 };
 use super::regex_rules::{RegexRules, RuleGroup};
 use super::terms::{BadLine, LineError, Severity, Term, TermList};
+
+/// Shorter folded messages get no fingerprint; see [`Engine::fingerprint`].
+pub const MIN_FINGERPRINT_CHARS: usize = 6;
 
 /// Matching steps beyond the contract. Each is a switch with tests showing
 /// what it catches and what it leaves alone; all are on by default.
@@ -72,8 +76,10 @@ pub enum EngineError {
     Terms(Vec<BadLine>),
     #[error("allow-list: {}", format_lines(.0))]
     Allow(Vec<BadLine>),
+    /// The automaton library refused the list (scale limits); its error
+    /// type is not `std::error::Error`, so only its message is kept.
     #[error("building the automaton failed: {0}")]
-    Automaton(#[from] aho_corasick::BuildError),
+    Automaton(String),
 }
 
 fn format_lines(lines: &[BadLine]) -> String {
@@ -92,6 +98,10 @@ pub struct Scratch {
     allowed: Vec<(usize, usize)>,
     /// Term hits before allow-list filtering: (first char, end char, term).
     candidates: Vec<(usize, usize, usize)>,
+    /// Raw automaton matches: (start byte, end byte, pattern), folded text.
+    found: Vec<(usize, usize, usize)>,
+    /// Folded-text regex matches: (start byte, end byte, rule).
+    regex_found: Vec<(usize, usize, usize)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -106,15 +116,26 @@ struct Pattern {
 
 /// A compiled term list, allow-list and regex rules. Immutable and cheap to
 /// share (`Arc<Engine>`); build a new one for each list version.
-#[derive(Debug)]
 pub struct Engine {
-    automaton: Option<AhoCorasick>,
+    /// Character-wise double-array Aho-Corasick: compact and cache-friendly
+    /// for large CJK term lists, with overlapping search.
+    automaton: Option<CharwiseDoubleArrayAhoCorasick<u32>>,
     patterns: Vec<Pattern>,
     terms: Vec<Term>,
     table: FoldTable,
     collapse: RepeatCollapse,
     options: MatchOptions,
     regex: RegexRules,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("terms", &self.terms.len())
+            .field("patterns", &self.patterns.len())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
@@ -178,10 +199,10 @@ impl Engine {
             None
         } else {
             Some(
-                AhoCorasick::builder()
+                CharwiseDoubleArrayAhoCorasickBuilder::new()
                     .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&texts)?,
+                    .build_with_values(texts.iter().copied().zip(0u32..))
+                    .map_err(|error| EngineError::Automaton(error.to_string()))?,
             )
         };
         Ok(Engine {
@@ -224,6 +245,19 @@ impl Engine {
         }
     }
 
+    /// A fingerprint of the folded text, for the same-text-across-chats rule
+    /// ([`super::is_repeated_across_chats`]). `None` when the folded text has
+    /// fewer than [`MIN_FINGERPRINT_CHARS`] characters: "好的" and "收到" are
+    /// posted everywhere by everyone.
+    pub fn fingerprint(&self, text: &str) -> Option<TextFingerprint> {
+        let mut normalized = Normalized::default();
+        fold_text_into(&self.table, &self.collapse, text, &mut normalized);
+        if normalized.text.chars().count() < MIN_FINGERPRINT_CHARS {
+            return None;
+        }
+        Some(fingerprint_folded(&normalized.text))
+    }
+
     /// Every hit in `text`, ordered by span.
     pub fn scan(&self, text: &str) -> Vec<Hit> {
         let mut hits = Vec::new();
@@ -233,29 +267,54 @@ impl Engine {
 
     /// Like [`Engine::scan`] but reusing `scratch` and appending to `hits`
     /// (cleared first): no allocation once the buffers have grown.
+    ///
+    /// Most messages hit nothing, so the first pass folds the text alone;
+    /// only when the automaton or a folded-text regex finds something is the
+    /// message folded again with the offset map needed to judge and report.
     pub fn scan_into(&self, text: &str, scratch: &mut Scratch, hits: &mut Vec<Hit>) {
         hits.clear();
         scratch.allowed.clear();
         scratch.candidates.clear();
-        normalize_into(&self.table, &self.collapse, text, &mut scratch.normalized);
-        let normalized = &scratch.normalized;
+        scratch.found.clear();
+        scratch.regex_found.clear();
+        fold_text_into(&self.table, &self.collapse, text, &mut scratch.normalized);
 
         if let Some(automaton) = &self.automaton {
-            for found in automaton.find_overlapping_iter(normalized.text.as_str()) {
-                let Some(pattern) = self.patterns.get(found.pattern().as_usize()) else {
-                    continue;
-                };
-                let first = normalized.char_index_at(found.start());
-                let end = normalized.char_index_at(found.end());
-                if !self.counts(normalized, pattern, first, end) {
-                    continue;
-                }
-                if pattern.allow {
-                    scratch.allowed.push((first, end));
-                }
-                for &term in &pattern.terms {
-                    scratch.candidates.push((first, end, term));
-                }
+            scratch.found.extend(
+                automaton
+                    .find_overlapping_iter(scratch.normalized.text.as_str())
+                    .map(|found| (found.start(), found.end(), found.value() as usize)),
+            );
+        }
+        self.regex
+            .folded
+            .for_each_match(&scratch.normalized.text, |index, start, end| {
+                scratch.regex_found.push((start, end, index));
+            });
+        if scratch.found.is_empty() && scratch.regex_found.is_empty() {
+            self.regex.original.for_each_match(text, |index, start, end| {
+                push_regex_hit(hits, &self.regex.original, false, index, start..end);
+            });
+            return;
+        }
+
+        // Something matched: fold again, with the offset map and flags.
+        normalize_into(&self.table, &self.collapse, text, &mut scratch.normalized);
+        let normalized = &scratch.normalized;
+        for &(start, end, pattern) in &scratch.found {
+            let Some(pattern) = self.patterns.get(pattern) else {
+                continue;
+            };
+            let first = normalized.char_index_at(start);
+            let end = normalized.char_index_at(end);
+            if first >= end || !self.counts(normalized, pattern, first, end) {
+                continue;
+            }
+            if pattern.allow {
+                scratch.allowed.push((first, end));
+            }
+            for &term in &pattern.terms {
+                scratch.candidates.push((first, end, term));
             }
         }
         for &(first, end, term) in &scratch.candidates {
@@ -266,54 +325,32 @@ impl Engine {
             let Some(term_info) = self.terms.get(term) else {
                 continue;
             };
-            if allowed || first >= end {
+            if allowed {
                 continue;
             }
-            let span = normalized.chars[first].orig_start..normalized.chars[end - 1].orig_end;
             hits.push(Hit {
                 source: HitSource::Term(term),
                 category: term_info.category.clone(),
                 severity: term_info.severity,
-                span,
+                span: normalized.original_span(first, end),
             });
         }
-
-        if !self.regex.is_empty() {
-            self.scan_regex(text, normalized, hits);
+        for &(start, end, index) in &scratch.regex_found {
+            let first = normalized.char_index_at(start);
+            let end = normalized.char_index_at(end);
+            if first < end {
+                let span = normalized.original_span(first, end);
+                push_regex_hit(hits, &self.regex.folded, true, index, span);
+            }
         }
+        self.regex.original.for_each_match(text, |index, start, end| {
+            push_regex_hit(hits, &self.regex.original, false, index, start..end);
+        });
         hits.sort_by(|a, b| {
             (a.span.start, a.span.end)
                 .cmp(&(b.span.start, b.span.end))
                 .then_with(|| source_key(a.source).cmp(&source_key(b.source)))
         });
-    }
-
-    fn scan_regex(&self, text: &str, normalized: &Normalized, hits: &mut Vec<Hit>) {
-        let push = |hits: &mut Vec<Hit>, group: &RuleGroup, folded: bool, index, span| {
-            if let Some(rule) = group.rules.get(index) {
-                hits.push(Hit {
-                    source: HitSource::Regex(RegexRuleRef { folded, index }),
-                    category: rule.category.clone(),
-                    severity: rule.severity,
-                    span,
-                });
-            }
-        };
-        self.regex
-            .original
-            .for_each_match(text, |index, start, end| {
-                push(hits, &self.regex.original, false, index, start..end)
-            });
-        self.regex
-            .folded
-            .for_each_match(&normalized.text, |index, start, end| {
-                let first = normalized.char_index_at(start);
-                let end = normalized.char_index_at(end);
-                if first < end {
-                    let span = normalized.chars[first].orig_start..normalized.chars[end - 1].orig_end;
-                    push(hits, &self.regex.folded, true, index, span);
-                }
-            });
     }
 
     /// Whether an automaton match on folded chars `first..end` stands:
@@ -349,6 +386,23 @@ fn word_is_foreign(normalized: &Normalized, first: usize, end: usize) -> bool {
         stop += 1;
     }
     chars[start..stop].iter().any(|c| c.flags & FOREIGN != 0)
+}
+
+fn push_regex_hit(
+    hits: &mut Vec<Hit>,
+    group: &RuleGroup,
+    folded: bool,
+    index: usize,
+    span: Range<usize>,
+) {
+    if let Some(rule) = group.rules.get(index) {
+        hits.push(Hit {
+            source: HitSource::Regex(RegexRuleRef { folded, index }),
+            category: rule.category.clone(),
+            severity: rule.severity,
+            span,
+        });
+    }
 }
 
 fn source_key(source: HitSource) -> (u8, bool, usize) {

@@ -48,6 +48,12 @@ impl Normalized {
             .unwrap_or_else(|insert_at| insert_at)
     }
 
+    /// The original byte span of folded characters `first..end`
+    /// (`first < end <= chars.len()`).
+    pub(crate) fn original_span(&self, first: usize, end: usize) -> std::ops::Range<usize> {
+        self.chars[first].orig_start..self.chars[end - 1].orig_end
+    }
+
     /// Whether a Latin word boundary lies before folded character `index`:
     /// the start or end of the text, a skipped separator, or a neighbour that
     /// is not a Latin letter.
@@ -138,10 +144,97 @@ pub(crate) fn normalize_into(
     }
 }
 
+/// The first, fast pass: the folded text of `input` only, without offsets or
+/// flags (`out.chars` is left empty). Must produce exactly the text
+/// [`normalize_into`] does; a property test holds the two together.
+pub(crate) fn fold_text_into(
+    table: &FoldTable,
+    collapse: &RepeatCollapse,
+    input: &str,
+    out: &mut Normalized,
+) {
+    out.text.clear();
+    out.chars.clear();
+    out.text.reserve(input.len());
+    let mut last: Option<char> = None;
+    for c in input.chars() {
+        table.fold(c, |folded: FoldedChar| {
+            if last == Some(folded.ch) && collapse.enabled {
+                let flags = if folded.latin { LATIN } else { 0 };
+                if collapse.collapses(folded.ch, flags) {
+                    return;
+                }
+            }
+            out.text.push(folded.ch);
+            last = Some(folded.ch);
+        });
+    }
+}
+
 /// Fold a term or allow-list entry for the automaton: the same fold as
 /// messages, so that both meet in the same form.
 pub(crate) fn normalize_term(table: &FoldTable, collapse: &RepeatCollapse, term: &str) -> String {
     let mut out = Normalized::default();
     normalize_into(table, collapse, term, &mut out);
     out.text
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::rules::moderation::fold::FoldOptions;
+
+    fn table() -> FoldTable {
+        FoldTable::new(FoldOptions {
+            lookalike_letters: true,
+            financial_numerals: true,
+        })
+    }
+
+    #[test]
+    fn offsets_map_each_folded_char_to_its_original() {
+        let collapse = RepeatCollapse::default();
+        let mut out = Normalized::default();
+        normalize_into(&table(), &collapse, "Ａ b·㎏", &mut out);
+        assert_eq!(out.text, "abkg");
+        let spans: Vec<_> = out.chars.iter().map(|c| (c.orig_start, c.orig_end)).collect();
+        assert_eq!(spans, vec![(0, 3), (4, 5), (7, 10), (7, 10)]);
+        let gaps: Vec<_> = out.chars.iter().map(|c| c.flags & GAP_BEFORE != 0).collect();
+        assert_eq!(gaps, vec![false, true, true, false]);
+    }
+
+    #[test]
+    fn collapsed_repeats_extend_the_span() {
+        let collapse = RepeatCollapse {
+            enabled: true,
+            keep_doubled: HashSet::new(),
+        };
+        let mut out = Normalized::default();
+        normalize_into(&table(), &collapse, "加加 加微", &mut out);
+        assert_eq!(out.text, "加微");
+        assert_eq!((out.chars[0].orig_start, out.chars[0].orig_end), (0, 10));
+        assert_eq!(out.chars[1].flags & GAP_BEFORE, 0);
+    }
+
+    proptest! {
+        #[test]
+        fn fast_pass_folds_exactly_like_the_full_pass(
+            text in "(\\PC|[加微信哈ａｂ ·🌹])*",
+            collapse_enabled: bool,
+        ) {
+            let collapse = RepeatCollapse {
+                enabled: collapse_enabled,
+                keep_doubled: ['哈'].into_iter().collect(),
+            };
+            let table = table();
+            let mut fast = Normalized::default();
+            let mut full = Normalized::default();
+            fold_text_into(&table, &collapse, &text, &mut fast);
+            normalize_into(&table, &collapse, &text, &mut full);
+            prop_assert_eq!(&fast.text, &full.text);
+            prop_assert_eq!(full.chars.len(), full.text.chars().count());
+        }
+    }
 }

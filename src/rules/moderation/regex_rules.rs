@@ -52,7 +52,9 @@ impl RegexRuleSpec {
         vec![
             RegexRuleSpec::new(
                 "link",
-                r"(?i)\b(?:https?://|www\.)[^\s]+|\b[a-z0-9-]+\.(?:com|cn|net|org|me|io|cc|top|xyz|vip)(?:/[^\s]*)?\b",
+                // No `\b`: Unicode word boundaries force the slow regex
+                // engine on Chinese text.
+                r"(?i)(?:https?://|www\.)[^\s，。！？]+|[a-z0-9-]+\.(?:com|cn|net|org|me|io|cc|top|xyz|vip)(?:/[^\s，。！？]*)?",
                 "link",
                 Severity::Medium,
                 RegexTarget::Original,
