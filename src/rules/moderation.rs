@@ -82,16 +82,13 @@ pub use behaviour::{
 };
 pub use check::{check_lines, CheckSummary};
 pub use engine::{
-    Engine, EngineError, Hit, HitSource, MatchOptions, RegexRuleRef, Scratch,
-    MIN_FINGERPRINT_CHARS,
+    Engine, EngineError, Hit, HitSource, MatchOptions, RegexRuleRef, Scratch, MIN_FINGERPRINT_CHARS,
 };
 pub use escalation::{
     EscalationDecision, EscalationPolicy, EscalationPolicyError, Rung, Sanction, Strike,
 };
 pub use fold::warm_up;
-pub use regex_rules::{
-    RegexRuleError, RegexRuleErrorKind, RegexRuleSpec, RegexRules, RegexTarget,
-};
+pub use regex_rules::{RegexRuleError, RegexRuleErrorKind, RegexRuleSpec, RegexRules, RegexTarget};
 pub use terms::{
     BadLine, LineError, Severity, Term, TermFileError, TermList, DEFAULT_CATEGORY,
     DEFAULT_SEVERITY, MAX_TERM_CHARS,

@@ -64,7 +64,11 @@ impl FloodRule {
 /// sent more than `rule.max_messages` within the window ending at `now`.
 /// `earlier_message_times` are the member's earlier messages in the chat, in
 /// any order; times outside the window (or in the future) are ignored.
-pub fn is_flooding(earlier_message_times: &[DateTime<Utc>], now: DateTime<Utc>, rule: &FloodRule) -> bool {
+pub fn is_flooding(
+    earlier_message_times: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+    rule: &FloodRule,
+) -> bool {
     let since = now - rule.window;
     let in_window = earlier_message_times
         .iter()
@@ -84,9 +88,9 @@ pub struct TextFingerprint(pub u64);
 pub(crate) fn fingerprint_folded(folded: &str) -> TextFingerprint {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = folded
-        .bytes()
-        .fold(OFFSET, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME));
+    let hash = folded.bytes().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
     TextFingerprint(hash)
 }
 
@@ -160,7 +164,12 @@ pub struct NewMemberRule {
 impl NewMemberRule {
     /// Whether a member is still new. `messages_before` counts their earlier
     /// messages in this chat.
-    pub fn is_new(&self, messages_before: u32, joined_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    pub fn is_new(
+        &self,
+        messages_before: u32,
+        joined_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> bool {
         messages_before < self.first_messages || now - joined_at < self.trusted_after
     }
 
@@ -179,9 +188,7 @@ impl NewMemberRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::moderation::{
-        Engine, MatchOptions, RegexRuleSpec, RegexRules, TermList,
-    };
+    use crate::rules::moderation::{Engine, MatchOptions, RegexRuleSpec, RegexRules, TermList};
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + seconds, 0).expect("valid time")
@@ -193,7 +200,7 @@ mod tests {
         let now = at(100);
         assert!(!is_flooding(&[at(95), at(99)], now, &rule)); // 3 messages: allowed
         assert!(is_flooding(&[at(91), at(95), at(99)], now, &rule)); // 4th in 10 s
-        // At exactly now - window the old message has left the window.
+                                                                     // At exactly now - window the old message has left the window.
         assert!(!is_flooding(&[at(90), at(95), at(99)], now, &rule));
         // Future times (clock skew) are ignored.
         assert!(!is_flooding(&[at(101), at(102), at(99)], now, &rule));
@@ -213,31 +220,75 @@ mod tests {
 
     #[test]
     fn same_text_in_several_chats_is_detected_through_folding() {
-        let engine = Engine::build(&TermList::default(), &TermList::default(), MatchOptions::default())
-            .expect("engine");
+        let engine = Engine::build(
+            &TermList::default(),
+            &TermList::default(),
+            MatchOptions::default(),
+        )
+        .expect("engine");
         let rule = CrossChatRule::new(3, Duration::minutes(10)).expect("valid");
         let first = engine.fingerprint("限時優惠！點擊鏈接領取紅包");
         let second = engine.fingerprint("限时优惠 点击链接领取红包 🎉");
         assert_eq!(first, second);
         let posts = vec![
-            RecentPost { chat: "a", at: at(0), fingerprint: first.expect("long enough") },
-            RecentPost { chat: "b", at: at(60), fingerprint: first.expect("long enough") },
-            RecentPost { chat: "b", at: at(70), fingerprint: first.expect("long enough") },
+            RecentPost {
+                chat: "a",
+                at: at(0),
+                fingerprint: first.expect("long enough"),
+            },
+            RecentPost {
+                chat: "b",
+                at: at(60),
+                fingerprint: first.expect("long enough"),
+            },
+            RecentPost {
+                chat: "b",
+                at: at(70),
+                fingerprint: first.expect("long enough"),
+            },
         ];
-        assert!(is_repeated_across_chats(&posts, &"c", second, at(120), &rule));
+        assert!(is_repeated_across_chats(
+            &posts,
+            &"c",
+            second,
+            at(120),
+            &rule
+        ));
         // Same chat again: only two distinct chats.
-        assert!(!is_repeated_across_chats(&posts, &"b", second, at(120), &rule));
+        assert!(!is_repeated_across_chats(
+            &posts,
+            &"b",
+            second,
+            at(120),
+            &rule
+        ));
         // Outside the window.
-        assert!(!is_repeated_across_chats(&posts, &"c", second, at(601), &rule));
+        assert!(!is_repeated_across_chats(
+            &posts,
+            &"c",
+            second,
+            at(601),
+            &rule
+        ));
         // A different text.
         let other = engine.fingerprint("今天的打卡活动大家都参加了吗");
-        assert!(!is_repeated_across_chats(&posts, &"c", other, at(120), &rule));
+        assert!(!is_repeated_across_chats(
+            &posts,
+            &"c",
+            other,
+            at(120),
+            &rule
+        ));
     }
 
     #[test]
     fn short_messages_have_no_fingerprint() {
-        let engine = Engine::build(&TermList::default(), &TermList::default(), MatchOptions::default())
-            .expect("engine");
+        let engine = Engine::build(
+            &TermList::default(),
+            &TermList::default(),
+            MatchOptions::default(),
+        )
+        .expect("engine");
         assert_eq!(engine.fingerprint("好的 👍"), None);
         assert_eq!(engine.fingerprint("收到！"), None);
     }
@@ -256,9 +307,13 @@ mod tests {
         assert!(!rule.is_new(5, joined, at(86_400)));
 
         let regex = RegexRules::compile(&RegexRuleSpec::presets()).expect("presets");
-        let engine = Engine::build(&TermList::default(), &TermList::default(), MatchOptions::default())
-            .expect("engine")
-            .with_regex_rules(regex);
+        let engine = Engine::build(
+            &TermList::default(),
+            &TermList::default(),
+            MatchOptions::default(),
+        )
+        .expect("engine")
+        .with_regex_rules(regex);
         let hits = engine.scan("看这里 https://shop.example.com/x 电话13800138000");
         let restricted = rule.restricted_hits(&hits);
         assert_eq!(restricted.len(), 1);

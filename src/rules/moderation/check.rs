@@ -124,7 +124,10 @@ mod tests {
     #[test]
     fn sample_files_give_the_expected_verdicts() {
         let data = |name: &str| {
-            let path = format!("{}/tests/data/moderation/{name}", env!("CARGO_MANIFEST_DIR"));
+            let path = format!(
+                "{}/tests/data/moderation/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            );
             std::fs::read_to_string(&path).expect("sample file present")
         };
         let terms = TermList::parse(&data("terms.txt")).expect("valid terms");

@@ -90,8 +90,14 @@ fn variant_characters_match() {
 fn separators_emoji_and_format_characters_are_skipped() {
     let engine = engine("加微信\n", &[]);
     assert_eq!(hit_texts(&engine, "加 🌹 微 · 信"), vec!["加 🌹 微 · 信"]);
-    assert_eq!(hit_texts(&engine, "加\u{200b}微\u{200d}信"), vec!["加\u{200b}微\u{200d}信"]);
-    assert_eq!(hit_texts(&engine, "加\u{336}微\u{336}信"), vec!["加\u{336}微\u{336}信"]);
+    assert_eq!(
+        hit_texts(&engine, "加\u{200b}微\u{200d}信"),
+        vec!["加\u{200b}微\u{200d}信"]
+    );
+    assert_eq!(
+        hit_texts(&engine, "加\u{336}微\u{336}信"),
+        vec!["加\u{336}微\u{336}信"]
+    );
     assert_eq!(hit_texts(&engine, "加-微-信!"), vec!["加-微-信"]);
 }
 
@@ -258,7 +264,10 @@ fn financial_numerals_catch_spelled_phone_numbers() {
         hit_texts(&on, "电话壹叁捌零零壹叁捌零零零"),
         vec!["壹叁捌零零壹叁捌零零零"]
     );
-    assert_eq!(hit_texts(&on, "①③⑧００１３８ 000"), vec!["①③⑧００１３８ 000"]);
+    assert_eq!(
+        hit_texts(&on, "①③⑧００１３８ 000"),
+        vec!["①③⑧００１３８ 000"]
+    );
     let off = engine_with("13800138000\n", &[], NO_EXTRAS);
     assert!(off.scan("壹叁捌零零壹叁捌零零零").is_empty());
 }

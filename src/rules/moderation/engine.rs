@@ -10,8 +10,8 @@ use daachorse::{CharwiseDoubleArrayAhoCorasick, CharwiseDoubleArrayAhoCorasickBu
 use super::behaviour::{fingerprint_folded, TextFingerprint};
 use super::fold::{FoldOptions, FoldTable};
 use super::normalize::{
-    fold_text_into, normalize_into, normalize_term, Normalized, RepeatCollapse, FOREIGN, GAP_BEFORE, LATIN,
-    LOOKALIKE,
+    fold_text_into, normalize_into, normalize_term, Normalized, RepeatCollapse, FOREIGN,
+    GAP_BEFORE, LATIN, LOOKALIKE,
 };
 use super::regex_rules::{RegexRules, RuleGroup};
 use super::terms::{BadLine, LineError, Severity, Term, TermList};
@@ -292,9 +292,11 @@ impl Engine {
                 scratch.regex_found.push((start, end, index));
             });
         if scratch.found.is_empty() && scratch.regex_found.is_empty() {
-            self.regex.original.for_each_match(text, |index, start, end| {
-                push_regex_hit(hits, &self.regex.original, false, index, start..end);
-            });
+            self.regex
+                .original
+                .for_each_match(text, |index, start, end| {
+                    push_regex_hit(hits, &self.regex.original, false, index, start..end);
+                });
             return;
         }
 
@@ -343,9 +345,11 @@ impl Engine {
                 push_regex_hit(hits, &self.regex.folded, true, index, span);
             }
         }
-        self.regex.original.for_each_match(text, |index, start, end| {
-            push_regex_hit(hits, &self.regex.original, false, index, start..end);
-        });
+        self.regex
+            .original
+            .for_each_match(text, |index, start, end| {
+                push_regex_hit(hits, &self.regex.original, false, index, start..end);
+            });
         hits.sort_by(|a, b| {
             (a.span.start, a.span.end)
                 .cmp(&(b.span.start, b.span.end))
@@ -381,8 +385,7 @@ fn word_is_foreign(normalized: &Normalized, first: usize, end: usize) -> bool {
         start -= 1;
     }
     let mut stop = end;
-    while stop < chars.len() && chars[stop].flags & GAP_BEFORE == 0 && in_word(chars[stop].flags)
-    {
+    while stop < chars.len() && chars[stop].flags & GAP_BEFORE == 0 && in_word(chars[stop].flags) {
         stop += 1;
     }
     chars[start..stop].iter().any(|c| c.flags & FOREIGN != 0)

@@ -149,7 +149,10 @@ impl EscalationPolicy {
         if let Some(rung) = self.rungs.iter().rev().find(|rung| rung.strikes <= strikes) {
             sanctions.extend(rung.sanctions.iter().copied());
         }
-        if self.remove_at_once_from.is_some_and(|from| severity >= from) {
+        if self
+            .remove_at_once_from
+            .is_some_and(|from| severity >= from)
+        {
             sanctions.push(Sanction::Remove);
             sanctions.push(Sanction::NotifyManager);
         }
@@ -191,14 +194,18 @@ mod tests {
         let third = policy.decide(&[strike(95), strike(99)], Severity::Low, now);
         assert_eq!(third.strikes, 3);
         assert!(third.sanctions.contains(&Sanction::Remove));
-        let tenth = policy.decide(&vec![strike(99); 9], Severity::Low, now);
+        let tenth = policy.decide(&[strike(99); 9], Severity::Low, now);
         assert!(tenth.sanctions.contains(&Sanction::Remove));
     }
 
     #[test]
     fn old_strikes_expire() {
         let policy = EscalationPolicy::standard();
-        let decision = policy.decide(&[strike(10), strike(60), strike(70)], Severity::Low, at(100));
+        let decision = policy.decide(
+            &[strike(10), strike(60), strike(70)],
+            Severity::Low,
+            at(100),
+        );
         assert_eq!(decision.strikes, 1);
         assert!(!decision.sanctions.contains(&Sanction::Remove));
     }

@@ -199,9 +199,17 @@ mod tests {
         let mut out = Normalized::default();
         normalize_into(&table(), &collapse, "Ａ b·㎏", &mut out);
         assert_eq!(out.text, "abkg");
-        let spans: Vec<_> = out.chars.iter().map(|c| (c.orig_start, c.orig_end)).collect();
+        let spans: Vec<_> = out
+            .chars
+            .iter()
+            .map(|c| (c.orig_start, c.orig_end))
+            .collect();
         assert_eq!(spans, vec![(0, 3), (4, 5), (7, 10), (7, 10)]);
-        let gaps: Vec<_> = out.chars.iter().map(|c| c.flags & GAP_BEFORE != 0).collect();
+        let gaps: Vec<_> = out
+            .chars
+            .iter()
+            .map(|c| c.flags & GAP_BEFORE != 0)
+            .collect();
         assert_eq!(gaps, vec![false, true, true, false]);
     }
 

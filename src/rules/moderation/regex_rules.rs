@@ -266,7 +266,13 @@ mod tests {
             spec("broken", "(unclosed"),
             spec("everything", "a*"),
             spec("huge", r"\w{1000}\w{1000}\w{1000}"),
-            RegexRuleSpec::new("cat", "z", "two words", Severity::Low, RegexTarget::Original),
+            RegexRuleSpec::new(
+                "cat",
+                "z",
+                "two words",
+                Severity::Low,
+                RegexTarget::Original,
+            ),
         ];
         let errors = RegexRules::compile(&specs).expect_err("must refuse");
         let codes: Vec<_> = errors.iter().map(|e| (e.index, e.kind.code())).collect();

@@ -160,7 +160,9 @@ impl TermList {
                     severity: own_severity,
                 }) => terms.push(Term {
                     text: text.to_owned(),
-                    category: own_category.map(Arc::from).unwrap_or_else(|| category.clone()),
+                    category: own_category
+                        .map(Arc::from)
+                        .unwrap_or_else(|| category.clone()),
                     severity: own_severity.unwrap_or(severity),
                     line,
                 }),
