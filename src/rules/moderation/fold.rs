@@ -120,22 +120,29 @@ impl FoldTable {
         table
     }
 
+    /// Whether `c` is a CJK ideograph that folds to itself: the common case,
+    /// answered from the small bitmap.
+    #[inline]
+    pub(crate) fn is_plain_han(&self, c: char) -> bool {
+        let code = c as u32;
+        if !(HAN_FIRST..=HAN_LAST).contains(&code) {
+            return false;
+        }
+        let bit = (code - HAN_FIRST) as usize;
+        self.han_changed
+            .get(bit / 64)
+            .is_some_and(|word| word & (1 << (bit % 64)) == 0)
+    }
+
     /// Fold `c`, calling `emit` for each resulting character (none when the
     /// character carries no letter or digit).
     #[inline]
     pub(crate) fn fold(&self, c: char, mut emit: impl FnMut(FoldedChar)) {
-        let code = c as u32;
-        if (HAN_FIRST..=HAN_LAST).contains(&code) {
-            let bit = (code - HAN_FIRST) as usize;
-            let changed = self
-                .han_changed
-                .get(bit / 64)
-                .is_none_or(|word| word & (1 << (bit % 64)) != 0);
-            if !changed {
-                emit(FoldedChar::plain_han(c));
-                return;
-            }
+        if self.is_plain_han(c) {
+            emit(FoldedChar::plain_han(c));
+            return;
         }
+        let code = c as u32;
         if let Some(&entry) = self.bmp.get(code as usize) {
             if entry == 0 {
                 return;
@@ -493,5 +500,27 @@ mod tests {
             financial_numerals: true,
         });
         assert_eq!(fold_str(&table, "壹貳叁一二三"), "123一二三");
+    }
+
+    #[test]
+    fn han_bitmap_agrees_with_the_table() {
+        let table = FoldTable::new(FoldOptions {
+            lookalike_letters: true,
+            financial_numerals: true,
+        });
+        let mut plain = 0;
+        for c in (HAN_FIRST..=HAN_LAST).filter_map(char::from_u32) {
+            let entry = table.bmp[c as usize];
+            let folds_to_itself = entry == encode_single(FoldedChar::plain_han(c));
+            assert_eq!(table.is_plain_han(c), folds_to_itself, "{c}");
+            plain += usize::from(folds_to_itself);
+        }
+        assert!(
+            plain > 15_000,
+            "most ideographs fold to themselves: {plain}"
+        );
+        assert!(!table.is_plain_han('賭'));
+        assert!(!table.is_plain_han('壹'));
+        assert!(table.is_plain_han('赌'));
     }
 }

@@ -158,6 +158,16 @@ pub(crate) fn fold_text_into(
     out.text.reserve(input.len());
     let mut last: Option<char> = None;
     for c in input.chars() {
+        // Fast path for the bulk of Chinese chat: an ideograph that folds
+        // to itself (not a Latin letter, so only the repeat check applies).
+        if table.is_plain_han(c) {
+            if last == Some(c) && collapse.collapses(c, 0) {
+                continue;
+            }
+            out.text.push(c);
+            last = Some(c);
+            continue;
+        }
         table.fold(c, |folded: FoldedChar| {
             if last == Some(folded.ch) && collapse.enabled {
                 let flags = if folded.latin { LATIN } else { 0 };
