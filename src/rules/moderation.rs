@@ -53,6 +53,25 @@
 //! 1-based line number and reason ([`TermFileError::BadLines`]). Allow-lists
 //! use the same format; their categories are ignored.
 //!
+//! # Other rules
+//!
+//! * Regex rules ([`RegexRules::compile`]) are validated on save and look at
+//!   the original or the folded text ([`RegexTarget`]); presets for links,
+//!   mainland mobile numbers and WeChat ids in [`RegexRuleSpec::presets`].
+//! * Behavioural rules are pure functions over plain values the pipeline
+//!   loads: [`is_flooding`], [`is_repeated_across_chats`] (with
+//!   [`Engine::fingerprint`]), [`NewMemberRule`].
+//! * The strike ladder: [`EscalationPolicy::decide`] turns the member's
+//!   recent strikes and `now` into [`Sanction`]s.
+//!
+//! # Performance
+//!
+//! The fold table for the whole BMP is built once per process (about 80 ms,
+//! mostly OpenCC): call [`warm_up`] at startup. Building an engine for
+//! 10,000 terms then takes about 15 ms; scanning runs at over 100 MB/s on
+//! one core (`cargo bench --bench moderation`). Keep one [`Scratch`] per
+//! worker and call [`Engine::scan_into`] to avoid allocating per message.
+//!
 //! # Use
 //!
 //! ```
