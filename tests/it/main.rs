@@ -2,3 +2,4 @@
 
 mod callback;
 mod helpers;
+mod serve;
