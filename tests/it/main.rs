@@ -2,4 +2,5 @@
 
 mod callback;
 mod helpers;
+mod ingest;
 mod serve;
