@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::ingest;
+use crate::jobs::groupsync::GroupSync;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use crate::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
 use crate::store;
@@ -158,6 +159,7 @@ impl App {
             state.clock.clone(),
         )
         .map_err(|e| anyhow::anyhow!("building the WeCom API client: {e}"))?;
+        let sender_api = api.clone();
         let sender = OutboxSender::new(
             state.pool.clone(),
             api,
@@ -168,14 +170,36 @@ impl App {
                 ..SenderSettings::default()
             },
         );
+        // Customer-group reconciliation needs the contacts app's secret.
+        let group_sync = wecom.contacts_app().map(|app| {
+            GroupSync::new(
+                state.pool.clone(),
+                sender_api.clone(),
+                app.secret.clone(),
+                state.clock.clone(),
+            )
+        });
         let pipeline_stop = stop.clone();
         let pipeline_task = tokio::spawn(async move {
             pipeline
                 .run_loop(Duration::from_millis(500), pipeline_stop.cancelled_owned())
                 .await;
         });
-        let sender_task = tokio::spawn(async move { sender.run_loop(stop).await });
-        Ok(vec![pipeline_task, sender_task])
+        let mut tasks = vec![pipeline_task];
+        if let Some(group_sync) = group_sync {
+            let sync_stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                group_sync
+                    .run_loop(
+                        Duration::from_secs(5),
+                        Duration::from_secs(30 * 60),
+                        sync_stop,
+                    )
+                    .await;
+            }));
+        }
+        tasks.push(tokio::spawn(async move { sender.run_loop(stop).await }));
+        Ok(tasks)
     }
 }
 
