@@ -12,6 +12,7 @@ use sqlx::SqlitePool;
 pub mod chats;
 pub mod checkins;
 pub mod inbox;
+pub mod invites;
 pub mod members;
 pub mod outbox;
 pub mod points;
