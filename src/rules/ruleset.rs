@@ -686,6 +686,7 @@ pub fn sample_context() -> serde_json::Value {
         "item": "保温杯",
         "items": "保温杯、帆布袋",
         "entries": [{"name": "小王", "points": 120}, {"name": "小李", "points": 95}],
+        "title": "本周积分排行",
         "staff": "运营小美",
     })
 }
