@@ -29,8 +29,8 @@ use crate::app::App;
 use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::config::Config;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
-use crate::pipeline::{self, DurableOutbox, Pipeline, PipelineSettings};
-use crate::rules::ChatRoute;
+use crate::pipeline::{self, DurableOutbox, OutboxWriter, Pipeline, PipelineSettings};
+use crate::rules::{ChatRoute, OutRoute, Outbound};
 use crate::sim::{
     AppCallback, BotCallback, BotMentionRequest, CallbackTargets, Delivery, DriveOutcome,
     JoinRequest, JoinVia, LeaveRequest, NewMember, Route as SimRoute, SeedCustomerGroup,
@@ -139,6 +139,8 @@ const OWNER: &str = "yunying";
 const ADMIN: &str = "xiaomei";
 /// Sender passes per step before the demo gives up (a bug, not a slow WeCom).
 const MAX_SENDER_PASSES: usize = 200;
+/// How soon the sender asks WeCom whether the owner sent a mass message.
+const MASS_POLL_SECS: i64 = 30;
 /// The longest the demo moves the clock to let a rate-limited row go out.
 const MAX_RATE_WAIT_SECS: i64 = 120;
 
@@ -303,6 +305,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
             // The demo app is also the one allowed to call 客户联系 APIs.
             contacts_secret: Some(credentials.secret.clone()),
             apps: vec![credentials],
+            // The simulated owner confirms at once; poll soon so the
+            // transcript shows the mass message completed.
+            mass_poll_interval: std::time::Duration::from_secs(MASS_POLL_SECS as u64),
             ..SenderSettings::default()
         },
     );
@@ -515,6 +520,12 @@ impl Demo {
         self.say(CHAT_A, 3, "兑换 帆布袋").await?;
         self.say(CHAT_A, 4, "排行").await?;
         self.say(CHAT_A, 5, "等级").await?;
+        self.advance(120);
+        self.broadcast(
+            CHAT_B,
+            "【VIP 内测】保温杯 2.0 内测报名开始，名额 20 个，回复群主报名。",
+        )
+        .await?;
         Ok(())
     }
 
@@ -633,6 +644,36 @@ impl Demo {
         Ok(())
     }
 
+    /// The operator queues a message for a customer group from the console:
+    /// with no robot there, WeCom only lets the owner send it (mass message,
+    /// confirmed on the owner's phone).
+    async fn broadcast(&mut self, chat_id: &'static str, text: &str) -> anyhow::Result<()> {
+        self.say_line(&format!(
+            "🛠  运营在后台给「{}」发群发：{text}",
+            display_name(chat_id)
+        ));
+        let now = self.now();
+        let message = Outbound {
+            idempotency_key: format!("broadcast:{chat_id}:{}", now.timestamp()),
+            route: OutRoute::CustomerGroupMass {
+                chat_id: chat_id.into(),
+                owner: Some(OWNER.into()),
+            },
+            text: text.into(),
+            mentions: Vec::new(),
+            not_before: None,
+            skipped: None,
+        };
+        let mut conn = self.pool.acquire().await?;
+        DurableOutbox::new(APP_NAME)
+            .enqueue(&mut conn, &message, now)
+            .await
+            .context("queueing the broadcast")?;
+        drop(conn);
+        self.deliver().await?;
+        self.show_new().await
+    }
+
     fn count_callback(&mut self, outcome: &DriveOutcome) {
         self.report.totals.callbacks_posted += 1;
         let first_try_ok = outcome.status == Some(200) && outcome.attempts <= 1;
@@ -666,21 +707,27 @@ impl Demo {
                 continue;
             }
             let now = self.now().timestamp();
-            let next_due = {
+            let (next_due, awaiting_owner) = {
                 let mut conn = self.pool.acquire().await?;
-                outbox_store::list(&mut conn, Some(OutboxStatus::Pending))
-                    .await?
+                let pending = outbox_store::list(&mut conn, Some(OutboxStatus::Pending)).await?;
+                let awaiting =
+                    outbox_store::list(&mut conn, Some(OutboxStatus::AwaitingConfirmation)).await?;
+                let next_due = pending
                     .iter()
+                    .chain(awaiting.iter())
                     .map(|row| row.next_attempt_at)
                     .filter(|at| *at <= now + MAX_RATE_WAIT_SECS)
-                    .min()
+                    .min();
+                (next_due, !awaiting.is_empty())
             };
             match next_due {
                 Some(at) if at > now => {
-                    self.line(format!(
-                        "          ⏳ 发送限流：{} 秒后再发（不丢、不超频）",
-                        at - now
-                    ));
+                    let why = if awaiting_owner {
+                        "群发已提交，等群主在手机上确认后查询结果"
+                    } else {
+                        "发送限流：不丢、不超频"
+                    };
+                    self.line(format!("          ⏳ {why}（{} 秒后）", at - now));
                     self.advance(at - now);
                 }
                 // Due now but not claimed: leave it to the next pass.

@@ -97,10 +97,26 @@ async fn demo_once_plays_the_script_through_encrypted_callbacks() {
     let skipped_vip_welcome = skipped_vip_welcome.expect("a skipped VIP welcome row");
     let reason = skipped_vip_welcome.last_error.as_deref().unwrap_or("");
     assert!(reason.contains("group owner"), "reason: {reason:?}");
-    assert!(report
+    // The only thing that reached the VIP group is the operator's broadcast,
+    // as a mass message its owner confirmed.
+    let into_vip: Vec<_> = report
         .deliveries
         .iter()
-        .all(|d| d.target != "wrDEMO0000000000000000000000B2"));
+        .filter(|d| d.target == "wrDEMO0000000000000000000000B2")
+        .collect();
+    assert_eq!(into_vip.len(), 1, "{transcript}");
+    assert_eq!(into_vip[0].route, Route::CustomerGroupMass);
+    assert_eq!(into_vip[0].sender, "yunying");
+    let broadcast = report
+        .outbox
+        .iter()
+        .find(|row| row.idempotency_key.starts_with("broadcast:"))
+        .expect("the broadcast row");
+    assert_eq!(broadcast.status, OutboxStatus::Sent, "{broadcast}");
+    assert!(
+        transcript.contains("群主确认后发送 → VIP 内测群"),
+        "{transcript}"
+    );
     assert!(transcript.contains("未自动发送"), "{transcript}");
     assert!(t.welcomes_skipped >= 1);
     assert!(t.welcomes_sent >= 2, "{t:?}");
