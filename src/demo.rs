@@ -476,6 +476,12 @@ impl Demo {
         self.leave(CHAT_A, 26).await?;
         self.advance(6);
         self.process().await?;
+        self.advance(120);
+        // The 21st first-timer in group A: tomorrow's onboarding tips exceed
+        // the robot's 20 per minute, and the sender holds one back.
+        self.join(CHAT_A, &[28], 0).await?;
+        self.advance(11);
+        self.process().await?;
 
         self.advance(600);
         for i in 1..=10 {
@@ -723,10 +729,12 @@ impl Demo {
             match next_due {
                 Some(at) if at > now => {
                     let why = if awaiting_owner {
-                        "群发已提交，等群主在手机上确认后查询结果"
+                        "群发要群主在手机上确认才发出（模拟器里群主当即确认），稍后查询发送结果"
                     } else {
                         "发送限流：不丢、不超频"
                     };
+                    // What went out before the wait is printed before it.
+                    self.show_new().await?;
                     self.line(format!("          ⏳ {why}（{} 秒后）", at - now));
                     self.advance(at - now);
                 }

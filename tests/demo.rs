@@ -156,6 +156,29 @@ async fn demo_once_plays_the_script_through_encrypted_callbacks() {
     assert_eq!(t.failed, 0, "{transcript}");
     assert_eq!(t.unfinished, 0, "{transcript}");
 
+    // The group robot never got more than 20 messages in a minute (WeCom
+    // would drop the rest); the sender held one back and the demo moved the
+    // clock instead of sleeping.
+    let webhook_times: Vec<i64> = report
+        .deliveries
+        .iter()
+        .filter(|d| d.route == Route::Webhook)
+        .map(|d| d.time)
+        .collect();
+    for (i, start) in webhook_times.iter().enumerate() {
+        let in_window = webhook_times[i..]
+            .iter()
+            .take_while(|t| **t < start + 60)
+            .count();
+        assert!(
+            in_window <= 20,
+            "{in_window} robot messages within a minute"
+        );
+    }
+    assert!(transcript.contains("发送限流"), "{transcript}");
+    assert!(report.deliveries.iter().any(|d| d.route == Route::Webhook
+        && d.text().is_some_and(|text| text.starts_with("语嫣，加入"))));
+
     // The printed totals are the simulator's record.
     assert_eq!(t.deliveries_total, report.deliveries.len());
     assert_eq!(
