@@ -2,3 +2,4 @@
 //! loop around it only waits, calls it and watches the shutdown token.
 
 pub mod outbox;
+pub mod scheduler;
