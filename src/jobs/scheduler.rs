@@ -231,7 +231,9 @@ impl Scheduler {
 
 /// The active rule set's version and its validated schedules (none when no
 /// rule set was saved yet).
-pub async fn load_schedules(pool: &SqlitePool) -> anyhow::Result<(Option<i64>, Vec<ValidSchedule>)> {
+pub async fn load_schedules(
+    pool: &SqlitePool,
+) -> anyhow::Result<(Option<i64>, Vec<ValidSchedule>)> {
     let mut conn = pool.acquire().await?;
     let Some(stored) = rule_sets::active(&mut conn)
         .await
@@ -240,20 +242,24 @@ pub async fn load_schedules(pool: &SqlitePool) -> anyhow::Result<(Option<i64>, V
         return Ok((None, Vec::new()));
     };
     let rules = RuleSet::from_toml(&stored.body).context("active rule set no longer validates")?;
-    let schedules = schedule::validate_all(&rules.doc.schedules, rules.timezone).map_err(|errors| {
-        anyhow::anyhow!(
-            "schedules of the active rule set are invalid: {}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
+    let schedules =
+        schedule::validate_all(&rules.doc.schedules, rules.timezone).map_err(|errors| {
+            anyhow::anyhow!(
+                "schedules of the active rule set are invalid: {}",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
     Ok((Some(stored.version), schedules))
 }
 
-async fn find_schedule(pool: &SqlitePool, name: &str) -> anyhow::Result<(Option<i64>, ValidSchedule)> {
+async fn find_schedule(
+    pool: &SqlitePool,
+    name: &str,
+) -> anyhow::Result<(Option<i64>, ValidSchedule)> {
     let (version, schedules) = load_schedules(pool).await?;
     let schedule = schedules
         .into_iter()
@@ -391,7 +397,10 @@ pub async fn plan_fire(
     }
     for ((owner, variant, content), chat_ids) in &mass {
         for (part, chunk) in chat_ids.chunks(MASS_CHATS_PER_MESSAGE).enumerate() {
-            let key = format!("{key_prefix}:mass:{owner}:{variant}:{}:{part}", short_hash(content));
+            let key = format!(
+                "{key_prefix}:mass:{owner}:{variant}:{}:{part}",
+                short_hash(content)
+            );
             let payload = mass_payload(content, chunk)?;
             let message = NewOutboxMessage {
                 idempotency_key: &key,
@@ -443,8 +452,14 @@ enum Delivery {
     },
     /// Part of an owner's mass message; `payload` is the mass content without
     /// the chat list.
-    Mass { owner: String, payload: String },
-    Skip { route: Route, reason: String },
+    Mass {
+        owner: String,
+        payload: String,
+    },
+    Skip {
+        route: Route,
+        reason: String,
+    },
 }
 
 fn delivery_for(chat: &PushChat, message: &RenderedMessage, app: &str) -> Delivery {
@@ -634,18 +649,21 @@ fn short_hash(text: &str) -> String {
 
 fn uses_leaderboard(schedule: &ValidSchedule) -> bool {
     use schedule::Content;
-    schedule.variants().iter().any(|variant| match &variant.content {
-        Content::Text { body } | Content::Markdown { body } => body.contains("leaderboard"),
-        Content::News {
-            title, description, ..
-        } => {
-            title.contains("leaderboard")
-                || description
-                    .as_deref()
-                    .is_some_and(|text| text.contains("leaderboard"))
-        }
-        Content::Image(_) => false,
-    })
+    schedule
+        .variants()
+        .iter()
+        .any(|variant| match &variant.content {
+            Content::Text { body } | Content::Markdown { body } => body.contains("leaderboard"),
+            Content::News {
+                title, description, ..
+            } => {
+                title.contains("leaderboard")
+                    || description
+                        .as_deref()
+                        .is_some_and(|text| text.contains("leaderboard"))
+            }
+            Content::Image(_) => false,
+        })
 }
 
 async fn chat_leaderboard(
@@ -754,9 +772,17 @@ pub async fn run_now(
 ) -> anyhow::Result<PlannedRun> {
     let (version, schedule) = find_schedule(pool, name).await?;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let planned = plan_fire(&mut tx, &schedule, now, RunKind::Manual, version, settings, now)
-        .await?
-        .with_context(|| format!("schedule {name:?} already has a manual run at {now}"))?;
+    let planned = plan_fire(
+        &mut tx,
+        &schedule,
+        now,
+        RunKind::Manual,
+        version,
+        settings,
+        now,
+    )
+    .await?
+    .with_context(|| format!("schedule {name:?} already has a manual run at {now}"))?;
     tx.commit().await?;
     Ok(planned)
 }
@@ -831,11 +857,15 @@ pub async fn runs(
 pub enum ChatOutcome {
     Sent,
     /// Failed or dead, with WeCom's (or the sender's) reason.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// A customer-group mass message the owner has not confirmed yet.
     AwaitingConfirmation,
     /// The chat's route cannot post this message.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// Queued or being sent.
     Pending,
 }

@@ -606,8 +606,7 @@ impl RuleSet {
         }
 
         // Paths like `schedules[1].cron`; the schedule module reports every problem.
-        if let Err(schedule_errors) =
-            crate::rules::schedule::validate_all(&doc.schedules, timezone)
+        if let Err(schedule_errors) = crate::rules::schedule::validate_all(&doc.schedules, timezone)
         {
             for error in schedule_errors {
                 push(error.path, &error.message);
