@@ -40,7 +40,7 @@ use crate::rules::schedule::{
     LeaderboardEntry, PushContext, RenderedMessage, ValidSchedule,
 };
 use crate::rules::{ChatRoute, RuleSet};
-use crate::store::outbox::{self, NewOutboxMessage, OutboxStatus, Route};
+use crate::store::outbox::{NewOutboxMessage, OutboxStatus, Route};
 use crate::store::schedules::{
     self as store, DeliveryRow, NewDelivery, NewRun, PushChat, RunKind, RunRow, RunStatus,
     VariantFollowUp,
@@ -310,7 +310,8 @@ pub async fn plan_fire(
     // Customer groups without a robot, grouped into one mass message per owner
     // and distinct text: (owner, variant, payload) -> chats.
     let mut mass: BTreeMap<(String, String, String), Vec<&str>> = BTreeMap::new();
-    let created_at = now.timestamp();
+    // Rows are collected first and written with a few multi-row inserts.
+    let mut rows: Vec<PlannedRow<'_>> = Vec::with_capacity(by_id.len());
     for info in selected {
         let Some(chat) = by_id.get(info.id.as_str()) else {
             continue;
@@ -329,7 +330,6 @@ pub async fn plan_fire(
             }),
             leaderboard,
         };
-        let key = format!("{key_prefix}:{}", chat.chat_id);
         let decision = match render(schedule, variant, &context) {
             Ok(message) => delivery_for(chat, &message, &settings.app),
             Err(error) => Delivery::Skip {
@@ -337,7 +337,7 @@ pub async fn plan_fire(
                 reason: format!("message did not render: {error}"),
             },
         };
-        let enqueued = match decision {
+        let (route, target, app, payload, skip_reason) = match decision {
             Delivery::Send {
                 route,
                 target,
@@ -345,13 +345,7 @@ pub async fn plan_fire(
                 payload,
             } => {
                 planned.chats += 1;
-                NewOutboxOwned {
-                    route,
-                    target,
-                    app,
-                    payload,
-                    skip_reason: None,
-                }
+                (route, target, app, payload, None)
             }
             Delivery::Mass { owner, payload } => {
                 planned.chats += 1;
@@ -362,83 +356,84 @@ pub async fn plan_fire(
             }
             Delivery::Skip { route, reason } => {
                 planned.skipped += 1;
-                NewOutboxOwned {
+                (
                     route,
-                    target: chat.chat_id.clone(),
-                    app: None,
-                    payload: "{}".to_owned(),
-                    skip_reason: Some(reason),
-                }
+                    chat.chat_id.clone(),
+                    None,
+                    "{}".to_owned(),
+                    Some(reason),
+                )
             }
         };
-        let message = NewOutboxMessage {
-            idempotency_key: &key,
-            route: enqueued.route,
-            target: &enqueued.target,
-            app: enqueued.app.as_deref(),
-            payload_json: &enqueued.payload,
-            created_at,
-            not_before: None,
-            skip_reason: enqueued.skip_reason.as_deref(),
-        };
-        if let outbox::Enqueued::New(_) = outbox::enqueue(conn, &message).await? {
-            planned.outbox_rows += 1;
-        }
-        store::insert_delivery(
-            conn,
-            run_id,
-            &NewDelivery {
-                chat_id: &chat.chat_id,
-                variant: &variant.name,
-                outbox_key: &key,
-            },
-        )
-        .await?;
+        rows.push(PlannedRow {
+            key: format!("{key_prefix}:{}", chat.chat_id),
+            route,
+            target,
+            app,
+            payload,
+            skip_reason,
+            chats: vec![chat.chat_id.as_str()],
+            variant: &variant.name,
+        });
     }
     for ((owner, variant, content), chat_ids) in &mass {
         for (part, chunk) in chat_ids.chunks(MASS_CHATS_PER_MESSAGE).enumerate() {
-            let key = format!(
-                "{key_prefix}:mass:{owner}:{variant}:{}:{part}",
-                short_hash(content)
-            );
-            let payload = mass_payload(content, chunk)?;
-            let message = NewOutboxMessage {
-                idempotency_key: &key,
+            rows.push(PlannedRow {
+                key: format!(
+                    "{key_prefix}:mass:{owner}:{variant}:{}:{part}",
+                    short_hash(content)
+                ),
                 route: Route::CustomerGroupMass,
-                target: owner,
+                target: owner.clone(),
                 app: None,
-                payload_json: &payload,
-                created_at,
-                not_before: None,
+                payload: mass_payload(content, chunk)?,
                 skip_reason: None,
-            };
-            if let outbox::Enqueued::New(_) = outbox::enqueue(conn, &message).await? {
-                planned.outbox_rows += 1;
-            }
-            for chat_id in chunk {
-                store::insert_delivery(
-                    conn,
-                    run_id,
-                    &NewDelivery {
-                        chat_id,
-                        variant,
-                        outbox_key: &key,
-                    },
-                )
-                .await?;
-            }
+                chats: chunk.to_vec(),
+                variant,
+            });
         }
     }
+    let created_at = now.timestamp();
+    let messages: Vec<NewOutboxMessage<'_>> = rows
+        .iter()
+        .map(|row| NewOutboxMessage {
+            idempotency_key: &row.key,
+            route: row.route,
+            target: &row.target,
+            app: row.app.as_deref(),
+            payload_json: &row.payload,
+            created_at,
+            not_before: None,
+            skip_reason: row.skip_reason.as_deref(),
+        })
+        .collect();
+    let added = store::enqueue_outbox_rows(conn, &messages).await?;
+    planned.outbox_rows = usize::try_from(added).unwrap_or(usize::MAX);
+    let deliveries: Vec<NewDelivery<'_>> = rows
+        .iter()
+        .flat_map(|row| {
+            row.chats.iter().map(|chat_id| NewDelivery {
+                chat_id,
+                variant: row.variant,
+                outbox_key: &row.key,
+            })
+        })
+        .collect();
+    store::insert_deliveries(conn, run_id, &deliveries).await?;
     Ok(Some(planned))
 }
 
-/// Outbox columns that are owned while a chat's delivery is decided.
-struct NewOutboxOwned {
+/// One outbox row of a run and the chats it carries (one, or many for a
+/// customer-group mass message).
+struct PlannedRow<'a> {
+    key: String,
     route: Route,
     target: String,
     app: Option<String>,
     payload: String,
     skip_reason: Option<String>,
+    chats: Vec<&'a str>,
+    variant: &'a str,
 }
 
 /// How one chat receives one rendered message.
