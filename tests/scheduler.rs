@@ -810,3 +810,67 @@ async fn schedule_state_survives_a_new_scheduler_instance() {
     assert_eq!(state.checked_through, start().timestamp());
     assert!(!state.paused);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use qunyun::rules::schedule::fires_between;
+
+    const HOURLY: &str = r#"
+[community]
+timezone = "Asia/Shanghai"
+
+[[schedules]]
+name = "hourly"
+cron = "0 0 * * * *"
+
+[schedules.targets]
+all_chats = true
+
+[schedules.content]
+kind = "text"
+body = "hi"
+"#;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// However irregularly the scheduler runs (gaps of seconds to hours,
+        /// repeated instants), every fire gets exactly one run row, is sent
+        /// only if found within the grace period, and never twice.
+        #[test]
+        fn every_fire_is_recorded_exactly_once(gaps in proptest::collection::vec(0i64..4 * 3600, 1..40)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let pool = qunyun::store::open(&dir.path().join("p.db")).await.unwrap();
+                let mut conn = pool.acquire().await.unwrap();
+                rule_sets::save(&mut conn, HOURLY, start()).await.unwrap();
+                drop(conn);
+                let scheduler = Scheduler::new(pool.clone(), Harness::settings());
+                let mut now = start();
+                scheduler.run_once(now).await.unwrap();
+                for gap in &gaps {
+                    now += Duration::seconds(*gap);
+                    for planned in scheduler.run_once(now).await.unwrap().planned {
+                        assert!(now - planned.fire_at <= Duration::minutes(15));
+                    }
+                }
+                let rules = RuleSet::from_toml(HOURLY).unwrap();
+                let valid = validate_all(&rules.doc.schedules, rules.timezone).unwrap();
+                let expected: Vec<i64> = fires_between(&valid[0], start(), now)
+                    .iter()
+                    .map(DateTime::timestamp)
+                    .collect();
+                let mut recorded: Vec<i64> = scheduler::runs(&pool, None, 100_000)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|run| run.fire_at)
+                    .collect();
+                recorded.sort_unstable();
+                assert_eq!(recorded, expected);
+            });
+        }
+    }
+}
