@@ -874,3 +874,17 @@ body = "hi"
         }
     }
 }
+
+#[tokio::test]
+async fn run_loop_makes_a_pass_and_stops_on_cancel() {
+    let h = Harness::start().await;
+    h.save_rules(&daily_nine("")).await;
+    h.add_robot_chat("wrA", &[]).await;
+    h.scheduler().run_once(h.now()).await.unwrap();
+    h.set(nine_am(0));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    shutdown.cancel();
+    // Already cancelled: exactly one pass, then the loop returns.
+    h.scheduler().run_loop(h.clock.clone(), shutdown).await;
+    assert_eq!(h.count_outbox().await, 1);
+}

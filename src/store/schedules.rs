@@ -187,23 +187,6 @@ pub struct NewDelivery<'a> {
     pub outbox_key: &'a str,
 }
 
-pub async fn insert_delivery(
-    conn: &mut SqliteConnection,
-    run_id: i64,
-    delivery: &NewDelivery<'_>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "insert into schedule_deliveries (run_id, chat_id, variant, outbox_key) values (?, ?, ?, ?)",
-    )
-    .bind(run_id)
-    .bind(delivery.chat_id)
-    .bind(delivery.variant)
-    .bind(delivery.outbox_key)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 /// Rows per multi-row insert: 4,000 bound values, far below SQLite's 32,766.
 const ROWS_PER_INSERT: usize = 1_000;
 
