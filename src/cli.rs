@@ -170,6 +170,56 @@ pub enum SchedulesCommand {
         #[arg(long, default_value_t = 5)]
         count: usize,
     },
+    /// The schedules of the active rule set, with their next fire time.
+    List(ConfigArg),
+    /// Stop a schedule from firing (no catch-up on resume).
+    Pause {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Let a paused schedule fire again from now on.
+    Resume {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Fire a schedule now (a manual run; the sender delivers it).
+    Run {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Render what one chat would receive now, without sending anything.
+    Preview {
+        name: String,
+        /// The chat to render for.
+        #[arg(long)]
+        chat: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Runs of a schedule (or all), newest first.
+    Runs {
+        name: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Per-chat outcome of one run: sent, failed (with WeCom's reason), awaiting the
+    /// owner's confirmation, skipped (route cannot post).
+    RunReport {
+        run_id: i64,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// A/B report: per variant, deliveries and what followed within 24 h in those chats.
+    Report {
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -251,6 +301,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::sim::run(config, listener, app::shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Schedules(SchedulesCommand::Next { cron, tz, count }) => {
+                let times = crate::rules::schedule::next_fire_times_for_cli(
+                    &cron,
+                    &tz,
+                    chrono::Utc::now(),
+                    count,
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                for time in times {
+                    println!("{}", time.to_rfc3339());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Schedules(command) => run_schedules(command).await,
+            #[allow(unreachable_patterns)]
             Command::Schedules(SchedulesCommand::Next { cron, tz, count }) => {
                 let times = crate::rules::schedule::next_fire_times_for_cli(
                     &cron,
@@ -430,6 +495,112 @@ async fn run_outbox(command: OutboxCommand) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+    }
+}
+
+async fn run_schedules(command: SchedulesCommand) -> anyhow::Result<ExitCode> {
+    use crate::jobs::scheduler::{self, SchedulerSettings};
+    let now = chrono::Utc::now();
+    let open = |config: &ConfigArg| {
+        let config = config.load();
+        async move {
+            let config = config?;
+            let settings = SchedulerSettings {
+                app: config
+                    .wecom
+                    .apps
+                    .first()
+                    .map(|app| app.name.clone())
+                    .unwrap_or_else(|| SchedulerSettings::default().app),
+                ..SchedulerSettings::default()
+            };
+            anyhow::Ok((store::open(&config.database.path).await?, settings))
+        }
+    };
+    let print_json = |value: &dyn erased_json::Json| -> anyhow::Result<ExitCode> {
+        println!("{}", value.to_pretty()?);
+        Ok(ExitCode::SUCCESS)
+    };
+    match command {
+        SchedulesCommand::Next { .. } => unreachable!("handled before"),
+        SchedulesCommand::List(config) => {
+            let (pool, _) = open(&config).await?;
+            for s in scheduler::list_schedules(&pool, now).await? {
+                let state = match (s.enabled, s.paused) {
+                    (false, _) => "disabled",
+                    (true, true) => "paused",
+                    (true, false) => "active",
+                };
+                let next = s
+                    .next_fire
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "-".to_owned());
+                println!(
+                    "{:<24} {:<8} {:<22} {:<16} next {}  variants {}",
+                    s.name,
+                    state,
+                    s.cron,
+                    s.timezone,
+                    next,
+                    s.variants.join(",")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SchedulesCommand::Pause { name, config } => {
+            let (pool, _) = open(&config).await?;
+            scheduler::pause(&pool, &name, now).await?;
+            println!("{name} paused");
+            Ok(ExitCode::SUCCESS)
+        }
+        SchedulesCommand::Resume { name, config } => {
+            let (pool, _) = open(&config).await?;
+            scheduler::resume(&pool, &name, now).await?;
+            println!("{name} resumed");
+            Ok(ExitCode::SUCCESS)
+        }
+        SchedulesCommand::Run { name, config } => {
+            let (pool, settings) = open(&config).await?;
+            let run = scheduler::run_now(&pool, &settings, &name, now).await?;
+            println!(
+                "run {} of {name}: {} chats queued, {} skipped, {} outbox rows",
+                run.run_id, run.chats, run.skipped, run.outbox_rows
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SchedulesCommand::Preview { name, chat, config } => {
+            let (pool, settings) = open(&config).await?;
+            print_json(&scheduler::preview(&pool, &settings, &name, &chat, now).await?)
+        }
+        SchedulesCommand::Runs {
+            name,
+            limit,
+            config,
+        } => {
+            let (pool, _) = open(&config).await?;
+            print_json(&scheduler::runs(&pool, name.as_deref(), limit).await?)
+        }
+        SchedulesCommand::RunReport { run_id, config } => {
+            let (pool, _) = open(&config).await?;
+            print_json(&scheduler::run_report(&pool, run_id).await?)
+        }
+        SchedulesCommand::Report { name, config } => {
+            let (pool, _) = open(&config).await?;
+            print_json(&scheduler::variant_report(&pool, &name).await?)
+        }
+    }
+}
+
+/// Pretty JSON for any serialisable report, behind a trait object so one closure serves all.
+mod erased_json {
+    pub trait Json {
+        fn to_pretty(&self) -> anyhow::Result<String>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn to_pretty(&self) -> anyhow::Result<String> {
+            Ok(serde_json::to_string_pretty(self)?)
         }
     }
 }

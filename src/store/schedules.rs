@@ -110,8 +110,9 @@ pub async fn resume(conn: &mut SqliteConnection, name: &str, now: i64) -> sqlx::
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, serde::Serialize)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum RunKind {
     /// A cron fire.
     Scheduled,
@@ -128,8 +129,9 @@ impl RunKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, serde::Serialize)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Outbox rows were created.
     Planned,
@@ -252,7 +254,7 @@ pub async fn enqueue_outbox_rows(
     Ok(added)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct RunRow {
     pub id: i64,
     pub schedule: String,
@@ -370,7 +372,7 @@ pub async fn push_chats(conn: &mut SqliteConnection) -> sqlx::Result<Vec<PushCha
 }
 
 /// What followed a schedule's deliveries, per variant.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct VariantFollowUp {
     pub variant: String,
     /// (run, chat) pairs whose message was sent.
