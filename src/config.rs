@@ -47,6 +47,17 @@ pub struct Config {
     pub community: CommunityConfig,
     #[serde(default)]
     pub wecom: WeComConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// `POST /ingest/messages`: normalized message batches from a message-archive puller.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// HMAC-SHA256 key the puller signs each batch with; the endpoint is off without it.
+    #[serde(default)]
+    pub secret: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +120,10 @@ pub struct WeComConfig {
     /// Base of WeCom's server API, ending in `cgi-bin/`; point it at `qunyun sim` to rehearse.
     #[serde(default = "default_api_base")]
     pub api_base: String,
+    /// The app listed under 客户联系 → 可调用接口的应用, whose secret calls the
+    /// customer-contact APIs (mass messages, welcome codes). Default: the first app.
+    #[serde(default)]
+    pub contacts_app: Option<String>,
     #[serde(default)]
     pub apps: Vec<AppConfig>,
     #[serde(default)]
@@ -120,8 +135,19 @@ impl Default for WeComConfig {
         Self {
             corp_id: String::new(),
             api_base: default_api_base(),
+            contacts_app: None,
             apps: Vec::new(),
             bots: Vec::new(),
+        }
+    }
+}
+
+impl WeComConfig {
+    /// The app whose secret calls the customer-contact APIs.
+    pub fn contacts_app(&self) -> Option<&AppConfig> {
+        match &self.contacts_app {
+            Some(name) => self.apps.iter().find(|app| &app.name == name),
+            None => self.apps.first(),
         }
     }
 }
@@ -239,6 +265,16 @@ impl Config {
                     field("encoding_aes_key")
                 )
             })?;
+        }
+        if let Some(name) = &self.wecom.contacts_app {
+            if !self.wecom.apps.iter().any(|app| &app.name == name) {
+                bail!("wecom.contacts_app: no app named {name:?} in wecom.apps");
+            }
+        }
+        if let Some(secret) = &self.ingest.secret {
+            if secret.expose().len() < 16 {
+                bail!("ingest.secret: must be at least 16 characters");
+            }
         }
         for (i, bot) in self.wecom.bots.iter().enumerate() {
             let field = |f: &str| format!("wecom.bots[{i}].{f}");

@@ -11,6 +11,8 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod ingest;
+pub mod jobs;
 pub mod pipeline;
 pub mod rules;
 pub mod sim;

@@ -3,6 +3,8 @@
 //! status commit in **one** SQLite transaction; a failing event is retried and
 //! parked after `max_attempts`, and never blocks other chats.
 
+mod durable_outbox;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +27,8 @@ use crate::rules::{
 use crate::store::inbox::{self, InboxRow};
 use crate::store::{chats, checkins, members, points, redemptions, rule_sets};
 use crate::wecom::message::{self, BotChatType, ChatUpdateDetail, ContactChangeType};
+
+pub use durable_outbox::DurableOutbox;
 
 /// Where outbound messages go. Implemented over `store::outbox::enqueue`; it
 /// must write through `conn` so the message commits with the event's effects,

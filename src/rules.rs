@@ -12,6 +12,7 @@ pub mod autoreply;
 pub mod checkin;
 pub mod commands;
 pub mod event;
+pub mod moderation;
 pub mod points;
 pub mod ruleset;
 pub mod schedule;

@@ -14,6 +14,7 @@ pub mod chats;
 pub mod checkins;
 pub mod inbox;
 pub mod members;
+pub mod outbox;
 pub mod points;
 pub mod redemptions;
 pub mod rule_sets;

@@ -1,6 +1,7 @@
 //! Everything WeCom-specific: the callback crypto, message parsing, the HTTP
 //! callback endpoints and the outbound API client.
 
+pub mod api;
 pub mod callback;
 pub mod crypto;
 pub mod message;

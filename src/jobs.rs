@@ -1,0 +1,5 @@
+//! Background jobs. Each exposes `run_once()`, which tests drive directly; the
+//! loop around it only waits, calls it and watches the shutdown token.
+
+pub mod groupsync;
+pub mod outbox;

@@ -1,0 +1,849 @@
+//! The sender: delivers outbox rows through the WeCom API.
+//!
+//! `run_once` leases due rows (welcome codes first), and for each one checks
+//! the rate limits (a row over a limit is postponed, never sent for WeCom to
+//! drop silently), calls the route's API and records the outcome right away:
+//! sent, awaiting the owner's confirmation (customer-group mass messages),
+//! retried later with exponential backoff and jitter, failed (configuration
+//! problem; waits for a manager) or dead (undeliverable, or out of attempts).
+//! It then polls WeCom for mass messages still awaiting confirmation.
+//!
+//! Exactly once, as far as WeCom lets us: each row's outcome is committed
+//! before the next row is sent; a sender that dies mid-call leaves a lease
+//! that expires and the row is sent again, which `message/send` deduplicates
+//! (`enable_duplicate_check`) but appchat, robot and the other routes cannot.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::Rng;
+use serde::de::DeserializeOwned;
+use sqlx::SqlitePool;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::AppConfig;
+use crate::store::outbox::{self as store, ClaimedMessage, OutboxStatus, Route};
+use crate::wecom::api::{
+    AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppMessage, AppMessageContent, BotResponse,
+    ErrorClass, MassMessageContent, Secret, WebhookMessage, WelcomeContent, WelcomeMessage,
+};
+
+/// A configured self-built app.
+#[derive(Debug, Clone)]
+pub struct AppCredentials {
+    pub name: String,
+    pub agent_id: i64,
+    pub secret: Secret,
+}
+
+impl From<&AppConfig> for AppCredentials {
+    fn from(app: &AppConfig) -> Self {
+        Self {
+            name: app.name.clone(),
+            agent_id: app.agent_id,
+            secret: app.secret.clone(),
+        }
+    }
+}
+
+/// Per-minute ceilings, kept strictly below what WeCom silently drops or
+/// rejects (PROTOCOL.md §4.4, §5.3, §6.12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Group robot: 20 per minute per robot.
+    pub webhook_per_key: u32,
+    /// `message/send`: 30 per minute per app per member.
+    pub app_message_per_member: u32,
+    /// `appchat/send`: each member ≤ 200 per minute; we count per chat.
+    pub appchat_per_chat: u32,
+    /// Per corp, per API: 10,000 calls per minute.
+    pub calls_per_api: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            webhook_per_key: 20,
+            app_message_per_member: 30,
+            appchat_per_chat: 200,
+            calls_per_api: 10_000,
+        }
+    }
+}
+
+/// Length of every rate-limit window.
+const RATE_WINDOW_SECS: i64 = 60;
+/// `send_welcome_msg` must be called within 20 s of the event.
+const WELCOME_CODE_LIFETIME_SECS: i64 = 20;
+/// A smart bot's `response_url` is valid for one hour.
+const RESPONSE_URL_LIFETIME_SECS: i64 = 3600;
+
+#[derive(Debug, Clone)]
+pub struct SenderSettings {
+    pub apps: Vec<AppCredentials>,
+    /// Secret of the app listed under 客户联系 → 可调用接口的应用, for the
+    /// customer-contact routes (mass messages, welcome codes). When absent,
+    /// the row's app secret is used.
+    pub contacts_secret: Option<Secret>,
+    /// After this many failed attempts a row is dead.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// How long a claimed row stays ours; must exceed a batch's worth of
+    /// calls (each bounded by the API timeout, twice with a token refresh).
+    pub lease: Duration,
+    pub batch_size: u32,
+    pub rate_limits: RateLimits,
+    /// How long `run_loop` waits when there was nothing to do.
+    pub idle_wait: Duration,
+    /// How often a mass message awaiting confirmation is polled.
+    pub mass_poll_interval: Duration,
+    /// A mass message nobody confirmed within this time is dead.
+    pub mass_confirmation_timeout: Duration,
+}
+
+impl Default for SenderSettings {
+    fn default() -> Self {
+        Self {
+            apps: Vec::new(),
+            contacts_secret: None,
+            max_attempts: 5,
+            backoff_base: Duration::from_secs(5),
+            backoff_cap: Duration::from_secs(15 * 60),
+            lease: Duration::from_secs(600),
+            batch_size: 20,
+            rate_limits: RateLimits::default(),
+            idle_wait: Duration::from_secs(1),
+            mass_poll_interval: Duration::from_secs(10 * 60),
+            mass_confirmation_timeout: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What one `run_once` did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendOutcome {
+    pub claimed: usize,
+    pub sent: usize,
+    pub awaiting_confirmation: usize,
+    /// Failed attempts that will be tried again.
+    pub retried: usize,
+    /// Held back by a rate limit (ours or WeCom's 45009), or released at shutdown.
+    pub postponed: usize,
+    pub failed: usize,
+    pub dead: usize,
+    /// Another sender took the row over after our lease expired.
+    pub lease_lost: usize,
+    /// Mass messages the poll found confirmed (sent) or given up (dead).
+    pub confirmations_sent: usize,
+    pub confirmations_dead: usize,
+}
+
+impl SendOutcome {
+    /// True when nothing was due.
+    pub fn is_idle(&self) -> bool {
+        self.claimed == 0 && self.confirmations_sent == 0 && self.confirmations_dead == 0
+    }
+}
+
+/// What to write to a row after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Sent { msgid: Option<String> },
+    AwaitConfirmation { msgid: String },
+    Retry { at: i64, error: String },
+    Postpone { until: i64, reason: String },
+    Failed { reason: String },
+    Dead { reason: String },
+}
+
+pub struct OutboxSender {
+    pool: SqlitePool,
+    api: ApiClient,
+    clock: SharedClock,
+    settings: SenderSettings,
+    apps: HashMap<String, AppCredentials>,
+    /// Identifies this sender's leases; a restarted sender gets a new one.
+    owner: String,
+    stopping: AtomicBool,
+}
+
+impl OutboxSender {
+    pub fn new(
+        pool: SqlitePool,
+        api: ApiClient,
+        clock: SharedClock,
+        settings: SenderSettings,
+    ) -> Self {
+        let apps = settings
+            .apps
+            .iter()
+            .map(|app| (app.name.clone(), app.clone()))
+            .collect();
+        let owner = format!("sender-{:016x}", rand::thread_rng().gen::<u64>());
+        Self {
+            pool,
+            api,
+            clock,
+            settings,
+            apps,
+            owner,
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled. A shutdown lets the row being sent
+    /// finish and hands the rest of the batch back; errors are logged and the
+    /// loop carries on.
+    pub async fn run_loop(&self, shutdown: CancellationToken) {
+        self.stopping.store(false, Ordering::SeqCst);
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let run = self.run_once();
+            tokio::pin!(run);
+            let result = tokio::select! {
+                result = &mut run => result,
+                () = shutdown.cancelled() => {
+                    self.stopping.store(true, Ordering::SeqCst);
+                    run.await
+                }
+            };
+            let idle = match result {
+                Ok(outcome) => outcome.claimed < self.settings.batch_size as usize,
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "outbox sender run failed");
+                    true
+                }
+            };
+            if idle {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(self.settings.idle_wait) => {}
+                }
+            }
+        }
+    }
+
+    /// One pass: send a batch of due rows, then poll due mass-message results.
+    #[tracing::instrument(skip_all, name = "outbox_run_once")]
+    pub async fn run_once(&self) -> anyhow::Result<SendOutcome> {
+        let now = self.now();
+        let mut outcome = SendOutcome::default();
+        let claimed = {
+            let mut conn = self.pool.acquire().await.context("acquiring connection")?;
+            store::prune_rate_log(&mut conn, now - 2 * RATE_WINDOW_SECS)
+                .await
+                .context("pruning rate log")?;
+            store::claim_due(
+                &mut conn,
+                now,
+                self.settings.lease.as_secs() as i64,
+                &self.owner,
+                i64::from(self.settings.batch_size),
+            )
+            .await
+            .context("claiming due outbox rows")?
+        };
+        outcome.claimed = claimed.len();
+
+        // Stop sending while enough of the lease is left for one more call
+        // (a token refresh plus a retry), so no row is sent after another
+        // sender could have taken it over.
+        let worst_call_secs = 3 * self.api.config().timeout.as_secs().max(1) as i64;
+        let send_until = now + self.settings.lease.as_secs() as i64 - worst_call_secs;
+        for message in claimed {
+            let verdict = if self.stopping.load(Ordering::SeqCst) {
+                Verdict::Postpone {
+                    until: self.now(),
+                    reason: "sender shutting down".to_owned(),
+                }
+            } else if self.now() >= send_until {
+                Verdict::Postpone {
+                    until: self.now(),
+                    reason: "lease running out; handed back".to_owned(),
+                }
+            } else {
+                self.attempt(&message).await
+            };
+            // One row's database trouble must not stop the others.
+            if let Err(error) = self.record(&message, &verdict, &mut outcome).await {
+                tracing::error!(
+                    outbox_id = message.id,
+                    error = format!("{error:#}"),
+                    "recording outbox outcome failed; the lease will expire and the row be retried"
+                );
+            }
+        }
+
+        let (confirmed, given_up) = self.poll_mass_results().await?;
+        outcome.confirmations_sent = confirmed;
+        outcome.confirmations_dead = given_up;
+        Ok(outcome)
+    }
+
+    /// Checks customer-group mass messages awaiting their owner's
+    /// confirmation; returns how many ended sent and how many dead.
+    pub async fn poll_mass_results(&self) -> anyhow::Result<(usize, usize)> {
+        let now = self.now();
+        let due = {
+            let mut conn = self.pool.acquire().await.context("acquiring connection")?;
+            store::due_confirmations(&mut conn, now, i64::from(self.settings.batch_size))
+                .await
+                .context("loading mass messages awaiting confirmation")?
+        };
+        let (mut sent, mut dead) = (0, 0);
+        for row in due {
+            let next_poll = now + self.settings.mass_poll_interval.as_secs() as i64;
+            let timed_out =
+                now - row.created_at > self.settings.mass_confirmation_timeout.as_secs() as i64;
+            let secret = match self.contacts_secret(row.app.as_deref()) {
+                Ok(secret) => secret,
+                Err(reason) => {
+                    self.reschedule_poll(row.id, next_poll, &reason).await;
+                    continue;
+                }
+            };
+            let results = self
+                .api
+                .get_groupmsg_send_result_all(secret, &row.wecom_msgid, &row.target)
+                .await;
+            let mut conn = self.pool.acquire().await.context("acquiring connection")?;
+            let results = match results {
+                Ok(results) => results,
+                Err(error) => {
+                    tracing::warn!(outbox_id = row.id, %error, "polling mass message result failed");
+                    drop(conn);
+                    self.reschedule_poll(row.id, next_poll, &format!("poll failed: {error}"))
+                        .await;
+                    continue;
+                }
+            };
+            let total = results.len();
+            let delivered = results.iter().filter(|r| r.status == 1).count();
+            let unsent = results.iter().filter(|r| r.status == 0).count();
+            if total == 0 || unsent > 0 {
+                if timed_out {
+                    let reason = format!(
+                        "owner did not confirm in time: {delivered} of {total} groups sent"
+                    );
+                    if store::finish_confirmation(
+                        &mut conn,
+                        row.id,
+                        now,
+                        OutboxStatus::Dead,
+                        Some(&reason),
+                    )
+                    .await?
+                    {
+                        dead += 1;
+                    }
+                } else {
+                    let note = format!("waiting for the owner: {delivered} of {total} groups sent");
+                    store::reschedule_confirmation_poll(&mut conn, row.id, next_poll, Some(&note))
+                        .await?;
+                }
+            } else if delivered > 0 {
+                let note = (delivered < total)
+                    .then(|| format!("{delivered} of {total} groups received it"));
+                if store::finish_confirmation(
+                    &mut conn,
+                    row.id,
+                    now,
+                    OutboxStatus::Sent,
+                    note.as_deref(),
+                )
+                .await?
+                {
+                    sent += 1;
+                }
+            } else {
+                let reason = format!("no group received it ({total} failed)");
+                if store::finish_confirmation(
+                    &mut conn,
+                    row.id,
+                    now,
+                    OutboxStatus::Dead,
+                    Some(&reason),
+                )
+                .await?
+                {
+                    dead += 1;
+                }
+            }
+        }
+        Ok((sent, dead))
+    }
+
+    async fn reschedule_poll(&self, id: i64, next_poll: i64, note: &str) {
+        let result = async {
+            let mut conn = self.pool.acquire().await?;
+            store::reschedule_confirmation_poll(&mut conn, id, next_poll, Some(note)).await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::error!(outbox_id = id, %error, "rescheduling mass-message poll failed");
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now().timestamp()
+    }
+
+    /// Decides and performs one delivery attempt. Never fails: every problem
+    /// becomes a verdict for the row.
+    #[tracing::instrument(skip_all, fields(outbox_id = message.id, route = %message.route, attempt = message.attempts))]
+    async fn attempt(&self, message: &ClaimedMessage) -> Verdict {
+        let now = self.now();
+        if message.attempts > i64::from(self.settings.max_attempts) {
+            // Only reachable when leases kept expiring (a sender died mid-call).
+            return Verdict::Dead {
+                reason: format!(
+                    "gave up after {} attempts (leases expired)",
+                    self.settings.max_attempts
+                ),
+            };
+        }
+        let request = match self.prepare(message, now) {
+            Ok(request) => request,
+            Err(verdict) => return verdict,
+        };
+        match self.reserve_rate(&request.rate_keys, now).await {
+            Ok(None) => {}
+            Ok(Some(postpone)) => return postpone,
+            Err(error) => {
+                return Verdict::Retry {
+                    at: now + 1,
+                    error: format!("rate-limit bookkeeping failed: {error:#}"),
+                }
+            }
+        }
+        let result = self.send(request.call).await;
+        let verdict = self.judge(message, result);
+        match &verdict {
+            Verdict::Sent { .. } | Verdict::AwaitConfirmation { .. } => {
+                tracing::debug!("delivered")
+            }
+            Verdict::Retry { error, .. } => tracing::info!(error, "attempt failed; will retry"),
+            Verdict::Postpone { reason, .. } => tracing::info!(reason, "postponed"),
+            Verdict::Failed { reason } => tracing::warn!(reason, "configuration error"),
+            Verdict::Dead { reason } => tracing::warn!(reason, "dead letter"),
+        }
+        verdict
+    }
+
+    /// Validates the row and builds the call, or says why it cannot be made.
+    fn prepare<'a>(
+        &'a self,
+        message: &'a ClaimedMessage,
+        now: i64,
+    ) -> Result<Prepared<'a>, Verdict> {
+        let age = now - message.created_at;
+        let limits = &self.settings.rate_limits;
+        let target = message.target.as_str();
+        let api_key = |path: &str| (format!("api:{path}"), limits.calls_per_api);
+        let prepared = match message.route {
+            Route::Member => {
+                let app = self.app(message.app.as_deref())?;
+                let content: AppMessageContent = decode_payload(message)?;
+                let mut rate_keys: Vec<(String, u32)> = target
+                    .split('|')
+                    .filter(|userid| !userid.is_empty())
+                    .map(|userid| {
+                        (
+                            format!("member:{}:{userid}", app.name),
+                            limits.app_message_per_member,
+                        )
+                    })
+                    .collect();
+                rate_keys.push(api_key("message/send"));
+                Prepared {
+                    rate_keys,
+                    call: Call::Member {
+                        secret: &app.secret,
+                        message: AppMessage::new(target, app.agent_id, content),
+                    },
+                }
+            }
+            Route::AppGroup => {
+                let app = self.app(message.app.as_deref())?;
+                let content: AppMessageContent = decode_payload(message)?;
+                Prepared {
+                    rate_keys: vec![
+                        (format!("appchat:{target}"), limits.appchat_per_chat),
+                        api_key("appchat/send"),
+                    ],
+                    call: Call::AppGroup {
+                        secret: &app.secret,
+                        message: AppChatSend::new(target, content),
+                    },
+                }
+            }
+            Route::Webhook => {
+                let content: WebhookMessage = decode_payload(message)?;
+                Prepared {
+                    rate_keys: vec![
+                        (format!("webhook:{target}"), limits.webhook_per_key),
+                        api_key("webhook/send"),
+                    ],
+                    call: Call::Webhook {
+                        key: target,
+                        message: content,
+                    },
+                }
+            }
+            Route::SmartBot => {
+                if age > RESPONSE_URL_LIFETIME_SECS {
+                    return Err(Verdict::Dead {
+                        reason: "response_url expired (valid for 1 hour)".to_owned(),
+                    });
+                }
+                let content: BotResponse = decode_payload(message)?;
+                Prepared {
+                    rate_keys: vec![api_key("aibot/response")],
+                    call: Call::SmartBot {
+                        response_url: target,
+                        response: content,
+                    },
+                }
+            }
+            Route::CustomerGroupMass => {
+                let secret = self
+                    .contacts_secret(message.app.as_deref())
+                    .map_err(|reason| Verdict::Failed { reason })?;
+                let content: MassMessageContent = decode_payload(message)?;
+                Prepared {
+                    rate_keys: vec![api_key("externalcontact/add_msg_template")],
+                    call: Call::Mass {
+                        secret,
+                        template: AddMsgTemplate::for_groups(target, content),
+                    },
+                }
+            }
+            Route::WelcomeCode => {
+                if age > WELCOME_CODE_LIFETIME_SECS {
+                    return Err(Verdict::Dead {
+                        reason: format!(
+                            "welcome code expired ({age} s old; WeCom allows {WELCOME_CODE_LIFETIME_SECS} s)"
+                        ),
+                    });
+                }
+                let secret = self
+                    .contacts_secret(message.app.as_deref())
+                    .map_err(|reason| Verdict::Failed { reason })?;
+                let content: WelcomeContent = decode_payload(message)?;
+                Prepared {
+                    rate_keys: vec![api_key("externalcontact/send_welcome_msg")],
+                    call: Call::Welcome {
+                        secret,
+                        message: WelcomeMessage {
+                            welcome_code: target.to_owned(),
+                            content,
+                        },
+                    },
+                }
+            }
+        };
+        Ok(prepared)
+    }
+
+    fn app(&self, name: Option<&str>) -> Result<&AppCredentials, Verdict> {
+        let Some(name) = name else {
+            return Err(Verdict::Failed {
+                reason: "row names no app".to_owned(),
+            });
+        };
+        self.apps.get(name).ok_or_else(|| Verdict::Failed {
+            reason: format!("no app named {name:?} is configured"),
+        })
+    }
+
+    /// The secret for customer-contact APIs: the contacts secret, else the
+    /// row's app secret.
+    fn contacts_secret(&self, app: Option<&str>) -> Result<&Secret, String> {
+        if let Some(secret) = &self.settings.contacts_secret {
+            return Ok(secret);
+        }
+        match app.and_then(|name| self.apps.get(name)) {
+            Some(app) => Ok(&app.secret),
+            None => Err("no contacts secret configured and the row names no known app".to_owned()),
+        }
+    }
+
+    /// Checks every limit for this call; if all have room, logs the call
+    /// under each key (before sending: a call WeCom rejects still counts
+    /// there). Otherwise returns when the fullest window frees a slot. One
+    /// `BEGIN IMMEDIATE` transaction, so two senders cannot both take the
+    /// last slot.
+    async fn reserve_rate(
+        &self,
+        rate_keys: &[(String, u32)],
+        now: i64,
+    ) -> anyhow::Result<Option<Verdict>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut until: Option<i64> = None;
+        let mut full_limit = String::new();
+        for (key, limit) in rate_keys {
+            let (count, oldest) = store::rate_window(&mut tx, key, now - RATE_WINDOW_SECS).await?;
+            if count >= i64::from(*limit) {
+                let frees_at = oldest.unwrap_or(now) + RATE_WINDOW_SECS;
+                if until.is_none_or(|u| frees_at > u) {
+                    until = Some(frees_at);
+                    full_limit = format!("{} {limit}/min", rate_kind(key));
+                }
+            }
+        }
+        if let Some(until) = until {
+            tx.rollback().await?;
+            return Ok(Some(Verdict::Postpone {
+                until: until.max(now + 1),
+                reason: format!("rate limit: {full_limit}"),
+            }));
+        }
+        let keys: Vec<String> = rate_keys.iter().map(|(key, _)| key.clone()).collect();
+        store::record_calls(&mut tx, &keys, now).await?;
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    async fn send(&self, call: Call<'_>) -> Result<Delivered, ApiError> {
+        match call {
+            Call::Member { secret, message } => {
+                let response = self.api.send_message(secret, &message).await?;
+                if response
+                    .invaliduser
+                    .as_deref()
+                    .is_some_and(|u| !u.is_empty())
+                {
+                    tracing::warn!("message/send reported invalid recipients");
+                }
+                Ok(Delivered::Sent {
+                    msgid: response.msgid,
+                })
+            }
+            Call::AppGroup { secret, message } => {
+                self.api.appchat_send(secret, &message).await?;
+                Ok(Delivered::Sent { msgid: None })
+            }
+            Call::Webhook { key, message } => {
+                self.api.webhook_send(key, &message).await?;
+                Ok(Delivered::Sent { msgid: None })
+            }
+            Call::SmartBot {
+                response_url,
+                response,
+            } => {
+                self.api.respond_to_bot(response_url, &response).await?;
+                Ok(Delivered::Sent { msgid: None })
+            }
+            Call::Mass { secret, template } => {
+                let response = self.api.add_msg_template(secret, &template).await?;
+                if !response.fail_list.is_empty() {
+                    tracing::warn!(
+                        failed = response.fail_list.len(),
+                        "add_msg_template could not include some targets"
+                    );
+                }
+                Ok(Delivered::AwaitingConfirmation {
+                    msgid: response.msgid,
+                })
+            }
+            Call::Welcome { secret, message } => {
+                self.api.send_welcome_msg(secret, &message).await?;
+                Ok(Delivered::Sent { msgid: None })
+            }
+        }
+    }
+
+    fn judge(&self, message: &ClaimedMessage, result: Result<Delivered, ApiError>) -> Verdict {
+        let now = self.now();
+        let error = match result {
+            Ok(Delivered::Sent { msgid }) => return Verdict::Sent { msgid },
+            Ok(Delivered::AwaitingConfirmation { msgid }) => {
+                return Verdict::AwaitConfirmation { msgid }
+            }
+            Err(error) => error,
+        };
+        match error.class() {
+            // The client already refreshed the token and retried once inline;
+            // a second rejection is treated like any transient failure.
+            ErrorClass::Retry | ErrorClass::RefreshToken => {
+                if message.attempts >= i64::from(self.settings.max_attempts) {
+                    Verdict::Dead {
+                        reason: format!("gave up after {} attempts: {error}", message.attempts),
+                    }
+                } else {
+                    Verdict::Retry {
+                        at: now + self.backoff_secs(message.attempts),
+                        error: error.to_string(),
+                    }
+                }
+            }
+            ErrorClass::BackOff { wait } => Verdict::Postpone {
+                until: now + wait.as_secs().max(1) as i64,
+                reason: error.to_string(),
+            },
+            ErrorClass::Config => Verdict::Failed {
+                reason: error.to_string(),
+            },
+            ErrorClass::Drop => Verdict::Dead {
+                reason: error.to_string(),
+            },
+        }
+    }
+
+    /// Exponential backoff with jitter: base × 2^(attempt−1), capped, then a
+    /// random point in its upper half so retries of a burst spread out.
+    fn backoff_secs(&self, attempts: i64) -> i64 {
+        backoff_secs(
+            self.settings.backoff_base,
+            self.settings.backoff_cap,
+            attempts,
+            rand::thread_rng().gen_range(0.5..=1.0),
+        )
+    }
+
+    async fn record(
+        &self,
+        message: &ClaimedMessage,
+        verdict: &Verdict,
+        outcome: &mut SendOutcome,
+    ) -> anyhow::Result<()> {
+        let now = self.now();
+        let owner = self.owner.as_str();
+        let id = message.id;
+        let mut conn = self.pool.acquire().await?;
+        let kept_lease = match verdict {
+            Verdict::Sent { msgid } => {
+                outcome.sent += 1;
+                store::mark_sent(&mut conn, id, owner, now, msgid.as_deref()).await?
+            }
+            Verdict::AwaitConfirmation { msgid } => {
+                outcome.awaiting_confirmation += 1;
+                let next_poll = now + self.settings.mass_poll_interval.as_secs() as i64;
+                store::mark_awaiting_confirmation(&mut conn, id, owner, now, msgid, next_poll)
+                    .await?
+            }
+            Verdict::Retry { at, error } => {
+                outcome.retried += 1;
+                store::mark_retry(&mut conn, id, owner, now, *at, error).await?
+            }
+            Verdict::Postpone { until, reason } => {
+                outcome.postponed += 1;
+                store::postpone(&mut conn, id, owner, now, *until, reason).await?
+            }
+            Verdict::Failed { reason } => {
+                outcome.failed += 1;
+                store::mark_failed(&mut conn, id, owner, now, reason).await?
+            }
+            Verdict::Dead { reason } => {
+                outcome.dead += 1;
+                store::mark_dead(&mut conn, id, owner, now, reason).await?
+            }
+        };
+        if !kept_lease {
+            outcome.lease_lost += 1;
+            tracing::warn!(
+                outbox_id = id,
+                "lease lost before the outcome was recorded; another sender owns the row"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `base × 2^(attempts−1)` capped at `cap`, scaled by `jitter` (0.5..=1.0),
+/// at least one second.
+fn backoff_secs(base: Duration, cap: Duration, attempts: i64, jitter: f64) -> i64 {
+    let exponent = attempts.saturating_sub(1).clamp(0, 30) as u32;
+    let delay = base.saturating_mul(2u32.saturating_pow(exponent)).min(cap);
+    (delay.as_secs_f64() * jitter).round().max(1.0) as i64
+}
+
+/// A readable name for a rate key that never includes the key's secret part
+/// (a webhook key is a credential).
+fn rate_kind(key: &str) -> &str {
+    match key.split(':').next() {
+        Some("webhook") => "webhook robot",
+        Some("member") => "app messages per member",
+        Some("appchat") => "app group messages per chat",
+        Some("api") => "calls per API",
+        _ => "limit",
+    }
+}
+
+fn decode_payload<T: DeserializeOwned>(message: &ClaimedMessage) -> Result<T, Verdict> {
+    serde_json::from_str(&message.payload_json).map_err(|error| Verdict::Dead {
+        // Position only: the payload is message content and stays out of logs.
+        reason: format!(
+            "payload is not a valid {} message ({:?} error at line {} column {})",
+            message.route,
+            error.classify(),
+            error.line(),
+            error.column()
+        ),
+    })
+}
+
+struct Prepared<'a> {
+    rate_keys: Vec<(String, u32)>,
+    call: Call<'a>,
+}
+
+enum Call<'a> {
+    Member {
+        secret: &'a Secret,
+        message: AppMessage,
+    },
+    AppGroup {
+        secret: &'a Secret,
+        message: AppChatSend,
+    },
+    Webhook {
+        key: &'a str,
+        message: WebhookMessage,
+    },
+    SmartBot {
+        response_url: &'a str,
+        response: BotResponse,
+    },
+    Mass {
+        secret: &'a Secret,
+        template: AddMsgTemplate,
+    },
+    Welcome {
+        secret: &'a Secret,
+        message: WelcomeMessage,
+    },
+}
+
+enum Delivered {
+    Sent { msgid: Option<String> },
+    AwaitingConfirmation { msgid: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_attempt_up_to_the_cap() {
+        let base = Duration::from_secs(5);
+        let cap = Duration::from_secs(60);
+        let full: Vec<i64> = (1..=6).map(|a| backoff_secs(base, cap, a, 1.0)).collect();
+        assert_eq!(full, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(backoff_secs(base, cap, 3, 0.5), 10);
+        assert_eq!(backoff_secs(Duration::ZERO, cap, 1, 1.0), 1, "never zero");
+        assert_eq!(backoff_secs(base, cap, i64::MAX, 1.0), 60);
+    }
+
+    #[test]
+    fn rate_kind_never_shows_the_key() {
+        assert_eq!(rate_kind("webhook:secret-key"), "webhook robot");
+        assert_eq!(rate_kind("member:ops:zhangsan"), "app messages per member");
+    }
+}

@@ -1,0 +1,117 @@
+//! Moderation: banned terms, regex rules and (later) behavioural rules.
+//! Pure code: no I/O beyond reading a term file, no clock.
+//!
+//! # Matching contract
+//!
+//! A message and every term are folded the same way, character by
+//! character (see [`Engine`]):
+//!
+//! 1. case, width and compatibility forms fold together (NFKD: full-width,
+//!    circled, math-bold, superscript letters, Roman numerals, ligatures);
+//!    accents and other combining marks fall away;
+//! 2. traditional and variant Chinese characters fold to simplified, with
+//!    OpenCC's character tables (Taiwan and Hong Kong variants included);
+//! 3. everything that is not a letter or digit (spaces, punctuation,
+//!    symbols, emoji, zero-width and format characters, combining marks) is
+//!    skipped, so `加 🌹 微 · 信` matches `加微信`;
+//! 4. a term that begins (ends) with a Latin letter only matches where a
+//!    Latin word begins (ends): `bet` does not fire in `better`, `v信` not in
+//!    `TV信号`; a skipped separator counts as a boundary, so `t.me/` matches
+//!    in `https://t.me/x` but not in `let me know`. Digits and CJK are not
+//!    letters;
+//! 5. an allow-list entry cancels a hit only when it covers that hit
+//!    completely; other hits in the message still count;
+//! 6. the whole message is scanned; each [`Hit`] names its category,
+//!    severity and its byte span in the **original** text.
+//!
+//! Beyond the contract, each a switch in [`MatchOptions`] (all on by
+//! default): Cyrillic/Greek look-alike letters, financial numerals (壹贰叁),
+//! collapsing repeated characters. Circled and full-width digits (①, ９) are
+//! plain NFKD. Known limits: Japanese voiced kana lose their voicing mark
+//! (が matches か); pinyin spellings of terms are not generated.
+//!
+//! # Term files
+//!
+//! UTF-8 text, one entry per line. Surrounding whitespace is trimmed; blank
+//! lines and lines starting with `#` are ignored.
+//!
+//! ```text
+//! # default category "default", severity medium until a header says otherwise
+//! 加微信
+//! [gambling:high]          # header: category and severity for what follows
+//! 赌博
+//! [ads]                    # header: category only, severity stays high
+//! t.me/
+//! 代开发票<TAB>fraud<TAB>low   # per-line category and severity override
+//! ```
+//!
+//! (Comments after a header as above are *not* allowed; they are shown here
+//! for explanation only.) Severity is `low`, `medium` or `high` (or `1`–`3`).
+//! A category is any non-empty text without spaces, tabs, `:` or brackets.
+//! A term needs at least one letter or digit and at most
+//! [`MAX_TERM_CHARS`] characters. Every bad line is reported with its
+//! 1-based line number and reason ([`TermFileError::BadLines`]). Allow-lists
+//! use the same format; their categories are ignored.
+//!
+//! # Other rules
+//!
+//! * Regex rules ([`RegexRules::compile`]) are validated on save and look at
+//!   the original or the folded text ([`RegexTarget`]); presets for links,
+//!   mainland mobile numbers and WeChat ids in [`RegexRuleSpec::presets`].
+//! * Behavioural rules are pure functions over plain values the pipeline
+//!   loads: [`is_flooding`], [`is_repeated_across_chats`] (with
+//!   [`Engine::fingerprint`]), [`NewMemberRule`].
+//! * The strike ladder: [`EscalationPolicy::decide`] turns the member's
+//!   recent strikes and `now` into [`Sanction`]s.
+//!
+//! # Performance
+//!
+//! The fold table for the whole BMP is built once per process (about 80 ms,
+//! mostly OpenCC): call [`warm_up`] at startup. Building an engine for
+//! 10,000 terms then takes about 15 ms; scanning runs at over 100 MB/s on
+//! one core (`cargo bench --bench moderation`). Keep one [`Scratch`] per
+//! worker and call [`Engine::scan_into`] to avoid allocating per message.
+//!
+//! # Use
+//!
+//! ```
+//! use qunyun::rules::moderation::{Engine, MatchOptions, TermList};
+//!
+//! let terms = TermList::parse("[ads:high]\n加微信\n").unwrap();
+//! let allow = TermList::default();
+//! let engine = Engine::build(&terms, &allow, MatchOptions::default()).unwrap();
+//! let hits = engine.scan("來加 🌹 微 · 信吧");
+//! assert_eq!(hits.len(), 1);
+//! assert_eq!(&*hits[0].category, "ads");
+//! assert_eq!(&"來加 🌹 微 · 信吧"[hits[0].span.clone()], "加 🌹 微 · 信");
+//! ```
+
+mod behaviour;
+mod check;
+mod engine;
+mod escalation;
+mod fold;
+mod normalize;
+mod regex_rules;
+mod terms;
+
+pub use behaviour::{
+    is_flooding, is_repeated_across_chats, BehaviourRuleError, CrossChatRule, FloodRule,
+    NewMemberRule, RecentPost, TextFingerprint,
+};
+pub use check::{check_lines, CheckSummary};
+pub use engine::{
+    Engine, EngineError, Hit, HitSource, MatchOptions, RegexRuleRef, Scratch, MIN_FINGERPRINT_CHARS,
+};
+pub use escalation::{
+    EscalationDecision, EscalationPolicy, EscalationPolicyError, Rung, Sanction, Strike,
+};
+pub use fold::warm_up;
+pub use regex_rules::{RegexRuleError, RegexRuleErrorKind, RegexRuleSpec, RegexRules, RegexTarget};
+pub use terms::{
+    BadLine, LineError, Severity, Term, TermFileError, TermList, DEFAULT_CATEGORY,
+    DEFAULT_SEVERITY, MAX_TERM_CHARS,
+};
+
+#[cfg(test)]
+mod contract_tests;

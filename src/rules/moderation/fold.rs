@@ -1,0 +1,526 @@
+//! Folding one character into the form that terms are matched in.
+//!
+//! The base fold of a character is: compatibility decomposition (NFKD, which
+//! covers full-width, circled, math-styled, superscript letters, Roman numerals
+//! and ligatures), dropping everything that is not a letter or a digit
+//! (including combining marks, so accents fall away), lower-casing, and
+//! mapping traditional and variant Chinese characters to their simplified form
+//! with OpenCC's tables. Optional steps ([`FoldOptions`]) then map look-alike
+//! Cyrillic/Greek letters to Latin and financial numerals (壹, 贰 …) to digits.
+//!
+//! The base fold of the whole Basic Multilingual Plane is computed once per
+//! process into a lookup table; each engine copies it and applies its options,
+//! so folding a character while scanning is one array read.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use ferrous_opencc::config::BuiltinConfig;
+use ferrous_opencc::OpenCC;
+use unicode_normalization::char::{decompose_compatible, is_combining_mark};
+
+/// Optional folding steps. Each is a switch so that a community can turn off a
+/// step that costs it false positives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FoldOptions {
+    /// Fold Cyrillic and Greek letters that look like Latin ones (`р` → `p`).
+    /// A hit that needed such a letter only counts when its word also holds a
+    /// real Latin letter, so genuine Russian or Greek words are not read as
+    /// English.
+    pub lookalike_letters: bool,
+    /// Fold financial numerals (壹 贰 叁 肆 伍 陆 柒 捌 玖, and their
+    /// traditional forms) to digits. Everyday numerals (一 二 三) are left
+    /// alone: they occur in ordinary words far too often.
+    pub financial_numerals: bool,
+}
+
+/// Entry encoding in [`FoldTable::bmp`]: `0` means the character is skipped;
+/// `MULTI | index` points into `multi`; otherwise the low 21 bits are the
+/// folded character and the flag bits say what kind of letter it is.
+const MULTI: u32 = 1 << 31;
+const LOOKALIKE: u32 = 1 << 30;
+const LATIN: u32 = 1 << 29;
+const FOREIGN: u32 = 1 << 28;
+const CHAR_MASK: u32 = 0x1F_FFFF;
+const HAN_FIRST: u32 = 0x4E00;
+const HAN_LAST: u32 = 0x9FFF;
+const HAN_BITMAP_WORDS: usize = ((HAN_LAST - HAN_FIRST + 1) as usize).div_ceil(64);
+const INDEX_MASK: u32 = 0x00FF_FFFF;
+
+/// One folded character and what kind of letter it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FoldedChar {
+    pub ch: char,
+    /// A Latin letter (word boundaries apply around it).
+    pub latin: bool,
+    /// Produced from a look-alike Cyrillic/Greek letter.
+    pub lookalike: bool,
+    /// A Cyrillic/Greek letter left as it is: proof that its word is
+    /// genuinely written in that script.
+    pub foreign: bool,
+}
+
+impl FoldedChar {
+    /// A CJK ideograph that folds to itself.
+    fn plain_han(c: char) -> Self {
+        FoldedChar {
+            ch: c,
+            latin: false,
+            lookalike: false,
+            foreign: false,
+        }
+    }
+}
+
+/// The per-engine folding table: base fold plus the engine's options.
+#[derive(Clone, Debug)]
+pub(crate) struct FoldTable {
+    bmp: Vec<u32>,
+    /// One bit per character of the CJK Unified Ideographs block, set when
+    /// the character does not fold to itself. Chat text is mostly these
+    /// characters and most fold to themselves, so a 2.6 KB bitmap that stays
+    /// in the L1 cache answers most lookups instead of the 256 KB table.
+    han_changed: Vec<u64>,
+    multi: Vec<Box<[FoldedChar]>>,
+    options: FoldOptions,
+}
+
+impl FoldTable {
+    /// Build the table for `options` from the process-wide base fold.
+    pub(crate) fn new(options: FoldOptions) -> Self {
+        let base = base_fold_table();
+        let mut table = base.clone();
+        table.options = options;
+        for entry in table.bmp.iter_mut() {
+            if *entry == 0 || *entry & MULTI != 0 {
+                continue;
+            }
+            let folded = char::from_u32(*entry & CHAR_MASK);
+            if let Some(folded) = folded.and_then(|c| apply_options(c, options)) {
+                *entry = encode_single(folded);
+            }
+        }
+        for chars in table.multi.iter_mut() {
+            for folded in chars.iter_mut() {
+                if let Some(changed) = apply_options(folded.ch, options) {
+                    *folded = changed;
+                }
+            }
+        }
+        table.han_changed = vec![0u64; HAN_BITMAP_WORDS];
+        for code in HAN_FIRST..=HAN_LAST {
+            let unchanged = char::from_u32(code).is_some_and(|c| {
+                table.bmp[code as usize] == encode_single(FoldedChar::plain_han(c))
+            });
+            if !unchanged {
+                let bit = (code - HAN_FIRST) as usize;
+                table.han_changed[bit / 64] |= 1 << (bit % 64);
+            }
+        }
+        table
+    }
+
+    /// Whether `c` is a CJK ideograph that folds to itself: the common case,
+    /// answered from the small bitmap.
+    #[inline]
+    pub(crate) fn is_plain_han(&self, c: char) -> bool {
+        let code = c as u32;
+        if !(HAN_FIRST..=HAN_LAST).contains(&code) {
+            return false;
+        }
+        let bit = (code - HAN_FIRST) as usize;
+        self.han_changed
+            .get(bit / 64)
+            .is_some_and(|word| word & (1 << (bit % 64)) == 0)
+    }
+
+    /// Fold `c`, calling `emit` for each resulting character (none when the
+    /// character carries no letter or digit).
+    #[inline]
+    pub(crate) fn fold(&self, c: char, mut emit: impl FnMut(FoldedChar)) {
+        if self.is_plain_han(c) {
+            emit(FoldedChar::plain_han(c));
+            return;
+        }
+        let code = c as u32;
+        if let Some(&entry) = self.bmp.get(code as usize) {
+            if entry == 0 {
+                return;
+            }
+            if entry & MULTI != 0 {
+                if let Some(chars) = self.multi.get((entry & INDEX_MASK) as usize) {
+                    chars.iter().copied().for_each(emit);
+                }
+                return;
+            }
+            emit(decode_single(entry));
+            return;
+        }
+        // Outside the BMP: emoji and other symbols are the common case and
+        // are rejected before any real work.
+        if !c.is_alphanumeric() {
+            return;
+        }
+        let t2s = &base_tables().t2s;
+        fold_base(c, t2s, |folded| {
+            emit(apply_options(folded.ch, self.options).unwrap_or(folded))
+        });
+    }
+}
+
+fn encode_single(folded: FoldedChar) -> u32 {
+    let mut entry = folded.ch as u32;
+    if folded.latin {
+        entry |= LATIN;
+    }
+    if folded.lookalike {
+        entry |= LOOKALIKE;
+    }
+    if folded.foreign {
+        entry |= FOREIGN;
+    }
+    entry
+}
+
+#[inline]
+fn decode_single(entry: u32) -> FoldedChar {
+    FoldedChar {
+        // Entries are only ever built from valid chars; fall back to a
+        // replacement character rather than panicking if that ever breaks.
+        ch: char::from_u32(entry & CHAR_MASK).unwrap_or(char::REPLACEMENT_CHARACTER),
+        latin: entry & LATIN != 0,
+        lookalike: entry & LOOKALIKE != 0,
+        foreign: entry & FOREIGN != 0,
+    }
+}
+
+/// Whether a base-folded character counts as a Latin letter for word
+/// boundaries. Digits and CJK are not letters here.
+fn is_latin_letter(c: char) -> bool {
+    c.is_ascii_alphabetic()
+        || (c.is_alphabetic()
+            && matches!(c as u32, 0x00C0..=0x024F | 0x1E00..=0x1EFF | 0x2C60..=0x2C7F | 0xA720..=0xA7FF))
+}
+
+fn is_cyrillic_or_greek_letter(c: char) -> bool {
+    c.is_alphabetic() && matches!(c as u32, 0x0370..=0x03FF | 0x0400..=0x052F | 0x1F00..=0x1FFF)
+}
+
+/// Apply the optional steps to one base-folded character; `None` when
+/// nothing changes.
+fn apply_options(c: char, options: FoldOptions) -> Option<FoldedChar> {
+    if options.lookalike_letters {
+        if let Some(latin) = lookalike_to_latin(c) {
+            return Some(FoldedChar {
+                ch: latin,
+                latin: true,
+                lookalike: true,
+                foreign: false,
+            });
+        }
+    }
+    if options.financial_numerals {
+        if let Some(digit) = financial_numeral(c) {
+            return Some(FoldedChar {
+                ch: digit,
+                latin: false,
+                lookalike: false,
+                foreign: false,
+            });
+        }
+    }
+    None
+}
+
+/// Lower-case Cyrillic and Greek letters that are drawn like a Latin letter
+/// in common fonts (after lower-casing, so `А` and `а` both arrive as `а`).
+fn lookalike_to_latin(c: char) -> Option<char> {
+    Some(match c {
+        // Cyrillic
+        'а' => 'a',
+        'в' => 'b',
+        'с' => 'c',
+        'ԁ' => 'd',
+        'е' | 'ё' => 'e',
+        'һ' => 'h',
+        'і' => 'i',
+        'ј' => 'j',
+        'к' => 'k',
+        'м' => 'm',
+        'н' => 'h',
+        'о' => 'o',
+        'р' => 'p',
+        'ѕ' => 's',
+        'т' => 't',
+        'у' => 'y',
+        'х' => 'x',
+        'ԛ' => 'q',
+        'ԝ' => 'w',
+        // Greek
+        'α' => 'a',
+        'β' => 'b',
+        'ε' => 'e',
+        'η' => 'n',
+        'ι' => 'i',
+        'κ' => 'k',
+        'ν' => 'v',
+        'ο' => 'o',
+        'ρ' => 'p',
+        'τ' => 't',
+        'υ' => 'u',
+        'χ' => 'x',
+        _ => return None,
+    })
+}
+
+/// Financial (anti-forgery) numerals, after traditional→simplified folding.
+fn financial_numeral(c: char) -> Option<char> {
+    Some(match c {
+        '零' => '0',
+        '壹' => '1',
+        '贰' | '弍' => '2',
+        '叁' | '弎' => '3',
+        '肆' => '4',
+        '伍' => '5',
+        '陆' => '6',
+        '柒' => '7',
+        '捌' => '8',
+        '玖' => '9',
+        _ => return None,
+    })
+}
+
+/// The option-free fold of one character, as a sequence of folded chars.
+fn fold_base(c: char, t2s: &HashMap<char, char>, mut emit: impl FnMut(FoldedChar)) {
+    decompose_compatible(c, |decomposed| {
+        if is_combining_mark(decomposed) || !decomposed.is_alphanumeric() {
+            return;
+        }
+        for lower in decomposed.to_lowercase() {
+            // `İ` lower-cases to `i` plus a combining dot: drop the mark.
+            if is_combining_mark(lower) || !lower.is_alphanumeric() {
+                continue;
+            }
+            let simplified = t2s.get(&lower).copied().unwrap_or(lower);
+            emit(FoldedChar {
+                ch: simplified,
+                latin: is_latin_letter(simplified),
+                lookalike: false,
+                foreign: is_cyrillic_or_greek_letter(simplified),
+            });
+        }
+    });
+}
+
+struct BaseTables {
+    t2s: HashMap<char, char>,
+    table: FoldTable,
+}
+
+fn base_tables() -> &'static BaseTables {
+    static BASE: OnceLock<BaseTables> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let t2s = traditional_to_simplified_table();
+        let table = build_bmp_table(&t2s);
+        BaseTables { t2s, table }
+    })
+}
+
+fn base_fold_table() -> &'static FoldTable {
+    &base_tables().table
+}
+
+/// Build the process-wide base fold table. Takes a few tens of milliseconds;
+/// call it at startup to keep that out of the first message.
+pub fn warm_up() {
+    base_tables();
+}
+
+fn build_bmp_table(t2s: &HashMap<char, char>) -> FoldTable {
+    let mut bmp = vec![0u32; 0x1_0000];
+    let mut multi: Vec<Box<[FoldedChar]>> = Vec::new();
+    let mut folded = Vec::with_capacity(8);
+    for (code, entry) in bmp.iter_mut().enumerate() {
+        let Some(c) = char::from_u32(code as u32) else {
+            continue; // surrogates
+        };
+        if c.is_ascii() {
+            if c.is_ascii_alphanumeric() {
+                let lower = c.to_ascii_lowercase();
+                *entry = encode_single(FoldedChar {
+                    ch: lower,
+                    latin: lower.is_ascii_alphabetic(),
+                    lookalike: false,
+                    foreign: false,
+                });
+            }
+            continue;
+        }
+        folded.clear();
+        fold_base(c, t2s, |f| folded.push(f));
+        *entry = match folded.as_slice() {
+            [] => 0,
+            [single] => encode_single(*single),
+            many => {
+                let index = multi.len() as u32;
+                multi.push(many.to_vec().into_boxed_slice());
+                MULTI | index
+            }
+        };
+    }
+    FoldTable {
+        bmp,
+        // Filled in by `FoldTable::new`; all-ones means "look in the table".
+        han_changed: vec![u64::MAX; HAN_BITMAP_WORDS],
+        multi,
+        options: FoldOptions {
+            lookalike_letters: false,
+            financial_numerals: false,
+        },
+    }
+}
+
+/// Character ranges whose traditional/variant forms OpenCC maps.
+const HAN_RANGES: [(u32, u32); 4] = [
+    (0x3400, 0x4DBF),   // CJK Extension A
+    (0x4E00, 0x9FFF),   // CJK Unified Ideographs
+    (0xF900, 0xFAFF),   // CJK Compatibility Ideographs
+    (0x20000, 0x2A6DF), // CJK Extension B
+];
+
+/// Character-level traditional (and Taiwan/Hong Kong variant) → simplified
+/// map from OpenCC's dictionaries. Converting character by character keeps
+/// the offset map exact; OpenCC's phrase tables only matter for ambiguous
+/// characters, where any simplified form is as good for matching.
+fn traditional_to_simplified_table() -> HashMap<char, char> {
+    let mut map = HashMap::new();
+    // Convert every Han character at once, one per line, so that phrase
+    // tables never see two characters together.
+    let mut all = String::with_capacity(120_000 * 5);
+    for &(first, last) in &HAN_RANGES {
+        for c in (first..=last).filter_map(char::from_u32) {
+            all.push(c);
+            all.push('\n');
+        }
+    }
+    for config in [BuiltinConfig::Hk2s, BuiltinConfig::Tw2s] {
+        // The dictionaries are embedded in the binary; failing to open them
+        // would be a build defect. Matching then simply skips this step.
+        let Ok(converter) = OpenCC::from_config(config) else {
+            continue;
+        };
+        let converted = converter.convert(&all);
+        for (original, simplified) in all.lines().zip(converted.lines()) {
+            let mut original_chars = original.chars();
+            let mut simplified_chars = simplified.chars();
+            if let (Some(from), None, Some(to), None) = (
+                original_chars.next(),
+                original_chars.next(),
+                simplified_chars.next(),
+                simplified_chars.next(),
+            ) {
+                if from != to {
+                    map.entry(from).or_insert(to);
+                }
+            }
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fold_str(table: &FoldTable, text: &str) -> String {
+        let mut out = String::new();
+        for c in text.chars() {
+            table.fold(c, |f| out.push(f.ch));
+        }
+        out
+    }
+
+    fn plain() -> FoldTable {
+        FoldTable::new(FoldOptions {
+            lookalike_letters: false,
+            financial_numerals: false,
+        })
+    }
+
+    #[test]
+    fn case_and_width_fold_to_ascii_lower() {
+        assert_eq!(fold_str(&plain(), "ＡＢＣabcＸ１２"), "abcabcx12");
+    }
+
+    #[test]
+    fn compatibility_letters_fold() {
+        let table = plain();
+        assert_eq!(fold_str(&table, "ⓦⓔⓒⓗⓐⓣ"), "wechat");
+        assert_eq!(fold_str(&table, "𝐖𝐞𝐜𝐡𝐚𝐭"), "wechat");
+        assert_eq!(fold_str(&table, "ᵂᵉᶜʰᵃᵗ"), "wechat");
+        assert_eq!(fold_str(&table, "Ⅻ①²"), "xii12");
+    }
+
+    #[test]
+    fn accents_and_combining_marks_fall_away() {
+        assert_eq!(fold_str(&plain(), "cafe\u{301} café İ"), "cafecafei");
+    }
+
+    #[test]
+    fn traditional_and_variant_characters_become_simplified() {
+        let table = plain();
+        assert_eq!(fold_str(&table, "加微信"), "加微信");
+        assert_eq!(fold_str(&table, "賭博網站"), "赌博网站");
+        assert_eq!(fold_str(&table, "裡面發財"), "里面发财");
+    }
+
+    #[test]
+    fn symbols_emoji_and_format_characters_are_skipped() {
+        assert_eq!(
+            fold_str(&plain(), "加 🌹 微\u{200b}·信！\u{fe0f}\u{20e3}"),
+            "加微信"
+        );
+    }
+
+    #[test]
+    fn lookalike_switch_maps_cyrillic_only_when_on() {
+        assert_eq!(fold_str(&plain(), "рау"), "рау");
+        let table = FoldTable::new(FoldOptions {
+            lookalike_letters: true,
+            financial_numerals: false,
+        });
+        assert_eq!(fold_str(&table, "РАУ"), "pay");
+    }
+
+    #[test]
+    fn financial_numeral_switch_maps_only_financial_forms() {
+        assert_eq!(fold_str(&plain(), "壹叁捌"), "壹叁捌");
+        let table = FoldTable::new(FoldOptions {
+            lookalike_letters: false,
+            financial_numerals: true,
+        });
+        assert_eq!(fold_str(&table, "壹貳叁一二三"), "123一二三");
+    }
+
+    #[test]
+    fn han_bitmap_agrees_with_the_table() {
+        let table = FoldTable::new(FoldOptions {
+            lookalike_letters: true,
+            financial_numerals: true,
+        });
+        let mut plain = 0;
+        for c in (HAN_FIRST..=HAN_LAST).filter_map(char::from_u32) {
+            let entry = table.bmp[c as usize];
+            let folds_to_itself = entry == encode_single(FoldedChar::plain_han(c));
+            assert_eq!(table.is_plain_han(c), folds_to_itself, "{c}");
+            plain += usize::from(folds_to_itself);
+        }
+        assert!(
+            plain > 15_000,
+            "most ideographs fold to themselves: {plain}"
+        );
+        assert!(!table.is_plain_han('賭'));
+        assert!(!table.is_plain_han('壹'));
+        assert!(table.is_plain_han('赌'));
+    }
+}

@@ -1,0 +1,1097 @@
+//! The outbox: messages decided on and waiting to be delivered.
+//!
+//! Life of a row: `pending` → claimed by a sender (`in_flight`, with a lease)
+//! → `sent` | `awaiting_confirmation` (customer-group mass messages, until the
+//! owner confirms) | back to `pending` (retry later) | `failed` (configuration
+//! problem, waits for a manager) | `dead` (undeliverable or out of attempts).
+//! `skipped` rows were never sendable on their route and say why. A lease that
+//! expires (sender crashed) makes the row claimable again. Every transition
+//! out of `in_flight` checks the lease owner, so a sender whose lease was taken
+//! over cannot overwrite the newer outcome.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+
+/// How a message reaches WeCom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum Route {
+    /// `appchat/send` to an internal group the app created.
+    AppGroup,
+    /// Group robot `webhook/send?key=`.
+    Webhook,
+    /// A smart bot's one-shot `response_url`.
+    SmartBot,
+    /// `add_msg_template` to customer groups; the owner must confirm.
+    CustomerGroupMass,
+    /// `message/send` to members (1:1 with the app).
+    Member,
+    /// `send_welcome_msg` to a new customer (20 s window).
+    WelcomeCode,
+}
+
+impl Route {
+    pub const ALL: [Route; 6] = [
+        Route::AppGroup,
+        Route::Webhook,
+        Route::SmartBot,
+        Route::CustomerGroupMass,
+        Route::Member,
+        Route::WelcomeCode,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::AppGroup => "app_group",
+            Route::Webhook => "webhook",
+            Route::SmartBot => "smart_bot",
+            Route::CustomerGroupMass => "customer_group_mass",
+            Route::Member => "member",
+            Route::WelcomeCode => "welcome_code",
+        }
+    }
+
+    /// Claim order: welcome codes expire 20 s after the event, smart-bot
+    /// users are waiting for an answer, everything else can queue.
+    pub fn priority(self) -> i64 {
+        match self {
+            Route::WelcomeCode => 10,
+            Route::SmartBot => 5,
+            _ => 0,
+        }
+    }
+
+    /// Targets that are credentials or one-shot URLs are not printed whole.
+    fn target_is_sensitive(self) -> bool {
+        matches!(self, Route::Webhook | Route::SmartBot | Route::WelcomeCode)
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum OutboxStatus {
+    Pending,
+    InFlight,
+    Sent,
+    AwaitingConfirmation,
+    Failed,
+    Dead,
+    Skipped,
+}
+
+impl OutboxStatus {
+    pub const ALL: [OutboxStatus; 7] = [
+        OutboxStatus::Pending,
+        OutboxStatus::InFlight,
+        OutboxStatus::Sent,
+        OutboxStatus::AwaitingConfirmation,
+        OutboxStatus::Failed,
+        OutboxStatus::Dead,
+        OutboxStatus::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::InFlight => "in_flight",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::AwaitingConfirmation => "awaiting_confirmation",
+            OutboxStatus::Failed => "failed",
+            OutboxStatus::Dead => "dead",
+            OutboxStatus::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for OutboxStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown outbox status {0:?} (expected one of pending, in_flight, sent, awaiting_confirmation, failed, dead, skipped)")]
+pub struct UnknownStatus(String);
+
+impl std::str::FromStr for OutboxStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        OutboxStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| UnknownStatus(text.to_owned()))
+    }
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewOutboxMessage<'a> {
+    /// Natural key of the effect, e.g. `push:{schedule}:{fire_time}:{chat}`.
+    pub idempotency_key: &'a str,
+    pub route: Route,
+    pub target: &'a str,
+    /// Name of the configured app (secret, agent id); `None` for webhook and
+    /// smart-bot rows, and for contact routes using the contacts secret.
+    pub app: Option<&'a str>,
+    pub payload_json: &'a str,
+    pub created_at: i64,
+    /// Earliest send time; `None` = now.
+    pub not_before: Option<i64>,
+    /// Set for effects the route cannot deliver (e.g. a welcome into a
+    /// customer group): the row is stored as `skipped` with this reason so the
+    /// manager sees it.
+    pub skip_reason: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    New(i64),
+    /// The key was already in the outbox; nothing was added.
+    Duplicate,
+}
+
+/// Inserts the message unless its idempotency key is known. Composes with the
+/// caller's transaction.
+pub async fn enqueue(
+    conn: &mut SqliteConnection,
+    message: &NewOutboxMessage<'_>,
+) -> sqlx::Result<Enqueued> {
+    let status = if message.skip_reason.is_some() {
+        OutboxStatus::Skipped
+    } else {
+        OutboxStatus::Pending
+    };
+    let id: Option<i64> = sqlx::query_scalar(
+        "insert into outbox (idempotency_key, route, target, app, payload_json, priority, status,
+                             next_attempt_at, last_error, created_at, updated_at)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         on conflict (idempotency_key) do nothing
+         returning id",
+    )
+    .bind(message.idempotency_key)
+    .bind(message.route)
+    .bind(message.target)
+    .bind(message.app)
+    .bind(message.payload_json)
+    .bind(message.route.priority())
+    .bind(status)
+    .bind(message.not_before.unwrap_or(message.created_at))
+    .bind(message.skip_reason)
+    .bind(message.created_at)
+    .bind(message.created_at)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(id.map_or(Enqueued::Duplicate, Enqueued::New))
+}
+
+/// A row a sender has leased.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ClaimedMessage {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub route: Route,
+    pub target: String,
+    pub app: Option<String>,
+    pub payload_json: String,
+    pub priority: i64,
+    /// Including the attempt this claim starts.
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// Leases up to `limit` due rows to `owner` until `now + lease_secs` and counts
+/// the attempt. Due means pending with `next_attempt_at <= now`, or in flight
+/// with an expired lease (its sender died). Highest priority first, then
+/// oldest. One statement, so two senders never claim the same row.
+pub async fn claim_due(
+    conn: &mut SqliteConnection,
+    now: i64,
+    lease_secs: i64,
+    owner: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<ClaimedMessage>> {
+    let mut claimed: Vec<ClaimedMessage> = sqlx::query_as(
+        "update outbox
+         set status = 'in_flight', lease_owner = ?1, lease_expires_at = ?2 + ?3,
+             attempts = attempts + 1, updated_at = ?2
+         where id in (
+             select id from outbox
+             where (status = 'pending' and next_attempt_at <= ?2)
+                or (status = 'in_flight' and lease_expires_at <= ?2)
+             order by priority desc, next_attempt_at, id
+             limit ?4)
+         returning id, idempotency_key, route, target, app, payload_json, priority, attempts, created_at",
+    )
+    .bind(owner)
+    .bind(now)
+    .bind(lease_secs)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    // RETURNING gives no order guarantee.
+    claimed.sort_by_key(|m| (std::cmp::Reverse(m.priority), m.id));
+    Ok(claimed)
+}
+
+/// Delivered. Returns false if `owner` no longer holds the lease.
+pub async fn mark_sent(
+    conn: &mut SqliteConnection,
+    id: i64,
+    owner: &str,
+    now: i64,
+    wecom_msgid: Option<&str>,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "update outbox
+         set status = 'sent', sent_at = ?, updated_at = ?, wecom_msgid = ?, last_error = null,
+             lease_owner = null, lease_expires_at = null
+         where id = ? and status = 'in_flight' and lease_owner = ?",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(wecom_msgid)
+    .bind(id)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// The mass-message task exists; the owner still has to confirm it. The row is
+/// polled again at `next_poll_at`.
+pub async fn mark_awaiting_confirmation(
+    conn: &mut SqliteConnection,
+    id: i64,
+    owner: &str,
+    now: i64,
+    wecom_msgid: &str,
+    next_poll_at: i64,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "update outbox
+         set status = 'awaiting_confirmation', wecom_msgid = ?, next_attempt_at = ?,
+             updated_at = ?, last_error = null, lease_owner = null, lease_expires_at = null
+         where id = ? and status = 'in_flight' and lease_owner = ?",
+    )
+    .bind(wecom_msgid)
+    .bind(next_poll_at)
+    .bind(now)
+    .bind(id)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Failed attempt; try again at `next_attempt_at`. The attempt stays counted.
+pub async fn mark_retry(
+    conn: &mut SqliteConnection,
+    id: i64,
+    owner: &str,
+    now: i64,
+    next_attempt_at: i64,
+    error: &str,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "update outbox
+         set status = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ?,
+             lease_owner = null, lease_expires_at = null
+         where id = ? and status = 'in_flight' and lease_owner = ?",
+    )
+    .bind(next_attempt_at)
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Not sent because of a rate limit (ours, or WeCom's 45009): wait until
+/// `until`. Waiting is not a failure, so the claim's attempt is given back.
+pub async fn postpone(
+    conn: &mut SqliteConnection,
+    id: i64,
+    owner: &str,
+    now: i64,
+    until: i64,
+    reason: &str,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "update outbox
+         set status = 'pending', next_attempt_at = ?, last_error = ?, attempts = max(attempts - 1, 0),
+             updated_at = ?, lease_owner = null, lease_expires_at = null
+         where id = ? and status = 'in_flight' and lease_owner = ?",
+    )
+    .bind(until)
+    .bind(reason)
+    .bind(now)
+    .bind(id)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// A configuration problem (secret, permission, trusted IP): parked until a
+/// manager fixes it and retries.
+pub async fn mark_failed(
+    conn: &mut SqliteConnection,
+    id: i64,
+    owner: &str,
+    now: i64,
+    reason: &str,
+) -> sqlx::Result<bool> {
+    finish_in_flight(conn, id, owner, now, OutboxStatus::Failed, reason).await
+}
+
+/// Undeliverable, or out of attempts; the reason is kept.
+pub async fn mark_dead(
+    conn: &mut SqliteConnection,
+    id: i64,
+    owner: &str,
+    now: i64,
+    reason: &str,
+) -> sqlx::Result<bool> {
+    finish_in_flight(conn, id, owner, now, OutboxStatus::Dead, reason).await
+}
+
+async fn finish_in_flight(
+    conn: &mut SqliteConnection,
+    id: i64,
+    owner: &str,
+    now: i64,
+    status: OutboxStatus,
+    reason: &str,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "update outbox
+         set status = ?, last_error = ?, updated_at = ?, lease_owner = null, lease_expires_at = null
+         where id = ? and status = 'in_flight' and lease_owner = ?",
+    )
+    .bind(status)
+    .bind(reason)
+    .bind(now)
+    .bind(id)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// A mass message waiting for its owner, due for a result poll.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AwaitingConfirmation {
+    pub id: i64,
+    pub target: String,
+    pub app: Option<String>,
+    pub wecom_msgid: String,
+    pub updated_at: i64,
+    pub created_at: i64,
+}
+
+/// Rows in `awaiting_confirmation` whose next poll is due. Polling only
+/// reads from WeCom, so no lease is needed.
+pub async fn due_confirmations(
+    conn: &mut SqliteConnection,
+    now: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<AwaitingConfirmation>> {
+    sqlx::query_as(
+        "select id, target, app, wecom_msgid, updated_at, created_at from outbox
+         where status = 'awaiting_confirmation' and next_attempt_at <= ? and wecom_msgid is not null
+         order by next_attempt_at, id
+         limit ?",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Ends a confirmation wait: `sent` (the owner sent it) or `dead` (never
+/// confirmed, or every group failed) with a reason.
+pub async fn finish_confirmation(
+    conn: &mut SqliteConnection,
+    id: i64,
+    now: i64,
+    status: OutboxStatus,
+    note: Option<&str>,
+) -> sqlx::Result<bool> {
+    let sent_at = (status == OutboxStatus::Sent).then_some(now);
+    let result = sqlx::query(
+        "update outbox
+         set status = ?, sent_at = coalesce(?, sent_at), last_error = ?, updated_at = ?
+         where id = ? and status = 'awaiting_confirmation'",
+    )
+    .bind(status)
+    .bind(sent_at)
+    .bind(note)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Still waiting for the owner (or the poll failed): poll again at `next_poll_at`.
+pub async fn reschedule_confirmation_poll(
+    conn: &mut SqliteConnection,
+    id: i64,
+    next_poll_at: i64,
+    note: Option<&str>,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "update outbox set next_attempt_at = ?, last_error = ?
+         where id = ? and status = 'awaiting_confirmation'",
+    )
+    .bind(next_poll_at)
+    .bind(note)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// One outbox row as `qunyun outbox list` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub route: Route,
+    pub target: String,
+    pub app: Option<String>,
+    pub payload_json: String,
+    pub status: OutboxStatus,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub wecom_msgid: Option<String>,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+impl OutboxRow {
+    /// The target as safe to print: webhook keys, response URLs and welcome
+    /// codes are credentials, so only their first characters are shown.
+    pub fn display_target(&self) -> String {
+        if self.route.target_is_sensitive() {
+            let prefix: String = self.target.chars().take(6).collect();
+            format!("{prefix}…")
+        } else {
+            self.target.clone()
+        }
+    }
+}
+
+fn format_time(unix: i64) -> String {
+    DateTime::<Utc>::from_timestamp(unix, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// One line per row, no message bodies (they may hold personal data).
+impl fmt::Display for OutboxRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "#{id} {status} {route} target={target} app={app} attempts={attempts} created={created}",
+            id = self.id,
+            status = self.status,
+            route = self.route,
+            target = self.display_target(),
+            app = self.app.as_deref().unwrap_or("-"),
+            attempts = self.attempts,
+            created = format_time(self.created_at),
+        )?;
+        match self.status {
+            OutboxStatus::Pending | OutboxStatus::AwaitingConfirmation => {
+                write!(f, " next={}", format_time(self.next_attempt_at))?
+            }
+            OutboxStatus::Sent => {
+                if let Some(sent_at) = self.sent_at {
+                    write!(f, " sent={}", format_time(sent_at))?
+                }
+            }
+            _ => {}
+        }
+        if let Some(msgid) = &self.wecom_msgid {
+            write!(f, " msgid={msgid}")?;
+        }
+        if let Some(error) = &self.last_error {
+            write!(f, " last_error={error:?}")?;
+        }
+        write!(f, " key={}", self.idempotency_key)
+    }
+}
+
+const ROW_COLUMNS: &str = "id, idempotency_key, route, target, app, payload_json, status, attempts,
+     next_attempt_at, last_error, wecom_msgid, created_at, sent_at";
+
+/// Rows, newest first, optionally only one status (`qunyun outbox list [--status S]`).
+pub async fn list(
+    conn: &mut SqliteConnection,
+    status: Option<OutboxStatus>,
+) -> sqlx::Result<Vec<OutboxRow>> {
+    let sql = format!(
+        "select {ROW_COLUMNS} from outbox where ?1 is null or status = ?1 order by id desc"
+    );
+    sqlx::query_as(&sql)
+        .bind(status)
+        .fetch_all(&mut *conn)
+        .await
+}
+
+pub async fn get(conn: &mut SqliteConnection, id: i64) -> sqlx::Result<Option<OutboxRow>> {
+    let sql = format!("select {ROW_COLUMNS} from outbox where id = ?");
+    sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryOutcome {
+    /// Back to pending with a fresh attempt budget, due now.
+    Requeued,
+    NotFound,
+    /// Only `failed` and `dead` rows can be retried by hand.
+    NotRetryable(OutboxStatus),
+}
+
+/// `qunyun outbox retry ID`: requeue a failed or dead row, due immediately,
+/// with its attempt counter reset.
+pub async fn retry(conn: &mut SqliteConnection, id: i64, now: i64) -> sqlx::Result<RetryOutcome> {
+    let result = sqlx::query(
+        "update outbox
+         set status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?
+         where id = ? and status in ('failed', 'dead')",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if result.rows_affected() == 1 {
+        return Ok(RetryOutcome::Requeued);
+    }
+    Ok(match get(conn, id).await? {
+        Some(row) => RetryOutcome::NotRetryable(row.status),
+        None => RetryOutcome::NotFound,
+    })
+}
+
+/// Requeue every `failed` row, e.g. after a secret or trusted IP was fixed.
+pub async fn retry_all_failed(conn: &mut SqliteConnection, now: i64) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "update outbox
+         set status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?
+         where status = 'failed'",
+    )
+    .bind(now)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Number of rows per status (for metrics and the console).
+pub async fn count_by_status(
+    conn: &mut SqliteConnection,
+) -> sqlx::Result<Vec<(OutboxStatus, i64)>> {
+    sqlx::query_as("select status, count(*) from outbox group by status order by status")
+        .fetch_all(&mut *conn)
+        .await
+}
+
+// ---- rate-limit log -----------------------------------------------------
+
+/// Calls logged under `rate_key` after `since` (exclusive), and the oldest of
+/// them (which decides when the window frees a slot).
+pub async fn rate_window(
+    conn: &mut SqliteConnection,
+    rate_key: &str,
+    since: i64,
+) -> sqlx::Result<(i64, Option<i64>)> {
+    sqlx::query_as("select count(*), min(at) from outbox_rate_log where rate_key = ? and at > ?")
+        .bind(rate_key)
+        .bind(since)
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Logs one call at `at` under each key.
+pub async fn record_calls(
+    conn: &mut SqliteConnection,
+    rate_keys: &[String],
+    at: i64,
+) -> sqlx::Result<()> {
+    for key in rate_keys {
+        sqlx::query("insert into outbox_rate_log (rate_key, at) values (?, ?)")
+            .bind(key)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Forgets calls at or before `before`; returns how many were removed.
+pub async fn prune_rate_log(conn: &mut SqliteConnection, before: i64) -> sqlx::Result<u64> {
+    let result = sqlx::query("delete from outbox_rate_log where at <= ?")
+        .bind(before)
+        .execute(&mut *conn)
+        .await?;
+    Ok(result.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::SqlitePool;
+
+    async fn test_db() -> (tempfile::TempDir, SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::store::open(&dir.path().join("test.db"))
+            .await
+            .unwrap();
+        (dir, pool)
+    }
+
+    fn message<'a>(key: &'a str, route: Route, target: &'a str) -> NewOutboxMessage<'a> {
+        NewOutboxMessage {
+            idempotency_key: key,
+            route,
+            target,
+            app: Some("ops"),
+            payload_json: r#"{"msgtype":"text","text":{"content":"hi"}}"#,
+            created_at: 1_000,
+            not_before: None,
+            skip_reason: None,
+        }
+    }
+
+    async fn enqueue_one(conn: &mut SqliteConnection, key: &str, route: Route) -> i64 {
+        match enqueue(conn, &message(key, route, "target")).await.unwrap() {
+            Enqueued::New(id) => id,
+            Enqueued::Duplicate => panic!("unexpected duplicate {key}"),
+        }
+    }
+
+    async fn status_of(conn: &mut SqliteConnection, id: i64) -> OutboxRow {
+        get(conn, id).await.unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn enqueue_inserts_once_per_idempotency_key() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let first = enqueue(&mut conn, &message("k1", Route::Member, "zhangsan"))
+            .await
+            .unwrap();
+        let again = enqueue(&mut conn, &message("k1", Route::Member, "lisi"))
+            .await
+            .unwrap();
+        assert!(matches!(first, Enqueued::New(_)));
+        assert_eq!(again, Enqueued::Duplicate);
+        let rows = list(&mut conn, None).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].target, "zhangsan");
+        assert_eq!(rows[0].status, OutboxStatus::Pending);
+        assert_eq!(rows[0].next_attempt_at, 1_000);
+    }
+
+    #[tokio::test]
+    async fn enqueue_inside_a_rolled_back_transaction_leaves_nothing() {
+        let (_dir, pool) = test_db().await;
+        let mut tx = pool.begin().await.unwrap();
+        enqueue(&mut tx, &message("k1", Route::Member, "zhangsan"))
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        assert!(list(&mut conn, None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn enqueue_with_skip_reason_stores_a_skipped_row_that_is_never_claimed() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let mut skipped = message("k1", Route::CustomerGroupMass, "owner");
+        skipped.skip_reason = Some("customer groups cannot receive automatic welcomes");
+        enqueue(&mut conn, &skipped).await.unwrap();
+        let row = &list(&mut conn, Some(OutboxStatus::Skipped)).await.unwrap()[0];
+        assert_eq!(row.last_error.as_deref(), skipped.skip_reason);
+        assert!(claim_due(&mut conn, 5_000, 60, "s1", 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn claim_due_leases_due_rows_priority_first_and_never_twice() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let member = enqueue_one(&mut conn, "a", Route::Member).await;
+        let welcome = enqueue_one(&mut conn, "b", Route::WelcomeCode).await;
+        let mut later = message("c", Route::Member, "t");
+        later.not_before = Some(2_000);
+        enqueue(&mut conn, &later).await.unwrap();
+
+        let claimed = claim_due(&mut conn, 1_500, 60, "s1", 10).await.unwrap();
+        let ids: Vec<i64> = claimed.iter().map(|m| m.id).collect();
+        assert_eq!(
+            ids,
+            [welcome, member],
+            "welcome code first, future row not due"
+        );
+        assert!(claimed.iter().all(|m| m.attempts == 1));
+        let row = status_of(&mut conn, member).await;
+        assert_eq!(row.status, OutboxStatus::InFlight);
+
+        // Another sender inside the lease gets nothing.
+        assert!(claim_due(&mut conn, 1_550, 60, "s2", 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn claim_due_respects_the_limit() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        for key in ["a", "b", "c"] {
+            enqueue_one(&mut conn, key, Route::Member).await;
+        }
+        assert_eq!(
+            claim_due(&mut conn, 1_000, 60, "s1", 2)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            claim_due(&mut conn, 1_000, 60, "s1", 2)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn claim_due_reclaims_expired_leases_and_the_old_owner_loses_its_say() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let id = enqueue_one(&mut conn, "a", Route::Member).await;
+        claim_due(&mut conn, 1_000, 60, "crashed", 10)
+            .await
+            .unwrap();
+        assert!(claim_due(&mut conn, 1_059, 60, "s2", 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let reclaimed = claim_due(&mut conn, 1_060, 60, "s2", 10).await.unwrap();
+        assert_eq!(reclaimed.len(), 1);
+        assert_eq!(reclaimed[0].attempts, 2);
+        assert!(!mark_sent(&mut conn, id, "crashed", 1_061, None)
+            .await
+            .unwrap());
+        assert!(mark_sent(&mut conn, id, "s2", 1_061, Some("MSG"))
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn mark_sent_records_time_and_msgid() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let id = enqueue_one(&mut conn, "a", Route::Member).await;
+        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
+        assert!(mark_sent(&mut conn, id, "s1", 1_001, Some("MSG1"))
+            .await
+            .unwrap());
+        let row = status_of(&mut conn, id).await;
+        assert_eq!(row.status, OutboxStatus::Sent);
+        assert_eq!(row.sent_at, Some(1_001));
+        assert_eq!(row.wecom_msgid.as_deref(), Some("MSG1"));
+        // Sent rows are never claimed again.
+        assert!(claim_due(&mut conn, 9_999, 60, "s1", 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn mark_retry_keeps_the_attempt_and_reschedules() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let id = enqueue_one(&mut conn, "a", Route::Member).await;
+        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
+        assert!(
+            mark_retry(&mut conn, id, "s1", 1_001, 1_030, "WeCom errcode -1")
+                .await
+                .unwrap()
+        );
+        let row = status_of(&mut conn, id).await;
+        assert_eq!(
+            (row.status, row.attempts, row.next_attempt_at),
+            (OutboxStatus::Pending, 1, 1_030)
+        );
+        assert_eq!(row.last_error.as_deref(), Some("WeCom errcode -1"));
+        assert!(claim_due(&mut conn, 1_029, 60, "s1", 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            claim_due(&mut conn, 1_030, 60, "s1", 10).await.unwrap()[0].attempts,
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn postpone_gives_the_attempt_back() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let id = enqueue_one(&mut conn, "a", Route::Webhook).await;
+        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
+        assert!(postpone(&mut conn, id, "s1", 1_000, 1_060, "rate limit")
+            .await
+            .unwrap());
+        let row = status_of(&mut conn, id).await;
+        assert_eq!(
+            (row.status, row.attempts, row.next_attempt_at),
+            (OutboxStatus::Pending, 0, 1_060)
+        );
+    }
+
+    #[tokio::test]
+    async fn mark_failed_and_mark_dead_keep_their_reason() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let failed = enqueue_one(&mut conn, "a", Route::Member).await;
+        let dead = enqueue_one(&mut conn, "b", Route::Member).await;
+        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
+        assert!(mark_failed(&mut conn, failed, "s1", 1_001, "errcode 60020")
+            .await
+            .unwrap());
+        assert!(mark_dead(&mut conn, dead, "s1", 1_001, "errcode 81013")
+            .await
+            .unwrap());
+        assert_eq!(
+            status_of(&mut conn, failed).await.status,
+            OutboxStatus::Failed
+        );
+        let row = status_of(&mut conn, dead).await;
+        assert_eq!(row.status, OutboxStatus::Dead);
+        assert_eq!(row.last_error.as_deref(), Some("errcode 81013"));
+        // Not in flight any more: a second verdict changes nothing.
+        assert!(!mark_sent(&mut conn, dead, "s1", 1_002, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn confirmation_rows_are_polled_then_finished() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let id = enqueue_one(&mut conn, "a", Route::CustomerGroupMass).await;
+        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
+        assert!(
+            mark_awaiting_confirmation(&mut conn, id, "s1", 1_001, "msgGROUP", 1_600)
+                .await
+                .unwrap()
+        );
+        assert!(claim_due(&mut conn, 9_999, 60, "s1", 10)
+            .await
+            .unwrap()
+            .is_empty());
+
+        assert!(due_confirmations(&mut conn, 1_599, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let due = due_confirmations(&mut conn, 1_600, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].wecom_msgid, "msgGROUP");
+
+        assert!(
+            reschedule_confirmation_poll(&mut conn, id, 2_200, Some("0/1 sent"))
+                .await
+                .unwrap()
+        );
+        assert!(due_confirmations(&mut conn, 2_199, 10)
+            .await
+            .unwrap()
+            .is_empty());
+
+        assert!(
+            finish_confirmation(&mut conn, id, 2_200, OutboxStatus::Sent, None)
+                .await
+                .unwrap()
+        );
+        let row = status_of(&mut conn, id).await;
+        assert_eq!((row.status, row.sent_at), (OutboxStatus::Sent, Some(2_200)));
+        assert!(
+            !finish_confirmation(&mut conn, id, 2_300, OutboxStatus::Dead, Some("x"))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn list_filters_by_status_newest_first() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let a = enqueue_one(&mut conn, "a", Route::Member).await;
+        let b = enqueue_one(&mut conn, "b", Route::Member).await;
+        claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
+        mark_sent(&mut conn, a, "s1", 1_001, None).await.unwrap();
+        let all: Vec<i64> = list(&mut conn, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(all, [b, a]);
+        let pending = list(&mut conn, Some(OutboxStatus::Pending)).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, b);
+        assert!(list(&mut conn, Some(OutboxStatus::Dead))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn printed_rows_hide_webhook_keys_and_bodies() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let key = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa";
+        enqueue(&mut conn, &message("a", Route::Webhook, key))
+            .await
+            .unwrap();
+        let line = list(&mut conn, None).await.unwrap()[0].to_string();
+        assert!(!line.contains(key), "{line}");
+        assert!(!line.contains("hi"), "{line}");
+        assert!(line.contains("pending webhook"), "{line}");
+        assert_eq!("dead".parse::<OutboxStatus>(), Ok(OutboxStatus::Dead));
+        assert!("nope".parse::<OutboxStatus>().is_err());
+    }
+
+    #[tokio::test]
+    async fn retry_requeues_failed_and_dead_rows_only() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let dead = enqueue_one(&mut conn, "a", Route::Member).await;
+        let pending = enqueue_one(&mut conn, "b", Route::Member).await;
+        claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
+        mark_dead(&mut conn, dead, "s1", 1_001, "gone")
+            .await
+            .unwrap();
+
+        assert_eq!(
+            retry(&mut conn, dead, 5_000).await.unwrap(),
+            RetryOutcome::Requeued
+        );
+        let row = status_of(&mut conn, dead).await;
+        assert_eq!(
+            (row.status, row.attempts, row.next_attempt_at),
+            (OutboxStatus::Pending, 0, 5_000)
+        );
+        assert_eq!(
+            retry(&mut conn, pending, 5_000).await.unwrap(),
+            RetryOutcome::NotRetryable(OutboxStatus::Pending)
+        );
+        assert_eq!(
+            retry(&mut conn, 999, 5_000).await.unwrap(),
+            RetryOutcome::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_all_failed_requeues_every_failed_row() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let ids = [
+            enqueue_one(&mut conn, "a", Route::Member).await,
+            enqueue_one(&mut conn, "b", Route::Member).await,
+            enqueue_one(&mut conn, "c", Route::Member).await,
+        ];
+        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
+        mark_failed(&mut conn, ids[0], "s1", 1_001, "60020")
+            .await
+            .unwrap();
+        mark_failed(&mut conn, ids[1], "s1", 1_001, "60020")
+            .await
+            .unwrap();
+        mark_dead(&mut conn, ids[2], "s1", 1_001, "81013")
+            .await
+            .unwrap();
+        assert_eq!(retry_all_failed(&mut conn, 2_000).await.unwrap(), 2);
+        assert_eq!(
+            status_of(&mut conn, ids[2]).await.status,
+            OutboxStatus::Dead
+        );
+        assert_eq!(
+            claim_due(&mut conn, 2_000, 60, "s1", 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn count_by_status_groups_rows() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let a = enqueue_one(&mut conn, "a", Route::Member).await;
+        enqueue_one(&mut conn, "b", Route::Member).await;
+        enqueue_one(&mut conn, "c", Route::Member).await;
+        claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
+        mark_sent(&mut conn, a, "s1", 1_000, None).await.unwrap();
+        let counts = count_by_status(&mut conn).await.unwrap();
+        assert_eq!(
+            counts,
+            [(OutboxStatus::Pending, 2), (OutboxStatus::Sent, 1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn rate_window_counts_calls_after_since_and_prune_forgets_old_ones() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let keys = vec!["webhook:k".to_owned(), "api:webhook/send".to_owned()];
+        record_calls(&mut conn, &keys, 100).await.unwrap();
+        record_calls(&mut conn, &keys[..1], 130).await.unwrap();
+        assert_eq!(
+            rate_window(&mut conn, "webhook:k", 99).await.unwrap(),
+            (2, Some(100))
+        );
+        assert_eq!(
+            rate_window(&mut conn, "webhook:k", 100).await.unwrap(),
+            (1, Some(130))
+        );
+        assert_eq!(
+            rate_window(&mut conn, "api:webhook/send", 99)
+                .await
+                .unwrap(),
+            (1, Some(100))
+        );
+        assert_eq!(rate_window(&mut conn, "other", 0).await.unwrap(), (0, None));
+        assert_eq!(prune_rate_log(&mut conn, 100).await.unwrap(), 2);
+        assert_eq!(
+            rate_window(&mut conn, "webhook:k", 0).await.unwrap(),
+            (1, Some(130))
+        );
+    }
+}
