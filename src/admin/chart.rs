@@ -63,7 +63,9 @@ pub fn line_chart(title: &str, labels: &[String], series: &[Series]) -> String {
         );
     }
     for (i, label) in labels.iter().enumerate() {
-        if i % 7 == 0 || i + 1 == labels.len() {
+        // Every 7th day and the last; skip a 7th that would overlap the last.
+        let last = i + 1 == labels.len();
+        if last || (i % 7 == 0 && i + 4 < labels.len()) {
             let _ = write!(
                 svg,
                 r##"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle" fill="#666">{}</text>"##,
