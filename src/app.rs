@@ -24,6 +24,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::ingest;
 use crate::jobs::groupsync::GroupSync;
+use crate::jobs::invites::InviteRewards;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use crate::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
 use crate::store;
@@ -139,7 +140,8 @@ pub async fn run(
 }
 
 impl App {
-    /// Starts the pipeline and outbox sender loops; they stop when `stop` is cancelled.
+    /// Starts the background loops (pipeline, outbox sender, customer-group sync,
+    /// invite rewards); they stop when `stop` is cancelled.
     pub fn spawn_workers(&self, stop: CancellationToken) -> anyhow::Result<Vec<JoinHandle<()>>> {
         let state = &self.state;
         let wecom = &state.config.wecom;
@@ -198,6 +200,20 @@ impl App {
                     .await;
             }));
         }
+        let invites = InviteRewards::new(state.pool.clone(), state.clock.clone());
+        let invites_stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = invites_stop.cancelled() => return,
+                    _ = ticker.tick() => {}
+                }
+                if let Err(error) = invites.run_once().await {
+                    tracing::warn!(error = format!("{error:#}"), "invite rewards round failed");
+                }
+            }
+        }));
         tasks.push(tokio::spawn(async move { sender.run_loop(stop).await }));
         Ok(tasks)
     }

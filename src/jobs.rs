@@ -2,4 +2,5 @@
 //! loop around it only waits, calls it and watches the shutdown token.
 
 pub mod groupsync;
+pub mod invites;
 pub mod outbox;

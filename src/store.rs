@@ -13,6 +13,7 @@ pub mod admin;
 pub mod chats;
 pub mod checkins;
 pub mod inbox;
+pub mod invites;
 pub mod members;
 pub mod outbox;
 pub mod points;

@@ -112,3 +112,102 @@ async fn lost_callback_gap_is_repaired_from_groupchat_get() {
     drop(conn);
     app.stop().await;
 }
+
+fn invited(userid: &str, inviter: &str, join_time: i64) -> SeedGroupMember {
+    serde_json::from_value(serde_json::json!({
+        "userid": userid, "join_time": join_time, "join_scene": 1, "invitor": inviter
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn invite_rewards_are_paid_once_after_the_stay_and_never_for_early_leavers() {
+    use chrono::Duration;
+    use qunyun::clock::Clock;
+    use qunyun::jobs::invites::InviteRewards;
+    use qunyun::sim::LeaveRequest;
+    use qunyun::store::points;
+
+    let app = spawn_app_with(|_| {}).await;
+    let clock: SharedClock = app.clock.clone();
+    let now = app.clock.now().timestamp();
+    let sim = Sim::spawn(SimConfig::new(CORP_ID, "app-secret"), clock.clone())
+        .await
+        .unwrap();
+    sim.add_customer_group(SeedCustomerGroup {
+        chat_id: CHAT.into(),
+        name: "邀请测试群".into(),
+        owner: "owner1".into(),
+        notice: String::new(),
+        status: 0,
+        create_time: now - 10 * 86400,
+        admins: vec![],
+        members: vec![
+            seed_member("owner1"),
+            seed_member("wmA"),
+            invited("wmOld", "wmA", now - 4 * 86400),
+            invited("wmNew", "wmA", now - 3600),
+            invited("wmGone", "wmA", now - 3600),
+        ],
+    });
+    sim.set_callbacks(
+        CallbackTargets::new(format!("http://{}", app.addr)).with_app(AppCallback {
+            name: APP.into(),
+            token: APP_TOKEN.into(),
+            encoding_aes_key: APP_KEY.into(),
+            agent_id: 1000002,
+        }),
+    );
+    let api = ApiClient::new(ApiConfig::new(sim.api_base_url(), CORP_ID), clock.clone()).unwrap();
+    let sync = GroupSync::new(
+        app.pool.clone(),
+        api,
+        Secret::new("app-secret"),
+        clock.clone(),
+    );
+    let pipeline = Pipeline::new(
+        app.pool.clone(),
+        clock.clone(),
+        DurableOutbox::new(APP),
+        PipelineSettings::default(),
+    );
+    let rewards = InviteRewards::new(app.pool.clone(), clock.clone());
+    let balance = |user: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            let mut conn = pool.acquire().await.unwrap();
+            points::balance(&mut conn, user).await.unwrap()
+        }
+    };
+
+    sync.run_once(true).await.unwrap();
+    // Default rules: 20 points after 72 hours. Only wmOld has stayed long enough.
+    assert_eq!(rewards.run_once().await.unwrap(), 1);
+    assert_eq!(balance("wmA").await, 20);
+    assert_eq!(rewards.run_once().await.unwrap(), 0, "paid once");
+
+    // wmGone leaves the next day, before the 72 hours are up.
+    app.clock.advance(Duration::hours(24));
+    let left = sim
+        .drive_leave(LeaveRequest {
+            app: None,
+            chat_id: CHAT.into(),
+            userids: vec!["wmGone".into()],
+            removed: false,
+            lose_callback: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.status, Some(200));
+    pipeline.run_once().await.unwrap();
+
+    app.clock.advance(Duration::hours(72));
+    assert_eq!(
+        rewards.run_once().await.unwrap(),
+        1,
+        "only wmNew, who stayed"
+    );
+    assert_eq!(balance("wmA").await, 40);
+    assert_eq!(rewards.run_once().await.unwrap(), 0);
+    app.stop().await;
+}

@@ -4,4 +4,5 @@ mod callback;
 mod groupsync;
 mod helpers;
 mod ingest;
+mod leaderboard;
 mod serve;
