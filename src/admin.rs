@@ -113,6 +113,7 @@ pub fn router(state: AdminState) -> Router {
             post(pages::fulfil_redemption),
         )
         .route("/admin/inbox/{id}/retry", post(pages::retry_parked))
+        .route("/admin/outbox/{id}/retry", post(pages::retry_outbox))
         .route("/admin/audit", get(pages::audit))
         .route("/admin/users", get(pages::users).post(pages::create_user))
         .route("/admin/tokens", post(pages::create_token))

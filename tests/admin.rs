@@ -116,6 +116,17 @@ async fn seed(pool: &SqlitePool) {
     store::rule_sets::save(&mut conn, &valid_rules(5), now)
         .await
         .unwrap();
+    // A webhook message the sender gave up on; its target is a robot key (a credential).
+    sqlx::query(
+        "insert into outbox (idempotency_key, route, target, payload_json, status, attempts,
+                             next_attempt_at, last_error, created_at, updated_at)
+         values ('push:1', 'webhook', 'robotkey-0123456789-secret', '{}', 'dead', 5, 0, 'errcode 93000', ?, ?)",
+    )
+    .bind(now.timestamp())
+    .bind(now.timestamp())
+    .execute(&mut *conn)
+    .await
+    .unwrap();
 }
 
 fn valid_rules(base_points: i64) -> String {
@@ -221,6 +232,13 @@ impl Console {
 
     async fn first_inbox_id(&self) -> i64 {
         sqlx::query_scalar("select id from inbox order by id limit 1")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn first_outbox_id(&self) -> i64 {
+        sqlx::query_scalar("select id from outbox order by id limit 1")
             .fetch_one(&self.pool)
             .await
             .unwrap()
@@ -468,6 +486,7 @@ const API_READS: &[&str] = &[
     "/admin/api/v1/rules/versions",
     "/admin/api/v1/redemptions",
     "/admin/api/v1/parked",
+    "/admin/api/v1/dead-letters",
     "/admin/api/v1/audit",
 ];
 
@@ -519,7 +538,13 @@ async fn form_routes(console: &Console) -> Vec<FormRoute> {
     let redemption = console.first_redemption_id().await;
     let parked = console.first_inbox_id().await;
     let token = console.first_token_id().await;
+    let dead = console.first_outbox_id().await;
     vec![
+        FormRoute {
+            path: format!("/admin/outbox/{dead}/retry"),
+            need: Role::Operator,
+            fields: vec![],
+        },
         FormRoute {
             path: "/admin/members/wmAlice/points".into(),
             need: Role::Operator,
@@ -672,7 +697,9 @@ async fn every_role_against_every_mutating_api_call() {
         let (_, token) = console.session_for(role.as_str(), role).await;
         let redemption = console.first_redemption_id().await;
         let parked = console.first_inbox_id().await;
+        let dead = console.first_outbox_id().await;
         let calls = [
+            (format!("/admin/api/v1/outbox/{dead}/retry"), String::new()),
             (
                 "/admin/api/v1/members/wmAlice/points".to_owned(),
                 r#"{"delta": 5, "reason": "api"}"#.to_owned(),
@@ -967,4 +994,41 @@ async fn create_user_refuses_duplicates_and_weak_passwords() {
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.body.contains("好物分享1群"));
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_without_credentials_and_can_be_retried() {
+    let console = console().await;
+    let (session, token) = console.session_for("op", Role::Operator).await;
+    let page = console.get("/admin/queues", Some(&session)).await;
+    assert!(page.body.contains("errcode 93000"));
+    assert!(page.body.contains("robotk…"), "{}", page.body);
+    assert!(
+        !page.body.contains("robotkey-0123456789-secret"),
+        "webhook key leaked"
+    );
+    let api = console
+        .api(Method::GET, "/admin/api/v1/dead-letters", Some(&token), "")
+        .await;
+    assert!(
+        !api.body.contains("robotkey-0123456789-secret"),
+        "webhook key leaked"
+    );
+    let id = console.first_outbox_id().await;
+    let path = format!("/admin/outbox/{id}/retry");
+    let reply = console
+        .post_form(&path, Some(&session.cookie), &[("csrf", &session.csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let status: String = sqlx::query_scalar("select status from outbox where id = ?")
+        .bind(id)
+        .fetch_one(&console.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "pending");
+    // A pending row cannot be "retried" again.
+    let again = console
+        .post_form(&path, Some(&session.cookie), &[("csrf", &session.csrf)])
+        .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
 }

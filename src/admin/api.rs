@@ -67,6 +67,8 @@ pub fn routes() -> Router<AdminState> {
         )
         .route("/admin/api/v1/parked", get(parked))
         .route("/admin/api/v1/parked/{id}/retry", post(retry_parked))
+        .route("/admin/api/v1/dead-letters", get(dead_letters))
+        .route("/admin/api/v1/outbox/{id}/retry", post(retry_outbox))
         .route("/admin/api/v1/audit", get(audit))
 }
 
@@ -218,4 +220,19 @@ async fn audit(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult
     Ok(Json(
         json!({ "entries": q::recent_audit(&mut conn, None, 500).await? }),
     ))
+}
+
+async fn dead_letters(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
+    Ok(Json(
+        json!({ "dead_letters": ops::dead_letters(&state).await? }),
+    ))
+}
+
+async fn retry_outbox(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<i64>,
+) -> ApiResult {
+    ops::retry_outbox(&state, &caller, id).await?;
+    Ok(Json(json!({ "id": id, "status": "pending" })))
 }

@@ -195,6 +195,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("attempts", "尝试次数", "Attempts"),
     ("last_error", "最后错误", "Last error"),
     ("retry", "重试", "Retry"),
+    ("dead_letters", "发送失败的消息", "Undeliverable messages"),
+    ("status", "状态", "Status"),
     ("time", "时间", "Time"),
     ("actor", "操作人", "Actor"),
     ("action", "操作", "Action"),

@@ -387,3 +387,70 @@ pub async fn adjust_points(
     .await?;
     Ok(balance)
 }
+
+/// A failed or dead outbox row as the console shows it: never the payload
+/// (it may hold personal data) and never a credential-bearing target.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub route: String,
+    pub target: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+pub async fn dead_letters(state: &AdminState) -> Result<Vec<DeadLetter>, AdminError> {
+    use store::outbox::OutboxStatus;
+    let mut conn = state.pool.acquire().await?;
+    let mut rows = Vec::new();
+    for status in [OutboxStatus::Dead, OutboxStatus::Failed] {
+        rows.extend(store::outbox::list(&mut conn, Some(status)).await?);
+    }
+    rows.sort_by_key(|r| r.id);
+    Ok(rows
+        .into_iter()
+        .map(|r| DeadLetter {
+            id: r.id,
+            route: r.route.to_string(),
+            target: r.display_target(),
+            status: r.status.to_string(),
+            attempts: r.attempts,
+            last_error: r.last_error,
+            created_at: r.created_at,
+        })
+        .collect())
+}
+
+/// Requeues a failed or dead outbox row, due now.
+pub async fn retry_outbox(
+    state: &AdminState,
+    manager: &Manager,
+    id: i64,
+) -> Result<(), AdminError> {
+    use store::outbox::RetryOutcome;
+    manager.require(Role::Operator)?;
+    let now = now(state);
+    let mut tx = state.pool.begin().await?;
+    match store::outbox::retry(&mut tx, id, now.timestamp()).await? {
+        RetryOutcome::Requeued => {}
+        RetryOutcome::NotFound => return Err(AdminError::NotFound),
+        RetryOutcome::NotRetryable(status) => {
+            return Err(AdminError::bad_request(format!(
+                "only failed or dead messages can be retried (this one is {status})"
+            )))
+        }
+    }
+    q::append_audit(
+        &mut tx,
+        now.timestamp(),
+        &manager.actor,
+        "outbox.retry",
+        &id.to_string(),
+        "",
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

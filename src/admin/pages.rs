@@ -552,12 +552,14 @@ pub async fn queues(
         .map(|r| json!({ "id": r.id, "user_id": r.user_id, "item": r.item, "cost": r.cost, "at": r.created_at }))
         .collect();
     let parked = q::parked_events(&mut conn).await?;
+    drop(conn);
+    let dead = ops::dead_letters(&state).await?;
     Ok(state
         .views()
         .render(
             "queues.html",
             &frame,
-            json!({ "redemptions": redemptions, "parked": parked }),
+            json!({ "redemptions": redemptions, "parked": parked, "dead": dead }),
         )?
         .into_response())
 }
@@ -581,6 +583,17 @@ pub async fn retry_parked(
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
     ops::retry_parked(&state, &manager, id).await?;
+    Ok(see_other("/admin/queues"))
+}
+
+pub async fn retry_outbox(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    ops::retry_outbox(&state, &manager, id).await?;
     Ok(see_other("/admin/queues"))
 }
 
