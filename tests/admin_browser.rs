@@ -377,7 +377,7 @@ async fn manager_works_the_console_in_a_real_browser() {
     // 4. Fix it: check shows the diff; apply saves version 2.
     browser.set_value("#rules-body", &rules("8")).await;
     browser.click("#rules-check").await;
-    assert!(browser.text("#rules-valid").await.len() > 0);
+    assert!(!browser.text("#rules-valid").await.is_empty());
     assert!(browser
         .text("#rules-diff")
         .await

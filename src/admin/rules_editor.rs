@@ -58,7 +58,7 @@ pub fn annotate(text: &str, problems: &[FieldProblem]) -> Vec<AnnotatedLine> {
             problems: problems
                 .iter()
                 .filter(|p| p.line == Some(i + 1))
-                .map(|p| describe(p))
+                .map(describe)
                 .collect(),
         })
         .collect()
