@@ -247,7 +247,7 @@ impl Config {
         let mut names = HashSet::new();
         for (i, app) in self.wecom.apps.iter().enumerate() {
             let field = |f: &str| format!("wecom.apps[{i}].{f}");
-            check_name(&app.name).map_err(|r| anyhow::anyhow!("{}: {r}", field("name")))?;
+            check_callback_endpoint(&field, &app.name, &app.token, &app.encoding_aes_key)?;
             if !names.insert(format!("app:{}", app.name)) {
                 bail!("{}: duplicate app name {:?}", field("name"), app.name);
             }
@@ -257,14 +257,6 @@ impl Config {
             if app.secret.expose().is_empty() {
                 bail!("{}: must not be empty", field("secret"));
             }
-            check_token(app.token.expose())
-                .map_err(|r| anyhow::anyhow!("{}: {r}", field("token")))?;
-            crypto::decode_aes_key(app.encoding_aes_key.expose()).map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: must be the 43-character EncodingAESKey from the WeCom console",
-                    field("encoding_aes_key")
-                )
-            })?;
         }
         if let Some(name) = &self.wecom.contacts_app {
             if !self.wecom.apps.iter().any(|app| &app.name == name) {
@@ -278,18 +270,10 @@ impl Config {
         }
         for (i, bot) in self.wecom.bots.iter().enumerate() {
             let field = |f: &str| format!("wecom.bots[{i}].{f}");
-            check_name(&bot.name).map_err(|r| anyhow::anyhow!("{}: {r}", field("name")))?;
+            check_callback_endpoint(&field, &bot.name, &bot.token, &bot.encoding_aes_key)?;
             if !names.insert(format!("bot:{}", bot.name)) {
                 bail!("{}: duplicate bot name {:?}", field("name"), bot.name);
             }
-            check_token(bot.token.expose())
-                .map_err(|r| anyhow::anyhow!("{}: {r}", field("token")))?;
-            crypto::decode_aes_key(bot.encoding_aes_key.expose()).map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: must be the 43-character EncodingAESKey from the WeCom console",
-                    field("encoding_aes_key")
-                )
-            })?;
         }
         Ok(())
     }
@@ -308,6 +292,25 @@ impl Config {
             )
         })
     }
+}
+
+/// The settings every callback endpoint (app or bot) shares: a URL-safe name,
+/// the console's Token and EncodingAESKey.
+fn check_callback_endpoint(
+    field: &dyn Fn(&str) -> String,
+    name: &str,
+    token: &Secret,
+    encoding_aes_key: &Secret,
+) -> anyhow::Result<()> {
+    check_name(name).map_err(|r| anyhow::anyhow!("{}: {r}", field("name")))?;
+    check_token(token.expose()).map_err(|r| anyhow::anyhow!("{}: {r}", field("token")))?;
+    crypto::decode_aes_key(encoding_aes_key.expose()).map_err(|_| {
+        anyhow::anyhow!(
+            "{}: must be the 43-character EncodingAESKey from the WeCom console",
+            field("encoding_aes_key")
+        )
+    })?;
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), &'static str> {

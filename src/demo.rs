@@ -345,7 +345,23 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
             demo.sim.base_url()
         ));
         demo.line(format!("数据库：{}（Ctrl-C 结束）", db_path.display()));
-        crate::app::shutdown_signal().await;
+        demo.line("（用 POST /sim/drive/... 让模拟器继续发回调，这里会实时处理并打印）".into());
+        // Keep the community alive: the demo clock follows real time, and the
+        // pipeline and sender run every second on what the simulator drives in.
+        let shutdown = crate::app::shutdown_signal();
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {
+                    demo.clock.advance(Duration::seconds(1));
+                    if let Err(error) = demo.process().await {
+                        demo.line(format!("⚠️ {error:#}"));
+                    }
+                }
+            }
+        }
     }
     let _ = stop_tx.send(());
     server.await.context("joining demo server")??;
@@ -751,11 +767,11 @@ impl Demo {
         let rows = self.outbox_rows().await?;
         // Sent smart-bot rows in send order pair with bot_response records:
         // the record only names the chat, the row's response_url the asker.
-        let mut bot_askers: Vec<&'static str> = rows
+        let mut bot_askers: Vec<Option<&'static str>> = rows
             .iter()
             .filter(|row| row.route == OutboxRoute::SmartBot && row.status == OutboxStatus::Sent)
             .filter(|row| self.paired_bot_rows.insert(row.id))
-            .map(|row| self.askers.get(&row.target).copied().unwrap_or("?"))
+            .map(|row| self.askers.get(&row.target).copied())
             .collect();
         bot_askers.reverse();
 
@@ -768,8 +784,11 @@ impl Demo {
         for delivery in deliveries {
             self.shown_seq = Some(delivery.seq);
             let target = if delivery.route == SimRoute::BotResponse {
+                // Someone driven in live (not by the script) has no name here:
+                // show the chat instead.
                 bot_askers
                     .pop()
+                    .flatten()
                     .map(str::to_string)
                     .unwrap_or_else(|| display_name(&delivery.target))
             } else {

@@ -4,3 +4,4 @@
 pub mod groupsync;
 pub mod invites;
 pub mod outbox;
+pub mod scheduler;

@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod points;
 pub mod redemptions;
 pub mod rule_sets;
+pub mod schedules;
 
 /// Opens (creating if needed) the SQLite database with WAL, a busy timeout and
 /// foreign keys, and runs the embedded migrations.

@@ -980,32 +980,3 @@ async fn run_loop_processes_events_and_stops_on_shutdown() {
     tokio::join!(looping, stopper);
     assert!(h.reply_to(&key).await.contains("签到成功"));
 }
-
-/// Throughput of the pipeline (one transaction per event, WAL, check-in + reply).
-/// Run: `cargo test --release --test engine pipeline_throughput -- --ignored --nocapture`
-#[tokio::test]
-#[ignore]
-async fn pipeline_throughput() {
-    let h = harness().await;
-    h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[])
-        .await;
-    let n = 2000;
-    for i in 0..n {
-        h.say("wrA", &format!("user{i}"), "签到").await;
-    }
-    let started = std::time::Instant::now();
-    let mut processed = 0;
-    while processed < n {
-        processed += h.run().await.processed;
-    }
-    let elapsed = started.elapsed();
-    println!(
-        "{n} check-in events in {:.2?}: {:.0} events/s",
-        elapsed,
-        n as f64 / elapsed.as_secs_f64()
-    );
-    assert_eq!(
-        checkins::count_all(&mut *h.conn().await).await.unwrap(),
-        n as i64
-    );
-}

@@ -86,6 +86,9 @@ pub struct RuleSetDoc {
     pub catalog: Vec<CatalogItem>,
     pub autoreply: Vec<AutoReplyDoc>,
     pub templates: BTreeMap<String, String>,
+    /// Scheduled pushes (`[[schedules]]`), validated with the rest of the set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<crate::rules::schedule::ScheduleDef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -615,6 +618,14 @@ impl RuleSet {
                     path,
                     &format!("does not render: {}", first_line(&err.to_string())),
                 );
+            }
+        }
+
+        // Paths like `schedules[1].cron`; the schedule module reports every problem.
+        if let Err(schedule_errors) = crate::rules::schedule::validate_all(&doc.schedules, timezone)
+        {
+            for error in schedule_errors {
+                push(error.path, &error.message);
             }
         }
 

@@ -22,26 +22,26 @@ fn seed_member(userid: &str) -> SeedGroupMember {
         .unwrap()
 }
 
-#[tokio::test]
-async fn lost_callback_gap_is_repaired_from_groupchat_get() {
-    let app = spawn_app_with(|_| {}).await;
+/// The simulator with one customer group, its callbacks pointed at `app`, and the
+/// sync job and pipeline that tests drive step by step.
+async fn world(
+    app: &crate::helpers::TestApp,
+    name: &str,
+    members: Vec<SeedGroupMember>,
+) -> (qunyun::sim::SimHandle, GroupSync, Pipeline<DurableOutbox>) {
     let clock: SharedClock = app.clock.clone();
     let sim = Sim::spawn(SimConfig::new(CORP_ID, "app-secret"), clock.clone())
         .await
         .unwrap();
     sim.add_customer_group(SeedCustomerGroup {
         chat_id: CHAT.into(),
-        name: "同步测试群".into(),
+        name: name.into(),
         owner: "owner1".into(),
         notice: String::new(),
         status: 0,
-        create_time: 1763700000,
+        create_time: 1763000000,
         admins: vec!["admin1".into()],
-        members: vec![
-            seed_member("owner1"),
-            seed_member("wmA"),
-            seed_member("wmB"),
-        ],
+        members,
     });
     sim.set_callbacks(
         CallbackTargets::new(format!("http://{}", app.addr)).with_app(AppCallback {
@@ -60,10 +60,26 @@ async fn lost_callback_gap_is_repaired_from_groupchat_get() {
     );
     let pipeline = Pipeline::new(
         app.pool.clone(),
-        clock.clone(),
+        clock,
         DurableOutbox::new(APP),
         PipelineSettings::default(),
     );
+    (sim, sync, pipeline)
+}
+
+#[tokio::test]
+async fn lost_callback_gap_is_repaired_from_groupchat_get() {
+    let app = spawn_app_with(|_| {}).await;
+    let (sim, sync, pipeline) = world(
+        &app,
+        "同步测试群",
+        vec![
+            seed_member("owner1"),
+            seed_member("wmA"),
+            seed_member("wmB"),
+        ],
+    )
+    .await;
     let current = || async {
         let mut conn = app.pool.acquire().await.unwrap();
         let mut ids = members::current_members(&mut conn, CHAT).await.unwrap();
@@ -129,48 +145,20 @@ async fn invite_rewards_are_paid_once_after_the_stay_and_never_for_early_leavers
     use qunyun::store::points;
 
     let app = spawn_app_with(|_| {}).await;
-    let clock: SharedClock = app.clock.clone();
     let now = app.clock.now().timestamp();
-    let sim = Sim::spawn(SimConfig::new(CORP_ID, "app-secret"), clock.clone())
-        .await
-        .unwrap();
-    sim.add_customer_group(SeedCustomerGroup {
-        chat_id: CHAT.into(),
-        name: "邀请测试群".into(),
-        owner: "owner1".into(),
-        notice: String::new(),
-        status: 0,
-        create_time: now - 10 * 86400,
-        admins: vec![],
-        members: vec![
+    let (sim, sync, pipeline) = world(
+        &app,
+        "邀请测试群",
+        vec![
             seed_member("owner1"),
             seed_member("wmA"),
             invited("wmOld", "wmA", now - 4 * 86400),
             invited("wmNew", "wmA", now - 3600),
             invited("wmGone", "wmA", now - 3600),
         ],
-    });
-    sim.set_callbacks(
-        CallbackTargets::new(format!("http://{}", app.addr)).with_app(AppCallback {
-            name: APP.into(),
-            token: APP_TOKEN.into(),
-            encoding_aes_key: APP_KEY.into(),
-            agent_id: 1000002,
-        }),
-    );
-    let api = ApiClient::new(ApiConfig::new(sim.api_base_url(), CORP_ID), clock.clone()).unwrap();
-    let sync = GroupSync::new(
-        app.pool.clone(),
-        api,
-        Secret::new("app-secret"),
-        clock.clone(),
-    );
-    let pipeline = Pipeline::new(
-        app.pool.clone(),
-        clock.clone(),
-        DurableOutbox::new(APP),
-        PipelineSettings::default(),
-    );
+    )
+    .await;
+    let clock: SharedClock = app.clock.clone();
     let rewards = InviteRewards::new(app.pool.clone(), clock.clone());
     let balance = |user: &'static str| {
         let pool = app.pool.clone();
