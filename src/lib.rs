@@ -4,6 +4,7 @@
 //! client), `rules` decides (pure), `store` holds every SQL statement, `jobs`
 //! send and schedule, `sim` is the built-in WeCom simulator, `app` wires it up.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod clock;

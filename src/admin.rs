@@ -1,0 +1,172 @@
+//! The manager's web console: server-rendered pages under `/admin` and a JSON
+//! API under `/admin/api/v1` for integrations.
+//!
+//! Security first: every page needs a live session (HttpOnly, SameSite=Strict
+//! cookie), every API call a bearer token; every mutation checks the role
+//! (viewer < operator < owner) and, for forms, a CSRF token; every mutation is
+//! written to the audit log in the same transaction as the change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::routing::{get, post};
+use axum::Router;
+use sqlx::SqlitePool;
+
+use crate::clock::SharedClock;
+use crate::store;
+
+pub mod api;
+pub mod auth;
+pub mod chart;
+pub mod diff;
+pub mod error;
+pub mod i18n;
+pub mod ops;
+pub mod pages;
+pub mod rules_editor;
+pub mod views;
+
+pub use auth::Role;
+pub use error::AdminError;
+
+/// Console settings the lead wires from `Config`.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Adds `Secure` to cookies; turn on when the console is served over TLS.
+    pub secure_cookies: bool,
+    /// How long a login lasts.
+    pub session_ttl: Duration,
+    /// Failed logins allowed per username within `login_window` before refusing.
+    pub login_max_failures: i64,
+    pub login_window: Duration,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            secure_cookies: false,
+            session_ttl: Duration::from_secs(8 * 3600),
+            login_max_failures: 5,
+            login_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// What every console handler needs.
+#[derive(Clone)]
+pub struct AdminState {
+    pub pool: SqlitePool,
+    pub clock: SharedClock,
+    pub settings: Arc<AdminSettings>,
+    views: Arc<views::Views>,
+}
+
+impl AdminState {
+    /// Builds the state; fails only if an embedded template does not compile.
+    pub fn new(
+        pool: SqlitePool,
+        clock: SharedClock,
+        settings: AdminSettings,
+    ) -> anyhow::Result<AdminState> {
+        Ok(AdminState {
+            pool,
+            clock,
+            settings: Arc::new(settings),
+            views: Arc::new(views::Views::load().context("loading console templates")?),
+        })
+    }
+
+    pub(crate) fn views(&self) -> &views::Views {
+        &self.views
+    }
+}
+
+/// The console's routes, with their state applied; merge into the app router.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/admin", get(pages::dashboard))
+        .route("/admin/", get(pages::dashboard))
+        .route("/admin/login", get(pages::login_form).post(pages::login))
+        .route("/admin/logout", post(pages::logout))
+        .route("/admin/lang/{lang}", get(pages::switch_language))
+        .route("/admin/chats", get(pages::chats))
+        .route("/admin/members", get(pages::members))
+        .route("/admin/members/{user_id}", get(pages::member))
+        .route(
+            "/admin/members/{user_id}/points",
+            post(pages::adjust_points),
+        )
+        .route("/admin/rules", get(pages::rules))
+        .route("/admin/rules/check", post(pages::check_rules))
+        .route("/admin/rules/apply", post(pages::apply_rules))
+        .route("/admin/rules/history", get(pages::rules_history))
+        .route("/admin/rules/versions/{version}", get(pages::rules_version))
+        .route(
+            "/admin/rules/versions/{version}/rollback",
+            post(pages::rollback_rules),
+        )
+        .route("/admin/queues", get(pages::queues))
+        .route(
+            "/admin/redemptions/{id}/fulfil",
+            post(pages::fulfil_redemption),
+        )
+        .route("/admin/inbox/{id}/retry", post(pages::retry_parked))
+        .route("/admin/outbox/{id}/retry", post(pages::retry_outbox))
+        .route("/admin/audit", get(pages::audit))
+        .route("/admin/users", get(pages::users).post(pages::create_user))
+        .route("/admin/tokens", post(pages::create_token))
+        .route("/admin/tokens/{id}/revoke", post(pages::revoke_token))
+        .route("/admin/export/{name}", get(pages::export_csv))
+        .merge(api::routes())
+        .with_state(state)
+}
+
+/// `qunyun admin create-user`: adds a manager account. Fails if the username
+/// is taken, the password is shorter than 10 characters, or the name is empty.
+pub async fn create_user(
+    pool: &SqlitePool,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> anyhow::Result<()> {
+    let username = auth::valid_username(username)?;
+    auth::check_password_strength(password)?;
+    let hash = auth::hash_password(password)?;
+    let mut conn = pool.acquire().await?;
+    let now = chrono::Utc::now().timestamp();
+    match store::admin::insert_user(&mut conn, username, &hash, role.as_str(), now).await? {
+        Some(_) => {
+            store::admin::append_audit(
+                &mut conn,
+                now,
+                "cli",
+                "user.create",
+                username,
+                role.as_str(),
+            )
+            .await?;
+            Ok(())
+        }
+        None => anyhow::bail!("user {username} already exists"),
+    }
+}
+
+/// `qunyun admin create-token USER LABEL`: a bearer token for the JSON API,
+/// acting as that user (with that user's role). Returns the token; it is shown
+/// once and only its hash is stored.
+pub async fn create_api_token(
+    pool: &SqlitePool,
+    username: &str,
+    label: &str,
+) -> anyhow::Result<String> {
+    let mut conn = pool.acquire().await?;
+    let user = store::admin::user_by_name(&mut conn, username)
+        .await?
+        .with_context(|| format!("no user {username}"))?;
+    let now = chrono::Utc::now().timestamp();
+    let token = auth::issue_api_token(&mut conn, user.id, label, now).await?;
+    store::admin::append_audit(&mut conn, now, "cli", "token.create", username, label).await?;
+    Ok(token)
+}

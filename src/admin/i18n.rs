@@ -1,0 +1,249 @@
+//! The console's words in Chinese (default) and English. Templates read them
+//! as `t.key`; a unit test checks every key a template uses exists here.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh",
+            Lang::En => "en",
+        }
+    }
+
+    /// Anything but `en` is Chinese.
+    pub fn from_code(code: &str) -> Lang {
+        if code == "en" {
+            Lang::En
+        } else {
+            Lang::Zh
+        }
+    }
+}
+
+/// (key, Chinese, English)
+const STRINGS: &[(&str, &str, &str)] = &[
+    ("console", "管理后台", "Console"),
+    ("login", "登录", "Sign in"),
+    ("logout", "退出登录", "Sign out"),
+    (
+        "login_failed",
+        "用户名或密码错误",
+        "Wrong username or password",
+    ),
+    (
+        "login_throttled",
+        "登录失败次数过多，请稍后再试",
+        "Too many failed sign-ins; try again later",
+    ),
+    ("username", "用户名", "Username"),
+    ("password", "密码", "Password"),
+    ("switch_language", "English", "中文"),
+    ("nav_dashboard", "概览", "Dashboard"),
+    ("nav_chats", "群聊", "Chats"),
+    ("nav_members", "成员", "Members"),
+    ("nav_rules", "规则", "Rules"),
+    ("nav_queues", "待办队列", "Queues"),
+    ("nav_audit", "操作日志", "Audit log"),
+    ("nav_users", "账号", "Accounts"),
+    ("total_chats", "群数", "Chats"),
+    ("total_members", "在群成员", "Members in chats"),
+    ("total_people", "累计人数", "People seen"),
+    ("pending_redemptions", "待发货兑换", "Redemptions to ship"),
+    ("parked_events", "搁置的事件", "Parked events"),
+    ("alerts", "预警", "Alerts"),
+    ("no_alerts", "一切正常", "All clear"),
+    (
+        "alert_parked",
+        "有事件处理失败被搁置",
+        "Events parked after failures",
+    ),
+    ("alert_leave_spike", "今日退群激增", "Leave spike today"),
+    (
+        "alert_redemptions",
+        "兑换等待发货",
+        "Redemptions waiting to ship",
+    ),
+    ("last_30_days", "近30天", "Last 30 days"),
+    ("chart_joins_leaves", "入群与退群", "Joins vs leaves"),
+    (
+        "chart_activity",
+        "签到与活跃",
+        "Check-ins and active members",
+    ),
+    (
+        "chart_points",
+        "积分发放与兑换",
+        "Points issued and redeemed",
+    ),
+    ("chart_funnel", "成员生命周期", "Member lifecycle"),
+    ("joins", "入群", "joins"),
+    ("leaves", "退群", "leaves"),
+    ("checkins", "签到", "check-ins"),
+    ("active_members", "活跃成员", "active members"),
+    ("points_issued", "发放", "issued"),
+    ("points_redeemed", "兑换", "redeemed"),
+    ("stage_new", "新成员", "new"),
+    ("stage_active", "活跃", "active"),
+    ("stage_core", "核心", "core"),
+    ("stage_at_risk", "流失预警", "at risk"),
+    ("stage_churned", "已流失", "churned"),
+    ("chat", "群", "Chat"),
+    ("route", "接入方式", "Route"),
+    ("can_do", "能力", "What it can do"),
+    ("tags", "标签", "Tags"),
+    ("members", "成员数", "Members"),
+    ("health_7d", "近7天 入/退", "7 days in/out"),
+    ("needs_resync", "待同步", "needs resync"),
+    ("route_app_group", "应用群聊", "App group"),
+    ("route_customer_group", "客户群", "Customer group"),
+    ("route_webhook", "群机器人", "Webhook robot"),
+    ("route_smart_bot", "智能机器人", "Smart bot"),
+    (
+        "cap_app_group",
+        "可自动发送任意消息，可移出成员",
+        "Sends anything automatically; can remove members",
+    ),
+    (
+        "cap_customer_group",
+        "收到入群/退群事件；仅群主确认的群发；移出需群主处理",
+        "Join/leave events; owner-confirmed mass messages only; removal is a task for the owner",
+    ),
+    (
+        "cap_webhook",
+        "可发文本/Markdown/图文，每分钟20条；无法移出",
+        "Text/markdown/news, 20 per minute; no removal",
+    ),
+    (
+        "cap_smart_bot",
+        "仅能回复@机器人的消息；无法移出",
+        "Answers @-mentions only; no removal",
+    ),
+    (
+        "cap_robot",
+        "已添加群机器人，可自动推送",
+        "has a webhook robot for automatic pushes",
+    ),
+    ("none", "暂无", "None"),
+    ("search", "搜索", "Search"),
+    ("search_placeholder", "用户ID或昵称", "User id or name"),
+    ("export", "导出", "Export"),
+    ("member", "成员", "Member"),
+    ("chats_count", "所在群", "Chats"),
+    ("balance", "积分余额", "Balance"),
+    ("last_checkin", "最近签到", "Last check-in"),
+    ("badges", "徽章", "Badges"),
+    ("points_delta", "积分", "Points"),
+    ("reason", "原因", "Reason"),
+    ("adjust_points", "调整积分", "Adjust points"),
+    ("checkin_calendar", "签到日历", "Check-in calendar"),
+    (
+        "weekdays",
+        "一,二,三,四,五,六,日",
+        "Mon,Tue,Wed,Thu,Fri,Sat,Sun",
+    ),
+    ("memberships", "所在群聊", "Memberships"),
+    ("joined", "入群时间", "Joined"),
+    ("left", "退群时间", "Left"),
+    ("join_scene", "入群方式", "Join scene"),
+    ("ledger", "积分流水", "Points ledger"),
+    ("day", "日期", "Day"),
+    ("builtin_rules", "内置默认规则", "built-in defaults"),
+    ("rules_history", "历史版本", "History"),
+    ("rules_valid", "校验通过", "The rule set is valid"),
+    (
+        "rules_invalid",
+        "规则有误，请按标注修改：",
+        "The rule set has problems, marked below:",
+    ),
+    ("check_and_diff", "校验并对比", "Check and diff"),
+    ("apply", "应用", "Apply"),
+    (
+        "diff_against_active",
+        "与当前生效版本的差异",
+        "Changes against the active version",
+    ),
+    (
+        "diff_from_active",
+        "当前生效版本 → 此版本",
+        "Active version → this version",
+    ),
+    ("rules_applied", "已应用", "Applied"),
+    ("edit_rules", "编辑规则", "Edit rules"),
+    ("version", "版本", "Version"),
+    ("saved_at", "保存时间", "Saved"),
+    ("active", "生效中", "active"),
+    ("rollback_to", "回滚到", "Roll back to"),
+    (
+        "redemptions_to_fulfil",
+        "待发货的兑换",
+        "Redemptions to ship",
+    ),
+    ("item", "商品", "Item"),
+    ("cost", "积分", "Cost"),
+    ("requested_at", "申请时间", "Requested"),
+    ("mark_shipped", "标记已发货", "Mark shipped"),
+    ("source", "来源", "Source"),
+    ("kind", "类型", "Kind"),
+    ("received_at", "接收时间", "Received"),
+    ("attempts", "尝试次数", "Attempts"),
+    ("last_error", "最后错误", "Last error"),
+    ("retry", "重试", "Retry"),
+    ("dead_letters", "发送失败的消息", "Undeliverable messages"),
+    ("status", "状态", "Status"),
+    ("time", "时间", "Time"),
+    ("actor", "操作人", "Actor"),
+    ("action", "操作", "Action"),
+    ("target", "对象", "Target"),
+    ("detail", "详情", "Detail"),
+    ("role", "角色", "Role"),
+    ("role_owner", "所有者", "owner"),
+    ("role_operator", "运营", "operator"),
+    ("role_viewer", "只读", "viewer"),
+    ("created_at", "创建时间", "Created"),
+    ("add_user", "添加账号", "Add account"),
+    ("api_tokens", "API 令牌", "API tokens"),
+    ("label", "名称", "Label"),
+    ("new_token", "生成令牌", "New token"),
+    (
+        "token_shown_once",
+        "新令牌（只显示这一次）",
+        "New token (shown only once)",
+    ),
+    ("revoke", "吊销", "Revoke"),
+    ("revoked", "已吊销", "revoked"),
+];
+
+pub fn strings(lang: Lang) -> BTreeMap<&'static str, &'static str> {
+    STRINGS
+        .iter()
+        .map(|(key, zh, en)| (*key, if lang == Lang::En { *en } else { *zh }))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_both_languages_filled() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, zh, en) in STRINGS {
+            assert!(seen.insert(*key), "duplicate key {key}");
+            assert!(!zh.is_empty() && !en.is_empty(), "{key} has an empty text");
+        }
+    }
+
+    #[test]
+    fn chinese_is_the_default() {
+        assert_eq!(Lang::from_code("fr"), Lang::Zh);
+        assert_eq!(strings(Lang::Zh)["logout"], "退出登录");
+        assert_eq!(strings(Lang::En)["logout"], "Sign out");
+    }
+}

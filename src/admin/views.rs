@@ -1,0 +1,195 @@
+//! Templates: embedded in the binary at build time, rendered by minijinja with
+//! HTML auto-escaping (every template name ends in `.html`).
+
+use axum::http::HeaderMap;
+use axum::response::Html;
+use minijinja::Environment;
+use serde::Serialize;
+
+use super::auth::{cookie, Manager, Role, LANG_COOKIE};
+use super::i18n::{self, Lang};
+use super::AdminError;
+
+/// Every console template, by name. Adding a template means adding it here.
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/admin/base.html")),
+    (
+        "login.html",
+        include_str!("../../templates/admin/login.html"),
+    ),
+    (
+        "dashboard.html",
+        include_str!("../../templates/admin/dashboard.html"),
+    ),
+    (
+        "chats.html",
+        include_str!("../../templates/admin/chats.html"),
+    ),
+    (
+        "members.html",
+        include_str!("../../templates/admin/members.html"),
+    ),
+    (
+        "member.html",
+        include_str!("../../templates/admin/member.html"),
+    ),
+    (
+        "rules.html",
+        include_str!("../../templates/admin/rules.html"),
+    ),
+    (
+        "rules_history.html",
+        include_str!("../../templates/admin/rules_history.html"),
+    ),
+    (
+        "rules_version.html",
+        include_str!("../../templates/admin/rules_version.html"),
+    ),
+    (
+        "queues.html",
+        include_str!("../../templates/admin/queues.html"),
+    ),
+    (
+        "audit.html",
+        include_str!("../../templates/admin/audit.html"),
+    ),
+    (
+        "users.html",
+        include_str!("../../templates/admin/users.html"),
+    ),
+];
+
+pub struct Views {
+    env: Environment<'static>,
+}
+
+impl Views {
+    pub fn load() -> anyhow::Result<Views> {
+        let mut env = Environment::new();
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .map_err(|e| anyhow::anyhow!("template {name}: {e}"))?;
+        }
+        env.add_filter("datetime", format_unix);
+        Ok(Views { env })
+    }
+
+    /// Renders `name` with the page frame's values plus `context`.
+    pub fn render<C: Serialize>(
+        &self,
+        name: &str,
+        frame: &Frame,
+        context: C,
+    ) -> Result<Html<String>, AdminError> {
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|e| anyhow::anyhow!("template {name}: {e}"))?;
+        let html = template
+            .render(minijinja::context! { ..minijinja::Value::from_serialize(frame), ..minijinja::Value::from_serialize(&context) })
+            .map_err(|e| anyhow::anyhow!("rendering {name}: {e:#}"))?;
+        Ok(Html(html))
+    }
+
+    pub fn template_names() -> impl Iterator<Item = (&'static str, &'static str)> {
+        TEMPLATES.iter().copied()
+    }
+}
+
+/// What every page's frame (navigation, language switch, logout form) needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Frame {
+    pub lang: &'static str,
+    pub t: std::collections::BTreeMap<&'static str, &'static str>,
+    pub username: String,
+    pub role: &'static str,
+    pub csrf: String,
+    pub can_edit: bool,
+    pub is_owner: bool,
+    pub nav: &'static str,
+}
+
+impl Frame {
+    pub fn new(headers: &HeaderMap, manager: Option<&Manager>, nav: &'static str) -> Frame {
+        let lang = language(headers);
+        Frame {
+            lang: lang.code(),
+            t: i18n::strings(lang),
+            username: manager.map(|m| m.username.clone()).unwrap_or_default(),
+            role: manager.map(|m| m.role.as_str()).unwrap_or(""),
+            csrf: manager.map(|m| m.csrf.clone()).unwrap_or_default(),
+            can_edit: manager.is_some_and(|m| m.role >= Role::Operator),
+            is_owner: manager.is_some_and(|m| m.role >= Role::Owner),
+            nav,
+        }
+    }
+
+    pub fn lang(&self) -> Lang {
+        Lang::from_code(self.lang)
+    }
+}
+
+/// Chinese unless the manager switched to English.
+pub fn language(headers: &HeaderMap) -> Lang {
+    cookie(headers, LANG_COOKIE)
+        .map(|code| Lang::from_code(&code))
+        .unwrap_or(Lang::Zh)
+}
+
+/// `{{ at|datetime }}`: unix seconds as `YYYY-MM-DD HH:MM` UTC.
+fn format_unix(value: minijinja::Value) -> String {
+    let Some(seconds) = value.as_i64() else {
+        return String::new();
+    };
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// Minimal HTML escaping for the few strings built outside templates (SVG text, error pages).
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles() {
+        Views::load().unwrap();
+    }
+
+    #[test]
+    fn every_translation_key_used_in_templates_exists_in_both_languages() {
+        let zh = i18n::strings(Lang::Zh);
+        let en = i18n::strings(Lang::En);
+        let key = regex::Regex::new(r"\bt\.([a-z_0-9]+)").unwrap();
+        for (name, source) in Views::template_names() {
+            for capture in key.captures_iter(source) {
+                let k = &capture[1];
+                assert!(zh.contains_key(k), "{name}: t.{k} missing in Chinese");
+                assert!(en.contains_key(k), "{name}: t.{k} missing in English");
+            }
+        }
+    }
+
+    #[test]
+    fn escaping_covers_markup_and_quotes() {
+        assert_eq!(
+            escape_html("<a href=\"x\">'&"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;"
+        );
+    }
+}

@@ -1,0 +1,617 @@
+//! The web console's tables (accounts, sessions, API tokens, login failures,
+//! audit log) and the read-only queries behind its pages.
+
+use sqlx::{Row, SqliteConnection};
+
+// --- accounts -----------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+/// Inserts a user; `None` when the username is taken.
+pub async fn insert_user(
+    conn: &mut SqliteConnection,
+    username: &str,
+    password_hash: &str,
+    role: &str,
+    at: i64,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "insert into admin_users (username, password_hash, role, created_at) values (?, ?, ?, ?)
+         on conflict (username) do nothing returning id",
+    )
+    .bind(username)
+    .bind(password_hash)
+    .bind(role)
+    .bind(at)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+pub async fn user_by_name(
+    conn: &mut SqliteConnection,
+    username: &str,
+) -> sqlx::Result<Option<UserRow>> {
+    sqlx::query_as(
+        "select id, username, password_hash, role, created_at from admin_users where username = ?",
+    )
+    .bind(username)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+pub async fn list_users(conn: &mut SqliteConnection) -> sqlx::Result<Vec<UserRow>> {
+    sqlx::query_as(
+        "select id, username, password_hash, role, created_at from admin_users order by id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+// --- sessions -----------------------------------------------------------------
+
+pub async fn insert_session(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+    user_id: i64,
+    csrf_token: &str,
+    at: i64,
+    expires_at: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into admin_sessions (token_hash, user_id, csrf_token, created_at, expires_at)
+         values (?, ?, ?, ?, ?)",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(csrf_token)
+    .bind(at)
+    .bind(expires_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A live session with its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub user_id: i64,
+    pub username: String,
+    pub role: String,
+    pub csrf_token: String,
+}
+
+/// The session for this token hash, if it exists and has not expired at `now`.
+pub async fn live_session(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+    now: i64,
+) -> sqlx::Result<Option<SessionRow>> {
+    let row = sqlx::query(
+        "select s.user_id, u.username, u.role, s.csrf_token
+         from admin_sessions s join admin_users u on u.id = s.user_id
+         where s.token_hash = ? and s.expires_at > ?",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| {
+        Ok(SessionRow {
+            user_id: row.try_get("user_id")?,
+            username: row.try_get("username")?,
+            role: row.try_get("role")?,
+            csrf_token: row.try_get("csrf_token")?,
+        })
+    })
+    .transpose()
+}
+
+pub async fn delete_session(conn: &mut SqliteConnection, token_hash: &str) -> sqlx::Result<()> {
+    sqlx::query("delete from admin_sessions where token_hash = ?")
+        .bind(token_hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_expired_sessions(conn: &mut SqliteConnection, now: i64) -> sqlx::Result<u64> {
+    let result = sqlx::query("delete from admin_sessions where expires_at <= ?")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(result.rows_affected())
+}
+
+// --- API tokens ---------------------------------------------------------------
+
+pub async fn insert_api_token(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+    user_id: i64,
+    label: &str,
+    at: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "insert into admin_api_tokens (token_hash, user_id, label, created_at) values (?, ?, ?, ?)
+         returning id",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(label)
+    .bind(at)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// The token's owner (with the token label) if the token exists and is not revoked.
+pub async fn api_token_user(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+) -> sqlx::Result<Option<(SessionRow, String)>> {
+    let row = sqlx::query(
+        "select t.user_id, u.username, u.role, t.label
+         from admin_api_tokens t join admin_users u on u.id = t.user_id
+         where t.token_hash = ? and t.revoked_at is null",
+    )
+    .bind(token_hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| {
+        Ok((
+            SessionRow {
+                user_id: row.try_get("user_id")?,
+                username: row.try_get("username")?,
+                role: row.try_get("role")?,
+                csrf_token: String::new(),
+            },
+            row.try_get("label")?,
+        ))
+    })
+    .transpose()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct ApiTokenRow {
+    pub id: i64,
+    pub username: String,
+    pub label: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+pub async fn list_api_tokens(conn: &mut SqliteConnection) -> sqlx::Result<Vec<ApiTokenRow>> {
+    sqlx::query_as(
+        "select t.id, u.username, t.label, t.created_at, t.revoked_at
+         from admin_api_tokens t join admin_users u on u.id = t.user_id order by t.id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+pub async fn revoke_api_token(conn: &mut SqliteConnection, id: i64, at: i64) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "update admin_api_tokens set revoked_at = ? where id = ? and revoked_at is null",
+    )
+    .bind(at)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+// --- login rate limiting --------------------------------------------------------
+
+pub async fn record_login_failure(
+    conn: &mut SqliteConnection,
+    username: &str,
+    at: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("insert into admin_login_failures (username, at) values (?, ?)")
+        .bind(username)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn login_failures_since(
+    conn: &mut SqliteConnection,
+    username: &str,
+    since: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar("select count(*) from admin_login_failures where username = ? and at >= ?")
+        .bind(username)
+        .bind(since)
+        .fetch_one(&mut *conn)
+        .await
+}
+
+pub async fn clear_login_failures(conn: &mut SqliteConnection, username: &str) -> sqlx::Result<()> {
+    sqlx::query("delete from admin_login_failures where username = ?")
+        .bind(username)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+// --- audit log ----------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+pub async fn append_audit(
+    conn: &mut SqliteConnection,
+    at: i64,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into admin_audit (at, actor, action, target, detail) values (?, ?, ?, ?, ?)",
+    )
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(target)
+    .bind(detail)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The newest entries first; `target` narrows to one target (e.g. a member).
+pub async fn recent_audit(
+    conn: &mut SqliteConnection,
+    target: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditRow>> {
+    sqlx::query_as(
+        "select id, at, actor, action, target, detail from admin_audit
+         where (?1 is null or target = ?1) order by id desc limit ?2",
+    )
+    .bind(target)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+// --- dashboard ----------------------------------------------------------------
+
+/// Join and leave instants since `since` (unix seconds); the caller buckets
+/// them into community days in the community timezone.
+pub async fn joins_and_leaves_since(
+    conn: &mut SqliteConnection,
+    since: i64,
+) -> sqlx::Result<(Vec<i64>, Vec<i64>)> {
+    let joins = sqlx::query_scalar("select joined_at from chat_members where joined_at >= ?")
+        .bind(since)
+        .fetch_all(&mut *conn)
+        .await?;
+    let leaves = sqlx::query_scalar("select left_at from chat_members where left_at >= ?")
+        .bind(since)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok((joins, leaves))
+}
+
+/// Check-ins and distinct people checking in per community day from `since_day`.
+pub async fn checkins_per_day(
+    conn: &mut SqliteConnection,
+    since_day: &str,
+) -> sqlx::Result<Vec<(String, i64, i64)>> {
+    sqlx::query_as(
+        "select day, count(*), count(distinct user_id) from checkins where day >= ? group by day order by day",
+    )
+    .bind(since_day)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Points issued (positive deltas) and spent (negative, as a positive number) per day.
+pub async fn points_per_day(
+    conn: &mut SqliteConnection,
+    since_day: &str,
+) -> sqlx::Result<Vec<(String, i64, i64)>> {
+    sqlx::query_as(
+        "select day,
+                coalesce(sum(case when delta > 0 then delta else 0 end), 0),
+                coalesce(sum(case when delta < 0 then -delta else 0 end), 0)
+         from points_ledger where day >= ? group by day order by day",
+    )
+    .bind(since_day)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// The headline numbers on the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    pub chats: i64,
+    pub members: i64,
+    pub people: i64,
+    pub pending_redemptions: i64,
+    pub parked_events: i64,
+}
+
+pub async fn totals(conn: &mut SqliteConnection) -> sqlx::Result<Totals> {
+    let row = sqlx::query(
+        "select (select count(*) from chats) as chats,
+                (select count(distinct user_id) from chat_members where left_at is null) as members,
+                (select count(*) from people) as people,
+                (select count(*) from redemptions where status = 'pending') as pending_redemptions,
+                (select count(*) from inbox where status = 'parked') as parked_events",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Totals {
+        chats: row.try_get("chats")?,
+        members: row.try_get("members")?,
+        people: row.try_get("people")?,
+        pending_redemptions: row.try_get("pending_redemptions")?,
+        parked_events: row.try_get("parked_events")?,
+    })
+}
+
+/// Lifecycle stages of people, from membership and check-in activity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Funnel {
+    /// Joined within the last `new_days`.
+    pub new: i64,
+    /// Still a member, checked in within `active_days`.
+    pub active: i64,
+    /// Still a member, checked in on at least `core_checkins` of the last `active_days` days.
+    pub core: i64,
+    /// Still a member, checked in before but not within `at_risk_days`.
+    pub at_risk: i64,
+    /// In no chat any more.
+    pub churned: i64,
+}
+
+pub struct FunnelThresholds<'a> {
+    pub now: i64,
+    pub new_days: i64,
+    pub active_since_day: &'a str,
+    pub core_checkins: i64,
+    pub at_risk_since_day: &'a str,
+}
+
+pub async fn funnel(conn: &mut SqliteConnection, t: &FunnelThresholds<'_>) -> sqlx::Result<Funnel> {
+    let row = sqlx::query(
+        "with current as (select distinct user_id from chat_members where left_at is null),
+              recent as (select user_id, count(*) as n from checkins where day >= ?2 group by user_id)
+         select
+           (select count(distinct user_id) from chat_members where left_at is null and joined_at >= ?1) as new,
+           (select count(*) from current c join recent r on r.user_id = c.user_id) as active,
+           (select count(*) from current c join recent r on r.user_id = c.user_id where r.n >= ?3) as core,
+           (select count(*) from current c
+              where exists (select 1 from checkins k where k.user_id = c.user_id)
+                and not exists (select 1 from checkins k where k.user_id = c.user_id and k.day >= ?4)) as at_risk,
+           (select count(distinct m.user_id) from chat_members m
+              where not exists (select 1 from current c where c.user_id = m.user_id)) as churned",
+    )
+    .bind(t.now - t.new_days * 86_400)
+    .bind(t.active_since_day)
+    .bind(t.core_checkins)
+    .bind(t.at_risk_since_day)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Funnel {
+        new: row.try_get("new")?,
+        active: row.try_get("active")?,
+        core: row.try_get("core")?,
+        at_risk: row.try_get("at_risk")?,
+        churned: row.try_get("churned")?,
+    })
+}
+
+// --- members ------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemberRow {
+    pub user_id: String,
+    pub name: Option<String>,
+    pub chats: i64,
+    pub balance: i64,
+    pub last_checkin: Option<String>,
+}
+
+/// People whose id or name contains `query` (all when empty), by id.
+pub async fn search_members(
+    conn: &mut SqliteConnection,
+    query: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<MemberRow>> {
+    let pattern = format!(
+        "%{}%",
+        query
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let rows = sqlx::query(
+        "select p.user_id, p.name,
+                (select count(*) from chat_members m where m.user_id = p.user_id and m.left_at is null) as chats,
+                (select coalesce(sum(delta), 0) from points_ledger l where l.user_id = p.user_id) as balance,
+                (select max(day) from checkins k where k.user_id = p.user_id) as last_checkin
+         from people p
+         where p.user_id like ?1 escape '\\' or coalesce(p.name, '') like ?1 escape '\\'
+         order by p.user_id limit ?2",
+    )
+    .bind(pattern)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(MemberRow {
+                user_id: row.try_get("user_id")?,
+                name: row.try_get("name")?,
+                chats: row.try_get("chats")?,
+                balance: row.try_get("balance")?,
+                last_checkin: row.try_get("last_checkin")?,
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct MembershipRow {
+    pub chat_id: String,
+    pub chat_name: String,
+    pub joined_at: i64,
+    pub left_at: Option<i64>,
+    pub join_scene: Option<String>,
+}
+
+pub async fn memberships(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+) -> sqlx::Result<Vec<MembershipRow>> {
+    sqlx::query_as(
+        "select m.chat_id, coalesce(c.name, '') as chat_name, m.joined_at, m.left_at, m.join_scene
+         from chat_members m left join chats c on c.chat_id = m.chat_id
+         where m.user_id = ? order by m.joined_at",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// The days `user_id` checked in on from `since_day` (for the calendar).
+pub async fn checkin_days(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    since_day: &str,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("select day from checkins where user_id = ? and day >= ? order by day")
+        .bind(user_id)
+        .bind(since_day)
+        .fetch_all(&mut *conn)
+        .await
+}
+
+pub async fn person_exists(conn: &mut SqliteConnection, user_id: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from people where user_id = ?)")
+        .bind(user_id)
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Every ledger entry, oldest first (for the CSV export).
+pub async fn all_ledger(conn: &mut SqliteConnection) -> sqlx::Result<Vec<LedgerExportRow>> {
+    sqlx::query_as(
+        "select id, user_id, delta, reason, reference, coalesce(chat_id, '') as chat_id, day, created_at
+         from points_ledger order by id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct LedgerExportRow {
+    pub id: i64,
+    pub user_id: String,
+    pub delta: i64,
+    pub reason: String,
+    pub reference: String,
+    pub chat_id: String,
+    pub day: String,
+    pub created_at: i64,
+}
+
+// --- chats --------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChatRow {
+    pub chat_id: String,
+    pub name: String,
+    pub route: String,
+    pub has_robot: bool,
+    pub owner: Option<String>,
+    pub tags: Vec<String>,
+    pub members: i64,
+    pub joins_7d: i64,
+    pub leaves_7d: i64,
+    pub needs_resync: bool,
+}
+
+pub async fn list_chats(conn: &mut SqliteConnection, now: i64) -> sqlx::Result<Vec<ChatRow>> {
+    let week_ago = now - 7 * 86_400;
+    let rows = sqlx::query(
+        "select c.chat_id, c.name, c.route, c.robot_key is not null as has_robot, c.owner, c.tags_json,
+                c.needs_resync,
+                (select count(*) from chat_members m where m.chat_id = c.chat_id and m.left_at is null) as members,
+                (select count(*) from chat_members m where m.chat_id = c.chat_id and m.joined_at >= ?1) as joins_7d,
+                (select count(*) from chat_members m where m.chat_id = c.chat_id and m.left_at >= ?1) as leaves_7d
+         from chats c order by c.name, c.chat_id",
+    )
+    .bind(week_ago)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let tags: String = row.try_get("tags_json")?;
+            Ok(ChatRow {
+                chat_id: row.try_get("chat_id")?,
+                name: row.try_get("name")?,
+                route: row.try_get("route")?,
+                has_robot: row.try_get("has_robot")?,
+                owner: row.try_get("owner")?,
+                tags: serde_json::from_str(&tags).unwrap_or_default(),
+                members: row.try_get("members")?,
+                joins_7d: row.try_get("joins_7d")?,
+                leaves_7d: row.try_get("leaves_7d")?,
+                needs_resync: row.try_get("needs_resync")?,
+            })
+        })
+        .collect()
+}
+
+// --- queues -------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct ParkedEventRow {
+    pub id: i64,
+    pub source: String,
+    pub kind: String,
+    pub received_at: i64,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+/// Inbox events the pipeline gave up on (their body is not shown: it may hold message text).
+pub async fn parked_events(conn: &mut SqliteConnection) -> sqlx::Result<Vec<ParkedEventRow>> {
+    sqlx::query_as(
+        "select id, source, kind, received_at, attempts, last_error from inbox
+         where status = 'parked' order by id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+// --- rule sets ----------------------------------------------------------------
+
+pub async fn rule_set_version(
+    conn: &mut SqliteConnection,
+    version: i64,
+) -> sqlx::Result<Option<super::rule_sets::StoredRuleSet>> {
+    sqlx::query_as("select version, body, created_at from rule_sets where version = ?")
+        .bind(version)
+        .fetch_optional(&mut *conn)
+        .await
+}

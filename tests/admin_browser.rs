@@ -1,0 +1,434 @@
+//! End to end in a real headless Chromium, driven through chromedriver's
+//! WebDriver protocol (a few JSON POSTs, spoken here over reqwest): sign in,
+//! see the dashboard's charts, make a rule mistake and see it inline, fix and
+//! apply it, fulfil a redemption, sign out and be refused.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (CI installs them). Without
+//! them this test FAILS on purpose: a browser suite that silently passes when
+//! there is no browser proves nothing. Screenshots of every step are saved
+//! under `target/admin-browser/`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use qunyun::admin::{self, AdminSettings, AdminState, Role};
+use qunyun::clock::ManualClock;
+use qunyun::rules::event::JoinScene;
+use qunyun::rules::ChatRoute;
+use qunyun::store;
+use serde_json::{json, Value};
+use sqlx::SqlitePool;
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// chromedriver as a child process, killed when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Starts chromedriver on a port it picks itself and reads the port from its
+/// banner (no fixed ports, no polling).
+fn start_driver() -> Driver {
+    let program = find_program(&["chromedriver"]).unwrap_or_else(|| {
+        panic!(
+            "chromedriver not found on PATH: install Debian's `chromium` and `chromium-driver` \
+             packages (apt-get install -y chromium chromium-driver); .ci/run does this"
+        )
+    });
+    let mut child = Command::new(program)
+        .arg("--port=0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting chromedriver");
+    let stdout = child.stdout.take().expect("chromedriver stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let _ = tx.send(port.parse::<u16>().ok());
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(30))
+        .ok()
+        .flatten()
+        .expect("chromedriver did not report its port");
+    Driver { child, port }
+}
+
+/// One WebDriver session.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    screenshots: PathBuf,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn open(driver: &Driver) -> Browser {
+        let chromium = find_program(&["chromium", "chromium-browser"])
+            .expect("chromium not found on PATH: apt-get install -y chromium chromium-driver");
+        let profile = tempfile::tempdir().unwrap();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let capabilities = json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                // Finding an element waits up to 10 s for it: after a click
+                // that navigates, the next page's element is the signal.
+                "timeouts": { "implicit": 10000 },
+                "goog:chromeOptions": {
+                    "binary": chromium.to_string_lossy(),
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", "--no-first-run", "--window-size=1280,1400",
+                        format!("--user-data-dir={}", profile.path().display()),
+                    ]
+                }
+            }}
+        });
+        let root = format!("http://127.0.0.1:{}", driver.port);
+        let reply: Value = http
+            .post(format!("{root}/session"))
+            .json(&capabilities)
+            .send()
+            .await
+            .expect("new WebDriver session")
+            .json()
+            .await
+            .unwrap();
+        let session = reply["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {reply}"))
+            .to_owned();
+        let screenshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/admin-browser");
+        std::fs::create_dir_all(&screenshots).unwrap();
+        Browser {
+            http,
+            base: format!("{root}/session/{session}"),
+            screenshots,
+            _profile: profile,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let reply: Value = request.send().await.unwrap().json().await.unwrap();
+        if let Some(error) = reply["value"]["error"].as_str() {
+            panic!("WebDriver {path}: {error}: {}", reply["value"]["message"]);
+        }
+        reply["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn url(&self) -> String {
+        self.call(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn source(&self) -> String {
+        self.call(reqwest::Method::GET, "/source", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn find_all(&self, css: &str) -> Vec<String> {
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/elements",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
+            .await;
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e[ELEMENT_KEY]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("element reply {e}"))
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let all = self.find_all(css).await;
+        assert!(!all.is_empty(), "no element {css} on {}", self.url().await);
+        all[0].clone()
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let id = self.find(css).await;
+        self.call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/clear"),
+            Some(json!({})),
+        )
+        .await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    /// Replaces a textarea's content (typing a whole rule set key by key is slow).
+    async fn set_value(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({
+                "script": "arguments[0].value = arguments[1];",
+                "args": [{ ELEMENT_KEY: id }, text],
+            })),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn screenshot(&self, name: &str) {
+        use base64::Engine;
+        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        std::fs::write(self.screenshots.join(format!("{name}.png")), bytes).unwrap();
+    }
+
+    async fn close(self) {
+        let _ = self.http.delete(&self.base).send().await;
+    }
+}
+
+fn rules(base_points: &str) -> String {
+    format!(
+        "[community]\nname = \"好物分享社群\"\ntimezone = \"Asia/Shanghai\"\n\n[checkin]\nkeywords = [\"签到\", \"打卡\"]\nbase_points = {base_points}\n"
+    )
+}
+
+async fn seed(pool: &SqlitePool) -> i64 {
+    let now = Utc::now();
+    let mut conn = pool.acquire().await.unwrap();
+    store::chats::upsert_chat(
+        &mut conn,
+        &store::chats::NewChat {
+            chat_id: "wrOgAA1".into(),
+            name: "好物分享1群".into(),
+            route: ChatRoute::CustomerGroup { robot_key: None },
+            owner: Some("xiaomei".into()),
+            admins: vec![],
+            tags: vec!["vip".into()],
+            member_version: None,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    for (i, user) in ["wmAlice", "wmBob", "wmCarol"].iter().enumerate() {
+        let joined = now - chrono::Duration::days(3 * i as i64 + 1);
+        store::members::record_join(&mut conn, "wrOgAA1", user, joined, JoinScene::QrCode)
+            .await
+            .unwrap();
+    }
+    store::members::record_leave(&mut conn, "wrOgAA1", "wmCarol", now)
+        .await
+        .unwrap();
+    store::points::append(
+        &mut conn,
+        &store::points::NewLedgerEntry {
+            user_id: "wmAlice",
+            delta: 120,
+            reason: "checkin",
+            reference: "seed:1",
+            chat_id: Some("wrOgAA1"),
+            day: now.date_naive(),
+            at: now,
+        },
+    )
+    .await
+    .unwrap();
+    store::rule_sets::save(&mut conn, &rules("5"), now)
+        .await
+        .unwrap();
+    store::redemptions::create(&mut conn, "wmAlice", "杯子", 50, "redeem:1", now)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_works_the_console_in_a_real_browser() {
+    let driver = start_driver();
+
+    let dir = tempfile::tempdir().unwrap();
+    let pool = store::open(&dir.path().join("console.db")).await.unwrap();
+    let redemption = seed(&pool).await;
+    admin::create_user(&pool, "mei", "correct horse battery", Role::Owner)
+        .await
+        .unwrap();
+    let clock: Arc<ManualClock> =
+        ManualClock::new(Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap());
+    let state = AdminState::new(pool.clone(), clock, AdminSettings::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, admin::router(state)).await.unwrap();
+    });
+
+    let browser = Browser::open(&driver).await;
+
+    // 1. Not signed in: the console sends us to the login page.
+    browser.goto(&format!("{site}/admin")).await;
+    assert!(browser.url().await.ends_with("/admin/login"));
+    browser.screenshot("01-login").await;
+
+    // 2. Sign in; the dashboard shows its numbers and charts.
+    browser.type_into("#username", "mei").await;
+    browser
+        .type_into("#password", "correct horse battery")
+        .await;
+    browser.click("#login-submit").await;
+    browser.find("#total-members").await;
+    assert!(
+        browser.url().await.ends_with("/admin"),
+        "{}",
+        browser.url().await
+    );
+    assert_eq!(browser.text("#total-members").await, "2");
+    assert_eq!(browser.find_all("#charts svg").await.len(), 4);
+    assert_eq!(browser.find_all("#charts polyline").await.len(), 6);
+    assert!(browser.source().await.contains("入群与退群"));
+    browser.screenshot("02-dashboard").await;
+
+    // 3. A rule mistake is shown inline at its line, and nothing is saved.
+    browser.goto(&format!("{site}/admin/rules")).await;
+    browser.set_value("#rules-body", &rules("\"five\"")).await;
+    browser.click("#rules-apply").await;
+    let inline = browser.text(".field-error[data-line=\"7\"]").await;
+    assert!(inline.contains("checkin.base_points"), "{inline}");
+    browser.screenshot("03-rule-error").await;
+    {
+        let mut conn = pool.acquire().await.unwrap();
+        assert_eq!(
+            store::rule_sets::active_version(&mut conn).await.unwrap(),
+            Some(1)
+        );
+    }
+
+    // 4. Fix it: check shows the diff; apply saves version 2.
+    browser.set_value("#rules-body", &rules("8")).await;
+    browser.click("#rules-check").await;
+    assert!(!browser.text("#rules-valid").await.is_empty());
+    assert!(browser
+        .text("#rules-diff")
+        .await
+        .contains("+ base_points = 8"));
+    browser.screenshot("04-rule-diff").await;
+    browser.click("#rules-apply").await;
+    browser.find("#rules-applied").await;
+    assert!(browser.url().await.contains("/admin/rules/history"));
+    assert!(browser.text("#rules-applied").await.contains("v2"));
+    browser.screenshot("05-rule-applied").await;
+    {
+        let mut conn = pool.acquire().await.unwrap();
+        let active = store::rule_sets::active(&mut conn).await.unwrap().unwrap();
+        assert_eq!(active.version, 2);
+        assert!(active.body.contains("base_points = 8"));
+    }
+
+    // 5. Fulfil the pending redemption.
+    browser.goto(&format!("{site}/admin/queues")).await;
+    browser.screenshot("06-queue").await;
+    browser.click(&format!("#fulfil-{redemption}")).await;
+    assert_eq!(
+        browser.find_all("#no-redemptions").await.len(),
+        1,
+        "{}",
+        browser.source().await
+    );
+    browser.screenshot("07-fulfilled").await;
+    {
+        let mut conn = pool.acquire().await.unwrap();
+        let shipped = store::redemptions::list(&mut conn, Some("fulfilled"))
+            .await
+            .unwrap();
+        assert_eq!(shipped.len(), 1);
+    }
+
+    // 6. The English switch.
+    browser.click("#lang-switch").await;
+    browser.find("html[lang=\"en\"]").await;
+    assert!(browser.source().await.contains("Redemptions to ship"));
+    browser.screenshot("08-english").await;
+
+    // 7. Sign out, then be refused.
+    browser.click("#logout").await;
+    browser.find("#login-form").await;
+    assert!(browser.url().await.ends_with("/admin/login"));
+    browser.goto(&format!("{site}/admin/queues")).await;
+    assert!(browser.url().await.ends_with("/admin/login"));
+    assert!(!browser.source().await.contains("wmAlice"));
+    browser.screenshot("09-refused").await;
+
+    browser.close().await;
+    server.abort();
+}
