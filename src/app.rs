@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, AdminSettings, AdminState};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::ingest;
@@ -66,12 +67,23 @@ impl App {
                 secret: secret.clone(),
             }));
         }
+        let admin_config = &self.state.config.admin;
+        let admin = admin::router(AdminState::new(
+            self.state.pool.clone(),
+            self.state.clock.clone(),
+            AdminSettings {
+                secure_cookies: admin_config.secure_cookies,
+                session_ttl: Duration::from_secs(u64::from(admin_config.session_hours) * 3600),
+                ..AdminSettings::default()
+            },
+        )?);
         let request_id = axum::http::HeaderName::from_static("x-request-id");
         let router = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .with_state(self.state.clone())
             .merge(callbacks)
+            .merge(admin)
             .layer(
                 // Span fields: method and route only; the query carries ciphertext.
                 TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

@@ -49,6 +49,33 @@ pub struct Config {
     pub wecom: WeComConfig,
     #[serde(default)]
     pub ingest: IngestConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The manager's web console at `/admin`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Mark session cookies `Secure`: turn on when the console is served over TLS.
+    #[serde(default)]
+    pub secure_cookies: bool,
+    /// How long a login lasts, in hours.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            secure_cookies: false,
+            session_hours: default_session_hours(),
+        }
+    }
+}
+
+fn default_session_hours() -> u32 {
+    8
 }
 
 /// `POST /ingest/messages`: normalized message batches from a message-archive puller.
@@ -263,6 +290,9 @@ impl Config {
                 bail!("wecom.contacts_app: no app named {name:?} in wecom.apps");
             }
         }
+        if !(1..=24 * 30).contains(&self.admin.session_hours) {
+            bail!("admin.session_hours: must be between 1 and 720");
+        }
         if let Some(secret) = &self.ingest.secret {
             if secret.expose().len() < 16 {
                 bail!("ingest.secret: must be at least 16 characters");
@@ -378,7 +408,7 @@ fn document_entry<'a>(document: &'a mut toml::Table, key: &str) -> &'a mut toml:
 
 /// Fields whose environment value is a number. Everything else stays a string, so a
 /// token or secret made only of digits is not turned into a number by accident.
-const NUMERIC_FIELDS: &[&str] = &["agent_id", "timestamp_window_secs"];
+const NUMERIC_FIELDS: &[&str] = &["agent_id", "timestamp_window_secs", "session_hours"];
 
 fn parse_env_value(field: &str, value: &str) -> toml::Value {
     if NUMERIC_FIELDS.contains(&field) {
