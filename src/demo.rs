@@ -632,6 +632,7 @@ fn describe(message: &Outbound) -> String {
         OutRoute::Member { user_ids, .. } => format!("应用消息 → {}", user_ids.join(",")),
         OutRoute::WelcomeCode { .. } => "新客户欢迎语".to_string(),
         OutRoute::CustomerGroupMass { .. } => "客户群群发（需群主确认）".to_string(),
+        OutRoute::AppChatRemove { user_id, .. } => format!("移出应用群 → {user_id}"),
     };
     let text = message.text.replace('\n', " / ");
     match &message.skipped {

@@ -13,6 +13,7 @@ pub mod chats;
 pub mod checkins;
 pub mod inbox;
 pub mod members;
+pub mod moderation;
 pub mod outbox;
 pub mod points;
 pub mod redemptions;
