@@ -388,7 +388,8 @@ pub async fn load_snapshot(
         }
     }
     if let EventKind::MessageReported(report) = &event.kind {
-        if let Some(fingerprint) = moderate::stored_fingerprint(&rules.moderation, &report.quoted_text)
+        if let Some(fingerprint) =
+            moderate::stored_fingerprint(&rules.moderation, &report.quoted_text)
         {
             let history = &mut snapshot.moderation;
             history.reporter_reports_last_hour =

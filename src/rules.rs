@@ -155,9 +155,7 @@ pub fn evaluate(
             }
             let replies = commands::on_message(rules, snapshot, event, message, now);
             if replies.is_empty() {
-                actions.extend(autoreply::on_message(
-                    rules, snapshot, event, message, now,
-                ));
+                actions.extend(autoreply::on_message(rules, snapshot, event, message, now));
             } else {
                 actions.extend(replies);
             }

@@ -118,7 +118,9 @@ async fn harness(rules: &str) -> Harness {
         StoreOutbox,
         PipelineSettings::default(),
     );
-    pipeline::import_rules(&pool, rules, clock.now()).await.unwrap();
+    pipeline::import_rules(&pool, rules, clock.now())
+        .await
+        .unwrap();
     let harness = Harness {
         _dir: dir,
         pool,
@@ -234,7 +236,9 @@ impl Harness {
     }
 
     async fn log(&self) -> Vec<moderation::LogRow> {
-        pipeline::moderation_log(&self.pool, None, 100).await.unwrap()
+        pipeline::moderation_log(&self.pool, None, 100)
+            .await
+            .unwrap()
     }
 
     async fn outbox_rows(&self) -> i64 {
@@ -314,7 +318,10 @@ async fn strikes_expire_after_the_window() {
 
 #[tokio::test]
 async fn removal_in_a_customer_group_becomes_a_task_for_owner_and_admins() {
-    let rules = BASE_RULES.replace("enabled = true", "enabled = true\nremove_at_once = \"high\"");
+    let rules = BASE_RULES.replace(
+        "enabled = true",
+        "enabled = true\nremove_at_once = \"high\"",
+    );
     let h = harness(&rules).await;
     h.post(CUSTOMER_GROUP, "u1", "线上赌博日赚千元").await;
     h.run().await;
@@ -411,7 +418,9 @@ async fn reports_reaching_the_threshold_go_to_review_and_reporters_are_rate_limi
     h.run().await;
     let answers = h.texts(SimRoute::BotResponse);
     assert!(
-        answers.last().is_some_and(|(_, text)| text.contains("过于频繁")),
+        answers
+            .last()
+            .is_some_and(|(_, text)| text.contains("过于频繁")),
         "{answers:?}"
     );
     let mut conn = h.pool.acquire().await.unwrap();

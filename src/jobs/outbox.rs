@@ -27,8 +27,9 @@ use crate::clock::SharedClock;
 use crate::config::AppConfig;
 use crate::store::outbox::{self as store, ClaimedMessage, OutboxStatus, Route};
 use crate::wecom::api::{
-    AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, AppMessageContent, BotResponse,
-    ErrorClass, MassMessageContent, Secret, WebhookMessage, WelcomeContent, WelcomeMessage,
+    AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, AppMessageContent,
+    BotResponse, ErrorClass, MassMessageContent, Secret, WebhookMessage, WelcomeContent,
+    WelcomeMessage,
 };
 
 /// A configured self-built app.

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::actions::{Action, OutRoute, Outbound};
 use super::event::{Event, MessagePosted, MessageReported, ReplyVia};
 use super::moderation::{
-    is_flooding, is_repeated_across_chats, CrossChatRule, Engine, EscalationPolicy, FloodRule,
-    Hit, MatchOptions, NewMemberRule, RecentPost, RegexRuleSpec, RegexRules, RegexTarget, Rung,
+    is_flooding, is_repeated_across_chats, CrossChatRule, Engine, EscalationPolicy, FloodRule, Hit,
+    MatchOptions, NewMemberRule, RecentPost, RegexRuleSpec, RegexRules, RegexTarget, Rung,
     Sanction, Severity, Strike, TermList, TextFingerprint,
 };
 use super::ruleset::FieldError;
@@ -523,7 +523,8 @@ fn find_violation(
                 })
             })
             .collect();
-        let current = fingerprint.map(|hash| TextFingerprint(u64::from_ne_bytes(hash.to_ne_bytes())));
+        let current =
+            fingerprint.map(|hash| TextFingerprint(u64::from_ne_bytes(hash.to_ne_bytes())));
         if is_repeated_across_chats(&posts, chat, current, now, rule) {
             return Some(behaviour_violation(
                 "cross_chat",
@@ -572,7 +573,13 @@ fn owners_or_managers(config: &ModerationConfig, snapshot: &Snapshot) -> Vec<Str
     let mut people: Vec<String> = snapshot
         .chat
         .as_ref()
-        .map(|chat| chat.owner.iter().chain(chat.admins.iter()).cloned().collect())
+        .map(|chat| {
+            chat.owner
+                .iter()
+                .chain(chat.admins.iter())
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default();
     if people.is_empty() {
         people = config.managers.clone();
@@ -622,7 +629,11 @@ fn sanction(
         .map(|chat| chat.name.clone())
         .unwrap_or_default();
     let member = snapshot.person(&message.sender).display_name();
-    let reason = format!("{}（{}）", category_label(&violation.category), violation.rule);
+    let reason = format!(
+        "{}（{}）",
+        category_label(&violation.category),
+        violation.rule
+    );
     let mut taken: Vec<&str> = Vec::new();
     let mut sends = Vec::new();
     let mut task = None;

@@ -77,13 +77,12 @@ pub async fn joined_at(
     chat_id: &str,
     user_id: &str,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
-    let seconds: Option<i64> = sqlx::query_scalar(
-        "select joined_at from chat_members where chat_id = ? and user_id = ?",
-    )
-    .bind(chat_id)
-    .bind(user_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let seconds: Option<i64> =
+        sqlx::query_scalar("select joined_at from chat_members where chat_id = ? and user_id = ?")
+            .bind(chat_id)
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     Ok(seconds.map(at))
 }
 
@@ -182,7 +181,10 @@ pub struct StrikeRow {
     pub revoke_reason: Option<String>,
 }
 
-pub async fn strikes_of(conn: &mut SqliteConnection, user_id: &str) -> sqlx::Result<Vec<StrikeRow>> {
+pub async fn strikes_of(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+) -> sqlx::Result<Vec<StrikeRow>> {
     sqlx::query_as(
         "select id, log_id, user_id, chat_id, at, severity, revoked_at, revoked_by, revoke_reason
          from moderation_strikes where user_id = ? order by id",
@@ -411,9 +413,15 @@ mod tests {
     #[tokio::test]
     async fn posts_are_listed_since_and_give_the_author_of_a_fingerprint() {
         let (_dir, mut conn) = conn().await;
-        record_post(&mut conn, Some("wr1"), "u1", t(1), Some(42)).await.expect("post");
-        record_post(&mut conn, None, "u1", t(5), None).await.expect("post");
-        record_post(&mut conn, Some("wr1"), "u2", t(6), Some(42)).await.expect("post");
+        record_post(&mut conn, Some("wr1"), "u1", t(1), Some(42))
+            .await
+            .expect("post");
+        record_post(&mut conn, None, "u1", t(5), None)
+            .await
+            .expect("post");
+        record_post(&mut conn, Some("wr1"), "u2", t(6), Some(42))
+            .await
+            .expect("post");
         let posts = recent_posts(&mut conn, "u1", t(2)).await.expect("posts");
         assert_eq!(posts.len(), 1);
         assert_eq!(posts[0].chat_id, "");
@@ -427,16 +435,40 @@ mod tests {
     #[tokio::test]
     async fn a_decision_is_written_once_with_its_strike_and_task() {
         let (_dir, mut conn) = conn().await;
-        let first = record_decision(&mut conn, &record("e1", true, true)).await.expect("write");
+        let first = record_decision(&mut conn, &record("e1", true, true))
+            .await
+            .expect("write");
         assert!(first.is_some());
-        let again = record_decision(&mut conn, &record("e1", true, true)).await.expect("write");
+        let again = record_decision(&mut conn, &record("e1", true, true))
+            .await
+            .expect("write");
         assert_eq!(again, None);
-        assert_eq!(active_strikes(&mut conn, "u1", t(0)).await.expect("strikes").len(), 1);
-        assert_eq!(active_strikes(&mut conn, "u1", t(10)).await.expect("strikes").len(), 0);
+        assert_eq!(
+            active_strikes(&mut conn, "u1", t(0))
+                .await
+                .expect("strikes")
+                .len(),
+            1
+        );
+        assert_eq!(
+            active_strikes(&mut conn, "u1", t(10))
+                .await
+                .expect("strikes")
+                .len(),
+            0
+        );
         let open = tasks(&mut conn, false).await.expect("tasks");
         assert_eq!(open.len(), 1);
-        assert!(complete_task(&mut conn, open[0].id, "owner", "removed", t(20)).await.expect("done"));
-        assert!(!complete_task(&mut conn, open[0].id, "owner", "again", t(21)).await.expect("done"));
+        assert!(
+            complete_task(&mut conn, open[0].id, "owner", "removed", t(20))
+                .await
+                .expect("done")
+        );
+        assert!(
+            !complete_task(&mut conn, open[0].id, "owner", "again", t(21))
+                .await
+                .expect("done")
+        );
         assert!(tasks(&mut conn, false).await.expect("tasks").is_empty());
         assert_eq!(tasks(&mut conn, true).await.expect("tasks").len(), 1);
         let entries = log(&mut conn, Some("u1"), 10).await.expect("log");
@@ -446,24 +478,53 @@ mod tests {
     #[tokio::test]
     async fn a_revoked_strike_stops_counting_and_is_noted_in_the_log() {
         let (_dir, mut conn) = conn().await;
-        record_decision(&mut conn, &record("e1", true, false)).await.expect("write");
+        record_decision(&mut conn, &record("e1", true, false))
+            .await
+            .expect("write");
         let strike = strikes_of(&mut conn, "u1").await.expect("strikes")[0].id;
-        assert!(revoke_strike(&mut conn, strike, "boss", "false positive", t(30)).await.expect("revoke"));
-        assert!(!revoke_strike(&mut conn, strike, "boss", "again", t(31)).await.expect("revoke"));
-        assert!(active_strikes(&mut conn, "u1", t(0)).await.expect("strikes").is_empty());
+        assert!(
+            revoke_strike(&mut conn, strike, "boss", "false positive", t(30))
+                .await
+                .expect("revoke")
+        );
+        assert!(!revoke_strike(&mut conn, strike, "boss", "again", t(31))
+            .await
+            .expect("revoke"));
+        assert!(active_strikes(&mut conn, "u1", t(0))
+            .await
+            .expect("strikes")
+            .is_empty());
         let entry = &log(&mut conn, None, 10).await.expect("log")[0];
         assert_eq!(entry.reviewed_by.as_deref(), Some("boss"));
-        assert_eq!(entry.review_note.as_deref(), Some("strike revoked: false positive"));
+        assert_eq!(
+            entry.review_note.as_deref(),
+            Some("strike revoked: false positive")
+        );
     }
 
     #[tokio::test]
     async fn reports_are_unique_per_reporter_and_counted_per_hour() {
         let (_dir, mut conn) = conn().await;
-        assert!(record_report(&mut conn, "wr1", "a", 7, t(1)).await.expect("report"));
-        assert!(!record_report(&mut conn, "wr1", "a", 7, t(2)).await.expect("report"));
-        assert!(record_report(&mut conn, "wr1", "b", 7, t(3)).await.expect("report"));
-        assert_eq!(reporters_of(&mut conn, "wr1", 7).await.expect("reporters"), vec!["a", "b"]);
-        assert_eq!(reports_by_since(&mut conn, "a", t(0)).await.expect("count"), 1);
-        assert_eq!(reports_by_since(&mut conn, "a", t(1)).await.expect("count"), 0);
+        assert!(record_report(&mut conn, "wr1", "a", 7, t(1))
+            .await
+            .expect("report"));
+        assert!(!record_report(&mut conn, "wr1", "a", 7, t(2))
+            .await
+            .expect("report"));
+        assert!(record_report(&mut conn, "wr1", "b", 7, t(3))
+            .await
+            .expect("report"));
+        assert_eq!(
+            reporters_of(&mut conn, "wr1", 7).await.expect("reporters"),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            reports_by_since(&mut conn, "a", t(0)).await.expect("count"),
+            1
+        );
+        assert_eq!(
+            reports_by_since(&mut conn, "a", t(1)).await.expect("count"),
+            0
+        );
     }
 }
