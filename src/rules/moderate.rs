@@ -896,3 +896,309 @@ pub fn on_report(
     actions.extend(reply("已收到举报，谢谢。".to_string()));
     actions
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::event::{EventKind, MessageSource};
+    use crate::rules::ChatSnapshot;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_770_000_000, 0).expect("valid time")
+    }
+
+    fn rules(extra: &str) -> RuleSet {
+        let text = format!(
+            "[moderation]\nenabled = true\nmanagers = [\"boss\"]\n{extra}\nterms = \"\"\"\n[ads:medium]\n加微信\n[gambling:high]\n赌博\n\"\"\"\n"
+        );
+        RuleSet::from_toml(&text).expect("valid rules")
+    }
+
+    fn snapshot(route: ChatRoute) -> Snapshot {
+        Snapshot {
+            chat: Some(ChatSnapshot {
+                chat_id: "wr1".into(),
+                name: "群".into(),
+                route,
+                tags: Vec::new(),
+                owner: Some("owner".into()),
+                admins: vec!["admin".into()],
+                member_count: 3,
+                member_version: None,
+                raid_until: None,
+            }),
+            ..Snapshot::default()
+        }
+    }
+
+    fn message(sender: &str, text: &str) -> (Event, MessagePosted) {
+        let message = MessagePosted {
+            source: MessageSource::Archive,
+            chat_id: Some("wr1".into()),
+            sender: sender.into(),
+            text: text.into(),
+            message_id: "m1".into(),
+            reply_via: ReplyVia::ChatRoute,
+        };
+        let event = Event {
+            id: "archive:m1".into(),
+            kind: EventKind::MessagePosted(message.clone()),
+        };
+        (event, message)
+    }
+
+    fn run(rules: &RuleSet, snapshot: &Snapshot, sender: &str, text: &str) -> (Vec<Action>, bool) {
+        let (event, message) = message(sender, text);
+        on_message(rules, snapshot, &event, &message, now())
+    }
+
+    fn record(actions: &[Action]) -> Option<&ModerationRecord> {
+        actions.iter().find_map(|action| match action {
+            Action::Moderate(record) => Some(record.as_ref()),
+            _ => None,
+        })
+    }
+
+    fn routes(actions: &[Action]) -> Vec<&'static str> {
+        actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::Send(out) => Some(out.route.name()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn strikes(count: usize, days_ago: i64) -> Vec<StoredStrike> {
+        (0..count)
+            .map(|_| StoredStrike {
+                at: now() - Duration::days(days_ago),
+                severity: Severity::Medium,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn off_by_default_and_clean_messages_only_record_the_post() {
+        let builtin = RuleSet::builtin();
+        let (actions, violation) = run(&builtin, &Snapshot::default(), "u1", "加微信");
+        assert!(actions.is_empty() && !violation);
+
+        let rules = rules("");
+        let (actions, violation) = run(
+            &rules,
+            &snapshot(ChatRoute::AppGroup),
+            "u1",
+            "今天天气不错呀朋友们",
+        );
+        assert!(!violation);
+        assert!(matches!(
+            actions.as_slice(),
+            [Action::RecordPost {
+                fingerprint: Some(_),
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn first_strike_warns_in_the_chat_with_a_mention() {
+        let rules = rules("");
+        let (actions, violation) = run(&rules, &snapshot(ChatRoute::AppGroup), "u1", "来加微信");
+        assert!(violation);
+        let record = record(&actions).expect("a decision");
+        assert_eq!(
+            (
+                record.rule.as_str(),
+                record.category.as_str(),
+                record.matched.as_str()
+            ),
+            ("term", "ads", "加微信")
+        );
+        assert!(record.strike && !record.dry_run && record.task.is_none());
+        assert_eq!(routes(&actions), vec!["app_group"]);
+    }
+
+    #[test]
+    fn third_strike_removes_in_an_app_group_and_asks_the_owner_elsewhere() {
+        let rules = rules("");
+        let mut app_group = snapshot(ChatRoute::AppGroup);
+        app_group.moderation.active_strikes = strikes(2, 1);
+        let (actions, _) = run(&rules, &app_group, "u1", "加微信");
+        assert_eq!(routes(&actions), vec!["member", "app_chat_remove"]);
+        assert!(record(&actions).expect("decision").task.is_none());
+
+        let mut customer = snapshot(ChatRoute::CustomerGroup { robot_key: None });
+        customer.moderation.active_strikes = strikes(2, 1);
+        let (actions, _) = run(&rules, &customer, "u1", "加微信");
+        assert_eq!(routes(&actions), vec!["member", "member"]);
+        let task = record(&actions)
+            .and_then(|r| r.task.clone())
+            .expect("a task");
+        assert_eq!(task.kind, TaskKind::Remove);
+        assert_eq!(task.assignees, vec!["owner", "admin"]);
+    }
+
+    #[test]
+    fn strikes_outside_the_window_do_not_count() {
+        let rules = rules("strike_window_days = 7");
+        let mut snap = snapshot(ChatRoute::AppGroup);
+        snap.moderation.active_strikes = strikes(2, 8);
+        let (actions, _) = run(&rules, &snap, "u1", "加微信");
+        assert_eq!(
+            record(&actions).expect("decision").action_taken,
+            "strike,warn"
+        );
+    }
+
+    #[test]
+    fn owner_admins_and_allow_listed_members_are_exempt() {
+        let rules = rules("exempt = [\"vip\"]");
+        let snap = snapshot(ChatRoute::AppGroup);
+        for sender in ["owner", "admin", "vip"] {
+            let (actions, violation) = run(&rules, &snap, sender, "加微信");
+            assert!(!violation, "{sender}");
+            assert!(record(&actions).is_none());
+        }
+    }
+
+    #[test]
+    fn dry_run_decides_and_records_but_sends_nothing() {
+        for extra in ["dry_run = true", "dry_run_chats = [\"wr1\"]"] {
+            let rules = rules(extra);
+            let mut snap = snapshot(ChatRoute::AppGroup);
+            snap.moderation.active_strikes = strikes(2, 1);
+            let (actions, violation) = run(&rules, &snap, "u1", "加微信");
+            assert!(violation);
+            assert!(routes(&actions).is_empty(), "{extra}");
+            let record = record(&actions).expect("decision");
+            assert!(record.dry_run && !record.strike);
+            assert_eq!(record.action_taken, "dry_run: would strike,notify,remove");
+        }
+    }
+
+    #[test]
+    fn log_only_categories_are_recorded_without_a_strike() {
+        let rules = rules("log_only = [\"ads\"]");
+        let (actions, _) = run(&rules, &snapshot(ChatRoute::AppGroup), "u1", "加微信");
+        let record = record(&actions).expect("decision");
+        assert!(!record.strike);
+        assert_eq!(record.action_taken, "log");
+        assert!(routes(&actions).is_empty());
+    }
+
+    #[test]
+    fn links_are_refused_from_new_members_only() {
+        let rules = rules(
+            "new_member_messages = 3\nnew_member_trusted_secs = 3600\n\
+             regex = [{ name = \"link\", pattern = \"https?://\\\\S+\", category = \"link\" }]",
+        );
+        let mut snap = snapshot(ChatRoute::AppGroup);
+        snap.moderation.joined_at = Some(now() - Duration::minutes(5));
+        let (actions, violation) = run(&rules, &snap, "u1", "看这个 https://example.com/x");
+        assert!(violation);
+        assert_eq!(record(&actions).expect("decision").rule, "new_member");
+
+        snap.moderation.joined_at = Some(now() - Duration::days(3));
+        snap.moderation.recent_posts = (0..3)
+            .map(|i| StoredPost {
+                chat_id: "wr1".into(),
+                at: now() - Duration::hours(i + 1),
+                fingerprint: None,
+            })
+            .collect();
+        let (_, violation) = run(&rules, &snap, "u1", "看这个 https://example.com/x");
+        assert!(!violation, "a trusted member may post links");
+    }
+
+    #[test]
+    fn flooding_and_cross_chat_repeats_are_violations() {
+        let rules = rules(
+            "flood_messages = 3\nflood_window_secs = 10\ncross_chat_min = 3\ncross_chat_window_secs = 600",
+        );
+        let mut snap = snapshot(ChatRoute::AppGroup);
+        snap.moderation.recent_posts = (1..=3)
+            .map(|i| StoredPost {
+                chat_id: "wr1".into(),
+                at: now() - Duration::seconds(i),
+                fingerprint: None,
+            })
+            .collect();
+        let (actions, _) = run(&rules, &snap, "u1", "哈哈哈哈");
+        assert_eq!(record(&actions).expect("flood").rule, "flood");
+
+        let text = "全场五折快来看看吧朋友们";
+        let fingerprint = stored_fingerprint(&rules.moderation, text);
+        snap.moderation.recent_posts = ["wr2", "wr3"]
+            .iter()
+            .map(|chat| StoredPost {
+                chat_id: chat.to_string(),
+                at: now() - Duration::minutes(1),
+                fingerprint,
+            })
+            .collect();
+        let (actions, _) = run(&rules, &snap, "u1", text);
+        assert_eq!(record(&actions).expect("repeat").rule, "cross_chat");
+    }
+
+    fn report(reporter: &str) -> (Event, MessageReported) {
+        let report = MessageReported {
+            chat_id: "wr1".into(),
+            reporter: reporter.into(),
+            quoted_text: "私聊我有内部渠道低价好货".into(),
+            response_url: Some("http://127.0.0.1:9/r".into()),
+        };
+        let event = Event {
+            id: format!("bot:{reporter}"),
+            kind: EventKind::MessageReported(report.clone()),
+        };
+        (event, report)
+    }
+
+    #[test]
+    fn the_report_reaching_the_threshold_opens_a_review() {
+        let rules = rules("report_threshold = 2\nreports_per_hour = 5");
+        let mut snap = snapshot(ChatRoute::AppGroup);
+        snap.moderation.reported_author = Some("u2".into());
+        let (event, first) = report("r1");
+        let actions = on_report(&rules, &snap, &event, &first, now());
+        assert!(record(&actions).is_none());
+        assert!(matches!(actions[0], Action::RecordReport { .. }));
+
+        snap.moderation.earlier_reporters = vec!["r1".into()];
+        let (event, second) = report("r2");
+        let actions = on_report(&rules, &snap, &event, &second, now());
+        let record = record(&actions).expect("review");
+        assert_eq!(
+            (record.user_id.as_str(), record.rule.as_str()),
+            ("u2", "report")
+        );
+        assert_eq!(record.task.as_ref().map(|t| t.kind), Some(TaskKind::Review));
+
+        // The same reporter again, or one over the hourly limit: only an answer.
+        let actions = on_report(&rules, &snap, &event, &first, now());
+        assert_eq!(routes(&actions), vec!["smart_bot"]);
+        snap.moderation.reporter_reports_last_hour = 5;
+        let actions = on_report(&rules, &snap, &event, &second, now());
+        assert_eq!(routes(&actions), vec!["smart_bot"]);
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let doc = ModerationDoc {
+            ladder: vec![RungDoc {
+                strikes: 1,
+                actions: vec!["ban".into()],
+            }],
+            report_threshold: 0,
+            ..ModerationDoc::default()
+        };
+        let errors = ModerationConfig::from_doc(&doc).expect_err("invalid");
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert!(
+            paths.contains(&"moderation.ladder[0].actions[0]"),
+            "{paths:?}"
+        );
+        assert!(paths.contains(&"moderation.report_threshold"), "{paths:?}");
+    }
+}
