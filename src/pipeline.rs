@@ -774,14 +774,57 @@ pub fn validate_rules(text: &str) -> Result<RuleSet, rules::RuleSetError> {
 
 /// `qunyun rules import FILE`: validates, then stores as the new active version.
 /// An invalid set is never stored. Returns the version.
+/// `[moderation] terms_file` / `allow_file` paths (relative to the working
+/// directory) are read at import and stored inline, so the stored version is
+/// complete on its own.
 pub async fn import_rules(
     pool: &SqlitePool,
     text: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<i64> {
-    validate_rules(text)?;
+    let text = resolve_term_files(text, std::path::Path::new("."))?;
+    validate_rules(&text)?;
     let mut conn = pool.acquire().await?;
-    Ok(rule_sets::save(&mut conn, text, now).await?)
+    Ok(rule_sets::save(&mut conn, &text, now).await?)
+}
+
+/// Inlines `[moderation] terms_file` / `allow_file` (paths relative to `base`)
+/// into `terms` / `allow`. Text without those keys is returned unchanged; with
+/// them, the document is re-serialised (comments are lost). Call it before
+/// `validate_rules` for `rules validate FILE` too.
+pub fn resolve_term_files(text: &str, base: &std::path::Path) -> anyhow::Result<String> {
+    let mut doc: toml::Table = text.parse().context("rule set is not TOML")?;
+    let Some(toml::Value::Table(moderation)) = doc.get_mut("moderation") else {
+        return Ok(text.to_string());
+    };
+    let mut changed = false;
+    for (file_key, inline_key) in [("terms_file", "terms"), ("allow_file", "allow")] {
+        let Some(path) = moderation.remove(file_key) else {
+            continue;
+        };
+        let Some(path) = path.as_str() else {
+            bail!("moderation.{file_key}: expected a path");
+        };
+        let full = base.join(path);
+        let contents = std::fs::read_to_string(&full)
+            .with_context(|| format!("moderation.{file_key}: reading {}", full.display()))?;
+        let inline = moderation
+            .get(inline_key)
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let joined = if inline.trim().is_empty() {
+            contents
+        } else {
+            format!("{inline}\n{contents}")
+        };
+        moderation.insert(inline_key.to_string(), toml::Value::String(joined));
+        changed = true;
+    }
+    if !changed {
+        return Ok(text.to_string());
+    }
+    Ok(toml::to_string(&doc)?)
 }
 
 /// `qunyun rules export`: the active rule set's TOML as imported (or the defaults).

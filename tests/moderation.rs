@@ -509,3 +509,30 @@ remove_at_once = "sometimes"
     assert!(err.contains("moderation.regex[0]"), "{err}");
     assert!(err.contains("moderation.remove_at_once"), "{err}");
 }
+
+#[test]
+fn term_files_are_inlined_at_import() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ads.txt"), "[ads:high]\n刷单\n").unwrap();
+    let text = "[moderation]\nenabled = true\nterms = \"赌博\"\nterms_file = \"ads.txt\"\n";
+    let resolved = pipeline::resolve_term_files(text, dir.path()).unwrap();
+    assert!(!resolved.contains("terms_file"), "{resolved}");
+    let rules = pipeline::validate_rules(&resolved).unwrap();
+    let terms: Vec<&str> = rules
+        .moderation
+        .engine
+        .terms()
+        .iter()
+        .map(|term| term.text.as_str())
+        .collect();
+    assert_eq!(terms, vec!["赌博", "刷单"]);
+
+    let missing = text.replace("ads.txt", "nope.txt");
+    let err = pipeline::resolve_term_files(&missing, dir.path()).unwrap_err();
+    assert!(format!("{err:#}").contains("moderation.terms_file"));
+    // Without file keys the text is stored exactly as written.
+    assert_eq!(
+        pipeline::resolve_term_files(BASE_RULES, dir.path()).unwrap(),
+        BASE_RULES
+    );
+}
