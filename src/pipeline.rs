@@ -429,6 +429,13 @@ async fn load_moderation(
             Some(chat_id) => moderation::joined_at(conn, chat_id, &message.sender).await?,
             None => None,
         },
+        posts_in_chat: match (&message.chat_id, &config.new_member) {
+            (Some(chat_id), Some(rule)) => {
+                moderation::count_posts_in_chat(conn, chat_id, &message.sender, rule.first_messages)
+                    .await?
+            }
+            _ => 0,
+        },
         ..moderate::ModerationSnapshot::default()
     })
 }

@@ -536,3 +536,35 @@ fn term_files_are_inlined_at_import() {
         BASE_RULES
     );
 }
+
+#[tokio::test]
+async fn flooding_and_new_member_links_are_caught_from_stored_history() {
+    let rules = BASE_RULES.replace(
+        "enabled = true",
+        "enabled = true\nflood_messages = 3\nflood_window_secs = 60\n\
+         new_member_messages = 2\nnew_member_trusted_secs = 0\n\
+         regex = [{ name = \"link\", pattern = \"https?://\\\\S+\", category = \"link\" }]",
+    );
+    let h = harness(&rules).await;
+    // A new member's link is refused; after two messages the member is trusted.
+    h.post(APP_CHAT, "u2", "看看 https://example.com/a").await;
+    h.run().await;
+    assert_eq!(h.log().await[0].rule, "new_member");
+    h.post(APP_CHAT, "u2", "大家好").await;
+    h.run().await;
+    h.post(APP_CHAT, "u2", "看看 https://example.com/b").await;
+    h.run().await;
+    assert_eq!(h.log().await.len(), 1, "trusted now");
+
+    // Four messages within the minute: the fourth floods.
+    for text in ["一", "二", "三", "四"] {
+        h.post(APP_CHAT, "u1", text).await;
+    }
+    h.run().await;
+    let log = h.log().await;
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].rule.as_str(), log[0].user_id.as_str()),
+        ("flood", "u1")
+    );
+}

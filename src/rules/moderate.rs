@@ -141,6 +141,8 @@ pub struct ModerationConfig {
     pub strike_window: Duration,
     pub flood: Option<FloodRule>,
     pub cross_chat: Option<CrossChatRule>,
+    /// `CrossChatRule` keeps its window private; the pipeline needs it to load history.
+    pub cross_chat_window: Option<Duration>,
     pub new_member: Option<NewMemberRule>,
     pub dry_run: bool,
     pub dry_run_chats: BTreeSet<String>,
@@ -289,6 +291,9 @@ impl ModerationConfig {
                 strike_window,
                 flood,
                 cross_chat,
+                cross_chat_window: cross_chat
+                    .is_some()
+                    .then(|| Duration::seconds(doc.cross_chat_window_secs)),
                 new_member,
                 dry_run: doc.dry_run,
                 dry_run_chats: doc.dry_run_chats.iter().cloned().collect(),
@@ -305,7 +310,7 @@ impl ModerationConfig {
     /// The longest look-back any behavioural rule needs (what the pipeline loads).
     pub fn history_window(&self) -> Duration {
         let flood = self.flood.map(|rule| rule.window()).unwrap_or_default();
-        let cross = Duration::seconds(86_400);
+        let cross = self.cross_chat_window.unwrap_or_default();
         flood.max(cross)
     }
 }
@@ -319,6 +324,9 @@ pub struct ModerationSnapshot {
     pub active_strikes: Vec<StoredStrike>,
     /// When the sender joined this chat (None: unknown, e.g. 1:1).
     pub joined_at: Option<DateTime<Utc>>,
+    /// The sender's earlier posts in this chat, counted up to the new-member
+    /// limit (all time, not just the history window).
+    pub posts_in_chat: u32,
     /// Reports: this reporter's reports in the last hour.
     pub reporter_reports_last_hour: u32,
     /// Reports: distinct reporters of this text in this chat, before this one.
@@ -455,13 +463,8 @@ fn find_violation(
     let hits = config.engine.scan(&message.text);
     let is_new = match (&config.new_member, message.chat_id.is_some()) {
         (Some(rule), true) => {
-            let before = history
-                .recent_posts
-                .iter()
-                .filter(|post| post.chat_id == chat_key)
-                .count();
             let joined = history.joined_at.unwrap_or(now);
-            rule.is_new(u32::try_from(before).unwrap_or(u32::MAX), joined, now)
+            rule.is_new(history.posts_in_chat, joined, now)
         }
         _ => false,
     };
@@ -1100,13 +1103,7 @@ mod tests {
         assert_eq!(record(&actions).expect("decision").rule, "new_member");
 
         snap.moderation.joined_at = Some(now() - Duration::days(3));
-        snap.moderation.recent_posts = (0..3)
-            .map(|i| StoredPost {
-                chat_id: "wr1".into(),
-                at: now() - Duration::hours(i + 1),
-                fingerprint: None,
-            })
-            .collect();
+        snap.moderation.posts_in_chat = 3;
         let (_, violation) = run(&rules, &snap, "u1", "看这个 https://example.com/x");
         assert!(!violation, "a trusted member may post links");
     }

@@ -54,6 +54,26 @@ pub async fn recent_posts(
         .collect())
 }
 
+/// The member's posts in a chat, counted up to `cap` (enough to tell a new
+/// member from a trusted one without scanning a long history).
+pub async fn count_posts_in_chat(
+    conn: &mut SqliteConnection,
+    chat_id: &str,
+    user_id: &str,
+    cap: u32,
+) -> sqlx::Result<u32> {
+    let count: i64 = sqlx::query_scalar(
+        "select count(*) from (select 1 from moderation_posts
+         where user_id = ? and chat_id = ? limit ?)",
+    )
+    .bind(user_id)
+    .bind(chat_id)
+    .bind(i64::from(cap))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
 /// Who last posted a text with this fingerprint in the chat (the author of a
 /// quoted message).
 pub async fn author_of(
@@ -423,6 +443,22 @@ mod tests {
             .await
             .expect("post");
         let posts = recent_posts(&mut conn, "u1", t(2)).await.expect("posts");
+        assert_eq!(
+            count_posts_in_chat(&mut conn, "wr1", "u1", 5)
+                .await
+                .expect("count"),
+            1
+        );
+        record_post(&mut conn, Some("wr1"), "u1", t(7), None)
+            .await
+            .expect("post");
+        assert_eq!(
+            count_posts_in_chat(&mut conn, "wr1", "u1", 1)
+                .await
+                .expect("count"),
+            1,
+            "capped"
+        );
         assert_eq!(posts.len(), 1);
         assert_eq!(posts[0].chat_id, "");
         assert_eq!(
