@@ -50,8 +50,20 @@ fn bench_callback(c: &mut Criterion) {
                 .verify_and_decrypt(&signature, timestamp, nonce, &envelope.encrypt)
                 .unwrap();
             let text = std::str::from_utf8(&plain).unwrap();
+            std::hint::black_box(message::parse_app_xml(text).unwrap());
+        })
+    });
+    // Plus what the handler does next: the SHA-256 dedupe key and the JSON for the inbox.
+    group.bench_function("..._plus_dedupe_key_and_inbox_json", |b| {
+        b.iter(|| {
+            let envelope = message::parse_xml_envelope(std::hint::black_box(&envelope)).unwrap();
+            let plain = crypt
+                .verify_and_decrypt(&signature, timestamp, nonce, &envelope.encrypt)
+                .unwrap();
+            let text = std::str::from_utf8(&plain).unwrap();
             let event = message::parse_app_xml(text).unwrap();
             std::hint::black_box(event.dedupe_key(&plain));
+            std::hint::black_box(serde_json::to_string(&event).unwrap());
         })
     });
     group.finish();

@@ -15,9 +15,20 @@ use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::ingest;
+use crate::jobs::groupsync::GroupSync;
+use crate::jobs::invites::InviteRewards;
+use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
+use crate::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
 use crate::store;
+use crate::wecom::api::{ApiClient, ApiConfig};
 use crate::wecom::callback::{self, CallbackState};
 use crate::wecom::crypto::MsgCrypt;
 
@@ -47,7 +58,14 @@ impl App {
     }
 
     pub fn router(&self) -> anyhow::Result<Router> {
-        let callbacks = callback::router(callback_state(&self.state)?);
+        let mut callbacks = callback::router(callback_state(&self.state)?);
+        if let Some(secret) = &self.state.config.ingest.secret {
+            callbacks = callbacks.merge(ingest::router(ingest::IngestState {
+                pool: self.state.pool.clone(),
+                clock: self.state.clock.clone(),
+                secret: secret.clone(),
+            }));
+        }
         let request_id = axum::http::HeaderName::from_static("x-request-id");
         let router = Router::new()
             .route("/healthz", get(healthz))
@@ -95,17 +113,110 @@ impl App {
     }
 }
 
-/// The service: database, callbacks, workers; until `shutdown`.
+/// The service: database, callbacks and the background workers (pipeline,
+/// sender); until `shutdown`, after which in-flight requests and the current
+/// worker step finish.
 pub async fn run(
     config: Config,
     clock: SharedClock,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    App::new(config, clock)
-        .await?
-        .serve(listener, shutdown)
-        .await
+    let app = App::new(config, clock).await?;
+    let stop = CancellationToken::new();
+    let workers = app.spawn_workers(stop.clone())?;
+    let http_stop = stop.clone();
+    let served = app
+        .serve(listener, async move {
+            shutdown.await;
+            http_stop.cancel();
+        })
+        .await;
+    stop.cancel();
+    for worker in workers {
+        let _ = worker.await;
+    }
+    served
+}
+
+impl App {
+    /// Starts the background loops (pipeline, outbox sender, customer-group sync,
+    /// invite rewards); they stop when `stop` is cancelled.
+    pub fn spawn_workers(&self, stop: CancellationToken) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        let state = &self.state;
+        let wecom = &state.config.wecom;
+        let default_app = wecom
+            .apps
+            .first()
+            .map(|app| app.name.clone())
+            .unwrap_or_else(|| "ops".to_owned());
+        let pipeline = Pipeline::new(
+            state.pool.clone(),
+            state.clock.clone(),
+            DurableOutbox::new(default_app),
+            PipelineSettings::default(),
+        );
+        let api = ApiClient::new(
+            ApiConfig::new(wecom.api_base.clone(), wecom.corp_id.clone()),
+            state.clock.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("building the WeCom API client: {e}"))?;
+        let sender_api = api.clone();
+        let sender = OutboxSender::new(
+            state.pool.clone(),
+            api,
+            state.clock.clone(),
+            SenderSettings {
+                apps: wecom.apps.iter().map(AppCredentials::from).collect(),
+                contacts_secret: wecom.contacts_app().map(|app| app.secret.clone()),
+                ..SenderSettings::default()
+            },
+        );
+        // Customer-group reconciliation needs the contacts app's secret.
+        let group_sync = wecom.contacts_app().map(|app| {
+            GroupSync::new(
+                state.pool.clone(),
+                sender_api.clone(),
+                app.secret.clone(),
+                state.clock.clone(),
+            )
+        });
+        let pipeline_stop = stop.clone();
+        let pipeline_task = tokio::spawn(async move {
+            pipeline
+                .run_loop(Duration::from_millis(500), pipeline_stop.cancelled_owned())
+                .await;
+        });
+        let mut tasks = vec![pipeline_task];
+        if let Some(group_sync) = group_sync {
+            let sync_stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                group_sync
+                    .run_loop(
+                        Duration::from_secs(5),
+                        Duration::from_secs(30 * 60),
+                        sync_stop,
+                    )
+                    .await;
+            }));
+        }
+        let invites = InviteRewards::new(state.pool.clone(), state.clock.clone());
+        let invites_stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = invites_stop.cancelled() => return,
+                    _ = ticker.tick() => {}
+                }
+                if let Err(error) = invites.run_once().await {
+                    tracing::warn!(error = format!("{error:#}"), "invite rewards round failed");
+                }
+            }
+        }));
+        tasks.push(tokio::spawn(async move { sender.run_loop(stop).await }));
+        Ok(tasks)
+    }
 }
 
 fn callback_state(state: &AppState) -> anyhow::Result<CallbackState> {

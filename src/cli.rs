@@ -49,6 +49,49 @@ pub enum Command {
     /// Points ledger administration.
     #[command(subcommand)]
     Points(PointsCommand),
+    /// The outbox of messages to WeCom: inspect and retry.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// Moderation tools.
+    #[command(subcommand)]
+    Moderation(ModerationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List outbox rows, newest first (message bodies are not shown).
+    List {
+        /// Only rows with this status: pending, in_flight, sent, awaiting_confirmation,
+        /// failed, dead, skipped.
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Send a failed or dead row again (a fresh attempt budget, due now).
+    Retry {
+        id: i64,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModerationCommand {
+    /// Check messages from stdin (one per line) against a term list: prints `block` or
+    /// `pass` per line, with --explain the matched terms and byte spans. The same engine
+    /// as the server.
+    Check {
+        /// Term file: one term per line, `#` comments, `[category:severity]` sections.
+        #[arg(long, value_name = "FILE")]
+        terms: PathBuf,
+        /// Allow-list file in the same format; an entry cancels a hit it covers completely.
+        #[arg(long, value_name = "FILE")]
+        allow: Option<PathBuf>,
+        /// Print the matched terms and their spans.
+        #[arg(long)]
+        explain: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,6 +269,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Rules(command) => run_rules(command).await,
+            Command::Outbox(command) => run_outbox(command).await,
+            Command::Moderation(ModerationCommand::Check {
+                terms,
+                allow,
+                explain,
+            }) => {
+                use crate::rules::moderation::{check_lines, Engine, MatchOptions, TermList};
+                let terms = TermList::load(&terms)
+                    .with_context(|| format!("reading term list {}", terms.display()))?;
+                let allow = match allow {
+                    Some(path) => TermList::load(&path)
+                        .with_context(|| format!("reading allow list {}", path.display()))?,
+                    None => TermList::parse("").context("empty allow list")?,
+                };
+                let engine = Engine::build(&terms, &allow, MatchOptions::default())
+                    .context("building the matcher")?;
+                let stdin = std::io::stdin();
+                let stdout = std::io::stdout();
+                let summary = check_lines(&engine, stdin.lock(), stdout.lock(), explain)
+                    .context("checking messages")?;
+                eprintln!(
+                    "{} messages: {} blocked, {} passed",
+                    summary.messages,
+                    summary.blocked,
+                    summary.passed()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Points(PointsCommand::Adjust {
                 user,
                 delta,
@@ -313,6 +384,49 @@ async fn run_rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
                 }
                 None => {
                     eprintln!("no template named {template:?}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+async fn run_outbox(command: OutboxCommand) -> anyhow::Result<ExitCode> {
+    use crate::store::outbox::{self, OutboxStatus, RetryOutcome};
+    match command {
+        OutboxCommand::List { status, config } => {
+            let status = status
+                .map(|s| s.parse::<OutboxStatus>())
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--status: {e}"))?;
+            let config = config.load()?;
+            let pool = store::open(&config.database.path).await?;
+            let mut conn = pool.acquire().await?;
+            let rows = outbox::list(&mut conn, status).await?;
+            for row in &rows {
+                println!("{row}");
+            }
+            eprintln!("{} rows", rows.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        OutboxCommand::Retry { id, config } => {
+            let config = config.load()?;
+            let pool = store::open(&config.database.path).await?;
+            let mut conn = pool.acquire().await?;
+            match outbox::retry(&mut conn, id, chrono::Utc::now().timestamp()).await? {
+                RetryOutcome::Requeued => {
+                    println!("outbox row {id} queued again");
+                    Ok(ExitCode::SUCCESS)
+                }
+                RetryOutcome::NotFound => {
+                    eprintln!("no outbox row {id}");
+                    Ok(ExitCode::FAILURE)
+                }
+                RetryOutcome::NotRetryable(status) => {
+                    eprintln!(
+                        "outbox row {id} is {}: only failed or dead rows can be retried",
+                        status.as_str()
+                    );
                     Ok(ExitCode::FAILURE)
                 }
             }

@@ -47,6 +47,17 @@ pub struct Config {
     pub community: CommunityConfig,
     #[serde(default)]
     pub wecom: WeComConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// `POST /ingest/messages`: normalized message batches from a message-archive puller.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// HMAC-SHA256 key the puller signs each batch with; the endpoint is off without it.
+    #[serde(default)]
+    pub secret: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +120,10 @@ pub struct WeComConfig {
     /// Base of WeCom's server API, ending in `cgi-bin/`; point it at `qunyun sim` to rehearse.
     #[serde(default = "default_api_base")]
     pub api_base: String,
+    /// The app listed under 客户联系 → 可调用接口的应用, whose secret calls the
+    /// customer-contact APIs (mass messages, welcome codes). Default: the first app.
+    #[serde(default)]
+    pub contacts_app: Option<String>,
     #[serde(default)]
     pub apps: Vec<AppConfig>,
     #[serde(default)]
@@ -120,8 +135,19 @@ impl Default for WeComConfig {
         Self {
             corp_id: String::new(),
             api_base: default_api_base(),
+            contacts_app: None,
             apps: Vec::new(),
             bots: Vec::new(),
+        }
+    }
+}
+
+impl WeComConfig {
+    /// The app whose secret calls the customer-contact APIs.
+    pub fn contacts_app(&self) -> Option<&AppConfig> {
+        match &self.contacts_app {
+            Some(name) => self.apps.iter().find(|app| &app.name == name),
+            None => self.apps.first(),
         }
     }
 }
@@ -221,7 +247,7 @@ impl Config {
         let mut names = HashSet::new();
         for (i, app) in self.wecom.apps.iter().enumerate() {
             let field = |f: &str| format!("wecom.apps[{i}].{f}");
-            check_name(&app.name).map_err(|r| anyhow::anyhow!("{}: {r}", field("name")))?;
+            check_callback_endpoint(&field, &app.name, &app.token, &app.encoding_aes_key)?;
             if !names.insert(format!("app:{}", app.name)) {
                 bail!("{}: duplicate app name {:?}", field("name"), app.name);
             }
@@ -231,29 +257,23 @@ impl Config {
             if app.secret.expose().is_empty() {
                 bail!("{}: must not be empty", field("secret"));
             }
-            check_token(app.token.expose())
-                .map_err(|r| anyhow::anyhow!("{}: {r}", field("token")))?;
-            crypto::decode_aes_key(app.encoding_aes_key.expose()).map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: must be the 43-character EncodingAESKey from the WeCom console",
-                    field("encoding_aes_key")
-                )
-            })?;
+        }
+        if let Some(name) = &self.wecom.contacts_app {
+            if !self.wecom.apps.iter().any(|app| &app.name == name) {
+                bail!("wecom.contacts_app: no app named {name:?} in wecom.apps");
+            }
+        }
+        if let Some(secret) = &self.ingest.secret {
+            if secret.expose().len() < 16 {
+                bail!("ingest.secret: must be at least 16 characters");
+            }
         }
         for (i, bot) in self.wecom.bots.iter().enumerate() {
             let field = |f: &str| format!("wecom.bots[{i}].{f}");
-            check_name(&bot.name).map_err(|r| anyhow::anyhow!("{}: {r}", field("name")))?;
+            check_callback_endpoint(&field, &bot.name, &bot.token, &bot.encoding_aes_key)?;
             if !names.insert(format!("bot:{}", bot.name)) {
                 bail!("{}: duplicate bot name {:?}", field("name"), bot.name);
             }
-            check_token(bot.token.expose())
-                .map_err(|r| anyhow::anyhow!("{}: {r}", field("token")))?;
-            crypto::decode_aes_key(bot.encoding_aes_key.expose()).map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: must be the 43-character EncodingAESKey from the WeCom console",
-                    field("encoding_aes_key")
-                )
-            })?;
         }
         Ok(())
     }
@@ -272,6 +292,25 @@ impl Config {
             )
         })
     }
+}
+
+/// The settings every callback endpoint (app or bot) shares: a URL-safe name,
+/// the console's Token and EncodingAESKey.
+fn check_callback_endpoint(
+    field: &dyn Fn(&str) -> String,
+    name: &str,
+    token: &Secret,
+    encoding_aes_key: &Secret,
+) -> anyhow::Result<()> {
+    check_name(name).map_err(|r| anyhow::anyhow!("{}: {r}", field("name")))?;
+    check_token(token.expose()).map_err(|r| anyhow::anyhow!("{}: {r}", field("token")))?;
+    crypto::decode_aes_key(encoding_aes_key.expose()).map_err(|_| {
+        anyhow::anyhow!(
+            "{}: must be the 43-character EncodingAESKey from the WeCom console",
+            field("encoding_aes_key")
+        )
+    })?;
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), &'static str> {

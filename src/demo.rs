@@ -1,14 +1,21 @@
-//! `qunyun demo`: the whole path in one process on a temp database, no
-//! configuration needed. Keys and tokens are generated here; callbacks are
-//! encrypted and POSTed to the real callback server on 127.0.0.1; the pipeline
-//! applies the rules; what qunyun decided to send is printed as a transcript.
+//! `qunyun demo`: the whole real system in one process, no configuration.
 //!
-//! What is sent is taken from the outbox writer (`DemoOutbox`): the durable
-//! outbox, the sender job and the simulator's delivery record plug in here
-//! once they are on main.
+//! The built-in WeCom simulator and qunyun's callback server both listen on
+//! 127.0.0.1, sharing one manual clock and a temp SQLite database. The
+//! simulator's driver plays a scripted community (joins, a raid burst,
+//! check-ins over three days, a redemption race, a FAQ, someone leaving) by
+//! sending the encrypted callbacks WeCom would send; qunyun's pipeline applies
+//! the rules and writes durable outbox rows; the outbox sender delivers them
+//! through the WeCom API client to the simulator. The transcript prints what
+//! members did and what the simulator actually received, plus the rows that
+//! could not be sent automatically (with the reason), and totals.
+//!
+//! Nothing sleeps: after each step the pipeline and the sender are driven with
+//! `run_once`, and the clock is moved when the sender postpones a row for a
+//! rate limit.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use base64::Engine;
@@ -21,10 +28,17 @@ use sqlx::{SqliteConnection, SqlitePool};
 use crate::app::App;
 use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::config::Config;
-use crate::pipeline::{self, OutboxWriter, Pipeline, PipelineSettings};
+use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
+use crate::pipeline::{self, DurableOutbox, OutboxWriter, Pipeline, PipelineSettings};
 use crate::rules::{ChatRoute, OutRoute, Outbound};
+use crate::sim::{
+    AppCallback, BotCallback, BotMentionRequest, CallbackTargets, Delivery, DriveOutcome,
+    JoinRequest, JoinVia, LeaveRequest, NewMember, Route as SimRoute, SeedCustomerGroup,
+    SeedGroupMember, Sim, SimConfig, SimHandle,
+};
+use crate::store::outbox::{self as outbox_store, OutboxRow, OutboxStatus, Route as OutboxRoute};
 use crate::store::{chats, checkins, inbox, members, points, redemptions};
-use crate::wecom::crypto::{fresh_nonce, MsgCrypt};
+use crate::wecom::api::{ApiClient, ApiConfig};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DemoOptions {
@@ -34,12 +48,26 @@ pub struct DemoOptions {
     pub print: bool,
 }
 
+/// Totals printed at the end. Delivery counts come from the simulator's
+/// record; skipped/dead/failed from the outbox; the rest from the database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DemoTotals {
+    /// Callbacks the simulator's driver delivered to qunyun.
     pub callbacks_posted: usize,
+    /// Callbacks qunyun did not answer with 200 on the first try.
     pub callbacks_rejected: usize,
     pub members_joined: i64,
     pub members_current: i64,
+    /// Deliveries the simulator recorded, per route (`app_message`,
+    /// `webhook`, `bot_response`, …).
+    pub deliveries_by_route: BTreeMap<String, usize>,
+    pub deliveries_total: usize,
+    /// Outbox rows that could not go out automatically (with a reason).
+    pub skipped: usize,
+    pub dead: usize,
+    pub failed: usize,
+    /// Outbox rows still pending/in flight/awaiting confirmation at the end.
+    pub unfinished: usize,
     pub welcomes_sent: usize,
     pub welcomes_skipped: usize,
     pub raid_digests: usize,
@@ -56,41 +84,10 @@ pub struct DemoTotals {
 pub struct DemoReport {
     pub transcript: Vec<String>,
     pub totals: DemoTotals,
-    /// Everything qunyun queued, in order.
-    pub sent: Vec<Outbound>,
-}
-
-/// Collects outbound messages, one per idempotency key.
-#[derive(Clone, Default)]
-pub struct DemoOutbox {
-    messages: Arc<Mutex<Vec<Outbound>>>,
-}
-
-impl DemoOutbox {
-    fn snapshot(&self) -> Vec<Outbound> {
-        self.messages.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-}
-
-impl OutboxWriter for DemoOutbox {
-    async fn enqueue(
-        &self,
-        _conn: &mut SqliteConnection,
-        message: &Outbound,
-        _now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        let mut messages = self
-            .messages
-            .lock()
-            .map_err(|_| anyhow::anyhow!("demo outbox lock poisoned"))?;
-        if !messages
-            .iter()
-            .any(|m| m.idempotency_key == message.idempotency_key)
-        {
-            messages.push(message.clone());
-        }
-        Ok(())
-    }
+    /// Everything the simulated WeCom accepted, in record order.
+    pub deliveries: Vec<Delivery>,
+    /// Every outbox row at the end, oldest first.
+    pub outbox: Vec<OutboxRow>,
 }
 
 const RULES: &str = r#"
@@ -129,24 +126,85 @@ const NAMES: &[&str] = &[
 
 const CHAT_A: &str = "wrDEMO0000000000000000000000A1";
 const CHAT_B: &str = "wrDEMO0000000000000000000000B2";
+const CHAT_A_NAME: &str = "好物分享①群";
+const CHAT_B_NAME: &str = "VIP 内测群";
 const CORP_ID: &str = "wwDEMO00000000000";
+const APP_NAME: &str = "ops";
+const AGENT_ID: i64 = 1_000_002;
+const BOT_NAME: &str = "helper";
+const BOT_DISPLAY_NAME: &str = "运营助手";
+const AIBOT_ID: &str = "AIBOT-DEMO";
+const ROBOT_KEY_A: &str = "demo-robot-a";
+const OWNER: &str = "yunying";
+const ADMIN: &str = "xiaomei";
+/// Sender passes per step before the demo gives up (a bug, not a slow WeCom).
+const MAX_SENDER_PASSES: usize = 200;
+/// How soon the sender asks WeCom whether the owner sent a mass message.
+const MASS_POLL_SECS: i64 = 30;
+/// The longest the demo moves the clock to let a rate-limited row go out.
+const MAX_RATE_WAIT_SECS: i64 = 120;
 
 fn member(i: usize) -> String {
     format!("wmDEMO{i:02}")
 }
 
+fn member_name(i: usize) -> &'static str {
+    NAMES.get(i.wrapping_sub(1)).copied().unwrap_or("?")
+}
+
+/// A readable name for a user id, chat id or other delivery target.
+fn display_name(target: &str) -> String {
+    match target {
+        CHAT_A => CHAT_A_NAME.to_string(),
+        CHAT_B => CHAT_B_NAME.to_string(),
+        OWNER => "群主·云营".to_string(),
+        ADMIN => "管理员·晓梅".to_string(),
+        other => other
+            .strip_prefix("wmDEMO")
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| NAMES.get(n.wrapping_sub(1)))
+            .map(|name| name.to_string())
+            .unwrap_or_else(|| other.to_string()),
+    }
+}
+
+fn route_label(route: SimRoute) -> &'static str {
+    match route {
+        SimRoute::AppMessage => "app_message",
+        SimRoute::Appchat => "appchat",
+        SimRoute::Webhook => "webhook",
+        SimRoute::CustomerGroupMass => "customer_group_mass",
+        SimRoute::Welcome => "welcome",
+        SimRoute::BotResponse => "bot_response",
+    }
+}
+
+fn route_chinese(route: &str) -> &'static str {
+    match route {
+        "app_message" => "应用消息",
+        "appchat" => "应用群",
+        "webhook" => "群机器人",
+        "customer_group_mass" => "群主确认后发送",
+        "welcome" => "1:1 欢迎语",
+        "bot_response" => "智能机器人回复",
+        _ => "其他",
+    }
+}
+
 struct Demo {
     pool: SqlitePool,
     clock: Arc<ManualClock>,
-    pipeline: Pipeline<DemoOutbox>,
-    outbox: DemoOutbox,
-    shown: usize,
-    http: reqwest::Client,
-    base: String,
-    app_crypt: MsgCrypt,
-    bot_crypt: MsgCrypt,
-    versions: BTreeMap<&'static str, u32>,
-    next_msg: u64,
+    sim: SimHandle,
+    pipeline: Pipeline<DurableOutbox>,
+    sender: OutboxSender,
+    /// Highest simulator record already printed.
+    shown_seq: Option<u64>,
+    /// Outbox rows already printed as skipped/dead/failed.
+    shown_rows: HashSet<i64>,
+    /// Smart-bot outbox rows already paired with a delivery.
+    paired_bot_rows: HashSet<i64>,
+    /// response_url → who @-mentioned the bot, to label its answer.
+    askers: HashMap<String, &'static str>,
     report: DemoReport,
     print: bool,
 }
@@ -154,39 +212,12 @@ struct Demo {
 /// Plays the scripted community days and returns the transcript and totals.
 pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     let dir = tempfile::tempdir().context("creating temp dir")?;
+    let db_path = dir.path().join("demo.db");
     let app_token = random_token();
     let app_key = random_aes_key();
     let bot_token = random_token();
     let bot_key = random_aes_key();
-    let config = Config::from_toml_str(&format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        [database]
-        path = "{db}"
-        [wecom]
-        corp_id = "{CORP_ID}"
-        api_base = "http://127.0.0.1:9/cgi-bin/"
-        [[wecom.apps]]
-        name = "ops"
-        agent_id = 1000002
-        secret = "{secret}"
-        token = "{app_token}"
-        encoding_aes_key = "{app_key}"
-        [[wecom.bots]]
-        name = "helper"
-        token = "{bot_token}"
-        encoding_aes_key = "{bot_key}"
-        "#,
-        db = dir
-            .path()
-            .join("demo.db")
-            .display()
-            .to_string()
-            .replace('\\', "/"),
-        secret = random_token(),
-    ))
-    .context("building demo config")?;
+    let app_secret = random_token();
 
     // Monday 2026-03-02, 09:00 in Shanghai.
     let clock = ManualClock::new(
@@ -195,6 +226,50 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
             .context("start time")?,
     );
     let shared: SharedClock = clock.clone();
+
+    let sim = Sim::spawn(
+        SimConfig::new(CORP_ID, app_secret.clone()).with_auto_confirm_mass(true),
+        shared.clone(),
+    )
+    .await
+    .context("starting the WeCom simulator")?;
+
+    let config = Config::from_toml_str(&format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [database]
+        path = "{db}"
+        [wecom]
+        corp_id = "{CORP_ID}"
+        api_base = "{api_base}"
+        [[wecom.apps]]
+        name = "{APP_NAME}"
+        agent_id = {AGENT_ID}
+        secret = "{app_secret}"
+        token = "{app_token}"
+        encoding_aes_key = "{app_key}"
+        [[wecom.bots]]
+        name = "{BOT_NAME}"
+        token = "{bot_token}"
+        encoding_aes_key = "{bot_key}"
+        "#,
+        db = db_path.display().to_string().replace('\\', "/"),
+        api_base = sim.api_base_url(),
+    ))
+    .context("building demo config")?;
+
+    let app_config = config
+        .wecom
+        .apps
+        .first()
+        .context("demo config has no app")?
+        .clone();
+    let api = ApiClient::new(
+        ApiConfig::new(config.wecom.api_base.clone(), CORP_ID),
+        shared.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("building API client: {e}"))?;
     let app = App::new(config, shared.clone()).await?;
     let pool = app.state.pool.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -204,43 +279,96 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         let _ = stop_rx.await;
     }));
 
-    let outbox = DemoOutbox::default();
+    sim.set_callbacks(
+        CallbackTargets::new(format!("http://{addr}"))
+            .with_app(AppCallback {
+                name: APP_NAME.into(),
+                token: app_token,
+                encoding_aes_key: app_key,
+                agent_id: AGENT_ID,
+            })
+            .with_bot(BotCallback {
+                name: BOT_NAME.into(),
+                token: bot_token,
+                encoding_aes_key: bot_key,
+                aibotid: AIBOT_ID.into(),
+                bot_name: BOT_DISPLAY_NAME.into(),
+            }),
+    );
+
+    let credentials = AppCredentials::from(&app_config);
+    let sender = OutboxSender::new(
+        pool.clone(),
+        api,
+        shared.clone(),
+        SenderSettings {
+            // The demo app is also the one allowed to call 客户联系 APIs.
+            contacts_secret: Some(credentials.secret.clone()),
+            apps: vec![credentials],
+            // The simulated owner confirms at once; poll soon so the
+            // transcript shows the mass message completed.
+            mass_poll_interval: std::time::Duration::from_secs(MASS_POLL_SECS as u64),
+            ..SenderSettings::default()
+        },
+    );
     let pipeline = Pipeline::new(
         pool.clone(),
         shared,
-        outbox.clone(),
+        DurableOutbox::new(APP_NAME),
         PipelineSettings::default(),
     );
     let mut demo = Demo {
         pool: pool.clone(),
         clock,
+        sim,
         pipeline,
-        outbox,
-        shown: 0,
-        http: reqwest::Client::new(),
-        base: format!("http://{addr}"),
-        app_crypt: MsgCrypt::new(&app_token, &app_key, CORP_ID)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-        bot_crypt: MsgCrypt::new(&bot_token, &bot_key, "").map_err(|e| anyhow::anyhow!("{e}"))?,
-        versions: BTreeMap::new(),
-        next_msg: 7_300_000_000_000_000_001,
+        sender,
+        shown_seq: None,
+        shown_rows: HashSet::new(),
+        paired_bot_rows: HashSet::new(),
+        askers: HashMap::new(),
         report: DemoReport::default(),
         print: options.print,
     };
-    demo.setup().await?;
-    demo.script().await?;
-    demo.totals().await?;
+    let played = async {
+        demo.setup().await?;
+        demo.script().await?;
+        demo.totals().await
+    }
+    .await;
 
-    if !options.once {
+    if played.is_ok() && !options.once {
+        demo.line(String::new());
+        demo.line(format!("qunyun 仍在运行：http://{addr}/healthz"));
         demo.line(format!(
-            "qunyun 仍在运行：http://{addr}/healthz  数据库 {}（Ctrl-C 结束）",
-            dir.path().join("demo.db").display()
+            "企业微信模拟器：{}/sim/messages",
+            demo.sim.base_url()
         ));
-        crate::app::shutdown_signal().await;
+        demo.line(format!("数据库：{}（Ctrl-C 结束）", db_path.display()));
+        demo.line("（用 POST /sim/drive/... 让模拟器继续发回调，这里会实时处理并打印）".into());
+        // Keep the community alive: the demo clock follows real time, and the
+        // pipeline and sender run every second on what the simulator drives in.
+        let shutdown = crate::app::shutdown_signal();
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {
+                    demo.clock.advance(Duration::seconds(1));
+                    if let Err(error) = demo.process().await {
+                        demo.line(format!("⚠️ {error:#}"));
+                    }
+                }
+            }
+        }
     }
     let _ = stop_tx.send(());
     server.await.context("joining demo server")??;
-    Ok(demo.report)
+    let Demo { sim, report, .. } = demo;
+    sim.shutdown().await.context("stopping the simulator")?;
+    played?;
+    Ok(report)
 }
 
 impl Demo {
@@ -266,32 +394,56 @@ impl Demo {
 
     async fn setup(&mut self) -> anyhow::Result<()> {
         let now = self.now();
+        // The simulated corp: two customer groups owned by the operator, a
+        // classic robot in group A, and the directory (owner, admin).
+        self.sim.add_directory_members([OWNER, ADMIN]);
+        for (chat_id, name) in [(CHAT_A, CHAT_A_NAME), (CHAT_B, CHAT_B_NAME)] {
+            self.sim.add_customer_group(SeedCustomerGroup {
+                chat_id: chat_id.into(),
+                name: name.into(),
+                owner: OWNER.into(),
+                notice: String::new(),
+                status: 0,
+                create_time: now.timestamp() - 86_400,
+                admins: vec![ADMIN.into()],
+                members: vec![SeedGroupMember::new(OWNER), SeedGroupMember::new(ADMIN)],
+            });
+        }
+        self.sim.add_robot(ROBOT_KEY_A, CHAT_A);
+
         pipeline::import_rules(&self.pool, RULES, now).await?;
         let mut conn = self.pool.acquire().await?;
         for (chat_id, name, route, tags) in [
             (
                 CHAT_A,
-                "好物分享①群",
+                CHAT_A_NAME,
                 ChatRoute::SmartBot {
-                    robot_key: Some("demo-robot-a".into()),
+                    robot_key: Some(ROBOT_KEY_A.into()),
                 },
                 vec![],
             ),
             (
                 CHAT_B,
-                "VIP 内测群",
+                CHAT_B_NAME,
                 ChatRoute::CustomerGroup { robot_key: None },
                 vec!["vip".to_string()],
             ),
         ] {
+            // Same member_version as the simulator, so the first callback's
+            // LastMemVer chains on without a resync.
+            let member_version = self
+                .sim
+                .customer_group(chat_id)
+                .map(|group| group.member_version)
+                .context("seeded group missing from the simulator")?;
             let chat = chats::NewChat {
                 chat_id: chat_id.into(),
                 name: name.into(),
                 route,
-                owner: Some("yunying".into()),
-                admins: vec!["xiaomei".into()],
+                owner: Some(OWNER.into()),
+                admins: vec![ADMIN.into()],
                 tags,
-                member_version: Some("v0".into()),
+                member_version: Some(member_version),
             };
             chats::upsert_chat(&mut conn, &chat, now).await?;
         }
@@ -300,8 +452,14 @@ impl Demo {
             members::ensure_person(&mut conn, &member(i + 1), Some(name), now).await?;
         }
         drop(conn);
-        self.line("qunyun demo：两个群、32 位成员、三天。群友做了什么，qunyun 回了什么。".into());
-        self.line("群：好物分享①群（智能机器人 + 群机器人）｜VIP 内测群（客户群，无机器人：只能由群主发送）".into());
+        self.line(
+            "qunyun demo：内置企业微信模拟器 + qunyun，两个群、32 位成员、三天。\
+             群友做了什么，企业微信实际收到了 qunyun 发的什么。"
+                .into(),
+        );
+        self.line(format!(
+            "群：{CHAT_A_NAME}（智能机器人 + 群机器人）｜{CHAT_B_NAME}（客户群，无机器人：只能由群主发送）"
+        ));
         Ok(())
     }
 
@@ -333,6 +491,12 @@ impl Demo {
         self.advance(5);
         self.leave(CHAT_A, 26).await?;
         self.advance(6);
+        self.process().await?;
+        self.advance(120);
+        // The 21st first-timer in group A: tomorrow's onboarding tips exceed
+        // the robot's 20 per minute, and the sender holds one back.
+        self.join(CHAT_A, &[28], 0).await?;
+        self.advance(11);
         self.process().await?;
 
         self.advance(600);
@@ -378,6 +542,12 @@ impl Demo {
         self.say(CHAT_A, 3, "兑换 帆布袋").await?;
         self.say(CHAT_A, 4, "排行").await?;
         self.say(CHAT_A, 5, "等级").await?;
+        self.advance(120);
+        self.broadcast(
+            CHAT_B,
+            "【VIP 内测】保温杯 2.0 内测报名开始，名额 20 个，回复群主报名。",
+        )
+        .await?;
         Ok(())
     }
 
@@ -411,61 +581,55 @@ impl Demo {
         ids: &[usize],
         scene: u32,
     ) -> anyhow::Result<()> {
-        let users: Vec<String> = ids.iter().map(|i| member(*i)).collect();
-        let names: Vec<&str> = ids.iter().map(|i| NAMES[i - 1]).collect();
-        let chat_name = if chat_id == CHAT_A {
-            "好物分享①群"
+        let names: Vec<&str> = ids.iter().map(|i| member_name(*i)).collect();
+        let via = if scene == 3 {
+            JoinVia::QrCode
         } else {
-            "VIP 内测群"
+            JoinVia::Invite
         };
-        let how = if scene == 3 { "扫码" } else { "邀请" };
+        let how = if via == JoinVia::QrCode {
+            "扫码"
+        } else {
+            "邀请"
+        };
         self.say_line(&format!(
-            "👥 {} 加入「{chat_name}」（{how}）",
-            names.join("、")
+            "👥 {} 加入「{}」（{how}）",
+            names.join("、"),
+            display_name(chat_id)
         ));
-        self.chat_change(chat_id, "add_member", &users, scene)
-            .await?;
+        let request = JoinRequest {
+            app: Some(APP_NAME.into()),
+            chat_id: chat_id.into(),
+            members: ids
+                .iter()
+                .map(|i| NewMember {
+                    name: member_name(*i).into(),
+                    ..NewMember::new(member(*i))
+                })
+                .collect(),
+            via,
+            lose_callback: false,
+        };
+        let outcome = self.sim.drive_join(request).await.context("driving join")?;
+        self.count_callback(&outcome);
         self.process().await
     }
 
     async fn leave(&mut self, chat_id: &'static str, id: usize) -> anyhow::Result<()> {
-        self.say_line(&format!("🚪 {} 退出了群（刚进群就走了）", NAMES[id - 1]));
-        self.chat_change(chat_id, "del_member", &[member(id)], 0)
-            .await?;
+        self.say_line(&format!("🚪 {} 退出了群（刚进群就走了）", member_name(id)));
+        let outcome = self
+            .sim
+            .drive_leave(LeaveRequest {
+                app: Some(APP_NAME.into()),
+                chat_id: chat_id.into(),
+                userids: vec![member(id)],
+                removed: false,
+                lose_callback: false,
+            })
+            .await
+            .context("driving leave")?;
+        self.count_callback(&outcome);
         self.process().await
-    }
-
-    async fn chat_change(
-        &mut self,
-        chat_id: &'static str,
-        detail: &str,
-        users: &[String],
-        scene: u32,
-    ) -> anyhow::Result<()> {
-        let version = self.versions.entry(chat_id).or_insert(0);
-        let last = format!("v{version}");
-        *version += 1;
-        let current = format!("v{version}");
-        let items: String = users
-            .iter()
-            .map(|u| format!("<Item><![CDATA[{u}]]></Item>"))
-            .collect();
-        let scene_xml = if detail == "add_member" {
-            format!("<JoinScene>{scene}</JoinScene>")
-        } else {
-            "<QuitScene>0</QuitScene>".to_string()
-        };
-        let xml = format!(
-            "<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
-             <CreateTime>{time}</CreateTime><MsgType><![CDATA[event]]></MsgType>\
-             <Event><![CDATA[change_external_chat]]></Event><ChatId><![CDATA[{chat_id}]]></ChatId>\
-             <ChangeType><![CDATA[update]]></ChangeType><UpdateDetail><![CDATA[{detail}]]></UpdateDetail>\
-             {scene_xml}<MemChangeCnt>{count}</MemChangeCnt><MemChangeList>{items}</MemChangeList>\
-             <LastMemVer><![CDATA[{last}]]></LastMemVer><CurMemVer><![CDATA[{current}]]></CurMemVer></xml>",
-            time = self.now().timestamp(),
-            count = users.len(),
-        );
-        self.post_app(&xml).await
     }
 
     async fn say(&mut self, chat_id: &'static str, id: usize, text: &str) -> anyhow::Result<()> {
@@ -473,93 +637,210 @@ impl Demo {
         self.process().await
     }
 
+    /// A member @-mentions the smart bot; qunyun only records it (the
+    /// pipeline runs later), as when two messages arrive in the same second.
     async fn say_no_run(
         &mut self,
         chat_id: &'static str,
         id: usize,
         text: &str,
     ) -> anyhow::Result<()> {
-        self.say_line(&format!("💬 {}：@运营助手 {text}", NAMES[id - 1]));
-        let msg_id = self.next_msg;
-        self.next_msg += 1;
-        let json = serde_json::json!({
-            "msgid": format!("DEMO{msg_id}"),
-            "aibotid": "AIBOT-DEMO",
-            "chatid": chat_id,
-            "chattype": "group",
-            "from": {"userid": member(id)},
-            "response_url": format!("http://127.0.0.1:9/cgi-bin/aibot/response?response_code=DEMO{msg_id}"),
-            "msgtype": "text",
-            "text": {"content": format!("@运营助手 {text}")},
-        });
-        self.post_bot(&json.to_string()).await
-    }
-
-    async fn post_app(&mut self, plaintext: &str) -> anyhow::Result<()> {
-        let encrypt = self.app_crypt.encrypt(plaintext.as_bytes());
-        let timestamp = self.now().timestamp().to_string();
-        let nonce = fresh_nonce();
-        let signature = self.app_crypt.signature(&timestamp, &nonce, &encrypt);
-        let body = format!(
-            "<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt>\
-             <AgentID><![CDATA[1000002]]></AgentID></xml>"
-        );
-        let url = format!(
-            "{}/wecom/apps/ops/callback?msg_signature={signature}&timestamp={timestamp}&nonce={nonce}",
-            self.base
-        );
-        self.post(url, body).await
-    }
-
-    async fn post_bot(&mut self, plaintext: &str) -> anyhow::Result<()> {
-        let encrypt = self.bot_crypt.encrypt(plaintext.as_bytes());
-        let timestamp = self.now().timestamp().to_string();
-        let nonce = fresh_nonce();
-        let signature = self.bot_crypt.signature(&timestamp, &nonce, &encrypt);
-        let body = serde_json::json!({ "encrypt": encrypt }).to_string();
-        let url = format!(
-            "{}/wecom/bots/helper/callback?msg_signature={signature}&timestamp={timestamp}&nonce={nonce}",
-            self.base
-        );
-        self.post(url, body).await
-    }
-
-    async fn post(&mut self, url: String, body: String) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .post(url)
-            .body(body)
-            .send()
+        self.say_line(&format!(
+            "💬 {}：@{BOT_DISPLAY_NAME} {text}",
+            member_name(id)
+        ));
+        let outcome = self
+            .sim
+            .drive_bot_mention(BotMentionRequest {
+                bot: Some(BOT_NAME.into()),
+                chat_id: Some(chat_id.into()),
+                from: member(id),
+                content: text.into(),
+            })
             .await
-            .context("posting callback")?;
-        self.report.totals.callbacks_posted += 1;
-        if !response.status().is_success() {
-            self.report.totals.callbacks_rejected += 1;
-            self.line(format!(
-                "          ❌ 回调被拒绝：HTTP {}",
-                response.status()
-            ));
+            .context("driving bot mention")?;
+        if let Some(url) = &outcome.response_url {
+            self.askers.insert(url.clone(), member_name(id));
         }
+        self.count_callback(&outcome);
         Ok(())
     }
 
-    /// Runs the pipeline and prints what qunyun queued since last time.
+    /// The operator queues a message for a customer group from the console:
+    /// with no robot there, WeCom only lets the owner send it (mass message,
+    /// confirmed on the owner's phone).
+    async fn broadcast(&mut self, chat_id: &'static str, text: &str) -> anyhow::Result<()> {
+        self.say_line(&format!(
+            "🛠  运营在后台给「{}」发群发：{text}",
+            display_name(chat_id)
+        ));
+        let now = self.now();
+        let message = Outbound {
+            idempotency_key: format!("broadcast:{chat_id}:{}", now.timestamp()),
+            route: OutRoute::CustomerGroupMass {
+                chat_id: chat_id.into(),
+                owner: Some(OWNER.into()),
+            },
+            text: text.into(),
+            mentions: Vec::new(),
+            not_before: None,
+            skipped: None,
+        };
+        let mut conn = self.pool.acquire().await?;
+        DurableOutbox::new(APP_NAME)
+            .enqueue(&mut conn, &message, now)
+            .await
+            .context("queueing the broadcast")?;
+        drop(conn);
+        self.deliver().await?;
+        self.show_new().await
+    }
+
+    fn count_callback(&mut self, outcome: &DriveOutcome) {
+        self.report.totals.callbacks_posted += 1;
+        let first_try_ok = outcome.status == Some(200) && outcome.attempts <= 1;
+        if !first_try_ok {
+            self.report.totals.callbacks_rejected += 1;
+            self.line(format!(
+                "          ❌ 回调未被一次接收：HTTP {:?}，投递 {} 次",
+                outcome.status, outcome.attempts
+            ));
+        }
+    }
+
+    /// Runs the pipeline, then the sender until nothing is due, and prints
+    /// what the simulator received and what could not be sent.
     async fn process(&mut self) -> anyhow::Result<()> {
         let outcome = self.pipeline.run_once().await?;
         if outcome.parked > 0 {
             bail!("demo event parked: the script hit a bug");
         }
-        let sent = self.outbox.snapshot();
-        for message in sent.iter().skip(self.shown) {
-            let line = describe(message);
-            self.line(line);
+        self.deliver().await?;
+        self.show_new().await
+    }
+
+    /// `sender.run_once()` until nothing is due. A row held back by a rate
+    /// limit is due again within a minute: move the clock there instead of
+    /// waiting.
+    async fn deliver(&mut self) -> anyhow::Result<()> {
+        for _ in 0..MAX_SENDER_PASSES {
+            let outcome = self.sender.run_once().await?;
+            if !outcome.is_idle() {
+                continue;
+            }
+            let now = self.now().timestamp();
+            let (next_due, awaiting_owner) = {
+                let mut conn = self.pool.acquire().await?;
+                let pending = outbox_store::list(&mut conn, Some(OutboxStatus::Pending)).await?;
+                let awaiting =
+                    outbox_store::list(&mut conn, Some(OutboxStatus::AwaitingConfirmation)).await?;
+                let next_due = pending
+                    .iter()
+                    .chain(awaiting.iter())
+                    .map(|row| row.next_attempt_at)
+                    .filter(|at| *at <= now + MAX_RATE_WAIT_SECS)
+                    .min();
+                (next_due, !awaiting.is_empty())
+            };
+            match next_due {
+                Some(at) if at > now => {
+                    let why = if awaiting_owner {
+                        "群发要群主在手机上确认才发出（模拟器里群主当即确认），稍后查询发送结果"
+                    } else {
+                        "发送限流：不丢、不超频"
+                    };
+                    // What went out before the wait is printed before it.
+                    self.show_new().await?;
+                    self.line(format!("          ⏳ {why}（{} 秒后）", at - now));
+                    self.advance(at - now);
+                }
+                // Due now but not claimed: leave it to the next pass.
+                Some(_) => {}
+                None => return Ok(()),
+            }
         }
-        self.shown = sent.len();
+        bail!("the outbox did not drain after {MAX_SENDER_PASSES} sender passes")
+    }
+
+    /// Prints simulator deliveries and problem rows not shown yet.
+    async fn show_new(&mut self) -> anyhow::Result<()> {
+        let rows = self.outbox_rows().await?;
+        // Sent smart-bot rows in send order pair with bot_response records:
+        // the record only names the chat, the row's response_url the asker.
+        let mut bot_askers: Vec<Option<&'static str>> = rows
+            .iter()
+            .filter(|row| row.route == OutboxRoute::SmartBot && row.status == OutboxStatus::Sent)
+            .filter(|row| self.paired_bot_rows.insert(row.id))
+            .map(|row| self.askers.get(&row.target).copied())
+            .collect();
+        bot_askers.reverse();
+
+        let deliveries: Vec<Delivery> = self
+            .sim
+            .messages()
+            .into_iter()
+            .filter(|d| self.shown_seq.is_none_or(|seq| d.seq > seq))
+            .collect();
+        for delivery in deliveries {
+            self.shown_seq = Some(delivery.seq);
+            let target = if delivery.route == SimRoute::BotResponse {
+                // Someone driven in live (not by the script) has no name here:
+                // show the chat instead.
+                bot_askers
+                    .pop()
+                    .flatten()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| display_name(&delivery.target))
+            } else {
+                display_name(&delivery.target)
+            };
+            let text = delivery_text(&delivery);
+            let icon = match delivery.route {
+                SimRoute::BotResponse => "🤖",
+                SimRoute::Webhook => "📣",
+                SimRoute::Welcome => "🙋",
+                SimRoute::AppMessage => "📨",
+                SimRoute::Appchat => "💬",
+                SimRoute::CustomerGroupMass => "📢",
+            };
+            let route = route_chinese(route_label(delivery.route));
+            self.line(format!("          {icon} [{route} → {target}] {text}"));
+        }
+
+        for row in rows {
+            let problem = matches!(
+                row.status,
+                OutboxStatus::Skipped | OutboxStatus::Dead | OutboxStatus::Failed
+            );
+            if !problem || !self.shown_rows.insert(row.id) {
+                continue;
+            }
+            let reason = row.last_error.clone().unwrap_or_default();
+            let text = payload_text(&row.payload_json).replace('\n', " / ");
+            let label = match row.status {
+                OutboxStatus::Skipped => "⚠️  未自动发送",
+                OutboxStatus::Dead => "☠️  放弃发送",
+                _ => "❌ 发送失败，等管理员处理",
+            };
+            self.line(format!(
+                "          {label} [{}]：{reason}｜内容：{text}",
+                row.route
+            ));
+        }
         Ok(())
     }
 
+    /// Every outbox row, oldest first.
+    async fn outbox_rows(&self) -> anyhow::Result<Vec<OutboxRow>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = outbox_store::list(&mut conn, None).await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
     async fn totals(&mut self) -> anyhow::Result<()> {
-        let sent = self.outbox.snapshot();
+        let rows = self.outbox_rows().await?;
+        let deliveries = self.sim.messages();
         let mut conn = self.pool.acquire().await?;
         let totals = &mut self.report.totals;
         totals.members_joined = sqlx_count(&mut conn, "select count(*) from chat_members").await?;
@@ -576,36 +857,60 @@ impl Demo {
         .await?;
         totals.points_balance_total = points::total(&mut conn).await?;
         totals.redemptions = redemptions::list(&mut conn, None).await?.len();
-        let rows = inbox::list_all(&mut conn).await?;
-        totals.inbox_done = rows.iter().filter(|r| r.status == "done").count();
-        totals.inbox_parked = rows.iter().filter(|r| r.status == "parked").count();
-        totals.welcomes_sent = sent
-            .iter()
-            .filter(|m| m.idempotency_key.starts_with("welcome:") && m.skipped.is_none())
-            .count();
-        totals.welcomes_skipped = sent
-            .iter()
-            .filter(|m| m.idempotency_key.starts_with("welcome:") && m.skipped.is_some())
-            .count();
-        totals.raid_digests = sent
-            .iter()
-            .filter(|m| m.idempotency_key.starts_with("raid:"))
-            .count();
-        totals.replies = sent
-            .iter()
-            .filter(|m| m.idempotency_key.starts_with("reply:"))
-            .count();
-        let t = totals.clone();
+        let inbox_rows = inbox::list_all(&mut conn).await?;
         drop(conn);
-        self.report.sent = sent;
+        totals.inbox_done = inbox_rows.iter().filter(|r| r.status == "done").count();
+        totals.inbox_parked = inbox_rows.iter().filter(|r| r.status == "parked").count();
+
+        totals.deliveries_by_route = deliveries_by_route(&deliveries);
+        totals.deliveries_total = deliveries.len();
+        let count = |status: OutboxStatus| rows.iter().filter(|r| r.status == status).count();
+        totals.skipped = count(OutboxStatus::Skipped);
+        totals.dead = count(OutboxStatus::Dead);
+        totals.failed = count(OutboxStatus::Failed);
+        totals.unfinished = count(OutboxStatus::Pending)
+            + count(OutboxStatus::InFlight)
+            + count(OutboxStatus::AwaitingConfirmation);
+        let sent_with = |prefix: &str| {
+            rows.iter()
+                .filter(|r| r.idempotency_key.starts_with(prefix))
+                .filter(|r| r.status == OutboxStatus::Sent)
+                .count()
+        };
+        totals.welcomes_sent = sent_with("welcome:");
+        totals.welcomes_skipped = rows
+            .iter()
+            .filter(|r| r.idempotency_key.starts_with("welcome:"))
+            .filter(|r| r.status == OutboxStatus::Skipped)
+            .count();
+        totals.raid_digests = sent_with("raid:");
+        totals.replies = sent_with("reply:");
+
+        let t = totals.clone();
+        self.report.deliveries = deliveries;
+        self.report.outbox = rows;
         self.line(String::new());
         self.line("── 合计 ──".into());
         self.line(format!(
-            "回调 {} 个（被拒 {}）｜入群 {} 人次，现有成员 {}",
+            "回调 {} 个（未一次接收 {}）｜入群 {} 人次，现有成员 {}",
             t.callbacks_posted, t.callbacks_rejected, t.members_joined, t.members_current
         ));
+        let per_route: Vec<String> = t
+            .deliveries_by_route
+            .iter()
+            .map(|(route, n)| format!("{} {n}", route_chinese(route)))
+            .collect();
         self.line(format!(
-            "欢迎语 已发 {}、未能发送 {}（已记录原因）｜防刷屏汇总 {}｜回复 {}",
+            "企业微信收到 {} 条：{}",
+            t.deliveries_total,
+            per_route.join("、")
+        ));
+        self.line(format!(
+            "未自动发送 {}（已记录原因）｜放弃 {}｜失败 {}｜未完成 {}",
+            t.skipped, t.dead, t.failed, t.unfinished
+        ));
+        self.line(format!(
+            "欢迎语 已发 {}、未能发送 {}｜防刷屏汇总 {}｜机器人回复 {}",
             t.welcomes_sent, t.welcomes_skipped, t.raid_digests, t.replies
         ));
         self.line(format!(
@@ -620,25 +925,45 @@ impl Demo {
     }
 }
 
-async fn sqlx_count(conn: &mut SqliteConnection, sql: &str) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar(sql).fetch_one(&mut *conn).await?)
+/// Deliveries per route name, as the totals count them.
+pub fn deliveries_by_route(deliveries: &[Delivery]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for delivery in deliveries {
+        *counts
+            .entry(route_label(delivery.route).to_string())
+            .or_insert(0) += 1;
+    }
+    counts
 }
 
-fn describe(message: &Outbound) -> String {
-    let target = match &message.route {
-        OutRoute::AppGroup { .. } => "应用群".to_string(),
-        OutRoute::Webhook { .. } => "群机器人 → 群".to_string(),
-        OutRoute::SmartBotResponse { .. } => "智能机器人回复".to_string(),
-        OutRoute::Member { user_ids, .. } => format!("应用消息 → {}", user_ids.join(",")),
-        OutRoute::WelcomeCode { .. } => "新客户欢迎语".to_string(),
-        OutRoute::CustomerGroupMass { .. } => "客户群群发（需群主确认）".to_string(),
-        OutRoute::AppChatRemove { user_id, .. } => format!("移出应用群 → {user_id}"),
-    };
-    let text = message.text.replace('\n', " / ");
-    match &message.skipped {
-        None => format!("          🤖 [{target}] {text}"),
-        Some(reason) => format!("          ⚠️  未自动发送 [{target}]：{reason}｜内容：{text}"),
-    }
+/// The text a delivery carried, on one line.
+fn delivery_text(delivery: &Delivery) -> String {
+    delivery
+        .text()
+        .map(str::to_string)
+        .or_else(|| {
+            delivery
+                .content
+                .pointer("/text/content")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| format!("（{} 消息）", delivery.msgtype))
+        .replace('\n', " / ")
+}
+
+/// The text inside an outbox payload, whatever the route's shape.
+fn payload_text(payload_json: &str) -> String {
+    let payload: serde_json::Value = serde_json::from_str(payload_json).unwrap_or_default();
+    ["/text/content", "/markdown/content"]
+        .iter()
+        .find_map(|pointer| payload.pointer(pointer).and_then(serde_json::Value::as_str))
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn sqlx_count(conn: &mut SqliteConnection, sql: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(sql).fetch_one(&mut *conn).await?)
 }
 
 fn random_token() -> String {

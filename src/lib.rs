@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod ingest;
 pub mod jobs;
 pub mod pipeline;
 pub mod rules;

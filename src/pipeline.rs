@@ -3,6 +3,8 @@
 //! status commit in **one** SQLite transaction; a failing event is retried and
 //! parked after `max_attempts`, and never blocks other chats.
 
+mod durable_outbox;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +29,8 @@ use crate::rules::{
 use crate::store::inbox::{self, InboxRow};
 use crate::store::{chats, checkins, members, moderation, points, redemptions, rule_sets};
 use crate::wecom::message::{self, BotChatType, ChatUpdateDetail, ContactChangeType};
+
+pub use durable_outbox::DurableOutbox;
 
 /// Where outbound messages go. Implemented over `store::outbox::enqueue`; it
 /// must write through `conn` so the message commits with the event's effects,
@@ -368,10 +372,23 @@ pub async fn load_snapshot(
     if let EventKind::MessagePosted(message) = &event.kind {
         snapshot.checkins_today = checkins::count_on_day(conn, today).await?;
         // The leaderboard scans the week's ledger: only read it for 排行.
-        if rules::commands::parse(rules, &message.text) == Some(rules::commands::Command::Rank) {
-            let week_start =
-                today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
-            snapshot.leaderboard_week = points::leaderboard(conn, Some(week_start), None, 10)
+        if let Some(rules::commands::Command::Rank(scope)) =
+            rules::commands::parse(rules, &message.text)
+        {
+            use rules::commands::RankPeriod;
+            let since = match scope.period {
+                RankPeriod::Week => {
+                    Some(today - Duration::days(i64::from(today.weekday().num_days_from_monday())))
+                }
+                RankPeriod::Month => today.with_day(1),
+                RankPeriod::AllTime => None,
+            };
+            let chat = if scope.this_chat {
+                message.chat_id.as_deref()
+            } else {
+                None
+            };
+            snapshot.leaderboard = points::leaderboard(conn, since, chat, 10)
                 .await?
                 .into_iter()
                 .map(|row| LeaderboardEntry {

@@ -12,6 +12,7 @@ pub mod autoreply;
 pub mod checkin;
 pub mod commands;
 pub mod event;
+pub mod invites;
 pub mod moderate;
 pub mod moderation;
 pub mod points;
@@ -110,8 +111,8 @@ pub struct Snapshot {
     pub people: BTreeMap<String, PersonSnapshot>,
     /// How many people have checked in today before this event.
     pub checkins_today: u32,
-    /// This week's community leaderboard, best first.
-    pub leaderboard_week: Vec<LeaderboardEntry>,
+    /// The leaderboard 排行 asked for (loaded only for that command).
+    pub leaderboard: Vec<LeaderboardEntry>,
     /// Remaining stock by catalog item.
     pub catalog_stock: BTreeMap<String, i64>,
     /// When each auto-reply rule last fired in this chat.

@@ -12,12 +12,14 @@ use sqlx::SqlitePool;
 pub mod chats;
 pub mod checkins;
 pub mod inbox;
+pub mod invites;
 pub mod members;
 pub mod moderation;
 pub mod outbox;
 pub mod points;
 pub mod redemptions;
 pub mod rule_sets;
+pub mod schedules;
 
 /// Opens (creating if needed) the SQLite database with WAL, a busy timeout and
 /// foreign keys, and runs the embedded migrations.

@@ -763,37 +763,6 @@ mod balance_property {
 }
 
 #[tokio::test]
-async fn demo_once_plays_the_script_through_encrypted_callbacks() {
-    let print = std::env::var_os("DEMO_PRINT").is_some();
-    let report = qunyun::demo::run(qunyun::demo::DemoOptions { once: true, print })
-        .await
-        .unwrap();
-    let t = &report.totals;
-    assert_eq!(t.callbacks_rejected, 0);
-    assert_eq!(t.inbox_parked, 0);
-    assert_eq!(t.inbox_done, t.callbacks_posted);
-    assert_eq!(t.redemptions, 2, "one 保温杯 (race) + one 帆布袋");
-    assert_eq!(t.raid_digests, 1);
-    assert!(t.welcomes_skipped >= 1, "VIP group has no robot");
-    assert!(t.welcomes_sent >= 2);
-    assert_eq!(
-        t.members_current,
-        t.members_joined - 1,
-        "one member left early"
-    );
-    let transcript = report.transcript.join("\n");
-    assert!(transcript.contains("今天第 10 位"), "{transcript}");
-    assert!(transcript.contains("三日之约"), "{transcript}");
-    assert!(transcript.contains("补签"), "{transcript}");
-    assert_eq!(
-        transcript.matches("兑换「保温杯」成功").count(),
-        1,
-        "{transcript}"
-    );
-    assert!(transcript.contains("已经兑完了"), "{transcript}");
-}
-
-#[tokio::test]
 async fn store_queries_for_admin_views_and_resync() {
     let h = harness().await;
     h.add_chat("wrA", "群A", ChatRoute::AppGroup, &["vip"])
@@ -1010,33 +979,4 @@ async fn run_loop_processes_events_and_stops_on_shutdown() {
     };
     tokio::join!(looping, stopper);
     assert!(h.reply_to(&key).await.contains("签到成功"));
-}
-
-/// Throughput of the pipeline (one transaction per event, WAL, check-in + reply).
-/// Run: `cargo test --release --test engine pipeline_throughput -- --ignored --nocapture`
-#[tokio::test]
-#[ignore]
-async fn pipeline_throughput() {
-    let h = harness().await;
-    h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[])
-        .await;
-    let n = 2000;
-    for i in 0..n {
-        h.say("wrA", &format!("user{i}"), "签到").await;
-    }
-    let started = std::time::Instant::now();
-    let mut processed = 0;
-    while processed < n {
-        processed += h.run().await.processed;
-    }
-    let elapsed = started.elapsed();
-    println!(
-        "{n} check-in events in {:.2?}: {:.0} events/s",
-        elapsed,
-        n as f64 / elapsed.as_secs_f64()
-    );
-    assert_eq!(
-        checkins::count_all(&mut *h.conn().await).await.unwrap(),
-        n as i64
-    );
 }

@@ -12,10 +12,71 @@ pub enum Command {
     CheckIn,
     MakeUp,
     Points,
-    Rank,
+    Rank(RankScope),
     Level,
     Redeem(String),
     Help,
+}
+
+/// Which leaderboard 排行 asks for: `排行` (this week, whole community),
+/// `排行 月` / `月榜`, `排行 总` / `总榜`, and `本群排行` / `群榜` for this chat only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RankScope {
+    pub period: RankPeriod,
+    pub this_chat: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RankPeriod {
+    Week,
+    Month,
+    AllTime,
+}
+
+impl RankScope {
+    pub const WEEK: RankScope = RankScope {
+        period: RankPeriod::Week,
+        this_chat: false,
+    };
+
+    fn parse(text: &str) -> Option<RankScope> {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let rest = ["本群排行榜", "本群排行", "排行榜", "排行"]
+            .iter()
+            .find_map(|prefix| {
+                compact
+                    .strip_prefix(prefix)
+                    .map(|r| (prefix.starts_with("本群"), r))
+            })
+            .or_else(|| compact.strip_suffix("榜").map(|r| (false, r)))?;
+        let (this_chat, rest) = rest;
+        let mut scope = RankScope {
+            period: RankPeriod::Week,
+            this_chat,
+        };
+        for c in rest.chars() {
+            match c {
+                '周' | '本' => {}
+                '月' => scope.period = RankPeriod::Month,
+                '总' => scope.period = RankPeriod::AllTime,
+                '群' => scope.this_chat = true,
+                _ => return None,
+            }
+        }
+        Some(scope)
+    }
+
+    /// The heading of the reply.
+    pub fn title(self) -> &'static str {
+        match (self.period, self.this_chat) {
+            (RankPeriod::Week, false) => "本周积分排行",
+            (RankPeriod::Month, false) => "本月积分排行",
+            (RankPeriod::AllTime, false) => "积分总榜",
+            (RankPeriod::Week, true) => "本群本周积分排行",
+            (RankPeriod::Month, true) => "本群本月积分排行",
+            (RankPeriod::AllTime, true) => "本群积分总榜",
+        }
+    }
 }
 
 /// Recognises a command: the whole (trimmed) text, or `兑换 <item>`.
@@ -29,10 +90,12 @@ pub fn parse(rules: &RuleSet, text: &str) -> Option<Command> {
     }
     match text {
         "积分" | "我的积分" => return Some(Command::Points),
-        "排行" | "排行榜" => return Some(Command::Rank),
         "等级" => return Some(Command::Level),
         "帮助" | "help" | "菜单" => return Some(Command::Help),
         _ => {}
+    }
+    if let Some(scope) = RankScope::parse(text) {
+        return Some(Command::Rank(scope));
     }
     let item = text.strip_prefix("兑换")?.trim();
     Some(Command::Redeem(item.to_string()))
@@ -51,7 +114,7 @@ pub fn on_message(
         Some(Command::MakeUp) => checkin::on_makeup(rules, snapshot, event, message, now),
         Some(Command::Points) => points::on_points(rules, snapshot, event, message),
         Some(Command::Level) => points::on_level(rules, snapshot, event, message),
-        Some(Command::Rank) => points::on_rank(rules, snapshot, event, message),
+        Some(Command::Rank(scope)) => points::on_rank(rules, snapshot, event, message, scope),
         Some(Command::Redeem(item)) => {
             points::on_redeem(rules, snapshot, event, message, &item, now)
         }
@@ -110,7 +173,24 @@ mod tests {
         assert_eq!(parse(&rules, "打卡"), Some(Command::CheckIn));
         assert_eq!(parse(&rules, "补签"), Some(Command::MakeUp));
         assert_eq!(parse(&rules, "积分"), Some(Command::Points));
-        assert_eq!(parse(&rules, "排行"), Some(Command::Rank));
+        assert_eq!(parse(&rules, "排行"), Some(Command::Rank(RankScope::WEEK)));
+        let month = RankScope {
+            period: RankPeriod::Month,
+            this_chat: false,
+        };
+        assert_eq!(parse(&rules, "排行 月"), Some(Command::Rank(month)));
+        assert_eq!(parse(&rules, "月榜"), Some(Command::Rank(month)));
+        let chat_total = RankScope {
+            period: RankPeriod::AllTime,
+            this_chat: true,
+        };
+        assert_eq!(
+            parse(&rules, "本群排行 总"),
+            Some(Command::Rank(chat_total))
+        );
+        assert_eq!(parse(&rules, "排行 群 总"), Some(Command::Rank(chat_total)));
+        assert_eq!(parse(&rules, "排行一下我"), None);
+        assert_eq!(parse(&rules, "榜"), Some(Command::Rank(RankScope::WEEK)));
         assert_eq!(parse(&rules, "等级"), Some(Command::Level));
         assert_eq!(parse(&rules, "帮助"), Some(Command::Help));
         assert_eq!(

@@ -84,8 +84,12 @@ pub fn on_rank(
     snapshot: &Snapshot,
     event: &Event,
     message: &MessagePosted,
+    scope: super::commands::RankScope,
 ) -> Vec<Action> {
-    let text = rules.render("rank", &json!({"entries": snapshot.leaderboard_week}));
+    let text = rules.render(
+        "rank",
+        &json!({"entries": snapshot.leaderboard, "title": scope.title()}),
+    );
     vec![Action::Send(reply(snapshot, event, message, text))]
 }
 

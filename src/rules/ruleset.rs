@@ -86,6 +86,9 @@ pub struct RuleSetDoc {
     pub catalog: Vec<CatalogItem>,
     pub autoreply: Vec<AutoReplyDoc>,
     pub templates: BTreeMap<String, String>,
+    /// Scheduled pushes (`[[schedules]]`), validated with the rest of the set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<crate::rules::schedule::ScheduleDef>,
     pub moderation: super::moderate::ModerationDoc,
 }
 
@@ -172,13 +175,20 @@ pub struct PointsDoc {
     pub daily_caps: BTreeMap<String, i64>,
     /// Levels by lifetime points, ascending.
     pub levels: Vec<Level>,
+    /// Points an inviter earns once the person they invited has stayed
+    /// `invite_min_stay_hours` (0 = invite rewards off). Capped per day by
+    /// `daily_caps.invite`; nothing is earned if the invitee leaves first.
+    pub invite: i64,
+    pub invite_min_stay_hours: u32,
 }
 
 impl Default for PointsDoc {
     fn default() -> Self {
         Self {
             new_member: 10,
-            daily_caps: BTreeMap::from([("checkin".to_string(), 100)]),
+            daily_caps: BTreeMap::from([("checkin".to_string(), 100), ("invite".to_string(), 100)]),
+            invite: 20,
+            invite_min_stay_hours: 72,
             levels: vec![
                 Level {
                     name: "新人".into(),
@@ -435,6 +445,15 @@ impl RuleSet {
         if doc.points.new_member < 0 {
             push("points.new_member".into(), "must not be negative");
         }
+        if doc.points.invite < 0 {
+            push("points.invite".into(), "must not be negative");
+        }
+        if doc.points.invite > 0 && !(1..=24 * 90).contains(&doc.points.invite_min_stay_hours) {
+            push(
+                "points.invite_min_stay_hours".into(),
+                "must be between 1 and 2160 hours when invite rewards are on",
+            );
+        }
         for (reason, cap) in &doc.points.daily_caps {
             if *cap < 0 {
                 push(
@@ -605,6 +624,14 @@ impl RuleSet {
             }
         }
 
+        // Paths like `schedules[1].cron`; the schedule module reports every problem.
+        if let Err(schedule_errors) = crate::rules::schedule::validate_all(&doc.schedules, timezone)
+        {
+            for error in schedule_errors {
+                push(error.path, &error.message);
+            }
+        }
+
         let moderation = match super::moderate::ModerationConfig::from_doc(&doc.moderation) {
             Ok(config) => Some(std::sync::Arc::new(config)),
             Err(problems) => {
@@ -682,6 +709,7 @@ pub fn sample_context() -> serde_json::Value {
         "item": "保温杯",
         "items": "保温杯、帆布袋",
         "entries": [{"name": "小王", "points": 120}, {"name": "小李", "points": 95}],
+        "title": "本周积分排行",
         "staff": "运营小美",
     })
 }

@@ -1,0 +1,125 @@
+//! `POST /ingest/messages`: normalized group messages from a message-archive
+//! (会话存档) puller, which runs Tencent's closed SDK outside qunyun. A batch is
+//! signed with HMAC-SHA256 over the raw body (`X-Qunyun-Signature: <hex>`), each
+//! message has a unique id, and the whole batch lands in the inbox in one
+//! transaction; a re-posted batch adds nothing.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+
+use crate::clock::SharedClock;
+use crate::config::Secret;
+use crate::error::AppError;
+use crate::pipeline::{self, IngestMessage};
+
+/// Largest batch body accepted.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Most messages in one batch.
+pub const MAX_BATCH_MESSAGES: usize = 1000;
+pub const SIGNATURE_HEADER: &str = "x-qunyun-signature";
+
+#[derive(Clone)]
+pub struct IngestState {
+    pub pool: SqlitePool,
+    pub clock: SharedClock,
+    pub secret: Secret,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    messages: Vec<IngestMessage>,
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    accepted: usize,
+    duplicates: usize,
+}
+
+pub fn router(state: IngestState) -> Router {
+    Router::new()
+        .route("/ingest/messages", post(ingest))
+        .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
+        .with_state(state)
+}
+
+async fn ingest(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Accepted>, AppError> {
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AppError::Unauthorized)?;
+    if !pipeline::verify_ingest_signature(state.secret.expose().as_bytes(), &body, signature) {
+        return Err(AppError::Unauthorized);
+    }
+    let batch: Batch = serde_json::from_slice(&body)
+        .map_err(|e| AppError::bad_request(format!("batch: {}", describe_json_error(&e))))?;
+    validate(&batch.messages)?;
+    let mut tx = state.pool.begin().await?;
+    let accepted = pipeline::ingest_messages(&mut tx, &batch.messages, state.clock.now())
+        .await
+        .map_err(AppError::Internal)?;
+    tx.commit().await?;
+    tracing::info!(
+        accepted,
+        total = batch.messages.len(),
+        "ingest batch stored"
+    );
+    Ok(Json(Accepted {
+        accepted,
+        duplicates: batch.messages.len() - accepted,
+    }))
+}
+
+fn validate(messages: &[IngestMessage]) -> Result<(), AppError> {
+    if messages.is_empty() {
+        return Err(AppError::bad_request("messages: must not be empty"));
+    }
+    if messages.len() > MAX_BATCH_MESSAGES {
+        return Err(AppError::bad_request(format!(
+            "messages: at most {MAX_BATCH_MESSAGES} per batch"
+        )));
+    }
+    for (i, message) in messages.iter().enumerate() {
+        let field = |name: &str, reason: &str| {
+            Err(AppError::bad_request(format!(
+                "messages[{i}].{name}: {reason}"
+            )))
+        };
+        if message.message_id.trim().is_empty() || message.message_id.len() > 128 {
+            return field("message_id", "must be 1 to 128 characters");
+        }
+        if message.sender.trim().is_empty() || message.sender.len() > 128 {
+            return field("sender", "must be 1 to 128 characters");
+        }
+        if message.text.chars().count() > 20_000 {
+            return field("text", "longer than 20000 characters");
+        }
+        if message.sent_at <= 0 {
+            return field("sent_at", "must be unix seconds");
+        }
+    }
+    Ok(())
+}
+
+/// The position and category of a JSON error, without echoing the input.
+fn describe_json_error(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match error.classify() {
+        Category::Syntax | Category::Eof => "not valid JSON",
+        Category::Data => {
+            "wrong shape (expected {\"messages\": [{message_id, chat_id, sender, text, sent_at}]})"
+        }
+        Category::Io => "unreadable",
+    };
+    format!("{what} at line {} column {}", error.line(), error.column())
+}
