@@ -17,15 +17,17 @@ use sqlx::{SqliteConnection, SqlitePool};
 use crate::clock::SharedClock;
 use crate::rules::checkin::community_day;
 use crate::rules::event::{
-    CustomerAdded, JoinScene, MembersJoined, MembersLeft, MessagePosted, MessageSource, ReplyVia,
+    CustomerAdded, JoinScene, MembersJoined, MembersLeft, MessagePosted, MessageReported,
+    MessageSource, ReplyVia, REPORT_KEYWORD,
 };
+use crate::rules::moderate;
 use crate::rules::welcome::{self, QueuedJoin};
 use crate::rules::{
     self, Action, ChatRoute, Event, EventKind, LeaderboardEntry, Outbound, PersonSnapshot, RuleSet,
     Snapshot,
 };
 use crate::store::inbox::{self, InboxRow};
-use crate::store::{chats, checkins, members, points, redemptions, rule_sets};
+use crate::store::{chats, checkins, members, moderation, points, redemptions, rule_sets};
 use crate::wecom::message::{self, BotChatType, ChatUpdateDetail, ContactChangeType};
 
 pub use durable_outbox::DurableOutbox;
@@ -358,6 +360,7 @@ pub async fn load_snapshot(
         ),
         EventKind::MessagePosted(m) => (m.chat_id.as_deref(), vec![m.sender.as_str()]),
         EventKind::CustomerAdded(_) => (None, Vec::new()),
+        EventKind::MessageReported(r) => (Some(r.chat_id.as_str()), Vec::new()),
     };
     if let Some(chat_id) = chat_id {
         snapshot.chat = chats::get_chat(conn, chat_id).await?;
@@ -397,8 +400,61 @@ pub async fn load_snapshot(
         snapshot.catalog_stock = redemptions::stock(conn).await?;
         let scope = message.chat_id.as_deref().unwrap_or(&message.sender);
         snapshot.autoreply_last_fired = chats::autoreply_last_fired(conn, scope).await?;
+        if rules.moderation.enabled {
+            snapshot.moderation = load_moderation(conn, rules, message, now).await?;
+        }
+    }
+    if let EventKind::MessageReported(report) = &event.kind {
+        if let Some(fingerprint) =
+            moderate::stored_fingerprint(&rules.moderation, &report.quoted_text)
+        {
+            let history = &mut snapshot.moderation;
+            history.reporter_reports_last_hour =
+                moderation::reports_by_since(conn, &report.reporter, now - Duration::hours(1))
+                    .await?;
+            history.earlier_reporters =
+                moderation::reporters_of(conn, &report.chat_id, fingerprint).await?;
+            history.reported_author =
+                moderation::author_of(conn, &report.chat_id, fingerprint).await?;
+        }
     }
     Ok(snapshot)
+}
+
+/// The sender's posts, live strikes and join time, for the moderation rules.
+async fn load_moderation(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    message: &MessagePosted,
+    now: DateTime<Utc>,
+) -> anyhow::Result<moderate::ModerationSnapshot> {
+    let config = &rules.moderation;
+    Ok(moderate::ModerationSnapshot {
+        recent_posts: moderation::recent_posts(
+            conn,
+            &message.sender,
+            now - config.history_window(),
+        )
+        .await?,
+        active_strikes: moderation::active_strikes(
+            conn,
+            &message.sender,
+            now - config.strike_window,
+        )
+        .await?,
+        joined_at: match &message.chat_id {
+            Some(chat_id) => moderation::joined_at(conn, chat_id, &message.sender).await?,
+            None => None,
+        },
+        posts_in_chat: match (&message.chat_id, &config.new_member) {
+            (Some(chat_id), Some(rule)) => {
+                moderation::count_posts_in_chat(conn, chat_id, &message.sender, rule.first_messages)
+                    .await?
+            }
+            _ => 0,
+        },
+        ..moderate::ModerationSnapshot::default()
+    })
 }
 
 async fn load_person(
@@ -543,6 +599,26 @@ pub async fn apply<O: OutboxWriter>(
                 chats::set_member_version(conn, chat_id, version).await?
             }
             Action::Send(message) => outbox.enqueue(conn, message, now).await?,
+            Action::RecordPost {
+                chat_id,
+                user_id,
+                at,
+                fingerprint,
+            } => {
+                moderation::record_post(conn, chat_id.as_deref(), user_id, *at, *fingerprint)
+                    .await?
+            }
+            Action::Moderate(record) => {
+                moderation::record_decision(conn, record).await?;
+            }
+            Action::RecordReport {
+                chat_id,
+                reporter,
+                fingerprint,
+                at,
+            } => {
+                moderation::record_report(conn, chat_id, reporter, *fingerprint, *at).await?;
+            }
         }
     }
     Ok(())
@@ -629,6 +705,22 @@ pub fn domain_event(row: &InboxRow, default_app: &str) -> Result<Option<Event>, 
         }
         message::Event::BotMessage(bot) => {
             let response_url = bot.response_url.ok_or_else(|| missing("response_url"))?;
+            let quoted = bot.quote.as_ref().and_then(|quote| quote.text.clone());
+            if let (Some(quoted_text), Some(chat_id), true) = (
+                quoted,
+                bot.chat_id.clone(),
+                bot.text.trim().starts_with(REPORT_KEYWORD),
+            ) {
+                return Ok(Some(Event {
+                    id,
+                    kind: EventKind::MessageReported(MessageReported {
+                        chat_id,
+                        reporter: bot.from_user_id,
+                        quoted_text,
+                        response_url: Some(response_url),
+                    }),
+                }));
+            }
             EventKind::MessagePosted(MessagePosted {
                 source: MessageSource::SmartBot,
                 chat_id: match bot.chat_type {
@@ -706,14 +798,57 @@ pub fn validate_rules(text: &str) -> Result<RuleSet, rules::RuleSetError> {
 
 /// `qunyun rules import FILE`: validates, then stores as the new active version.
 /// An invalid set is never stored. Returns the version.
+/// `[moderation] terms_file` / `allow_file` paths (relative to the working
+/// directory) are read at import and stored inline, so the stored version is
+/// complete on its own.
 pub async fn import_rules(
     pool: &SqlitePool,
     text: &str,
     now: DateTime<Utc>,
 ) -> anyhow::Result<i64> {
-    validate_rules(text)?;
+    let text = resolve_term_files(text, std::path::Path::new("."))?;
+    validate_rules(&text)?;
     let mut conn = pool.acquire().await?;
-    Ok(rule_sets::save(&mut conn, text, now).await?)
+    Ok(rule_sets::save(&mut conn, &text, now).await?)
+}
+
+/// Inlines `[moderation] terms_file` / `allow_file` (paths relative to `base`)
+/// into `terms` / `allow`. Text without those keys is returned unchanged; with
+/// them, the document is re-serialised (comments are lost). Call it before
+/// `validate_rules` for `rules validate FILE` too.
+pub fn resolve_term_files(text: &str, base: &std::path::Path) -> anyhow::Result<String> {
+    let mut doc: toml::Table = text.parse().context("rule set is not TOML")?;
+    let Some(toml::Value::Table(moderation)) = doc.get_mut("moderation") else {
+        return Ok(text.to_string());
+    };
+    let mut changed = false;
+    for (file_key, inline_key) in [("terms_file", "terms"), ("allow_file", "allow")] {
+        let Some(path) = moderation.remove(file_key) else {
+            continue;
+        };
+        let Some(path) = path.as_str() else {
+            bail!("moderation.{file_key}: expected a path");
+        };
+        let full = base.join(path);
+        let contents = std::fs::read_to_string(&full)
+            .with_context(|| format!("moderation.{file_key}: reading {}", full.display()))?;
+        let inline = moderation
+            .get(inline_key)
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let joined = if inline.trim().is_empty() {
+            contents
+        } else {
+            format!("{inline}\n{contents}")
+        };
+        moderation.insert(inline_key.to_string(), toml::Value::String(joined));
+        changed = true;
+    }
+    if !changed {
+        return Ok(text.to_string());
+    }
+    Ok(toml::to_string(&doc)?)
 }
 
 /// `qunyun rules export`: the active rule set's TOML as imported (or the defaults).
@@ -778,6 +913,61 @@ pub async fn adjust_points(
     Ok(balance)
 }
 
+/// `qunyun moderation revoke STRIKE_ID --reason R`: the strike stops counting
+/// and its audit-log entry names who revoked it and why.
+pub async fn revoke_strike(
+    pool: &SqlitePool,
+    strike_id: i64,
+    by: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    if reason.trim().is_empty() {
+        bail!("a reason is required");
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    if !moderation::revoke_strike(&mut tx, strike_id, by, reason, now).await? {
+        bail!("no active strike {strike_id}");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `qunyun moderation tasks [--all]`: removals and reviews for owners/admins.
+pub async fn moderation_tasks(
+    pool: &SqlitePool,
+    all: bool,
+) -> anyhow::Result<Vec<moderation::TaskRow>> {
+    let mut conn = pool.acquire().await?;
+    Ok(moderation::tasks(&mut conn, all).await?)
+}
+
+/// `qunyun moderation done TASK_ID --by WHO [--note N]`: marks a task done.
+pub async fn complete_moderation_task(
+    pool: &SqlitePool,
+    task_id: i64,
+    by: &str,
+    note: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    if !moderation::complete_task(&mut tx, task_id, by, note, now).await? {
+        bail!("no open task {task_id}");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `qunyun moderation log [--user U] [--limit N]`: newest decisions first.
+pub async fn moderation_log(
+    pool: &SqlitePool,
+    user_id: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<Vec<moderation::LogRow>> {
+    let mut conn = pool.acquire().await?;
+    Ok(moderation::log(&mut conn, user_id, limit).await?)
+}
+
 /// `qunyun rules preview TEMPLATE`: renders a template with a sample member.
 pub fn preview_template(rules: &RuleSet, template: &str) -> Option<String> {
     rules
@@ -832,6 +1022,11 @@ pub fn outbox_parts(message: &Outbound, default_app: &str) -> OutboxParts {
             owner.clone().unwrap_or_default(),
             None,
             json!({ "chat_id_list": [chat_id], "text": text }),
+        ),
+        OutRoute::AppChatRemove { chat_id, user_id } => (
+            chat_id.clone(),
+            Some(default_app.to_string()),
+            json!({ "chatid": chat_id, "del_user_list": [user_id], "reason": message.text }),
         ),
     };
     OutboxParts {

@@ -13,6 +13,7 @@ pub mod checkin;
 pub mod commands;
 pub mod event;
 pub mod invites;
+pub mod moderate;
 pub mod moderation;
 pub mod points;
 pub mod ruleset;
@@ -120,6 +121,9 @@ pub struct Snapshot {
     pub open_welcome_window: Option<DateTime<Utc>>,
     /// Joins already queued in the open window.
     pub queued_welcomes: usize,
+    /// The sender's recent posts, strikes and report counts (moderation on only).
+    #[serde(skip)]
+    pub moderation: moderate::ModerationSnapshot,
 }
 
 impl Snapshot {
@@ -145,12 +149,21 @@ pub fn evaluate(
         EventKind::MembersLeft(left) => welcome::on_members_left(snapshot, left, now),
         EventKind::CustomerAdded(added) => welcome::on_customer_added(rules, event, added),
         EventKind::MessagePosted(message) => {
-            let actions = commands::on_message(rules, snapshot, event, message, now);
-            if actions.is_empty() {
-                autoreply::on_message(rules, snapshot, event, message, now)
-            } else {
-                actions
+            let (mut actions, violation) =
+                moderate::on_message(rules, snapshot, event, message, now);
+            if violation {
+                return actions;
             }
+            let replies = commands::on_message(rules, snapshot, event, message, now);
+            if replies.is_empty() {
+                actions.extend(autoreply::on_message(rules, snapshot, event, message, now));
+            } else {
+                actions.extend(replies);
+            }
+            actions
+        }
+        EventKind::MessageReported(report) => {
+            moderate::on_report(rules, snapshot, event, report, now)
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod checkins;
 pub mod inbox;
 pub mod invites;
 pub mod members;
+pub mod moderation;
 pub mod outbox;
 pub mod points;
 pub mod redemptions;

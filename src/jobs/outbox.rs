@@ -27,8 +27,9 @@ use crate::clock::SharedClock;
 use crate::config::AppConfig;
 use crate::store::outbox::{self as store, ClaimedMessage, OutboxStatus, Route};
 use crate::wecom::api::{
-    AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppMessage, AppMessageContent, BotResponse,
-    ErrorClass, MassMessageContent, Secret, WebhookMessage, WelcomeContent, WelcomeMessage,
+    AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, AppMessageContent,
+    BotResponse, ErrorClass, MassMessageContent, Secret, WebhookMessage, WelcomeContent,
+    WelcomeMessage,
 };
 
 /// A configured self-built app.
@@ -524,6 +525,23 @@ impl OutboxSender {
                     },
                 }
             }
+            Route::AppChatRemove => {
+                let app = self.app(message.app.as_deref())?;
+                let removal: RemovalPayload = decode_payload(message)?;
+                Prepared {
+                    rate_keys: vec![api_key("appchat/update")],
+                    call: Call::AppChatRemove {
+                        secret: &app.secret,
+                        update: AppChatUpdate {
+                            chatid: target.to_owned(),
+                            name: None,
+                            owner: None,
+                            add_user_list: Vec::new(),
+                            del_user_list: removal.del_user_list,
+                        },
+                    },
+                }
+            }
             Route::WelcomeCode => {
                 if age > WELCOME_CODE_LIFETIME_SECS {
                     return Err(Verdict::Dead {
@@ -654,6 +672,10 @@ impl OutboxSender {
             }
             Call::Welcome { secret, message } => {
                 self.api.send_welcome_msg(secret, &message).await?;
+                Ok(Delivered::Sent { msgid: None })
+            }
+            Call::AppChatRemove { secret, update } => {
+                self.api.appchat_update(secret, &update).await?;
                 Ok(Delivered::Sent { msgid: None })
             }
         }
@@ -819,6 +841,16 @@ enum Call<'a> {
         secret: &'a Secret,
         message: WelcomeMessage,
     },
+    AppChatRemove {
+        secret: &'a Secret,
+        update: AppChatUpdate,
+    },
+}
+
+/// The payload of an `app_chat_remove` row (the chat id is the row's target).
+#[derive(serde::Deserialize)]
+struct RemovalPayload {
+    del_user_list: Vec<String>,
 }
 
 enum Delivered {

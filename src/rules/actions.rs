@@ -87,6 +87,23 @@ pub enum Action {
     },
     /// Queue a message in the outbox.
     Send(Outbound),
+    /// Remember a member's post (time and text fingerprint) for the
+    /// behavioural moderation rules. Never the text itself.
+    RecordPost {
+        chat_id: Option<String>,
+        user_id: String,
+        at: DateTime<Utc>,
+        fingerprint: Option<i64>,
+    },
+    /// A moderation decision: audit-log entry, plus its strike and owner task.
+    Moderate(Box<super::moderate::ModerationRecord>),
+    /// A member's report of a message (by the quoted text's fingerprint).
+    RecordReport {
+        chat_id: String,
+        reporter: String,
+        fingerprint: i64,
+        at: DateTime<Utc>,
+    },
 }
 
 /// A message for the outbox. `skipped` is set when the route cannot post: the row
@@ -119,6 +136,9 @@ pub enum OutRoute {
         chat_id: String,
         owner: Option<String>,
     },
+    /// appchat/update with `del_user_list`: remove a member from a chat the
+    /// app created (`text` is the reason, kept for the manager, never sent).
+    AppChatRemove { chat_id: String, user_id: String },
 }
 
 impl OutRoute {
@@ -131,6 +151,7 @@ impl OutRoute {
             OutRoute::Member { .. } => "member",
             OutRoute::WelcomeCode { .. } => "welcome_code",
             OutRoute::CustomerGroupMass { .. } => "customer_group_mass",
+            OutRoute::AppChatRemove { .. } => "app_chat_remove",
         }
     }
 }

@@ -21,6 +21,8 @@ pub enum EventKind {
     MessagePosted(MessagePosted),
     /// A staff member added a new customer (1:1); may carry a one-shot welcome code.
     CustomerAdded(CustomerAdded),
+    /// A member reported a message: `举报` sent to the smart bot quoting it.
+    MessageReported(MessageReported),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,3 +121,16 @@ pub struct CustomerAdded {
     pub welcome_code: Option<String>,
     pub state: Option<String>,
 }
+
+/// `举报` quoting a message (smart bot). The quote carries only the text, so
+/// the reported author is found from the stored post fingerprints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageReported {
+    pub chat_id: String,
+    pub reporter: String,
+    pub quoted_text: String,
+    pub response_url: Option<String>,
+}
+
+/// What a member sends the smart bot (quoting a message) to report it.
+pub const REPORT_KEYWORD: &str = "举报";

@@ -89,6 +89,7 @@ pub struct RuleSetDoc {
     /// Scheduled pushes (`[[schedules]]`), validated with the rest of the set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<crate::rules::schedule::ScheduleDef>,
+    pub moderation: super::moderate::ModerationDoc,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -336,6 +337,8 @@ pub struct RuleSetError(pub Vec<FieldError>);
 pub struct RuleSet {
     pub doc: RuleSetDoc,
     pub timezone: Tz,
+    /// `[moderation]` compiled (term engine built once per rule-set version).
+    pub moderation: std::sync::Arc<super::moderate::ModerationConfig>,
     autoreply_regexes: Vec<Option<Regex>>,
     templates: Environment<'static>,
 }
@@ -629,12 +632,21 @@ impl RuleSet {
             }
         }
 
-        if !errors.is_empty() {
+        let moderation = match super::moderate::ModerationConfig::from_doc(&doc.moderation) {
+            Ok(config) => Some(std::sync::Arc::new(config)),
+            Err(problems) => {
+                errors.extend(problems);
+                None
+            }
+        };
+
+        let (Some(moderation), true) = (moderation, errors.is_empty()) else {
             return Err(RuleSetError(errors));
-        }
+        };
         Ok(RuleSet {
             doc,
             timezone,
+            moderation,
             autoreply_regexes,
             templates: env,
         })

@@ -30,16 +30,19 @@ pub enum Route {
     Member,
     /// `send_welcome_msg` to a new customer (20 s window).
     WelcomeCode,
+    /// `appchat/update` removing a member (`del_user_list`) from a chat the app created.
+    AppChatRemove,
 }
 
 impl Route {
-    pub const ALL: [Route; 6] = [
+    pub const ALL: [Route; 7] = [
         Route::AppGroup,
         Route::Webhook,
         Route::SmartBot,
         Route::CustomerGroupMass,
         Route::Member,
         Route::WelcomeCode,
+        Route::AppChatRemove,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Route {
             Route::CustomerGroupMass => "customer_group_mass",
             Route::Member => "member",
             Route::WelcomeCode => "welcome_code",
+            Route::AppChatRemove => "app_chat_remove",
         }
     }
 

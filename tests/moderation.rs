@@ -1,0 +1,596 @@
+//! Moderation end to end: inbox row → pipeline → outbox (the real table) →
+//! sender → the WeCom simulator's record, against a temp SQLite file.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use qunyun::clock::{Clock, ManualClock, SharedClock};
+use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
+use qunyun::pipeline::{self, IngestMessage, OutboxWriter, Pipeline, PipelineSettings};
+use qunyun::rules::{ChatRoute, Outbound};
+use qunyun::sim::{Route as SimRoute, SeedAppChat, Sim, SimConfig, SimHandle};
+use qunyun::store::{self, chats, inbox, moderation, outbox};
+use qunyun::wecom::api::{ApiClient, ApiConfig, Secret};
+use qunyun::wecom::message::{self, BotChatType, BotMsgType, BotQuote};
+use sqlx::{SqliteConnection, SqlitePool};
+
+const CORP: &str = "wwcorp";
+const SECRET: &str = "app-secret";
+const APP_CHAT: &str = "wrapp";
+const CUSTOMER_GROUP: &str = "wrcustomer";
+
+/// The production shape: `outbox_parts` → `store::outbox::enqueue` in the
+/// event's transaction.
+#[derive(Clone, Copy)]
+struct StoreOutbox;
+
+impl OutboxWriter for StoreOutbox {
+    async fn enqueue(
+        &self,
+        conn: &mut SqliteConnection,
+        message: &Outbound,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let parts = pipeline::outbox_parts(message, "main");
+        let route = outbox::Route::ALL
+            .into_iter()
+            .find(|route| route.as_str() == parts.route)
+            .ok_or_else(|| anyhow::anyhow!("unknown route {}", parts.route))?;
+        let payload = parts.payload.to_string();
+        let row = outbox::NewOutboxMessage {
+            idempotency_key: &message.idempotency_key,
+            route,
+            target: &parts.target,
+            app: parts.app.as_deref(),
+            payload_json: &payload,
+            created_at: now.timestamp(),
+            not_before: message.not_before.map(|at| at.timestamp()),
+            skip_reason: message.skipped.as_deref(),
+        };
+        outbox::enqueue(conn, &row).await?;
+        Ok(())
+    }
+}
+
+const BASE_RULES: &str = r#"
+[moderation]
+enabled = true
+managers = ["boss"]
+report_threshold = 2
+reports_per_hour = 2
+terms = """
+[ads:medium]
+加微信
+[gambling:high]
+赌博
+"""
+"#;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    pool: SqlitePool,
+    clock: Arc<ManualClock>,
+    sim: SimHandle,
+    pipeline: Pipeline<StoreOutbox>,
+    sender: OutboxSender,
+    next: std::cell::Cell<u64>,
+}
+
+async fn harness(rules: &str) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = store::open(&dir.path().join("qunyun.db")).await.unwrap();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap());
+    let shared: SharedClock = clock.clone();
+    let sim = Sim::spawn(SimConfig::new(CORP, SECRET), shared.clone())
+        .await
+        .unwrap();
+    sim.sim()
+        .add_directory_members(["u1", "u2", "r1", "r2", "r3", "owner", "admin", "boss"]);
+    sim.sim().add_app_chat(SeedAppChat {
+        chatid: APP_CHAT.into(),
+        name: "应用群".into(),
+        owner: "owner".into(),
+        userlist: vec!["owner".into(), "u1".into(), "u2".into()],
+        creator_agent_id: None,
+    });
+    let api = ApiClient::new(
+        ApiConfig::new(sim.api_base_url(), CORP).with_timeout(StdDuration::from_secs(5)),
+        shared.clone(),
+    )
+    .unwrap();
+    let sender = OutboxSender::new(
+        pool.clone(),
+        api,
+        shared.clone(),
+        SenderSettings {
+            apps: vec![AppCredentials {
+                name: "main".into(),
+                agent_id: SimConfig::DEFAULT_AGENT_ID,
+                secret: Secret::new(SECRET),
+            }],
+            ..SenderSettings::default()
+        },
+    );
+    let pipeline = Pipeline::new(
+        pool.clone(),
+        shared,
+        StoreOutbox,
+        PipelineSettings::default(),
+    );
+    pipeline::import_rules(&pool, rules, clock.now())
+        .await
+        .unwrap();
+    let harness = Harness {
+        _dir: dir,
+        pool,
+        clock,
+        sim,
+        pipeline,
+        sender,
+        next: std::cell::Cell::new(1),
+    };
+    harness
+        .add_chat(APP_CHAT, "应用群", ChatRoute::AppGroup)
+        .await;
+    harness
+        .add_chat(
+            CUSTOMER_GROUP,
+            "客户群",
+            ChatRoute::CustomerGroup { robot_key: None },
+        )
+        .await;
+    harness
+}
+
+impl Harness {
+    async fn add_chat(&self, chat_id: &str, name: &str, route: ChatRoute) {
+        let chat = chats::NewChat {
+            chat_id: chat_id.into(),
+            name: name.into(),
+            route,
+            owner: Some("owner".into()),
+            admins: vec!["admin".into()],
+            tags: Vec::new(),
+            member_version: None,
+        };
+        let mut conn = self.pool.acquire().await.unwrap();
+        chats::upsert_chat(&mut conn, &chat, self.clock.now())
+            .await
+            .unwrap();
+    }
+
+    /// An archived group message (posted back through the chat's own route).
+    async fn post(&self, chat_id: &str, user: &str, text: &str) {
+        let n = self.next.get();
+        self.next.set(n + 1);
+        let message = IngestMessage {
+            message_id: format!("m{n}"),
+            chat_id: Some(chat_id.into()),
+            sender: user.into(),
+            text: text.into(),
+            sent_at: self.clock.now().timestamp(),
+        };
+        let mut conn = self.pool.acquire().await.unwrap();
+        pipeline::ingest_messages(&mut conn, &[message], self.clock.now())
+            .await
+            .unwrap();
+    }
+
+    /// `举报` sent to the smart bot quoting `quoted`; the answer goes to a
+    /// response_url the simulator issued.
+    async fn report(&self, chat_id: &str, reporter: &str, quoted: &str) {
+        let n = self.next.get();
+        self.next.set(n + 1);
+        let code = self.sim.sim().issue_response_code("BOT", chat_id, true);
+        let event = message::Event::BotMessage(message::BotMessage {
+            msg_id: format!("bot{n}"),
+            aibot_id: "BOT".into(),
+            chat_id: Some(chat_id.into()),
+            chat_type: BotChatType::Group,
+            from_user_id: reporter.into(),
+            from_corp_id: None,
+            response_url: Some(self.sim.sim().response_url(&code)),
+            msg_type: BotMsgType::Text,
+            text: "举报".into(),
+            raw_text: "@运营助手 举报".into(),
+            image_urls: Vec::new(),
+            file_url: None,
+            quote: Some(BotQuote {
+                msg_type: "text".into(),
+                text: Some(quoted.into()),
+                image_urls: Vec::new(),
+            }),
+            create_time: None,
+        });
+        let json = serde_json::to_string(&event).unwrap();
+        let key = format!("bot:main:bot{n}");
+        let row = inbox::NewInboxEvent {
+            source: "bot:main",
+            kind: event.kind(),
+            dedupe_key: &key,
+            received_at: self.clock.now().timestamp(),
+            event_json: &json,
+            chat_id: event.chat_id(),
+        };
+        let mut conn = self.pool.acquire().await.unwrap();
+        inbox::insert_event(&mut conn, &row).await.unwrap();
+    }
+
+    /// Pipeline then sender, one pass each; the clock moves a minute.
+    async fn run(&self) {
+        let outcome = self.pipeline.run_once().await.unwrap();
+        assert_eq!((outcome.failed, outcome.parked), (0, 0), "{outcome:?}");
+        self.sender.run_once().await.unwrap();
+        self.clock.advance(Duration::minutes(1));
+    }
+
+    fn texts(&self, route: SimRoute) -> Vec<(String, String)> {
+        self.sim
+            .sim()
+            .messages()
+            .into_iter()
+            .filter(|d| d.route == route)
+            .map(|d| (d.target.clone(), d.text().unwrap_or_default().to_string()))
+            .collect()
+    }
+
+    async fn log(&self) -> Vec<moderation::LogRow> {
+        pipeline::moderation_log(&self.pool, None, 100)
+            .await
+            .unwrap()
+    }
+
+    async fn outbox_rows(&self) -> i64 {
+        sqlx::query_scalar("select count(*) from outbox")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    fn app_chat_members(&self) -> Vec<String> {
+        self.sim.sim().app_chat(APP_CHAT).unwrap().userlist
+    }
+}
+
+#[tokio::test]
+async fn a_banned_term_is_warned_in_the_chat_and_logged() {
+    let h = harness(BASE_RULES).await;
+    h.post(APP_CHAT, "u1", "大家好，来加 微 信 领红包").await;
+    h.post(APP_CHAT, "u2", "今天天气不错").await;
+    h.run().await;
+
+    let warnings = h.texts(SimRoute::Appchat);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].0, APP_CHAT);
+    assert!(warnings[0].1.contains("@u1"), "{}", warnings[0].1);
+    assert!(warnings[0].1.contains("广告"), "{}", warnings[0].1);
+
+    let log = h.log().await;
+    assert_eq!(log.len(), 1);
+    let entry = &log[0];
+    assert_eq!(
+        (
+            entry.user_id.as_str(),
+            entry.rule.as_str(),
+            entry.category.as_str(),
+            entry.matched.as_str(),
+            entry.action_taken.as_str(),
+        ),
+        ("u1", "term", "ads", "加 微 信", "strike,warn")
+    );
+    assert!(entry.excerpt.contains("加 微 信"));
+    assert_eq!(entry.chat_id.as_deref(), Some(APP_CHAT));
+}
+
+#[tokio::test]
+async fn the_third_strike_removes_the_member_from_the_app_chat() {
+    let h = harness(BASE_RULES).await;
+    for _ in 0..2 {
+        h.post(APP_CHAT, "u1", "加微信").await;
+        h.run().await;
+    }
+    assert!(h.app_chat_members().contains(&"u1".to_string()));
+    // The second strike told the manager.
+    let to_boss = h.texts(SimRoute::AppMessage);
+    assert_eq!(to_boss.len(), 1, "{to_boss:?}");
+    assert_eq!(to_boss[0].0, "boss");
+
+    h.post(APP_CHAT, "u1", "加微信").await;
+    h.run().await;
+    assert_eq!(h.app_chat_members(), vec!["owner", "u2"]);
+    assert_eq!(h.log().await[0].action_taken, "strike,notify,remove");
+}
+
+#[tokio::test]
+async fn strikes_expire_after_the_window() {
+    let h = harness(BASE_RULES).await;
+    for _ in 0..2 {
+        h.post(APP_CHAT, "u1", "加微信").await;
+        h.run().await;
+    }
+    h.clock.advance(Duration::days(8));
+    h.post(APP_CHAT, "u1", "加微信").await;
+    h.run().await;
+    assert!(h.app_chat_members().contains(&"u1".to_string()));
+    assert_eq!(h.log().await[0].action_taken, "strike,warn");
+}
+
+#[tokio::test]
+async fn removal_in_a_customer_group_becomes_a_task_for_owner_and_admins() {
+    let rules = BASE_RULES.replace(
+        "enabled = true",
+        "enabled = true\nremove_at_once = \"high\"",
+    );
+    let h = harness(&rules).await;
+    h.post(CUSTOMER_GROUP, "u1", "线上赌博日赚千元").await;
+    h.run().await;
+
+    let mut to_owners = h.texts(SimRoute::AppMessage);
+    to_owners.sort();
+    let task_messages: Vec<_> = to_owners
+        .iter()
+        .filter(|(_, text)| text.contains("【待办】"))
+        .collect();
+    let recipients: Vec<&str> = task_messages.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(recipients, vec!["admin", "owner"]);
+    assert!(task_messages[0].1.contains("赌博"), "evidence in the task");
+
+    let tasks = pipeline::moderation_tasks(&h.pool, false).await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(
+        (tasks[0].kind.as_str(), tasks[0].user_id.as_str()),
+        ("remove", "u1")
+    );
+    // The warning cannot be posted into a customer group without a robot: kept as skipped.
+    let skipped: i64 = sqlx::query_scalar("select count(*) from outbox where status = 'skipped'")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(skipped, 1);
+
+    pipeline::complete_moderation_task(&h.pool, tasks[0].id, "owner", "removed", h.clock.now())
+        .await
+        .unwrap();
+    assert!(pipeline::moderation_tasks(&h.pool, false)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(h.log().await[0].reviewed_by.as_deref(), Some("owner"));
+}
+
+#[tokio::test]
+async fn dry_run_records_the_decision_and_sends_nothing() {
+    let rules = BASE_RULES.replace(
+        "enabled = true",
+        &format!("enabled = true\ndry_run_chats = [\"{APP_CHAT}\"]"),
+    );
+    let h = harness(&rules).await;
+    for _ in 0..3 {
+        h.post(APP_CHAT, "u1", "加微信").await;
+        h.run().await;
+    }
+    assert_eq!(h.outbox_rows().await, 0);
+    assert!(h.sim.sim().messages().is_empty());
+    assert!(h.app_chat_members().contains(&"u1".to_string()));
+    let log = h.log().await;
+    assert_eq!(log.len(), 3);
+    assert!(log.iter().all(|e| e.dry_run));
+    assert_eq!(log[0].action_taken, "dry_run: would strike,warn");
+    let mut conn = h.pool.acquire().await.unwrap();
+    assert!(moderation::strikes_of(&mut conn, "u1")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn reports_reaching_the_threshold_go_to_review_and_reporters_are_rate_limited() {
+    let h = harness(BASE_RULES).await;
+    let spam = "私聊我有内部渠道低价好货";
+    h.post(APP_CHAT, "u2", spam).await;
+    h.run().await;
+    assert!(h.log().await.is_empty(), "no term matched");
+
+    h.report(APP_CHAT, "r1", spam).await;
+    h.run().await;
+    assert!(pipeline::moderation_tasks(&h.pool, false)
+        .await
+        .unwrap()
+        .is_empty());
+    h.report(APP_CHAT, "r2", spam).await;
+    h.run().await;
+
+    let tasks = pipeline::moderation_tasks(&h.pool, false).await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(
+        (tasks[0].kind.as_str(), tasks[0].user_id.as_str()),
+        ("review", "u2")
+    );
+    let to_boss = h.texts(SimRoute::AppMessage);
+    assert_eq!(to_boss.len(), 1);
+    assert!(to_boss[0].1.contains("【待审核】"));
+    assert_eq!(h.log().await[0].rule, "report");
+
+    // r1 may file two reports an hour: the third is refused and not recorded.
+    h.report(APP_CHAT, "r1", "另一条普通的消息内容一").await;
+    h.report(APP_CHAT, "r1", "另一条普通的消息内容二").await;
+    h.run().await;
+    let answers = h.texts(SimRoute::BotResponse);
+    assert!(
+        answers
+            .last()
+            .is_some_and(|(_, text)| text.contains("过于频繁")),
+        "{answers:?}"
+    );
+    let mut conn = h.pool.acquire().await.unwrap();
+    let since = h.clock.now() - Duration::hours(2);
+    assert_eq!(
+        moderation::reports_by_since(&mut conn, "r1", since)
+            .await
+            .unwrap(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_strike_no_longer_counts_and_the_log_says_who_revoked_it() {
+    let h = harness(BASE_RULES).await;
+    for _ in 0..2 {
+        h.post(APP_CHAT, "u1", "加微信").await;
+        h.run().await;
+    }
+    let strike_id = {
+        let mut conn = h.pool.acquire().await.unwrap();
+        moderation::strikes_of(&mut conn, "u1").await.unwrap()[1].id
+    };
+    pipeline::revoke_strike(&h.pool, strike_id, "manager", "误判", h.clock.now())
+        .await
+        .unwrap();
+    assert!(
+        pipeline::revoke_strike(&h.pool, strike_id, "manager", "again", h.clock.now())
+            .await
+            .is_err()
+    );
+    let revoked = h
+        .log()
+        .await
+        .into_iter()
+        .find(|e| e.reviewed_by.is_some())
+        .unwrap();
+    assert_eq!(revoked.review_note.as_deref(), Some("strike revoked: 误判"));
+
+    h.post(APP_CHAT, "u1", "加微信").await;
+    h.run().await;
+    assert!(h.app_chat_members().contains(&"u1".to_string()));
+    assert_eq!(h.log().await[0].action_taken, "strike,warn,notify");
+}
+
+#[tokio::test]
+async fn a_new_term_list_applies_without_restart() {
+    let h = harness(BASE_RULES).await;
+    h.post(APP_CHAT, "u1", "我这里可以代购").await;
+    h.run().await;
+    assert!(h.log().await.is_empty());
+
+    let updated = BASE_RULES.replace("赌博\n", "赌博\n代购\n");
+    pipeline::import_rules(&h.pool, &updated, h.clock.now())
+        .await
+        .unwrap();
+    h.post(APP_CHAT, "u1", "我这里可以代购").await;
+    h.run().await;
+    let log = h.log().await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].matched, "代购");
+}
+
+#[tokio::test]
+async fn admins_and_allow_listed_members_are_exempt() {
+    let rules = BASE_RULES.replace("enabled = true", "enabled = true\nexempt = [\"u2\"]");
+    let h = harness(&rules).await;
+    h.post(APP_CHAT, "admin", "加微信").await;
+    h.post(APP_CHAT, "u2", "加微信").await;
+    h.run().await;
+    assert!(h.log().await.is_empty());
+    assert_eq!(h.outbox_rows().await, 0);
+}
+
+#[tokio::test]
+async fn a_bad_moderation_table_is_refused_with_its_field() {
+    let bad = r#"
+[moderation]
+enabled = true
+terms = "[ads:extreme]\n加微信\n"
+regex = [{ name = "x", pattern = "(", category = "link" }]
+remove_at_once = "sometimes"
+"#;
+    let err = pipeline::validate_rules(bad).unwrap_err().to_string();
+    assert!(err.contains("moderation.terms"), "{err}");
+    assert!(err.contains("moderation.regex[0]"), "{err}");
+    assert!(err.contains("moderation.remove_at_once"), "{err}");
+}
+
+#[test]
+fn term_files_are_inlined_at_import() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ads.txt"), "[ads:high]\n刷单\n").unwrap();
+    let text = "[moderation]\nenabled = true\nterms = \"赌博\"\nterms_file = \"ads.txt\"\n";
+    let resolved = pipeline::resolve_term_files(text, dir.path()).unwrap();
+    assert!(!resolved.contains("terms_file"), "{resolved}");
+    let rules = pipeline::validate_rules(&resolved).unwrap();
+    let terms: Vec<&str> = rules
+        .moderation
+        .engine
+        .terms()
+        .iter()
+        .map(|term| term.text.as_str())
+        .collect();
+    assert_eq!(terms, vec!["赌博", "刷单"]);
+
+    let missing = text.replace("ads.txt", "nope.txt");
+    let err = pipeline::resolve_term_files(&missing, dir.path()).unwrap_err();
+    assert!(format!("{err:#}").contains("moderation.terms_file"));
+    // Without file keys the text is stored exactly as written.
+    assert_eq!(
+        pipeline::resolve_term_files(BASE_RULES, dir.path()).unwrap(),
+        BASE_RULES
+    );
+}
+
+#[tokio::test]
+async fn flooding_and_new_member_links_are_caught_from_stored_history() {
+    let rules = BASE_RULES.replace(
+        "enabled = true",
+        "enabled = true\nflood_messages = 3\nflood_window_secs = 60\n\
+         new_member_messages = 2\nnew_member_trusted_secs = 0\n\
+         regex = [{ name = \"link\", pattern = \"https?://\\\\S+\", category = \"link\" }]",
+    );
+    let h = harness(&rules).await;
+    // A new member's link is refused; after two messages the member is trusted.
+    h.post(APP_CHAT, "u2", "看看 https://example.com/a").await;
+    h.run().await;
+    assert_eq!(h.log().await[0].rule, "new_member");
+    h.post(APP_CHAT, "u2", "大家好").await;
+    h.run().await;
+    h.post(APP_CHAT, "u2", "看看 https://example.com/b").await;
+    h.run().await;
+    assert_eq!(h.log().await.len(), 1, "trusted now");
+
+    // Four messages within the minute: the fourth floods.
+    for text in ["一", "二", "三", "四"] {
+        h.post(APP_CHAT, "u1", text).await;
+    }
+    h.run().await;
+    let log = h.log().await;
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].rule.as_str(), log[0].user_id.as_str()),
+        ("flood", "u1")
+    );
+}
+
+/// `cargo test --release --test moderation -- --ignored --nocapture moderation_throughput`
+#[tokio::test]
+#[ignore = "measurement, not a check"]
+async fn moderation_throughput() {
+    let rules = BASE_RULES.replace(
+        "enabled = true",
+        "enabled = true\nflood_messages = 1000\ncross_chat_min = 3\nnew_member_messages = 3",
+    );
+    let h = harness(&rules).await;
+    let count = 2000;
+    for i in 0..count {
+        let text = format!("第{i}条普通消息，大家早上好，今天的活动是什么时间开始呢");
+        h.post(APP_CHAT, &format!("u{}", i % 20), &text).await;
+    }
+    let started = std::time::Instant::now();
+    let mut processed = 0;
+    while processed < count {
+        processed += h.pipeline.run_once().await.unwrap().processed;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{count} messages with moderation on in {elapsed:?}: {:.0} msg/s",
+        count as f64 / elapsed.as_secs_f64()
+    );
+}
