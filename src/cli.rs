@@ -55,6 +55,9 @@ pub enum Command {
     /// Moderation tools.
     #[command(subcommand)]
     Moderation(ModerationCommand),
+    /// Web console accounts and API tokens.
+    #[command(subcommand)]
+    Admin(AdminCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +94,68 @@ pub enum ModerationCommand {
         /// Print the matched terms and their spans.
         #[arg(long)]
         explain: bool,
+    },
+    /// The audit log of moderation decisions, newest first.
+    Log {
+        /// Only this member's entries.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Revoke a strike; the member's record and the audit log are updated.
+    Revoke {
+        strike_id: i64,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Who revokes it (kept in the audit log).
+        #[arg(long, default_value = "cli")]
+        by: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Tasks for group owners/admins (removals qunyun cannot do itself, reviews).
+    Tasks {
+        /// Include finished tasks.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Mark a task done.
+    Done {
+        task_id: i64,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long, default_value = "cli")]
+        by: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a console account. The password is read from QUNYUN_ADMIN_PASSWORD or,
+    /// if unset, from the first line of standard input (never from the command line).
+    CreateUser {
+        username: String,
+        /// owner, operator or viewer.
+        #[arg(long, default_value = "owner")]
+        role: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Create a bearer token for the JSON API (printed once).
+    CreateToken {
+        username: String,
+        /// What the token is for.
+        label: String,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -335,6 +400,82 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Rules(command) => run_rules(command).await,
             Command::Outbox(command) => run_outbox(command).await,
+            Command::Admin(command) => run_admin(command).await,
+            Command::Moderation(ModerationCommand::Log {
+                user,
+                limit,
+                config,
+            }) => {
+                let pool = open_store(&config).await?;
+                for row in crate::pipeline::moderation_log(&pool, user.as_deref(), limit).await? {
+                    println!(
+                        "#{} {} chat={} member={} rule={} {}:{} matched={:?} action={}{}{}",
+                        row.id,
+                        row.at,
+                        row.chat_id.as_deref().unwrap_or("-"),
+                        row.user_id,
+                        row.rule,
+                        row.category,
+                        row.severity,
+                        row.matched,
+                        row.action_taken,
+                        if row.dry_run { " (dry run)" } else { "" },
+                        row.reviewed_by
+                            .map(|by| format!(" reviewed by {by}"))
+                            .unwrap_or_default()
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Moderation(ModerationCommand::Revoke {
+                strike_id,
+                reason,
+                by,
+                config,
+            }) => {
+                let pool = open_store(&config).await?;
+                crate::pipeline::revoke_strike(&pool, strike_id, &by, &reason, chrono::Utc::now())
+                    .await?;
+                println!("strike {strike_id} revoked");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Moderation(ModerationCommand::Tasks { all, config }) => {
+                let pool = open_store(&config).await?;
+                for task in crate::pipeline::moderation_tasks(&pool, all).await? {
+                    println!(
+                        "#{} {} {} chat={} member={} assignees={} log=#{}{}",
+                        task.id,
+                        task.status,
+                        task.kind,
+                        task.chat_id.as_deref().unwrap_or("-"),
+                        task.user_id,
+                        task.assignees_json,
+                        task.log_id,
+                        task.done_by
+                            .map(|by| format!(" done by {by}"))
+                            .unwrap_or_default()
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Moderation(ModerationCommand::Done {
+                task_id,
+                note,
+                by,
+                config,
+            }) => {
+                let pool = open_store(&config).await?;
+                crate::pipeline::complete_moderation_task(
+                    &pool,
+                    task_id,
+                    &by,
+                    &note,
+                    chrono::Utc::now(),
+                )
+                .await?;
+                println!("task {task_id} done");
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Moderation(ModerationCommand::Check {
                 terms,
                 allow,
@@ -393,8 +534,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
-    let read = |file: &PathBuf| {
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+    // Term lists may live in files next to the rule set (`terms_file`): inline them
+    // as the import does, so validate and preview see exactly what would be stored.
+    let read = |file: &PathBuf| -> anyhow::Result<String> {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let base = file.parent().unwrap_or_else(|| std::path::Path::new("."));
+        crate::pipeline::resolve_term_files(&text, base)
     };
     match command {
         RulesCommand::Validate { file } => match crate::pipeline::validate_rules(&read(&file)?) {
@@ -601,6 +747,49 @@ mod erased_json {
     impl<T: serde::Serialize> Json for T {
         fn to_pretty(&self) -> anyhow::Result<String> {
             Ok(serde_json::to_string_pretty(self)?)
+        }
+    }
+}
+
+async fn open_store(config: &ConfigArg) -> anyhow::Result<sqlx::SqlitePool> {
+    let config = config.load()?;
+    store::open(&config.database.path).await
+}
+
+async fn run_admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AdminCommand::CreateUser {
+            username,
+            role,
+            config,
+        } => {
+            let role: crate::admin::Role = role.parse().context("--role")?;
+            let password = match std::env::var("QUNYUN_ADMIN_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    eprintln!("password for {username} (one line on stdin):");
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let pool = open_store(&config).await?;
+            crate::admin::create_user(&pool, &username, &password, role).await?;
+            println!("account {username} created");
+            Ok(ExitCode::SUCCESS)
+        }
+        AdminCommand::CreateToken {
+            username,
+            label,
+            config,
+        } => {
+            let pool = open_store(&config).await?;
+            let token = crate::admin::create_api_token(&pool, &username, &label).await?;
+            println!("{token}");
+            eprintln!("shown once: store it now");
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -340,6 +340,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     if played.is_ok() && !options.once {
         demo.line(String::new());
         demo.line(format!("qunyun 仍在运行：http://{addr}/healthz"));
+        // A console account so a newcomer can click through the demo community.
+        let password = random_token();
+        crate::admin::create_user(&demo.pool, "demo", &password, crate::admin::Role::Owner)
+            .await
+            .context("creating the demo console account")?;
+        demo.line(format!(
+            "运营后台：http://{addr}/admin/  用户名 demo  密码 {password}"
+        ));
         demo.line(format!(
             "企业微信模拟器：{}/sim/messages",
             demo.sim.base_url()
