@@ -568,29 +568,3 @@ async fn flooding_and_new_member_links_are_caught_from_stored_history() {
         ("flood", "u1")
     );
 }
-
-/// `cargo test --release --test moderation -- --ignored --nocapture moderation_throughput`
-#[tokio::test]
-#[ignore = "measurement, not a check"]
-async fn moderation_throughput() {
-    let rules = BASE_RULES.replace(
-        "enabled = true",
-        "enabled = true\nflood_messages = 1000\ncross_chat_min = 3\nnew_member_messages = 3",
-    );
-    let h = harness(&rules).await;
-    let count = 2000;
-    for i in 0..count {
-        let text = format!("第{i}条普通消息，大家早上好，今天的活动是什么时间开始呢");
-        h.post(APP_CHAT, &format!("u{}", i % 20), &text).await;
-    }
-    let started = std::time::Instant::now();
-    let mut processed = 0;
-    while processed < count {
-        processed += h.pipeline.run_once().await.unwrap().processed;
-    }
-    let elapsed = started.elapsed();
-    println!(
-        "{count} messages with moderation on in {elapsed:?}: {:.0} msg/s",
-        count as f64 / elapsed.as_secs_f64()
-    );
-}
