@@ -321,6 +321,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Serve(arg) => {
                 let config = arg.load()?;
+                // Build the moderation character tables now, not on the first message.
+                crate::rules::moderation::warm_up();
                 let addr = config.listen_addr()?;
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await

@@ -393,6 +393,27 @@ pub async fn plan_fire(
             });
         }
     }
+    // 1:1 pushes to departments/tags need message/send's toparty/totag, which the
+    // sender does not speak yet: record that visibly instead of dropping it.
+    if let Some(members) = schedule.targets().members() {
+        planned.skipped += 1;
+        rows.push(PlannedRow {
+            key: format!("{key_prefix}:members"),
+            route: Route::Member,
+            target: format!(
+                "departments {:?} tags {:?}",
+                members.departments, members.tags
+            ),
+            app: Some(settings.app.clone()),
+            payload: "{}".to_owned(),
+            skip_reason: Some(
+                "pushes to member departments/tags are not delivered yet (no toparty/totag in the sender)"
+                    .to_owned(),
+            ),
+            chats: Vec::new(),
+            variant: "",
+        });
+    }
     let created_at = now.timestamp();
     let messages: Vec<NewOutboxMessage<'_>> = rows
         .iter()
