@@ -696,6 +696,22 @@ fn malformed_xml_is_refused() {
     }
 }
 
+#[test]
+fn deeply_nested_xml_is_handled_without_recursion() {
+    let depth = 100_000;
+    let closed = format!(
+        "<xml>{}{}<Encrypt>abc</Encrypt></xml>",
+        "<a>".repeat(depth),
+        "</a>".repeat(depth)
+    );
+    assert_eq!(parse_xml_envelope(&closed).unwrap().encrypt, "abc");
+    let unclosed = format!("<xml>{}", "<a>".repeat(depth));
+    assert!(matches!(
+        parse_app_xml(&unclosed),
+        Err(ParseError::Malformed { .. })
+    ));
+}
+
 // ---------------------------------------------------------------------------
 // XXE and entity hardening
 // ---------------------------------------------------------------------------

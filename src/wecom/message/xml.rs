@@ -1,7 +1,12 @@
 //! WeCom's XML documents are flat: a root element whose children hold text, plus
-//! `MemChangeList` with `<Item>` grandchildren. One streaming pass with quick-xml
-//! collects the children we know into a fixed table (borrowing from the input where
-//! possible); deeper structure is skipped with a depth counter, never recursion.
+//! `MemChangeList` with `<Item>` grandchildren. We collect the children we know into
+//! a fixed table, borrowing from the input where possible, in one pass:
+//! - [`scan_canonical`] reads the exact shape WeCom sends with plain string scanning
+//!   and gives up on anything else (no markup declarations, comments, attributes or
+//!   `&` at all, so it cannot meet an entity);
+//! - [`scan_general`] reads any well-formed document with quick-xml, refuses DTDs
+//!   and unknown entities, and skips deeper structure with a depth counter, never
+//!   recursion.
 
 use std::borrow::Cow;
 
