@@ -696,6 +696,22 @@ fn malformed_xml_is_refused() {
     }
 }
 
+#[test]
+fn deeply_nested_xml_is_handled_without_recursion() {
+    let depth = 100_000;
+    let closed = format!(
+        "<xml>{}{}<Encrypt>abc</Encrypt></xml>",
+        "<a>".repeat(depth),
+        "</a>".repeat(depth)
+    );
+    assert_eq!(parse_xml_envelope(&closed).unwrap().encrypt, "abc");
+    let unclosed = format!("<xml>{}", "<a>".repeat(depth));
+    assert!(matches!(
+        parse_app_xml(&unclosed),
+        Err(ParseError::Malformed { .. })
+    ));
+}
+
 // ---------------------------------------------------------------------------
 // XXE and entity hardening
 // ---------------------------------------------------------------------------
@@ -1306,5 +1322,97 @@ proptest! {
         prop_assert_eq!(text.msg_id, msg_id);
         let back: Event = serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
         prop_assert_eq!(back, event);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The canonical-shape fast path agrees with the quick-xml path
+// ---------------------------------------------------------------------------
+
+#[test]
+fn canonical_samples_take_the_fast_path_and_unusual_ones_do_not() {
+    for doc in [
+        ENVELOPE,
+        CHAT_ADD_MEMBER,
+        CONTACT_ADD,
+        APP_TEXT,
+        ENTER_AGENT,
+    ] {
+        let fast = xml::scan_canonical(doc);
+        assert!(fast.is_some(), "{doc}");
+        assert_eq!(fast, xml::scan_general(doc).ok(), "{doc}");
+        let plain = without_cdata(doc);
+        assert!(xml::scan_canonical(&plain).is_some(), "{plain}");
+    }
+    for doc in [
+        BILLION_LAUGHS,
+        EXTERNAL_ENTITY,
+        "<xml><Encrypt>a&amp;b</Encrypt></xml>",
+        "<xml><!-- c --><Encrypt>a</Encrypt></xml>",
+        "<xml><Encrypt a=\"1\">a</Encrypt></xml>",
+        "<xml><Encrypt/></xml>",
+        "<xml><Encrypt> <![CDATA[a]]></Encrypt></xml>",
+        "<xml><Encrypt>a</Encrypt><Encrypt>b</Encrypt></xml>",
+        "<xml><Encrypt>a</Encrypt></xml><x/>",
+        "<xml><MemChangeList><item>a</item></MemChangeList></xml>",
+    ] {
+        assert_eq!(xml::scan_canonical(doc), None, "{doc}");
+    }
+}
+
+/// Canonical-looking documents built from random pieces, some of them broken.
+fn canonical_like_document() -> impl Strategy<Value = String> {
+    let name = prop::sample::select(vec![
+        "ToUserName",
+        "Encrypt",
+        "AgentID",
+        "MsgId",
+        "Content",
+        "MemChangeList",
+        "Item",
+        "Foo",
+        "xml",
+        "msgid",
+    ]);
+    let value = prop_oneof![
+        "[a-z0-9 \n,&;<>\\]]{0,12}",
+        "[a-z0-9 \n,&;<>\\]]{0,12}".prop_map(|text| format!("<![CDATA[{text}]]>")),
+        prop::collection::vec("[a-z,]{0,5}", 0..3).prop_map(|items| {
+            items
+                .iter()
+                .map(|item| format!("\n  <Item>{item}</Item>"))
+                .collect::<String>()
+        }),
+    ];
+    let space = prop::sample::select(vec!["", " ", "\n  ", "\t"]);
+    let child = (space.clone(), name.clone(), value, name, any::<bool>()).prop_map(
+        |(space, open, value, close, matched)| {
+            let close = if matched { open } else { close };
+            format!("{space}<{open}>{value}</{close}>")
+        },
+    );
+    (prop::collection::vec(child, 0..6), space)
+        .prop_map(|(children, tail)| format!("<xml>{}{tail}</xml>{tail}", children.concat()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn fast_path_agrees_with_quick_xml_on_canonical_like_documents(doc in canonical_like_document()) {
+        if let Some(fast) = xml::scan_canonical(&doc) {
+            prop_assert_eq!(Some(fast), xml::scan_general(&doc).ok(), "{}", doc);
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_quick_xml_on_mutated_documents(
+        index in 0usize..5,
+        mutations in prop::collection::vec(mutation(), 1..6),
+    ) {
+        let doc = mutate(valid_documents()[index], &mutations);
+        if let Some(fast) = xml::scan_canonical(&doc) {
+            prop_assert_eq!(Some(fast), xml::scan_general(&doc).ok(), "{}", doc);
+        }
     }
 }

@@ -1,7 +1,12 @@
 //! WeCom's XML documents are flat: a root element whose children hold text, plus
-//! `MemChangeList` with `<Item>` grandchildren. One streaming pass with quick-xml
-//! collects the children we know into a fixed table (borrowing from the input where
-//! possible); deeper structure is skipped with a depth counter, never recursion.
+//! `MemChangeList` with `<Item>` grandchildren. We collect the children we know into
+//! a fixed table, borrowing from the input where possible, in one pass:
+//! - [`scan_canonical`] reads the exact shape WeCom sends with plain string scanning
+//!   and gives up on anything else (no markup declarations, comments, attributes or
+//!   `&` at all, so it cannot meet an entity);
+//! - [`scan_general`] reads any well-formed document with quick-xml, refuses DTDs
+//!   and unknown entities, and skips deeper structure with a depth counter, never
+//!   recursion.
 
 use std::borrow::Cow;
 
@@ -51,6 +56,43 @@ const LONGEST_TAG: usize = "externaluserid".len();
 
 impl Tag {
     fn classify(name: &[u8]) -> Option<Tag> {
+        Self::classify_exact(name).or_else(|| Self::classify_any_case(name))
+    }
+
+    /// The documented spelling: the common case, no copy.
+    fn classify_exact(name: &[u8]) -> Option<Tag> {
+        let tag = match name {
+            b"ToUserName" => Tag::ToUserName,
+            b"FromUserName" => Tag::FromUserName,
+            b"CreateTime" => Tag::CreateTime,
+            b"MsgType" => Tag::MsgType,
+            b"Event" => Tag::Event,
+            b"AgentID" => Tag::AgentId,
+            b"Encrypt" => Tag::Encrypt,
+            b"ChatId" => Tag::ChatId,
+            b"ChangeType" => Tag::ChangeType,
+            b"UpdateDetail" => Tag::UpdateDetail,
+            b"JoinScene" => Tag::JoinScene,
+            b"QuitScene" => Tag::QuitScene,
+            b"MemChangeCnt" => Tag::MemChangeCnt,
+            b"MemChangeList" => Tag::MemChangeList,
+            b"LastMemVer" => Tag::LastMemVer,
+            b"CurMemVer" => Tag::CurMemVer,
+            b"UserID" => Tag::UserId,
+            b"ExternalUserID" => Tag::ExternalUserId,
+            b"State" => Tag::State,
+            b"WelcomeCode" => Tag::WelcomeCode,
+            b"Source" => Tag::Source,
+            b"FailReason" => Tag::FailReason,
+            b"Content" => Tag::Content,
+            b"MsgId" => Tag::MsgId,
+            b"EventKey" => Tag::EventKey,
+            _ => return None,
+        };
+        Some(tag)
+    }
+
+    fn classify_any_case(name: &[u8]) -> Option<Tag> {
         if name.len() > LONGEST_TAG {
             return None;
         }
@@ -168,13 +210,20 @@ fn append<'a>(slot: &mut Option<Cow<'a, str>>, piece: Cow<'a, str>) {
     });
 }
 
+/// XML's whitespace (space, tab, CR, LF); not Unicode whitespace.
+const XML_WHITESPACE: [char; 4] = [' ', '\t', '\r', '\n'];
+
 fn is_xml_whitespace(text: &str) -> bool {
-    text.bytes()
-        .all(|byte| matches!(byte, b' ' | b'\t' | b'\r' | b'\n'))
+    text.bytes().all(is_xml_whitespace_byte)
+}
+
+fn is_xml_whitespace_byte(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\r' | b'\n')
 }
 
 /// The known children of the root, by [`Tag`].
-struct Fields<'a> {
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Fields<'a> {
     values: [Option<Cow<'a, str>>; TAG_COUNT],
     /// `<Item>` texts under `MemChangeList`; `None` when it had no `<Item>` children.
     mem_change_items: Option<Vec<Cow<'a, str>>>,
@@ -245,7 +294,7 @@ impl<'a> Fields<'a> {
 }
 
 fn trim_xml_whitespace(text: &str) -> &str {
-    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+    text.trim_matches(XML_WHITESPACE)
 }
 
 /// What the child of the root we are inside is.
@@ -295,7 +344,11 @@ impl<'a> Scanner<'a> {
         match self.depth {
             2 => {
                 if let Inside::Field(tag) = self.field {
-                    let value = std::mem::take(&mut self.field_text).finish();
+                    let mut value = std::mem::take(&mut self.field_text).finish();
+                    if tag == Tag::MemChangeList && self.fields.mem_change_items.is_some() {
+                        // With `<Item>` children the text between them is layout.
+                        value = Cow::Borrowed("");
+                    }
                     self.fields.store(tag, value)?;
                 }
                 self.field = Inside::Ignored;
@@ -313,6 +366,15 @@ impl<'a> Scanner<'a> {
         // quick-xml refuses unmatched end tags, so depth is at least 1 here.
         self.depth = self.depth.saturating_sub(1);
         Ok(())
+    }
+
+    /// Whether text at the current position is part of a value we keep.
+    fn wants_text(&self) -> bool {
+        match self.depth {
+            2 => self.field != Inside::Ignored,
+            3 => self.in_item,
+            _ => false,
+        }
     }
 
     fn text(&mut self, piece: Cow<'a, str>) -> Result<(), ParseError> {
@@ -340,6 +402,150 @@ impl<'a> Scanner<'a> {
 
 /// Reads the whole document in one pass and returns the root's known children.
 fn scan(document: &str) -> Result<Fields<'_>, ParseError> {
+    match scan_canonical(document) {
+        Some(fields) => Ok(fields),
+        None => scan_general(document),
+    }
+}
+
+/// Fast path for the exact shape WeCom sends: `<xml>` holding `<Name><![CDATA[v]]></Name>`
+/// or `<Name>text</Name>` children (and `<Item>`s under `MemChangeList`), separated
+/// by whitespace. It accepts only a strict subset of well-formed XML with no markup
+/// declarations, comments, attributes or `&` at all, and gives up (`None`) on
+/// anything else, leaving the document to the quick-xml path, which then decides.
+/// It exists because quick-xml's per-event cost dominates parsing of these small
+/// documents; a property test checks both paths agree wherever this one answers.
+pub(super) fn scan_canonical(document: &str) -> Option<Fields<'_>> {
+    let mut cursor = Cursor {
+        document,
+        position: 0,
+    };
+    let mut fields = Fields {
+        values: Default::default(),
+        mem_change_items: None,
+    };
+    cursor.skip_whitespace();
+    cursor.eat("<").then_some(())?;
+    let root = cursor.name()?;
+    cursor.eat(">").then_some(())?;
+    loop {
+        cursor.skip_whitespace();
+        if cursor.eat("</") {
+            (cursor.name()? == root && cursor.eat(">")).then_some(())?;
+            break;
+        }
+        cursor.eat("<").then_some(())?;
+        let name = cursor.name()?;
+        cursor.eat(">").then_some(())?;
+        let tag = Tag::classify(name.as_bytes());
+        if tag == Some(Tag::MemChangeList) && cursor.next_after_whitespace_is("<Item>") {
+            let mut items = Vec::new();
+            loop {
+                cursor.skip_whitespace();
+                if cursor.eat("<Item>") {
+                    items.push(Cow::Borrowed(cursor.value()?));
+                    cursor.eat("</Item>").then_some(())?;
+                } else {
+                    break;
+                }
+            }
+            fields.store(Tag::MemChangeList, Cow::Borrowed("")).ok()?;
+            fields.mem_change_items = Some(items);
+        } else {
+            let value = cursor.value()?;
+            if let Some(tag) = tag {
+                fields.store(tag, Cow::Borrowed(value)).ok()?;
+            }
+        }
+        (cursor.eat("</") && cursor.name()? == name && cursor.eat(">")).then_some(())?;
+    }
+    cursor.skip_whitespace();
+    (cursor.position == document.len()).then_some(fields)
+}
+
+/// A position in a document being read by [`scan_canonical`]. Every slice goes
+/// through `str::get`, so a bad position means `None`, never a panic.
+struct Cursor<'a> {
+    document: &'a str,
+    position: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn rest(&self) -> &'a str {
+        self.document.get(self.position..).unwrap_or("")
+    }
+
+    fn skip_whitespace(&mut self) {
+        let rest = self.rest().as_bytes();
+        self.position += rest
+            .iter()
+            .position(|byte| !is_xml_whitespace_byte(*byte))
+            .unwrap_or(rest.len());
+    }
+
+    fn next_after_whitespace_is(&self, literal: &str) -> bool {
+        trim_xml_whitespace_start(self.rest()).starts_with(literal)
+    }
+
+    fn eat(&mut self, literal: &str) -> bool {
+        let found = self.rest().starts_with(literal);
+        if found {
+            self.position += literal.len();
+        }
+        found
+    }
+
+    /// An element name of ASCII letters, digits and `_` (anything fancier: slow path).
+    fn name(&mut self) -> Option<&'a str> {
+        let rest = self.rest();
+        let length = rest
+            .as_bytes()
+            .iter()
+            .position(|byte| !(byte.is_ascii_alphanumeric() || *byte == b'_'))
+            .unwrap_or(rest.len());
+        let name = rest.get(..length).filter(|name| !name.is_empty())?;
+        self.position += length;
+        Some(name)
+    }
+
+    /// `<![CDATA[v]]>` or plain text without `&`, up to the next `<`.
+    fn value(&mut self) -> Option<&'a str> {
+        if self.eat("<![CDATA[") {
+            let rest = self.rest();
+            let end = find_cdata_end(rest)?;
+            self.position += end + "]]>".len();
+            return rest.get(..end);
+        }
+        let rest = self.rest();
+        let end = rest.find('<')?;
+        let text = rest.get(..end)?;
+        if text.contains('&') {
+            return None;
+        }
+        self.position += end;
+        Some(text)
+    }
+}
+
+/// Where `]]>` starts. Searching for the single byte `]` (a fast memchr in `core`)
+/// beats a substring search: base64 and most text contain no `]` at all.
+fn find_cdata_end(text: &str) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let candidate = from + text.get(from..)?.find(']')?;
+        if text.get(candidate..)?.starts_with("]]>") {
+            return Some(candidate);
+        }
+        from = candidate + 1;
+    }
+}
+
+fn trim_xml_whitespace_start(text: &str) -> &str {
+    text.trim_start_matches(XML_WHITESPACE)
+}
+
+/// The full path: any well-formed document, through quick-xml.
+pub(super) fn scan_general(document: &str) -> Result<Fields<'_>, ParseError> {
     // Default configuration: no text trimming (content must stay exact) and end tag
     // names checked. quick-xml never resolves entities itself; we unescape below with
     // the five predefined ones only.
@@ -369,6 +575,11 @@ fn scan(document: &str) -> Result<Fields<'_>, ParseError> {
             }
             XmlEvent::End(_) => scanner.close()?,
             XmlEvent::Text(text) => {
+                // Layout between elements is most of the events: skip it cheaply
+                // (whitespace holds no entity reference to check).
+                if !scanner.wants_text() && text.iter().copied().all(is_xml_whitespace_byte) {
+                    continue;
+                }
                 // Unescape even text we skip: an unknown `&name;` anywhere is refused.
                 let piece = text
                     .unescape_with(resolve_xml_entity)
@@ -537,17 +748,15 @@ fn external_chat_change(fields: &Fields<'_>) -> Result<ExternalChatChange, Parse
 /// Current payloads list ids as `<Item>` children; older ones (and older SDKs) used
 /// one comma-separated text. Accept both; blank entries are dropped.
 fn mem_change_list(fields: &Fields<'_>) -> Vec<String> {
-    let ids: Vec<&str> = match &fields.mem_change_items {
-        Some(items) => items.iter().map(|item| trim_xml_whitespace(item)).collect(),
-        None => fields
-            .get(Tag::MemChangeList)
-            .map(|text| text.split(',').map(trim_xml_whitespace).collect())
-            .unwrap_or_default(),
+    let keep = |id: &str| {
+        let id = trim_xml_whitespace(id);
+        (!id.is_empty()).then(|| id.to_owned())
     };
-    ids.into_iter()
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-        .collect()
+    match (&fields.mem_change_items, fields.get(Tag::MemChangeList)) {
+        (Some(items), _) => items.iter().filter_map(|item| keep(item)).collect(),
+        (None, Some(text)) => text.split(',').filter_map(keep).collect(),
+        (None, None) => Vec::new(),
+    }
 }
 
 fn external_contact_change(fields: &Fields<'_>) -> Result<ExternalContactChange, ParseError> {
