@@ -428,7 +428,7 @@ pub async fn plan_fire(
             skip_reason: row.skip_reason.as_deref(),
         })
         .collect();
-    let added = store::enqueue_outbox_rows(conn, &messages).await?;
+    let added = crate::store::outbox::enqueue_many(conn, &messages).await?;
     planned.outbox_rows = usize::try_from(added).unwrap_or(usize::MAX);
     let deliveries: Vec<NewDelivery<'_>> = rows
         .iter()

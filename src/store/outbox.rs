@@ -197,6 +197,46 @@ pub async fn enqueue(
     Ok(id.map_or(Enqueued::Duplicate, Enqueued::New))
 }
 
+/// 11 values per row: 500 rows stay far below SQLite's bound-parameter limit.
+const ENQUEUE_ROWS_PER_INSERT: usize = 500;
+
+/// [`enqueue`] for many rows at once (a scheduled push to thousands of chats),
+/// with the same semantics: a known idempotency key adds nothing, a
+/// `skip_reason` stores the row as `skipped`. Returns how many rows were added.
+pub async fn enqueue_many(
+    conn: &mut SqliteConnection,
+    messages: &[NewOutboxMessage<'_>],
+) -> sqlx::Result<u64> {
+    let mut added = 0;
+    for chunk in messages.chunks(ENQUEUE_ROWS_PER_INSERT) {
+        let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "insert into outbox (idempotency_key, route, target, app, payload_json, priority, status,
+                                 next_attempt_at, last_error, created_at, updated_at) ",
+        );
+        builder.push_values(chunk, |mut row, message| {
+            let status = if message.skip_reason.is_some() {
+                OutboxStatus::Skipped
+            } else {
+                OutboxStatus::Pending
+            };
+            row.push_bind(message.idempotency_key)
+                .push_bind(message.route)
+                .push_bind(message.target)
+                .push_bind(message.app)
+                .push_bind(message.payload_json)
+                .push_bind(message.route.priority())
+                .push_bind(status)
+                .push_bind(message.not_before.unwrap_or(message.created_at))
+                .push_bind(message.skip_reason)
+                .push_bind(message.created_at)
+                .push_bind(message.created_at);
+        });
+        builder.push(" on conflict (idempotency_key) do nothing");
+        added += builder.build().execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(added)
+}
+
 /// A row a sender has leased.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ClaimedMessage {

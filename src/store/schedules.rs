@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use sqlx::{Row, SqliteConnection};
 
 use crate::rules::ChatRoute;
-use crate::store::outbox::{NewOutboxMessage, OutboxStatus, Route};
+use crate::store::outbox::{OutboxStatus, Route};
 
 /// A schedule's state as the scheduler keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,46 +212,6 @@ pub async fn insert_deliveries(
         builder.build().execute(&mut *conn).await?;
     }
     Ok(())
-}
-
-/// [`crate::store::outbox::enqueue`] for many rows at once, with the same
-/// semantics: a known idempotency key adds nothing, a `skip_reason` stores the
-/// row as `skipped`. Returns how many rows were added.
-// Kept in step with `outbox::enqueue` by the scheduler tests, which read the
-// rows back through `outbox::list` and deliver them with the real sender.
-pub async fn enqueue_outbox_rows(
-    conn: &mut SqliteConnection,
-    messages: &[NewOutboxMessage<'_>],
-) -> sqlx::Result<u64> {
-    // 11 values per row.
-    let mut added = 0;
-    for chunk in messages.chunks(ROWS_PER_INSERT / 2) {
-        let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "insert into outbox (idempotency_key, route, target, app, payload_json, priority, status,
-                                 next_attempt_at, last_error, created_at, updated_at) ",
-        );
-        builder.push_values(chunk, |mut row, message| {
-            let status = if message.skip_reason.is_some() {
-                OutboxStatus::Skipped
-            } else {
-                OutboxStatus::Pending
-            };
-            row.push_bind(message.idempotency_key)
-                .push_bind(message.route)
-                .push_bind(message.target)
-                .push_bind(message.app)
-                .push_bind(message.payload_json)
-                .push_bind(message.route.priority())
-                .push_bind(status)
-                .push_bind(message.not_before.unwrap_or(message.created_at))
-                .push_bind(message.skip_reason)
-                .push_bind(message.created_at)
-                .push_bind(message.created_at);
-        });
-        builder.push(" on conflict (idempotency_key) do nothing");
-        added += builder.build().execute(&mut *conn).await?.rows_affected();
-    }
-    Ok(added)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
