@@ -241,6 +241,35 @@ pub async fn clear_login_failures(conn: &mut SqliteConnection, username: &str) -
     Ok(())
 }
 
+/// A failed sign-in with the client address it came from (migration 0012).
+pub async fn record_login_failure_from(
+    conn: &mut SqliteConnection,
+    username: &str,
+    ip: &str,
+    at: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("insert into admin_login_failures (username, ip, at) values (?, ?, ?)")
+        .bind(username)
+        .bind(ip)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Failed sign-ins from one client address since `since`, whatever the username.
+pub async fn login_failures_from_ip_since(
+    conn: &mut SqliteConnection,
+    ip: &str,
+    since: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar("select count(*) from admin_login_failures where ip = ? and at >= ?")
+        .bind(ip)
+        .bind(since)
+        .fetch_one(&mut *conn)
+        .await
+}
+
 // --- audit log ----------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]

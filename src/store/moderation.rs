@@ -391,6 +391,131 @@ pub async fn reports_by_since(
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
+// --- the console's moderation queue -------------------------------------------
+
+/// Strikes not revoked, newest first, every member.
+pub async fn open_strikes(conn: &mut SqliteConnection, limit: i64) -> sqlx::Result<Vec<StrikeRow>> {
+    sqlx::query_as(
+        "select id, log_id, user_id, chat_id, at, severity, revoked_at, revoked_by, revoke_reason
+         from moderation_strikes where revoked_at is null order by id desc limit ?",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+pub async fn strike_by_id(
+    conn: &mut SqliteConnection,
+    strike_id: i64,
+) -> sqlx::Result<Option<StrikeRow>> {
+    sqlx::query_as(
+        "select id, log_id, user_id, chat_id, at, severity, revoked_at, revoked_by, revoke_reason
+         from moderation_strikes where id = ?",
+    )
+    .bind(strike_id)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+pub async fn task_by_id(
+    conn: &mut SqliteConnection,
+    task_id: i64,
+) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as(
+        "select id, log_id, kind, chat_id, user_id, assignees_json, status, created_at, done_by
+         from moderation_tasks where id = ?",
+    )
+    .bind(task_id)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+/// The newest `limit` log entries, newest first, narrowed to a member and/or
+/// an action (a rule name, or a word of what was done: `warn`, `strike` …).
+pub async fn log_filtered(
+    conn: &mut SqliteConnection,
+    user_id: Option<&str>,
+    action: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<LogRow>> {
+    sqlx::query_as(
+        "select id, event_key, at, chat_id, user_id, rule, category, severity, matched, excerpt,
+             action_taken, dry_run, reviewed_by, review_note
+         from moderation_log
+         where (?1 is null or user_id = ?1)
+           and (?2 is null or rule = ?2 or instr(action_taken, ?2) > 0)
+         order by id desc limit ?3",
+    )
+    .bind(user_id)
+    .bind(action)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// The reports of one quoted message in one chat, not yet handled.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReportGroup {
+    pub chat_id: String,
+    pub fingerprint: i64,
+    pub reporters: Vec<String>,
+    pub first_at: i64,
+    pub last_at: i64,
+    /// Who last posted that text in the chat, if we saw it.
+    pub author: Option<String>,
+}
+
+/// Unhandled reports grouped by (chat, message), newest first.
+pub async fn open_report_groups(
+    conn: &mut SqliteConnection,
+    limit: i64,
+) -> sqlx::Result<Vec<ReportGroup>> {
+    let rows: Vec<(String, i64, String, i64, i64)> = sqlx::query_as(
+        "select chat_id, fingerprint, group_concat(reporter, char(10)), min(at), max(at)
+         from moderation_reports where handled_at is null
+         group by chat_id, fingerprint order by max(at) desc limit ?",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut groups = Vec::with_capacity(rows.len());
+    for (chat_id, fingerprint, reporters, first_at, last_at) in rows {
+        let author = author_of(conn, &chat_id, fingerprint).await?;
+        groups.push(ReportGroup {
+            reporters: reporters.split('\n').map(str::to_owned).collect(),
+            chat_id,
+            fingerprint,
+            first_at,
+            last_at,
+            author,
+        });
+    }
+    Ok(groups)
+}
+
+/// Marks every unhandled report of a message handled; returns how many.
+pub async fn handle_reports(
+    conn: &mut SqliteConnection,
+    chat_id: &str,
+    fingerprint: i64,
+    by: &str,
+    handling: &str,
+    when: DateTime<Utc>,
+) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "update moderation_reports set handled_at = ?, handled_by = ?, handling = ?
+         where chat_id = ? and fingerprint = ? and handled_at is null",
+    )
+    .bind(when.timestamp())
+    .bind(by)
+    .bind(handling)
+    .bind(chat_id)
+    .bind(fingerprint)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
