@@ -1874,3 +1874,39 @@ async fn the_served_app_throttles_by_peer_address() {
     stop.cancel();
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn new_pages_and_api_reads_need_a_session_or_a_token() {
+    let console = queue_console().await;
+    let (viewer, token) = console.session_for("viewer", Role::Viewer).await;
+    for path in [
+        "/admin/schedules",
+        "/admin/schedules/morning",
+        "/admin/moderation",
+    ] {
+        let anonymous = console.get(path, None).await;
+        assert_eq!(anonymous.status, StatusCode::SEE_OTHER, "{path}");
+        let reply = console.get(path, Some(&viewer)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+        assert!(
+            !reply.body.contains("name=\"reason\""),
+            "{path} shows a form to a viewer"
+        );
+    }
+    for path in [
+        "/admin/api/v1/schedules",
+        "/admin/api/v1/schedules/morning",
+        "/admin/api/v1/moderation/tasks",
+        "/admin/api/v1/moderation/strikes",
+        "/admin/api/v1/moderation/reports",
+        "/admin/api/v1/moderation/log",
+    ] {
+        for bad in [None, Some("qy_forged")] {
+            let reply = console.api(Method::GET, path, bad, "").await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}");
+            assert!(!reply.body.contains("wmAlice"));
+        }
+        let reply = console.api(Method::GET, path, Some(&token), "").await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+    }
+}

@@ -350,9 +350,7 @@ pub async fn member_profile(
         .rev()
         .map(|e| json!({ "id": e.id, "delta": e.delta, "reason": e.reason, "day": e.day }))
         .collect();
-    drop(conn);
-    let (strikes, moderation_log) = ops::moderation::member_record(state, user_id).await?;
-    let mut conn = state.pool.acquire().await?;
+    let (strikes, moderation_log) = ops::moderation::member_record(&mut conn, user_id).await?;
     Ok(json!({
         "user_id": user_id,
         "name": store::members::person_name(&mut conn, user_id).await?,

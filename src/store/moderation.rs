@@ -688,4 +688,76 @@ mod tests {
             0
         );
     }
+
+    #[tokio::test]
+    async fn the_console_queue_lists_open_strikes_filters_the_log_and_groups_reports() {
+        let (_dir, mut conn) = conn().await;
+        record_decision(&mut conn, &record("e1", true, true))
+            .await
+            .expect("decide");
+        let mut other = record("e2", true, false);
+        other.user_id = "u2".into();
+        other.rule = "flood".into();
+        other.action_taken = "warn".into();
+        record_decision(&mut conn, &other).await.expect("decide");
+        let strikes = open_strikes(&mut conn, 10).await.expect("strikes");
+        assert_eq!(strikes.len(), 2);
+        assert_eq!(strikes[0].user_id, "u2", "newest first");
+        assert!(
+            revoke_strike(&mut conn, strikes[0].id, "mei", "oops", t(20))
+                .await
+                .expect("revoke")
+        );
+        assert_eq!(open_strikes(&mut conn, 10).await.expect("strikes").len(), 1);
+        let revoked = strike_by_id(&mut conn, strikes[0].id)
+            .await
+            .expect("strike")
+            .expect("exists");
+        assert_eq!(revoked.revoke_reason.as_deref(), Some("oops"));
+        let task = tasks(&mut conn, false).await.expect("tasks").remove(0);
+        assert_eq!(
+            task_by_id(&mut conn, task.id).await.expect("task"),
+            Some(task)
+        );
+
+        let cases: [(Option<&str>, Option<&str>, usize); 5] = [
+            (None, None, 2),
+            (Some("u1"), None, 1),
+            (None, Some("flood"), 1),
+            (None, Some("strike"), 1),
+            (Some("u2"), Some("strike"), 0),
+        ];
+        for (user, action, expected) in cases {
+            let rows = log_filtered(&mut conn, user, action, 10)
+                .await
+                .expect("log");
+            assert_eq!(rows.len(), expected, "{user:?} {action:?}");
+        }
+
+        record_post(&mut conn, Some("wr1"), "spammer", t(1), Some(7))
+            .await
+            .expect("post");
+        for reporter in ["a", "b"] {
+            record_report(&mut conn, "wr1", reporter, 7, t(2))
+                .await
+                .expect("report");
+        }
+        record_report(&mut conn, "wr1", "a", 8, t(3))
+            .await
+            .expect("report");
+        let groups = open_report_groups(&mut conn, 10).await.expect("groups");
+        assert_eq!(groups.len(), 2);
+        let seven = groups.iter().find(|g| g.fingerprint == 7).expect("group");
+        assert_eq!(seven.reporters, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(seven.author.as_deref(), Some("spammer"));
+        assert_eq!(
+            handle_reports(&mut conn, "wr1", 7, "mei", "dismiss", t(4))
+                .await
+                .expect("handle"),
+            2
+        );
+        let groups = open_report_groups(&mut conn, 10).await.expect("groups");
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].author, None);
+    }
 }

@@ -231,17 +231,16 @@ pub async fn queue(state: &AdminState, filter: &LogFilter) -> Result<Queue, Admi
 
 /// A member's strikes (revoked ones too) and moderation log, for the profile.
 pub async fn member_record(
-    state: &AdminState,
+    conn: &mut sqlx::SqliteConnection,
     user_id: &str,
 ) -> Result<(Vec<StrikeView>, Vec<LogView>), AdminError> {
-    let mut conn = state.pool.acquire().await?;
-    let strikes = q::strikes_of(&mut conn, user_id)
+    let strikes = q::strikes_of(conn, user_id)
         .await?
         .into_iter()
         .rev()
         .map(StrikeView::from)
         .collect();
-    let log = q::log(&mut conn, Some(user_id), QUEUE_LIMIT)
+    let log = q::log(conn, Some(user_id), QUEUE_LIMIT)
         .await?
         .into_iter()
         .map(LogView::from)
