@@ -433,7 +433,15 @@ const NUMERIC_FIELDS: &[&str] = &[
     "login_failures_per_ip",
 ];
 
+/// Fields whose environment value is `true` or `false`.
+const BOOLEAN_FIELDS: &[&str] = &["secure_cookies", "trust_forwarded_for"];
+
 fn parse_env_value(field: &str, value: &str) -> toml::Value {
+    if BOOLEAN_FIELDS.contains(&field) {
+        if let Ok(b) = value.parse::<bool>() {
+            return toml::Value::Boolean(b);
+        }
+    }
     if NUMERIC_FIELDS.contains(&field) {
         if let Ok(n) = value.parse::<i64>() {
             return toml::Value::Integer(n);
@@ -513,6 +521,23 @@ mod tests {
                 "{text:?} gave {err:?}, expected it to name {field}"
             );
         }
+    }
+
+    #[test]
+    fn admin_throttling_settings_come_from_env_with_defaults() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(config.admin.login_failures_per_ip, 20);
+        assert!(!config.admin.trust_forwarded_for);
+        let config = Config::load(
+            None,
+            env(&[
+                ("QUNYUN_ADMIN__LOGIN_FAILURES_PER_IP", "50"),
+                ("QUNYUN_ADMIN__TRUST_FORWARDED_FOR", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.admin.login_failures_per_ip, 50);
+        assert!(config.admin.trust_forwarded_for);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::api::ApiError;
 use super::auth::{ApiCaller, Manager, Role};
-use super::ops::schedules::{self as ops, ChatPreview};
+use super::ops::schedules::{self as ops, Previews};
 use super::views::Frame;
 use super::{AdminError, AdminState};
 
@@ -75,7 +75,7 @@ async fn render_detail(
     headers: &HeaderMap,
     name: &str,
     ran: Option<i64>,
-    previews: Option<Vec<ChatPreview>>,
+    previews: Option<Previews>,
 ) -> Result<Response, AdminError> {
     let frame = Frame::new(headers, Some(manager), "schedules");
     let detail = ops::detail(state, name).await?;
@@ -187,7 +187,5 @@ async fn preview_api(
     ApiCaller(caller): ApiCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    Ok(Json(
-        json!({ "previews": ops::preview(&state, &caller, &name).await? }),
-    ))
+    Ok(Json(json!(ops::preview(&state, &caller, &name).await?)))
 }

@@ -208,19 +208,6 @@ pub async fn revoke_api_token(conn: &mut SqliteConnection, id: i64, at: i64) -> 
 
 // --- login rate limiting --------------------------------------------------------
 
-pub async fn record_login_failure(
-    conn: &mut SqliteConnection,
-    username: &str,
-    at: i64,
-) -> sqlx::Result<()> {
-    sqlx::query("insert into admin_login_failures (username, at) values (?, ?)")
-        .bind(username)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
 pub async fn login_failures_since(
     conn: &mut SqliteConnection,
     username: &str,

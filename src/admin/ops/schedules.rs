@@ -18,6 +18,9 @@ use crate::store::{self, admin as audit};
 const NEXT_FIRES: usize = 3;
 /// Runs shown on a schedule's page.
 const RUN_HISTORY: i64 = 20;
+/// Chats rendered by one preview (each is a full render; a push to thousands
+/// of chats is previewed by its first ones).
+const PREVIEW_CHATS: usize = 50;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Fire {
@@ -52,6 +55,14 @@ pub struct ScheduleDetail {
     pub schedule: ScheduleRow,
     pub runs: Vec<RunReport>,
     pub variants: Vec<VariantFollowUp>,
+}
+
+/// A preview of the first [`PREVIEW_CHATS`] target chats.
+#[derive(Debug, Clone, Serialize)]
+pub struct Previews {
+    /// How many chats the schedule targets in all.
+    pub targets: usize,
+    pub chats: Vec<ChatPreview>,
 }
 
 /// One target chat's preview (or why it could not be rendered).
@@ -253,7 +264,7 @@ pub async fn preview(
     state: &AdminState,
     manager: &Manager,
     name: &str,
-) -> Result<Vec<ChatPreview>, AdminError> {
+) -> Result<Previews, AdminError> {
     manager.require(Role::Operator)?;
     let schedule = find(state, name).await?;
     let at = now(state);
@@ -262,8 +273,9 @@ pub async fn preview(
         store::schedules::push_chats(&mut conn).await?
     };
     let targets = scheduler::target_chats(&schedule, &chats);
-    let mut previews = Vec::with_capacity(targets.len());
-    for chat in targets {
+    let total = targets.len();
+    let mut previews = Vec::with_capacity(total.min(PREVIEW_CHATS));
+    for chat in targets.into_iter().take(PREVIEW_CHATS) {
         let result = scheduler::preview(
             &state.pool,
             &state.settings.scheduler,
@@ -288,8 +300,11 @@ pub async fn preview(
         manager,
         "schedule.preview",
         name,
-        &format!("{} chats", previews.len()),
+        &format!("{} of {total} chats", previews.len()),
     )
     .await?;
-    Ok(previews)
+    Ok(Previews {
+        targets: total,
+        chats: previews,
+    })
 }
