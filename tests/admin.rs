@@ -1273,6 +1273,10 @@ async fn pause_resume_and_run_now_change_state_and_are_audited() {
     assert!(page.body.contains("id=\"run-started\""), "{}", page.body);
     assert!(page.body.contains("wrWeb") && page.body.contains("wrOgAA1"));
     assert!(
+        page.body.contains("2025-03-10 12:00 CST"),
+        "run time in community time"
+    );
+    assert!(
         page.body.contains("outcome-pending")
             || page.body.contains("outcome-awaiting_confirmation")
     );

@@ -50,10 +50,18 @@ pub struct ScheduleRow {
     pub last_run: Option<LastRun>,
 }
 
+/// A run with its fire time in the schedule's timezone.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    #[serde(flatten)]
+    pub report: RunReport,
+    pub local: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ScheduleDetail {
     pub schedule: ScheduleRow,
-    pub runs: Vec<RunReport>,
+    pub runs: Vec<RunView>,
     pub variants: Vec<VariantFollowUp>,
 }
 
@@ -147,7 +155,10 @@ pub async fn detail(state: &AdminState, name: &str) -> Result<ScheduleDetail, Ad
     let runs = scheduler::runs(&state.pool, Some(name), RUN_HISTORY).await?;
     let mut reports = Vec::with_capacity(runs.len());
     for run in runs {
-        reports.push(scheduler::run_report(&state.pool, run.id).await?);
+        reports.push(RunView {
+            report: scheduler::run_report(&state.pool, run.id).await?,
+            local: local_secs(run.fire_at, schedule.timezone()),
+        });
     }
     Ok(ScheduleDetail {
         schedule: row(state, &schedule).await?,
