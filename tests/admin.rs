@@ -1914,3 +1914,64 @@ async fn new_pages_and_api_reads_need_a_session_or_a_token() {
         assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
     }
 }
+
+#[tokio::test]
+async fn a_schedule_page_shows_sent_and_failed_chats_and_the_variant_report() {
+    let console = queue_console().await;
+    let promo = format!(
+        "{}\n[[schedules]]\nname = \"promo\"\ncron = \"0 0 9 * * *\"\n\n[schedules.targets]\nall_chats = true\n\n[[schedules.variants]]\nname = \"A\"\nweight = 1\ncontent = {{ kind = \"text\", body = \"A: {{{{ chat.name }}}}\" }}\n\n[[schedules.variants]]\nname = \"B\"\nweight = 1\ncontent = {{ kind = \"text\", body = \"B: {{{{ chat.name }}}}\" }}\n",
+        valid_rules(5)
+    );
+    {
+        let mut conn = console.pool.acquire().await.unwrap();
+        store::rule_sets::save(&mut conn, &promo, start())
+            .await
+            .unwrap();
+    }
+    let (op, token) = console.session_for("op", Role::Operator).await;
+    let ran = console
+        .api(
+            Method::POST,
+            "/admin/api/v1/schedules/promo/run",
+            Some(&token),
+            "",
+        )
+        .await;
+    assert_eq!(ran.status, StatusCode::OK, "{}", ran.body);
+    // The sender's results: the webhook chat got it, the mass message died.
+    sqlx::query(
+        "update outbox set status = case route when 'webhook' then 'sent' else 'dead' end,
+             sent_at = case route when 'webhook' then ? end,
+             last_error = case route when 'webhook' then null else 'errcode 41063' end
+         where idempotency_key like 'push:promo:%'",
+    )
+    .bind(start().timestamp())
+    .execute(&console.pool)
+    .await
+    .unwrap();
+    let page = console.get("/admin/schedules/promo", Some(&op)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("outcome-sent"), "{}", page.body);
+    assert!(page.body.contains("outcome-failed"));
+    assert!(page.body.contains("errcode 41063"));
+    assert!(page.body.contains("id=\"variant-report\""));
+    let detail = console
+        .api(
+            Method::GET,
+            "/admin/api/v1/schedules/promo",
+            Some(&token),
+            "",
+        )
+        .await;
+    let json: serde_json::Value = serde_json::from_str(&detail.body).unwrap();
+    let delivered: i64 = json["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["deliveries"].as_i64().unwrap())
+        .sum();
+    assert_eq!(delivered, 1, "{json}");
+    assert_eq!(json["runs"][0]["totals"]["sent"], 1);
+    assert_eq!(json["runs"][0]["totals"]["failed"], 1);
+    assert_eq!(json["schedule"]["variants"], serde_json::json!(["A", "B"]));
+}
