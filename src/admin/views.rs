@@ -50,14 +50,6 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/admin/queues.html"),
     ),
     (
-        "audit.html",
-        include_str!("../../templates/admin/audit.html"),
-    ),
-    (
-        "users.html",
-        include_str!("../../templates/admin/users.html"),
-    ),
-    (
         "schedules.html",
         include_str!("../../templates/admin/schedules.html"),
     ),
@@ -72,6 +64,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "moderation_log.html",
         include_str!("../../templates/admin/moderation_log.html"),
+    ),
+    (
+        "audit.html",
+        include_str!("../../templates/admin/audit.html"),
+    ),
+    (
+        "users.html",
+        include_str!("../../templates/admin/users.html"),
     ),
 ];
 
