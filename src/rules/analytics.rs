@@ -84,11 +84,13 @@ impl Levels {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckinDropDoc {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    // A level left out of a written table is off (the whole table left out
+    // means the defaults), as for [`Levels`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub yellow: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orange: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub red: Option<i64>,
     pub trailing_days: i64,
     /// Below this trailing average the community is too small to compare.
@@ -268,6 +270,19 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert!(problems(LifecycleDoc::default(), AlertsDoc::default()).is_empty());
+    }
+
+    #[test]
+    fn a_written_table_without_a_level_turns_that_level_off() {
+        let rules = crate::rules::RuleSet::from_toml(
+            "[alerts]\ncheckin_drop = { trailing_days = 3 }\nleave_spike = { red = 9 }\n",
+        )
+        .unwrap();
+        let alerts = &rules.doc.alerts;
+        assert!(alerts.checkin_drop.levels().is_off());
+        assert_eq!(alerts.checkin_drop.trailing_days, 3);
+        assert_eq!(alerts.leave_spike.yellow, None);
+        assert_eq!(alerts.violation_spike, AlertsDoc::default().violation_spike);
     }
 
     #[test]
