@@ -70,3 +70,6 @@ create table alert_episodes (
 );
 create unique index alert_episodes_one_open on alert_episodes (kind) where closed_at is null;
 create index alert_episodes_opened on alert_episodes (opened_at);
+
+-- The rollup reads recent messages from the inbox by kind and arrival time.
+create index inbox_kind_received on inbox (kind, received_at);

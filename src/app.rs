@@ -27,6 +27,7 @@ use crate::ingest;
 use crate::jobs::groupsync::GroupSync;
 use crate::jobs::invites::InviteRewards;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
+use crate::jobs::scheduler::{Scheduler, SchedulerSettings};
 use crate::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
 use crate::store;
 use crate::wecom::api::{ApiClient, ApiConfig};
@@ -126,7 +127,7 @@ impl App {
 }
 
 /// The service: database, callbacks and the background workers (pipeline,
-/// sender); until `shutdown`, after which in-flight requests and the current
+/// scheduler, sender, ...); until `shutdown`, after which in-flight requests and the current
 /// worker step finish.
 pub async fn run(
     config: Config,
@@ -152,8 +153,9 @@ pub async fn run(
 }
 
 impl App {
-    /// Starts the background loops (pipeline, outbox sender, customer-group sync,
-    /// invite rewards, analytics every 5 minutes); they stop when `stop` is cancelled.
+    /// Starts the background loops (pipeline, scheduler, outbox sender,
+    /// customer-group sync, invite rewards, analytics every 5 minutes); they
+    /// stop when `stop` is cancelled.
     pub fn spawn_workers(&self, stop: CancellationToken) -> anyhow::Result<Vec<JoinHandle<()>>> {
         let state = &self.state;
         let wecom = &state.config.wecom;
@@ -165,7 +167,7 @@ impl App {
         let pipeline = Pipeline::new(
             state.pool.clone(),
             state.clock.clone(),
-            DurableOutbox::new(default_app),
+            DurableOutbox::new(default_app.clone()),
             PipelineSettings::default(),
         );
         let api = ApiClient::new(
@@ -200,6 +202,18 @@ impl App {
                 .await;
         });
         let mut tasks = vec![pipeline_task];
+        let scheduler = Scheduler::new(
+            state.pool.clone(),
+            SchedulerSettings {
+                app: default_app,
+                ..SchedulerSettings::default()
+            },
+        );
+        let scheduler_clock = state.clock.clone();
+        let scheduler_stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            scheduler.run_loop(scheduler_clock, scheduler_stop).await;
+        }));
         if let Some(group_sync) = group_sync {
             let sync_stop = stop.clone();
             tasks.push(tokio::spawn(async move {
