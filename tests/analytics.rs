@@ -20,8 +20,8 @@ use qunyun::pipeline::{self, DurableOutbox, Pipeline, PipelineSettings};
 use qunyun::rules::ChatRoute;
 use qunyun::sim::{
     AppCallback, BotCallback, BotMentionRequest, CallbackTargets, Delivery, FaultKind, FaultRule,
-    JoinRequest, JoinVia, LeaveRequest, NewMember, Route, SeedCustomerGroup, SeedGroupMember, Sim,
-    SimConfig, SimHandle,
+    JoinRequest, JoinVia, LeaveRequest, NewMember, RawRequest, Route, SeedCustomerGroup,
+    SeedGroupMember, Sim, SimConfig, SimHandle,
 };
 use qunyun::store::outbox::{self as outbox_store, OutboxStatus};
 use qunyun::store::{analytics as store, chats};
@@ -237,6 +237,33 @@ impl Harness {
             .unwrap();
         assert_eq!(outcome.status, Some(200));
         self.process().await;
+    }
+
+    /// A smart-bot message without its `response_url`: the pipeline cannot
+    /// act on it, retries it and parks it after five attempts. Returns its inbox id.
+    async fn park_one(&self, msgid: &str) -> i64 {
+        let plaintext = serde_json::json!({
+            "msgid": msgid, "aibotid": "AIBOT-ANALYTICS", "chatid": CHAT, "chattype": "group",
+            "from": { "userid": "wmP" }, "msgtype": "text", "text": { "content": "@运营助手 hi" },
+        });
+        let outcome = self
+            .sim
+            .drive_raw(RawRequest {
+                bot: Some(BOT.into()),
+                plaintext: plaintext.to_string(),
+                ..RawRequest::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, Some(200));
+        for _ in 0..5 {
+            if self.pipeline.run_once().await.unwrap().parked == 1 {
+                let mut conn = self.pool.acquire().await.unwrap();
+                let rows = qunyun::store::inbox::list_all(&mut conn).await.unwrap();
+                return rows.iter().rev().find(|r| r.status == "parked").unwrap().id;
+            }
+        }
+        panic!("the event was not parked");
     }
 
     /// Pipeline, then the sender until nothing is due (moving the clock a
@@ -472,6 +499,13 @@ async fn an_at_risk_member_is_nudged_once_even_when_the_job_runs_twice() {
     let counts = store::stage_counts(&mut conn).await.unwrap();
     assert_eq!(counts.get("at_risk"), Some(&2));
     drop(conn);
+    // The dashboard's funnel reads the stored stages; the skipped reason is shown.
+    let (page, api) = dashboard(&h).await;
+    assert_eq!(api["funnel"]["at_risk"], 2, "{api}");
+    assert_eq!(api["funnel"]["new"], 0);
+    assert!(page.contains("data-status=\"skipped\""), "{page}");
+    assert!(page.contains("internal members only"));
+    assert!(page.contains("data-status=\"queued\""));
 
     // Coming back makes them active; going silent again is a new change and a new nudge.
     h.say("zhangsan", "签到").await;
@@ -735,4 +769,60 @@ async fn dashboard(h: &Harness) -> (String, serde_json::Value) {
     assert_eq!(api.status(), StatusCode::OK);
     let api = serde_json::from_slice(&api.into_body().collect().await.unwrap().to_bytes()).unwrap();
     (page, api)
+}
+
+#[tokio::test]
+async fn parked_events_open_escalate_and_close_when_a_manager_retries_them() {
+    let h = Harness::start(&rules(&only_alert(
+        "parked_events",
+        "{ yellow = 1, orange = 2 }",
+    )))
+    .await;
+    let first = h.park_one("bad-1").await;
+    assert_eq!(
+        h.analyze().await.alerts_opened,
+        [(AlertKind::ParkedEvents, AlertLevel::Yellow)]
+    );
+    let second = h.park_one("bad-2").await;
+    assert_eq!(
+        h.analyze().await.alerts_escalated,
+        [(AlertKind::ParkedEvents, AlertLevel::Orange)]
+    );
+    assert!(h.analyze().await.alerts_escalated.is_empty());
+    // The manager retries both from the console: nothing is parked any more.
+    let mut conn = h.pool.acquire().await.unwrap();
+    for id in [first, second] {
+        assert!(qunyun::store::inbox::requeue(&mut conn, id).await.unwrap());
+    }
+    drop(conn);
+    assert_eq!(h.analyze().await.alerts_closed, [AlertKind::ParkedEvents]);
+    let texts = alert_texts(&h);
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts[0].contains("当前搁置事件 1 个"));
+    assert!(texts[1].contains("升级为橙色预警"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn show_prints_the_community_rollup_stages_and_open_alerts() {
+    let h = Harness::start(&rules(&only_alert("leave_spike", "{ yellow = 1 }"))).await;
+    h.join(&["wmS1", "wmS2"]).await;
+    h.say("wmS1", "签到").await;
+    h.leave(&["wmS2"]).await;
+    h.analyze().await;
+    let report = qunyun::jobs::analytics::report(&h.pool, h.now(), 3)
+        .await
+        .unwrap();
+    let lines: Vec<&str> = report.lines().collect();
+    assert!(lines[0].starts_with("day"), "{report}");
+    assert_eq!(lines.len(), 1 + 3 + 2, "{report}");
+    let today: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(
+        today[..7],
+        ["2026-03-02", "2", "1", "1", "1", "1", "1"],
+        "{report}"
+    );
+    assert!(report.contains("stages: new 1,"), "{report}");
+    assert!(report.contains("leave_spike yellow value 1"), "{report}");
+    h.stop().await;
 }
