@@ -1,6 +1,7 @@
-//! The analytics job: every few minutes, in one `BEGIN IMMEDIATE` transaction,
-//! 1. recomputes the daily rollups of recent days (and any days missed while
-//!    the service was down; 60 days on the first run) and upserts them,
+//! The analytics job: every few minutes it reads the raw facts under a read
+//! snapshot, computes, and then, in one `BEGIN IMMEDIATE` transaction,
+//! 1. upserts the recomputed daily rollups of recent days (and of any days
+//!    missed while the service was down; 60 days on the first run),
 //! 2. reclassifies every member's lifecycle stage, records the changes, and
 //!    queues the at-risk action once per change (its outbox key names the change),
 //! 3. measures each alert kind and opens, escalates or closes its episode,
@@ -91,12 +92,14 @@ impl Analytics {
 
     #[tracing::instrument(skip_all)]
     pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<AnalyticsOutcome> {
-        let mut tx = self
+        // Read and compute under a read snapshot (WAL: the pipeline keeps
+        // writing meanwhile); only the writes take the write lock.
+        let mut read = self
             .pool
-            .begin_with("BEGIN IMMEDIATE")
+            .begin()
             .await
-            .context("starting the analytics transaction")?;
-        let rules = match rule_sets::active(&mut tx).await? {
+            .context("starting the analytics read")?;
+        let rules = match rule_sets::active(&mut read).await? {
             // A stored set was validated on save; if validation got stricter
             // since, analytics still runs on the defaults.
             Some(stored) => RuleSet::from_toml(&stored.body).unwrap_or_else(|_| RuleSet::builtin()),
@@ -104,12 +107,22 @@ impl Analytics {
         };
         let mut outcome = AnalyticsOutcome::default();
         let today = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
-        let window = self.window(&mut tx, &rules, today).await?;
+        let window = self.window(&mut read, &rules, today).await?;
         outcome.first_day = Some(window.first);
         outcome.last_day = Some(window.last);
-
-        let facts = load_facts(&mut tx, &window, &rules).await?;
+        let facts = load_facts(&mut read, &window, &rules).await?;
+        read.commit().await.context("ending the analytics read")?;
         let (rows, activity) = rollup::compute(&window, &facts);
+        drop(facts);
+
+        // Rollups and activity are recomputed wholesale for the window, so
+        // writing them after a concurrent write only lags one pass behind.
+        let write_started = std::time::Instant::now();
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("starting the analytics transaction")?;
         store::upsert_daily(&mut tx, &rows, now.timestamp())
             .await
             .context("storing rollups")?;
@@ -128,6 +141,7 @@ impl Analytics {
             .context("stepping alerts")?;
         tx.commit().await.context("committing analytics")?;
         tracing::info!(
+            write_ms = write_started.elapsed().as_millis() as u64,
             rows = outcome.rollup_rows,
             stage_changes = outcome.stage_changes,
             opened = outcome.alerts_opened.len(),

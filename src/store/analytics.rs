@@ -218,18 +218,19 @@ pub async fn replace_activity(
         .bind(last.to_string())
         .execute(&mut *conn)
         .await?;
-    for r in rows {
-        sqlx::query(
-            "insert into member_activity (day, user_id, chat_id, messages, checkins)
-             values (?, ?, ?, ?, ?)",
-        )
-        .bind(r.day.to_string())
-        .bind(&r.user_id)
-        .bind(&r.chat_id)
-        .bind(r.messages)
-        .bind(r.checkins)
-        .execute(&mut *conn)
-        .await?;
+    // 5 values per row: 500 rows stay far below SQLite's bound-parameter limit.
+    for chunk in rows.chunks(500) {
+        let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "insert into member_activity (day, user_id, chat_id, messages, checkins) ",
+        );
+        builder.push_values(chunk, |mut row, r| {
+            row.push_bind(r.day.to_string())
+                .push_bind(&r.user_id)
+                .push_bind(&r.chat_id)
+                .push_bind(r.messages)
+                .push_bind(r.checkins);
+        });
+        builder.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -280,12 +281,14 @@ pub async fn member_facts(
     window_first: NaiveDate,
 ) -> sqlx::Result<Vec<MemberFacts>> {
     let rows = sqlx::query(
-        "select m.user_id, min(m.joined_at) as first_joined_at,
+        "with a as (select user_id, max(day) as last_day,
+                           count(distinct case when day >= ? then day end) as active_days
+                    from member_activity group by user_id)
+         select m.user_id, min(m.joined_at) as first_joined_at,
                 max(m.left_at is null) as is_member,
-                (select max(a.day) from member_activity a where a.user_id = m.user_id) as last_day,
-                (select count(distinct a.day) from member_activity a
-                  where a.user_id = m.user_id and a.day >= ?) as active_days
-         from chat_members m group by m.user_id order by m.user_id",
+                max(a.last_day) as last_day, coalesce(max(a.active_days), 0) as active_days
+         from chat_members m left join a on a.user_id = m.user_id
+         group by m.user_id order by m.user_id",
     )
     .bind(window_first.to_string())
     .fetch_all(&mut *conn)
