@@ -169,7 +169,8 @@ pub async fn run(
 
 impl App {
     /// Starts the background loops (pipeline, scheduler, outbox sender,
-    /// customer-group sync, invite rewards); they stop when `stop` is cancelled.
+    /// customer-group sync, invite rewards, analytics every 5 minutes); they
+    /// stop when `stop` is cancelled.
     pub fn spawn_workers(&self, stop: CancellationToken) -> anyhow::Result<Vec<JoinHandle<()>>> {
         let state = &self.state;
         let wecom = &state.config.wecom;
@@ -253,6 +254,14 @@ impl App {
                     tracing::warn!(error = format!("{error:#}"), "invite rewards round failed");
                 }
             }
+        }));
+        let analytics = crate::jobs::analytics::Analytics::new(
+            state.pool.clone(),
+            crate::jobs::analytics::AnalyticsSettings::default(),
+        );
+        let (analytics_clock, analytics_stop) = (state.clock.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            analytics.run_loop(analytics_clock, analytics_stop).await
         }));
         tasks.push(tokio::spawn(async move { sender.run_loop(stop).await }));
         Ok(tasks)
