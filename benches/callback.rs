@@ -67,6 +67,26 @@ fn bench_callback(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // The same path split into its steps, to see where the time goes.
+    let mut parts = c.benchmark_group("callback_parts");
+    parts.bench_function("envelope_xml", |b| {
+        b.iter(|| message::parse_xml_envelope(std::hint::black_box(&envelope)).unwrap())
+    });
+    parts.bench_function("signature", |b| {
+        b.iter(|| {
+            crypt
+                .verify_signature(&signature, timestamp, nonce, std::hint::black_box(&encrypt))
+                .unwrap()
+        })
+    });
+    parts.bench_function("base64_aes_padding", |b| {
+        b.iter(|| crypt.decrypt(std::hint::black_box(&encrypt)).unwrap())
+    });
+    parts.bench_function("event_xml", |b| {
+        b.iter(|| message::parse_app_xml(std::hint::black_box(&plaintext)).unwrap())
+    });
+    parts.finish();
 }
 
 criterion_group!(benches, bench_callback);

@@ -27,6 +27,7 @@ use crate::ingest;
 use crate::jobs::groupsync::GroupSync;
 use crate::jobs::invites::InviteRewards;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
+use crate::jobs::scheduler::{Scheduler, SchedulerSettings};
 use crate::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
 use crate::store;
 use crate::wecom::api::{ApiClient, ApiConfig};
@@ -141,7 +142,7 @@ impl App {
 }
 
 /// The service: database, callbacks and the background workers (pipeline,
-/// sender); until `shutdown`, after which in-flight requests and the current
+/// scheduler, sender, ...); until `shutdown`, after which in-flight requests and the current
 /// worker step finish.
 pub async fn run(
     config: Config,
@@ -167,8 +168,9 @@ pub async fn run(
 }
 
 impl App {
-    /// Starts the background loops (pipeline, outbox sender, customer-group sync,
-    /// invite rewards); they stop when `stop` is cancelled.
+    /// Starts the background loops (pipeline, scheduler, outbox sender,
+    /// customer-group sync, invite rewards, analytics every 5 minutes); they
+    /// stop when `stop` is cancelled.
     pub fn spawn_workers(&self, stop: CancellationToken) -> anyhow::Result<Vec<JoinHandle<()>>> {
         let state = &self.state;
         let wecom = &state.config.wecom;
@@ -180,7 +182,7 @@ impl App {
         let pipeline = Pipeline::new(
             state.pool.clone(),
             state.clock.clone(),
-            DurableOutbox::new(default_app),
+            DurableOutbox::new(default_app.clone()),
             PipelineSettings::default(),
         );
         let api = ApiClient::new(
@@ -215,6 +217,18 @@ impl App {
                 .await;
         });
         let mut tasks = vec![pipeline_task];
+        let scheduler = Scheduler::new(
+            state.pool.clone(),
+            SchedulerSettings {
+                app: default_app,
+                ..SchedulerSettings::default()
+            },
+        );
+        let scheduler_clock = state.clock.clone();
+        let scheduler_stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            scheduler.run_loop(scheduler_clock, scheduler_stop).await;
+        }));
         if let Some(group_sync) = group_sync {
             let sync_stop = stop.clone();
             tasks.push(tokio::spawn(async move {
@@ -240,6 +254,14 @@ impl App {
                     tracing::warn!(error = format!("{error:#}"), "invite rewards round failed");
                 }
             }
+        }));
+        let analytics = crate::jobs::analytics::Analytics::new(
+            state.pool.clone(),
+            crate::jobs::analytics::AnalyticsSettings::default(),
+        );
+        let (analytics_clock, analytics_stop) = (state.clock.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            analytics.run_loop(analytics_clock, analytics_stop).await
         }));
         tasks.push(tokio::spawn(async move { sender.run_loop(stop).await }));
         Ok(tasks)

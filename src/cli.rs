@@ -58,6 +58,23 @@ pub enum Command {
     /// Web console accounts and API tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Daily rollups, member lifecycle stages and alerts.
+    #[command(subcommand)]
+    Analytics(AnalyticsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnalyticsCommand {
+    /// One pass now: recompute recent rollups, update stages, step alerts.
+    Run(ConfigArg),
+    /// Print the community rollup of the last days, stages and open alerts.
+    Show {
+        /// How many days, today included.
+        #[arg(long, default_value_t = 14)]
+        days: i64,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -403,6 +420,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Rules(command) => run_rules(command).await,
             Command::Outbox(command) => run_outbox(command).await,
             Command::Admin(command) => run_admin(command).await,
+            Command::Analytics(command) => run_analytics(command).await,
             Command::Moderation(ModerationCommand::Log {
                 user,
                 limit,
@@ -751,6 +769,25 @@ mod erased_json {
             Ok(serde_json::to_string_pretty(self)?)
         }
     }
+}
+
+async fn run_analytics(command: AnalyticsCommand) -> anyhow::Result<ExitCode> {
+    use crate::jobs::analytics::{self, Analytics, AnalyticsSettings};
+    let now = chrono::Utc::now();
+    match command {
+        AnalyticsCommand::Run(config) => {
+            let pool = open_store(&config).await?;
+            let outcome = Analytics::new(pool, AnalyticsSettings::default())
+                .run_once(now)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+        }
+        AnalyticsCommand::Show { days, config } => {
+            let pool = open_store(&config).await?;
+            print!("{}", analytics::report(&pool, now, days).await?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn open_store(config: &ConfigArg) -> anyhow::Result<sqlx::SqlitePool> {

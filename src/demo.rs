@@ -333,6 +333,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     let played = async {
         demo.setup().await?;
         demo.script().await?;
+        demo.analytics().await?;
         demo.totals().await
     }
     .await;
@@ -557,6 +558,34 @@ impl Demo {
         )
         .await?;
         Ok(())
+    }
+
+    /// One analytics pass, so the console's dashboard has rollups, stages and
+    /// alerts to show; anything it queues goes out like every other message.
+    async fn analytics(&mut self) -> anyhow::Result<()> {
+        use crate::jobs::analytics::{Analytics, AnalyticsSettings};
+        let outcome = Analytics::new(self.pool.clone(), AnalyticsSettings::default())
+            .run_once(self.now())
+            .await?;
+        let mut conn = self.pool.acquire().await?;
+        let today = crate::store::analytics::daily_rows(
+            &mut conn,
+            crate::analytics::COMMUNITY,
+            outcome.last_day.unwrap_or_default(),
+        )
+        .await?;
+        drop(conn);
+        if let Some(row) = today.first() {
+            self.say_line(&format!(
+                "📊 数据汇总：今日活跃 {} 人、消息 {} 条、签到 {} 次；生命周期变化 {} 人；新开预警 {} 个",
+                row.active_members,
+                row.messages,
+                row.checkins,
+                outcome.stage_changes,
+                outcome.alerts_opened.len()
+            ));
+        }
+        self.process().await
     }
 
     fn advance(&mut self, seconds: i64) {

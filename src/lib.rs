@@ -5,6 +5,7 @@
 //! send and schedule, `sim` is the built-in WeCom simulator, `app` wires it up.
 
 pub mod admin;
+pub mod analytics;
 pub mod app;
 pub mod cli;
 pub mod clock;

@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 pub mod actions;
+pub mod analytics;
 pub mod autoreply;
 pub mod checkin;
 pub mod commands;

@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 pub mod admin;
+pub mod analytics;
 pub mod chats;
 pub mod checkins;
 pub mod inbox;

@@ -42,131 +42,152 @@ pub async fn active_rules(
 
 // --- dashboard ----------------------------------------------------------------
 
+/// The console's overview, read from the stored rollups, stages and alert
+/// episodes (`jobs::analytics` keeps them fresh every few minutes).
 #[derive(Debug, Clone, Serialize)]
 pub struct Dashboard {
     pub totals: q::Totals,
-    pub funnel: q::Funnel,
+    pub today: KeyNumbers,
+    pub funnel: Funnel,
     pub days: Vec<String>,
     pub joins: Vec<i64>,
     pub leaves: Vec<i64>,
     pub active: Vec<i64>,
     pub checkins: Vec<i64>,
+    pub messages: Vec<i64>,
     pub points_issued: Vec<i64>,
     pub points_redeemed: Vec<i64>,
+    pub violations: Vec<i64>,
+    pub pushes_sent: Vec<i64>,
+    pub pushes_failed: Vec<i64>,
+    /// Open alert episodes, most severe first.
     pub alerts: Vec<Alert>,
+    /// The latest at-risk stage changes and what their action did.
+    pub at_risk: Vec<store::analytics::StageChangeRow>,
 }
 
-/// Something on the dashboard that needs a manager's attention.
+/// Today's community numbers (as of the last analytics pass).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KeyNumbers {
+    pub active_members: i64,
+    pub checkins: i64,
+    pub messages: i64,
+    pub joins_7d: i64,
+    pub leaves_7d: i64,
+    pub violations_7d: i64,
+}
+
+/// People per lifecycle stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Funnel {
+    pub new: i64,
+    pub active: i64,
+    pub core: i64,
+    pub at_risk: i64,
+    pub dormant: i64,
+    pub churned: i64,
+}
+
+/// An open alert episode.
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {
-    /// yellow, orange or red.
+    pub id: i64,
+    /// The alert kind, e.g. `leave_spike`.
+    pub kind: &'static str,
+    /// yellow, orange or red (the highest reached in this episode).
     pub level: &'static str,
     /// i18n key of the message.
-    pub key: &'static str,
+    pub key: String,
     pub value: i64,
+    pub opened_at: i64,
 }
 
 const CHART_DAYS: i64 = 30;
 
 pub async fn dashboard(state: &AdminState) -> Result<Dashboard, AdminError> {
+    use crate::analytics::COMMUNITY;
     let (_, _, rules) = active_rules(state).await?;
     let now = now(state);
-    let tz = rules.timezone;
-    let cutover = rules.doc.community.day_cutover_hour;
-    let today = community_day(now, tz, cutover);
+    let today = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
     let first = today - Duration::days(CHART_DAYS - 1);
     let days: Vec<NaiveDate> = (0..CHART_DAYS).map(|i| first + Duration::days(i)).collect();
-    let index = |day: NaiveDate| -> Option<usize> {
-        usize::try_from((day - first).num_days())
-            .ok()
-            .filter(|i| *i < days.len())
-    };
-    let by_day_text = |rows: &[(String, i64, i64)], pick: fn(&(String, i64, i64)) -> i64| {
-        let mut out = vec![0; days.len()];
-        for row in rows {
-            if let Some(i) = row.0.parse::<NaiveDate>().ok().and_then(index) {
-                out[i] = pick(row);
-            }
-        }
-        out
-    };
 
     let mut conn = state.pool.acquire().await?;
-    let since = now.timestamp() - (CHART_DAYS + 1) * 86_400;
-    let (join_times, leave_times) = q::joins_and_leaves_since(&mut conn, since).await?;
-    let bucket = |times: &[i64]| {
-        let mut out = vec![0; days.len()];
-        for t in times {
-            if let Some(i) = DateTime::from_timestamp(*t, 0)
-                .map(|at| community_day(at, tz, cutover))
-                .and_then(index)
-            {
-                out[i] += 1;
-            }
-        }
-        out
+    let rows = store::analytics::daily_rows(&mut conn, COMMUNITY, first).await?;
+    let series = |pick: fn(&crate::analytics::DailyRow) -> i64| -> Vec<i64> {
+        days.iter()
+            .map(|day| rows.iter().find(|r| r.day == *day).map_or(0, pick))
+            .collect()
     };
-    let joins = bucket(&join_times);
-    let leaves = bucket(&leave_times);
-    let checkin_rows = q::checkins_per_day(&mut conn, &first.to_string()).await?;
-    let points_rows = q::points_per_day(&mut conn, &first.to_string()).await?;
-    let totals = q::totals(&mut conn).await?;
-    let funnel = q::funnel(
-        &mut conn,
-        &q::FunnelThresholds {
-            now: now.timestamp(),
-            new_days: 7,
-            active_since_day: &(today - Duration::days(6)).to_string(),
-            core_checkins: 5,
-            at_risk_since_day: &(today - Duration::days(13)).to_string(),
-        },
-    )
-    .await?;
+    let joins = series(|r| r.joins);
+    let leaves = series(|r| r.leaves);
+    let violations = series(|r| r.violations);
+    let last_week = |values: &[i64]| values.iter().rev().take(7).sum::<i64>();
+    let at_today = |values: &[i64]| values.last().copied().unwrap_or(0);
+    let active = series(|r| r.active_members);
+    let checkins = series(|r| r.checkins);
+    let messages = series(|r| r.messages);
+    let today_numbers = KeyNumbers {
+        active_members: at_today(&active),
+        checkins: at_today(&checkins),
+        messages: at_today(&messages),
+        joins_7d: last_week(&joins),
+        leaves_7d: last_week(&leaves),
+        violations_7d: last_week(&violations),
+    };
 
-    let mut alerts = Vec::new();
-    if totals.parked_events > 0 {
-        alerts.push(Alert {
-            level: if totals.parked_events >= 10 {
-                "red"
-            } else {
-                "orange"
-            },
-            key: "alert_parked",
-            value: totals.parked_events,
-        });
-    }
-    let leaves_today = leaves.last().copied().unwrap_or(0);
-    let average_leaves = leaves.iter().sum::<i64>() / CHART_DAYS;
-    if leaves_today >= 3 && leaves_today >= 2 * average_leaves.max(1) {
-        alerts.push(Alert {
-            level: if leaves_today >= 4 * average_leaves.max(1) {
-                "red"
-            } else {
-                "yellow"
-            },
-            key: "alert_leave_spike",
-            value: leaves_today,
-        });
-    }
-    if totals.pending_redemptions > 0 {
-        alerts.push(Alert {
-            level: "yellow",
-            key: "alert_redemptions",
-            value: totals.pending_redemptions,
-        });
-    }
+    let counts = store::analytics::stage_counts(&mut conn).await?;
+    let count = |stage: &str| counts.get(stage).copied().unwrap_or(0);
+    let funnel = Funnel {
+        new: count("new"),
+        active: count("active"),
+        core: count("core"),
+        at_risk: count("at_risk"),
+        dormant: count("dormant"),
+        churned: count("churned"),
+    };
+    let mut alerts: Vec<Alert> = store::analytics::open_episodes(&mut conn)
+        .await?
+        .into_iter()
+        .map(|e| Alert {
+            id: e.id,
+            kind: e.kind.as_str(),
+            level: e.level.as_str(),
+            key: format!("alert_{}", e.kind.as_str()),
+            value: e.value,
+            opened_at: e.opened_at,
+        })
+        .collect();
+    alerts.sort_by_key(|a| {
+        (
+            std::cmp::Reverse(crate::analytics::AlertLevel::parse(a.level)),
+            a.id,
+        )
+    });
+    let at_risk = store::analytics::stage_changes(&mut conn, None, 200)
+        .await?
+        .into_iter()
+        .filter(|c| c.to_stage == "at_risk" && c.from_stage.is_some())
+        .take(10)
+        .collect();
 
     Ok(Dashboard {
-        totals,
+        totals: q::totals(&mut conn).await?,
+        today: today_numbers,
         funnel,
         days: days.iter().map(|d| d.format("%m-%d").to_string()).collect(),
         joins,
         leaves,
-        active: by_day_text(&checkin_rows, |r| r.2),
-        checkins: by_day_text(&checkin_rows, |r| r.1),
-        points_issued: by_day_text(&points_rows, |r| r.1),
-        points_redeemed: by_day_text(&points_rows, |r| r.2),
+        active,
+        checkins,
+        messages,
+        points_issued: series(|r| r.points_issued),
+        points_redeemed: series(|r| r.points_redeemed),
+        violations,
+        pushes_sent: series(|r| r.pushes_sent),
+        pushes_failed: series(|r| r.pushes_failed),
         alerts,
+        at_risk,
     })
 }
 
@@ -210,18 +231,18 @@ pub fn dashboard_charts(
             ],
         ),
         chart::line_chart(
-            &tr("chart_points"),
+            &tr("chart_health"),
             &data.days,
             &[
                 Series {
-                    name: tr("points_issued"),
-                    color: "#ca8a04",
-                    values: data.points_issued.clone(),
+                    name: tr("violations"),
+                    color: "#ea580c",
+                    values: data.violations.clone(),
                 },
                 Series {
-                    name: tr("points_redeemed"),
-                    color: "#0891b2",
-                    values: data.points_redeemed.clone(),
+                    name: tr("pushes_failed"),
+                    color: "#64748b",
+                    values: data.pushes_failed.clone(),
                 },
             ],
         ),
@@ -232,6 +253,7 @@ pub fn dashboard_charts(
                 (tr("stage_active"), data.funnel.active),
                 (tr("stage_core"), data.funnel.core),
                 (tr("stage_at_risk"), data.funnel.at_risk),
+                (tr("stage_dormant"), data.funnel.dormant),
                 (tr("stage_churned"), data.funnel.churned),
             ],
         ),

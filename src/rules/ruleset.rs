@@ -72,6 +72,10 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         "onboarding_tip",
         include_str!("../../templates/messages/onboarding_tip.txt"),
     ),
+    (
+        "lifecycle_nudge",
+        include_str!("../../templates/messages/lifecycle_nudge.txt"),
+    ),
 ];
 
 /// The TOML document as written by a manager. Every table is optional.
@@ -90,6 +94,10 @@ pub struct RuleSetDoc {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<crate::rules::schedule::ScheduleDef>,
     pub moderation: super::moderate::ModerationDoc,
+    /// Member lifecycle stages (`crate::analytics`).
+    pub lifecycle: super::analytics::LifecycleDoc,
+    /// Alert thresholds and who hears about them.
+    pub alerts: super::analytics::AlertsDoc,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -496,6 +504,10 @@ impl RuleSet {
             }
         }
 
+        for problem in super::analytics::validate(&doc.lifecycle, &doc.alerts) {
+            push(problem.path, &problem.reason);
+        }
+
         if doc.onboarding.delay_secs < 0 {
             push("onboarding.delay_secs".into(), "must not be negative");
         }
@@ -592,6 +604,10 @@ impl RuleSet {
             (
                 "onboarding.template".into(),
                 doc.onboarding.template.as_str(),
+            ),
+            (
+                "lifecycle.nudge_template".into(),
+                doc.lifecycle.nudge_template.as_str(),
             ),
         ];
         for (tag, template) in &welcome.by_tag {
@@ -711,6 +727,7 @@ pub fn sample_context() -> serde_json::Value {
         "entries": [{"name": "小王", "points": 120}, {"name": "小李", "points": 95}],
         "title": "本周积分排行",
         "staff": "运营小美",
+        "silent_days": 14,
     })
 }
 

@@ -308,52 +308,6 @@ pub async fn recent_audit(
 
 // --- dashboard ----------------------------------------------------------------
 
-/// Join and leave instants since `since` (unix seconds); the caller buckets
-/// them into community days in the community timezone.
-pub async fn joins_and_leaves_since(
-    conn: &mut SqliteConnection,
-    since: i64,
-) -> sqlx::Result<(Vec<i64>, Vec<i64>)> {
-    let joins = sqlx::query_scalar("select joined_at from chat_members where joined_at >= ?")
-        .bind(since)
-        .fetch_all(&mut *conn)
-        .await?;
-    let leaves = sqlx::query_scalar("select left_at from chat_members where left_at >= ?")
-        .bind(since)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok((joins, leaves))
-}
-
-/// Check-ins and distinct people checking in per community day from `since_day`.
-pub async fn checkins_per_day(
-    conn: &mut SqliteConnection,
-    since_day: &str,
-) -> sqlx::Result<Vec<(String, i64, i64)>> {
-    sqlx::query_as(
-        "select day, count(*), count(distinct user_id) from checkins where day >= ? group by day order by day",
-    )
-    .bind(since_day)
-    .fetch_all(&mut *conn)
-    .await
-}
-
-/// Points issued (positive deltas) and spent (negative, as a positive number) per day.
-pub async fn points_per_day(
-    conn: &mut SqliteConnection,
-    since_day: &str,
-) -> sqlx::Result<Vec<(String, i64, i64)>> {
-    sqlx::query_as(
-        "select day,
-                coalesce(sum(case when delta > 0 then delta else 0 end), 0),
-                coalesce(sum(case when delta < 0 then -delta else 0 end), 0)
-         from points_ledger where day >= ? group by day order by day",
-    )
-    .bind(since_day)
-    .fetch_all(&mut *conn)
-    .await
-}
-
 /// The headline numbers on the dashboard.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Totals {
@@ -380,58 +334,6 @@ pub async fn totals(conn: &mut SqliteConnection) -> sqlx::Result<Totals> {
         people: row.try_get("people")?,
         pending_redemptions: row.try_get("pending_redemptions")?,
         parked_events: row.try_get("parked_events")?,
-    })
-}
-
-/// Lifecycle stages of people, from membership and check-in activity.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Funnel {
-    /// Joined within the last `new_days`.
-    pub new: i64,
-    /// Still a member, checked in within `active_days`.
-    pub active: i64,
-    /// Still a member, checked in on at least `core_checkins` of the last `active_days` days.
-    pub core: i64,
-    /// Still a member, checked in before but not within `at_risk_days`.
-    pub at_risk: i64,
-    /// In no chat any more.
-    pub churned: i64,
-}
-
-pub struct FunnelThresholds<'a> {
-    pub now: i64,
-    pub new_days: i64,
-    pub active_since_day: &'a str,
-    pub core_checkins: i64,
-    pub at_risk_since_day: &'a str,
-}
-
-pub async fn funnel(conn: &mut SqliteConnection, t: &FunnelThresholds<'_>) -> sqlx::Result<Funnel> {
-    let row = sqlx::query(
-        "with current as (select distinct user_id from chat_members where left_at is null),
-              recent as (select user_id, count(*) as n from checkins where day >= ?2 group by user_id)
-         select
-           (select count(distinct user_id) from chat_members where left_at is null and joined_at >= ?1) as new,
-           (select count(*) from current c join recent r on r.user_id = c.user_id) as active,
-           (select count(*) from current c join recent r on r.user_id = c.user_id where r.n >= ?3) as core,
-           (select count(*) from current c
-              where exists (select 1 from checkins k where k.user_id = c.user_id)
-                and not exists (select 1 from checkins k where k.user_id = c.user_id and k.day >= ?4)) as at_risk,
-           (select count(distinct m.user_id) from chat_members m
-              where not exists (select 1 from current c where c.user_id = m.user_id)) as churned",
-    )
-    .bind(t.now - t.new_days * 86_400)
-    .bind(t.active_since_day)
-    .bind(t.core_checkins)
-    .bind(t.at_risk_since_day)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(Funnel {
-        new: row.try_get("new")?,
-        active: row.try_get("active")?,
-        core: row.try_get("core")?,
-        at_risk: row.try_get("at_risk")?,
-        churned: row.try_get("churned")?,
     })
 }
 

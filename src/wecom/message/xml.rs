@@ -294,7 +294,18 @@ impl<'a> Fields<'a> {
 }
 
 fn trim_xml_whitespace(text: &str) -> &str {
-    text.trim_matches(XML_WHITESPACE)
+    // Bytewise: all four whitespace characters are ASCII, so the cuts land on char
+    // boundaries; cheaper than a char-pattern trim on this hot path.
+    let bytes = text.as_bytes();
+    let start = bytes
+        .iter()
+        .position(|byte| !is_xml_whitespace_byte(*byte))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|byte| !is_xml_whitespace_byte(*byte))
+        .map_or(start, |last| last + 1);
+    text.get(start..end).unwrap_or("")
 }
 
 /// What the child of the root we are inside is.
@@ -431,7 +442,7 @@ pub(super) fn scan_canonical(document: &str) -> Option<Fields<'_>> {
     loop {
         cursor.skip_whitespace();
         if cursor.eat("</") {
-            (cursor.name()? == root && cursor.eat(">")).then_some(())?;
+            (cursor.eat(root) && cursor.eat(">")).then_some(())?;
             break;
         }
         cursor.eat("<").then_some(())?;
@@ -457,7 +468,8 @@ pub(super) fn scan_canonical(document: &str) -> Option<Fields<'_>> {
                 fields.store(tag, Cow::Borrowed(value)).ok()?;
             }
         }
-        (cursor.eat("</") && cursor.name()? == name && cursor.eat(">")).then_some(())?;
+        // The end tag must repeat the name exactly; `</ChatIdX>` fails at `>`.
+        (cursor.eat("</") && cursor.eat(name) && cursor.eat(">")).then_some(())?;
     }
     cursor.skip_whitespace();
     (cursor.position == document.len()).then_some(fields)
@@ -501,7 +513,7 @@ impl<'a> Cursor<'a> {
         let length = rest
             .as_bytes()
             .iter()
-            .position(|byte| !(byte.is_ascii_alphanumeric() || *byte == b'_'))
+            .position(|byte| !SIMPLE_NAME_BYTE[usize::from(*byte)])
             .unwrap_or(rest.len());
         let name = rest.get(..length).filter(|name| !name.is_empty())?;
         self.position += length;
@@ -516,16 +528,31 @@ impl<'a> Cursor<'a> {
             self.position += end + "]]>".len();
             return rest.get(..end);
         }
+        // Plain values are short (numbers, keywords): one pass looking for both bytes
+        // beats two searches.
         let rest = self.rest();
-        let end = rest.find('<')?;
-        let text = rest.get(..end)?;
-        if text.contains('&') {
+        let end = rest.bytes().position(|byte| byte == b'<' || byte == b'&')?;
+        if rest.as_bytes()[end] == b'&' {
             return None;
         }
+        let text = rest.get(..end)?;
         self.position += end;
         Some(text)
     }
 }
+
+/// Bytes of the names [`Cursor::name`] accepts: ASCII letters, digits and `_`. A table,
+/// because the name loop is the scanner's hottest (benches/callback.rs).
+const SIMPLE_NAME_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || b == b'_';
+        byte += 1;
+    }
+    table
+};
 
 /// Where `]]>` starts. Searching for the single byte `]` (a fast memchr in `core`)
 /// beats a substring search: base64 and most text contain no `]` at all.

@@ -1,0 +1,501 @@
+//! The analytics job: every few minutes it reads the raw facts under a read
+//! snapshot, computes, and then, in one `BEGIN IMMEDIATE` transaction,
+//! 1. upserts the recomputed daily rollups of recent days (and of any days
+//!    missed while the service was down; 60 days on the first run),
+//! 2. reclassifies every member's lifecycle stage, records the changes, and
+//!    queues the at-risk action once per change (its outbox key names the change),
+//! 3. measures each alert kind and opens, escalates or closes its episode,
+//!    queueing one app message to the admins per open and per escalation
+//!    (outbox key `alert:{episode}:{level}`).
+//!
+//! Re-running at the same instant changes nothing: the rollups are the same
+//! rows, there are no new stage changes, and no episode crosses a new level.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::{SqliteConnection, SqlitePool};
+use tokio_util::sync::CancellationToken;
+
+use crate::analytics::alerts::{self, Inputs};
+use crate::analytics::lifecycle::{self, Stage};
+use crate::analytics::rollup::{self, Facts, Message};
+use crate::analytics::{AlertKind, AlertLevel, AlertStep, DayWindow, COMMUNITY};
+use crate::clock::SharedClock;
+use crate::pipeline::{self, DurableOutbox, OutboxWriter};
+use crate::rules::analytics::AtRiskAction;
+use crate::rules::checkin::community_day;
+use crate::rules::event::EventKind;
+use crate::rules::{OutRoute, Outbound, RuleSet};
+use crate::store::{analytics as store, rule_sets};
+
+#[derive(Debug, Clone)]
+pub struct AnalyticsSettings {
+    /// Days recomputed every pass, today included (late events, retries).
+    pub recompute_days: i64,
+    /// Days computed on the very first pass.
+    pub backfill_days: i64,
+    /// How often the loop runs.
+    pub interval: std::time::Duration,
+}
+
+impl Default for AnalyticsSettings {
+    fn default() -> Self {
+        Self {
+            recompute_days: 3,
+            backfill_days: 60,
+            interval: std::time::Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AnalyticsOutcome {
+    pub first_day: Option<NaiveDate>,
+    pub last_day: Option<NaiveDate>,
+    pub rollup_rows: usize,
+    pub stage_changes: usize,
+    /// At-risk actions queued for sending / recorded as skipped.
+    pub actions_queued: usize,
+    pub actions_skipped: usize,
+    pub alerts_opened: Vec<(AlertKind, AlertLevel)>,
+    pub alerts_escalated: Vec<(AlertKind, AlertLevel)>,
+    pub alerts_closed: Vec<AlertKind>,
+}
+
+pub struct Analytics {
+    pool: SqlitePool,
+    settings: AnalyticsSettings,
+}
+
+impl Analytics {
+    pub fn new(pool: SqlitePool, settings: AnalyticsSettings) -> Self {
+        Self { pool, settings }
+    }
+
+    /// Runs a pass, waits the interval, until cancelled. A failed pass is
+    /// logged; its transaction rolled back, the next pass redoes it.
+    pub async fn run_loop(&self, clock: SharedClock, shutdown: CancellationToken) {
+        loop {
+            if let Err(error) = self.run_once(clock.now()).await {
+                tracing::error!(error = format!("{error:#}"), "analytics pass failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.settings.interval) => {}
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<AnalyticsOutcome> {
+        // Read and compute under a read snapshot (WAL: the pipeline keeps
+        // writing meanwhile); only the writes take the write lock.
+        let mut read = self
+            .pool
+            .begin()
+            .await
+            .context("starting the analytics read")?;
+        let rules = match rule_sets::active(&mut read).await? {
+            // A stored set was validated on save; if validation got stricter
+            // since, analytics still runs on the defaults.
+            Some(stored) => RuleSet::from_toml(&stored.body).unwrap_or_else(|_| RuleSet::builtin()),
+            None => RuleSet::builtin(),
+        };
+        let mut outcome = AnalyticsOutcome::default();
+        let today = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+        let window = self.window(&mut read, &rules, today).await?;
+        outcome.first_day = Some(window.first);
+        outcome.last_day = Some(window.last);
+        let facts = load_facts(&mut read, &window, &rules).await?;
+        read.commit().await.context("ending the analytics read")?;
+        let (rows, activity) = rollup::compute(&window, &facts);
+        drop(facts);
+
+        // Rollups and activity are recomputed wholesale for the window, so
+        // writing them after a concurrent write only lags one pass behind.
+        let write_started = std::time::Instant::now();
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("starting the analytics transaction")?;
+        store::upsert_daily(&mut tx, &rows, now.timestamp())
+            .await
+            .context("storing rollups")?;
+        store::replace_activity(&mut tx, window.first, window.last, &activity)
+            .await
+            .context("storing member activity")?;
+        outcome.rollup_rows = rows.len();
+
+        if rules.doc.lifecycle.enabled {
+            update_stages(&mut tx, &rules, now, today, &mut outcome)
+                .await
+                .context("updating lifecycle stages")?;
+        }
+        step_alerts(&mut tx, &rules, now, today, &mut outcome)
+            .await
+            .context("stepping alerts")?;
+        tx.commit().await.context("committing analytics")?;
+        tracing::info!(
+            write_ms = write_started.elapsed().as_millis() as u64,
+            rows = outcome.rollup_rows,
+            stage_changes = outcome.stage_changes,
+            opened = outcome.alerts_opened.len(),
+            escalated = outcome.alerts_escalated.len(),
+            closed = outcome.alerts_closed.len(),
+            "analytics pass"
+        );
+        Ok(outcome)
+    }
+
+    /// Recent days, reaching back to the last stored day if the service was
+    /// down longer than that; the backfill on the first pass.
+    async fn window(
+        &self,
+        conn: &mut SqliteConnection,
+        rules: &RuleSet,
+        today: NaiveDate,
+    ) -> anyhow::Result<DayWindow> {
+        let recent = today - Duration::days(self.settings.recompute_days.max(1) - 1);
+        let first = match store::last_rollup_day(conn).await? {
+            Some(last) => last.min(recent),
+            None => today - Duration::days(self.settings.backfill_days.max(1) - 1),
+        };
+        Ok(DayWindow {
+            first,
+            last: today,
+            tz: rules.timezone,
+            cutover_hour: rules.doc.community.day_cutover_hour,
+        })
+    }
+}
+
+async fn load_facts(
+    conn: &mut SqliteConnection,
+    window: &DayWindow,
+    rules: &RuleSet,
+) -> anyhow::Result<Facts> {
+    let start = window.start().timestamp();
+    let end = window.end().timestamp();
+    let mut messages = Vec::new();
+    for row in store::message_events(conn, start, end).await? {
+        // A row the pipeline cannot read is parked there; it is no message here.
+        if let Ok(Some(event)) = pipeline::domain_event(&row, &rules.doc.community.app) {
+            if let EventKind::MessagePosted(posted) = event.kind {
+                messages.push(Message {
+                    chat_id: posted.chat_id,
+                    user_id: posted.sender,
+                    at: row.received_at,
+                });
+            }
+        }
+    }
+    Ok(Facts {
+        chats: store::chat_ids(conn).await?,
+        memberships: store::memberships(conn).await?,
+        messages,
+        checkins: store::checkins_from(conn, window.first).await?,
+        ledger: store::ledger_from(conn, window.first).await?,
+        violations: store::violations_since(conn, start).await?,
+        deliveries: store::deliveries_since(conn, start).await?,
+    })
+}
+
+async fn update_stages(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+    outcome: &mut AnalyticsOutcome,
+) -> anyhow::Result<()> {
+    let doc = &rules.doc.lifecycle;
+    let window_first = today - Duration::days(doc.core_window_days - 1);
+    let facts = store::member_facts(conn, window_first).await?;
+    let current: Vec<(String, Stage)> = facts
+        .iter()
+        .map(|f| (f.user_id.clone(), lifecycle::stage_of(doc, f, now, today)))
+        .collect();
+    let last_active: BTreeMap<&str, Option<NaiveDate>> = facts
+        .iter()
+        .map(|f| (f.user_id.as_str(), f.last_active_day))
+        .collect();
+    let previous = store::stages(conn).await?;
+    let at = now.timestamp();
+    for change in lifecycle::changes(&previous, &current) {
+        let last_day = last_active.get(change.user_id.as_str()).copied().flatten();
+        let id =
+            store::insert_stage_change(conn, &change.user_id, change.from, change.to, at).await?;
+        store::set_stage(conn, &change.user_id, change.to, last_day, at).await?;
+        outcome.stage_changes += 1;
+        if !change.triggers_at_risk_action || doc.at_risk_action == AtRiskAction::None {
+            continue;
+        }
+        let silent_days = last_day.map_or(doc.at_risk_silent_days, |d| (today - d).num_days());
+        let queued = at_risk_action(conn, rules, id, &change.user_id, silent_days, now).await?;
+        if queued {
+            outcome.actions_queued += 1;
+        } else {
+            outcome.actions_skipped += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Queues the configured at-risk action for stage change `change_id`, or
+/// records why it cannot be done. Returns whether a message was queued.
+async fn at_risk_action(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    change_id: i64,
+    user_id: &str,
+    silent_days: i64,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let doc = &rules.doc.lifecycle;
+    let app = rules.doc.community.app.clone();
+    let name = store::person_name(conn, user_id)
+        .await?
+        .unwrap_or_else(|| user_id.to_owned());
+    let (action, user_ids, text, skipped) = match doc.at_risk_action {
+        AtRiskAction::None => return Ok(false),
+        AtRiskAction::Nudge => {
+            let text = rules.render(
+                &doc.nudge_template,
+                &serde_json::json!({
+                    "name": name,
+                    "silent_days": silent_days,
+                    "group_name": rules.doc.community.name,
+                }),
+            );
+            let skipped = lifecycle::is_external_user(user_id).then(|| {
+                "外部联系人收不到应用消息（app messages reach internal members only）：\
+                 请群主或客服人工联系"
+                    .to_owned()
+            });
+            ("nudge", vec![user_id.to_owned()], text, skipped)
+        }
+        AtRiskAction::NotifyAdmins => {
+            let admins = rules.doc.alerts.admins.clone();
+            let text = format!(
+                "【{}】流失预警：{name}（{user_id}）已 {silent_days} 天没有发言或签到，建议私聊关怀。",
+                rules.doc.community.name
+            );
+            let skipped = admins
+                .is_empty()
+                .then(|| "[alerts] admins 未配置（no admins configured）".to_owned());
+            ("notify_admins", admins, text, skipped)
+        }
+    };
+    let key = format!("lifecycle:{change_id}:{action}");
+    let message = Outbound {
+        idempotency_key: key.clone(),
+        route: OutRoute::Member {
+            app: app.clone(),
+            user_ids,
+        },
+        text,
+        mentions: Vec::new(),
+        not_before: None,
+        skipped: skipped.clone(),
+    };
+    DurableOutbox::new(app).enqueue(conn, &message, now).await?;
+    let status = if skipped.is_some() {
+        "skipped"
+    } else {
+        "queued"
+    };
+    store::record_stage_action(
+        conn,
+        change_id,
+        action,
+        status,
+        skipped.as_deref(),
+        Some(&key),
+    )
+    .await?;
+    Ok(skipped.is_none())
+}
+
+async fn step_alerts(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+    outcome: &mut AnalyticsOutcome,
+) -> anyhow::Result<()> {
+    let doc = &rules.doc.alerts;
+    let trailing = doc.checkin_drop.trailing_days.max(1);
+    let first = today - Duration::days(trailing + 1);
+    let rows: BTreeMap<NaiveDate, _> = store::daily_rows(conn, COMMUNITY, first)
+        .await?
+        .into_iter()
+        .map(|row| (row.day, row))
+        .collect();
+    let on = |day: NaiveDate, pick: fn(&rollup::DailyRow) -> i64| rows.get(&day).map_or(0, pick);
+    let inputs = Inputs {
+        leaves_today: on(today, |r| r.leaves),
+        violations_today: on(today, |r| r.violations),
+        checkins_last_day: on(today - Duration::days(1), |r| r.checkins),
+        checkins_trailing: (2..trailing + 2)
+            .map(|n| on(today - Duration::days(n), |r| r.checkins))
+            .collect(),
+        failures_today: on(today, |r| r.pushes_failed),
+        parked_now: store::parked_event_count(conn).await?,
+    };
+    let open: BTreeMap<AlertKind, store::AlertEpisode> = store::open_episodes(conn)
+        .await?
+        .into_iter()
+        .map(|e| (e.kind, e))
+        .collect();
+    let at = now.timestamp();
+    for m in alerts::measure(doc, &inputs) {
+        let episode = open.get(&m.kind);
+        match alerts::step(episode.map(|e| e.level), m.level) {
+            AlertStep::Nothing => {
+                if let Some(e) = episode {
+                    if e.value != m.value {
+                        store::update_episode(conn, e.id, e.level, m.value, at).await?;
+                    }
+                }
+            }
+            AlertStep::Open(level) => {
+                let id = store::open_episode(conn, m.kind, level, m.value, at).await?;
+                notify_admins(conn, rules, id, m.kind, level, m.value, false, now).await?;
+                outcome.alerts_opened.push((m.kind, level));
+            }
+            AlertStep::Escalate(level) => {
+                let Some(e) = episode else { continue };
+                store::update_episode(conn, e.id, level, m.value, at).await?;
+                notify_admins(conn, rules, e.id, m.kind, level, m.value, true, now).await?;
+                outcome.alerts_escalated.push((m.kind, level));
+            }
+            AlertStep::Close => {
+                let Some(e) = episode else { continue };
+                store::close_episode(conn, e.id, m.value, at).await?;
+                outcome.alerts_closed.push(m.kind);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One app message to the admins for an episode reaching `level`; its key
+/// (`alert:{episode}:{level}`) makes a repeat impossible. Without admins the
+/// row is recorded as skipped with the reason.
+#[allow(clippy::too_many_arguments)]
+async fn notify_admins(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    episode_id: i64,
+    kind: AlertKind,
+    level: AlertLevel,
+    value: i64,
+    escalated: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let doc = &rules.doc.alerts;
+    let app = rules.doc.community.app.clone();
+    let message = Outbound {
+        idempotency_key: format!("alert:{episode_id}:{level}"),
+        route: OutRoute::Member {
+            app: app.clone(),
+            user_ids: doc.admins.clone(),
+        },
+        text: alerts::message_text(
+            &rules.doc.community.name,
+            doc,
+            kind,
+            level,
+            value,
+            escalated,
+        ),
+        mentions: Vec::new(),
+        not_before: None,
+        skipped: doc.admins.is_empty().then(|| {
+            "[alerts] admins 未配置，预警只显示在运营后台（no admins configured: dashboard only）"
+                .to_owned()
+        }),
+    };
+    DurableOutbox::new(app).enqueue(conn, &message, now).await
+}
+
+/// `qunyun analytics show`: the community rollup of the last `days` days
+/// (as stored by the last pass), one line per day, plus open alerts and
+/// people per stage.
+pub async fn report(pool: &SqlitePool, now: DateTime<Utc>, days: i64) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let mut conn = pool.acquire().await?;
+    let rules = match rule_sets::active(&mut conn).await? {
+        Some(stored) => RuleSet::from_toml(&stored.body).unwrap_or_else(|_| RuleSet::builtin()),
+        None => RuleSet::builtin(),
+    };
+    let today = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+    let first = today - Duration::days(days.max(1) - 1);
+    let rows = store::daily_rows(&mut conn, COMMUNITY, first).await?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<10} {:>5} {:>5} {:>7} {:>6} {:>8} {:>8} {:>7} {:>7} {:>5} {:>5} {:>6}",
+        "day",
+        "joins",
+        "leave",
+        "members",
+        "active",
+        "messages",
+        "checkins",
+        "pts+",
+        "pts-",
+        "viol",
+        "sent",
+        "failed"
+    );
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "{:<10} {:>5} {:>5} {:>7} {:>6} {:>8} {:>8} {:>7} {:>7} {:>5} {:>5} {:>6}",
+            r.day.to_string(),
+            r.joins,
+            r.leaves,
+            r.members,
+            r.active_members,
+            r.messages,
+            r.checkins,
+            r.points_issued,
+            r.points_redeemed,
+            r.violations,
+            r.pushes_sent,
+            r.pushes_failed
+        );
+    }
+    if rows.is_empty() {
+        let _ = writeln!(out, "(no rollups yet: run `qunyun analytics run`)");
+    }
+    let stages = store::stage_counts(&mut conn).await?;
+    let stages: Vec<String> = Stage::ALL
+        .iter()
+        .map(|s| format!("{s} {}", stages.get(s.as_str()).copied().unwrap_or(0)))
+        .collect();
+    let _ = writeln!(out, "stages: {}", stages.join(", "));
+    let open = store::open_episodes(&mut conn).await?;
+    if open.is_empty() {
+        let _ = writeln!(out, "alerts: none open");
+    }
+    for e in open {
+        let _ = writeln!(
+            out,
+            "alert #{} {} {} value {} since {}",
+            e.id,
+            e.kind,
+            e.level,
+            e.value,
+            DateTime::from_timestamp(e.opened_at, 0)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default()
+        );
+    }
+    Ok(out)
+}
