@@ -41,10 +41,14 @@ fn start() -> chrono::DateTime<Utc> {
 }
 
 async fn console() -> Console {
+    console_with(AdminSettings::default()).await
+}
+
+async fn console_with(settings: AdminSettings) -> Console {
     let dir = tempfile::tempdir().unwrap();
     let pool = store::open(&dir.path().join("admin.db")).await.unwrap();
     let clock = ManualClock::new(start());
-    let state = AdminState::new(pool.clone(), clock.clone(), AdminSettings::default()).unwrap();
+    let state = AdminState::new(pool.clone(), clock.clone(), settings).unwrap();
     seed(&pool).await;
     Console {
         router: admin::router(state),
@@ -1736,6 +1740,17 @@ async fn every_role_against_every_new_api_call() {
 impl Console {
     /// A sign-in through the form, from `ip` (as the server's connect info).
     async fn sign_in_from(&self, ip: &str, username: &str, password: &str) -> Reply {
+        self.sign_in_via(ip, None, username, password).await
+    }
+
+    /// A sign-in from peer `ip`, optionally through a proxy that sent `forwarded_for`.
+    async fn sign_in_via(
+        &self,
+        ip: &str,
+        forwarded_for: Option<&str>,
+        username: &str,
+        password: &str,
+    ) -> Reply {
         use axum::extract::ConnectInfo;
         let form = self.get("/admin/login", None).await;
         let login_cookie = set_cookie_pair(&form, auth::LOGIN_CSRF_COOKIE).unwrap();
@@ -1747,9 +1762,11 @@ impl Console {
         );
         let mut request = Request::post("/admin/login")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::COOKIE, login_cookie)
-            .body(Body::from(body))
-            .unwrap();
+            .header(header::COOKIE, login_cookie);
+        if let Some(forwarded_for) = forwarded_for {
+            request = request.header("x-forwarded-for", forwarded_for);
+        }
+        let mut request = request.body(Body::from(body)).unwrap();
         let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
         request.extensions_mut().insert(ConnectInfo(addr));
         self.send(request).await
@@ -1974,4 +1991,45 @@ async fn a_schedule_page_shows_sent_and_failed_chats_and_the_variant_report() {
     assert_eq!(json["runs"][0]["totals"]["sent"], 1);
     assert_eq!(json["runs"][0]["totals"]["failed"], 1);
     assert_eq!(json["schedule"]["variants"], serde_json::json!(["A", "B"]));
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_right_most_forwarded_address_is_counted() {
+    let console = console_with(AdminSettings {
+        login_failures_per_ip: 2,
+        trust_forwarded_for: true,
+        ..AdminSettings::default()
+    })
+    .await;
+    admin::create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
+        .await
+        .unwrap();
+    // Every request comes from the proxy; the client in front of it is the last entry.
+    let proxy = "10.0.0.2";
+    for user in ["a", "b"] {
+        let reply = console
+            .sign_in_via(
+                proxy,
+                Some("6.6.6.6, 198.51.100.9"),
+                user,
+                "wrong password!",
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    // A spoofed left-hand entry does not help the throttled client.
+    let spoofed = console
+        .sign_in_via(
+            proxy,
+            Some("7.7.7.7, 198.51.100.9"),
+            "mei",
+            "correct horse battery",
+        )
+        .await;
+    assert_eq!(spoofed.status, StatusCode::TOO_MANY_REQUESTS);
+    // Other clients behind the same proxy are not throttled.
+    let other = console
+        .sign_in_via(proxy, Some("203.0.113.5"), "mei", "correct horse battery")
+        .await;
+    assert_eq!(other.status, StatusCode::SEE_OTHER);
 }
