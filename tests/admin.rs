@@ -2033,3 +2033,25 @@ async fn behind_a_trusted_proxy_the_right_most_forwarded_address_is_counted() {
         .await;
     assert_eq!(other.status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn the_new_pages_speak_english_after_the_switch() {
+    let console = queue_console().await;
+    let (op, _) = console.session_for("op", Role::Operator).await;
+    let english = Session {
+        cookie: format!("{}; {}=en", op.cookie, auth::LANG_COOKIE),
+        csrf: op.csrf.clone(),
+    };
+    let schedules = console.get("/admin/schedules", Some(&english)).await;
+    assert!(schedules.body.contains("Next fires"), "{}", schedules.body);
+    let schedule = console
+        .get("/admin/schedules/morning", Some(&english))
+        .await;
+    assert!(schedule.body.contains("Run now") && schedule.body.contains("Preview"));
+    let moderation = console.get("/admin/moderation", Some(&english)).await;
+    assert!(
+        moderation.body.contains("Active strikes") && moderation.body.contains("Revoke strike")
+    );
+    let chinese = console.get("/admin/moderation", Some(&op)).await;
+    assert!(chinese.body.contains("生效中的警告") && chinese.body.contains("撤销警告"));
+}

@@ -297,6 +297,12 @@ pub async fn preview(
         .await;
         let (preview, error) = match result {
             Ok(preview) => (Some(preview), None),
+            // A template that cannot render is the manager's to fix; anything
+            // else (the database) is logged and shown opaquely.
+            Err(e) if e.chain().any(|cause| cause.is::<sqlx::Error>()) => {
+                tracing::error!(error = format!("{e:#}"), schedule = name, "preview failed");
+                (None, Some("internal error".to_owned()))
+            }
             Err(e) => (None, Some(format!("{e:#}"))),
         };
         previews.push(ChatPreview {
