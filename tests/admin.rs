@@ -438,6 +438,7 @@ const PAGES: &[&str] = &[
     "/admin/users",
     "/admin/export/members.csv",
     "/admin/export/ledger.csv",
+    "/admin/export/moderation.csv",
     "/admin/export/audit.csv",
 ];
 
@@ -1499,6 +1500,28 @@ async fn a_report_shows_its_reporters_and_can_strike_the_reported_member() {
     let profile = console.get("/admin/members/wmBob", Some(&op)).await;
     assert!(profile.body.contains("strike-active"));
     assert!(profile.body.contains("strike by op"));
+}
+
+#[tokio::test]
+async fn the_moderation_log_exports_as_csv() {
+    let console = queue_console().await;
+    let (viewer, _) = console.session_for("viewer", Role::Viewer).await;
+    let reply = console
+        .get("/admin/export/moderation.csv", Some(&viewer))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let lines: Vec<&str> = reply.body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "id,at,chat_id,user_id,rule,category,severity,matched,excerpt,action_taken,dry_run,reviewed_by,review_note"
+    );
+    assert_eq!(lines.len(), 2, "{}", reply.body);
+    assert!(
+        lines[1]
+            .contains(",wrOgAA1,wmAlice,term,ads,high,加微信,加微信领红包,\"warn,strike\",false,"),
+        "{}",
+        lines[1]
+    );
 }
 
 #[tokio::test]

@@ -865,6 +865,46 @@ pub async fn export_csv(
                 );
             }
         }
+        "moderation.csv" => {
+            csv_row(
+                &mut out,
+                &[
+                    "id",
+                    "at",
+                    "chat_id",
+                    "user_id",
+                    "rule",
+                    "category",
+                    "severity",
+                    "matched",
+                    "excerpt",
+                    "action_taken",
+                    "dry_run",
+                    "reviewed_by",
+                    "review_note",
+                ],
+            );
+            for e in store::moderation::log(&mut conn, None, i64::MAX).await? {
+                csv_row(
+                    &mut out,
+                    &[
+                        &e.id.to_string(),
+                        &e.at.to_string(),
+                        e.chat_id.as_deref().unwrap_or(""),
+                        &e.user_id,
+                        &e.rule,
+                        &e.category,
+                        &e.severity,
+                        &e.matched,
+                        &e.excerpt,
+                        &e.action_taken,
+                        if e.dry_run { "true" } else { "false" },
+                        e.reviewed_by.as_deref().unwrap_or(""),
+                        e.review_note.as_deref().unwrap_or(""),
+                    ],
+                );
+            }
+        }
         "audit.csv" => {
             csv_row(
                 &mut out,
