@@ -506,6 +506,10 @@ async fn an_at_risk_member_is_nudged_once_even_when_the_job_runs_twice() {
     assert!(page.contains("data-status=\"skipped\""), "{page}");
     assert!(page.contains("internal members only"));
     assert!(page.contains("data-status=\"queued\""));
+    // The member page shows the stage history.
+    let member = console_page(&h, "/admin/members/wmExternal").await;
+    assert!(member.contains("data-stage=\"at_risk\""), "{member}");
+    assert!(member.contains("活跃 → 流失预警"), "{member}");
 
     // Coming back makes them active; going silent again is a new change and a new nudge.
     h.say("zhangsan", "签到").await;
@@ -707,6 +711,50 @@ async fn delivery_failures_open_escalate_and_close_with_one_message_each() {
     assert!(texts[0].contains("今日发送失败 1 条"));
     assert!(texts[1].contains("今日发送失败 2 条"));
     h.stop().await;
+}
+
+/// A console page as a signed-in viewer sees it.
+async fn console_page(h: &Harness, path: &str) -> String {
+    let state = AdminState::new(h.pool.clone(), h.clock.clone(), AdminSettings::default()).unwrap();
+    let mut conn = h.pool.acquire().await.unwrap();
+    let now = h.now().timestamp();
+    let user = match qunyun::store::admin::user_by_name(&mut conn, "reader")
+        .await
+        .unwrap()
+    {
+        Some(user) => user.id,
+        None => qunyun::store::admin::insert_user(&mut conn, "reader", "x", "viewer", now)
+            .await
+            .unwrap()
+            .unwrap(),
+    };
+    let session = auth::start_session(&mut conn, user, now, 3600)
+        .await
+        .unwrap();
+    drop(conn);
+    let reply = admin::router(state)
+        .oneshot(
+            Request::get(path)
+                .header(
+                    header::COOKIE,
+                    format!("{}={session}", auth::SESSION_COOKIE),
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK, "{path}");
+    String::from_utf8(
+        reply
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 /// The console's dashboard page and JSON API response.

@@ -108,6 +108,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("violations", "违规", "violations"),
     ("pushes_failed", "发送失败", "failed messages"),
     ("stage_dormant", "沉默", "dormant"),
+    ("lifecycle", "生命周期", "Lifecycle"),
+    ("stage", "阶段", "Stage"),
     ("at_risk_recent", "最近的流失预警", "Recently at risk"),
     ("at_risk_action", "处理", "Action"),
     ("action_queued", "已发送提醒", "reminder queued"),

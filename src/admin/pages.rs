@@ -331,6 +331,7 @@ pub async fn member_profile(
         "ledger": ledger,
         "calendar": calendar,
         "audit": q::recent_audit(&mut conn, Some(user_id), 50).await?,
+        "stage_changes": store::analytics::stage_changes(&mut conn, Some(user_id), 20).await?,
     }))
 }
 

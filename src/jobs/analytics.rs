@@ -257,7 +257,7 @@ async fn at_risk_action(
 ) -> anyhow::Result<bool> {
     let doc = &rules.doc.lifecycle;
     let app = rules.doc.community.app.clone();
-    let name = store::person_name(conn, user_id)
+    let name = crate::store::members::person_name(conn, user_id)
         .await?
         .unwrap_or_else(|| user_id.to_owned());
     let (action, user_ids, text, skipped) = match doc.at_risk_action {

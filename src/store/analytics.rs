@@ -528,16 +528,3 @@ pub async fn close_episode(
     .await?;
     Ok(())
 }
-
-/// The person's display name, if known.
-pub async fn person_name(
-    conn: &mut SqliteConnection,
-    user_id: &str,
-) -> sqlx::Result<Option<String>> {
-    let name: Option<Option<String>> =
-        sqlx::query_scalar("select name from people where user_id = ?")
-            .bind(user_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(name.flatten())
-}
