@@ -582,6 +582,10 @@ async fn leave_spike_opens_escalates_and_closes_with_one_message_each() {
     let (page, api) = dashboard(&h).await;
     assert!(api["alerts"].as_array().unwrap().is_empty());
     assert!(page.contains("一切正常"));
+    let recent = api["recent_alerts"].as_array().unwrap();
+    assert_eq!(recent.len(), 1, "{api}");
+    assert_eq!(recent[0]["level"], "orange");
+    assert!(recent[0]["closed_at"].is_i64());
 
     let texts = alert_texts(&h);
     assert_eq!(texts.len(), 2, "{texts:?}");

@@ -91,6 +91,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Events parked after failures",
     ),
     ("alert_since", "开始于", "since"),
+    ("alert_closed", "结束于", "closed"),
+    ("recent_alerts", "近7天的预警", "Alerts in the last 7 days"),
     ("level_yellow", "黄色", "yellow"),
     ("level_orange", "橙色", "orange"),
     ("level_red", "红色", "red"),

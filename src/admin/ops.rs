@@ -59,6 +59,8 @@ pub struct Dashboard {
     pub pushes_failed: Vec<i64>,
     /// Open alert episodes, most severe first.
     pub alerts: Vec<Alert>,
+    /// Alert episodes of the last 7 days, open or closed, newest first.
+    pub recent_alerts: Vec<store::analytics::AlertEpisode>,
     /// The latest at-risk stage changes and what their action did.
     pub at_risk: Vec<store::analytics::StageChangeRow>,
 }
@@ -161,6 +163,8 @@ pub async fn dashboard(state: &AdminState) -> Result<Dashboard, AdminError> {
             a.id,
         )
     });
+    let recent_alerts =
+        store::analytics::episodes_since(&mut conn, now.timestamp() - 7 * 86_400).await?;
     let at_risk = store::analytics::stage_changes(&mut conn, None, 200)
         .await?
         .into_iter()
@@ -184,6 +188,7 @@ pub async fn dashboard(state: &AdminState) -> Result<Dashboard, AdminError> {
         pushes_sent: series(|r| r.pushes_sent),
         pushes_failed: series(|r| r.pushes_failed),
         alerts,
+        recent_alerts,
         at_risk,
     })
 }
