@@ -23,9 +23,11 @@ pub mod chart;
 pub mod diff;
 pub mod error;
 pub mod i18n;
+pub mod moderation;
 pub mod ops;
 pub mod pages;
 pub mod rules_editor;
+pub mod schedules;
 pub mod views;
 
 pub use auth::Role;
@@ -41,6 +43,13 @@ pub struct AdminSettings {
     /// Failed logins allowed per username within `login_window` before refusing.
     pub login_max_failures: i64,
     pub login_window: Duration,
+    /// Failed logins allowed per client address (any username) within `login_window`.
+    pub login_failures_per_ip: i64,
+    /// Take the client address from the right-most `X-Forwarded-For` entry
+    /// (only behind a reverse proxy that sets it).
+    pub trust_forwarded_for: bool,
+    /// How manual runs and previews address chats (the app posting to app groups).
+    pub scheduler: crate::jobs::scheduler::SchedulerSettings,
 }
 
 impl Default for AdminSettings {
@@ -50,6 +59,9 @@ impl Default for AdminSettings {
             session_ttl: Duration::from_secs(8 * 3600),
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
+            login_failures_per_ip: 20,
+            trust_forwarded_for: false,
+            scheduler: crate::jobs::scheduler::SchedulerSettings::default(),
         }
     }
 }
@@ -120,6 +132,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/admin/export/{name}", get(pages::export_csv))
         .merge(api::routes())
+        .merge(schedules::routes())
+        .merge(moderation::routes())
         .with_state(state)
 }
 

@@ -75,6 +75,19 @@ impl App {
             AdminSettings {
                 secure_cookies: admin_config.secure_cookies,
                 session_ttl: Duration::from_secs(u64::from(admin_config.session_hours) * 3600),
+                login_failures_per_ip: i64::from(admin_config.login_failures_per_ip),
+                trust_forwarded_for: admin_config.trust_forwarded_for,
+                scheduler: crate::jobs::scheduler::SchedulerSettings {
+                    app: self
+                        .state
+                        .config
+                        .wecom
+                        .apps
+                        .first()
+                        .map(|app| app.name.clone())
+                        .unwrap_or_else(|| "ops".to_owned()),
+                    ..Default::default()
+                },
                 ..AdminSettings::default()
             },
         )?);
@@ -116,7 +129,9 @@ impl App {
         let router = self.router()?;
         let addr = listener.local_addr().context("reading listener address")?;
         tracing::info!(%addr, "qunyun listening");
-        axum::serve(listener, router)
+        // The peer address feeds the console's per-IP login throttling.
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")?;

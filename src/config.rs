@@ -63,6 +63,13 @@ pub struct AdminConfig {
     /// How long a login lasts, in hours.
     #[serde(default = "default_session_hours")]
     pub session_hours: u32,
+    /// Failed sign-ins allowed from one client address (any username) per 15 minutes.
+    #[serde(default = "default_login_failures_per_ip")]
+    pub login_failures_per_ip: u32,
+    /// Count sign-ins by the right-most `X-Forwarded-For` entry instead of the
+    /// TCP peer: only behind a reverse proxy that appends it.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for AdminConfig {
@@ -70,12 +77,18 @@ impl Default for AdminConfig {
         Self {
             secure_cookies: false,
             session_hours: default_session_hours(),
+            login_failures_per_ip: default_login_failures_per_ip(),
+            trust_forwarded_for: false,
         }
     }
 }
 
 fn default_session_hours() -> u32 {
     8
+}
+
+fn default_login_failures_per_ip() -> u32 {
+    20
 }
 
 /// `POST /ingest/messages`: normalized message batches from a message-archive puller.
@@ -245,9 +258,11 @@ impl Config {
     }
 
     fn from_table(table: toml::Table) -> anyhow::Result<Config> {
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid config: {}", e.message()))?;
+        // The path names the field of a type error (`admin.trust_forwarded_for: …`).
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                anyhow::anyhow!("invalid config: {}: {}", e.path(), e.inner().message())
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -292,6 +307,9 @@ impl Config {
         }
         if !(1..=24 * 30).contains(&self.admin.session_hours) {
             bail!("admin.session_hours: must be between 1 and 720");
+        }
+        if !(1..=100_000).contains(&self.admin.login_failures_per_ip) {
+            bail!("admin.login_failures_per_ip: must be between 1 and 100000");
         }
         if let Some(secret) = &self.ingest.secret {
             if secret.expose().len() < 16 {
@@ -408,9 +426,22 @@ fn document_entry<'a>(document: &'a mut toml::Table, key: &str) -> &'a mut toml:
 
 /// Fields whose environment value is a number. Everything else stays a string, so a
 /// token or secret made only of digits is not turned into a number by accident.
-const NUMERIC_FIELDS: &[&str] = &["agent_id", "timestamp_window_secs", "session_hours"];
+const NUMERIC_FIELDS: &[&str] = &[
+    "agent_id",
+    "timestamp_window_secs",
+    "session_hours",
+    "login_failures_per_ip",
+];
+
+/// Fields whose environment value is `true` or `false`.
+const BOOLEAN_FIELDS: &[&str] = &["secure_cookies", "trust_forwarded_for"];
 
 fn parse_env_value(field: &str, value: &str) -> toml::Value {
+    if BOOLEAN_FIELDS.contains(&field) {
+        if let Ok(b) = value.parse::<bool>() {
+            return toml::Value::Boolean(b);
+        }
+    }
     if NUMERIC_FIELDS.contains(&field) {
         if let Ok(n) = value.parse::<i64>() {
             return toml::Value::Integer(n);
@@ -474,6 +505,14 @@ mod tests {
                 "[[wecom.bots]]\nname = \"a b\"\ntoken = \"t\"\nencoding_aes_key = \"x\"",
                 "wecom.bots[0].name",
             ),
+            (
+                "[admin]\nlogin_failures_per_ip = 0",
+                "admin.login_failures_per_ip",
+            ),
+            (
+                "[admin]\ntrust_forwarded_for = \"yes\"",
+                "trust_forwarded_for",
+            ),
         ];
         for (text, field) in cases {
             let err = format!("{:#}", Config::from_toml_str(text).unwrap_err());
@@ -482,6 +521,23 @@ mod tests {
                 "{text:?} gave {err:?}, expected it to name {field}"
             );
         }
+    }
+
+    #[test]
+    fn admin_throttling_settings_come_from_env_with_defaults() {
+        let config = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(config.admin.login_failures_per_ip, 20);
+        assert!(!config.admin.trust_forwarded_for);
+        let config = Config::load(
+            None,
+            env(&[
+                ("QUNYUN_ADMIN__LOGIN_FAILURES_PER_IP", "50"),
+                ("QUNYUN_ADMIN__TRUST_FORWARDED_FOR", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.admin.login_failures_per_ip, 50);
+        assert!(config.admin.trust_forwarded_for);
     }
 
     #[test]

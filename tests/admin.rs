@@ -1032,3 +1032,881 @@ async fn dead_letters_are_listed_without_credentials_and_can_be_retried() {
         .await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
 }
+
+// --- schedules and the moderation queue (issue #7) ------------------------------------
+
+/// The seed rule set plus one daily push at 09:00 community time to every chat.
+fn rules_with_schedule() -> String {
+    format!(
+        "{}\n[[schedules]]\nname = \"morning\"\ncron = \"0 0 9 * * *\"\n\n[schedules.targets]\nall_chats = true\n\n[schedules.content]\nkind = \"text\"\nbody = \"早上好，{{{{ chat.name }}}}！\"\n",
+        valid_rules(5)
+    )
+}
+
+/// Moderation work and a schedule on top of [`seed`]: a strike and a review task
+/// for wmAlice, two reports of a message wmBob wrote, a webhook chat.
+async fn seed_queues(console: &Console) {
+    use qunyun::rules::moderate::{ModerationRecord, OwnerTask, TaskKind};
+    use qunyun::rules::moderation::Severity;
+    let now = start();
+    let mut conn = console.pool.acquire().await.unwrap();
+    store::rule_sets::save(&mut conn, &rules_with_schedule(), now)
+        .await
+        .unwrap();
+    store::chats::upsert_chat(
+        &mut conn,
+        &store::chats::NewChat {
+            chat_id: "wrWeb".into(),
+            name: "技术交流群".into(),
+            route: ChatRoute::Webhook {
+                key: "robot-key-1".into(),
+            },
+            owner: None,
+            admins: vec![],
+            tags: vec![],
+            member_version: None,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    store::moderation::record_decision(
+        &mut conn,
+        &ModerationRecord {
+            event_id: "ev-1".into(),
+            at: now,
+            chat_id: Some("wrOgAA1".into()),
+            user_id: "wmAlice".into(),
+            rule: "term".into(),
+            category: "ads".into(),
+            severity: Severity::High,
+            matched: "加微信".into(),
+            excerpt: "加微信领红包".into(),
+            action_taken: "warn,strike".into(),
+            dry_run: false,
+            strike: true,
+            task: Some(OwnerTask {
+                kind: TaskKind::Review,
+                assignees: vec!["xiaomei".into()],
+            }),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    store::members::record_join(&mut conn, "wrOgAA1", "wmBob", now, JoinScene::QrCode)
+        .await
+        .unwrap();
+    store::moderation::record_post(&mut conn, Some("wrOgAA1"), "wmBob", now, Some(42))
+        .await
+        .unwrap();
+    for reporter in ["wmAlice", "wmCarol"] {
+        store::moderation::record_report(&mut conn, "wrOgAA1", reporter, 42, now)
+            .await
+            .unwrap();
+    }
+}
+
+async fn queue_console() -> Console {
+    let console = console().await;
+    seed_queues(&console).await;
+    console
+}
+
+impl Console {
+    async fn strike_id(&self, user_id: &str) -> i64 {
+        sqlx::query_scalar(
+            "select id from moderation_strikes where user_id = ? order by id limit 1",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    async fn strike_revoked(&self, id: i64) -> bool {
+        let revoked: Option<i64> =
+            sqlx::query_scalar("select revoked_at from moderation_strikes where id = ?")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await
+                .unwrap();
+        revoked.is_some()
+    }
+
+    async fn first_task_id(&self) -> i64 {
+        sqlx::query_scalar("select id from moderation_tasks order by id limit 1")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+
+    async fn paused(&self, name: &str) -> bool {
+        let mut conn = self.pool.acquire().await.unwrap();
+        store::schedules::state(&mut conn, name)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.paused)
+    }
+
+    async fn last_audit(&self) -> q::AuditRow {
+        let mut conn = self.pool.acquire().await.unwrap();
+        q::recent_audit(&mut conn, None, 1).await.unwrap().remove(0)
+    }
+
+    /// What a refused request must leave untouched.
+    async fn queue_state(&self) -> Vec<i64> {
+        let mut out = Vec::new();
+        for sql in [
+            "select count(*) from admin_audit",
+            "select count(*) from outbox",
+            "select count(*) from schedule_runs",
+            "select count(*) from schedule_state where paused = 1",
+            "select count(*) from moderation_strikes where revoked_at is null",
+            "select count(*) from moderation_tasks where status = 'open'",
+            "select count(*) from moderation_reports where handled_at is null",
+        ] {
+            out.push(self.count(sql).await);
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn schedules_page_shows_next_fire_times_in_the_community_timezone() {
+    let console = queue_console().await;
+    let (viewer, _) = console.session_for("viewer", Role::Viewer).await;
+    // 2025-03-10 04:00 UTC is 12:00 in Shanghai: today's 09:00 has passed.
+    let page = console.get("/admin/schedules", Some(&viewer)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("href=\"/admin/schedules/morning\""));
+    for day in [
+        "2025-03-11 09:00 CST",
+        "2025-03-12 09:00 CST",
+        "2025-03-13 09:00 CST",
+    ] {
+        assert!(page.body.contains(day), "{day} missing: {}", page.body);
+    }
+    // minijinja escapes the slash.
+    assert!(page.body.contains("Asia&#x2f;Shanghai"), "{}", page.body);
+    assert!(page.body.contains("id=\"nav-schedules\""));
+    let detail = console.get("/admin/schedules/morning", Some(&viewer)).await;
+    assert_eq!(detail.status, StatusCode::OK);
+    assert!(detail.body.contains("2025-03-11 09:00 CST"));
+    assert!(detail.body.contains("id=\"no-runs\""));
+    // A viewer sees no forms.
+    assert!(!detail.body.contains("id=\"schedule-pause\""));
+    let missing = console.get("/admin/schedules/nope", Some(&viewer)).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn pause_resume_and_run_now_change_state_and_are_audited() {
+    let console = queue_console().await;
+    let (op, _) = console.session_for("op", Role::Operator).await;
+    let csrf = [("csrf", op.csrf.as_str())];
+
+    let paused = console
+        .post_form("/admin/schedules/morning/pause", Some(&op.cookie), &csrf)
+        .await;
+    assert_eq!(paused.status, StatusCode::SEE_OTHER, "{}", paused.body);
+    assert!(console.paused("morning").await);
+    let audit = console.last_audit().await;
+    assert_eq!(
+        (
+            audit.actor.as_str(),
+            audit.action.as_str(),
+            audit.target.as_str()
+        ),
+        ("op", "schedule.pause", "morning")
+    );
+    let page = console.get("/admin/schedules/morning", Some(&op)).await;
+    assert!(page.body.contains("id=\"schedule-resume\""));
+
+    let resumed = console
+        .post_form("/admin/schedules/morning/resume", Some(&op.cookie), &csrf)
+        .await;
+    assert_eq!(resumed.status, StatusCode::SEE_OTHER);
+    assert!(!console.paused("morning").await);
+    assert_eq!(console.last_audit().await.action, "schedule.resume");
+
+    let outbox_before = console.count("select count(*) from outbox").await;
+    let ran = console
+        .post_form("/admin/schedules/morning/run", Some(&op.cookie), &csrf)
+        .await;
+    assert_eq!(ran.status, StatusCode::SEE_OTHER, "{}", ran.body);
+    let location = ran.headers[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/admin/schedules/morning?ran="),
+        "{location}"
+    );
+    // One row for the webhook chat, one owner-confirmed mass message for the customer group.
+    assert_eq!(
+        console.count("select count(*) from outbox").await,
+        outbox_before + 2
+    );
+    assert_eq!(
+        console
+            .count(
+                "select count(*) from schedule_runs where kind = 'manual' and schedule = 'morning'"
+            )
+            .await,
+        1
+    );
+    assert_eq!(
+        console
+            .count("select count(*) from schedule_deliveries")
+            .await,
+        2
+    );
+    let audit = console.last_audit().await;
+    assert_eq!(
+        (audit.action.as_str(), audit.target.as_str()),
+        ("schedule.run_now", "morning")
+    );
+    // The run and its per-chat outcomes show on the schedule's page.
+    let page = console.get(&location, Some(&op)).await;
+    assert!(page.body.contains("id=\"run-started\""), "{}", page.body);
+    assert!(page.body.contains("wrWeb") && page.body.contains("wrOgAA1"));
+    assert!(
+        page.body.contains("outcome-pending")
+            || page.body.contains("outcome-awaiting_confirmation")
+    );
+
+    // Preview renders each target chat's text and sends nothing.
+    let outbox_before = console.count("select count(*) from outbox").await;
+    let preview = console
+        .post_form("/admin/schedules/morning/preview", Some(&op.cookie), &csrf)
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    assert!(
+        preview.body.contains("早上好，技术交流群！"),
+        "{}",
+        preview.body
+    );
+    assert!(preview.body.contains("早上好，好物分享1群！"));
+    assert_eq!(
+        console.count("select count(*) from outbox").await,
+        outbox_before
+    );
+    assert_eq!(console.last_audit().await.action, "schedule.preview");
+}
+
+#[tokio::test]
+async fn a_skipped_chat_shows_its_reason_in_the_run_history() {
+    let console = queue_console().await;
+    let (op, _) = console.session_for("op", Role::Operator).await;
+    // A smart-bot chat without a robot cannot receive pushes.
+    let mut conn = console.pool.acquire().await.unwrap();
+    store::chats::upsert_chat(
+        &mut conn,
+        &store::chats::NewChat {
+            chat_id: "wrBot".into(),
+            name: "机器人群".into(),
+            route: ChatRoute::SmartBot { robot_key: None },
+            owner: None,
+            admins: vec![],
+            tags: vec![],
+            member_version: None,
+        },
+        start(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let ran = console
+        .post_form(
+            "/admin/schedules/morning/run",
+            Some(&op.cookie),
+            &[("csrf", &op.csrf)],
+        )
+        .await;
+    assert_eq!(ran.status, StatusCode::SEE_OTHER);
+    let page = console.get("/admin/schedules/morning", Some(&op)).await;
+    assert!(page.body.contains("outcome-skipped"), "{}", page.body);
+    assert!(page.body.contains("已跳过"));
+}
+
+#[tokio::test]
+async fn revoking_a_strike_without_a_reason_is_refused_at_the_field() {
+    let console = queue_console().await;
+    let (op, _) = console.session_for("op", Role::Operator).await;
+    let strike = console.strike_id("wmAlice").await;
+    let before = console.queue_state().await;
+    for reason in ["", "   "] {
+        let reply = console
+            .post_form(
+                &format!("/admin/moderation/strikes/{strike}/revoke"),
+                Some(&op.cookie),
+                &[("csrf", &op.csrf), ("reason", reason)],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            reply
+                .body
+                .contains(&format!("id=\"strike-{strike}-error\"")),
+            "{}",
+            reply.body
+        );
+        assert!(reply.body.contains("必须填写原因"));
+        assert!(reply.body.contains("aria-invalid=\"true\""));
+    }
+    assert!(!console.strike_revoked(strike).await);
+    assert_eq!(console.queue_state().await, before, "nothing changed");
+}
+
+#[tokio::test]
+async fn revoking_a_strike_with_a_reason_deactivates_it_and_is_audited() {
+    let console = queue_console().await;
+    let (op, _) = console.session_for("op", Role::Operator).await;
+    let strike = console.strike_id("wmAlice").await;
+    let page = console.get("/admin/moderation", Some(&op)).await;
+    assert!(page.body.contains(&format!("id=\"revoke-{strike}\"")));
+    let reply = console
+        .post_form(
+            &format!("/admin/moderation/strikes/{strike}/revoke"),
+            Some(&op.cookie),
+            &[("csrf", &op.csrf), ("reason", "误判：是活动通知")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert!(console.strike_revoked(strike).await);
+    let audit = console.last_audit().await;
+    assert_eq!(audit.action, "strike.revoke");
+    assert_eq!(audit.target, "wmAlice");
+    assert!(audit.detail.contains("误判：是活动通知"));
+    // Gone from the queue; on the member's profile as revoked, with the audit entry.
+    let page = console.get("/admin/moderation", Some(&op)).await;
+    assert!(!page.body.contains(&format!("id=\"revoke-{strike}\"")));
+    let profile = console.get("/admin/members/wmAlice", Some(&op)).await;
+    assert!(profile.body.contains("strike-revoked"), "{}", profile.body);
+    assert!(profile.body.contains("误判：是活动通知"));
+    assert!(profile.body.contains("strike.revoke"));
+    // Revoking twice is refused.
+    let again = console
+        .post_form(
+            &format!("/admin/moderation/strikes/{strike}/revoke"),
+            Some(&op.cookie),
+            &[("csrf", &op.csrf), ("reason", "again")],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn marking_a_task_done_keeps_the_note_and_is_audited() {
+    let console = queue_console().await;
+    let (op, _) = console.session_for("op", Role::Operator).await;
+    let task = console.first_task_id().await;
+    let page = console.get("/admin/moderation", Some(&op)).await;
+    assert!(page.body.contains(&format!("id=\"task-{task}\"")));
+    let reply = console
+        .post_form(
+            &format!("/admin/moderation/tasks/{task}/done"),
+            Some(&op.cookie),
+            &[("csrf", &op.csrf), ("note", "已提醒")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(
+        console
+            .count(
+                "select count(*) from moderation_tasks where status = 'done' and note = '已提醒'"
+            )
+            .await,
+        1
+    );
+    let audit = console.last_audit().await;
+    assert_eq!(
+        (audit.action.as_str(), audit.target.as_str()),
+        ("moderation_task.done", "wmAlice")
+    );
+    let page = console.get("/admin/moderation", Some(&op)).await;
+    assert!(page.body.contains("id=\"no-tasks\""));
+    assert!(
+        page.body.contains("task done: 已提醒"),
+        "the log shows the review"
+    );
+}
+
+#[tokio::test]
+async fn a_report_shows_its_reporters_and_can_strike_the_reported_member() {
+    let console = queue_console().await;
+    let (op, _) = console.session_for("op", Role::Operator).await;
+    let page = console.get("/admin/moderation", Some(&op)).await;
+    assert!(
+        page.body.contains("id=\"report-wrOgAA1-42\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("wmAlice, wmCarol"));
+    assert!(page.body.contains("href=\"/admin/members/wmBob\""));
+    let form = |reason: &'static str| {
+        vec![
+            ("csrf", op.csrf.clone()),
+            ("chat_id", "wrOgAA1".to_owned()),
+            ("fingerprint", "42".to_owned()),
+            ("action", "strike".to_owned()),
+            ("reason", reason.to_owned()),
+        ]
+    };
+    let before = console.queue_state().await;
+    let pairs = form("");
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = console
+        .post_form("/admin/moderation/reports", Some(&op.cookie), &pairs)
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("id=\"report-wrOgAA1-42-error\""));
+    assert_eq!(console.queue_state().await, before);
+
+    let pairs = form("广告");
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let reply = console
+        .post_form("/admin/moderation/reports", Some(&op.cookie), &pairs)
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(
+        console
+            .count("select count(*) from moderation_strikes where user_id = 'wmBob' and revoked_at is null")
+            .await,
+        1
+    );
+    assert_eq!(
+        console
+            .count("select count(*) from moderation_reports where handled_at is null")
+            .await,
+        0
+    );
+    let audit = console.last_audit().await;
+    assert_eq!(
+        (audit.action.as_str(), audit.target.as_str()),
+        ("report.strike", "wmBob")
+    );
+    let profile = console.get("/admin/members/wmBob", Some(&op)).await;
+    assert!(profile.body.contains("strike-active"));
+    assert!(profile.body.contains("strike by op"));
+}
+
+#[tokio::test]
+async fn the_moderation_log_filters_by_member_and_action() {
+    let console = queue_console().await;
+    let (viewer, token) = console.session_for("viewer", Role::Viewer).await;
+    let all = console.get("/admin/moderation", Some(&viewer)).await;
+    assert_eq!(all.body.matches("class=\"log-entry\"").count(), 1);
+    assert!(!all.body.contains("id=\"revoke-"), "viewers get no forms");
+    let by_member = console
+        .get(
+            "/admin/moderation?member=wmAlice&action=strike",
+            Some(&viewer),
+        )
+        .await;
+    assert_eq!(by_member.body.matches("class=\"log-entry\"").count(), 1);
+    let other = console
+        .get("/admin/moderation?member=wmBob", Some(&viewer))
+        .await;
+    assert!(other.body.contains("id=\"no-log\""));
+    let api = console
+        .api(
+            Method::GET,
+            "/admin/api/v1/moderation/log?action=ban",
+            Some(&token),
+            "",
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(json["entries"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn the_api_lists_schedules_and_refuses_a_revoke_without_reason() {
+    let console = queue_console().await;
+    let (_, token) = console.session_for("op", Role::Operator).await;
+    let list = console
+        .api(Method::GET, "/admin/api/v1/schedules", Some(&token), "")
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&list.body).unwrap();
+    assert_eq!(json["schedules"][0]["name"], "morning");
+    assert_eq!(
+        json["schedules"][0]["next_fires"][0]["local"],
+        "2025-03-11 09:00 CST"
+    );
+    let detail = console
+        .api(
+            Method::GET,
+            "/admin/api/v1/schedules/morning",
+            Some(&token),
+            "",
+        )
+        .await;
+    assert_eq!(detail.status, StatusCode::OK);
+    let strikes = console
+        .api(
+            Method::GET,
+            "/admin/api/v1/moderation/strikes",
+            Some(&token),
+            "",
+        )
+        .await;
+    let json: serde_json::Value = serde_json::from_str(&strikes.body).unwrap();
+    let strike = json["strikes"][0]["id"].as_i64().unwrap();
+    let refused = console
+        .api(
+            Method::POST,
+            &format!("/admin/api/v1/moderation/strikes/{strike}/revoke"),
+            Some(&token),
+            r#"{"reason": ""}"#,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let json: serde_json::Value = serde_json::from_str(&refused.body).unwrap();
+    assert_eq!(json["field"], "reason");
+    assert!(!console.strike_revoked(strike).await);
+    let tasks = console
+        .api(
+            Method::GET,
+            "/admin/api/v1/moderation/tasks",
+            Some(&token),
+            "",
+        )
+        .await;
+    let json: serde_json::Value = serde_json::from_str(&tasks.body).unwrap();
+    assert_eq!(json["tasks"][0]["assignees"][0], "xiaomei");
+    let preview = console
+        .api(
+            Method::POST,
+            "/admin/api/v1/schedules/morning/preview",
+            Some(&token),
+            "",
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    assert!(preview.body.contains("早上好，技术交流群！"));
+}
+
+/// Every new mutating form route, the form it needs.
+async fn queue_form_routes(console: &Console) -> Vec<(String, Vec<(&'static str, String)>)> {
+    let strike = console.strike_id("wmAlice").await;
+    let task = console.first_task_id().await;
+    vec![
+        ("/admin/schedules/morning/pause".into(), vec![]),
+        ("/admin/schedules/morning/resume".into(), vec![]),
+        ("/admin/schedules/morning/run".into(), vec![]),
+        ("/admin/schedules/morning/preview".into(), vec![]),
+        (
+            format!("/admin/moderation/strikes/{strike}/revoke"),
+            vec![("reason", "误判".into())],
+        ),
+        (
+            format!("/admin/moderation/tasks/{task}/done"),
+            vec![("note", "ok".into())],
+        ),
+        (
+            "/admin/moderation/reports".into(),
+            vec![
+                ("chat_id", "wrOgAA1".into()),
+                ("fingerprint", "42".into()),
+                ("action", "dismiss".into()),
+                ("reason", "不是广告".into()),
+            ],
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_role_against_every_new_form_route() {
+    for role in [Role::Viewer, Role::Operator, Role::Owner] {
+        let console = queue_console().await;
+        let (session, _) = console.session_for(role.as_str(), role).await;
+        for (path, fields) in queue_form_routes(&console).await {
+            let before = console.queue_state().await;
+            let forged = with_csrf(&fields, "forged");
+            let forged: Vec<(&str, &str)> = forged.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let reply = console
+                .post_form(&path, Some(&session.cookie), &forged)
+                .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::FORBIDDEN,
+                "{path} forged as {role:?}"
+            );
+            let anonymous = console.post_form(&path, None, &forged).await;
+            assert_eq!(anonymous.status, StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(
+                console.queue_state().await,
+                before,
+                "{path}: refused but changed"
+            );
+
+            let good = with_csrf(&fields, &session.csrf);
+            let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let reply = console.post_form(&path, Some(&session.cookie), &good).await;
+            if role >= Role::Operator {
+                assert!(
+                    reply.status.is_success() || reply.status.is_redirection(),
+                    "{path} as {role:?}: {} {}",
+                    reply.status,
+                    reply.body
+                );
+                assert!(
+                    console.count("select count(*) from admin_audit").await > before[0],
+                    "{path} as {role:?} not audited"
+                );
+                assert_eq!(console.last_audit().await.actor, role.as_str());
+            } else {
+                assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path} as viewer");
+                assert_eq!(
+                    console.queue_state().await,
+                    before,
+                    "{path} as viewer changed"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_role_against_every_new_api_call() {
+    for role in [Role::Viewer, Role::Operator, Role::Owner] {
+        let console = queue_console().await;
+        let (_, token) = console.session_for(role.as_str(), role).await;
+        let strike = console.strike_id("wmAlice").await;
+        let task = console.first_task_id().await;
+        let calls = [
+            ("/admin/api/v1/schedules/morning/pause".to_owned(), String::new()),
+            ("/admin/api/v1/schedules/morning/resume".to_owned(), String::new()),
+            ("/admin/api/v1/schedules/morning/run".to_owned(), String::new()),
+            ("/admin/api/v1/schedules/morning/preview".to_owned(), String::new()),
+            (
+                format!("/admin/api/v1/moderation/strikes/{strike}/revoke"),
+                r#"{"reason": "误判"}"#.to_owned(),
+            ),
+            (
+                format!("/admin/api/v1/moderation/tasks/{task}/done"),
+                r#"{"note": "ok"}"#.to_owned(),
+            ),
+            (
+                "/admin/api/v1/moderation/reports".to_owned(),
+                r#"{"chat_id": "wrOgAA1", "fingerprint": 42, "action": "strike", "reason": "广告"}"#
+                    .to_owned(),
+            ),
+        ];
+        for (path, body) in calls {
+            let before = console.queue_state().await;
+            let anonymous = console.api(Method::POST, &path, None, &body).await;
+            assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{path}");
+            let reply = console.api(Method::POST, &path, Some(&token), &body).await;
+            if role >= Role::Operator {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::OK,
+                    "{path} as {role:?}: {}",
+                    reply.body
+                );
+                assert!(
+                    console.count("select count(*) from admin_audit").await > before[0],
+                    "{path} not audited"
+                );
+                assert_eq!(console.last_audit().await.actor, "api:test");
+            } else {
+                assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path} as viewer");
+                assert_eq!(
+                    console.queue_state().await,
+                    before,
+                    "{path} as viewer changed"
+                );
+            }
+        }
+    }
+}
+
+// --- per-IP login throttling ----------------------------------------------------------
+
+impl Console {
+    /// A sign-in through the form, from `ip` (as the server's connect info).
+    async fn sign_in_from(&self, ip: &str, username: &str, password: &str) -> Reply {
+        use axum::extract::ConnectInfo;
+        let form = self.get("/admin/login", None).await;
+        let login_cookie = set_cookie_pair(&form, auth::LOGIN_CSRF_COOKIE).unwrap();
+        let csrf = hidden_value(&form.body, "csrf").to_owned();
+        let body = format!(
+            "username={}&password={}&csrf={csrf}",
+            urlencode(username),
+            urlencode(password)
+        );
+        let mut request = Request::post("/admin/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, login_cookie)
+            .body(Body::from(body))
+            .unwrap();
+        let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(addr));
+        self.send(request).await
+    }
+}
+
+#[tokio::test]
+async fn twenty_failures_from_one_address_throttle_it_across_usernames() {
+    let console = console().await;
+    admin::create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
+        .await
+        .unwrap();
+    // 20 failures spread over usernames, each below its own limit of 5.
+    for i in 0..20 {
+        let reply = console
+            .sign_in_from(
+                "198.51.100.9",
+                &format!("guess{}", i % 5),
+                "wrong password!",
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "attempt {}", i + 1);
+    }
+    // The 21st attempt from that address is refused, even for a fresh username
+    // with the right password.
+    let throttled = console
+        .sign_in_from("198.51.100.9", "mei", "correct horse battery")
+        .await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        throttled.body.contains("id=\"login-form\""),
+        "the login page again"
+    );
+    assert!(set_cookie_pair(&throttled, auth::SESSION_COOKIE).is_none());
+    let audit = console.last_audit().await;
+    assert_eq!(
+        (audit.action.as_str(), audit.target.as_str()),
+        ("login.throttled_ip", "198.51.100.9")
+    );
+    // Another address is not affected.
+    let elsewhere = console
+        .sign_in_from("203.0.113.5", "mei", "correct horse battery")
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::SEE_OTHER);
+    // After the window the address may try again.
+    console.clock.advance(chrono::Duration::minutes(16));
+    let later = console
+        .sign_in_from("198.51.100.9", "mei", "correct horse battery")
+        .await;
+    assert_eq!(later.status, StatusCode::SEE_OTHER);
+}
+
+/// Through `App::serve` on a real socket: the peer address reaches the login
+/// handler, and `[admin] login_failures_per_ip` is honoured.
+#[tokio::test]
+async fn the_served_app_throttles_by_peer_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("served.db");
+    let config = qunyun::config::Config::from_toml_str(&format!(
+        "[database]\npath = {:?}\n\n[admin]\nlogin_failures_per_ip = 2\n",
+        db.display().to_string()
+    ))
+    .unwrap();
+    let clock = ManualClock::new(start());
+    let app = qunyun::app::App::new(config, clock).await.unwrap();
+    admin::create_user(&app.state.pool, "mei", "correct horse battery", Role::Owner)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    let server = tokio::spawn(async move {
+        app.serve(listener, async move { stopped.cancelled().await })
+            .await
+            .unwrap();
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let attempt = |username: &'static str, password: &'static str| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let form = http
+                .get(format!("{base}/admin/login"))
+                .send()
+                .await
+                .unwrap();
+            let cookie = form
+                .headers()
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find(|v| v.starts_with(auth::LOGIN_CSRF_COOKIE))
+                .map(|v| v.split(';').next().unwrap().to_owned())
+                .unwrap();
+            let html = form.text().await.unwrap();
+            let csrf = hidden_value(&html, "csrf").to_owned();
+            http.post(format!("{base}/admin/login"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, cookie)
+                .body(format!(
+                    "username={username}&password={}&csrf={csrf}",
+                    urlencode(password)
+                ))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        attempt("a", "wrong password!").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        attempt("b", "wrong password!").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        attempt("mei", "correct horse battery").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    stop.cancel();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn new_pages_and_api_reads_need_a_session_or_a_token() {
+    let console = queue_console().await;
+    let (viewer, token) = console.session_for("viewer", Role::Viewer).await;
+    for path in [
+        "/admin/schedules",
+        "/admin/schedules/morning",
+        "/admin/moderation",
+    ] {
+        let anonymous = console.get(path, None).await;
+        assert_eq!(anonymous.status, StatusCode::SEE_OTHER, "{path}");
+        let reply = console.get(path, Some(&viewer)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+        assert!(
+            !reply.body.contains("name=\"reason\""),
+            "{path} shows a form to a viewer"
+        );
+    }
+    for path in [
+        "/admin/api/v1/schedules",
+        "/admin/api/v1/schedules/morning",
+        "/admin/api/v1/moderation/tasks",
+        "/admin/api/v1/moderation/strikes",
+        "/admin/api/v1/moderation/reports",
+        "/admin/api/v1/moderation/log",
+    ] {
+        for bad in [None, Some("qy_forged")] {
+            let reply = console.api(Method::GET, path, bad, "").await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}");
+            assert!(!reply.body.contains("wmAlice"));
+        }
+        let reply = console.api(Method::GET, path, Some(&token), "").await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.body);
+    }
+}

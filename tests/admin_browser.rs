@@ -1,7 +1,8 @@
 //! End to end in a real headless Chromium, driven through chromedriver's
 //! WebDriver protocol (a few JSON POSTs, spoken here over reqwest): sign in,
 //! see the dashboard's charts, make a rule mistake and see it inline, fix and
-//! apply it, fulfil a redemption, sign out and be refused.
+//! apply it, fulfil a redemption, sign out and be refused; sign in again,
+//! revoke a strike (refused without a reason), preview and pause a schedule.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (CI installs them). Without
 //! them this test FAILS on purpose: a browser suite that silently passes when
@@ -261,9 +262,12 @@ impl Browser {
 
 fn rules(base_points: &str) -> String {
     format!(
-        "[community]\nname = \"好物分享社群\"\ntimezone = \"Asia/Shanghai\"\n\n[checkin]\nkeywords = [\"签到\", \"打卡\"]\nbase_points = {base_points}\n"
+        "[community]\nname = \"好物分享社群\"\ntimezone = \"Asia/Shanghai\"\n\n[checkin]\nkeywords = [\"签到\", \"打卡\"]\nbase_points = {base_points}\n{SCHEDULE}"
     )
 }
+
+/// A daily push, after the check-in section so rule-error line numbers stay put.
+const SCHEDULE: &str = "\n[[schedules]]\nname = \"morning\"\ncron = \"0 0 9 * * *\"\n\n[schedules.targets]\nall_chats = true\n\n[schedules.content]\nkind = \"text\"\nbody = \"早上好，{{ chat.name }}！\"\n";
 
 async fn seed(pool: &SqlitePool) -> i64 {
     let now = Utc::now();
@@ -309,6 +313,27 @@ async fn seed(pool: &SqlitePool) -> i64 {
     store::rule_sets::save(&mut conn, &rules("5"), now)
         .await
         .unwrap();
+    // A strike for wmBob (an ad), for the moderation queue.
+    store::moderation::record_decision(
+        &mut conn,
+        &qunyun::rules::moderate::ModerationRecord {
+            event_id: "ev-ad".into(),
+            at: now,
+            chat_id: Some("wrOgAA1".into()),
+            user_id: "wmBob".into(),
+            rule: "term".into(),
+            category: "ads".into(),
+            severity: qunyun::rules::moderation::Severity::High,
+            matched: "加微信".into(),
+            excerpt: "加微信领红包".into(),
+            action_taken: "warn,strike".into(),
+            dry_run: false,
+            strike: true,
+            task: None,
+        },
+    )
+    .await
+    .unwrap();
     store::redemptions::create(&mut conn, "wmAlice", "杯子", 50, "redeem:1", now)
         .await
         .unwrap()
@@ -428,6 +453,88 @@ async fn manager_works_the_console_in_a_real_browser() {
     assert!(browser.url().await.ends_with("/admin/login"));
     assert!(!browser.source().await.contains("wmAlice"));
     browser.screenshot("09-refused").await;
+
+    // 8. Sign in again; the moderation queue shows wmBob's strike.
+    browser.goto(&format!("{site}/admin/login")).await;
+    browser.type_into("#username", "mei").await;
+    browser
+        .type_into("#password", "correct horse battery")
+        .await;
+    browser.click("#login-submit").await;
+    browser.find("#nav-moderation").await;
+    let strike: i64 =
+        sqlx::query_scalar("select id from moderation_strikes where user_id = 'wmBob'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    browser.click("#nav-moderation").await;
+    browser.find(&format!("#strike-{strike}")).await;
+    assert!(browser.text("#strikes").await.contains("wmBob"));
+    browser.screenshot("10-moderation").await;
+
+    // 9. Revoking without a reason: the error shows at the field, nothing changes.
+    browser.click(&format!("#revoke-{strike}")).await;
+    let error = browser.text(&format!("#strike-{strike}-error")).await;
+    assert!(error.contains("reason is required"), "{error}");
+    assert_eq!(
+        browser
+            .find_all(&format!("#revoke-reason-{strike}[aria-invalid=\"true\"]"))
+            .await
+            .len(),
+        1
+    );
+    browser.screenshot("11-revoke-needs-reason").await;
+    let active = |pool: SqlitePool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from moderation_strikes where revoked_at is null",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(active(pool.clone()).await, 1);
+
+    // 10. With a reason the strike is revoked and leaves the queue.
+    browser
+        .type_into(&format!("#revoke-reason-{strike}"), "误判：活动通知")
+        .await;
+    browser.click(&format!("#revoke-{strike}")).await;
+    browser.find("#no-strikes").await;
+    browser.screenshot("12-strike-revoked").await;
+    assert_eq!(active(pool.clone()).await, 0);
+
+    // 11. Schedules: next fires listed; open one, preview it, pause it.
+    browser.click("#nav-schedules").await;
+    browser.find("#schedule-morning").await;
+    assert!(browser
+        .text("#schedule-morning .next-fires")
+        .await
+        .contains("09:00"));
+    browser.screenshot("13-schedules").await;
+    browser.click("#schedule-morning a.schedule-link").await;
+    browser.click("#schedule-preview").await;
+    browser.find("#previews").await;
+    assert!(
+        browser
+            .text("#previews")
+            .await
+            .contains("早上好，好物分享1群！"),
+        "{}",
+        browser.source().await
+    );
+    browser.screenshot("14-schedule-preview").await;
+    browser.click("#schedule-pause").await;
+    browser.find("#schedule-resume").await;
+    assert!(browser.text("#schedule-state").await.contains("paused"));
+    browser.screenshot("15-schedule-paused").await;
+    {
+        let mut conn = pool.acquire().await.unwrap();
+        let state = store::schedules::state(&mut conn, "morning")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(state.paused);
+    }
 
     browser.close().await;
     server.abort();

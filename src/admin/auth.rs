@@ -154,6 +154,31 @@ impl FromRequestParts<AdminState> for ApiCaller {
     }
 }
 
+/// The client address login throttling counts by: the right-most
+/// `X-Forwarded-For` entry when the console sits behind a trusted proxy (the
+/// one that proxy appended; entries to its left are whatever the client sent),
+/// else the TCP peer. `None` when neither is known.
+pub fn client_ip(
+    peer: Option<std::net::SocketAddr>,
+    headers: &HeaderMap,
+    trust_forwarded_for: bool,
+) -> Option<String> {
+    if trust_forwarded_for {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|entry| !entry.is_empty())
+            .and_then(|entry| entry.parse::<std::net::IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            return Some(ip.to_string());
+        }
+    }
+    peer.map(|addr| addr.ip().to_string())
+}
+
 /// The value of cookie `name` in the request, if present.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -331,6 +356,29 @@ mod tests {
         assert_eq!(cookie(&headers, SESSION_COOKIE).as_deref(), Some("abc"));
         assert_eq!(cookie(&headers, LANG_COOKIE).as_deref(), Some("en"));
         assert_eq!(cookie(&headers, "missing"), None);
+    }
+
+    #[test]
+    fn client_ip_is_the_peer_unless_a_proxy_is_trusted() {
+        let peer: std::net::SocketAddr = "10.0.0.5:4431".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", "1.1.1.1, 2.2.2.2".parse().unwrap());
+        headers.append("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        assert_eq!(
+            client_ip(Some(peer), &headers, false).as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(
+            client_ip(Some(peer), &headers, true).as_deref(),
+            Some("203.0.113.7")
+        );
+        let mut garbage = HeaderMap::new();
+        garbage.append("x-forwarded-for", "1.1.1.1, not-an-ip".parse().unwrap());
+        assert_eq!(
+            client_ip(Some(peer), &garbage, true).as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(client_ip(None, &HeaderMap::new(), true), None);
     }
 
     #[test]

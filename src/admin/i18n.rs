@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+mod queues;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
     Zh,
@@ -267,9 +269,12 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("revoked", "已吊销", "revoked"),
 ];
 
+fn all() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    STRINGS.iter().chain(queues::STRINGS)
+}
+
 pub fn strings(lang: Lang) -> BTreeMap<&'static str, &'static str> {
-    STRINGS
-        .iter()
+    all()
         .map(|(key, zh, en)| (*key, if lang == Lang::En { *en } else { *zh }))
         .collect()
 }
@@ -281,7 +286,7 @@ mod tests {
     #[test]
     fn keys_are_unique_and_both_languages_filled() {
         let mut seen = std::collections::BTreeSet::new();
-        for (key, zh, en) in STRINGS {
+        for (key, zh, en) in all() {
             assert!(seen.insert(*key), "duplicate key {key}");
             assert!(!zh.is_empty() && !en.is_empty(), "{key} has an empty text");
         }

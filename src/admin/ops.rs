@@ -13,6 +13,9 @@ use crate::rules::checkin::community_day;
 use crate::rules::RuleSet;
 use crate::store::{self, admin as q};
 
+pub mod moderation;
+pub mod schedules;
+
 pub fn now(state: &AdminState) -> DateTime<Utc> {
     state.clock.now()
 }

@@ -61,6 +61,7 @@ pub struct LoginForm {
 
 pub async fn login(
     State(state): State<AdminState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> PageResult {
@@ -72,6 +73,33 @@ pub async fn login(
     let username = form.username.trim();
     let mut conn = state.pool.acquire().await?;
     let window_start = now - state.settings.login_window.as_secs() as i64;
+    let ip = auth::client_ip(
+        peer.map(|axum::Extension(info)| info.0),
+        &headers,
+        state.settings.trust_forwarded_for,
+    )
+    .unwrap_or_default();
+    if !ip.is_empty()
+        && q::login_failures_from_ip_since(&mut conn, &ip, window_start).await?
+            >= state.settings.login_failures_per_ip
+    {
+        q::append_audit(
+            &mut conn,
+            now,
+            username,
+            "login.throttled_ip",
+            &ip,
+            username,
+        )
+        .await?;
+        let t = super::i18n::strings(super::views::language(&headers));
+        return render_login(
+            &state,
+            &headers,
+            t.get("login_throttled").copied(),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
     if q::login_failures_since(&mut conn, username, window_start).await?
         >= state.settings.login_max_failures
     {
@@ -97,7 +125,7 @@ pub async fn login(
             .await
             .map_err(|e| anyhow::anyhow!("password check: {e}"))?;
     let Some(user) = user.filter(|_| verified) else {
-        q::record_login_failure(&mut conn, username, now).await?;
+        q::record_login_failure_from(&mut conn, username, &ip, now).await?;
         q::append_audit(&mut conn, now, username, "login.failed", username, "").await?;
         let t = super::i18n::strings(super::views::language(&headers));
         return render_login(
@@ -322,6 +350,7 @@ pub async fn member_profile(
         .rev()
         .map(|e| json!({ "id": e.id, "delta": e.delta, "reason": e.reason, "day": e.day }))
         .collect();
+    let (strikes, moderation_log) = ops::moderation::member_record(&mut conn, user_id).await?;
     Ok(json!({
         "user_id": user_id,
         "name": store::members::person_name(&mut conn, user_id).await?,
@@ -331,6 +360,8 @@ pub async fn member_profile(
         "ledger": ledger,
         "calendar": calendar,
         "audit": q::recent_audit(&mut conn, Some(user_id), 50).await?,
+        "strikes": strikes,
+        "moderation_log": moderation_log,
         "stage_changes": store::analytics::stage_changes(&mut conn, Some(user_id), 20).await?,
     }))
 }

@@ -57,6 +57,22 @@ const TEMPLATES: &[(&str, &str)] = &[
         "users.html",
         include_str!("../../templates/admin/users.html"),
     ),
+    (
+        "schedules.html",
+        include_str!("../../templates/admin/schedules.html"),
+    ),
+    (
+        "schedule.html",
+        include_str!("../../templates/admin/schedule.html"),
+    ),
+    (
+        "moderation.html",
+        include_str!("../../templates/admin/moderation.html"),
+    ),
+    (
+        "moderation_log.html",
+        include_str!("../../templates/admin/moderation_log.html"),
+    ),
 ];
 
 pub struct Views {

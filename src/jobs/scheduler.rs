@@ -698,6 +698,17 @@ async fn chat_leaderboard(
         .collect())
 }
 
+/// The registered chats a schedule's targets select, in order (what a run
+/// would address; the console previews each).
+pub fn target_chats<'a>(schedule: &ValidSchedule, chats: &'a [PushChat]) -> Vec<&'a PushChat> {
+    let infos: Vec<ChatInfo> = chats.iter().map(chat_info).collect();
+    let by_id: BTreeMap<&str, &PushChat> = chats.iter().map(|c| (c.chat_id.as_str(), c)).collect();
+    select_targets(schedule.targets(), &infos)
+        .into_iter()
+        .filter_map(|info| by_id.get(info.id.as_str()).copied())
+        .collect()
+}
+
 fn chat_info(chat: &PushChat) -> ChatInfo {
     ChatInfo {
         id: chat.chat_id.clone(),

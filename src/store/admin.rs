@@ -208,19 +208,6 @@ pub async fn revoke_api_token(conn: &mut SqliteConnection, id: i64, at: i64) -> 
 
 // --- login rate limiting --------------------------------------------------------
 
-pub async fn record_login_failure(
-    conn: &mut SqliteConnection,
-    username: &str,
-    at: i64,
-) -> sqlx::Result<()> {
-    sqlx::query("insert into admin_login_failures (username, at) values (?, ?)")
-        .bind(username)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
 pub async fn login_failures_since(
     conn: &mut SqliteConnection,
     username: &str,
@@ -239,6 +226,35 @@ pub async fn clear_login_failures(conn: &mut SqliteConnection, username: &str) -
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// A failed sign-in with the client address it came from (migration 0012).
+pub async fn record_login_failure_from(
+    conn: &mut SqliteConnection,
+    username: &str,
+    ip: &str,
+    at: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("insert into admin_login_failures (username, ip, at) values (?, ?, ?)")
+        .bind(username)
+        .bind(ip)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Failed sign-ins from one client address since `since`, whatever the username.
+pub async fn login_failures_from_ip_since(
+    conn: &mut SqliteConnection,
+    ip: &str,
+    since: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar("select count(*) from admin_login_failures where ip = ? and at >= ?")
+        .bind(ip)
+        .bind(since)
+        .fetch_one(&mut *conn)
+        .await
 }
 
 // --- audit log ----------------------------------------------------------------

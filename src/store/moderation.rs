@@ -391,6 +391,131 @@ pub async fn reports_by_since(
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
+// --- the console's moderation queue -------------------------------------------
+
+/// Strikes not revoked, newest first, every member.
+pub async fn open_strikes(conn: &mut SqliteConnection, limit: i64) -> sqlx::Result<Vec<StrikeRow>> {
+    sqlx::query_as(
+        "select id, log_id, user_id, chat_id, at, severity, revoked_at, revoked_by, revoke_reason
+         from moderation_strikes where revoked_at is null order by id desc limit ?",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+pub async fn strike_by_id(
+    conn: &mut SqliteConnection,
+    strike_id: i64,
+) -> sqlx::Result<Option<StrikeRow>> {
+    sqlx::query_as(
+        "select id, log_id, user_id, chat_id, at, severity, revoked_at, revoked_by, revoke_reason
+         from moderation_strikes where id = ?",
+    )
+    .bind(strike_id)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+pub async fn task_by_id(
+    conn: &mut SqliteConnection,
+    task_id: i64,
+) -> sqlx::Result<Option<TaskRow>> {
+    sqlx::query_as(
+        "select id, log_id, kind, chat_id, user_id, assignees_json, status, created_at, done_by
+         from moderation_tasks where id = ?",
+    )
+    .bind(task_id)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+/// The newest `limit` log entries, newest first, narrowed to a member and/or
+/// an action (a rule name, or a word of what was done: `warn`, `strike` …).
+pub async fn log_filtered(
+    conn: &mut SqliteConnection,
+    user_id: Option<&str>,
+    action: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<LogRow>> {
+    sqlx::query_as(
+        "select id, event_key, at, chat_id, user_id, rule, category, severity, matched, excerpt,
+             action_taken, dry_run, reviewed_by, review_note
+         from moderation_log
+         where (?1 is null or user_id = ?1)
+           and (?2 is null or rule = ?2 or instr(action_taken, ?2) > 0)
+         order by id desc limit ?3",
+    )
+    .bind(user_id)
+    .bind(action)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// The reports of one quoted message in one chat, not yet handled.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReportGroup {
+    pub chat_id: String,
+    pub fingerprint: i64,
+    pub reporters: Vec<String>,
+    pub first_at: i64,
+    pub last_at: i64,
+    /// Who last posted that text in the chat, if we saw it.
+    pub author: Option<String>,
+}
+
+/// Unhandled reports grouped by (chat, message), newest first.
+pub async fn open_report_groups(
+    conn: &mut SqliteConnection,
+    limit: i64,
+) -> sqlx::Result<Vec<ReportGroup>> {
+    let rows: Vec<(String, i64, String, i64, i64)> = sqlx::query_as(
+        "select chat_id, fingerprint, group_concat(reporter, char(10)), min(at), max(at)
+         from moderation_reports where handled_at is null
+         group by chat_id, fingerprint order by max(at) desc limit ?",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut groups = Vec::with_capacity(rows.len());
+    for (chat_id, fingerprint, reporters, first_at, last_at) in rows {
+        let author = author_of(conn, &chat_id, fingerprint).await?;
+        groups.push(ReportGroup {
+            reporters: reporters.split('\n').map(str::to_owned).collect(),
+            chat_id,
+            fingerprint,
+            first_at,
+            last_at,
+            author,
+        });
+    }
+    Ok(groups)
+}
+
+/// Marks every unhandled report of a message handled; returns how many.
+pub async fn handle_reports(
+    conn: &mut SqliteConnection,
+    chat_id: &str,
+    fingerprint: i64,
+    by: &str,
+    handling: &str,
+    when: DateTime<Utc>,
+) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "update moderation_reports set handled_at = ?, handled_by = ?, handling = ?
+         where chat_id = ? and fingerprint = ? and handled_at is null",
+    )
+    .bind(when.timestamp())
+    .bind(by)
+    .bind(handling)
+    .bind(chat_id)
+    .bind(fingerprint)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,5 +687,77 @@ mod tests {
             reports_by_since(&mut conn, "a", t(1)).await.expect("count"),
             0
         );
+    }
+
+    #[tokio::test]
+    async fn the_console_queue_lists_open_strikes_filters_the_log_and_groups_reports() {
+        let (_dir, mut conn) = conn().await;
+        record_decision(&mut conn, &record("e1", true, true))
+            .await
+            .expect("decide");
+        let mut other = record("e2", true, false);
+        other.user_id = "u2".into();
+        other.rule = "flood".into();
+        other.action_taken = "warn".into();
+        record_decision(&mut conn, &other).await.expect("decide");
+        let strikes = open_strikes(&mut conn, 10).await.expect("strikes");
+        assert_eq!(strikes.len(), 2);
+        assert_eq!(strikes[0].user_id, "u2", "newest first");
+        assert!(
+            revoke_strike(&mut conn, strikes[0].id, "mei", "oops", t(20))
+                .await
+                .expect("revoke")
+        );
+        assert_eq!(open_strikes(&mut conn, 10).await.expect("strikes").len(), 1);
+        let revoked = strike_by_id(&mut conn, strikes[0].id)
+            .await
+            .expect("strike")
+            .expect("exists");
+        assert_eq!(revoked.revoke_reason.as_deref(), Some("oops"));
+        let task = tasks(&mut conn, false).await.expect("tasks").remove(0);
+        assert_eq!(
+            task_by_id(&mut conn, task.id).await.expect("task"),
+            Some(task)
+        );
+
+        let cases: [(Option<&str>, Option<&str>, usize); 5] = [
+            (None, None, 2),
+            (Some("u1"), None, 1),
+            (None, Some("flood"), 1),
+            (None, Some("strike"), 1),
+            (Some("u2"), Some("strike"), 0),
+        ];
+        for (user, action, expected) in cases {
+            let rows = log_filtered(&mut conn, user, action, 10)
+                .await
+                .expect("log");
+            assert_eq!(rows.len(), expected, "{user:?} {action:?}");
+        }
+
+        record_post(&mut conn, Some("wr1"), "spammer", t(1), Some(7))
+            .await
+            .expect("post");
+        for reporter in ["a", "b"] {
+            record_report(&mut conn, "wr1", reporter, 7, t(2))
+                .await
+                .expect("report");
+        }
+        record_report(&mut conn, "wr1", "a", 8, t(3))
+            .await
+            .expect("report");
+        let groups = open_report_groups(&mut conn, 10).await.expect("groups");
+        assert_eq!(groups.len(), 2);
+        let seven = groups.iter().find(|g| g.fingerprint == 7).expect("group");
+        assert_eq!(seven.reporters, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(seven.author.as_deref(), Some("spammer"));
+        assert_eq!(
+            handle_reports(&mut conn, "wr1", 7, "mei", "dismiss", t(4))
+                .await
+                .expect("handle"),
+            2
+        );
+        let groups = open_report_groups(&mut conn, 10).await.expect("groups");
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].author, None);
     }
 }

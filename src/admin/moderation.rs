@@ -1,0 +1,311 @@
+//! The moderation queue in the console (`/admin/moderation…`) and the JSON API
+//! (`/admin/api/v1/moderation/…`). Handlers only check the caller and call
+//! [`ops::moderation`](super::ops::moderation); a missing reason is answered
+//! 422 with the error at its field, and nothing changes.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::api::ApiError;
+use super::auth::{ApiCaller, Manager, Role};
+use super::ops::moderation::{self as ops, FieldError, LogFilter, Outcome, ReportAction};
+use super::views::Frame;
+use super::{AdminError, AdminState};
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/admin/moderation", get(queue_page))
+        .route("/admin/moderation/tasks/{id}/done", post(task_done_form))
+        .route("/admin/moderation/strikes/{id}/revoke", post(revoke_form))
+        .route("/admin/moderation/reports", post(report_form))
+        .route("/admin/api/v1/moderation/tasks", get(tasks_api))
+        .route(
+            "/admin/api/v1/moderation/tasks/{id}/done",
+            post(task_done_api),
+        )
+        .route("/admin/api/v1/moderation/strikes", get(strikes_api))
+        .route(
+            "/admin/api/v1/moderation/strikes/{id}/revoke",
+            post(revoke_api),
+        )
+        .route(
+            "/admin/api/v1/moderation/reports",
+            get(reports_api).post(report_api),
+        )
+        .route("/admin/api/v1/moderation/log", get(log_api))
+}
+
+#[derive(Deserialize, Default)]
+struct FilterQuery {
+    member: Option<String>,
+    action: Option<String>,
+}
+
+impl FilterQuery {
+    fn filter(&self) -> LogFilter {
+        LogFilter::new(self.member.as_deref(), self.action.as_deref())
+    }
+}
+
+// --- pages --------------------------------------------------------------------
+
+async fn queue_page(
+    State(state): State<AdminState>,
+    manager: Manager,
+    headers: HeaderMap,
+    Query(query): Query<FilterQuery>,
+) -> Result<Response, AdminError> {
+    render_queue(
+        &state,
+        &manager,
+        &headers,
+        &query.filter(),
+        BTreeMap::new(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The queue page; `errors` maps a form's id (`strike-7`, `report-…`) to the
+/// i18n key of the message shown at its reason field.
+async fn render_queue(
+    state: &AdminState,
+    manager: &Manager,
+    headers: &HeaderMap,
+    filter: &LogFilter,
+    errors: BTreeMap<String, &'static str>,
+    status: StatusCode,
+) -> Result<Response, AdminError> {
+    let frame = Frame::new(headers, Some(manager), "moderation");
+    let queue = ops::queue(state, filter).await?;
+    let errors: BTreeMap<String, &str> = errors
+        .into_iter()
+        .map(|(form, key)| (form, frame.t.get(key).copied().unwrap_or(key)))
+        .collect();
+    let html = state.views().render(
+        "moderation.html",
+        &frame,
+        json!({ "q": queue, "filter_member": filter.member, "filter_action": filter.action,
+                "errors": errors }),
+    )?;
+    Ok((status, html).into_response())
+}
+
+#[derive(Deserialize)]
+struct NoteForm {
+    csrf: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn task_done_form(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Path(id): Path<i64>,
+    Form(form): Form<NoteForm>,
+) -> Result<Response, AdminError> {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    ops::complete_task(&state, &manager, id, &form.note).await?;
+    Ok(Redirect::to("/admin/moderation").into_response())
+}
+
+#[derive(Deserialize)]
+struct ReasonForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn revoke_form(
+    State(state): State<AdminState>,
+    manager: Manager,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<ReasonForm>,
+) -> Result<Response, AdminError> {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    match ops::revoke_strike(&state, &manager, id, &form.reason).await? {
+        Outcome::Done => Ok(Redirect::to("/admin/moderation").into_response()),
+        Outcome::Invalid(error) => {
+            invalid_page(&state, &manager, &headers, format!("strike-{id}"), error).await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ReportForm {
+    csrf: String,
+    chat_id: String,
+    fingerprint: i64,
+    action: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn report_form(
+    State(state): State<AdminState>,
+    manager: Manager,
+    headers: HeaderMap,
+    Form(form): Form<ReportForm>,
+) -> Result<Response, AdminError> {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    let action = ReportAction::parse(&form.action)
+        .ok_or_else(|| AdminError::bad_request("action must be strike or dismiss"))?;
+    let outcome = ops::handle_report(
+        &state,
+        &manager,
+        &form.chat_id,
+        form.fingerprint,
+        action,
+        &form.reason,
+    )
+    .await?;
+    match outcome {
+        Outcome::Done => Ok(Redirect::to("/admin/moderation").into_response()),
+        Outcome::Invalid(error) => {
+            let id = format!("report-{}-{}", form.chat_id, form.fingerprint);
+            invalid_page(&state, &manager, &headers, id, error).await
+        }
+    }
+}
+
+async fn invalid_page(
+    state: &AdminState,
+    manager: &Manager,
+    headers: &HeaderMap,
+    form_id: String,
+    error: FieldError,
+) -> Result<Response, AdminError> {
+    let errors = BTreeMap::from([(form_id, error.key)]);
+    render_queue(
+        state,
+        manager,
+        headers,
+        &LogFilter::default(),
+        errors,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await
+}
+
+// --- JSON API -----------------------------------------------------------------
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(value: Value) -> ApiResult {
+    Ok(Json(value).into_response())
+}
+
+fn unprocessable(error: &FieldError) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({ "error": error.message, "field": error.field })),
+    )
+        .into_response()
+}
+
+/// An optional JSON body: empty means every field's default.
+fn lenient_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError(AdminError::bad_request(format!("invalid JSON body: {e}"))))
+}
+
+async fn tasks_api(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
+    ok(json!({ "tasks": ops::open_tasks(&state).await? }))
+}
+
+#[derive(Deserialize, Default)]
+struct NoteBody {
+    #[serde(default)]
+    note: String,
+}
+
+async fn task_done_api(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let note = lenient_body::<NoteBody>(&body)?.note;
+    ops::complete_task(&state, &caller, id, &note).await?;
+    ok(json!({ "id": id, "status": "done" }))
+}
+
+async fn strikes_api(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
+    ok(json!({ "strikes": ops::open_strikes(&state).await? }))
+}
+
+#[derive(Deserialize, Default)]
+struct ReasonBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn revoke_api(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let reason = lenient_body::<ReasonBody>(&body)?.reason;
+    match ops::revoke_strike(&state, &caller, id, &reason).await? {
+        Outcome::Done => ok(json!({ "id": id, "status": "revoked" })),
+        Outcome::Invalid(error) => Ok(unprocessable(&error)),
+    }
+}
+
+async fn reports_api(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
+    ok(json!({ "reports": ops::reports(&state).await? }))
+}
+
+#[derive(Deserialize)]
+struct ReportBody {
+    chat_id: String,
+    fingerprint: i64,
+    action: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn report_api(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Json(body): Json<ReportBody>,
+) -> ApiResult {
+    let action = ReportAction::parse(&body.action)
+        .ok_or_else(|| AdminError::bad_request("action must be strike or dismiss"))?;
+    let outcome = ops::handle_report(
+        &state,
+        &caller,
+        &body.chat_id,
+        body.fingerprint,
+        action,
+        &body.reason,
+    )
+    .await?;
+    match outcome {
+        Outcome::Done => ok(
+            json!({ "chat_id": body.chat_id, "fingerprint": body.fingerprint,
+                                    "status": "handled" }),
+        ),
+        Outcome::Invalid(error) => Ok(unprocessable(&error)),
+    }
+}
+
+async fn log_api(
+    State(state): State<AdminState>,
+    _caller: ApiCaller,
+    Query(query): Query<FilterQuery>,
+) -> ApiResult {
+    ok(json!({ "entries": ops::log(&state, &query.filter()).await? }))
+}

@@ -1,0 +1,191 @@
+//! Scheduled pushes in the console: the list and each schedule's page with its
+//! forms (`/admin/schedules…`), and the same under `/admin/api/v1/schedules…`.
+//! Handlers only check the caller and call [`ops::schedules`](super::ops::schedules).
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::api::ApiError;
+use super::auth::{ApiCaller, Manager, Role};
+use super::ops::schedules::{self as ops, Previews};
+use super::views::Frame;
+use super::{AdminError, AdminState};
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/admin/schedules", get(list_page))
+        .route("/admin/schedules/{name}", get(detail_page))
+        .route("/admin/schedules/{name}/pause", post(pause_form))
+        .route("/admin/schedules/{name}/resume", post(resume_form))
+        .route("/admin/schedules/{name}/run", post(run_form))
+        .route("/admin/schedules/{name}/preview", post(preview_form))
+        .route("/admin/api/v1/schedules", get(list_api))
+        .route("/admin/api/v1/schedules/{name}", get(detail_api))
+        .route("/admin/api/v1/schedules/{name}/pause", post(pause_api))
+        .route("/admin/api/v1/schedules/{name}/resume", post(resume_api))
+        .route("/admin/api/v1/schedules/{name}/run", post(run_api))
+        .route("/admin/api/v1/schedules/{name}/preview", post(preview_api))
+}
+
+fn page_of(name: &str) -> String {
+    format!(
+        "/admin/schedules/{}",
+        percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
+
+// --- pages --------------------------------------------------------------------
+
+async fn list_page(
+    State(state): State<AdminState>,
+    manager: Manager,
+    headers: HeaderMap,
+) -> Result<Response, AdminError> {
+    let frame = Frame::new(&headers, Some(&manager), "schedules");
+    let schedules = ops::list(&state).await?;
+    Ok(state
+        .views()
+        .render("schedules.html", &frame, json!({ "schedules": schedules }))?
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct DetailQuery {
+    ran: Option<i64>,
+}
+
+async fn detail_page(
+    State(state): State<AdminState>,
+    manager: Manager,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<DetailQuery>,
+) -> Result<Response, AdminError> {
+    render_detail(&state, &manager, &headers, &name, query.ran, None).await
+}
+
+async fn render_detail(
+    state: &AdminState,
+    manager: &Manager,
+    headers: &HeaderMap,
+    name: &str,
+    ran: Option<i64>,
+    previews: Option<Previews>,
+) -> Result<Response, AdminError> {
+    let frame = Frame::new(headers, Some(manager), "schedules");
+    let detail = ops::detail(state, name).await?;
+    Ok(state
+        .views()
+        .render(
+            "schedule.html",
+            &frame,
+            json!({ "d": detail, "ran": ran, "previews": previews }),
+        )?
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    csrf: String,
+}
+
+async fn pause_form(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AdminError> {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    ops::pause(&state, &manager, &name).await?;
+    Ok(Redirect::to(&page_of(&name)).into_response())
+}
+
+async fn resume_form(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AdminError> {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    ops::resume(&state, &manager, &name).await?;
+    Ok(Redirect::to(&page_of(&name)).into_response())
+}
+
+async fn run_form(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AdminError> {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    let planned = ops::run_now(&state, &manager, &name).await?;
+    Ok(Redirect::to(&format!("{}?ran={}", page_of(&name), planned.run_id)).into_response())
+}
+
+async fn preview_form(
+    State(state): State<AdminState>,
+    manager: Manager,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, AdminError> {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    let previews = ops::preview(&state, &manager, &name).await?;
+    render_detail(&state, &manager, &headers, &name, None, Some(previews)).await
+}
+
+// --- JSON API -----------------------------------------------------------------
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+async fn list_api(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
+    Ok(Json(json!({ "schedules": ops::list(&state).await? })))
+}
+
+async fn detail_api(
+    State(state): State<AdminState>,
+    _caller: ApiCaller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    Ok(Json(json!(ops::detail(&state, &name).await?)))
+}
+
+async fn pause_api(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    ops::pause(&state, &caller, &name).await?;
+    Ok(Json(json!({ "name": name, "paused": true })))
+}
+
+async fn resume_api(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    ops::resume(&state, &caller, &name).await?;
+    Ok(Json(json!({ "name": name, "paused": false })))
+}
+
+async fn run_api(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let planned = ops::run_now(&state, &caller, &name).await?;
+    Ok(Json(json!({ "run": planned })))
+}
+
+async fn preview_api(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(name): Path<String>,
+) -> ApiResult {
+    Ok(Json(json!(ops::preview(&state, &caller, &name).await?)))
+}
