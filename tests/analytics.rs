@@ -16,6 +16,7 @@ use qunyun::clock::{Clock, ManualClock, SharedClock};
 use qunyun::config::Config;
 use qunyun::jobs::analytics::{Analytics, AnalyticsOutcome, AnalyticsSettings};
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
+use qunyun::jobs::scheduler::{Scheduler, SchedulerSettings};
 use qunyun::pipeline::{self, DurableOutbox, Pipeline, PipelineSettings};
 use qunyun::rules::ChatRoute;
 use qunyun::sim::{
@@ -876,5 +877,74 @@ async fn show_prints_the_community_rollup_stages_and_open_alerts() {
     );
     assert!(report.contains("stages: new 1,"), "{report}");
     assert!(report.contains("leave_spike yellow value 1"), "{report}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn scheduled_pushes_count_for_their_chat_and_the_community() {
+    let schedule = r#"
+[[schedules]]
+name = "morning"
+cron = "0 0 10 * * *"
+
+[schedules.targets]
+all_chats = true
+
+[schedules.content]
+kind = "text"
+body = "早上好，{{ chat.name }}！"
+"#;
+    let h = Harness::start(&rules(schedule)).await;
+    // The group has a classic robot: scheduled pushes go out through it.
+    h.sim.sim().add_robot("robot-key-a", CHAT);
+    let mut conn = h.pool.acquire().await.unwrap();
+    chats::upsert_chat(
+        &mut conn,
+        &chats::NewChat {
+            chat_id: CHAT.into(),
+            name: "好物分享群".into(),
+            route: ChatRoute::SmartBot {
+                robot_key: Some("robot-key-a".into()),
+            },
+            owner: Some(OWNER.into()),
+            admins: vec![],
+            tags: vec![],
+            member_version: h.sim.sim().customer_group(CHAT).map(|g| g.member_version),
+        },
+        h.now(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let scheduler = Scheduler::new(
+        h.pool.clone(),
+        SchedulerSettings {
+            app: APP.into(),
+            ..SchedulerSettings::default()
+        },
+    );
+    scheduler.run_once(h.now()).await.unwrap();
+    h.clock.set(start() + Duration::hours(1));
+    let planned = scheduler.run_once(h.now()).await.unwrap();
+    assert_eq!(planned.planned.len(), 1, "{planned:?}");
+    h.deliver().await;
+    let pushes: Vec<_> = h
+        .sim
+        .sim()
+        .messages()
+        .into_iter()
+        .filter(|d| d.route == Route::Webhook)
+        .collect();
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+
+    h.analyze().await;
+    let mut conn = h.pool.acquire().await.unwrap();
+    let chat = store::daily_rows(&mut conn, CHAT, "2026-03-02".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!((chat[0].pushes_sent, chat[0].pushes_failed), (1, 0));
+    drop(conn);
+    let community = h.community_row(0).await;
+    assert_eq!((community.pushes_sent, community.pushes_failed), (1, 0));
     h.stop().await;
 }
