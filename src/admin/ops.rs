@@ -168,12 +168,7 @@ pub async fn dashboard(state: &AdminState) -> Result<Dashboard, AdminError> {
     });
     let recent_alerts =
         store::analytics::episodes_since(&mut conn, now.timestamp() - 7 * 86_400).await?;
-    let at_risk = store::analytics::stage_changes(&mut conn, None, 200)
-        .await?
-        .into_iter()
-        .filter(|c| c.to_stage == "at_risk" && c.from_stage.is_some())
-        .take(10)
-        .collect();
+    let at_risk = store::analytics::at_risk_changes(&mut conn, 10).await?;
 
     Ok(Dashboard {
         totals: q::totals(&mut conn).await?,

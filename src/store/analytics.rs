@@ -410,6 +410,22 @@ pub async fn stage_changes(
     .await
 }
 
+/// The latest changes into `at_risk` from a known stage (the ones the
+/// at-risk action fires for), newest first.
+pub async fn at_risk_changes(
+    conn: &mut SqliteConnection,
+    limit: i64,
+) -> sqlx::Result<Vec<StageChangeRow>> {
+    sqlx::query_as(
+        "select id, user_id, from_stage, to_stage, at, action, action_status, action_reason, outbox_key
+         from member_stage_changes where to_stage = 'at_risk' and from_stage is not null
+         order by id desc limit ?",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}
+
 /// People per current stage.
 pub async fn stage_counts(conn: &mut SqliteConnection) -> sqlx::Result<BTreeMap<String, i64>> {
     let rows: Vec<(String, i64)> =
