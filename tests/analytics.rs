@@ -762,6 +762,32 @@ async fn console_page(h: &Harness, path: &str) -> String {
     .unwrap()
 }
 
+/// A JSON API response for a viewer's token.
+async fn console_api(h: &Harness, path: &str) -> serde_json::Value {
+    let state = AdminState::new(h.pool.clone(), h.clock.clone(), AdminSettings::default()).unwrap();
+    let mut conn = h.pool.acquire().await.unwrap();
+    let now = h.now().timestamp();
+    let user = qunyun::store::admin::insert_user(&mut conn, "integration", "x", "viewer", now)
+        .await
+        .unwrap()
+        .unwrap();
+    let token = auth::issue_api_token(&mut conn, user, "test", now)
+        .await
+        .unwrap();
+    drop(conn);
+    let reply = admin::router(state)
+        .oneshot(
+            Request::get(path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK, "{path}");
+    serde_json::from_slice(&reply.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
 /// The console's dashboard page and JSON API response.
 async fn dashboard(h: &Harness) -> (String, serde_json::Value) {
     let state = AdminState::new(h.pool.clone(), h.clock.clone(), AdminSettings::default()).unwrap();
@@ -946,5 +972,15 @@ body = "早上好，{{ chat.name }}！"
     drop(conn);
     let community = h.community_row(0).await;
     assert_eq!((community.pushes_sent, community.pushes_failed), (1, 0));
+    // Integrations read a chat's rows from the JSON API.
+    let rows = console_api(
+        &h,
+        &format!("/admin/api/v1/analytics/daily?chat_id={CHAT}&days=2"),
+    )
+    .await;
+    let days = rows["days"].as_array().unwrap();
+    assert_eq!(days.len(), 2, "yesterday and today: {rows}");
+    assert_eq!(days[1]["day"], "2026-03-02");
+    assert_eq!(days[1]["pushes_sent"], 1);
     h.stop().await;
 }
