@@ -889,7 +889,7 @@ async fn show_prints_the_community_rollup_stages_and_open_alerts() {
     h.say("wmS1", "签到").await;
     h.leave(&["wmS2"]).await;
     h.analyze().await;
-    let report = qunyun::jobs::analytics::report(&h.pool, h.now(), 3)
+    let report = qunyun::jobs::analytics::report(&h.pool, h.now(), 3, None)
         .await
         .unwrap();
     let lines: Vec<&str> = report.lines().collect();
@@ -903,6 +903,16 @@ async fn show_prints_the_community_rollup_stages_and_open_alerts() {
     );
     assert!(report.contains("stages: new 1,"), "{report}");
     assert!(report.contains("leave_spike yellow value 1"), "{report}");
+    let chat = qunyun::jobs::analytics::report(&h.pool, h.now(), 1, Some(CHAT))
+        .await
+        .unwrap();
+    assert!(
+        chat.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("2026-03-02     2     1"),
+        "{chat}"
+    );
     h.stop().await;
 }
 

@@ -423,10 +423,15 @@ async fn notify_admins(
     DurableOutbox::new(app).enqueue(conn, &message, now).await
 }
 
-/// `qunyun analytics show`: the community rollup of the last `days` days
-/// (as stored by the last pass), one line per day, plus open alerts and
-/// people per stage.
-pub async fn report(pool: &SqlitePool, now: DateTime<Utc>, days: i64) -> anyhow::Result<String> {
+/// `qunyun analytics show`: the community's (or one chat's) rollup of the
+/// last `days` days as stored by the last pass, one line per day, plus
+/// people per stage and open alerts.
+pub async fn report(
+    pool: &SqlitePool,
+    now: DateTime<Utc>,
+    days: i64,
+    chat_id: Option<&str>,
+) -> anyhow::Result<String> {
     use std::fmt::Write;
     let mut conn = pool.acquire().await?;
     let rules = match rule_sets::active(&mut conn).await? {
@@ -435,7 +440,7 @@ pub async fn report(pool: &SqlitePool, now: DateTime<Utc>, days: i64) -> anyhow:
     };
     let today = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
     let first = today - Duration::days(days.max(1) - 1);
-    let rows = store::daily_rows(&mut conn, COMMUNITY, first).await?;
+    let rows = store::daily_rows(&mut conn, chat_id.unwrap_or(COMMUNITY), first).await?;
     let mut out = String::new();
     let _ = writeln!(
         out,
