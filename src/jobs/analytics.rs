@@ -225,16 +225,30 @@ async fn update_stages(
         .collect();
     let previous = store::stages(conn).await?;
     let at = now.timestamp();
-    for change in lifecycle::changes(&previous, &current) {
-        let last_day = last_active.get(change.user_id.as_str()).copied().flatten();
+    let changes = lifecycle::changes(&previous, &current);
+    outcome.stage_changes = changes.len();
+    let last_day = |user: &str| last_active.get(user).copied().flatten();
+    // Most changes need no action: stored in bulk (a first pass classifies everyone).
+    let acts = |c: &lifecycle::Change| {
+        c.triggers_at_risk_action && doc.at_risk_action != AtRiskAction::None
+    };
+    let (acting, plain): (Vec<_>, Vec<_>) = changes.iter().partition(|c| acts(c));
+    let plain: Vec<store::NewStageChange> = plain
+        .into_iter()
+        .map(|c| store::NewStageChange {
+            user_id: &c.user_id,
+            from: c.from,
+            to: c.to,
+            last_active_day: last_day(&c.user_id),
+        })
+        .collect();
+    store::record_stage_changes(conn, &plain, at).await?;
+    for change in acting {
+        let last = last_day(&change.user_id);
         let id =
             store::insert_stage_change(conn, &change.user_id, change.from, change.to, at).await?;
-        store::set_stage(conn, &change.user_id, change.to, last_day, at).await?;
-        outcome.stage_changes += 1;
-        if !change.triggers_at_risk_action || doc.at_risk_action == AtRiskAction::None {
-            continue;
-        }
-        let silent_days = last_day.map_or(doc.at_risk_silent_days, |d| (today - d).num_days());
+        store::set_stage(conn, &change.user_id, change.to, last, at).await?;
+        let silent_days = last.map_or(doc.at_risk_silent_days, |d| (today - d).num_days());
         let queued = at_risk_action(conn, rules, id, &change.user_id, silent_days, now).await?;
         if queued {
             outcome.actions_queued += 1;
