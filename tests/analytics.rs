@@ -569,6 +569,7 @@ async fn leave_spike_opens_escalates_and_closes_with_one_message_each() {
         "{page}"
     );
     assert!(page.contains("今日退群激增"));
+    assert!(page.contains("预警消息发送给: boss"), "{page}");
     let alerts = api["alerts"].as_array().unwrap();
     assert_eq!(alerts.len(), 1, "{api}");
     assert_eq!(alerts[0]["kind"], "leave_spike");

@@ -94,6 +94,12 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("alert_since", "开始于", "since"),
     ("alert_closed", "结束于", "closed"),
+    ("alert_admins", "预警消息发送给", "Alert messages go to"),
+    (
+        "alert_no_admins",
+        "未配置预警接收人（规则 [alerts] admins），预警只显示在这里",
+        "No alert recipients ([alerts] admins in the rules): alerts show here only",
+    ),
     ("recent_alerts", "近7天的预警", "Alerts in the last 7 days"),
     ("level_yellow", "黄色", "yellow"),
     ("level_orange", "橙色", "orange"),

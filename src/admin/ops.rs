@@ -62,6 +62,8 @@ pub struct Dashboard {
     pub pushes_failed: Vec<i64>,
     /// Open alert episodes, most severe first.
     pub alerts: Vec<Alert>,
+    /// Who gets alert messages (`[alerts] admins`); empty: dashboard only.
+    pub alert_admins: Vec<String>,
     /// Alert episodes of the last 7 days, open or closed, newest first.
     pub recent_alerts: Vec<store::analytics::AlertEpisode>,
     /// The latest at-risk stage changes and what their action did.
@@ -186,6 +188,7 @@ pub async fn dashboard(state: &AdminState) -> Result<Dashboard, AdminError> {
         pushes_sent: series(|r| r.pushes_sent),
         pushes_failed: series(|r| r.pushes_failed),
         alerts,
+        alert_admins: rules.doc.alerts.admins.clone(),
         recent_alerts,
         at_risk,
     })
