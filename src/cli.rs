@@ -72,6 +72,9 @@ pub enum AnalyticsCommand {
         /// How many days, today included.
         #[arg(long, default_value_t = 14)]
         days: i64,
+        /// One chat's rows instead of the community's.
+        #[arg(long)]
+        chat: Option<String>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -782,9 +785,12 @@ async fn run_analytics(command: AnalyticsCommand) -> anyhow::Result<ExitCode> {
                 .await?;
             println!("{}", serde_json::to_string_pretty(&outcome)?);
         }
-        AnalyticsCommand::Show { days, config } => {
+        AnalyticsCommand::Show { days, chat, config } => {
             let pool = open_store(&config).await?;
-            print!("{}", analytics::report(&pool, now, days).await?);
+            print!(
+                "{}",
+                analytics::report(&pool, now, days, chat.as_deref()).await?
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -365,6 +365,12 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {
                     demo.clock.advance(Duration::seconds(1));
+                    // The console's numbers stay fresh, as under `qunyun serve`.
+                    if demo.now().timestamp() % 300 == 0 {
+                        if let Err(error) = demo.analytics().await {
+                            demo.line(format!("⚠️ {error:#}"));
+                        }
+                    }
                     if let Err(error) = demo.process().await {
                         demo.line(format!("⚠️ {error:#}"));
                     }

@@ -16,6 +16,7 @@ use qunyun::clock::{Clock, ManualClock, SharedClock};
 use qunyun::config::Config;
 use qunyun::jobs::analytics::{Analytics, AnalyticsOutcome, AnalyticsSettings};
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
+use qunyun::jobs::scheduler::{Scheduler, SchedulerSettings};
 use qunyun::pipeline::{self, DurableOutbox, Pipeline, PipelineSettings};
 use qunyun::rules::ChatRoute;
 use qunyun::sim::{
@@ -506,6 +507,10 @@ async fn an_at_risk_member_is_nudged_once_even_when_the_job_runs_twice() {
     assert!(page.contains("data-status=\"skipped\""), "{page}");
     assert!(page.contains("internal members only"));
     assert!(page.contains("data-status=\"queued\""));
+    // The member page shows the stage history.
+    let member = console_page(&h, "/admin/members/wmExternal").await;
+    assert!(member.contains("data-stage=\"at_risk\""), "{member}");
+    assert!(member.contains("活跃 → 流失预警"), "{member}");
 
     // Coming back makes them active; going silent again is a new change and a new nudge.
     h.say("zhangsan", "签到").await;
@@ -564,6 +569,7 @@ async fn leave_spike_opens_escalates_and_closes_with_one_message_each() {
         "{page}"
     );
     assert!(page.contains("今日退群激增"));
+    assert!(page.contains("预警消息发送给: boss"), "{page}");
     let alerts = api["alerts"].as_array().unwrap();
     assert_eq!(alerts.len(), 1, "{api}");
     assert_eq!(alerts[0]["kind"], "leave_spike");
@@ -578,6 +584,10 @@ async fn leave_spike_opens_escalates_and_closes_with_one_message_each() {
     let (page, api) = dashboard(&h).await;
     assert!(api["alerts"].as_array().unwrap().is_empty());
     assert!(page.contains("一切正常"));
+    let recent = api["recent_alerts"].as_array().unwrap();
+    assert_eq!(recent.len(), 1, "{api}");
+    assert_eq!(recent[0]["level"], "orange");
+    assert!(recent[0]["closed_at"].is_i64());
 
     let texts = alert_texts(&h);
     assert_eq!(texts.len(), 2, "{texts:?}");
@@ -709,6 +719,76 @@ async fn delivery_failures_open_escalate_and_close_with_one_message_each() {
     h.stop().await;
 }
 
+/// A console page as a signed-in viewer sees it.
+async fn console_page(h: &Harness, path: &str) -> String {
+    let state = AdminState::new(h.pool.clone(), h.clock.clone(), AdminSettings::default()).unwrap();
+    let mut conn = h.pool.acquire().await.unwrap();
+    let now = h.now().timestamp();
+    let user = match qunyun::store::admin::user_by_name(&mut conn, "reader")
+        .await
+        .unwrap()
+    {
+        Some(user) => user.id,
+        None => qunyun::store::admin::insert_user(&mut conn, "reader", "x", "viewer", now)
+            .await
+            .unwrap()
+            .unwrap(),
+    };
+    let session = auth::start_session(&mut conn, user, now, 3600)
+        .await
+        .unwrap();
+    drop(conn);
+    let reply = admin::router(state)
+        .oneshot(
+            Request::get(path)
+                .header(
+                    header::COOKIE,
+                    format!("{}={session}", auth::SESSION_COOKIE),
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK, "{path}");
+    String::from_utf8(
+        reply
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+/// A JSON API response for a viewer's token.
+async fn console_api(h: &Harness, path: &str) -> serde_json::Value {
+    let state = AdminState::new(h.pool.clone(), h.clock.clone(), AdminSettings::default()).unwrap();
+    let mut conn = h.pool.acquire().await.unwrap();
+    let now = h.now().timestamp();
+    let user = qunyun::store::admin::insert_user(&mut conn, "integration", "x", "viewer", now)
+        .await
+        .unwrap()
+        .unwrap();
+    let token = auth::issue_api_token(&mut conn, user, "test", now)
+        .await
+        .unwrap();
+    drop(conn);
+    let reply = admin::router(state)
+        .oneshot(
+            Request::get(path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK, "{path}");
+    serde_json::from_slice(&reply.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
 /// The console's dashboard page and JSON API response.
 async fn dashboard(h: &Harness) -> (String, serde_json::Value) {
     let state = AdminState::new(h.pool.clone(), h.clock.clone(), AdminSettings::default()).unwrap();
@@ -810,7 +890,7 @@ async fn show_prints_the_community_rollup_stages_and_open_alerts() {
     h.say("wmS1", "签到").await;
     h.leave(&["wmS2"]).await;
     h.analyze().await;
-    let report = qunyun::jobs::analytics::report(&h.pool, h.now(), 3)
+    let report = qunyun::jobs::analytics::report(&h.pool, h.now(), 3, None)
         .await
         .unwrap();
     let lines: Vec<&str> = report.lines().collect();
@@ -824,5 +904,94 @@ async fn show_prints_the_community_rollup_stages_and_open_alerts() {
     );
     assert!(report.contains("stages: new 1,"), "{report}");
     assert!(report.contains("leave_spike yellow value 1"), "{report}");
+    let chat = qunyun::jobs::analytics::report(&h.pool, h.now(), 1, Some(CHAT))
+        .await
+        .unwrap();
+    assert!(
+        chat.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("2026-03-02     2     1"),
+        "{chat}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn scheduled_pushes_count_for_their_chat_and_the_community() {
+    let schedule = r#"
+[[schedules]]
+name = "morning"
+cron = "0 0 10 * * *"
+
+[schedules.targets]
+all_chats = true
+
+[schedules.content]
+kind = "text"
+body = "早上好，{{ chat.name }}！"
+"#;
+    let h = Harness::start(&rules(schedule)).await;
+    // The group has a classic robot: scheduled pushes go out through it.
+    h.sim.sim().add_robot("robot-key-a", CHAT);
+    let mut conn = h.pool.acquire().await.unwrap();
+    chats::upsert_chat(
+        &mut conn,
+        &chats::NewChat {
+            chat_id: CHAT.into(),
+            name: "好物分享群".into(),
+            route: ChatRoute::SmartBot {
+                robot_key: Some("robot-key-a".into()),
+            },
+            owner: Some(OWNER.into()),
+            admins: vec![],
+            tags: vec![],
+            member_version: h.sim.sim().customer_group(CHAT).map(|g| g.member_version),
+        },
+        h.now(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let scheduler = Scheduler::new(
+        h.pool.clone(),
+        SchedulerSettings {
+            app: APP.into(),
+            ..SchedulerSettings::default()
+        },
+    );
+    scheduler.run_once(h.now()).await.unwrap();
+    h.clock.set(start() + Duration::hours(1));
+    let planned = scheduler.run_once(h.now()).await.unwrap();
+    assert_eq!(planned.planned.len(), 1, "{planned:?}");
+    h.deliver().await;
+    let pushes: Vec<_> = h
+        .sim
+        .sim()
+        .messages()
+        .into_iter()
+        .filter(|d| d.route == Route::Webhook)
+        .collect();
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+
+    h.analyze().await;
+    let mut conn = h.pool.acquire().await.unwrap();
+    let chat = store::daily_rows(&mut conn, CHAT, "2026-03-02".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!((chat[0].pushes_sent, chat[0].pushes_failed), (1, 0));
+    drop(conn);
+    let community = h.community_row(0).await;
+    assert_eq!((community.pushes_sent, community.pushes_failed), (1, 0));
+    // Integrations read a chat's rows from the JSON API.
+    let rows = console_api(
+        &h,
+        &format!("/admin/api/v1/analytics/daily?chat_id={CHAT}&days=2"),
+    )
+    .await;
+    let days = rows["days"].as_array().unwrap();
+    assert_eq!(days.len(), 2, "yesterday and today: {rows}");
+    assert_eq!(days[1]["day"], "2026-03-02");
+    assert_eq!(days[1]["pushes_sent"], 1);
     h.stop().await;
 }

@@ -47,6 +47,7 @@ type ApiResult = Result<Json<Value>, ApiError>;
 pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/admin/api/v1/dashboard", get(dashboard))
+        .route("/admin/api/v1/analytics/daily", get(analytics_daily))
         .route("/admin/api/v1/chats", get(chats))
         .route("/admin/api/v1/members", get(members))
         .route("/admin/api/v1/members/{user_id}", get(member))
@@ -75,6 +76,35 @@ pub fn routes() -> Router<AdminState> {
 async fn dashboard(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
     let data = ops::dashboard(&state).await?;
     Ok(Json(json!(data)))
+}
+
+#[derive(Deserialize)]
+struct DailyQuery {
+    /// A chat's rows; the community's when absent.
+    chat_id: Option<String>,
+    /// How many days back from today (1..=366, default 30).
+    days: Option<i64>,
+}
+
+/// Stored daily rollups of the community or one chat (`jobs::analytics`).
+async fn analytics_daily(
+    State(state): State<AdminState>,
+    _caller: ApiCaller,
+    Query(query): Query<DailyQuery>,
+) -> ApiResult {
+    let (_, _, rules) = ops::active_rules(&state).await?;
+    let today = crate::rules::checkin::community_day(
+        ops::now(&state),
+        rules.timezone,
+        rules.doc.community.day_cutover_hour,
+    );
+    let days = query.days.unwrap_or(30).clamp(1, 366);
+    let chat = query.chat_id.unwrap_or_default();
+    let mut conn = state.pool.acquire().await?;
+    let rows =
+        store::analytics::daily_rows(&mut conn, &chat, today - chrono::Duration::days(days - 1))
+            .await?;
+    Ok(Json(json!({ "chat_id": chat, "days": rows })))
 }
 
 async fn chats(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {

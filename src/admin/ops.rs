@@ -62,6 +62,10 @@ pub struct Dashboard {
     pub pushes_failed: Vec<i64>,
     /// Open alert episodes, most severe first.
     pub alerts: Vec<Alert>,
+    /// Who gets alert messages (`[alerts] admins`); empty: dashboard only.
+    pub alert_admins: Vec<String>,
+    /// Alert episodes of the last 7 days, open or closed, newest first.
+    pub recent_alerts: Vec<store::analytics::AlertEpisode>,
     /// The latest at-risk stage changes and what their action did.
     pub at_risk: Vec<store::analytics::StageChangeRow>,
 }
@@ -164,12 +168,9 @@ pub async fn dashboard(state: &AdminState) -> Result<Dashboard, AdminError> {
             a.id,
         )
     });
-    let at_risk = store::analytics::stage_changes(&mut conn, None, 200)
-        .await?
-        .into_iter()
-        .filter(|c| c.to_stage == "at_risk" && c.from_stage.is_some())
-        .take(10)
-        .collect();
+    let recent_alerts =
+        store::analytics::episodes_since(&mut conn, now.timestamp() - 7 * 86_400).await?;
+    let at_risk = store::analytics::at_risk_changes(&mut conn, 10).await?;
 
     Ok(Dashboard {
         totals: q::totals(&mut conn).await?,
@@ -187,6 +188,8 @@ pub async fn dashboard(state: &AdminState) -> Result<Dashboard, AdminError> {
         pushes_sent: series(|r| r.pushes_sent),
         pushes_failed: series(|r| r.pushes_failed),
         alerts,
+        alert_admins: rules.doc.alerts.admins.clone(),
+        recent_alerts,
         at_risk,
     })
 }

@@ -362,6 +362,7 @@ pub async fn member_profile(
         "audit": q::recent_audit(&mut conn, Some(user_id), 50).await?,
         "strikes": strikes,
         "moderation_log": moderation_log,
+        "stage_changes": store::analytics::stage_changes(&mut conn, Some(user_id), 20).await?,
     }))
 }
 

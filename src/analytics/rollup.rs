@@ -414,4 +414,75 @@ mod tests {
         assert!(rows.iter().all(|r| r.violations == 0));
         assert_eq!(rows.len(), 2);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const CHATS: [&str; 3] = ["wrA", "wrB", "wrC"];
+
+        fn facts() -> impl Strategy<Value = Facts> {
+            let base = sh(2026, 2, 27, 0, 0);
+            let at = move || base..base + 5 * 86_400;
+            let chat = || (0usize..3).prop_map(|i| CHATS[i].to_string());
+            let user = || (0u8..6).prop_map(|u| format!("u{u}"));
+            (
+                proptest::collection::vec(
+                    (chat(), user(), at(), proptest::option::of(0i64..200_000)),
+                    0..20,
+                ),
+                proptest::collection::vec((proptest::option::of(chat()), user(), at()), 0..30),
+                proptest::collection::vec((proptest::option::of(chat()), at()), 0..10),
+            )
+                .prop_map(|(memberships, messages, violations)| Facts {
+                    chats: CHATS.iter().map(|c| c.to_string()).collect(),
+                    memberships: memberships
+                        .into_iter()
+                        .map(|(chat_id, user_id, joined_at, stay)| Membership {
+                            chat_id,
+                            user_id,
+                            joined_at,
+                            left_at: stay.map(|s| joined_at + s),
+                        })
+                        .collect(),
+                    messages: messages
+                        .into_iter()
+                        .map(|(chat_id, user_id, at)| Message {
+                            chat_id,
+                            user_id,
+                            at,
+                        })
+                        .collect(),
+                    violations: violations
+                        .into_iter()
+                        .map(|(chat_id, at)| Violation { chat_id, at })
+                        .collect(),
+                    ..Facts::default()
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn chat_rows_add_up_to_the_community_and_a_rerun_is_identical(facts in facts()) {
+                let (rows, activity) = compute(&window(), &facts);
+                for day in window().days() {
+                    let of_day: Vec<&DailyRow> = rows.iter().filter(|r| r.day == day).collect();
+                    let community = of_day.iter().find(|r| r.chat_id == COMMUNITY).unwrap();
+                    let chats: Vec<&&DailyRow> = of_day.iter().filter(|r| r.chat_id != COMMUNITY).collect();
+                    let sum = |pick: fn(&DailyRow) -> i64| chats.iter().map(|r| pick(r)).sum::<i64>();
+                    prop_assert_eq!(community.joins, sum(|r| r.joins));
+                    prop_assert_eq!(community.leaves, sum(|r| r.leaves));
+                    prop_assert!(community.messages >= sum(|r| r.messages));
+                    prop_assert!(community.violations >= sum(|r| r.violations));
+                    prop_assert!(community.members <= sum(|r| r.members));
+                    prop_assert!(chats.iter().all(|r| r.active_members <= community.active_members));
+                }
+                // Every in-window message is counted once for the community.
+                let counted: i64 = rows.iter().filter(|r| r.chat_id == COMMUNITY).map(|r| r.messages).sum();
+                let in_window = facts.messages.iter().filter(|m| window().day_of(m.at).is_some()).count();
+                prop_assert_eq!(counted, in_window as i64);
+                prop_assert_eq!(compute(&window(), &facts), (rows, activity));
+            }
+        }
+    }
 }

@@ -225,16 +225,30 @@ async fn update_stages(
         .collect();
     let previous = store::stages(conn).await?;
     let at = now.timestamp();
-    for change in lifecycle::changes(&previous, &current) {
-        let last_day = last_active.get(change.user_id.as_str()).copied().flatten();
+    let changes = lifecycle::changes(&previous, &current);
+    outcome.stage_changes = changes.len();
+    let last_day = |user: &str| last_active.get(user).copied().flatten();
+    // Most changes need no action: stored in bulk (a first pass classifies everyone).
+    let acts = |c: &lifecycle::Change| {
+        c.triggers_at_risk_action && doc.at_risk_action != AtRiskAction::None
+    };
+    let (acting, plain): (Vec<_>, Vec<_>) = changes.iter().partition(|c| acts(c));
+    let plain: Vec<store::NewStageChange> = plain
+        .into_iter()
+        .map(|c| store::NewStageChange {
+            user_id: &c.user_id,
+            from: c.from,
+            to: c.to,
+            last_active_day: last_day(&c.user_id),
+        })
+        .collect();
+    store::record_stage_changes(conn, &plain, at).await?;
+    for change in acting {
+        let last = last_day(&change.user_id);
         let id =
             store::insert_stage_change(conn, &change.user_id, change.from, change.to, at).await?;
-        store::set_stage(conn, &change.user_id, change.to, last_day, at).await?;
-        outcome.stage_changes += 1;
-        if !change.triggers_at_risk_action || doc.at_risk_action == AtRiskAction::None {
-            continue;
-        }
-        let silent_days = last_day.map_or(doc.at_risk_silent_days, |d| (today - d).num_days());
+        store::set_stage(conn, &change.user_id, change.to, last, at).await?;
+        let silent_days = last.map_or(doc.at_risk_silent_days, |d| (today - d).num_days());
         let queued = at_risk_action(conn, rules, id, &change.user_id, silent_days, now).await?;
         if queued {
             outcome.actions_queued += 1;
@@ -257,7 +271,7 @@ async fn at_risk_action(
 ) -> anyhow::Result<bool> {
     let doc = &rules.doc.lifecycle;
     let app = rules.doc.community.app.clone();
-    let name = store::person_name(conn, user_id)
+    let name = crate::store::members::person_name(conn, user_id)
         .await?
         .unwrap_or_else(|| user_id.to_owned());
     let (action, user_ids, text, skipped) = match doc.at_risk_action {
@@ -423,10 +437,15 @@ async fn notify_admins(
     DurableOutbox::new(app).enqueue(conn, &message, now).await
 }
 
-/// `qunyun analytics show`: the community rollup of the last `days` days
-/// (as stored by the last pass), one line per day, plus open alerts and
-/// people per stage.
-pub async fn report(pool: &SqlitePool, now: DateTime<Utc>, days: i64) -> anyhow::Result<String> {
+/// `qunyun analytics show`: the community's (or one chat's) rollup of the
+/// last `days` days as stored by the last pass, one line per day, plus
+/// people per stage and open alerts.
+pub async fn report(
+    pool: &SqlitePool,
+    now: DateTime<Utc>,
+    days: i64,
+    chat_id: Option<&str>,
+) -> anyhow::Result<String> {
     use std::fmt::Write;
     let mut conn = pool.acquire().await?;
     let rules = match rule_sets::active(&mut conn).await? {
@@ -435,7 +454,7 @@ pub async fn report(pool: &SqlitePool, now: DateTime<Utc>, days: i64) -> anyhow:
     };
     let today = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
     let first = today - Duration::days(days.max(1) - 1);
-    let rows = store::daily_rows(&mut conn, COMMUNITY, first).await?;
+    let rows = store::daily_rows(&mut conn, chat_id.unwrap_or(COMMUNITY), first).await?;
     let mut out = String::new();
     let _ = writeln!(
         out,

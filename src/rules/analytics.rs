@@ -204,6 +204,11 @@ pub fn validate(lifecycle: &LifecycleDoc, alerts: &AlertsDoc) -> Vec<FieldError>
                 &format!("alerts.admins[{i}]"),
                 "must be a UserID (not empty, no '|')".into(),
             );
+        } else if admin.starts_with("wm") || admin.starts_with("wo") {
+            push(
+                &format!("alerts.admins[{i}]"),
+                "is an external contact's id: app messages reach internal members only".into(),
+            );
         }
     }
     let drop = &alerts.checkin_drop;
@@ -315,11 +320,13 @@ mod tests {
                 orange: None,
                 red: Some(3),
             },
+            admins: vec!["boss".into(), "wmCustomer".into()],
             ..AlertsDoc::default()
         };
         assert_eq!(
             problems(LifecycleDoc::default(), alerts),
             [
+                "alerts.admins[1]: is an external contact's id: app messages reach internal members only",
                 "alerts.leave_spike.orange: must be greater than yellow (5)",
                 "alerts.checkin_drop.red: must be at most 100 (percent)",
                 "alerts.parked_events.yellow: must be at least 1",

@@ -339,6 +339,52 @@ pub async fn set_stage(
     Ok(())
 }
 
+/// A stage change stored without an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStageChange<'a> {
+    pub user_id: &'a str,
+    pub from: Option<Stage>,
+    pub to: Stage,
+    pub last_active_day: Option<NaiveDate>,
+}
+
+/// Records many stage changes (history rows and current stages) in a few statements.
+pub async fn record_stage_changes(
+    conn: &mut SqliteConnection,
+    changes: &[NewStageChange<'_>],
+    at: i64,
+) -> sqlx::Result<()> {
+    // 5 values per row: 500 rows stay far below SQLite's bound-parameter limit.
+    for chunk in changes.chunks(500) {
+        let mut history = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "insert into member_stage_changes (user_id, from_stage, to_stage, at) ",
+        );
+        history.push_values(chunk, |mut row, c| {
+            row.push_bind(c.user_id)
+                .push_bind(c.from.map(Stage::as_str))
+                .push_bind(c.to.as_str())
+                .push_bind(at);
+        });
+        history.build().execute(&mut *conn).await?;
+        let mut current = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "insert into member_stages (user_id, stage, since, last_active_day, updated_at) ",
+        );
+        current.push_values(chunk, |mut row, c| {
+            row.push_bind(c.user_id)
+                .push_bind(c.to.as_str())
+                .push_bind(at)
+                .push_bind(c.last_active_day.map(|d| d.to_string()))
+                .push_bind(at);
+        });
+        current.push(
+            " on conflict (user_id) do update set stage = excluded.stage, since = excluded.since,
+              last_active_day = excluded.last_active_day, updated_at = excluded.updated_at",
+        );
+        current.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 pub async fn insert_stage_change(
     conn: &mut SqliteConnection,
     user_id: &str,
@@ -405,6 +451,22 @@ pub async fn stage_changes(
          from member_stage_changes where (?1 is null or user_id = ?1) order by id desc limit ?2",
     )
     .bind(user_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// The latest changes into `at_risk` from a known stage (the ones the
+/// at-risk action fires for), newest first.
+pub async fn at_risk_changes(
+    conn: &mut SqliteConnection,
+    limit: i64,
+) -> sqlx::Result<Vec<StageChangeRow>> {
+    sqlx::query_as(
+        "select id, user_id, from_stage, to_stage, at, action, action_status, action_reason, outbox_key
+         from member_stage_changes where to_stage = 'at_risk' and from_stage is not null
+         order by id desc limit ?",
+    )
     .bind(limit)
     .fetch_all(&mut *conn)
     .await
@@ -527,17 +589,4 @@ pub async fn close_episode(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// The person's display name, if known.
-pub async fn person_name(
-    conn: &mut SqliteConnection,
-    user_id: &str,
-) -> sqlx::Result<Option<String>> {
-    let name: Option<Option<String>> =
-        sqlx::query_scalar("select name from people where user_id = ?")
-            .bind(user_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(name.flatten())
 }
