@@ -50,6 +50,8 @@ pub struct AdminSettings {
     pub trust_forwarded_for: bool,
     /// How manual runs and previews address chats (the app posting to app groups).
     pub scheduler: crate::jobs::scheduler::SchedulerSettings,
+    /// The timezone pages show times in (`[community] timezone`).
+    pub timezone: chrono_tz::Tz,
 }
 
 impl Default for AdminSettings {
@@ -62,6 +64,7 @@ impl Default for AdminSettings {
             login_failures_per_ip: 20,
             trust_forwarded_for: false,
             scheduler: crate::jobs::scheduler::SchedulerSettings::default(),
+            timezone: chrono_tz::Asia::Shanghai,
         }
     }
 }
@@ -82,11 +85,12 @@ impl AdminState {
         clock: SharedClock,
         settings: AdminSettings,
     ) -> anyhow::Result<AdminState> {
+        let views = views::Views::load(settings.timezone).context("loading console templates")?;
         Ok(AdminState {
             pool,
             clock,
             settings: Arc::new(settings),
-            views: Arc::new(views::Views::load().context("loading console templates")?),
+            views: Arc::new(views),
         })
     }
 

@@ -75,6 +75,7 @@ impl App {
             AdminSettings {
                 secure_cookies: admin_config.secure_cookies,
                 session_ttl: Duration::from_secs(u64::from(admin_config.session_hours) * 3600),
+                timezone: self.state.config.timezone()?,
                 login_failures_per_ip: i64::from(admin_config.login_failures_per_ip),
                 trust_forwarded_for: admin_config.trust_forwarded_for,
                 scheduler: crate::jobs::scheduler::SchedulerSettings {

@@ -1530,6 +1530,10 @@ async fn the_moderation_log_filters_by_member_and_action() {
     let (viewer, token) = console.session_for("viewer", Role::Viewer).await;
     let all = console.get("/admin/moderation", Some(&viewer)).await;
     assert_eq!(all.body.matches("class=\"log-entry\"").count(), 1);
+    assert!(
+        all.body.contains(" CST</td>"),
+        "times in the community timezone"
+    );
     assert!(!all.body.contains("id=\"revoke-"), "viewers get no forms");
     let by_member = console
         .get(

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use qunyun::admin::{self, AdminSettings, AdminState, Role};
-use qunyun::clock::ManualClock;
+use qunyun::clock::{Clock, ManualClock};
+use qunyun::jobs::analytics::{Analytics, AnalyticsSettings};
 use qunyun::rules::event::JoinScene;
 use qunyun::rules::ChatRoute;
 use qunyun::store;
@@ -334,10 +335,55 @@ async fn seed(pool: &SqlitePool) -> i64 {
     )
     .await
     .unwrap();
+    seed_history(&mut conn, now).await;
     store::redemptions::create(&mut conn, "wmAlice", "杯子", 50, "redeem:1", now)
         .await
         .unwrap()
         .unwrap()
+}
+
+/// Three weeks of a second group (joins, a few leaves, daily check-ins), so the
+/// dashboard's 30-day charts have something to draw.
+async fn seed_history(conn: &mut sqlx::SqliteConnection, now: chrono::DateTime<Utc>) {
+    store::chats::upsert_chat(
+        conn,
+        &store::chats::NewChat {
+            chat_id: "wrOgAA2".into(),
+            name: "好物分享2群".into(),
+            route: ChatRoute::CustomerGroup { robot_key: None },
+            owner: Some("xiaomei".into()),
+            admins: vec![],
+            tags: vec![],
+            member_version: None,
+        },
+        now,
+    )
+    .await
+    .unwrap();
+    let shanghai = chrono_tz::Asia::Shanghai;
+    for i in 0..10_i64 {
+        let user = format!("wmFan{i:02}");
+        let days = 20 - 2 * i;
+        let joined = now - chrono::Duration::days(days) - chrono::Duration::hours(1);
+        store::members::record_join(conn, "wrOgAA2", &user, joined, JoinScene::QrCode)
+            .await
+            .unwrap();
+        if i % 4 == 1 {
+            let left = joined + chrono::Duration::days(3);
+            store::members::record_leave(conn, "wrOgAA2", &user, left)
+                .await
+                .unwrap();
+            continue;
+        }
+        // A check-in every day since joining, with a gap now and then.
+        for d in (0..=days).filter(|d| (d + i) % 5 != 4) {
+            let at = now - chrono::Duration::days(d);
+            let day = at.with_timezone(&shanghai).date_naive();
+            store::checkins::record_checkin(conn, &user, day, at, false, Some("wrOgAA2"))
+                .await
+                .unwrap();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,6 +398,11 @@ async fn manager_works_the_console_in_a_real_browser() {
         .unwrap();
     let clock: Arc<ManualClock> =
         ManualClock::new(Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap());
+    // One analytics pass turns the history into the dashboard's daily rollups.
+    Analytics::new(pool.clone(), AnalyticsSettings::default())
+        .run_once(clock.now())
+        .await
+        .unwrap();
     let state = AdminState::new(pool.clone(), clock, AdminSettings::default()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let site = format!("http://{}", listener.local_addr().unwrap());
@@ -378,7 +429,10 @@ async fn manager_works_the_console_in_a_real_browser() {
         "{}",
         browser.url().await
     );
-    assert_eq!(browser.text("#total-members").await, "2");
+    // wmAlice and wmBob, plus the seven of wrOgAA2 who stayed.
+    assert_eq!(browser.text("#total-members").await, "9");
+    let checkins_today: u32 = browser.text("#today-checkins").await.parse().unwrap();
+    assert!(checkins_today > 0, "today's check-ins are counted");
     assert_eq!(browser.find_all("#charts svg").await.len(), 4);
     assert_eq!(browser.find_all("#charts polyline").await.len(), 6);
     assert!(browser.source().await.contains("入群与退群"));

@@ -15,7 +15,7 @@ pub struct Series {
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 220.0;
 const LEFT: f64 = 40.0;
-const RIGHT: f64 = 10.0;
+const RIGHT: f64 = 24.0; // room for the last date label, centred on the last point
 const TOP: f64 = 28.0;
 const BOTTOM: f64 = 36.0;
 

@@ -80,13 +80,16 @@ pub struct Views {
 }
 
 impl Views {
-    pub fn load() -> anyhow::Result<Views> {
+    /// `timezone` is what `{{ at|datetime }}` shows times in.
+    pub fn load(timezone: chrono_tz::Tz) -> anyhow::Result<Views> {
         let mut env = Environment::new();
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .map_err(|e| anyhow::anyhow!("template {name}: {e}"))?;
         }
-        env.add_filter("datetime", format_unix);
+        env.add_filter("datetime", move |value: minijinja::Value| {
+            format_unix(value, timezone)
+        });
         Ok(Views { env })
     }
 
@@ -152,13 +155,18 @@ pub fn language(headers: &HeaderMap) -> Lang {
         .unwrap_or(Lang::Zh)
 }
 
-/// `{{ at|datetime }}`: unix seconds as `YYYY-MM-DD HH:MM` UTC.
-fn format_unix(value: minijinja::Value) -> String {
+/// `{{ at|datetime }}`: unix seconds as `YYYY-MM-DD HH:MM TZ` in the community's
+/// timezone, e.g. `2026-12-07 16:29 CST`.
+fn format_unix(value: minijinja::Value, timezone: chrono_tz::Tz) -> String {
     let Some(seconds) = value.as_i64() else {
         return String::new();
     };
     chrono::DateTime::from_timestamp(seconds, 0)
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .map(|t| {
+            t.with_timezone(&timezone)
+                .format("%Y-%m-%d %H:%M %Z")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -184,7 +192,18 @@ mod tests {
 
     #[test]
     fn every_template_compiles() {
-        Views::load().unwrap();
+        Views::load(chrono_tz::Asia::Shanghai).unwrap();
+    }
+
+    #[test]
+    fn times_show_in_the_community_timezone() {
+        let at = minijinja::Value::from(1_765_096_140_i64); // 2025-12-07 08:29 UTC
+        assert_eq!(
+            format_unix(at.clone(), chrono_tz::Asia::Shanghai),
+            "2025-12-07 16:29 CST"
+        );
+        assert_eq!(format_unix(at, chrono_tz::UTC), "2025-12-07 08:29 UTC");
+        assert_eq!(format_unix(minijinja::Value::from("x"), chrono_tz::UTC), "");
     }
 
     #[test]
