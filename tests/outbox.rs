@@ -660,13 +660,17 @@ async fn bad_payloads_die_and_unknown_apps_fail_without_blocking_others() {
 }
 
 #[tokio::test]
-async fn a_sender_killed_mid_batch_is_replaced_and_every_message_goes_out_once() {
+async fn a_sender_killed_mid_batch_is_replaced_and_nothing_goes_out_twice() {
     let h = Harness::start().await;
+    let mut ids = Vec::new();
     for i in 0..6 {
-        h.enqueue_text(&format!("k{i}"), Route::AppGroup, "CHAT1", &format!("m{i}"))
-            .await;
+        ids.push(
+            h.enqueue_text(&format!("k{i}"), Route::AppGroup, "CHAT1", &format!("m{i}"))
+                .await,
+        );
     }
     // The third call never answers; kill the first sender while it waits.
+    // WeCom may or may not have posted m2: nobody can know.
     h.stub.push_faults([Fault::Pass, Fault::Pass, Fault::Hang]);
     let first = h.sender();
     let crashed = tokio::spawn(async move {
@@ -684,10 +688,61 @@ async fn a_sender_killed_mid_batch_is_replaced_and_every_message_goes_out_once()
     );
     h.advance(121);
     let outcome = second.run_once().await.unwrap();
-    assert_eq!(outcome.sent, 4, "{outcome:?}");
+    // m3..m5 never started: sent now. m2 was mid-call on appchat/send, which
+    // WeCom does not deduplicate: parked for a person instead of risking a repeat.
+    assert_eq!((outcome.sent, outcome.uncertain), (3, 1), "{outcome:?}");
+    let mut sent = texts(&h.stub.deliveries());
+    sent.sort();
+    assert_eq!(sent, ["m0", "m1", "m3", "m4", "m5"]);
+    let parked = h.row(ids[2]).await;
+    assert_eq!(parked.status, OutboxStatus::Dead);
+    assert!(parked
+        .last_error
+        .as_deref()
+        .unwrap()
+        .starts_with("uncertain:"));
+
+    // Later runs leave it alone; a manager who checked the chat retries it.
+    h.advance(600);
+    assert!(second.run_once().await.unwrap().is_idle());
+    {
+        let mut conn = h.pool.acquire().await.unwrap();
+        assert_eq!(
+            outbox::retry(&mut conn, ids[2], h.now()).await.unwrap(),
+            outbox::RetryOutcome::Requeued
+        );
+    }
+    assert_eq!(second.run_once().await.unwrap().sent, 1);
     let mut sent = texts(&h.stub.deliveries());
     sent.sort();
     assert_eq!(sent, ["m0", "m1", "m2", "m3", "m4", "m5"]);
+}
+
+#[tokio::test]
+async fn a_member_message_cut_off_mid_call_is_resent_for_wecom_to_deduplicate() {
+    let h = Harness::start().await;
+    let id = h
+        .enqueue_text("k-member", Route::Member, "zhangsan", "你好")
+        .await;
+    h.stub.push_faults([Fault::Hang]);
+    let first = h.sender();
+    let crashed = tokio::spawn(async move {
+        let _ = first.run_once().await;
+    });
+    h.stub.hung.notified().await;
+    crashed.abort();
+    let _ = crashed.await;
+
+    h.advance(121);
+    let outcome = h.sender().run_once().await.unwrap();
+    assert_eq!((outcome.sent, outcome.uncertain), (1, 0), "{outcome:?}");
+    assert_eq!(h.row(id).await.status, OutboxStatus::Sent);
+    // message/send carries enable_duplicate_check, so WeCom drops a repeat
+    // of the first (maybe delivered) call within the interval.
+    let delivery = &h.stub.deliveries()[0];
+    assert_eq!(delivery.path, "message/send");
+    assert_eq!(delivery.body["enable_duplicate_check"], 1);
+    assert!(delivery.body["duplicate_check_interval"].as_i64().unwrap() >= 600);
 }
 
 #[tokio::test]
@@ -1119,7 +1174,7 @@ mod against_simulator {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_restarted_sender_delivers_every_message_exactly_once() {
+    async fn a_restarted_sender_sends_nothing_twice_and_parks_the_uncertain_row() {
         let h = SimHarness::start().await;
         for i in 0..4 {
             h.enqueue_text(
@@ -1163,27 +1218,51 @@ mod against_simulator {
         h.advance(121);
         h.drain(&second, 10).await;
 
-        let mut delivered: Vec<String> = h
-            .sim()
-            .messages()
-            .iter()
-            .filter_map(|d| d.text().map(str::to_owned))
+        let delivered = || {
+            let mut texts: Vec<String> = h
+                .sim()
+                .messages()
+                .iter()
+                .filter_map(|d| d.text().map(str::to_owned))
+                .collect();
+            texts.sort();
+            texts
+        };
+        // "robot 0" was mid-call when the sender died: WeCom may have posted
+        // it, and robots do not deduplicate, so it waits for a person.
+        let expected: Vec<String> = ["group 0", "group 1", "group 2", "group 3"]
+            .into_iter()
+            .chain(["robot 1", "robot 2", "robot 3"])
+            .map(str::to_owned)
             .collect();
-        delivered.sort();
-        let mut expected: Vec<String> = (0..4)
-            .map(|i| format!("group {i}"))
-            .chain((0..4).map(|i| format!("robot {i}")))
-            .collect();
-        expected.sort();
-        assert_eq!(delivered, expected, "each exactly once");
+        assert_eq!(delivered(), expected, "nothing twice");
         let mut conn = h.pool.acquire().await.unwrap();
+        let dead = outbox::list(&mut conn, Some(OutboxStatus::Dead))
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("uncertain:"));
         assert_eq!(
             outbox::list(&mut conn, Some(OutboxStatus::Sent))
                 .await
                 .unwrap()
                 .len(),
-            8
+            7
         );
+
+        // The manager checks the chat, finds it missing and retries it.
+        h.sim().clear_faults();
+        outbox::retry(&mut conn, dead[0].id, h.now()).await.unwrap();
+        drop(conn);
+        h.drain(&second, 10).await;
+        let mut all = expected.clone();
+        all.push("robot 0".to_owned());
+        all.sort();
+        assert_eq!(delivered(), all);
     }
 
     #[tokio::test]

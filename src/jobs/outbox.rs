@@ -8,10 +8,14 @@
 //! problem; waits for a manager) or dead (undeliverable, or out of attempts).
 //! It then polls WeCom for mass messages still awaiting confirmation.
 //!
-//! Exactly once, as far as WeCom lets us: each row's outcome is committed
-//! before the next row is sent; a sender that dies mid-call leaves a lease
-//! that expires and the row is sent again, which `message/send` deduplicates
-//! (`enable_duplicate_check`) but appchat, robot and the other routes cannot.
+//! Nothing twice: each row's outcome is committed before the next row is
+//! sent, and the start of each WeCom call is recorded. A sender that dies
+//! leaves leases that expire; rows whose call never started are simply sent
+//! by the next sender, and so are rows on routes where a second call cannot
+//! deliver twice (`message/send` deduplicates, welcome codes and smart-bot
+//! URLs are single-use). A row that died mid-call on an appchat, robot or
+//! mass-message route may already be in the chat, so it is parked as dead
+//! with an "uncertain" reason for a person to check and retry.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,6 +142,9 @@ pub struct SendOutcome {
     pub dead: usize,
     /// Another sender took the row over after our lease expired.
     pub lease_lost: usize,
+    /// Rows parked because an earlier sender stopped during their WeCom call
+    /// on a route where sending again could deliver twice.
+    pub uncertain: usize,
     /// Mass messages the poll found confirmed (sent) or given up (dead).
     pub confirmations_sent: usize,
     pub confirmations_dead: usize,
@@ -146,7 +153,10 @@ pub struct SendOutcome {
 impl SendOutcome {
     /// True when nothing was due.
     pub fn is_idle(&self) -> bool {
-        self.claimed == 0 && self.confirmations_sent == 0 && self.confirmations_dead == 0
+        self.claimed == 0
+            && self.uncertain == 0
+            && self.confirmations_sent == 0
+            && self.confirmations_dead == 0
     }
 }
 
@@ -240,6 +250,16 @@ impl OutboxSender {
             store::prune_rate_log(&mut conn, now - 2 * RATE_WINDOW_SECS)
                 .await
                 .context("pruning rate log")?;
+            outcome.uncertain = store::park_uncertain(&mut conn, now)
+                .await
+                .context("parking rows whose sender stopped mid-call")?
+                as usize;
+            if outcome.uncertain > 0 {
+                tracing::warn!(
+                    rows = outcome.uncertain,
+                    "a sender stopped mid-call; rows WeCom may have delivered are parked for a person"
+                );
+            }
             store::claim_due(
                 &mut conn,
                 now,
@@ -395,6 +415,11 @@ impl OutboxSender {
         self.clock.now().timestamp()
     }
 
+    async fn mark_call_started(&self, id: i64, now: i64) -> sqlx::Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        store::mark_call_started(&mut conn, id, &self.owner, now).await
+    }
+
     /// Decides and performs one delivery attempt. Never fails: every problem
     /// becomes a verdict for the row.
     #[tracing::instrument(skip_all, fields(outbox_id = message.id, route = %message.route, attempt = message.attempts))]
@@ -420,6 +445,23 @@ impl OutboxSender {
                 return Verdict::Retry {
                     at: now + 1,
                     error: format!("rate-limit bookkeeping failed: {error:#}"),
+                }
+            }
+        }
+        // From here on WeCom may deliver the message even if we never learn
+        // the answer; a lease that expires now means "maybe sent".
+        match self.mark_call_started(message.id, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Verdict::Postpone {
+                    until: now,
+                    reason: "lease lost before the call".to_owned(),
+                }
+            }
+            Err(error) => {
+                return Verdict::Retry {
+                    at: now + 1,
+                    error: format!("recording the call start failed: {error:#}"),
                 }
             }
         }

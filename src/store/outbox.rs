@@ -67,6 +67,28 @@ impl Route {
         }
     }
 
+    /// Whether sending this row again after a sender stopped mid-call cannot
+    /// make WeCom deliver it twice: `message/send` deduplicates identical
+    /// content (`enable_duplicate_check`), welcome codes and smart-bot
+    /// `response_url`s are single-use, and removing a member twice removes
+    /// them once. Group chats, robots and mass-message tasks would repeat.
+    pub fn resend_after_crash_is_safe(self) -> bool {
+        match self {
+            Route::Member | Route::WelcomeCode | Route::SmartBot | Route::AppChatRemove => true,
+            Route::AppGroup | Route::Webhook | Route::CustomerGroupMass => false,
+        }
+    }
+
+    /// The routes of `resend_after_crash_is_safe`, as an SQL list literal.
+    fn resend_safe_sql_list() -> String {
+        let names: Vec<String> = Route::ALL
+            .iter()
+            .filter(|route| route.resend_after_crash_is_safe())
+            .map(|route| format!("'{}'", route.as_str()))
+            .collect();
+        format!("({})", names.join(", "))
+    }
+
     /// Targets that are credentials or one-shot URLs are not printed whole.
     fn target_is_sensitive(self) -> bool {
         matches!(self, Route::Webhook | Route::SmartBot | Route::WelcomeCode)
@@ -252,10 +274,17 @@ pub struct ClaimedMessage {
     pub created_at: i64,
 }
 
+/// Why a row is parked after its sender stopped mid-call (see `park_uncertain`).
+pub const UNCERTAIN_REASON: &str = "uncertain: the sender stopped during the WeCom call \
+     (crash or restart), so WeCom may already have delivered this message; it is not \
+     sent again automatically. Check the chat, and retry it here if it is missing.";
+
 /// Leases up to `limit` due rows to `owner` until `now + lease_secs` and counts
 /// the attempt. Due means pending with `next_attempt_at <= now`, or in flight
-/// with an expired lease (its sender died). Highest priority first, then
-/// oldest. One statement, so two senders never claim the same row.
+/// with an expired lease (its sender died) when either its call never started
+/// or sending it again is harmless (`Route::resend_after_crash_is_safe`).
+/// Highest priority first, then oldest. One statement, so two senders never
+/// claim the same row.
 pub async fn claim_due(
     conn: &mut SqliteConnection,
     now: i64,
@@ -263,27 +292,70 @@ pub async fn claim_due(
     owner: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<ClaimedMessage>> {
-    let mut claimed: Vec<ClaimedMessage> = sqlx::query_as(
+    let sql = format!(
         "update outbox
          set status = 'in_flight', lease_owner = ?1, lease_expires_at = ?2 + ?3,
-             attempts = attempts + 1, updated_at = ?2
+             attempts = attempts + 1, updated_at = ?2, call_started_at = null
          where id in (
              select id from outbox
              where (status = 'pending' and next_attempt_at <= ?2)
-                or (status = 'in_flight' and lease_expires_at <= ?2)
+                or (status = 'in_flight' and lease_expires_at <= ?2
+                    and (call_started_at is null or route in {safe}))
              order by priority desc, next_attempt_at, id
              limit ?4)
          returning id, idempotency_key, route, target, app, payload_json, priority, attempts, created_at",
-    )
-    .bind(owner)
-    .bind(now)
-    .bind(lease_secs)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+        safe = Route::resend_safe_sql_list()
+    );
+    let mut claimed: Vec<ClaimedMessage> = sqlx::query_as(&sql)
+        .bind(owner)
+        .bind(now)
+        .bind(lease_secs)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
     // RETURNING gives no order guarantee.
     claimed.sort_by_key(|m| (std::cmp::Reverse(m.priority), m.id));
     Ok(claimed)
+}
+
+/// Notes that the WeCom call for a leased row is about to start. Returns
+/// false if `owner` no longer holds the lease (then the call must not be made).
+pub async fn mark_call_started(
+    conn: &mut SqliteConnection,
+    id: i64,
+    owner: &str,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "update outbox set call_started_at = ?
+         where id = ? and status = 'in_flight' and lease_owner = ?",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Parks rows whose sender stopped during the WeCom call on a route where a
+/// second send could deliver twice: `dead`, with `UNCERTAIN_REASON`, for a
+/// person to check and retry by hand. Returns how many were parked.
+pub async fn park_uncertain(conn: &mut SqliteConnection, now: i64) -> sqlx::Result<u64> {
+    let sql = format!(
+        "update outbox
+         set status = 'dead', last_error = ?1, updated_at = ?2,
+             lease_owner = null, lease_expires_at = null
+         where status = 'in_flight' and lease_expires_at <= ?2
+           and call_started_at is not null and route not in {safe}",
+        safe = Route::resend_safe_sql_list()
+    );
+    let result = sqlx::query(&sql)
+        .bind(UNCERTAIN_REASON)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(result.rows_affected())
 }
 
 /// Delivered. Returns false if `owner` no longer holds the lease.
@@ -854,6 +926,54 @@ mod tests {
         assert!(mark_sent(&mut conn, id, "s2", 1_061, Some("MSG"))
             .await
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_call_cut_off_mid_flight_is_resent_only_where_wecom_deduplicates() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let robot = enqueue_one(&mut conn, "robot", Route::Webhook).await;
+        let member = enqueue_one(&mut conn, "member", Route::Member).await;
+        let untouched = enqueue_one(&mut conn, "untouched", Route::AppGroup).await;
+        claim_due(&mut conn, 1_000, 60, "crashed", 10)
+            .await
+            .unwrap();
+        for id in [robot, member] {
+            assert!(mark_call_started(&mut conn, id, "crashed", 1_001)
+                .await
+                .unwrap());
+        }
+        assert!(
+            !mark_call_started(&mut conn, untouched, "someone-else", 1_001)
+                .await
+                .unwrap()
+        );
+
+        // Nothing happens while the leases hold. Once expired, the rows
+        // whose resend is harmless (or whose call never started) are claimed
+        // again; the robot row is not, and parking makes it visible.
+        assert_eq!(park_uncertain(&mut conn, 1_059).await.unwrap(), 0);
+        let mut ids: Vec<i64> = claim_due(&mut conn, 1_060, 60, "s2", 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, [member, untouched]);
+        assert_eq!(park_uncertain(&mut conn, 1_060).await.unwrap(), 1);
+        let parked = status_of(&mut conn, robot).await;
+        assert_eq!(parked.status, OutboxStatus::Dead);
+        assert_eq!(parked.last_error.as_deref(), Some(UNCERTAIN_REASON));
+
+        // A manager's retry sends it again, with a clean call marker.
+        assert_eq!(
+            retry(&mut conn, robot, 1_100).await.unwrap(),
+            RetryOutcome::Requeued
+        );
+        let claimed = claim_due(&mut conn, 1_100, 60, "s2", 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(park_uncertain(&mut conn, 1_200).await.unwrap(), 0);
     }
 
     #[tokio::test]
