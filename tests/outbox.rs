@@ -1120,7 +1120,7 @@ mod against_simulator {
     }
 
     #[tokio::test]
-    async fn a_hanging_call_times_out_and_is_retried() {
+    async fn a_group_post_that_times_out_is_parked_not_repeated() {
         let h = SimHarness::start().await;
         let sender = h.sender();
         let id = h
@@ -1128,11 +1128,22 @@ mod against_simulator {
             .await;
         h.sim()
             .inject(FaultRule::new(FaultKind::Hang).on_path("appchat/send"));
-        assert_eq!(sender.run_once().await.unwrap().retried, 1);
-        assert_eq!(
-            h.row(id).await.last_error.as_deref(),
-            Some("request timed out")
+        let outcome = sender.run_once().await.unwrap();
+        assert_eq!((outcome.dead, outcome.retried), (1, 0), "{outcome:?}");
+        let row = h.row(id).await;
+        assert_eq!(row.status, OutboxStatus::Dead);
+        let reason = row.last_error.unwrap();
+        assert!(
+            reason.starts_with("uncertain: request timed out"),
+            "{reason}"
         );
+        h.drain(&sender, 60).await;
+        assert!(h.delivered(SimRoute::Appchat).is_empty(), "never repeated");
+
+        // Retried by hand once someone saw it is missing from the chat.
+        let mut conn = h.pool.acquire().await.unwrap();
+        outbox::retry(&mut conn, id, h.now()).await.unwrap();
+        drop(conn);
         h.drain(&sender, 60).await;
         assert_eq!(h.delivered(SimRoute::Appchat), ["after a hang"]);
     }

@@ -15,7 +15,8 @@
 //! deliver twice (`message/send` deduplicates, welcome codes and smart-bot
 //! URLs are single-use). A row that died mid-call on an appchat, robot or
 //! mass-message route may already be in the chat, so it is parked as dead
-//! with an "uncertain" reason for a person to check and retry.
+//! with an "uncertain" reason for a person to check and retry; so is one
+//! whose call timed out or broke after the request went out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -732,6 +733,16 @@ impl OutboxSender {
             }
             Err(error) => error,
         };
+        if error.may_have_been_delivered() && !message.route.resend_after_crash_is_safe() {
+            // Retrying could post it twice; a person decides.
+            return Verdict::Dead {
+                reason: format!(
+                    "uncertain: {error}, so WeCom may already have delivered this message; \
+                     it is not sent again automatically. Check the chat, and retry it here \
+                     if it is missing."
+                ),
+            };
+        }
         match error.class() {
             // The client already refreshed the token and retried once inline;
             // a second rejection is treated like any transient failure.

@@ -73,6 +73,17 @@ impl ApiError {
         }
     }
 
+    /// True when WeCom may have acted on the request even though we got no
+    /// usable answer: the request went out and then the answer timed out, the
+    /// connection broke, or a 200 came back garbled. Errors WeCom answered
+    /// itself, HTTP statuses and failed connects mean nothing was done.
+    pub fn may_have_been_delivered(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Timeout | ApiError::Transport(_) | ApiError::Decode(_)
+        )
+    }
+
     pub fn is_token_rejected(&self) -> bool {
         self.class() == ErrorClass::RefreshToken
     }
@@ -176,6 +187,15 @@ mod tests {
     #[test]
     fn transport_failures_and_server_errors_are_retried() {
         assert_eq!(ApiError::Timeout.class(), ErrorClass::Retry);
+        assert!(ApiError::Timeout.may_have_been_delivered());
+        assert!(ApiError::Transport("reset".into()).may_have_been_delivered());
+        assert!(!ApiError::Connect("refused".into()).may_have_been_delivered());
+        assert!(!ApiError::HttpStatus { status: 502 }.may_have_been_delivered());
+        assert!(!ApiError::WeCom {
+            errcode: -1,
+            errmsg: "busy".into()
+        }
+        .may_have_been_delivered());
         assert_eq!(
             ApiError::Connect("refused".into()).class(),
             ErrorClass::Retry
