@@ -1408,6 +1408,43 @@ async fn revoking_a_strike_with_a_reason_deactivates_it_and_is_audited() {
 }
 
 #[tokio::test]
+async fn a_strike_can_be_revoked_from_the_member_profile() {
+    let console = queue_console().await;
+    let (op, _) = console.session_for("op", Role::Operator).await;
+    let (viewer, _) = console.session_for("viewer", Role::Viewer).await;
+    let strike = console.strike_id("wmAlice").await;
+    let form = format!("id=\"member-revoke-{strike}\"");
+    assert!(console
+        .get("/admin/members/wmAlice", Some(&op))
+        .await
+        .body
+        .contains(&form));
+    assert!(!console
+        .get("/admin/members/wmAlice", Some(&viewer))
+        .await
+        .body
+        .contains(&form));
+    // Afterwards the manager is back on the profile (see `back_to` for the rest).
+    let reply = console
+        .post_form(
+            &format!("/admin/moderation/strikes/{strike}/revoke"),
+            Some(&op.cookie),
+            &[
+                ("csrf", &op.csrf),
+                ("reason", "申诉通过"),
+                ("back", "/admin/members/wmAlice"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.headers[header::LOCATION], "/admin/members/wmAlice");
+    assert!(console.strike_revoked(strike).await);
+    let profile = console.get("/admin/members/wmAlice", Some(&op)).await;
+    assert!(!profile.body.contains(&form));
+    assert!(profile.body.contains("申诉通过"));
+}
+
+#[tokio::test]
 async fn marking_a_task_done_keeps_the_note_and_is_audited() {
     let console = queue_console().await;
     let (op, _) = console.session_for("op", Role::Operator).await;

@@ -121,6 +121,23 @@ struct ReasonForm {
     csrf: String,
     #[serde(default)]
     reason: String,
+    /// Where to go afterwards: a member's profile, else the moderation page.
+    #[serde(default)]
+    back: String,
+}
+
+/// Only a member profile of this console; anything else (another site, a
+/// `//host` path) goes to the moderation page.
+fn back_to(back: &str) -> &str {
+    let safe = back.starts_with("/admin/members/")
+        && !back.contains("//")
+        && !back.contains('\\')
+        && !back.chars().any(char::is_control);
+    if safe {
+        back
+    } else {
+        "/admin/moderation"
+    }
 }
 
 async fn revoke_form(
@@ -132,7 +149,7 @@ async fn revoke_form(
 ) -> Result<Response, AdminError> {
     manager.authorize_form(Role::Operator, &form.csrf)?;
     match ops::revoke_strike(&state, &manager, id, &form.reason).await? {
-        Outcome::Done => Ok(Redirect::to("/admin/moderation").into_response()),
+        Outcome::Done => Ok(Redirect::to(back_to(&form.back)).into_response()),
         Outcome::Invalid(error) => {
             invalid_page(&state, &manager, &headers, format!("strike-{id}"), error).await
         }
@@ -308,4 +325,23 @@ async fn log_api(
     Query(query): Query<FilterQuery>,
 ) -> ApiResult {
     ok(json!({ "entries": ops::log(&state, &query.filter()).await? }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoke_redirects_only_to_member_pages() {
+        for (back, to) in [
+            ("/admin/members/wmAlice", "/admin/members/wmAlice"),
+            ("", "/admin/moderation"),
+            ("https://evil.example/", "/admin/moderation"),
+            ("//evil.example/admin/members/x", "/admin/moderation"),
+            ("/admin/members//evil.example", "/admin/moderation"),
+            ("/admin/members/x\\evil", "/admin/moderation"),
+        ] {
+            assert_eq!(back_to(back), to, "{back}");
+        }
+    }
 }
