@@ -196,6 +196,18 @@ mod tests {
     }
 
     #[test]
+    fn page_titles_are_plain_text() {
+        for (name, source) in Views::template_names() {
+            let Some(start) = source.find("{% block title %}") else {
+                continue;
+            };
+            let rest = &source[start..];
+            let title = &rest[..rest.find("{% endblock %}").unwrap()];
+            assert!(!title.contains('<'), "{name}: markup in the title: {title}");
+        }
+    }
+
+    #[test]
     fn times_show_in_the_community_timezone() {
         let at = minijinja::Value::from(1_765_096_140_i64); // 2025-12-07 08:29 UTC
         assert_eq!(
