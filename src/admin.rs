@@ -130,6 +130,10 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/admin/inbox/{id}/retry", post(pages::retry_parked))
         .route("/admin/outbox/{id}/retry", post(pages::retry_outbox))
+        .route(
+            "/admin/outbox/retry-uncertain",
+            post(pages::retry_uncertain),
+        )
         .route("/admin/audit", get(pages::audit))
         .route("/admin/users", get(pages::users).post(pages::create_user))
         .route("/admin/tokens", post(pages::create_token))

@@ -551,6 +551,11 @@ async fn form_routes(console: &Console) -> Vec<FormRoute> {
             fields: vec![],
         },
         FormRoute {
+            path: "/admin/outbox/retry-uncertain".into(),
+            need: Role::Operator,
+            fields: vec![],
+        },
+        FormRoute {
             path: "/admin/members/wmAlice/points".into(),
             need: Role::Operator,
             fields: vec![("delta", "5".into()), ("reason", "活动奖励".into())],
@@ -705,6 +710,10 @@ async fn every_role_against_every_mutating_api_call() {
         let dead = console.first_outbox_id().await;
         let calls = [
             (format!("/admin/api/v1/outbox/{dead}/retry"), String::new()),
+            (
+                "/admin/api/v1/outbox/retry-uncertain".to_owned(),
+                String::new(),
+            ),
             (
                 "/admin/api/v1/members/wmAlice/points".to_owned(),
                 r#"{"delta": 5, "reason": "api"}"#.to_owned(),
@@ -1036,6 +1045,92 @@ async fn dead_letters_are_listed_without_credentials_and_can_be_retried() {
         .post_form(&path, Some(&session.cookie), &[("csrf", &session.csrf)])
         .await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
+}
+
+/// A robot message whose sender stopped mid-call: parked as uncertain.
+async fn park_an_uncertain_message(console: &Console) -> i64 {
+    use store::outbox::{self, Enqueued, NewOutboxMessage, Route};
+    let now = start().timestamp();
+    let mut conn = console.pool.acquire().await.unwrap();
+    let message = NewOutboxMessage {
+        idempotency_key: "push:cut-off",
+        route: Route::Webhook,
+        target: "robotkey-cut-off",
+        app: None,
+        payload_json: r#"{"msgtype":"text","text":{"content":"早上好"}}"#,
+        created_at: now,
+        not_before: None,
+        skip_reason: None,
+    };
+    let Enqueued::New(id) = outbox::enqueue(&mut conn, &message).await.unwrap() else {
+        panic!("fresh key")
+    };
+    // Claim only this row (the seed's other rows are not pending).
+    let claimed = outbox::claim_due(&mut conn, now, 60, "crashed", 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(outbox::mark_call_started(&mut conn, id, "crashed", now)
+        .await
+        .unwrap());
+    assert_eq!(
+        outbox::park_uncertain(&mut conn, now + 60).await.unwrap(),
+        1
+    );
+    id
+}
+
+#[tokio::test]
+async fn uncertain_dead_letters_are_explained_and_resent_in_bulk_by_an_operator() {
+    let console = console().await;
+    let id = park_an_uncertain_message(&console).await;
+    let (viewer, _) = console.session_for("viewer", Role::Viewer).await;
+    let (op, token) = console.session_for("op", Role::Operator).await;
+
+    let page = console.get("/admin/queues", Some(&viewer)).await;
+    assert!(page.body.contains("id=\"uncertain-note\""), "{}", page.body);
+    assert!(!page.body.contains("id=\"retry-uncertain\""));
+    let page = console.get("/admin/queues", Some(&op)).await;
+    assert!(page.body.contains("(1)</button>"), "{}", page.body);
+
+    let reply = console
+        .post_form(
+            "/admin/outbox/retry-uncertain",
+            Some(&op.cookie),
+            &[("csrf", &op.csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let status: String = sqlx::query_scalar("select status from outbox where id = ?")
+        .bind(id)
+        .fetch_one(&console.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "pending");
+    // The seed's other dead letter (a bad robot key) is not touched.
+    let dead: i64 = sqlx::query_scalar("select count(*) from outbox where status = 'dead'")
+        .fetch_one(&console.pool)
+        .await
+        .unwrap();
+    assert_eq!(dead, 1);
+    let audit = console.last_audit().await;
+    assert_eq!(
+        (audit.action.as_str(), audit.detail.as_str()),
+        ("outbox.retry_uncertain", "1 messages")
+    );
+    let page = console.get("/admin/queues", Some(&op)).await;
+    assert!(!page.body.contains("id=\"uncertain-note\""));
+
+    let api = console
+        .api(
+            Method::POST,
+            "/admin/api/v1/outbox/retry-uncertain",
+            Some(&token),
+            "",
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::OK);
+    assert_eq!(api.body, r#"{"requeued":0}"#);
 }
 
 // --- schedules and the moderation queue (issue #7) ------------------------------------

@@ -70,6 +70,10 @@ pub fn routes() -> Router<AdminState> {
         .route("/admin/api/v1/parked/{id}/retry", post(retry_parked))
         .route("/admin/api/v1/dead-letters", get(dead_letters))
         .route("/admin/api/v1/outbox/{id}/retry", post(retry_outbox))
+        .route(
+            "/admin/api/v1/outbox/retry-uncertain",
+            post(retry_uncertain),
+        )
         .route("/admin/api/v1/audit", get(audit))
 }
 
@@ -256,6 +260,14 @@ async fn dead_letters(State(state): State<AdminState>, _caller: ApiCaller) -> Ap
     Ok(Json(
         json!({ "dead_letters": ops::dead_letters(&state).await? }),
     ))
+}
+
+async fn retry_uncertain(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+) -> ApiResult {
+    let requeued = ops::retry_uncertain(&state, &caller).await?;
+    Ok(Json(json!({ "requeued": requeued })))
 }
 
 async fn retry_outbox(

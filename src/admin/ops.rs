@@ -429,6 +429,15 @@ pub struct DeadLetter {
     pub created_at: i64,
 }
 
+impl DeadLetter {
+    /// Cut off mid-send: WeCom may already have delivered it.
+    pub fn is_uncertain(&self) -> bool {
+        self.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("uncertain:"))
+    }
+}
+
 pub async fn dead_letters(state: &AdminState) -> Result<Vec<DeadLetter>, AdminError> {
     use store::outbox::OutboxStatus;
     let mut conn = state.pool.acquire().await?;
@@ -449,6 +458,27 @@ pub async fn dead_letters(state: &AdminState) -> Result<Vec<DeadLetter>, AdminEr
             created_at: r.created_at,
         })
         .collect())
+}
+
+/// Requeues every dead letter parked as uncertain (cut off mid-send on a route
+/// WeCom does not deduplicate), once someone has checked the chats. Returns
+/// how many were requeued; audited even when none were.
+pub async fn retry_uncertain(state: &AdminState, manager: &Manager) -> Result<u64, AdminError> {
+    manager.require(Role::Operator)?;
+    let now = now(state).timestamp();
+    let mut tx = state.pool.begin().await?;
+    let requeued = store::outbox::retry_uncertain(&mut tx, now).await?;
+    q::append_audit(
+        &mut tx,
+        now,
+        &manager.actor,
+        "outbox.retry_uncertain",
+        "",
+        &format!("{requeued} messages"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(requeued)
 }
 
 /// Requeues a failed or dead outbox row, due now.

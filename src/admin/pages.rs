@@ -586,12 +586,13 @@ pub async fn queues(
     let parked = q::parked_events(&mut conn).await?;
     drop(conn);
     let dead = ops::dead_letters(&state).await?;
+    let uncertain = dead.iter().filter(|d| d.is_uncertain()).count();
     Ok(state
         .views()
         .render(
             "queues.html",
             &frame,
-            json!({ "redemptions": redemptions, "parked": parked, "dead": dead }),
+            json!({ "redemptions": redemptions, "parked": parked, "dead": dead, "uncertain": uncertain }),
         )?
         .into_response())
 }
@@ -615,6 +616,16 @@ pub async fn retry_parked(
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
     ops::retry_parked(&state, &manager, id).await?;
+    Ok(see_other("/admin/queues"))
+}
+
+pub async fn retry_uncertain(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Form(form): Form<CsrfOnly>,
+) -> PageResult {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    ops::retry_uncertain(&state, &manager).await?;
     Ok(see_other("/admin/queues"))
 }
 

@@ -707,6 +707,21 @@ pub async fn retry(conn: &mut SqliteConnection, id: i64, now: i64) -> sqlx::Resu
     })
 }
 
+/// Requeue every row parked as uncertain (`park_uncertain`, or a timeout on a
+/// route WeCom does not deduplicate), once a person has checked the chats.
+pub async fn retry_uncertain(conn: &mut SqliteConnection, now: i64) -> sqlx::Result<u64> {
+    let result = sqlx::query(
+        "update outbox
+         set status = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?
+         where status = 'dead' and last_error like 'uncertain:%'",
+    )
+    .bind(now)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(result.rows_affected())
+}
+
 /// Requeue every `failed` row, e.g. after a secret or trusted IP was fixed.
 pub async fn retry_all_failed(conn: &mut SqliteConnection, now: i64) -> sqlx::Result<u64> {
     let result = sqlx::query(
@@ -926,6 +941,33 @@ mod tests {
         assert!(mark_sent(&mut conn, id, "s2", 1_061, Some("MSG"))
             .await
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn retry_uncertain_requeues_only_uncertain_dead_letters() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let uncertain = enqueue_one(&mut conn, "cut-off", Route::Webhook).await;
+        let gone = enqueue_one(&mut conn, "gone", Route::Webhook).await;
+        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
+        assert!(mark_call_started(&mut conn, uncertain, "s1", 1_001)
+            .await
+            .unwrap());
+        assert!(
+            mark_dead(&mut conn, gone, "s1", 1_001, "93000 invalid webhook key")
+                .await
+                .unwrap()
+        );
+        assert_eq!(park_uncertain(&mut conn, 1_060).await.unwrap(), 1);
+
+        assert_eq!(retry_uncertain(&mut conn, 1_070).await.unwrap(), 1);
+        let row = status_of(&mut conn, uncertain).await;
+        assert_eq!(
+            (row.status, row.attempts, row.next_attempt_at),
+            (OutboxStatus::Pending, 0, 1_070)
+        );
+        assert_eq!(status_of(&mut conn, gone).await.status, OutboxStatus::Dead);
+        assert_eq!(retry_uncertain(&mut conn, 1_071).await.unwrap(), 0);
     }
 
     #[tokio::test]

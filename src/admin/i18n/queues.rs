@@ -4,6 +4,12 @@
 /// (key, Chinese, English)
 pub(super) const STRINGS: &[(&str, &str, &str)] = &[
     ("nav_schedules", "定时推送", "Schedules"),
+    (
+        "uncertain_explain",
+        "原因以 uncertain 开头的消息在发送途中被打断，企业微信可能已经送达，所以不会自动重发。请先到群里确认确实没收到，再重新发送。",
+        "Messages whose reason starts with \"uncertain\" were cut off mid-send: WeCom may already have delivered them, so they are not resent automatically. Check the chats first, then send them again.",
+    ),
+    ("retry_uncertain", "重新发送全部「不确定」消息", "Resend all uncertain messages"),
     ("nav_moderation", "风控审核", "Moderation"),
     ("schedule", "推送计划", "Schedule"),
     ("cron", "Cron 表达式", "Cron"),
