@@ -719,136 +719,81 @@ async fn delivery_failures_open_escalate_and_close_with_one_message_each() {
     h.stop().await;
 }
 
-/// A console page as a signed-in viewer sees it.
-async fn console_page(h: &Harness, path: &str) -> String {
-    let state = AdminState::new(h.pool.clone(), h.clock.clone(), AdminSettings::default()).unwrap();
+/// The id of the tests' viewer account, created on first use.
+async fn viewer_id(h: &Harness) -> i64 {
     let mut conn = h.pool.acquire().await.unwrap();
-    let now = h.now().timestamp();
-    let user = match qunyun::store::admin::user_by_name(&mut conn, "reader")
+    let existing = qunyun::store::admin::user_by_name(&mut conn, "viewer")
+        .await
+        .unwrap();
+    match existing {
+        Some(user) => user.id,
+        None => qunyun::store::admin::insert_user(
+            &mut conn,
+            "viewer",
+            "x",
+            "viewer",
+            h.now().timestamp(),
+        )
         .await
         .unwrap()
-    {
-        Some(user) => user.id,
-        None => qunyun::store::admin::insert_user(&mut conn, "reader", "x", "viewer", now)
-            .await
-            .unwrap()
-            .unwrap(),
-    };
-    let session = auth::start_session(&mut conn, user, now, 3600)
+        .unwrap(),
+    }
+}
+
+/// Sends `request` to the console and returns the body of its 200 answer.
+async fn console_get(h: &Harness, request: Request<Body>) -> Vec<u8> {
+    let state = AdminState::new(h.pool.clone(), h.clock.clone(), AdminSettings::default()).unwrap();
+    let path = request.uri().to_string();
+    let reply = admin::router(state).oneshot(request).await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK, "{path}");
+    reply
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec()
+}
+
+/// A console page as a signed-in viewer sees it.
+async fn console_page(h: &Harness, path: &str) -> String {
+    let user = viewer_id(h).await;
+    let mut conn = h.pool.acquire().await.unwrap();
+    let session = auth::start_session(&mut conn, user, h.now().timestamp(), 3600)
         .await
         .unwrap();
     drop(conn);
-    let reply = admin::router(state)
-        .oneshot(
-            Request::get(path)
-                .header(
-                    header::COOKIE,
-                    format!("{}={session}", auth::SESSION_COOKIE),
-                )
-                .body(Body::empty())
-                .unwrap(),
+    let request = Request::get(path)
+        .header(
+            header::COOKIE,
+            format!("{}={session}", auth::SESSION_COOKIE),
         )
-        .await
+        .body(Body::empty())
         .unwrap();
-    assert_eq!(reply.status(), StatusCode::OK, "{path}");
-    String::from_utf8(
-        reply
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap()
+    String::from_utf8(console_get(h, request).await).unwrap()
 }
 
 /// A JSON API response for a viewer's token.
 async fn console_api(h: &Harness, path: &str) -> serde_json::Value {
-    let state = AdminState::new(h.pool.clone(), h.clock.clone(), AdminSettings::default()).unwrap();
+    let user = viewer_id(h).await;
     let mut conn = h.pool.acquire().await.unwrap();
-    let now = h.now().timestamp();
-    let user = qunyun::store::admin::insert_user(&mut conn, "integration", "x", "viewer", now)
-        .await
-        .unwrap()
-        .unwrap();
-    let token = auth::issue_api_token(&mut conn, user, "test", now)
+    let token = auth::issue_api_token(&mut conn, user, "test", h.now().timestamp())
         .await
         .unwrap();
     drop(conn);
-    let reply = admin::router(state)
-        .oneshot(
-            Request::get(path)
-                .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
+    let request = Request::get(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
         .unwrap();
-    assert_eq!(reply.status(), StatusCode::OK, "{path}");
-    serde_json::from_slice(&reply.into_body().collect().await.unwrap().to_bytes()).unwrap()
+    serde_json::from_slice(&console_get(h, request).await).unwrap()
 }
 
 /// The console's dashboard page and JSON API response.
 async fn dashboard(h: &Harness) -> (String, serde_json::Value) {
-    let state = AdminState::new(h.pool.clone(), h.clock.clone(), AdminSettings::default()).unwrap();
-    let router = admin::router(state);
-    let mut conn = h.pool.acquire().await.unwrap();
-    let now = h.now().timestamp();
-    let user = match qunyun::store::admin::user_by_name(&mut conn, "viewer")
-        .await
-        .unwrap()
-    {
-        Some(user) => user.id,
-        None => qunyun::store::admin::insert_user(&mut conn, "viewer", "x", "viewer", now)
-            .await
-            .unwrap()
-            .unwrap(),
-    };
-    let session = auth::start_session(&mut conn, user, now, 3600)
-        .await
-        .unwrap();
-    let token = auth::issue_api_token(&mut conn, user, "test", now)
-        .await
-        .unwrap();
-    drop(conn);
-    let get = |path: &str, header: (header::HeaderName, String)| {
-        Request::get(path)
-            .header(header.0, header.1)
-            .body(Body::empty())
-            .unwrap()
-    };
-    let page = router
-        .clone()
-        .oneshot(get(
-            "/admin",
-            (
-                header::COOKIE,
-                format!("{}={session}", auth::SESSION_COOKIE),
-            ),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    let page = String::from_utf8(
-        page.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
+    (
+        console_page(h, "/admin").await,
+        console_api(h, "/admin/api/v1/dashboard").await,
     )
-    .unwrap();
-    let api = router
-        .oneshot(get(
-            "/admin/api/v1/dashboard",
-            (header::AUTHORIZATION, format!("Bearer {token}")),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(api.status(), StatusCode::OK);
-    let api = serde_json::from_slice(&api.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    (page, api)
 }
 
 #[tokio::test]
