@@ -4,6 +4,7 @@
 //! client), `rules` decides (pure), `store` holds every SQL statement, `jobs`
 //! send and schedule, `sim` is the built-in WeCom simulator, `app` wires it up.
 
+pub mod active_rules;
 pub mod admin;
 pub mod analytics;
 pub mod app;

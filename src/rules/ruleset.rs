@@ -374,6 +374,12 @@ impl RuleSet {
         RuleSet::from_doc(doc)
     }
 
+    /// The community day `at` falls in: the rule set's timezone, with days
+    /// starting at `[community] day_cutover_hour` local time.
+    pub fn community_day(&self, at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+        super::checkin::community_day(at, self.timezone, self.doc.community.day_cutover_hour)
+    }
+
     /// The built-in defaults (what a fresh install runs).
     pub fn builtin() -> RuleSet {
         match RuleSet::from_doc(RuleSetDoc::default()) {

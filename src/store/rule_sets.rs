@@ -37,3 +37,19 @@ pub async fn list_versions(conn: &mut SqliteConnection) -> sqlx::Result<Vec<(i64
         .fetch_all(&mut *conn)
         .await
 }
+
+/// Stored versions older than `version`, newest first (the active-rules
+/// service walks back through them when the newest no longer validates).
+pub async fn older_than(
+    conn: &mut SqliteConnection,
+    version: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredRuleSet>> {
+    sqlx::query_as(
+        "select version, body, created_at from rule_sets where version < ? order by version desc limit ?",
+    )
+    .bind(version)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+}
