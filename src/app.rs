@@ -283,7 +283,7 @@ fn callback_state(state: &AppState) -> anyhow::Result<CallbackState> {
     }
     let mut bots = HashMap::new();
     for bot in &wecom.bots {
-        // Smart bots in API mode use an empty receive id (PROTOCOL §1.5).
+        // Smart bots in API mode use an empty receive id (docs/wecom.md#receive-id).
         let crypt = MsgCrypt::new(bot.token.expose(), bot.encoding_aes_key.expose(), "")
             .map_err(|e| anyhow::anyhow!("wecom.bots {}: {e}", bot.name))?;
         bots.insert(bot.name.clone(), crypt);

@@ -25,7 +25,7 @@ pub use actions::{Action, OutRoute, Outbound};
 pub use event::{Event, EventKind};
 pub use ruleset::{RuleSet, RuleSetError};
 
-/// How a chat can be posted to (DESIGN.md route table).
+/// How a chat can be posted to (docs/wecom.md#chat-kinds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChatRoute {
     /// A group the app created: appchat/send, automatic.

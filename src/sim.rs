@@ -2,7 +2,7 @@
 //! tests).
 //!
 //! An axum server that answers the WeCom server API under `/cgi-bin/` the way
-//! PROTOCOL.md describes it (errors as HTTP 200 + `errcode`, tokens that
+//! docs/wecom.md describes it (errors as HTTP 200 + `errcode`, tokens that
 //! expire, per-member silent drops, robot rate limits, owner-confirmed mass
 //! messages, one-shot welcome and response codes), keeps its world in memory,
 //! records every accepted delivery, injects failures on request, and drives
@@ -310,7 +310,7 @@ impl Sim {
     }
 
     /// Make every issued token unknown (40014), as WeCom may invalidate
-    /// tokens early (§5.1).
+    /// tokens early (docs/wecom.md#access-token).
     pub fn revoke_tokens(&self) {
         self.state().tokens.clear();
     }

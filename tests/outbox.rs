@@ -789,7 +789,7 @@ async fn rows_are_handed_back_before_the_lease_runs_out() {
 }
 
 /// The same sender against the real simulator (`qunyun::sim`), which follows
-/// PROTOCOL.md rather than our assumptions: token expiry and revocation,
+/// docs/wecom.md rather than our assumptions: token expiry and revocation,
 /// robot rate limits, duplicate checks, owner-confirmed mass messages.
 mod against_simulator {
     use super::*;

@@ -126,7 +126,7 @@ pub fn changes(previous: &BTreeMap<String, Stage>, current: &[(String, Stage)]) 
 }
 
 /// Whether a WeCom id is an external contact's (`wm…`/`wo…`); app messages
-/// only reach internal members (PROTOCOL §5.5).
+/// only reach internal members (docs/wecom.md#app-messages).
 pub fn is_external_user(user_id: &str) -> bool {
     user_id.starts_with("wm") || user_id.starts_with("wo")
 }

@@ -1,7 +1,8 @@
-//! Customer-group reconciliation. Callbacks can be lost or reordered (PROTOCOL
-//! §3.1), so the member list we keep is replaced from `groupchat/get` whenever a
-//! callback's `LastMemVer` did not match ours (the pipeline flags the chat), and
-//! every chat is re-pulled periodically from `groupchat/list`.
+//! Customer-group reconciliation. Callbacks can be lost or reordered
+//! (docs/wecom.md#change_external_chat), so the member list we keep is replaced
+//! from `groupchat/get` whenever a callback's `LastMemVer` did not match ours
+//! (the pipeline flags the chat), and every chat is re-pulled periodically
+//! from `groupchat/list`.
 
 use std::time::Duration;
 

@@ -56,7 +56,7 @@ impl From<&AppConfig> for AppCredentials {
 }
 
 /// Per-minute ceilings, kept strictly below what WeCom silently drops or
-/// rejects (PROTOCOL.md §4.4, §5.3, §6.12).
+/// rejects (docs/wecom.md#rate-limits).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimits {
     /// Group robot: 20 per minute per robot.

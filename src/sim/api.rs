@@ -1,7 +1,7 @@
 //! The simulated WeCom server API (`/cgi-bin/*`), as synchronous functions
 //! over the in-memory state so the HTTP layer stays thin.
 //!
-//! Error codes follow PROTOCOL.md §5 and WeCom's global error-code list.
+//! Error codes follow docs/wecom.md#error-codes and WeCom's global error-code list.
 //! Where neither says which code a particular check uses, the choice is
 //! marked `plausible:` in a comment.
 
@@ -44,7 +44,7 @@ fn fail(errcode: i64, errmsg: impl Into<String>) -> WeComError {
 
 type ApiResult = Result<Map<String, Value>, WeComError>;
 
-// Limits from PROTOCOL.md §4.4, §5.3, §5.5–§5.7.
+// Limits from docs/wecom.md#rate-limits and docs/wecom.md#apis-qunyun-calls.
 const APP_MESSAGE_TEXT_MAX: usize = 2048;
 const APP_MESSAGE_MARKDOWN_MAX: usize = 2048;
 const WEBHOOK_TEXT_MAX: usize = 2048;
@@ -154,7 +154,7 @@ fn gettoken(state: &mut SimState, config: &SimConfig, call: &Call) -> ApiResult 
         .position(|app| app.secret == secret)
         .ok_or_else(|| fail(40001, "invalid credential"))?;
     // Every call issues a new token; older ones stay valid until they expire
-    // (WeCom no longer promises to return the same token, §5.1).
+    // (WeCom no longer promises to return the same token, docs/wecom.md#access-token).
     let token = random_id(64);
     let ttl = config.token_ttl_secs;
     state.tokens.insert(
@@ -635,7 +635,7 @@ fn webhook_send(state: &mut SimState, call: &Call, body: &Value) -> ApiResult {
         .cloned()
         .ok_or_else(|| fail(93000, "invalid webhook url"))?;
     let window = state.webhook_windows.entry(key.to_owned()).or_default();
-    // §4.4: 20/min per robot; the code is unconfirmed, 45009 is what is
+    // docs/wecom.md#group-robots: 20/min per robot; the code is unconfirmed, 45009 is what is
     // reported in practice. Rejected calls don't count against the window.
     if window.count_within(call.now, Duration::minutes(1)) >= WEBHOOK_PER_MINUTE {
         return Err(fail(45009, "api freq out of limit"));
@@ -1109,7 +1109,7 @@ fn aibot_response(state: &mut SimState, call: &Call, body: &Value) -> ApiResult 
         "template_card" if !response.is_group => {
             body.get("template_card").cloned().unwrap_or(Value::Null)
         }
-        // template_card is only allowed in 1:1 chats (§4.1).
+        // template_card is only allowed in 1:1 chats (docs/wecom.md#response_url).
         "template_card" => return Err(fail(40058, "template_card only in single chats")),
         _ => return Err(fail(40008, "invalid message type")),
     };

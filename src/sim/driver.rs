@@ -1,6 +1,6 @@
 //! The callback driver: makes things happen in the simulated corp and tells
 //! qunyun about them the way WeCom would, with correctly signed and
-//! encrypted callbacks (PROTOCOL.md §1.7, §1.9, §3, §4.1).
+//! encrypted callbacks (docs/wecom.md#callback-envelopes).
 //!
 //! Apps get the XML envelope at `{base_url}/wecom/apps/{name}/callback`
 //! (receive id = CorpID); smart bots get the JSON envelope at
@@ -9,7 +9,7 @@
 //! welcome/response codes), then posts, and reports the HTTP status qunyun
 //! answered. A callback can also be "lost" on purpose (`lose_callback`): the
 //! state changes but nothing is sent, which is what reconciliation must cope
-//! with (§3.1).
+//! with (docs/wecom.md#change_external_chat).
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -28,7 +28,7 @@ pub struct CallbackTargets {
     pub apps: Vec<AppCallback>,
     #[serde(default)]
     pub bots: Vec<BotCallback>,
-    /// Re-deliveries after a timeout or non-200 answer (WeCom: 3, §2.1).
+    /// Re-deliveries after a timeout or non-200 answer (WeCom: 3, docs/wecom.md#delivery-and-retries).
     #[serde(default = "default_retries")]
     pub retries: u32,
     /// How long each delivery waits for qunyun (WeCom: 5 s).
@@ -117,7 +117,7 @@ impl std::fmt::Debug for BotCallback {
 }
 
 /// How a member got into a customer group. The callback and the API use
-/// different code spaces (§3.1 vs §5.4).
+/// different code spaces (docs/wecom.md#change_external_chat).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JoinVia {
@@ -249,7 +249,7 @@ pub struct RawRequest {
 }
 
 /// The admin saves the callback settings: WeCom's GET URL verification
-/// (§1.6) against an app (default: the first) or, with `bot`, a smart bot.
+/// (docs/wecom.md#url-verification) against an app (default: the first) or, with `bot`, a smart bot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VerifyRequest {
     #[serde(default)]
@@ -551,7 +551,7 @@ impl Sim {
                 )
             }
         };
-        // WeCom's echo is a long decimal string (§1.6).
+        // WeCom's echo is a long decimal string (docs/wecom.md#url-verification).
         let echo = format!("{}", rand::random::<u64>() | (1 << 62));
         let echostr = crypt.encrypt(echo.as_bytes());
         let timestamp = self.now().timestamp().to_string();
@@ -567,7 +567,7 @@ impl Sim {
                 ("nonce", nonce.as_str()),
                 ("echostr", echostr.as_str()),
             ])
-            // qunyun must answer the verification within 1 s (§1.6).
+            // qunyun must answer the verification within 1 s (docs/wecom.md#url-verification).
             .timeout(std::time::Duration::from_secs(1))
             .send()
             .await?;
@@ -614,7 +614,7 @@ impl Sim {
         })
     }
 
-    /// Seal `plaintext` in the XML envelope (§1.7) and POST it.
+    /// Seal `plaintext` in the XML envelope (docs/wecom.md#xml-envelope) and POST it.
     /// `with_agent`: app messages carry the AgentID; 客户联系 events leave it
     /// empty.
     async fn post_app(
@@ -645,7 +645,7 @@ impl Sim {
             .await
     }
 
-    /// Seal `plaintext` in the JSON envelope (§1.9, receive id "") and POST it.
+    /// Seal `plaintext` in the JSON envelope (docs/wecom.md#json-envelope, receive id "") and POST it.
     async fn post_bot(
         &self,
         Target {
@@ -662,7 +662,7 @@ impl Sim {
             .await
     }
 
-    /// POST one sealed envelope the way WeCom does (§2.1): wait up to the
+    /// POST one sealed envelope the way WeCom does (docs/wecom.md#delivery-and-retries): wait up to the
     /// callback timeout (5 s), and on a timeout or a non-200 answer deliver
     /// the same envelope again, up to `retries` more times.
     async fn post_sealed(

@@ -176,7 +176,7 @@ impl SeedGroupMember {
     }
 }
 
-/// External userids start with `wm` or `wo` (§5.4); everything else is a
+/// External userids start with `wm` or `wo` (docs/wecom.md#customer-groups); everything else is a
 /// corp member.
 pub fn member_type_from_id(userid: &str) -> u8 {
     if userid.starts_with("wm") || userid.starts_with("wo") {

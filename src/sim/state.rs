@@ -304,7 +304,7 @@ impl SimState {
         stats
     }
 
-    /// A fresh 64-bit message id above 2^53, like real `MsgId`s (§3.3), so
+    /// A fresh 64-bit message id above 2^53, like real `MsgId`s (docs/wecom.md#app-text-messages), so
     /// clients that parse through f64 get caught.
     pub fn next_app_msg_id(&mut self) -> u64 {
         self.next_app_msg_id += 1;

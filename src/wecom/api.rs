@@ -1,4 +1,4 @@
-//! Outbound client for WeCom's server API (PROTOCOL.md §4.4, §5).
+//! Outbound client for WeCom's server API (docs/wecom.md#server-api-basics).
 //!
 //! Every call has a timeout and decodes `{errcode, errmsg}` into [`ApiError`],
 //! which [`ApiError::class`] maps to an action. Access tokens are cached per

@@ -111,7 +111,7 @@ async fn receive_bot_event(
     receive(&state, EndpointKind::Bot, &name, &uri, &headers, body).await
 }
 
-/// GET: answer the decrypted `echostr`, exactly its bytes, as plain text (PROTOCOL §1.6).
+/// GET: answer the decrypted `echostr`, exactly its bytes, as plain text (docs/wecom.md#url-verification).
 fn verify_url(
     state: &CallbackState,
     kind: EndpointKind,
@@ -263,7 +263,7 @@ fn crypto_refusal(error: CryptoError) -> AppError {
     }
 }
 
-/// The signed query parameters, each percent-decoded exactly once (PROTOCOL §6.2):
+/// The signed query parameters, each percent-decoded exactly once (docs/wecom.md#query-decoding):
 /// `+` stays `+`, `%2B` becomes `+`.
 #[derive(Debug)]
 struct SignedQuery {

@@ -1,4 +1,4 @@
-//! The WXBizMsgCrypt scheme (PROTOCOL.md §1): SHA-1 signatures over four sorted strings,
+//! The WXBizMsgCrypt scheme (docs/wecom.md#callback-crypto): SHA-1 signatures over four sorted strings,
 //! AES-256-CBC with the IV taken from the key, and PKCS#7-style padding to **32-byte**
 //! blocks that we validate by hand. Pure: no I/O, no clock, no logging.
 //!
@@ -26,12 +26,12 @@ const AES_BLOCK_LEN: usize = 16;
 const RANDOM_PREFIX_LEN: usize = 16;
 /// Random prefix plus the 4-byte big-endian message length.
 const HEADER_LEN: usize = RANDOM_PREFIX_LEN + 4;
-/// WeCom pads to 32-byte blocks, not AES's 16 (PROTOCOL.md §1.4, §6.1).
+/// WeCom pads to 32-byte blocks, not AES's 16 (docs/wecom.md#plaintext-layout-and-padding).
 const PAD_BLOCK_LEN: usize = 32;
 const SIGNATURE_HEX_LEN: usize = 40;
 
 /// 43 chars carry 258 bits, so the last char has 2 surplus bits that WeCom's keys
-/// usually set; the default engine would reject them (PROTOCOL.md §1.2).
+/// usually set; the default engine would reject them (docs/wecom.md#key-and-iv).
 const AES_KEY_ENGINE: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new()
@@ -39,7 +39,7 @@ const AES_KEY_ENGINE: GeneralPurpose = GeneralPurpose::new(
         .with_decode_padding_mode(DecodePaddingMode::RequireNone),
 );
 
-/// Failures of the official libraries, with their numbers (PROTOCOL.md §1.10).
+/// Failures of the official libraries, with their numbers (docs/wecom.md#crypto-error-numbers).
 /// Display texts are safe to log: they never contain keys, tokens or message bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
@@ -211,7 +211,7 @@ impl MsgCrypt {
         STANDARD.encode(&buf)
     }
 
-    /// The encrypted passive reply envelope of PROTOCOL.md §1.8 for `reply_xml`.
+    /// The encrypted passive reply envelope of docs/wecom.md#passive-replies for `reply_xml`.
     pub fn seal_xml_reply(&self, reply_xml: &str, timestamp: &str, nonce: &str) -> String {
         let encrypt = self.encrypt(reply_xml.as_bytes());
         let msg_signature = self.signature(timestamp, nonce, &encrypt);
@@ -224,7 +224,7 @@ impl MsgCrypt {
         )
     }
 
-    /// The JSON reply of PROTOCOL.md §1.9, `timestamp` as a number; the signature is over
+    /// The JSON reply of docs/wecom.md#json-envelope, `timestamp` as a number; the signature is over
     /// its decimal text.
     pub fn seal_json_reply(&self, reply_json: &str, timestamp: u64, nonce: &str) -> String {
         let encrypt = self.encrypt(reply_json.as_bytes());
@@ -327,7 +327,7 @@ fn signature_hex(
     hex
 }
 
-/// Decodes a 43-char EncodingAESKey leniently about the surplus low bits (§1.2). Rejects
+/// Decodes a 43-char EncodingAESKey leniently about the surplus low bits (docs/wecom.md#key-and-iv). Rejects
 /// other lengths and characters outside the base64 alphabet with `IllegalAesKey`.
 pub fn decode_aes_key(encoding_aes_key: &str) -> Result<[u8; 32], CryptoError> {
     if encoding_aes_key.len() != ENCODING_AES_KEY_LEN {
@@ -592,7 +592,7 @@ mod tests {
     }
 
     /// workweixin/weworkapi_golang `json_callback/sample.go`: the explanatory comment pairs
-    /// this ciphertext with `477715d1…`, the signature of the XML sample (PROTOCOL.md §1.11).
+    /// this ciphertext with `477715d1…`, the signature of the XML sample (docs/wecom.md#test-vectors).
     #[test]
     fn go_json_sample_comment_pairing_fails_the_signature_but_decrypts() {
         let c = crypt(TOKEN_1, KEY_1, CORP_1);

@@ -1,6 +1,6 @@
 //! Decrypted WeCom callbacks into typed [`Event`]s. Pure: no I/O, no clock.
 //!
-//! Two inputs (PROTOCOL.md §1.7, §1.9, §3, §4.1):
+//! Two inputs (docs/wecom.md#callback-envelopes):
 //! - the outer envelope of a POST, before decryption: [`parse_xml_envelope`] for
 //!   self-built apps, [`parse_json_envelope`] for the smart bot;
 //! - the decrypted plaintext: [`parse_app_xml`] (app messages and 客户联系 events) or
@@ -62,7 +62,7 @@ impl ParseError {
     }
 }
 
-/// The outer XML body of a POST callback (§1.7), before decryption.
+/// The outer XML body of a POST callback (docs/wecom.md#xml-envelope), before decryption.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XmlEnvelope {
     /// CorpID (or SuiteId for third-party instruction callbacks).
@@ -79,18 +79,18 @@ pub fn parse_xml_envelope(body: &str) -> Result<XmlEnvelope, ParseError> {
     xml::parse_envelope(body)
 }
 
-/// Reads the ciphertext from a smart-bot JSON body `{"encrypt": "…"}` (§1.9). The key
+/// Reads the ciphertext from a smart-bot JSON body `{"encrypt": "…"}` (docs/wecom.md#json-envelope). The key
 /// is matched case-insensitively; other keys (`tousername`, `agentid`) are ignored.
 pub fn parse_json_envelope(body: &str) -> Result<String, ParseError> {
     bot::parse_envelope(body)
 }
 
-/// Parses the decrypted XML of a self-built app callback (§3).
+/// Parses the decrypted XML of a self-built app callback (docs/wecom.md#callback-events).
 pub fn parse_app_xml(plaintext: &str) -> Result<Event, ParseError> {
     xml::parse_app(plaintext)
 }
 
-/// Parses the decrypted JSON of a smart-bot callback (§4.1).
+/// Parses the decrypted JSON of a smart-bot callback (docs/wecom.md#smart-bot-callbacks).
 pub fn parse_bot_json(plaintext: &str) -> Result<Event, ParseError> {
     bot::parse(plaintext)
 }
@@ -154,7 +154,7 @@ impl Event {
         }
     }
 
-    /// The inbox deduplication key (§2.2, §6.6): `msg:<MsgId>` for app messages,
+    /// The inbox deduplication key (docs/wecom.md#deduplication): `msg:<MsgId>` for app messages,
     /// `bot:<msgid>` for smart-bot callbacks that carry one, otherwise
     /// `sha256:<hex>` of the full decrypted plaintext. Never FromUserName+CreateTime:
     /// distinct `sys` events routinely share both.
@@ -176,7 +176,7 @@ impl Event {
     }
 }
 
-/// Fields every app message and event carries (§3 "Common header").
+/// Fields every app message and event carries (docs/wecom.md#callback-events).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppHeader {
     /// CorpID.
@@ -266,7 +266,7 @@ wire_string_enum! {
 }
 
 wire_string_enum! {
-    /// `ChangeType` of `change_external_contact` (§3.2).
+    /// `ChangeType` of `change_external_contact` (docs/wecom.md#change_external_contact).
     pub enum ContactChangeType {
         /// A member added a customer.
         AddExternalContact => "add_external_contact",
@@ -291,7 +291,7 @@ wire_string_enum! {
     }
 }
 
-/// `change_external_chat` (§3.1).
+/// `change_external_chat` (docs/wecom.md#change_external_chat).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExternalChatChange {
     pub header: AppHeader,
@@ -306,12 +306,12 @@ pub struct ExternalChatChange {
     /// Affected member UserIDs or external userids; from `<Item>` children or the
     /// older comma-separated text.
     pub mem_change_list: Vec<String>,
-    /// Member version before the change: compare with the stored one (§3.1).
+    /// Member version before the change: compare with the stored one (docs/wecom.md#change_external_chat).
     pub last_mem_ver: Option<String>,
     pub cur_mem_ver: Option<String>,
 }
 
-/// `change_external_contact` (§3.2).
+/// `change_external_contact` (docs/wecom.md#change_external_contact).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExternalContactChange {
     pub header: AppHeader,
@@ -329,7 +329,7 @@ pub struct ExternalContactChange {
     pub fail_reason: Option<String>,
 }
 
-/// A text message to the app (§3.3).
+/// A text message to the app (docs/wecom.md#app-text-messages).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppText {
     pub header: AppHeader,
@@ -339,7 +339,7 @@ pub struct AppText {
     pub msg_id: u64,
 }
 
-/// `enter_agent` (§3.4).
+/// `enter_agent` (docs/wecom.md#enter_agent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnterAgent {
     pub header: AppHeader,
@@ -358,7 +358,7 @@ pub enum BotMsgType {
     File,
 }
 
-/// A smart-bot message (§4.1).
+/// A smart-bot message (docs/wecom.md#smart-bot-callbacks).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BotMessage {
     /// Unique per callback; a re-delivery repeats it.

@@ -63,7 +63,7 @@ async fn url_verification_answers_the_decrypted_echostr_exactly() {
     let app = spawn_app().await;
     let crypt = MsgCrypt::new(APP_TOKEN, APP_KEY, CORP_ID).unwrap();
     // Find a ciphertext that contains both '+' and '/', the characters that break
-    // naive query decoding (PROTOCOL §6.2).
+    // naive query decoding (docs/wecom.md#query-decoding).
     let echo = "7193518460327719024";
     let echostr = (0..1000)
         .map(|_| crypt.encrypt(echo.as_bytes()))

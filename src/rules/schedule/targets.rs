@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-/// How the bot reaches a chat (see DESIGN.md). Passed through untouched: what a
+/// How the bot reaches a chat (docs/wecom.md#chat-kinds). Passed through untouched: what a
 /// route can carry is the sender's decision, not the schedule's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChatRoute {

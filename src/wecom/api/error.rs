@@ -1,5 +1,5 @@
 //! Errors from WeCom's server API and what the caller should do about each
-//! (PROTOCOL.md §5.2).
+//! (docs/wecom.md#error-codes).
 
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ pub enum ErrorClass {
     Drop,
 }
 
-/// 45009: per-minute limits block for one minute (PROTOCOL §5.3).
+/// 45009: per-minute limits block for one minute (docs/wecom.md#rate-limits).
 pub const FREQUENCY_LIMIT_WAIT: Duration = Duration::from_secs(60);
 /// 45033: too many concurrent calls; a short pause is enough.
 pub const CONCURRENCY_LIMIT_WAIT: Duration = Duration::from_secs(5);
@@ -62,7 +62,7 @@ impl ApiError {
         }
     }
 
-    /// Classifies the error per PROTOCOL.md §5.2.
+    /// Classifies the error per docs/wecom.md#error-codes.
     pub fn class(&self) -> ErrorClass {
         match self {
             ApiError::Timeout | ApiError::Connect(_) | ApiError::Transport(_) => ErrorClass::Retry,
@@ -115,7 +115,7 @@ fn classify_http_status(status: u16) -> ErrorClass {
     }
 }
 
-/// The errcode table of PROTOCOL.md §5.2.
+/// The errcode table of docs/wecom.md#error-codes.
 pub fn classify_errcode(errcode: i64) -> ErrorClass {
     match errcode {
         -1 => ErrorClass::Retry,

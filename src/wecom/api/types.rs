@@ -1,5 +1,5 @@
 //! Request and response bodies of the WeCom endpoints qunyun calls, in WeCom's
-//! own JSON shape (PROTOCOL.md §4.4, §5). Rich card/attachment bodies we only
+//! own JSON shape (docs/wecom.md#apis-qunyun-calls). Rich card/attachment bodies we only
 //! pass through are kept as `serde_json::Value`.
 
 use serde::{Deserialize, Serialize};

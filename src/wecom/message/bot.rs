@@ -1,4 +1,5 @@
-//! Smart-bot (智能机器人) JSON: the envelope and the decrypted callbacks (§1.9, §4.1).
+//! Smart-bot (智能机器人) JSON: the envelope and the decrypted callbacks
+//! (docs/wecom.md#json-envelope, docs/wecom.md#smart-bot-callbacks).
 //!
 //! Read through `serde_json::Value` so every error can name the exact field without
 //! echoing its value (serde's typed errors quote the offending input). serde_json

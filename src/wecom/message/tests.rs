@@ -3,7 +3,7 @@ use proptest::prelude::*;
 use super::*;
 
 // ---------------------------------------------------------------------------
-// Sample documents (PROTOCOL.md §1.7, §3, §4.1)
+// Sample documents (docs/wecom.md#callback-events)
 // ---------------------------------------------------------------------------
 
 const ENVELOPE: &str = "<xml>\n  <ToUserName><![CDATA[ww0000000000000000]]></ToUserName>\n  <Encrypt><![CDATA[c2VjcmV0+/=]]></Encrypt>\n  <AgentID><![CDATA[1000002]]></AgentID>\n</xml>";
