@@ -4,7 +4,7 @@
 //! apply it, fulfil a redemption, sign out and be refused; sign in again,
 //! revoke a strike (refused without a reason), preview and pause a schedule.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (CI installs them). Without
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/test` installs them). Without
 //! them this test FAILS on purpose: a browser suite that silently passes when
 //! there is no browser proves nothing. Screenshots of every step are saved
 //! under `target/admin-browser/`.
@@ -53,7 +53,7 @@ fn start_driver() -> Driver {
     let program = find_program(&["chromedriver"]).unwrap_or_else(|| {
         panic!(
             "chromedriver not found on PATH: install Debian's `chromium` and `chromium-driver` \
-             packages (apt-get install -y chromium chromium-driver); .ci/run does this"
+             packages (apt-get install -y chromium chromium-driver); scripts/test does this"
         )
     });
     let mut child = Command::new(program)
