@@ -1,97 +1,157 @@
-//! Start the real app on an ephemeral port with its own database and clock.
+//! The integration-test harness: the real app on `127.0.0.1:0` with its own
+//! SQLite file, the built-in WeCom simulator as WeCom, and one manual clock
+//! both of them read. Tests drive it the way the service runs: callbacks in
+//! ([`TestApp::post_event`]), a pipeline pass ([`TestApp::run_pipeline`]),
+//! sender passes ([`TestApp::drain_outbox`]), and assert on what the
+//! simulator received. Time only moves when a test says so.
+
+// Shared by two test binaries (`it` and the browser test); each uses a part.
+#![allow(dead_code)]
+
+mod config;
+mod console;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use qunyun::app::App;
-use qunyun::clock::ManualClock;
+use qunyun::clock::{Clock, ManualClock, SharedClock};
 use qunyun::config::Config;
+use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SendOutcome, SenderSettings};
+use qunyun::pipeline::{DurableOutbox, Pipeline, PipelineSettings, RunOutcome};
+use qunyun::sim::{Delivery, Sim, SimApp, SimConfig, SimHandle};
 use qunyun::store::inbox::{self, InboxRow};
+use qunyun::store::outbox::{self, OutboxRow, OutboxStatus};
+use qunyun::wecom::api::{ApiClient, ApiConfig};
 use qunyun::wecom::crypto::{self, MsgCrypt};
 use sqlx::SqlitePool;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub const CORP_ID: &str = "wwTESTCORP0000000001";
-pub const APP: &str = "ops";
-pub const BOT: &str = "helper";
-pub const APP_TOKEN: &str = "QunyunAppToken";
-pub const BOT_TOKEN: &str = "QunyunBotToken";
-// Test-only keys (43 characters; the last one has surplus low bits set, as real keys do).
-pub const APP_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
-pub const BOT_KEY: &str = "aesKeyForTheSmartBotInTestsOnly0123456789AB";
+#[allow(unused_imports)]
+pub use config::{test_config, TestConfig};
+#[allow(unused_imports)]
+pub use config::{
+    AGENT_ID, APP, APP_KEY, APP_SECRET, APP_TOKEN, BOT, BOT_KEY, BOT_TOKEN, CONTACTS_APP,
+    CONTACTS_SECRET, CORP_ID,
+};
+#[allow(unused_imports)]
+pub use console::{hidden_value, urlencode, Console, Reply, Session};
+
+/// A callback as WeCom would send it, before encryption.
+#[derive(Debug, Clone)]
+pub enum Callback {
+    /// An app callback: the plaintext XML of the message or event.
+    App(String),
+    /// A smart-bot callback: the plaintext JSON.
+    Bot(String),
+}
 
 pub struct TestApp {
     pub addr: SocketAddr,
     pub pool: SqlitePool,
     pub clock: Arc<ManualClock>,
+    pub config: Arc<Config>,
     pub app_crypt: MsgCrypt,
     pub bot_crypt: MsgCrypt,
     pub http: reqwest::Client,
+    sim: SimHandle,
+    api: ApiClient,
+    sender_settings: SenderSettings,
+    /// The sender `drain_outbox` uses, so leases carry over between drains
+    /// as they do in the running service.
+    sender: OutboxSender,
+    pipeline: Pipeline<DurableOutbox>,
+    nonce: AtomicU64,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    _dir: TempDir,
-}
-
-pub fn test_config(db_path: &std::path::Path) -> Config {
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[database]
-path = "{db}"
-[wecom]
-corp_id = "{CORP_ID}"
-api_base = "http://127.0.0.1:1/cgi-bin/"
-[[wecom.apps]]
-name = "{APP}"
-agent_id = 1000002
-secret = "app-secret"
-token = "{APP_TOKEN}"
-encoding_aes_key = "{APP_KEY}"
-[[wecom.bots]]
-name = "{BOT}"
-token = "{BOT_TOKEN}"
-encoding_aes_key = "{BOT_KEY}"
-"#,
-        db = db_path.display()
-    );
-    Config::from_toml_str(&text).expect("test config is valid")
+    dir: TempDir,
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+    TestApp::start(TestConfig::new()).await
 }
 
-pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = test_config(&dir.path().join("qunyun.db"));
-    adjust(&mut config);
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap());
-    let app = App::new(config, clock.clone()).await.expect("app starts");
-    let pool = app.state.pool.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(listener, async {
-        let _ = rx.await;
-    }));
-    TestApp {
-        addr,
-        pool,
-        clock,
-        app_crypt: MsgCrypt::new(APP_TOKEN, APP_KEY, CORP_ID).unwrap(),
-        bot_crypt: MsgCrypt::new(BOT_TOKEN, BOT_KEY, "").unwrap(),
-        http: reqwest::Client::new(),
-        shutdown: Some(tx),
-        server: Some(server),
-        _dir: dir,
-    }
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config) + 'static) -> TestApp {
+    TestApp::start(TestConfig::new().with(adjust)).await
 }
 
 impl TestApp {
+    pub async fn start(mut test: TestConfig) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = ManualClock::new(test.start);
+        let shared: SharedClock = clock.clone();
+        let mut config = test.build(&dir.path().join("qunyun.db"));
+
+        let sim = Sim::spawn(sim_config(&config, &test), shared.clone())
+            .await
+            .expect("simulator starts");
+        sim.move_clock(clock.clone());
+        config.wecom.api_base = sim.api_base_url();
+
+        let mut api_config =
+            ApiConfig::new(config.wecom.api_base.clone(), config.wecom.corp_id.clone());
+        if let Some(timeout) = test.api_timeout {
+            api_config = api_config.with_timeout(timeout);
+        }
+        let api = ApiClient::new(api_config, shared.clone()).expect("API client");
+        // What `App::spawn_workers` gives the sender, then the test's pacing.
+        let mut sender_settings = SenderSettings {
+            apps: config.wecom.apps.iter().map(AppCredentials::from).collect(),
+            contacts_secret: config.wecom.contacts_app().map(|app| app.secret.clone()),
+            ..SenderSettings::default()
+        };
+        test.adjust_sender(&mut sender_settings);
+
+        let app = App::new(config, shared.clone()).await.expect("app starts");
+        let state = app.state.clone();
+        let pipeline = Pipeline::new(
+            state.pool.clone(),
+            shared.clone(),
+            DurableOutbox::new(default_app(&state.config)),
+            PipelineSettings::default(),
+        );
+        let sender = OutboxSender::new(
+            state.pool.clone(),
+            api.clone(),
+            shared,
+            sender_settings.clone(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.serve(listener, async {
+            let _ = rx.await;
+        }));
+        let wecom = &state.config.wecom;
+        let (app_crypt, bot_crypt) = (
+            MsgCrypt::new(APP_TOKEN, APP_KEY, &wecom.corp_id).unwrap(),
+            MsgCrypt::new(BOT_TOKEN, BOT_KEY, "").unwrap(),
+        );
+        TestApp {
+            addr,
+            pool: state.pool.clone(),
+            clock,
+            config: state.config.clone(),
+            app_crypt,
+            bot_crypt,
+            http: reqwest::Client::new(),
+            sim,
+            api,
+            sender_settings,
+            sender,
+            pipeline,
+            nonce: AtomicU64::new(1),
+            shutdown: Some(tx),
+            server: Some(server),
+            dir,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -104,37 +164,156 @@ impl TestApp {
         self.url(&format!("/wecom/bots/{BOT}/callback"))
     }
 
-    /// Encrypts an app plaintext the way WeCom does and POSTs its XML envelope.
-    pub async fn post_app_plaintext(&self, plaintext: &str) -> reqwest::Response {
-        let (query, body) = seal_xml(&self.app_crypt, plaintext, "1763776800", "1234567");
+    /// A directory that lives as long as the app (for files a test writes).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    // ------------------------------------------------------------ WeCom ---
+
+    /// The simulator: its records (`messages`, `calls`, `stats`), its world
+    /// (`add_robot`, `add_app_chat`, …) and fault injection (`inject`).
+    pub fn sim(&self) -> &Sim {
+        &self.sim
+    }
+
+    pub fn sim_handle(&self) -> &SimHandle {
+        &self.sim
+    }
+
+    /// Texts WeCom delivered, in order.
+    pub fn delivered_texts(&self) -> Vec<String> {
+        texts(&self.sim.messages())
+    }
+
+    /// Encrypts and signs `callback` the way WeCom does (timestamp from the
+    /// clock, a fresh nonce) and POSTs it to its callback URL.
+    pub async fn post_event(&self, callback: Callback) -> reqwest::Response {
+        let timestamp = self.clock.now().timestamp().to_string();
+        let nonce = self.nonce.fetch_add(1, Ordering::SeqCst).to_string();
+        let (url, query, body) = match &callback {
+            Callback::App(plaintext) => {
+                let (query, body) = seal_xml(&self.app_crypt, plaintext, &timestamp, &nonce);
+                (self.app_callback(), query, body)
+            }
+            Callback::Bot(plaintext) => {
+                let encrypt = self.bot_crypt.encrypt(plaintext.as_bytes());
+                let signature = crypto::signature(BOT_TOKEN, &timestamp, &nonce, &encrypt);
+                let body = serde_json::json!({ "encrypt": encrypt }).to_string();
+                (
+                    self.bot_callback(),
+                    format!("msg_signature={signature}&timestamp={timestamp}&nonce={nonce}"),
+                    body,
+                )
+            }
+        };
         self.http
-            .post(format!("{}?{query}", self.app_callback()))
+            .post(format!("{url}?{query}"))
             .body(body)
             .send()
             .await
             .expect("request sent")
     }
 
-    /// Encrypts a smart-bot plaintext and POSTs its JSON envelope.
-    pub async fn post_bot_plaintext(&self, plaintext: &str) -> reqwest::Response {
-        let encrypt = self.bot_crypt.encrypt(plaintext.as_bytes());
-        let (timestamp, nonce) = ("1763776800", "7654321");
-        let signature = crypto::signature(BOT_TOKEN, timestamp, nonce, &encrypt);
-        let body = serde_json::json!({ "encrypt": encrypt }).to_string();
-        self.http
-            .post(format!(
-                "{}?msg_signature={signature}&timestamp={timestamp}&nonce={nonce}",
-                self.bot_callback()
-            ))
-            .body(body)
-            .send()
-            .await
-            .expect("request sent")
+    // ---------------------------------------------------------- workers ---
+
+    /// One pass of the event pipeline, as the service's worker makes it.
+    pub async fn run_pipeline(&self) -> RunOutcome {
+        self.pipeline.run_once().await.expect("pipeline pass")
+    }
+
+    /// A new outbox sender, configured as the service's (plus the test's
+    /// `with_sender` pacing); a new one has its own leases, like a restart.
+    pub fn sender(&self) -> OutboxSender {
+        self.sender_with(self.sender_settings.clone())
+    }
+
+    pub fn sender_with(&self, settings: SenderSettings) -> OutboxSender {
+        OutboxSender::new(
+            self.pool.clone(),
+            self.api.clone(),
+            self.clock.clone(),
+            settings,
+        )
+    }
+
+    pub fn sender_settings(&self) -> SenderSettings {
+        self.sender_settings.clone()
+    }
+
+    /// The WeCom client the harness's senders share (one token cache).
+    pub fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    /// Sender passes until nothing is due now; what WeCom received meanwhile.
+    pub async fn drain_outbox(&self) -> Vec<Delivery> {
+        let before = self.sim.messages().len();
+        for _ in 0..1_000 {
+            if self.send_once().await.is_idle() {
+                return self.sim.messages().split_off(before);
+            }
+        }
+        panic!("the outbox never ran out of due rows");
+    }
+
+    /// One sender pass.
+    pub async fn send_once(&self) -> SendOutcome {
+        self.sender.run_once().await.expect("sender pass")
+    }
+
+    /// Sender passes with the clock moved `step` between them, until no row
+    /// is pending or in flight (backoffs and rate windows pass); what WeCom
+    /// received meanwhile.
+    pub async fn drain_outbox_stepping(&self, step: chrono::Duration) -> Vec<Delivery> {
+        drain_stepping(&self.sender, self, step).await
+    }
+
+    /// [`TestApp::drain_outbox_stepping`] with a sender of the test's own.
+    pub async fn drain_with(&self, sender: &OutboxSender, step: chrono::Duration) -> Vec<Delivery> {
+        drain_stepping(sender, self, step).await
+    }
+
+    // ------------------------------------------------------------ clock ---
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn advance_clock(&self, by: chrono::Duration) {
+        self.clock.advance(by);
+    }
+
+    pub fn set_clock(&self, to: DateTime<Utc>) {
+        self.clock.set(to);
+    }
+
+    // ---------------------------------------------------------- console ---
+
+    /// A manager's browser / API client on the served console.
+    pub fn console(&self) -> Console {
+        Console::new(self.url(""), self.pool.clone(), self.clock.clone())
+    }
+
+    // ---------------------------------------------------------- storage ---
+
+    pub async fn conn(&self) -> sqlx::pool::PoolConnection<sqlx::Sqlite> {
+        self.pool.acquire().await.unwrap()
     }
 
     pub async fn inbox(&self) -> Vec<InboxRow> {
-        let mut conn = self.pool.acquire().await.unwrap();
-        inbox::list_all(&mut conn).await.unwrap()
+        inbox::list_all(&mut *self.conn().await).await.unwrap()
+    }
+
+    pub async fn outbox_row(&self, id: i64) -> OutboxRow {
+        outbox::get(&mut *self.conn().await, id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no outbox row {id}"))
+    }
+
+    pub async fn outbox_rows(&self, status: Option<OutboxStatus>) -> Vec<OutboxRow> {
+        outbox::list(&mut *self.conn().await, status).await.unwrap()
     }
 
     /// Stops the server and waits for it to finish in-flight work.
@@ -146,6 +325,69 @@ impl TestApp {
             server.await.unwrap().unwrap();
         }
     }
+}
+
+async fn drain_stepping(
+    sender: &OutboxSender,
+    app: &TestApp,
+    step: chrono::Duration,
+) -> Vec<Delivery> {
+    let before = app.sim.messages().len();
+    for _ in 0..2_000 {
+        sender.run_once().await.expect("sender pass");
+        let open = outbox::count_by_status(&mut *app.conn().await)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|(status, _)| matches!(status, OutboxStatus::Pending | OutboxStatus::InFlight))
+            .map(|(_, n)| *n)
+            .sum::<i64>();
+        if open == 0 {
+            return app.sim.messages().split_off(before);
+        }
+        app.advance_clock(step);
+    }
+    let rows = app.outbox_rows(None).await;
+    panic!("outbox did not drain: {rows:?}");
+}
+
+/// The simulated corp the config describes: its corp id, and every app's
+/// secret (the customer-contact app, when separate, cannot send app messages).
+fn sim_config(config: &Config, test: &TestConfig) -> SimConfig {
+    let wecom = &config.wecom;
+    let apps = wecom
+        .apps
+        .iter()
+        .map(|app| SimApp {
+            name: app.name.clone(),
+            secret: app.secret.expose().to_owned(),
+            agent_id: (wecom.contacts_app.as_deref() != Some(app.name.as_str()))
+                .then_some(app.agent_id),
+        })
+        .collect();
+    let mut sim = SimConfig::new(wecom.corp_id.clone(), "");
+    sim.apps = apps;
+    if let Some(ttl) = test.token_ttl_secs {
+        sim = sim.with_token_ttl_secs(ttl);
+    }
+    sim.with_auto_confirm_mass(test.auto_confirm_mass)
+}
+
+fn default_app(config: &Config) -> String {
+    config
+        .wecom
+        .apps
+        .first()
+        .map(|app| app.name.clone())
+        .unwrap_or_else(|| "ops".to_owned())
+}
+
+/// `content.content` of text/markdown deliveries, in order.
+pub fn texts(deliveries: &[Delivery]) -> Vec<String> {
+    deliveries
+        .iter()
+        .filter_map(|d| d.text().map(str::to_owned))
+        .collect()
 }
 
 /// The query string and XML envelope WeCom would send for this plaintext.
@@ -173,9 +415,9 @@ pub fn encode(value: &str) -> String {
 
 /// Waits until `condition` holds, checking on a short interval; false on timeout.
 /// Used where background workers run on their own schedule (no fixed sleeps).
-pub async fn wait_until(timeout: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+pub async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
     loop {
         if condition() {
             return true;

@@ -5,7 +5,7 @@ use qunyun::clock::{Clock, SharedClock};
 use qunyun::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
 use qunyun::store::{outbox, points};
 
-use crate::helpers::{spawn_app, APP};
+use crate::helpers::{spawn_app, Callback, APP};
 
 fn mention(msgid: &str, chat: &str, text: &str) -> String {
     serde_json::json!({
@@ -50,7 +50,11 @@ async fn rank_command_answers_the_requested_board() {
         .enumerate()
     {
         let response = app
-            .post_bot_plaintext(&mention(&format!("RANK-{i}"), "CHAT-IT", text))
+            .post_event(Callback::Bot(mention(
+                &format!("RANK-{i}"),
+                "CHAT-IT",
+                text,
+            )))
             .await;
         assert_eq!(response.status(), 200);
     }

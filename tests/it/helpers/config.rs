@@ -1,0 +1,178 @@
+//! The one place test configuration is written: a valid qunyun config for a
+//! test corp, plus the knobs a test may turn on the harness around it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use qunyun::config::Config;
+use qunyun::jobs::outbox::SenderSettings;
+
+pub const CORP_ID: &str = "wwTESTCORP0000000001";
+pub const APP: &str = "ops";
+pub const AGENT_ID: i64 = 1_000_002;
+pub const APP_SECRET: &str = "app-secret";
+pub const BOT: &str = "helper";
+pub const APP_TOKEN: &str = "QunyunAppToken";
+pub const BOT_TOKEN: &str = "QunyunBotToken";
+// Test-only keys (43 characters; the last one has surplus low bits set, as real keys do).
+pub const APP_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+pub const BOT_KEY: &str = "aesKeyForTheSmartBotInTestsOnly0123456789AB";
+/// The separate customer-contact app of [`TestConfig::with_contacts_app`].
+pub const CONTACTS_APP: &str = "contacts";
+pub const CONTACTS_SECRET: &str = "contacts-secret";
+
+type Adjust = Box<dyn FnOnce(&mut Config)>;
+type AdjustSender = Box<dyn FnOnce(&mut SenderSettings)>;
+
+/// `TestConfig::new().with_…()`: the config file a test's qunyun reads, the
+/// simulated corp that matches it, the clock's start and the sender's pace.
+pub struct TestConfig {
+    pub(super) start: DateTime<Utc>,
+    pub(super) token_ttl_secs: Option<i64>,
+    pub(super) auto_confirm_mass: bool,
+    pub(super) api_timeout: Option<Duration>,
+    contacts_app: bool,
+    sender: Vec<AdjustSender>,
+    adjust: Vec<Adjust>,
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestConfig {
+    /// One app ([`APP`], also the customer-contact app), one smart bot
+    /// ([`BOT`]), the console's defaults; the clock starts 2026-11-22 02:00 UTC.
+    pub fn new() -> Self {
+        Self {
+            start: Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap(),
+            token_ttl_secs: None,
+            auto_confirm_mass: false,
+            api_timeout: None,
+            contacts_app: false,
+            sender: Vec::new(),
+            adjust: Vec::new(),
+        }
+    }
+
+    /// Where the manual clock (shared by qunyun and the simulator) starts.
+    pub fn starting_at(mut self, start: DateTime<Utc>) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Any change to the parsed config (e.g. `c.admin.login_failures_per_ip = 2`).
+    pub fn with(mut self, adjust: impl FnOnce(&mut Config) + 'static) -> Self {
+        self.adjust.push(Box::new(adjust));
+        self
+    }
+
+    /// A second app, [`CONTACTS_APP`], named as `wecom.contacts_app`: its
+    /// secret calls the customer-contact APIs and the simulator refuses it
+    /// for app messages, as WeCom does for the contacts secret.
+    pub fn with_contacts_app(mut self) -> Self {
+        self.contacts_app = true;
+        self
+    }
+
+    /// `[ingest] secret`, which mounts the archive ingest endpoint.
+    pub fn with_ingest_secret(self, secret: &'static str) -> Self {
+        self.with(move |c| {
+            c.ingest.secret = Some(qunyun::config::Secret::new(secret));
+        })
+    }
+
+    /// `expires_in` of the simulator's tokens (WeCom: 7200 s).
+    pub fn with_token_ttl(mut self, secs: i64) -> Self {
+        self.token_ttl_secs = Some(secs);
+        self
+    }
+
+    /// The simulated owners confirm customer-group mass messages at once.
+    pub fn with_auto_confirm_mass(mut self) -> Self {
+        self.auto_confirm_mass = true;
+        self
+    }
+
+    /// Per-call timeout of the WeCom client (a `Hang` fault costs this much).
+    pub fn with_api_timeout(mut self, timeout: Duration) -> Self {
+        self.api_timeout = Some(timeout);
+        self
+    }
+
+    /// Sender pacing beyond what the config file sets (attempts, backoff,
+    /// lease, batch size): applied to every sender the harness builds.
+    pub fn with_sender(mut self, adjust: impl FnOnce(&mut SenderSettings) + 'static) -> Self {
+        self.sender.push(Box::new(adjust));
+        self
+    }
+
+    /// The qunyun config for a database at `db_path`; WeCom's API base is a
+    /// closed port until the harness points it at its simulator.
+    pub fn build(&mut self, db_path: &Path) -> Config {
+        let contacts = if self.contacts_app {
+            format!(
+                r#"
+[[wecom.apps]]
+name = "{CONTACTS_APP}"
+agent_id = 1000003
+secret = "{CONTACTS_SECRET}"
+token = "ContactsAppToken"
+encoding_aes_key = "{APP_KEY}"
+"#
+            )
+        } else {
+            String::new()
+        };
+        let contacts_app = if self.contacts_app {
+            format!("contacts_app = \"{CONTACTS_APP}\"")
+        } else {
+            String::new()
+        };
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[database]
+path = "{db}"
+[wecom]
+corp_id = "{CORP_ID}"
+api_base = "http://127.0.0.1:1/cgi-bin/"
+{contacts_app}
+[[wecom.apps]]
+name = "{APP}"
+agent_id = {AGENT_ID}
+secret = "{APP_SECRET}"
+token = "{APP_TOKEN}"
+encoding_aes_key = "{APP_KEY}"
+{contacts}
+[[wecom.bots]]
+name = "{BOT}"
+token = "{BOT_TOKEN}"
+encoding_aes_key = "{BOT_KEY}"
+"#,
+            db = db_path.display()
+        );
+        let mut config = Config::from_toml_str(&text).expect("test config is valid");
+        for adjust in self.adjust.drain(..) {
+            adjust(&mut config);
+        }
+        config.validate().expect("adjusted test config is valid");
+        config
+    }
+
+    pub(super) fn adjust_sender(&mut self, settings: &mut SenderSettings) {
+        for adjust in self.sender.drain(..) {
+            adjust(settings);
+        }
+    }
+}
+
+/// The plain test config for a database at `db_path` (for `qunyun serve`
+/// tests that start the whole service themselves).
+pub fn test_config(db_path: &Path) -> Config {
+    TestConfig::new().build(db_path)
+}
