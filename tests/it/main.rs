@@ -6,4 +6,5 @@ mod helpers;
 mod ingest;
 mod leaderboard;
 mod migrations;
+mod outbox;
 mod serve;

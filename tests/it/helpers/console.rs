@@ -64,7 +64,7 @@ impl Console {
 
     /// The same console reached from another loopback address, so the
     /// server sees a different peer (per-address login throttling).
-    pub fn from_ip(&self, ip: &str) -> Console {
+    pub fn reached_from(&self, ip: &str) -> Console {
         let ip: IpAddr = ip.parse().expect("an IP address");
         assert!(
             ip.is_loopback(),
