@@ -261,7 +261,12 @@ impl Harness {
             if self.pipeline.run_once().await.unwrap().parked == 1 {
                 let mut conn = self.pool.acquire().await.unwrap();
                 let rows = qunyun::store::inbox::list_all(&mut conn).await.unwrap();
-                return rows.iter().rev().find(|r| r.status == "parked").unwrap().id;
+                return rows
+                    .iter()
+                    .rev()
+                    .find(|r| r.status == qunyun::store::inbox::InboxStatus::Parked)
+                    .unwrap()
+                    .id;
             }
         }
         panic!("the event was not parked");

@@ -135,7 +135,9 @@ async fn each_event_kind_lands_once_when_delivered_three_times() {
             "bot_message"
         ]
     );
-    assert!(inbox.iter().all(|row| row.status == "pending"));
+    assert!(inbox
+        .iter()
+        .all(|row| row.status == qunyun::store::inbox::InboxStatus::Pending));
     let text_row = &inbox[2];
     assert_eq!(text_row.dedupe_key, "app:ops:msg:7300000000000000001");
     assert!(text_row.event_json.contains("签到\\n😀"));
