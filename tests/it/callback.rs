@@ -5,7 +5,7 @@ use qunyun::wecom::crypto::{self, MsgCrypt};
 
 use crate::helpers::{encode, seal_xml, spawn_app, spawn_app_with, APP_KEY, APP_TOKEN, CORP_ID};
 
-fn chat_join_xml(member: &str, create_time: i64) -> String {
+pub(crate) fn chat_join_xml(member: &str, create_time: i64) -> String {
     format!(
         r#"<xml>
   <ToUserName><![CDATA[{CORP_ID}]]></ToUserName>
