@@ -31,7 +31,7 @@ use crate::jobs::groupsync::GroupSync;
 use crate::jobs::invites::InviteRewards;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use crate::jobs::scheduler::{Scheduler, SchedulerSettings};
-use crate::jobs::{self, WorkerHealth};
+use crate::jobs::{self, Job, WorkerHealth};
 use crate::pipeline::{DurableOutbox, Pipeline, PipelineHooks, PipelineSettings};
 use crate::store;
 use crate::wecom::api::{ApiClient, ApiConfig};
@@ -217,6 +217,7 @@ impl App {
             state.clock.clone(),
         )
         .map_err(|e| anyhow::anyhow!("building the WeCom API client: {e}"))?;
+        let worker = Worker { state, stop: &stop };
         let pipeline = Pipeline::new(
             state.pool.clone(),
             state.clock.clone(),
@@ -225,13 +226,7 @@ impl App {
         )
         .with_rules(state.rules.clone())
         .with_hooks(hooks.pipeline);
-        let mut tasks = vec![jobs::supervise(
-            Arc::new(pipeline),
-            state.clock.clone(),
-            Duration::from_millis(500),
-            stop.clone(),
-            state.workers.clone(),
-        )];
+        let mut tasks = vec![worker.spawn(pipeline, Duration::from_millis(500))];
 
         let scheduler = Scheduler::new(
             state.pool.clone(),
@@ -242,13 +237,7 @@ impl App {
         )
         .with_rules(state.rules.clone());
         let tick = scheduler.tick();
-        tasks.push(jobs::supervise(
-            Arc::new(scheduler),
-            state.clock.clone(),
-            tick,
-            stop.clone(),
-            state.workers.clone(),
-        ));
+        tasks.push(worker.spawn(scheduler, tick));
 
         let sender = OutboxSender::new(
             state.pool.clone(),
@@ -261,13 +250,7 @@ impl App {
             },
         );
         let idle_wait = sender.idle_wait();
-        tasks.push(jobs::supervise(
-            Arc::new(sender),
-            state.clock.clone(),
-            idle_wait,
-            stop.clone(),
-            state.workers.clone(),
-        ));
+        tasks.push(worker.spawn(sender, idle_wait));
 
         // Customer-group reconciliation needs the contacts app's secret.
         if let Some(app) = wecom.contacts_app() {
@@ -277,36 +260,36 @@ impl App {
                 app.secret.clone(),
                 state.clock.clone(),
             );
-            tasks.push(jobs::supervise(
-                Arc::new(group_sync),
-                state.clock.clone(),
-                Duration::from_secs(5),
-                stop.clone(),
-                state.workers.clone(),
-            ));
+            tasks.push(worker.spawn(group_sync, Duration::from_secs(5)));
         }
 
         let invites = InviteRewards::new(state.pool.clone(), state.clock.clone())
             .with_rules(state.rules.clone());
-        tasks.push(jobs::supervise(
-            Arc::new(invites),
-            state.clock.clone(),
-            Duration::from_secs(60),
-            stop.clone(),
-            state.workers.clone(),
-        ));
+        tasks.push(worker.spawn(invites, Duration::from_secs(60)));
 
         let analytics = Analytics::new(state.pool.clone(), AnalyticsSettings::default())
             .with_rules(state.rules.clone());
         let interval = analytics.interval();
-        tasks.push(jobs::supervise(
-            Arc::new(analytics),
-            state.clock.clone(),
-            interval,
-            stop.clone(),
-            state.workers.clone(),
-        ));
+        tasks.push(worker.spawn(analytics, interval));
         Ok(tasks)
+    }
+}
+
+/// Starts supervised workers on the service's clock, stop token and health map.
+struct Worker<'a> {
+    state: &'a AppState,
+    stop: &'a CancellationToken,
+}
+
+impl Worker<'_> {
+    fn spawn<J: Job>(&self, job: J, every: Duration) -> JoinHandle<()> {
+        jobs::supervise(
+            Arc::new(job),
+            self.state.clock.clone(),
+            every,
+            self.stop.clone(),
+            self.state.workers.clone(),
+        )
     }
 }
 

@@ -17,72 +17,29 @@ use crate::helpers::{spawn_app, test_config, wait_until, BOT, BOT_KEY, BOT_TOKEN
 
 #[tokio::test]
 async fn serve_runs_the_pipeline_and_sender_until_shutdown() {
-    let clock = clock::system();
-    let sim = Sim::spawn(SimConfig::new(CORP_ID, "app-secret"), clock.clone())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(&dir.path().join("qunyun.db"));
-    config.wecom.api_base = sim.api_base_url();
-    let db_path = config.database.path.clone();
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(qunyun::app::run(config, clock.clone(), listener, async {
-        let _ = stopped.await;
-    }));
-
-    sim.set_callbacks(
-        CallbackTargets::new(format!("http://{addr}")).with_bot(BotCallback {
-            name: BOT.into(),
-            token: BOT_TOKEN.into(),
-            encoding_aes_key: BOT_KEY.into(),
-            aibotid: "AIBOT-IT".into(),
-            bot_name: "运营助手".into(),
-        }),
-    );
-    let outcome = sim
-        .drive_bot_mention(BotMentionRequest {
-            bot: None,
-            chat_id: Some("wrCHAT-SERVE".into()),
-            from: "zhangsan".into(),
-            content: "签到".into(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(outcome.status, Some(200));
+    let mut served = Served::start(WorkerHooks::default()).await;
+    served.mention("zhangsan", "签到").await;
 
     // The workers run on their own: wait for WeCom to have received the reply.
-    let delivered = wait_until(Duration::from_secs(20), || {
-        sim.messages()
-            .iter()
-            .any(|d| d.content.to_string().contains("签到成功"))
-    })
-    .await;
+    let delivered = wait_until(Duration::from_secs(20), || served.checkin_replies() >= 1).await;
     assert!(
         delivered,
         "the check-in reply reached WeCom: {:?}",
-        sim.messages()
+        served.sim.messages()
     );
-    let replies = sim
-        .messages()
-        .iter()
-        .filter(|d| d.content.to_string().contains("签到成功"))
-        .count();
-    assert_eq!(replies, 1, "sent exactly once");
+    assert_eq!(served.checkin_replies(), 1, "sent exactly once");
 
     // Shutdown finishes in-flight work and returns cleanly.
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    served.shutdown().await;
 
     // What the sender recorded agrees with WeCom's record.
-    let pool = qunyun::store::open(&db_path).await.unwrap();
+    let pool = qunyun::store::open(&served.db_path).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
     let rows = outbox::list(&mut conn, Some(outbox::OutboxStatus::Sent))
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
+    assert_eq!(served.checkin_replies(), 1);
 }
 
 /// Scheduled pushes fire under `qunyun serve` with no one driving the
@@ -198,8 +155,8 @@ struct Served {
     http: reqwest::Client,
     base: String,
     db_path: std::path::PathBuf,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -237,8 +194,8 @@ impl Served {
             http: reqwest::Client::new(),
             base,
             db_path,
-            stop,
-            server,
+            stop: Some(stop),
+            server: Some(server),
             _dir: dir,
         }
     }
@@ -296,11 +253,15 @@ impl Served {
         inbox::list_all(&mut conn).await.unwrap()
     }
 
-    /// Shuts the server down (in-flight work finishes); WeCom's record stays.
-    async fn stop(self) -> SimHandle {
-        let _ = self.stop.send(());
-        self.server.await.unwrap().unwrap();
-        self.sim
+    /// Shuts the server down (in-flight work finishes); the simulator's
+    /// record and the database stay for the test to read.
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
     }
 }
 
@@ -322,7 +283,7 @@ async fn a_panic_in_one_event_parks_it_and_the_pipeline_goes_on() {
             ..PipelineHooks::default()
         },
     };
-    let served = Served::start(hooks).await;
+    let mut served = Served::start(hooks).await;
     served.mention("zhangsan", "签到").await;
     served.mention("lisi", "签到").await;
 
@@ -344,15 +305,8 @@ async fn a_panic_in_one_event_parks_it_and_the_pipeline_goes_on() {
     // The worker kept running and reports ready; the parked event's reply
     // was rolled back with it, so WeCom received lisi's reply only.
     assert_eq!(served.readyz().await, (200, "ready".to_owned()));
-    let sim = served.stop().await;
-    assert_eq!(
-        sim.messages()
-            .iter()
-            .filter(|d| d.content.to_string().contains("签到成功"))
-            .count(),
-        1,
-        "nothing else was sent by shutdown"
-    );
+    served.shutdown().await;
+    assert_eq!(served.checkin_replies(), 1, "nothing else was sent");
 }
 
 /// A panic outside any row stops the pipeline task: `/readyz` names the
@@ -373,7 +327,7 @@ async fn a_worker_that_panics_is_restarted_and_readyz_says_so_meanwhile() {
             ..PipelineHooks::default()
         },
     };
-    let served = Served::start(hooks).await;
+    let mut served = Served::start(hooks).await;
     let (status, body) = served.readyz_until(|status, _| status == 503).await;
     assert_eq!(
         (status, body.as_str()),
@@ -395,7 +349,7 @@ async fn a_worker_that_panics_is_restarted_and_readyz_says_so_meanwhile() {
     );
     let (status, body) = served.readyz_until(|status, _| status == 200).await;
     assert_eq!((status, body.as_str()), (200, "ready"));
-    served.stop().await;
+    served.shutdown().await;
 }
 
 /// Callbacks that are stored but not processed make the service unready once
