@@ -104,7 +104,7 @@ pub struct SenderSettings {
     pub lease: Duration,
     pub batch_size: u32,
     pub rate_limits: RateLimits,
-    /// How long `run_loop` waits when there was nothing to do.
+    /// How long the loop (`jobs::run_loop`) waits after a pass that was not a full batch.
     pub idle_wait: Duration,
     /// How often a mass message awaiting confirmation is polled.
     pub mass_poll_interval: Duration,
