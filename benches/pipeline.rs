@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use chrono::Utc;
 use qunyun::clock;
-use qunyun::pipeline::{self, DurableOutbox, IngestMessage, Pipeline, PipelineSettings};
+use qunyun::ingest::{self, IngestMessage};
+use qunyun::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
 use qunyun::rules::ChatRoute;
 use qunyun::store::{self, chats};
 
@@ -58,7 +59,7 @@ async fn run(events: usize) -> anyhow::Result<()> {
         })
         .collect();
     for chunk in messages.chunks(500) {
-        pipeline::ingest_messages(&mut conn, chunk, now).await?;
+        ingest::ingest_messages(&mut conn, chunk, now).await?;
     }
     drop(conn);
 

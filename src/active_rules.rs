@@ -5,8 +5,9 @@
 //! release; a stored set that no longer validates is never used. Instead qunyun
 //! keeps running the last good set (the cached one, or after a restart the
 //! newest older version that still validates, else the built-in defaults) and
-//! reports the problem through [`ActiveRules::problem`], which the alerts job
-//! and `/readyz` surface to the manager.
+//! reports the problem through [`ActiveRules::problem`], which the analytics
+//! job raises as a red alert (`AlertKind::RulesInvalid`) on the dashboard and
+//! to the admins until a valid set is saved.
 
 use std::sync::{Arc, Mutex};
 

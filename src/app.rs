@@ -1,5 +1,6 @@
-//! Wiring: the shared state, the HTTP router and the background workers.
-//! `run(config, listener, shutdown)` is what `qunyun serve` and the tests call.
+//! Wiring: the shared state, the HTTP router and the supervised background
+//! workers. `run(config, clock, listener, shutdown)` is what `qunyun serve` and
+//! the tests call; `run_with_hooks` adds the test seams.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,15 +21,18 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::active_rules::ActiveRules;
 use crate::admin::{self, AdminSettings, AdminState};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::ingest;
+use crate::jobs::analytics::{Analytics, AnalyticsSettings};
 use crate::jobs::groupsync::GroupSync;
 use crate::jobs::invites::InviteRewards;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use crate::jobs::scheduler::{Scheduler, SchedulerSettings};
-use crate::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
+use crate::jobs::{self, Job, WorkerHealth};
+use crate::pipeline::{DurableOutbox, Pipeline, PipelineHooks, PipelineSettings};
 use crate::store;
 use crate::wecom::api::{ApiClient, ApiConfig};
 use crate::wecom::callback::{self, CallbackState};
@@ -40,6 +44,16 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub pool: SqlitePool,
     pub clock: SharedClock,
+    /// The one active-rules cache every worker reads through.
+    pub rules: ActiveRules,
+    /// The supervised workers' states, for `/readyz`.
+    pub workers: WorkerHealth,
+}
+
+/// Test seams handed to the workers; production passes the default (none).
+#[derive(Clone, Default)]
+pub struct WorkerHooks {
+    pub pipeline: PipelineHooks,
 }
 
 pub struct App {
@@ -55,6 +69,8 @@ impl App {
                 config: Arc::new(config),
                 pool,
                 clock,
+                rules: ActiveRules::new(),
+                workers: WorkerHealth::new(),
             },
         })
     }
@@ -151,9 +167,20 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with_hooks(config, clock, listener, shutdown, WorkerHooks::default()).await
+}
+
+/// [`run`] with test seams in the workers (tests inject panics through them).
+pub async fn run_with_hooks(
+    config: Config,
+    clock: SharedClock,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    hooks: WorkerHooks,
+) -> anyhow::Result<()> {
     let app = App::new(config, clock).await?;
     let stop = CancellationToken::new();
-    let workers = app.spawn_workers(stop.clone())?;
+    let workers = app.spawn_workers(stop.clone(), hooks)?;
     let http_stop = stop.clone();
     let served = app
         .serve(listener, async move {
@@ -169,10 +196,15 @@ pub async fn run(
 }
 
 impl App {
-    /// Starts the background loops (pipeline, scheduler, outbox sender,
-    /// customer-group sync, invite rewards, analytics every 5 minutes); they
-    /// stop when `stop` is cancelled.
-    pub fn spawn_workers(&self, stop: CancellationToken) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    /// Starts the background workers (pipeline, scheduler, outbox sender,
+    /// customer-group sync, invite rewards, analytics), each under
+    /// [`jobs::supervise`]: restarted after a panic, reported in `/readyz`.
+    /// They stop when `stop` is cancelled.
+    pub fn spawn_workers(
+        &self,
+        stop: CancellationToken,
+        hooks: WorkerHooks,
+    ) -> anyhow::Result<Vec<JoinHandle<()>>> {
         let state = &self.state;
         let wecom = &state.config.wecom;
         let default_app = wecom
@@ -180,21 +212,36 @@ impl App {
             .first()
             .map(|app| app.name.clone())
             .unwrap_or_else(|| "ops".to_owned());
-        let pipeline = Pipeline::new(
-            state.pool.clone(),
-            state.clock.clone(),
-            DurableOutbox::new(default_app.clone()),
-            PipelineSettings::default(),
-        );
         let api = ApiClient::new(
             ApiConfig::new(wecom.api_base.clone(), wecom.corp_id.clone()),
             state.clock.clone(),
         )
         .map_err(|e| anyhow::anyhow!("building the WeCom API client: {e}"))?;
-        let sender_api = api.clone();
+        let worker = Worker { state, stop: &stop };
+        let pipeline = Pipeline::new(
+            state.pool.clone(),
+            state.clock.clone(),
+            DurableOutbox::new(default_app.clone()),
+            PipelineSettings::default(),
+        )
+        .with_rules(state.rules.clone())
+        .with_hooks(hooks.pipeline);
+        let mut tasks = vec![worker.spawn(pipeline, Duration::from_millis(500))];
+
+        let scheduler = Scheduler::new(
+            state.pool.clone(),
+            SchedulerSettings {
+                app: default_app,
+                ..SchedulerSettings::default()
+            },
+        )
+        .with_rules(state.rules.clone());
+        let tick = scheduler.tick();
+        tasks.push(worker.spawn(scheduler, tick));
+
         let sender = OutboxSender::new(
             state.pool.clone(),
-            api,
+            api.clone(),
             state.clock.clone(),
             SenderSettings {
                 apps: wecom.apps.iter().map(AppCredentials::from).collect(),
@@ -202,70 +249,47 @@ impl App {
                 ..SenderSettings::default()
             },
         );
+        let idle_wait = sender.idle_wait();
+        tasks.push(worker.spawn(sender, idle_wait));
+
         // Customer-group reconciliation needs the contacts app's secret.
-        let group_sync = wecom.contacts_app().map(|app| {
-            GroupSync::new(
+        if let Some(app) = wecom.contacts_app() {
+            let group_sync = GroupSync::new(
                 state.pool.clone(),
-                sender_api.clone(),
+                api.clone(),
                 app.secret.clone(),
                 state.clock.clone(),
-            )
-        });
-        let pipeline_stop = stop.clone();
-        let pipeline_task = tokio::spawn(async move {
-            pipeline
-                .run_loop(Duration::from_millis(500), pipeline_stop.cancelled_owned())
-                .await;
-        });
-        let mut tasks = vec![pipeline_task];
-        let scheduler = Scheduler::new(
-            state.pool.clone(),
-            SchedulerSettings {
-                app: default_app,
-                ..SchedulerSettings::default()
-            },
-        );
-        let scheduler_clock = state.clock.clone();
-        let scheduler_stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            scheduler.run_loop(scheduler_clock, scheduler_stop).await;
-        }));
-        if let Some(group_sync) = group_sync {
-            let sync_stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                group_sync
-                    .run_loop(
-                        Duration::from_secs(5),
-                        Duration::from_secs(30 * 60),
-                        sync_stop,
-                    )
-                    .await;
-            }));
+            );
+            tasks.push(worker.spawn(group_sync, Duration::from_secs(5)));
         }
-        let invites = InviteRewards::new(state.pool.clone(), state.clock.clone());
-        let invites_stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    _ = invites_stop.cancelled() => return,
-                    _ = ticker.tick() => {}
-                }
-                if let Err(error) = invites.run_once().await {
-                    tracing::warn!(error = format!("{error:#}"), "invite rewards round failed");
-                }
-            }
-        }));
-        let analytics = crate::jobs::analytics::Analytics::new(
-            state.pool.clone(),
-            crate::jobs::analytics::AnalyticsSettings::default(),
-        );
-        let (analytics_clock, analytics_stop) = (state.clock.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            analytics.run_loop(analytics_clock, analytics_stop).await
-        }));
-        tasks.push(tokio::spawn(async move { sender.run_loop(stop).await }));
+
+        let invites = InviteRewards::new(state.pool.clone(), state.clock.clone())
+            .with_rules(state.rules.clone());
+        tasks.push(worker.spawn(invites, Duration::from_secs(60)));
+
+        let analytics = Analytics::new(state.pool.clone(), AnalyticsSettings::default())
+            .with_rules(state.rules.clone());
+        let interval = analytics.interval();
+        tasks.push(worker.spawn(analytics, interval));
         Ok(tasks)
+    }
+}
+
+/// Starts supervised workers on the service's clock, stop token and health map.
+struct Worker<'a> {
+    state: &'a AppState,
+    stop: &'a CancellationToken,
+}
+
+impl Worker<'_> {
+    fn spawn<J: Job>(&self, job: J, every: Duration) -> JoinHandle<()> {
+        jobs::supervise(
+            Arc::new(job),
+            self.state.clock.clone(),
+            every,
+            self.stop.clone(),
+            self.state.workers.clone(),
+        )
     }
 }
 
@@ -302,11 +326,35 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if store::ping(&state.pool).await {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+/// 200 `ready`, or 503 with a one-line reason: the database does not answer,
+/// a worker is down or restarting, or the oldest pending inbox event is older
+/// than `server.ready_max_inbox_age_secs` (callbacks are stored, not processed).
+async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
+    let unavailable = |reason: String| (StatusCode::SERVICE_UNAVAILABLE, reason);
+    if !store::ping(&state.pool).await {
+        return unavailable("database unavailable".to_owned());
+    }
+    if let Some(problem) = state.workers.problem() {
+        return unavailable(problem);
+    }
+    let oldest = match state.pool.acquire().await {
+        Ok(mut conn) => store::inbox::oldest_pending_received_at(&mut conn).await,
+        Err(error) => Err(error),
+    };
+    match oldest {
+        Err(_) => unavailable("database unavailable".to_owned()),
+        Ok(Some(received_at)) => {
+            let age = state.clock.now().timestamp() - received_at;
+            let limit = state.config.server.ready_max_inbox_age_secs;
+            if age > i64::try_from(limit).unwrap_or(i64::MAX) {
+                unavailable(format!(
+                    "inbox backlog: oldest pending event is {age} s old (limit {limit} s)"
+                ))
+            } else {
+                (StatusCode::OK, "ready".to_owned())
+            }
+        }
+        Ok(None) => (StatusCode::OK, "ready".to_owned()),
     }
 }
 

@@ -110,6 +110,10 @@ pub struct ServerConfig {
     /// 0 turns the check off (the default, as WeCom retries late deliveries).
     #[serde(default)]
     pub timestamp_window_secs: u64,
+    /// `/readyz` answers 503 while the oldest pending inbox event is older
+    /// than this (seconds): callbacks are stored, but nothing processes them.
+    #[serde(default = "default_ready_max_inbox_age_secs")]
+    pub ready_max_inbox_age_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -117,8 +121,13 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             timestamp_window_secs: 0,
+            ready_max_inbox_age_secs: default_ready_max_inbox_age_secs(),
         }
     }
+}
+
+fn default_ready_max_inbox_age_secs() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -429,6 +438,7 @@ fn document_entry<'a>(document: &'a mut toml::Table, key: &str) -> &'a mut toml:
 const NUMERIC_FIELDS: &[&str] = &[
     "agent_id",
     "timestamp_window_secs",
+    "ready_max_inbox_age_secs",
     "session_hours",
     "login_failures_per_ip",
 ];
@@ -468,6 +478,7 @@ mod tests {
         let config = Config::load(None, Vec::new()).unwrap();
         assert_eq!(config.community.timezone, "Asia/Shanghai");
         assert_eq!(config.server.timestamp_window_secs, 0);
+        assert_eq!(config.server.ready_max_inbox_age_secs, 300);
     }
 
     #[test]

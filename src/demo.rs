@@ -902,8 +902,14 @@ impl Demo {
         totals.redemptions = redemptions::list(&mut conn, None).await?.len();
         let inbox_rows = inbox::list_all(&mut conn).await?;
         drop(conn);
-        totals.inbox_done = inbox_rows.iter().filter(|r| r.status == "done").count();
-        totals.inbox_parked = inbox_rows.iter().filter(|r| r.status == "parked").count();
+        totals.inbox_done = inbox_rows
+            .iter()
+            .filter(|r| r.status == inbox::InboxStatus::Done)
+            .count();
+        totals.inbox_parked = inbox_rows
+            .iter()
+            .filter(|r| r.status == inbox::InboxStatus::Parked)
+            .count();
 
         totals.deliveries_by_route = deliveries_by_route(&deliveries);
         totals.deliveries_total = deliveries.len();

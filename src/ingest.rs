@@ -9,19 +9,71 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::clock::SharedClock;
 use crate::config::Secret;
 use crate::error::AppError;
-use crate::pipeline::{self, IngestMessage};
+use crate::store::inbox;
 
 /// Largest batch body accepted.
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Most messages in one batch.
 pub const MAX_BATCH_MESSAGES: usize = 1000;
 pub const SIGNATURE_HEADER: &str = "x-qunyun-signature";
+
+/// One normalized message from the archive ingest endpoint (`POST /ingest/messages`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IngestMessage {
+    /// Unique per message (the archive's msgid): the inbox dedupe key.
+    pub message_id: String,
+    pub chat_id: Option<String>,
+    pub sender: String,
+    pub text: String,
+    /// Unix seconds.
+    pub sent_at: i64,
+}
+
+/// Stores a batch of archived messages in the inbox (duplicates are ignored).
+/// The HTTP handler verifies the batch's HMAC before calling this.
+pub async fn ingest_messages(
+    conn: &mut SqliteConnection,
+    messages: &[IngestMessage],
+    received_at: DateTime<Utc>,
+) -> anyhow::Result<usize> {
+    let mut inserted = 0;
+    for message in messages {
+        let json = serde_json::to_string(message)?;
+        let key = format!("archive:{}", message.message_id);
+        let row = inbox::NewInboxEvent {
+            source: "ingest",
+            kind: inbox::InboxKind::IngestMessage,
+            dedupe_key: &key,
+            received_at: received_at.timestamp(),
+            event_json: &json,
+            chat_id: message.chat_id.as_deref(),
+        };
+        if let inbox::Inserted::New(_) = inbox::insert_event(conn, &row).await? {
+            inserted += 1;
+        }
+    }
+    Ok(inserted)
+}
+
+/// Checks the ingest batch signature: hex HMAC-SHA256 of the raw body.
+pub fn verify_ingest_signature(secret: &[u8], body: &[u8], signature_hex: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let Ok(expected) = hex::decode(signature_hex.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
 
 #[derive(Clone)]
 pub struct IngestState {
@@ -58,14 +110,14 @@ async fn ingest(
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or(AppError::Unauthorized)?;
-    if !pipeline::verify_ingest_signature(state.secret.expose().as_bytes(), &body, signature) {
+    if !verify_ingest_signature(state.secret.expose().as_bytes(), &body, signature) {
         return Err(AppError::Unauthorized);
     }
     let batch: Batch = serde_json::from_slice(&body)
         .map_err(|e| AppError::bad_request(format!("batch: {}", describe_json_error(&e))))?;
     validate(&batch.messages)?;
     let mut tx = state.pool.begin().await?;
-    let accepted = pipeline::ingest_messages(&mut tx, &batch.messages, state.clock.now())
+    let accepted = ingest_messages(&mut tx, &batch.messages, state.clock.now())
         .await
         .map_err(AppError::Internal)?;
     tx.commit().await?;

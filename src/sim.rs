@@ -366,10 +366,6 @@ impl Sim {
         self.state().faults.push(rule);
     }
 
-    pub fn set_random_faults(&self, random: Option<RandomFaults>) {
-        self.state().faults.set_random(random);
-    }
-
     pub fn apply_faults(&self, request: FaultRequest) {
         self.state().faults.apply(request);
     }

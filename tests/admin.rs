@@ -102,7 +102,7 @@ async fn seed(pool: &SqlitePool) {
         &mut conn,
         &store::inbox::NewInboxEvent {
             source: "app:main",
-            kind: "change_external_chat",
+            kind: store::inbox::InboxKind::ChangeExternalChat,
             dedupe_key: "k1",
             received_at: now.timestamp(),
             event_json: "{}",

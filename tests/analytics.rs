@@ -261,7 +261,12 @@ impl Harness {
             if self.pipeline.run_once().await.unwrap().parked == 1 {
                 let mut conn = self.pool.acquire().await.unwrap();
                 let rows = qunyun::store::inbox::list_all(&mut conn).await.unwrap();
-                return rows.iter().rev().find(|r| r.status == "parked").unwrap().id;
+                return rows
+                    .iter()
+                    .rev()
+                    .find(|r| r.status == qunyun::store::inbox::InboxStatus::Parked)
+                    .unwrap()
+                    .id;
             }
         }
         panic!("the event was not parked");
@@ -825,6 +830,57 @@ async fn parked_events_open_escalate_and_close_when_a_manager_retries_them() {
     assert_eq!(texts.len(), 2, "{texts:?}");
     assert!(texts[0].contains("当前搁置事件 1 个"));
     assert!(texts[1].contains("升级为橙色预警"));
+    h.stop().await;
+}
+
+/// A stored rule set that a stricter validator now refuses is never used: the
+/// last good one keeps running, and the problem is a red alert on the console
+/// and a message to the admins until a valid set is saved.
+#[tokio::test]
+async fn a_stored_rule_set_that_no_longer_validates_is_a_red_alert_until_replaced() {
+    let valid = rules(&only_alert("leave_spike", "{ yellow = 100 }"));
+    let h = Harness::start(&valid).await;
+    // Stored behind the validator's back, as a set saved under an older release.
+    let mut conn = h.pool.acquire().await.unwrap();
+    let broken = qunyun::store::rule_sets::save(&mut conn, "community = 3", h.now())
+        .await
+        .unwrap();
+    drop(conn);
+
+    // The pipeline still runs the last good set: a check-in is answered.
+    h.join(&["wmR1"]).await;
+    h.say("wmR1", "签到").await;
+
+    let opened = h.analyze().await;
+    assert_eq!(
+        opened.alerts_opened,
+        [(AlertKind::RulesInvalid, AlertLevel::Red)]
+    );
+    assert_eq!(h.community_row(0).await.checkins, 1);
+    let (page, api) = dashboard(&h).await;
+    assert!(
+        page.contains("data-kind=\"rules_invalid\" data-level=\"red\""),
+        "{page}"
+    );
+    let alerts = api["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{api}");
+    assert_eq!(alerts[0]["kind"], "rules_invalid");
+    assert_eq!(alerts[0]["value"], broken);
+    assert!(h.analyze().await.alerts_opened.is_empty(), "announced once");
+    let texts = alert_texts(&h);
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(
+        texts[0].contains(&format!("规则版本 {broken} 已无法通过校验")),
+        "{texts:?}"
+    );
+
+    // A manager saves a valid set: the episode closes.
+    pipeline::import_rules(&h.pool, &valid, h.now())
+        .await
+        .unwrap();
+    assert_eq!(h.analyze().await.alerts_closed, [AlertKind::RulesInvalid]);
+    let (_, api) = dashboard(&h).await;
+    assert!(api["alerts"].as_array().unwrap().is_empty(), "{api}");
     h.stop().await;
 }
 

@@ -123,7 +123,7 @@ impl Harness {
     async fn insert(&self, kind: &str, source: &str, key: &str, chat_id: Option<&str>, json: &str) {
         let row = inbox::NewInboxEvent {
             source,
-            kind,
+            kind: kind.parse().unwrap(),
             dedupe_key: key,
             received_at: self.clock.now_utc().timestamp(),
             event_json: json,
@@ -229,7 +229,7 @@ impl Harness {
             .await
             .unwrap()
             .into_iter()
-            .map(|r| r.status)
+            .map(|r| r.status.to_string())
             .collect()
     }
 }
@@ -353,6 +353,7 @@ async fn worker_dropped_inside_the_transaction_applies_nothing_then_exactly_once
             let _ = reached_tx.send(inbox_id);
             Box::pin(std::future::pending::<()>())
         })),
+        ..PipelineHooks::default()
     };
     let doomed = new_pipeline(&h.pool, &h.clock, hook);
     let task = tokio::spawn(async move { doomed.run_once().await });
@@ -418,7 +419,7 @@ async fn poison_event_is_parked_after_retries_and_never_blocks_other_chats() {
     let third = h.run().await;
     assert_eq!(third.parked, 1);
     let rows = inbox::list_all(&mut *h.conn().await).await.unwrap();
-    assert_eq!(rows[0].status, "parked");
+    assert_eq!(rows[0].status, inbox::InboxStatus::Parked);
     assert_eq!(rows[0].attempts, 3);
     let error = rows[0].last_error.clone().unwrap();
     assert!(error.contains("response_url"), "{error}");
@@ -613,20 +614,20 @@ async fn app_text_and_archive_messages_reach_the_same_rules() {
     });
     h.insert_event(&app_text, "app:main", "app:main:msg:7300000000000000001")
         .await;
-    let batch = vec![pipeline::IngestMessage {
+    let batch = vec![qunyun::ingest::IngestMessage {
         message_id: "arch-1".into(),
         chat_id: Some("wrW".into()),
         sender: "lisi".into(),
         text: "积分".into(),
         sent_at: 1_700_000_000,
     }];
-    let inserted = pipeline::ingest_messages(&mut *h.conn().await, &batch, h.clock.now_utc())
+    let inserted = qunyun::ingest::ingest_messages(&mut *h.conn().await, &batch, h.clock.now_utc())
         .await
         .unwrap();
     assert_eq!(inserted, 1);
     // The same batch again adds nothing.
     assert_eq!(
-        pipeline::ingest_messages(&mut *h.conn().await, &batch, h.clock.now_utc())
+        qunyun::ingest::ingest_messages(&mut *h.conn().await, &batch, h.clock.now_utc())
             .await
             .unwrap(),
         0
@@ -659,14 +660,20 @@ fn ingest_signature_is_checked() {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"secret").unwrap();
     mac.update(body);
     let good = hex::encode(mac.finalize().into_bytes());
-    assert!(pipeline::verify_ingest_signature(b"secret", body, &good));
-    assert!(!pipeline::verify_ingest_signature(b"other", body, &good));
-    assert!(!pipeline::verify_ingest_signature(
+    assert!(qunyun::ingest::verify_ingest_signature(
+        b"secret", body, &good
+    ));
+    assert!(!qunyun::ingest::verify_ingest_signature(
+        b"other", body, &good
+    ));
+    assert!(!qunyun::ingest::verify_ingest_signature(
         b"secret",
         b"tampered",
         &good
     ));
-    assert!(!pipeline::verify_ingest_signature(b"secret", body, "zz"));
+    assert!(!qunyun::ingest::verify_ingest_signature(
+        b"secret", body, "zz"
+    ));
 }
 
 #[tokio::test]
@@ -756,7 +763,7 @@ mod balance_property {
                 let stock = redemptions::stock(&mut conn).await.unwrap()["帆布袋"];
                 let sold = redemptions::list(&mut conn, None).await.unwrap().len() as i64;
                 assert_eq!(stock + sold, 3);
-                assert!(inbox::list_all(&mut conn).await.unwrap().iter().all(|r| r.status == "done"));
+                assert!(inbox::list_all(&mut conn).await.unwrap().iter().all(|r| r.status == inbox::InboxStatus::Done));
             });
         }
     }
@@ -842,7 +849,7 @@ async fn store_queries_for_admin_views_and_resync() {
     // Parked rows can be requeued by a manager.
     let bad = inbox::NewInboxEvent {
         source: "bot:main",
-        kind: "bot_message",
+        kind: inbox::InboxKind::BotMessage,
         dedupe_key: "bad",
         received_at: 0,
         event_json: "not json",
@@ -897,7 +904,7 @@ async fn resync_replaces_the_member_list_and_clears_the_flag() {
         tags: vec![],
         member_version: Some("v10".into()),
     };
-    let (added, removed) = pipeline::apply_group_snapshot(
+    let (added, removed) = qunyun::jobs::groupsync::apply_group_snapshot(
         &h.pool,
         &chat,
         &[synced("a"), synced("c"), synced("d")],
@@ -958,16 +965,16 @@ async fn run_loop_processes_events_and_stops_on_shutdown() {
     h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[])
         .await;
     let key = h.say("wrA", "alice", "签到").await;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let looping = async {
-        h.pipeline
-            .run_loop(std::time::Duration::from_secs(1), async {
-                let _ = stop_rx.await;
-            })
-            .await
-    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let clock: SharedClock = h.clock.clone();
+    let looping = qunyun::jobs::run_loop(
+        &h.pipeline,
+        &clock,
+        std::time::Duration::from_secs(1),
+        &stop,
+    );
     let stopper = async {
-        // The first tick fires at once; wait until its pass committed the reply.
+        // The first pass runs at once; wait until it committed the reply.
         loop {
             let done = h.statuses().await == vec!["done"];
             if done {
@@ -975,7 +982,7 @@ async fn run_loop_processes_events_and_stops_on_shutdown() {
             }
             tokio::task::yield_now().await;
         }
-        let _ = stop_tx.send(());
+        stop.cancel();
     };
     tokio::join!(looping, stopper);
     assert!(h.reply_to(&key).await.contains("签到成功"));

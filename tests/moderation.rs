@@ -6,8 +6,9 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use qunyun::clock::{Clock, ManualClock, SharedClock};
+use qunyun::ingest::{self, IngestMessage};
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
-use qunyun::pipeline::{self, IngestMessage, OutboxWriter, Pipeline, PipelineSettings};
+use qunyun::pipeline::{self, OutboxWriter, Pipeline, PipelineSettings};
 use qunyun::rules::{ChatRoute, Outbound};
 use qunyun::sim::{Route as SimRoute, SeedAppChat, Sim, SimConfig, SimHandle};
 use qunyun::store::{self, chats, inbox, moderation, outbox};
@@ -172,7 +173,7 @@ impl Harness {
             sent_at: self.clock.now().timestamp(),
         };
         let mut conn = self.pool.acquire().await.unwrap();
-        pipeline::ingest_messages(&mut conn, &[message], self.clock.now())
+        ingest::ingest_messages(&mut conn, &[message], self.clock.now())
             .await
             .unwrap();
     }
@@ -207,7 +208,7 @@ impl Harness {
         let key = format!("bot:main:bot{n}");
         let row = inbox::NewInboxEvent {
             source: "bot:main",
-            kind: event.kind(),
+            kind: inbox::InboxKind::of(&event),
             dedupe_key: &key,
             received_at: self.clock.now().timestamp(),
             event_json: &json,

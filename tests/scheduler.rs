@@ -885,6 +885,8 @@ async fn run_loop_makes_a_pass_and_stops_on_cancel() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     shutdown.cancel();
     // Already cancelled: exactly one pass, then the loop returns.
-    h.scheduler().run_loop(h.clock.clone(), shutdown).await;
+    let clock: qunyun::clock::SharedClock = h.clock.clone();
+    let scheduler = h.scheduler();
+    qunyun::jobs::run_loop(&scheduler, &clock, scheduler.tick(), &shutdown).await;
     assert_eq!(h.count_outbox().await, 1);
 }

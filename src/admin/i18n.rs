@@ -66,6 +66,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "有事件处理失败被搁置",
         "Events parked after failures",
     ),
+    (
+        "alert_rules_invalid",
+        "当前规则版本已无法通过校验，仍按上一个有效版本运行（版本号）",
+        "The stored rule set no longer validates; the last good one keeps running (version)",
+    ),
     ("alert_leave_spike", "今日退群激增", "Leave spike today"),
     (
         "alert_redemptions",

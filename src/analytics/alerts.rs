@@ -17,15 +17,19 @@ pub enum AlertKind {
     CheckinDrop,
     DeliveryFailures,
     ParkedEvents,
+    /// The newest stored rule set no longer validates (its version is the
+    /// value); the last good one keeps running. Always red, not configurable.
+    RulesInvalid,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 5] = [
+    pub const ALL: [AlertKind; 6] = [
         AlertKind::LeaveSpike,
         AlertKind::ViolationSpike,
         AlertKind::CheckinDrop,
         AlertKind::DeliveryFailures,
         AlertKind::ParkedEvents,
+        AlertKind::RulesInvalid,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +39,7 @@ impl AlertKind {
             AlertKind::CheckinDrop => "checkin_drop",
             AlertKind::DeliveryFailures => "delivery_failures",
             AlertKind::ParkedEvents => "parked_events",
+            AlertKind::RulesInvalid => "rules_invalid",
         }
     }
 
@@ -50,6 +55,9 @@ impl AlertKind {
             AlertKind::CheckinDrop => format!("昨日签到比前几日平均下降 {value}%"),
             AlertKind::DeliveryFailures => format!("今日发送失败 {value} 条"),
             AlertKind::ParkedEvents => format!("当前搁置事件 {value} 个"),
+            AlertKind::RulesInvalid => {
+                format!("规则版本 {value} 已无法通过校验，仍按上一个有效版本运行")
+            }
         }
     }
 }
@@ -128,6 +136,8 @@ pub struct Inputs {
     pub checkins_trailing: Vec<i64>,
     pub failures_today: i64,
     pub parked_now: i64,
+    /// The stored rule-set version that no longer validates, if any.
+    pub invalid_rules_version: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -183,6 +193,11 @@ pub fn measure(doc: &AlertsDoc, inputs: &Inputs) -> Vec<Measurement> {
             doc.parked_events,
             Some(inputs.parked_now),
         ),
+        (
+            AlertKind::RulesInvalid,
+            levels_of(doc, AlertKind::RulesInvalid),
+            inputs.invalid_rules_version,
+        ),
     ]
     .into_iter()
     .map(|(kind, levels, value)| Measurement {
@@ -201,6 +216,11 @@ pub fn levels_of(doc: &AlertsDoc, kind: AlertKind) -> Levels {
         AlertKind::CheckinDrop => doc.checkin_drop.levels(),
         AlertKind::DeliveryFailures => doc.delivery_failures,
         AlertKind::ParkedEvents => doc.parked_events,
+        // Any version number is red: there is nothing to tune.
+        AlertKind::RulesInvalid => Levels {
+            red: Some(i64::MIN),
+            ..Levels::default()
+        },
     }
 }
 
@@ -239,6 +259,7 @@ pub fn message_text(
     escalated: bool,
 ) -> String {
     let limit = threshold(&levels_of(doc, kind), level)
+        .filter(|_| kind != AlertKind::RulesInvalid)
         .map(|t| {
             if kind == AlertKind::CheckinDrop {
                 format!("（阈值 {t}%）")
@@ -334,6 +355,28 @@ mod tests {
             .find(|m| m.kind == AlertKind::CheckinDrop)
             .unwrap();
         assert_eq!((drop.value, drop.level), (80, Some(AlertLevel::Red)));
+    }
+
+    #[test]
+    fn an_invalid_stored_rule_set_is_a_red_alert_until_it_is_replaced() {
+        let doc = AlertsDoc::default();
+        let rules_alert = |version| {
+            let inputs = Inputs {
+                invalid_rules_version: version,
+                ..Inputs::default()
+            };
+            measure(&doc, &inputs)
+                .into_iter()
+                .find(|m| m.kind == AlertKind::RulesInvalid)
+                .unwrap()
+        };
+        let broken = rules_alert(Some(7));
+        assert_eq!((broken.value, broken.level), (7, Some(AlertLevel::Red)));
+        assert_eq!(rules_alert(None).level, None);
+        assert_eq!(
+            message_text("好物社群", &doc, AlertKind::RulesInvalid, AlertLevel::Red, 7, false),
+            "【好物社群】红色预警：规则版本 7 已无法通过校验，仍按上一个有效版本运行。请到运营后台查看。"
+        );
     }
 
     #[test]

@@ -13,23 +13,22 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
-use serde::Serialize;
-use sqlx::{SqliteConnection, SqlitePool};
-use tokio_util::sync::CancellationToken;
-
+use crate::active_rules::ActiveRules;
 use crate::analytics::alerts::{self, Inputs};
 use crate::analytics::lifecycle::{self, Stage};
 use crate::analytics::rollup::{self, Facts, Message};
 use crate::analytics::{AlertKind, AlertLevel, AlertStep, DayWindow, COMMUNITY};
-use crate::clock::SharedClock;
-use crate::pipeline::{self, DurableOutbox, OutboxWriter};
+use crate::inbox_event::domain_event;
+use crate::jobs::Job;
+use crate::pipeline::{DurableOutbox, OutboxWriter};
 use crate::rules::analytics::AtRiskAction;
-use crate::rules::checkin::community_day;
 use crate::rules::event::EventKind;
 use crate::rules::{OutRoute, Outbound, RuleSet};
-use crate::store::{analytics as store, rule_sets};
+use crate::store::analytics as store;
+use anyhow::Context;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::{SqliteConnection, SqlitePool};
 
 #[derive(Debug, Clone)]
 pub struct AnalyticsSettings {
@@ -69,29 +68,39 @@ pub struct AnalyticsOutcome {
 pub struct Analytics {
     pool: SqlitePool,
     settings: AnalyticsSettings,
+    rules: ActiveRules,
 }
 
 impl Analytics {
     pub fn new(pool: SqlitePool, settings: AnalyticsSettings) -> Self {
-        Self { pool, settings }
+        Self {
+            pool,
+            settings,
+            rules: ActiveRules::new(),
+        }
     }
 
-    /// Runs a pass, waits the interval, until cancelled. A failed pass is
-    /// logged; its transaction rolled back, the next pass redoes it.
-    pub async fn run_loop(&self, clock: SharedClock, shutdown: CancellationToken) {
-        loop {
-            if let Err(error) = self.run_once(clock.now()).await {
-                tracing::error!(error = format!("{error:#}"), "analytics pass failed");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(self.settings.interval) => {}
-            }
-        }
+    /// Shares the service's active-rules cache, whose problem (a stored set
+    /// that no longer validates) this job raises as an alert.
+    pub fn with_rules(mut self, rules: ActiveRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// How long the loop waits between passes.
+    pub fn interval(&self) -> std::time::Duration {
+        self.settings.interval
     }
 
     #[tracing::instrument(skip_all)]
     pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<AnalyticsOutcome> {
+        // Loaded before the read snapshot: a newly stored set may stock new
+        // catalog items, a write.
+        let rules = {
+            let mut conn = self.pool.acquire().await?;
+            self.rules.get(&mut conn).await?
+        };
+        let invalid_rules_version = self.rules.problem().map(|problem| problem.version);
         // Read and compute under a read snapshot (WAL: the pipeline keeps
         // writing meanwhile); only the writes take the write lock.
         let mut read = self
@@ -99,14 +108,8 @@ impl Analytics {
             .begin()
             .await
             .context("starting the analytics read")?;
-        let rules = match rule_sets::active(&mut read).await? {
-            // A stored set was validated on save; if validation got stricter
-            // since, analytics still runs on the defaults.
-            Some(stored) => RuleSet::from_toml(&stored.body).unwrap_or_else(|_| RuleSet::builtin()),
-            None => RuleSet::builtin(),
-        };
         let mut outcome = AnalyticsOutcome::default();
-        let today = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+        let today = rules.community_day(now);
         let window = self.window(&mut read, &rules, today).await?;
         outcome.first_day = Some(window.first);
         outcome.last_day = Some(window.last);
@@ -136,9 +139,16 @@ impl Analytics {
                 .await
                 .context("updating lifecycle stages")?;
         }
-        step_alerts(&mut tx, &rules, now, today, &mut outcome)
-            .await
-            .context("stepping alerts")?;
+        step_alerts(
+            &mut tx,
+            &rules,
+            now,
+            today,
+            invalid_rules_version,
+            &mut outcome,
+        )
+        .await
+        .context("stepping alerts")?;
         tx.commit().await.context("committing analytics")?;
         tracing::info!(
             write_ms = write_started.elapsed().as_millis() as u64,
@@ -174,6 +184,18 @@ impl Analytics {
     }
 }
 
+impl Job for Analytics {
+    type Outcome = AnalyticsOutcome;
+
+    fn name(&self) -> &'static str {
+        "analytics"
+    }
+
+    async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<AnalyticsOutcome> {
+        Analytics::run_once(self, now).await
+    }
+}
+
 async fn load_facts(
     conn: &mut SqliteConnection,
     window: &DayWindow,
@@ -184,7 +206,7 @@ async fn load_facts(
     let mut messages = Vec::new();
     for row in store::message_events(conn, start, end).await? {
         // A row the pipeline cannot read is parked there; it is no message here.
-        if let Ok(Some(event)) = pipeline::domain_event(&row, &rules.doc.community.app) {
+        if let Ok(Some(event)) = domain_event(&row, &rules.doc.community.app) {
             if let EventKind::MessagePosted(posted) = event.kind {
                 messages.push(Message {
                     chat_id: posted.chat_id,
@@ -339,6 +361,7 @@ async fn step_alerts(
     rules: &RuleSet,
     now: DateTime<Utc>,
     today: NaiveDate,
+    invalid_rules_version: Option<i64>,
     outcome: &mut AnalyticsOutcome,
 ) -> anyhow::Result<()> {
     let doc = &rules.doc.alerts;
@@ -359,6 +382,7 @@ async fn step_alerts(
             .collect(),
         failures_today: on(today, |r| r.pushes_failed),
         parked_now: store::parked_event_count(conn).await?,
+        invalid_rules_version,
     };
     let open: BTreeMap<AlertKind, store::AlertEpisode> = store::open_episodes(conn)
         .await?
@@ -448,11 +472,8 @@ pub async fn report(
 ) -> anyhow::Result<String> {
     use std::fmt::Write;
     let mut conn = pool.acquire().await?;
-    let rules = match rule_sets::active(&mut conn).await? {
-        Some(stored) => RuleSet::from_toml(&stored.body).unwrap_or_else(|_| RuleSet::builtin()),
-        None => RuleSet::builtin(),
-    };
-    let today = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+    let rules = ActiveRules::new().get(&mut conn).await?;
+    let today = rules.community_day(now);
     let first = today - Duration::days(days.max(1) - 1);
     let rows = store::daily_rows(&mut conn, chat_id.unwrap_or(COMMUNITY), first).await?;
     let mut out = String::new();

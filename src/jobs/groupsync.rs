@@ -4,19 +4,18 @@
 //! (the pipeline flags the chat), and every chat is re-pulled periodically
 //! from `groupchat/list`.
 
-use std::time::Duration;
+use std::sync::Mutex;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use sqlx::SqlitePool;
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::Secret;
-use crate::pipeline::apply_group_snapshot;
+use crate::jobs::Job;
 use crate::rules::event::JoinScene;
 use crate::rules::ChatRoute;
 use crate::store::chats::{self, NewChat};
-use crate::store::members::SyncedMember;
+use crate::store::members::{self, SyncedMember};
 use crate::wecom::api::{ApiClient, GroupChat};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,12 +26,17 @@ pub struct SyncOutcome {
     pub chats_failed: usize,
 }
 
+/// How often the loop re-pulls every chat WeCom lists (flagged chats: every pass).
+const FULL_SYNC_EVERY: Duration = Duration::minutes(30);
+
 pub struct GroupSync {
     pool: SqlitePool,
     api: ApiClient,
     /// Secret of the app allowed to call the customer-contact APIs.
     secret: Secret,
     clock: SharedClock,
+    /// When the loop's last full sync succeeded.
+    last_full: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl GroupSync {
@@ -42,6 +46,7 @@ impl GroupSync {
             api,
             secret,
             clock,
+            last_full: Mutex::new(None),
         }
     }
 
@@ -107,27 +112,47 @@ impl GroupSync {
         );
         Ok(changes)
     }
+}
 
-    /// Full sync at start and every `full_every`; flagged chats every `every`.
-    pub async fn run_loop(&self, every: Duration, full_every: Duration, stop: CancellationToken) {
-        let mut last_full: Option<tokio::time::Instant> = None;
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
-            let full = last_full.is_none_or(|at| at.elapsed() >= full_every);
-            match self.run_once(full).await {
-                Ok(_) if full => last_full = Some(tokio::time::Instant::now()),
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(error = format!("{error:#}"), "group sync round failed")
-                }
-            }
-        }
+/// The loop: flagged chats every pass, plus every chat WeCom lists at the
+/// first pass and every 30 minutes after a successful full sync.
+impl Job for GroupSync {
+    type Outcome = SyncOutcome;
+
+    fn name(&self) -> &'static str {
+        "group_sync"
     }
+
+    async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<SyncOutcome> {
+        let last_full = *self.last_full.lock().unwrap_or_else(|e| e.into_inner());
+        let full = last_full.is_none_or(|at| now - at >= FULL_SYNC_EVERY);
+        let outcome = GroupSync::run_once(self, full).await?;
+        if full {
+            *self.last_full.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+        }
+        Ok(outcome)
+    }
+}
+
+/// Applies a full groupchat/get result for a chat (the sync job calls this at
+/// start, periodically, and for chats flagged by a member-version gap): the
+/// member list is replaced, the version stored and the resync flag cleared, in
+/// one transaction. Nobody is welcomed for joins we only learn about here.
+pub async fn apply_group_snapshot(
+    pool: &SqlitePool,
+    chat: &chats::NewChat,
+    members_now: &[SyncedMember],
+    now: DateTime<Utc>,
+) -> anyhow::Result<(usize, usize)> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    chats::upsert_chat(&mut tx, chat, now).await?;
+    let changes = members::replace_chat_members(&mut tx, &chat.chat_id, members_now, now).await?;
+    if let Some(version) = &chat.member_version {
+        chats::set_member_version(&mut tx, &chat.chat_id, version).await?;
+    }
+    chats::clear_needs_resync(&mut tx, &chat.chat_id).await?;
+    tx.commit().await?;
+    Ok(changes)
 }
 
 fn synced_members(group: &GroupChat) -> Vec<SyncedMember> {

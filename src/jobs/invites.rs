@@ -5,34 +5,45 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use sqlx::SqlitePool;
 
+use crate::active_rules::ActiveRules;
 use crate::clock::SharedClock;
-use crate::rules::checkin::community_day;
+use crate::jobs::Job;
 use crate::rules::invites::{due_rewards, REASON};
-use crate::rules::RuleSet;
-use crate::store::{invites, points, rule_sets};
+use crate::store::{invites, points};
 
 pub struct InviteRewards {
     pool: SqlitePool,
     clock: SharedClock,
+    rules: ActiveRules,
 }
 
 impl InviteRewards {
     pub fn new(pool: SqlitePool, clock: SharedClock) -> Self {
-        Self { pool, clock }
+        Self {
+            pool,
+            clock,
+            rules: ActiveRules::new(),
+        }
     }
 
-    /// Pays every reward due now in one transaction; returns how many were paid.
+    /// Shares the service's active-rules cache (`new` starts a private one).
+    pub fn with_rules(mut self, rules: ActiveRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// [`run_at`](Self::run_at) the clock's now.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
-        let now = self.clock.now();
+        self.run_at(self.clock.now()).await
+    }
+
+    /// Pays every reward due at `now` in one transaction; returns how many were paid.
+    pub async fn run_at(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rules = match rule_sets::active(&mut tx).await? {
-            Some(stored) => RuleSet::from_toml(&stored.body)
-                .map_err(|e| anyhow::anyhow!("active rule set: {e}"))?,
-            None => RuleSet::builtin(),
-        };
+        let rules = self.rules.get(&mut tx).await?;
         if rules.doc.points.invite <= 0 {
             return Ok(0);
         }
@@ -40,7 +51,7 @@ impl InviteRewards {
         let candidates = invites::unrewarded_invites(&mut tx, now - stay)
             .await
             .context("loading invite candidates")?;
-        let day = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+        let day = rules.community_day(now);
         let mut earned_today = BTreeMap::new();
         for candidate in &candidates {
             if !earned_today.contains_key(&candidate.inviter) {
@@ -72,5 +83,17 @@ impl InviteRewards {
             tracing::info!(paid, "invite rewards paid");
         }
         Ok(paid)
+    }
+}
+
+impl Job for InviteRewards {
+    type Outcome = usize;
+
+    fn name(&self) -> &'static str {
+        "invite_rewards"
+    }
+
+    async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        self.run_at(now).await
     }
 }

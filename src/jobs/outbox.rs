@@ -23,13 +23,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use sqlx::SqlitePool;
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::AppConfig;
+use crate::jobs::Job;
 use crate::store::outbox::{self as store, ClaimedMessage, OutboxStatus, Route};
 use crate::wecom::api::{
     AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, AppMessageContent,
@@ -103,7 +104,7 @@ pub struct SenderSettings {
     pub lease: Duration,
     pub batch_size: u32,
     pub rate_limits: RateLimits,
-    /// How long `run_loop` waits when there was nothing to do.
+    /// How long the loop (`jobs::run_loop`) waits after a pass that was not a full batch.
     pub idle_wait: Duration,
     /// How often a mass message awaiting confirmation is polled.
     pub mass_poll_interval: Duration,
@@ -207,38 +208,9 @@ impl OutboxSender {
         }
     }
 
-    /// Runs until `shutdown` is cancelled. A shutdown lets the row being sent
-    /// finish and hands the rest of the batch back; errors are logged and the
-    /// loop carries on.
-    pub async fn run_loop(&self, shutdown: CancellationToken) {
-        self.stopping.store(false, Ordering::SeqCst);
-        loop {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            let run = self.run_once();
-            tokio::pin!(run);
-            let result = tokio::select! {
-                result = &mut run => result,
-                () = shutdown.cancelled() => {
-                    self.stopping.store(true, Ordering::SeqCst);
-                    run.await
-                }
-            };
-            let idle = match result {
-                Ok(outcome) => outcome.claimed < self.settings.batch_size as usize,
-                Err(error) => {
-                    tracing::error!(error = format!("{error:#}"), "outbox sender run failed");
-                    true
-                }
-            };
-            if idle {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(self.settings.idle_wait) => {}
-                }
-            }
-        }
+    /// How long the loop waits after a pass that found less than a full batch.
+    pub fn idle_wait(&self) -> Duration {
+        self.settings.idle_wait
     }
 
     /// One pass: send a batch of due rows, then poll due mass-message results.
@@ -909,6 +881,29 @@ struct RemovalPayload {
 enum Delivered {
     Sent { msgid: Option<String> },
     AwaitingConfirmation { msgid: String },
+}
+
+/// The loop: a full batch is followed by the next pass at once. A shutdown
+/// lets the row being sent finish and hands the rest of the batch back.
+impl Job for OutboxSender {
+    type Outcome = SendOutcome;
+
+    fn name(&self) -> &'static str {
+        "sender"
+    }
+
+    /// The sender reads the clock itself, before each row (a pass can be long).
+    async fn run_once(&self, _now: DateTime<Utc>) -> anyhow::Result<SendOutcome> {
+        OutboxSender::run_once(self).await
+    }
+
+    fn more_waiting(&self, outcome: &SendOutcome) -> bool {
+        outcome.claimed >= self.settings.batch_size as usize
+    }
+
+    fn stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]

@@ -32,20 +32,20 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::{SqliteConnection, SqlitePool};
-use tokio_util::sync::CancellationToken;
 
-use crate::clock::SharedClock;
+use crate::active_rules::{ActiveRules, InForce};
+use crate::jobs::Job;
 use crate::rules::schedule::{
     self, next_fires, plan_catch_up, render, select_targets, ChatInfo, ChatVars, ImageSource,
     LeaderboardEntry, PushContext, RenderedMessage, ValidSchedule,
 };
-use crate::rules::{ChatRoute, RuleSet};
+use crate::rules::ChatRoute;
 use crate::store::outbox::{NewOutboxMessage, OutboxStatus, Route};
+use crate::store::points;
 use crate::store::schedules::{
     self as store, DeliveryRow, NewDelivery, NewRun, PushChat, RunKind, RunRow, RunStatus,
     VariantFollowUp,
 };
-use crate::store::{points, rule_sets};
 use crate::wecom::api::{
     AppMessageContent, MassMessageContent, MediaRef, NewsArticle as WeComArticle, NewsContent,
     TextContent, WebhookMessage, WebhookText,
@@ -107,33 +107,41 @@ pub struct PlannedRun {
 pub struct Scheduler {
     pool: SqlitePool,
     settings: SchedulerSettings,
+    rules: ActiveRules,
 }
 
 impl Scheduler {
     pub fn new(pool: SqlitePool, settings: SchedulerSettings) -> Self {
-        Self { pool, settings }
+        Self {
+            pool,
+            settings,
+            rules: ActiveRules::new(),
+        }
     }
 
-    /// Waits a tick, runs once, until cancelled. A failed pass is logged and
-    /// retried next tick (its transaction rolled back, so nothing is lost).
-    pub async fn run_loop(&self, clock: SharedClock, shutdown: CancellationToken) {
-        loop {
-            if let Err(error) = self.run_once(clock.now()).await {
-                tracing::error!(error = format!("{error:#}"), "scheduler pass failed");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(self.settings.tick) => {}
-            }
-        }
+    /// Shares the service's active-rules cache (`new` starts a private one).
+    pub fn with_rules(mut self, rules: ActiveRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// How long the loop waits between passes.
+    pub fn tick(&self) -> std::time::Duration {
+        self.settings.tick
     }
 
     /// Handles every fire due up to `now` for every schedule of the active rule
     /// set: plans at most one per schedule, records the rest as missed or quiet.
-    /// One schedule's failure does not stop the others.
+    /// One schedule's failure does not stop the others. A run, a missed or a
+    /// quiet fire records the version in force (the last good one while the
+    /// newest stored set no longer validates).
     #[tracing::instrument(skip_all)]
     pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<SchedulerOutcome> {
-        let (version, schedules) = load_schedules(&self.pool).await?;
+        let in_force = {
+            let mut conn = self.pool.acquire().await?;
+            self.rules.in_force(&mut conn).await?
+        };
+        let (version, schedules) = schedules_in_force(&in_force)?;
         let mut outcome = SchedulerOutcome::default();
         for schedule in &schedules {
             match self.check_schedule(schedule, version, now).await {
@@ -229,19 +237,22 @@ impl Scheduler {
     }
 }
 
-/// The active rule set's version and its validated schedules (none when no
-/// rule set was saved yet).
+/// The version in force and its validated schedules (the built-in rules,
+/// in force when no rule set was saved yet, have none).
 pub async fn load_schedules(
     pool: &SqlitePool,
 ) -> anyhow::Result<(Option<i64>, Vec<ValidSchedule>)> {
     let mut conn = pool.acquire().await?;
-    let Some(stored) = rule_sets::active(&mut conn)
+    let in_force = ActiveRules::new()
+        .in_force(&mut conn)
         .await
-        .context("loading the active rule set")?
-    else {
-        return Ok((None, Vec::new()));
-    };
-    let rules = RuleSet::from_toml(&stored.body).context("active rule set no longer validates")?;
+        .context("loading the active rule set")?;
+    schedules_in_force(&in_force)
+}
+
+/// The schedules of the rule set in force, validated, with its version.
+pub fn schedules_in_force(in_force: &InForce) -> anyhow::Result<(Option<i64>, Vec<ValidSchedule>)> {
+    let rules = &in_force.rules;
     let schedules =
         schedule::validate_all(&rules.doc.schedules, rules.timezone).map_err(|errors| {
             anyhow::anyhow!(
@@ -253,7 +264,19 @@ pub async fn load_schedules(
                     .join("; ")
             )
         })?;
-    Ok((Some(stored.version), schedules))
+    Ok((in_force.version, schedules))
+}
+
+impl Job for Scheduler {
+    type Outcome = SchedulerOutcome;
+
+    fn name(&self) -> &'static str {
+        "scheduler"
+    }
+
+    async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<SchedulerOutcome> {
+        Scheduler::run_once(self, now).await
+    }
 }
 
 async fn find_schedule(

@@ -60,7 +60,7 @@ pub fn on_checkin(
     now: DateTime<Utc>,
 ) -> Vec<Action> {
     let config = &rules.doc.checkin;
-    let day = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+    let day = rules.community_day(now);
     let person = snapshot.person(&message.sender);
     let name = person.display_name();
 
@@ -144,7 +144,7 @@ pub fn on_makeup(
     now: DateTime<Utc>,
 ) -> Vec<Action> {
     let config = &rules.doc.checkin;
-    let today = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+    let today = rules.community_day(now);
     let person = snapshot.person(&message.sender);
     let name = person.display_name();
     let Some(yesterday) = today.pred_opt() else {

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
-use super::checkin::community_day;
 use super::RuleSet;
 
 /// A member who joined through someone's invitation and has not been rewarded yet.
@@ -50,7 +49,7 @@ pub fn due_rewards(
     }
     let stay = Duration::hours(i64::from(points.invite_min_stay_hours));
     let cap = points.daily_caps.get(REASON).copied();
-    let day = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+    let day = rules.community_day(now);
     let mut earned = earned_today.clone();
     let mut rewards = Vec::new();
     for candidate in candidates {

@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::checkin::community_day;
 use super::commands::reply;
 use super::event::{Event, MessagePosted};
 use super::ruleset::Level;
@@ -151,7 +150,7 @@ pub fn on_redeem(
     if stock <= 0 {
         return refuse("已经兑完了");
     }
-    let day = community_day(now, rules.timezone, rules.doc.community.day_cutover_hour);
+    let day = rules.community_day(now);
     let success = rules.render(
         "redeem_ok",
         &json!({

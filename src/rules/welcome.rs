@@ -51,11 +51,7 @@ pub fn on_members_joined(
                 // Once per person ever, whichever group they join first.
                 reference: format!("new_member:{user_id}"),
                 chat_id: Some(joined.chat_id.clone()),
-                day: super::checkin::community_day(
-                    now,
-                    rules.timezone,
-                    rules.doc.community.day_cutover_hour,
-                ),
+                day: rules.community_day(now),
             });
         }
         if rules.doc.onboarding.enabled && !person.seen_before {
@@ -165,11 +161,6 @@ pub fn compose_onboarding(
         text,
         vec![user_id.to_string()],
     )
-}
-
-/// Whether the chat's open window is due to be flushed.
-pub fn window_due(rules: &RuleSet, first_joined_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    now >= first_joined_at + Duration::seconds(rules.doc.welcome.merge_window_secs)
 }
 
 /// What a closed merge window turns into: one welcome, a raid digest, or nothing

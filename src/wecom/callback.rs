@@ -209,7 +209,7 @@ async fn store_event(
         &mut conn,
         &NewInboxEvent {
             source: &source,
-            kind: event.kind(),
+            kind: inbox::InboxKind::of(event),
             dedupe_key: &dedupe_key,
             received_at: state.clock.now().timestamp(),
             event_json: &event_json,

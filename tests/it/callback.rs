@@ -7,7 +7,7 @@ use crate::helpers::{
     encode, seal_xml, spawn_app, spawn_app_with, Callback, APP_KEY, APP_TOKEN, CORP_ID,
 };
 
-fn chat_join_xml(member: &str, create_time: i64) -> String {
+pub(crate) fn chat_join_xml(member: &str, create_time: i64) -> String {
     format!(
         r#"<xml>
   <ToUserName><![CDATA[{CORP_ID}]]></ToUserName>
@@ -137,7 +137,9 @@ async fn each_event_kind_lands_once_when_delivered_three_times() {
             "bot_message"
         ]
     );
-    assert!(inbox.iter().all(|row| row.status == "pending"));
+    assert!(inbox
+        .iter()
+        .all(|row| row.status == qunyun::store::inbox::InboxStatus::Pending));
     let text_row = &inbox[2];
     assert_eq!(text_row.dedupe_key, "app:ops:msg:7300000000000000001");
     assert!(text_row.event_json.contains("签到\\n😀"));

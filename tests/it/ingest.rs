@@ -72,6 +72,8 @@ async fn signed_batches_land_once_and_bad_ones_change_nothing() {
 
     let inbox = app.inbox().await;
     assert_eq!(inbox.len(), 2);
-    assert!(inbox.iter().all(|row| row.kind == "ingest_message"));
+    assert!(inbox
+        .iter()
+        .all(|row| row.kind == qunyun::store::inbox::InboxKind::IngestMessage));
     app.stop().await;
 }

@@ -636,7 +636,11 @@ async fn run_loop_delivers_and_stops_on_cancel() {
     let task = {
         let sender = sender.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { sender.run_loop(shutdown).await })
+        let clock: qunyun::clock::SharedClock = h.clock.clone();
+        tokio::spawn(async move {
+            let idle_wait = sender.idle_wait();
+            qunyun::jobs::run_loop(&*sender, &clock, idle_wait, &shutdown).await
+        })
     };
     while h.sim().messages().is_empty() {
         tokio::task::yield_now().await;

@@ -1,0 +1,128 @@
+//! Inbox row → domain event: what the pipeline (and the analytics job, which
+//! counts posted messages) reads out of a stored callback or archived message.
+
+use crate::ingest::IngestMessage;
+use crate::rules::event::{
+    CustomerAdded, JoinScene, MembersJoined, MembersLeft, MessagePosted, MessageReported,
+    MessageSource, ReplyVia, REPORT_KEYWORD,
+};
+use crate::rules::{Event, EventKind};
+use crate::store::inbox::{InboxKind, InboxRow};
+use crate::wecom::message::{self, BotChatType, ChatUpdateDetail, ContactChangeType};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("inbox event_json is not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("inbox event of kind {kind} lacks {field}")]
+    MissingField {
+        kind: InboxKind,
+        field: &'static str,
+    },
+}
+
+/// Turns a stored inbox row into a domain event; `None` for events the rules
+/// don't act on (enter_agent, stream refreshes, group create/dismiss, unknown).
+pub fn domain_event(row: &InboxRow, default_app: &str) -> Result<Option<Event>, ConvertError> {
+    let id = row.dedupe_key.clone();
+    if row.kind == InboxKind::IngestMessage {
+        let message: IngestMessage = serde_json::from_str(&row.event_json)?;
+        return Ok(Some(Event {
+            id,
+            kind: EventKind::MessagePosted(MessagePosted {
+                source: MessageSource::Archive,
+                chat_id: message.chat_id,
+                sender: message.sender,
+                text: message.text,
+                message_id: message.message_id,
+                reply_via: ReplyVia::ChatRoute,
+            }),
+        }));
+    }
+    let wecom: message::Event = serde_json::from_str(&row.event_json)?;
+    let missing = |field: &'static str| ConvertError::MissingField {
+        kind: row.kind,
+        field,
+    };
+    let kind = match wecom {
+        message::Event::ExternalChatChange(change) => {
+            let last_member_version = change.last_mem_ver.filter(|v| !v.is_empty());
+            let current_member_version = change.cur_mem_ver.filter(|v| !v.is_empty());
+            match change.update_detail {
+                Some(ChatUpdateDetail::AddMember) => EventKind::MembersJoined(MembersJoined {
+                    chat_id: change.chat_id,
+                    user_ids: change.mem_change_list,
+                    join_scene: JoinScene::from_callback_code(change.join_scene.map(i64::from)),
+                    last_member_version,
+                    current_member_version,
+                }),
+                Some(ChatUpdateDetail::DelMember) => EventKind::MembersLeft(MembersLeft {
+                    chat_id: change.chat_id,
+                    user_ids: change.mem_change_list,
+                    removed: change.quit_scene == Some(1),
+                    last_member_version,
+                    current_member_version,
+                }),
+                _ => return Ok(None),
+            }
+        }
+        message::Event::ExternalContactChange(change) => match change.change_type {
+            ContactChangeType::AddExternalContact | ContactChangeType::AddHalfExternalContact => {
+                EventKind::CustomerAdded(CustomerAdded {
+                    staff_user_id: change.user_id,
+                    external_user_id: change.external_user_id,
+                    welcome_code: change.welcome_code.filter(|c| !c.is_empty()),
+                    state: change.state,
+                })
+            }
+            _ => return Ok(None),
+        },
+        message::Event::AppText(text) => {
+            let app = row
+                .source
+                .strip_prefix("app:")
+                .map(str::to_string)
+                .unwrap_or_else(|| default_app.to_string());
+            EventKind::MessagePosted(MessagePosted {
+                source: MessageSource::AppDirect,
+                chat_id: None,
+                sender: text.header.from_user_name,
+                text: text.content,
+                message_id: text.msg_id.to_string(),
+                reply_via: ReplyVia::AppMessage { app },
+            })
+        }
+        message::Event::BotMessage(bot) => {
+            let response_url = bot.response_url.ok_or_else(|| missing("response_url"))?;
+            let quoted = bot.quote.as_ref().and_then(|quote| quote.text.clone());
+            if let (Some(quoted_text), Some(chat_id), true) = (
+                quoted,
+                bot.chat_id.clone(),
+                bot.text.trim().starts_with(REPORT_KEYWORD),
+            ) {
+                return Ok(Some(Event {
+                    id,
+                    kind: EventKind::MessageReported(MessageReported {
+                        chat_id,
+                        reporter: bot.from_user_id,
+                        quoted_text,
+                        response_url: Some(response_url),
+                    }),
+                }));
+            }
+            EventKind::MessagePosted(MessagePosted {
+                source: MessageSource::SmartBot,
+                chat_id: match bot.chat_type {
+                    BotChatType::Single => None,
+                    _ => bot.chat_id,
+                },
+                sender: bot.from_user_id,
+                text: bot.text,
+                message_id: bot.msg_id,
+                reply_via: ReplyVia::ResponseUrl(response_url),
+            })
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Event { id, kind }))
+}

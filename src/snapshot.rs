@@ -1,0 +1,150 @@
+//! Loading what `rules::evaluate` needs for one event (the chat, the people
+//! involved, today's counters, moderation history), inside the event's
+//! transaction so the decision is taken on the state it writes to.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use sqlx::SqliteConnection;
+
+use crate::rules::event::MessagePosted;
+use crate::rules::moderate;
+use crate::rules::{self, Event, EventKind, LeaderboardEntry, PersonSnapshot, RuleSet, Snapshot};
+use crate::store::{chats, checkins, members, moderation, points, redemptions};
+
+/// Reads what `evaluate` needs for this event, inside the event's transaction.
+pub async fn load_snapshot(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    event: &Event,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Snapshot> {
+    let today = rules.community_day(now);
+    let mut snapshot = Snapshot::default();
+    let (chat_id, people): (Option<&str>, Vec<&str>) = match &event.kind {
+        EventKind::MembersJoined(j) => (
+            Some(&j.chat_id),
+            j.user_ids.iter().map(String::as_str).collect(),
+        ),
+        EventKind::MembersLeft(l) => (
+            Some(&l.chat_id),
+            l.user_ids.iter().map(String::as_str).collect(),
+        ),
+        EventKind::MessagePosted(m) => (m.chat_id.as_deref(), vec![m.sender.as_str()]),
+        EventKind::CustomerAdded(_) => (None, Vec::new()),
+        EventKind::MessageReported(r) => (Some(r.chat_id.as_str()), Vec::new()),
+    };
+    if let Some(chat_id) = chat_id {
+        snapshot.chat = chats::get_chat(conn, chat_id).await?;
+    }
+    for user_id in people {
+        let person = load_person(conn, user_id, today).await?;
+        snapshot.people.insert(user_id.to_string(), person);
+    }
+    if let EventKind::MessagePosted(message) = &event.kind {
+        snapshot.checkins_today = checkins::count_on_day(conn, today).await?;
+        // The leaderboard scans the week's ledger: only read it for 排行.
+        if let Some(rules::commands::Command::Rank(scope)) =
+            rules::commands::parse(rules, &message.text)
+        {
+            use rules::commands::RankPeriod;
+            let since = match scope.period {
+                RankPeriod::Week => {
+                    Some(today - Duration::days(i64::from(today.weekday().num_days_from_monday())))
+                }
+                RankPeriod::Month => today.with_day(1),
+                RankPeriod::AllTime => None,
+            };
+            let chat = if scope.this_chat {
+                message.chat_id.as_deref()
+            } else {
+                None
+            };
+            snapshot.leaderboard = points::leaderboard(conn, since, chat, 10)
+                .await?
+                .into_iter()
+                .map(|row| LeaderboardEntry {
+                    name: row.name.unwrap_or(row.user_id),
+                    points: row.points,
+                })
+                .collect();
+        }
+        snapshot.catalog_stock = redemptions::stock(conn).await?;
+        let scope = message.chat_id.as_deref().unwrap_or(&message.sender);
+        snapshot.autoreply_last_fired = chats::autoreply_last_fired(conn, scope).await?;
+        if rules.moderation.enabled {
+            snapshot.moderation = load_moderation(conn, rules, message, now).await?;
+        }
+    }
+    if let EventKind::MessageReported(report) = &event.kind {
+        if let Some(fingerprint) =
+            moderate::stored_fingerprint(&rules.moderation, &report.quoted_text)
+        {
+            let history = &mut snapshot.moderation;
+            history.reporter_reports_last_hour =
+                moderation::reports_by_since(conn, &report.reporter, now - Duration::hours(1))
+                    .await?;
+            history.earlier_reporters =
+                moderation::reporters_of(conn, &report.chat_id, fingerprint).await?;
+            history.reported_author =
+                moderation::author_of(conn, &report.chat_id, fingerprint).await?;
+        }
+    }
+    Ok(snapshot)
+}
+
+/// The sender's posts, live strikes and join time, for the moderation rules.
+async fn load_moderation(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    message: &MessagePosted,
+    now: DateTime<Utc>,
+) -> anyhow::Result<moderate::ModerationSnapshot> {
+    let config = &rules.moderation;
+    Ok(moderate::ModerationSnapshot {
+        recent_posts: moderation::recent_posts(
+            conn,
+            &message.sender,
+            now - config.history_window(),
+        )
+        .await?,
+        active_strikes: moderation::active_strikes(
+            conn,
+            &message.sender,
+            now - config.strike_window,
+        )
+        .await?,
+        joined_at: match &message.chat_id {
+            Some(chat_id) => moderation::joined_at(conn, chat_id, &message.sender).await?,
+            None => None,
+        },
+        posts_in_chat: match (&message.chat_id, &config.new_member) {
+            (Some(chat_id), Some(rule)) => {
+                moderation::count_posts_in_chat(conn, chat_id, &message.sender, rule.first_messages)
+                    .await?
+            }
+            _ => 0,
+        },
+        ..moderate::ModerationSnapshot::default()
+    })
+}
+
+async fn load_person(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    today: NaiveDate,
+) -> anyhow::Result<PersonSnapshot> {
+    let yesterday = today.pred_opt().unwrap_or(today);
+    let month = format!("{:04}-{:02}", yesterday.year(), yesterday.month());
+    Ok(PersonSnapshot {
+        user_id: user_id.to_string(),
+        name: members::person_name(conn, user_id).await?,
+        balance: points::balance(conn, user_id).await?,
+        lifetime_points: points::lifetime_earned(conn, user_id).await?,
+        // Streak bonuses stop growing long before a year; older days don't matter.
+        checkin_days: checkins::days_since(conn, user_id, today - Duration::days(400)).await?,
+        makeups_this_month: checkins::makeups_in_month(conn, user_id, &month).await?,
+        points_today: points::earned_on_day(conn, user_id, today).await?,
+        redemptions_by_item: redemptions::count_by_item(conn, user_id).await?,
+        badges: members::badges(conn, user_id).await?,
+        seen_before: members::was_member_before(conn, user_id).await?,
+    })
+}
