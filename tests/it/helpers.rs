@@ -114,7 +114,8 @@ impl TestApp {
             shared.clone(),
             DurableOutbox::new(default_app(&state.config)),
             PipelineSettings::default(),
-        );
+        )
+        .with_rules(state.rules.clone());
         let sender = OutboxSender::new(
             state.pool.clone(),
             api.clone(),

@@ -13,7 +13,9 @@ use qunyun::store::inbox::{self, InboxStatus};
 use qunyun::store::outbox;
 
 use crate::callback::chat_join_xml;
-use crate::helpers::{spawn_app, test_config, wait_until, BOT, BOT_KEY, BOT_TOKEN, CORP_ID};
+use crate::helpers::{
+    spawn_app, test_config, wait_until, Callback, BOT, BOT_KEY, BOT_TOKEN, CORP_ID,
+};
 
 #[tokio::test]
 async fn serve_runs_the_pipeline_and_sender_until_shutdown() {
@@ -360,7 +362,7 @@ async fn readyz_reports_an_inbox_backlog_older_than_the_limit() {
     let app = spawn_app().await;
     let now = app.clock.now().timestamp();
     let response = app
-        .post_app_plaintext(&chat_join_xml("wmBACKLOG01", now))
+        .post_event(Callback::App(chat_join_xml("wmBACKLOG01", now)))
         .await;
     assert_eq!(response.status(), 200);
     let ready = |app: &crate::helpers::TestApp| {
