@@ -22,7 +22,9 @@ use qunyun::clock::{Clock, ManualClock, SharedClock};
 use qunyun::config::Config;
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SendOutcome, SenderSettings};
 use qunyun::pipeline::{DurableOutbox, Pipeline, PipelineSettings, RunOutcome};
-use qunyun::sim::{Delivery, Sim, SimApp, SimConfig, SimHandle};
+use qunyun::sim::{
+    AppCallback, BotCallback, CallbackTargets, Delivery, Sim, SimApp, SimConfig, SimHandle,
+};
 use qunyun::store::inbox::{self, InboxRow};
 use qunyun::store::outbox::{self, OutboxRow, OutboxStatus};
 use qunyun::wecom::api::{ApiClient, ApiConfig};
@@ -182,6 +184,25 @@ impl TestApp {
         &self.sim
     }
 
+    /// Where the simulator's callback driver delivers: this app's app and
+    /// bot callback URLs, with their tokens and keys.
+    pub fn callback_targets(&self) -> CallbackTargets {
+        CallbackTargets::new(self.url(""))
+            .with_app(AppCallback {
+                name: APP.into(),
+                token: APP_TOKEN.into(),
+                encoding_aes_key: APP_KEY.into(),
+                agent_id: AGENT_ID,
+            })
+            .with_bot(BotCallback {
+                name: BOT.into(),
+                token: BOT_TOKEN.into(),
+                encoding_aes_key: BOT_KEY.into(),
+                aibotid: "AIBOT-IT".into(),
+                bot_name: "运营助手".into(),
+            })
+    }
+
     /// Texts WeCom delivered, in order.
     pub fn delivered_texts(&self) -> Vec<String> {
         texts(&self.sim.messages())
@@ -317,14 +338,16 @@ impl TestApp {
         outbox::list(&mut *self.conn().await, status).await.unwrap()
     }
 
-    /// Stops the server and waits for it to finish in-flight work.
-    pub async fn stop(mut self) {
+    /// Stops the server and waits for it to finish in-flight work; WeCom
+    /// (the simulator, with its record) stays up until the handle is dropped.
+    pub async fn stop(mut self) -> SimHandle {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(server) = self.server.take() {
             server.await.unwrap().unwrap();
         }
+        self.sim
     }
 }
 

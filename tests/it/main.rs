@@ -8,3 +8,4 @@ mod leaderboard;
 mod migrations;
 mod outbox;
 mod serve;
+mod sim;
