@@ -432,10 +432,13 @@ impl Sim {
 
     /// Carry out `fault`; `Some` replaces the real answer.
     async fn misbehave(&self, fault: &Fault) -> Option<Response> {
+        if let Some(body) = fault.kind.reply() {
+            return Some(wecom_json(body));
+        }
         match &fault.kind {
-            FaultKind::Errcode { errcode } => Some(wecom_json(
-                json!({"errcode": errcode, "errmsg": "system busy (injected)"}),
-            )),
+            FaultKind::Errcode { .. } | FaultKind::UntrustedIp { .. } | FaultKind::Reply { .. } => {
+                None
+            }
             FaultKind::Http500 => Some(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
             FaultKind::Hang => {
                 self.shared.release_hangs.cancelled().await;
