@@ -171,7 +171,7 @@ fn gettoken(state: &mut SimState, config: &SimConfig, call: &Call) -> ApiResult 
 
 /// `GET agent/get?agentid=N`: the app's settings, visible range included.
 /// Every simulated app is visible to the whole corp (the root department, id
-/// 1), which app groups need (§4.4); a `reply` fault models a narrower range.
+/// 1), which app groups need; a `reply` fault models a narrower range.
 fn agent_get(app: &SimApp, call: &Call) -> ApiResult {
     let agentid = non_empty(call.query.get("agentid"))
         .ok_or_else(|| fail(41011, "agentid missing"))?
