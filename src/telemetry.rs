@@ -3,6 +3,8 @@
 //! log collectors. Logs go to stderr so that stdout carries only what a command
 //! prints.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{fmt, EnvFilter};
 
 /// The filter when `RUST_LOG` is unset.
@@ -17,6 +19,8 @@ pub fn init(json: bool, default_filter: &str) {
     let builder = fmt()
         .with_env_filter(filter)
         .with_target(false)
+        // Colours only for a person at a terminal, not in journald or a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // try_init: a second call (tests, embedded use) keeps the first subscriber.
     let _ = if json {
