@@ -32,10 +32,9 @@ pub fn explain(error: &ApiError, probe: Probe<'_>, api_base: &str) -> String {
                 "WeCom rejects the secret ({errcode}). Fix wecom.apps[{index}].secret: \
                  the Secret of app {app:?} (应用管理 → {app} → Secret)"
             ),
-            (40013, _) => format!(
-                "WeCom does not know this corp id (40013). Fix wecom.corp_id: \
-                 我的企业 → 企业信息 → 企业ID"
-            ),
+            (40013, _) => "WeCom does not know this corp id (40013). Fix wecom.corp_id: \
+                           我的企业 → 企业信息 → 企业ID"
+                .to_owned(),
             (60020, _) => {
                 let ip = ip_from_errmsg(errmsg)
                     .map(|ip| format!("WeCom saw {ip}"))
