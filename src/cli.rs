@@ -28,8 +28,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the service: callback server, pipeline and senders.
     Serve(ConfigArg),
-    /// Load and validate the configuration, print a summary (no secrets), and exit.
-    CheckConfig(ConfigArg),
+    /// Load and validate the configuration, check the rule set in force (or --rules)
+    /// against it, print a summary (no secrets), and exit.
+    CheckConfig(CheckConfigArgs),
+    /// Check a deployment online: app secrets, corp id, trusted IP, customer-contact
+    /// and app-group permissions against wecom.api_base, and WeCom's URL verification
+    /// of every callback URL of a running `qunyun serve`. One line per check; exits
+    /// non-zero when any fails.
+    Doctor(DoctorArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(ConfigArg),
     /// Run the built-in WeCom simulator (API endpoints, records, faults, callback driver).
@@ -308,6 +314,29 @@ pub enum SchedulesCommand {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// Check this rule-set file instead of the set in force (stored in the database,
+    /// else the built-in defaults).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Base URL of the running `qunyun serve` whose callback URLs are verified
+    /// (default: http:// + server.listen).
+    #[arg(long, value_name = "BASE")]
+    pub url: Option<String>,
+    /// Check this rule-set file instead of the set in force.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ConfigArg {
     /// Path to the TOML configuration file (see config.example.toml).
     #[arg(long, short, value_name = "FILE")]
@@ -322,7 +351,15 @@ impl ConfigArg {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(std::env::var("QUNYUN_LOG_FORMAT").is_ok_and(|v| v == "json"));
+    // The demo's stdout is its transcript; its own logs are noise unless asked for.
+    let default_level = match cli.command {
+        Command::Demo { .. } => telemetry::QUIET,
+        _ => telemetry::DEFAULT,
+    };
+    telemetry::init(
+        std::env::var("QUNYUN_LOG_FORMAT").is_ok_and(|v| v == "json"),
+        default_level,
+    );
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -341,6 +378,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Serve(arg) => {
                 let config = arg.load()?;
+                crate::doctor::check_rules(&config, None).await?;
                 // Build the moderation character tables now, not on the first message.
                 crate::rules::moderation::warm_up();
                 let addr = config.listen_addr()?;
@@ -350,9 +388,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 app::run(config, clock::system(), listener, app::shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Command::CheckConfig(arg) => {
-                let config = arg.load()?;
+            Command::CheckConfig(CheckConfigArgs { rules, config }) => {
+                let config = config.load()?;
+                let in_force = crate::doctor::check_rules(&config, rules.as_deref()).await?;
                 println!("config ok");
+                println!(
+                    "  rules:     {} (community.app = {})",
+                    in_force.source, in_force.rules.doc.community.app
+                );
                 println!("  listen:    {}", config.server.listen);
                 println!("  database:  {}", config.database.path.display());
                 println!("  timezone:  {}", config.community.timezone);
@@ -370,6 +413,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
                 Ok(ExitCode::SUCCESS)
+            }
+            Command::Doctor(DoctorArgs { url, rules, config }) => {
+                let config = config.load()?;
+                let options = crate::doctor::DoctorOptions {
+                    url,
+                    rules_file: rules,
+                };
+                let report = crate::doctor::run(&config, &options).await?;
+                print!("{report}");
+                Ok(if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
             }
             Command::Sim(args) => {
                 let config = crate::sim::SimConfig::from_args(

@@ -2,6 +2,10 @@
 //! environment variables (`__` separates nested keys, a number indexes an array:
 //! `QUNYUN_WECOM__APPS__0__SECRET`). Read once at start-up and validated, with
 //! errors that name the field; nothing below `main` reads the environment.
+//!
+//! Every `QUNYUN_` variable is a config key except the few in [`NON_CONFIG_VARS`],
+//! which the command line reads itself. A variable that is neither is refused,
+//! naming the key it tried to set: a typo must not be silently ignored.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -11,9 +15,19 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use crate::rules::ruleset::RuleSetDoc;
 use crate::wecom::crypto;
 
 pub const ENV_PREFIX: &str = "QUNYUN_";
+
+/// `QUNYUN_` variables that are not config keys: the log format (read before the
+/// config is), the password `admin create-user` reads, and the benchmarks' sizes.
+pub const NON_CONFIG_VARS: &[&str] = &[
+    "QUNYUN_LOG_FORMAT",
+    "QUNYUN_ADMIN_PASSWORD",
+    "QUNYUN_BENCH_EVENTS",
+    "QUNYUN_BENCH_CONCURRENCY",
+];
 
 /// A secret value (corp secret, token, AES key). Never printed.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -166,8 +180,12 @@ impl Default for CommunityConfig {
 pub struct WeComConfig {
     #[serde(default)]
     pub corp_id: String,
-    /// Base of WeCom's server API, ending in `cgi-bin/`; point it at `qunyun sim` to rehearse.
-    #[serde(default = "default_api_base")]
+    /// Base of WeCom's server API, ending in `cgi-bin/`; point it at `qunyun sim` to
+    /// rehearse. Written with or without the final `/`; a bare host means its `/cgi-bin/`.
+    #[serde(
+        default = "default_api_base",
+        deserialize_with = "deserialize_api_base"
+    )]
     pub api_base: String,
     /// The app listed under 客户联系 → 可调用接口的应用, whose secret calls the
     /// customer-contact APIs (mass messages, welcome codes). Default: the first app.
@@ -237,6 +255,25 @@ fn default_api_base() -> String {
     "https://qyapi.weixin.qq.com/cgi-bin/".to_owned()
 }
 
+fn deserialize_api_base<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(|base| normalize_api_base(&base))
+}
+
+/// `…/cgi-bin` and `…/cgi-bin/` are the same base, and a bare host
+/// (`http://127.0.0.1:9000`) means its `/cgi-bin/`: every WeCom API lives there,
+/// in the simulator too. People paste all three forms.
+pub fn normalize_api_base(base: &str) -> String {
+    let base = base.trim();
+    let bare_host = reqwest::Url::parse(base)
+        .is_ok_and(|url| url.path() == "/" && url.query().is_none() && !url.cannot_be_a_base());
+    let mut base = base.trim_end_matches('/').to_owned();
+    if bare_host {
+        base.push_str("/cgi-bin");
+    }
+    base.push('/');
+    base
+}
+
 impl Config {
     /// Reads `path` (if given), applies `QUNYUN_` overrides from `env`, validates.
     pub fn load(
@@ -252,25 +289,46 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let mut from_env = Vec::new();
         for (key, value) in env {
-            if let Some(rest) = key.strip_prefix(ENV_PREFIX) {
-                apply_env_override(&mut document, rest, &value)
-                    .with_context(|| format!("applying environment variable {key}"))?;
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if NON_CONFIG_VARS.contains(&key.as_str()) {
+                continue;
             }
+            let field = apply_env_override(&mut document, rest, &value)
+                .with_context(|| format!("applying environment variable {key}"))?;
+            from_env.push(EnvField { var: key, field });
         }
-        Self::from_table(document)
+        Self::from_table(document, &from_env)
     }
 
     pub fn from_toml_str(text: &str) -> anyhow::Result<Config> {
         let table = text.parse::<toml::Table>().context("parsing config")?;
-        Self::from_table(table)
+        Self::from_table(table, &[])
     }
 
-    fn from_table(table: toml::Table) -> anyhow::Result<Config> {
+    fn from_table(table: toml::Table, from_env: &[EnvField]) -> anyhow::Result<Config> {
         // The path names the field of a type error (`admin.trust_forwarded_for: …`).
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                anyhow::anyhow!("invalid config: {}: {}", e.path(), e.inner().message())
+                let field = e.path().to_string();
+                let message = e.inner().message();
+                match from_env.iter().find(|env| env.field == field) {
+                    Some(env) if message.starts_with("unknown field") => anyhow::anyhow!(
+                        "invalid config: environment variable {}: {field} is not a config key \
+                         (config variables are {ENV_PREFIX} + the key path in upper case with \
+                         `__` between levels, e.g. QUNYUN_SERVER__LISTEN; the others are {})",
+                        env.var,
+                        NON_CONFIG_VARS.join(", ")
+                    ),
+                    Some(env) => anyhow::anyhow!(
+                        "invalid config: {field} (from environment variable {}): {message}",
+                        env.var
+                    ),
+                    None => anyhow::anyhow!("invalid config: {field}: {message}"),
+                }
             })?;
         config.validate()?;
         Ok(config)
@@ -288,9 +346,6 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("wecom.api_base: not a valid URL ({e})"))?;
         if !matches!(url.scheme(), "http" | "https") {
             bail!("wecom.api_base: must be an http or https URL");
-        }
-        if !base.ends_with('/') {
-            bail!("wecom.api_base: must end with '/' (e.g. .../cgi-bin/)");
         }
         if !self.wecom.apps.is_empty() && self.wecom.corp_id.trim().is_empty() {
             bail!("wecom.corp_id: required when apps are configured");
@@ -333,6 +388,31 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Refuses a rule set that names an app this config does not have
+    /// (`community.app`, the app that answers 1:1 messages and sends digests,
+    /// notices, nudges, alerts and app-group posts): otherwise each of those
+    /// fails later with "no app named". The message names both sides.
+    pub fn check_rule_names(&self, rules: &RuleSetDoc) -> anyhow::Result<()> {
+        let app = &rules.community.app;
+        if self
+            .wecom
+            .apps
+            .iter()
+            .any(|configured| &configured.name == app)
+        {
+            return Ok(());
+        }
+        let configured: Vec<&str> = self.wecom.apps.iter().map(|a| a.name.as_str()).collect();
+        if configured.is_empty() {
+            bail!("rules community.app = {app:?} but config has no apps (wecom.apps)");
+        }
+        bail!(
+            "rules community.app = {app:?} but config has apps: {} \
+             (rename the app in wecom.apps or set community.app in the rule set)",
+            configured.join(", ")
+        )
     }
 
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -392,11 +472,34 @@ fn check_token(token: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Sets `a__b__0__c` (lower-cased) inside the document to `value`.
-fn apply_env_override(document: &mut toml::Table, path: &str, value: &str) -> anyhow::Result<()> {
+/// A config key set from the environment, to name the variable in errors.
+struct EnvField {
+    var: String,
+    /// The key as errors print it: `wecom.apps[0].secret`.
+    field: String,
+}
+
+/// Sets `a__b__0__c` (lower-cased) inside the document to `value`; returns the
+/// key as errors print it (`a.b[0].c`).
+fn apply_env_override(
+    document: &mut toml::Table,
+    path: &str,
+    value: &str,
+) -> anyhow::Result<String> {
     let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
     if keys.iter().any(String::is_empty) {
         bail!("empty key segment");
+    }
+    let mut field = String::new();
+    for key in &keys {
+        match key.parse::<usize>() {
+            Ok(index) if !field.is_empty() => field.push_str(&format!("[{index}]")),
+            _ if field.is_empty() => field.push_str(key),
+            _ => {
+                field.push('.');
+                field.push_str(key);
+            }
+        }
     }
     let parsed = parse_env_value(keys.last().map(String::as_str).unwrap_or(""), value);
     let mut slot: &mut toml::Value = document_entry(document, &keys[0]);
@@ -424,7 +527,7 @@ fn apply_env_override(document: &mut toml::Table, path: &str, value: &str) -> an
         };
     }
     *slot = parsed;
-    Ok(())
+    Ok(field)
 }
 
 fn document_entry<'a>(document: &'a mut toml::Table, key: &str) -> &'a mut toml::Value {
@@ -569,5 +672,95 @@ mod tests {
         assert!(!debug.contains("TOPSECRETVALUE"));
         assert!(!debug.contains("tokenvalue"));
         assert!(!debug.contains(KEY));
+    }
+
+    #[test]
+    fn documented_non_config_variables_are_not_config_keys() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("QUNYUN_LOG_FORMAT", "json"),
+                ("QUNYUN_ADMIN_PASSWORD", "hunter2hunter2"),
+                ("QUNYUN_SERVER__LISTEN", "127.0.0.1:9999"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:9999");
+    }
+
+    #[test]
+    fn a_variable_naming_no_key_is_refused_with_the_variable_and_key() {
+        let cases = [
+            ("QUNYUN_LOG_FROMAT", "log_fromat"),
+            ("QUNYUN_SERVER__LISTNE", "server.listne"),
+            ("QUNYUN_WECOM__APPS__0__SECRETT", "wecom.apps[0].secrett"),
+        ];
+        for (var, field) in cases {
+            let err = format!("{:#}", Config::load(None, env(&[(var, "x")])).unwrap_err());
+            assert!(
+                err.contains(var) && err.contains(field) && err.contains("not a config key"),
+                "{var} gave {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn api_base_is_accepted_with_or_without_the_final_slash() {
+        let cases = [
+            (
+                "http://127.0.0.1:9000/cgi-bin/",
+                "http://127.0.0.1:9000/cgi-bin/",
+            ),
+            (
+                "http://127.0.0.1:9000/cgi-bin",
+                "http://127.0.0.1:9000/cgi-bin/",
+            ),
+            ("http://127.0.0.1:9000", "http://127.0.0.1:9000/cgi-bin/"),
+            ("http://127.0.0.1:9000/", "http://127.0.0.1:9000/cgi-bin/"),
+            (
+                "https://proxy.example/wecom/cgi-bin",
+                "https://proxy.example/wecom/cgi-bin/",
+            ),
+        ];
+        for (written, used) in cases {
+            let config = Config::from_toml_str(&format!("[wecom]\napi_base = \"{written}\""))
+                .unwrap_or_else(|e| panic!("{written}: {e:#}"));
+            assert_eq!(config.wecom.api_base, used, "{written}");
+        }
+        let from_env = Config::load(
+            None,
+            env(&[("QUNYUN_WECOM__API_BASE", "http://10.0.0.1:9000/cgi-bin")]),
+        )
+        .unwrap();
+        assert_eq!(from_env.wecom.api_base, "http://10.0.0.1:9000/cgi-bin/");
+    }
+
+    #[test]
+    fn rule_names_must_name_a_configured_app() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("QUNYUN_WECOM__CORP_ID", "ww123"),
+                ("QUNYUN_WECOM__APPS__0__NAME", "ops"),
+                ("QUNYUN_WECOM__APPS__0__AGENT_ID", "1000002"),
+                ("QUNYUN_WECOM__APPS__0__SECRET", "s"),
+                ("QUNYUN_WECOM__APPS__0__TOKEN", "t"),
+                ("QUNYUN_WECOM__APPS__0__ENCODING_AES_KEY", KEY),
+            ]),
+        )
+        .unwrap();
+        let mut rules = RuleSetDoc::default();
+        rules.community.app = "main".into();
+        let err = config.check_rule_names(&rules).unwrap_err().to_string();
+        assert!(
+            err.contains(r#"rules community.app = "main" but config has apps: ops"#),
+            "{err}"
+        );
+        rules.community.app = "ops".into();
+        config.check_rule_names(&rules).unwrap();
+
+        let no_apps = Config::load(None, Vec::new()).unwrap();
+        let err = no_apps.check_rule_names(&rules).unwrap_err().to_string();
+        assert!(err.contains("config has no apps"), "{err}");
     }
 }

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod error;
 pub mod inbox_event;
 pub mod ingest;

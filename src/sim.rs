@@ -44,7 +44,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -464,10 +464,13 @@ impl Sim {
 
     /// Carry out `fault`; `Some` replaces the real answer.
     async fn misbehave(&self, fault: &Fault) -> Option<Response> {
+        if let Some(body) = fault.kind.reply() {
+            return Some(wecom_json(body));
+        }
         match &fault.kind {
-            FaultKind::Errcode { errcode } => Some(wecom_json(
-                json!({"errcode": errcode, "errmsg": "system busy (injected)"}),
-            )),
+            FaultKind::Errcode { .. } | FaultKind::UntrustedIp { .. } | FaultKind::Reply { .. } => {
+                None
+            }
             FaultKind::Http500 => Some(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
             FaultKind::Hang => {
                 self.shared.hang_started.notify_one();

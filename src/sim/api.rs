@@ -68,6 +68,7 @@ pub(crate) fn dispatch(state: &mut SimState, config: &SimConfig, call: &Call) ->
         "webhook/send" => with_body(call, |body| webhook_send(state, call, body)),
         "aibot/response" => with_body(call, |body| aibot_response(state, call, body)),
         "message/send"
+        | "agent/get"
         | "appchat/create"
         | "appchat/update"
         | "appchat/get"
@@ -96,6 +97,7 @@ fn authorized(
 ) -> ApiResult {
     match call.path {
         "message/send" => message_send(state, app, call, body),
+        "agent/get" => agent_get(app, call),
         "appchat/create" => appchat_create(state, app, body),
         "appchat/update" => appchat_update(state, app, body),
         "appchat/get" => appchat_get(state, app, call),
@@ -165,6 +167,35 @@ fn gettoken(state: &mut SimState, config: &SimConfig, call: &Call) -> ApiResult 
         },
     );
     Ok(fields(json!({"access_token": token, "expires_in": ttl})))
+}
+
+/// `GET agent/get?agentid=N`: the app's settings, visible range included.
+/// Every simulated app is visible to the whole corp (the root department, id
+/// 1), which app groups need; a `reply` fault models a narrower range.
+fn agent_get(app: &SimApp, call: &Call) -> ApiResult {
+    let agentid = non_empty(call.query.get("agentid"))
+        .ok_or_else(|| fail(41011, "agentid missing"))?
+        .parse::<i64>()
+        .map_err(|_| fail(40056, "invalid agentid"))?;
+    // plausible: a secret reads only its own app; WeCom's code for another
+    // app's id is not documented on pages we read.
+    if app.agent_id != Some(agentid) {
+        return Err(fail(40056, "invalid agentid"));
+    }
+    Ok(fields(json!({
+        "agentid": agentid,
+        "name": app.name,
+        "square_logo_url": "",
+        "description": "",
+        "allow_userinfos": {"user": []},
+        "allow_partys": {"partyid": [1]},
+        "allow_tags": {"tagid": []},
+        "close": 0,
+        "redirect_domain": "",
+        "report_location_flag": 0,
+        "isreportenter": 0,
+        "home_url": "",
+    })))
 }
 
 fn authorize<'c>(
@@ -1193,6 +1224,54 @@ mod tests {
             Outcome::Json(value) => value,
             Outcome::NotFound => panic!("{path} not routed"),
         }
+    }
+
+    #[test]
+    fn gettoken_names_the_wrong_corp_id_before_the_wrong_secret() {
+        let mut state = SimState::default();
+        let mut get = |corpid: &str, secret: &str| {
+            call_json(
+                &mut state,
+                "gettoken",
+                &[("corpid", corpid), ("corpsecret", secret)],
+                json!({}),
+                start(),
+            )["errcode"]
+                .as_i64()
+        };
+        assert_eq!(get("wwcorp", "secret"), Some(0));
+        assert_eq!(get("wwcorp", "wrong"), Some(40001));
+        assert_eq!(get("wwother", "secret"), Some(40013));
+        assert_eq!(get("wwother", "wrong"), Some(40013));
+    }
+
+    #[test]
+    fn agent_get_reports_the_root_department_for_the_tokens_own_app_only() {
+        let mut state = SimState::default();
+        let token = call_json(
+            &mut state,
+            "gettoken",
+            &[("corpid", "wwcorp"), ("corpsecret", "secret")],
+            json!({}),
+            start(),
+        )["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut agent = |agentid: &str| {
+            call_json(
+                &mut state,
+                "agent/get",
+                &[("access_token", &token), ("agentid", agentid)],
+                json!({}),
+                start(),
+            )
+        };
+        let own = agent("1000002");
+        assert_eq!(own["errcode"], 0);
+        assert_eq!(own["agentid"], 1000002);
+        assert_eq!(own["allow_partys"]["partyid"], json!([1]));
+        assert_eq!(agent("1000003")["errcode"], 40056);
     }
 
     #[test]

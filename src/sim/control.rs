@@ -85,6 +85,9 @@ async fn dump_state(State(sim): State<Sim>) -> Response {
     Json(body).into_response()
 }
 
+/// `POST /sim/faults`: `{"clear": bool, "rules": [...], "random": {...}}`. Rule
+/// kinds: `errcode` (e.g. 48002 on `externalcontact/`), `untrusted_ip` (60020
+/// naming `ip`), `reply` (`body` verbatim), `http500`, `hang`, `slow`.
 async fn faults(State(sim): State<Sim>, Json(request): Json<FaultRequest>) -> Response {
     sim.apply_faults(request);
     Json(json!({"ok": true})).into_response()

@@ -1,11 +1,18 @@
 //! Failure injection: scripted ("the next N calls to X fail like this") and
 //! seeded-random. Only `/cgi-bin/*` calls are affected, never `/sim/*`.
+//!
+//! Besides transport trouble this models the answers of a corp that is set up
+//! wrongly, for rehearsing `qunyun doctor`: the egress IP missing from the app's
+//! 企业可信IP (`untrusted_ip`: 60020 naming the IP), an app not allowed to call the
+//! customer-contact APIs (`errcode` 48002 on `externalcontact/`), or any answer
+//! verbatim (`reply`, e.g. an `agent/get` whose visible range is one department).
 
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 /// How a faulty call misbehaves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +30,11 @@ pub enum FaultKind {
     Hang,
     /// Answer normally, but only after this delay.
     Slow { delay_ms: u64 },
+    /// HTTP 200 with errcode 60020: the caller's IP is not in the app's
+    /// 企业可信IP. WeCom's errmsg names the IP it saw (`from ip: …`).
+    UntrustedIp { ip: String },
+    /// HTTP 200 with exactly this JSON body.
+    Reply { body: Value },
     /// Answer normally, but the call takes `secs` on the simulator's clock:
     /// with a clock the simulator may move ([`Sim::move_clock`]) it moves
     /// that clock forward after the effect, else it waits that long for real.
@@ -42,6 +54,50 @@ impl FaultKind {
             errcode: busy_errcode(),
         }
     }
+
+    /// The JSON that replaces the real answer, for faults that answer at all
+    /// (HTTP 200, as WeCom answers errors).
+    pub fn reply(&self) -> Option<Value> {
+        match self {
+            FaultKind::Errcode { errcode } => Some(json!({
+                "errcode": errcode,
+                "errmsg": format!("{} (injected)", errmsg_for(*errcode)),
+            })),
+            FaultKind::UntrustedIp { ip } => Some(json!({
+                "errcode": 60020,
+                "errmsg": format!(
+                    "not allow to access from your ip, hint: [{}], from ip: {ip}, \
+                     more info at https://open.work.weixin.qq.com/devtool/query?e=60020",
+                    hint_id()
+                ),
+            })),
+            FaultKind::Reply { body } => Some(body.clone()),
+            FaultKind::Http500
+            | FaultKind::Hang
+            | FaultKind::Slow { .. }
+            | FaultKind::Takes { .. } => None,
+        }
+    }
+}
+
+/// The text WeCom puts beside the codes a rehearsal injects (its global error
+/// code list); callers decide on `errcode` only.
+fn errmsg_for(errcode: i64) -> &'static str {
+    match errcode {
+        -1 => "system busy",
+        40001 => "invalid credential",
+        40013 => "invalid corpid",
+        45009 => "api freq out of limit",
+        48002 => "api forbidden",
+        60011 => "no privilege to access/modify contact/party/agent",
+        60020 => "not allow to access from your ip",
+        _ => "error",
+    }
+}
+
+/// WeCom's errmsg carries a request id (`hint: [...]`); any digits do here.
+fn hint_id() -> String {
+    format!("{:019}", rand::random::<u64>() % 10_000_000_000_000_000_000)
 }
 
 /// "The next `times` calls whose path contains `path` fail with `kind`."
@@ -318,5 +374,28 @@ mod tests {
         assert_eq!(request.rules[3].kind, FaultKind::Takes { secs: 50 });
         assert_eq!(request.rules[3].times, 3);
         assert_eq!(request.random.unwrap().http500, 0.5);
+    }
+
+    #[test]
+    fn untrusted_ip_answers_60020_naming_the_ip_and_reply_answers_verbatim() {
+        let request: FaultRequest = serde_json::from_str(
+            r#"{"rules":[{"kind":"untrusted_ip","ip":"203.0.113.7","path":"gettoken"},
+                          {"kind":"errcode","errcode":48002,"path":"externalcontact/"},
+                          {"kind":"reply","body":{"errcode":0,"agentid":1}}]}"#,
+        )
+        .unwrap();
+        let untrusted = request.rules[0].kind.reply().unwrap();
+        assert_eq!(untrusted["errcode"], 60020);
+        assert!(untrusted["errmsg"]
+            .as_str()
+            .unwrap()
+            .contains("from ip: 203.0.113.7,"));
+        let forbidden = request.rules[1].kind.reply().unwrap();
+        assert_eq!(forbidden["errcode"], 48002);
+        assert_eq!(
+            request.rules[2].kind.reply(),
+            Some(json!({"errcode":0,"agentid":1}))
+        );
+        assert_eq!(FaultKind::Http500.reply(), None);
     }
 }

@@ -233,6 +233,19 @@ impl ApiClient {
         Ok(response.chat_info)
     }
 
+    /// `GET agent/get?agentid=…`: the app's settings (its visible range).
+    pub async fn agent_get(&self, secret: &Secret, agent_id: i64) -> Result<AgentInfo, ApiError> {
+        let agent_id = agent_id.to_string();
+        self.call(
+            secret,
+            Method::GET,
+            "agent/get",
+            &[("agentid", agent_id.as_str())],
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `POST appchat/send`.
     pub async fn appchat_send(
         &self,

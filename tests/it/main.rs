@@ -1,6 +1,8 @@
 //! Integration tests: the real server on 127.0.0.1:0 with a temp SQLite file.
 
 mod callback;
+mod config;
+mod doctor;
 mod groupsync;
 mod helpers;
 mod ingest;

@@ -432,6 +432,34 @@ pub(crate) struct TokenResponse {
     pub expires_in: u64,
 }
 
+/// `GET agent/get`: the app's settings; qunyun reads only its visible range.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct AgentInfo {
+    pub agentid: i64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub allow_partys: AgentParties,
+    #[serde(default)]
+    pub close: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct AgentParties {
+    #[serde(default)]
+    pub partyid: Vec<i64>,
+}
+
+impl AgentInfo {
+    /// WeCom's root department (the whole corp) has id 1.
+    pub const ROOT_DEPARTMENT: i64 = 1;
+
+    /// Visible to the root department: what `appchat/*` requires (docs/wecom.md).
+    pub fn visible_to_root_department(&self) -> bool {
+        self.allow_partys.partyid.contains(&Self::ROOT_DEPARTMENT)
+    }
+}
+
 /// Responses whose only content is `errcode`/`errmsg`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Empty {}
