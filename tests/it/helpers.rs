@@ -10,6 +10,7 @@
 
 mod config;
 mod console;
+mod service;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,8 @@ pub use config::{
 };
 #[allow(unused_imports)]
 pub use console::{hidden_value, urlencode, Console, Reply, Session};
+#[allow(unused_imports)]
+pub use service::Service;
 
 /// A callback as WeCom would send it, before encryption.
 #[derive(Debug, Clone)]
@@ -187,20 +190,7 @@ impl TestApp {
     /// Where the simulator's callback driver delivers: this app's app and
     /// bot callback URLs, with their tokens and keys.
     pub fn callback_targets(&self) -> CallbackTargets {
-        CallbackTargets::new(self.url(""))
-            .with_app(AppCallback {
-                name: APP.into(),
-                token: APP_TOKEN.into(),
-                encoding_aes_key: APP_KEY.into(),
-                agent_id: AGENT_ID,
-            })
-            .with_bot(BotCallback {
-                name: BOT.into(),
-                token: BOT_TOKEN.into(),
-                encoding_aes_key: BOT_KEY.into(),
-                aibotid: "AIBOT-IT".into(),
-                bot_name: "运营助手".into(),
-            })
+        callback_targets(&self.url(""))
     }
 
     /// Texts WeCom delivered, in order.
@@ -373,6 +363,24 @@ async fn drain_stepping(
     }
     let rows = app.outbox_rows(None).await;
     panic!("outbox did not drain: {rows:?}");
+}
+
+/// The test config's app and bot callbacks of a qunyun at `base`.
+fn callback_targets(base: &str) -> CallbackTargets {
+    CallbackTargets::new(base)
+        .with_app(AppCallback {
+            name: APP.into(),
+            token: APP_TOKEN.into(),
+            encoding_aes_key: APP_KEY.into(),
+            agent_id: AGENT_ID,
+        })
+        .with_bot(BotCallback {
+            name: BOT.into(),
+            token: BOT_TOKEN.into(),
+            encoding_aes_key: BOT_KEY.into(),
+            aibotid: "AIBOT-IT".into(),
+            bot_name: "运营助手".into(),
+        })
 }
 
 /// The simulated corp the config describes: its corp id, and every app's

@@ -32,6 +32,7 @@ pub struct TestConfig {
     pub(super) token_ttl_secs: Option<i64>,
     pub(super) auto_confirm_mass: bool,
     pub(super) api_timeout: Option<Duration>,
+    pub(super) system_clock: bool,
     contacts_app: bool,
     sender: Vec<AdjustSender>,
     adjust: Vec<Adjust>,
@@ -52,6 +53,7 @@ impl TestConfig {
             token_ttl_secs: None,
             auto_confirm_mass: false,
             api_timeout: None,
+            system_clock: false,
             contacts_app: false,
             sender: Vec::new(),
             adjust: Vec::new(),
@@ -61,6 +63,13 @@ impl TestConfig {
     /// Where the manual clock (shared by qunyun and the simulator) starts.
     pub fn starting_at(mut self, start: DateTime<Utc>) -> Self {
         self.start = start;
+        self
+    }
+
+    /// Run a [`Service`](super::Service) on the system clock (its workers'
+    /// own pacing decides when things happen) instead of the manual clock.
+    pub fn on_system_clock(mut self) -> Self {
+        self.system_clock = true;
         self
     }
 
