@@ -18,10 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use qunyun::active_rules::ActiveRules;
 use qunyun::app::App;
 use qunyun::clock::{Clock, ManualClock, SharedClock};
 use qunyun::config::Config;
+use qunyun::jobs::analytics::{Analytics, AnalyticsSettings};
+use qunyun::jobs::groupsync::GroupSync;
+use qunyun::jobs::invites::InviteRewards;
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SendOutcome, SenderSettings};
+use qunyun::jobs::scheduler::{Scheduler, SchedulerSettings};
 use qunyun::pipeline::{DurableOutbox, Pipeline, PipelineSettings, RunOutcome};
 use qunyun::sim::{
     AppCallback, BotCallback, CallbackTargets, Delivery, Sim, SimApp, SimConfig, SimHandle,
@@ -71,6 +76,8 @@ pub struct TestApp {
     /// as they do in the running service.
     sender: OutboxSender,
     pipeline: Pipeline<DurableOutbox>,
+    /// The app's active-rules cache, shared by every job the harness builds.
+    rules: ActiveRules,
     nonce: AtomicU64,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -151,6 +158,7 @@ impl TestApp {
             sender_settings,
             sender,
             pipeline,
+            rules: state.rules.clone(),
             nonce: AtomicU64::new(1),
             shutdown: Some(tx),
             server: Some(server),
@@ -232,6 +240,48 @@ impl TestApp {
     /// One pass of the event pipeline, as the service's worker makes it.
     pub async fn run_pipeline(&self) -> RunOutcome {
         self.pipeline.run_once().await.expect("pipeline pass")
+    }
+
+    /// The scheduler as the service builds it (driven with `run_once(now)`).
+    pub fn scheduler(&self) -> Scheduler {
+        Scheduler::new(
+            self.pool.clone(),
+            SchedulerSettings {
+                app: default_app(&self.config),
+                ..SchedulerSettings::default()
+            },
+        )
+        .with_rules(self.rules.clone())
+    }
+
+    /// The analytics job as the service builds it, with `settings`.
+    pub fn analytics_with(&self, settings: AnalyticsSettings) -> Analytics {
+        Analytics::new(self.pool.clone(), settings).with_rules(self.rules.clone())
+    }
+
+    pub fn analytics(&self) -> Analytics {
+        self.analytics_with(AnalyticsSettings::default())
+    }
+
+    /// Customer-group reconciliation with the customer-contact app's secret.
+    pub fn group_sync(&self) -> GroupSync {
+        let secret = self
+            .config
+            .wecom
+            .contacts_app()
+            .expect("a customer-contact app")
+            .secret
+            .clone();
+        GroupSync::new(
+            self.pool.clone(),
+            self.api.clone(),
+            secret,
+            self.clock.clone(),
+        )
+    }
+
+    pub fn invite_rewards(&self) -> InviteRewards {
+        InviteRewards::new(self.pool.clone(), self.clock.clone()).with_rules(self.rules.clone())
     }
 
     /// A new outbox sender, configured as the service's (plus the test's
