@@ -13,7 +13,8 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::config::{output, qunyun, text, write_config, Settings, CORP_ID, SECRET};
+use super::config::{output, qunyun, rehearsal_config, text, CORP_ID, SECRET};
+use super::helpers::ConfigFile;
 
 /// A simulated corp, a running qunyun and the config file both were given.
 struct Rehearsal {
@@ -51,18 +52,18 @@ impl Doctor {
 impl Rehearsal {
     /// The corp has one app (agent 1000002) with [`SECRET`]; `adjust` changes
     /// what the operator wrote in the config.
-    async fn start(adjust: impl FnOnce(&mut Settings)) -> Rehearsal {
+    async fn start(adjust: impl FnOnce(&mut ConfigFile)) -> Rehearsal {
         let sim = Sim::spawn(SimConfig::new(CORP_ID, SECRET), qunyun::clock::system())
             .await
             .unwrap();
         let dir = TempDir::new().unwrap();
-        let mut settings = Settings {
+        let mut settings = ConfigFile {
             // As people paste it: no final '/'.
             api_base: sim.api_base_url().trim_end_matches('/').to_owned(),
-            ..Settings::default()
+            ..rehearsal_config()
         };
         adjust(&mut settings);
-        let config = write_config(dir.path(), &settings);
+        let config = settings.write(dir.path());
         let loaded = Config::load(Some(&config), Vec::new()).unwrap();
         let app = App::new(loaded, qunyun::clock::system()).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -41,7 +41,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 #[allow(unused_imports)]
-pub use config::{test_config, TestConfig};
+pub use config::{test_config, ConfigFile, TestConfig};
 #[allow(unused_imports)]
 pub use config::{
     AGENT_ID, APP, APP_KEY, APP_SECRET, APP_TOKEN, BOT, BOT_KEY, BOT_TOKEN, CONTACTS_APP,

@@ -1,7 +1,7 @@
 //! The one place test configuration is written: a valid qunyun config for a
 //! test corp, plus the knobs a test may turn on the harness around it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -122,50 +122,11 @@ impl TestConfig {
     /// The qunyun config for a database at `db_path`; WeCom's API base is a
     /// closed port until the harness points it at its simulator.
     pub fn build(&mut self, db_path: &Path) -> Config {
-        let contacts = if self.contacts_app {
-            format!(
-                r#"
-[[wecom.apps]]
-name = "{CONTACTS_APP}"
-agent_id = 1000003
-secret = "{CONTACTS_SECRET}"
-token = "ContactsAppToken"
-encoding_aes_key = "{APP_KEY}"
-"#
-            )
-        } else {
-            String::new()
+        let file = ConfigFile {
+            contacts_app: self.contacts_app,
+            ..ConfigFile::default()
         };
-        let contacts_app = if self.contacts_app {
-            format!("contacts_app = \"{CONTACTS_APP}\"")
-        } else {
-            String::new()
-        };
-        let text = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-[database]
-path = "{db}"
-[wecom]
-corp_id = "{CORP_ID}"
-api_base = "http://127.0.0.1:1/cgi-bin/"
-{contacts_app}
-[[wecom.apps]]
-name = "{APP}"
-agent_id = {AGENT_ID}
-secret = "{APP_SECRET}"
-token = "{APP_TOKEN}"
-encoding_aes_key = "{APP_KEY}"
-{contacts}
-[[wecom.bots]]
-name = "{BOT}"
-token = "{BOT_TOKEN}"
-encoding_aes_key = "{BOT_KEY}"
-"#,
-            db = db_path.display()
-        );
-        let mut config = Config::from_toml_str(&text).expect("test config is valid");
+        let mut config = Config::from_toml_str(&file.toml(db_path)).expect("test config is valid");
         for adjust in self.adjust.drain(..) {
             adjust(&mut config);
         }
@@ -177,6 +138,98 @@ encoding_aes_key = "{BOT_KEY}"
         for adjust in self.sender.drain(..) {
             adjust(settings);
         }
+    }
+}
+
+/// The config file itself, for tests that hand a file to the real binary:
+/// the one template every test config comes from.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub app: String,
+    pub corp_id: String,
+    pub secret: String,
+    pub app_token: String,
+    /// Nothing listens on port 1: a WeCom call made by mistake fails at once.
+    pub api_base: String,
+    pub listen: String,
+    /// A second app, [`CONTACTS_APP`], named as `wecom.contacts_app`.
+    pub contacts_app: bool,
+}
+
+impl Default for ConfigFile {
+    fn default() -> Self {
+        Self {
+            app: APP.into(),
+            corp_id: CORP_ID.into(),
+            secret: APP_SECRET.into(),
+            app_token: APP_TOKEN.into(),
+            api_base: "http://127.0.0.1:1/cgi-bin/".into(),
+            listen: "127.0.0.1:0".into(),
+            contacts_app: false,
+        }
+    }
+}
+
+impl ConfigFile {
+    /// The TOML text, with the database at `db_path`.
+    pub fn toml(&self, db_path: &Path) -> String {
+        let ConfigFile {
+            app,
+            corp_id,
+            secret,
+            app_token,
+            api_base,
+            listen,
+            contacts_app,
+        } = self;
+        let (contacts_key, contacts) = if *contacts_app {
+            (
+                format!("contacts_app = \"{CONTACTS_APP}\""),
+                format!(
+                    r#"
+[[wecom.apps]]
+name = "{CONTACTS_APP}"
+agent_id = 1000003
+secret = "{CONTACTS_SECRET}"
+token = "ContactsAppToken"
+encoding_aes_key = "{APP_KEY}"
+"#
+                ),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        format!(
+            r#"
+[server]
+listen = "{listen}"
+[database]
+path = "{db}"
+[wecom]
+corp_id = "{corp_id}"
+api_base = "{api_base}"
+{contacts_key}
+[[wecom.apps]]
+name = "{app}"
+agent_id = {AGENT_ID}
+secret = "{secret}"
+token = "{app_token}"
+encoding_aes_key = "{APP_KEY}"
+{contacts}
+[[wecom.bots]]
+name = "{BOT}"
+token = "{BOT_TOKEN}"
+encoding_aes_key = "{BOT_KEY}"
+"#,
+            db = db_path.display()
+        )
+    }
+
+    /// Writes `config.toml` (database beside it) into `dir`.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("config.toml");
+        std::fs::write(&path, self.toml(&dir.join("qunyun.db"))).unwrap();
+        path
     }
 }
 
