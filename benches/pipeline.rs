@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use qunyun::clock;
-use qunyun::pipeline::{self, DurableOutbox, IngestMessage, Pipeline, PipelineSettings};
+use qunyun::pipeline::{self, IngestMessage, Pipeline, PipelineSettings};
 use qunyun::rules::ChatRoute;
 use qunyun::store::{self, chats};
 
@@ -65,7 +65,7 @@ async fn run(events: usize) -> anyhow::Result<()> {
     let pipeline = Pipeline::new(
         pool.clone(),
         clock::system(),
-        DurableOutbox::new("ops"),
+        "ops",
         PipelineSettings::default(),
     );
     let started = Instant::now();

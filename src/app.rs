@@ -28,7 +28,7 @@ use crate::jobs::groupsync::GroupSync;
 use crate::jobs::invites::InviteRewards;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use crate::jobs::scheduler::{Scheduler, SchedulerSettings};
-use crate::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
+use crate::pipeline::{Pipeline, PipelineSettings};
 use crate::store;
 use crate::wecom::api::{ApiClient, ApiConfig};
 use crate::wecom::callback::{self, CallbackState};
@@ -183,7 +183,7 @@ impl App {
         let pipeline = Pipeline::new(
             state.pool.clone(),
             state.clock.clone(),
-            DurableOutbox::new(default_app.clone()),
+            default_app.clone(),
             PipelineSettings::default(),
         );
         let api = ApiClient::new(

@@ -24,17 +24,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rand::Rng;
-use serde::de::DeserializeOwned;
 use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::AppConfig;
-use crate::store::outbox::{self as store, ClaimedMessage, OutboxStatus, Route};
+use crate::outbound::Payload;
+use crate::store::outbox::{self as store, ClaimedMessage, OutboxStatus};
 use crate::wecom::api::{
-    AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, AppMessageContent,
-    BotResponse, ErrorClass, MassMessageContent, Secret, WebhookMessage, WelcomeContent,
-    WelcomeMessage,
+    AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, BotResponse,
+    ErrorClass, Secret, WebhookMessage, WelcomeMessage,
 };
 
 /// A configured self-built app.
@@ -490,10 +489,10 @@ impl OutboxSender {
         let limits = &self.settings.rate_limits;
         let target = message.target.as_str();
         let api_key = |path: &str| (format!("api:{path}"), limits.calls_per_api);
-        let prepared = match message.route {
-            Route::Member => {
+        let payload = decode_payload(message)?;
+        let prepared = match payload {
+            Payload::Member(content) => {
                 let app = self.app(message.app.as_deref())?;
-                let content: AppMessageContent = decode_payload(message)?;
                 let mut rate_keys: Vec<(String, u32)> = target
                     .split('|')
                     .filter(|userid| !userid.is_empty())
@@ -513,9 +512,8 @@ impl OutboxSender {
                     },
                 }
             }
-            Route::AppGroup => {
+            Payload::AppGroup(content) => {
                 let app = self.app(message.app.as_deref())?;
-                let content: AppMessageContent = decode_payload(message)?;
                 Prepared {
                     rate_keys: vec![
                         (format!("appchat:{target}"), limits.appchat_per_chat),
@@ -527,39 +525,34 @@ impl OutboxSender {
                     },
                 }
             }
-            Route::Webhook => {
-                let content: WebhookMessage = decode_payload(message)?;
-                Prepared {
-                    rate_keys: vec![
-                        (format!("webhook:{target}"), limits.webhook_per_key),
-                        api_key("webhook/send"),
-                    ],
-                    call: Call::Webhook {
-                        key: target,
-                        message: content,
-                    },
-                }
-            }
-            Route::SmartBot => {
+            Payload::Webhook(content) => Prepared {
+                rate_keys: vec![
+                    (format!("webhook:{target}"), limits.webhook_per_key),
+                    api_key("webhook/send"),
+                ],
+                call: Call::Webhook {
+                    key: target,
+                    message: content,
+                },
+            },
+            Payload::SmartBot(response) => {
                 if age > RESPONSE_URL_LIFETIME_SECS {
                     return Err(Verdict::Dead {
                         reason: "response_url expired (valid for 1 hour)".to_owned(),
                     });
                 }
-                let content: BotResponse = decode_payload(message)?;
                 Prepared {
                     rate_keys: vec![api_key("aibot/response")],
                     call: Call::SmartBot {
                         response_url: target,
-                        response: content,
+                        response,
                     },
                 }
             }
-            Route::CustomerGroupMass => {
+            Payload::CustomerGroupMass(content) => {
                 let secret = self
                     .contacts_secret(message.app.as_deref())
                     .map_err(|reason| Verdict::Failed { reason })?;
-                let content: MassMessageContent = decode_payload(message)?;
                 Prepared {
                     rate_keys: vec![api_key("externalcontact/add_msg_template")],
                     call: Call::Mass {
@@ -568,9 +561,8 @@ impl OutboxSender {
                     },
                 }
             }
-            Route::AppChatRemove => {
+            Payload::AppChatRemove(removal) => {
                 let app = self.app(message.app.as_deref())?;
-                let removal: RemovalPayload = decode_payload(message)?;
                 Prepared {
                     rate_keys: vec![api_key("appchat/update")],
                     call: Call::AppChatRemove {
@@ -585,7 +577,7 @@ impl OutboxSender {
                     },
                 }
             }
-            Route::WelcomeCode => {
+            Payload::WelcomeCode(content) => {
                 if age > WELCOME_CODE_LIFETIME_SECS {
                     return Err(Verdict::Dead {
                         reason: format!(
@@ -596,7 +588,6 @@ impl OutboxSender {
                 let secret = self
                     .contacts_secret(message.app.as_deref())
                     .map_err(|reason| Verdict::Failed { reason })?;
-                let content: WelcomeContent = decode_payload(message)?;
                 Prepared {
                     rate_keys: vec![api_key("externalcontact/send_welcome_msg")],
                     call: Call::Welcome {
@@ -851,8 +842,10 @@ fn rate_kind(key: &str) -> &str {
     }
 }
 
-fn decode_payload<T: DeserializeOwned>(message: &ClaimedMessage) -> Result<T, Verdict> {
-    serde_json::from_str(&message.payload_json).map_err(|error| Verdict::Dead {
+/// The row's payload in its route's shape (the one [`Payload`] every writer
+/// stores through `store::outbox::enqueue`).
+fn decode_payload(message: &ClaimedMessage) -> Result<Payload, Verdict> {
+    Payload::decode(message.route, &message.payload_json).map_err(|error| Verdict::Dead {
         // Position only: the payload is message content and stays out of logs.
         reason: format!(
             "payload is not a valid {} message ({:?} error at line {} column {})",
@@ -898,12 +891,6 @@ enum Call<'a> {
         secret: &'a Secret,
         update: AppChatUpdate,
     },
-}
-
-/// The payload of an `app_chat_remove` row (the chat id is the row's target).
-#[derive(serde::Deserialize)]
-struct RemovalPayload {
-    del_user_list: Vec<String>,
 }
 
 enum Delivered {
