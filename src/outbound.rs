@@ -438,7 +438,7 @@ mod tests {
             Payload::Webhook(WebhookMessage::Text { .. })
         ));
         // A payload of the wrong shape for its route is refused.
-        assert!(Payload::decode(Route::WelcomeCode, "[]").is_err());
+        assert!(Payload::decode(Route::WelcomeCode, "42").is_err());
         assert!(Payload::decode(Route::AppChatRemove, STORED[0].1).is_err());
     }
 
