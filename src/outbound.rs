@@ -8,10 +8,12 @@
 //! The sender decodes the row with [`Payload::decode`] and nothing else, so
 //! the compiler checks that writers and the sender agree on every shape.
 //!
-//! The payload JSON is WeCom's own body for each route, exactly as earlier
-//! releases stored it (rows written before an upgrade still send); the one
-//! difference is that a robot text without mentions leaves the empty
-//! `mentioned_list` out, as scheduled pushes always did.
+//! The payload JSON is WeCom's own body for each route, as earlier releases
+//! stored it, so rows written before an upgrade still send (a test decodes
+//! each stored shape). New rows are byte-identical except two harmless
+//! details: a robot text without mentions leaves the empty `mentioned_list`
+//! out (as scheduled pushes always did), and a smart-bot answer puts
+//! `msgtype` first.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -19,12 +19,14 @@
 //!
 //! # Routes
 //!
-//! App groups go out through `appchat/send`; webhook groups, and customer or
-//! smart-bot groups with a robot added, through the robot; customer groups
-//! without a robot become one owner-confirmed mass message per owner per run
-//! (per distinct rendered text, at most 2,000 chats each) and stay
-//! `awaiting_confirmation` until the owner confirms. Chats nothing can post to
-//! get a `skipped` outbox row carrying the reason, so the run report shows them.
+//! Each chat's route comes from [`route_for`] (the engine and broadcasts ask
+//! the same function): app groups go out through `appchat/send`; webhook
+//! groups, and customer or smart-bot groups with a robot added, through the
+//! robot; customer groups without a robot need their owner, so they become
+//! one owner-confirmed mass message per owner per run (per distinct rendered
+//! text, at most 2,000 chats each) and stay `awaiting_confirmation` until the
+//! owner confirms. Chats nothing can post to get a `skipped` outbox row
+//! carrying the reason, so the run report shows them.
 
 use std::collections::BTreeMap;
 
