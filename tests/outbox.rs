@@ -237,7 +237,7 @@ impl Harness {
             not_before: None,
             skip_reason: None,
         };
-        match outbox::enqueue(&mut conn, &message).await.unwrap() {
+        match outbox::insert_row(&mut conn, &message).await.unwrap() {
             Enqueued::New(id) => id,
             Enqueued::Duplicate => panic!("duplicate key {key}"),
         }
@@ -629,7 +629,7 @@ async fn bad_payloads_die_and_unknown_apps_fail_without_blocking_others() {
         .await;
     let mut conn = h.pool.acquire().await.unwrap();
     let payload = json!({"msgtype": "text", "text": {"content": "x"}}).to_string();
-    outbox::enqueue(
+    outbox::insert_row(
         &mut conn,
         &NewOutboxMessage {
             idempotency_key: "noapp",
@@ -892,7 +892,7 @@ mod against_simulator {
                 not_before: None,
                 skip_reason: None,
             };
-            match outbox::enqueue(&mut conn, &message).await.unwrap() {
+            match outbox::insert_row(&mut conn, &message).await.unwrap() {
                 Enqueued::New(id) => id,
                 Enqueued::Duplicate => panic!("duplicate key {key}"),
             }

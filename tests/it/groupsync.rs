@@ -5,7 +5,7 @@
 use qunyun::clock::SharedClock;
 use qunyun::config::Secret;
 use qunyun::jobs::groupsync::GroupSync;
-use qunyun::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
+use qunyun::pipeline::{Pipeline, PipelineSettings};
 use qunyun::sim::{
     AppCallback, CallbackTargets, JoinRequest, NewMember, SeedCustomerGroup, SeedGroupMember, Sim,
     SimConfig,
@@ -28,7 +28,7 @@ async fn world(
     app: &crate::helpers::TestApp,
     name: &str,
     members: Vec<SeedGroupMember>,
-) -> (qunyun::sim::SimHandle, GroupSync, Pipeline<DurableOutbox>) {
+) -> (qunyun::sim::SimHandle, GroupSync, Pipeline) {
     let clock: SharedClock = app.clock.clone();
     let sim = Sim::spawn(SimConfig::new(CORP_ID, "app-secret"), clock.clone())
         .await
@@ -58,12 +58,7 @@ async fn world(
         Secret::new("app-secret"),
         clock.clone(),
     );
-    let pipeline = Pipeline::new(
-        app.pool.clone(),
-        clock,
-        DurableOutbox::new(APP),
-        PipelineSettings::default(),
-    );
+    let pipeline = Pipeline::new(app.pool.clone(), clock, APP, PipelineSettings::default());
     (sim, sync, pipeline)
 }
 
