@@ -72,7 +72,7 @@ fn sender_throughput(c: &mut Criterion) {
                         let payload = format!(
                             r#"{{"msgtype":"text","text":{{"content":"benchmark message {n}"}}}}"#
                         );
-                        outbox::enqueue(
+                        outbox::insert_row(
                             &mut conn,
                             &NewOutboxMessage {
                                 idempotency_key: &key,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use chrono::Utc;
 use qunyun::clock;
 use qunyun::ingest::{self, IngestMessage};
-use qunyun::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
+use qunyun::pipeline::{Pipeline, PipelineSettings};
 use qunyun::rules::ChatRoute;
 use qunyun::store::{self, chats};
 
@@ -66,7 +66,7 @@ async fn run(events: usize) -> anyhow::Result<()> {
     let pipeline = Pipeline::new(
         pool.clone(),
         clock::system(),
-        DurableOutbox::new("ops"),
+        "ops",
         PipelineSettings::default(),
     );
     let started = Instant::now();

@@ -32,7 +32,7 @@ use crate::jobs::invites::InviteRewards;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use crate::jobs::scheduler::{Scheduler, SchedulerSettings};
 use crate::jobs::{self, Job, WorkerHealth};
-use crate::pipeline::{DurableOutbox, Pipeline, PipelineHooks, PipelineSettings};
+use crate::pipeline::{Pipeline, PipelineHooks, PipelineSettings};
 use crate::store;
 use crate::wecom::api::{ApiClient, ApiConfig};
 use crate::wecom::callback::{self, CallbackState};
@@ -221,7 +221,7 @@ impl App {
         let pipeline = Pipeline::new(
             state.pool.clone(),
             state.clock.clone(),
-            DurableOutbox::new(default_app.clone()),
+            default_app.clone(),
             PipelineSettings::default(),
         )
         .with_rules(state.rules.clone())

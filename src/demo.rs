@@ -29,8 +29,9 @@ use crate::app::App;
 use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::config::Config;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
-use crate::pipeline::{self, DurableOutbox, OutboxWriter, Pipeline, PipelineSettings};
-use crate::rules::{ChatRoute, OutRoute, Outbound};
+use crate::outbound::Broadcast;
+use crate::pipeline::{self, Pipeline, PipelineSettings};
+use crate::rules::{ChatRoute, Content};
 use crate::sim::{
     AppCallback, BotCallback, BotMentionRequest, CallbackTargets, Delivery, DriveOutcome,
     JoinRequest, JoinVia, LeaveRequest, NewMember, Route as SimRoute, SeedCustomerGroup,
@@ -195,7 +196,7 @@ struct Demo {
     pool: SqlitePool,
     clock: Arc<ManualClock>,
     sim: SimHandle,
-    pipeline: Pipeline<DurableOutbox>,
+    pipeline: Pipeline,
     sender: OutboxSender,
     /// Highest simulator record already printed.
     shown_seq: Option<u64>,
@@ -311,12 +312,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
             ..SenderSettings::default()
         },
     );
-    let pipeline = Pipeline::new(
-        pool.clone(),
-        shared,
-        DurableOutbox::new(APP_NAME),
-        PipelineSettings::default(),
-    );
+    let pipeline = Pipeline::new(pool.clone(), shared, APP_NAME, PipelineSettings::default());
     let mut demo = Demo {
         pool: pool.clone(),
         clock,
@@ -709,32 +705,26 @@ impl Demo {
         Ok(())
     }
 
-    /// The operator queues a message for a customer group from the console:
-    /// with no robot there, WeCom only lets the owner send it (mass message,
-    /// confirmed on the owner's phone).
+    /// The operator broadcasts to a customer group ("send now"): with no
+    /// robot there, the route decision makes it a mass message that only the
+    /// owner can send (confirmed on their phone).
     async fn broadcast(&mut self, chat_id: &'static str, text: &str) -> anyhow::Result<()> {
         self.say_line(&format!(
             "🛠  运营在后台给「{}」发群发：{text}",
             display_name(chat_id)
         ));
         let now = self.now();
-        let message = Outbound {
-            idempotency_key: format!("broadcast:{chat_id}:{}", now.timestamp()),
-            route: OutRoute::CustomerGroupMass {
-                chat_id: chat_id.into(),
-                owner: Some(OWNER.into()),
-            },
-            text: text.into(),
-            mentions: Vec::new(),
-            not_before: None,
-            skipped: None,
+        let broadcast = Broadcast {
+            id: now.timestamp().to_string(),
+            chats: vec![chat_id.into()],
+            tags: Vec::new(),
+            content: Content::text(text),
         };
-        let mut conn = self.pool.acquire().await?;
-        DurableOutbox::new(APP_NAME)
-            .enqueue(&mut conn, &message, now)
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        outbox_store::enqueue_broadcast(&mut tx, &broadcast, APP_NAME, now)
             .await
             .context("queueing the broadcast")?;
-        drop(conn);
+        tx.commit().await?;
         self.deliver().await?;
         self.show_new().await
     }

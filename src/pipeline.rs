@@ -4,8 +4,6 @@
 //! transaction; a failing event is retried and parked after `max_attempts`, an
 //! event whose handling panics is parked at once, and neither blocks other chats.
 
-mod durable_outbox;
-
 use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -23,24 +21,10 @@ use crate::inbox_event::domain_event;
 use crate::jobs::{panic_message, Job};
 use crate::rules::checkin::community_day;
 use crate::rules::welcome::{self, QueuedJoin};
-use crate::rules::{self, Action, ChatRoute, Event, EventKind, Outbound, RuleSet};
+use crate::rules::{self, Action, ChatRoute, Event, EventKind, RuleSet};
 use crate::snapshot::load_snapshot;
 use crate::store::inbox::{self, InboxRow, InboxStatus};
-use crate::store::{chats, checkins, members, moderation, points, redemptions, rule_sets};
-
-pub use durable_outbox::DurableOutbox;
-
-/// Where outbound messages go. Implemented over `store::outbox::enqueue`; it
-/// must write through `conn` so the message commits with the event's effects,
-/// and must ignore a duplicate idempotency key.
-pub trait OutboxWriter: Send + Sync + 'static {
-    fn enqueue(
-        &self,
-        conn: &mut SqliteConnection,
-        message: &Outbound,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
-}
+use crate::store::{chats, checkins, members, moderation, outbox, points, redemptions, rule_sets};
 
 #[derive(Debug, Clone, Copy)]
 pub struct PipelineSettings {
@@ -85,26 +69,27 @@ pub struct RunOutcome {
     pub batch_full: bool,
 }
 
-pub struct Pipeline<O> {
+pub struct Pipeline {
     pool: SqlitePool,
     clock: SharedClock,
-    outbox: O,
+    /// The configured app that posts to app groups (`store::outbox::enqueue`).
+    default_app: String,
     settings: PipelineSettings,
     hooks: PipelineHooks,
     rules: ActiveRules,
 }
 
-impl<O: OutboxWriter> Pipeline<O> {
+impl Pipeline {
     pub fn new(
         pool: SqlitePool,
         clock: SharedClock,
-        outbox: O,
+        default_app: impl Into<String>,
         settings: PipelineSettings,
     ) -> Self {
         Self {
             pool,
             clock,
-            outbox,
+            default_app: default_app.into(),
             settings,
             hooks: PipelineHooks::default(),
             rules: ActiveRules::new(),
@@ -220,7 +205,7 @@ impl<O: OutboxWriter> Pipeline<O> {
                 .await
                 .context("loading snapshot")?;
             let actions = rules::evaluate(rules, &snapshot, &event, now);
-            apply(&mut tx, &self.outbox, &actions, now)
+            apply(&mut tx, &self.default_app, &actions, now)
                 .await
                 .context("applying actions")?;
         }
@@ -256,7 +241,7 @@ impl<O: OutboxWriter> Pipeline<O> {
                 .await?
                 .unwrap_or_else(|| user_id.clone());
             let tip = welcome::compose_onboarding(rules, chat.as_ref(), &chat_id, &user_id, &name);
-            self.outbox.enqueue(&mut tx, &tip, now).await?;
+            outbox::enqueue(&mut tx, &tip, &self.default_app, now).await?;
             tx.commit().await?;
             sent += 1;
         }
@@ -278,7 +263,7 @@ impl<O: OutboxWriter> Pipeline<O> {
             let (messages, raid_until) =
                 welcome::compose_batch(rules, chat.as_ref(), &chat_id, &batch, now);
             for message in &messages {
-                self.outbox.enqueue(&mut tx, message, now).await?;
+                outbox::enqueue(&mut tx, message, &self.default_app, now).await?;
             }
             if let Some(until) = raid_until {
                 chats::set_raid_until(&mut tx, &chat_id, until).await?;
@@ -290,7 +275,7 @@ impl<O: OutboxWriter> Pipeline<O> {
     }
 }
 
-impl<O: OutboxWriter> Job for Pipeline<O> {
+impl Job for Pipeline {
     type Outcome = RunOutcome;
 
     fn name(&self) -> &'static str {
@@ -336,9 +321,11 @@ async fn ensure_chat_registered(
 }
 
 /// Applies the actions in order, all through the caller's transaction.
-pub async fn apply<O: OutboxWriter>(
+/// Messages go to the outbox through `store::outbox::enqueue` (a duplicate
+/// idempotency key adds nothing); `default_app` posts to app groups.
+pub async fn apply(
     conn: &mut SqliteConnection,
-    outbox: &O,
+    default_app: &str,
     actions: &[Action],
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
@@ -427,7 +414,7 @@ pub async fn apply<O: OutboxWriter>(
                     continue; // a replay: stock and ledger were already settled
                 }
                 if !redemptions::take_one(conn, item).await? {
-                    outbox.enqueue(conn, sold_out, now).await?;
+                    outbox::enqueue(conn, sold_out, default_app, now).await?;
                     continue;
                 }
                 let debit = points::NewLedgerEntry {
@@ -441,11 +428,11 @@ pub async fn apply<O: OutboxWriter>(
                 };
                 if points::append(conn, &debit).await? == points::Appended::InsufficientBalance {
                     redemptions::put_back_one(conn, item).await?;
-                    outbox.enqueue(conn, sold_out, now).await?;
+                    outbox::enqueue(conn, sold_out, default_app, now).await?;
                     continue;
                 }
                 redemptions::create(conn, user_id, item, *cost, reference, now).await?;
-                outbox.enqueue(conn, success, now).await?;
+                outbox::enqueue(conn, success, default_app, now).await?;
             }
             Action::MarkAutoReplyFired { chat_id, rule, at } => {
                 chats::mark_autoreply_fired(conn, chat_id, rule, *at).await?
@@ -454,7 +441,9 @@ pub async fn apply<O: OutboxWriter>(
             Action::SetMemberVersion { chat_id, version } => {
                 chats::set_member_version(conn, chat_id, version).await?
             }
-            Action::Send(message) => outbox.enqueue(conn, message, now).await?,
+            Action::Send(message) => {
+                outbox::enqueue(conn, message, default_app, now).await?;
+            }
             Action::RecordPost {
                 chat_id,
                 user_id,
@@ -664,141 +653,4 @@ pub fn preview_template(rules: &RuleSet, template: &str) -> Option<String> {
     rules
         .has_template(template)
         .then(|| rules.render(template, &rules::ruleset::sample_context()))
-}
-
-// --- outbox row shape ----------------------------------------------------------
-
-/// The columns of an outbox row for an [`Outbound`], in the shapes the sender
-/// job decodes (`msgtype` + body, target per route). Pure, so the adapter over
-/// `store::outbox::enqueue` is a few lines.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxParts {
-    /// `store::outbox::Route` name: app_group, webhook, smart_bot, member,
-    /// welcome_code, customer_group_mass.
-    pub route: &'static str,
-    /// Chat id, webhook key, response_url, `|`-joined UserIDs, welcome code, or
-    /// the owner who must confirm a mass message.
-    pub target: String,
-    /// The configured app whose secret/agent sends it (None: webhook, smart bot,
-    /// contact routes using the contacts secret).
-    pub app: Option<String>,
-    pub payload: serde_json::Value,
-}
-
-pub fn outbox_parts(message: &Outbound, default_app: &str) -> OutboxParts {
-    use crate::rules::OutRoute;
-    use serde_json::json;
-    let text = json!({ "content": message.text });
-    let app_text = json!({ "msgtype": "text", "text": text });
-    let (target, app, payload) = match &message.route {
-        OutRoute::AppGroup { chat_id } => {
-            (chat_id.clone(), Some(default_app.to_string()), app_text)
-        }
-        OutRoute::Member { app, user_ids } => (user_ids.join("|"), Some(app.clone()), app_text),
-        OutRoute::Webhook { key } => (
-            key.clone(),
-            None,
-            json!({
-                "msgtype": "text",
-                "text": { "content": message.text, "mentioned_list": message.mentions },
-            }),
-        ),
-        OutRoute::SmartBotResponse { response_url } => (
-            response_url.clone(),
-            None,
-            json!({ "msgtype": "markdown", "markdown": text }),
-        ),
-        OutRoute::WelcomeCode { code } => (code.clone(), None, json!({ "text": text })),
-        OutRoute::CustomerGroupMass { chat_id, owner } => (
-            owner.clone().unwrap_or_default(),
-            None,
-            json!({ "chat_id_list": [chat_id], "text": text }),
-        ),
-        OutRoute::AppChatRemove { chat_id, user_id } => (
-            chat_id.clone(),
-            Some(default_app.to_string()),
-            json!({ "chatid": chat_id, "del_user_list": [user_id], "reason": message.text }),
-        ),
-    };
-    OutboxParts {
-        route: message.route.name(),
-        target,
-        app,
-        payload,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rules::OutRoute;
-
-    fn outbound(route: OutRoute) -> Outbound {
-        Outbound {
-            idempotency_key: "k".into(),
-            route,
-            text: "你好".into(),
-            mentions: vec!["u1".into()],
-            not_before: None,
-            skipped: None,
-        }
-    }
-
-    #[test]
-    fn outbox_parts_match_the_sender_payload_shapes() {
-        let member = outbox_parts(
-            &outbound(OutRoute::Member {
-                app: "ops".into(),
-                user_ids: vec!["a".into(), "b".into()],
-            }),
-            "main",
-        );
-        assert_eq!(
-            (member.route, member.target.as_str(), member.app.as_deref()),
-            ("member", "a|b", Some("ops"))
-        );
-        assert_eq!(
-            member.payload,
-            serde_json::json!({"msgtype": "text", "text": {"content": "你好"}})
-        );
-
-        let webhook = outbox_parts(&outbound(OutRoute::Webhook { key: "K".into() }), "main");
-        assert_eq!(
-            webhook.payload["text"]["mentioned_list"],
-            serde_json::json!(["u1"])
-        );
-        assert_eq!(webhook.app, None);
-
-        let bot = outbox_parts(
-            &outbound(OutRoute::SmartBotResponse {
-                response_url: "http://127.0.0.1/r".into(),
-            }),
-            "main",
-        );
-        assert_eq!(
-            bot.payload,
-            serde_json::json!({"msgtype": "markdown", "markdown": {"content": "你好"}})
-        );
-
-        let group = outbox_parts(
-            &outbound(OutRoute::AppGroup {
-                chat_id: "wr1".into(),
-            }),
-            "main",
-        );
-        assert_eq!(
-            (group.target.as_str(), group.app.as_deref()),
-            ("wr1", Some("main"))
-        );
-
-        let mass = outbox_parts(
-            &outbound(OutRoute::CustomerGroupMass {
-                chat_id: "wr2".into(),
-                owner: Some("boss".into()),
-            }),
-            "main",
-        );
-        assert_eq!(mass.target, "boss");
-        assert_eq!(mass.payload["chat_id_list"], serde_json::json!(["wr2"]));
-    }
 }

@@ -17,12 +17,14 @@ pub mod invites;
 pub mod moderate;
 pub mod moderation;
 pub mod points;
+pub mod route;
 pub mod ruleset;
 pub mod schedule;
 pub mod welcome;
 
 pub use actions::{Action, OutRoute, Outbound};
 pub use event::{Event, EventKind};
+pub use route::{route_for, ChatAddress, Content, MessageKind, RouteDecision};
 pub use ruleset::{RuleSet, RuleSetError};
 
 /// How a chat can be posted to (docs/wecom.md#chat-kinds).
@@ -166,66 +168,5 @@ pub fn evaluate(
         EventKind::MessageReported(report) => {
             moderate::on_report(rules, snapshot, event, report, now)
         }
-    }
-}
-
-/// Where a message to a chat goes, or why it cannot go (recorded as skipped).
-pub fn chat_outbound(
-    chat: Option<&ChatSnapshot>,
-    key: String,
-    text: String,
-    mentions: Vec<String>,
-) -> Outbound {
-    let (route, skipped) = match chat {
-        None => (
-            OutRoute::CustomerGroupMass {
-                chat_id: String::new(),
-                owner: None,
-            },
-            Some("unknown chat: not in the registry yet".to_string()),
-        ),
-        Some(chat) => match &chat.route {
-            ChatRoute::AppGroup => (
-                OutRoute::AppGroup {
-                    chat_id: chat.chat_id.clone(),
-                },
-                None,
-            ),
-            ChatRoute::Webhook { key }
-            | ChatRoute::CustomerGroup {
-                robot_key: Some(key),
-            }
-            | ChatRoute::SmartBot {
-                robot_key: Some(key),
-            } => (OutRoute::Webhook { key: key.clone() }, None),
-            ChatRoute::CustomerGroup { robot_key: None } => (
-                OutRoute::CustomerGroupMass {
-                    chat_id: chat.chat_id.clone(),
-                    owner: chat.owner.clone(),
-                },
-                Some(
-                    "customer group without robot or smart bot: cannot post automatically, \
-                     the group owner must send it"
-                        .to_string(),
-                ),
-            ),
-            ChatRoute::SmartBot { robot_key: None } => (
-                OutRoute::CustomerGroupMass {
-                    chat_id: chat.chat_id.clone(),
-                    owner: chat.owner.clone(),
-                },
-                Some(
-                    "smart-bot group without robot: the bot can only answer @-mentions".to_string(),
-                ),
-            ),
-        },
-    };
-    Outbound {
-        idempotency_key: key,
-        route,
-        text,
-        mentions,
-        not_before: None,
-        skipped,
     }
 }

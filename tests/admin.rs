@@ -1062,7 +1062,7 @@ async fn park_an_uncertain_message(console: &Console) -> i64 {
         not_before: None,
         skip_reason: None,
     };
-    let Enqueued::New(id) = outbox::enqueue(&mut conn, &message).await.unwrap() else {
+    let Enqueued::New(id) = outbox::insert_row(&mut conn, &message).await.unwrap() else {
         panic!("fresh key")
     };
     // Claim only this row (the seed's other rows are not pending).

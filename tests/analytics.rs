@@ -17,7 +17,7 @@ use qunyun::config::Config;
 use qunyun::jobs::analytics::{Analytics, AnalyticsOutcome, AnalyticsSettings};
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use qunyun::jobs::scheduler::{Scheduler, SchedulerSettings};
-use qunyun::pipeline::{self, DurableOutbox, Pipeline, PipelineSettings};
+use qunyun::pipeline::{self, Pipeline, PipelineSettings};
 use qunyun::rules::ChatRoute;
 use qunyun::sim::{
     AppCallback, BotCallback, BotMentionRequest, CallbackTargets, Delivery, FaultKind, FaultRule,
@@ -53,7 +53,7 @@ struct Harness {
     pool: SqlitePool,
     clock: Arc<ManualClock>,
     sim: SimHandle,
-    pipeline: Pipeline<DurableOutbox>,
+    pipeline: Pipeline,
     sender: OutboxSender,
     analytics: Analytics,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -133,12 +133,7 @@ impl Harness {
                 ..SenderSettings::default()
             },
         );
-        let pipeline = Pipeline::new(
-            pool.clone(),
-            shared,
-            DurableOutbox::new(APP),
-            PipelineSettings::default(),
-        );
+        let pipeline = Pipeline::new(pool.clone(), shared, APP, PipelineSettings::default());
         let analytics = Analytics::new(pool.clone(), AnalyticsSettings::default());
 
         sim.sim().add_directory_members([OWNER, BOSS, "zhangsan"]);

@@ -6,40 +6,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use qunyun::clock::{ManualClock, SharedClock};
-use qunyun::pipeline::{self, OutboxWriter, Pipeline, PipelineHooks, PipelineSettings};
-use qunyun::rules::{ChatRoute, Outbound};
-use qunyun::store::{self, chats, checkins, inbox, members, points, redemptions};
+use qunyun::outbound::Payload;
+use qunyun::pipeline::{self, Pipeline, PipelineHooks, PipelineSettings};
+use qunyun::rules::ChatRoute;
+use qunyun::store::{self, chats, checkins, inbox, members, outbox, points, redemptions};
 use qunyun::wecom::message::{self, BotChatType, BotMsgType, ChatChangeType, ChatUpdateDetail};
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
 
-/// Outbox stand-in: one row per idempotency key, in the caller's transaction.
-#[derive(Clone, Copy)]
-struct TableOutbox;
-
-impl OutboxWriter for TableOutbox {
-    async fn enqueue(
-        &self,
-        conn: &mut SqliteConnection,
-        message: &Outbound,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        sqlx::query(
-            "insert into test_outbox (key, route, body, mentions, skipped, created_at) values (?, ?, ?, ?, ?, ?)
-             on conflict (key) do nothing",
-        )
-        .bind(&message.idempotency_key)
-        .bind(message.route.name())
-        .bind(&message.text)
-        .bind(message.mentions.join(","))
-        .bind(&message.skipped)
-        .bind(now.timestamp())
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-}
-
-#[derive(Debug, sqlx::FromRow)]
+/// An outbox row as WeCom would get it: the text and @-mentions of its payload.
+#[derive(Debug)]
 struct Sent {
     key: String,
     route: String,
@@ -48,11 +23,41 @@ struct Sent {
     skipped: Option<String>,
 }
 
+/// The text and mentions inside a payload, whatever the route's shape.
+fn text_and_mentions(payload: &Payload) -> (String, Vec<String>) {
+    use qunyun::wecom::api::{AppMessageContent, BotResponse, WebhookMessage};
+    let text = |t: &Option<qunyun::wecom::api::TextContent>| {
+        t.as_ref().map(|t| t.content.clone()).unwrap_or_default()
+    };
+    match payload {
+        Payload::AppGroup(content) | Payload::Member(content) => match content {
+            AppMessageContent::Text { text } | AppMessageContent::Markdown { markdown: text } => {
+                (text.content.clone(), Vec::new())
+            }
+            _ => (String::new(), Vec::new()),
+        },
+        Payload::Webhook(WebhookMessage::Text { text }) => {
+            (text.content.clone(), text.mentioned_list.clone())
+        }
+        Payload::Webhook(WebhookMessage::Markdown { markdown }) => {
+            (markdown.content.clone(), Vec::new())
+        }
+        Payload::Webhook(_) => (String::new(), Vec::new()),
+        Payload::SmartBot(BotResponse::Markdown { markdown }) => {
+            (markdown.content.clone(), Vec::new())
+        }
+        Payload::SmartBot(_) => (String::new(), Vec::new()),
+        Payload::WelcomeCode(content) => (text(&content.text), Vec::new()),
+        Payload::CustomerGroupMass(content) => (text(&content.text), Vec::new()),
+        Payload::AppChatRemove(removal) => (removal.reason.clone(), removal.del_user_list.clone()),
+    }
+}
+
 struct Harness {
     _dir: tempfile::TempDir,
     pool: SqlitePool,
     clock: Arc<ManualClock>,
-    pipeline: Pipeline<TableOutbox>,
+    pipeline: Pipeline,
     next_msg: std::cell::Cell<u64>,
 }
 
@@ -64,13 +69,6 @@ fn start_time() -> DateTime<Utc> {
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let pool = store::open(&dir.path().join("qunyun.db")).await.unwrap();
-    sqlx::query(
-        "create table test_outbox (key text primary key, route text not null, body text not null,
-         mentions text not null, skipped text, created_at integer not null)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
     let clock = ManualClock::new(start_time());
     let pipeline = new_pipeline(&pool, &clock, PipelineHooks::default());
     Harness {
@@ -82,16 +80,12 @@ async fn harness() -> Harness {
     }
 }
 
-fn new_pipeline(
-    pool: &SqlitePool,
-    clock: &Arc<ManualClock>,
-    hooks: PipelineHooks,
-) -> Pipeline<TableOutbox> {
+fn new_pipeline(pool: &SqlitePool, clock: &Arc<ManualClock>, hooks: PipelineHooks) -> Pipeline {
     let shared: SharedClock = clock.clone();
     Pipeline::new(
         pool.clone(),
         shared,
-        TableOutbox,
+        "ops",
         PipelineSettings {
             max_attempts: 3,
             batch_size: 100,
@@ -201,11 +195,26 @@ impl Harness {
         self.pipeline.run_once().await.unwrap()
     }
 
+    /// Every outbox row, oldest first, with the text WeCom would get.
     async fn sent(&self) -> Vec<Sent> {
-        sqlx::query_as("select key, route, body, mentions, skipped from test_outbox order by rowid")
-            .fetch_all(&self.pool)
-            .await
-            .unwrap()
+        let mut rows = outbox::list(&mut *self.conn().await, None).await.unwrap();
+        rows.reverse();
+        rows.into_iter()
+            .map(|row| {
+                let (body, mentions) = Payload::decode(row.route, &row.payload_json)
+                    .map(|payload| text_and_mentions(&payload))
+                    .unwrap_or_default();
+                Sent {
+                    key: row.idempotency_key,
+                    route: row.route.as_str().to_owned(),
+                    body,
+                    mentions: mentions.join(","),
+                    skipped: (row.status == outbox::OutboxStatus::Skipped)
+                        .then_some(row.last_error)
+                        .flatten(),
+                }
+            })
+            .collect()
     }
 
     async fn reply_to(&self, key: &str) -> String {
@@ -445,7 +454,7 @@ async fn joins_within_the_merge_window_get_one_welcome() {
     let sent = h.sent().await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].route, "app_group");
-    assert_eq!(sent[0].mentions, "u1,u2,u3");
+    // appchat/send has no @-mentions: the welcome names the members.
     assert!(sent[0].body.contains("u1、u2、u3"), "{}", sent[0].body);
     assert_eq!(
         chats::get_chat(&mut *h.conn().await, "wrA")
@@ -455,6 +464,30 @@ async fn joins_within_the_merge_window_get_one_welcome() {
             .member_version
             .as_deref(),
         Some("v2")
+    );
+}
+
+#[tokio::test]
+async fn a_robot_welcome_mentions_the_newcomers() {
+    let h = harness().await;
+    h.add_chat(
+        "wrR",
+        "机器人群",
+        ChatRoute::Webhook {
+            key: "KEY-R".into(),
+        },
+        &[],
+    )
+    .await;
+    h.join("wrR", &["u1", "u2"], "v0", "v1").await;
+    h.run().await;
+    h.clock.advance(Duration::seconds(10));
+    h.run().await;
+    let sent = h.sent().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].route.as_str(), sent[0].mentions.as_str()),
+        ("webhook", "u1,u2")
     );
 }
 
@@ -493,7 +526,8 @@ async fn member_leaving_before_the_welcome_is_not_welcomed() {
     h.run().await;
     let sent = h.sent().await;
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].mentions, "u1");
+    assert!(sent[0].body.contains("u1"), "{}", sent[0].body);
+    assert!(!sent[0].body.contains("u2"), "{}", sent[0].body);
 }
 
 #[tokio::test]

@@ -4,55 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{Duration, TimeZone, Utc};
 use qunyun::clock::{Clock, ManualClock, SharedClock};
 use qunyun::ingest::{self, IngestMessage};
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
-use qunyun::pipeline::{self, OutboxWriter, Pipeline, PipelineSettings};
-use qunyun::rules::{ChatRoute, Outbound};
+use qunyun::pipeline::{self, Pipeline, PipelineSettings};
+use qunyun::rules::ChatRoute;
 use qunyun::sim::{Route as SimRoute, SeedAppChat, Sim, SimConfig, SimHandle};
-use qunyun::store::{self, chats, inbox, moderation, outbox};
+use qunyun::store::{self, chats, inbox, moderation};
 use qunyun::wecom::api::{ApiClient, ApiConfig, Secret};
 use qunyun::wecom::message::{self, BotChatType, BotMsgType, BotQuote};
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
 
 const CORP: &str = "wwcorp";
 const SECRET: &str = "app-secret";
 const APP_CHAT: &str = "wrapp";
 const CUSTOMER_GROUP: &str = "wrcustomer";
-
-/// The production shape: `outbox_parts` → `store::outbox::enqueue` in the
-/// event's transaction.
-#[derive(Clone, Copy)]
-struct StoreOutbox;
-
-impl OutboxWriter for StoreOutbox {
-    async fn enqueue(
-        &self,
-        conn: &mut SqliteConnection,
-        message: &Outbound,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        let parts = pipeline::outbox_parts(message, "main");
-        let route = outbox::Route::ALL
-            .into_iter()
-            .find(|route| route.as_str() == parts.route)
-            .ok_or_else(|| anyhow::anyhow!("unknown route {}", parts.route))?;
-        let payload = parts.payload.to_string();
-        let row = outbox::NewOutboxMessage {
-            idempotency_key: &message.idempotency_key,
-            route,
-            target: &parts.target,
-            app: parts.app.as_deref(),
-            payload_json: &payload,
-            created_at: now.timestamp(),
-            not_before: message.not_before.map(|at| at.timestamp()),
-            skip_reason: message.skipped.as_deref(),
-        };
-        outbox::enqueue(conn, &row).await?;
-        Ok(())
-    }
-}
 
 const BASE_RULES: &str = r#"
 [moderation]
@@ -73,7 +40,7 @@ struct Harness {
     pool: SqlitePool,
     clock: Arc<ManualClock>,
     sim: SimHandle,
-    pipeline: Pipeline<StoreOutbox>,
+    pipeline: Pipeline,
     sender: OutboxSender,
     next: std::cell::Cell<u64>,
 }
@@ -113,12 +80,7 @@ async fn harness(rules: &str) -> Harness {
             ..SenderSettings::default()
         },
     );
-    let pipeline = Pipeline::new(
-        pool.clone(),
-        shared,
-        StoreOutbox,
-        PipelineSettings::default(),
-    );
+    let pipeline = Pipeline::new(pool.clone(), shared, "main", PipelineSettings::default());
     pipeline::import_rules(&pool, rules, clock.now())
         .await
         .unwrap();

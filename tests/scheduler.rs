@@ -890,3 +890,117 @@ async fn run_loop_makes_a_pass_and_stops_on_cancel() {
     qunyun::jobs::run_loop(&scheduler, &clock, scheduler.tick(), &shutdown).await;
     assert_eq!(h.count_outbox().await, 1);
 }
+
+/// A manager's "send now" to a tag: one row per tagged chat through the same
+/// route decision as pushes. The app group and the robot chat receive it in
+/// the simulator; the customer group without a robot waits for its owner;
+/// the smart-bot group and the chosen chat nobody registered are recorded as
+/// skipped with the reason; an untagged chat gets nothing; queueing the same
+/// broadcast again adds nothing.
+#[tokio::test]
+async fn a_broadcast_to_a_tag_goes_through_each_chats_route() {
+    use qunyun::outbound::Broadcast;
+    use qunyun::rules::route::reasons;
+    use qunyun::rules::Content;
+
+    let h = Harness::start().await;
+    h.sim().add_app_chat(SeedAppChat {
+        chatid: "APPCHAT".into(),
+        name: "ops".into(),
+        owner: "zhangsan".into(),
+        userlist: vec!["zhangsan".into(), "lisi".into()],
+        creator_agent_id: None,
+    });
+    h.add_chat("APPCHAT", ChatRoute::AppGroup, Some("zhangsan"), &["vip"])
+        .await;
+    h.add_robot_chat("wrROBOT", &["vip"]).await;
+    h.add_robot_chat("wrOTHER", &["other"]).await;
+    h.sim().add_customer_group(SeedCustomerGroup {
+        chat_id: "wrCUST".into(),
+        name: "VIP 客户".into(),
+        owner: "zhangsan".into(),
+        notice: String::new(),
+        status: 0,
+        create_time: 0,
+        admins: vec![],
+        members: vec![SeedGroupMember::new("wmCUSTOMER")],
+    });
+    h.add_chat(
+        "wrCUST",
+        ChatRoute::CustomerGroup { robot_key: None },
+        Some("zhangsan"),
+        &["vip"],
+    )
+    .await;
+    h.add_chat(
+        "wrSMART",
+        ChatRoute::SmartBot { robot_key: None },
+        None,
+        &["vip"],
+    )
+    .await;
+
+    let broadcast = Broadcast {
+        id: "b1".into(),
+        chats: vec!["wrGONE".into()],
+        tags: vec!["vip".into()],
+        content: Content::text("【上新】保温杯 2.0 今晚八点开抢"),
+    };
+    let mut tx = h.pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let queued = outbox::enqueue_broadcast(&mut tx, &broadcast, APP, h.now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(queued.added, 5, "{:?}", queued.planned);
+
+    h.drain(&h.sender(), 5).await;
+    let received: BTreeMap<String, (SimRoute, String)> = h
+        .sim()
+        .messages()
+        .iter()
+        .map(|d| {
+            (
+                d.target.clone(),
+                (d.route, d.text().unwrap_or_default().to_owned()),
+            )
+        })
+        .collect();
+    let text = "【上新】保温杯 2.0 今晚八点开抢".to_owned();
+    assert_eq!(
+        received.get("APPCHAT"),
+        Some(&(SimRoute::Appchat, text.clone()))
+    );
+    assert_eq!(
+        received.get("wrROBOT"),
+        Some(&(SimRoute::Webhook, text.clone()))
+    );
+    assert!(!received.contains_key("wrOTHER"), "{received:?}");
+
+    let mut conn = h.pool.acquire().await.unwrap();
+    let rows = outbox::list(&mut conn, None).await.unwrap();
+    let row = |chat: &str| {
+        rows.iter()
+            .find(|row| row.idempotency_key == format!("broadcast:b1:{chat}"))
+            .unwrap_or_else(|| panic!("no row for {chat}: {rows:?}"))
+    };
+    assert_eq!(row("APPCHAT").status, OutboxStatus::Sent);
+    assert_eq!(row("wrROBOT").status, OutboxStatus::Sent);
+    assert_eq!(
+        (row("wrCUST").status, row("wrCUST").target.as_str()),
+        (OutboxStatus::AwaitingConfirmation, "zhangsan")
+    );
+    assert_eq!(h.sim().pending_mass().len(), 1);
+    for (chat, reason) in [
+        ("wrSMART", reasons::SMART_BOT_ONLY),
+        ("wrGONE", reasons::UNKNOWN_CHAT),
+    ] {
+        assert_eq!(row(chat).status, OutboxStatus::Skipped, "{chat}");
+        assert_eq!(row(chat).last_error.as_deref(), Some(reason), "{chat}");
+    }
+
+    // The same broadcast again (a double click) adds nothing.
+    let again = outbox::enqueue_broadcast(&mut conn, &broadcast, APP, h.now())
+        .await
+        .unwrap();
+    assert_eq!(again.added, 0);
+}

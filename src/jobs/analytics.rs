@@ -20,15 +20,20 @@ use crate::analytics::rollup::{self, Facts, Message};
 use crate::analytics::{AlertKind, AlertLevel, AlertStep, DayWindow, COMMUNITY};
 use crate::inbox_event::domain_event;
 use crate::jobs::Job;
-use crate::pipeline::{DurableOutbox, OutboxWriter};
 use crate::rules::analytics::AtRiskAction;
 use crate::rules::event::EventKind;
-use crate::rules::{OutRoute, Outbound, RuleSet};
-use crate::store::analytics as store;
+use crate::rules::route::route_to_members;
+use crate::rules::{Content, Outbound, RuleSet};
+use crate::store::{analytics as store, outbox};
 use anyhow::Context;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::{SqliteConnection, SqlitePool};
+
+/// Why an admin notice has nobody to go to.
+const NO_ADMINS: &str = "[alerts] admins 未配置（no admins configured）";
+const NO_ADMINS_DASHBOARD_ONLY: &str =
+    "[alerts] admins 未配置，预警只显示在运营后台（no admins configured: dashboard only）";
 
 #[derive(Debug, Clone)]
 pub struct AnalyticsSettings {
@@ -296,7 +301,7 @@ async fn at_risk_action(
     let name = crate::store::members::person_name(conn, user_id)
         .await?
         .unwrap_or_else(|| user_id.to_owned());
-    let (action, user_ids, text, skipped) = match doc.at_risk_action {
+    let (action, user_ids, text, if_nobody) = match doc.at_risk_action {
         AtRiskAction::None => return Ok(false),
         AtRiskAction::Nudge => {
             let text = rules.render(
@@ -307,38 +312,25 @@ async fn at_risk_action(
                     "group_name": rules.doc.community.name,
                 }),
             );
-            let skipped = lifecycle::is_external_user(user_id).then(|| {
-                "外部联系人收不到应用消息（app messages reach internal members only）：\
-                 请群主或客服人工联系"
-                    .to_owned()
-            });
-            ("nudge", vec![user_id.to_owned()], text, skipped)
+            ("nudge", vec![user_id.to_owned()], text, "")
         }
         AtRiskAction::NotifyAdmins => {
-            let admins = rules.doc.alerts.admins.clone();
             let text = format!(
                 "【{}】流失预警：{name}（{user_id}）已 {silent_days} 天没有发言或签到，建议私聊关怀。",
                 rules.doc.community.name
             );
-            let skipped = admins
-                .is_empty()
-                .then(|| "[alerts] admins 未配置（no admins configured）".to_owned());
-            ("notify_admins", admins, text, skipped)
+            let admins = rules.doc.alerts.admins.clone();
+            ("notify_admins", admins, text, NO_ADMINS)
         }
     };
     let key = format!("lifecycle:{change_id}:{action}");
-    let message = Outbound {
-        idempotency_key: key.clone(),
-        route: OutRoute::Member {
-            app: app.clone(),
-            user_ids,
-        },
-        text,
-        mentions: Vec::new(),
-        not_before: None,
-        skipped: skipped.clone(),
-    };
-    DurableOutbox::new(app).enqueue(conn, &message, now).await?;
+    let message = Outbound::decided(
+        key.clone(),
+        route_to_members(&app, &user_ids, if_nobody),
+        Content::text(text),
+    );
+    outbox::enqueue(conn, &message, &app, now).await?;
+    let skipped = message.skipped;
     let status = if skipped.is_some() {
         "skipped"
     } else {
@@ -437,28 +429,21 @@ async fn notify_admins(
 ) -> anyhow::Result<()> {
     let doc = &rules.doc.alerts;
     let app = rules.doc.community.app.clone();
-    let message = Outbound {
-        idempotency_key: format!("alert:{episode_id}:{level}"),
-        route: OutRoute::Member {
-            app: app.clone(),
-            user_ids: doc.admins.clone(),
-        },
-        text: alerts::message_text(
-            &rules.doc.community.name,
-            doc,
-            kind,
-            level,
-            value,
-            escalated,
-        ),
-        mentions: Vec::new(),
-        not_before: None,
-        skipped: doc.admins.is_empty().then(|| {
-            "[alerts] admins 未配置，预警只显示在运营后台（no admins configured: dashboard only）"
-                .to_owned()
-        }),
-    };
-    DurableOutbox::new(app).enqueue(conn, &message, now).await
+    let text = alerts::message_text(
+        &rules.doc.community.name,
+        doc,
+        kind,
+        level,
+        value,
+        escalated,
+    );
+    let message = Outbound::decided(
+        format!("alert:{episode_id}:{level}"),
+        route_to_members(&app, &doc.admins, NO_ADMINS_DASHBOARD_ONLY),
+        Content::text(text),
+    );
+    outbox::enqueue(conn, &message, &app, now).await?;
+    Ok(())
 }
 
 /// `qunyun analytics show`: the community's (or one chat's) rollup of the

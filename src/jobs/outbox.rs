@@ -25,17 +25,16 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use serde::de::DeserializeOwned;
 use sqlx::SqlitePool;
 
 use crate::clock::SharedClock;
 use crate::config::AppConfig;
 use crate::jobs::Job;
-use crate::store::outbox::{self as store, ClaimedMessage, OutboxStatus, Route};
+use crate::outbound::Payload;
+use crate::store::outbox::{self as store, ClaimedMessage, OutboxStatus};
 use crate::wecom::api::{
-    AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, AppMessageContent,
-    BotResponse, ErrorClass, MassMessageContent, Secret, WebhookMessage, WelcomeContent,
-    WelcomeMessage,
+    AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, BotResponse,
+    ErrorClass, Secret, WebhookMessage, WelcomeMessage,
 };
 
 /// A configured self-built app.
@@ -462,10 +461,10 @@ impl OutboxSender {
         let limits = &self.settings.rate_limits;
         let target = message.target.as_str();
         let api_key = |path: &str| (format!("api:{path}"), limits.calls_per_api);
-        let prepared = match message.route {
-            Route::Member => {
+        let payload = decode_payload(message)?;
+        let prepared = match payload {
+            Payload::Member(content) => {
                 let app = self.app(message.app.as_deref())?;
-                let content: AppMessageContent = decode_payload(message)?;
                 let mut rate_keys: Vec<(String, u32)> = target
                     .split('|')
                     .filter(|userid| !userid.is_empty())
@@ -485,9 +484,8 @@ impl OutboxSender {
                     },
                 }
             }
-            Route::AppGroup => {
+            Payload::AppGroup(content) => {
                 let app = self.app(message.app.as_deref())?;
-                let content: AppMessageContent = decode_payload(message)?;
                 Prepared {
                     rate_keys: vec![
                         (format!("appchat:{target}"), limits.appchat_per_chat),
@@ -499,39 +497,34 @@ impl OutboxSender {
                     },
                 }
             }
-            Route::Webhook => {
-                let content: WebhookMessage = decode_payload(message)?;
-                Prepared {
-                    rate_keys: vec![
-                        (format!("webhook:{target}"), limits.webhook_per_key),
-                        api_key("webhook/send"),
-                    ],
-                    call: Call::Webhook {
-                        key: target,
-                        message: content,
-                    },
-                }
-            }
-            Route::SmartBot => {
+            Payload::Webhook(content) => Prepared {
+                rate_keys: vec![
+                    (format!("webhook:{target}"), limits.webhook_per_key),
+                    api_key("webhook/send"),
+                ],
+                call: Call::Webhook {
+                    key: target,
+                    message: content,
+                },
+            },
+            Payload::SmartBot(response) => {
                 if age > RESPONSE_URL_LIFETIME_SECS {
                     return Err(Verdict::Dead {
                         reason: "response_url expired (valid for 1 hour)".to_owned(),
                     });
                 }
-                let content: BotResponse = decode_payload(message)?;
                 Prepared {
                     rate_keys: vec![api_key("aibot/response")],
                     call: Call::SmartBot {
                         response_url: target,
-                        response: content,
+                        response,
                     },
                 }
             }
-            Route::CustomerGroupMass => {
+            Payload::CustomerGroupMass(content) => {
                 let secret = self
                     .contacts_secret(message.app.as_deref())
                     .map_err(|reason| Verdict::Failed { reason })?;
-                let content: MassMessageContent = decode_payload(message)?;
                 Prepared {
                     rate_keys: vec![api_key("externalcontact/add_msg_template")],
                     call: Call::Mass {
@@ -540,9 +533,8 @@ impl OutboxSender {
                     },
                 }
             }
-            Route::AppChatRemove => {
+            Payload::AppChatRemove(removal) => {
                 let app = self.app(message.app.as_deref())?;
-                let removal: RemovalPayload = decode_payload(message)?;
                 Prepared {
                     rate_keys: vec![api_key("appchat/update")],
                     call: Call::AppChatRemove {
@@ -557,7 +549,7 @@ impl OutboxSender {
                     },
                 }
             }
-            Route::WelcomeCode => {
+            Payload::WelcomeCode(content) => {
                 if age > WELCOME_CODE_LIFETIME_SECS {
                     return Err(Verdict::Dead {
                         reason: format!(
@@ -568,7 +560,6 @@ impl OutboxSender {
                 let secret = self
                     .contacts_secret(message.app.as_deref())
                     .map_err(|reason| Verdict::Failed { reason })?;
-                let content: WelcomeContent = decode_payload(message)?;
                 Prepared {
                     rate_keys: vec![api_key("externalcontact/send_welcome_msg")],
                     call: Call::Welcome {
@@ -823,8 +814,10 @@ fn rate_kind(key: &str) -> &str {
     }
 }
 
-fn decode_payload<T: DeserializeOwned>(message: &ClaimedMessage) -> Result<T, Verdict> {
-    serde_json::from_str(&message.payload_json).map_err(|error| Verdict::Dead {
+/// The row's payload in its route's shape (the one [`Payload`] every writer
+/// stores through `store::outbox::enqueue`).
+fn decode_payload(message: &ClaimedMessage) -> Result<Payload, Verdict> {
+    Payload::decode(message.route, &message.payload_json).map_err(|error| Verdict::Dead {
         // Position only: the payload is message content and stays out of logs.
         reason: format!(
             "payload is not a valid {} message ({:?} error at line {} column {})",
@@ -870,12 +863,6 @@ enum Call<'a> {
         secret: &'a Secret,
         update: AppChatUpdate,
     },
-}
-
-/// The payload of an `app_chat_remove` row (the chat id is the row's target).
-#[derive(serde::Deserialize)]
-struct RemovalPayload {
-    del_user_list: Vec<String>,
 }
 
 enum Delivered {

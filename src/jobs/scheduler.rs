@@ -19,12 +19,14 @@
 //!
 //! # Routes
 //!
-//! App groups go out through `appchat/send`; webhook groups, and customer or
-//! smart-bot groups with a robot added, through the robot; customer groups
-//! without a robot become one owner-confirmed mass message per owner per run
-//! (per distinct rendered text, at most 2,000 chats each) and stay
-//! `awaiting_confirmation` until the owner confirms. Chats nothing can post to
-//! get a `skipped` outbox row carrying the reason, so the run report shows them.
+//! Each chat's route comes from [`route_for`] (the engine and broadcasts ask
+//! the same function): app groups go out through `appchat/send`; webhook
+//! groups, and customer or smart-bot groups with a robot added, through the
+//! robot; customer groups without a robot need their owner, so they become
+//! one owner-confirmed mass message per owner per run (per distinct rendered
+//! text, at most 2,000 chats each) and stay `awaiting_confirmation` until the
+//! owner confirms. Chats nothing can post to get a `skipped` outbox row
+//! carrying the reason, so the run report shows them.
 
 use std::collections::BTreeMap;
 
@@ -35,20 +37,19 @@ use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::active_rules::{ActiveRules, InForce};
 use crate::jobs::Job;
+use crate::outbound::Payload;
 use crate::rules::schedule::{
-    self, next_fires, plan_catch_up, render, select_targets, ChatInfo, ChatVars, ImageSource,
-    LeaderboardEntry, PushContext, RenderedMessage, ValidSchedule,
+    self, next_fires, plan_catch_up, render, select_targets, ChatInfo, ChatVars, LeaderboardEntry,
+    PushContext, RenderedMessage, ValidSchedule,
 };
-use crate::rules::ChatRoute;
-use crate::store::outbox::{NewOutboxMessage, OutboxStatus, Route};
+use crate::rules::{
+    route_for, ChatAddress, ChatRoute, Content, MessageKind, OutRoute, Outbound, RouteDecision,
+};
+use crate::store::outbox::{self, OutboxStatus};
 use crate::store::points;
 use crate::store::schedules::{
     self as store, DeliveryRow, NewDelivery, NewRun, PushChat, RunKind, RunRow, RunStatus,
     VariantFollowUp,
-};
-use crate::wecom::api::{
-    AppMessageContent, MassMessageContent, MediaRef, NewsArticle as WeComArticle, NewsContent,
-    TextContent, WebhookMessage, WebhookText,
 };
 
 /// WeCom takes at most this many chat ids in one customer-group mass message.
@@ -331,8 +332,8 @@ pub async fn plan_fire(
         outbox_rows: 0,
     };
     // Customer groups without a robot, grouped into one mass message per owner
-    // and distinct text: (owner, variant, payload) -> chats.
-    let mut mass: BTreeMap<(String, String, String), Vec<&str>> = BTreeMap::new();
+    // and distinct text: (owner, variant, content) -> chats.
+    let mut mass: BTreeMap<(String, String, MassKey), Vec<&str>> = BTreeMap::new();
     // Rows are collected first and written with a few multi-row inserts.
     let mut rows: Vec<PlannedRow<'_>> = Vec::with_capacity(by_id.len());
     for info in selected {
@@ -353,64 +354,67 @@ pub async fn plan_fire(
             }),
             leaderboard,
         };
-        let decision = match render(schedule, variant, &context) {
-            Ok(message) => delivery_for(chat, &message, &settings.app),
-            Err(error) => Delivery::Skip {
-                route: chat_outbox_route(&chat.route),
-                reason: format!("message did not render: {error}"),
-            },
+        let key = format!("{key_prefix}:{}", chat.chat_id);
+        let message = match render(schedule, variant, &context) {
+            Ok(message) => {
+                let content = Content::from(message);
+                match route_for(address(chat), MessageKind::Push, &content) {
+                    RouteDecision::NeedsOwnerConfirmation { owner, .. } => {
+                        planned.chats += 1;
+                        mass.entry((owner, variant.name.clone(), MassKey(content)))
+                            .or_default()
+                            .push(chat.chat_id.as_str());
+                        continue;
+                    }
+                    decision => Outbound::decided(key, decision, content),
+                }
+            }
+            Err(error) => Outbound::decided(
+                key,
+                RouteDecision::Skip {
+                    route: filed_route(chat),
+                    reason: format!("message did not render: {error}"),
+                },
+                Content::text(""),
+            ),
         };
-        let (route, target, app, payload, skip_reason) = match decision {
-            Delivery::Send {
-                route,
-                target,
-                app,
-                payload,
-            } => {
-                planned.chats += 1;
-                (route, target, app, payload, None)
-            }
-            Delivery::Mass { owner, payload } => {
-                planned.chats += 1;
-                mass.entry((owner, variant.name.clone(), payload))
-                    .or_default()
-                    .push(chat.chat_id.as_str());
-                continue;
-            }
-            Delivery::Skip { route, reason } => {
-                planned.skipped += 1;
-                (
-                    route,
-                    chat.chat_id.clone(),
-                    None,
-                    "{}".to_owned(),
-                    Some(reason),
-                )
-            }
-        };
+        if message.skipped.is_some() {
+            planned.skipped += 1;
+        } else {
+            planned.chats += 1;
+        }
         rows.push(PlannedRow {
-            key: format!("{key_prefix}:{}", chat.chat_id),
-            route,
-            target,
-            app,
-            payload,
-            skip_reason,
+            message,
             chats: vec![chat.chat_id.as_str()],
             variant: &variant.name,
         });
     }
-    for ((owner, variant, content), chat_ids) in &mass {
+    for ((owner, variant, MassKey(content)), chat_ids) in &mass {
+        // The text without its chats names the message (bounded key length).
+        let tag = Payload::build(
+            &OutRoute::CustomerGroupMass {
+                owner: None,
+                chat_ids: Vec::new(),
+            },
+            content,
+        )
+        .map(|payload| payload.to_json())
+        .transpose()?
+        .unwrap_or_default();
         for (part, chunk) in chat_ids.chunks(MASS_CHATS_PER_MESSAGE).enumerate() {
-            rows.push(PlannedRow {
-                key: format!(
+            let message = Outbound::new(
+                format!(
                     "{key_prefix}:mass:{owner}:{variant}:{}:{part}",
-                    short_hash(content)
+                    short_hash(&tag)
                 ),
-                route: Route::CustomerGroupMass,
-                target: owner.clone(),
-                app: None,
-                payload: mass_payload(content, chunk)?,
-                skip_reason: None,
+                OutRoute::CustomerGroupMass {
+                    owner: Some(owner.clone()),
+                    chat_ids: chunk.iter().map(|id| (*id).to_owned()).collect(),
+                },
+                content.clone(),
+            );
+            rows.push(PlannedRow {
+                message,
                 chats: chunk.to_vec(),
                 variant,
             });
@@ -420,38 +424,29 @@ pub async fn plan_fire(
     // sender does not speak yet: record that visibly instead of dropping it.
     if let Some(members) = schedule.targets().members() {
         planned.skipped += 1;
+        let reason = format!(
+            "pushes to member departments {:?} / tags {:?} are not delivered yet \
+             (no toparty/totag in the sender)",
+            members.departments, members.tags
+        );
         rows.push(PlannedRow {
-            key: format!("{key_prefix}:members"),
-            route: Route::Member,
-            target: format!(
-                "departments {:?} tags {:?}",
-                members.departments, members.tags
-            ),
-            app: Some(settings.app.clone()),
-            payload: "{}".to_owned(),
-            skip_reason: Some(
-                "pushes to member departments/tags are not delivered yet (no toparty/totag in the sender)"
-                    .to_owned(),
+            message: Outbound::decided(
+                format!("{key_prefix}:members"),
+                RouteDecision::Skip {
+                    route: OutRoute::Member {
+                        app: settings.app.clone(),
+                        user_ids: Vec::new(),
+                    },
+                    reason,
+                },
+                Content::text(""),
             ),
             chats: Vec::new(),
             variant: "",
         });
     }
-    let created_at = now.timestamp();
-    let messages: Vec<NewOutboxMessage<'_>> = rows
-        .iter()
-        .map(|row| NewOutboxMessage {
-            idempotency_key: &row.key,
-            route: row.route,
-            target: &row.target,
-            app: row.app.as_deref(),
-            payload_json: &row.payload,
-            created_at,
-            not_before: None,
-            skip_reason: row.skip_reason.as_deref(),
-        })
-        .collect();
-    let added = crate::store::outbox::enqueue_many(conn, &messages).await?;
+    let messages: Vec<Outbound> = rows.iter().map(|row| row.message.clone()).collect();
+    let added = outbox::enqueue_all(conn, &messages, &settings.app, now).await?;
     planned.outbox_rows = usize::try_from(added).unwrap_or(usize::MAX);
     let deliveries: Vec<NewDelivery<'_>> = rows
         .iter()
@@ -459,7 +454,7 @@ pub async fn plan_fire(
             row.chats.iter().map(|chat_id| NewDelivery {
                 chat_id,
                 variant: row.variant,
-                outbox_key: &row.key,
+                outbox_key: &row.message.idempotency_key,
             })
         })
         .collect();
@@ -470,214 +465,48 @@ pub async fn plan_fire(
 /// One outbox row of a run and the chats it carries (one, or many for a
 /// customer-group mass message).
 struct PlannedRow<'a> {
-    key: String,
-    route: Route,
-    target: String,
-    app: Option<String>,
-    payload: String,
-    skip_reason: Option<String>,
+    message: Outbound,
     chats: Vec<&'a str>,
     variant: &'a str,
 }
 
-/// How one chat receives one rendered message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Delivery {
-    Send {
-        route: Route,
-        target: String,
-        app: Option<String>,
-        payload: String,
-    },
-    /// Part of an owner's mass message; `payload` is the mass content without
-    /// the chat list.
-    Mass {
-        owner: String,
-        payload: String,
-    },
-    Skip {
-        route: Route,
-        reason: String,
-    },
-}
+/// Rendered content as a grouping key: chats whose message renders the same
+/// share one mass message.
+#[derive(PartialEq, Eq)]
+struct MassKey(Content);
 
-fn delivery_for(chat: &PushChat, message: &RenderedMessage, app: &str) -> Delivery {
-    let robot = match &chat.route {
-        ChatRoute::Webhook { key } => Some(key.as_str()),
-        ChatRoute::CustomerGroup { robot_key } | ChatRoute::SmartBot { robot_key } => {
-            robot_key.as_deref()
-        }
-        ChatRoute::AppGroup => None,
-    };
-    let skip = |route: Route, reason: &str| Delivery::Skip {
-        route,
-        reason: reason.to_owned(),
-    };
-    match (&chat.route, robot) {
-        (ChatRoute::AppGroup, _) => match app_content(message) {
-            Some(content) => match serde_json::to_string(&content) {
-                Ok(payload) => Delivery::Send {
-                    route: Route::AppGroup,
-                    target: chat.chat_id.clone(),
-                    app: Some(app.to_owned()),
-                    payload,
-                },
-                Err(error) => skip(Route::AppGroup, &format!("payload error: {error}")),
-            },
-            None => skip(
-                Route::AppGroup,
-                "app groups need an uploaded media id for images, not a URL",
-            ),
-        },
-        (_, Some(key)) if !key.is_empty() => match webhook_content(message) {
-            Some(content) => match serde_json::to_string(&content) {
-                Ok(payload) => Delivery::Send {
-                    route: Route::Webhook,
-                    target: key.to_owned(),
-                    app: None,
-                    payload,
-                },
-                Err(error) => skip(Route::Webhook, &format!("payload error: {error}")),
-            },
-            None => skip(
-                Route::Webhook,
-                "webhook robots cannot post an image by URL or media id",
-            ),
-        },
-        (ChatRoute::CustomerGroup { .. }, _) => match &chat.owner {
-            Some(owner) if !owner.is_empty() => match mass_content(message) {
-                Ok(payload) => Delivery::Mass {
-                    owner: owner.clone(),
-                    payload,
-                },
-                Err(error) => skip(Route::CustomerGroupMass, &format!("payload error: {error}")),
-            },
-            _ => skip(
-                Route::CustomerGroupMass,
-                "customer group has no known owner to confirm a mass message and no robot",
-            ),
-        },
-        (ChatRoute::SmartBot { .. }, _) => skip(
-            Route::SmartBot,
-            "a smart bot can only answer @-mentions; add a webhook robot to push here",
-        ),
-        (ChatRoute::Webhook { .. }, _) => skip(Route::Webhook, "webhook chat has no robot key"),
+impl Ord for MassKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let json = |content: &Content| serde_json::to_string(content).unwrap_or_default();
+        json(&self.0).cmp(&json(&other.0))
     }
 }
 
-fn chat_outbox_route(route: &ChatRoute) -> Route {
-    match route {
-        ChatRoute::AppGroup => Route::AppGroup,
-        ChatRoute::Webhook { .. } => Route::Webhook,
-        ChatRoute::SmartBot { .. } => Route::SmartBot,
-        ChatRoute::CustomerGroup { .. } => Route::CustomerGroupMass,
+impl PartialOrd for MassKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
-fn wecom_articles(articles: &[schedule::NewsArticle]) -> Vec<WeComArticle> {
-    articles
-        .iter()
-        .map(|article| WeComArticle {
-            title: article.title.clone(),
-            description: article.description.clone(),
-            url: Some(article.url.clone()),
-            picurl: article.picurl.clone(),
-        })
-        .collect()
+/// What the route decision needs to know about a registered chat.
+fn address(chat: &PushChat) -> ChatAddress<'_> {
+    ChatAddress {
+        chat_id: &chat.chat_id,
+        route: Some(&chat.route),
+        owner: chat.owner.as_deref(),
+    }
 }
 
-fn app_content(message: &RenderedMessage) -> Option<AppMessageContent> {
-    Some(match message {
-        RenderedMessage::Text { content } => AppMessageContent::Text {
-            text: TextContent::new(content.clone()),
+/// Where a chat's message is filed when it cannot be decided (it did not
+/// render): the route its text would have taken.
+fn filed_route(chat: &PushChat) -> OutRoute {
+    match route_for(address(chat), MessageKind::Push, &Content::text("")) {
+        RouteDecision::Send { route } | RouteDecision::Skip { route, .. } => route,
+        RouteDecision::NeedsOwnerConfirmation { owner, chat_id } => OutRoute::CustomerGroupMass {
+            owner: Some(owner),
+            chat_ids: vec![chat_id],
         },
-        RenderedMessage::Markdown { content } => AppMessageContent::Markdown {
-            markdown: TextContent::new(content.clone()),
-        },
-        RenderedMessage::News { articles } => AppMessageContent::News {
-            news: NewsContent {
-                articles: wecom_articles(articles),
-            },
-        },
-        RenderedMessage::Image {
-            source: ImageSource::MediaId(media_id),
-        } => AppMessageContent::Image {
-            image: MediaRef {
-                media_id: media_id.clone(),
-            },
-        },
-        RenderedMessage::Image {
-            source: ImageSource::Url(_),
-        } => return None,
-    })
-}
-
-fn webhook_content(message: &RenderedMessage) -> Option<WebhookMessage> {
-    Some(match message {
-        RenderedMessage::Text { content } => WebhookMessage::Text {
-            text: WebhookText {
-                content: content.clone(),
-                mentioned_list: Vec::new(),
-                mentioned_mobile_list: Vec::new(),
-            },
-        },
-        RenderedMessage::Markdown { content } => WebhookMessage::Markdown {
-            markdown: TextContent::new(content.clone()),
-        },
-        RenderedMessage::News { articles } => WebhookMessage::News {
-            news: NewsContent {
-                articles: wecom_articles(articles),
-            },
-        },
-        RenderedMessage::Image { .. } => return None,
-    })
-}
-
-/// The mass-message content without its chat list, as JSON (also the grouping
-/// key: chats whose text renders the same share one message).
-fn mass_content(message: &RenderedMessage) -> serde_json::Result<String> {
-    use serde_json::json;
-    let content = match message {
-        RenderedMessage::Text { content } | RenderedMessage::Markdown { content } => {
-            MassMessageContent {
-                chat_id_list: Vec::new(),
-                text: Some(TextContent::new(content.clone())),
-                attachments: Vec::new(),
-            }
-        }
-        RenderedMessage::News { articles } => MassMessageContent {
-            chat_id_list: Vec::new(),
-            text: None,
-            attachments: articles
-                .iter()
-                .map(|article| {
-                    json!({"msgtype": "link", "link": {
-                        "title": article.title,
-                        "desc": article.description,
-                        "url": article.url,
-                        "picurl": article.picurl,
-                    }})
-                })
-                .collect(),
-        },
-        RenderedMessage::Image { source } => MassMessageContent {
-            chat_id_list: Vec::new(),
-            text: None,
-            attachments: vec![match source {
-                ImageSource::MediaId(media_id) => {
-                    json!({"msgtype": "image", "image": {"media_id": media_id}})
-                }
-                ImageSource::Url(url) => json!({"msgtype": "image", "image": {"pic_url": url}}),
-            }],
-        },
-    };
-    serde_json::to_string(&content)
-}
-
-fn mass_payload(content: &str, chat_ids: &[&str]) -> anyhow::Result<String> {
-    let mut content: MassMessageContent = serde_json::from_str(content)?;
-    content.chat_id_list = chat_ids.iter().map(|id| (*id).to_owned()).collect();
-    Ok(serde_json::to_string(&content)?)
+    }
 }
 
 /// A short, stable tag for a text, to keep idempotency keys bounded.
@@ -849,9 +678,11 @@ pub struct Preview {
     pub skip_reason: Option<String>,
 }
 
+/// (`_settings` no longer matters: the route decision does not depend on
+/// the sending app.)
 pub async fn preview(
     pool: &SqlitePool,
-    settings: &SchedulerSettings,
+    _settings: &SchedulerSettings,
     name: &str,
     chat_id: &str,
     at: DateTime<Utc>,
@@ -878,16 +709,16 @@ pub async fn preview(
         leaderboard,
     };
     let message = render(&schedule, variant, &context)?;
-    let (route, skip_reason) = match delivery_for(chat, &message, &settings.app) {
-        Delivery::Send { route, .. } => (route, None),
-        Delivery::Mass { .. } => (Route::CustomerGroupMass, None),
-        Delivery::Skip { route, reason } => (route, Some(reason)),
-    };
+    let decision = route_for(
+        address(chat),
+        MessageKind::Push,
+        &Content::from(message.clone()),
+    );
     Ok(Preview {
         variant: variant.name.clone(),
         message,
-        route: route.as_str().to_owned(),
-        skip_reason,
+        route: decision.route_name().to_owned(),
+        skip_reason: decision.skip_reason().map(str::to_owned),
     })
 }
 

@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::event::JoinScene;
+use super::route::Content;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -106,15 +107,15 @@ pub enum Action {
     },
 }
 
-/// A message for the outbox. `skipped` is set when the route cannot post: the row
-/// is still written (status skipped, with the reason) so the manager sees it.
+/// A message for the outbox: where it goes (usually decided by
+/// [`super::route::route_for`]) and what it says. `skipped` is set when the
+/// route cannot post: the row is still written (status skipped, with the
+/// reason) so the manager sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outbound {
     pub idempotency_key: String,
     pub route: OutRoute,
-    pub text: String,
-    /// UserIDs to @-mention where the route supports it.
-    pub mentions: Vec<String>,
+    pub content: Content,
     pub not_before: Option<DateTime<Utc>>,
     pub skipped: Option<String>,
 }
@@ -127,17 +128,21 @@ pub enum OutRoute {
     Webhook { key: String },
     /// Smart-bot asynchronous reply.
     SmartBotResponse { response_url: String },
+    /// A group where only a smart bot sits: it answers @-mentions and cannot
+    /// post on its own, so this route only files skipped rows.
+    SmartBotChat { chat_id: String },
     /// message/send to members, from the named app.
     Member { app: String, user_ids: Vec<String> },
     /// externalcontact/send_welcome_msg (1:1 to a new customer).
     WelcomeCode { code: String },
-    /// A customer group with no automatic route: owner-confirmed mass message.
+    /// Customer groups with no automatic route: one mass message the owner
+    /// confirms (`owner` is `None` when unknown; such rows are skipped).
     CustomerGroupMass {
-        chat_id: String,
         owner: Option<String>,
+        chat_ids: Vec<String>,
     },
     /// appchat/update with `del_user_list`: remove a member from a chat the
-    /// app created (`text` is the reason, kept for the manager, never sent).
+    /// app created (the content is the reason, kept for the manager, never sent).
     AppChatRemove { chat_id: String, user_id: String },
 }
 
@@ -147,7 +152,7 @@ impl OutRoute {
         match self {
             OutRoute::AppGroup { .. } => "app_group",
             OutRoute::Webhook { .. } => "webhook",
-            OutRoute::SmartBotResponse { .. } => "smart_bot",
+            OutRoute::SmartBotResponse { .. } | OutRoute::SmartBotChat { .. } => "smart_bot",
             OutRoute::Member { .. } => "member",
             OutRoute::WelcomeCode { .. } => "welcome_code",
             OutRoute::CustomerGroupMass { .. } => "customer_group_mass",

@@ -127,7 +127,9 @@ mod tests {
             let (event, msg) = message(text);
             let actions = on_message(&rules, &snapshot(&["shop"]), &event, &msg, now());
             assert_eq!(actions.len(), 2, "{text}");
-            assert!(matches!(&actions[1], Action::Send(out) if out.text.contains("48 小时内发货")));
+            assert!(
+                matches!(&actions[1], Action::Send(out) if out.text().contains("48 小时内发货"))
+            );
         }
     }
 

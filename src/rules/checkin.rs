@@ -264,7 +264,7 @@ mod tests {
         actions
             .iter()
             .find_map(|a| match a {
-                Action::Send(out) => Some(out.text.clone()),
+                Action::Send(out) => Some(out.text().to_owned()),
                 _ => None,
             })
             .unwrap()

@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::event::{Event, MessagePosted, ReplyVia};
-use super::{chat_outbound, checkin, points, Action, OutRoute, Outbound, RuleSet, Snapshot};
+use super::{
+    checkin, points, Action, ChatAddress, Content, MessageKind, OutRoute, Outbound, RuleSet,
+    Snapshot,
+};
 
 /// A parsed member command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,22 +147,16 @@ pub fn reply(
             user_ids: vec![message.sender.clone()],
         },
         ReplyVia::ChatRoute => {
-            return chat_outbound(
-                snapshot.chat.as_ref(),
+            let chat_id = message.chat_id.as_deref().unwrap_or_default();
+            return Outbound::to_chat(
                 key,
-                text,
-                vec![message.sender.clone()],
+                ChatAddress::of(snapshot.chat.as_ref(), chat_id),
+                MessageKind::Reply,
+                Content::text_mentioning(text, vec![message.sender.clone()]),
             );
         }
     };
-    Outbound {
-        idempotency_key: key,
-        route,
-        text,
-        mentions: Vec::new(),
-        not_before: None,
-        skipped: None,
-    }
+    Outbound::new(key, route, Content::text(text))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::moderation::{
     Sanction, Severity, Strike, TermList, TextFingerprint,
 };
 use super::ruleset::FieldError;
-use super::{chat_outbound, ChatRoute, RuleSet, Snapshot};
+use super::{ChatAddress, ChatRoute, Content, MessageKind, RuleSet, Snapshot};
 
 /// `[moderation]` as a manager writes it. Off until `enabled = true`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -654,8 +654,7 @@ fn sanction(
                         route: OutRoute::SmartBotResponse {
                             response_url: url.clone(),
                         },
-                        text,
-                        mentions: vec![message.sender.clone()],
+                        content: Content::text_mentioning(text, vec![message.sender.clone()]),
                         not_before: None,
                         skipped: None,
                     },
@@ -665,16 +664,18 @@ fn sanction(
                             app: app.clone(),
                             user_ids: vec![message.sender.clone()],
                         },
-                        text,
-                        mentions: Vec::new(),
+                        content: Content::text(text),
                         not_before: None,
                         skipped: None,
                     },
-                    ReplyVia::ChatRoute => chat_outbound(
-                        snapshot.chat.as_ref(),
+                    ReplyVia::ChatRoute => Outbound::to_chat(
                         key,
-                        text,
-                        vec![message.sender.clone()],
+                        ChatAddress::of(
+                            snapshot.chat.as_ref(),
+                            message.chat_id.as_deref().unwrap_or_default(),
+                        ),
+                        MessageKind::ModerationWarning,
+                        Content::text_mentioning(text, vec![message.sender.clone()]),
                     ),
                 };
                 sends.push(warn);
@@ -689,11 +690,10 @@ fn sanction(
                             app: app.clone(),
                             user_ids: to,
                         },
-                        text: format!(
+                        content: Content::text(format!(
                             "【群管理】{member}（{}）在「{chat_name}」违规：{reason}，摘录：{}",
                             message.sender, violation.excerpt
-                        ),
-                        mentions: Vec::new(),
+                        )),
                         not_before: None,
                         skipped: None,
                     });
@@ -708,8 +708,7 @@ fn sanction(
                             chat_id: chat_id.clone(),
                             user_id: message.sender.clone(),
                         },
-                        text: reason.clone(),
-                        mentions: Vec::new(),
+                        content: Content::text(reason.clone()),
                         not_before: None,
                         skipped: None,
                     });
@@ -724,12 +723,11 @@ fn sanction(
                                 app: app.clone(),
                                 user_ids: assignees.clone(),
                             },
-                            text: format!(
+                            content: Content::text(format!(
                                 "【待办】请将 {member}（{}）移出「{chat_name}」：{reason}，证据：{}。\
                                  处理后请标记完成。",
                                 message.sender, violation.excerpt
-                            ),
-                            mentions: Vec::new(),
+                            )),
                             not_before: None,
                             skipped: None,
                         });
@@ -813,8 +811,7 @@ pub fn on_report(
                 route: OutRoute::SmartBotResponse {
                     response_url: url.clone(),
                 },
-                text,
-                mentions: vec![report.reporter.clone()],
+                content: Content::text_mentioning(text, vec![report.reporter.clone()]),
                 not_before: None,
                 skipped: None,
             })
@@ -887,10 +884,9 @@ pub fn on_report(
                     app: rules.doc.community.app.clone(),
                     user_ids: assignees,
                 },
-                text: format!(
+                content: Content::text(format!(
                     "【待审核】「{chat_name}」中 {author} 的消息被 {reporters} 人举报：{excerpt}"
-                ),
-                mentions: Vec::new(),
+                )),
                 not_before: None,
                 skipped: None,
             }));

@@ -8,7 +8,10 @@ use serde_json::json;
 
 use super::actions::Action;
 use super::event::{CustomerAdded, Event, JoinScene, MembersJoined, MembersLeft};
-use super::{chat_outbound, ChatSnapshot, OutRoute, Outbound, RuleSet, Snapshot};
+use super::route::route_to_members;
+use super::{
+    ChatAddress, ChatSnapshot, Content, MessageKind, OutRoute, Outbound, RuleSet, Snapshot,
+};
 
 /// A join waiting for its chat's merged welcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,14 +133,11 @@ pub fn on_customer_added(rules: &RuleSet, event: &Event, added: &CustomerAdded) 
         &rules.doc.welcome.customer_template,
         &json!({"staff": added.staff_user_id, "name": added.external_user_id}),
     );
-    vec![Action::Send(Outbound {
-        idempotency_key: format!("welcome_code:{}", event.id),
-        route: OutRoute::WelcomeCode { code: code.clone() },
-        text,
-        mentions: Vec::new(),
-        not_before: None,
-        skipped: None,
-    })]
+    vec![Action::Send(Outbound::new(
+        format!("welcome_code:{}", event.id),
+        OutRoute::WelcomeCode { code: code.clone() },
+        Content::text(text),
+    ))]
 }
 
 /// The onboarding tip for one member, through the chat's route.
@@ -155,11 +155,11 @@ pub fn compose_onboarding(
             "group_name": chat.map(|c| c.name.clone()).unwrap_or_default(),
         }),
     );
-    chat_outbound(
-        chat,
+    Outbound::to_chat(
         format!("onboarding:{chat_id}:{user_id}"),
-        text,
-        vec![user_id.to_string()],
+        ChatAddress::of(chat, chat_id),
+        MessageKind::Onboarding,
+        Content::text_mentioning(text, vec![user_id.to_string()]),
     )
 }
 
@@ -205,31 +205,15 @@ pub fn compose_batch(
         let admins: Vec<String> = chat
             .map(|c| c.owner.iter().chain(c.admins.iter()).cloned().collect())
             .unwrap_or_default();
-        let digest = if admins.is_empty() {
-            Outbound {
-                idempotency_key: format!("raid:{key}"),
-                route: OutRoute::Member {
-                    app: rules.doc.community.app.clone(),
-                    user_ids: Vec::new(),
-                },
-                text,
-                mentions: Vec::new(),
-                not_before: None,
-                skipped: Some("raid digest: chat has no owner or admins on record".into()),
-            }
-        } else {
-            Outbound {
-                idempotency_key: format!("raid:{key}"),
-                route: OutRoute::Member {
-                    app: rules.doc.community.app.clone(),
-                    user_ids: admins,
-                },
-                text,
-                mentions: Vec::new(),
-                not_before: None,
-                skipped: None,
-            }
-        };
+        let digest = Outbound::decided(
+            format!("raid:{key}"),
+            route_to_members(
+                &rules.doc.community.app,
+                &admins,
+                "raid digest: chat has no owner or admins on record",
+            ),
+            Content::text(text),
+        );
         return (vec![digest], Some(last_join + quiet));
     }
 
@@ -258,7 +242,13 @@ pub fn compose_batch(
         .take(config.max_mentions)
         .map(|j| j.user_id.clone())
         .collect();
-    (vec![chat_outbound(chat, key, text, mentions)], None)
+    let welcome = Outbound::to_chat(
+        key,
+        ChatAddress::of(chat, chat_id),
+        MessageKind::Welcome,
+        Content::text_mentioning(text, mentions),
+    );
+    (vec![welcome], None)
 }
 
 fn choose_template(rules: &RuleSet, chat: Option<&ChatSnapshot>, scene: JoinScene) -> String {
@@ -353,11 +343,11 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert!(raid.is_none());
         assert!(
-            out[0].text.contains("成员0、成员1、成员2"),
+            out[0].text().contains("成员0、成员1、成员2"),
             "{}",
-            out[0].text
+            out[0].text()
         );
-        assert_eq!(out[0].mentions, vec!["wm0", "wm1", "wm2"]);
+        assert_eq!(out[0].content.mentions(), vec!["wm0", "wm1", "wm2"]);
         assert_eq!(
             out[0].route,
             OutRoute::AppGroup {
@@ -377,8 +367,8 @@ mod tests {
             &joins(5),
             at(10),
         );
-        assert_eq!(out[0].mentions.len(), 2);
-        assert!(out[0].text.contains("等 5 人"));
+        assert_eq!(out[0].content.mentions().len(), 2);
+        assert!(out[0].text().contains("等 5 人"));
     }
 
     #[test]
@@ -394,7 +384,7 @@ mod tests {
                 user_ids: vec!["owner1".into(), "admin1".into()]
             }
         );
-        assert!(out[0].text.contains("20 人"));
+        assert!(out[0].text().contains("20 人"));
         assert_eq!(raid, Some(at(19) + Duration::seconds(300)));
 
         // While the raid lasts, later windows are not welcomed individually.
@@ -428,7 +418,7 @@ mod tests {
         let mut vip = chat(ChatRoute::AppGroup);
         vip.tags = vec!["vip".into()];
         let (out, _) = compose_batch(&rules, Some(&vip), "wrCHAT", &joins(1), at(10));
-        assert!(out[0].text.contains("VIP"), "{}", out[0].text);
+        assert!(out[0].text().contains("VIP"), "{}", out[0].text());
 
         let mut back = joins(1);
         back[0].returning = true;
@@ -439,7 +429,7 @@ mod tests {
             &back,
             at(10),
         );
-        assert!(out[0].text.contains("欢迎回来"), "{}", out[0].text);
+        assert!(out[0].text().contains("欢迎回来"), "{}", out[0].text());
     }
 
     #[test]
@@ -455,7 +445,7 @@ mod tests {
             &invited,
             at(10),
         );
-        assert!(out[0].text.contains("欢迎回来"), "{}", out[0].text);
+        assert!(out[0].text().contains("欢迎回来"), "{}", out[0].text());
         let (out, _) = compose_batch(
             &rules,
             Some(&chat(ChatRoute::AppGroup)),
@@ -463,7 +453,7 @@ mod tests {
             &joins(1),
             at(10),
         );
-        assert!(!out[0].text.contains("欢迎回来"), "{}", out[0].text);
+        assert!(!out[0].text().contains("欢迎回来"), "{}", out[0].text());
     }
 
     #[test]

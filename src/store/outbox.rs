@@ -14,6 +14,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
+use crate::outbound::{plan_broadcast, Broadcast, OutboxEntry};
+use crate::rules::Outbound;
+
 /// How a message reaches WeCom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
@@ -158,7 +161,7 @@ impl std::str::FromStr for OutboxStatus {
     }
 }
 
-/// A message to enqueue.
+/// The columns of a new row (see [`insert_row`]).
 #[derive(Debug, Clone)]
 pub struct NewOutboxMessage<'a> {
     /// Natural key of the effect, e.g. `push:{schedule}:{fire_time}:{chat}`.
@@ -185,9 +188,96 @@ pub enum Enqueued {
     Duplicate,
 }
 
-/// Inserts the message unless its idempotency key is known. Composes with the
-/// caller's transaction.
+/// Queues an outgoing message in the caller's transaction, unless its
+/// idempotency key is known (then nothing is added). A message its route
+/// cannot post is stored as `skipped` with the reason, so a manager sees it.
+/// `default_app` is the configured app that posts to app groups (see
+/// [`OutboxEntry::of`]).
 pub async fn enqueue(
+    conn: &mut SqliteConnection,
+    message: &Outbound,
+    default_app: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Enqueued> {
+    let entry = OutboxEntry::of(message, default_app);
+    let payload = entry
+        .payload_json()
+        .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+    insert_row(conn, &new_row(message, &entry, &payload, now)).await
+}
+
+/// [`enqueue`] for many messages at once (a push to thousands of chats), in
+/// a few multi-row inserts. Returns how many rows were added.
+pub async fn enqueue_all(
+    conn: &mut SqliteConnection,
+    messages: &[Outbound],
+    default_app: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<u64> {
+    let entries: Vec<(OutboxEntry, String)> = messages
+        .iter()
+        .map(|message| {
+            let entry = OutboxEntry::of(message, default_app);
+            let payload = entry
+                .payload_json()
+                .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+            Ok((entry, payload))
+        })
+        .collect::<sqlx::Result<_>>()?;
+    let rows: Vec<NewOutboxMessage<'_>> = messages
+        .iter()
+        .zip(&entries)
+        .map(|(message, (entry, payload))| new_row(message, entry, payload, now))
+        .collect();
+    insert_rows(conn, &rows).await
+}
+
+fn new_row<'a>(
+    message: &'a Outbound,
+    entry: &'a OutboxEntry,
+    payload: &'a str,
+    now: DateTime<Utc>,
+) -> NewOutboxMessage<'a> {
+    NewOutboxMessage {
+        idempotency_key: &message.idempotency_key,
+        route: entry.route,
+        target: &entry.target,
+        app: entry.app.as_deref(),
+        payload_json: payload,
+        created_at: now.timestamp(),
+        not_before: message.not_before.map(|at| at.timestamp()),
+        skip_reason: entry.skip_reason.as_deref(),
+    }
+}
+
+/// What [`enqueue_broadcast`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroadcastQueued {
+    /// One message per addressed chat, as planned (route, skip reason).
+    pub planned: Vec<Outbound>,
+    /// Rows added (fewer than planned when this broadcast was queued before).
+    pub added: u64,
+}
+
+/// Plans a manager's broadcast against the chat registry
+/// ([`crate::outbound::plan_broadcast`]) and queues it, all in the caller's
+/// transaction (the operations layer adds its audit row to the same one).
+pub async fn enqueue_broadcast(
+    conn: &mut SqliteConnection,
+    broadcast: &Broadcast,
+    default_app: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<BroadcastQueued> {
+    let registered = crate::store::schedules::push_chats(conn).await?;
+    let planned = plan_broadcast(broadcast, &registered);
+    let added = enqueue_all(conn, &planned, default_app, now).await?;
+    Ok(BroadcastQueued { planned, added })
+}
+
+/// Inserts a row as given unless its idempotency key is known. Writers use
+/// [`enqueue`]; this is the primitive under it (and lets tests store rows
+/// an older release, or a broken writer, could have left).
+pub async fn insert_row(
     conn: &mut SqliteConnection,
     message: &NewOutboxMessage<'_>,
 ) -> sqlx::Result<Enqueued> {
@@ -222,10 +312,10 @@ pub async fn enqueue(
 /// 11 values per row: 500 rows stay far below SQLite's bound-parameter limit.
 const ENQUEUE_ROWS_PER_INSERT: usize = 500;
 
-/// [`enqueue`] for many rows at once (a scheduled push to thousands of chats),
-/// with the same semantics: a known idempotency key adds nothing, a
-/// `skip_reason` stores the row as `skipped`. Returns how many rows were added.
-pub async fn enqueue_many(
+/// [`insert_row`] for many rows at once, with the same semantics: a known
+/// idempotency key adds nothing, a `skip_reason` stores the row as
+/// `skipped`. Returns how many rows were added.
+pub async fn insert_rows(
     conn: &mut SqliteConnection,
     messages: &[NewOutboxMessage<'_>],
 ) -> sqlx::Result<u64> {
@@ -813,7 +903,10 @@ mod tests {
     }
 
     async fn enqueue_one(conn: &mut SqliteConnection, key: &str, route: Route) -> i64 {
-        match enqueue(conn, &message(key, route, "target")).await.unwrap() {
+        match insert_row(conn, &message(key, route, "target"))
+            .await
+            .unwrap()
+        {
             Enqueued::New(id) => id,
             Enqueued::Duplicate => panic!("unexpected duplicate {key}"),
         }
@@ -827,10 +920,10 @@ mod tests {
     async fn enqueue_inserts_once_per_idempotency_key() {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
-        let first = enqueue(&mut conn, &message("k1", Route::Member, "zhangsan"))
+        let first = insert_row(&mut conn, &message("k1", Route::Member, "zhangsan"))
             .await
             .unwrap();
-        let again = enqueue(&mut conn, &message("k1", Route::Member, "lisi"))
+        let again = insert_row(&mut conn, &message("k1", Route::Member, "lisi"))
             .await
             .unwrap();
         assert!(matches!(first, Enqueued::New(_)));
@@ -846,7 +939,7 @@ mod tests {
     async fn enqueue_inside_a_rolled_back_transaction_leaves_nothing() {
         let (_dir, pool) = test_db().await;
         let mut tx = pool.begin().await.unwrap();
-        enqueue(&mut tx, &message("k1", Route::Member, "zhangsan"))
+        insert_row(&mut tx, &message("k1", Route::Member, "zhangsan"))
             .await
             .unwrap();
         tx.rollback().await.unwrap();
@@ -860,7 +953,7 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         let mut skipped = message("k1", Route::CustomerGroupMass, "owner");
         skipped.skip_reason = Some("customer groups cannot receive automatic welcomes");
-        enqueue(&mut conn, &skipped).await.unwrap();
+        insert_row(&mut conn, &skipped).await.unwrap();
         let row = &list(&mut conn, Some(OutboxStatus::Skipped)).await.unwrap()[0];
         assert_eq!(row.last_error.as_deref(), skipped.skip_reason);
         assert!(claim_due(&mut conn, 5_000, 60, "s1", 10)
@@ -877,7 +970,7 @@ mod tests {
         let welcome = enqueue_one(&mut conn, "b", Route::WelcomeCode).await;
         let mut later = message("c", Route::Member, "t");
         later.not_before = Some(2_000);
-        enqueue(&mut conn, &later).await.unwrap();
+        insert_row(&mut conn, &later).await.unwrap();
 
         let claimed = claim_due(&mut conn, 1_500, 60, "s1", 10).await.unwrap();
         let ids: Vec<i64> = claimed.iter().map(|m| m.id).collect();
@@ -1182,7 +1275,7 @@ mod tests {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
         let key = "693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa";
-        enqueue(&mut conn, &message("a", Route::Webhook, key))
+        insert_row(&mut conn, &message("a", Route::Webhook, key))
             .await
             .unwrap();
         let line = list(&mut conn, None).await.unwrap()[0].to_string();

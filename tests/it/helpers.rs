@@ -27,7 +27,7 @@ use qunyun::jobs::groupsync::GroupSync;
 use qunyun::jobs::invites::InviteRewards;
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SendOutcome, SenderSettings};
 use qunyun::jobs::scheduler::{Scheduler, SchedulerSettings};
-use qunyun::pipeline::{DurableOutbox, Pipeline, PipelineSettings, RunOutcome};
+use qunyun::pipeline::{Pipeline, PipelineSettings, RunOutcome};
 use qunyun::sim::{
     AppCallback, BotCallback, CallbackTargets, Delivery, Sim, SimApp, SimConfig, SimHandle,
 };
@@ -75,7 +75,7 @@ pub struct TestApp {
     /// The sender `drain_outbox` uses, so leases carry over between drains
     /// as they do in the running service.
     sender: OutboxSender,
-    pipeline: Pipeline<DurableOutbox>,
+    pipeline: Pipeline,
     /// The app's active-rules cache, shared by every job the harness builds.
     rules: ActiveRules,
     nonce: AtomicU64,
@@ -124,7 +124,7 @@ impl TestApp {
         let pipeline = Pipeline::new(
             state.pool.clone(),
             shared.clone(),
-            DurableOutbox::new(default_app(&state.config)),
+            default_app(&state.config),
             PipelineSettings::default(),
         )
         .with_rules(state.rules.clone());

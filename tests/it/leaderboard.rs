@@ -2,7 +2,7 @@
 
 use chrono::{Duration, NaiveDate};
 use qunyun::clock::{Clock, SharedClock};
-use qunyun::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
+use qunyun::pipeline::{Pipeline, PipelineSettings};
 use qunyun::store::{outbox, points};
 
 use crate::helpers::{spawn_app, Callback, APP};
@@ -59,12 +59,7 @@ async fn rank_command_answers_the_requested_board() {
         assert_eq!(response.status(), 200);
     }
     let clock: SharedClock = app.clock.clone();
-    let pipeline = Pipeline::new(
-        app.pool.clone(),
-        clock,
-        DurableOutbox::new(APP),
-        PipelineSettings::default(),
-    );
+    let pipeline = Pipeline::new(app.pool.clone(), clock, APP, PipelineSettings::default());
     pipeline.run_once().await.unwrap();
 
     let mut conn = app.pool.acquire().await.unwrap();

@@ -115,7 +115,7 @@ impl OutboxTest for TestApp {
             not_before: None,
             skip_reason: None,
         };
-        match outbox::enqueue(&mut *self.conn().await, &message)
+        match outbox::insert_row(&mut *self.conn().await, &message)
             .await
             .unwrap()
         {

@@ -1,0 +1,577 @@
+//! The one route decision: how a message can reach a chat (or members), or
+//! why it cannot. Pure; the engine, the scheduler, manager broadcasts and a
+//! per-chat capability table all ask [`route_for`], so what the console says
+//! a chat can do is what the engine does. The platform facts behind each
+//! answer are in `docs/wecom.md`.
+
+use serde::{Deserialize, Serialize};
+
+use super::actions::{OutRoute, Outbound};
+use super::schedule::{ImageSource, NewsArticle, RenderedMessage};
+use super::{ChatRoute, ChatSnapshot};
+
+/// What a message says, independent of the route that carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Content {
+    /// Plain text; `mentions` are UserIDs to @ where the route supports it
+    /// (group robots do; app messages and smart-bot answers do not).
+    Text {
+        text: String,
+        mentions: Vec<String>,
+    },
+    Markdown {
+        text: String,
+    },
+    News {
+        articles: Vec<NewsArticle>,
+    },
+    Image {
+        source: ImageSource,
+    },
+}
+
+impl Content {
+    pub fn text(text: impl Into<String>) -> Self {
+        Content::Text {
+            text: text.into(),
+            mentions: Vec::new(),
+        }
+    }
+
+    pub fn text_mentioning(text: impl Into<String>, mentions: Vec<String>) -> Self {
+        Content::Text {
+            text: text.into(),
+            mentions,
+        }
+    }
+
+    /// The readable words of the message (text, markdown, first news title).
+    pub fn summary(&self) -> &str {
+        match self {
+            Content::Text { text, .. } | Content::Markdown { text } => text,
+            Content::News { articles } => articles.first().map_or("", |a| a.title.as_str()),
+            Content::Image { .. } => "",
+        }
+    }
+
+    pub fn mentions(&self) -> &[String] {
+        match self {
+            Content::Text { mentions, .. } => mentions,
+            _ => &[],
+        }
+    }
+}
+
+impl From<RenderedMessage> for Content {
+    fn from(message: RenderedMessage) -> Self {
+        match message {
+            RenderedMessage::Text { content } => Content::text(content),
+            RenderedMessage::Markdown { content } => Content::Markdown { text: content },
+            RenderedMessage::News { articles } => Content::News { articles },
+            RenderedMessage::Image { source } => Content::Image { source },
+        }
+    }
+}
+
+/// Why a message goes to a chat. It decides whether the message may wait
+/// for a person: a welcome or an answer is pointless hours later, a planned
+/// announcement is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// The merged welcome (or raid digest) of a join window.
+    Welcome,
+    /// A first-time member's onboarding tip.
+    Onboarding,
+    /// An answer to a member's message: check-ins, commands, auto-replies.
+    Reply,
+    /// A moderation warning in the chat.
+    ModerationWarning,
+    /// A scheduled push.
+    Push,
+    /// A manager's "send now" to chosen chats.
+    Broadcast,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 6] = [
+        MessageKind::Welcome,
+        MessageKind::Onboarding,
+        MessageKind::Reply,
+        MessageKind::ModerationWarning,
+        MessageKind::Push,
+        MessageKind::Broadcast,
+    ];
+
+    /// Whether the message may go out as a customer-group mass message that
+    /// the group owner confirms on their phone (minutes or days later).
+    pub fn may_wait_for_owner(self) -> bool {
+        matches!(self, MessageKind::Push | MessageKind::Broadcast)
+    }
+}
+
+/// The registry facts the decision needs about a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatAddress<'a> {
+    pub chat_id: &'a str,
+    /// `None`: the chat is not registered (yet).
+    pub route: Option<&'a ChatRoute>,
+    pub owner: Option<&'a str>,
+}
+
+impl<'a> ChatAddress<'a> {
+    /// A chat we know nothing about.
+    pub fn unknown(chat_id: &'a str) -> Self {
+        Self {
+            chat_id,
+            route: None,
+            owner: None,
+        }
+    }
+
+    /// `chat` if registered, else the bare id.
+    pub fn of(chat: Option<&'a ChatSnapshot>, chat_id: &'a str) -> Self {
+        chat.map_or_else(|| Self::unknown(chat_id), ChatSnapshot::address)
+    }
+}
+
+impl ChatSnapshot {
+    pub fn address(&self) -> ChatAddress<'_> {
+        ChatAddress {
+            chat_id: &self.chat_id,
+            route: Some(&self.route),
+            owner: self.owner.as_deref(),
+        }
+    }
+}
+
+/// The answer of [`route_for`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum RouteDecision {
+    /// Posted automatically through this route.
+    Send { route: OutRoute },
+    /// Only the group owner can post it: a mass message they confirm.
+    NeedsOwnerConfirmation { owner: String, chat_id: String },
+    /// Nothing can post it. `route` is where the row is filed (it is still
+    /// stored, as skipped with the reason, so a manager sees it).
+    Skip { route: OutRoute, reason: String },
+}
+
+impl RouteDecision {
+    /// The outbox route name the message is filed under.
+    pub fn route_name(&self) -> &'static str {
+        match self {
+            RouteDecision::Send { route } | RouteDecision::Skip { route, .. } => route.name(),
+            RouteDecision::NeedsOwnerConfirmation { .. } => "customer_group_mass",
+        }
+    }
+
+    pub fn skip_reason(&self) -> Option<&str> {
+        match self {
+            RouteDecision::Skip { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    fn skip(route: OutRoute, reason: &str) -> Self {
+        RouteDecision::Skip {
+            route,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// Skip reasons callers and tests may look for.
+pub mod reasons {
+    pub const UNKNOWN_CHAT: &str = "unknown chat: not in the registry yet";
+    pub const CUSTOMER_GROUP_AUTOMATIC: &str = "customer group without robot: cannot post \
+         automatically, the group owner must send it";
+    pub const CUSTOMER_GROUP_NO_OWNER: &str =
+        "customer group has no known owner to confirm a mass message and no robot";
+    pub const SMART_BOT_ONLY: &str = "smart-bot group without robot: a smart bot can only \
+         answer @-mentions; add a webhook robot to post here";
+    pub const WEBHOOK_NO_KEY: &str = "webhook chat has no robot key";
+    pub const APP_GROUP_IMAGE_URL: &str =
+        "app groups need an uploaded media id for images, not a URL";
+    pub const WEBHOOK_IMAGE: &str = "webhook robots cannot post an image by URL or media id";
+    pub const SMART_BOT_CONTENT: &str = "a smart bot answers in markdown only";
+    pub const EXTERNAL_MEMBER: &str =
+        "外部联系人收不到应用消息（app messages reach internal members only）：请群主或客服人工联系";
+}
+
+/// How `content` of this `kind` can reach the chat: through its route, by
+/// the owner's confirmation, or not at all (with the reason).
+pub fn route_for(chat: ChatAddress<'_>, kind: MessageKind, content: &Content) -> RouteDecision {
+    let chat_id = chat.chat_id.to_owned();
+    let Some(route) = chat.route else {
+        return RouteDecision::skip(
+            OutRoute::CustomerGroupMass {
+                owner: None,
+                chat_ids: vec![chat_id],
+            },
+            reasons::UNKNOWN_CHAT,
+        );
+    };
+    let robot_key = match route {
+        ChatRoute::Webhook { key } => Some(key.as_str()),
+        ChatRoute::CustomerGroup { robot_key } | ChatRoute::SmartBot { robot_key } => {
+            robot_key.as_deref()
+        }
+        ChatRoute::AppGroup => None,
+    };
+    let decided = match (route, robot_key) {
+        (ChatRoute::AppGroup, _) => OutRoute::AppGroup { chat_id },
+        (_, Some(key)) if !key.is_empty() => OutRoute::Webhook {
+            key: key.to_owned(),
+        },
+        (ChatRoute::CustomerGroup { .. }, _) => {
+            let filed = OutRoute::CustomerGroupMass {
+                owner: chat.owner.map(str::to_owned),
+                chat_ids: vec![chat_id.clone()],
+            };
+            if !kind.may_wait_for_owner() {
+                return RouteDecision::skip(filed, reasons::CUSTOMER_GROUP_AUTOMATIC);
+            }
+            return match chat.owner.filter(|owner| !owner.is_empty()) {
+                Some(owner) => RouteDecision::NeedsOwnerConfirmation {
+                    owner: owner.to_owned(),
+                    chat_id,
+                },
+                None => RouteDecision::skip(filed, reasons::CUSTOMER_GROUP_NO_OWNER),
+            };
+        }
+        (ChatRoute::SmartBot { .. }, _) => {
+            return RouteDecision::skip(OutRoute::SmartBotChat { chat_id }, reasons::SMART_BOT_ONLY)
+        }
+        (ChatRoute::Webhook { key }, _) => {
+            return RouteDecision::skip(
+                OutRoute::Webhook { key: key.clone() },
+                reasons::WEBHOOK_NO_KEY,
+            )
+        }
+    };
+    match unsupported(&decided, content) {
+        Some(reason) => RouteDecision::skip(decided, reason),
+        None => RouteDecision::Send { route: decided },
+    }
+}
+
+/// An app message to members: skipped when nobody is left to receive it.
+/// External contacts are dropped (app messages reach internal members only);
+/// `if_nobody` says why an empty list is empty.
+pub fn route_to_members(app: &str, user_ids: &[String], if_nobody: &str) -> RouteDecision {
+    let internal: Vec<String> = user_ids
+        .iter()
+        .filter(|user| !is_external_contact(user))
+        .cloned()
+        .collect();
+    let reason = if !internal.is_empty() {
+        None
+    } else if user_ids.is_empty() {
+        Some(if_nobody)
+    } else {
+        Some(reasons::EXTERNAL_MEMBER)
+    };
+    let route = OutRoute::Member {
+        app: app.to_owned(),
+        user_ids: if internal.is_empty() {
+            user_ids.to_vec()
+        } else {
+            internal
+        },
+    };
+    match reason {
+        Some(reason) => RouteDecision::skip(route, reason),
+        None => RouteDecision::Send { route },
+    }
+}
+
+/// Whether a WeCom id is an external contact's (`wm…`/`wo…`).
+pub fn is_external_contact(user_id: &str) -> bool {
+    user_id.starts_with("wm") || user_id.starts_with("wo")
+}
+
+/// Why `route` cannot carry `content`, if it cannot. The outbox payload
+/// builder (`outbound::Payload::build`) follows the same table; a test keeps
+/// the two in step.
+pub fn unsupported(route: &OutRoute, content: &Content) -> Option<&'static str> {
+    match (route, content) {
+        (
+            OutRoute::AppGroup { .. } | OutRoute::Member { .. },
+            Content::Image {
+                source: ImageSource::Url(_),
+            },
+        ) => Some(reasons::APP_GROUP_IMAGE_URL),
+        (OutRoute::Webhook { .. }, Content::Image { .. }) => Some(reasons::WEBHOOK_IMAGE),
+        (
+            OutRoute::SmartBotResponse { .. } | OutRoute::SmartBotChat { .. },
+            Content::News { .. } | Content::Image { .. },
+        ) => Some(reasons::SMART_BOT_CONTENT),
+        _ => None,
+    }
+}
+
+impl Outbound {
+    /// A message on a route decided elsewhere (a 1:1 answer, a member notice).
+    pub fn new(key: impl Into<String>, route: OutRoute, content: Content) -> Self {
+        Outbound {
+            idempotency_key: key.into(),
+            route,
+            content,
+            not_before: None,
+            skipped: None,
+        }
+    }
+
+    /// The message a decision gives: sent on its route, a one-chat mass
+    /// message for the owner to confirm, or a skipped row with the reason.
+    pub fn decided(key: impl Into<String>, decision: RouteDecision, content: Content) -> Self {
+        let (route, skipped) = match decision {
+            RouteDecision::Send { route } => (route, None),
+            RouteDecision::NeedsOwnerConfirmation { owner, chat_id } => (
+                OutRoute::CustomerGroupMass {
+                    owner: Some(owner),
+                    chat_ids: vec![chat_id],
+                },
+                None,
+            ),
+            RouteDecision::Skip { route, reason } => (route, Some(reason)),
+        };
+        Outbound {
+            skipped,
+            ..Outbound::new(key, route, content)
+        }
+    }
+
+    /// A message into a chat, through [`route_for`].
+    pub fn to_chat(
+        key: impl Into<String>,
+        chat: ChatAddress<'_>,
+        kind: MessageKind,
+        content: Content,
+    ) -> Self {
+        let decision = route_for(chat, kind, &content);
+        Outbound::decided(key, decision, content)
+    }
+
+    /// The message's readable text (see [`Content::summary`]).
+    pub fn text(&self) -> &str {
+        self.content.summary()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text() -> Content {
+        Content::text_mentioning("hi", vec!["u1".into()])
+    }
+
+    fn contents() -> [Content; 5] {
+        [
+            text(),
+            Content::Markdown {
+                text: "**hi**".into(),
+            },
+            Content::News {
+                articles: vec![NewsArticle {
+                    title: "t".into(),
+                    description: None,
+                    url: "https://example.com".into(),
+                    picurl: None,
+                }],
+            },
+            Content::Image {
+                source: ImageSource::MediaId("MEDIA".into()),
+            },
+            Content::Image {
+                source: ImageSource::Url("https://example.com/a.png".into()),
+            },
+        ]
+    }
+
+    fn chat<'a>(route: &'a ChatRoute, owner: Option<&'a str>) -> ChatAddress<'a> {
+        ChatAddress {
+            chat_id: "wr1",
+            route: Some(route),
+            owner,
+        }
+    }
+
+    #[test]
+    fn app_groups_post_everything_but_images_by_url() {
+        let route = ChatRoute::AppGroup;
+        for kind in MessageKind::ALL {
+            for content in contents() {
+                let decision = route_for(chat(&route, None), kind, &content);
+                let app_group = OutRoute::AppGroup {
+                    chat_id: "wr1".into(),
+                };
+                let expected = if matches!(
+                    content,
+                    Content::Image {
+                        source: ImageSource::Url(_)
+                    }
+                ) {
+                    RouteDecision::skip(app_group, reasons::APP_GROUP_IMAGE_URL)
+                } else {
+                    RouteDecision::Send { route: app_group }
+                };
+                assert_eq!(decision, expected, "{kind:?} {content:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_robot_key_posts_through_the_webhook_whatever_the_group() {
+        for route in [
+            ChatRoute::Webhook { key: "K".into() },
+            ChatRoute::CustomerGroup {
+                robot_key: Some("K".into()),
+            },
+            ChatRoute::SmartBot {
+                robot_key: Some("K".into()),
+            },
+        ] {
+            for kind in MessageKind::ALL {
+                for content in contents() {
+                    let decision = route_for(chat(&route, Some("boss")), kind, &content);
+                    let webhook = OutRoute::Webhook { key: "K".into() };
+                    let expected = if matches!(content, Content::Image { .. }) {
+                        RouteDecision::skip(webhook, reasons::WEBHOOK_IMAGE)
+                    } else {
+                        RouteDecision::Send { route: webhook }
+                    };
+                    assert_eq!(decision, expected, "{route:?} {kind:?} {content:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn customer_groups_without_robot_need_the_owner_for_announcements_only() {
+        let route = ChatRoute::CustomerGroup { robot_key: None };
+        for content in contents() {
+            for kind in MessageKind::ALL {
+                let decision = route_for(chat(&route, Some("boss")), kind, &content);
+                if kind.may_wait_for_owner() {
+                    assert_eq!(
+                        decision,
+                        RouteDecision::NeedsOwnerConfirmation {
+                            owner: "boss".into(),
+                            chat_id: "wr1".into()
+                        }
+                    );
+                } else {
+                    assert_eq!(
+                        decision.skip_reason(),
+                        Some(reasons::CUSTOMER_GROUP_AUTOMATIC)
+                    );
+                    assert_eq!(decision.route_name(), "customer_group_mass");
+                }
+            }
+            let no_owner = route_for(chat(&route, None), MessageKind::Push, &content);
+            assert_eq!(
+                no_owner.skip_reason(),
+                Some(reasons::CUSTOMER_GROUP_NO_OWNER)
+            );
+            let empty_owner = route_for(chat(&route, Some("")), MessageKind::Broadcast, &content);
+            assert_eq!(
+                empty_owner.skip_reason(),
+                Some(reasons::CUSTOMER_GROUP_NO_OWNER)
+            );
+        }
+    }
+
+    #[test]
+    fn smart_bot_groups_without_robot_and_webhooks_without_key_are_skipped() {
+        let bot = ChatRoute::SmartBot { robot_key: None };
+        let keyless = ChatRoute::Webhook { key: String::new() };
+        let empty_robot = ChatRoute::CustomerGroup {
+            robot_key: Some(String::new()),
+        };
+        for kind in MessageKind::ALL {
+            for content in contents() {
+                let decision = route_for(chat(&bot, Some("boss")), kind, &content);
+                assert_eq!(
+                    decision,
+                    RouteDecision::skip(
+                        OutRoute::SmartBotChat {
+                            chat_id: "wr1".into()
+                        },
+                        reasons::SMART_BOT_ONLY
+                    )
+                );
+                assert_eq!(decision.route_name(), "smart_bot");
+                let decision = route_for(chat(&keyless, None), kind, &content);
+                assert_eq!(decision.skip_reason(), Some(reasons::WEBHOOK_NO_KEY));
+                // An empty robot key is no robot.
+                let decision = route_for(chat(&empty_robot, Some("boss")), kind, &content);
+                assert_ne!(decision.route_name(), "webhook");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_chats_are_skipped_with_the_reason() {
+        let decision = route_for(ChatAddress::unknown("wrX"), MessageKind::Welcome, &text());
+        assert_eq!(decision.skip_reason(), Some(reasons::UNKNOWN_CHAT));
+        assert_eq!(
+            decision,
+            RouteDecision::skip(
+                OutRoute::CustomerGroupMass {
+                    owner: None,
+                    chat_ids: vec!["wrX".into()]
+                },
+                reasons::UNKNOWN_CHAT
+            )
+        );
+    }
+
+    #[test]
+    fn decided_messages_carry_route_and_reason() {
+        let route = ChatRoute::CustomerGroup { robot_key: None };
+        let mass = Outbound::to_chat("k", chat(&route, Some("boss")), MessageKind::Push, text());
+        assert_eq!(
+            (mass.route.name(), mass.skipped.as_deref()),
+            ("customer_group_mass", None)
+        );
+        let welcome = Outbound::to_chat(
+            "k",
+            chat(&route, Some("boss")),
+            MessageKind::Welcome,
+            text(),
+        );
+        assert_eq!(
+            welcome.skipped.as_deref(),
+            Some(reasons::CUSTOMER_GROUP_AUTOMATIC)
+        );
+        assert_eq!(welcome.text(), "hi");
+        assert_eq!(welcome.content.mentions(), ["u1".to_owned()]);
+    }
+
+    #[test]
+    fn member_messages_drop_external_contacts_and_say_why_when_nobody_is_left() {
+        let to = |ids: &[&str]| -> Vec<String> { ids.iter().map(|s| (*s).to_owned()).collect() };
+        assert_eq!(
+            route_to_members("ops", &to(&["zhangsan", "wmX"]), "nobody"),
+            RouteDecision::Send {
+                route: OutRoute::Member {
+                    app: "ops".into(),
+                    user_ids: to(&["zhangsan"])
+                }
+            }
+        );
+        assert_eq!(
+            route_to_members("ops", &to(&["wmX"]), "nobody").skip_reason(),
+            Some(reasons::EXTERNAL_MEMBER)
+        );
+        assert_eq!(
+            route_to_members("ops", &[], "no admins configured").skip_reason(),
+            Some("no admins configured")
+        );
+    }
+}
