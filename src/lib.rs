@@ -15,6 +15,7 @@ pub mod demo;
 pub mod error;
 pub mod ingest;
 pub mod jobs;
+pub mod ops;
 pub mod pipeline;
 pub mod rules;
 pub mod sim;

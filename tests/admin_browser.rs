@@ -386,6 +386,18 @@ async fn seed_history(conn: &mut sqlx::SqliteConnection, now: chrono::DateTime<U
     }
 }
 
+/// A console account, created as the command line would (audited as `cli:test`).
+async fn create_user(
+    pool: &SqlitePool,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> Result<(), qunyun::ops::OpsError> {
+    let ops = qunyun::ops::Ops::new(pool.clone(), Default::default(), Default::default());
+    let actor = qunyun::ops::Actor::cli(Some("test"));
+    qunyun::ops::accounts::create_user(&ops, &actor, Utc::now(), username, password, role).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_works_the_console_in_a_real_browser() {
     let driver = start_driver();
@@ -393,7 +405,7 @@ async fn manager_works_the_console_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let pool = store::open(&dir.path().join("console.db")).await.unwrap();
     let redemption = seed(&pool).await;
-    admin::create_user(&pool, "mei", "correct horse battery", Role::Owner)
+    create_user(&pool, "mei", "correct horse battery", Role::Owner)
         .await
         .unwrap();
     let clock: Arc<ManualClock> =

@@ -17,7 +17,7 @@ use qunyun::config::Config;
 use qunyun::jobs::analytics::{Analytics, AnalyticsOutcome, AnalyticsSettings};
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use qunyun::jobs::scheduler::{Scheduler, SchedulerSettings};
-use qunyun::pipeline::{self, DurableOutbox, Pipeline, PipelineSettings};
+use qunyun::pipeline::{DurableOutbox, Pipeline, PipelineSettings};
 use qunyun::rules::ChatRoute;
 use qunyun::sim::{
     AppCallback, BotCallback, BotMentionRequest, CallbackTargets, Delivery, FaultKind, FaultRule,
@@ -153,7 +153,11 @@ impl Harness {
             members: vec![SeedGroupMember::new(OWNER)],
         });
         let member_version = sim.sim().customer_group(CHAT).unwrap().member_version;
-        pipeline::import_rules(&pool, rules, start()).await.unwrap();
+        let ops = qunyun::ops::Ops::new(pool.clone(), Default::default(), Default::default());
+        let actor = qunyun::ops::Actor::cli(Some("test"));
+        qunyun::ops::rules::apply(&ops, &actor, start(), rules)
+            .await
+            .unwrap();
         let mut conn = pool.acquire().await.unwrap();
         chats::upsert_chat(
             &mut conn,
