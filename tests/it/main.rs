@@ -5,4 +5,5 @@ mod groupsync;
 mod helpers;
 mod ingest;
 mod leaderboard;
+mod ops_cli;
 mod serve;
