@@ -1,19 +1,19 @@
-//! Accounts, passwords (argon2id), sessions, CSRF tokens, API tokens, roles.
+//! Who is calling: the session cookie or bearer token of a request, CSRF
+//! checks, cookies and the client address. Accounts and credentials live in
+//! `ops::accounts`.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use sqlx::SqliteConnection;
 
 use super::{AdminError, AdminState};
 pub use crate::ops::accounts::{
     check_password_strength, dummy_password_hash, hash_password, hash_secret, issue_api_token,
-    random_secret, same_secret, valid_username, verify_password,
+    random_secret, same_secret, start_session, valid_username, verify_password,
 };
-use crate::ops::Actor;
 pub use crate::ops::Role;
-use crate::store;
+use crate::ops::{accounts, Actor};
 
 pub const SESSION_COOKIE: &str = "qunyun_session";
 pub const LOGIN_CSRF_COOKIE: &str = "qunyun_login_csrf";
@@ -51,6 +51,17 @@ impl Manager {
     }
 }
 
+impl From<accounts::Caller> for Manager {
+    fn from(caller: accounts::Caller) -> Manager {
+        Manager {
+            user_id: caller.user_id,
+            username: caller.username,
+            csrf: caller.csrf,
+            actor: caller.actor,
+        }
+    }
+}
+
 /// Page extractor: the session's manager, or a redirect to the login page.
 impl FromRequestParts<AdminState> for Manager {
     type Rejection = AdminError;
@@ -62,19 +73,10 @@ impl FromRequestParts<AdminState> for Manager {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(AdminError::NotSignedIn);
         };
-        let now = state.clock.now().timestamp();
-        let mut conn = state.pool.acquire().await?;
-        let session = store::admin::live_session(&mut conn, &hash_secret(&token), now).await?;
-        let Some(session) = session else {
-            return Err(AdminError::NotSignedIn);
-        };
-        let role = Role::parse(&session.role).ok_or(AdminError::Forbidden)?;
-        Ok(Manager {
-            user_id: session.user_id,
-            actor: Actor::new(session.username.clone(), role),
-            username: session.username,
-            csrf: session.csrf_token,
-        })
+        accounts::session_caller(&state.ops, state.now(), &token)
+            .await?
+            .map(Manager::from)
+            .ok_or(AdminError::NotSignedIn)
     }
 }
 
@@ -98,20 +100,11 @@ impl FromRequestParts<AdminState> for ApiCaller {
         let Some(token) = token else {
             return Err(AdminError::Unauthorized.into());
         };
-        let mut conn = state.pool.acquire().await.map_err(AdminError::from)?;
-        let found = store::admin::api_token_user(&mut conn, &hash_secret(token))
+        accounts::token_caller(&state.ops, token)
             .await
-            .map_err(AdminError::from)?;
-        let Some((user, label)) = found else {
-            return Err(AdminError::Unauthorized.into());
-        };
-        let role = Role::parse(&user.role).ok_or(AdminError::Forbidden)?;
-        Ok(ApiCaller(Manager {
-            user_id: user.user_id,
-            username: user.username,
-            csrf: String::new(),
-            actor: Actor::new(format!("api:{label}"), role),
-        }))
+            .map_err(AdminError::from)?
+            .map(|caller| ApiCaller(Manager::from(caller)))
+            .ok_or_else(|| AdminError::Unauthorized.into())
     }
 }
 
@@ -161,28 +154,6 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> S
         cookie.push_str("; Secure");
     }
     cookie
-}
-
-/// Starts a session; returns the cookie value (the session secret).
-pub async fn start_session(
-    conn: &mut SqliteConnection,
-    user_id: i64,
-    now: i64,
-    ttl_secs: i64,
-) -> sqlx::Result<String> {
-    let secret = random_secret();
-    store::admin::insert_session(
-        conn,
-        &hash_secret(&secret),
-        user_id,
-        &random_secret(),
-        now,
-        now + ttl_secs,
-    )
-    .await?;
-    // Expired sessions are useless; sweep them while we are here.
-    store::admin::delete_expired_sessions(conn, now).await?;
-    Ok(secret)
 }
 
 #[cfg(test)]

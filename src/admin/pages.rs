@@ -15,10 +15,10 @@ use super::chart::{self, Series};
 use super::diff::{diff_lines, has_changes};
 use super::views::Frame;
 use super::{AdminError, AdminState};
+use crate::ops::accounts::SignIn;
 use crate::ops::dashboard::Dashboard;
 use crate::ops::rules::{Applied, FieldProblem};
 use crate::ops::{self, OpsError};
-use crate::store::admin as q;
 
 type PageResult = Result<Response, AdminError>;
 
@@ -69,76 +69,49 @@ pub async fn login(
     if expected.is_empty() || !auth::same_secret(&expected, &form.csrf) {
         return Err(AdminError::BadCsrf);
     }
-    let now = state.now().timestamp();
-    let username = form.username.trim();
-    let mut conn = state.pool.acquire().await?;
-    let window_start = now - state.settings.login_window.as_secs() as i64;
     let ip = auth::client_ip(
         peer.map(|axum::Extension(info)| info.0),
         &headers,
         state.settings.trust_forwarded_for,
     )
     .unwrap_or_default();
-    if !ip.is_empty()
-        && q::login_failures_from_ip_since(&mut conn, &ip, window_start).await?
-            >= state.settings.login_failures_per_ip
-    {
-        q::append_audit(
-            &mut conn,
-            now,
-            username,
-            "login.throttled_ip",
-            &ip,
-            username,
-        )
-        .await?;
-        let t = super::i18n::strings(super::views::language(&headers));
-        return render_login(
-            &state,
-            &headers,
-            t.get("login_throttled").copied(),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
-    if q::login_failures_since(&mut conn, username, window_start).await?
-        >= state.settings.login_max_failures
-    {
-        q::append_audit(&mut conn, now, username, "login.throttled", username, "").await?;
-        let t = super::i18n::strings(super::views::language(&headers));
-        return render_login(
-            &state,
-            &headers,
-            t.get("login_throttled").copied(),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
-    let user = q::user_by_name(&mut conn, username).await?;
-    let hash = user
-        .as_ref()
-        .map(|u| u.password_hash.as_str())
-        .unwrap_or_else(|| auth::dummy_password_hash());
-    // argon2 is deliberately slow: keep it off the async workers.
-    let password = form.password.clone();
-    let hash_owned = hash.to_owned();
-    let verified =
-        tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash_owned))
-            .await
-            .map_err(|e| anyhow::anyhow!("password check: {e}"))?;
-    let Some(user) = user.filter(|_| verified) else {
-        q::record_login_failure_from(&mut conn, username, &ip, now).await?;
-        q::append_audit(&mut conn, now, username, "login.failed", username, "").await?;
-        let t = super::i18n::strings(super::views::language(&headers));
-        return render_login(
-            &state,
-            &headers,
-            t.get("login_failed").copied(),
-            StatusCode::UNAUTHORIZED,
-        );
+    let settings = &state.settings;
+    let ttl = settings.session_ttl.as_secs() as i64;
+    let policy = ops::accounts::SignInPolicy {
+        window_secs: settings.login_window.as_secs() as i64,
+        max_failures: settings.login_max_failures,
+        failures_per_ip: settings.login_failures_per_ip,
+        session_ttl_secs: ttl,
     };
-    q::clear_login_failures(&mut conn, username).await?;
-    let ttl = state.settings.session_ttl.as_secs() as i64;
-    let secret = auth::start_session(&mut conn, user.id, now, ttl).await?;
-    q::append_audit(&mut conn, now, &user.username, "login", &user.username, "").await?;
+    let outcome = ops::accounts::sign_in(
+        &state.ops,
+        state.now(),
+        &form.username,
+        &form.password,
+        &ip,
+        policy,
+    )
+    .await?;
+    let t = super::i18n::strings(super::views::language(&headers));
+    let secret = match outcome {
+        SignIn::Started { secret } => secret,
+        SignIn::Throttled => {
+            return render_login(
+                &state,
+                &headers,
+                t.get("login_throttled").copied(),
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+        }
+        SignIn::Refused => {
+            return render_login(
+                &state,
+                &headers,
+                t.get("login_failed").copied(),
+                StatusCode::UNAUTHORIZED,
+            )
+        }
+    };
     let secure = state.settings.secure_cookies;
     let mut response = Redirect::to("/admin").into_response();
     let headers = response.headers_mut();
@@ -165,18 +138,13 @@ pub async fn logout(
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     manager.authorize_form(Role::Viewer, &form.csrf)?;
-    let now = state.now().timestamp();
-    let mut conn = state.pool.acquire().await?;
-    if let Some(token) = auth::cookie(&headers, SESSION_COOKIE) {
-        q::delete_session(&mut conn, &auth::hash_secret(&token)).await?;
-    }
-    q::append_audit(
-        &mut conn,
-        now,
-        &manager.actor.name,
-        "logout",
+    let secret = auth::cookie(&headers, SESSION_COOKIE);
+    ops::accounts::sign_out(
+        &state.ops,
+        &manager.actor,
+        state.now(),
         &manager.username,
-        "",
+        secret.as_deref(),
     )
     .await?;
     let cookie = auth::set_cookie(SESSION_COOKIE, "", 0, state.settings.secure_cookies);

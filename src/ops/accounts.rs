@@ -115,6 +115,182 @@ pub async fn revoke_token(ops: &Ops, actor: &Actor, now: DateTime<Utc>, id: i64)
     Ok(())
 }
 
+// --- signing in -----------------------------------------------------------------
+
+/// How hard sign-in is on guessing.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInPolicy {
+    /// Failures count within this many seconds.
+    pub window_secs: i64,
+    /// Failed sign-ins allowed per username within the window.
+    pub max_failures: i64,
+    /// Failed sign-ins allowed per client address (any username) within the window.
+    pub failures_per_ip: i64,
+    /// How long a session lasts.
+    pub session_ttl_secs: i64,
+}
+
+/// What a sign-in attempt came to.
+#[derive(Debug)]
+pub enum SignIn {
+    /// Too many recent failures for this name or address; the password was not checked.
+    Throttled,
+    /// Unknown name or wrong password (the same answer, in the same time).
+    Refused,
+    /// A new session; `secret` goes into the session cookie.
+    Started { secret: String },
+}
+
+/// Checks a username and password and starts a session. Every outcome is
+/// audited under the name tried; failures count towards throttling, by
+/// name and by client address (`ip`, empty when unknown).
+pub async fn sign_in(
+    ops: &Ops,
+    now: DateTime<Utc>,
+    username: &str,
+    password: &str,
+    ip: &str,
+    policy: SignInPolicy,
+) -> OpsResult<SignIn> {
+    let username = username.trim();
+    let at = now.timestamp();
+    let window_start = at - policy.window_secs;
+    let tried = Actor::new(username, Role::Viewer);
+    let user = {
+        let mut conn = ops.pool.acquire().await?;
+        let throttled = if !ip.is_empty()
+            && store::admin::login_failures_from_ip_since(&mut conn, ip, window_start).await?
+                >= policy.failures_per_ip
+        {
+            Some(("login.throttled_ip", ip, username))
+        } else if store::admin::login_failures_since(&mut conn, username, window_start).await?
+            >= policy.max_failures
+        {
+            Some(("login.throttled", username, ""))
+        } else {
+            None
+        };
+        if let Some((action, target, detail)) = throttled {
+            drop(conn);
+            let mut tx = ops.begin().await?;
+            audit(&mut tx, &tried, now, action, target, detail).await?;
+            tx.commit().await?;
+            return Ok(SignIn::Throttled);
+        }
+        store::admin::user_by_name(&mut conn, username).await?
+    };
+    // argon2 is deliberately slow: keep it off the async workers, and outside
+    // the write transaction. An unknown name is checked against a dummy hash
+    // so it takes as long as a wrong password.
+    let hash = user.as_ref().map_or_else(
+        || dummy_password_hash().to_owned(),
+        |u| u.password_hash.clone(),
+    );
+    let password = password.to_owned();
+    let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(|e| anyhow::anyhow!("password check: {e}"))?;
+    let mut tx = ops.begin().await?;
+    let Some(user) = user.filter(|_| verified) else {
+        store::admin::record_login_failure_from(&mut tx, username, ip, at).await?;
+        audit(&mut tx, &tried, now, "login.failed", username, "").await?;
+        tx.commit().await?;
+        return Ok(SignIn::Refused);
+    };
+    store::admin::clear_login_failures(&mut tx, username).await?;
+    let secret = start_session(&mut tx, user.id, at, policy.session_ttl_secs).await?;
+    audit(&mut tx, &tried, now, "login", &user.username, "").await?;
+    tx.commit().await?;
+    Ok(SignIn::Started { secret })
+}
+
+/// Ends the session whose cookie holds `secret` (if any).
+pub async fn sign_out(
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    username: &str,
+    secret: Option<&str>,
+) -> OpsResult<()> {
+    let mut tx = ops.begin().await?;
+    if let Some(secret) = secret {
+        store::admin::delete_session(&mut tx, &hash_secret(secret)).await?;
+    }
+    audit(&mut tx, actor, now, "logout", username, "").await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Who holds a session or an API token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: i64,
+    pub username: String,
+    /// The username for a session, `api:<label>` for a token.
+    pub actor: Actor,
+    /// The session's CSRF token; empty for a token.
+    pub csrf: String,
+}
+
+/// The caller behind a live session cookie, if any.
+pub async fn session_caller(
+    ops: &Ops,
+    now: DateTime<Utc>,
+    secret: &str,
+) -> OpsResult<Option<Caller>> {
+    let mut conn = ops.pool.acquire().await?;
+    let Some(session) =
+        store::admin::live_session(&mut conn, &hash_secret(secret), now.timestamp()).await?
+    else {
+        return Ok(None);
+    };
+    let role = Role::parse(&session.role).ok_or(OpsError::Forbidden)?;
+    Ok(Some(Caller {
+        user_id: session.user_id,
+        actor: Actor::new(session.username.clone(), role),
+        username: session.username,
+        csrf: session.csrf_token,
+    }))
+}
+
+/// The caller behind a bearer token, if it is a live one.
+pub async fn token_caller(ops: &Ops, token: &str) -> OpsResult<Option<Caller>> {
+    let mut conn = ops.pool.acquire().await?;
+    let Some((user, label)) = store::admin::api_token_user(&mut conn, &hash_secret(token)).await?
+    else {
+        return Ok(None);
+    };
+    let role = Role::parse(&user.role).ok_or(OpsError::Forbidden)?;
+    Ok(Some(Caller {
+        user_id: user.user_id,
+        username: user.username,
+        actor: Actor::new(format!("api:{label}"), role),
+        csrf: String::new(),
+    }))
+}
+
+/// Starts a session; returns the cookie value (the session secret).
+pub async fn start_session(
+    conn: &mut SqliteConnection,
+    user_id: i64,
+    now: i64,
+    ttl_secs: i64,
+) -> sqlx::Result<String> {
+    let secret = random_secret();
+    store::admin::insert_session(
+        conn,
+        &hash_secret(&secret),
+        user_id,
+        &random_secret(),
+        now,
+        now + ttl_secs,
+    )
+    .await?;
+    // Expired sessions are useless; sweep them while we are here.
+    store::admin::delete_expired_sessions(conn, now).await?;
+    Ok(secret)
+}
+
 // --- credentials ----------------------------------------------------------------
 
 /// 32 random bytes, hex: session ids, CSRF tokens, API tokens.
