@@ -432,33 +432,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Outbox(command) => run_outbox(command).await,
             Command::Admin(command) => run_admin(command).await,
             Command::Analytics(command) => run_analytics(command).await,
-            Command::Moderation(ModerationCommand::Check {
-                terms,
-                allow,
-                explain,
-            }) => {
-                use crate::rules::moderation::{check_lines, Engine, MatchOptions, TermList};
-                let terms = TermList::load(&terms)
-                    .with_context(|| format!("reading term list {}", terms.display()))?;
-                let allow = match allow {
-                    Some(path) => TermList::load(&path)
-                        .with_context(|| format!("reading allow list {}", path.display()))?,
-                    None => TermList::parse("").context("empty allow list")?,
-                };
-                let engine = Engine::build(&terms, &allow, MatchOptions::default())
-                    .context("building the matcher")?;
-                let stdin = std::io::stdin();
-                let stdout = std::io::stdout();
-                let summary = check_lines(&engine, stdin.lock(), stdout.lock(), explain)
-                    .context("checking messages")?;
-                eprintln!(
-                    "{} messages: {} blocked, {} passed",
-                    summary.messages,
-                    summary.blocked,
-                    summary.passed()
-                );
-                Ok(ExitCode::SUCCESS)
-            }
             Command::Moderation(command) => run_moderation(command).await,
             Command::Points(PointsCommand::Adjust {
                 user,
@@ -565,7 +538,32 @@ async fn run_rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
 async fn run_moderation(command: ModerationCommand) -> anyhow::Result<ExitCode> {
     let now = chrono::Utc::now();
     match command {
-        ModerationCommand::Check { .. } => unreachable!("needs no database; handled in run"),
+        ModerationCommand::Check {
+            terms,
+            allow,
+            explain,
+        } => {
+            use crate::rules::moderation::{check_lines, Engine, MatchOptions, TermList};
+            let terms = TermList::load(&terms)
+                .with_context(|| format!("reading term list {}", terms.display()))?;
+            let allow = match allow {
+                Some(path) => TermList::load(&path)
+                    .with_context(|| format!("reading allow list {}", path.display()))?,
+                None => TermList::parse("").context("empty allow list")?,
+            };
+            let engine = Engine::build(&terms, &allow, MatchOptions::default())
+                .context("building the matcher")?;
+            let stdin = std::io::stdin();
+            let stdout = std::io::stdout();
+            let summary = check_lines(&engine, stdin.lock(), stdout.lock(), explain)
+                .context("checking messages")?;
+            eprintln!(
+                "{} messages: {} blocked, {} passed",
+                summary.messages,
+                summary.blocked,
+                summary.passed()
+            );
+        }
         ModerationCommand::Log {
             user,
             limit,

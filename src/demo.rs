@@ -1034,6 +1034,6 @@ fn random_aes_key() -> String {
 
 /// The demo's manager: the operations layer as an owner named `demo`.
 fn manager(pool: &SqlitePool) -> (crate::ops::Ops, crate::ops::Actor) {
-    let ops = crate::ops::Ops::new(pool.clone(), Default::default(), Default::default());
+    let ops = crate::ops::Ops::over(pool.clone());
     (ops, crate::ops::Actor::new("demo", crate::ops::Role::Owner))
 }

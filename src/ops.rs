@@ -161,6 +161,12 @@ impl Ops {
         }
     }
 
+    /// Over `pool` with a cache of its own and default scheduler settings
+    /// (the demo and tests; the app shares one [`ActiveRules`]).
+    pub fn over(pool: SqlitePool) -> Ops {
+        Ops::new(pool, ActiveRules::new(), SchedulerSettings::default())
+    }
+
     /// A write transaction that holds SQLite's write lock from the start, so
     /// what it reads cannot change before it writes.
     pub(crate) async fn begin(&self) -> OpsResult<Transaction<'static, Sqlite>> {

@@ -10,6 +10,7 @@ use chrono::{TimeZone, Utc};
 use http_body_util::BodyExt;
 use qunyun::admin::{self, auth, AdminSettings, AdminState, Role};
 use qunyun::clock::ManualClock;
+use qunyun::ops::{accounts, Actor, Ops, OpsResult};
 use qunyun::rules::event::JoinScene;
 use qunyun::rules::ChatRoute;
 use qunyun::store::{self, admin as q};
@@ -17,15 +18,13 @@ use sqlx::SqlitePool;
 use tower::ServiceExt;
 
 /// A console account, created as the command line would (audited as `cli:test`).
-async fn create_user(
-    pool: &SqlitePool,
-    username: &str,
-    password: &str,
-    role: Role,
-) -> Result<(), qunyun::ops::OpsError> {
-    let ops = qunyun::ops::Ops::new(pool.clone(), Default::default(), Default::default());
-    let actor = qunyun::ops::Actor::cli(Some("test"));
-    qunyun::ops::accounts::create_user(&ops, &actor, Utc::now(), username, password, role).await
+async fn create_user(pool: &SqlitePool, name: &str, password: &str, role: Role) -> OpsResult<()> {
+    let ops = Ops::over(pool.clone());
+    accounts::create_user(&ops, &cli(), Utc::now(), name, password, role).await
+}
+
+fn cli() -> Actor {
+    Actor::cli(Some("test"))
 }
 
 struct Console {
@@ -1010,16 +1009,10 @@ async fn create_user_refuses_duplicates_and_weak_passwords() {
     assert!(create_user(&console.pool, "lei", "short", Role::Viewer)
         .await
         .is_err());
-    let ops = qunyun::ops::Ops::new(console.pool.clone(), Default::default(), Default::default());
-    let token = qunyun::ops::accounts::create_token(
-        &ops,
-        &qunyun::ops::Actor::cli(Some("test")),
-        Utc::now(),
-        "mei",
-        "crm",
-    )
-    .await
-    .unwrap();
+    let ops = Ops::over(console.pool.clone());
+    let token = accounts::create_token(&ops, &cli(), Utc::now(), "mei", "crm")
+        .await
+        .unwrap();
     let reply = console
         .api(Method::GET, "/admin/api/v1/chats", Some(&token), "")
         .await;

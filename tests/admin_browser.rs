@@ -386,18 +386,6 @@ async fn seed_history(conn: &mut sqlx::SqliteConnection, now: chrono::DateTime<U
     }
 }
 
-/// A console account, created as the command line would (audited as `cli:test`).
-async fn create_user(
-    pool: &SqlitePool,
-    username: &str,
-    password: &str,
-    role: Role,
-) -> Result<(), qunyun::ops::OpsError> {
-    let ops = qunyun::ops::Ops::new(pool.clone(), Default::default(), Default::default());
-    let actor = qunyun::ops::Actor::cli(Some("test"));
-    qunyun::ops::accounts::create_user(&ops, &actor, Utc::now(), username, password, role).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_works_the_console_in_a_real_browser() {
     let driver = start_driver();
@@ -405,7 +393,10 @@ async fn manager_works_the_console_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let pool = store::open(&dir.path().join("console.db")).await.unwrap();
     let redemption = seed(&pool).await;
-    create_user(&pool, "mei", "correct horse battery", Role::Owner)
+    let owner = ("mei", "correct horse battery", Role::Owner);
+    let ops = qunyun::ops::Ops::over(pool.clone());
+    let cli = qunyun::ops::Actor::cli(Some("test"));
+    qunyun::ops::accounts::create_user(&ops, &cli, Utc::now(), owner.0, owner.1, owner.2)
         .await
         .unwrap();
     let clock: Arc<ManualClock> =

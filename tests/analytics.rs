@@ -153,7 +153,7 @@ impl Harness {
             members: vec![SeedGroupMember::new(OWNER)],
         });
         let member_version = sim.sim().customer_group(CHAT).unwrap().member_version;
-        let ops = qunyun::ops::Ops::new(pool.clone(), Default::default(), Default::default());
+        let ops = qunyun::ops::Ops::over(pool.clone());
         let actor = qunyun::ops::Actor::cli(Some("test"));
         qunyun::ops::rules::apply(&ops, &actor, start(), rules)
             .await

@@ -112,7 +112,7 @@ impl Harness {
     }
 
     fn ops(&self) -> Ops {
-        Ops::new(self.pool.clone(), Default::default(), Default::default())
+        Ops::over(self.pool.clone())
     }
 
     /// `qunyun rules import`: the new version, or every problem.

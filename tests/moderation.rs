@@ -23,7 +23,7 @@ const APP_CHAT: &str = "wrapp";
 const CUSTOMER_GROUP: &str = "wrcustomer";
 
 fn ops_for(pool: &SqlitePool) -> Ops {
-    Ops::new(pool.clone(), Default::default(), Default::default())
+    Ops::over(pool.clone())
 }
 
 /// `qunyun rules import`, as an operator; the set must be valid.

@@ -239,18 +239,22 @@ pub async fn load_schedules(
         return Ok((None, Vec::new()));
     };
     let rules = RuleSet::from_toml(&stored.body).context("active rule set no longer validates")?;
-    let schedules =
-        schedule::validate_all(&rules.doc.schedules, rules.timezone).map_err(|errors| {
-            anyhow::anyhow!(
-                "schedules of the active rule set are invalid: {}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
-    Ok((Some(stored.version), schedules))
+    Ok((Some(stored.version), valid_schedules(&rules)?))
+}
+
+/// The rule set's schedules, validated (a stored set's always are; this
+/// compiles them).
+pub fn valid_schedules(rules: &RuleSet) -> anyhow::Result<Vec<ValidSchedule>> {
+    schedule::validate_all(&rules.doc.schedules, rules.timezone).map_err(|errors| {
+        anyhow::anyhow!(
+            "schedules of the active rule set are invalid: {}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })
 }
 
 async fn find_schedule(

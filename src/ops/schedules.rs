@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{audit, Actor, Ops, OpsError, OpsResult, Role};
 use crate::jobs::scheduler::{self, FOLLOW_UP_WINDOW_SECS};
-use crate::rules::schedule::{next_fires, validate_all, ValidSchedule};
+use crate::rules::schedule::{next_fires, ValidSchedule};
 use crate::store::outbox::OutboxStatus;
 use crate::store::schedules::{self as q, DeliveryRow, RunKind, RunRow, VariantFollowUp};
 
@@ -98,17 +98,7 @@ fn local_secs(secs: i64, tz: Tz) -> String {
 /// The version in force and its validated schedules.
 async fn active_schedules(ops: &Ops) -> OpsResult<(Option<i64>, Vec<ValidSchedule>)> {
     let in_force = ops.in_force().await?;
-    let rules = &in_force.rules;
-    let schedules = validate_all(&rules.doc.schedules, rules.timezone).map_err(|errors| {
-        anyhow::anyhow!(
-            "schedules of the active rule set are invalid: {}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
+    let schedules = scheduler::valid_schedules(&in_force.rules)?;
     Ok((in_force.version, schedules))
 }
 
@@ -183,23 +173,33 @@ pub async fn detail(ops: &Ops, now: DateTime<Utc>, name: &str) -> OpsResult<Sche
 
 /// No fire is sent until resumed.
 pub async fn pause(ops: &Ops, actor: &Actor, now: DateTime<Utc>, name: &str) -> OpsResult<()> {
-    actor.require(Role::Operator)?;
-    find(ops, name).await?;
-    let mut tx = ops.begin().await?;
-    q::pause(&mut tx, name, now.timestamp()).await?;
-    audit(&mut tx, actor, now, "schedule.pause", name, "").await?;
-    tx.commit().await?;
-    Ok(())
+    set_paused(ops, actor, now, name, true).await
 }
 
 /// Fires that fell during the pause are not caught up; the next one after
 /// `now` is sent.
 pub async fn resume(ops: &Ops, actor: &Actor, now: DateTime<Utc>, name: &str) -> OpsResult<()> {
+    set_paused(ops, actor, now, name, false).await
+}
+
+async fn set_paused(
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    name: &str,
+    paused: bool,
+) -> OpsResult<()> {
     actor.require(Role::Operator)?;
     find(ops, name).await?;
     let mut tx = ops.begin().await?;
-    q::resume(&mut tx, name, now.timestamp()).await?;
-    audit(&mut tx, actor, now, "schedule.resume", name, "").await?;
+    let action = if paused {
+        q::pause(&mut tx, name, now.timestamp()).await?;
+        "schedule.pause"
+    } else {
+        q::resume(&mut tx, name, now.timestamp()).await?;
+        "schedule.resume"
+    };
+    audit(&mut tx, actor, now, action, name, "").await?;
     tx.commit().await?;
     Ok(())
 }
