@@ -2,7 +2,9 @@
 //!
 //! Where to look: `wecom` speaks the protocol (crypto, parsing, callbacks, API
 //! client), `rules` decides (pure), `store` holds every SQL statement, `jobs`
-//! send and schedule, `sim` is the built-in WeCom simulator, `app` wires it up.
+//! send and schedule, `ops` is every manager action once (the CLI and the
+//! `admin` console adapt to it), `sim` is the built-in WeCom simulator, `app`
+//! wires it up.
 
 pub mod active_rules;
 pub mod admin;
