@@ -11,7 +11,6 @@ use qunyun::admin::Role;
 use qunyun::analytics::{AlertKind, AlertLevel, COMMUNITY};
 use qunyun::clock::Clock;
 use qunyun::jobs::analytics::{Analytics, AnalyticsOutcome};
-use qunyun::pipeline;
 use qunyun::rules::ChatRoute;
 use qunyun::sim::{
     BotMentionRequest, Delivery, FaultKind, FaultRule, JoinRequest, JoinVia, LeaveRequest,
@@ -67,7 +66,9 @@ impl Harness {
             members: vec![SeedGroupMember::new(OWNER)],
         });
         let member_version = sim.customer_group(CHAT).unwrap().member_version;
-        pipeline::import_rules(&app.pool, rules, start())
+        let ops = qunyun::ops::Ops::over(app.pool.clone());
+        let actor = qunyun::ops::Actor::cli(Some("test"));
+        qunyun::ops::rules::apply(&ops, &actor, start(), rules)
             .await
             .unwrap();
         let mut conn = app.pool.acquire().await.unwrap();
@@ -716,7 +717,9 @@ async fn a_stored_rule_set_that_no_longer_validates_is_a_red_alert_until_replace
     );
 
     // A manager saves a valid set: the episode closes.
-    pipeline::import_rules(&h.pool, &valid, h.now())
+    let ops = qunyun::ops::Ops::over(h.pool.clone());
+    let actor = qunyun::ops::Actor::cli(Some("test"));
+    qunyun::ops::rules::apply(&ops, &actor, h.now(), &valid)
         .await
         .unwrap();
     assert_eq!(h.analyze().await.alerts_closed, [AlertKind::RulesInvalid]);

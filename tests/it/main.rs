@@ -9,6 +9,7 @@ mod helpers;
 mod ingest;
 mod leaderboard;
 mod migrations;
+mod ops_cli;
 mod outbox;
 mod serve;
 mod sim;
