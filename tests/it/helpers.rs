@@ -27,6 +27,7 @@ use qunyun::jobs::groupsync::GroupSync;
 use qunyun::jobs::invites::InviteRewards;
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SendOutcome, SenderSettings};
 use qunyun::jobs::scheduler::{Scheduler, SchedulerSettings};
+use qunyun::ops::Ops;
 use qunyun::pipeline::{Pipeline, PipelineSettings, RunOutcome};
 use qunyun::sim::{
     AppCallback, BotCallback, CallbackTargets, Delivery, Sim, SimApp, SimConfig, SimHandle,
@@ -242,16 +243,27 @@ impl TestApp {
         self.pipeline.run_once().await.expect("pipeline pass")
     }
 
+    /// The scheduler's settings as the service sets them.
+    pub fn scheduler_settings(&self) -> SchedulerSettings {
+        SchedulerSettings {
+            app: default_app(&self.config),
+            ..SchedulerSettings::default()
+        }
+    }
+
     /// The scheduler as the service builds it (driven with `run_once(now)`).
     pub fn scheduler(&self) -> Scheduler {
-        Scheduler::new(
+        Scheduler::new(self.pool.clone(), self.scheduler_settings()).with_rules(self.rules.clone())
+    }
+
+    /// The operations layer over the app's database and active rules, as
+    /// the console and the CLI reach it.
+    pub fn ops(&self) -> Ops {
+        Ops::new(
             self.pool.clone(),
-            SchedulerSettings {
-                app: default_app(&self.config),
-                ..SchedulerSettings::default()
-            },
+            self.rules.clone(),
+            self.scheduler_settings(),
         )
-        .with_rules(self.rules.clone())
     }
 
     /// The analytics job as the service builds it, with `settings`.

@@ -11,5 +11,6 @@ mod leaderboard;
 mod migrations;
 mod ops_cli;
 mod outbox;
+mod scheduler;
 mod serve;
 mod sim;

@@ -16,20 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{TestApp, TestConfig, AGENT_ID, APP};
 
-/// The sender's pace in these tests: few attempts, short backoffs, a
-/// two-minute lease, and a WeCom client that gives up on a call after 500 ms.
 fn config() -> TestConfig {
     TestConfig::new()
         .starting_at(Utc.with_ymd_and_hms(2024, 5, 1, 8, 0, 0).unwrap())
         .with_contacts_app()
-        .with_api_timeout(Duration::from_millis(500))
-        .with_sender(|s| {
-            s.max_attempts = 4;
-            s.backoff_base = Duration::from_secs(2);
-            s.backoff_cap = Duration::from_secs(60);
-            s.lease = Duration::from_secs(120);
-            s.batch_size = 50;
-        })
+        .with_brisk_sender()
 }
 
 async fn start() -> TestApp {

@@ -112,6 +112,20 @@ impl TestConfig {
         self
     }
 
+    /// A sender that gives up soon and retries fast (4 attempts, backoff
+    /// 2 s to 60 s, a two-minute lease, 50 rows a pass) and a WeCom client
+    /// that gives up on a call after 500 ms, for tests of failure handling.
+    pub fn with_brisk_sender(self) -> Self {
+        self.with_api_timeout(Duration::from_millis(500))
+            .with_sender(|s| {
+                s.max_attempts = 4;
+                s.backoff_base = Duration::from_secs(2);
+                s.backoff_cap = Duration::from_secs(60);
+                s.lease = Duration::from_secs(120);
+                s.batch_size = 50;
+            })
+    }
+
     /// Sender pacing beyond what the config file sets (attempts, backoff,
     /// lease, batch size): applied to every sender the harness builds.
     pub fn with_sender(mut self, adjust: impl FnOnce(&mut SenderSettings) + 'static) -> Self {
