@@ -1,5 +1,6 @@
 //! Integration tests: the real server on 127.0.0.1:0 with a temp SQLite file.
 
+mod admin;
 mod analytics;
 mod callback;
 mod config;

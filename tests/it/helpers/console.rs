@@ -93,9 +93,22 @@ impl Console {
     }
 
     pub async fn get(&self, path: &str, session: Option<&Session>) -> Reply {
+        self.get_with(path, session, &[]).await
+    }
+
+    /// A GET with extra request headers (e.g. `referer`).
+    pub async fn get_with(
+        &self,
+        path: &str,
+        session: Option<&Session>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = self.http.get(self.url(path));
         if let Some(s) = session {
             request = request.header(header::COOKIE, &s.cookie);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         self.send(request).await
     }
