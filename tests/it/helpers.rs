@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use qunyun::active_rules::ActiveRules;
-use qunyun::app::App;
+use qunyun::app::{App, AppState};
 use qunyun::clock::{Clock, ManualClock, SharedClock};
 use qunyun::config::Config;
 use qunyun::jobs::analytics::{Analytics, AnalyticsSettings};
@@ -28,7 +28,7 @@ use qunyun::jobs::invites::InviteRewards;
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SendOutcome, SenderSettings};
 use qunyun::jobs::scheduler::{Scheduler, SchedulerSettings};
 use qunyun::ops::Ops;
-use qunyun::pipeline::{Pipeline, PipelineSettings, RunOutcome};
+use qunyun::pipeline::{Pipeline, PipelineHooks, PipelineSettings, RunOutcome};
 use qunyun::sim::{
     AppCallback, BotCallback, CallbackTargets, Delivery, Sim, SimApp, SimConfig, SimHandle,
 };
@@ -77,6 +77,8 @@ pub struct TestApp {
     /// as they do in the running service.
     sender: OutboxSender,
     pipeline: Pipeline,
+    pipeline_settings: PipelineSettings,
+    state: AppState,
     /// The app's active-rules cache, shared by every job the harness builds.
     rules: ActiveRules,
     nonce: AtomicU64,
@@ -122,13 +124,9 @@ impl TestApp {
 
         let app = App::new(config, shared.clone()).await.expect("app starts");
         let state = app.state.clone();
-        let pipeline = Pipeline::new(
-            state.pool.clone(),
-            shared.clone(),
-            default_app(&state.config),
-            PipelineSettings::default(),
-        )
-        .with_rules(state.rules.clone());
+        let mut pipeline_settings = PipelineSettings::default();
+        test.adjust_pipeline(&mut pipeline_settings);
+        let pipeline = new_pipeline(&state, &pipeline_settings, PipelineHooks::default());
         let sender = OutboxSender::new(
             state.pool.clone(),
             api.clone(),
@@ -159,7 +157,9 @@ impl TestApp {
             sender_settings,
             sender,
             pipeline,
+            pipeline_settings,
             rules: state.rules.clone(),
+            state: state.clone(),
             nonce: AtomicU64::new(1),
             shutdown: Some(tx),
             server: Some(server),
@@ -241,6 +241,16 @@ impl TestApp {
     /// One pass of the event pipeline, as the service's worker makes it.
     pub async fn run_pipeline(&self) -> RunOutcome {
         self.pipeline.run_once().await.expect("pipeline pass")
+    }
+
+    /// The pipeline `run_pipeline` uses.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Another pipeline worker as the service builds it, with test seams.
+    pub fn new_pipeline(&self, hooks: PipelineHooks) -> Pipeline {
+        new_pipeline(&self.state, &self.pipeline_settings, hooks)
     }
 
     /// The scheduler's settings as the service sets them.
@@ -465,6 +475,18 @@ fn sim_config(config: &Config, test: &TestConfig) -> SimConfig {
         sim = sim.with_token_ttl_secs(ttl);
     }
     sim.with_auto_confirm_mass(test.auto_confirm_mass)
+}
+
+/// The pipeline worker as `App::spawn_workers` builds it.
+fn new_pipeline(state: &AppState, settings: &PipelineSettings, hooks: PipelineHooks) -> Pipeline {
+    Pipeline::new(
+        state.pool.clone(),
+        state.clock.clone(),
+        default_app(&state.config),
+        settings.clone(),
+    )
+    .with_rules(state.rules.clone())
+    .with_hooks(hooks)
 }
 
 fn default_app(config: &Config) -> String {

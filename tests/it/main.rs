@@ -5,6 +5,7 @@ mod analytics;
 mod callback;
 mod config;
 mod doctor;
+mod engine;
 mod groupsync;
 mod helpers;
 mod ingest;

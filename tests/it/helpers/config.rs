@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use qunyun::config::Config;
 use qunyun::jobs::outbox::SenderSettings;
+use qunyun::pipeline::PipelineSettings;
 
 pub const CORP_ID: &str = "wwTESTCORP0000000001";
 pub const APP: &str = "ops";
@@ -24,6 +25,7 @@ pub const CONTACTS_SECRET: &str = "contacts-secret";
 
 type Adjust = Box<dyn FnOnce(&mut Config)>;
 type AdjustSender = Box<dyn FnOnce(&mut SenderSettings)>;
+type AdjustPipeline = Box<dyn FnOnce(&mut PipelineSettings)>;
 
 /// `TestConfig::new().with_…()`: the config file a test's qunyun reads, the
 /// simulated corp that matches it, the clock's start and the sender's pace.
@@ -35,6 +37,7 @@ pub struct TestConfig {
     pub(super) system_clock: bool,
     contacts_app: bool,
     sender: Vec<AdjustSender>,
+    pipeline: Vec<AdjustPipeline>,
     adjust: Vec<Adjust>,
 }
 
@@ -56,6 +59,7 @@ impl TestConfig {
             system_clock: false,
             contacts_app: false,
             sender: Vec::new(),
+            pipeline: Vec::new(),
             adjust: Vec::new(),
         }
     }
@@ -133,6 +137,13 @@ impl TestConfig {
         self
     }
 
+    /// Pipeline settings beyond the service's defaults (attempts before an
+    /// event is parked, batch size).
+    pub fn with_pipeline(mut self, adjust: impl FnOnce(&mut PipelineSettings) + 'static) -> Self {
+        self.pipeline.push(Box::new(adjust));
+        self
+    }
+
     /// The qunyun config for a database at `db_path`; WeCom's API base is a
     /// closed port until the harness points it at its simulator.
     pub fn build(&mut self, db_path: &Path) -> Config {
@@ -150,6 +161,12 @@ impl TestConfig {
 
     pub(super) fn adjust_sender(&mut self, settings: &mut SenderSettings) {
         for adjust in self.sender.drain(..) {
+            adjust(settings);
+        }
+    }
+
+    pub(super) fn adjust_pipeline(&mut self, settings: &mut PipelineSettings) {
+        for adjust in self.pipeline.drain(..) {
             adjust(settings);
         }
     }
