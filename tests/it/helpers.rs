@@ -483,7 +483,7 @@ fn new_pipeline(state: &AppState, settings: &PipelineSettings, hooks: PipelineHo
         state.pool.clone(),
         state.clock.clone(),
         default_app(&state.config),
-        settings.clone(),
+        *settings,
     )
     .with_rules(state.rules.clone())
     .with_hooks(hooks)
