@@ -4,6 +4,7 @@ mod admin;
 mod analytics;
 mod callback;
 mod config;
+mod demo;
 mod doctor;
 mod engine;
 mod groupsync;
