@@ -459,7 +459,7 @@ fn callback_targets(base: &str) -> CallbackTargets {
 /// secret (the customer-contact app, when separate, cannot send app messages).
 fn sim_config(config: &Config, test: &TestConfig) -> SimConfig {
     let wecom = &config.wecom;
-    let apps = wecom
+    let mut apps: Vec<SimApp> = wecom
         .apps
         .iter()
         .map(|app| SimApp {
@@ -469,7 +469,12 @@ fn sim_config(config: &Config, test: &TestConfig) -> SimConfig {
                 .then_some(app.agent_id),
         })
         .collect();
-    let mut sim = SimConfig::new(wecom.corp_id.clone(), "");
+    let mut corp_id = wecom.corp_id.clone();
+    if let Some((true_corp, true_secret)) = &test.sim_corp {
+        corp_id.clone_from(true_corp);
+        apps[0].secret.clone_from(true_secret);
+    }
+    let mut sim = SimConfig::new(corp_id, "");
     sim.apps = apps;
     if let Some(ttl) = test.token_ttl_secs {
         sim = sim.with_token_ttl_secs(ttl);

@@ -35,7 +35,10 @@ pub struct TestConfig {
     pub(super) auto_confirm_mass: bool,
     pub(super) api_timeout: Option<Duration>,
     pub(super) system_clock: bool,
-    contacts_app: bool,
+    /// WeCom's corp id and first app secret, when they differ from what the
+    /// config file says (an operator's mistake).
+    pub(super) sim_corp: Option<(String, String)>,
+    file: ConfigFile,
     sender: Vec<AdjustSender>,
     pipeline: Vec<AdjustPipeline>,
     adjust: Vec<Adjust>,
@@ -57,7 +60,8 @@ impl TestConfig {
             auto_confirm_mass: false,
             api_timeout: None,
             system_clock: false,
-            contacts_app: false,
+            sim_corp: None,
+            file: ConfigFile::default(),
             sender: Vec::new(),
             pipeline: Vec::new(),
             adjust: Vec::new(),
@@ -87,7 +91,20 @@ impl TestConfig {
     /// secret calls the customer-contact APIs and the simulator refuses it
     /// for app messages, as WeCom does for the contacts secret.
     pub fn with_contacts_app(mut self) -> Self {
-        self.contacts_app = true;
+        self.file.contacts_app = true;
+        self
+    }
+
+    /// The config file as an operator wrote it (app name, corp id, secret…).
+    pub fn with_file(mut self, file: ConfigFile) -> Self {
+        self.file = file;
+        self
+    }
+
+    /// The simulated corp's own corp id and app secret, whatever the config
+    /// says: a config that disagrees with WeCom, as `qunyun doctor` finds it.
+    pub fn with_sim_corp(mut self, corp_id: &str, secret: &str) -> Self {
+        self.sim_corp = Some((corp_id.to_owned(), secret.to_owned()));
         self
     }
 
@@ -147,11 +164,8 @@ impl TestConfig {
     /// The qunyun config for a database at `db_path`; WeCom's API base is a
     /// closed port until the harness points it at its simulator.
     pub fn build(&mut self, db_path: &Path) -> Config {
-        let file = ConfigFile {
-            contacts_app: self.contacts_app,
-            ..ConfigFile::default()
-        };
-        let mut config = Config::from_toml_str(&file.toml(db_path)).expect("test config is valid");
+        let mut config =
+            Config::from_toml_str(&self.file.toml(db_path)).expect("test config is valid");
         for adjust in self.adjust.drain(..) {
             adjust(&mut config);
         }
