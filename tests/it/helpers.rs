@@ -141,7 +141,7 @@ impl TestApp {
         }));
         let wecom = &state.config.wecom;
         let (app_crypt, bot_crypt) = (
-            MsgCrypt::new(APP_TOKEN, APP_KEY, &wecom.corp_id).unwrap(),
+            MsgCrypt::new(wecom.apps[0].token.expose(), APP_KEY, &wecom.corp_id).unwrap(),
             MsgCrypt::new(BOT_TOKEN, BOT_KEY, "").unwrap(),
         );
         TestApp {
@@ -172,7 +172,10 @@ impl TestApp {
     }
 
     pub fn app_callback(&self) -> String {
-        self.url(&format!("/wecom/apps/{APP}/callback"))
+        self.url(&format!(
+            "/wecom/apps/{}/callback",
+            self.config.wecom.apps[0].name
+        ))
     }
 
     pub fn bot_callback(&self) -> String {
@@ -199,7 +202,7 @@ impl TestApp {
     /// Where the simulator's callback driver delivers: this app's app and
     /// bot callback URLs, with their tokens and keys.
     pub fn callback_targets(&self) -> CallbackTargets {
-        callback_targets(&self.url(""))
+        callback_targets(&self.config, &self.url(""))
     }
 
     /// Texts WeCom delivered, in order.
@@ -437,12 +440,13 @@ async fn drain_stepping(
     panic!("outbox did not drain: {rows:?}");
 }
 
-/// The test config's app and bot callbacks of a qunyun at `base`.
-fn callback_targets(base: &str) -> CallbackTargets {
+/// The callbacks of a qunyun at `base` with `config`'s first app and bot.
+fn callback_targets(config: &Config, base: &str) -> CallbackTargets {
+    let app = &config.wecom.apps[0];
     CallbackTargets::new(base)
         .with_app(AppCallback {
-            name: APP.into(),
-            token: APP_TOKEN.into(),
+            name: app.name.clone(),
+            token: app.token.expose().to_owned(),
             encoding_aes_key: APP_KEY.into(),
             agent_id: AGENT_ID,
         })

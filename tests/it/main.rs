@@ -12,6 +12,7 @@ mod helpers;
 mod ingest;
 mod leaderboard;
 mod migrations;
+mod moderation;
 mod ops_cli;
 mod outbox;
 mod scheduler;

@@ -49,6 +49,7 @@ impl Service {
             .expect("database opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        sim.set_callbacks(callback_targets(&config, &base));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(qunyun::app::run_with_hooks(
             config,
@@ -59,7 +60,6 @@ impl Service {
             },
             hooks,
         ));
-        sim.set_callbacks(callback_targets(&base));
         Service {
             sim,
             pool,
