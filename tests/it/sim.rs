@@ -1059,6 +1059,51 @@ async fn random_faults_are_reproducible_for_a_seed() {
 
 // ------------------------------------------------------------ record / reset ---
 
+/// `GET /sim/calls` shows each API call as it arrived, faulted or not, with
+/// credentials left out; scripted faults can let calls through first
+/// (`skip`) and make a call take time on the simulator's clock (`takes`).
+#[tokio::test]
+async fn calls_are_recorded_without_credentials_and_faults_skip_and_take_clock_time() {
+    let sim = TestSim::default().await;
+    sim.post(
+        "/sim/faults",
+        json!({"rules": [
+            {"kind": "errcode", "errcode": 45009, "path": "message/send", "skip": 1},
+            {"kind": "takes", "secs": 50, "path": "gettoken"}
+        ]}),
+    )
+    .await;
+    let before = sim.app.now();
+    let token = sim.token().await;
+    assert_eq!(
+        sim.app.now() - before,
+        Duration::seconds(50),
+        "the token took 50 s"
+    );
+    let codes: Vec<i64> = [
+        sim.send_text(&token, "zhangsan", "one").await,
+        sim.send_text(&token, "zhangsan", "two").await,
+        sim.send_text(&token, "zhangsan", "three").await,
+    ]
+    .iter()
+    .map(errcode)
+    .collect();
+    assert_eq!(codes, [0, 45009, 0], "the second call fails, once");
+
+    let calls = sim.get("/sim/calls").await;
+    let calls = calls.as_array().unwrap();
+    let paths: Vec<&str> = calls.iter().map(|c| c["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        ["gettoken", "message/send", "message/send", "message/send"]
+    );
+    assert_eq!(calls[0]["query"]["corpid"], CORP);
+    assert_eq!(calls[2]["body"]["text"]["content"], "two");
+    let text = serde_json::to_string(calls).unwrap();
+    assert!(!text.contains(SECRET) && !text.contains(&token), "{text}");
+    assert_eq!(sim.sim().calls().len(), 4);
+}
+
 #[tokio::test]
 async fn records_stats_and_reset_over_http() {
     let sim = TestSim::default().await;
