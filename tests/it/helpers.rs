@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use qunyun::active_rules::ActiveRules;
 use qunyun::app::{App, AppState};
 use qunyun::clock::{Clock, ManualClock, SharedClock};
 use qunyun::config::Config;
@@ -42,7 +41,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 #[allow(unused_imports)]
-pub use config::{test_config, ConfigFile, TestConfig};
+pub use config::{ConfigFile, TestConfig};
 #[allow(unused_imports)]
 pub use config::{
     AGENT_ID, APP, APP_KEY, APP_SECRET, APP_TOKEN, BOT, BOT_KEY, BOT_TOKEN, CONTACTS_APP,
@@ -78,9 +77,9 @@ pub struct TestApp {
     sender: OutboxSender,
     pipeline: Pipeline,
     pipeline_settings: PipelineSettings,
+    /// The app's state: its active-rules cache is shared by every job the
+    /// harness builds, as in the service.
     state: AppState,
-    /// The app's active-rules cache, shared by every job the harness builds.
-    rules: ActiveRules,
     nonce: AtomicU64,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -97,6 +96,10 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config) + 'static) -> TestA
 
 impl TestApp {
     pub async fn start(mut test: TestConfig) -> TestApp {
+        assert!(
+            !test.system_clock,
+            "TestApp runs on the manual clock; Service runs on the system clock"
+        );
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = ManualClock::new(test.start);
         let shared: SharedClock = clock.clone();
@@ -158,7 +161,6 @@ impl TestApp {
             sender,
             pipeline,
             pipeline_settings,
-            rules: state.rules.clone(),
             state: state.clone(),
             nonce: AtomicU64::new(1),
             shutdown: Some(tx),
@@ -266,7 +268,8 @@ impl TestApp {
 
     /// The scheduler as the service builds it (driven with `run_once(now)`).
     pub fn scheduler(&self) -> Scheduler {
-        Scheduler::new(self.pool.clone(), self.scheduler_settings()).with_rules(self.rules.clone())
+        Scheduler::new(self.pool.clone(), self.scheduler_settings())
+            .with_rules(self.state.rules.clone())
     }
 
     /// The operations layer over the app's database and active rules, as
@@ -274,14 +277,14 @@ impl TestApp {
     pub fn ops(&self) -> Ops {
         Ops::new(
             self.pool.clone(),
-            self.rules.clone(),
+            self.state.rules.clone(),
             self.scheduler_settings(),
         )
     }
 
     /// The analytics job as the service builds it, with `settings`.
     pub fn analytics_with(&self, settings: AnalyticsSettings) -> Analytics {
-        Analytics::new(self.pool.clone(), settings).with_rules(self.rules.clone())
+        Analytics::new(self.pool.clone(), settings).with_rules(self.state.rules.clone())
     }
 
     pub fn analytics(&self) -> Analytics {
@@ -306,7 +309,8 @@ impl TestApp {
     }
 
     pub fn invite_rewards(&self) -> InviteRewards {
-        InviteRewards::new(self.pool.clone(), self.clock.clone()).with_rules(self.rules.clone())
+        InviteRewards::new(self.pool.clone(), self.clock.clone())
+            .with_rules(self.state.rules.clone())
     }
 
     /// A new outbox sender, configured as the service's (plus the test's

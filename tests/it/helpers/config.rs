@@ -277,9 +277,3 @@ encoding_aes_key = "{BOT_KEY}"
         path
     }
 }
-
-/// The plain test config for a database at `db_path` (for `qunyun serve`
-/// tests that start the whole service themselves).
-pub fn test_config(db_path: &Path) -> Config {
-    TestConfig::new().build(db_path)
-}
