@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 pub mod actions;
 pub mod analytics;
 pub mod autoreply;
+pub mod capabilities;
 pub mod checkin;
 pub mod commands;
 pub mod event;
