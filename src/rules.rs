@@ -11,6 +11,7 @@ pub mod actions;
 pub mod analytics;
 pub mod autoreply;
 pub mod capabilities;
+pub mod chat_tags;
 pub mod checkin;
 pub mod commands;
 pub mod event;
