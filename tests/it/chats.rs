@@ -235,3 +235,84 @@ async fn discovered_chats_are_configured_from_the_cli_and_a_tag_broadcast_takes_
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// `chats create-appchat` asks WeCom (the simulator) for the group and
+/// registers what WeCom created as an app group, tagged by `[[chat_tags]]`;
+/// a group WeCom refuses is not registered.
+#[tokio::test]
+async fn create_appchat_registers_the_group_wecom_created() {
+    let sim = Sim::spawn(SimConfig::new(CORP_ID, "app-secret"), clock::system())
+        .await
+        .unwrap();
+    sim.add_directory_members(["zhangsan", "lisi", "wangwu"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("qunyun.db");
+    let config_path = dir.path().join("qunyun.toml");
+    let toml =
+        test_config_toml(&db).replace("http://127.0.0.1:1/cgi-bin/", sim.api_base_url().as_str());
+    std::fs::write(&config_path, toml).unwrap();
+    let pool = qunyun::store::open(&db).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    qunyun::store::rule_sets::save(
+        &mut conn,
+        "[[chat_tags]]\ntag = \"staff\"\nowner = \"zhangsan\"\n",
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+
+    let created = qunyun(
+        &config_path,
+        &[
+            "chats",
+            "create-appchat",
+            "--name",
+            "运营群",
+            "--owner",
+            "zhangsan",
+            "--members",
+            "lisi,wangwu",
+        ],
+    )
+    .await;
+    assert!(created.status.success(), "{created:?}");
+    let line = stdout(&created);
+    let chat_id = line
+        .strip_prefix("app group ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let in_wecom = sim.app_chat(&chat_id).expect("WeCom has the group");
+    assert_eq!(in_wecom.owner, "zhangsan");
+    assert_eq!(in_wecom.userlist, ["zhangsan", "lisi", "wangwu"]);
+    let mut conn = pool.acquire().await.unwrap();
+    let chat = chats::get_chat(&mut conn, &chat_id).await.unwrap().unwrap();
+    assert_eq!(chat.route, ChatRoute::AppGroup);
+    assert_eq!(chat.tags, ["staff"]);
+    let before = chats::list_chat_ids(&mut conn).await.unwrap();
+    drop(conn);
+
+    // An unknown member: WeCom refuses, nothing is registered.
+    let refused = qunyun(
+        &config_path,
+        &[
+            "chats",
+            "create-appchat",
+            "--name",
+            "坏群",
+            "--owner",
+            "zhangsan",
+            "--members",
+            "nobody",
+        ],
+    )
+    .await;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("appchat: WeCom refused"),
+        "{refused:?}"
+    );
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(chats::list_chat_ids(&mut conn).await.unwrap(), before);
+}
