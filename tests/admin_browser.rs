@@ -283,7 +283,7 @@ async fn seed(pool: &SqlitePool) -> i64 {
         &store::chats::NewChat {
             chat_id: "wrOgAA1".into(),
             name: "好物分享1群".into(),
-            route: ChatRoute::CustomerGroup { robot_key: None },
+            route: ChatRoute::CustomerGroup,
             owner: Some("xiaomei".into()),
             admins: vec![],
             tags: vec!["vip".into()],
@@ -355,7 +355,7 @@ async fn seed_history(conn: &mut sqlx::SqliteConnection, now: chrono::DateTime<U
         &store::chats::NewChat {
             chat_id: "wrOgAA2".into(),
             name: "好物分享2群".into(),
-            route: ChatRoute::CustomerGroup { robot_key: None },
+            route: ChatRoute::CustomerGroup,
             owner: Some("xiaomei".into()),
             admins: vec![],
             tags: vec![],
@@ -588,6 +588,46 @@ async fn manager_works_the_console_in_a_real_browser() {
             .unwrap()
             .unwrap();
         assert!(state.paused);
+    }
+
+    // 10. 群管理: tag a chat on its page (its capability table says what a
+    // customer group allows), then send a broadcast to the tag and read each
+    // chat's outcome.
+    browser.goto(&format!("{site}/admin/chats/wrOgAA1")).await;
+    assert!(
+        browser
+            .text("#capabilities")
+            .await
+            .contains("needs the owner's confirmation (xiaomei)"),
+        "{}",
+        browser.source().await
+    );
+    browser.type_into("#tag-input", "团购").await;
+    browser.click("#tag-add").await;
+    browser.find("#chat-tags").await;
+    assert!(browser.text("#chat-tags").await.contains("团购"));
+    browser.screenshot("16-chat-tagged").await;
+    browser.goto(&format!("{site}/admin/chats")).await;
+    browser.type_into("#broadcast-tags", "团购").await;
+    browser.type_into("#broadcast-text", "周末团购开始啦").await;
+    browser.click("#broadcast-send").await;
+    browser.find("#broadcast-result").await;
+    let outcome = browser.text("#broadcast-result").await;
+    assert!(
+        outcome.contains("wrOgAA1") && outcome.contains("xiaomei"),
+        "{outcome}"
+    );
+    browser.screenshot("17-broadcast-sent").await;
+    {
+        let mut conn = pool.acquire().await.unwrap();
+        let queued: i64 = sqlx::query_scalar(
+            "select count(*) from outbox where route = 'customer_group_mass' and target = 'xiaomei'
+             and idempotency_key like 'broadcast:%:wrOgAA1'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(queued, 1, "one mass message for the owner to confirm");
     }
 
     browser.close().await;

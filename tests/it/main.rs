@@ -3,6 +3,7 @@
 mod admin;
 mod analytics;
 mod callback;
+mod chats;
 mod checkin;
 mod config;
 mod demo;
