@@ -8,4 +8,5 @@ mod helpers;
 mod ingest;
 mod leaderboard;
 mod migrations;
+mod outbox_delivery;
 mod serve;
