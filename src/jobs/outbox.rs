@@ -982,10 +982,10 @@ fn with_duplicate_check(
 /// lost answer before, the same codes mean the row cannot be delivered.
 fn confirmed_by_refusal(message: &ClaimedMessage, error: &ApiError) -> Option<String> {
     let lost_at = message.answer_lost_at?;
-    let proves = match (message.route, error.errcode()?) {
-        (Route::SmartBot, RESPONSE_CODE_USED) | (Route::WelcomeCode, WELCOME_CODE_USED) => true,
-        _ => false,
-    };
+    let proves = matches!(
+        (message.route, error.errcode()?),
+        (Route::SmartBot, RESPONSE_CODE_USED) | (Route::WelcomeCode, WELCOME_CODE_USED)
+    );
     proves.then(|| {
         format!(
             "{CONFIRMED_BY_REFUSAL}: the call at {lost_at} lost its answer and WeCom now \
