@@ -310,9 +310,13 @@ async fn each_route_is_delivered_in_wecom_shape_and_marked_sent() {
     let deliveries = h.stub.deliveries();
     let by_path: HashMap<&str, &Delivery> =
         deliveries.iter().map(|d| (d.path.as_str(), d)).collect();
+    // Short deadlines first: welcome codes and bot replies, side by side.
+    let mut first_two: Vec<&str> = deliveries[..2].iter().map(|d| d.path.as_str()).collect();
+    first_two.sort();
     assert_eq!(
-        deliveries[0].path, "externalcontact/send_welcome_msg",
-        "welcome codes go first"
+        first_two,
+        ["aibot/response", "externalcontact/send_welcome_msg"],
+        "welcome codes and bot replies go first"
     );
     let send = by_path["message/send"];
     assert_eq!(send.body["touser"], "zhangsan|lisi");
@@ -465,7 +469,11 @@ async fn undeliverable_rows_are_dead_with_the_reason_kept() {
 #[tokio::test]
 async fn a_row_that_keeps_failing_is_dead_after_max_attempts_with_its_last_error() {
     let h = Harness::start().await;
-    let sender = h.sender();
+    // One call at a time: the stub's faults go to calls in arrival order.
+    let sender = h.sender_with(SenderSettings {
+        concurrency: 1,
+        ..Harness::settings()
+    });
     let id = h
         .enqueue_text("k", Route::AppGroup, "CHAT1", "doomed")
         .await;
@@ -992,11 +1000,17 @@ mod against_simulator {
         assert_eq!(h.delivered(SimRoute::Webhook), ["via the robot"]);
         assert_eq!(h.delivered(SimRoute::BotResponse), ["bot answer"]);
         assert_eq!(h.delivered(SimRoute::Welcome), ["welcome!"]);
-        assert_eq!(
-            h.sim().messages()[0].route,
-            SimRoute::Welcome,
-            "welcome codes first"
-        );
+        let mut first_two: Vec<String> = h.sim().messages()[..2]
+            .iter()
+            .map(|d| format!("{:?}", d.route))
+            .collect();
+        first_two.sort();
+        let mut urgent = vec![
+            format!("{:?}", SimRoute::BotResponse),
+            format!("{:?}", SimRoute::Welcome),
+        ];
+        urgent.sort();
+        assert_eq!(first_two, urgent, "welcome codes and bot replies first");
         assert!(h.sim().dropped().is_empty());
     }
 
@@ -1211,11 +1225,14 @@ mod against_simulator {
             )
             .await;
         }
-        // The first sender claims all eight, delivers the four group
-        // messages, then hangs on the robot; we kill it there.
+        // The first sender (one call at a time) claims all eight, delivers
+        // the four group messages, then hangs on the robot; we kill it there.
         h.sim()
             .inject(FaultRule::new(FaultKind::Hang).on_path("webhook/send"));
-        let first = h.sender();
+        let first = h.sender_with(SenderSettings {
+            concurrency: 1,
+            ..Harness::settings()
+        });
         let crashed = tokio::spawn(async move {
             let _ = first.run_once().await;
         });

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use futures_util::stream::{self, StreamExt};
 use rand::Rng;
 use sqlx::SqlitePool;
 
@@ -110,6 +111,12 @@ pub struct SenderSettings {
     /// calls (each bounded by the API timeout, twice with a token refresh).
     pub lease: Duration,
     pub batch_size: u32,
+    /// Targets sent to at the same time within a pass (one slow or hanging
+    /// call holds up only its own target).
+    pub concurrency: usize,
+    /// Which routes this sender claims; `None`: all. `qunyun serve` runs one
+    /// sender for the short-deadline routes and one for the rest.
+    pub routes: Option<Vec<Route>>,
     pub rate_limits: RateLimits,
     /// How long the loop (`jobs::run_loop`) waits after a pass that was not a full batch.
     pub idle_wait: Duration,
@@ -127,14 +134,43 @@ impl Default for SenderSettings {
             max_attempts: 5,
             backoff_base: Duration::from_secs(5),
             backoff_cap: Duration::from_secs(15 * 60),
-            lease: Duration::from_secs(600),
+            // A pass's claim; each call then takes its own lease when it starts.
+            lease: Duration::from_secs(120),
             batch_size: 20,
+            concurrency: 8,
+            routes: None,
             rate_limits: RateLimits::default(),
             idle_wait: Duration::from_secs(1),
             mass_poll_interval: Duration::from_secs(10 * 60),
             mass_confirmation_timeout: Duration::from_secs(7 * 24 * 3600),
         }
     }
+}
+
+/// The two senders `qunyun serve` runs, so short deadlines never queue
+/// behind other traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderLane {
+    /// Welcome codes (20 s after the event) and smart-bot replies.
+    Urgent,
+    /// Everything else.
+    Regular,
+}
+
+impl SenderLane {
+    pub const ALL: [SenderLane; 2] = [SenderLane::Urgent, SenderLane::Regular];
+
+    pub fn routes(self) -> Vec<Route> {
+        Route::ALL
+            .into_iter()
+            .filter(|route| is_urgent(*route) == (self == SenderLane::Urgent))
+            .collect()
+    }
+}
+
+/// Routes whose rows expire within seconds to minutes of the event.
+fn is_urgent(route: Route) -> bool {
+    route.priority() > 0
 }
 
 /// What one `run_once` did.
@@ -165,6 +201,18 @@ pub struct SendOutcome {
 }
 
 impl SendOutcome {
+    /// Adds one lane's per-row counts to this pass's.
+    fn absorb(&mut self, lane: &SendOutcome) {
+        self.sent += lane.sent;
+        self.awaiting_confirmation += lane.awaiting_confirmation;
+        self.retried += lane.retried;
+        self.postponed += lane.postponed;
+        self.failed += lane.failed;
+        self.dead += lane.dead;
+        self.lease_lost += lane.lease_lost;
+        self.confirmed_by_refusal += lane.confirmed_by_refusal;
+    }
+
     /// True when nothing was due.
     pub fn is_idle(&self) -> bool {
         self.claimed == 0
@@ -275,12 +323,13 @@ impl OutboxSender {
                     "a sender stopped mid-call; rows WeCom may have delivered are parked for a person"
                 );
             }
-            store::claim_due(
+            store::claim_due_on_routes(
                 &mut conn,
                 now,
                 self.settings.lease.as_secs() as i64,
                 &self.owner,
                 i64::from(self.settings.batch_size),
+                self.settings.routes.as_deref(),
             )
             .await
             .context("claiming due outbox rows")?
@@ -291,7 +340,32 @@ impl OutboxSender {
         // (a token refresh plus a retry), so no row is sent after another
         // sender could have taken it over.
         let send_until = now + self.settings.lease.as_secs() as i64 - self.worst_call_secs();
-        for message in claimed {
+        // Short-deadline rows (welcome codes, bot replies) go first and never
+        // wait for other traffic; within each group, lanes of one target keep
+        // their order while different targets are sent concurrently.
+        let (urgent, regular): (Vec<_>, Vec<_>) =
+            claimed.into_iter().partition(|m| is_urgent(m.route));
+        for group in [urgent, regular] {
+            let lane_outcomes: Vec<SendOutcome> = stream::iter(lanes_by_target(group))
+                .map(|lane| self.send_lane(lane, send_until))
+                .buffer_unordered(self.settings.concurrency.max(1))
+                .collect()
+                .await;
+            for lane in &lane_outcomes {
+                outcome.absorb(lane);
+            }
+        }
+
+        let (confirmed, given_up) = self.poll_mass_results().await?;
+        outcome.confirmations_sent = confirmed;
+        outcome.confirmations_dead = given_up;
+        Ok(outcome)
+    }
+
+    /// Sends one target's rows in order, recording each outcome before the next.
+    async fn send_lane(&self, lane: Vec<ClaimedMessage>, send_until: i64) -> SendOutcome {
+        let mut outcome = SendOutcome::default();
+        for message in lane {
             let verdict = if self.stopping.load(Ordering::SeqCst) {
                 Verdict::Postpone {
                     until: self.now(),
@@ -314,11 +388,7 @@ impl OutboxSender {
                 );
             }
         }
-
-        let (confirmed, given_up) = self.poll_mass_results().await?;
-        outcome.confirmations_sent = confirmed;
-        outcome.confirmations_dead = given_up;
-        Ok(outcome)
+        outcome
     }
 
     /// Checks customer-group mass messages awaiting their owner's
@@ -446,7 +516,9 @@ impl OutboxSender {
     /// left in flight are recovered now rather than when their leases expire.
     async fn recover_abandoned(&self, now: i64) -> anyhow::Result<store::Recovered> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let recovered = store::recover_abandoned(&mut tx, &self.owner, now).await?;
+        let recovered =
+            store::recover_abandoned(&mut tx, &self.owner, now, self.settings.routes.as_deref())
+                .await?;
         tx.commit().await?;
         if recovered.total() > 0 {
             tracing::warn!(
@@ -975,6 +1047,23 @@ fn with_duplicate_check(
     message
 }
 
+/// Claimed rows grouped by (route, target) in claim order: one lane per
+/// chat, member list, robot or code, so a chat's messages stay in order.
+fn lanes_by_target(rows: Vec<ClaimedMessage>) -> Vec<Vec<ClaimedMessage>> {
+    let mut lanes: Vec<Vec<ClaimedMessage>> = Vec::new();
+    let mut index: HashMap<(Route, String), usize> = HashMap::new();
+    for row in rows {
+        match index.get(&(row.route, row.target.clone())) {
+            Some(&at) => lanes[at].push(row),
+            None => {
+                index.insert((row.route, row.target.clone()), lanes.len());
+                lanes.push(vec![row]);
+            }
+        }
+    }
+    lanes
+}
+
 /// A refusal that proves delivery: after a call of ours whose answer was lost
 /// (`answer_lost_at`), WeCom refusing the single-use code as used means that
 /// call went through (a `response_code` or welcome code is ours alone). 42022
@@ -1079,7 +1168,16 @@ impl Job for OutboxSender {
     type Outcome = SendOutcome;
 
     fn name(&self) -> &'static str {
-        "sender"
+        let urgent_only = self
+            .settings
+            .routes
+            .as_deref()
+            .is_some_and(|routes| routes.iter().all(|route| is_urgent(*route)));
+        if urgent_only {
+            "sender-urgent"
+        } else {
+            "sender"
+        }
     }
 
     /// The sender reads the clock itself, before each row (a pass can be long).

@@ -385,20 +385,47 @@ pub async fn claim_due(
     owner: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<ClaimedMessage>> {
+    claim_due_on_routes(conn, now, lease_secs, owner, limit, None).await
+}
+
+/// `and route in (…)` for a sender limited to some routes; empty for all.
+fn route_filter(routes: Option<&[Route]>) -> String {
+    match routes {
+        None => String::new(),
+        Some(routes) => {
+            let names: Vec<String> = routes
+                .iter()
+                .map(|route| format!("'{}'", route.as_str()))
+                .collect();
+            format!(" and route in ({})", names.join(", "))
+        }
+    }
+}
+
+/// [`claim_due`] for a sender that handles only `routes` (`None`: all).
+pub async fn claim_due_on_routes(
+    conn: &mut SqliteConnection,
+    now: i64,
+    lease_secs: i64,
+    owner: &str,
+    limit: i64,
+    routes: Option<&[Route]>,
+) -> sqlx::Result<Vec<ClaimedMessage>> {
     let sql = format!(
         "update outbox
          set status = 'in_flight', lease_owner = ?1, lease_expires_at = ?2 + ?3,
              attempts = attempts + 1, updated_at = ?2, call_started_at = null
          where id in (
              select id from outbox
-             where (status = 'pending' and next_attempt_at <= ?2)
+             where ((status = 'pending' and next_attempt_at <= ?2)
                 or (status = 'in_flight' and lease_expires_at <= ?2
-                    and (call_started_at is null or route in {safe}))
+                    and (call_started_at is null or route in {safe}))){only}
              order by priority desc, next_attempt_at, id
              limit ?4)
          returning id, idempotency_key, route, target, app, payload_json, priority, attempts,
                    created_at, answer_lost_at",
-        safe = Route::resend_safe_sql_list()
+        safe = Route::resend_safe_sql_list(),
+        only = route_filter(routes),
     );
     let mut claimed: Vec<ClaimedMessage> = sqlx::query_as(&sql)
         .bind(owner)
@@ -474,20 +501,23 @@ impl Recovered {
     }
 }
 
-/// At start-up: every row still `in_flight` under another owner was held by
-/// a process that is gone (one `qunyun serve` per database), so it is
-/// recovered at once instead of after its lease. One transaction.
+/// At start-up: every row of `routes` (`None`: all) still `in_flight` under
+/// another owner was held by a process that is gone (one `qunyun serve` per
+/// database), so it is recovered at once instead of after its lease. Call in
+/// one transaction.
 pub async fn recover_abandoned(
     conn: &mut SqliteConnection,
     owner: &str,
     now: i64,
+    routes: Option<&[Route]>,
 ) -> sqlx::Result<Recovered> {
-    let never_started = sqlx::query(
+    let only = route_filter(routes);
+    let never_started = sqlx::query(&format!(
         "update outbox
          set status = 'pending', next_attempt_at = ?1, attempts = max(attempts - 1, 0),
              updated_at = ?1, lease_owner = null, lease_expires_at = null
-         where status = 'in_flight' and lease_owner is not ?2 and call_started_at is null",
-    )
+         where status = 'in_flight' and lease_owner is not ?2 and call_started_at is null{only}"
+    ))
     .bind(now)
     .bind(owner)
     .execute(&mut *conn)
@@ -500,7 +530,7 @@ pub async fn recover_abandoned(
              last_error = 'the sender stopped during the WeCom call; sent again',
              lease_owner = null, lease_expires_at = null, call_started_at = null
          where status = 'in_flight' and lease_owner is not ?2
-           and call_started_at is not null and route in {safe}",
+           and call_started_at is not null and route in {safe}{only}",
         safe = Route::resend_safe_sql_list()
     );
     let resent = sqlx::query(&resend)
@@ -514,7 +544,7 @@ pub async fn recover_abandoned(
          set status = 'dead', last_error = ?3, updated_at = ?1,
              lease_owner = null, lease_expires_at = null
          where status = 'in_flight' and lease_owner is not ?2
-           and call_started_at is not null and route not in {safe}",
+           and call_started_at is not null and route not in {safe}{only}",
         safe = Route::resend_safe_sql_list()
     );
     let uncertain = sqlx::query(&park)

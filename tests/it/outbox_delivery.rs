@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use qunyun::clock::{Clock, ManualClock};
-use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
+use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderLane, SenderSettings};
 use qunyun::sim::{DropReason, FaultKind, FaultRule, Route as SimRoute, Sim, SimConfig, SimHandle};
 use qunyun::store::outbox::{self, Enqueued, NewOutboxMessage, OutboxRow, OutboxStatus, Route};
 use qunyun::wecom::api::{ApiClient, ApiConfig, Secret};
@@ -30,6 +30,10 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_with_timeout(TIMEOUT).await
+    }
+
+    async fn start_with_timeout(timeout: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let pool = qunyun::store::open(&dir.path().join("outbox.db"))
             .await
@@ -39,7 +43,7 @@ impl Harness {
             SimConfig::new(CORP, "app-secret").with_app("contacts", "contacts-secret", None);
         let handle = Sim::spawn(config, clock.clone()).await.unwrap();
         let api = ApiClient::new(
-            ApiConfig::new(handle.api_base_url(), CORP).with_timeout(TIMEOUT),
+            ApiConfig::new(handle.api_base_url(), CORP).with_timeout(timeout),
             clock.clone(),
         )
         .unwrap();
@@ -72,12 +76,24 @@ impl Harness {
     }
 
     fn sender(&self) -> OutboxSender {
+        self.sender_with(Self::settings())
+    }
+
+    fn sender_with(&self, settings: SenderSettings) -> OutboxSender {
         OutboxSender::new(
             self.pool.clone(),
             self.api.clone(),
             self.clock.clone(),
-            Self::settings(),
+            settings,
         )
+    }
+
+    /// The sender `qunyun serve` runs for `lane`.
+    fn lane_sender(&self, lane: SenderLane) -> OutboxSender {
+        self.sender_with(SenderSettings {
+            routes: Some(lane.routes()),
+            ..Self::settings()
+        })
     }
 
     fn now(&self) -> i64 {
@@ -273,7 +289,11 @@ async fn after_a_crash_mid_burst_never_started_rows_go_out_within_seconds_of_res
             .on_path("message/send")
             .after_effect(),
     );
-    let first = h.sender();
+    // One call at a time, so the hang is the fourth call exactly.
+    let first = h.sender_with(SenderSettings {
+        concurrency: 1,
+        ..Harness::settings()
+    });
     let crashed = tokio::spawn(async move {
         let _ = first.run_once().await;
     });
@@ -319,12 +339,19 @@ async fn after_45009_no_call_reaches_the_api_for_the_back_off_period() {
                 .await,
         );
     }
-    h.sim()
-        .inject(FaultRule::new(FaultKind::Errcode { errcode: 45009 }).on_path("message/send"));
+    // Targets are sent concurrently, so a few calls may be out before the
+    // first 45009 comes back; WeCom refuses each of those too.
+    h.sim().inject(
+        FaultRule::new(FaultKind::Errcode { errcode: 45009 })
+            .on_path("message/send")
+            .times(5),
+    );
     let sender = h.sender();
     let outcome = sender.run_once().await.unwrap();
     assert_eq!(outcome.postponed, 5, "{outcome:?}");
-    assert_eq!(h.sim().stats().calls_to("message/send"), 1);
+    h.sim().clear_faults();
+    let refused = h.sim().stats().calls_to("message/send");
+    assert!((1..=5).contains(&refused), "{refused}");
 
     for _ in 0..59 {
         h.advance(1);
@@ -332,7 +359,7 @@ async fn after_45009_no_call_reaches_the_api_for_the_back_off_period() {
     }
     assert_eq!(
         h.sim().stats().calls_to("message/send"),
-        1,
+        refused,
         "no call during the pause"
     );
     for id in &ids {
@@ -344,15 +371,18 @@ async fn after_45009_no_call_reaches_the_api_for_the_back_off_period() {
         .inject(FaultRule::new(FaultKind::Errcode { errcode: 45009 }).on_path("message/send"));
     h.advance(1);
     sender.run_once().await.unwrap();
-    assert_eq!(h.sim().stats().calls_to("message/send"), 2, "one probe");
+    let probe = refused + 1;
+    assert_eq!(h.sim().stats().calls_to("message/send"), probe, "one probe");
     h.advance(30);
     sender.run_once().await.unwrap();
-    assert_eq!(h.sim().stats().calls_to("message/send"), 2);
+    assert_eq!(h.sim().stats().calls_to("message/send"), probe);
 
-    // The next probe succeeds and the rest follow.
+    // The next probe succeeds; the rest follow once it has answered.
     h.advance(31);
     sender.run_once().await.unwrap();
-    assert_eq!(h.sim().stats().calls_to("message/send"), 7);
+    h.advance(1);
+    sender.run_once().await.unwrap();
+    assert_eq!(h.sim().stats().calls_to("message/send"), probe + 5);
     assert_eq!(h.delivered(SimRoute::AppMessage).len(), 5);
 }
 
@@ -393,4 +423,48 @@ async fn the_simulators_duplicate_check_answers_0_and_delivers_to_nobody() {
     assert_eq!(dropped.len(), 1);
     assert_eq!(dropped[0].reason, DropReason::Duplicate);
     assert_eq!(h.row(id).await.status, OutboxStatus::Sent);
+}
+
+/// One hanging call holds up only its own target: in the same pass another
+/// target is delivered while it hangs, and a welcome code queued meanwhile
+/// goes out through the urgent sender at once, inside its 20 s window.
+#[tokio::test]
+async fn a_hanging_call_delays_neither_other_targets_nor_a_welcome_code() {
+    let h = Harness::start_with_timeout(Duration::from_secs(30)).await;
+    h.sim().add_robot("ROBOT-KEY", "wrROBOTCHAT");
+    h.enqueue("robot", Route::Webhook, "ROBOT-KEY", None, "slow robot")
+        .await;
+    h.member_text("member", "zhangsan", "你好").await;
+    h.sim()
+        .inject(FaultRule::new(FaultKind::Hang).on_path("webhook/send"));
+
+    let regular = Arc::new(h.lane_sender(SenderLane::Regular));
+    let pass = tokio::spawn({
+        let regular = regular.clone();
+        async move { regular.run_once().await.unwrap() }
+    });
+    // The member message is delivered while the robot call still hangs.
+    while h.delivered(SimRoute::AppMessage).is_empty() {
+        assert!(
+            !pass.is_finished(),
+            "the pass ended before the member message went out"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(!pass.is_finished());
+
+    // A new customer arrives now; the urgent sender does not wait.
+    let event_at = h.now();
+    let code = h.sim().issue_welcome_code("zhangsan", "wmNEW");
+    let welcome = h
+        .enqueue("welcome", Route::WelcomeCode, &code, None, "欢迎")
+        .await;
+    let outcome = h.lane_sender(SenderLane::Urgent).run_once().await.unwrap();
+    assert_eq!(outcome.sent, 1, "{outcome:?}");
+    assert_eq!(h.delivered(SimRoute::Welcome), ["欢迎"]);
+    assert_eq!(h.row(welcome).await.status, OutboxStatus::Sent);
+    assert!(h.now() - event_at < 20);
+    assert_eq!(h.sim().stats().calls_to("webhook/send"), 1);
+    assert!(!pass.is_finished(), "the robot call was still hanging");
+    pass.abort();
 }
