@@ -12,10 +12,13 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::routing::{get, post};
 use axum::Router;
+use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
+use crate::active_rules::ActiveRules;
 use crate::clock::SharedClock;
-use crate::store;
+use crate::ops::schedules::SchedulerSettings;
+use crate::ops::Ops;
 
 pub mod api;
 pub mod auth;
@@ -24,13 +27,11 @@ pub mod diff;
 pub mod error;
 pub mod i18n;
 pub mod moderation;
-pub mod ops;
 pub mod pages;
-pub mod rules_editor;
 pub mod schedules;
 pub mod views;
 
-pub use auth::Role;
+pub use crate::ops::Role;
 pub use error::AdminError;
 
 /// Console settings the lead wires from `Config`.
@@ -49,7 +50,7 @@ pub struct AdminSettings {
     /// (only behind a reverse proxy that sets it).
     pub trust_forwarded_for: bool,
     /// How manual runs and previews address chats (the app posting to app groups).
-    pub scheduler: crate::jobs::scheduler::SchedulerSettings,
+    pub scheduler: SchedulerSettings,
     /// The timezone pages show times in (`[community] timezone`).
     pub timezone: chrono_tz::Tz,
 }
@@ -63,7 +64,7 @@ impl Default for AdminSettings {
             login_window: Duration::from_secs(15 * 60),
             login_failures_per_ip: 20,
             trust_forwarded_for: false,
-            scheduler: crate::jobs::scheduler::SchedulerSettings::default(),
+            scheduler: SchedulerSettings::default(),
             timezone: chrono_tz::Asia::Shanghai,
         }
     }
@@ -75,23 +76,39 @@ pub struct AdminState {
     pub pool: SqlitePool,
     pub clock: SharedClock,
     pub settings: Arc<AdminSettings>,
+    /// Every action and read the console offers.
+    pub ops: Ops,
     views: Arc<views::Views>,
 }
 
 impl AdminState {
-    /// Builds the state; fails only if an embedded template does not compile.
+    /// Builds the state with its own active-rules cache (see
+    /// [`with_active_rules`](Self::with_active_rules) to share the app's);
+    /// fails only if an embedded template does not compile.
     pub fn new(
         pool: SqlitePool,
         clock: SharedClock,
         settings: AdminSettings,
     ) -> anyhow::Result<AdminState> {
         let views = views::Views::load(settings.timezone).context("loading console templates")?;
+        let ops = Ops::new(pool.clone(), ActiveRules::new(), settings.scheduler.clone());
         Ok(AdminState {
             pool,
             clock,
             settings: Arc::new(settings),
+            ops,
             views: Arc::new(views),
         })
+    }
+
+    /// Uses the app's active-rules cache instead of one of its own.
+    pub fn with_active_rules(mut self, rules: ActiveRules) -> AdminState {
+        self.ops.rules = rules;
+        self
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     pub(crate) fn views(&self) -> &views::Views {
@@ -143,52 +160,4 @@ pub fn router(state: AdminState) -> Router {
         .merge(schedules::routes())
         .merge(moderation::routes())
         .with_state(state)
-}
-
-/// `qunyun admin create-user`: adds a manager account. Fails if the username
-/// is taken, the password is shorter than 10 characters, or the name is empty.
-pub async fn create_user(
-    pool: &SqlitePool,
-    username: &str,
-    password: &str,
-    role: Role,
-) -> anyhow::Result<()> {
-    let username = auth::valid_username(username)?;
-    auth::check_password_strength(password)?;
-    let hash = auth::hash_password(password)?;
-    let mut conn = pool.acquire().await?;
-    let now = chrono::Utc::now().timestamp();
-    match store::admin::insert_user(&mut conn, username, &hash, role.as_str(), now).await? {
-        Some(_) => {
-            store::admin::append_audit(
-                &mut conn,
-                now,
-                "cli",
-                "user.create",
-                username,
-                role.as_str(),
-            )
-            .await?;
-            Ok(())
-        }
-        None => anyhow::bail!("user {username} already exists"),
-    }
-}
-
-/// `qunyun admin create-token USER LABEL`: a bearer token for the JSON API,
-/// acting as that user (with that user's role). Returns the token; it is shown
-/// once and only its hash is stored.
-pub async fn create_api_token(
-    pool: &SqlitePool,
-    username: &str,
-    label: &str,
-) -> anyhow::Result<String> {
-    let mut conn = pool.acquire().await?;
-    let user = store::admin::user_by_name(&mut conn, username)
-        .await?
-        .with_context(|| format!("no user {username}"))?;
-    let now = chrono::Utc::now().timestamp();
-    let token = auth::issue_api_token(&mut conn, user.id, label, now).await?;
-    store::admin::append_audit(&mut conn, now, "cli", "token.create", username, label).await?;
-    Ok(token)
 }

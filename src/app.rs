@@ -107,7 +107,8 @@ impl App {
                 },
                 ..AdminSettings::default()
             },
-        )?);
+        )?
+        .with_active_rules(self.state.rules.clone()));
         let request_id = axum::http::HeaderName::from_static("x-request-id");
         let router = Router::new()
             .route("/healthz", get(healthz))

@@ -1,4 +1,6 @@
-//! The command line. Each subcommand loads what it needs and calls into the library.
+//! The command line. Each subcommand loads what it needs and calls into the
+//! library; manager actions go through [`ops`](crate::ops) as the actor
+//! `cli:<os user>`, audited like the console's.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +8,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::active_rules::ActiveRules;
 use crate::config::Config;
+use crate::ops::rules::Applied;
+use crate::ops::schedules::SchedulerSettings;
+use crate::ops::{self, Actor, Ops, Role};
 use crate::{app, clock, store, telemetry};
 
 #[derive(Debug, Parser)]
@@ -103,6 +109,9 @@ pub enum OutboxCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Send again every dead row parked as uncertain (cut off mid-send: WeCom may
+    /// have delivered it). Check the chats first.
+    RetryUncertain(ConfigArg),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,15 +140,12 @@ pub enum ModerationCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Revoke a strike; the member's record and the audit log are updated.
+    /// Revoke a strike; the member's record and the audit log name `cli:<os user>`.
     Revoke {
         strike_id: i64,
         /// Why (kept in the audit log).
         #[arg(long)]
         reason: String,
-        /// Who revokes it (kept in the audit log).
-        #[arg(long, default_value = "cli")]
-        by: String,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -156,8 +162,6 @@ pub enum ModerationCommand {
         task_id: i64,
         #[arg(long, default_value = "")]
         note: String,
-        #[arg(long, default_value = "cli")]
-        by: String,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -195,6 +199,12 @@ pub enum RulesCommand {
     /// Validate a rule-set file and make it the active version (applies without restart).
     Import {
         file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Make an earlier version active again (saved as a new version).
+    Rollback {
+        version: i64,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -347,6 +357,31 @@ impl ConfigArg {
     fn load(&self) -> anyhow::Result<Config> {
         Config::load(self.config.as_deref(), std::env::vars())
     }
+
+    /// The operations layer over the configured database.
+    async fn ops(&self) -> anyhow::Result<Ops> {
+        let config = self.load()?;
+        let scheduler = SchedulerSettings {
+            app: config
+                .wecom
+                .apps
+                .first()
+                .map(|app| app.name.clone())
+                .unwrap_or_else(|| SchedulerSettings::default().app),
+            ..SchedulerSettings::default()
+        };
+        let pool = store::open(&config.database.path).await?;
+        Ok(Ops::new(pool, ActiveRules::new(), scheduler))
+    }
+}
+
+/// Who the audit log names for this command: the OS user running it.
+fn actor() -> Actor {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| std::env::var("LOGNAME").ok());
+    Actor::cli(user.as_deref())
 }
 
 pub fn main() -> ExitCode {
@@ -445,34 +480,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::sim::run(config, listener, app::shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Schedules(SchedulesCommand::Next { cron, tz, count }) => {
-                let times = crate::rules::schedule::next_fire_times_for_cli(
-                    &cron,
-                    &tz,
-                    chrono::Utc::now(),
-                    count,
-                )
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-                for time in times {
-                    println!("{}", time.to_rfc3339());
-                }
-                Ok(ExitCode::SUCCESS)
-            }
             Command::Schedules(command) => run_schedules(command).await,
-            #[allow(unreachable_patterns)]
-            Command::Schedules(SchedulesCommand::Next { cron, tz, count }) => {
-                let times = crate::rules::schedule::next_fire_times_for_cli(
-                    &cron,
-                    &tz,
-                    chrono::Utc::now(),
-                    count,
-                )
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-                for time in times {
-                    println!("{}", time.to_rfc3339());
-                }
-                Ok(ExitCode::SUCCESS)
-            }
             Command::Demo { once } => {
                 crate::demo::run(crate::demo::DemoOptions { once, print: true }).await?;
                 Ok(ExitCode::SUCCESS)
@@ -481,124 +489,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Outbox(command) => run_outbox(command).await,
             Command::Admin(command) => run_admin(command).await,
             Command::Analytics(command) => run_analytics(command).await,
-            Command::Moderation(ModerationCommand::Log {
-                user,
-                limit,
-                config,
-            }) => {
-                let pool = open_store(&config).await?;
-                for row in crate::pipeline::moderation_log(&pool, user.as_deref(), limit).await? {
-                    println!(
-                        "#{} {} chat={} member={} rule={} {}:{} matched={:?} action={}{}{}",
-                        row.id,
-                        row.at,
-                        row.chat_id.as_deref().unwrap_or("-"),
-                        row.user_id,
-                        row.rule,
-                        row.category,
-                        row.severity,
-                        row.matched,
-                        row.action_taken,
-                        if row.dry_run { " (dry run)" } else { "" },
-                        row.reviewed_by
-                            .map(|by| format!(" reviewed by {by}"))
-                            .unwrap_or_default()
-                    );
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Moderation(ModerationCommand::Revoke {
-                strike_id,
-                reason,
-                by,
-                config,
-            }) => {
-                let pool = open_store(&config).await?;
-                crate::pipeline::revoke_strike(&pool, strike_id, &by, &reason, chrono::Utc::now())
-                    .await?;
-                println!("strike {strike_id} revoked");
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Moderation(ModerationCommand::Tasks { all, config }) => {
-                let pool = open_store(&config).await?;
-                for task in crate::pipeline::moderation_tasks(&pool, all).await? {
-                    println!(
-                        "#{} {} {} chat={} member={} assignees={} log=#{}{}",
-                        task.id,
-                        task.status,
-                        task.kind,
-                        task.chat_id.as_deref().unwrap_or("-"),
-                        task.user_id,
-                        task.assignees_json,
-                        task.log_id,
-                        task.done_by
-                            .map(|by| format!(" done by {by}"))
-                            .unwrap_or_default()
-                    );
-                }
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Moderation(ModerationCommand::Done {
-                task_id,
-                note,
-                by,
-                config,
-            }) => {
-                let pool = open_store(&config).await?;
-                crate::pipeline::complete_moderation_task(
-                    &pool,
-                    task_id,
-                    &by,
-                    &note,
-                    chrono::Utc::now(),
-                )
-                .await?;
-                println!("task {task_id} done");
-                Ok(ExitCode::SUCCESS)
-            }
-            Command::Moderation(ModerationCommand::Check {
-                terms,
-                allow,
-                explain,
-            }) => {
-                use crate::rules::moderation::{check_lines, Engine, MatchOptions, TermList};
-                let terms = TermList::load(&terms)
-                    .with_context(|| format!("reading term list {}", terms.display()))?;
-                let allow = match allow {
-                    Some(path) => TermList::load(&path)
-                        .with_context(|| format!("reading allow list {}", path.display()))?,
-                    None => TermList::parse("").context("empty allow list")?,
-                };
-                let engine = Engine::build(&terms, &allow, MatchOptions::default())
-                    .context("building the matcher")?;
-                let stdin = std::io::stdin();
-                let stdout = std::io::stdout();
-                let summary = check_lines(&engine, stdin.lock(), stdout.lock(), explain)
-                    .context("checking messages")?;
-                eprintln!(
-                    "{} messages: {} blocked, {} passed",
-                    summary.messages,
-                    summary.blocked,
-                    summary.passed()
-                );
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::Moderation(command) => run_moderation(command).await,
             Command::Points(PointsCommand::Adjust {
                 user,
                 delta,
                 reason,
                 config,
             }) => {
-                let config = config.load()?;
-                let pool = store::open(&config.database.path).await?;
-                let balance = crate::pipeline::adjust_points(
-                    &pool,
-                    &user,
-                    delta,
-                    &reason,
-                    chrono::Utc::now(),
-                )
-                .await?;
+                let ops = config.ops().await?;
+                let now = chrono::Utc::now();
+                let balance =
+                    ops::points::adjust(&ops, &actor(), now, &user, delta, &reason).await?;
                 println!("{user}: {delta:+} ({reason}); balance now {balance}");
                 Ok(ExitCode::SUCCESS)
             }
@@ -615,15 +516,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn run_rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
     // Term lists may live in files next to the rule set (`terms_file`): inline them
-    // as the import does, so validate and preview see exactly what would be stored.
+    // before anything else, so validate and preview see exactly what would be stored.
     let read = |file: &PathBuf| -> anyhow::Result<String> {
         let text =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         let base = file.parent().unwrap_or_else(|| std::path::Path::new("."));
-        crate::pipeline::resolve_term_files(&text, base)
+        ops::rules::inline_term_files(&text, base)
     };
     match command {
-        RulesCommand::Validate { file } => match crate::pipeline::validate_rules(&read(&file)?) {
+        RulesCommand::Validate { file } => match ops::rules::validate(&read(&file)?) {
             Ok(_) => {
                 println!("{}: valid", file.display());
                 Ok(ExitCode::SUCCESS)
@@ -637,27 +538,36 @@ async fn run_rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
         },
         RulesCommand::Import { file, config } => {
             let text = read(&file)?;
-            if let Err(errors) = crate::pipeline::validate_rules(&text) {
-                for error in &errors.0 {
-                    eprintln!("{}: {error}", file.display());
+            let ops = config.ops().await?;
+            match ops::rules::apply(&ops, &actor(), chrono::Utc::now(), &text).await? {
+                Applied::Version(version) => {
+                    println!("imported {} as rule-set version {version}", file.display());
+                    Ok(ExitCode::SUCCESS)
                 }
-                eprintln!("nothing imported");
-                return Ok(ExitCode::FAILURE);
+                Applied::Invalid(problems) => {
+                    for problem in &problems {
+                        let at = problem.line.map(|l| format!(":{l}")).unwrap_or_default();
+                        eprintln!("{}{at}: {}", file.display(), ops::rules::describe(problem));
+                    }
+                    eprintln!("nothing imported");
+                    Ok(ExitCode::FAILURE)
+                }
             }
-            let config = config.load()?;
-            let pool = store::open(&config.database.path).await?;
-            let version = crate::pipeline::import_rules(&pool, &text, chrono::Utc::now()).await?;
-            println!("imported {} as rule-set version {version}", file.display());
+        }
+        RulesCommand::Rollback { version, config } => {
+            let ops = config.ops().await?;
+            let new_version =
+                ops::rules::rollback(&ops, &actor(), chrono::Utc::now(), version).await?;
+            println!("version {version} is active again as version {new_version}");
             Ok(ExitCode::SUCCESS)
         }
         RulesCommand::Export { config } => {
-            let config = config.load()?;
-            let pool = store::open(&config.database.path).await?;
-            print!("{}", crate::pipeline::export_rules(&pool).await?);
+            let ops = config.ops().await?;
+            print!("{}", ops::rules::active(&ops).await?.body);
             Ok(ExitCode::SUCCESS)
         }
         RulesCommand::Preview { file, template } => {
-            let rules = crate::pipeline::validate_rules(&read(&file)?).map_err(|errors| {
+            let rules = ops::rules::validate(&read(&file)?).map_err(|errors| {
                 anyhow::anyhow!(
                     "{}",
                     errors
@@ -668,7 +578,7 @@ async fn run_rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
                         .join("; ")
                 )
             })?;
-            match crate::pipeline::preview_template(&rules, &template) {
+            match ops::rules::preview_template(&rules, &template) {
                 Some(text) => {
                     println!("{text}");
                     Ok(ExitCode::SUCCESS)
@@ -682,85 +592,159 @@ async fn run_rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+async fn run_moderation(command: ModerationCommand) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now();
+    match command {
+        ModerationCommand::Check {
+            terms,
+            allow,
+            explain,
+        } => {
+            use crate::rules::moderation::{check_lines, Engine, MatchOptions, TermList};
+            let terms = TermList::load(&terms)
+                .with_context(|| format!("reading term list {}", terms.display()))?;
+            let allow = match allow {
+                Some(path) => TermList::load(&path)
+                    .with_context(|| format!("reading allow list {}", path.display()))?,
+                None => TermList::parse("").context("empty allow list")?,
+            };
+            let engine = Engine::build(&terms, &allow, MatchOptions::default())
+                .context("building the matcher")?;
+            let stdin = std::io::stdin();
+            let stdout = std::io::stdout();
+            let summary = check_lines(&engine, stdin.lock(), stdout.lock(), explain)
+                .context("checking messages")?;
+            eprintln!(
+                "{} messages: {} blocked, {} passed",
+                summary.messages,
+                summary.blocked,
+                summary.passed()
+            );
+        }
+        ModerationCommand::Log {
+            user,
+            limit,
+            config,
+        } => {
+            let ops = config.ops().await?;
+            for row in ops::moderation::log_rows(&ops, user.as_deref(), limit).await? {
+                println!(
+                    "#{} {} chat={} member={} rule={} {}:{} matched={:?} action={}{}{}",
+                    row.id,
+                    row.at,
+                    row.chat_id.as_deref().unwrap_or("-"),
+                    row.user_id,
+                    row.rule,
+                    row.category,
+                    row.severity,
+                    row.matched,
+                    row.action_taken,
+                    if row.dry_run { " (dry run)" } else { "" },
+                    row.reviewed_by
+                        .map(|by| format!(" reviewed by {by}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        ModerationCommand::Revoke {
+            strike_id,
+            reason,
+            config,
+        } => {
+            let ops = config.ops().await?;
+            ops::moderation::revoke_strike(&ops, &actor(), now, strike_id, &reason).await?;
+            println!("strike {strike_id} revoked");
+        }
+        ModerationCommand::Tasks { all, config } => {
+            let ops = config.ops().await?;
+            for task in ops::moderation::tasks(&ops, all).await? {
+                println!(
+                    "#{} {} {} chat={} member={} assignees={} log=#{}{}",
+                    task.id,
+                    task.status,
+                    task.kind,
+                    task.chat_id.as_deref().unwrap_or("-"),
+                    task.user_id,
+                    task.assignees.join(","),
+                    task.log_id,
+                    task.done_by
+                        .map(|by| format!(" done by {by}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        ModerationCommand::Done {
+            task_id,
+            note,
+            config,
+        } => {
+            let ops = config.ops().await?;
+            ops::moderation::complete_task(&ops, &actor(), now, task_id, &note).await?;
+            println!("task {task_id} done");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run_outbox(command: OutboxCommand) -> anyhow::Result<ExitCode> {
-    use crate::store::outbox::{self, OutboxStatus, RetryOutcome};
+    use crate::store::outbox::OutboxStatus;
+    let now = chrono::Utc::now();
     match command {
         OutboxCommand::List { status, config } => {
             let status = status
                 .map(|s| s.parse::<OutboxStatus>())
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--status: {e}"))?;
-            let config = config.load()?;
-            let pool = store::open(&config.database.path).await?;
-            let mut conn = pool.acquire().await?;
-            let rows = outbox::list(&mut conn, status).await?;
+            let ops = config.ops().await?;
+            let rows = ops::queues::outbox_rows(&ops, status).await?;
             for row in &rows {
                 println!("{row}");
             }
             eprintln!("{} rows", rows.len());
-            Ok(ExitCode::SUCCESS)
         }
         OutboxCommand::Retry { id, config } => {
-            let config = config.load()?;
-            let pool = store::open(&config.database.path).await?;
-            let mut conn = pool.acquire().await?;
-            match outbox::retry(&mut conn, id, chrono::Utc::now().timestamp()).await? {
-                RetryOutcome::Requeued => {
-                    println!("outbox row {id} queued again");
-                    Ok(ExitCode::SUCCESS)
-                }
-                RetryOutcome::NotFound => {
-                    eprintln!("no outbox row {id}");
-                    Ok(ExitCode::FAILURE)
-                }
-                RetryOutcome::NotRetryable(status) => {
-                    eprintln!(
-                        "outbox row {id} is {}: only failed or dead rows can be retried",
-                        status.as_str()
-                    );
-                    Ok(ExitCode::FAILURE)
-                }
-            }
+            let ops = config.ops().await?;
+            ops::queues::retry_outbox(&ops, &actor(), now, id).await?;
+            println!("outbox row {id} queued again");
+        }
+        OutboxCommand::RetryUncertain(config) => {
+            let ops = config.ops().await?;
+            let requeued = ops::queues::retry_uncertain(&ops, &actor(), now).await?;
+            println!("{requeued} uncertain messages queued again");
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_schedules(command: SchedulesCommand) -> anyhow::Result<ExitCode> {
-    use crate::jobs::scheduler::{self, SchedulerSettings};
+    use crate::ops::schedules;
     let now = chrono::Utc::now();
-    let open = |config: &ConfigArg| {
-        let config = config.load();
-        async move {
-            let config = config?;
-            let settings = SchedulerSettings {
-                app: config
-                    .wecom
-                    .apps
-                    .first()
-                    .map(|app| app.name.clone())
-                    .unwrap_or_else(|| SchedulerSettings::default().app),
-                ..SchedulerSettings::default()
-            };
-            anyhow::Ok((store::open(&config.database.path).await?, settings))
-        }
-    };
     let print_json = |value: &dyn erased_json::Json| -> anyhow::Result<ExitCode> {
         println!("{}", value.to_pretty()?);
         Ok(ExitCode::SUCCESS)
     };
     match command {
-        SchedulesCommand::Next { .. } => unreachable!("handled before"),
+        SchedulesCommand::Next { cron, tz, count } => {
+            let times = crate::rules::schedule::next_fire_times_for_cli(&cron, &tz, now, count)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for time in times {
+                println!("{}", time.to_rfc3339());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         SchedulesCommand::List(config) => {
-            let (pool, _) = open(&config).await?;
-            for s in scheduler::list_schedules(&pool, now).await? {
+            let ops = config.ops().await?;
+            for s in schedules::list(&ops, now).await? {
                 let state = match (s.enabled, s.paused) {
                     (false, _) => "disabled",
                     (true, true) => "paused",
                     (true, false) => "active",
                 };
                 let next = s
-                    .next_fire
-                    .map(|t| t.to_rfc3339())
+                    .next_fires
+                    .first()
+                    .and_then(|fire| chrono::DateTime::from_timestamp(fire.at, 0))
+                    .map(|at| at.to_rfc3339())
                     .unwrap_or_else(|| "-".to_owned());
                 println!(
                     "{:<24} {:<8} {:<22} {:<16} next {}  variants {}",
@@ -775,20 +759,20 @@ async fn run_schedules(command: SchedulesCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SchedulesCommand::Pause { name, config } => {
-            let (pool, _) = open(&config).await?;
-            scheduler::pause(&pool, &name, now).await?;
+            let ops = config.ops().await?;
+            schedules::pause(&ops, &actor(), now, &name).await?;
             println!("{name} paused");
             Ok(ExitCode::SUCCESS)
         }
         SchedulesCommand::Resume { name, config } => {
-            let (pool, _) = open(&config).await?;
-            scheduler::resume(&pool, &name, now).await?;
+            let ops = config.ops().await?;
+            schedules::resume(&ops, &actor(), now, &name).await?;
             println!("{name} resumed");
             Ok(ExitCode::SUCCESS)
         }
         SchedulesCommand::Run { name, config } => {
-            let (pool, settings) = open(&config).await?;
-            let run = scheduler::run_now(&pool, &settings, &name, now).await?;
+            let ops = config.ops().await?;
+            let run = schedules::run_now(&ops, &actor(), now, &name).await?;
             println!(
                 "run {} of {name}: {} chats queued, {} skipped, {} outbox rows",
                 run.run_id, run.chats, run.skipped, run.outbox_rows
@@ -796,24 +780,34 @@ async fn run_schedules(command: SchedulesCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SchedulesCommand::Preview { name, chat, config } => {
-            let (pool, settings) = open(&config).await?;
-            print_json(&scheduler::preview(&pool, &settings, &name, &chat, now).await?)
+            let ops = config.ops().await?;
+            let previews = schedules::preview(&ops, &actor(), now, &name, Some(&chat)).await?;
+            match previews.chats.into_iter().next() {
+                Some(schedules::ChatPreview {
+                    preview: Some(preview),
+                    ..
+                }) => print_json(&preview),
+                Some(schedules::ChatPreview { error, .. }) => {
+                    anyhow::bail!("{}", error.unwrap_or_default())
+                }
+                None => anyhow::bail!("nothing to preview for {chat}"),
+            }
         }
         SchedulesCommand::Runs {
             name,
             limit,
             config,
         } => {
-            let (pool, _) = open(&config).await?;
-            print_json(&scheduler::runs(&pool, name.as_deref(), limit).await?)
+            let ops = config.ops().await?;
+            print_json(&schedules::runs(&ops, name.as_deref(), limit).await?)
         }
         SchedulesCommand::RunReport { run_id, config } => {
-            let (pool, _) = open(&config).await?;
-            print_json(&scheduler::run_report(&pool, run_id).await?)
+            let ops = config.ops().await?;
+            print_json(&schedules::run_report(&ops, run_id).await?)
         }
         SchedulesCommand::Report { name, config } => {
-            let (pool, _) = open(&config).await?;
-            print_json(&scheduler::variant_report(&pool, &name).await?)
+            let ops = config.ops().await?;
+            print_json(&schedules::variant_report(&ops, &name).await?)
         }
     }
 }
@@ -859,13 +853,14 @@ async fn open_store(config: &ConfigArg) -> anyhow::Result<sqlx::SqlitePool> {
 }
 
 async fn run_admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now();
     match command {
         AdminCommand::CreateUser {
             username,
             role,
             config,
         } => {
-            let role: crate::admin::Role = role.parse().context("--role")?;
+            let role: Role = role.parse().context("--role")?;
             let password = match std::env::var("QUNYUN_ADMIN_PASSWORD") {
                 Ok(password) => password,
                 Err(_) => {
@@ -877,21 +872,20 @@ async fn run_admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
                     line.trim_end_matches(['\r', '\n']).to_owned()
                 }
             };
-            let pool = open_store(&config).await?;
-            crate::admin::create_user(&pool, &username, &password, role).await?;
+            let ops = config.ops().await?;
+            ops::accounts::create_user(&ops, &actor(), now, &username, &password, role).await?;
             println!("account {username} created");
-            Ok(ExitCode::SUCCESS)
         }
         AdminCommand::CreateToken {
             username,
             label,
             config,
         } => {
-            let pool = open_store(&config).await?;
-            let token = crate::admin::create_api_token(&pool, &username, &label).await?;
+            let ops = config.ops().await?;
+            let token = ops::accounts::create_token(&ops, &actor(), now, &username, &label).await?;
             println!("{token}");
             eprintln!("shown once: store it now");
-            Ok(ExitCode::SUCCESS)
         }
     }
+    Ok(ExitCode::SUCCESS)
 }

@@ -30,7 +30,7 @@ use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::config::Config;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use crate::outbound::Broadcast;
-use crate::pipeline::{self, Pipeline, PipelineSettings};
+use crate::pipeline::{Pipeline, PipelineSettings};
 use crate::rules::{ChatRoute, Content};
 use crate::sim::{
     AppCallback, BotCallback, BotMentionRequest, CallbackTargets, Delivery, DriveOutcome,
@@ -339,7 +339,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         demo.line(format!("qunyun 仍在运行：http://{addr}/healthz"));
         // A console account so a newcomer can click through the demo community.
         let password = random_token();
-        crate::admin::create_user(&demo.pool, "demo", &password, crate::admin::Role::Owner)
+        let (ops, actor) = manager(&demo.pool);
+        let owner = crate::ops::Role::Owner;
+        crate::ops::accounts::create_user(&ops, &actor, demo.now(), "demo", &password, owner)
             .await
             .context("creating the demo console account")?;
         demo.line(format!(
@@ -422,7 +424,8 @@ impl Demo {
         }
         self.sim.add_robot(ROBOT_KEY_A, CHAT_A);
 
-        pipeline::import_rules(&self.pool, RULES, now).await?;
+        let (ops, actor) = manager(&self.pool);
+        crate::ops::rules::apply(&ops, &actor, now, RULES).await?;
         let mut conn = self.pool.acquire().await?;
         for (chat_id, name, route, tags) in [
             (
@@ -536,8 +539,10 @@ impl Demo {
             self.say(CHAT_A, i, "签到").await?;
             self.advance(11);
         }
+        let (ops, actor) = manager(&self.pool);
         let balance =
-            pipeline::adjust_points(&self.pool, &member(7), 10, "活动奖励", self.now()).await?;
+            crate::ops::points::adjust(&ops, &actor, self.now(), &member(7), 10, "活动奖励")
+                .await?;
         self.say_line(&format!(
             "🛠  运营给 {}（{}）加 10 积分：活动奖励，余额 {balance}",
             NAMES[6],
@@ -1021,4 +1026,10 @@ fn random_aes_key() -> String {
         .encode(bytes)
         .trim_end_matches('=')
         .to_string()
+}
+
+/// The demo's manager: the operations layer as an owner named `demo`.
+fn manager(pool: &SqlitePool) -> (crate::ops::Ops, crate::ops::Actor) {
+    let ops = crate::ops::Ops::over(pool.clone());
+    (ops, crate::ops::Actor::new("demo", crate::ops::Role::Owner))
 }

@@ -10,11 +10,22 @@ use chrono::{TimeZone, Utc};
 use http_body_util::BodyExt;
 use qunyun::admin::{self, auth, AdminSettings, AdminState, Role};
 use qunyun::clock::ManualClock;
+use qunyun::ops::{accounts, Actor, Ops, OpsResult};
 use qunyun::rules::event::JoinScene;
 use qunyun::rules::ChatRoute;
 use qunyun::store::{self, admin as q};
 use sqlx::SqlitePool;
 use tower::ServiceExt;
+
+/// A console account, created as the command line would (audited as `cli:test`).
+async fn create_user(pool: &SqlitePool, name: &str, password: &str, role: Role) -> OpsResult<()> {
+    let ops = Ops::over(pool.clone());
+    accounts::create_user(&ops, &cli(), Utc::now(), name, password, role).await
+}
+
+fn cli() -> Actor {
+    Actor::cli(Some("test"))
+}
 
 struct Console {
     router: Router,
@@ -303,7 +314,7 @@ async fn sign_in(console: &Console, username: &str, password: &str) -> Reply {
 #[tokio::test]
 async fn owner_signs_in_with_password_and_sees_the_dashboard() {
     let console = console().await;
-    admin::create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
+    create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
         .await
         .unwrap();
     let reply = sign_in(&console, "mei", "correct horse battery").await;
@@ -346,7 +357,7 @@ async fn owner_signs_in_with_password_and_sees_the_dashboard() {
 #[tokio::test]
 async fn wrong_password_is_refused_and_rate_limited_after_five_failures() {
     let console = console().await;
-    admin::create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
+    create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
         .await
         .unwrap();
     for _ in 0..5 {
@@ -375,7 +386,7 @@ async fn unknown_user_is_refused_like_a_wrong_password() {
 #[tokio::test]
 async fn login_without_the_login_csrf_cookie_is_refused() {
     let console = console().await;
-    admin::create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
+    create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
         .await
         .unwrap();
     let reply = console
@@ -987,20 +998,19 @@ async fn api_rejects_an_invalid_rule_set_with_located_problems() {
 #[tokio::test]
 async fn create_user_refuses_duplicates_and_weak_passwords() {
     let console = console().await;
-    admin::create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
+    create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
         .await
         .unwrap();
     assert!(
-        admin::create_user(&console.pool, "mei", "another long password", Role::Viewer)
+        create_user(&console.pool, "mei", "another long password", Role::Viewer)
             .await
             .is_err()
     );
-    assert!(
-        admin::create_user(&console.pool, "lei", "short", Role::Viewer)
-            .await
-            .is_err()
-    );
-    let token = admin::create_api_token(&console.pool, "mei", "crm")
+    assert!(create_user(&console.pool, "lei", "short", Role::Viewer)
+        .await
+        .is_err());
+    let ops = Ops::over(console.pool.clone());
+    let token = accounts::create_token(&ops, &cli(), Utc::now(), "mei", "crm")
         .await
         .unwrap();
     let reply = console
@@ -1937,7 +1947,7 @@ impl Console {
 #[tokio::test]
 async fn twenty_failures_from_one_address_throttle_it_across_usernames() {
     let console = console().await;
-    admin::create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
+    create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
         .await
         .unwrap();
     // 20 failures spread over usernames, each below its own limit of 5.
@@ -1993,7 +2003,7 @@ async fn the_served_app_throttles_by_peer_address() {
     .unwrap();
     let clock = ManualClock::new(start());
     let app = qunyun::app::App::new(config, clock).await.unwrap();
-    admin::create_user(&app.state.pool, "mei", "correct horse battery", Role::Owner)
+    create_user(&app.state.pool, "mei", "correct horse battery", Role::Owner)
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -2162,7 +2172,7 @@ async fn behind_a_trusted_proxy_the_right_most_forwarded_address_is_counted() {
         ..AdminSettings::default()
     })
     .await;
-    admin::create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
+    create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
         .await
         .unwrap();
     // Every request comes from the proxy; the client in front of it is the last entry.

@@ -393,7 +393,10 @@ async fn manager_works_the_console_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let pool = store::open(&dir.path().join("console.db")).await.unwrap();
     let redemption = seed(&pool).await;
-    admin::create_user(&pool, "mei", "correct horse battery", Role::Owner)
+    let owner = ("mei", "correct horse battery", Role::Owner);
+    let ops = qunyun::ops::Ops::over(pool.clone());
+    let cli = qunyun::ops::Actor::cli(Some("test"));
+    qunyun::ops::accounts::create_user(&ops, &cli, Utc::now(), owner.0, owner.1, owner.2)
         .await
         .unwrap();
     let clock: Arc<ManualClock> =

@@ -17,7 +17,7 @@ use qunyun::config::Config;
 use qunyun::jobs::analytics::{Analytics, AnalyticsOutcome, AnalyticsSettings};
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use qunyun::jobs::scheduler::{Scheduler, SchedulerSettings};
-use qunyun::pipeline::{self, Pipeline, PipelineSettings};
+use qunyun::pipeline::{Pipeline, PipelineSettings};
 use qunyun::rules::ChatRoute;
 use qunyun::sim::{
     AppCallback, BotCallback, BotMentionRequest, CallbackTargets, Delivery, FaultKind, FaultRule,
@@ -148,7 +148,11 @@ impl Harness {
             members: vec![SeedGroupMember::new(OWNER)],
         });
         let member_version = sim.sim().customer_group(CHAT).unwrap().member_version;
-        pipeline::import_rules(&pool, rules, start()).await.unwrap();
+        let ops = qunyun::ops::Ops::over(pool.clone());
+        let actor = qunyun::ops::Actor::cli(Some("test"));
+        qunyun::ops::rules::apply(&ops, &actor, start(), rules)
+            .await
+            .unwrap();
         let mut conn = pool.acquire().await.unwrap();
         chats::upsert_chat(
             &mut conn,
@@ -870,7 +874,9 @@ async fn a_stored_rule_set_that_no_longer_validates_is_a_red_alert_until_replace
     );
 
     // A manager saves a valid set: the episode closes.
-    pipeline::import_rules(&h.pool, &valid, h.now())
+    let ops = qunyun::ops::Ops::over(h.pool.clone());
+    let actor = qunyun::ops::Actor::cli(Some("test"));
+    qunyun::ops::rules::apply(&ops, &actor, h.now(), &valid)
         .await
         .unwrap();
     assert_eq!(h.analyze().await.alerts_closed, [AlertKind::RulesInvalid]);

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use qunyun::clock::{ManualClock, SharedClock};
+use qunyun::ops::rules::Applied;
+use qunyun::ops::{self, Actor, Ops, OpsError, Role};
 use qunyun::outbound::Payload;
 use qunyun::pipeline::{self, Pipeline, PipelineHooks, PipelineSettings};
 use qunyun::rules::ChatRoute;
@@ -53,6 +55,10 @@ fn text_and_mentions(payload: &Payload) -> (String, Vec<String>) {
     }
 }
 
+fn manager() -> Actor {
+    Actor::new("mei", Role::Operator)
+}
+
 struct Harness {
     _dir: tempfile::TempDir,
     pool: SqlitePool,
@@ -97,6 +103,32 @@ fn new_pipeline(pool: &SqlitePool, clock: &Arc<ManualClock>, hooks: PipelineHook
 impl Harness {
     async fn conn(&self) -> sqlx::pool::PoolConnection<sqlx::Sqlite> {
         self.pool.acquire().await.unwrap()
+    }
+
+    fn ops(&self) -> Ops {
+        Ops::over(self.pool.clone())
+    }
+
+    /// `qunyun rules import`: the new version, or every problem.
+    async fn import(&self, text: &str) -> Result<i64, String> {
+        match ops::rules::apply(&self.ops(), &manager(), self.clock.now_utc(), text).await {
+            Ok(Applied::Version(version)) => Ok(version),
+            Ok(Applied::Invalid(problems)) => Err(problems
+                .iter()
+                .map(ops::rules::describe)
+                .collect::<Vec<_>>()
+                .join("; ")),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// A manager's points entry for `user`, known to the community from now on.
+    async fn adjust(&self, user: &str, delta: i64, reason: &str) -> Result<i64, OpsError> {
+        let now = self.clock.now_utc();
+        members::ensure_person(&mut *self.conn().await, user, None, now)
+            .await
+            .unwrap();
+        ops::points::adjust(&self.ops(), &manager(), now, user, delta, reason).await
     }
 
     async fn add_chat(&self, chat_id: &str, name: &str, route: ChatRoute, tags: &[&str]) {
@@ -548,18 +580,13 @@ async fn two_workers_racing_for_the_last_item_sell_it_once() {
     let h = harness().await;
     h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[])
         .await;
-    let version = pipeline::import_rules(
-        &h.pool,
-        "[[catalog]]\nitem = \"保温杯\"\ncost = 30\nstock = 1\n",
-        h.clock.now_utc(),
-    )
-    .await
-    .unwrap();
+    let version = h
+        .import("[[catalog]]\nitem = \"保温杯\"\ncost = 30\nstock = 1\n")
+        .await
+        .unwrap();
     assert_eq!(version, 1);
     for user in ["alice", "bob"] {
-        pipeline::adjust_points(&h.pool, user, 50, "活动奖励", h.clock.now_utc())
-            .await
-            .unwrap();
+        h.adjust(user, 50, "活动奖励").await.unwrap();
     }
     let a = h.say("wrA", "alice", "兑换 保温杯").await;
     let b = h.say("wrA", "bob", "兑换 保温杯").await;
@@ -601,28 +628,25 @@ async fn imported_rule_set_applies_without_restart_and_invalid_one_is_refused() 
     h.run().await;
     assert!(h.sent().await.iter().all(|s| !s.key.ends_with(&before)));
 
-    let err = pipeline::import_rules(&h.pool, "[checkin]\nkeywords = [\"\"]\n", h.clock.now_utc())
+    let err = h
+        .import("[checkin]\nkeywords = [\"\"]\n")
         .await
         .unwrap_err();
     assert!(
-        err.to_string()
-            .contains("checkin.keywords[0]: must not be empty"),
+        err.contains("checkin.keywords[0]: must not be empty"),
         "{err}"
     );
-    pipeline::import_rules(
-        &h.pool,
-        "[checkin]\nkeywords = [\"报到\"]\nbase_points = 7\n",
-        h.clock.now_utc(),
-    )
-    .await
-    .unwrap();
+    h.import("[checkin]\nkeywords = [\"报到\"]\nbase_points = 7\n")
+        .await
+        .unwrap();
 
     let after = h.say("wrA", "alice", "报到").await;
     h.run().await; // same pipeline object: picks the new version up
     assert!(h.reply_to(&after).await.contains("+7 积分"));
-    assert!(pipeline::export_rules(&h.pool)
+    assert!(ops::rules::active(&h.ops())
         .await
         .unwrap()
+        .body
         .contains("报到"));
 }
 
@@ -713,22 +737,10 @@ fn ingest_signature_is_checked() {
 #[tokio::test]
 async fn manager_adjustment_cannot_make_a_balance_negative() {
     let h = harness().await;
-    assert_eq!(
-        pipeline::adjust_points(&h.pool, "alice", 30, "补偿", h.clock.now_utc())
-            .await
-            .unwrap(),
-        30
-    );
-    let err = pipeline::adjust_points(&h.pool, "alice", -31, "扣分", h.clock.now_utc())
-        .await
-        .unwrap_err();
+    assert_eq!(h.adjust("alice", 30, "补偿").await.unwrap(), 30);
+    let err = h.adjust("alice", -31, "扣分").await.unwrap_err();
     assert!(err.to_string().contains("does not cover"));
-    assert_eq!(
-        pipeline::adjust_points(&h.pool, "alice", -30, "扣分", h.clock.now_utc())
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(h.adjust("alice", -30, "扣分").await.unwrap(), 0);
     // The ledger is append-only.
     assert!(sqlx::query("delete from points_ledger")
         .execute(&h.pool)
@@ -771,14 +783,14 @@ mod balance_property {
             runtime.block_on(async {
                 let h = harness().await;
                 h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[]).await;
-                pipeline::import_rules(&h.pool, "[[catalog]]\nitem = \"帆布袋\"\ncost = 15\nstock = 3\nper_person = 5\n", h.clock.now_utc()).await.unwrap();
+                h.import("[[catalog]]\nitem = \"帆布袋\"\ncost = 15\nstock = 3\nper_person = 5\n").await.unwrap();
                 let users = ["alice", "bob", "carol"];
                 for op in ops {
                     match op {
                         Op::Say(u, text) => { h.say("wrA", users[u], text).await; }
                         Op::Adjust(u, d) if d != 0 => {
                             // Refused when it would go negative; either way the invariant holds.
-                            let _ = pipeline::adjust_points(&h.pool, users[u], d, "调整", h.clock.now_utc()).await;
+                            let _ = h.adjust(users[u], d, "调整").await;
                         }
                         Op::Adjust(..) => {}
                         Op::NextDay => h.clock.advance(Duration::days(1)),

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use qunyun::clock::{Clock, ManualClock, SharedClock};
 use qunyun::ingest::{self, IngestMessage};
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
-use qunyun::pipeline::{self, Pipeline, PipelineSettings};
+use qunyun::ops::rules::Applied;
+use qunyun::ops::{self, Actor, Ops, Role};
+use qunyun::pipeline::{Pipeline, PipelineSettings};
 use qunyun::rules::ChatRoute;
 use qunyun::sim::{Route as SimRoute, SeedAppChat, Sim, SimConfig, SimHandle};
 use qunyun::store::{self, chats, inbox, moderation};
@@ -20,6 +22,19 @@ const CORP: &str = "wwcorp";
 const SECRET: &str = "app-secret";
 const APP_CHAT: &str = "wrapp";
 const CUSTOMER_GROUP: &str = "wrcustomer";
+
+fn ops_for(pool: &SqlitePool) -> Ops {
+    Ops::over(pool.clone())
+}
+
+/// `qunyun rules import`, as an operator; the set must be valid.
+async fn import(pool: &SqlitePool, rules: &str, now: DateTime<Utc>) {
+    let actor = Actor::new("mei", Role::Operator);
+    let applied = ops::rules::apply(&ops_for(pool), &actor, now, rules)
+        .await
+        .unwrap();
+    assert!(matches!(applied, Applied::Version(_)), "{applied:?}");
+}
 
 const BASE_RULES: &str = r#"
 [moderation]
@@ -81,9 +96,7 @@ async fn harness(rules: &str) -> Harness {
         },
     );
     let pipeline = Pipeline::new(pool.clone(), shared, "main", PipelineSettings::default());
-    pipeline::import_rules(&pool, rules, clock.now())
-        .await
-        .unwrap();
+    import(&pool, rules, clock.now()).await;
     let harness = Harness {
         _dir: dir,
         pool,
@@ -199,7 +212,7 @@ impl Harness {
     }
 
     async fn log(&self) -> Vec<moderation::LogRow> {
-        pipeline::moderation_log(&self.pool, None, 100)
+        ops::moderation::log_rows(&ops_for(&self.pool), None, 100)
             .await
             .unwrap()
     }
@@ -299,7 +312,9 @@ async fn removal_in_a_customer_group_becomes_a_task_for_owner_and_admins() {
     assert_eq!(recipients, vec!["admin", "owner"]);
     assert!(task_messages[0].1.contains("赌博"), "evidence in the task");
 
-    let tasks = pipeline::moderation_tasks(&h.pool, false).await.unwrap();
+    let tasks = ops::moderation::tasks(&ops_for(&h.pool), false)
+        .await
+        .unwrap();
     assert_eq!(tasks.len(), 1);
     assert_eq!(
         (tasks[0].kind.as_str(), tasks[0].user_id.as_str()),
@@ -312,10 +327,17 @@ async fn removal_in_a_customer_group_becomes_a_task_for_owner_and_admins() {
         .unwrap();
     assert_eq!(skipped, 1);
 
-    pipeline::complete_moderation_task(&h.pool, tasks[0].id, "owner", "removed", h.clock.now())
-        .await
-        .unwrap();
-    assert!(pipeline::moderation_tasks(&h.pool, false)
+    let owner = Actor::new("owner", Role::Operator);
+    ops::moderation::complete_task(
+        &ops_for(&h.pool),
+        &owner,
+        h.clock.now(),
+        tasks[0].id,
+        "removed",
+    )
+    .await
+    .unwrap();
+    assert!(ops::moderation::tasks(&ops_for(&h.pool), false)
         .await
         .unwrap()
         .is_empty());
@@ -357,14 +379,16 @@ async fn reports_reaching_the_threshold_go_to_review_and_reporters_are_rate_limi
 
     h.report(APP_CHAT, "r1", spam).await;
     h.run().await;
-    assert!(pipeline::moderation_tasks(&h.pool, false)
+    assert!(ops::moderation::tasks(&ops_for(&h.pool), false)
         .await
         .unwrap()
         .is_empty());
     h.report(APP_CHAT, "r2", spam).await;
     h.run().await;
 
-    let tasks = pipeline::moderation_tasks(&h.pool, false).await.unwrap();
+    let tasks = ops::moderation::tasks(&ops_for(&h.pool), false)
+        .await
+        .unwrap();
     assert_eq!(tasks.len(), 1);
     assert_eq!(
         (tasks[0].kind.as_str(), tasks[0].user_id.as_str()),
@@ -407,11 +431,13 @@ async fn a_revoked_strike_no_longer_counts_and_the_log_says_who_revoked_it() {
         let mut conn = h.pool.acquire().await.unwrap();
         moderation::strikes_of(&mut conn, "u1").await.unwrap()[1].id
     };
-    pipeline::revoke_strike(&h.pool, strike_id, "manager", "误判", h.clock.now())
+    let manager = Actor::new("manager", Role::Operator);
+    let ops = ops_for(&h.pool);
+    ops::moderation::revoke_strike(&ops, &manager, h.clock.now(), strike_id, "误判")
         .await
         .unwrap();
     assert!(
-        pipeline::revoke_strike(&h.pool, strike_id, "manager", "again", h.clock.now())
+        ops::moderation::revoke_strike(&ops, &manager, h.clock.now(), strike_id, "again")
             .await
             .is_err()
     );
@@ -437,9 +463,7 @@ async fn a_new_term_list_applies_without_restart() {
     assert!(h.log().await.is_empty());
 
     let updated = BASE_RULES.replace("赌博\n", "赌博\n代购\n");
-    pipeline::import_rules(&h.pool, &updated, h.clock.now())
-        .await
-        .unwrap();
+    import(&h.pool, &updated, h.clock.now()).await;
     h.post(APP_CHAT, "u1", "我这里可以代购").await;
     h.run().await;
     let log = h.log().await;
@@ -467,7 +491,7 @@ terms = "[ads:extreme]\n加微信\n"
 regex = [{ name = "x", pattern = "(", category = "link" }]
 remove_at_once = "sometimes"
 "#;
-    let err = pipeline::validate_rules(bad).unwrap_err().to_string();
+    let err = ops::rules::validate(bad).unwrap_err().to_string();
     assert!(err.contains("moderation.terms"), "{err}");
     assert!(err.contains("moderation.regex[0]"), "{err}");
     assert!(err.contains("moderation.remove_at_once"), "{err}");
@@ -478,9 +502,9 @@ fn term_files_are_inlined_at_import() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ads.txt"), "[ads:high]\n刷单\n").unwrap();
     let text = "[moderation]\nenabled = true\nterms = \"赌博\"\nterms_file = \"ads.txt\"\n";
-    let resolved = pipeline::resolve_term_files(text, dir.path()).unwrap();
+    let resolved = ops::rules::inline_term_files(text, dir.path()).unwrap();
     assert!(!resolved.contains("terms_file"), "{resolved}");
-    let rules = pipeline::validate_rules(&resolved).unwrap();
+    let rules = ops::rules::validate(&resolved).unwrap();
     let terms: Vec<&str> = rules
         .moderation
         .engine
@@ -491,11 +515,11 @@ fn term_files_are_inlined_at_import() {
     assert_eq!(terms, vec!["赌博", "刷单"]);
 
     let missing = text.replace("ads.txt", "nope.txt");
-    let err = pipeline::resolve_term_files(&missing, dir.path()).unwrap_err();
+    let err = ops::rules::inline_term_files(&missing, dir.path()).unwrap_err();
     assert!(format!("{err:#}").contains("moderation.terms_file"));
     // Without file keys the text is stored exactly as written.
     assert_eq!(
-        pipeline::resolve_term_files(BASE_RULES, dir.path()).unwrap(),
+        ops::rules::inline_term_files(BASE_RULES, dir.path()).unwrap(),
         BASE_RULES
     );
 }

@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use qunyun::active_rules::ActiveRules;
 use qunyun::clock::{Clock, ManualClock};
 use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
-use qunyun::jobs::scheduler::{self, ChatOutcome, Scheduler, SchedulerSettings};
+use qunyun::jobs::scheduler::{self, Scheduler, SchedulerSettings};
+use qunyun::ops::schedules::{self, ChatOutcome};
+use qunyun::ops::{Actor, Ops, Role};
 use qunyun::rules::schedule::{validate_all, ScheduleDef};
 use qunyun::rules::{ChatRoute, RuleSet};
 use qunyun::sim::{
@@ -35,6 +38,15 @@ fn nine_am(day: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, 3, 1, 0, 0).unwrap() + Duration::days(day)
 }
 
+/// The operations layer over `pool`, as the console and the CLI use it.
+fn ops_for(pool: &SqlitePool) -> Ops {
+    Ops::new(pool.clone(), ActiveRules::new(), Harness::settings())
+}
+
+fn manager() -> Actor {
+    Actor::new("mei", Role::Operator)
+}
+
 struct Harness {
     _dir: tempfile::TempDir,
     pool: SqlitePool,
@@ -44,6 +56,10 @@ struct Harness {
 }
 
 impl Harness {
+    fn ops(&self) -> Ops {
+        ops_for(&self.pool)
+    }
+
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let pool = qunyun::store::open(&dir.path().join("sched.db"))
@@ -251,7 +267,9 @@ async fn fires_exactly_on_cron_boundaries() {
     assert_eq!(next.planned.len(), 1);
     assert_eq!(next.planned[0].fire_at, nine_am(1));
 
-    let runs = scheduler::runs(&h.pool, Some("morning"), 10).await.unwrap();
+    let runs = schedules::runs(&h.ops(), Some("morning"), 10)
+        .await
+        .unwrap();
     let fires: Vec<i64> = runs.iter().map(|run| run.fire_at).collect();
     assert_eq!(fires, [nine_am(1).timestamp(), nine_am(0).timestamp()]);
     assert!(runs.iter().all(|run| run.status == RunStatus::Planned));
@@ -342,7 +360,9 @@ async fn downtime_longer_than_grace_records_one_missed_run_and_sends_nothing() {
     assert!(outcome.planned.is_empty());
     assert_eq!(outcome.missed, 1);
     assert_eq!(h.count_outbox().await, 0, "no burst");
-    let runs = scheduler::runs(&h.pool, Some("morning"), 10).await.unwrap();
+    let runs = schedules::runs(&h.ops(), Some("morning"), 10)
+        .await
+        .unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status, RunStatus::Missed);
     assert_eq!(runs[0].fire_at, nine_am(0).timestamp());
@@ -355,7 +375,7 @@ async fn downtime_longer_than_grace_records_one_missed_run_and_sends_nothing() {
         .await
         .unwrap();
     assert_eq!(again, Default::default());
-    assert_eq!(scheduler::runs(&h.pool, None, 10).await.unwrap().len(), 1);
+    assert_eq!(schedules::runs(&h.ops(), None, 10).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -419,7 +439,7 @@ async fn quiet_hours_hold_back_fires_and_record_why() {
     let sent = scheduler.run_once(noon).await.unwrap();
     assert_eq!(sent.planned.len(), 1);
 
-    let runs = scheduler::runs(&h.pool, None, 10).await.unwrap();
+    let runs = schedules::runs(&h.ops(), None, 10).await.unwrap();
     let statuses: Vec<(i64, RunStatus)> = runs.iter().map(|r| (r.fire_at, r.status)).collect();
     assert_eq!(
         statuses,
@@ -470,7 +490,7 @@ async fn ab_variant_is_recorded_on_every_delivery_and_matches_what_was_sent() {
 
     let defs: RuleSet = RuleSet::from_toml(AB_RULES).unwrap();
     let valid = validate_all(&defs.doc.schedules, defs.timezone).unwrap();
-    let report = scheduler::run_report(&h.pool, run_id).await.unwrap();
+    let report = schedules::run_report(&h.ops(), run_id).await.unwrap();
     assert_eq!(report.chats.len(), 40, "only the vip chats");
     let mut per_variant = BTreeMap::new();
     for chat in &report.chats {
@@ -567,7 +587,7 @@ async fn run_report_matches_the_simulator_record() {
     let run_id = planned[0].run_id;
     h.drain(&h.sender(), 5).await;
 
-    let report = scheduler::run_report(&h.pool, run_id).await.unwrap();
+    let report = schedules::run_report(&h.ops(), run_id).await.unwrap();
     let outcome_of = |chat: &str| {
         report
             .chats
@@ -616,7 +636,7 @@ async fn run_report_matches_the_simulator_record() {
     assert!(h.sim().confirm_mass(&msgid));
     h.clock.advance(Duration::minutes(30));
     h.sender().poll_mass_results().await.unwrap();
-    let report = scheduler::run_report(&h.pool, run_id).await.unwrap();
+    let report = schedules::run_report(&h.ops(), run_id).await.unwrap();
     assert_eq!(report.totals.sent, 4);
     assert_eq!(report.totals.failed, 1);
     assert_eq!(report.totals.skipped, 2);
@@ -641,8 +661,10 @@ async fn paused_schedules_do_not_fire_and_resume_does_not_catch_up() {
     h.add_robot_chat("wrA", &[]).await;
     let scheduler = h.scheduler();
     scheduler.run_once(h.now()).await.unwrap();
-    scheduler::pause(&h.pool, "morning", h.now()).await.unwrap();
-    assert!(scheduler::list_schedules(&h.pool, h.now()).await.unwrap()[0].paused);
+    schedules::pause(&h.ops(), &manager(), h.now(), "morning")
+        .await
+        .unwrap();
+    assert!(schedules::list(&h.ops(), h.now()).await.unwrap()[0].paused);
 
     assert!(scheduler
         .run_once(nine_am(0))
@@ -650,9 +672,14 @@ async fn paused_schedules_do_not_fire_and_resume_does_not_catch_up() {
         .unwrap()
         .planned
         .is_empty());
-    scheduler::resume(&h.pool, "morning", nine_am(0) + Duration::minutes(1))
-        .await
-        .unwrap();
+    schedules::resume(
+        &h.ops(),
+        &manager(),
+        nine_am(0) + Duration::minutes(1),
+        "morning",
+    )
+    .await
+    .unwrap();
     let after = scheduler
         .run_once(nine_am(0) + Duration::minutes(2))
         .await
@@ -666,7 +693,9 @@ async fn paused_schedules_do_not_fire_and_resume_does_not_catch_up() {
         scheduler.run_once(nine_am(1)).await.unwrap().planned.len(),
         1
     );
-    assert!(scheduler::pause(&h.pool, "nope", h.now()).await.is_err());
+    assert!(schedules::pause(&h.ops(), &manager(), h.now(), "nope")
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -689,21 +718,24 @@ async fn run_now_plans_a_manual_run_and_preview_sends_nothing() {
         }
     );
     assert_eq!(h.count_outbox().await, 0);
-    assert!(scheduler::runs(&h.pool, None, 10).await.unwrap().is_empty());
+    assert!(schedules::runs(&h.ops(), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
-    let run = scheduler::run_now(&h.pool, &settings, "morning", h.now())
+    let run = schedules::run_now(&h.ops(), &manager(), h.now(), "morning")
         .await
         .unwrap();
     assert_eq!(run.chats, 1);
     assert!(
-        scheduler::run_now(&h.pool, &settings, "morning", h.now())
+        schedules::run_now(&h.ops(), &manager(), h.now(), "morning")
             .await
             .is_err(),
         "the same second twice is refused"
     );
     h.drain(&h.sender(), 5).await;
     assert_eq!(h.sim().messages().len(), 1);
-    let runs = scheduler::runs(&h.pool, None, 10).await.unwrap();
+    let runs = schedules::runs(&h.ops(), None, 10).await.unwrap();
     assert_eq!(runs[0].kind, RunKind::Manual);
     // A manual run does not consume the 09:00 fire.
     let scheduler = h.scheduler();
@@ -758,7 +790,7 @@ async fn variant_report_counts_what_followed_within_24_hours() {
                 .or_default() += 1;
         }
     }
-    let report = scheduler::variant_report(&h.pool, "promo").await.unwrap();
+    let report = schedules::variant_report(&h.ops(), "promo").await.unwrap();
     let got: BTreeMap<String, (i64, i64)> = report
         .iter()
         .map(|v| (v.variant.clone(), (v.deliveries, v.checkins)))
@@ -862,7 +894,7 @@ body = "hi"
                     .iter()
                     .map(DateTime::timestamp)
                     .collect();
-                let mut recorded: Vec<i64> = scheduler::runs(&pool, None, 100_000)
+                let mut recorded: Vec<i64> = schedules::runs(&ops_for(&pool), None, 100_000)
                     .await
                     .unwrap()
                     .iter()

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::ApiCaller;
-use super::ops::{self, Applied};
 use super::{AdminError, AdminState};
-use crate::store::{self, admin as q};
+use crate::ops::rules::Applied;
+use crate::ops::{self, OpsError};
 
 /// An [`AdminError`] answered as `{"error": "..."}` with its status.
 #[derive(Debug)]
@@ -22,6 +22,12 @@ pub struct ApiError(pub AdminError);
 impl From<AdminError> for ApiError {
     fn from(error: AdminError) -> Self {
         ApiError(error)
+    }
+}
+
+impl From<OpsError> for ApiError {
+    fn from(error: OpsError) -> Self {
+        ApiError(error.into())
     }
 }
 
@@ -78,7 +84,7 @@ pub fn routes() -> Router<AdminState> {
 }
 
 async fn dashboard(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
-    let data = ops::dashboard(&state).await?;
+    let data = ops::dashboard::dashboard(&state.ops, state.now()).await?;
     Ok(Json(json!(data)))
 }
 
@@ -96,24 +102,14 @@ async fn analytics_daily(
     _caller: ApiCaller,
     Query(query): Query<DailyQuery>,
 ) -> ApiResult {
-    let (_, _, rules) = ops::active_rules(&state).await?;
-    let today = crate::rules::checkin::community_day(
-        ops::now(&state),
-        rules.timezone,
-        rules.doc.community.day_cutover_hour,
-    );
     let days = query.days.unwrap_or(30).clamp(1, 366);
     let chat = query.chat_id.unwrap_or_default();
-    let mut conn = state.pool.acquire().await?;
-    let rows =
-        store::analytics::daily_rows(&mut conn, &chat, today - chrono::Duration::days(days - 1))
-            .await?;
+    let rows = ops::dashboard::daily(&state.ops, state.now(), &chat, days).await?;
     Ok(Json(json!({ "chat_id": chat, "days": rows })))
 }
 
 async fn chats(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
-    let mut conn = state.pool.acquire().await?;
-    let chats = q::list_chats(&mut conn, ops::now(&state).timestamp()).await?;
+    let chats = ops::chats::list(&state.ops, state.now()).await?;
     Ok(Json(json!({ "chats": chats })))
 }
 
@@ -128,8 +124,7 @@ async fn members(
     _caller: ApiCaller,
     Query(search): Query<SearchQuery>,
 ) -> ApiResult {
-    let mut conn = state.pool.acquire().await?;
-    let members = q::search_members(&mut conn, search.q.trim(), 1000).await?;
+    let members = ops::members::search(&state.ops, &search.q, 1000).await?;
     Ok(Json(json!({ "members": members })))
 }
 
@@ -138,7 +133,8 @@ async fn member(
     _caller: ApiCaller,
     Path(user_id): Path<String>,
 ) -> ApiResult {
-    Ok(Json(super::pages::member_profile(&state, &user_id).await?))
+    let profile = ops::members::profile(&state.ops, state.now(), &user_id).await?;
+    Ok(Json(json!(profile)))
 }
 
 #[derive(Deserialize)]
@@ -153,13 +149,23 @@ async fn adjust_points(
     Path(user_id): Path<String>,
     Json(body): Json<Adjust>,
 ) -> ApiResult {
-    let balance = ops::adjust_points(&state, &caller, &user_id, body.delta, &body.reason).await?;
+    let balance = ops::points::adjust(
+        &state.ops,
+        &caller.actor,
+        state.now(),
+        &user_id,
+        body.delta,
+        &body.reason,
+    )
+    .await?;
     Ok(Json(json!({ "user_id": user_id, "balance": balance })))
 }
 
 async fn rules(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
-    let (version, body, _) = ops::active_rules(&state).await?;
-    Ok(Json(json!({ "version": version, "body": body })))
+    let active = ops::rules::active(&state.ops).await?;
+    Ok(Json(
+        json!({ "version": active.version, "body": active.body }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -173,19 +179,20 @@ async fn apply_rules(
     ApiCaller(caller): ApiCaller,
     Json(body): Json<RulesBody>,
 ) -> Result<Response, ApiError> {
-    Ok(match ops::apply_rules(&state, &caller, &body.body).await? {
-        Applied::Version(version) => Json(json!({ "version": version })).into_response(),
-        Applied::Invalid(problems) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": "invalid rule set", "problems": problems })),
-        )
-            .into_response(),
-    })
+    Ok(
+        match ops::rules::apply(&state.ops, &caller.actor, state.now(), &body.body).await? {
+            Applied::Version(version) => Json(json!({ "version": version })).into_response(),
+            Applied::Invalid(problems) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "error": "invalid rule set", "problems": problems })),
+            )
+                .into_response(),
+        },
+    )
 }
 
 async fn rule_versions(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
-    let mut conn = state.pool.acquire().await?;
-    let versions: Vec<Value> = store::rule_sets::list_versions(&mut conn)
+    let versions: Vec<Value> = ops::rules::versions(&state.ops)
         .await?
         .into_iter()
         .map(|(version, at)| json!({ "version": version, "created_at": at }))
@@ -198,7 +205,7 @@ async fn rollback_rules(
     ApiCaller(caller): ApiCaller,
     Path(version): Path<i64>,
 ) -> ApiResult {
-    let new_version = ops::rollback_rules(&state, &caller, version).await?;
+    let new_version = ops::rules::rollback(&state.ops, &caller.actor, state.now(), version).await?;
     Ok(Json(json!({ "version": new_version })))
 }
 
@@ -212,8 +219,7 @@ async fn redemptions(
     _caller: ApiCaller,
     Query(query): Query<StatusQuery>,
 ) -> ApiResult {
-    let mut conn = state.pool.acquire().await?;
-    let rows: Vec<Value> = store::redemptions::list(&mut conn, query.status.as_deref())
+    let rows: Vec<Value> = ops::queues::redemptions(&state.ops, query.status.as_deref())
         .await?
         .into_iter()
         .map(|r| {
@@ -229,14 +235,13 @@ async fn fulfil_redemption(
     ApiCaller(caller): ApiCaller,
     Path(id): Path<i64>,
 ) -> ApiResult {
-    ops::fulfil_redemption(&state, &caller, id).await?;
+    ops::queues::fulfil_redemption(&state.ops, &caller.actor, state.now(), id).await?;
     Ok(Json(json!({ "id": id, "status": "fulfilled" })))
 }
 
 async fn parked(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
-    let mut conn = state.pool.acquire().await?;
     Ok(Json(
-        json!({ "parked": q::parked_events(&mut conn).await? }),
+        json!({ "parked": ops::queues::parked_events(&state.ops).await? }),
     ))
 }
 
@@ -245,20 +250,19 @@ async fn retry_parked(
     ApiCaller(caller): ApiCaller,
     Path(id): Path<i64>,
 ) -> ApiResult {
-    ops::retry_parked(&state, &caller, id).await?;
+    ops::queues::retry_parked(&state.ops, &caller.actor, state.now(), id).await?;
     Ok(Json(json!({ "id": id, "status": "pending" })))
 }
 
 async fn audit(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
-    let mut conn = state.pool.acquire().await?;
     Ok(Json(
-        json!({ "entries": q::recent_audit(&mut conn, None, 500).await? }),
+        json!({ "entries": ops::audit::recent(&state.ops, None, 500).await? }),
     ))
 }
 
 async fn dead_letters(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
     Ok(Json(
-        json!({ "dead_letters": ops::dead_letters(&state).await? }),
+        json!({ "dead_letters": ops::queues::dead_letters(&state.ops).await? }),
     ))
 }
 
@@ -266,7 +270,7 @@ async fn retry_uncertain(
     State(state): State<AdminState>,
     ApiCaller(caller): ApiCaller,
 ) -> ApiResult {
-    let requeued = ops::retry_uncertain(&state, &caller).await?;
+    let requeued = ops::queues::retry_uncertain(&state.ops, &caller.actor, state.now()).await?;
     Ok(Json(json!({ "requeued": requeued })))
 }
 
@@ -275,6 +279,6 @@ async fn retry_outbox(
     ApiCaller(caller): ApiCaller,
     Path(id): Path<i64>,
 ) -> ApiResult {
-    ops::retry_outbox(&state, &caller, id).await?;
+    ops::queues::retry_outbox(&state.ops, &caller.actor, state.now(), id).await?;
     Ok(Json(json!({ "id": id, "status": "pending" })))
 }

@@ -1,81 +1,44 @@
-//! Accounts, passwords (argon2id), sessions, CSRF tokens, API tokens, roles.
+//! Who is calling: the session cookie or bearer token of a request, CSRF
+//! checks, cookies and the client address. Accounts and credentials live in
+//! `ops::accounts`.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-use sqlx::SqliteConnection;
-use subtle::ConstantTimeEq;
 
 use super::{AdminError, AdminState};
-use crate::store;
+pub use crate::ops::accounts::{
+    check_password_strength, dummy_password_hash, hash_password, hash_secret, issue_api_token,
+    random_secret, same_secret, start_session, valid_username, verify_password,
+};
+pub use crate::ops::Role;
+use crate::ops::{accounts, Actor};
 
 pub const SESSION_COOKIE: &str = "qunyun_session";
 pub const LOGIN_CSRF_COOKIE: &str = "qunyun_login_csrf";
 pub const LANG_COOKIE: &str = "qunyun_lang";
-
-/// What a manager may do. Ordered: each role can do everything the ones before it can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads everything, changes nothing.
-    Viewer,
-    /// Works the queues, edits rules, adjusts points.
-    Operator,
-    /// Also manages accounts and API tokens.
-    Owner,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Owner => "owner",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "viewer" => Some(Role::Viewer),
-            "operator" => Some(Role::Operator),
-            "owner" => Some(Role::Owner),
-            _ => None,
-        }
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = anyhow::Error;
-    fn from_str(text: &str) -> anyhow::Result<Role> {
-        Role::parse(text).ok_or_else(|| anyhow::anyhow!("role must be owner, operator or viewer"))
-    }
-}
 
 /// A signed-in manager (by session cookie) or an integration (by bearer token).
 #[derive(Debug, Clone)]
 pub struct Manager {
     pub user_id: i64,
     pub username: String,
-    pub role: Role,
     /// The session's CSRF token; empty for bearer-token callers (no cookies, no CSRF).
     pub csrf: String,
-    /// Who the audit log names: the username, or `api:<label>` for a token.
-    pub actor: String,
+    /// Who the audit log names (the username, or `api:<label>` for a token)
+    /// and the account's role.
+    pub actor: Actor,
 }
 
 impl Manager {
+    pub fn role(&self) -> Role {
+        self.actor.role
+    }
+
     /// Refuses unless the role is at least `need`.
     pub fn require(&self, need: Role) -> Result<(), AdminError> {
-        if self.role >= need {
-            Ok(())
-        } else {
-            Err(AdminError::Forbidden)
-        }
+        Ok(self.actor.require(need)?)
     }
 
     /// For form posts: the role, then the CSRF token (constant-time).
@@ -85,6 +48,17 @@ impl Manager {
             return Err(AdminError::BadCsrf);
         }
         Ok(())
+    }
+}
+
+impl From<accounts::Caller> for Manager {
+    fn from(caller: accounts::Caller) -> Manager {
+        Manager {
+            user_id: caller.user_id,
+            username: caller.username,
+            csrf: caller.csrf,
+            actor: caller.actor,
+        }
     }
 }
 
@@ -99,20 +73,10 @@ impl FromRequestParts<AdminState> for Manager {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(AdminError::NotSignedIn);
         };
-        let now = state.clock.now().timestamp();
-        let mut conn = state.pool.acquire().await?;
-        let session = store::admin::live_session(&mut conn, &hash_secret(&token), now).await?;
-        let Some(session) = session else {
-            return Err(AdminError::NotSignedIn);
-        };
-        let role = Role::parse(&session.role).ok_or(AdminError::Forbidden)?;
-        Ok(Manager {
-            user_id: session.user_id,
-            actor: session.username.clone(),
-            username: session.username,
-            role,
-            csrf: session.csrf_token,
-        })
+        accounts::session_caller(&state.ops, state.now(), &token)
+            .await?
+            .map(Manager::from)
+            .ok_or(AdminError::NotSignedIn)
     }
 }
 
@@ -136,21 +100,11 @@ impl FromRequestParts<AdminState> for ApiCaller {
         let Some(token) = token else {
             return Err(AdminError::Unauthorized.into());
         };
-        let mut conn = state.pool.acquire().await.map_err(AdminError::from)?;
-        let found = store::admin::api_token_user(&mut conn, &hash_secret(token))
+        accounts::token_caller(&state.ops, token)
             .await
-            .map_err(AdminError::from)?;
-        let Some((user, label)) = found else {
-            return Err(AdminError::Unauthorized.into());
-        };
-        let role = Role::parse(&user.role).ok_or(AdminError::Forbidden)?;
-        Ok(ApiCaller(Manager {
-            user_id: user.user_id,
-            username: user.username,
-            role,
-            csrf: String::new(),
-            actor: format!("api:{label}"),
-        }))
+            .map_err(AdminError::from)?
+            .map(|caller| ApiCaller(Manager::from(caller)))
+            .ok_or_else(|| AdminError::Unauthorized.into())
     }
 }
 
@@ -202,130 +156,17 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> S
     cookie
 }
 
-/// 32 random bytes, hex: session ids, CSRF tokens, API tokens.
-pub fn random_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
-/// Sessions and API tokens are stored hashed, so a copy of the database
-/// cannot be used to sign in.
-pub fn hash_secret(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-pub fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
-pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
-}
-
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(hash) => Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
-/// A fixed hash to verify against when the username is unknown, so a wrong
-/// username takes as long as a wrong password.
-pub fn dummy_password_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("not a real password").unwrap_or_default())
-}
-
-pub fn check_password_strength(password: &str) -> anyhow::Result<()> {
-    if password.chars().count() < 10 {
-        anyhow::bail!("password must have at least 10 characters");
-    }
-    Ok(())
-}
-
-pub fn valid_username(username: &str) -> anyhow::Result<&str> {
-    let username = username.trim();
-    let ok = !username.is_empty()
-        && username.len() <= 64
-        && username
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
-    if !ok {
-        anyhow::bail!("username must be 1-64 letters, digits, '_', '-', '.' or '@'");
-    }
-    Ok(username)
-}
-
-/// Starts a session; returns the cookie value (the session secret).
-pub async fn start_session(
-    conn: &mut SqliteConnection,
-    user_id: i64,
-    now: i64,
-    ttl_secs: i64,
-) -> sqlx::Result<String> {
-    let secret = random_secret();
-    store::admin::insert_session(
-        conn,
-        &hash_secret(&secret),
-        user_id,
-        &random_secret(),
-        now,
-        now + ttl_secs,
-    )
-    .await?;
-    // Expired sessions are useless; sweep them while we are here.
-    store::admin::delete_expired_sessions(conn, now).await?;
-    Ok(secret)
-}
-
-pub async fn issue_api_token(
-    conn: &mut SqliteConnection,
-    user_id: i64,
-    label: &str,
-    now: i64,
-) -> sqlx::Result<String> {
-    let token = format!("qy_{}", random_secret());
-    store::admin::insert_api_token(conn, &hash_secret(&token), user_id, label, now).await?;
-    Ok(token)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn password_round_trip_and_wrong_password_fails() {
-        let hash = hash_password("correct horse battery").unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse battery", &hash));
-        assert!(!verify_password("correct horse batterY", &hash));
-        assert!(!verify_password("anything", "not a phc string"));
-    }
-
-    #[test]
-    fn roles_are_ordered_viewer_operator_owner() {
-        assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Owner);
-        for role in [Role::Viewer, Role::Operator, Role::Owner] {
-            assert_eq!(Role::parse(role.as_str()), Some(role));
-        }
-        assert_eq!(Role::parse("admin"), None);
-    }
 
     #[test]
     fn form_authorization_checks_role_then_csrf() {
         let manager = |role| Manager {
             user_id: 1,
             username: "a".into(),
-            role,
             csrf: "token".into(),
-            actor: "a".into(),
+            actor: Actor::new("a", role),
         };
         assert!(matches!(
             manager(Role::Viewer).authorize_form(Role::Operator, "token"),
@@ -387,14 +228,5 @@ mod tests {
         assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Strict"));
         assert!(!plain.contains("Secure"));
         assert!(set_cookie(SESSION_COOKIE, "v", 60, true).ends_with("; Secure"));
-    }
-
-    #[test]
-    fn usernames_and_passwords_are_checked() {
-        assert!(valid_username(" mei ").is_ok());
-        assert!(valid_username("").is_err());
-        assert!(valid_username("a b").is_err());
-        assert!(check_password_strength("short").is_err());
-        assert!(check_password_strength("long enough pw").is_ok());
     }
 }

@@ -6,6 +6,8 @@ use axum::http::header::LOCATION;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::ops::OpsError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// A page asked for without a live session.
@@ -55,6 +57,17 @@ impl AdminError {
                 "internal error".to_owned()
             }
             other => other.to_string(),
+        }
+    }
+}
+
+impl From<OpsError> for AdminError {
+    fn from(error: OpsError) -> Self {
+        match error {
+            OpsError::Forbidden => AdminError::Forbidden,
+            OpsError::NotFound(_) => AdminError::NotFound,
+            invalid @ OpsError::Invalid { .. } => AdminError::BadRequest(invalid.to_string()),
+            OpsError::Internal(error) => AdminError::Internal(error),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The moderation queue in the console (`/admin/moderation…`) and the JSON API
 //! (`/admin/api/v1/moderation/…`). Handlers only check the caller and call
-//! [`ops::moderation`](super::ops::moderation); a missing reason is answered
-//! 422 with the error at its field, and nothing changes.
+//! [`ops::moderation`](crate::ops::moderation); a missing or too long reason
+//! is answered 422 with the error at its field, and nothing changes.
 
 use std::collections::BTreeMap;
 
@@ -15,9 +15,38 @@ use serde_json::{json, Value};
 
 use super::api::ApiError;
 use super::auth::{ApiCaller, Manager, Role};
-use super::ops::moderation::{self as ops, FieldError, LogFilter, Outcome, ReportAction};
 use super::views::Frame;
 use super::{AdminError, AdminState};
+use crate::ops::moderation::{self as ops, LogFilter, ReportAction};
+use crate::ops::OpsError;
+
+/// A refused reason: the i18n key of its message, shown at the field.
+struct ReasonError {
+    key: &'static str,
+    message: String,
+}
+
+/// Splits a refused reason (answered 422 at the field) from every other outcome.
+fn reason_problem(result: Result<(), OpsError>) -> Result<Option<ReasonError>, AdminError> {
+    match result {
+        Ok(()) => Ok(None),
+        Err(OpsError::Invalid {
+            field: "reason",
+            reason,
+        }) => {
+            let key = if reason == ops::REASON_TOO_LONG {
+                "reason_too_long"
+            } else {
+                "reason_required"
+            };
+            Ok(Some(ReasonError {
+                key,
+                message: reason,
+            }))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
@@ -84,7 +113,7 @@ async fn render_queue(
     status: StatusCode,
 ) -> Result<Response, AdminError> {
     let frame = Frame::new(headers, Some(manager), "moderation");
-    let queue = ops::queue(state, filter).await?;
+    let queue = ops::queue(&state.ops, filter).await?;
     let errors: BTreeMap<String, &str> = errors
         .into_iter()
         .map(|(form, key)| (form, frame.t.get(key).copied().unwrap_or(key)))
@@ -112,7 +141,7 @@ async fn task_done_form(
     Form(form): Form<NoteForm>,
 ) -> Result<Response, AdminError> {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::complete_task(&state, &manager, id, &form.note).await?;
+    ops::complete_task(&state.ops, &manager.actor, state.now(), id, &form.note).await?;
     Ok(Redirect::to("/admin/moderation").into_response())
 }
 
@@ -148,9 +177,11 @@ async fn revoke_form(
     Form(form): Form<ReasonForm>,
 ) -> Result<Response, AdminError> {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    match ops::revoke_strike(&state, &manager, id, &form.reason).await? {
-        Outcome::Done => Ok(Redirect::to(back_to(&form.back)).into_response()),
-        Outcome::Invalid(error) => {
+    let revoked =
+        ops::revoke_strike(&state.ops, &manager.actor, state.now(), id, &form.reason).await;
+    match reason_problem(revoked)? {
+        None => Ok(Redirect::to(back_to(&form.back)).into_response()),
+        Some(error) => {
             invalid_page(&state, &manager, &headers, format!("strike-{id}"), error).await
         }
     }
@@ -175,18 +206,19 @@ async fn report_form(
     manager.authorize_form(Role::Operator, &form.csrf)?;
     let action = ReportAction::parse(&form.action)
         .ok_or_else(|| AdminError::bad_request("action must be strike or dismiss"))?;
-    let outcome = ops::handle_report(
-        &state,
-        &manager,
+    let handled = ops::handle_report(
+        &state.ops,
+        &manager.actor,
+        state.now(),
         &form.chat_id,
         form.fingerprint,
         action,
         &form.reason,
     )
-    .await?;
-    match outcome {
-        Outcome::Done => Ok(Redirect::to("/admin/moderation").into_response()),
-        Outcome::Invalid(error) => {
+    .await;
+    match reason_problem(handled)? {
+        None => Ok(Redirect::to("/admin/moderation").into_response()),
+        Some(error) => {
             let id = format!("report-{}-{}", form.chat_id, form.fingerprint);
             invalid_page(&state, &manager, &headers, id, error).await
         }
@@ -198,7 +230,7 @@ async fn invalid_page(
     manager: &Manager,
     headers: &HeaderMap,
     form_id: String,
-    error: FieldError,
+    error: ReasonError,
 ) -> Result<Response, AdminError> {
     let errors = BTreeMap::from([(form_id, error.key)]);
     render_queue(
@@ -220,10 +252,10 @@ fn ok(value: Value) -> ApiResult {
     Ok(Json(value).into_response())
 }
 
-fn unprocessable(error: &FieldError) -> Response {
+fn unprocessable(error: &ReasonError) -> Response {
     (
         StatusCode::UNPROCESSABLE_ENTITY,
-        Json(json!({ "error": error.message, "field": error.field })),
+        Json(json!({ "error": error.message, "field": "reason" })),
     )
         .into_response()
 }
@@ -238,7 +270,7 @@ fn lenient_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Resul
 }
 
 async fn tasks_api(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
-    ok(json!({ "tasks": ops::open_tasks(&state).await? }))
+    ok(json!({ "tasks": ops::open_tasks(&state.ops).await? }))
 }
 
 #[derive(Deserialize, Default)]
@@ -254,12 +286,12 @@ async fn task_done_api(
     body: axum::body::Bytes,
 ) -> ApiResult {
     let note = lenient_body::<NoteBody>(&body)?.note;
-    ops::complete_task(&state, &caller, id, &note).await?;
+    ops::complete_task(&state.ops, &caller.actor, state.now(), id, &note).await?;
     ok(json!({ "id": id, "status": "done" }))
 }
 
 async fn strikes_api(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
-    ok(json!({ "strikes": ops::open_strikes(&state).await? }))
+    ok(json!({ "strikes": ops::open_strikes(&state.ops).await? }))
 }
 
 #[derive(Deserialize, Default)]
@@ -275,14 +307,15 @@ async fn revoke_api(
     body: axum::body::Bytes,
 ) -> ApiResult {
     let reason = lenient_body::<ReasonBody>(&body)?.reason;
-    match ops::revoke_strike(&state, &caller, id, &reason).await? {
-        Outcome::Done => ok(json!({ "id": id, "status": "revoked" })),
-        Outcome::Invalid(error) => Ok(unprocessable(&error)),
+    let revoked = ops::revoke_strike(&state.ops, &caller.actor, state.now(), id, &reason).await;
+    match reason_problem(revoked)? {
+        None => ok(json!({ "id": id, "status": "revoked" })),
+        Some(error) => Ok(unprocessable(&error)),
     }
 }
 
 async fn reports_api(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
-    ok(json!({ "reports": ops::reports(&state).await? }))
+    ok(json!({ "reports": ops::reports(&state.ops).await? }))
 }
 
 #[derive(Deserialize)]
@@ -301,21 +334,22 @@ async fn report_api(
 ) -> ApiResult {
     let action = ReportAction::parse(&body.action)
         .ok_or_else(|| AdminError::bad_request("action must be strike or dismiss"))?;
-    let outcome = ops::handle_report(
-        &state,
-        &caller,
+    let handled = ops::handle_report(
+        &state.ops,
+        &caller.actor,
+        state.now(),
         &body.chat_id,
         body.fingerprint,
         action,
         &body.reason,
     )
-    .await?;
-    match outcome {
-        Outcome::Done => ok(
+    .await;
+    match reason_problem(handled)? {
+        None => ok(
             json!({ "chat_id": body.chat_id, "fingerprint": body.fingerprint,
                                     "status": "handled" }),
         ),
-        Outcome::Invalid(error) => Ok(unprocessable(&error)),
+        Some(error) => Ok(unprocessable(&error)),
     }
 }
 
@@ -324,7 +358,7 @@ async fn log_api(
     _caller: ApiCaller,
     Query(query): Query<FilterQuery>,
 ) -> ApiResult {
-    ok(json!({ "entries": ops::log(&state, &query.filter()).await? }))
+    ok(json!({ "entries": ops::log(&state.ops, &query.filter()).await? }))
 }
 
 #[cfg(test)]

@@ -7,18 +7,18 @@ use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, LOCATION, REFERER, S
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use chrono::{Datelike, Duration};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{self, Manager, Role, LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE};
+use super::chart::{self, Series};
 use super::diff::{diff_lines, has_changes};
-use super::ops::{self, Applied};
-use super::rules_editor::{self, FieldProblem};
 use super::views::Frame;
 use super::{AdminError, AdminState};
-use crate::rules::checkin::community_day;
-use crate::store::{self, admin as q};
+use crate::ops::accounts::SignIn;
+use crate::ops::dashboard::Dashboard;
+use crate::ops::rules::{Applied, FieldProblem};
+use crate::ops::{self, OpsError};
 
 type PageResult = Result<Response, AdminError>;
 
@@ -69,76 +69,49 @@ pub async fn login(
     if expected.is_empty() || !auth::same_secret(&expected, &form.csrf) {
         return Err(AdminError::BadCsrf);
     }
-    let now = ops::now(&state).timestamp();
-    let username = form.username.trim();
-    let mut conn = state.pool.acquire().await?;
-    let window_start = now - state.settings.login_window.as_secs() as i64;
     let ip = auth::client_ip(
         peer.map(|axum::Extension(info)| info.0),
         &headers,
         state.settings.trust_forwarded_for,
     )
     .unwrap_or_default();
-    if !ip.is_empty()
-        && q::login_failures_from_ip_since(&mut conn, &ip, window_start).await?
-            >= state.settings.login_failures_per_ip
-    {
-        q::append_audit(
-            &mut conn,
-            now,
-            username,
-            "login.throttled_ip",
-            &ip,
-            username,
-        )
-        .await?;
-        let t = super::i18n::strings(super::views::language(&headers));
-        return render_login(
-            &state,
-            &headers,
-            t.get("login_throttled").copied(),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
-    if q::login_failures_since(&mut conn, username, window_start).await?
-        >= state.settings.login_max_failures
-    {
-        q::append_audit(&mut conn, now, username, "login.throttled", username, "").await?;
-        let t = super::i18n::strings(super::views::language(&headers));
-        return render_login(
-            &state,
-            &headers,
-            t.get("login_throttled").copied(),
-            StatusCode::TOO_MANY_REQUESTS,
-        );
-    }
-    let user = q::user_by_name(&mut conn, username).await?;
-    let hash = user
-        .as_ref()
-        .map(|u| u.password_hash.as_str())
-        .unwrap_or_else(|| auth::dummy_password_hash());
-    // argon2 is deliberately slow: keep it off the async workers.
-    let password = form.password.clone();
-    let hash_owned = hash.to_owned();
-    let verified =
-        tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash_owned))
-            .await
-            .map_err(|e| anyhow::anyhow!("password check: {e}"))?;
-    let Some(user) = user.filter(|_| verified) else {
-        q::record_login_failure_from(&mut conn, username, &ip, now).await?;
-        q::append_audit(&mut conn, now, username, "login.failed", username, "").await?;
-        let t = super::i18n::strings(super::views::language(&headers));
-        return render_login(
-            &state,
-            &headers,
-            t.get("login_failed").copied(),
-            StatusCode::UNAUTHORIZED,
-        );
+    let settings = &state.settings;
+    let ttl = settings.session_ttl.as_secs() as i64;
+    let policy = ops::accounts::SignInPolicy {
+        window_secs: settings.login_window.as_secs() as i64,
+        max_failures: settings.login_max_failures,
+        failures_per_ip: settings.login_failures_per_ip,
+        session_ttl_secs: ttl,
     };
-    q::clear_login_failures(&mut conn, username).await?;
-    let ttl = state.settings.session_ttl.as_secs() as i64;
-    let secret = auth::start_session(&mut conn, user.id, now, ttl).await?;
-    q::append_audit(&mut conn, now, &user.username, "login", &user.username, "").await?;
+    let outcome = ops::accounts::sign_in(
+        &state.ops,
+        state.now(),
+        &form.username,
+        &form.password,
+        &ip,
+        policy,
+    )
+    .await?;
+    let t = super::i18n::strings(super::views::language(&headers));
+    let secret = match outcome {
+        SignIn::Started { secret } => secret,
+        SignIn::Throttled => {
+            return render_login(
+                &state,
+                &headers,
+                t.get("login_throttled").copied(),
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+        }
+        SignIn::Refused => {
+            return render_login(
+                &state,
+                &headers,
+                t.get("login_failed").copied(),
+                StatusCode::UNAUTHORIZED,
+            )
+        }
+    };
     let secure = state.settings.secure_cookies;
     let mut response = Redirect::to("/admin").into_response();
     let headers = response.headers_mut();
@@ -165,18 +138,13 @@ pub async fn logout(
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     manager.authorize_form(Role::Viewer, &form.csrf)?;
-    let now = ops::now(&state).timestamp();
-    let mut conn = state.pool.acquire().await?;
-    if let Some(token) = auth::cookie(&headers, SESSION_COOKIE) {
-        q::delete_session(&mut conn, &auth::hash_secret(&token)).await?;
-    }
-    q::append_audit(
-        &mut conn,
-        now,
+    let secret = auth::cookie(&headers, SESSION_COOKIE);
+    ops::accounts::sign_out(
+        &state.ops,
         &manager.actor,
-        "logout",
+        state.now(),
         &manager.username,
-        "",
+        secret.as_deref(),
     )
     .await?;
     let cookie = auth::set_cookie(SESSION_COOKIE, "", 0, state.settings.secure_cookies);
@@ -228,8 +196,8 @@ pub async fn dashboard(
     headers: HeaderMap,
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "dashboard");
-    let data = ops::dashboard(&state).await?;
-    let charts = ops::dashboard_charts(&data, &frame.t);
+    let data = ops::dashboard::dashboard(&state.ops, state.now()).await?;
+    let charts = dashboard_charts(&data, &frame.t);
     Ok(state
         .views()
         .render(
@@ -240,6 +208,75 @@ pub async fn dashboard(
         .into_response())
 }
 
+/// The dashboard's charts as inline SVG, titled in the page language.
+fn dashboard_charts(
+    data: &Dashboard,
+    t: &std::collections::BTreeMap<&'static str, &'static str>,
+) -> Vec<String> {
+    let tr = |key: &str| t.get(key).copied().unwrap_or_default().to_owned();
+    vec![
+        chart::line_chart(
+            &tr("chart_joins_leaves"),
+            &data.days,
+            &[
+                Series {
+                    name: tr("joins"),
+                    color: "#16a34a",
+                    values: data.joins.clone(),
+                },
+                Series {
+                    name: tr("leaves"),
+                    color: "#dc2626",
+                    values: data.leaves.clone(),
+                },
+            ],
+        ),
+        chart::line_chart(
+            &tr("chart_activity"),
+            &data.days,
+            &[
+                Series {
+                    name: tr("checkins"),
+                    color: "#2563eb",
+                    values: data.checkins.clone(),
+                },
+                Series {
+                    name: tr("active_members"),
+                    color: "#9333ea",
+                    values: data.active.clone(),
+                },
+            ],
+        ),
+        chart::line_chart(
+            &tr("chart_health"),
+            &data.days,
+            &[
+                Series {
+                    name: tr("violations"),
+                    color: "#ea580c",
+                    values: data.violations.clone(),
+                },
+                Series {
+                    name: tr("pushes_failed"),
+                    color: "#64748b",
+                    values: data.pushes_failed.clone(),
+                },
+            ],
+        ),
+        chart::bar_chart(
+            &tr("chart_funnel"),
+            &[
+                (tr("stage_new"), data.funnel.new),
+                (tr("stage_active"), data.funnel.active),
+                (tr("stage_core"), data.funnel.core),
+                (tr("stage_at_risk"), data.funnel.at_risk),
+                (tr("stage_dormant"), data.funnel.dormant),
+                (tr("stage_churned"), data.funnel.churned),
+            ],
+        ),
+    ]
+}
+
 // --- chats --------------------------------------------------------------------
 
 pub async fn chats(
@@ -248,8 +285,7 @@ pub async fn chats(
     headers: HeaderMap,
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "chats");
-    let mut conn = state.pool.acquire().await?;
-    let chats = q::list_chats(&mut conn, ops::now(&state).timestamp()).await?;
+    let chats = ops::chats::list(&state.ops, state.now()).await?;
     Ok(state
         .views()
         .render("chats.html", &frame, json!({ "chats": chats }))?
@@ -271,8 +307,7 @@ pub async fn members(
     Query(search): Query<SearchQuery>,
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "members");
-    let mut conn = state.pool.acquire().await?;
-    let members = q::search_members(&mut conn, search.q.trim(), 200).await?;
+    let members = ops::members::search(&state.ops, &search.q, 200).await?;
     Ok(state
         .views()
         .render(
@@ -290,7 +325,8 @@ pub async fn member(
     Path(user_id): Path<String>,
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "members");
-    let mut profile = member_profile(&state, &user_id).await?;
+    let profile = ops::members::profile(&state.ops, state.now(), &user_id).await?;
+    let mut profile = serde_json::to_value(profile).map_err(anyhow::Error::from)?;
     let weekdays: Vec<&str> = frame
         .t
         .get("weekdays")
@@ -303,67 +339,6 @@ pub async fn member(
         .views()
         .render("member.html", &frame, profile)?
         .into_response())
-}
-
-/// Everything the profile page (and the API) shows about one person.
-pub async fn member_profile(
-    state: &AdminState,
-    user_id: &str,
-) -> Result<serde_json::Value, AdminError> {
-    let (_, _, rules) = ops::active_rules(state).await?;
-    let mut conn = state.pool.acquire().await?;
-    if !q::person_exists(&mut conn, user_id).await? {
-        return Err(AdminError::NotFound);
-    }
-    let today = community_day(
-        ops::now(state),
-        rules.timezone,
-        rules.doc.community.day_cutover_hour,
-    );
-    // Five whole weeks, Monday first, ending with the current week.
-    let first = today
-        - Duration::days(i64::from(today.weekday().num_days_from_monday()))
-        - Duration::weeks(4);
-    let checked: std::collections::BTreeSet<String> =
-        q::checkin_days(&mut conn, user_id, &first.to_string())
-            .await?
-            .into_iter()
-            .collect();
-    let calendar: Vec<Vec<serde_json::Value>> = (0..5)
-        .map(|week| {
-            (0..7)
-                .map(|d| {
-                    let day = first + Duration::days(week * 7 + d);
-                    json!({
-                        "day": day.day(),
-                        "date": day.to_string(),
-                        "checked": checked.contains(&day.to_string()),
-                        "future": day > today,
-                    })
-                })
-                .collect()
-        })
-        .collect();
-    let ledger: Vec<serde_json::Value> = store::points::entries_for(&mut conn, user_id)
-        .await?
-        .into_iter()
-        .rev()
-        .map(|e| json!({ "id": e.id, "delta": e.delta, "reason": e.reason, "day": e.day }))
-        .collect();
-    let (strikes, moderation_log) = ops::moderation::member_record(&mut conn, user_id).await?;
-    Ok(json!({
-        "user_id": user_id,
-        "name": store::members::person_name(&mut conn, user_id).await?,
-        "balance": store::points::balance(&mut conn, user_id).await?,
-        "badges": store::members::badges(&mut conn, user_id).await?,
-        "memberships": q::memberships(&mut conn, user_id).await?,
-        "ledger": ledger,
-        "calendar": calendar,
-        "audit": q::recent_audit(&mut conn, Some(user_id), 50).await?,
-        "strikes": strikes,
-        "moderation_log": moderation_log,
-        "stage_changes": store::analytics::stage_changes(&mut conn, Some(user_id), 20).await?,
-    }))
 }
 
 #[derive(Deserialize)]
@@ -385,7 +360,15 @@ pub async fn adjust_points(
         .trim()
         .parse()
         .map_err(|_| AdminError::bad_request("points must be a whole number"))?;
-    ops::adjust_points(&state, &manager, &user_id, delta, &form.reason).await?;
+    ops::points::adjust(
+        &state.ops,
+        &manager.actor,
+        state.now(),
+        &user_id,
+        delta,
+        &form.reason,
+    )
+    .await?;
     Ok(see_other(&format!(
         "/admin/members/{}",
         percent_encoding::utf8_percent_encode(&user_id, percent_encoding::NON_ALPHANUMERIC)
@@ -399,14 +382,14 @@ pub async fn rules(
     manager: Manager,
     headers: HeaderMap,
 ) -> PageResult {
-    let (version, body, _) = ops::active_rules(&state).await?;
+    let active = ops::rules::active(&state.ops).await?;
     render_rules(
         &state,
         &manager,
         &headers,
-        version,
-        &body,
-        &body,
+        active.version,
+        &active.body,
+        &active.body,
         &[],
         StatusCode::OK,
         false,
@@ -430,7 +413,7 @@ fn render_rules(
     let unplaced: Vec<String> = problems
         .iter()
         .filter(|p| p.line.is_none())
-        .map(rules_editor::describe)
+        .map(ops::rules::describe)
         .collect();
     let html = state.views().render(
         "rules.html",
@@ -440,7 +423,7 @@ fn render_rules(
             "draft": draft,
             "problems": problems,
             "unplaced": unplaced,
-            "annotated": if problems.is_empty() { Vec::new() } else { rules_editor::annotate(draft, problems) },
+            "annotated": if problems.is_empty() { Vec::new() } else { ops::rules::annotate(draft, problems) },
             "diff": if has_changes(&diff) { diff } else { Vec::new() },
             "checked": checked,
         }),
@@ -462,15 +445,23 @@ pub async fn check_rules(
     Form(form): Form<RulesForm>,
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    let (version, current, _) = ops::active_rules(&state).await?;
-    let problems = rules_editor::check(&form.body);
+    let active = ops::rules::active(&state.ops).await?;
+    let problems = ops::rules::check(&form.body);
     let status = if problems.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
     render_rules(
-        &state, &manager, &headers, version, &current, &form.body, &problems, status, true,
+        &state,
+        &manager,
+        &headers,
+        active.version,
+        &active.body,
+        &form.body,
+        &problems,
+        status,
+        true,
     )
 }
 
@@ -481,18 +472,18 @@ pub async fn apply_rules(
     Form(form): Form<RulesForm>,
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    match ops::apply_rules(&state, &manager, &form.body).await? {
+    match ops::rules::apply(&state.ops, &manager.actor, state.now(), &form.body).await? {
         Applied::Version(version) => Ok(see_other(&format!(
             "/admin/rules/history?applied={version}"
         ))),
         Applied::Invalid(problems) => {
-            let (version, current, _) = ops::active_rules(&state).await?;
+            let active = ops::rules::active(&state.ops).await?;
             render_rules(
                 &state,
                 &manager,
                 &headers,
-                version,
-                &current,
+                active.version,
+                &active.body,
                 &form.body,
                 &problems,
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -514,8 +505,7 @@ pub async fn rules_history(
     Query(query): Query<HistoryQuery>,
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "rules");
-    let mut conn = state.pool.acquire().await?;
-    let mut versions = store::rule_sets::list_versions(&mut conn).await?;
+    let mut versions = ops::rules::versions(&state.ops).await?;
     versions.reverse();
     let active = versions.first().map(|(v, _)| *v);
     let versions: Vec<_> = versions
@@ -539,11 +529,8 @@ pub async fn rules_version(
     Path(version): Path<i64>,
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "rules");
-    let (_, current, _) = ops::active_rules(&state).await?;
-    let mut conn = state.pool.acquire().await?;
-    let stored = q::rule_set_version(&mut conn, version)
-        .await?
-        .ok_or(AdminError::NotFound)?;
+    let current = ops::rules::active(&state.ops).await?.body;
+    let stored = ops::rules::version(&state.ops, version).await?;
     let diff = diff_lines(&current, &stored.body);
     Ok(state
         .views()
@@ -563,7 +550,8 @@ pub async fn rollback_rules(
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    let new_version = ops::rollback_rules(&state, &manager, version).await?;
+    let new_version =
+        ops::rules::rollback(&state.ops, &manager.actor, state.now(), version).await?;
     Ok(see_other(&format!(
         "/admin/rules/history?applied={new_version}"
     )))
@@ -577,15 +565,13 @@ pub async fn queues(
     headers: HeaderMap,
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "queues");
-    let mut conn = state.pool.acquire().await?;
-    let redemptions: Vec<_> = store::redemptions::list(&mut conn, Some("pending"))
+    let redemptions: Vec<_> = ops::queues::redemptions(&state.ops, Some("pending"))
         .await?
         .into_iter()
         .map(|r| json!({ "id": r.id, "user_id": r.user_id, "item": r.item, "cost": r.cost, "at": r.created_at }))
         .collect();
-    let parked = q::parked_events(&mut conn).await?;
-    drop(conn);
-    let dead = ops::dead_letters(&state).await?;
+    let parked = ops::queues::parked_events(&state.ops).await?;
+    let dead = ops::queues::dead_letters(&state.ops).await?;
     let uncertain = dead.iter().filter(|d| d.is_uncertain()).count();
     Ok(state
         .views()
@@ -604,7 +590,7 @@ pub async fn fulfil_redemption(
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::fulfil_redemption(&state, &manager, id).await?;
+    ops::queues::fulfil_redemption(&state.ops, &manager.actor, state.now(), id).await?;
     Ok(see_other("/admin/queues"))
 }
 
@@ -615,7 +601,7 @@ pub async fn retry_parked(
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::retry_parked(&state, &manager, id).await?;
+    ops::queues::retry_parked(&state.ops, &manager.actor, state.now(), id).await?;
     Ok(see_other("/admin/queues"))
 }
 
@@ -625,7 +611,7 @@ pub async fn retry_uncertain(
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::retry_uncertain(&state, &manager).await?;
+    ops::queues::retry_uncertain(&state.ops, &manager.actor, state.now()).await?;
     Ok(see_other("/admin/queues"))
 }
 
@@ -636,7 +622,7 @@ pub async fn retry_outbox(
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::retry_outbox(&state, &manager, id).await?;
+    ops::queues::retry_outbox(&state.ops, &manager.actor, state.now(), id).await?;
     Ok(see_other("/admin/queues"))
 }
 
@@ -648,8 +634,7 @@ pub async fn audit(
     headers: HeaderMap,
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "audit");
-    let mut conn = state.pool.acquire().await?;
-    let entries = q::recent_audit(&mut conn, None, 300).await?;
+    let entries = ops::audit::recent(&state.ops, None, 300).await?;
     Ok(state
         .views()
         .render("audit.html", &frame, json!({ "entries": entries }))?
@@ -674,13 +659,8 @@ async fn render_users(
     status: StatusCode,
 ) -> PageResult {
     let frame = Frame::new(headers, Some(manager), "users");
-    let mut conn = state.pool.acquire().await?;
-    let users: Vec<_> = q::list_users(&mut conn)
-        .await?
-        .into_iter()
-        .map(|u| json!({ "username": u.username, "role": u.role, "created_at": u.created_at }))
-        .collect();
-    let tokens = q::list_api_tokens(&mut conn).await?;
+    let users = ops::accounts::users(&state.ops).await?;
+    let tokens = ops::accounts::tokens(&state.ops).await?;
     let html = state.views().render(
         "users.html",
         &frame,
@@ -705,57 +685,27 @@ pub async fn create_user(
 ) -> PageResult {
     manager.authorize_form(Role::Owner, &form.csrf)?;
     let role = Role::parse(&form.role).ok_or_else(|| AdminError::bad_request("unknown role"))?;
-    let created = async {
-        let username = auth::valid_username(&form.username)?.to_owned();
-        auth::check_password_strength(&form.password)?;
-        let password = form.password.clone();
-        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password)).await??;
-        anyhow::Ok((username, hash))
-    }
-    .await;
-    let (username, hash) = match created {
-        Ok(ok) => ok,
-        Err(e) => {
-            let message = e.to_string();
-            return render_users(
-                &state,
-                &manager,
-                &headers,
-                None,
-                Some(&message),
-                StatusCode::BAD_REQUEST,
-            )
-            .await;
-        }
-    };
-    let now = ops::now(&state).timestamp();
-    let mut tx = state.pool.begin().await?;
-    if q::insert_user(&mut tx, &username, &hash, role.as_str(), now)
-        .await?
-        .is_none()
-    {
-        drop(tx);
-        return render_users(
-            &state,
-            &manager,
-            &headers,
-            None,
-            Some("username already taken"),
-            StatusCode::CONFLICT,
-        )
-        .await;
-    }
-    q::append_audit(
-        &mut tx,
-        now,
+    let created = ops::accounts::create_user(
+        &state.ops,
         &manager.actor,
-        "user.create",
-        &username,
-        role.as_str(),
+        state.now(),
+        &form.username,
+        &form.password,
+        role,
     )
-    .await?;
-    tx.commit().await?;
-    Ok(see_other("/admin/users"))
+    .await;
+    match created {
+        Ok(()) => Ok(see_other("/admin/users")),
+        Err(OpsError::Invalid { field, reason }) => {
+            let status = if field == "username" && reason == ops::accounts::USERNAME_TAKEN {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            render_users(&state, &manager, &headers, None, Some(&reason), status).await
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -772,17 +722,14 @@ pub async fn create_token(
     Form(form): Form<NewTokenForm>,
 ) -> PageResult {
     manager.authorize_form(Role::Owner, &form.csrf)?;
-    let label = form.label.trim();
-    if label.is_empty() || label.len() > 64 {
-        return Err(AdminError::bad_request(
-            "a label of 1-64 characters is required",
-        ));
-    }
-    let now = ops::now(&state).timestamp();
-    let mut tx = state.pool.begin().await?;
-    let token = auth::issue_api_token(&mut tx, manager.user_id, label, now).await?;
-    q::append_audit(&mut tx, now, &manager.actor, "token.create", label, "").await?;
-    tx.commit().await?;
+    let token = ops::accounts::create_token(
+        &state.ops,
+        &manager.actor,
+        state.now(),
+        &manager.username,
+        &form.label,
+    )
+    .await?;
     render_users(
         &state,
         &manager,
@@ -801,21 +748,7 @@ pub async fn revoke_token(
     Form(form): Form<CsrfOnly>,
 ) -> PageResult {
     manager.authorize_form(Role::Owner, &form.csrf)?;
-    let now = ops::now(&state).timestamp();
-    let mut tx = state.pool.begin().await?;
-    if !q::revoke_api_token(&mut tx, id, now).await? {
-        return Err(AdminError::NotFound);
-    }
-    q::append_audit(
-        &mut tx,
-        now,
-        &manager.actor,
-        "token.revoke",
-        &id.to_string(),
-        "",
-    )
-    .await?;
-    tx.commit().await?;
+    ops::accounts::revoke_token(&state.ops, &manager.actor, state.now(), id).await?;
     Ok(see_other("/admin/users"))
 }
 
@@ -826,120 +759,7 @@ pub async fn export_csv(
     manager: Manager,
     Path(name): Path<String>,
 ) -> PageResult {
-    let mut conn = state.pool.acquire().await?;
-    let mut out = String::new();
-    match name.as_str() {
-        "members.csv" => {
-            csv_row(
-                &mut out,
-                &["user_id", "name", "chats", "balance", "last_checkin"],
-            );
-            for m in q::search_members(&mut conn, "", i64::MAX).await? {
-                csv_row(
-                    &mut out,
-                    &[
-                        &m.user_id,
-                        m.name.as_deref().unwrap_or(""),
-                        &m.chats.to_string(),
-                        &m.balance.to_string(),
-                        m.last_checkin.as_deref().unwrap_or(""),
-                    ],
-                );
-            }
-        }
-        "ledger.csv" => {
-            csv_row(
-                &mut out,
-                &[
-                    "id",
-                    "user_id",
-                    "delta",
-                    "reason",
-                    "reference",
-                    "chat_id",
-                    "day",
-                    "created_at",
-                ],
-            );
-            for e in q::all_ledger(&mut conn).await? {
-                csv_row(
-                    &mut out,
-                    &[
-                        &e.id.to_string(),
-                        &e.user_id,
-                        &e.delta.to_string(),
-                        &e.reason,
-                        &e.reference,
-                        &e.chat_id,
-                        &e.day,
-                        &e.created_at.to_string(),
-                    ],
-                );
-            }
-        }
-        "moderation.csv" => {
-            csv_row(
-                &mut out,
-                &[
-                    "id",
-                    "at",
-                    "chat_id",
-                    "user_id",
-                    "rule",
-                    "category",
-                    "severity",
-                    "matched",
-                    "excerpt",
-                    "action_taken",
-                    "dry_run",
-                    "reviewed_by",
-                    "review_note",
-                ],
-            );
-            for e in store::moderation::log(&mut conn, None, i64::MAX).await? {
-                csv_row(
-                    &mut out,
-                    &[
-                        &e.id.to_string(),
-                        &e.at.to_string(),
-                        e.chat_id.as_deref().unwrap_or(""),
-                        &e.user_id,
-                        &e.rule,
-                        &e.category,
-                        &e.severity,
-                        &e.matched,
-                        &e.excerpt,
-                        &e.action_taken,
-                        if e.dry_run { "true" } else { "false" },
-                        e.reviewed_by.as_deref().unwrap_or(""),
-                        e.review_note.as_deref().unwrap_or(""),
-                    ],
-                );
-            }
-        }
-        "audit.csv" => {
-            csv_row(
-                &mut out,
-                &["id", "at", "actor", "action", "target", "detail"],
-            );
-            for e in q::recent_audit(&mut conn, None, i64::MAX).await? {
-                csv_row(
-                    &mut out,
-                    &[
-                        &e.id.to_string(),
-                        &e.at.to_string(),
-                        &e.actor,
-                        &e.action,
-                        &e.target,
-                        &e.detail,
-                    ],
-                );
-            }
-        }
-        _ => return Err(AdminError::NotFound),
-    }
-    let now = ops::now(&state).timestamp();
-    q::append_audit(&mut conn, now, &manager.actor, "export", &name, "").await?;
+    let out = ops::audit::export_csv(&state.ops, &manager.actor, state.now(), &name).await?;
     Ok((
         [
             (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -953,30 +773,6 @@ pub async fn export_csv(
         .into_response())
 }
 
-/// One CSV line (RFC 4180 quoting). A cell a spreadsheet would run as a
-/// formula (=, +, -, @) gets a leading apostrophe unless it is a number.
-pub fn csv_row(out: &mut String, cells: &[&str]) {
-    for (i, cell) in cells.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let is_number = cell.parse::<i64>().is_ok();
-        let cell = if !is_number && cell.starts_with(['=', '+', '-', '@']) {
-            format!("'{cell}")
-        } else {
-            (*cell).to_owned()
-        };
-        if cell.contains([',', '"', '\n', '\r']) {
-            out.push('"');
-            out.push_str(&cell.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(&cell);
-        }
-    }
-    out.push_str("\r\n");
-}
-
 fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
@@ -984,13 +780,6 @@ fn see_other(to: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_quotes_and_defuses_formulas() {
-        let mut out = String::new();
-        csv_row(&mut out, &["a,b", "say \"hi\"", "=1+1", "-5", "plain"]);
-        assert_eq!(out, "\"a,b\",\"say \"\"hi\"\"\",'=1+1,-5,plain\r\n");
-    }
 
     #[test]
     fn language_switch_only_returns_to_console_pages() {

@@ -1,6 +1,6 @@
 //! Scheduled pushes in the console: the list and each schedule's page with its
 //! forms (`/admin/schedules…`), and the same under `/admin/api/v1/schedules…`.
-//! Handlers only check the caller and call [`ops::schedules`](super::ops::schedules).
+//! Handlers only check the caller and call [`ops::schedules`](crate::ops::schedules).
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 
 use super::api::ApiError;
 use super::auth::{ApiCaller, Manager, Role};
-use super::ops::schedules::{self as ops, Previews};
 use super::views::Frame;
 use super::{AdminError, AdminState};
+use crate::ops::schedules::{self as ops, Previews};
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
@@ -47,7 +47,7 @@ async fn list_page(
     headers: HeaderMap,
 ) -> Result<Response, AdminError> {
     let frame = Frame::new(&headers, Some(&manager), "schedules");
-    let schedules = ops::list(&state).await?;
+    let schedules = ops::list(&state.ops, state.now()).await?;
     Ok(state
         .views()
         .render("schedules.html", &frame, json!({ "schedules": schedules }))?
@@ -78,7 +78,7 @@ async fn render_detail(
     previews: Option<Previews>,
 ) -> Result<Response, AdminError> {
     let frame = Frame::new(headers, Some(manager), "schedules");
-    let detail = ops::detail(state, name).await?;
+    let detail = ops::detail(&state.ops, state.now(), name).await?;
     Ok(state
         .views()
         .render(
@@ -101,7 +101,7 @@ async fn pause_form(
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AdminError> {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::pause(&state, &manager, &name).await?;
+    ops::pause(&state.ops, &manager.actor, state.now(), &name).await?;
     Ok(Redirect::to(&page_of(&name)).into_response())
 }
 
@@ -112,7 +112,7 @@ async fn resume_form(
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AdminError> {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::resume(&state, &manager, &name).await?;
+    ops::resume(&state.ops, &manager.actor, state.now(), &name).await?;
     Ok(Redirect::to(&page_of(&name)).into_response())
 }
 
@@ -123,7 +123,7 @@ async fn run_form(
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AdminError> {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    let planned = ops::run_now(&state, &manager, &name).await?;
+    let planned = ops::run_now(&state.ops, &manager.actor, state.now(), &name).await?;
     Ok(Redirect::to(&format!("{}?ran={}", page_of(&name), planned.run_id)).into_response())
 }
 
@@ -135,7 +135,7 @@ async fn preview_form(
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, AdminError> {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    let previews = ops::preview(&state, &manager, &name).await?;
+    let previews = ops::preview(&state.ops, &manager.actor, state.now(), &name, None).await?;
     render_detail(&state, &manager, &headers, &name, None, Some(previews)).await
 }
 
@@ -144,7 +144,9 @@ async fn preview_form(
 type ApiResult = Result<Json<Value>, ApiError>;
 
 async fn list_api(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
-    Ok(Json(json!({ "schedules": ops::list(&state).await? })))
+    Ok(Json(
+        json!({ "schedules": ops::list(&state.ops, state.now()).await? }),
+    ))
 }
 
 async fn detail_api(
@@ -152,7 +154,9 @@ async fn detail_api(
     _caller: ApiCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    Ok(Json(json!(ops::detail(&state, &name).await?)))
+    Ok(Json(json!(
+        ops::detail(&state.ops, state.now(), &name).await?
+    )))
 }
 
 async fn pause_api(
@@ -160,7 +164,7 @@ async fn pause_api(
     ApiCaller(caller): ApiCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    ops::pause(&state, &caller, &name).await?;
+    ops::pause(&state.ops, &caller.actor, state.now(), &name).await?;
     Ok(Json(json!({ "name": name, "paused": true })))
 }
 
@@ -169,7 +173,7 @@ async fn resume_api(
     ApiCaller(caller): ApiCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    ops::resume(&state, &caller, &name).await?;
+    ops::resume(&state.ops, &caller.actor, state.now(), &name).await?;
     Ok(Json(json!({ "name": name, "paused": false })))
 }
 
@@ -178,7 +182,7 @@ async fn run_api(
     ApiCaller(caller): ApiCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let planned = ops::run_now(&state, &caller, &name).await?;
+    let planned = ops::run_now(&state.ops, &caller.actor, state.now(), &name).await?;
     Ok(Json(json!({ "run": planned })))
 }
 
@@ -187,5 +191,6 @@ async fn preview_api(
     ApiCaller(caller): ApiCaller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    Ok(Json(json!(ops::preview(&state, &caller, &name).await?)))
+    let previews = ops::preview(&state.ops, &caller.actor, state.now(), &name, None).await?;
+    Ok(Json(json!(previews)))
 }

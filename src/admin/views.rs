@@ -135,10 +135,10 @@ impl Frame {
             lang: lang.code(),
             t: i18n::strings(lang),
             username: manager.map(|m| m.username.clone()).unwrap_or_default(),
-            role: manager.map(|m| m.role.as_str()).unwrap_or(""),
+            role: manager.map(|m| m.role().as_str()).unwrap_or(""),
             csrf: manager.map(|m| m.csrf.clone()).unwrap_or_default(),
-            can_edit: manager.is_some_and(|m| m.role >= Role::Operator),
-            is_owner: manager.is_some_and(|m| m.role >= Role::Owner),
+            can_edit: manager.is_some_and(|m| m.role() >= Role::Operator),
+            is_owner: manager.is_some_and(|m| m.role() >= Role::Owner),
             nav,
         }
     }

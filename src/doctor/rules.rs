@@ -27,7 +27,7 @@ pub async fn rules_in_force(config: &Config, file: Option<&Path>) -> anyhow::Res
         let text =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         let base = file.parent().unwrap_or_else(|| Path::new("."));
-        let text = crate::pipeline::resolve_term_files(&text, base)?;
+        let text = crate::ops::rules::inline_term_files(&text, base)?;
         let rules =
             RuleSet::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         return Ok(RulesInForce {

@@ -39,18 +39,16 @@ use crate::active_rules::{ActiveRules, InForce};
 use crate::jobs::Job;
 use crate::outbound::Payload;
 use crate::rules::schedule::{
-    self, next_fires, plan_catch_up, render, select_targets, ChatInfo, ChatVars, LeaderboardEntry,
-    PushContext, RenderedMessage, ValidSchedule,
+    self, plan_catch_up, render, select_targets, ChatInfo, ChatVars, LeaderboardEntry, PushContext,
+    RenderedMessage, ValidSchedule,
 };
 use crate::rules::{
     route_for, ChatAddress, ChatRoute, Content, MessageKind, OutRoute, Outbound, RouteDecision,
+    RuleSet,
 };
-use crate::store::outbox::{self, OutboxStatus};
+use crate::store::outbox;
 use crate::store::points;
-use crate::store::schedules::{
-    self as store, DeliveryRow, NewDelivery, NewRun, PushChat, RunKind, RunRow, RunStatus,
-    VariantFollowUp,
-};
+use crate::store::schedules::{self as store, NewDelivery, NewRun, PushChat, RunKind, RunStatus};
 
 /// WeCom takes at most this many chat ids in one customer-group mass message.
 const MASS_CHATS_PER_MESSAGE: usize = 2_000;
@@ -253,19 +251,22 @@ pub async fn load_schedules(
 
 /// The schedules of the rule set in force, validated, with its version.
 pub fn schedules_in_force(in_force: &InForce) -> anyhow::Result<(Option<i64>, Vec<ValidSchedule>)> {
-    let rules = &in_force.rules;
-    let schedules =
-        schedule::validate_all(&rules.doc.schedules, rules.timezone).map_err(|errors| {
-            anyhow::anyhow!(
-                "schedules of the active rule set are invalid: {}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
-    Ok((in_force.version, schedules))
+    Ok((in_force.version, valid_schedules(&in_force.rules)?))
+}
+
+/// The rule set's schedules, validated (a stored set's always are; this
+/// compiles them).
+pub fn valid_schedules(rules: &RuleSet) -> anyhow::Result<Vec<ValidSchedule>> {
+    schedule::validate_all(&rules.doc.schedules, rules.timezone).map_err(|errors| {
+        anyhow::anyhow!(
+            "schedules of the active rule set are invalid: {}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })
 }
 
 impl Job for Scheduler {
@@ -579,92 +580,7 @@ fn to_time(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
 }
 
-// --- library functions behind `qunyun schedules …` and `qunyun runs` ----------
-
-/// One line of `schedules list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ScheduleSummary {
-    pub name: String,
-    pub cron: String,
-    pub timezone: String,
-    pub enabled: bool,
-    pub paused: bool,
-    /// Next fire after `now` (ignores pause and quiet hours), if any.
-    pub next_fire: Option<DateTime<Utc>>,
-    pub variants: Vec<String>,
-}
-
-/// `qunyun schedules list`.
-pub async fn list_schedules(
-    pool: &SqlitePool,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Vec<ScheduleSummary>> {
-    let (_, schedules) = load_schedules(pool).await?;
-    let mut conn = pool.acquire().await?;
-    let mut summaries = Vec::with_capacity(schedules.len());
-    for schedule in &schedules {
-        let paused = store::state(&mut conn, schedule.name())
-            .await?
-            .is_some_and(|state| state.paused);
-        summaries.push(ScheduleSummary {
-            name: schedule.name().to_owned(),
-            cron: schedule.cron().source().to_owned(),
-            timezone: schedule.timezone().name().to_owned(),
-            enabled: schedule.enabled(),
-            paused,
-            next_fire: next_fires(schedule, now, 1).into_iter().next(),
-            variants: schedule
-                .variants()
-                .iter()
-                .map(|variant| variant.name.clone())
-                .collect(),
-        });
-    }
-    Ok(summaries)
-}
-
-/// `qunyun schedules pause NAME`: no fire is sent until resumed.
-pub async fn pause(pool: &SqlitePool, name: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-    find_schedule(pool, name).await?;
-    let mut conn = pool.acquire().await?;
-    store::pause(&mut conn, name, now.timestamp()).await?;
-    Ok(())
-}
-
-/// `qunyun schedules resume NAME`: fires that fell during the pause are not
-/// caught up; the next one after `now` is.
-pub async fn resume(pool: &SqlitePool, name: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-    find_schedule(pool, name).await?;
-    let mut conn = pool.acquire().await?;
-    store::resume(&mut conn, name, now.timestamp()).await?;
-    Ok(())
-}
-
-/// `qunyun schedules run NAME`: plans a manual run at `now` (ignores pause and
-/// quiet hours: a manager asked for it). Running twice in the same second is
-/// refused rather than sent twice.
-pub async fn run_now(
-    pool: &SqlitePool,
-    settings: &SchedulerSettings,
-    name: &str,
-    now: DateTime<Utc>,
-) -> anyhow::Result<PlannedRun> {
-    let (version, schedule) = find_schedule(pool, name).await?;
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let planned = plan_fire(
-        &mut tx,
-        &schedule,
-        now,
-        RunKind::Manual,
-        version,
-        settings,
-        now,
-    )
-    .await?
-    .with_context(|| format!("schedule {name:?} already has a manual run at {now}"))?;
-    tx.commit().await?;
-    Ok(planned)
-}
+// --- previews ------------------------------------------------------------------
 
 /// `qunyun schedules preview NAME --chat CHAT`: what that chat would get at
 /// `at`, and how, without sending or recording anything.
@@ -720,122 +636,4 @@ pub async fn preview(
         route: decision.route_name().to_owned(),
         skip_reason: decision.skip_reason().map(str::to_owned),
     })
-}
-
-/// `qunyun runs [--schedule NAME]`: newest first.
-pub async fn runs(
-    pool: &SqlitePool,
-    schedule: Option<&str>,
-    limit: i64,
-) -> anyhow::Result<Vec<RunRow>> {
-    let mut conn = pool.acquire().await?;
-    Ok(store::list_runs(&mut conn, schedule, limit).await?)
-}
-
-/// Where one chat of a run stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum ChatOutcome {
-    Sent,
-    /// Failed or dead, with WeCom's (or the sender's) reason.
-    Failed {
-        reason: String,
-    },
-    /// A customer-group mass message the owner has not confirmed yet.
-    AwaitingConfirmation,
-    /// The chat's route cannot post this message.
-    Skipped {
-        reason: String,
-    },
-    /// Queued or being sent.
-    Pending,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ChatReport {
-    pub chat_id: String,
-    pub variant: String,
-    pub route: Option<String>,
-    pub outcome: ChatOutcome,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RunTotals {
-    pub sent: usize,
-    pub failed: usize,
-    pub awaiting_confirmation: usize,
-    pub skipped: usize,
-    pub pending: usize,
-}
-
-/// `qunyun runs show RUN`: one fire, per chat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunReport {
-    pub run_id: i64,
-    pub schedule: String,
-    pub fire_at: i64,
-    pub kind: String,
-    pub status: String,
-    pub reason: Option<String>,
-    pub totals: RunTotals,
-    pub chats: Vec<ChatReport>,
-}
-
-pub async fn run_report(pool: &SqlitePool, run_id: i64) -> anyhow::Result<RunReport> {
-    let mut conn = pool.acquire().await?;
-    let run = store::get_run(&mut conn, run_id)
-        .await?
-        .with_context(|| format!("no run {run_id}"))?;
-    let deliveries = store::run_deliveries(&mut conn, run_id).await?;
-    let mut totals = RunTotals::default();
-    let chats = deliveries
-        .into_iter()
-        .map(|row| {
-            let outcome = chat_outcome(&row);
-            match outcome {
-                ChatOutcome::Sent => totals.sent += 1,
-                ChatOutcome::Failed { .. } => totals.failed += 1,
-                ChatOutcome::AwaitingConfirmation => totals.awaiting_confirmation += 1,
-                ChatOutcome::Skipped { .. } => totals.skipped += 1,
-                ChatOutcome::Pending => totals.pending += 1,
-            }
-            ChatReport {
-                chat_id: row.chat_id,
-                variant: row.variant,
-                route: row.route.map(|route| route.as_str().to_owned()),
-                outcome,
-            }
-        })
-        .collect();
-    Ok(RunReport {
-        run_id: run.id,
-        schedule: run.schedule,
-        fire_at: run.fire_at,
-        kind: run.kind.as_str().to_owned(),
-        status: run.status.as_str().to_owned(),
-        reason: run.reason,
-        totals,
-        chats,
-    })
-}
-
-fn chat_outcome(row: &DeliveryRow) -> ChatOutcome {
-    let reason = || row.last_error.clone().unwrap_or_default();
-    match row.status {
-        Some(OutboxStatus::Sent) => ChatOutcome::Sent,
-        Some(OutboxStatus::Failed | OutboxStatus::Dead) => ChatOutcome::Failed { reason: reason() },
-        Some(OutboxStatus::AwaitingConfirmation) => ChatOutcome::AwaitingConfirmation,
-        Some(OutboxStatus::Skipped) => ChatOutcome::Skipped { reason: reason() },
-        Some(OutboxStatus::Pending | OutboxStatus::InFlight) => ChatOutcome::Pending,
-        None => ChatOutcome::Failed {
-            reason: "outbox row is gone".to_owned(),
-        },
-    }
-}
-
-/// `qunyun schedules report NAME`: variants compared by what followed within
-/// 24 h of each sent delivery in the receiving chats.
-pub async fn variant_report(pool: &SqlitePool, name: &str) -> anyhow::Result<Vec<VariantFollowUp>> {
-    let mut conn = pool.acquire().await?;
-    Ok(store::variant_follow_ups(&mut conn, name, FOLLOW_UP_WINDOW_SECS).await?)
 }

@@ -35,8 +35,9 @@ pub struct TestApp {
     _dir: TempDir,
 }
 
-pub fn test_config(db_path: &std::path::Path) -> Config {
-    let text = format!(
+/// The test configuration as TOML (for `qunyun --config FILE`).
+pub fn test_config_toml(db_path: &std::path::Path) -> String {
+    format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -57,8 +58,11 @@ token = "{BOT_TOKEN}"
 encoding_aes_key = "{BOT_KEY}"
 "#,
         db = db_path.display()
-    );
-    Config::from_toml_str(&text).expect("test config is valid")
+    )
+}
+
+pub fn test_config(db_path: &std::path::Path) -> Config {
+    Config::from_toml_str(&test_config_toml(db_path)).expect("test config is valid")
 }
 
 pub async fn spawn_app() -> TestApp {

@@ -8,5 +8,6 @@ mod helpers;
 mod ingest;
 mod leaderboard;
 mod migrations;
+mod ops_cli;
 mod outbox_delivery;
 mod serve;

@@ -2,59 +2,31 @@
 //! moderation log, and what a manager does with them. Every change is audited
 //! with the member as the target, so it shows on the member's profile.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::SqliteConnection;
 
-use super::now;
-use crate::admin::auth::{random_secret, Manager, Role};
-use crate::admin::{AdminError, AdminState};
+use super::accounts::random_secret;
+use super::{audit, Actor, Ops, OpsError, OpsResult, Role};
 use crate::rules::moderate::ModerationRecord;
 use crate::rules::moderation::Severity;
-use crate::store::admin::append_audit;
 use crate::store::moderation::{self as q, LogRow, ReportGroup, StrikeRow, TaskRow};
 
 const QUEUE_LIMIT: i64 = 200;
 const REASON_MAX_CHARS: usize = 500;
 
-/// A form field the manager must fix; the page shows `message` at the field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: &'static str,
-    /// i18n key of the message.
-    pub key: &'static str,
-    pub message: &'static str,
-}
+/// Why a reason was refused (`OpsError::Invalid` on the `reason` field); the
+/// console matches these to show a translated message at the field.
+pub const REASON_REQUIRED: &str = "a reason is required";
+pub const REASON_TOO_LONG: &str = "the reason is too long (at most 500 characters)";
 
-/// What a mutation that needs a reason did.
-#[derive(Debug)]
-pub enum Outcome {
-    Done,
-    /// Nothing changed; the manager must fix a field (answered 422).
-    Invalid(FieldError),
-}
-
-fn reason_required() -> FieldError {
-    FieldError {
-        field: "reason",
-        key: "reason_required",
-        message: "a reason is required",
-    }
-}
-
-fn reason_too_long() -> FieldError {
-    FieldError {
-        field: "reason",
-        key: "reason_too_long",
-        message: "the reason is too long (at most 500 characters)",
-    }
-}
-
-/// The trimmed reason, or the field error to show.
-fn check_reason(reason: &str) -> Result<&str, FieldError> {
+/// The trimmed reason, or why it is refused.
+fn check_reason(reason: &str) -> OpsResult<&str> {
     let reason = reason.trim();
     if reason.is_empty() {
-        Err(reason_required())
+        Err(OpsError::invalid("reason", REASON_REQUIRED))
     } else if reason.chars().count() > REASON_MAX_CHARS {
-        Err(reason_too_long())
+        Err(OpsError::invalid("reason", REASON_TOO_LONG))
     } else {
         Ok(reason)
     }
@@ -183,17 +155,22 @@ impl From<LogRow> for LogView {
     }
 }
 
-pub async fn open_tasks(state: &AdminState) -> Result<Vec<TaskView>, AdminError> {
-    let mut conn = state.pool.acquire().await?;
-    Ok(q::tasks(&mut conn, false)
+pub async fn open_tasks(ops: &Ops) -> OpsResult<Vec<TaskView>> {
+    tasks(ops, false).await
+}
+
+/// Open tasks, or with `all` finished ones too.
+pub async fn tasks(ops: &Ops, all: bool) -> OpsResult<Vec<TaskView>> {
+    let mut conn = ops.pool.acquire().await?;
+    Ok(q::tasks(&mut conn, all)
         .await?
         .into_iter()
         .map(TaskView::from)
         .collect())
 }
 
-pub async fn open_strikes(state: &AdminState) -> Result<Vec<StrikeView>, AdminError> {
-    let mut conn = state.pool.acquire().await?;
+pub async fn open_strikes(ops: &Ops) -> OpsResult<Vec<StrikeView>> {
+    let mut conn = ops.pool.acquire().await?;
     Ok(q::open_strikes(&mut conn, QUEUE_LIMIT)
         .await?
         .into_iter()
@@ -201,8 +178,9 @@ pub async fn open_strikes(state: &AdminState) -> Result<Vec<StrikeView>, AdminEr
         .collect())
 }
 
-pub async fn log(state: &AdminState, filter: &LogFilter) -> Result<Vec<LogView>, AdminError> {
-    let mut conn = state.pool.acquire().await?;
+/// The newest moderation decisions, filtered, at most the queue limit.
+pub async fn log(ops: &Ops, filter: &LogFilter) -> OpsResult<Vec<LogView>> {
+    let mut conn = ops.pool.acquire().await?;
     Ok(q::log_filtered(
         &mut conn,
         filter.member.as_deref(),
@@ -215,25 +193,32 @@ pub async fn log(state: &AdminState, filter: &LogFilter) -> Result<Vec<LogView>,
     .collect())
 }
 
-pub async fn reports(state: &AdminState) -> Result<Vec<ReportGroup>, AdminError> {
-    let mut conn = state.pool.acquire().await?;
+/// The newest `limit` decisions, optionally one member's, in full (the CLI
+/// and the CSV export: matched terms included).
+pub async fn log_rows(ops: &Ops, user_id: Option<&str>, limit: i64) -> OpsResult<Vec<LogRow>> {
+    let mut conn = ops.pool.acquire().await?;
+    Ok(q::log(&mut conn, user_id, limit).await?)
+}
+
+pub async fn reports(ops: &Ops) -> OpsResult<Vec<ReportGroup>> {
+    let mut conn = ops.pool.acquire().await?;
     Ok(q::open_report_groups(&mut conn, QUEUE_LIMIT).await?)
 }
 
-pub async fn queue(state: &AdminState, filter: &LogFilter) -> Result<Queue, AdminError> {
+pub async fn queue(ops: &Ops, filter: &LogFilter) -> OpsResult<Queue> {
     Ok(Queue {
-        tasks: open_tasks(state).await?,
-        reports: reports(state).await?,
-        strikes: open_strikes(state).await?,
-        log: log(state, filter).await?,
+        tasks: open_tasks(ops).await?,
+        reports: reports(ops).await?,
+        strikes: open_strikes(ops).await?,
+        log: log(ops, filter).await?,
     })
 }
 
 /// A member's strikes (revoked ones too) and moderation log, for the profile.
-pub async fn member_record(
-    conn: &mut sqlx::SqliteConnection,
+pub(crate) async fn member_record(
+    conn: &mut SqliteConnection,
     user_id: &str,
-) -> Result<(Vec<StrikeView>, Vec<LogView>), AdminError> {
+) -> OpsResult<(Vec<StrikeView>, Vec<LogView>)> {
     let strikes = q::strikes_of(conn, user_id)
         .await?
         .into_iter()
@@ -248,63 +233,64 @@ pub async fn member_record(
     Ok((strikes, log))
 }
 
-/// Revokes an active strike; a reason is required (nothing changes without one).
+/// Revokes an active strike: it stops counting. A reason is required
+/// (nothing changes without one); the strike records who and why.
 pub async fn revoke_strike(
-    state: &AdminState,
-    manager: &Manager,
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
     strike_id: i64,
     reason: &str,
-) -> Result<Outcome, AdminError> {
-    manager.require(Role::Operator)?;
-    let reason = match check_reason(reason) {
-        Ok(reason) => reason,
-        Err(field) => return Ok(Outcome::Invalid(field)),
-    };
-    let now = now(state);
-    let mut tx = state.pool.begin().await?;
+) -> OpsResult<()> {
+    actor.require(Role::Operator)?;
+    let reason = check_reason(reason)?;
+    let mut tx = ops.begin().await?;
     let strike = q::strike_by_id(&mut tx, strike_id)
         .await?
-        .ok_or(AdminError::NotFound)?;
-    if !q::revoke_strike(&mut tx, strike_id, &manager.actor, reason, now).await? {
-        return Err(AdminError::bad_request("this strike was already revoked"));
+        .ok_or_else(|| OpsError::not_found(format!("strike {strike_id}")))?;
+    if !q::revoke_strike(&mut tx, strike_id, &actor.name, reason, now).await? {
+        return Err(OpsError::invalid(
+            "strike",
+            "this strike was already revoked",
+        ));
     }
-    append_audit(
+    audit(
         &mut tx,
-        now.timestamp(),
-        &manager.actor,
+        actor,
+        now,
         "strike.revoke",
         &strike.user_id,
         &format!("strike {strike_id}: {reason}"),
     )
     .await?;
     tx.commit().await?;
-    Ok(Outcome::Done)
+    Ok(())
 }
 
 /// Marks an open task done, with an optional note.
 pub async fn complete_task(
-    state: &AdminState,
-    manager: &Manager,
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
     task_id: i64,
     note: &str,
-) -> Result<(), AdminError> {
-    manager.require(Role::Operator)?;
+) -> OpsResult<()> {
+    actor.require(Role::Operator)?;
     let note = note.trim();
     if note.chars().count() > REASON_MAX_CHARS {
-        return Err(AdminError::bad_request("the note is too long"));
+        return Err(OpsError::invalid("note", "the note is too long"));
     }
-    let now = now(state);
-    let mut tx = state.pool.begin().await?;
+    let mut tx = ops.begin().await?;
     let task = q::task_by_id(&mut tx, task_id)
         .await?
-        .ok_or(AdminError::NotFound)?;
-    if !q::complete_task(&mut tx, task_id, &manager.actor, note, now).await? {
-        return Err(AdminError::bad_request("this task is already done"));
+        .ok_or_else(|| OpsError::not_found(format!("task {task_id}")))?;
+    if !q::complete_task(&mut tx, task_id, &actor.name, note, now).await? {
+        return Err(OpsError::invalid("task", "this task is already done"));
     }
-    append_audit(
+    audit(
         &mut tx,
-        now.timestamp(),
-        &manager.actor,
+        actor,
+        now,
         "moderation_task.done",
         &task.user_id,
         &format!("task {task_id} ({}): {note}", task.kind),
@@ -343,25 +329,25 @@ impl ReportAction {
 /// Acts on the open reports of one message in one chat. The audit target is
 /// the reported member (the message's author).
 pub async fn handle_report(
-    state: &AdminState,
-    manager: &Manager,
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
     chat_id: &str,
     fingerprint: i64,
     action: ReportAction,
     reason: &str,
-) -> Result<Outcome, AdminError> {
-    manager.require(Role::Operator)?;
+) -> OpsResult<()> {
+    actor.require(Role::Operator)?;
     let reason = match (action, check_reason(reason)) {
         (_, Ok(reason)) => reason,
-        (ReportAction::Strike, Err(field)) => return Ok(Outcome::Invalid(field)),
         (ReportAction::Dismiss, Err(_)) if reason.trim().is_empty() => "",
-        (ReportAction::Dismiss, Err(field)) => return Ok(Outcome::Invalid(field)),
+        (_, Err(error)) => return Err(error),
     };
-    let now = now(state);
-    let mut tx = state.pool.begin().await?;
+    let mut tx = ops.begin().await?;
     let author = q::author_of(&mut tx, chat_id, fingerprint).await?;
     if action == ReportAction::Strike && author.is_none() {
-        return Err(AdminError::bad_request(
+        return Err(OpsError::invalid(
+            "fingerprint",
             "the reported message's author is unknown; nobody to strike",
         ));
     }
@@ -369,13 +355,15 @@ pub async fn handle_report(
         &mut tx,
         chat_id,
         fingerprint,
-        &manager.actor,
+        &actor.name,
         action.as_str(),
         now,
     )
     .await?;
     if handled == 0 {
-        return Err(AdminError::NotFound);
+        return Err(OpsError::not_found(format!(
+            "open reports of {chat_id} #{fingerprint}"
+        )));
     }
     let target = author.unwrap_or_default();
     if action == ReportAction::Strike {
@@ -389,22 +377,22 @@ pub async fn handle_report(
             severity: Severity::Medium,
             matched: String::new(),
             excerpt: reason.chars().take(40).collect(),
-            action_taken: format!("strike by {}", manager.actor),
+            action_taken: format!("strike by {}", actor.name),
             dry_run: false,
             strike: true,
             task: None,
         };
         q::record_decision(&mut tx, &record).await?;
     }
-    append_audit(
+    audit(
         &mut tx,
-        now.timestamp(),
-        &manager.actor,
+        actor,
+        now,
         &format!("report.{}", action.as_str()),
         &target,
         &format!("{chat_id} #{fingerprint}: {reason}"),
     )
     .await?;
     tx.commit().await?;
-    Ok(Outcome::Done)
+    Ok(())
 }

@@ -1,5 +1,5 @@
-//! The rule-set editor's logic: validate the TOML, and place each problem at
-//! the line of the field it is about, so the page can show it inline.
+//! A rule set's validation problems, each placed at the line of the field it
+//! is about, so the console can show it inline and the CLI can print it.
 
 use serde::Serialize;
 
