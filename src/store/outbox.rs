@@ -1074,6 +1074,37 @@ pub async fn resume_api(conn: &mut SqliteConnection, rate_key: &str) -> sqlx::Re
     Ok(())
 }
 
+/// Outcomes as managers need them apart: a delivery WeCom confirmed only by
+/// refusing a used code is delivered, an uncertain row may be, a dead one is
+/// not, a failed one waits for a configuration fix.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct DeliveryCounts {
+    /// Sent, including `confirmed_by_refusal`.
+    pub sent: i64,
+    pub confirmed_by_refusal: i64,
+    /// Dead letters parked as `uncertain:` (may have been delivered).
+    pub uncertain: i64,
+    /// Dead letters that were not delivered.
+    pub dead: i64,
+    pub failed: i64,
+}
+
+pub async fn delivery_counts(conn: &mut SqliteConnection) -> sqlx::Result<DeliveryCounts> {
+    sqlx::query_as(
+        "select
+             coalesce(sum(status = 'sent'), 0) as sent,
+             coalesce(sum(status = 'sent' and delivery_note like ?1), 0) as confirmed_by_refusal,
+             coalesce(sum(status = 'dead' and last_error like 'uncertain:%'), 0) as uncertain,
+             coalesce(sum(status = 'dead' and coalesce(last_error, '') not like 'uncertain:%'), 0)
+                 as dead,
+             coalesce(sum(status = 'failed'), 0) as failed
+         from outbox",
+    )
+    .bind(format!("{CONFIRMED_BY_REFUSAL}%"))
+    .fetch_one(&mut *conn)
+    .await
+}
+
 /// Sent rows whose delivery WeCom confirmed only by refusing a second use of
 /// a one-shot code (for metrics and the console).
 pub async fn count_confirmed_by_refusal(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
@@ -1566,6 +1597,90 @@ mod tests {
                 .unwrap()
                 .len(),
             2
+        );
+    }
+
+    #[tokio::test]
+    async fn delivery_counts_keep_refusal_confirmed_uncertain_and_dead_apart() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let plain = enqueue_one(&mut conn, "plain", Route::Member).await;
+        let refused = enqueue_one(&mut conn, "refused", Route::SmartBot).await;
+        let cut_off = enqueue_one(&mut conn, "cut-off", Route::Webhook).await;
+        let gone = enqueue_one(&mut conn, "gone", Route::Webhook).await;
+        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
+        mark_sent(&mut conn, plain, "s1", 1_001, None, None)
+            .await
+            .unwrap();
+        let note = format!("{CONFIRMED_BY_REFUSAL}: 42022");
+        mark_sent(&mut conn, refused, "s1", 1_001, None, Some(&note))
+            .await
+            .unwrap();
+        mark_dead(&mut conn, cut_off, "s1", 1_001, UNCERTAIN_REASON)
+            .await
+            .unwrap();
+        mark_dead(&mut conn, gone, "s1", 1_001, "WeCom errcode 93000")
+            .await
+            .unwrap();
+        assert_eq!(
+            delivery_counts(&mut conn).await.unwrap(),
+            DeliveryCounts {
+                sent: 2,
+                confirmed_by_refusal: 1,
+                uncertain: 1,
+                dead: 1,
+                failed: 0,
+            }
+        );
+        assert_eq!(count_confirmed_by_refusal(&mut conn).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn recovery_at_start_up_frees_never_started_rows_at_once() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let idle = enqueue_one(&mut conn, "idle", Route::Member).await;
+        let member = enqueue_one(&mut conn, "member", Route::Member).await;
+        let robot = enqueue_one(&mut conn, "robot", Route::Webhook).await;
+        claim_due(&mut conn, 1_000, 600, "old", 10).await.unwrap();
+        for id in [member, robot] {
+            assert!(mark_call_started(&mut conn, id, "old", 1_001, 1_600)
+                .await
+                .unwrap());
+        }
+        // Long before any lease expires.
+        let recovered = recover_abandoned(&mut conn, "new", 1_005, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            recovered,
+            Recovered {
+                never_started: 1,
+                resent: 1,
+                uncertain: 1
+            }
+        );
+        let idle_row = status_of(&mut conn, idle).await;
+        assert_eq!(
+            (idle_row.status, idle_row.attempts, idle_row.next_attempt_at),
+            (OutboxStatus::Pending, 0, 1_005)
+        );
+        assert_eq!(
+            status_of(&mut conn, member).await.status,
+            OutboxStatus::Pending
+        );
+        assert_eq!(status_of(&mut conn, robot).await.status, OutboxStatus::Dead);
+        let claimed = claim_due(&mut conn, 1_005, 60, "new", 10).await.unwrap();
+        let lost: Vec<(i64, Option<i64>)> =
+            claimed.iter().map(|m| (m.id, m.answer_lost_at)).collect();
+        assert_eq!(lost, [(idle, None), (member, Some(1_001))]);
+        // A second recovery leaves the new owner's rows alone.
+        assert_eq!(
+            recover_abandoned(&mut conn, "new", 1_006, None)
+                .await
+                .unwrap()
+                .total(),
+            0
         );
     }
 
