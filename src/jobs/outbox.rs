@@ -1,22 +1,29 @@
 //! The sender: delivers outbox rows through the WeCom API.
 //!
-//! `run_once` leases due rows (welcome codes first), and for each one checks
-//! the rate limits (a row over a limit is postponed, never sent for WeCom to
-//! drop silently), calls the route's API and records the outcome right away:
-//! sent, awaiting the owner's confirmation (customer-group mass messages),
-//! retried later with exponential backoff and jitter, failed (configuration
-//! problem; waits for a manager) or dead (undeliverable, or out of attempts).
-//! It then polls WeCom for mass messages still awaiting confirmation.
+//! `run_once` leases due rows (welcome codes and bot replies first), sends to
+//! different targets concurrently (one target's rows in order), and for each
+//! row checks the rate limits and WeCom's API-wide pauses (a row over a limit
+//! is postponed without spending an attempt, never sent for WeCom to drop
+//! silently), calls the route's API and records the outcome right away: sent
+//! (also when WeCom refuses a single-use code that our own earlier call used:
+//! "confirmed by refusal"), awaiting the owner's confirmation (customer-group
+//! mass messages), retried later with exponential backoff and jitter, failed
+//! (configuration problem; waits for a manager) or dead (undeliverable, or out
+//! of attempts). It then polls WeCom for mass messages awaiting confirmation.
+//! `qunyun serve` runs two senders ([`SenderLane`]) so short deadlines never
+//! queue behind other traffic.
 //!
-//! Nothing twice: each row's outcome is committed before the next row is
-//! sent, and the start of each WeCom call is recorded. A sender that dies
-//! leaves leases that expire; rows whose call never started are simply sent
-//! by the next sender, and so are rows on routes where a second call cannot
-//! deliver twice (`message/send` deduplicates, welcome codes and smart-bot
-//! URLs are single-use). A row that died mid-call on an appchat, robot or
-//! mass-message route may already be in the chat, so it is parked as dead
-//! with an "uncertain" reason for a person to check and retry; so is one
-//! whose call timed out or broke after the request went out.
+//! Nothing twice: each row's outcome is committed before that target's next
+//! row is sent, and the start of each WeCom call is recorded with a lease for
+//! that call. At start-up a sender recovers what a previous process left in
+//! flight at once: rows whose call never started are due again; rows whose
+//! call started are sent again only on routes where a second call cannot
+//! deliver twice (single-use welcome codes and `response_url`s, removals,
+//! `message/send` with WeCom's duplicate check on the resend). A row that
+//! stopped mid-call on an appchat, robot or mass-message route may already be
+//! in the chat, so it is parked as dead with an "uncertain" reason for a
+//! person to check and retry; so is one whose call timed out or broke after
+//! the request went out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
