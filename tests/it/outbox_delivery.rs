@@ -468,3 +468,124 @@ async fn a_hanging_call_delays_neither_other_targets_nor_a_welcome_code() {
     assert!(!pass.is_finished(), "the robot call was still hanging");
     pass.abort();
 }
+
+/// The issue's scenario under load: 300 rows (1:1 replies, bot replies,
+/// welcome codes) against random faults (-1, HTTP 500, hanging and slow
+/// answers), answers lost after WeCom acted on every route, and a sender
+/// killed mid-burst. Nothing arrives twice and no delivered row ends dead.
+#[tokio::test]
+async fn three_hundred_rows_under_faults_and_a_crash_nothing_twice_nothing_delivered_but_dead() {
+    let h = Harness::start().await;
+    let mut rows = Vec::new();
+    for i in 0..100 {
+        let text = format!("reply {i}");
+        rows.push((
+            h.member_text(&format!("m{i}"), &format!("user{}", i % 10), &text)
+                .await,
+            text,
+        ));
+        let code = h
+            .sim()
+            .issue_response_code("AIBOT", &format!("user{i}"), false);
+        let url = h.sim().response_url(&code);
+        let text = format!("bot {i}");
+        rows.push((
+            h.enqueue(&format!("b{i}"), Route::SmartBot, &url, None, &text)
+                .await,
+            text,
+        ));
+        let code = h.sim().issue_welcome_code("zhangsan", &format!("wm{i}"));
+        let text = format!("welcome {i}");
+        rows.push((
+            h.enqueue(&format!("w{i}"), Route::WelcomeCode, &code, None, &text)
+                .await,
+            text,
+        ));
+    }
+    h.sim().apply_faults(qunyun::sim::FaultRequest {
+        clear: true,
+        rules: ["message/send", "aibot/response", "send_welcome_msg"]
+            .into_iter()
+            .flat_map(|path| {
+                [
+                    FaultRule::new(FaultKind::Hang)
+                        .on_path(path)
+                        .after_effect()
+                        .times(4),
+                    FaultRule::new(FaultKind::busy())
+                        .on_path(path)
+                        .after_effect()
+                        .times(4),
+                ]
+            })
+            .collect(),
+        random: Some(qunyun::sim::RandomFaults {
+            seed: 21,
+            errcode: 0.05,
+            http500: 0.05,
+            hang: 0.02,
+            slow: 0.05,
+            slow_delay_ms: 20,
+            path: None,
+        }),
+    });
+
+    // A sender is killed once it has made 40 calls.
+    let first = h.sender();
+    let crashed = tokio::spawn(async move {
+        loop {
+            let _ = first.run_once().await;
+        }
+    });
+    let calls = || h.sim().stats().calls.values().sum::<u64>();
+    while calls() < 40 {
+        tokio::task::yield_now().await;
+    }
+    crashed.abort();
+    let _ = crashed.await;
+
+    h.drain(&h.sender(), 1).await;
+
+    let delivered: Vec<String> = h
+        .sim()
+        .messages()
+        .iter()
+        .filter_map(|d| d.text().map(str::to_owned))
+        .collect();
+    let mut unique = delivered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        delivered.len(),
+        "a message was delivered twice"
+    );
+    let (mut sent, mut by_refusal, mut dead, mut delivered_but_dead) = (0, 0, 0, 0);
+    for (id, text) in &rows {
+        let row = h.row(*id).await;
+        match row.status {
+            OutboxStatus::Sent => {
+                sent += 1;
+                if h.delivery_note(*id).await.is_some() {
+                    by_refusal += 1;
+                }
+                assert!(delivered.contains(text), "sent but never delivered: {row}");
+            }
+            OutboxStatus::Dead => {
+                dead += 1;
+                if delivered.contains(text) {
+                    delivered_but_dead += 1;
+                }
+            }
+            other => panic!("row left {other}: {row}"),
+        }
+    }
+    println!(
+        "300 rows: sent {sent} (confirmed by refusal {by_refusal}), dead {dead}, \
+         delivered-but-dead {delivered_but_dead}, duplicates dropped by WeCom {}, calls {}",
+        h.sim().dropped().len(),
+        calls()
+    );
+    assert_eq!(delivered_but_dead, 0);
+    assert_eq!(sent, delivered.len());
+}
