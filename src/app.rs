@@ -29,7 +29,7 @@ use crate::ingest;
 use crate::jobs::analytics::{Analytics, AnalyticsSettings};
 use crate::jobs::groupsync::GroupSync;
 use crate::jobs::invites::InviteRewards;
-use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
+use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderLane, SenderSettings};
 use crate::jobs::scheduler::{Scheduler, SchedulerSettings};
 use crate::jobs::{self, Job, WorkerHealth};
 use crate::pipeline::{Pipeline, PipelineHooks, PipelineSettings};
@@ -242,18 +242,23 @@ impl App {
         let tick = scheduler.tick();
         tasks.push(worker.spawn(scheduler, tick));
 
-        let sender = OutboxSender::new(
-            state.pool.clone(),
-            api.clone(),
-            state.clock.clone(),
-            SenderSettings {
-                apps: wecom.apps.iter().map(AppCredentials::from).collect(),
-                contacts_secret: wecom.contacts_app().map(|app| app.secret.clone()),
-                ..SenderSettings::default()
-            },
-        );
-        let idle_wait = sender.idle_wait();
-        tasks.push(worker.spawn(sender, idle_wait));
+        // Two senders: welcome codes and bot replies (deadlines of seconds)
+        // never wait behind a batch of other traffic.
+        for routes in SenderLane::ALL.map(SenderLane::routes) {
+            let sender = OutboxSender::new(
+                state.pool.clone(),
+                api.clone(),
+                state.clock.clone(),
+                SenderSettings {
+                    apps: wecom.apps.iter().map(AppCredentials::from).collect(),
+                    contacts_secret: wecom.contacts_app().map(|app| app.secret.clone()),
+                    routes: Some(routes),
+                    ..SenderSettings::default()
+                },
+            );
+            let idle_wait = sender.idle_wait();
+            tasks.push(worker.spawn(sender, idle_wait));
+        }
 
         // Customer-group reconciliation needs the contacts app's secret.
         if let Some(app) = wecom.contacts_app() {

@@ -695,12 +695,13 @@ pub async fn queues(
     let parked = ops::queues::parked_events(&state.ops).await?;
     let dead = ops::queues::dead_letters(&state.ops).await?;
     let uncertain = dead.iter().filter(|d| d.is_uncertain()).count();
+    let delivery = ops::queues::delivery_counts(&state.ops).await?;
     Ok(state
         .views()
         .render(
             "queues.html",
             &frame,
-            json!({ "redemptions": redemptions, "parked": parked, "dead": dead, "uncertain": uncertain }),
+            json!({ "redemptions": redemptions, "parked": parked, "dead": dead, "uncertain": uncertain, "delivery": delivery }),
         )?
         .into_response())
 }

@@ -1,22 +1,29 @@
 //! The sender: delivers outbox rows through the WeCom API.
 //!
-//! `run_once` leases due rows (welcome codes first), and for each one checks
-//! the rate limits (a row over a limit is postponed, never sent for WeCom to
-//! drop silently), calls the route's API and records the outcome right away:
-//! sent, awaiting the owner's confirmation (customer-group mass messages),
-//! retried later with exponential backoff and jitter, failed (configuration
-//! problem; waits for a manager) or dead (undeliverable, or out of attempts).
-//! It then polls WeCom for mass messages still awaiting confirmation.
+//! `run_once` leases due rows (welcome codes and bot replies first), sends to
+//! different targets concurrently (one target's rows in order), and for each
+//! row checks the rate limits and WeCom's API-wide pauses (a row over a limit
+//! is postponed without spending an attempt, never sent for WeCom to drop
+//! silently), calls the route's API and records the outcome right away: sent
+//! (also when WeCom refuses a single-use code that our own earlier call used:
+//! "confirmed by refusal"), awaiting the owner's confirmation (customer-group
+//! mass messages), retried later with exponential backoff and jitter, failed
+//! (configuration problem; waits for a manager) or dead (undeliverable, or out
+//! of attempts). It then polls WeCom for mass messages awaiting confirmation.
+//! `qunyun serve` runs two senders ([`SenderLane`]) so short deadlines never
+//! queue behind other traffic.
 //!
-//! Nothing twice: each row's outcome is committed before the next row is
-//! sent, and the start of each WeCom call is recorded. A sender that dies
-//! leaves leases that expire; rows whose call never started are simply sent
-//! by the next sender, and so are rows on routes where a second call cannot
-//! deliver twice (`message/send` deduplicates, welcome codes and smart-bot
-//! URLs are single-use). A row that died mid-call on an appchat, robot or
-//! mass-message route may already be in the chat, so it is parked as dead
-//! with an "uncertain" reason for a person to check and retry; so is one
-//! whose call timed out or broke after the request went out.
+//! Nothing twice: each row's outcome is committed before that target's next
+//! row is sent, and the start of each WeCom call is recorded with a lease for
+//! that call. At start-up a sender recovers what a previous process left in
+//! flight at once: rows whose call never started are due again; rows whose
+//! call started are sent again only on routes where a second call cannot
+//! deliver twice (single-use welcome codes and `response_url`s, removals,
+//! `message/send` with WeCom's duplicate check on the resend). A row that
+//! stopped mid-call on an appchat, robot or mass-message route may already be
+//! in the chat, so it is parked as dead with an "uncertain" reason for a
+//! person to check and retry; so is one whose call timed out or broke after
+//! the request went out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +31,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use futures_util::stream::{self, StreamExt};
 use rand::Rng;
 use sqlx::SqlitePool;
 
@@ -31,10 +39,13 @@ use crate::clock::SharedClock;
 use crate::config::AppConfig;
 use crate::jobs::Job;
 use crate::outbound::Payload;
-use crate::store::outbox::{self as store, ClaimedMessage, OutboxStatus};
+use crate::store::outbox::{
+    self as store, ClaimedMessage, OutboxStatus, Route, CONFIRMED_BY_REFUSAL,
+};
+use crate::wecom::api::error::{RESPONSE_CODE_USED, WELCOME_CODE_USED};
 use crate::wecom::api::{
     AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, BotResponse,
-    ErrorClass, Secret, WebhookMessage, WelcomeMessage,
+    ErrorClass, Secret, WebhookMessage, WelcomeMessage, MAX_DUPLICATE_CHECK_INTERVAL_SECS,
 };
 
 /// A configured self-built app.
@@ -82,6 +93,11 @@ impl Default for RateLimits {
 
 /// Length of every rate-limit window.
 const RATE_WINDOW_SECS: i64 = 60;
+/// How far before the lost call the duplicate check of its resend reaches
+/// (clock skew between us and WeCom, the call's own duration).
+const DUPLICATE_CHECK_MARGIN_SECS: i64 = 60;
+/// Slack on a row's per-call lease beyond the worst call.
+const CALL_LEASE_MARGIN_SECS: i64 = 30;
 /// `send_welcome_msg` must be called within 20 s of the event.
 const WELCOME_CODE_LIFETIME_SECS: i64 = 20;
 /// A smart bot's `response_url` is valid for one hour.
@@ -102,6 +118,12 @@ pub struct SenderSettings {
     /// calls (each bounded by the API timeout, twice with a token refresh).
     pub lease: Duration,
     pub batch_size: u32,
+    /// Targets sent to at the same time within a pass (one slow or hanging
+    /// call holds up only its own target).
+    pub concurrency: usize,
+    /// Which routes this sender claims; `None`: all. `qunyun serve` runs one
+    /// sender for the short-deadline routes and one for the rest.
+    pub routes: Option<Vec<Route>>,
     pub rate_limits: RateLimits,
     /// How long the loop (`jobs::run_loop`) waits after a pass that was not a full batch.
     pub idle_wait: Duration,
@@ -119,14 +141,43 @@ impl Default for SenderSettings {
             max_attempts: 5,
             backoff_base: Duration::from_secs(5),
             backoff_cap: Duration::from_secs(15 * 60),
-            lease: Duration::from_secs(600),
+            // A pass's claim; each call then takes its own lease when it starts.
+            lease: Duration::from_secs(120),
             batch_size: 20,
+            concurrency: 8,
+            routes: None,
             rate_limits: RateLimits::default(),
             idle_wait: Duration::from_secs(1),
             mass_poll_interval: Duration::from_secs(10 * 60),
             mass_confirmation_timeout: Duration::from_secs(7 * 24 * 3600),
         }
     }
+}
+
+/// The two senders `qunyun serve` runs, so short deadlines never queue
+/// behind other traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderLane {
+    /// Welcome codes (20 s after the event) and smart-bot replies.
+    Urgent,
+    /// Everything else.
+    Regular,
+}
+
+impl SenderLane {
+    pub const ALL: [SenderLane; 2] = [SenderLane::Urgent, SenderLane::Regular];
+
+    pub fn routes(self) -> Vec<Route> {
+        Route::ALL
+            .into_iter()
+            .filter(|route| is_urgent(*route) == (self == SenderLane::Urgent))
+            .collect()
+    }
+}
+
+/// Routes whose rows expire within seconds to minutes of the event.
+fn is_urgent(route: Route) -> bool {
+    route.priority() > 0
 }
 
 /// What one `run_once` did.
@@ -149,27 +200,64 @@ pub struct SendOutcome {
     /// Mass messages the poll found confirmed (sent) or given up (dead).
     pub confirmations_sent: usize,
     pub confirmations_dead: usize,
+    /// Sent rows WeCom confirmed only by refusing a second use of a one-shot
+    /// code after our earlier call lost its answer (also counted in `sent`).
+    pub confirmed_by_refusal: usize,
+    /// Rows a previous process held, recovered at start-up.
+    pub recovered: store::Recovered,
 }
 
 impl SendOutcome {
+    /// Adds one lane's per-row counts to this pass's.
+    fn absorb(&mut self, lane: &SendOutcome) {
+        self.sent += lane.sent;
+        self.awaiting_confirmation += lane.awaiting_confirmation;
+        self.retried += lane.retried;
+        self.postponed += lane.postponed;
+        self.failed += lane.failed;
+        self.dead += lane.dead;
+        self.lease_lost += lane.lease_lost;
+        self.confirmed_by_refusal += lane.confirmed_by_refusal;
+    }
+
     /// True when nothing was due.
     pub fn is_idle(&self) -> bool {
         self.claimed == 0
             && self.uncertain == 0
             && self.confirmations_sent == 0
             && self.confirmations_dead == 0
+            && self.recovered.total() == 0
     }
 }
 
 /// What to write to a row after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Verdict {
-    Sent { msgid: Option<String> },
-    AwaitConfirmation { msgid: String },
-    Retry { at: i64, error: String },
-    Postpone { until: i64, reason: String },
-    Failed { reason: String },
-    Dead { reason: String },
+    /// `note` says why a row counts as sent without a success answer.
+    Sent {
+        msgid: Option<String>,
+        note: Option<String>,
+    },
+    AwaitConfirmation {
+        msgid: String,
+    },
+    /// `answer_lost_at`: this attempt's call started then and its answer was
+    /// lost, so WeCom may have acted on it.
+    Retry {
+        at: i64,
+        error: String,
+        answer_lost_at: Option<i64>,
+    },
+    Postpone {
+        until: i64,
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
+    Dead {
+        reason: String,
+    },
 }
 
 pub struct OutboxSender {
@@ -181,6 +269,8 @@ pub struct OutboxSender {
     /// Identifies this sender's leases; a restarted sender gets a new one.
     owner: String,
     stopping: AtomicBool,
+    /// Start-up recovery ran (once per process, before the first claim).
+    recovered: AtomicBool,
 }
 
 impl OutboxSender {
@@ -204,6 +294,7 @@ impl OutboxSender {
             apps,
             owner,
             stopping: AtomicBool::new(false),
+            recovered: AtomicBool::new(false),
         }
     }
 
@@ -217,6 +308,13 @@ impl OutboxSender {
     pub async fn run_once(&self) -> anyhow::Result<SendOutcome> {
         let now = self.now();
         let mut outcome = SendOutcome::default();
+        if !self.recovered.load(Ordering::SeqCst) {
+            outcome.recovered = self
+                .recover_abandoned(now)
+                .await
+                .context("recovering rows a previous process held")?;
+            self.recovered.store(true, Ordering::SeqCst);
+        }
         let claimed = {
             let mut conn = self.pool.acquire().await.context("acquiring connection")?;
             store::prune_rate_log(&mut conn, now - 2 * RATE_WINDOW_SECS)
@@ -232,12 +330,13 @@ impl OutboxSender {
                     "a sender stopped mid-call; rows WeCom may have delivered are parked for a person"
                 );
             }
-            store::claim_due(
+            store::claim_due_on_routes(
                 &mut conn,
                 now,
                 self.settings.lease.as_secs() as i64,
                 &self.owner,
                 i64::from(self.settings.batch_size),
+                self.settings.routes.as_deref(),
             )
             .await
             .context("claiming due outbox rows")?
@@ -247,9 +346,33 @@ impl OutboxSender {
         // Stop sending while enough of the lease is left for one more call
         // (a token refresh plus a retry), so no row is sent after another
         // sender could have taken it over.
-        let worst_call_secs = 3 * self.api.config().timeout.as_secs().max(1) as i64;
-        let send_until = now + self.settings.lease.as_secs() as i64 - worst_call_secs;
-        for message in claimed {
+        let send_until = now + self.settings.lease.as_secs() as i64 - self.worst_call_secs();
+        // Short-deadline rows (welcome codes, bot replies) go first and never
+        // wait for other traffic; within each group, lanes of one target keep
+        // their order while different targets are sent concurrently.
+        let (urgent, regular): (Vec<_>, Vec<_>) =
+            claimed.into_iter().partition(|m| is_urgent(m.route));
+        for group in [urgent, regular] {
+            let lane_outcomes: Vec<SendOutcome> = stream::iter(lanes_by_target(group))
+                .map(|lane| self.send_lane(lane, send_until))
+                .buffer_unordered(self.settings.concurrency.max(1))
+                .collect()
+                .await;
+            for lane in &lane_outcomes {
+                outcome.absorb(lane);
+            }
+        }
+
+        let (confirmed, given_up) = self.poll_mass_results().await?;
+        outcome.confirmations_sent = confirmed;
+        outcome.confirmations_dead = given_up;
+        Ok(outcome)
+    }
+
+    /// Sends one target's rows in order, recording each outcome before the next.
+    async fn send_lane(&self, lane: Vec<ClaimedMessage>, send_until: i64) -> SendOutcome {
+        let mut outcome = SendOutcome::default();
+        for message in lane {
             let verdict = if self.stopping.load(Ordering::SeqCst) {
                 Verdict::Postpone {
                     until: self.now(),
@@ -272,11 +395,7 @@ impl OutboxSender {
                 );
             }
         }
-
-        let (confirmed, given_up) = self.poll_mass_results().await?;
-        outcome.confirmations_sent = confirmed;
-        outcome.confirmations_dead = given_up;
-        Ok(outcome)
+        outcome
     }
 
     /// Checks customer-group mass messages awaiting their owner's
@@ -387,9 +506,70 @@ impl OutboxSender {
         self.clock.now().timestamp()
     }
 
+    /// The longest one call can take: a token refresh plus the call and its
+    /// retry, each bounded by the API timeout.
+    fn worst_call_secs(&self) -> i64 {
+        3 * self.api.config().timeout.as_secs().max(1) as i64
+    }
+
+    /// Records the call start and takes the row's own lease for this call.
     async fn mark_call_started(&self, id: i64, now: i64) -> sqlx::Result<bool> {
         let mut conn = self.pool.acquire().await?;
-        store::mark_call_started(&mut conn, id, &self.owner, now).await
+        let lease_until = now + self.worst_call_secs() + CALL_LEASE_MARGIN_SECS;
+        store::mark_call_started(&mut conn, id, &self.owner, now, lease_until).await
+    }
+
+    /// Once per process, before the first claim: rows a previous process
+    /// left in flight are recovered now rather than when their leases expire.
+    async fn recover_abandoned(&self, now: i64) -> anyhow::Result<store::Recovered> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let recovered =
+            store::recover_abandoned(&mut tx, &self.owner, now, self.settings.routes.as_deref())
+                .await?;
+        tx.commit().await?;
+        if recovered.total() > 0 {
+            tracing::warn!(
+                never_started = recovered.never_started,
+                resent = recovered.resent,
+                uncertain = recovered.uncertain,
+                "recovered outbox rows a previous process held: never-started calls and \
+                 resend-safe routes are due now, calls that may have posted are parked as uncertain"
+            );
+        } else {
+            tracing::info!("no outbox rows were left in flight by a previous process");
+        }
+        Ok(recovered)
+    }
+
+    /// Pauses the whole API after a frequency/concurrency refusal, and lifts
+    /// a pause once a probe call got any other answer from WeCom.
+    async fn note_api_answer(&self, pause_key: &str, result: &Result<Delivered, ApiError>) {
+        let now = self.now();
+        let outcome = async {
+            let mut conn = self.pool.acquire().await?;
+            match result {
+                Err(error) => match error.class() {
+                    ErrorClass::BackOff { wait } => {
+                        let until = now + wait.as_secs().max(1) as i64;
+                        tracing::warn!(
+                            api = rate_kind(pause_key),
+                            until,
+                            %error,
+                            "WeCom limit: pausing every call to this API"
+                        );
+                        store::pause_api(&mut conn, pause_key, until, &error.to_string()).await
+                    }
+                    _ if error.errcode().is_some() => store::resume_api(&mut conn, pause_key).await,
+                    // No answer from WeCom: the probe stays out until stale.
+                    _ => Ok(()),
+                },
+                Ok(_) => store::resume_api(&mut conn, pause_key).await,
+            }
+        }
+        .await;
+        if let Err(error) = outcome {
+            tracing::error!(%error, "recording the API pause state failed");
+        }
     }
 
     /// Decides and performs one delivery attempt. Never fails: every problem
@@ -410,13 +590,17 @@ impl OutboxSender {
             Ok(request) => request,
             Err(verdict) => return verdict,
         };
-        match self.reserve_rate(&request.rate_keys, now).await {
+        match self
+            .reserve_rate(&request.rate_keys, &request.pause_key, now)
+            .await
+        {
             Ok(None) => {}
             Ok(Some(postpone)) => return postpone,
             Err(error) => {
                 return Verdict::Retry {
                     at: now + 1,
                     error: format!("rate-limit bookkeeping failed: {error:#}"),
+                    answer_lost_at: None,
                 }
             }
         }
@@ -434,11 +618,13 @@ impl OutboxSender {
                 return Verdict::Retry {
                     at: now + 1,
                     error: format!("recording the call start failed: {error:#}"),
+                    answer_lost_at: None,
                 }
             }
         }
         let result = self.send(request.call).await;
-        let verdict = self.judge(message, result);
+        self.note_api_answer(&request.pause_key, &result).await;
+        let verdict = self.judge(message, now, result);
         match &verdict {
             Verdict::Sent { .. } | Verdict::AwaitConfirmation { .. } => {
                 tracing::debug!("delivered")
@@ -478,9 +664,14 @@ impl OutboxSender {
                 rate_keys.push(api_key("message/send"));
                 Prepared {
                     rate_keys,
+                    pause_key: api_key("message/send").0,
                     call: Call::Member {
                         secret: &app.secret,
-                        message: AppMessage::new(target, app.agent_id, content),
+                        message: with_duplicate_check(
+                            AppMessage::new(target, app.agent_id, content),
+                            message.answer_lost_at,
+                            now,
+                        ),
                     },
                 }
             }
@@ -491,6 +682,7 @@ impl OutboxSender {
                         (format!("appchat:{target}"), limits.appchat_per_chat),
                         api_key("appchat/send"),
                     ],
+                    pause_key: api_key("appchat/send").0,
                     call: Call::AppGroup {
                         secret: &app.secret,
                         message: AppChatSend::new(target, content),
@@ -502,6 +694,8 @@ impl OutboxSender {
                     (format!("webhook:{target}"), limits.webhook_per_key),
                     api_key("webhook/send"),
                 ],
+                // A robot's limit is its own (docs/wecom.md#rate-limits).
+                pause_key: format!("webhook:{target}"),
                 call: Call::Webhook {
                     key: target,
                     message: content,
@@ -515,6 +709,7 @@ impl OutboxSender {
                 }
                 Prepared {
                     rate_keys: vec![api_key("aibot/response")],
+                    pause_key: api_key("aibot/response").0,
                     call: Call::SmartBot {
                         response_url: target,
                         response,
@@ -527,6 +722,7 @@ impl OutboxSender {
                     .map_err(|reason| Verdict::Failed { reason })?;
                 Prepared {
                     rate_keys: vec![api_key("externalcontact/add_msg_template")],
+                    pause_key: api_key("externalcontact/add_msg_template").0,
                     call: Call::Mass {
                         secret,
                         template: AddMsgTemplate::for_groups(target, content),
@@ -537,6 +733,7 @@ impl OutboxSender {
                 let app = self.app(message.app.as_deref())?;
                 Prepared {
                     rate_keys: vec![api_key("appchat/update")],
+                    pause_key: api_key("appchat/update").0,
                     call: Call::AppChatRemove {
                         secret: &app.secret,
                         update: AppChatUpdate {
@@ -562,6 +759,7 @@ impl OutboxSender {
                     .map_err(|reason| Verdict::Failed { reason })?;
                 Prepared {
                     rate_keys: vec![api_key("externalcontact/send_welcome_msg")],
+                    pause_key: api_key("externalcontact/send_welcome_msg").0,
                     call: Call::Welcome {
                         secret,
                         message: WelcomeMessage {
@@ -606,9 +804,21 @@ impl OutboxSender {
     async fn reserve_rate(
         &self,
         rate_keys: &[(String, u32)],
+        pause_key: &str,
         now: i64,
     ) -> anyhow::Result<Option<Verdict>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // WeCom paused this API (45009/45033): wait without spending an
+        // attempt; after the pause one call probes, the others wait for it.
+        if let Err((until, reason)) =
+            store::api_gate(&mut tx, pause_key, now, self.worst_call_secs()).await?
+        {
+            tx.rollback().await?;
+            return Ok(Some(Verdict::Postpone {
+                until: until.max(now + 1),
+                reason: format!("API paused by WeCom: {reason}"),
+            }));
+        }
         let mut until: Option<i64> = None;
         let mut full_limit = String::new();
         for (key, limit) in rate_keys {
@@ -687,15 +897,28 @@ impl OutboxSender {
         }
     }
 
-    fn judge(&self, message: &ClaimedMessage, result: Result<Delivered, ApiError>) -> Verdict {
+    /// The row's verdict after its call (started at `call_started`) answered
+    /// `result`.
+    fn judge(
+        &self,
+        message: &ClaimedMessage,
+        call_started: i64,
+        result: Result<Delivered, ApiError>,
+    ) -> Verdict {
         let now = self.now();
         let error = match result {
-            Ok(Delivered::Sent { msgid }) => return Verdict::Sent { msgid },
+            Ok(Delivered::Sent { msgid }) => return Verdict::Sent { msgid, note: None },
             Ok(Delivered::AwaitingConfirmation { msgid }) => {
                 return Verdict::AwaitConfirmation { msgid }
             }
             Err(error) => error,
         };
+        if let Some(note) = confirmed_by_refusal(message, &error) {
+            return Verdict::Sent {
+                msgid: None,
+                note: Some(note),
+            };
+        }
         if error.may_have_been_delivered() && !message.route.resend_after_crash_is_safe() {
             // Retrying could post it twice; a person decides.
             return Verdict::Dead {
@@ -718,6 +941,10 @@ impl OutboxSender {
                     Verdict::Retry {
                         at: now + self.backoff_secs(message.attempts),
                         error: error.to_string(),
+                        // Only a failed connect proves the request never
+                        // left; WeCom can act and still answer -1 or a 5xx.
+                        answer_lost_at: (!matches!(error, ApiError::Connect(_)))
+                            .then_some(call_started),
                     }
                 }
             }
@@ -756,9 +983,13 @@ impl OutboxSender {
         let id = message.id;
         let mut conn = self.pool.acquire().await?;
         let kept_lease = match verdict {
-            Verdict::Sent { msgid } => {
+            Verdict::Sent { msgid, note } => {
                 outcome.sent += 1;
-                store::mark_sent(&mut conn, id, owner, now, msgid.as_deref()).await?
+                if note.is_some() {
+                    outcome.confirmed_by_refusal += 1;
+                }
+                store::mark_sent(&mut conn, id, owner, now, msgid.as_deref(), note.as_deref())
+                    .await?
             }
             Verdict::AwaitConfirmation { msgid } => {
                 outcome.awaiting_confirmation += 1;
@@ -766,9 +997,13 @@ impl OutboxSender {
                 store::mark_awaiting_confirmation(&mut conn, id, owner, now, msgid, next_poll)
                     .await?
             }
-            Verdict::Retry { at, error } => {
+            Verdict::Retry {
+                at,
+                error,
+                answer_lost_at,
+            } => {
                 outcome.retried += 1;
-                store::mark_retry(&mut conn, id, owner, now, *at, error).await?
+                store::mark_retry(&mut conn, id, owner, now, *at, error, *answer_lost_at).await?
             }
             Verdict::Postpone { until, reason } => {
                 outcome.postponed += 1;
@@ -792,6 +1027,67 @@ impl OutboxSender {
         }
         Ok(())
     }
+}
+
+/// WeCom's duplicate check drops a `message/send` identical to one sent to the
+/// same members inside the interval (docs/wecom.md#app-messages). On every
+/// call it would swallow a genuine second reply (积分 asked twice, same
+/// balance). So a row's calls carry it only when an earlier call of this row
+/// may have been delivered (its answer was lost), with an interval reaching
+/// back just past that call: the resend is dropped if the first arrived, and
+/// an identical reply to another event sent before that is not affected by
+/// the window any more than the lost call itself.
+fn with_duplicate_check(
+    mut message: AppMessage,
+    answer_lost_at: Option<i64>,
+    now: i64,
+) -> AppMessage {
+    match answer_lost_at {
+        Some(lost_at) => {
+            let reach_back = (now - lost_at).max(0) + DUPLICATE_CHECK_MARGIN_SECS;
+            message.enable_duplicate_check = 1;
+            message.duplicate_check_interval =
+                reach_back.min(i64::from(MAX_DUPLICATE_CHECK_INTERVAL_SECS)) as u32;
+        }
+        None => message.enable_duplicate_check = 0,
+    }
+    message
+}
+
+/// Claimed rows grouped by (route, target) in claim order: one lane per
+/// chat, member list, robot or code, so a chat's messages stay in order.
+fn lanes_by_target(rows: Vec<ClaimedMessage>) -> Vec<Vec<ClaimedMessage>> {
+    let mut lanes: Vec<Vec<ClaimedMessage>> = Vec::new();
+    let mut index: HashMap<(Route, String), usize> = HashMap::new();
+    for row in rows {
+        match index.get(&(row.route, row.target.clone())) {
+            Some(&at) => lanes[at].push(row),
+            None => {
+                index.insert((row.route, row.target.clone()), lanes.len());
+                lanes.push(vec![row]);
+            }
+        }
+    }
+    lanes
+}
+
+/// A refusal that proves delivery: after a call of ours whose answer was lost
+/// (`answer_lost_at`), WeCom refusing the single-use code as used means that
+/// call went through (a `response_code` or welcome code is ours alone). 42022
+/// only counts on a smart-bot reply, 41051 only on a welcome code; without a
+/// lost answer before, the same codes mean the row cannot be delivered.
+fn confirmed_by_refusal(message: &ClaimedMessage, error: &ApiError) -> Option<String> {
+    let lost_at = message.answer_lost_at?;
+    let proves = matches!(
+        (message.route, error.errcode()?),
+        (Route::SmartBot, RESPONSE_CODE_USED) | (Route::WelcomeCode, WELCOME_CODE_USED)
+    );
+    proves.then(|| {
+        format!(
+            "{CONFIRMED_BY_REFUSAL}: the call at {lost_at} lost its answer and WeCom now \
+             refuses the code as used ({error})"
+        )
+    })
 }
 
 /// `base × 2^(attempts−1)` capped at `cap`, scaled by `jitter` (0.5..=1.0),
@@ -831,6 +1127,9 @@ fn decode_payload(message: &ClaimedMessage) -> Result<Payload, Verdict> {
 
 struct Prepared<'a> {
     rate_keys: Vec<(String, u32)>,
+    /// The scope WeCom's 45009/45033 applies to: the API (per corp), or for
+    /// a group robot the robot's key.
+    pause_key: String,
     call: Call<'a>,
 }
 
@@ -876,7 +1175,16 @@ impl Job for OutboxSender {
     type Outcome = SendOutcome;
 
     fn name(&self) -> &'static str {
-        "sender"
+        let urgent_only = self
+            .settings
+            .routes
+            .as_deref()
+            .is_some_and(|routes| routes.iter().all(|route| is_urgent(*route)));
+        if urgent_only {
+            "sender-urgent"
+        } else {
+            "sender"
+        }
     }
 
     /// The sender reads the clock itself, before each row (a pass can be long).

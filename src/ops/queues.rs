@@ -50,6 +50,13 @@ pub async fn outbox_rows(ops: &Ops, status: Option<OutboxStatus>) -> OpsResult<V
     Ok(store::outbox::list(&mut conn, status).await?)
 }
 
+/// Delivered, delivered (confirmed by refusal), uncertain, dead and failed
+/// outbox rows, counted apart.
+pub async fn delivery_counts(ops: &Ops) -> OpsResult<store::outbox::DeliveryCounts> {
+    let mut conn = ops.pool.acquire().await?;
+    Ok(store::outbox::delivery_counts(&mut conn).await?)
+}
+
 pub async fn dead_letters(ops: &Ops) -> OpsResult<Vec<DeadLetter>> {
     let mut conn = ops.pool.acquire().await?;
     let mut rows = Vec::new();

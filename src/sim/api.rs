@@ -410,18 +410,24 @@ fn message_send(state: &mut SimState, app: &SimApp, call: &Call, body: &Value) -
     }));
     let sender = agentid.to_string();
 
+    // WeCom's duplicate check (docs/wecom.md#app-messages): a request with
+    // `enable_duplicate_check: 1` whose message (app, recipients, type,
+    // content) WeCom already received within `duplicate_check_interval` is
+    // answered 0 and delivered to nobody. Every request is remembered, with
+    // or without the flag: the check compares against what was sent before,
+    // so a retry of an unflagged first call is still caught.
+    let mut sorted = recipients.clone();
+    sorted.sort();
+    let key = format!(
+        "{agentid}\u{1f}{}\u{1f}{msgtype}\u{1f}{content}",
+        sorted.join("|")
+    );
     if body.get("enable_duplicate_check").and_then(as_i64) == Some(1) {
         let interval = body
             .get("duplicate_check_interval")
             .and_then(as_i64)
             .unwrap_or(DUPLICATE_INTERVAL_DEFAULT)
             .clamp(1, DUPLICATE_INTERVAL_MAX);
-        let mut sorted = recipients.clone();
-        sorted.sort();
-        let key = format!(
-            "{agentid}\u{1f}{}\u{1f}{msgtype}\u{1f}{content}",
-            sorted.join("|")
-        );
         let window_start = call.now - Duration::seconds(interval);
         if state
             .duplicate_guard
@@ -442,8 +448,8 @@ fn message_send(state: &mut SimState, app: &SimApp, call: &Call, body: &Value) -
             }
             return Ok(response);
         }
-        state.duplicate_guard.insert(key, call.now);
     }
+    state.duplicate_guard.insert(key, call.now);
 
     for user in recipients {
         let window = state

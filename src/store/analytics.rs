@@ -118,7 +118,8 @@ pub async fn violations_since(
         .collect())
 }
 
-/// Outbox rows sent (by `sent_at`) or failed/dead (by `updated_at`) since
+/// Outbox rows sent (by `sent_at`) or failed/dead (by `updated_at`; not the
+/// uncertain ones, which may have been delivered) since
 /// `since`, with the chats of the scheduled pushes they carried.
 pub async fn deliveries_since(
     conn: &mut SqliteConnection,
@@ -131,7 +132,9 @@ pub async fn deliveries_since(
                   where d.outbox_key = o.idempotency_key) as chats
          from outbox o
          where (o.status = 'sent' and o.sent_at >= ?1)
-            or (o.status in ('failed', 'dead') and o.updated_at >= ?1)",
+            or (o.status in ('failed', 'dead') and o.updated_at >= ?1
+                -- an uncertain dead letter may have been delivered: not a failure
+                and coalesce(o.last_error, '') not like 'uncertain:%')",
     )
     .bind(since)
     .fetch_all(&mut *conn)

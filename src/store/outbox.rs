@@ -362,6 +362,9 @@ pub struct ClaimedMessage {
     /// Including the attempt this claim starts.
     pub attempts: i64,
     pub created_at: i64,
+    /// When an earlier call for this row started whose answer was lost (it
+    /// may have been delivered); `None` when every earlier call was answered.
+    pub answer_lost_at: Option<i64>,
 }
 
 /// Why a row is parked after its sender stopped mid-call (see `park_uncertain`).
@@ -382,19 +385,47 @@ pub async fn claim_due(
     owner: &str,
     limit: i64,
 ) -> sqlx::Result<Vec<ClaimedMessage>> {
+    claim_due_on_routes(conn, now, lease_secs, owner, limit, None).await
+}
+
+/// `and route in (…)` for a sender limited to some routes; empty for all.
+fn route_filter(routes: Option<&[Route]>) -> String {
+    match routes {
+        None => String::new(),
+        Some(routes) => {
+            let names: Vec<String> = routes
+                .iter()
+                .map(|route| format!("'{}'", route.as_str()))
+                .collect();
+            format!(" and route in ({})", names.join(", "))
+        }
+    }
+}
+
+/// [`claim_due`] for a sender that handles only `routes` (`None`: all).
+pub async fn claim_due_on_routes(
+    conn: &mut SqliteConnection,
+    now: i64,
+    lease_secs: i64,
+    owner: &str,
+    limit: i64,
+    routes: Option<&[Route]>,
+) -> sqlx::Result<Vec<ClaimedMessage>> {
     let sql = format!(
         "update outbox
          set status = 'in_flight', lease_owner = ?1, lease_expires_at = ?2 + ?3,
              attempts = attempts + 1, updated_at = ?2, call_started_at = null
          where id in (
              select id from outbox
-             where (status = 'pending' and next_attempt_at <= ?2)
+             where ((status = 'pending' and next_attempt_at <= ?2)
                 or (status = 'in_flight' and lease_expires_at <= ?2
-                    and (call_started_at is null or route in {safe}))
+                    and (call_started_at is null or route in {safe}))){only}
              order by priority desc, next_attempt_at, id
              limit ?4)
-         returning id, idempotency_key, route, target, app, payload_json, priority, attempts, created_at",
-        safe = Route::resend_safe_sql_list()
+         returning id, idempotency_key, route, target, app, payload_json, priority, attempts,
+                   created_at, answer_lost_at",
+        safe = Route::resend_safe_sql_list(),
+        only = route_filter(routes),
     );
     let mut claimed: Vec<ClaimedMessage> = sqlx::query_as(&sql)
         .bind(owner)
@@ -408,19 +439,22 @@ pub async fn claim_due(
     Ok(claimed)
 }
 
-/// Notes that the WeCom call for a leased row is about to start. Returns
+/// Notes that the WeCom call for a leased row is about to start and sets the
+/// row's own lease to `lease_until` (long enough for this one call). Returns
 /// false if `owner` no longer holds the lease (then the call must not be made).
 pub async fn mark_call_started(
     conn: &mut SqliteConnection,
     id: i64,
     owner: &str,
     now: i64,
+    lease_until: i64,
 ) -> sqlx::Result<bool> {
     let result = sqlx::query(
-        "update outbox set call_started_at = ?
+        "update outbox set call_started_at = ?, lease_expires_at = ?
          where id = ? and status = 'in_flight' and lease_owner = ?",
     )
     .bind(now)
+    .bind(lease_until)
     .bind(id)
     .bind(owner)
     .execute(&mut *conn)
@@ -448,23 +482,109 @@ pub async fn park_uncertain(conn: &mut SqliteConnection, now: i64) -> sqlx::Resu
     Ok(result.rows_affected())
 }
 
-/// Delivered. Returns false if `owner` no longer holds the lease.
+/// What [`recover_abandoned`] did with the rows a previous process held.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Their call never started: pending again, due now, the attempt given back.
+    pub never_started: u64,
+    /// Their call started on a route where sending again cannot deliver
+    /// twice: pending again, due now, marked as "answer lost".
+    pub resent: u64,
+    /// Their call started on a route where a second call could post twice:
+    /// dead with [`UNCERTAIN_REASON`], for a person.
+    pub uncertain: u64,
+}
+
+impl Recovered {
+    pub fn total(&self) -> u64 {
+        self.never_started + self.resent + self.uncertain
+    }
+}
+
+/// At start-up: every row of `routes` (`None`: all) still `in_flight` under
+/// another owner was held by a process that is gone (one `qunyun serve` per
+/// database), so it is recovered at once instead of after its lease. Call in
+/// one transaction.
+pub async fn recover_abandoned(
+    conn: &mut SqliteConnection,
+    owner: &str,
+    now: i64,
+    routes: Option<&[Route]>,
+) -> sqlx::Result<Recovered> {
+    let only = route_filter(routes);
+    let never_started = sqlx::query(&format!(
+        "update outbox
+         set status = 'pending', next_attempt_at = ?1, attempts = max(attempts - 1, 0),
+             updated_at = ?1, lease_owner = null, lease_expires_at = null
+         where status = 'in_flight' and lease_owner is not ?2 and call_started_at is null{only}"
+    ))
+    .bind(now)
+    .bind(owner)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let resend = format!(
+        "update outbox
+         set status = 'pending', next_attempt_at = ?1, updated_at = ?1,
+             answer_lost_at = coalesce(answer_lost_at, call_started_at),
+             last_error = 'the sender stopped during the WeCom call; sent again',
+             lease_owner = null, lease_expires_at = null, call_started_at = null
+         where status = 'in_flight' and lease_owner is not ?2
+           and call_started_at is not null and route in {safe}{only}",
+        safe = Route::resend_safe_sql_list()
+    );
+    let resent = sqlx::query(&resend)
+        .bind(now)
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let park = format!(
+        "update outbox
+         set status = 'dead', last_error = ?3, updated_at = ?1,
+             lease_owner = null, lease_expires_at = null
+         where status = 'in_flight' and lease_owner is not ?2
+           and call_started_at is not null and route not in {safe}{only}",
+        safe = Route::resend_safe_sql_list()
+    );
+    let uncertain = sqlx::query(&park)
+        .bind(now)
+        .bind(owner)
+        .bind(UNCERTAIN_REASON)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(Recovered {
+        never_started,
+        resent,
+        uncertain,
+    })
+}
+
+/// Prefix of `delivery_note` for rows WeCom confirmed by refusing a second
+/// use of a one-shot code.
+pub const CONFIRMED_BY_REFUSAL: &str = "confirmed by refusal";
+
+/// Delivered. `note` says why when it is not a plain success answer (see
+/// [`CONFIRMED_BY_REFUSAL`]). Returns false if `owner` no longer holds the lease.
 pub async fn mark_sent(
     conn: &mut SqliteConnection,
     id: i64,
     owner: &str,
     now: i64,
     wecom_msgid: Option<&str>,
+    note: Option<&str>,
 ) -> sqlx::Result<bool> {
     let result = sqlx::query(
         "update outbox
          set status = 'sent', sent_at = ?, updated_at = ?, wecom_msgid = ?, last_error = null,
-             lease_owner = null, lease_expires_at = null
+             delivery_note = ?, lease_owner = null, lease_expires_at = null
          where id = ? and status = 'in_flight' and lease_owner = ?",
     )
     .bind(now)
     .bind(now)
     .bind(wecom_msgid)
+    .bind(note)
     .bind(id)
     .bind(owner)
     .execute(&mut *conn)
@@ -499,6 +619,8 @@ pub async fn mark_awaiting_confirmation(
 }
 
 /// Failed attempt; try again at `next_attempt_at`. The attempt stays counted.
+/// `answer_lost_at` is the start of this attempt's call when its answer was
+/// lost (WeCom may have acted); the earliest such time is kept.
 pub async fn mark_retry(
     conn: &mut SqliteConnection,
     id: i64,
@@ -506,16 +628,19 @@ pub async fn mark_retry(
     now: i64,
     next_attempt_at: i64,
     error: &str,
+    answer_lost_at: Option<i64>,
 ) -> sqlx::Result<bool> {
     let result = sqlx::query(
         "update outbox
          set status = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ?,
+             answer_lost_at = coalesce(answer_lost_at, ?),
              lease_owner = null, lease_expires_at = null
          where id = ? and status = 'in_flight' and lease_owner = ?",
     )
     .bind(next_attempt_at)
     .bind(error)
     .bind(now)
+    .bind(answer_lost_at)
     .bind(id)
     .bind(owner)
     .execute(&mut *conn)
@@ -867,6 +992,128 @@ pub async fn record_calls(
     Ok(())
 }
 
+/// An API-wide pause after WeCom's 45009/45033 (see [`api_gate`]).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ApiPause {
+    pub rate_key: String,
+    pub paused_until: i64,
+    pub probe_started_at: Option<i64>,
+    pub reason: String,
+}
+
+/// May a call to the API under `rate_key` start now? `Ok(())` when no pause
+/// holds, or when this call becomes the one probe after a pause (recorded, so
+/// no other call joins it; a probe older than `probe_stale_secs` is presumed
+/// lost and replaced). Otherwise `Err(until)`: postpone to then. Call inside
+/// the rate-reservation transaction.
+pub async fn api_gate(
+    conn: &mut SqliteConnection,
+    rate_key: &str,
+    now: i64,
+    probe_stale_secs: i64,
+) -> sqlx::Result<Result<(), (i64, String)>> {
+    let pause: Option<ApiPause> = sqlx::query_as(
+        "select rate_key, paused_until, probe_started_at, reason from outbox_api_pause
+         where rate_key = ?",
+    )
+    .bind(rate_key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(pause) = pause else {
+        return Ok(Ok(()));
+    };
+    if pause.paused_until > now {
+        return Ok(Err((pause.paused_until, pause.reason)));
+    }
+    if let Some(started) = pause.probe_started_at {
+        if started + probe_stale_secs > now {
+            // Someone else's probe is out; wait for its answer.
+            return Ok(Err((
+                now + 1,
+                format!("{} (waiting for the probe call)", pause.reason),
+            )));
+        }
+    }
+    sqlx::query("update outbox_api_pause set probe_started_at = ? where rate_key = ?")
+        .bind(now)
+        .bind(rate_key)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Ok(()))
+}
+
+/// Pauses every call to the API under `rate_key` until `until` (a later
+/// pause wins); the next call after it is a single probe.
+pub async fn pause_api(
+    conn: &mut SqliteConnection,
+    rate_key: &str,
+    until: i64,
+    reason: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into outbox_api_pause (rate_key, paused_until, probe_started_at, reason)
+         values (?1, ?2, null, ?3)
+         on conflict (rate_key) do update
+         set paused_until = max(paused_until, ?2), probe_started_at = null, reason = ?3",
+    )
+    .bind(rate_key)
+    .bind(until)
+    .bind(reason)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// WeCom answered a call under `rate_key` without a limit refusal: the pause
+/// (if any) is over and the probe has done its job.
+pub async fn resume_api(conn: &mut SqliteConnection, rate_key: &str) -> sqlx::Result<()> {
+    sqlx::query("delete from outbox_api_pause where rate_key = ? and probe_started_at is not null")
+        .bind(rate_key)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Outcomes as managers need them apart: a delivery WeCom confirmed only by
+/// refusing a used code is delivered, an uncertain row may be, a dead one is
+/// not, a failed one waits for a configuration fix.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct DeliveryCounts {
+    /// Sent, including `confirmed_by_refusal`.
+    pub sent: i64,
+    pub confirmed_by_refusal: i64,
+    /// Dead letters parked as `uncertain:` (may have been delivered).
+    pub uncertain: i64,
+    /// Dead letters that were not delivered.
+    pub dead: i64,
+    pub failed: i64,
+}
+
+pub async fn delivery_counts(conn: &mut SqliteConnection) -> sqlx::Result<DeliveryCounts> {
+    sqlx::query_as(
+        "select
+             coalesce(sum(status = 'sent'), 0) as sent,
+             coalesce(sum(status = 'sent' and delivery_note like ?1), 0) as confirmed_by_refusal,
+             coalesce(sum(status = 'dead' and last_error like 'uncertain:%'), 0) as uncertain,
+             coalesce(sum(status = 'dead' and coalesce(last_error, '') not like 'uncertain:%'), 0)
+                 as dead,
+             coalesce(sum(status = 'failed'), 0) as failed
+         from outbox",
+    )
+    .bind(format!("{CONFIRMED_BY_REFUSAL}%"))
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Sent rows whose delivery WeCom confirmed only by refusing a second use of
+/// a one-shot code (for metrics and the console).
+pub async fn count_confirmed_by_refusal(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("select count(*) from outbox where status = 'sent' and delivery_note like ?")
+        .bind(format!("{CONFIRMED_BY_REFUSAL}%"))
+        .fetch_one(&mut *conn)
+        .await
+}
+
 /// Forgets calls at or before `before`; returns how many were removed.
 pub async fn prune_rate_log(conn: &mut SqliteConnection, before: i64) -> sqlx::Result<u64> {
     let result = sqlx::query("delete from outbox_rate_log where at <= ?")
@@ -1028,10 +1275,10 @@ mod tests {
         let reclaimed = claim_due(&mut conn, 1_060, 60, "s2", 10).await.unwrap();
         assert_eq!(reclaimed.len(), 1);
         assert_eq!(reclaimed[0].attempts, 2);
-        assert!(!mark_sent(&mut conn, id, "crashed", 1_061, None)
+        assert!(!mark_sent(&mut conn, id, "crashed", 1_061, None, None)
             .await
             .unwrap());
-        assert!(mark_sent(&mut conn, id, "s2", 1_061, Some("MSG"))
+        assert!(mark_sent(&mut conn, id, "s2", 1_061, Some("MSG"), None)
             .await
             .unwrap());
     }
@@ -1043,7 +1290,7 @@ mod tests {
         let uncertain = enqueue_one(&mut conn, "cut-off", Route::Webhook).await;
         let gone = enqueue_one(&mut conn, "gone", Route::Webhook).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(mark_call_started(&mut conn, uncertain, "s1", 1_001)
+        assert!(mark_call_started(&mut conn, uncertain, "s1", 1_001, 1_060)
             .await
             .unwrap());
         assert!(
@@ -1074,12 +1321,12 @@ mod tests {
             .await
             .unwrap();
         for id in [robot, member] {
-            assert!(mark_call_started(&mut conn, id, "crashed", 1_001)
+            assert!(mark_call_started(&mut conn, id, "crashed", 1_001, 1_060)
                 .await
                 .unwrap());
         }
         assert!(
-            !mark_call_started(&mut conn, untouched, "someone-else", 1_001)
+            !mark_call_started(&mut conn, untouched, "someone-else", 1_001, 1_060)
                 .await
                 .unwrap()
         );
@@ -1117,7 +1364,7 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(mark_sent(&mut conn, id, "s1", 1_001, Some("MSG1"))
+        assert!(mark_sent(&mut conn, id, "s1", 1_001, Some("MSG1"), None)
             .await
             .unwrap());
         let row = status_of(&mut conn, id).await;
@@ -1138,7 +1385,7 @@ mod tests {
         let id = enqueue_one(&mut conn, "a", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
         assert!(
-            mark_retry(&mut conn, id, "s1", 1_001, 1_030, "WeCom errcode -1")
+            mark_retry(&mut conn, id, "s1", 1_001, 1_030, "WeCom errcode -1", None)
                 .await
                 .unwrap()
         );
@@ -1195,7 +1442,9 @@ mod tests {
         assert_eq!(row.status, OutboxStatus::Dead);
         assert_eq!(row.last_error.as_deref(), Some("errcode 81013"));
         // Not in flight any more: a second verdict changes nothing.
-        assert!(!mark_sent(&mut conn, dead, "s1", 1_002, None).await.unwrap());
+        assert!(!mark_sent(&mut conn, dead, "s1", 1_002, None, None)
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
@@ -1253,7 +1502,9 @@ mod tests {
         let a = enqueue_one(&mut conn, "a", Route::Member).await;
         let b = enqueue_one(&mut conn, "b", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
-        mark_sent(&mut conn, a, "s1", 1_001, None).await.unwrap();
+        mark_sent(&mut conn, a, "s1", 1_001, None, None)
+            .await
+            .unwrap();
         let all: Vec<i64> = list(&mut conn, None)
             .await
             .unwrap()
@@ -1350,6 +1601,90 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn delivery_counts_keep_refusal_confirmed_uncertain_and_dead_apart() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let plain = enqueue_one(&mut conn, "plain", Route::Member).await;
+        let refused = enqueue_one(&mut conn, "refused", Route::SmartBot).await;
+        let cut_off = enqueue_one(&mut conn, "cut-off", Route::Webhook).await;
+        let gone = enqueue_one(&mut conn, "gone", Route::Webhook).await;
+        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
+        mark_sent(&mut conn, plain, "s1", 1_001, None, None)
+            .await
+            .unwrap();
+        let note = format!("{CONFIRMED_BY_REFUSAL}: 42022");
+        mark_sent(&mut conn, refused, "s1", 1_001, None, Some(&note))
+            .await
+            .unwrap();
+        mark_dead(&mut conn, cut_off, "s1", 1_001, UNCERTAIN_REASON)
+            .await
+            .unwrap();
+        mark_dead(&mut conn, gone, "s1", 1_001, "WeCom errcode 93000")
+            .await
+            .unwrap();
+        assert_eq!(
+            delivery_counts(&mut conn).await.unwrap(),
+            DeliveryCounts {
+                sent: 2,
+                confirmed_by_refusal: 1,
+                uncertain: 1,
+                dead: 1,
+                failed: 0,
+            }
+        );
+        assert_eq!(count_confirmed_by_refusal(&mut conn).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn recovery_at_start_up_frees_never_started_rows_at_once() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let idle = enqueue_one(&mut conn, "idle", Route::Member).await;
+        let member = enqueue_one(&mut conn, "member", Route::Member).await;
+        let robot = enqueue_one(&mut conn, "robot", Route::Webhook).await;
+        claim_due(&mut conn, 1_000, 600, "old", 10).await.unwrap();
+        for id in [member, robot] {
+            assert!(mark_call_started(&mut conn, id, "old", 1_001, 1_600)
+                .await
+                .unwrap());
+        }
+        // Long before any lease expires.
+        let recovered = recover_abandoned(&mut conn, "new", 1_005, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            recovered,
+            Recovered {
+                never_started: 1,
+                resent: 1,
+                uncertain: 1
+            }
+        );
+        let idle_row = status_of(&mut conn, idle).await;
+        assert_eq!(
+            (idle_row.status, idle_row.attempts, idle_row.next_attempt_at),
+            (OutboxStatus::Pending, 0, 1_005)
+        );
+        assert_eq!(
+            status_of(&mut conn, member).await.status,
+            OutboxStatus::Pending
+        );
+        assert_eq!(status_of(&mut conn, robot).await.status, OutboxStatus::Dead);
+        let claimed = claim_due(&mut conn, 1_005, 60, "new", 10).await.unwrap();
+        let lost: Vec<(i64, Option<i64>)> =
+            claimed.iter().map(|m| (m.id, m.answer_lost_at)).collect();
+        assert_eq!(lost, [(idle, None), (member, Some(1_001))]);
+        // A second recovery leaves the new owner's rows alone.
+        assert_eq!(
+            recover_abandoned(&mut conn, "new", 1_006, None)
+                .await
+                .unwrap()
+                .total(),
+            0
+        );
+    }
+
+    #[tokio::test]
     async fn count_by_status_groups_rows() {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
@@ -1357,7 +1692,9 @@ mod tests {
         enqueue_one(&mut conn, "b", Route::Member).await;
         enqueue_one(&mut conn, "c", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
-        mark_sent(&mut conn, a, "s1", 1_000, None).await.unwrap();
+        mark_sent(&mut conn, a, "s1", 1_000, None, None)
+            .await
+            .unwrap();
         let counts = count_by_status(&mut conn).await.unwrap();
         assert_eq!(
             counts,

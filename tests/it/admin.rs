@@ -1063,9 +1063,11 @@ async fn park_an_uncertain_message(console: &Console) -> i64 {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
-    assert!(outbox::mark_call_started(&mut conn, id, "crashed", now)
-        .await
-        .unwrap());
+    assert!(
+        outbox::mark_call_started(&mut conn, id, "crashed", now, now + 60)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         outbox::park_uncertain(&mut conn, now + 60).await.unwrap(),
         1

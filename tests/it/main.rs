@@ -17,6 +17,7 @@ mod migrations;
 mod moderation;
 mod ops_cli;
 mod outbox;
+mod outbox_delivery;
 mod scheduler;
 mod serve;
 mod sim;

@@ -356,13 +356,21 @@ async fn duplicate_check_accepts_but_does_not_redeliver_inside_the_interval() {
         4,
         "different content is delivered"
     );
-    // Without the flag there is no check at all.
+    // Without the flag there is no check at all, but WeCom still received
+    // it: a later flagged request compares against it too.
     let mut unchecked = body("早安");
     unchecked["enable_duplicate_check"] = json!(0);
     sim.post(&path, unchecked).await;
     assert_eq!(sim.sim().messages().len(), 6);
 
     sim.advance(301);
+    sim.post(&path, body("早安")).await;
+    assert_eq!(
+        sim.sim().messages().len(),
+        6,
+        "the unflagged one 301 s ago is inside the interval"
+    );
+    sim.advance(300);
     sim.post(&path, body("早安")).await;
     assert_eq!(sim.sim().messages().len(), 8, "interval over: delivered");
 }

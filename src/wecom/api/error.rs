@@ -84,6 +84,16 @@ impl ApiError {
         )
     }
 
+    /// True for WeCom's answer that a one-shot code (smart-bot
+    /// `response_code`, welcome code) was already used. After an attempt of
+    /// ours whose answer was lost, that use was ours: the message is delivered.
+    pub fn is_code_already_used(&self) -> bool {
+        matches!(
+            self.errcode(),
+            Some(RESPONSE_CODE_USED) | Some(WELCOME_CODE_USED)
+        )
+    }
+
     pub fn is_token_rejected(&self) -> bool {
         self.class() == ErrorClass::RefreshToken
     }
@@ -115,9 +125,20 @@ fn classify_http_status(status: u16) -> ErrorClass {
     }
 }
 
-/// The errcode table of docs/wecom.md#error-codes.
+/// 42022: a smart bot's one-shot `response_code` was already used. WeCom's
+/// smart-bot pages (主动回复消息, path/101138) give no code list; 42022 is what
+/// a second use is answered with (docs/wecom.md#response_url).
+pub const RESPONSE_CODE_USED: i64 = 42022;
+/// 41051: the welcome code was already used, or member and customer already
+/// chat (发送新客户欢迎语, path/92137; docs/wecom.md#customer-welcome).
+pub const WELCOME_CODE_USED: i64 = 41051;
+
+/// The errcode table of docs/wecom.md#error-codes: what each code means for
+/// the row that met it. Codes come from WeCom's 全局错误码 (path/90313)
+/// unless a comment names the API page.
 pub fn classify_errcode(errcode: i64) -> ErrorClass {
     match errcode {
+        // System busy: nothing was done, try again.
         -1 => ErrorClass::Retry,
         40014 | 42001 => ErrorClass::RefreshToken,
         45009 => ErrorClass::BackOff {
@@ -126,13 +147,26 @@ pub fn classify_errcode(errcode: i64) -> ErrorClass {
         45033 => ErrorClass::BackOff {
             wait: CONCURRENCY_LIMIT_WAIT,
         },
-        // 41001 (token missing) is our bug, not WeCom's; like the config
-        // errors it needs a human, not a hot retry.
-        40001 | 40013 | 40091 | 41001 | 48002 | 60011 | 60020 => ErrorClass::Config,
-        // 40003/40096 bad (external) userid, 41051 welcome already sent,
-        // 81013 no valid recipient, 86001/86003 appchat gone, 93000 robot
-        // gone, 81017 owner range too large for groupchat/list.
-        40003 | 40096 | 41051 | 81013 | 81017 | 86001 | 86003 | 93000 => ErrorClass::Drop,
+        // The corp, secret, app or network is set up wrongly; 41001/41002/
+        // 41004/41011 (token, corp id, secret, agent id missing) and 40056
+        // (agent id invalid) are our bug or our configuration. Waiting for a
+        // human, not a hot retry.
+        40001 | 40013 | 40056 | 40091 | 41001 | 41002 | 41004 | 41011 | 48002 | 60011 | 60020 => {
+            ErrorClass::Config
+        }
+        // This row can never be delivered as it stands: bad recipient
+        // (40003/40096/81013/82001, 40032 too many), chat gone or not ours
+        // (40050/86001/86003/86008), robot gone (93000), a code that is
+        // unknown, expired or used (40058 response_code, 41049/41050/41051
+        // welcome code, 42022 response_code — a used code counts as delivery
+        // only after our own earlier attempt lost its answer, which the
+        // sender decides with the row's history), content WeCom refuses
+        // (40008 type, 44004 empty, 45002 too long, 45008 article count,
+        // 47001 format, 41065 attachment), 41048 no group to send to,
+        // 81017 owner range too large for groupchat/list.
+        40003 | 40008 | 40032 | 40050 | 40058 | 40096 | 41048 | 41049 | 41050 | 41065
+        | RESPONSE_CODE_USED | WELCOME_CODE_USED | 44004 | 45002 | 45008 | 47001 | 81013
+        | 81017 | 82001 | 86001 | 86003 | 86008 | 93000 => ErrorClass::Drop,
         // Unknown codes: retry with backoff; the attempt limit turns a
         // persistent one into a dead letter that keeps the errcode.
         _ => ErrorClass::Retry,
@@ -178,10 +212,15 @@ mod tests {
         for code in [40001, 40013, 40091, 48002, 60011, 60020] {
             assert_eq!(wecom(code).class(), ErrorClass::Config, "{code}");
         }
-        for code in [81013, 86001, 86003, 93000, 40003, 40096, 41051] {
+        for code in [
+            81013, 86001, 86003, 93000, 40003, 40096, 41051, 42022, 41050, 40058, 44004, 45002,
+        ] {
             assert_eq!(wecom(code).class(), ErrorClass::Drop, "{code}");
         }
         assert_eq!(wecom(123_456).class(), ErrorClass::Retry);
+        assert!(wecom(42022).is_code_already_used());
+        assert!(wecom(41051).is_code_already_used());
+        assert!(!wecom(41050).is_code_already_used());
     }
 
     #[test]

@@ -73,8 +73,10 @@ pub struct AppMessage {
     #[serde(flatten)]
     pub content: AppMessageContent,
     pub safe: u8,
-    /// Always 1: WeCom then drops an identical message to the same recipients
-    /// inside the interval, our guard against a resend after a crash.
+    /// 1: WeCom drops a message identical to one it received for the same
+    /// recipients inside `duplicate_check_interval`. `AppMessage::new` sets
+    /// it; the sender turns it off for a row's first call so a genuine second
+    /// identical reply is not swallowed, and on for a resend after a lost answer.
     pub enable_duplicate_check: u8,
     pub duplicate_check_interval: u32,
 }
