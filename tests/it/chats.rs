@@ -17,6 +17,15 @@ use qunyun::store::chats;
 
 use crate::helpers::{wait_until, ConfigFile, BOT, BOT_KEY, BOT_TOKEN, CORP_ID};
 
+/// The test config file, with WeCom at the simulator.
+fn config_toml(db: &std::path::Path, api_base: &str) -> String {
+    ConfigFile {
+        api_base: api_base.to_owned(),
+        ..ConfigFile::default()
+    }
+    .toml(db)
+}
+
 const CUSTOMER: &str = "wrCUSTOMER0000000000000000001";
 const INTERNAL: &str = "wrINTERNAL0000000000000000001";
 
@@ -81,13 +90,9 @@ async fn discovered_chats_are_configured_from_the_cli_and_a_tag_broadcast_takes_
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("qunyun.db");
     let config_path = dir.path().join("qunyun.toml");
-    let toml = ConfigFile::default()
-        .toml(&db)
-        .replace("http://127.0.0.1:1/cgi-bin/", sim.api_base_url().as_str());
-    std::fs::write(&config_path, toml).unwrap();
-    let mut config =
-        qunyun::config::Config::from_toml_str(&ConfigFile::default().toml(&db)).unwrap();
-    config.wecom.api_base = sim.api_base_url();
+    let toml = config_toml(&db, sim.api_base_url().as_str());
+    std::fs::write(&config_path, &toml).unwrap();
+    let config = qunyun::config::Config::from_toml_str(&toml).unwrap();
     let pool = qunyun::store::open(&db).await.unwrap();
     // [[chat_tags]] tags the customer group when group sync registers it.
     let mut conn = pool.acquire().await.unwrap();
@@ -250,9 +255,7 @@ async fn create_appchat_registers_the_group_wecom_created() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("qunyun.db");
     let config_path = dir.path().join("qunyun.toml");
-    let toml = ConfigFile::default()
-        .toml(&db)
-        .replace("http://127.0.0.1:1/cgi-bin/", sim.api_base_url().as_str());
+    let toml = config_toml(&db, sim.api_base_url().as_str());
     std::fs::write(&config_path, toml).unwrap();
     let pool = qunyun::store::open(&db).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
