@@ -90,27 +90,40 @@ mod behaviour;
 mod check;
 mod engine;
 mod escalation;
+mod eval;
+mod family;
 mod fold;
+mod lexicon;
 mod normalize;
+mod phonetic;
 mod regex_rules;
+mod shape;
 mod terms;
+mod variants;
 
 pub use behaviour::{
     is_flooding, is_repeated_across_chats, BehaviourRuleError, CrossChatRule, FloodRule,
     NewMemberRule, RecentPost, TextFingerprint,
 };
-pub use check::{check_lines, CheckSummary};
+pub use check::{check_block, CheckOptions, CheckSummary};
 pub use engine::{
-    Engine, EngineError, Hit, HitSource, MatchOptions, RegexRuleRef, Scratch, MIN_FINGERPRINT_CHARS,
+    verdict, Engine, EngineError, Hit, HitSource, MatchOptions, RegexRuleRef, Scratch,
+    MIN_FINGERPRINT_CHARS,
 };
 pub use escalation::{
     EscalationDecision, EscalationPolicy, EscalationPolicyError, Rung, Sanction, Strike,
 };
+pub use eval::{evaluate, parse_cases, EvalCase, EvalReport, FamilyScore};
+pub use family::{Family, FamilySet, FuzzyPolicy, UnknownFamily, UnknownPolicy, Verdict};
 pub use fold::warm_up;
 pub use regex_rules::{RegexRuleError, RegexRuleErrorKind, RegexRuleSpec, RegexRules, RegexTarget};
 pub use terms::{
     BadLine, LineError, Severity, Term, TermFileError, TermList, DEFAULT_CATEGORY,
     DEFAULT_SEVERITY, MAX_TERM_CHARS,
+};
+pub use variants::{
+    MIN_DOUBLED_CHARS, MIN_INITIALS_CHARS, MIN_LEET_LETTERS, MIN_NUMBER_DIGITS, MIN_PHONETIC_CHARS,
+    MIN_PINYIN_LETTERS,
 };
 
 #[cfg(test)]

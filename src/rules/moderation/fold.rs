@@ -41,6 +41,7 @@ const MULTI: u32 = 1 << 31;
 const LOOKALIKE: u32 = 1 << 30;
 const LATIN: u32 = 1 << 29;
 const FOREIGN: u32 = 1 << 28;
+const NUMERAL: u32 = 1 << 27;
 const CHAR_MASK: u32 = 0x1F_FFFF;
 const HAN_FIRST: u32 = 0x4E00;
 const HAN_LAST: u32 = 0x9FFF;
@@ -58,6 +59,8 @@ pub(crate) struct FoldedChar {
     /// A Cyrillic/Greek letter left as it is: proof that its word is
     /// genuinely written in that script.
     pub foreign: bool,
+    /// A digit read from a financial numeral (`壹` → `1`).
+    pub numeral: bool,
 }
 
 impl FoldedChar {
@@ -68,6 +71,7 @@ impl FoldedChar {
             latin: false,
             lookalike: false,
             foreign: false,
+            numeral: false,
         }
     }
 }
@@ -91,7 +95,15 @@ impl FoldTable {
         let base = base_fold_table();
         let mut table = base.clone();
         table.options = options;
-        for entry in table.bmp.iter_mut() {
+        for (code, entry) in table.bmp.iter_mut().enumerate() {
+            if options.lookalike_letters {
+                // Unicode's confusables first: they know the original
+                // character (`Ꭺ`), not just its lower-cased fold.
+                if let Some(latin) = char::from_u32(code as u32).and_then(confusable_latin) {
+                    *entry = encode_single(lookalike(latin));
+                    continue;
+                }
+            }
             if *entry == 0 || *entry & MULTI != 0 {
                 continue;
             }
@@ -179,6 +191,9 @@ fn encode_single(folded: FoldedChar) -> u32 {
     if folded.foreign {
         entry |= FOREIGN;
     }
+    if folded.numeral {
+        entry |= NUMERAL;
+    }
     entry
 }
 
@@ -191,6 +206,7 @@ fn decode_single(entry: u32) -> FoldedChar {
         latin: entry & LATIN != 0,
         lookalike: entry & LOOKALIKE != 0,
         foreign: entry & FOREIGN != 0,
+        numeral: entry & NUMERAL != 0,
     }
 }
 
@@ -210,13 +226,8 @@ fn is_cyrillic_or_greek_letter(c: char) -> bool {
 /// nothing changes.
 fn apply_options(c: char, options: FoldOptions) -> Option<FoldedChar> {
     if options.lookalike_letters {
-        if let Some(latin) = lookalike_to_latin(c) {
-            return Some(FoldedChar {
-                ch: latin,
-                latin: true,
-                lookalike: true,
-                foreign: false,
-            });
+        if let Some(latin) = lookalike_to_latin(c).or_else(|| confusable_latin(c)) {
+            return Some(lookalike(latin));
         }
     }
     if options.financial_numerals {
@@ -226,10 +237,68 @@ fn apply_options(c: char, options: FoldOptions) -> Option<FoldedChar> {
                 latin: false,
                 lookalike: false,
                 foreign: false,
+                numeral: true,
             });
         }
     }
     None
+}
+
+fn lookalike(latin: char) -> FoldedChar {
+    FoldedChar {
+        ch: latin,
+        latin: true,
+        lookalike: true,
+        foreign: false,
+        numeral: false,
+    }
+}
+
+/// Scripts whose letters Unicode's confusables data maps to Latin ones:
+/// Latin extensions and IPA, Greek, Cyrillic, Armenian, Cherokee, Coptic,
+/// Lisu, phonetic extensions and small capitals. CJK is left out (`〇` is a
+/// numeral, not an `o`).
+fn in_confusable_scripts(code: u32) -> bool {
+    matches!(code,
+        0x0180..=0x02AF
+        | 0x0370..=0x058F
+        | 0x13A0..=0x13FF
+        | 0x1D00..=0x1DBF
+        | 0x2C80..=0x2CFF
+        | 0xA4D0..=0xA4FF
+        | 0xA720..=0xA7FF
+        | 0xAB70..=0xABBF)
+}
+
+/// The Latin letter Unicode's confusables data (UTS #39 skeletons, through
+/// the `unicode-security` crate) says `c` is drawn like, if any.
+fn confusable_latin(c: char) -> Option<char> {
+    if !in_confusable_scripts(c as u32) || !c.is_alphabetic() {
+        return None;
+    }
+    let mut buf = [0u8; 4];
+    let mut skeleton = unicode_security::confusable_detection::skeleton(c.encode_utf8(&mut buf));
+    let (Some(first), None) = (skeleton.next(), skeleton.next()) else {
+        return None;
+    };
+    first
+        .is_ascii_alphabetic()
+        .then(|| first.to_ascii_lowercase())
+}
+
+/// The ideograph a CJK radical-supplement form (`⺅`, U+2E85) stands for,
+/// from Unicode's confusables data; Kangxi radicals (`⼈`) already fold by
+/// compatibility decomposition.
+fn radical_ideograph(c: char) -> Option<char> {
+    if !(0x2E80..=0x2EFF).contains(&(c as u32)) {
+        return None;
+    }
+    let mut buf = [0u8; 4];
+    let mut skeleton = unicode_security::confusable_detection::skeleton(c.encode_utf8(&mut buf));
+    let (Some(first), None) = (skeleton.next(), skeleton.next()) else {
+        return None;
+    };
+    (0x4E00..=0x9FFF).contains(&(first as u32)).then_some(first)
 }
 
 /// Lower-case Cyrillic and Greek letters that are drawn like a Latin letter
@@ -307,6 +376,7 @@ fn fold_base(c: char, t2s: &HashMap<char, char>, mut emit: impl FnMut(FoldedChar
                 latin: is_latin_letter(simplified),
                 lookalike: false,
                 foreign: is_cyrillic_or_greek_letter(simplified),
+                numeral: false,
             });
         }
     });
@@ -352,8 +422,14 @@ fn build_bmp_table(t2s: &HashMap<char, char>) -> FoldTable {
                     latin: lower.is_ascii_alphabetic(),
                     lookalike: false,
                     foreign: false,
+                    numeral: false,
                 });
             }
+            continue;
+        }
+        if let Some(ideograph) = radical_ideograph(c) {
+            let simplified = t2s.get(&ideograph).copied().unwrap_or(ideograph);
+            *entry = encode_single(FoldedChar::plain_han(simplified));
             continue;
         }
         folded.clear();
@@ -490,6 +566,23 @@ mod tests {
             financial_numerals: false,
         });
         assert_eq!(fold_str(&table, "РАУ"), "pay");
+    }
+
+    #[test]
+    fn unicode_confusables_add_letters_from_other_scripts() {
+        let table = FoldTable::new(FoldOptions {
+            lookalike_letters: true,
+            financial_numerals: false,
+        });
+        // Armenian o, Latin alpha, Cherokee letters.
+        assert_eq!(fold_str(&table, "օɑ"), "oa");
+        assert_eq!(fold_str(&table, "ᏔᎬᏟᎻᎪᎢ"), "wechat");
+        assert_eq!(fold_str(&plain(), "օ"), "օ");
+    }
+
+    #[test]
+    fn radical_supplement_forms_fold_to_their_ideograph() {
+        assert_eq!(fold_str(&plain(), "⺅言"), "亻言");
     }
 
     #[test]
