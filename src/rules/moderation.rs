@@ -115,7 +115,6 @@ pub use escalation::{
 };
 pub use eval::{evaluate, parse_cases, EvalCase, EvalReport, FamilyScore};
 pub use family::{Family, FamilySet, FuzzyPolicy, UnknownFamily, UnknownPolicy, Verdict};
-pub use fold::warm_up;
 pub use regex_rules::{RegexRuleError, RegexRuleErrorKind, RegexRuleSpec, RegexRules, RegexTarget};
 pub use terms::{
     BadLine, LineError, Severity, Term, TermFileError, TermList, DEFAULT_CATEGORY,
@@ -125,6 +124,13 @@ pub use variants::{
     MIN_DOUBLED_CHARS, MIN_INITIALS_CHARS, MIN_LEET_LETTERS, MIN_NUMBER_DIGITS, MIN_PHONETIC_CHARS,
     MIN_PINYIN_LETTERS,
 };
+
+/// Build the process-wide tables (character folding, pronunciations) now,
+/// so that the first message does not pay for them.
+pub fn warm_up() {
+    fold::warm_up();
+    phonetic::tables();
+}
 
 #[cfg(test)]
 mod contract_tests;
