@@ -1,20 +1,32 @@
-//! Everyday two-character words, to tell a real word that happens to sound or
-//! look like a banned term (`威信` for `微信`, `货款` for `贷款`) from an
-//! evasion (`薇信`, `网撰`).
+//! Everyday words, to tell a real word that happens to sound or look like a
+//! banned term (`威信` for `微信`, `货款` for `贷款`, `社情民意` around
+//! `社情`) from an evasion (`薇信`, `网撰`).
 //!
-//! The list is the two-character entries of jieba's dictionary (MIT) with a
-//! frequency of at least 20, about 46,000 words, kept as sorted fixed-size
-//! records so that a lookup is a binary search over the embedded bytes: no
-//! start-up cost. `docs/moderation.md` says how to regenerate it.
+//! The lists are the two-, three- and four-character entries of jieba's
+//! dictionary (MIT): two-character words with a frequency of at least 5,
+//! longer ones of at least 10, about 100,000 words. They are kept as sorted
+//! fixed-size records, so a lookup is a binary search over the embedded
+//! bytes with no start-up cost. `docs/moderation.md` says how to regenerate
+//! them.
 
-const WORDS: &str = include_str!("data/words2.txt");
+const WORDS2: &str = include_str!("data/words2.txt");
+const WORDS3: &str = include_str!("data/words3.txt");
+const WORDS4: &str = include_str!("data/words4.txt");
 
-/// Every character of the list is in U+4E00..U+9FFF: three UTF-8 bytes each,
-/// so a record is six bytes plus a newline.
-const RECORD: usize = 7;
+/// The longest word looked up, in characters.
+pub(crate) const MAX_WORD_CHARS: usize = 4;
 
-fn records() -> &'static [u8] {
-    let bytes = WORDS.as_bytes();
+/// The records of the list for `chars`-character words: every character is
+/// in U+4E00..U+9FFF, three UTF-8 bytes, so a record is `3 * chars` bytes
+/// plus a newline.
+fn records(chars: usize) -> &'static [u8] {
+    let list = match chars {
+        2 => WORDS2,
+        3 => WORDS3,
+        4 => WORDS4,
+        _ => return &[],
+    };
+    let bytes = list.as_bytes();
     // Skip the header line.
     let start = bytes
         .iter()
@@ -23,21 +35,26 @@ fn records() -> &'static [u8] {
     &bytes[start..]
 }
 
-/// Whether `first` followed by `second` is an everyday word.
-pub(crate) fn is_word(first: char, second: char) -> bool {
-    let mut key = [0u8; 6];
-    let (Some(a), Some(b)) = (encode3(first), encode3(second)) else {
+/// Whether `word` (two to four characters) is an everyday word.
+pub(crate) fn is_word(word: &[char]) -> bool {
+    let chars = word.len();
+    if !(2..=MAX_WORD_CHARS).contains(&chars) {
         return false;
-    };
-    key[..3].copy_from_slice(&a);
-    key[3..].copy_from_slice(&b);
-    let records = records();
-    let count = records.len() / RECORD;
-    let (mut low, mut high) = (0, count);
+    }
+    let mut key = [0u8; 3 * MAX_WORD_CHARS];
+    for (slot, &c) in key.chunks_mut(3).zip(word) {
+        if !('\u{4E00}'..='\u{9FFF}').contains(&c) {
+            return false;
+        }
+        c.encode_utf8(slot);
+    }
+    let key = &key[..3 * chars];
+    let record = 3 * chars + 1;
+    let records = records(chars);
+    let (mut low, mut high) = (0, records.len() / record);
     while low < high {
         let mid = (low + high) / 2;
-        let record = &records[mid * RECORD..mid * RECORD + 6];
-        match record.cmp(&key[..]) {
+        match records[mid * record..mid * record + 3 * chars].cmp(key) {
             std::cmp::Ordering::Less => low = mid + 1,
             std::cmp::Ordering::Greater => high = mid,
             std::cmp::Ordering::Equal => return true,
@@ -46,49 +63,55 @@ pub(crate) fn is_word(first: char, second: char) -> bool {
     false
 }
 
-fn encode3(c: char) -> Option<[u8; 3]> {
-    if !('\u{4E00}'..='\u{9FFF}').contains(&c) {
-        return None;
-    }
-    let mut buf = [0u8; 4];
-    let encoded = c.encode_utf8(&mut buf);
-    let mut out = [0u8; 3];
-    out.copy_from_slice(encoded.as_bytes());
-    Some(out)
+/// Whether two characters form an everyday word.
+pub(crate) fn is_pair(first: char, second: char) -> bool {
+    is_word(&[first, second])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn word(text: &str) -> bool {
+        is_word(&text.chars().collect::<Vec<_>>())
+    }
+
     #[test]
     fn records_are_fixed_size_and_sorted() {
-        let records = records();
-        assert_eq!(records.len() % RECORD, 0);
-        let mut previous: Option<&[u8]> = None;
-        for record in records.chunks(RECORD) {
-            assert_eq!(record[6], b'\n');
-            let word = std::str::from_utf8(&record[..6]).expect("utf-8 record");
-            assert_eq!(word.chars().count(), 2, "{word}");
-            if let Some(previous) = previous {
-                assert!(previous < &record[..6], "{word} out of order");
+        for chars in 2..=MAX_WORD_CHARS {
+            let record = 3 * chars + 1;
+            let records = records(chars);
+            assert_eq!(records.len() % record, 0, "{chars}-character list");
+            let mut previous: Option<&[u8]> = None;
+            for entry in records.chunks(record) {
+                assert_eq!(entry[record - 1], b'\n');
+                let text = std::str::from_utf8(&entry[..record - 1]).expect("utf-8 record");
+                assert_eq!(text.chars().count(), chars, "{text}");
+                if let Some(previous) = previous {
+                    assert!(previous < &entry[..record - 1], "{text} out of order");
+                }
+                previous = Some(&entry[..record - 1]);
             }
-            previous = Some(&record[..6]);
+            assert!(records.len() / record > 10_000);
         }
-        assert!(records.len() / RECORD > 40_000);
     }
 
     #[test]
     fn real_words_are_found_and_evasions_are_not() {
-        for word in ["威信", "货款", "网站", "撰写", "菠菜", "一起", "数据"] {
-            let mut chars = word.chars();
-            let (a, b) = (chars.next().unwrap(), chars.next().unwrap());
-            assert!(is_word(a, b), "{word}");
+        for text in [
+            "威信",
+            "货款",
+            "网站",
+            "撰写",
+            "菠菜",
+            "圆角",
+            "社情民意",
+            "一路顺风",
+        ] {
+            assert!(word(text), "{text}");
         }
-        for word in ["薇信", "网撰", "堵球", "网转", "ab"] {
-            let mut chars = word.chars();
-            let (a, b) = (chars.next().unwrap(), chars.next().unwrap());
-            assert!(!is_word(a, b), "{word}");
+        for text in ["薇信", "网撰", "堵球", "网转", "社情", "ab", "字"] {
+            assert!(!word(text), "{text}");
         }
     }
 }

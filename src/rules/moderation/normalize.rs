@@ -249,7 +249,16 @@ pub(crate) fn leet_into(table: &FoldTable, input: &str, out: &mut Normalized) {
     let mut gap = false;
     for (orig_start, c) in input.char_indices() {
         let orig_end = orig_start + c.len_utf8();
-        if let Some(letter) = leet_letter(c) {
+        // `!` and `|` stand for a letter only inside a word (`cas!no`), not
+        // as punctuation after one (`porn!`).
+        let inside_word = || {
+            input[orig_end..]
+                .chars()
+                .next()
+                .is_some_and(|next| next.is_ascii_alphanumeric())
+        };
+        let letter = leet_letter(c).filter(|_| !matches!(c, '!' | '|') || inside_word());
+        if let Some(letter) = letter {
             let mut flags = LATIN | LEET;
             if gap {
                 flags |= GAP_BEFORE;

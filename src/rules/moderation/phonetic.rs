@@ -111,7 +111,7 @@ impl Tables {
         codes.sort_by_key(|&(code, _)| code);
         codes.dedup_by_key(|&mut (code, _)| code);
 
-        let compose = shape::compositions(lexicon::is_word);
+        let compose = shape::compositions(lexicon::is_pair);
         let mut other_starters = Vec::new();
         for &(first, _) in compose.keys() {
             match han_index(first).and_then(|i| han.get_mut(i)) {

@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn everyday_pairs_are_not_composed() {
-        let map = compositions(crate::rules::moderation::lexicon::is_word);
+        let map = compositions(crate::rules::moderation::lexicon::is_pair);
         assert_eq!(map.get(&('亻', '言')), Some(&'信'));
         assert_eq!(map.get(&('人', '言')), Some(&'信'));
         assert_eq!(map.get(&('上', '下')), None, "上下 is a word");

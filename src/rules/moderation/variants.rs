@@ -278,7 +278,17 @@ impl PhoneticIndex {
             return None;
         }
         for &index in &replaced[..replaced_count] {
-            if forms_word(normalized, index as usize) {
+            if word_through(normalized, &[index as usize]) {
+                return None;
+            }
+        }
+        // A reading by sound or shape that cuts through an everyday word at
+        // its edges (`打麻将` is not `大麻` + `将`, `约跑步` is not `约炮`)
+        // means that word.
+        if sound + near + shape > 0 && latin == 0 {
+            let first = symbols[0].first as usize;
+            let last = symbols[n - 1].end as usize - 1;
+            if edge_forms_word(normalized, first, last) {
                 return None;
             }
         }
@@ -371,17 +381,44 @@ fn folded_slice(normalized: &Normalized, first: usize, end: usize) -> &str {
     normalized.text.get(start..stop).unwrap_or("")
 }
 
-/// Whether the folded character at `index` forms an everyday two-character
-/// word with the character before or after it.
-fn forms_word(normalized: &Normalized, index: usize) -> bool {
-    let char_at = |i: usize| folded_slice(normalized, i, i + 1).chars().next();
-    let Some(here) = char_at(index) else {
+/// Whether folded characters around `index` form an everyday word (two to
+/// four characters) that contains every index in `through`.
+fn word_through(normalized: &Normalized, through: &[usize]) -> bool {
+    let (Some(&low), Some(&high)) = (through.iter().min(), through.iter().max()) else {
         return false;
     };
-    let before = index.checked_sub(1).and_then(char_at);
-    let after = char_at(index + 1);
-    before.is_some_and(|b| lexicon::is_word(b, here))
-        || after.is_some_and(|a| lexicon::is_word(here, a))
+    let mut window = [' '; lexicon::MAX_WORD_CHARS];
+    for len in 2..=lexicon::MAX_WORD_CHARS {
+        if high - low + 1 > len {
+            continue;
+        }
+        // Every start that keeps low..=high inside the window.
+        for start in (high + 1).saturating_sub(len)..=low {
+            let mut complete = true;
+            for (offset, slot) in window[..len].iter_mut().enumerate() {
+                match folded_slice(normalized, start + offset, start + offset + 1)
+                    .chars()
+                    .next()
+                {
+                    Some(c) => *slot = c,
+                    None => {
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+            if complete && lexicon::is_word(&window[..len]) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Whether an everyday word runs across the hit's start or end.
+fn edge_forms_word(normalized: &Normalized, first: usize, last: usize) -> bool {
+    (first > 0 && word_through(normalized, &[first - 1, first]))
+        || word_through(normalized, &[last, last + 1])
 }
 
 /// Pinyin initials of a long all-Chinese term (`代开发票` → `dkfp`), when
