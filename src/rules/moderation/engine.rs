@@ -181,9 +181,15 @@ impl Engine {
         allow: &TermList,
         options: MatchOptions,
     ) -> Result<Engine, EngineError> {
-        let table = FoldTable::new(FoldOptions {
-            lookalike_letters: options.lookalike_letters,
-            financial_numerals: options.financial_numerals,
+        // The process-wide tables are built on first use; build the two
+        // kinds side by side.
+        let (table, tables) = std::thread::scope(|scope| {
+            let tables = scope.spawn(phonetic::tables);
+            let table = FoldTable::new(FoldOptions {
+                lookalike_letters: options.lookalike_letters,
+                financial_numerals: options.financial_numerals,
+            });
+            (table, join(tables))
         });
         let no_collapse = RepeatCollapse::default();
         let folded_terms = fold_all(&table, &no_collapse, terms).map_err(EngineError::Terms)?;
@@ -212,7 +218,6 @@ impl Engine {
 
         // Extra spellings in the main automaton: doubled characters and
         // pinyin initials of long terms.
-        let tables = phonetic::tables();
         let mut extra: Vec<(String, usize, Family)> = Vec::new();
         for (term, (folded, set)) in folded_terms.iter().zip(&families).enumerate() {
             if set.contains(Family::Doubled) {
@@ -259,20 +264,24 @@ impl Engine {
             pattern.boundary_at_end = text.chars().next_back().is_some_and(starts_word);
         }
 
-        let automaton = if texts.is_empty() {
-            None
-        } else {
-            Some(
+        // The three automata are independent: build them side by side.
+        let (automaton, phonetic, leet) = std::thread::scope(|scope| {
+            let phonetic = scope.spawn(|| PhoneticIndex::build(tables, &folded_terms, &families));
+            let leet = scope.spawn(|| LeetIndex::build(&folded_terms, &families, leet_term));
+            let automaton = if texts.is_empty() {
+                Ok(None)
+            } else {
                 CharwiseDoubleArrayAhoCorasickBuilder::new()
                     .match_kind(MatchKind::Standard)
                     .build_with_values(texts.iter().copied().zip(0u32..))
-                    .map_err(|error| EngineError::Automaton(error.to_string()))?,
-            )
-        };
-        let phonetic = PhoneticIndex::build(tables, &folded_terms, &families)
-            .map_err(EngineError::Automaton)?;
-        let leet = LeetIndex::build(&folded_terms, &families, leet_term)
-            .map_err(EngineError::Automaton)?;
+                    .map(Some)
+                    .map_err(|error| error.to_string())
+            };
+            (automaton, join(phonetic), join(leet))
+        });
+        let automaton = automaton.map_err(EngineError::Automaton)?;
+        let phonetic = phonetic.map_err(EngineError::Automaton)?;
+        let leet = leet.map_err(EngineError::Automaton)?;
         Ok(Engine {
             automaton,
             patterns,
@@ -365,6 +374,15 @@ impl Engine {
         if let Some(index) = &self.phonetic {
             read_fast(&scratch.normalized, &mut scratch.phonetic);
             index.find(&scratch.phonetic.text, &mut scratch.phonetic_found);
+            // Keep only candidates that could stand, judged from the
+            // characters read: most chance readings end here, before the
+            // full fold.
+            let chars = &scratch.phonetic.chars;
+            scratch.phonetic_found.retain(|&(first, end, pattern)| {
+                index.terms_of(pattern).iter().any(|&term| {
+                    index.plausible(chars, first as usize, end as usize, term as usize)
+                })
+            });
         }
         if let Some(index) = &self.leet {
             if scratch.normalized.leet_possible {
@@ -591,6 +609,13 @@ fn refine_family(normalized: &Normalized, first: usize, end: usize) -> Family {
     } else {
         Family::Exact
     }
+}
+
+/// A scoped thread's result, passing its panic on.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// The first pass's pronunciation reading, from the folded text alone.

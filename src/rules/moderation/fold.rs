@@ -15,8 +15,6 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use ferrous_opencc::config::BuiltinConfig;
-use ferrous_opencc::OpenCC;
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 
 /// Optional folding steps. Each is a switch so that a community can turn off a
@@ -169,8 +167,9 @@ impl FoldTable {
             return;
         }
         // Outside the BMP: emoji and other symbols are the common case and
-        // are rejected before any real work.
-        if !c.is_alphanumeric() {
+        // are rejected before any real work (pictographs and emoji hold no
+        // letter or digit).
+        if (0x1F300..=0x1FAFF).contains(&code) || !c.is_alphanumeric() {
             return;
         }
         let t2s = &base_tables().t2s;
@@ -390,7 +389,7 @@ struct BaseTables {
 fn base_tables() -> &'static BaseTables {
     static BASE: OnceLock<BaseTables> = OnceLock::new();
     BASE.get_or_init(|| {
-        let t2s = traditional_to_simplified_table();
+        let t2s = traditional_to_simplified();
         let table = build_bmp_table(&t2s);
         BaseTables { t2s, table }
     })
@@ -456,57 +455,107 @@ fn build_bmp_table(t2s: &HashMap<char, char>) -> FoldTable {
     }
 }
 
-/// Character ranges whose traditional/variant forms OpenCC maps.
-const HAN_RANGES: [(u32, u32); 4] = [
-    (0x3400, 0x4DBF),   // CJK Extension A
-    (0x4E00, 0x9FFF),   // CJK Unified Ideographs
-    (0xF900, 0xFAFF),   // CJK Compatibility Ideographs
-    (0x20000, 0x2A6DF), // CJK Extension B
-];
+/// OpenCC's character-level traditional (and Taiwan/Hong Kong variant) →
+/// simplified map, one `TS` pair per line after a header. Generated from
+/// OpenCC's dictionaries (`ferrous-opencc`) and checked against them by a
+/// test, so loading it costs nothing at start-up; regenerate with
+/// `cargo test --lib t2s_table -- --ignored`.
+const T2S: &str = include_str!("data/t2s.txt");
 
-/// Character-level traditional (and Taiwan/Hong Kong variant) → simplified
-/// map from OpenCC's dictionaries. Converting character by character keeps
-/// the offset map exact; OpenCC's phrase tables only matter for ambiguous
-/// characters, where any simplified form is as good for matching.
-fn traditional_to_simplified_table() -> HashMap<char, char> {
-    let mut map = HashMap::new();
-    // Convert every Han character at once, one per line, so that phrase
-    // tables never see two characters together.
-    let mut all = String::with_capacity(120_000 * 5);
-    for &(first, last) in &HAN_RANGES {
-        for c in (first..=last).filter_map(char::from_u32) {
-            all.push(c);
-            all.push('\n');
-        }
-    }
-    for config in [BuiltinConfig::Hk2s, BuiltinConfig::Tw2s] {
-        // The dictionaries are embedded in the binary; failing to open them
-        // would be a build defect. Matching then simply skips this step.
-        let Ok(converter) = OpenCC::from_config(config) else {
-            continue;
-        };
-        let converted = converter.convert(&all);
-        for (original, simplified) in all.lines().zip(converted.lines()) {
-            let mut original_chars = original.chars();
-            let mut simplified_chars = simplified.chars();
-            if let (Some(from), None, Some(to), None) = (
-                original_chars.next(),
-                original_chars.next(),
-                simplified_chars.next(),
-                simplified_chars.next(),
-            ) {
-                if from != to {
-                    map.entry(from).or_insert(to);
-                }
-            }
-        }
-    }
-    map
+fn traditional_to_simplified() -> HashMap<char, char> {
+    T2S.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut chars = line.chars();
+            Some((chars.next()?, chars.next()?))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use ferrous_opencc::config::BuiltinConfig;
+    use ferrous_opencc::OpenCC;
+
     use super::*;
+
+    /// Character ranges whose traditional/variant forms OpenCC maps.
+    const HAN_RANGES: [(u32, u32); 4] = [
+        (0x3400, 0x4DBF),   // CJK Extension A
+        (0x4E00, 0x9FFF),   // CJK Unified Ideographs
+        (0xF900, 0xFAFF),   // CJK Compatibility Ideographs
+        (0x20000, 0x2A6DF), // CJK Extension B
+    ];
+
+    /// Character-level traditional (and Taiwan/Hong Kong variant) → simplified
+    /// map from OpenCC's dictionaries. Converting character by character keeps
+    /// the offset map exact; OpenCC's phrase tables only matter for ambiguous
+    /// characters, where any simplified form is as good for matching.
+    fn opencc_table() -> HashMap<char, char> {
+        let mut map = HashMap::new();
+        // Convert every Han character at once, one per line, so that phrase
+        // tables never see two characters together.
+        let mut all = String::with_capacity(120_000 * 5);
+        for &(first, last) in &HAN_RANGES {
+            for c in (first..=last).filter_map(char::from_u32) {
+                all.push(c);
+                all.push('\n');
+            }
+        }
+        for config in [BuiltinConfig::Hk2s, BuiltinConfig::Tw2s] {
+            let converter = OpenCC::from_config(config).expect("OpenCC's built-in dictionaries");
+            let converted = converter.convert(&all);
+            for (original, simplified) in all.lines().zip(converted.lines()) {
+                let mut original_chars = original.chars();
+                let mut simplified_chars = simplified.chars();
+                if let (Some(from), None, Some(to), None) = (
+                    original_chars.next(),
+                    original_chars.next(),
+                    simplified_chars.next(),
+                    simplified_chars.next(),
+                ) {
+                    if from != to {
+                        map.entry(from).or_insert(to);
+                    }
+                }
+            }
+        }
+        map
+    }
+
+    fn t2s_text(map: &HashMap<char, char>) -> String {
+        let mut pairs: Vec<_> = map.iter().collect();
+        pairs.sort();
+        let mut text = String::from(
+            "# Traditional/variant -> simplified characters from OpenCC (HK2S, then TW2S). Generated; do not edit.\n",
+        );
+        for (from, to) in pairs {
+            text.push(*from);
+            text.push(*to);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// The embedded table is exactly what OpenCC's dictionaries say.
+    #[test]
+    fn t2s_table_matches_opencc() {
+        let expected = t2s_text(&opencc_table());
+        assert!(
+            T2S == expected,
+            "src/rules/moderation/data/t2s.txt is out of date: cargo test --lib t2s_table -- --ignored"
+        );
+    }
+
+    #[test]
+    #[ignore = "regenerates src/rules/moderation/data/t2s.txt"]
+    fn t2s_table_regenerate() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/rules/moderation/data/t2s.txt"
+        );
+        std::fs::write(path, t2s_text(&opencc_table())).expect("table written");
+    }
 
     fn fold_str(table: &FoldTable, text: &str) -> String {
         let mut out = String::new();

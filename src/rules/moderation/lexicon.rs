@@ -35,32 +35,53 @@ fn records(chars: usize) -> &'static [u8] {
     &bytes[start..]
 }
 
+/// The lists as sorted integers (15 bits per character), built on first
+/// use: a lookup is then a binary search over plain numbers.
+struct Lists {
+    by_length: [Vec<u64>; MAX_WORD_CHARS + 1],
+}
+
+fn lists() -> &'static Lists {
+    static LISTS: std::sync::OnceLock<Lists> = std::sync::OnceLock::new();
+    LISTS.get_or_init(|| {
+        let mut by_length: [Vec<u64>; MAX_WORD_CHARS + 1] = Default::default();
+        for (chars, list) in by_length.iter_mut().enumerate().skip(2) {
+            let record = 3 * chars + 1;
+            let records = records(chars);
+            list.reserve(records.len() / record);
+            for entry in records.chunks_exact(record) {
+                let word = std::str::from_utf8(&entry[..record - 1]).unwrap_or_default();
+                if let Some(key) = pack(word.chars()) {
+                    list.push(key);
+                }
+            }
+            // The records are sorted by UTF-8 bytes, which for these
+            // three-byte characters is code point order: already sorted.
+            debug_assert!(list.windows(2).all(|pair| pair[0] < pair[1]));
+        }
+        Lists { by_length }
+    })
+}
+
+/// Characters U+4E00..U+9FFF, 15 bits each.
+fn pack(chars: impl Iterator<Item = char>) -> Option<u64> {
+    let mut key = 0u64;
+    for c in chars {
+        let offset = (c as u32).checked_sub(0x4E00).filter(|&o| o < 0x5200)?;
+        key = (key << 15) | u64::from(offset);
+    }
+    Some(key)
+}
+
 /// Whether `word` (two to four characters) is an everyday word.
 pub(crate) fn is_word(word: &[char]) -> bool {
-    let chars = word.len();
-    if !(2..=MAX_WORD_CHARS).contains(&chars) {
+    if !(2..=MAX_WORD_CHARS).contains(&word.len()) {
         return false;
     }
-    let mut key = [0u8; 3 * MAX_WORD_CHARS];
-    for (slot, &c) in key.chunks_mut(3).zip(word) {
-        if !('\u{4E00}'..='\u{9FFF}').contains(&c) {
-            return false;
-        }
-        c.encode_utf8(slot);
-    }
-    let key = &key[..3 * chars];
-    let record = 3 * chars + 1;
-    let records = records(chars);
-    let (mut low, mut high) = (0, records.len() / record);
-    while low < high {
-        let mid = (low + high) / 2;
-        match records[mid * record..mid * record + 3 * chars].cmp(key) {
-            std::cmp::Ordering::Less => low = mid + 1,
-            std::cmp::Ordering::Greater => high = mid,
-            std::cmp::Ordering::Equal => return true,
-        }
-    }
-    false
+    let Some(key) = pack(word.iter().copied()) else {
+        return false;
+    };
+    lists().by_length[word.len()].binary_search(&key).is_ok()
 }
 
 /// Whether two characters form an everyday word.

@@ -29,6 +29,8 @@ const ID_MASK: u16 = 0x7FFF;
 const SYMBOL_BASE: u32 = 0xE000;
 /// A position no syllable can match (a non-pinyin word, kana, symbols…).
 pub(crate) const BARRIER: char = '\u{F8FF}';
+/// In [`PhoneticText::chars`]: the symbol is a syllable of a Latin word.
+pub(crate) const LATIN_SYLLABLE: char = '\0';
 /// Longer Latin runs are not read as pinyin (and cost nothing).
 const MAX_LATIN_WORD: usize = 36;
 /// Readings kept per character: a heteronym's rare readings only add noise.
@@ -43,6 +45,8 @@ pub(crate) struct Tables {
     /// Primary reading of U+3400..U+9FFF (plus the [`COMPONENT`] bit).
     han: Vec<u16>,
     digits: [Syllable; 10],
+    /// The `pinyin` crate's spellings → syllable.
+    by_plain: HashMap<&'static str, Syllable>,
     compose: HashMap<(char, char), char>,
     /// First components outside the Han block (katakana stand-ins).
     other_starters: Vec<char>,
@@ -63,6 +67,13 @@ impl Tables {
                 (texts.len() - 1) as Syllable
             })
         };
+        // The crate's spellings are static strings: intern each once.
+        let mut by_plain: HashMap<&'static str, Syllable> = HashMap::new();
+        let mut read = |plain: &'static str| -> Syllable {
+            *by_plain
+                .entry(plain)
+                .or_insert_with(|| plain_text(plain).map_or(0, &mut intern))
+        };
         let mut han = vec![0u16; (HAN_LAST - HAN_FIRST + 1) as usize];
         for code in HAN_FIRST..=HAN_LAST {
             let Some(c) = char::from_u32(code) else {
@@ -70,19 +81,18 @@ impl Tables {
             };
             if let Some(multi) = c.to_pinyin_multi() {
                 for reading in multi {
-                    if let Some(text) = plain_text(reading.plain()) {
-                        intern(text);
-                    }
+                    read(reading.plain());
                 }
             }
-            if let Some(text) = c.to_pinyin().and_then(|p| plain_text(p.plain())) {
-                han[(code - HAN_FIRST) as usize] = intern(text);
+            if let Some(reading) = c.to_pinyin() {
+                han[(code - HAN_FIRST) as usize] = read(reading.plain());
             }
         }
         let digits = [
             "ling", "yi", "er", "san", "si", "wu", "liu", "qi", "ba", "jiu",
         ]
         .map(|text| intern(text.to_owned()));
+        by_plain.retain(|_, id| *id != 0);
 
         let mut fuzzy_ids: HashMap<String, u16> = HashMap::new();
         let fuzzy: Vec<u16> = texts
@@ -125,6 +135,7 @@ impl Tables {
             codes,
             han,
             digits,
+            by_plain,
             compose,
             other_starters,
         }
@@ -166,9 +177,7 @@ impl Tables {
                 if out.len() >= MAX_READINGS {
                     break;
                 }
-                if let Some(id) =
-                    plain_text(reading.plain()).and_then(|t| self.lookup(t.as_bytes()))
-                {
+                if let Some(&id) = self.by_plain.get(reading.plain()) {
                     push_unique(out, id);
                 }
             }
@@ -355,6 +364,10 @@ pub(crate) struct Symbol {
 pub(crate) struct PhoneticText {
     /// One character per symbol, each three UTF-8 bytes.
     pub text: String,
+    /// Per symbol, the character read ([`LATIN_SYLLABLE`] for a pinyin
+    /// syllable, the composed character for a component pair): enough to
+    /// rule most candidates out before the full look.
+    pub chars: Vec<char>,
     /// Filled only when built with detail.
     pub symbols: Vec<Symbol>,
     latin: Vec<u8>,
@@ -374,6 +387,7 @@ pub(crate) struct Reader<'a> {
 impl<'a> Reader<'a> {
     pub(crate) fn new(tables: &'a Tables, out: &'a mut PhoneticText, detail: bool) -> Self {
         out.text.clear();
+        out.chars.clear();
         out.symbols.clear();
         out.latin.clear();
         Reader {
@@ -454,6 +468,7 @@ impl<'a> Reader<'a> {
             for &(start, len, syllable) in &segments {
                 let symbol = self.tables.symbol(syllable);
                 self.out.text.push(symbol);
+                self.out.chars.push(LATIN_SYLLABLE);
                 if self.detail {
                     self.out.symbols.push(Symbol {
                         kind: SymbolKind::Latin,
@@ -481,6 +496,7 @@ impl<'a> Reader<'a> {
             self.tables.symbol(syllable)
         };
         self.out.text.push(symbol);
+        self.out.chars.push(ch);
         if self.detail {
             self.out.symbols.push(Symbol {
                 kind,

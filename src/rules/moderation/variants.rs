@@ -15,7 +15,7 @@ use daachorse::{CharwiseDoubleArrayAhoCorasick, CharwiseDoubleArrayAhoCorasickBu
 use super::family::{Family, FamilySet};
 use super::lexicon;
 use super::normalize::{Normalized, LATIN, LEET};
-use super::phonetic::{split_initial, Syllable, Symbol, SymbolKind, Tables};
+use super::phonetic::{split_initial, Syllable, Symbol, SymbolKind, Tables, LATIN_SYLLABLE};
 use super::shape;
 
 /// The shortest term, in characters (or syllables, or letters for leet),
@@ -33,6 +33,18 @@ pub const MIN_PINYIN_LETTERS: usize = 4;
 /// Chinese numerals only stand for an all-digit term this long (`一三八…`
 /// for a phone number; `一二三` is not `123`).
 pub const MIN_NUMBER_DIGITS: usize = 4;
+/// Characters of a term that may be replaced by sound or shape: one in a
+/// term of two or three characters, half of a longer one. Spammers change a
+/// character or two (`网撰`, `加薇信`); chance readings of ordinary text
+/// change them all.
+pub const fn max_replaced(chars: usize) -> usize {
+    if chars < 4 {
+        1
+    } else {
+        chars / 2
+    }
+}
+
 /// Pronunciation patterns per term (heteronyms × look-alikes), most likely
 /// first.
 const MAX_SEQUENCES: usize = 16;
@@ -176,6 +188,31 @@ impl PhoneticIndex {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// The cheap first look at a candidate, from the characters read alone
+    /// (`chars[first..end]`): whether it could stand as a fuzzy hit on
+    /// `term`. Most chance matches of sound end here.
+    pub(crate) fn plausible(&self, chars: &[char], first: usize, end: usize, term: usize) -> bool {
+        let Some(Some(info)) = self.terms.get(term) else {
+            return false;
+        };
+        let Some(read) = chars.get(first..end) else {
+            return false;
+        };
+        let mut same = 0;
+        let mut replaced = 0;
+        for (&c, &wanted) in read.iter().zip(info.chars.iter()) {
+            if c == LATIN_SYLLABLE {
+                return true;
+            }
+            if c == wanted {
+                same += 1;
+            } else if !(is_numeral(c) || is_numeral(wanted)) {
+                replaced += 1;
+            }
+        }
+        same < read.len() && replaced <= max_replaced(read.len())
+    }
+
     /// Whether symbols `first..end` stand as a fuzzy hit on `term`, and as
     /// which family. See the module docs of [`super`] for the rules.
     pub(crate) fn verify(
@@ -206,8 +243,8 @@ impl PhoneticIndex {
         let mut replace = |index: u32| {
             if let Some(slot) = replaced.get_mut(replaced_count) {
                 *slot = index;
-                replaced_count += 1;
             }
+            replaced_count += 1;
         };
         for ((symbol, &wanted), readings) in symbols
             .iter()
@@ -274,10 +311,14 @@ impl PhoneticIndex {
         if near > 1 || (near == 1 && n < 3 && same == 0) {
             return None;
         }
+        // Characters replaced by sound or shape: see `max_replaced`.
+        if latin == 0 && replaced_count > max_replaced(n) {
+            return None;
+        }
         if latin > 0 && !latin_words_stand(symbols, normalized, latin == n, latin_letters) {
             return None;
         }
-        for &index in &replaced[..replaced_count] {
+        for &index in &replaced[..replaced_count.min(replaced.len())] {
             if word_through(normalized, &[index as usize]) {
                 return None;
             }
