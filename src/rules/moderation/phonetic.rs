@@ -31,6 +31,8 @@ const SYMBOL_BASE: u32 = 0xE000;
 pub(crate) const BARRIER: char = '\u{F8FF}';
 /// In [`PhoneticText::chars`]: the symbol is a syllable of a Latin word.
 pub(crate) const LATIN_SYLLABLE: char = '\0';
+/// In [`PhoneticText::chars`]: the symbol is a component pair.
+pub(crate) const COMPOSED: char = '\u{1}';
 /// Longer Latin runs are not read as pinyin (and cost nothing).
 const MAX_LATIN_WORD: usize = 36;
 /// Readings kept per character: a heteronym's rare readings only add noise.
@@ -365,8 +367,8 @@ pub(crate) struct PhoneticText {
     /// One character per symbol, each three UTF-8 bytes.
     pub text: String,
     /// Per symbol, the character read ([`LATIN_SYLLABLE`] for a pinyin
-    /// syllable, the composed character for a component pair): enough to
-    /// rule most candidates out before the full look.
+    /// syllable, [`COMPOSED`] for a component pair): enough to rule most
+    /// candidates out before the full look.
     pub chars: Vec<char>,
     /// Filled only when built with detail.
     pub symbols: Vec<Symbol>,
@@ -496,7 +498,11 @@ impl<'a> Reader<'a> {
             self.tables.symbol(syllable)
         };
         self.out.text.push(symbol);
-        self.out.chars.push(ch);
+        self.out.chars.push(if kind == SymbolKind::Composed {
+            COMPOSED
+        } else {
+            ch
+        });
         if self.detail {
             self.out.symbols.push(Symbol {
                 kind,

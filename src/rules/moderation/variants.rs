@@ -15,7 +15,9 @@ use daachorse::{CharwiseDoubleArrayAhoCorasick, CharwiseDoubleArrayAhoCorasickBu
 use super::family::{Family, FamilySet};
 use super::lexicon;
 use super::normalize::{Normalized, LATIN, LEET};
-use super::phonetic::{split_initial, Syllable, Symbol, SymbolKind, Tables, LATIN_SYLLABLE};
+use super::phonetic::{
+    split_initial, Syllable, Symbol, SymbolKind, Tables, COMPOSED, LATIN_SYLLABLE,
+};
 use super::shape;
 
 /// The shortest term, in characters (or syllables, or letters for leet),
@@ -206,7 +208,7 @@ impl PhoneticIndex {
             }
             if c == wanted {
                 same += 1;
-            } else if !(is_numeral(c) || is_numeral(wanted)) {
+            } else if c != COMPOSED && !(is_numeral(c) || is_numeral(wanted)) {
                 replaced += 1;
             }
         }
