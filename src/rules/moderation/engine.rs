@@ -479,7 +479,6 @@ impl Engine {
                     .push((scratch.leet.original_span(first, end), term, Family::Leet));
             }
         }
-        let exact_hits = hits.len();
         for (span, term, family) in scratch.fuzzy.drain(..) {
             let allowed = scratch
                 .allowed_bytes
@@ -496,7 +495,6 @@ impl Engine {
                 self.push_term_hit(hits, term, span, family);
             }
         }
-        debug_assert!(hits.len() >= exact_hits);
 
         for &(start, end, index) in &scratch.regex_found {
             let first = normalized.char_index_at(start);

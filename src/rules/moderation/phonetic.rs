@@ -25,6 +25,8 @@ const HAN_LAST: u32 = 0x9FFF;
 /// In [`Tables::han`]: the character may start a component pair.
 const COMPONENT: u16 = 0x8000;
 const ID_MASK: u16 = 0x7FFF;
+/// In [`Tables::han_class`]: the character has no reading.
+const NO_CLASS: u16 = 0x7FFF;
 /// Symbols are private-use characters: one per near-homophone class.
 const SYMBOL_BASE: u32 = 0xE000;
 /// A position no syllable can match (a non-pinyin word, kana, symbols…).
@@ -46,6 +48,9 @@ pub(crate) struct Tables {
     codes: Vec<(u32, Syllable)>,
     /// Primary reading of U+3400..U+9FFF (plus the [`COMPONENT`] bit).
     han: Vec<u16>,
+    /// The same characters' symbol class (plus the [`COMPONENT`] bit;
+    /// [`NO_CLASS`] for none): one lookup per character while scanning.
+    han_class: Vec<u16>,
     digits: [Syllable; 10],
     /// The `pinyin` crate's spellings → syllable.
     by_plain: HashMap<&'static str, Syllable>,
@@ -131,7 +136,18 @@ impl Tables {
                 None => other_starters.push(first),
             }
         }
+        let han_class = han
+            .iter()
+            .map(|&entry| {
+                let class = match entry & ID_MASK {
+                    0 => NO_CLASS,
+                    id => fuzzy.get(id as usize).copied().unwrap_or(NO_CLASS),
+                };
+                class | (entry & COMPONENT)
+            })
+            .collect();
         Tables {
+            han_class,
             texts,
             fuzzy,
             codes,
@@ -408,6 +424,18 @@ impl<'a> Reader<'a> {
     pub(crate) fn push(&mut self, c: char, gap: bool) {
         let index = self.index;
         self.index += 1;
+        // The bulk of chat: a character with a reading that starts no
+        // component pair, with no Latin word or component pending.
+        if !self.detail && self.pending.is_none() && self.out.latin.is_empty() {
+            if let Some(&class) = han_index(c).and_then(|i| self.tables.han_class.get(i)) {
+                if class & COMPONENT == 0 && class != NO_CLASS {
+                    let symbol = char::from_u32(SYMBOL_BASE + u32::from(class)).unwrap_or(BARRIER);
+                    self.out.text.push(symbol);
+                    self.out.chars.push(c);
+                    return;
+                }
+            }
+        }
         if c.is_ascii_lowercase() {
             self.flush_pending();
             if gap {
@@ -562,6 +590,39 @@ mod tests {
         assert_eq!(read("加微亻言"), ["jia", "wei", "xin"]);
         assert_eq!(read("亻你"), ["ren", "ni"]);
         assert_eq!(read("上下"), ["shang", "xia"]);
+    }
+
+    /// The fast reading (no detail) and the detailed one agree symbol for
+    /// symbol: the engine finds candidates with one and judges with the
+    /// other.
+    #[test]
+    fn fast_and_detailed_readings_agree() {
+        let tables = tables();
+        for text in [
+            "加微亻言网赚",
+            "wang zhuan网撰1夜",
+            "力口群 abc 人言可畏",
+            "女子上下テスト",
+        ] {
+            let mut fast = PhoneticText::default();
+            let mut detailed = PhoneticText::default();
+            for (out, detail) in [(&mut fast, false), (&mut detailed, true)] {
+                let mut reader = Reader::new(tables, out, detail);
+                let mut gap = false;
+                for c in text.chars() {
+                    if c == ' ' {
+                        gap = true;
+                        continue;
+                    }
+                    reader.push(c, gap);
+                    gap = false;
+                }
+                reader.finish();
+            }
+            assert_eq!(fast.text, detailed.text, "{text}");
+            assert_eq!(fast.chars, detailed.chars, "{text}");
+            assert_eq!(detailed.symbols.len(), detailed.chars.len(), "{text}");
+        }
     }
 
     #[test]

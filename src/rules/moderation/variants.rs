@@ -49,7 +49,7 @@ pub const fn max_replaced(chars: usize) -> usize {
 
 /// Pronunciation patterns per term (heteronyms × look-alikes), most likely
 /// first.
-const MAX_SEQUENCES: usize = 16;
+const MAX_SEQUENCES: usize = 6;
 
 /// English words and names that happen to spell two or more pinyin
 /// syllables: never read as pinyin. Sorted.
@@ -67,7 +67,22 @@ const ENGLISH: &[&str] = &[
 
 /// Whether `first` (an ASCII digit or a Chinese numeral) is a numeral.
 fn is_numeral(c: char) -> bool {
-    c.is_ascii_digit() || "〇零一二两三四五六七八九".contains(c)
+    matches!(
+        c,
+        '0'..='9'
+            | '〇'
+            | '零'
+            | '一'
+            | '二'
+            | '两'
+            | '三'
+            | '四'
+            | '五'
+            | '六'
+            | '七'
+            | '八'
+            | '九'
+    )
 }
 
 /// Pronunciation patterns of the terms.
