@@ -3,13 +3,19 @@
 //!
 //! Run: `cargo bench --bench moderation`. Everything is generated from a
 //! seeded RNG, so runs are comparable.
+//!
+//! The same workload for the end-to-end figure of `qunyun moderation check`:
+//! `QUNYUN_MODERATION_WORKLOAD=DIR cargo bench --bench moderation` writes
+//! `DIR/terms.txt` and `DIR/messages.txt` and stops; then
+//! `time qunyun moderation check --terms DIR/terms.txt < DIR/messages.txt > /dev/null`.
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use qunyun::rules::moderation::{
-    warm_up, Engine, MatchOptions, RegexRuleSpec, RegexRules, Scratch, TermList,
+    warm_up, Engine, Family, MatchOptions, RegexRuleSpec, RegexRules, Scratch, TermList,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -186,7 +192,31 @@ fn fixture() -> Fixture {
     }
 }
 
+/// Write the workload for the end-to-end measurement, when asked to.
+fn write_workload(dir: &std::path::Path) {
+    let mut rng = StdRng::seed_from_u64(0x5157_594e);
+    let pool: Vec<char> = HANZI.chars().collect();
+    let terms = generate_terms(&mut rng, &pool);
+    let messages: Vec<String> = (0..MESSAGE_COUNT)
+        .map(|_| generate_message(&mut rng, &pool, &terms))
+        .collect();
+    std::fs::create_dir_all(dir).expect("workload directory");
+    let terms: String = terms.iter().map(|t| format!("{t}\n")).collect();
+    let messages: String = messages.iter().map(|m| format!("{m}\n")).collect();
+    std::fs::write(dir.join("terms.txt"), terms).expect("terms written");
+    std::fs::write(dir.join("messages.txt"), &messages).expect("messages written");
+    eprintln!(
+        "wrote {TERM_COUNT} terms and {MESSAGE_COUNT} messages ({:.1} MB) to {}",
+        messages.len() as f64 / 1e6,
+        dir.display()
+    );
+}
+
 fn bench_moderation(c: &mut Criterion) {
+    if let Some(dir) = std::env::var_os("QUNYUN_MODERATION_WORKLOAD") {
+        write_workload(std::path::Path::new(&dir));
+        return;
+    }
     let started = Instant::now();
     warm_up();
     eprintln!(
@@ -216,15 +246,16 @@ fn bench_moderation(c: &mut Criterion) {
         Engine::build(&fixture.terms, &allow, MatchOptions::default()).expect("engine builds");
     let mut scratch = Scratch::default();
     let mut hits = Vec::new();
-    let blocked = fixture
-        .messages
-        .iter()
-        .filter(|m| {
-            engine.scan_into(m, &mut scratch, &mut hits);
-            !hits.is_empty()
-        })
-        .count();
-    eprintln!("messages with a hit: {blocked}");
+    let mut blocked = 0usize;
+    let mut by_family: BTreeMap<Family, usize> = BTreeMap::new();
+    for message in &fixture.messages {
+        engine.scan_into(message, &mut scratch, &mut hits);
+        blocked += usize::from(!hits.is_empty());
+        for hit in &hits {
+            *by_family.entry(hit.family).or_default() += 1;
+        }
+    }
+    eprintln!("messages with a hit: {blocked}; hits per family: {by_family:?}");
 
     group.throughput(Throughput::Bytes(fixture.total_bytes as u64));
     group.sample_size(10);

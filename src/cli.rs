@@ -15,6 +15,8 @@ use crate::ops::schedules::SchedulerSettings;
 use crate::ops::{self, Actor, Ops, Role};
 use crate::{app, clock, store, telemetry};
 
+mod moderation_check;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "qunyun",
@@ -198,20 +200,10 @@ pub enum OutboxCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ModerationCommand {
-    /// Check messages from stdin (one per line) against a term list: prints `block` or
-    /// `pass` per line, with --explain the matched terms and byte spans. The same engine
-    /// as the server.
-    Check {
-        /// Term file: one term per line, `#` comments, `[category:severity]` sections.
-        #[arg(long, value_name = "FILE")]
-        terms: PathBuf,
-        /// Allow-list file in the same format; an entry cancels a hit it covers completely.
-        #[arg(long, value_name = "FILE")]
-        allow: Option<PathBuf>,
-        /// Print the matched terms and their spans.
-        #[arg(long)]
-        explain: bool,
-    },
+    /// Check messages from stdin (one per line) against a term list: prints `block`, `review`
+    /// or `pass` per line, with --explain the matched terms, spans and families; with --report,
+    /// per-family figures for a labelled case file. The same engine as the server.
+    Check(moderation_check::CheckArgs),
     /// The audit log of moderation decisions, newest first.
     Log {
         /// Only this member's entries.
@@ -693,32 +685,7 @@ async fn run_rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
 async fn run_moderation(command: ModerationCommand) -> anyhow::Result<ExitCode> {
     let now = chrono::Utc::now();
     match command {
-        ModerationCommand::Check {
-            terms,
-            allow,
-            explain,
-        } => {
-            use crate::rules::moderation::{check_lines, Engine, MatchOptions, TermList};
-            let terms = TermList::load(&terms)
-                .with_context(|| format!("reading term list {}", terms.display()))?;
-            let allow = match allow {
-                Some(path) => TermList::load(&path)
-                    .with_context(|| format!("reading allow list {}", path.display()))?,
-                None => TermList::parse("").context("empty allow list")?,
-            };
-            let engine = Engine::build(&terms, &allow, MatchOptions::default())
-                .context("building the matcher")?;
-            let stdin = std::io::stdin();
-            let stdout = std::io::stdout();
-            let summary = check_lines(&engine, stdin.lock(), stdout.lock(), explain)
-                .context("checking messages")?;
-            eprintln!(
-                "{} messages: {} blocked, {} passed",
-                summary.messages,
-                summary.blocked,
-                summary.passed()
-            );
-        }
+        ModerationCommand::Check(args) => return moderation_check::run(args),
         ModerationCommand::Log {
             user,
             limit,

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::actions::{Action, OutRoute, Outbound};
 use super::event::{Event, MessagePosted, MessageReported, ReplyVia};
 use super::moderation::{
-    is_flooding, is_repeated_across_chats, CrossChatRule, Engine, EscalationPolicy, FloodRule, Hit,
-    MatchOptions, NewMemberRule, RecentPost, RegexRuleSpec, RegexRules, RegexTarget, Rung,
-    Sanction, Severity, Strike, TermList, TextFingerprint,
+    is_flooding, is_repeated_across_chats, CrossChatRule, Engine, EscalationPolicy, FamilySet,
+    FloodRule, FuzzyPolicy, Hit, MatchOptions, NewMemberRule, RecentPost, RegexRuleSpec,
+    RegexRules, RegexTarget, Rung, Sanction, Severity, Strike, TermList, TextFingerprint, Verdict,
 };
 use super::route::{removal_for, Removal};
 use super::ruleset::FieldError;
@@ -65,6 +65,14 @@ pub struct ModerationDoc {
     pub report_threshold: u32,
     /// Most reports one member may file per hour.
     pub reports_per_hour: u32,
+    /// What a fuzzy term hit (pinyin, homophone, number, leet, shape,
+    /// doubled, look-alike) leads to: "block" (like an exact hit), "review"
+    /// (a task for a person, no strike) or "ignore".
+    pub fuzzy: String,
+    /// The variant families matched at all: "all", "exact", a list
+    /// ("pinyin,number") or exclusions ("-homophone"). Terms can narrow
+    /// this further (see `docs/moderation.md`).
+    pub families: String,
 }
 
 impl Default for ModerationDoc {
@@ -104,6 +112,8 @@ impl Default for ModerationDoc {
             new_member_categories: vec!["link".into()],
             report_threshold: 3,
             reports_per_hour: 5,
+            fuzzy: "block".into(),
+            families: "all".into(),
         }
     }
 }
@@ -152,6 +162,7 @@ pub struct ModerationConfig {
     pub log_only: BTreeSet<String>,
     pub report_threshold: u32,
     pub reports_per_hour: u32,
+    pub fuzzy_policy: FuzzyPolicy,
 }
 
 impl ModerationConfig {
@@ -201,7 +212,19 @@ impl ModerationConfig {
             }
             RegexRules::default()
         });
-        let engine = match Engine::build(&terms, &allow, MatchOptions::default()) {
+        let fuzzy_policy = doc.fuzzy.parse::<FuzzyPolicy>().unwrap_or_else(|err| {
+            push("moderation.fuzzy".into(), err.to_string());
+            FuzzyPolicy::Block
+        });
+        let families = FamilySet::parse(&doc.families).unwrap_or_else(|err| {
+            push("moderation.families".into(), err.to_string());
+            FamilySet::ALL
+        });
+        let options = MatchOptions {
+            families,
+            ..MatchOptions::default()
+        };
+        let engine = match Engine::build(&terms, &allow, options) {
             Ok(engine) => Some(engine.with_regex_rules(regex_rules)),
             Err(err) => {
                 push("moderation.terms".into(), err.to_string());
@@ -303,6 +326,7 @@ impl ModerationConfig {
                 log_only: doc.log_only.iter().cloned().collect(),
                 report_threshold: doc.report_threshold,
                 reports_per_hour: doc.reports_per_hour,
+                fuzzy_policy,
             }),
             _ => Err(errors),
         }
@@ -407,6 +431,8 @@ pub fn stored_fingerprint(config: &ModerationConfig, text: &str) -> Option<i64> 
 
 /// A violation found in one message, before sanctions.
 struct Violation {
+    /// A fuzzy hit under the `review` policy: a task for a person, no strike.
+    review: bool,
     rule: String,
     category: String,
     severity: Severity,
@@ -480,15 +506,22 @@ fn find_violation(
                 .collect()
         })
         .unwrap_or_default();
+    // Exact hits block; fuzzy ones as the policy says. A blocking hit wins
+    // over one for review, then the more severe, then the earlier.
+    let decide = |hit: &Hit| Verdict::of(hit.family, config.fuzzy_policy);
     let worst = hits
         .iter()
+        .filter(|hit| decide(hit) != Verdict::Pass)
         .filter(|hit| is_new || !restricted.contains(&*hit.category))
-        .max_by_key(|hit| (hit.severity, std::cmp::Reverse(hit.span.start)));
+        .max_by_key(|hit| (decide(hit), hit.severity, std::cmp::Reverse(hit.span.start)));
     if let Some(hit) = worst {
         let rule = if is_new && restricted.contains(&*hit.category) {
             "new_member".to_string()
         } else {
             match hit.source {
+                super::moderation::HitSource::Term(_) if hit.family.is_fuzzy() => {
+                    format!("term:{}", hit.family)
+                }
                 super::moderation::HitSource::Term(_) => "term".to_string(),
                 super::moderation::HitSource::Regex(_) => {
                     format!("regex:{}", config.engine.describe(hit.source))
@@ -496,6 +529,7 @@ fn find_violation(
             }
         };
         return Some(Violation {
+            review: decide(hit) == Verdict::Review,
             rule,
             category: hit.category.to_string(),
             severity: hit.severity,
@@ -542,6 +576,7 @@ fn find_violation(
 
 fn behaviour_violation(rule: &str, severity: Severity, text: &str) -> Violation {
     Violation {
+        review: false,
         rule: rule.to_string(),
         category: rule.to_string(),
         severity,
@@ -609,6 +644,9 @@ fn sanction(
     now: DateTime<Utc>,
 ) -> Vec<Action> {
     let config = &rules.moderation;
+    if violation.review {
+        return review(rules, snapshot, event, message, violation, now);
+    }
     let log_only = config.log_only.contains(&violation.category);
     let sanctions = if log_only {
         vec![Sanction::Record]
@@ -779,6 +817,69 @@ fn sanction(
     let mut actions = vec![Action::Moderate(Box::new(record))];
     if !dry_run {
         actions.extend(sends.into_iter().map(Action::Send));
+    }
+    actions
+}
+
+/// A fuzzy hit under the `review` policy: recorded, and a review task for
+/// the managers (else the chat's owner and admins); no strike, no warning.
+fn review(
+    rules: &RuleSet,
+    snapshot: &Snapshot,
+    event: &Event,
+    message: &MessagePosted,
+    violation: Violation,
+    now: DateTime<Utc>,
+) -> Vec<Action> {
+    let config = &rules.moderation;
+    let dry_run = in_dry_run(config, message.chat_id.as_deref());
+    let assignees = managers_or_owners(config, snapshot);
+    let chat_name = snapshot
+        .chat
+        .as_ref()
+        .map(|chat| chat.name.clone())
+        .unwrap_or_default();
+    let member = snapshot.person(&message.sender).display_name();
+    let text = format!(
+        "【待审核】「{chat_name}」中 {member}（{}）的消息疑似{}（{}）：{}",
+        message.sender,
+        category_label(&violation.category),
+        violation.rule,
+        violation.excerpt
+    );
+    let mut actions = vec![Action::Moderate(Box::new(ModerationRecord {
+        event_id: event.id.clone(),
+        at: now,
+        chat_id: message.chat_id.clone(),
+        user_id: message.sender.clone(),
+        rule: violation.rule,
+        category: violation.category,
+        severity: violation.severity,
+        matched: violation.matched,
+        excerpt: violation.excerpt,
+        action_taken: if dry_run {
+            "dry_run: would review".to_string()
+        } else {
+            "review".to_string()
+        },
+        dry_run,
+        strike: false,
+        task: (!dry_run).then(|| OwnerTask {
+            kind: TaskKind::Review,
+            assignees: assignees.clone(),
+        }),
+    }))];
+    if !dry_run && !assignees.is_empty() {
+        actions.push(Action::Send(Outbound {
+            idempotency_key: format!("moderation:review:{}", event.id),
+            route: OutRoute::Member {
+                app: rules.doc.community.app.clone(),
+                user_ids: assignees,
+            },
+            content: Content::text(text),
+            not_before: None,
+            skipped: None,
+        }));
     }
     actions
 }

@@ -1,5 +1,5 @@
-//! Moderation: banned terms, regex rules and (later) behavioural rules.
-//! Pure code: no I/O beyond reading a term file, no clock.
+//! Moderation: banned terms, regex rules and behavioural rules.
+//! Pure code: no I/O, no clock (callers read term files and messages).
 //!
 //! # Matching contract
 //!
@@ -27,8 +27,33 @@
 //! Beyond the contract, each a switch in [`MatchOptions`] (all on by
 //! default): Cyrillic/Greek look-alike letters, financial numerals (壹贰叁),
 //! collapsing repeated characters. Circled and full-width digits (①, ９) are
-//! plain NFKD. Known limits: Japanese voiced kana lose their voicing mark
-//! (が matches か); pinyin spellings of terms are not generated.
+//! plain NFKD. Known limit: Japanese voiced kana lose their voicing mark
+//! (が matches か).
+//!
+//! # Variant families
+//!
+//! Every hit says how it matched ([`Hit::family`], a [`Family`]): `exact`
+//! for the contract above, or one of the fuzzy families — `pinyin`
+//! (`wang zhuan`, `WangZhuan`, initials `dkfp` for long terms), `homophone`
+//! (same or near pronunciation: `网撰`, `堵球`), `number` (`1夜情`,
+//! `一三八…`, `壹`), `leet` (`w3chat`), `shape` (`徽` for `微`, `亻言` for
+//! `信`), `doubled` (`加加微微信信`, `vvxx`) and `lookalike` (letters from
+//! other scripts). Exact hits always block; fuzzy ones follow a
+//! [`FuzzyPolicy`] ([`verdict`]). A term may take part in fewer families
+//! (fourth tab field or third header part, [`FamilySet::parse`]); so may the
+//! whole engine ([`MatchOptions::families`]).
+//!
+//! Where tricks collide with real words, a fuzzy candidate must also pass:
+//! pinyin covers whole Latin words that are not English words or names and
+//! (Latin-only) have at least [`MIN_PINYIN_LETTERS`] letters; at most one
+//! near (not exact) sound per term, and in a two-character term only beside
+//! an unchanged character; no replaced character may form an everyday word
+//! (two to four characters, from jieba's dictionary) with its neighbours,
+//! and no everyday word may run across the hit's edges (`威信`, `货款`,
+//! `打麻将`); minimum term lengths per family ([`MIN_PHONETIC_CHARS`],
+//! [`MIN_LEET_LETTERS`], [`MIN_NUMBER_DIGITS`], [`MIN_DOUBLED_CHARS`],
+//! [`MIN_INITIALS_CHARS`]); the allow-list cancels fuzzy hits it covers in
+//! the original text, as it does exact ones.
 //!
 //! # Term files
 //!
@@ -48,6 +73,10 @@
 //! (Comments after a header as above are *not* allowed; they are shown here
 //! for explanation only.) Severity is `low`, `medium` or `high` (or `1`–`3`).
 //! A category is any non-empty text without spaces, tabs, `:` or brackets.
+//! A fourth field (or a third header part, `[gambling:high:exact]`) lists
+//! the families the term takes part in: `exact`, `-pinyin,-homophone`,
+//! `pinyin,number` (see [`FamilySet::parse`]); empty fields keep the
+//! section's category and severity (`妈的<TAB><TAB><TAB>-homophone`).
 //! A term needs at least one letter or digit and at most
 //! [`MAX_TERM_CHARS`] characters. Every bad line is reported with its
 //! 1-based line number and reason ([`TermFileError::BadLines`]). Allow-lists
@@ -66,11 +95,12 @@
 //!
 //! # Performance
 //!
-//! The fold table for the whole BMP is built once per process (about 80 ms,
-//! mostly OpenCC): call [`warm_up`] at startup. Building an engine for
-//! 10,000 terms then takes about 15 ms; scanning runs at over 100 MB/s on
-//! one core (`cargo bench --bench moderation`). Keep one [`Scratch`] per
-//! worker and call [`Engine::scan_into`] to avoid allocating per message.
+//! The fold table for the whole BMP and the pronunciation tables are built
+//! once per process: call [`warm_up`] at startup. Each message is folded
+//! once and read once as pronunciation symbols, and both run through their
+//! automaton; only messages with a candidate are looked at closely. Keep one
+//! [`Scratch`] per worker and call [`Engine::scan_into`] to avoid
+//! allocating per message. Figures: `docs/moderation.md`.
 //!
 //! # Use
 //!
@@ -90,28 +120,47 @@ mod behaviour;
 mod check;
 mod engine;
 mod escalation;
+mod eval;
+mod family;
 mod fold;
+mod lexicon;
 mod normalize;
+mod phonetic;
 mod regex_rules;
+mod shape;
 mod terms;
+mod variants;
 
 pub use behaviour::{
     is_flooding, is_repeated_across_chats, BehaviourRuleError, CrossChatRule, FloodRule,
     NewMemberRule, RecentPost, TextFingerprint,
 };
-pub use check::{check_lines, CheckSummary};
+pub use check::{check_block, CheckOptions, CheckSummary};
 pub use engine::{
-    Engine, EngineError, Hit, HitSource, MatchOptions, RegexRuleRef, Scratch, MIN_FINGERPRINT_CHARS,
+    verdict, Engine, EngineError, Hit, HitSource, MatchOptions, RegexRuleRef, Scratch,
+    MIN_FINGERPRINT_CHARS,
 };
 pub use escalation::{
     EscalationDecision, EscalationPolicy, EscalationPolicyError, Rung, Sanction, Strike,
 };
-pub use fold::warm_up;
+pub use eval::{evaluate, parse_cases, EvalCase, EvalReport, FamilyScore};
+pub use family::{Family, FamilySet, FuzzyPolicy, UnknownFamily, UnknownPolicy, Verdict};
 pub use regex_rules::{RegexRuleError, RegexRuleErrorKind, RegexRuleSpec, RegexRules, RegexTarget};
 pub use terms::{
     BadLine, LineError, Severity, Term, TermFileError, TermList, DEFAULT_CATEGORY,
     DEFAULT_SEVERITY, MAX_TERM_CHARS,
 };
+pub use variants::{
+    MIN_DOUBLED_CHARS, MIN_INITIALS_CHARS, MIN_LEET_LETTERS, MIN_NUMBER_DIGITS, MIN_PHONETIC_CHARS,
+    MIN_PINYIN_LETTERS,
+};
+
+/// Build the process-wide tables (character folding, pronunciations) now,
+/// so that the first message does not pay for them.
+pub fn warm_up() {
+    fold::warm_up();
+    phonetic::tables();
+}
 
 #[cfg(test)]
 mod contract_tests;

@@ -28,6 +28,22 @@ async fn serve_runs_the_pipeline_and_sender_until_shutdown() {
         served.sim.messages()
     );
     assert_eq!(checkin_replies(&served), 1, "sent exactly once");
+    // WeCom records the message before it answers; the sender records the
+    // outcome after the answer: wait for that before stopping.
+    let mut recorded = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for _ in 0..1000 {
+        tick.tick().await;
+        let mut conn = served.pool.acquire().await.unwrap();
+        let sent = outbox::list(&mut conn, Some(outbox::OutboxStatus::Sent))
+            .await
+            .unwrap();
+        if sent.len() == 1 {
+            recorded = true;
+            break;
+        }
+    }
+    assert!(recorded, "the sender recorded the delivery");
 
     // Shutdown finishes in-flight work and returns cleanly.
     served.shutdown().await;

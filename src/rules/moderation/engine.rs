@@ -1,5 +1,6 @@
 //! The matching engine: one automaton per term-list version, one pass per
-//! message.
+//! message, plus the variant families (`variants.rs`) for what passes the
+//! exact pass.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -8,13 +9,16 @@ use std::sync::Arc;
 use daachorse::{CharwiseDoubleArrayAhoCorasick, CharwiseDoubleArrayAhoCorasickBuilder, MatchKind};
 
 use super::behaviour::{fingerprint_folded, TextFingerprint};
+use super::family::{Family, FamilySet, FuzzyPolicy, Verdict};
 use super::fold::{FoldOptions, FoldTable};
 use super::normalize::{
-    fold_text_into, normalize_into, normalize_term, Normalized, RepeatCollapse, FOREIGN,
-    GAP_BEFORE, LATIN, LOOKALIKE,
+    fold_text_into, leet_into, leet_term, normalize_into, normalize_term, Normalized,
+    RepeatCollapse, COLLAPSED, FOREIGN, GAP_BEFORE, LATIN, LOOKALIKE, NUMERAL,
 };
+use super::phonetic::{self, PhoneticText, Reader};
 use super::regex_rules::{RegexRules, RuleGroup};
 use super::terms::{BadLine, LineError, Severity, Term, TermList};
+use super::variants::{self, LeetIndex, PhoneticIndex};
 
 /// Shorter folded messages get no fingerprint; see [`Engine::fingerprint`].
 pub const MIN_FINGERPRINT_CHARS: usize = 6;
@@ -31,6 +35,9 @@ pub struct MatchOptions {
     /// A repeated non-Latin letter counts once (`加加微微信信` → `加微信`),
     /// unless some term itself doubles that character.
     pub collapse_repeats: bool,
+    /// The variant families matched at all (each term may narrow them
+    /// further in the term file).
+    pub families: FamilySet,
 }
 
 impl Default for MatchOptions {
@@ -39,6 +46,7 @@ impl Default for MatchOptions {
             lookalike_letters: true,
             financial_numerals: true,
             collapse_repeats: true,
+            families: FamilySet::ALL,
         }
     }
 }
@@ -67,6 +75,17 @@ pub struct Hit {
     pub severity: Severity,
     /// Byte span in the **original** message, on character boundaries.
     pub span: Range<usize>,
+    /// How the text matched ([`Family::Exact`] for regex rules).
+    pub family: Family,
+}
+
+/// The decision on a message's hits: exact hits block, fuzzy ones follow
+/// `policy`.
+pub fn verdict(hits: &[Hit], policy: FuzzyPolicy) -> Verdict {
+    hits.iter()
+        .map(|hit| Verdict::of(hit.family, policy))
+        .max()
+        .unwrap_or(Verdict::Pass)
 }
 
 /// Why an engine could not be built.
@@ -94,19 +113,31 @@ fn format_lines(lines: &[BadLine]) -> String {
 #[derive(Debug, Default)]
 pub struct Scratch {
     normalized: Normalized,
-    /// Allowed spans, in folded-character indices.
+    /// Allowed spans, in folded-character indices and in original bytes.
     allowed: Vec<(usize, usize)>,
-    /// Term hits before allow-list filtering: (first char, end char, term).
-    candidates: Vec<(usize, usize, usize)>,
+    allowed_bytes: Vec<Range<usize>>,
+    /// Term hits before allow-list filtering: (first char, end char, term,
+    /// family).
+    candidates: Vec<(usize, usize, usize, Family)>,
     /// Raw automaton matches: (start byte, end byte, pattern), folded text.
     found: Vec<(usize, usize, usize)>,
     /// Folded-text regex matches: (start byte, end byte, rule).
     regex_found: Vec<(usize, usize, usize)>,
+    /// The message read as pronunciation symbols, and the matches on it.
+    phonetic: PhoneticText,
+    phonetic_found: Vec<(u32, u32, u32)>,
+    /// The leet reading, only for messages that may have one.
+    leet: Normalized,
+    leet_found: Vec<(usize, usize, usize)>,
+    /// Fuzzy hits before allow-list and duplicate filtering.
+    fuzzy: Vec<(Range<usize>, usize, Family)>,
 }
 
 #[derive(Debug, Default, Clone)]
 struct Pattern {
-    terms: Vec<usize>,
+    /// The terms this pattern spells, and as which family (the term itself:
+    /// exact; its doubled spelling or pinyin initials: fuzzy).
+    terms: Vec<(usize, Family)>,
     allow: bool,
     /// The folded pattern starts / ends with a Latin letter, so it only
     /// matches at a Latin word boundary there.
@@ -122,6 +153,10 @@ pub struct Engine {
     automaton: Option<CharwiseDoubleArrayAhoCorasick<u32>>,
     patterns: Vec<Pattern>,
     terms: Vec<Term>,
+    /// Each term's families, narrowed by [`MatchOptions::families`].
+    families: Vec<FamilySet>,
+    phonetic: Option<PhoneticIndex>,
+    leet: Option<LeetIndex>,
     table: FoldTable,
     collapse: RepeatCollapse,
     options: MatchOptions,
@@ -139,19 +174,31 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Compile `terms` and `allow` into one automaton.
+    /// Compile `terms` and `allow` into one automaton, plus the variant
+    /// families' indexes.
     pub fn build(
         terms: &TermList,
         allow: &TermList,
         options: MatchOptions,
     ) -> Result<Engine, EngineError> {
-        let table = FoldTable::new(FoldOptions {
-            lookalike_letters: options.lookalike_letters,
-            financial_numerals: options.financial_numerals,
+        // The process-wide tables are built on first use; build the two
+        // kinds side by side.
+        let (table, tables) = std::thread::scope(|scope| {
+            let tables = scope.spawn(phonetic::tables);
+            let table = FoldTable::new(FoldOptions {
+                lookalike_letters: options.lookalike_letters,
+                financial_numerals: options.financial_numerals,
+            });
+            (table, join(tables))
         });
         let no_collapse = RepeatCollapse::default();
         let folded_terms = fold_all(&table, &no_collapse, terms).map_err(EngineError::Terms)?;
         let folded_allow = fold_all(&table, &no_collapse, allow).map_err(EngineError::Allow)?;
+        let families: Vec<FamilySet> = terms
+            .terms
+            .iter()
+            .map(|term| term.families.intersect(options.families))
+            .collect();
 
         let mut collapse = RepeatCollapse {
             enabled: options.collapse_repeats,
@@ -169,46 +216,79 @@ impl Engine {
             }
         }
 
+        // Extra spellings in the main automaton: doubled characters and
+        // pinyin initials of long terms.
+        let mut extra: Vec<(String, usize, Family)> = Vec::new();
+        for (term, (folded, set)) in folded_terms.iter().zip(&families).enumerate() {
+            if set.contains(Family::Doubled) {
+                let collapses = |c: char| collapse.collapses_char(c);
+                if let Some(spelling) = variants::doubled(folded, collapses) {
+                    extra.push((spelling, term, Family::Doubled));
+                }
+            }
+            if set.contains(Family::Pinyin) {
+                if let Some(spelling) = variants::initials(tables, folded) {
+                    extra.push((spelling, term, Family::Pinyin));
+                }
+            }
+        }
+
         // Identical folded strings share one automaton pattern.
         let mut index_of: HashMap<&str, usize> = HashMap::new();
         let mut patterns: Vec<Pattern> = Vec::new();
         let mut texts: Vec<&str> = Vec::new();
-        let mut pattern_of = Vec::with_capacity(folded_terms.len() + folded_allow.len());
-        for folded in folded_terms.iter().chain(&folded_allow) {
+        let spellings = folded_terms
+            .iter()
+            .enumerate()
+            .map(|(term, folded)| (folded.as_str(), Some((term, Family::Exact))))
+            .chain(
+                extra
+                    .iter()
+                    .map(|(spelling, term, family)| (spelling.as_str(), Some((*term, *family)))),
+            )
+            .chain(folded_allow.iter().map(|folded| (folded.as_str(), None)));
+        for (text, term) in spellings {
             let next = patterns.len();
-            let index = *index_of.entry(folded.as_str()).or_insert(next);
+            let index = *index_of.entry(text).or_insert(next);
             if index == next {
                 patterns.push(Pattern::default());
-                texts.push(folded.as_str());
+                texts.push(text);
             }
-            pattern_of.push(index);
-        }
-        let (term_patterns, allow_patterns) = pattern_of.split_at(folded_terms.len());
-        for (term, &pattern) in term_patterns.iter().enumerate() {
-            patterns[pattern].terms.push(term);
-        }
-        for &pattern in allow_patterns {
-            patterns[pattern].allow = true;
+            match term {
+                Some(entry) => patterns[index].terms.push(entry),
+                None => patterns[index].allow = true,
+            }
         }
         for (pattern, text) in patterns.iter_mut().zip(&texts) {
             pattern.boundary_at_start = text.chars().next().is_some_and(starts_word);
             pattern.boundary_at_end = text.chars().next_back().is_some_and(starts_word);
         }
 
-        let automaton = if texts.is_empty() {
-            None
-        } else {
-            Some(
+        // The three automata are independent: build them side by side.
+        let (automaton, phonetic, leet) = std::thread::scope(|scope| {
+            let phonetic = scope.spawn(|| PhoneticIndex::build(tables, &folded_terms, &families));
+            let leet = scope.spawn(|| LeetIndex::build(&folded_terms, &families, leet_term));
+            let automaton = if texts.is_empty() {
+                Ok(None)
+            } else {
                 CharwiseDoubleArrayAhoCorasickBuilder::new()
                     .match_kind(MatchKind::Standard)
                     .build_with_values(texts.iter().copied().zip(0u32..))
-                    .map_err(|error| EngineError::Automaton(error.to_string()))?,
-            )
-        };
+                    .map(Some)
+                    .map_err(|error| error.to_string())
+            };
+            (automaton, join(phonetic), join(leet))
+        });
+        let automaton = automaton.map_err(EngineError::Automaton)?;
+        let phonetic = phonetic.map_err(EngineError::Automaton)?;
+        let leet = leet.map_err(EngineError::Automaton)?;
         Ok(Engine {
             automaton,
             patterns,
             terms: terms.terms.clone(),
+            families,
+            phonetic,
+            leet,
             table,
             collapse,
             options,
@@ -268,15 +348,20 @@ impl Engine {
     /// Like [`Engine::scan`] but reusing `scratch` and appending to `hits`
     /// (cleared first): no allocation once the buffers have grown.
     ///
-    /// Most messages hit nothing, so the first pass folds the text alone;
-    /// only when the automaton or a folded-text regex finds something is the
-    /// message folded again with the offset map needed to judge and report.
+    /// Most messages hit nothing, so the first pass folds the text alone and
+    /// reads it as pronunciation symbols; only when an automaton or a
+    /// folded-text regex finds something is the message folded again with
+    /// the offset map needed to judge and report.
     pub fn scan_into(&self, text: &str, scratch: &mut Scratch, hits: &mut Vec<Hit>) {
         hits.clear();
         scratch.allowed.clear();
+        scratch.allowed_bytes.clear();
         scratch.candidates.clear();
         scratch.found.clear();
         scratch.regex_found.clear();
+        scratch.phonetic_found.clear();
+        scratch.leet_found.clear();
+        scratch.fuzzy.clear();
         fold_text_into(&self.table, &self.collapse, text, &mut scratch.normalized);
 
         if let Some(automaton) = &self.automaton {
@@ -286,12 +371,35 @@ impl Engine {
                     .map(|found| (found.start(), found.end(), found.value() as usize)),
             );
         }
+        if let Some(index) = &self.phonetic {
+            read_fast(&scratch.normalized, &mut scratch.phonetic);
+            index.find(&scratch.phonetic.text, &mut scratch.phonetic_found);
+            // Keep only candidates that could stand, judged from the
+            // characters read: most chance readings end here, before the
+            // full fold.
+            let chars = &scratch.phonetic.chars;
+            scratch.phonetic_found.retain(|&(first, end, pattern)| {
+                index.terms_of(pattern).iter().any(|&term| {
+                    index.plausible(chars, first as usize, end as usize, term as usize)
+                })
+            });
+        }
+        if let Some(index) = &self.leet {
+            if scratch.normalized.leet_possible {
+                leet_into(&self.table, text, &mut scratch.leet);
+                index.find(&scratch.leet, &mut scratch.leet_found);
+            }
+        }
         self.regex
             .folded
             .for_each_match(&scratch.normalized.text, |index, start, end| {
                 scratch.regex_found.push((start, end, index));
             });
-        if scratch.found.is_empty() && scratch.regex_found.is_empty() {
+        if scratch.found.is_empty()
+            && scratch.regex_found.is_empty()
+            && scratch.phonetic_found.is_empty()
+            && scratch.leet_found.is_empty()
+        {
             self.regex
                 .original
                 .for_each_match(text, |index, start, end| {
@@ -314,29 +422,80 @@ impl Engine {
             }
             if pattern.allow {
                 scratch.allowed.push((first, end));
+                scratch
+                    .allowed_bytes
+                    .push(normalized.original_span(first, end));
             }
-            for &term in &pattern.terms {
-                scratch.candidates.push((first, end, term));
+            let refined = refine_family(normalized, first, end);
+            for &(term, family) in &pattern.terms {
+                let family = if family == Family::Exact {
+                    refined
+                } else {
+                    family
+                };
+                scratch.candidates.push((first, end, term, family));
             }
         }
-        for &(first, end, term) in &scratch.candidates {
+        for &(first, end, term, family) in &scratch.candidates {
             let allowed = scratch
                 .allowed
                 .iter()
                 .any(|&(allow_first, allow_end)| allow_first <= first && end <= allow_end);
-            let Some(term_info) = self.terms.get(term) else {
-                continue;
-            };
-            if allowed {
+            if allowed || !self.enabled(term, family) {
                 continue;
             }
-            hits.push(Hit {
-                source: HitSource::Term(term),
-                category: term_info.category.clone(),
-                severity: term_info.severity,
-                span: normalized.original_span(first, end),
-            });
+            self.push_term_hit(hits, term, normalized.original_span(first, end), family);
         }
+
+        if let Some(index) = &self.phonetic {
+            if !scratch.phonetic_found.is_empty() {
+                read_detailed(normalized, &mut scratch.phonetic);
+                let symbols = &scratch.phonetic.symbols;
+                for &(first, end, pattern) in &scratch.phonetic_found {
+                    let (first, end) = (first as usize, end as usize);
+                    for &term in index.terms_of(pattern) {
+                        let term = term as usize;
+                        let Some(families) = self.families.get(term) else {
+                            continue;
+                        };
+                        let Some(family) =
+                            index.verify(symbols, normalized, first, end, term, *families)
+                        else {
+                            continue;
+                        };
+                        let span = normalized.original_span(
+                            symbols[first].first as usize,
+                            symbols[end - 1].end as usize,
+                        );
+                        scratch.fuzzy.push((span, term, family));
+                    }
+                }
+            }
+        }
+        for &(first, end, term) in &scratch.leet_found {
+            if self.enabled(term, Family::Leet) {
+                scratch
+                    .fuzzy
+                    .push((scratch.leet.original_span(first, end), term, Family::Leet));
+            }
+        }
+        for (span, term, family) in scratch.fuzzy.drain(..) {
+            let allowed = scratch
+                .allowed_bytes
+                .iter()
+                .any(|allow| allow.start <= span.start && span.end <= allow.end);
+            // A term found exactly (or already by another reading) where
+            // this one overlaps needs no second, weaker hit.
+            let known = hits.iter().any(|hit| {
+                hit.source == HitSource::Term(term)
+                    && hit.span.start < span.end
+                    && span.start < hit.span.end
+            });
+            if !allowed && !known {
+                self.push_term_hit(hits, term, span, family);
+            }
+        }
+
         for &(start, end, index) in &scratch.regex_found {
             let first = normalized.char_index_at(start);
             let end = normalized.char_index_at(end);
@@ -354,7 +513,30 @@ impl Engine {
             (a.span.start, a.span.end)
                 .cmp(&(b.span.start, b.span.end))
                 .then_with(|| source_key(a.source).cmp(&source_key(b.source)))
+                .then_with(|| a.family.cmp(&b.family))
         });
+        hits.dedup_by(|later, earlier| {
+            later.source == earlier.source && later.span == earlier.span
+        });
+    }
+
+    /// Whether `family` is on for `term`.
+    fn enabled(&self, term: usize, family: Family) -> bool {
+        self.families
+            .get(term)
+            .is_some_and(|families| families.contains(family))
+    }
+
+    fn push_term_hit(&self, hits: &mut Vec<Hit>, term: usize, span: Range<usize>, family: Family) {
+        if let Some(info) = self.terms.get(term) {
+            hits.push(Hit {
+                source: HitSource::Term(term),
+                category: info.category.clone(),
+                severity: info.severity,
+                span,
+                family,
+            });
+        }
     }
 
     /// Whether an automaton match on folded chars `first..end` stands:
@@ -404,8 +586,54 @@ fn push_regex_hit(
             category: rule.category.clone(),
             severity: rule.severity,
             span,
+            family: Family::Exact,
         });
     }
+}
+
+/// The family of a main-automaton hit on a term's own spelling, from how
+/// its characters were folded: look-alike letters, collapsed repeats,
+/// financial numerals; otherwise exact.
+fn refine_family(normalized: &Normalized, first: usize, end: usize) -> Family {
+    let flags = normalized.chars[first..end]
+        .iter()
+        .fold(0u8, |flags, c| flags | c.flags);
+    if flags & LOOKALIKE != 0 {
+        Family::Lookalike
+    } else if flags & COLLAPSED != 0 {
+        Family::Doubled
+    } else if flags & NUMERAL != 0 {
+        Family::Number
+    } else {
+        Family::Exact
+    }
+}
+
+/// A scoped thread's result, passing its panic on.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// The first pass's pronunciation reading, from the folded text alone.
+fn read_fast(normalized: &Normalized, out: &mut PhoneticText) {
+    let mut reader = Reader::new(phonetic::tables(), out, false);
+    let mut gaps = normalized.latin_gaps.iter().copied().peekable();
+    for (index, c) in normalized.text.chars().enumerate() {
+        let gap = gaps.next_if_eq(&(index as u32)).is_some();
+        reader.push(c, gap);
+    }
+    reader.finish();
+}
+
+/// The same reading with every symbol's origin, from the full fold.
+fn read_detailed(normalized: &Normalized, out: &mut PhoneticText) {
+    let mut reader = Reader::new(phonetic::tables(), out, true);
+    for (c, info) in normalized.text.chars().zip(&normalized.chars) {
+        reader.push(c, info.flags & GAP_BEFORE != 0);
+    }
+    reader.finish();
 }
 
 fn source_key(source: HitSource) -> (u8, bool, usize) {

@@ -15,8 +15,6 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use ferrous_opencc::config::BuiltinConfig;
-use ferrous_opencc::OpenCC;
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 
 /// Optional folding steps. Each is a switch so that a community can turn off a
@@ -41,6 +39,7 @@ const MULTI: u32 = 1 << 31;
 const LOOKALIKE: u32 = 1 << 30;
 const LATIN: u32 = 1 << 29;
 const FOREIGN: u32 = 1 << 28;
+const NUMERAL: u32 = 1 << 27;
 const CHAR_MASK: u32 = 0x1F_FFFF;
 const HAN_FIRST: u32 = 0x4E00;
 const HAN_LAST: u32 = 0x9FFF;
@@ -58,6 +57,8 @@ pub(crate) struct FoldedChar {
     /// A Cyrillic/Greek letter left as it is: proof that its word is
     /// genuinely written in that script.
     pub foreign: bool,
+    /// A digit read from a financial numeral (`壹` → `1`).
+    pub numeral: bool,
 }
 
 impl FoldedChar {
@@ -68,6 +69,7 @@ impl FoldedChar {
             latin: false,
             lookalike: false,
             foreign: false,
+            numeral: false,
         }
     }
 }
@@ -91,7 +93,15 @@ impl FoldTable {
         let base = base_fold_table();
         let mut table = base.clone();
         table.options = options;
-        for entry in table.bmp.iter_mut() {
+        for (code, entry) in table.bmp.iter_mut().enumerate() {
+            if options.lookalike_letters {
+                // Unicode's confusables first: they know the original
+                // character (`Ꭺ`), not just its lower-cased fold.
+                if let Some(latin) = char::from_u32(code as u32).and_then(confusable_latin) {
+                    *entry = encode_single(lookalike(latin));
+                    continue;
+                }
+            }
             if *entry == 0 || *entry & MULTI != 0 {
                 continue;
             }
@@ -157,8 +167,9 @@ impl FoldTable {
             return;
         }
         // Outside the BMP: emoji and other symbols are the common case and
-        // are rejected before any real work.
-        if !c.is_alphanumeric() {
+        // are rejected before any real work (pictographs and emoji hold no
+        // letter or digit).
+        if (0x1F300..=0x1FAFF).contains(&code) || !c.is_alphanumeric() {
             return;
         }
         let t2s = &base_tables().t2s;
@@ -179,6 +190,9 @@ fn encode_single(folded: FoldedChar) -> u32 {
     if folded.foreign {
         entry |= FOREIGN;
     }
+    if folded.numeral {
+        entry |= NUMERAL;
+    }
     entry
 }
 
@@ -191,6 +205,7 @@ fn decode_single(entry: u32) -> FoldedChar {
         latin: entry & LATIN != 0,
         lookalike: entry & LOOKALIKE != 0,
         foreign: entry & FOREIGN != 0,
+        numeral: entry & NUMERAL != 0,
     }
 }
 
@@ -210,13 +225,8 @@ fn is_cyrillic_or_greek_letter(c: char) -> bool {
 /// nothing changes.
 fn apply_options(c: char, options: FoldOptions) -> Option<FoldedChar> {
     if options.lookalike_letters {
-        if let Some(latin) = lookalike_to_latin(c) {
-            return Some(FoldedChar {
-                ch: latin,
-                latin: true,
-                lookalike: true,
-                foreign: false,
-            });
+        if let Some(latin) = lookalike_to_latin(c).or_else(|| confusable_latin(c)) {
+            return Some(lookalike(latin));
         }
     }
     if options.financial_numerals {
@@ -226,10 +236,68 @@ fn apply_options(c: char, options: FoldOptions) -> Option<FoldedChar> {
                 latin: false,
                 lookalike: false,
                 foreign: false,
+                numeral: true,
             });
         }
     }
     None
+}
+
+fn lookalike(latin: char) -> FoldedChar {
+    FoldedChar {
+        ch: latin,
+        latin: true,
+        lookalike: true,
+        foreign: false,
+        numeral: false,
+    }
+}
+
+/// Scripts whose letters Unicode's confusables data maps to Latin ones:
+/// Latin extensions and IPA, Greek, Cyrillic, Armenian, Cherokee, Coptic,
+/// Lisu, phonetic extensions and small capitals. CJK is left out (`〇` is a
+/// numeral, not an `o`).
+fn in_confusable_scripts(code: u32) -> bool {
+    matches!(code,
+        0x0180..=0x02AF
+        | 0x0370..=0x058F
+        | 0x13A0..=0x13FF
+        | 0x1D00..=0x1DBF
+        | 0x2C80..=0x2CFF
+        | 0xA4D0..=0xA4FF
+        | 0xA720..=0xA7FF
+        | 0xAB70..=0xABBF)
+}
+
+/// The Latin letter Unicode's confusables data (UTS #39 skeletons, through
+/// the `unicode-security` crate) says `c` is drawn like, if any.
+fn confusable_latin(c: char) -> Option<char> {
+    if !in_confusable_scripts(c as u32) || !c.is_alphabetic() {
+        return None;
+    }
+    let mut buf = [0u8; 4];
+    let mut skeleton = unicode_security::confusable_detection::skeleton(c.encode_utf8(&mut buf));
+    let (Some(first), None) = (skeleton.next(), skeleton.next()) else {
+        return None;
+    };
+    first
+        .is_ascii_alphabetic()
+        .then(|| first.to_ascii_lowercase())
+}
+
+/// The ideograph a CJK radical-supplement form (`⺅`, U+2E85) stands for,
+/// from Unicode's confusables data; Kangxi radicals (`⼈`) already fold by
+/// compatibility decomposition.
+fn radical_ideograph(c: char) -> Option<char> {
+    if !(0x2E80..=0x2EFF).contains(&(c as u32)) {
+        return None;
+    }
+    let mut buf = [0u8; 4];
+    let mut skeleton = unicode_security::confusable_detection::skeleton(c.encode_utf8(&mut buf));
+    let (Some(first), None) = (skeleton.next(), skeleton.next()) else {
+        return None;
+    };
+    (0x4E00..=0x9FFF).contains(&(first as u32)).then_some(first)
 }
 
 /// Lower-case Cyrillic and Greek letters that are drawn like a Latin letter
@@ -307,6 +375,7 @@ fn fold_base(c: char, t2s: &HashMap<char, char>, mut emit: impl FnMut(FoldedChar
                 latin: is_latin_letter(simplified),
                 lookalike: false,
                 foreign: is_cyrillic_or_greek_letter(simplified),
+                numeral: false,
             });
         }
     });
@@ -320,7 +389,7 @@ struct BaseTables {
 fn base_tables() -> &'static BaseTables {
     static BASE: OnceLock<BaseTables> = OnceLock::new();
     BASE.get_or_init(|| {
-        let t2s = traditional_to_simplified_table();
+        let t2s = traditional_to_simplified();
         let table = build_bmp_table(&t2s);
         BaseTables { t2s, table }
     })
@@ -352,8 +421,14 @@ fn build_bmp_table(t2s: &HashMap<char, char>) -> FoldTable {
                     latin: lower.is_ascii_alphabetic(),
                     lookalike: false,
                     foreign: false,
+                    numeral: false,
                 });
             }
+            continue;
+        }
+        if let Some(ideograph) = radical_ideograph(c) {
+            let simplified = t2s.get(&ideograph).copied().unwrap_or(ideograph);
+            *entry = encode_single(FoldedChar::plain_han(simplified));
             continue;
         }
         folded.clear();
@@ -380,57 +455,107 @@ fn build_bmp_table(t2s: &HashMap<char, char>) -> FoldTable {
     }
 }
 
-/// Character ranges whose traditional/variant forms OpenCC maps.
-const HAN_RANGES: [(u32, u32); 4] = [
-    (0x3400, 0x4DBF),   // CJK Extension A
-    (0x4E00, 0x9FFF),   // CJK Unified Ideographs
-    (0xF900, 0xFAFF),   // CJK Compatibility Ideographs
-    (0x20000, 0x2A6DF), // CJK Extension B
-];
+/// OpenCC's character-level traditional (and Taiwan/Hong Kong variant) →
+/// simplified map, one `TS` pair per line after a header. Generated from
+/// OpenCC's dictionaries (`ferrous-opencc`) and checked against them by a
+/// test, so loading it costs nothing at start-up; regenerate with
+/// `cargo test --lib t2s_table -- --ignored`.
+const T2S: &str = include_str!("data/t2s.txt");
 
-/// Character-level traditional (and Taiwan/Hong Kong variant) → simplified
-/// map from OpenCC's dictionaries. Converting character by character keeps
-/// the offset map exact; OpenCC's phrase tables only matter for ambiguous
-/// characters, where any simplified form is as good for matching.
-fn traditional_to_simplified_table() -> HashMap<char, char> {
-    let mut map = HashMap::new();
-    // Convert every Han character at once, one per line, so that phrase
-    // tables never see two characters together.
-    let mut all = String::with_capacity(120_000 * 5);
-    for &(first, last) in &HAN_RANGES {
-        for c in (first..=last).filter_map(char::from_u32) {
-            all.push(c);
-            all.push('\n');
-        }
-    }
-    for config in [BuiltinConfig::Hk2s, BuiltinConfig::Tw2s] {
-        // The dictionaries are embedded in the binary; failing to open them
-        // would be a build defect. Matching then simply skips this step.
-        let Ok(converter) = OpenCC::from_config(config) else {
-            continue;
-        };
-        let converted = converter.convert(&all);
-        for (original, simplified) in all.lines().zip(converted.lines()) {
-            let mut original_chars = original.chars();
-            let mut simplified_chars = simplified.chars();
-            if let (Some(from), None, Some(to), None) = (
-                original_chars.next(),
-                original_chars.next(),
-                simplified_chars.next(),
-                simplified_chars.next(),
-            ) {
-                if from != to {
-                    map.entry(from).or_insert(to);
-                }
-            }
-        }
-    }
-    map
+fn traditional_to_simplified() -> HashMap<char, char> {
+    T2S.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut chars = line.chars();
+            Some((chars.next()?, chars.next()?))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use ferrous_opencc::config::BuiltinConfig;
+    use ferrous_opencc::OpenCC;
+
     use super::*;
+
+    /// Character ranges whose traditional/variant forms OpenCC maps.
+    const HAN_RANGES: [(u32, u32); 4] = [
+        (0x3400, 0x4DBF),   // CJK Extension A
+        (0x4E00, 0x9FFF),   // CJK Unified Ideographs
+        (0xF900, 0xFAFF),   // CJK Compatibility Ideographs
+        (0x20000, 0x2A6DF), // CJK Extension B
+    ];
+
+    /// Character-level traditional (and Taiwan/Hong Kong variant) → simplified
+    /// map from OpenCC's dictionaries. Converting character by character keeps
+    /// the offset map exact; OpenCC's phrase tables only matter for ambiguous
+    /// characters, where any simplified form is as good for matching.
+    fn opencc_table() -> HashMap<char, char> {
+        let mut map = HashMap::new();
+        // Convert every Han character at once, one per line, so that phrase
+        // tables never see two characters together.
+        let mut all = String::with_capacity(120_000 * 5);
+        for &(first, last) in &HAN_RANGES {
+            for c in (first..=last).filter_map(char::from_u32) {
+                all.push(c);
+                all.push('\n');
+            }
+        }
+        for config in [BuiltinConfig::Hk2s, BuiltinConfig::Tw2s] {
+            let converter = OpenCC::from_config(config).expect("OpenCC's built-in dictionaries");
+            let converted = converter.convert(&all);
+            for (original, simplified) in all.lines().zip(converted.lines()) {
+                let mut original_chars = original.chars();
+                let mut simplified_chars = simplified.chars();
+                if let (Some(from), None, Some(to), None) = (
+                    original_chars.next(),
+                    original_chars.next(),
+                    simplified_chars.next(),
+                    simplified_chars.next(),
+                ) {
+                    if from != to {
+                        map.entry(from).or_insert(to);
+                    }
+                }
+            }
+        }
+        map
+    }
+
+    fn t2s_text(map: &HashMap<char, char>) -> String {
+        let mut pairs: Vec<_> = map.iter().collect();
+        pairs.sort();
+        let mut text = String::from(
+            "# Traditional/variant -> simplified characters from OpenCC (HK2S, then TW2S). Generated; do not edit.\n",
+        );
+        for (from, to) in pairs {
+            text.push(*from);
+            text.push(*to);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// The embedded table is exactly what OpenCC's dictionaries say.
+    #[test]
+    fn t2s_table_matches_opencc() {
+        let expected = t2s_text(&opencc_table());
+        assert!(
+            T2S == expected,
+            "src/rules/moderation/data/t2s.txt is out of date: cargo test --lib t2s_table -- --ignored"
+        );
+    }
+
+    #[test]
+    #[ignore = "regenerates src/rules/moderation/data/t2s.txt"]
+    fn t2s_table_regenerate() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/rules/moderation/data/t2s.txt"
+        );
+        std::fs::write(path, t2s_text(&opencc_table())).expect("table written");
+    }
 
     fn fold_str(table: &FoldTable, text: &str) -> String {
         let mut out = String::new();
@@ -490,6 +615,23 @@ mod tests {
             financial_numerals: false,
         });
         assert_eq!(fold_str(&table, "РАУ"), "pay");
+    }
+
+    #[test]
+    fn unicode_confusables_add_letters_from_other_scripts() {
+        let table = FoldTable::new(FoldOptions {
+            lookalike_letters: true,
+            financial_numerals: false,
+        });
+        // Armenian o, Latin alpha, Cherokee letters.
+        assert_eq!(fold_str(&table, "օɑ"), "oa");
+        assert_eq!(fold_str(&table, "ᏔᎬᏟᎻᎪᎢ"), "wechat");
+        assert_eq!(fold_str(&plain(), "օ"), "օ");
+    }
+
+    #[test]
+    fn radical_supplement_forms_fold_to_their_ideograph() {
+        assert_eq!(fold_str(&plain(), "⺅言"), "亻言");
     }
 
     #[test]

@@ -15,6 +15,12 @@ pub(crate) const LATIN: u8 = 2;
 pub(crate) const LOOKALIKE: u8 = 4;
 /// The folded character is a Cyrillic/Greek letter with no Latin look-alike.
 pub(crate) const FOREIGN: u8 = 8;
+/// Repeats of this character were folded into it (`加加` → `加`).
+pub(crate) const COLLAPSED: u8 = 16;
+/// The folded character is a digit read from a financial numeral (`壹`).
+pub(crate) const NUMERAL: u8 = 32;
+/// In the leet reading: a digit or symbol read as a letter (`3` → `e`).
+pub(crate) const LEET: u8 = 64;
 
 /// Where one folded character sits, in the folded and the original text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +40,12 @@ pub(crate) struct CharInfo {
 pub(crate) struct Normalized {
     pub text: String,
     pub chars: Vec<CharInfo>,
+    /// Fast pass only: indices of Latin letters that follow a Latin letter
+    /// across a skipped character (`wang zhuan`), which splits a word.
+    pub latin_gaps: Vec<u32>,
+    /// Fast pass only: the text has a Latin letter and a digit or one of
+    /// `$ @ | !`, so a leet reading may differ from the plain one.
+    pub leet_possible: bool,
 }
 
 impl Normalized {
@@ -80,6 +92,13 @@ impl RepeatCollapse {
     /// Only non-Latin letters are collapsed: doubled Latin letters are normal
     /// spelling (`good` must not become `god`) and doubled digits are normal
     /// numbers.
+    /// [`RepeatCollapse::collapses`] for a folded term character.
+    pub(crate) fn collapses_char(&self, c: char) -> bool {
+        let latin =
+            c.is_ascii_lowercase() || (c.is_alphabetic() && ('\u{C0}'..'\u{250}').contains(&c));
+        self.collapses(c, if latin { LATIN } else { 0 })
+    }
+
     fn collapses(&self, c: char, flags: u8) -> bool {
         self.enabled
             && flags & LATIN == 0
@@ -98,6 +117,8 @@ pub(crate) fn normalize_into(
 ) {
     out.text.clear();
     out.chars.clear();
+    out.latin_gaps.clear();
+    out.leet_possible = false;
     out.text.reserve(input.len());
     let mut gap = false;
     let mut last: Option<char> = None;
@@ -116,11 +137,15 @@ pub(crate) fn normalize_into(
             if folded.foreign {
                 flags |= FOREIGN;
             }
+            if folded.numeral {
+                flags |= NUMERAL;
+            }
             if last == Some(folded.ch) && collapse.collapses(folded.ch, flags) {
                 if let Some(previous) = out.chars.last_mut() {
                     // Fold this repeat into the previous character's span;
                     // a separator between the two is now inside that span.
                     previous.orig_end = orig_end;
+                    previous.flags |= COLLAPSED;
                     gap = false;
                     return;
                 }
@@ -155,8 +180,16 @@ pub(crate) fn fold_text_into(
 ) {
     out.text.clear();
     out.chars.clear();
+    out.latin_gaps.clear();
     out.text.reserve(input.len());
     let mut last: Option<char> = None;
+    // Folded characters so far, whether the last one is a Latin letter, and
+    // whether a skipped character came after it.
+    let mut count: u32 = 0;
+    let mut last_latin = false;
+    let mut gap = false;
+    let mut has_latin = false;
+    let mut has_leet = false;
     for c in input.chars() {
         // Fast path for the bulk of Chinese chat: an ideograph that folds
         // to itself (not a Latin letter, so only the repeat check applies).
@@ -166,19 +199,132 @@ pub(crate) fn fold_text_into(
             }
             out.text.push(c);
             last = Some(c);
+            count += 1;
+            last_latin = false;
+            gap = false;
             continue;
         }
+        if c.is_ascii() {
+            has_leet |= c.is_ascii_digit() || matches!(c, '$' | '@' | '|' | '!');
+        }
+        let mut emitted = false;
         table.fold(c, |folded: FoldedChar| {
+            emitted = true;
             if last == Some(folded.ch) && collapse.enabled {
                 let flags = if folded.latin { LATIN } else { 0 };
                 if collapse.collapses(folded.ch, flags) {
+                    gap = false;
                     return;
+                }
+            }
+            if folded.latin {
+                has_latin = true;
+                if gap && last_latin {
+                    out.latin_gaps.push(count);
                 }
             }
             out.text.push(folded.ch);
             last = Some(folded.ch);
+            count += 1;
+            last_latin = folded.latin;
+            gap = false;
         });
+        if !emitted {
+            gap = true;
+        }
     }
+    out.leet_possible = has_latin && has_leet;
+}
+
+/// The leet reading of `input` into `out`, with offsets and flags: like
+/// [`normalize_into`] without collapsing repeats, but digits and `$ @ | !`
+/// next to letters read as the letters they stand for (`w3ch4t` →
+/// `wechat`), and `l` reads as `i` (`1` stands for both). Leet terms are
+/// folded the same way ([`leet_term`]).
+pub(crate) fn leet_into(table: &FoldTable, input: &str, out: &mut Normalized) {
+    out.text.clear();
+    out.chars.clear();
+    out.latin_gaps.clear();
+    out.leet_possible = false;
+    let mut gap = false;
+    for (orig_start, c) in input.char_indices() {
+        let orig_end = orig_start + c.len_utf8();
+        // `!` and `|` stand for a letter only inside a word (`cas!no`), not
+        // as punctuation after one (`porn!`).
+        let inside_word = || {
+            input[orig_end..]
+                .chars()
+                .next()
+                .is_some_and(|next| next.is_ascii_alphanumeric())
+        };
+        let letter = leet_letter(c).filter(|_| !matches!(c, '!' | '|') || inside_word());
+        if let Some(letter) = letter {
+            let mut flags = LATIN | LEET;
+            if gap {
+                flags |= GAP_BEFORE;
+                gap = false;
+            }
+            out.chars.push(CharInfo {
+                norm_start: out.text.len(),
+                orig_start,
+                orig_end,
+                flags,
+            });
+            out.text.push(letter);
+            continue;
+        }
+        let mut emitted = false;
+        table.fold(c, |folded: FoldedChar| {
+            emitted = true;
+            let mut flags = 0;
+            if folded.latin {
+                flags |= LATIN;
+            }
+            if folded.lookalike {
+                flags |= LOOKALIKE;
+            }
+            if folded.foreign {
+                flags |= FOREIGN;
+            }
+            if gap {
+                flags |= GAP_BEFORE;
+                gap = false;
+            }
+            out.chars.push(CharInfo {
+                norm_start: out.text.len(),
+                orig_start,
+                orig_end,
+                flags,
+            });
+            out.text
+                .push(if folded.ch == 'l' { 'i' } else { folded.ch });
+        });
+        if !emitted {
+            gap = true;
+        }
+    }
+}
+
+/// What a digit or symbol stands for in leetspeak.
+fn leet_letter(c: char) -> Option<char> {
+    Some(match c {
+        '0' => 'o',
+        '1' | '|' | '!' => 'i',
+        '3' => 'e',
+        '4' | '@' => 'a',
+        '5' | '$' => 's',
+        '7' => 't',
+        '8' => 'b',
+        _ => return None,
+    })
+}
+
+/// A folded Latin term as the leet reading spells it (`l` → `i`).
+pub(crate) fn leet_term(folded: &str) -> String {
+    folded
+        .chars()
+        .map(|c| if c == 'l' { 'i' } else { c })
+        .collect()
 }
 
 /// Fold a term or allow-list entry for the automaton: the same fold as

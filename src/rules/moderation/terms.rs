@@ -2,9 +2,10 @@
 //! module documentation of [`super`].
 
 use std::fmt;
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+
+use super::family::FamilySet;
 
 /// How serious a hit on a term is; escalation policies act on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -50,6 +51,9 @@ pub struct Term {
     pub text: String,
     pub category: Arc<str>,
     pub severity: Severity,
+    /// The variant families this term is matched with (all by default;
+    /// `exact` in the term file turns every fuzzy family off for it).
+    pub families: FamilySet,
     /// 1-based line in the source file, for messages to the manager.
     pub line: usize,
 }
@@ -76,8 +80,10 @@ pub enum LineError {
     BadHeader,
     #[error("category is empty or contains spaces, tabs, ':' or brackets")]
     BadCategory,
-    #[error("too many tab-separated fields (expected term, category, severity)")]
+    #[error("too many tab-separated fields (expected term, category, severity, families)")]
     TooManyFields,
+    #[error("{0}")]
+    BadFamilies(String),
     #[error("term has no letter or digit, so it could never match")]
     NothingToMatch,
     #[error("term is longer than {MAX_TERM_CHARS} characters")]
@@ -92,6 +98,7 @@ impl LineError {
             LineError::BadHeader => "bad_header",
             LineError::BadCategory => "bad_category",
             LineError::TooManyFields => "too_many_fields",
+            LineError::BadFamilies(_) => "bad_families",
             LineError::NothingToMatch => "nothing_to_match",
             LineError::TooLong => "too_long",
         }
@@ -106,15 +113,9 @@ pub struct BadLine {
     pub reason: LineError,
 }
 
-/// Why a term file could not be loaded.
+/// Why a term file could not be parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum TermFileError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     /// Every bad line, so a manager can fix them all in one go.
     #[error("{}", format_bad_lines(.0))]
     BadLines(Vec<BadLine>),
@@ -135,6 +136,7 @@ impl TermList {
         let mut bad = Vec::new();
         let mut category: Arc<str> = Arc::from(DEFAULT_CATEGORY);
         let mut severity = DEFAULT_SEVERITY;
+        let mut families = FamilySet::ALL;
         for (index, raw_line) in source.lines().enumerate() {
             let line = index + 1;
             // A byte-order mark at the start of the file is an editor artefact.
@@ -148,22 +150,27 @@ impl TermList {
                 Ok(Parsed::Section {
                     category: new_category,
                     severity: new_severity,
+                    families: new_families,
                 }) => {
                     category = Arc::from(new_category);
                     if let Some(new_severity) = new_severity {
                         severity = new_severity;
                     }
+                    // Families apply to the section they head only.
+                    families = new_families.unwrap_or(FamilySet::ALL);
                 }
                 Ok(Parsed::Term {
                     text,
                     category: own_category,
                     severity: own_severity,
+                    families: own_families,
                 }) => terms.push(Term {
                     text: text.to_owned(),
                     category: own_category
                         .map(Arc::from)
                         .unwrap_or_else(|| category.clone()),
                     severity: own_severity.unwrap_or(severity),
+                    families: own_families.unwrap_or(families),
                     line,
                 }),
                 Err(reason) => bad.push(BadLine { line, reason }),
@@ -174,15 +181,6 @@ impl TermList {
         } else {
             Err(TermFileError::BadLines(bad))
         }
-    }
-
-    /// Read and parse a term file.
-    pub fn load(path: &Path) -> Result<TermList, TermFileError> {
-        let source = std::fs::read_to_string(path).map_err(|source| TermFileError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        TermList::parse(&source)
     }
 
     /// A list of plain terms (default category and severity), handy for
@@ -196,6 +194,7 @@ impl TermList {
                     text: text.to_owned(),
                     category: Arc::from(DEFAULT_CATEGORY),
                     severity: DEFAULT_SEVERITY,
+                    families: FamilySet::ALL,
                     line: index + 1,
                 })
                 .collect(),
@@ -216,11 +215,13 @@ enum Parsed<'a> {
     Section {
         category: &'a str,
         severity: Option<Severity>,
+        families: Option<FamilySet>,
     },
     Term {
         text: &'a str,
         category: Option<&'a str>,
         severity: Option<Severity>,
+        families: Option<FamilySet>,
     },
 }
 
@@ -234,13 +235,19 @@ fn parse_line(raw_line: &str) -> Result<Parsed<'_>, LineError> {
             .strip_prefix('[')
             .and_then(|rest| rest.strip_suffix(']'))
             .ok_or(LineError::BadHeader)?;
-        let (category, severity) = match inner.split_once(':') {
-            Some((category, severity)) => (category.trim(), Some(severity.parse()?)),
-            None => (inner.trim(), None),
-        };
+        let mut parts = inner.splitn(3, ':');
+        let category = parts.next().unwrap_or_default().trim();
+        let severity = parts
+            .next()
+            .map(str::trim)
+            .filter(|field| !field.is_empty())
+            .map(str::parse)
+            .transpose()?;
+        let families = parts.next().map(parse_families).transpose()?;
         return Ok(Parsed::Section {
             category: check_category(category)?,
             severity,
+            families,
         });
     }
     let mut fields = line.split('\t');
@@ -256,6 +263,12 @@ fn parse_line(raw_line: &str) -> Result<Parsed<'_>, LineError> {
         .map(str::trim)
         .filter(|field| !field.is_empty())
         .map(str::parse)
+        .transpose()?;
+    let families = fields
+        .next()
+        .map(str::trim)
+        .filter(|field| !field.is_empty())
+        .map(parse_families)
         .transpose()?;
     if fields.next().is_some() {
         return Err(LineError::TooManyFields);
@@ -273,7 +286,12 @@ fn parse_line(raw_line: &str) -> Result<Parsed<'_>, LineError> {
         text,
         category,
         severity,
+        families,
     })
+}
+
+fn parse_families(text: &str) -> Result<FamilySet, LineError> {
+    FamilySet::parse(text).map_err(|err| LineError::BadFamilies(err.to_string()))
 }
 
 fn check_category(category: &str) -> Result<&str, LineError> {
@@ -315,7 +333,7 @@ mod tests {
 
     #[test]
     fn bad_lines_are_all_reported_with_line_numbers() {
-        let source = "ok\n[broken\nterm\tcat\tsevere\n🌹🌹\na\tb\tlow\textra\n[bad cat]\n";
+        let source = "ok\n[broken\nterm\tcat\tsevere\n🌹🌹\na\tb\tlow\tall\textra\n[bad cat]\n";
         let Err(TermFileError::BadLines(bad)) = TermList::parse(source) else {
             panic!("expected bad lines");
         };
@@ -332,6 +350,25 @@ mod tests {
         );
         let message = TermFileError::BadLines(bad).to_string();
         assert!(message.contains("line 3: severity \"severe\""), "{message}");
+    }
+
+    #[test]
+    fn families_come_from_the_fourth_field_or_the_section_header() {
+        use crate::rules::moderation::Family;
+        let source = "[gambling:high:exact]\n赌博\n博彩\t\t\tall\n[ads]\n加微信\n网赚\t\t\t-pinyin\nbad\t\t\tsound\n";
+        let Err(TermFileError::BadLines(bad)) = TermList::parse(source) else {
+            panic!("expected a bad line");
+        };
+        assert_eq!(bad.len(), 1);
+        assert_eq!((bad[0].line, bad[0].reason.code()), (7, "bad_families"));
+        let list = TermList::parse(&source.replace("sound", "pinyin")).expect("valid");
+        let families: Vec<_> = list.terms.iter().map(|t| t.families).collect();
+        assert_eq!(families[0], FamilySet::EXACT_ONLY);
+        assert_eq!(families[1], FamilySet::ALL);
+        assert_eq!(families[2], FamilySet::ALL);
+        assert!(!families[3].contains(Family::Pinyin));
+        assert!(families[3].contains(Family::Homophone));
+        assert_eq!(families[4], FamilySet::EXACT_ONLY.with(Family::Pinyin));
     }
 
     #[test]
