@@ -507,8 +507,8 @@ impl Demo {
         self.advance(6);
         self.process().await?;
         self.advance(120);
-        // The 21st first-timer in group A: tomorrow's onboarding tips exceed
-        // the robot's 20 per minute, and the sender holds one back.
+        // One more first-timer: tomorrow's onboarding tips for group A still
+        // go out as one merged post.
         self.join(CHAT_A, &[28], 0).await?;
         self.advance(11);
         self.process().await?;

@@ -140,27 +140,58 @@ pub fn on_customer_added(rules: &RuleSet, event: &Event, added: &CustomerAdded) 
     ))]
 }
 
-/// The onboarding tip for one member, through the chat's route.
+/// A member named in a merged group post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Newcomer {
+    pub user_id: String,
+    pub name: Option<String>,
+}
+
+/// The onboarding tip for everyone whose tip fell due in one chat: **one**
+/// post naming them (capped mentions, "等 N 人"), so a morning brings a chat
+/// one tip, not one per newcomer. `batch_start` (the first tip's due time)
+/// keys the post, so a replayed batch is not posted twice.
 pub fn compose_onboarding(
     rules: &RuleSet,
     chat: Option<&ChatSnapshot>,
     chat_id: &str,
-    user_id: &str,
-    name: &str,
-) -> Outbound {
+    newcomers: &[Newcomer],
+    batch_start: DateTime<Utc>,
+) -> Option<Outbound> {
+    let first = newcomers.first()?;
+    let cap = rules.doc.welcome.max_mentions;
+    let names = mention_names(newcomers.iter().map(display), newcomers.len(), cap);
     let text = rules.render(
         &rules.doc.onboarding.template,
         &json!({
-            "name": name,
+            "name": names,
+            "names": names,
+            "count": newcomers.len(),
             "group_name": chat.map(|c| c.name.clone()).unwrap_or_default(),
         }),
     );
-    Outbound::to_chat(
-        format!("onboarding:{chat_id}:{user_id}"),
+    let mentions = newcomers
+        .iter()
+        .take(cap)
+        .map(|n| n.user_id.clone())
+        .collect();
+    Some(Outbound::to_chat(
+        format!(
+            "onboarding:{chat_id}:{}:{}",
+            batch_start.timestamp(),
+            first.user_id
+        ),
         ChatAddress::of(chat, chat_id),
         MessageKind::Onboarding,
-        Content::text_mentioning(text, vec![user_id.to_string()]),
-    )
+        Content::text_mentioning(text, mentions),
+    ))
+}
+
+fn display(newcomer: &Newcomer) -> String {
+    newcomer
+        .name
+        .clone()
+        .unwrap_or_else(|| newcomer.user_id.clone())
 }
 
 /// What a closed merge window turns into: one welcome, a raid digest, or nothing
@@ -269,16 +300,20 @@ fn choose_template(rules: &RuleSet, chat: Option<&ChatSnapshot>, scene: JoinScen
 
 /// "小王、小李、小张 等 12 人" — capped so a big batch stays readable.
 fn name_list(batch: &[QueuedJoin], cap: usize) -> String {
-    let shown: Vec<String> = batch
+    let names = batch
         .iter()
-        .take(cap)
-        .map(|j| j.name.clone().unwrap_or_else(|| j.user_id.clone()))
-        .collect();
-    let mut names = shown.join("、");
-    if batch.len() > cap {
-        names.push_str(&format!(" 等 {} 人", batch.len()));
+        .map(|j| j.name.clone().unwrap_or_else(|| j.user_id.clone()));
+    mention_names(names, batch.len(), cap)
+}
+
+/// The first `cap` of `total` names joined with "、", then " 等 N 人" when
+/// some were left out. Every merged group post names its members this way.
+pub fn mention_names(names: impl Iterator<Item = String>, total: usize, cap: usize) -> String {
+    let mut text = names.take(cap).collect::<Vec<_>>().join("、");
+    if total > cap {
+        text.push_str(&format!(" 等 {total} 人"));
     }
-    names
+    text
 }
 
 #[cfg(test)]
@@ -430,6 +465,33 @@ mod tests {
             at(10),
         );
         assert!(out[0].text().contains("欢迎回来"), "{}", out[0].text());
+    }
+
+    #[test]
+    fn onboarding_tips_of_one_chat_are_one_post_with_capped_mentions() {
+        let rules = RuleSet::from_toml("[welcome]\nmax_mentions = 3\n").unwrap();
+        let newcomers: Vec<Newcomer> = (0..19)
+            .map(|i| Newcomer {
+                user_id: format!("wm{i}"),
+                name: Some(format!("成员{i}")),
+            })
+            .collect();
+        let tip = compose_onboarding(
+            &rules,
+            Some(&chat(ChatRoute::AppGroup)),
+            "wrCHAT",
+            &newcomers,
+            at(0),
+        )
+        .unwrap();
+        assert!(
+            tip.text().starts_with("成员0、成员1、成员2 等 19 人"),
+            "{}",
+            tip.text()
+        );
+        assert_eq!(tip.content.mentions(), vec!["wm0", "wm1", "wm2"]);
+        assert!(tip.skipped.is_none());
+        assert!(compose_onboarding(&rules, None, "wrCHAT", &[], at(0)).is_none());
     }
 
     #[test]

@@ -8,5 +8,6 @@ mod helpers;
 mod ingest;
 mod leaderboard;
 mod migrations;
+mod onboarding;
 mod ops_cli;
 mod serve;
