@@ -38,9 +38,7 @@ async fn run(events: usize) -> anyhow::Result<()> {
         &chats::NewChat {
             chat_id: "wrBENCH".into(),
             name: "压测群".into(),
-            route: ChatRoute::Webhook {
-                key: "bench-robot".into(),
-            },
+            route: ChatRoute::internal_with_robot("bench-robot"),
             owner: None,
             admins: Vec::new(),
             tags: Vec::new(),

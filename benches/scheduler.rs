@@ -43,10 +43,8 @@ content = { kind = "markdown", body = "**{{ chat.name }}**：今天 {{ date }} �
 fn chat(i: usize) -> NewChat {
     let route = match i % 10 {
         0 => ChatRoute::AppGroup,
-        1 => ChatRoute::CustomerGroup { robot_key: None },
-        _ => ChatRoute::Webhook {
-            key: format!("robot-key-{i}"),
-        },
+        1 => ChatRoute::CustomerGroup,
+        _ => ChatRoute::internal_with_robot(format!("robot-key-{i}")),
     };
     NewChat {
         chat_id: format!("wr{i:06}"),

@@ -85,30 +85,32 @@ impl App {
             }));
         }
         let admin_config = &self.state.config.admin;
-        let admin = admin::router(AdminState::new(
-            self.state.pool.clone(),
-            self.state.clock.clone(),
-            AdminSettings {
-                secure_cookies: admin_config.secure_cookies,
-                session_ttl: Duration::from_secs(u64::from(admin_config.session_hours) * 3600),
-                timezone: self.state.config.timezone()?,
-                login_failures_per_ip: i64::from(admin_config.login_failures_per_ip),
-                trust_forwarded_for: admin_config.trust_forwarded_for,
-                scheduler: crate::jobs::scheduler::SchedulerSettings {
-                    app: self
-                        .state
-                        .config
-                        .wecom
-                        .apps
-                        .first()
-                        .map(|app| app.name.clone())
-                        .unwrap_or_else(|| "ops".to_owned()),
-                    ..Default::default()
+        let admin = admin::router(
+            AdminState::new(
+                self.state.pool.clone(),
+                self.state.clock.clone(),
+                AdminSettings {
+                    secure_cookies: admin_config.secure_cookies,
+                    session_ttl: Duration::from_secs(u64::from(admin_config.session_hours) * 3600),
+                    timezone: self.state.config.timezone()?,
+                    login_failures_per_ip: i64::from(admin_config.login_failures_per_ip),
+                    trust_forwarded_for: admin_config.trust_forwarded_for,
+                    scheduler: crate::jobs::scheduler::SchedulerSettings {
+                        app: self
+                            .state
+                            .config
+                            .wecom
+                            .apps
+                            .first()
+                            .map(|app| app.name.clone())
+                            .unwrap_or_else(|| "ops".to_owned()),
+                        ..Default::default()
+                    },
+                    ..AdminSettings::default()
                 },
-                ..AdminSettings::default()
-            },
-        )?
-        .with_active_rules(self.state.rules.clone()));
+            )?
+            .with_active_rules(self.state.rules.clone()),
+        );
         let request_id = axum::http::HeaderName::from_static("x-request-id");
         let router = Router::new()
             .route("/healthz", get(healthz))

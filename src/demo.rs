@@ -431,15 +431,16 @@ impl Demo {
             (
                 CHAT_A,
                 CHAT_A_NAME,
-                ChatRoute::SmartBot {
+                ChatRoute::InternalGroup {
                     robot_key: Some(ROBOT_KEY_A.into()),
+                    smart_bot: Some(BOT_NAME.into()),
                 },
                 vec![],
             ),
             (
                 CHAT_B,
                 CHAT_B_NAME,
-                ChatRoute::CustomerGroup { robot_key: None },
+                ChatRoute::CustomerGroup,
                 vec!["vip".to_string()],
             ),
         ] {

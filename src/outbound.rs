@@ -638,16 +638,11 @@ mod tests {
     fn a_broadcast_plans_one_message_per_addressed_chat() {
         let registered = [
             push_chat("wrA", ChatRoute::AppGroup, None, &["vip"]),
-            push_chat("wrB", ChatRoute::Webhook { key: "K".into() }, None, &[]),
-            push_chat(
-                "wrC",
-                ChatRoute::CustomerGroup { robot_key: None },
-                Some("boss"),
-                &["vip"],
-            ),
+            push_chat("wrB", ChatRoute::internal_with_robot("K"), None, &[]),
+            push_chat("wrC", ChatRoute::CustomerGroup, Some("boss"), &["vip"]),
             push_chat(
                 "wrD",
-                ChatRoute::SmartBot { robot_key: None },
+                ChatRoute::internal_with_smart_bot("bot"),
                 None,
                 &["vip"],
             ),

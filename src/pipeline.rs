@@ -321,7 +321,7 @@ async fn ensure_chat_registered(
         let chat = chats::NewChat {
             chat_id: chat_id.clone(),
             name: String::new(),
-            route: ChatRoute::CustomerGroup { robot_key: None },
+            route: ChatRoute::CustomerGroup,
             owner: None,
             admins: Vec::new(),
             tags: Vec::new(),

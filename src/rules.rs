@@ -27,26 +27,69 @@ pub use event::{Event, EventKind};
 pub use route::{route_for, ChatAddress, Content, MessageKind, RouteDecision};
 pub use ruleset::{RuleSet, RuleSetError};
 
-/// How a chat can be posted to (docs/wecom.md#chat-kinds).
+/// The kind of a chat, as WeCom has them (docs/wecom.md#chat-kinds), and
+/// what it holds that qunyun can post through.
+///
+/// Robots and smart bots exist only in internal groups, so a customer group
+/// carries neither; internal groups send no join/leave events, so only
+/// customer groups (and app groups, which qunyun manages) have a known roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChatRoute {
-    /// A group the app created: appchat/send, automatic.
+    /// An internal group qunyun created (应用群聊): `appchat/send`, automatic.
     AppGroup,
-    /// A customer group; automatic posting only through a webhook robot added to it.
-    CustomerGroup { robot_key: Option<String> },
-    /// Any group with a classic webhook robot.
-    Webhook { key: String },
-    /// A group where the smart bot sits: it can only answer @-mentions.
-    SmartBot { robot_key: Option<String> },
+    /// A customer group (客户群): reached only by an owner-confirmed mass
+    /// message, the group welcome material and the message archive.
+    CustomerGroup,
+    /// An internal group (内部群): posted to through a webhook robot someone
+    /// added (its key); the smart bot sitting in it (its name in
+    /// `[[wecom.bots]]`) can only answer @-mentions. Either may be missing.
+    InternalGroup {
+        robot_key: Option<String>,
+        smart_bot: Option<String>,
+    },
 }
 
 impl ChatRoute {
     pub fn name(&self) -> &'static str {
         match self {
             ChatRoute::AppGroup => "app_group",
-            ChatRoute::CustomerGroup { .. } => "customer_group",
-            ChatRoute::Webhook { .. } => "webhook",
-            ChatRoute::SmartBot { .. } => "smart_bot",
+            ChatRoute::CustomerGroup => "customer_group",
+            ChatRoute::InternalGroup { .. } => "internal_group",
+        }
+    }
+
+    /// An internal group with a webhook robot and no smart bot.
+    pub fn internal_with_robot(key: impl Into<String>) -> Self {
+        ChatRoute::InternalGroup {
+            robot_key: Some(key.into()),
+            smart_bot: None,
+        }
+    }
+
+    /// An internal group where the smart bot `bot` sits, without robot.
+    pub fn internal_with_smart_bot(bot: impl Into<String>) -> Self {
+        ChatRoute::InternalGroup {
+            robot_key: None,
+            smart_bot: Some(bot.into()),
+        }
+    }
+
+    /// The webhook robot's key, when there is a (non-empty) one.
+    pub fn robot_key(&self) -> Option<&str> {
+        match self {
+            ChatRoute::InternalGroup { robot_key, .. } => {
+                robot_key.as_deref().filter(|key| !key.is_empty())
+            }
+            _ => None,
+        }
+    }
+
+    /// The smart bot sitting in the chat (an empty name: one whose name was
+    /// not recorded).
+    pub fn smart_bot(&self) -> Option<&str> {
+        match self {
+            ChatRoute::InternalGroup { smart_bot, .. } => smart_bot.as_deref(),
+            _ => None,
         }
     }
 }

@@ -79,7 +79,7 @@ async fn seed(pool: &SqlitePool) {
         &store::chats::NewChat {
             chat_id: "wrOgAA1".into(),
             name: "好物分享1群".into(),
-            route: ChatRoute::CustomerGroup { robot_key: None },
+            route: ChatRoute::CustomerGroup,
             owner: Some("xiaomei".into()),
             admins: vec![],
             tags: vec!["vip".into()],
@@ -1168,9 +1168,7 @@ async fn seed_queues(console: &Console) {
         &store::chats::NewChat {
             chat_id: "wrWeb".into(),
             name: "技术交流群".into(),
-            route: ChatRoute::Webhook {
-                key: "robot-key-1".into(),
-            },
+            route: ChatRoute::internal_with_robot("robot-key-1"),
             owner: None,
             admins: vec![],
             tags: vec![],
@@ -1421,7 +1419,7 @@ async fn a_skipped_chat_shows_its_reason_in_the_run_history() {
         &store::chats::NewChat {
             chat_id: "wrBot".into(),
             name: "机器人群".into(),
-            route: ChatRoute::SmartBot { robot_key: None },
+            route: ChatRoute::internal_with_smart_bot("bot"),
             owner: None,
             admins: vec![],
             tags: vec![],

@@ -278,7 +278,7 @@ async fn seed(pool: &SqlitePool) -> i64 {
         &store::chats::NewChat {
             chat_id: "wrOgAA1".into(),
             name: "好物分享1群".into(),
-            route: ChatRoute::CustomerGroup { robot_key: None },
+            route: ChatRoute::CustomerGroup,
             owner: Some("xiaomei".into()),
             admins: vec![],
             tags: vec!["vip".into()],
@@ -350,7 +350,7 @@ async fn seed_history(conn: &mut sqlx::SqliteConnection, now: chrono::DateTime<U
         &store::chats::NewChat {
             chat_id: "wrOgAA2".into(),
             name: "好物分享2群".into(),
-            route: ChatRoute::CustomerGroup { robot_key: None },
+            route: ChatRoute::CustomerGroup,
             owner: Some("xiaomei".into()),
             admins: vec![],
             tags: vec![],

@@ -159,7 +159,7 @@ impl Harness {
             &chats::NewChat {
                 chat_id: CHAT.into(),
                 name: "好物分享群".into(),
-                route: ChatRoute::SmartBot { robot_key: None },
+                route: ChatRoute::internal_with_smart_bot("bot"),
                 owner: Some(OWNER.into()),
                 admins: vec![],
                 tags: vec![],
@@ -942,8 +942,9 @@ body = "早上好，{{ chat.name }}！"
         &chats::NewChat {
             chat_id: CHAT.into(),
             name: "好物分享群".into(),
-            route: ChatRoute::SmartBot {
+            route: ChatRoute::InternalGroup {
                 robot_key: Some("robot-key-a".into()),
+                smart_bot: Some("bot".into()),
             },
             owner: Some(OWNER.into()),
             admins: vec![],

@@ -325,7 +325,7 @@ async fn checkins_award_points_once_per_day_and_report_rank() {
     h.add_chat(
         "wrA",
         "好物分享群",
-        ChatRoute::SmartBot { robot_key: None },
+        ChatRoute::internal_with_smart_bot("bot"),
         &[],
     )
     .await;
@@ -357,7 +357,7 @@ async fn checkins_award_points_once_per_day_and_report_rank() {
 #[tokio::test]
 async fn replayed_event_cannot_double_award_or_double_send() {
     let h = harness().await;
-    h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[])
+    h.add_chat("wrA", "群", ChatRoute::internal_with_smart_bot("bot"), &[])
         .await;
     h.say("wrA", "alice", "签到").await;
     h.run().await;
@@ -436,9 +436,9 @@ async fn worker_dropped_inside_the_transaction_applies_nothing_then_exactly_once
 #[tokio::test]
 async fn poison_event_is_parked_after_retries_and_never_blocks_other_chats() {
     let h = harness().await;
-    h.add_chat("wrA", "群A", ChatRoute::SmartBot { robot_key: None }, &[])
+    h.add_chat("wrA", "群A", ChatRoute::internal_with_smart_bot("bot"), &[])
         .await;
-    h.add_chat("wrB", "群B", ChatRoute::SmartBot { robot_key: None }, &[])
+    h.add_chat("wrB", "群B", ChatRoute::internal_with_smart_bot("bot"), &[])
         .await;
     // A bot message without response_url cannot be answered: a poison event.
     h.insert_event(
@@ -505,9 +505,7 @@ async fn a_robot_welcome_mentions_the_newcomers() {
     h.add_chat(
         "wrR",
         "机器人群",
-        ChatRoute::Webhook {
-            key: "KEY-R".into(),
-        },
+        ChatRoute::internal_with_robot("KEY-R"),
         &[],
     )
     .await;
@@ -524,15 +522,10 @@ async fn a_robot_welcome_mentions_the_newcomers() {
 }
 
 #[tokio::test]
-async fn welcome_in_customer_group_without_robot_is_recorded_as_skipped() {
+async fn welcome_in_customer_group_is_recorded_as_skipped() {
     let h = harness().await;
-    h.add_chat(
-        "wrC",
-        "客户群",
-        ChatRoute::CustomerGroup { robot_key: None },
-        &[],
-    )
-    .await;
+    h.add_chat("wrC", "客户群", ChatRoute::CustomerGroup, &[])
+        .await;
     h.join("wrC", &["wmX"], "v0", "v1").await;
     h.run().await;
     h.clock.advance(Duration::seconds(10));
@@ -544,7 +537,7 @@ async fn welcome_in_customer_group_without_robot_is_recorded_as_skipped() {
         .skipped
         .as_deref()
         .unwrap()
-        .contains("cannot post automatically"));
+        .contains("nothing can post automatically"));
 }
 
 #[tokio::test]
@@ -578,7 +571,7 @@ async fn member_version_gap_or_unknown_chat_flags_a_resync() {
 #[tokio::test]
 async fn two_workers_racing_for_the_last_item_sell_it_once() {
     let h = harness().await;
-    h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[])
+    h.add_chat("wrA", "群", ChatRoute::internal_with_smart_bot("bot"), &[])
         .await;
     let version = h
         .import("[[catalog]]\nitem = \"保温杯\"\ncost = 30\nstock = 1\n")
@@ -622,7 +615,7 @@ async fn two_workers_racing_for_the_last_item_sell_it_once() {
 #[tokio::test]
 async fn imported_rule_set_applies_without_restart_and_invalid_one_is_refused() {
     let h = harness().await;
-    h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[])
+    h.add_chat("wrA", "群", ChatRoute::internal_with_smart_bot("bot"), &[])
         .await;
     let before = h.say("wrA", "alice", "报到").await;
     h.run().await;
@@ -656,7 +649,7 @@ async fn app_text_and_archive_messages_reach_the_same_rules() {
     h.add_chat(
         "wrW",
         "有机器人的群",
-        ChatRoute::Webhook { key: "KEY1".into() },
+        ChatRoute::internal_with_robot("KEY1"),
         &[],
     )
     .await;
@@ -782,7 +775,7 @@ mod balance_property {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 let h = harness().await;
-                h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[]).await;
+                h.add_chat("wrA", "群", ChatRoute::internal_with_smart_bot("bot"), &[]).await;
                 h.import("[[catalog]]\nitem = \"帆布袋\"\ncost = 15\nstock = 3\nper_person = 5\n").await.unwrap();
                 let users = ["alice", "bob", "carol"];
                 for op in ops {
@@ -820,7 +813,7 @@ async fn store_queries_for_admin_views_and_resync() {
     let h = harness().await;
     h.add_chat("wrA", "群A", ChatRoute::AppGroup, &["vip"])
         .await;
-    h.add_chat("wrB", "群B", ChatRoute::Webhook { key: "K".into() }, &[])
+    h.add_chat("wrB", "群B", ChatRoute::internal_with_robot("K"), &[])
         .await;
     let mut conn = h.conn().await;
     assert_eq!(
@@ -828,7 +821,7 @@ async fn store_queries_for_admin_views_and_resync() {
         vec!["wrA", "wrB"]
     );
     let chat = chats::get_chat(&mut conn, "wrB").await.unwrap().unwrap();
-    assert_eq!(chat.route, ChatRoute::Webhook { key: "K".into() });
+    assert_eq!(chat.route, ChatRoute::internal_with_robot("K"));
     chats::mark_needs_resync(&mut conn, "wrA").await.unwrap();
     chats::clear_needs_resync(&mut conn, "wrA").await.unwrap();
     assert!(chats::chats_needing_resync(&mut conn)
@@ -1013,7 +1006,7 @@ async fn onboarding_tip_goes_out_a_day_later_unless_the_member_left() {
 #[tokio::test]
 async fn run_loop_processes_events_and_stops_on_shutdown() {
     let h = harness().await;
-    h.add_chat("wrA", "群", ChatRoute::SmartBot { robot_key: None }, &[])
+    h.add_chat("wrA", "群", ChatRoute::internal_with_smart_bot("bot"), &[])
         .await;
     let key = h.say("wrA", "alice", "签到").await;
     let stop = tokio_util::sync::CancellationToken::new();

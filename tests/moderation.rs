@@ -110,11 +110,7 @@ async fn harness(rules: &str) -> Harness {
         .add_chat(APP_CHAT, "应用群", ChatRoute::AppGroup)
         .await;
     harness
-        .add_chat(
-            CUSTOMER_GROUP,
-            "客户群",
-            ChatRoute::CustomerGroup { robot_key: None },
-        )
+        .add_chat(CUSTOMER_GROUP, "客户群", ChatRoute::CustomerGroup)
         .await;
     harness
 }

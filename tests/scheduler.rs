@@ -158,7 +158,7 @@ impl Harness {
     async fn add_robot_chat(&self, chat_id: &str, tags: &[&str]) {
         let key = format!("KEY-{chat_id}");
         self.sim().add_robot(key.clone(), chat_id);
-        self.add_chat(chat_id, ChatRoute::Webhook { key }, None, tags)
+        self.add_chat(chat_id, ChatRoute::internal_with_robot(key), None, tags)
             .await;
     }
 
@@ -522,9 +522,7 @@ async fn run_report_matches_the_simulator_record() {
     h.add_robot_chat("wrOK", &[]).await;
     h.add_chat(
         "wrBADKEY",
-        ChatRoute::Webhook {
-            key: "UNKNOWN".into(),
-        },
+        ChatRoute::internal_with_robot("UNKNOWN"),
         None,
         &[],
     )
@@ -551,29 +549,19 @@ async fn run_report_matches_the_simulator_record() {
             admins: vec![],
             members: vec![SeedGroupMember::new("wmCUSTOMER")],
         });
-        h.add_chat(
-            chat_id,
-            ChatRoute::CustomerGroup { robot_key: None },
-            Some("zhangsan"),
-            &[],
-        )
-        .await;
+        h.add_chat(chat_id, ChatRoute::CustomerGroup, Some("zhangsan"), &[])
+            .await;
     }
     // Routes that cannot post.
     h.add_chat(
         "wrSMART",
-        ChatRoute::SmartBot { robot_key: None },
+        ChatRoute::internal_with_smart_bot("bot"),
         None,
         &[],
     )
     .await;
-    h.add_chat(
-        "wrNOOWNER",
-        ChatRoute::CustomerGroup { robot_key: None },
-        None,
-        &[],
-    )
-    .await;
+    h.add_chat("wrNOOWNER", ChatRoute::CustomerGroup, None, &[])
+        .await;
 
     let scheduler = h.scheduler();
     scheduler.run_once(h.now()).await.unwrap();
@@ -959,14 +947,14 @@ async fn a_broadcast_to_a_tag_goes_through_each_chats_route() {
     });
     h.add_chat(
         "wrCUST",
-        ChatRoute::CustomerGroup { robot_key: None },
+        ChatRoute::CustomerGroup,
         Some("zhangsan"),
         &["vip"],
     )
     .await;
     h.add_chat(
         "wrSMART",
-        ChatRoute::SmartBot { robot_key: None },
+        ChatRoute::internal_with_smart_bot("bot"),
         None,
         &["vip"],
     )

@@ -163,8 +163,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("needs_resync", "待同步", "needs resync"),
     ("route_app_group", "应用群聊", "App group"),
     ("route_customer_group", "客户群", "Customer group"),
-    ("route_webhook", "群机器人", "Webhook robot"),
-    ("route_smart_bot", "智能机器人", "Smart bot"),
+    ("route_internal_group", "内部群", "Internal group"),
     (
         "cap_app_group",
         "可自动发送任意消息，可移出成员",
@@ -176,14 +175,9 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Join/leave events; owner-confirmed mass messages only; removal is a task for the owner",
     ),
     (
-        "cap_webhook",
-        "可发文本/Markdown/图文，每分钟20条；无法移出",
-        "Text/markdown/news, 20 per minute; no removal",
-    ),
-    (
-        "cap_smart_bot",
-        "仅能回复@机器人的消息；无法移出",
-        "Answers @-mentions only; no removal",
+        "cap_internal_group",
+        "群机器人可发文本/Markdown/图文，每分钟20条；智能机器人仅能回复@消息；无入群/退群事件；无法移出",
+        "A robot posts text/markdown/news, 20 per minute; a smart bot answers @-mentions only; no join/leave events; no removal",
     ),
     (
         "cap_robot",

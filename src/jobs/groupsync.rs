@@ -83,15 +83,15 @@ impl GroupSync {
 
     async fn sync_chat(&self, chat_id: &str) -> anyhow::Result<(usize, usize)> {
         let group = self.api.groupchat_get(&self.secret, chat_id).await?;
-        // Keep what managers configured (route with its robot, tags); take the rest from WeCom.
+        // Keep the tags managers gave it; take the rest from WeCom. groupchat/get
+        // answers for customer groups only, so that is what the chat is (no robot
+        // and no smart bot can sit in one: docs/wecom.md#chat-kinds).
         let existing = {
             let mut conn = self.pool.acquire().await?;
             chats::get_chat(&mut conn, chat_id).await?
         };
-        let (route, tags) = match existing {
-            Some(chat) => (chat.route, chat.tags),
-            None => (ChatRoute::CustomerGroup { robot_key: None }, Vec::new()),
-        };
+        let tags = existing.map(|chat| chat.tags).unwrap_or_default();
+        let route = ChatRoute::CustomerGroup;
         let chat = NewChat {
             chat_id: group.chat_id.clone(),
             name: group.name.clone(),

@@ -20,9 +20,9 @@
 //! # Routes
 //!
 //! Each chat's route comes from [`route_for`] (the engine and broadcasts ask
-//! the same function): app groups go out through `appchat/send`; webhook
-//! groups, and customer or smart-bot groups with a robot added, through the
-//! robot; customer groups without a robot need their owner, so they become
+//! the same function): app groups go out through `appchat/send`; internal
+//! groups with a robot added, through the robot; customer groups (which
+//! cannot hold a robot) need their owner, so they become
 //! one owner-confirmed mass message per owner per run (per distinct rendered
 //! text, at most 2,000 chats each) and stay `awaiting_confirmation` until the
 //! owner confirms. Chats nothing can post to get a `skipped` outbox row
@@ -569,9 +569,11 @@ fn chat_info(chat: &PushChat) -> ChatInfo {
         tags: chat.tags.clone(),
         route: match chat.route {
             ChatRoute::AppGroup => schedule::ChatRoute::AppGroup,
-            ChatRoute::CustomerGroup { .. } => schedule::ChatRoute::CustomerGroup,
-            ChatRoute::Webhook { .. } => schedule::ChatRoute::WebhookRobot,
-            ChatRoute::SmartBot { .. } => schedule::ChatRoute::SmartBot,
+            ChatRoute::CustomerGroup => schedule::ChatRoute::CustomerGroup,
+            ChatRoute::InternalGroup { .. } if chat.route.robot_key().is_some() => {
+                schedule::ChatRoute::WebhookRobot
+            }
+            ChatRoute::InternalGroup { .. } => schedule::ChatRoute::SmartBot,
         },
     }
 }

@@ -104,7 +104,7 @@ mod tests {
             chat: Some(ChatSnapshot {
                 chat_id: "wrCHAT".into(),
                 name: "店铺群".into(),
-                route: ChatRoute::SmartBot { robot_key: None },
+                route: ChatRoute::internal_with_smart_bot("bot"),
                 tags: tags.iter().map(|t| t.to_string()).collect(),
                 owner: None,
                 admins: Vec::new(),

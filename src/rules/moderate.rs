@@ -1027,7 +1027,7 @@ mod tests {
         assert_eq!(routes(&actions), vec!["member", "app_chat_remove"]);
         assert!(record(&actions).expect("decision").task.is_none());
 
-        let mut customer = snapshot(ChatRoute::CustomerGroup { robot_key: None });
+        let mut customer = snapshot(ChatRoute::CustomerGroup);
         customer.moderation.active_strikes = strikes(2, 1);
         let (actions, _) = run(&rules, &customer, "u1", "加微信");
         assert_eq!(routes(&actions), vec!["member", "member"]);

@@ -191,13 +191,14 @@ impl RouteDecision {
 /// Skip reasons callers and tests may look for.
 pub mod reasons {
     pub const UNKNOWN_CHAT: &str = "unknown chat: not in the registry yet";
-    pub const CUSTOMER_GROUP_AUTOMATIC: &str = "customer group without robot: cannot post \
-         automatically, the group owner must send it";
+    pub const CUSTOMER_GROUP_AUTOMATIC: &str = "customer group: nothing can post automatically \
+         (no robot or smart bot can join one), the group owner must send it";
     pub const CUSTOMER_GROUP_NO_OWNER: &str =
-        "customer group has no known owner to confirm a mass message and no robot";
-    pub const SMART_BOT_ONLY: &str = "smart-bot group without robot: a smart bot can only \
-         answer @-mentions; add a webhook robot to post here";
-    pub const WEBHOOK_NO_KEY: &str = "webhook chat has no robot key";
+        "customer group has no known owner to confirm a mass message";
+    pub const SMART_BOT_ONLY: &str = "internal group with the smart bot but no robot: a smart \
+         bot can only answer @-mentions; add a webhook robot to post here";
+    pub const INTERNAL_NO_ROBOT: &str =
+        "internal group without robot: add a webhook robot (its key) to post here";
     pub const APP_GROUP_IMAGE_URL: &str =
         "app groups need an uploaded media id for images, not a URL";
     pub const WEBHOOK_IMAGE: &str = "webhook robots cannot post an image by URL or media id";
@@ -219,19 +220,26 @@ pub fn route_for(chat: ChatAddress<'_>, kind: MessageKind, content: &Content) ->
             reasons::UNKNOWN_CHAT,
         );
     };
-    let robot_key = match route {
-        ChatRoute::Webhook { key } => Some(key.as_str()),
-        ChatRoute::CustomerGroup { robot_key } | ChatRoute::SmartBot { robot_key } => {
-            robot_key.as_deref()
-        }
-        ChatRoute::AppGroup => None,
-    };
-    let decided = match (route, robot_key) {
-        (ChatRoute::AppGroup, _) => OutRoute::AppGroup { chat_id },
-        (_, Some(key)) if !key.is_empty() => OutRoute::Webhook {
-            key: key.to_owned(),
+    let decided = match route {
+        ChatRoute::AppGroup => OutRoute::AppGroup { chat_id },
+        ChatRoute::InternalGroup { .. } => match (route.robot_key(), route.smart_bot()) {
+            (Some(key), _) => OutRoute::Webhook {
+                key: key.to_owned(),
+            },
+            (None, Some(_)) => {
+                return RouteDecision::skip(
+                    OutRoute::SmartBotChat { chat_id },
+                    reasons::SMART_BOT_ONLY,
+                )
+            }
+            (None, None) => {
+                return RouteDecision::skip(
+                    OutRoute::Webhook { key: String::new() },
+                    reasons::INTERNAL_NO_ROBOT,
+                )
+            }
         },
-        (ChatRoute::CustomerGroup { .. }, _) => {
+        ChatRoute::CustomerGroup => {
             let filed = OutRoute::CustomerGroupMass {
                 owner: chat.owner.map(str::to_owned),
                 chat_ids: vec![chat_id.clone()],
@@ -246,15 +254,6 @@ pub fn route_for(chat: ChatAddress<'_>, kind: MessageKind, content: &Content) ->
                 },
                 None => RouteDecision::skip(filed, reasons::CUSTOMER_GROUP_NO_OWNER),
             };
-        }
-        (ChatRoute::SmartBot { .. }, _) => {
-            return RouteDecision::skip(OutRoute::SmartBotChat { chat_id }, reasons::SMART_BOT_ONLY)
-        }
-        (ChatRoute::Webhook { key }, _) => {
-            return RouteDecision::skip(
-                OutRoute::Webhook { key: key.clone() },
-                reasons::WEBHOOK_NO_KEY,
-            )
         }
     };
     match unsupported(&decided, content) {
@@ -431,14 +430,12 @@ mod tests {
     }
 
     #[test]
-    fn a_robot_key_posts_through_the_webhook_whatever_the_group() {
+    fn a_robot_key_posts_through_the_webhook_with_or_without_smart_bot() {
         for route in [
-            ChatRoute::Webhook { key: "K".into() },
-            ChatRoute::CustomerGroup {
+            ChatRoute::internal_with_robot("K"),
+            ChatRoute::InternalGroup {
                 robot_key: Some("K".into()),
-            },
-            ChatRoute::SmartBot {
-                robot_key: Some("K".into()),
+                smart_bot: Some("helper".into()),
             },
         ] {
             for kind in MessageKind::ALL {
@@ -458,7 +455,7 @@ mod tests {
 
     #[test]
     fn customer_groups_without_robot_need_the_owner_for_announcements_only() {
-        let route = ChatRoute::CustomerGroup { robot_key: None };
+        let route = ChatRoute::CustomerGroup;
         for content in contents() {
             for kind in MessageKind::ALL {
                 let decision = route_for(chat(&route, Some("boss")), kind, &content);
@@ -492,12 +489,13 @@ mod tests {
     }
 
     #[test]
-    fn smart_bot_groups_without_robot_and_webhooks_without_key_are_skipped() {
-        let bot = ChatRoute::SmartBot { robot_key: None };
-        let keyless = ChatRoute::Webhook { key: String::new() };
-        let empty_robot = ChatRoute::CustomerGroup {
-            robot_key: Some(String::new()),
+    fn internal_groups_without_robot_are_skipped_with_the_reason() {
+        let bot = ChatRoute::internal_with_smart_bot("helper");
+        let bare = ChatRoute::InternalGroup {
+            robot_key: None,
+            smart_bot: None,
         };
+        let empty_robot = ChatRoute::internal_with_robot("");
         for kind in MessageKind::ALL {
             for content in contents() {
                 let decision = route_for(chat(&bot, Some("boss")), kind, &content);
@@ -511,11 +509,10 @@ mod tests {
                     )
                 );
                 assert_eq!(decision.route_name(), "smart_bot");
-                let decision = route_for(chat(&keyless, None), kind, &content);
-                assert_eq!(decision.skip_reason(), Some(reasons::WEBHOOK_NO_KEY));
-                // An empty robot key is no robot.
-                let decision = route_for(chat(&empty_robot, Some("boss")), kind, &content);
-                assert_ne!(decision.route_name(), "webhook");
+                for no_robot in [&bare, &empty_robot] {
+                    let decision = route_for(chat(no_robot, None), kind, &content);
+                    assert_eq!(decision.skip_reason(), Some(reasons::INTERNAL_NO_ROBOT));
+                }
             }
         }
     }
@@ -538,7 +535,7 @@ mod tests {
 
     #[test]
     fn decided_messages_carry_route_and_reason() {
-        let route = ChatRoute::CustomerGroup { robot_key: None };
+        let route = ChatRoute::CustomerGroup;
         let mass = Outbound::to_chat("k", chat(&route, Some("boss")), MessageKind::Push, text());
         assert_eq!(
             (mass.route.name(), mass.skipped.as_deref()),

@@ -434,16 +434,16 @@ mod tests {
     }
 
     #[test]
-    fn customer_group_without_robot_is_recorded_as_skipped_with_reason() {
+    fn customer_group_welcome_is_recorded_as_skipped_with_reason() {
         let rules = RuleSet::builtin();
-        let chat = chat(ChatRoute::CustomerGroup { robot_key: None });
+        let chat = chat(ChatRoute::CustomerGroup);
         let (out, _) = compose_batch(&rules, Some(&chat), "wrCHAT", &joins(1), at(10));
         assert_eq!(out.len(), 1);
         assert!(out[0]
             .skipped
             .as_deref()
             .unwrap()
-            .contains("customer group without robot"));
+            .contains("the group owner must send it"));
         assert_eq!(out[0].route.name(), "customer_group_mass");
     }
 

@@ -26,23 +26,30 @@ pub struct NewChat {
     pub member_version: Option<String>,
 }
 
-fn route_columns(route: &ChatRoute) -> (&'static str, Option<String>) {
+/// The `route`, `robot_key` and `smart_bot` columns of a route.
+pub(crate) fn route_columns(route: &ChatRoute) -> (&'static str, Option<String>, Option<String>) {
     match route {
-        ChatRoute::AppGroup => ("app_group", None),
-        ChatRoute::CustomerGroup { robot_key } => ("customer_group", robot_key.clone()),
-        ChatRoute::Webhook { key } => ("webhook", Some(key.clone())),
-        ChatRoute::SmartBot { robot_key } => ("smart_bot", robot_key.clone()),
+        ChatRoute::AppGroup | ChatRoute::CustomerGroup => (route.name(), None, None),
+        ChatRoute::InternalGroup {
+            robot_key,
+            smart_bot,
+        } => (route.name(), robot_key.clone(), smart_bot.clone()),
     }
 }
 
-fn route_from_columns(route: &str, robot_key: Option<String>) -> ChatRoute {
+/// The route stored in the `route`, `robot_key` and `smart_bot` columns.
+pub(crate) fn route_from_columns(
+    route: &str,
+    robot_key: Option<String>,
+    smart_bot: Option<String>,
+) -> ChatRoute {
     match route {
         "app_group" => ChatRoute::AppGroup,
-        "webhook" => ChatRoute::Webhook {
-            key: robot_key.unwrap_or_default(),
+        "internal_group" => ChatRoute::InternalGroup {
+            robot_key,
+            smart_bot,
         },
-        "smart_bot" => ChatRoute::SmartBot { robot_key },
-        _ => ChatRoute::CustomerGroup { robot_key },
+        _ => ChatRoute::CustomerGroup,
     }
 }
 
@@ -53,14 +60,15 @@ pub async fn upsert_chat(
     chat: &NewChat,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    let (route, robot_key) = route_columns(&chat.route);
+    let (route, robot_key, smart_bot) = route_columns(&chat.route);
     let admins = serde_json::to_string(&chat.admins).unwrap_or_else(|_| "[]".into());
     let tags = serde_json::to_string(&chat.tags).unwrap_or_else(|_| "[]".into());
     sqlx::query(
-        "insert into chats (chat_id, name, route, robot_key, owner, admins_json, tags_json, member_version, updated_at)
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        "insert into chats (chat_id, name, route, robot_key, smart_bot, owner, admins_json, tags_json, member_version, updated_at)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          on conflict (chat_id) do update set
             name = excluded.name, route = excluded.route, robot_key = excluded.robot_key,
+            smart_bot = excluded.smart_bot,
             owner = excluded.owner, admins_json = excluded.admins_json, tags_json = excluded.tags_json,
             member_version = coalesce(excluded.member_version, chats.member_version),
             updated_at = excluded.updated_at",
@@ -69,6 +77,7 @@ pub async fn upsert_chat(
     .bind(&chat.name)
     .bind(route)
     .bind(robot_key)
+    .bind(smart_bot)
     .bind(&chat.owner)
     .bind(admins)
     .bind(tags)
@@ -85,7 +94,7 @@ pub async fn get_chat(
     chat_id: &str,
 ) -> sqlx::Result<Option<ChatSnapshot>> {
     let row = sqlx::query(
-        "select chat_id, name, route, robot_key, owner, admins_json, tags_json, member_version, raid_until,
+        "select chat_id, name, route, robot_key, smart_bot, owner, admins_json, tags_json, member_version, raid_until,
                 (select count(*) from chat_members m where m.chat_id = chats.chat_id and m.left_at is null) as members
          from chats where chat_id = ?",
     )
@@ -102,7 +111,11 @@ pub async fn get_chat(
     Ok(Some(ChatSnapshot {
         chat_id: row.try_get("chat_id")?,
         name: row.try_get("name")?,
-        route: route_from_columns(row.try_get::<&str, _>("route")?, row.try_get("robot_key")?),
+        route: route_from_columns(
+            row.try_get::<&str, _>("route")?,
+            row.try_get("robot_key")?,
+            row.try_get("smart_bot")?,
+        ),
         tags: serde_json::from_str(&tags).unwrap_or_default(),
         owner: row.try_get("owner")?,
         admins: serde_json::from_str(&admins).unwrap_or_default(),

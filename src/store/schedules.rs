@@ -296,7 +296,7 @@ pub struct PushChat {
 /// One query, however many chats: a push to 10,000 chats must not do 10,000.
 pub async fn push_chats(conn: &mut SqliteConnection) -> sqlx::Result<Vec<PushChat>> {
     let rows = sqlx::query(
-        "select c.chat_id, c.name, c.route, c.robot_key, c.owner, c.tags_json,
+        "select c.chat_id, c.name, c.route, c.robot_key, c.smart_bot, c.owner, c.tags_json,
                 coalesce(m.members, 0) as members
          from chats c left join (
              select chat_id, count(*) as members from chat_members
@@ -308,15 +308,11 @@ pub async fn push_chats(conn: &mut SqliteConnection) -> sqlx::Result<Vec<PushCha
     .await?;
     rows.into_iter()
         .map(|row| {
-            let robot_key: Option<String> = row.try_get("robot_key")?;
-            let route = match row.try_get::<&str, _>("route")? {
-                "app_group" => ChatRoute::AppGroup,
-                "webhook" => ChatRoute::Webhook {
-                    key: robot_key.unwrap_or_default(),
-                },
-                "smart_bot" => ChatRoute::SmartBot { robot_key },
-                _ => ChatRoute::CustomerGroup { robot_key },
-            };
+            let route = super::chats::route_from_columns(
+                row.try_get::<&str, _>("route")?,
+                row.try_get("robot_key")?,
+                row.try_get("smart_bot")?,
+            );
             let tags: String = row.try_get("tags_json")?;
             let members: i64 = row.try_get("members")?;
             Ok(PushChat {

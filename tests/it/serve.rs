@@ -85,9 +85,7 @@ body = "早上好，{{ chat.name }}！"
         &NewChat {
             chat_id: "wrPUSH".into(),
             name: "福利群".into(),
-            route: ChatRoute::Webhook {
-                key: "KEY-PUSH".into(),
-            },
+            route: ChatRoute::internal_with_robot("KEY-PUSH"),
             owner: None,
             admins: vec![],
             tags: vec![],
