@@ -23,6 +23,7 @@ use crate::rules::welcome::{self, QueuedJoin};
 use crate::rules::{self, Action, ChatRoute, Event, EventKind, RuleSet};
 use crate::snapshot::load_snapshot;
 use crate::store::inbox::{self, InboxRow, InboxStatus};
+use crate::store::welcome::{self as store_welcome, DigestNewcomer};
 use crate::store::{chats, checkins, members, moderation, outbox, points, redemptions};
 
 #[derive(Debug, Clone, Copy)]
@@ -261,7 +262,8 @@ impl Pipeline {
         Ok(sent)
     }
 
-    /// Turns every merge window that has closed into its welcome (or raid digest).
+    /// Turns every merge window that has closed into its welcome, raid digest,
+    /// or (customer groups) owner digest.
     async fn flush_welcomes(&self, rules: &RuleSet, now: DateTime<Utc>) -> anyhow::Result<usize> {
         let opened_by = now - Duration::seconds(rules.doc.welcome.merge_window_secs);
         let due = {
@@ -273,16 +275,34 @@ impl Pipeline {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
             let batch = chats::take_queued_welcomes(&mut tx, &chat_id).await?;
             let chat = chats::get_chat(&mut tx, &chat_id).await?;
-            let (messages, raid_until) =
-                welcome::compose_batch(rules, chat.as_ref(), &chat_id, &batch, now);
-            for message in &messages {
+            let plan = welcome::compose_window(rules, chat.as_ref(), &chat_id, &batch, now);
+            for message in &plan.messages {
                 outbox::enqueue(&mut tx, message, &self.default_app, now).await?;
             }
-            if let Some(until) = raid_until {
+            if let Some(digest) = &plan.owner_digest {
+                let newcomers: Vec<DigestNewcomer> = digest
+                    .newcomers
+                    .iter()
+                    .map(|n| DigestNewcomer {
+                        user_id: n.user_id.clone(),
+                        name: n.name.clone(),
+                    })
+                    .collect();
+                store_welcome::record_digest(
+                    &mut tx,
+                    &digest.chat_id,
+                    &digest.owner,
+                    &newcomers,
+                    &digest.suggestion,
+                    now,
+                )
+                .await?;
+            }
+            if let Some(until) = plan.raid_until {
                 chats::set_raid_until(&mut tx, &chat_id, until).await?;
             }
             tx.commit().await?;
-            flushed += messages.len();
+            flushed += plan.messages.len();
         }
         Ok(flushed)
     }

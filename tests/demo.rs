@@ -87,16 +87,18 @@ async fn demo_once_plays_the_script_through_encrypted_callbacks() {
     assert_eq!(recipients, ["xiaomei", "yunying"], "{transcript}");
     assert_eq!(t.raid_digests, 1);
 
-    // The VIP group has no robot: its welcome is a skipped row with a
-    // reason, and nothing was delivered into that group.
-    let skipped_vip_welcome = report.outbox.iter().find(|row| {
-        row.idempotency_key.starts_with("welcome:")
-            && row.status == OutboxStatus::Skipped
-            && row.payload_json.contains("wrDEMO0000000000000000000000B2")
-    });
-    let skipped_vip_welcome = skipped_vip_welcome.expect("a skipped VIP welcome row");
-    let reason = skipped_vip_welcome.last_error.as_deref().unwrap_or("");
-    assert!(reason.contains("group owner"), "reason: {reason:?}");
+    // The VIP group is a customer group: its welcome is one digest to its
+    // owner (a 1:1 app message), never a post into the group.
+    let vip_digest = report
+        .outbox
+        .iter()
+        .find(|row| {
+            row.idempotency_key
+                .starts_with("owner_digest:welcome:wrDEMO0000000000000000000000B2")
+        })
+        .expect("an owner digest for the VIP group");
+    assert_eq!(vip_digest.status, OutboxStatus::Sent, "{vip_digest}");
+    assert_eq!(vip_digest.target, "yunying");
     // Everything that reached the VIP group (the operator's broadcast, the
     // merged onboarding post) is a mass message its owner confirmed.
     let into_vip: Vec<_> = report
@@ -120,7 +122,6 @@ async fn demo_once_plays_the_script_through_encrypted_callbacks() {
         "{transcript}"
     );
     assert!(transcript.contains("未自动发送"), "{transcript}");
-    assert!(t.welcomes_skipped >= 1);
     assert!(t.welcomes_sent >= 2, "{t:?}");
 
     // Each sent row reached WeCom once: as many deliveries as sent rows

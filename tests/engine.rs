@@ -522,7 +522,7 @@ async fn a_robot_welcome_mentions_the_newcomers() {
 }
 
 #[tokio::test]
-async fn welcome_in_customer_group_is_recorded_as_skipped() {
+async fn welcome_in_customer_group_becomes_one_owner_digest() {
     let h = harness().await;
     h.add_chat("wrC", "客户群", ChatRoute::CustomerGroup, &[])
         .await;
@@ -532,12 +532,14 @@ async fn welcome_in_customer_group_is_recorded_as_skipped() {
     h.run().await;
     let sent = h.sent().await;
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].route, "customer_group_mass");
-    assert!(sent[0]
-        .skipped
-        .as_deref()
-        .unwrap()
-        .contains("nothing can post automatically"));
+    // Nobody may post in a customer group: the owner hears of the newcomer 1:1.
+    assert_eq!(sent[0].route, "member");
+    assert!(
+        sent[0].key.starts_with("owner_digest:welcome:wrC:"),
+        "{}",
+        sent[0].key
+    );
+    assert!(sent[0].body.contains("wmX"), "{}", sent[0].body);
 }
 
 #[tokio::test]

@@ -10,7 +10,8 @@ use super::actions::Action;
 use super::event::{CustomerAdded, Event, JoinScene, MembersJoined, MembersLeft};
 use super::route::route_to_members;
 use super::{
-    ChatAddress, ChatSnapshot, Content, MessageKind, OutRoute, Outbound, RuleSet, Snapshot,
+    ChatAddress, ChatRoute, ChatSnapshot, Content, MessageKind, OutRoute, Outbound, RuleSet,
+    Snapshot,
 };
 
 /// A join waiting for its chat's merged welcome.
@@ -138,6 +139,34 @@ pub fn on_customer_added(rules: &RuleSet, event: &Event, added: &CustomerAdded) 
         OutRoute::WelcomeCode { code: code.clone() },
         Content::text(text),
     ))]
+}
+
+/// What keeping the group welcome material in WeCom takes, given the
+/// rule set's text and what WeCom holds (template id, text) since the last sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaterialSync {
+    /// WeCom holds it already, or the rule set keeps no material (an old
+    /// template is left alone: an owner may still have it picked).
+    UpToDate,
+    /// First time: `group_welcome_template/add`.
+    Add { text: String },
+    /// The text changed: `group_welcome_template/edit` of the same template.
+    Edit { template_id: String, text: String },
+}
+
+pub fn material_sync(rules: &RuleSet, synced: Option<(&str, &str)>) -> MaterialSync {
+    let wanted = rules.doc.welcome.group_material.trim();
+    match synced {
+        _ if wanted.is_empty() => MaterialSync::UpToDate,
+        None => MaterialSync::Add {
+            text: wanted.to_string(),
+        },
+        Some((_, held)) if held == wanted => MaterialSync::UpToDate,
+        Some((template_id, _)) => MaterialSync::Edit {
+            template_id: template_id.to_string(),
+            text: wanted.to_string(),
+        },
+    }
 }
 
 /// A member named in a merged group post.
@@ -280,6 +309,96 @@ pub fn compose_batch(
         Content::text_mentioning(text, mentions),
     );
     (vec![welcome], None)
+}
+
+/// A closed merge window's outcome: messages to queue, the new raid deadline,
+/// and for a customer group the owner digest to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowPlan {
+    pub messages: Vec<Outbound>,
+    pub raid_until: Option<DateTime<Utc>>,
+    pub owner_digest: Option<OwnerDigestPlan>,
+}
+
+/// The owner digest of a customer group's window: the newcomers and the
+/// suggested welcome the owner can later send as a mass message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerDigestPlan {
+    pub chat_id: String,
+    pub owner: String,
+    pub newcomers: Vec<Newcomer>,
+    pub suggestion: String,
+}
+
+/// [`compose_batch`], except that in a customer group — where no bot may
+/// post — the welcome becomes **one** merged 1:1 app message to the group's
+/// owner listing the newcomers with a suggested personal welcome
+/// (WeCom itself posts the static group welcome material).
+pub fn compose_window(
+    rules: &RuleSet,
+    chat: Option<&ChatSnapshot>,
+    chat_id: &str,
+    batch: &[QueuedJoin],
+    now: DateTime<Utc>,
+) -> WindowPlan {
+    let (messages, raid_until) = compose_batch(rules, chat, chat_id, batch, now);
+    let customer_group = chat.is_some_and(|c| matches!(c.route, ChatRoute::CustomerGroup));
+    let welcomed = messages
+        .iter()
+        .any(|m| m.idempotency_key.starts_with("welcome:"));
+    if !customer_group || !welcomed {
+        return WindowPlan {
+            messages,
+            raid_until,
+            owner_digest: None,
+        };
+    }
+    let owner = chat.and_then(|c| c.owner.clone()).unwrap_or_default();
+    let newcomers: Vec<Newcomer> = batch
+        .iter()
+        .map(|j| Newcomer {
+            user_id: j.user_id.clone(),
+            name: j.name.clone(),
+        })
+        .collect();
+    let config = &rules.doc.welcome;
+    let names = name_list(batch, config.max_mentions);
+    let group_name = chat.map(|c| c.name.clone()).unwrap_or_default();
+    let context = |suggestion: &str| {
+        json!({
+            "names": names,
+            "count": batch.len(),
+            "group_name": group_name,
+            "suggestion": suggestion,
+        })
+    };
+    let suggestion = rules.render(&config.owner_welcome_template, &context(""));
+    let text = rules.render(&config.owner_digest_template, &context(&suggestion));
+    let key = messages
+        .iter()
+        .find(|m| m.idempotency_key.starts_with("welcome:"))
+        .map(|m| format!("owner_digest:{}", m.idempotency_key))
+        .unwrap_or_default();
+    let recipients: Vec<String> = chat.and_then(|c| c.owner.clone()).into_iter().collect();
+    let digest = Outbound::decided(
+        key,
+        route_to_members(
+            &rules.doc.community.app,
+            &recipients,
+            "owner digest: customer group has no owner on record",
+        ),
+        Content::text(text),
+    );
+    WindowPlan {
+        messages: vec![digest],
+        raid_until,
+        owner_digest: (!owner.is_empty()).then(|| OwnerDigestPlan {
+            chat_id: chat_id.to_string(),
+            owner,
+            newcomers,
+            suggestion,
+        }),
+    }
 }
 
 fn choose_template(rules: &RuleSet, chat: Option<&ChatSnapshot>, scene: JoinScene) -> String {
@@ -492,6 +611,33 @@ mod tests {
         assert_eq!(tip.content.mentions(), vec!["wm0", "wm1", "wm2"]);
         assert!(tip.skipped.is_none());
         assert!(compose_onboarding(&rules, None, "wrCHAT", &[], at(0)).is_none());
+    }
+
+    #[test]
+    fn group_material_is_added_once_then_edited_only_when_it_changes() {
+        let rules =
+            RuleSet::from_toml("[welcome]\ngroup_material = \"欢迎 %NICKNAME%\"\n").unwrap();
+        assert_eq!(
+            material_sync(&rules, None),
+            MaterialSync::Add {
+                text: "欢迎 %NICKNAME%".into()
+            }
+        );
+        assert_eq!(
+            material_sync(&rules, Some(("tpl1", "欢迎 %NICKNAME%"))),
+            MaterialSync::UpToDate
+        );
+        assert_eq!(
+            material_sync(&rules, Some(("tpl1", "旧的"))),
+            MaterialSync::Edit {
+                template_id: "tpl1".into(),
+                text: "欢迎 %NICKNAME%".into()
+            }
+        );
+        assert_eq!(
+            material_sync(&RuleSet::builtin(), Some(("tpl1", "旧的"))),
+            MaterialSync::UpToDate
+        );
     }
 
     #[test]

@@ -11,3 +11,4 @@ mod migrations;
 mod onboarding;
 mod ops_cli;
 mod serve;
+mod welcome;
