@@ -125,6 +125,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/logout", post(pages::logout))
         .route("/admin/lang/{lang}", get(pages::switch_language))
         .route("/admin/chats", get(pages::chats))
+        .route("/admin/chats/{chat_id}", get(pages::chat))
+        .route("/admin/chats/{chat_id}/route", post(pages::set_chat_route))
+        .route("/admin/chats/{chat_id}/tags", post(pages::tag_chat))
+        .route("/admin/broadcasts", post(pages::broadcast))
         .route("/admin/members", get(pages::members))
         .route("/admin/members/{user_id}", get(pages::member))
         .route(

@@ -77,6 +77,88 @@ pub enum Command {
     /// Daily rollups, member lifecycle stages and alerts.
     #[command(subcommand)]
     Analytics(AnalyticsCommand),
+    /// The chat registry: routes, tags, what qunyun can do in each chat.
+    #[command(subcommand)]
+    Chats(ChatsCommand),
+    /// Send a message now to chosen chats or tags; prints each chat's outcome.
+    Broadcast(BroadcastArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChatsCommand {
+    /// Every registered chat with its kind, route and tags.
+    List(ConfigArg),
+    /// One chat: kind, robot, smart bot, tags, and what qunyun can do there.
+    Show {
+        chat: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Set an internal group's robot or smart bot (refused for customer groups:
+    /// WeCom allows neither there). An unregistered chat becomes an internal group.
+    Set {
+        chat: String,
+        /// The webhook key of the group robot added to the group.
+        #[arg(long, value_name = "KEY")]
+        robot_key: Option<String>,
+        /// The `[[wecom.bots]]` name of the smart bot in the group.
+        #[arg(long, value_name = "NAME")]
+        smart_bot: Option<String>,
+        /// Forget the robot.
+        #[arg(long)]
+        no_robot: bool,
+        /// Forget the smart bot.
+        #[arg(long)]
+        no_smart_bot: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Add tags to a chat.
+    Tag {
+        chat: String,
+        #[arg(required = true)]
+        tags: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Remove tags from a chat.
+    Untag {
+        chat: String,
+        #[arg(required = true)]
+        tags: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Create an app group (appchat/create with the first configured app) and register it.
+    CreateAppchat {
+        #[arg(long)]
+        name: String,
+        /// The owner's UserID.
+        #[arg(long)]
+        owner: String,
+        /// Members' UserIDs, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BroadcastArgs {
+    /// A chat id (repeat, or comma-separate).
+    #[arg(long = "chat", value_delimiter = ',')]
+    pub chats: Vec<String>,
+    /// Every chat carrying this tag (repeat, or comma-separate).
+    #[arg(long = "tag", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    #[arg(long)]
+    pub text: String,
+    /// Send the text as markdown.
+    #[arg(long)]
+    pub markdown: bool,
+    #[command(flatten)]
+    pub config: ConfigArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -510,6 +592,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Admin(command) => run_admin(command).await,
             Command::Analytics(command) => run_analytics(command).await,
             Command::Moderation(command) => run_moderation(command).await,
+            Command::Chats(command) => run_chats(command).await,
+            Command::Broadcast(args) => {
+                let ops = args.config.ops().await?;
+                let input = ops::broadcast::BroadcastInput {
+                    chats: args.chats,
+                    tags: args.tags,
+                    text: args.text,
+                    markdown: args.markdown,
+                };
+                let sent = ops::broadcast::send(&ops, &actor(), chrono::Utc::now(), &input).await?;
+                println!("broadcast {}", sent.id);
+                for chat in &sent.chats {
+                    println!("{}", chat.describe());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Points(PointsCommand::Adjust {
                 user,
                 delta,
@@ -738,6 +836,114 @@ async fn run_moderation(command: ModerationCommand) -> anyhow::Result<ExitCode> 
             let ops = config.ops().await?;
             ops::moderation::complete_task(&ops, &actor(), now, task_id, &note).await?;
             println!("task {task_id} done");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_chats(command: ChatsCommand) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now();
+    match command {
+        ChatsCommand::List(config) => {
+            let ops = config.ops().await?;
+            for chat in ops::chats::list(&ops, now).await? {
+                println!(
+                    "{}\t{}\t{}{}\ttags={}\tmembers={}",
+                    chat.chat_id,
+                    if chat.name.is_empty() {
+                        "-"
+                    } else {
+                        &chat.name
+                    },
+                    chat.route,
+                    if chat.has_robot { "+robot" } else { "" },
+                    chat.tags.join(","),
+                    chat.members
+                );
+            }
+        }
+        ChatsCommand::Show { chat, config } => {
+            let ops = config.ops().await?;
+            let detail = ops::chats::show(&ops, &chat).await?;
+            println!("chat: {} {}", detail.chat.chat_id, detail.chat.name);
+            println!("kind: {}", detail.kind);
+            println!("robot: {}", if detail.robot { "yes" } else { "no" });
+            println!(
+                "smart bot: {}",
+                detail.smart_bot.as_deref().unwrap_or("none")
+            );
+            println!("owner: {}", detail.chat.owner.as_deref().unwrap_or("-"));
+            println!("tags: {}", detail.chat.tags.join(","));
+            for row in &detail.capabilities {
+                println!("{}: {}", row.feature.name(), row.summary);
+            }
+        }
+        ChatsCommand::Set {
+            chat,
+            robot_key,
+            smart_bot,
+            no_robot,
+            no_smart_bot,
+            config,
+        } => {
+            let ops = config.ops().await?;
+            let change = ops::chats::RouteChange {
+                robot_key,
+                smart_bot,
+                no_robot,
+                no_smart_bot,
+            };
+            let route = ops::chats::set_route(&ops, &actor(), now, &chat, &change).await?;
+            println!(
+                "{chat}: {}; robot: {}; smart bot: {}",
+                route.name(),
+                if route.robot_key().is_some() {
+                    "yes"
+                } else {
+                    "no"
+                },
+                route.smart_bot().unwrap_or("none")
+            );
+        }
+        ChatsCommand::Tag { chat, tags, config } => {
+            let ops = config.ops().await?;
+            let tags = ops::chats::tag(&ops, &actor(), now, &chat, &tags).await?;
+            println!("{chat}: tags {}", tags.join(","));
+        }
+        ChatsCommand::Untag { chat, tags, config } => {
+            let ops = config.ops().await?;
+            let tags = ops::chats::untag(&ops, &actor(), now, &chat, &tags).await?;
+            println!("{chat}: tags {}", tags.join(","));
+        }
+        ChatsCommand::CreateAppchat {
+            name,
+            owner,
+            members,
+            config,
+        } => {
+            let loaded = config.load()?;
+            let app = loaded
+                .wecom
+                .apps
+                .first()
+                .context("no [[wecom.apps]] configured: app groups are created by an app")?;
+            let api = crate::wecom::api::ApiClient::new(
+                crate::wecom::api::ApiConfig::new(
+                    loaded.wecom.api_base.clone(),
+                    loaded.wecom.corp_id.clone(),
+                ),
+                clock::system(),
+            )
+            .map_err(|e| anyhow::anyhow!("building the WeCom API client: {e}"))?;
+            let ops = config.ops().await?;
+            let input = ops::chats::NewAppChat {
+                name,
+                owner,
+                members,
+            };
+            let chat_id =
+                ops::chats::create_appchat(&ops, &actor(), now, &api, &app.secret, &input).await?;
+            println!("app group {chat_id} created and registered");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -20,6 +20,7 @@ use crate::store;
 
 pub mod accounts;
 pub mod audit;
+pub mod broadcast;
 pub mod chats;
 pub mod dashboard;
 pub mod members;

@@ -19,6 +19,7 @@ use crate::active_rules::ActiveRules;
 use crate::clock::SharedClock;
 use crate::inbox_event::domain_event;
 use crate::jobs::{panic_message, Job};
+use crate::rules::event::{MessagePosted, MessageReported};
 use crate::rules::welcome::{self, QueuedJoin};
 use crate::rules::{self, Action, ChatRoute, Event, EventKind, RuleSet};
 use crate::snapshot::load_snapshot;
@@ -201,7 +202,7 @@ impl Pipeline {
             .await
             .context("beginning transaction")?;
         if let Some(event) = domain_event(row, &rules.doc.community.app)? {
-            ensure_chat_registered(&mut tx, &event, now).await?;
+            ensure_chat_registered(&mut tx, rules, &row.source, &event, now).await?;
             let snapshot = load_snapshot(&mut tx, rules, &event, now)
                 .await
                 .context("loading snapshot")?;
@@ -325,30 +326,64 @@ impl Job for Pipeline {
     }
 }
 
-/// A chat we hear about before any sync is registered as a customer group (the
-/// only kind that sends change_external_chat) and flagged for a full resync.
+/// Registers a chat we hear about before anyone configured it, as what the
+/// event proves it is (docs/wecom.md#chat-kinds): a chat sending join/leave
+/// events is a customer group (flagged for a full resync); a chat where the
+/// smart bot is @-mentioned is an internal group with that smart bot (a chat
+/// already registered as an internal group gains the smart bot).
 async fn ensure_chat_registered(
     conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    source: &str,
     event: &Event,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let chat_id = match &event.kind {
-        EventKind::MembersJoined(j) => &j.chat_id,
-        EventKind::MembersLeft(l) => &l.chat_id,
+    let smart_bot = source.strip_prefix("bot:").map(str::to_owned);
+    let (chat_id, route) = match (&event.kind, smart_bot) {
+        (EventKind::MembersJoined(j), _) => (&j.chat_id, ChatRoute::CustomerGroup),
+        (EventKind::MembersLeft(l), _) => (&l.chat_id, ChatRoute::CustomerGroup),
+        (
+            EventKind::MessagePosted(MessagePosted {
+                chat_id: Some(chat_id),
+                ..
+            })
+            | EventKind::MessageReported(MessageReported { chat_id, .. }),
+            Some(bot),
+        ) => (chat_id, ChatRoute::internal_with_smart_bot(bot)),
         _ => return Ok(()),
     };
-    if chats::get_chat(conn, chat_id).await?.is_none() {
-        let chat = chats::NewChat {
-            chat_id: chat_id.clone(),
-            name: String::new(),
-            route: ChatRoute::CustomerGroup,
-            owner: None,
-            admins: Vec::new(),
-            tags: Vec::new(),
-            member_version: None,
-        };
-        chats::upsert_chat(conn, &chat, now).await?;
-        chats::mark_needs_resync(conn, chat_id).await?;
+    match chats::get_chat(conn, chat_id).await? {
+        None => {
+            let chat = chats::NewChat {
+                chat_id: chat_id.clone(),
+                name: String::new(),
+                tags: rules.chat_tags_for("", None),
+                route: route.clone(),
+                owner: None,
+                admins: Vec::new(),
+                member_version: None,
+            };
+            chats::upsert_chat(conn, &chat, now).await?;
+            if route == ChatRoute::CustomerGroup {
+                chats::mark_needs_resync(conn, chat_id).await?;
+            }
+        }
+        Some(known) => {
+            if let (
+                ChatRoute::InternalGroup {
+                    robot_key,
+                    smart_bot: None,
+                },
+                Some(bot),
+            ) = (&known.route, route.smart_bot())
+            {
+                let with_bot = ChatRoute::InternalGroup {
+                    robot_key: robot_key.clone(),
+                    smart_bot: Some(bot.to_owned()),
+                };
+                chats::set_route(conn, chat_id, &with_bot, now).await?;
+            }
+        }
     }
     Ok(())
 }

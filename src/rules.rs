@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub mod actions;
 pub mod analytics;
 pub mod autoreply;
+pub mod capabilities;
+pub mod chat_tags;
 pub mod checkin;
 pub mod commands;
 pub mod event;

@@ -597,6 +597,20 @@ async fn form_routes(console: &Console) -> Vec<FormRoute> {
             fields: vec![],
         },
         FormRoute {
+            path: "/admin/chats/wrOgAA1/tags".into(),
+            need: Role::Operator,
+            fields: vec![("tags", "团购".into()), ("op", "tag".into())],
+        },
+        FormRoute {
+            path: "/admin/broadcasts".into(),
+            need: Role::Operator,
+            fields: vec![
+                ("chats", String::new()),
+                ("tags", "vip".into()),
+                ("text", "周末活动".into()),
+            ],
+        },
+        FormRoute {
             path: "/admin/users".into(),
             need: Role::Owner,
             fields: vec![
@@ -745,6 +759,14 @@ async fn every_role_against_every_mutating_api_call() {
                 format!("/admin/api/v1/parked/{parked}/retry"),
                 String::new(),
             ),
+            (
+                "/admin/api/v1/chats/wrOgAA1/tags".to_owned(),
+                r#"{"tags": ["团购"]}"#.to_owned(),
+            ),
+            (
+                "/admin/api/v1/broadcasts".to_owned(),
+                r#"{"tags": ["vip"], "text": "周末活动"}"#.to_owned(),
+            ),
         ];
         for (path, body) in calls {
             let before = console.audit_count().await;
@@ -773,6 +795,94 @@ async fn every_role_against_every_mutating_api_call() {
 }
 
 // --- the pages' work ----------------------------------------------------------------
+
+/// WeCom has no robots or smart bots in customer groups: the console and the
+/// API refuse to attach one, naming the field and the reason, and change nothing.
+#[tokio::test]
+async fn a_robot_key_on_a_customer_group_is_refused_with_the_reason_in_console_and_api() {
+    let console = console().await;
+    let (session, token) = console.session_for("op", Role::Operator).await;
+    let before = console.audit_count().await;
+    let page = console
+        .post_form(
+            "/admin/chats/wrOgAA1/route",
+            Some(&session.cookie),
+            &[
+                ("csrf", &session.csrf),
+                ("robot_key", "KEY1"),
+                ("smart_bot", ""),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.body
+            .contains("robot_key: a customer group cannot hold a webhook robot"),
+        "{}",
+        page.body
+    );
+    let api = console
+        .api(
+            Method::POST,
+            "/admin/api/v1/chats/wrOgAA1/route",
+            Some(&token),
+            r#"{"smart_bot": "helper"}"#,
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::BAD_REQUEST);
+    assert!(
+        api.body
+            .contains("smart_bot: a customer group cannot hold a smart bot"),
+        "{}",
+        api.body
+    );
+    assert_eq!(console.audit_count().await, before, "nothing changed");
+
+    // The chat's page says what can be done there instead.
+    let shown = console.get("/admin/chats/wrOgAA1", Some(&session)).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert!(
+        shown
+            .body
+            .contains("needs the owner&#x27;s confirmation (xiaomei)")
+            || shown
+                .body
+                .contains("needs the owner's confirmation (xiaomei)"),
+        "{}",
+        shown.body
+    );
+    assert!(shown.body.contains("task for a person"), "{}", shown.body);
+}
+
+#[tokio::test]
+async fn a_console_broadcast_shows_each_chats_outcome() {
+    let console = console().await;
+    let (session, _) = console.session_for("op", Role::Operator).await;
+    let reply = console
+        .post_form(
+            "/admin/broadcasts",
+            Some(&session.cookie),
+            &[
+                ("csrf", &session.csrf),
+                ("chats", "wrGONE"),
+                ("tags", "vip"),
+                ("text", "周末活动"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply.body.contains("broadcast-result"), "{}", reply.body);
+    assert!(
+        reply.body.contains("wrOgAA1: 等待群主确认 (xiaomei)"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body.contains("wrGONE: 已跳过: unknown chat"),
+        "{}",
+        reply.body
+    );
+}
 
 #[tokio::test]
 async fn a_rule_mistake_is_shown_inline_at_its_line_and_nothing_is_saved() {

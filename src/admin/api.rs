@@ -55,6 +55,11 @@ pub fn routes() -> Router<AdminState> {
         .route("/admin/api/v1/dashboard", get(dashboard))
         .route("/admin/api/v1/analytics/daily", get(analytics_daily))
         .route("/admin/api/v1/chats", get(chats))
+        .route("/admin/api/v1/chats/{chat_id}", get(chat))
+        .route("/admin/api/v1/chats/{chat_id}/route", post(set_chat_route))
+        .route("/admin/api/v1/chats/{chat_id}/tags", post(tag_chat))
+        .route("/admin/api/v1/chats/{chat_id}/untag", post(untag_chat))
+        .route("/admin/api/v1/broadcasts", post(broadcast))
         .route("/admin/api/v1/members", get(members))
         .route("/admin/api/v1/members/{user_id}", get(member))
         .route(
@@ -116,6 +121,64 @@ async fn analytics_daily(
 async fn chats(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
     let chats = ops::chats::list(&state.ops, state.now()).await?;
     Ok(Json(json!({ "chats": chats })))
+}
+
+async fn chat(
+    State(state): State<AdminState>,
+    _caller: ApiCaller,
+    Path(chat_id): Path<String>,
+) -> ApiResult {
+    let detail = ops::chats::show(&state.ops, &chat_id).await?;
+    Ok(Json(json!(detail)))
+}
+
+/// `{"robot_key": "…"}`, `{"smart_bot": "…"}`, `{"no_robot": true}`…
+async fn set_chat_route(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(chat_id): Path<String>,
+    Json(change): Json<ops::chats::RouteChange>,
+) -> ApiResult {
+    ops::chats::set_route(&state.ops, &caller.actor, state.now(), &chat_id, &change).await?;
+    let detail = ops::chats::show(&state.ops, &chat_id).await?;
+    Ok(Json(json!(detail)))
+}
+
+#[derive(Deserialize)]
+struct TagsBody {
+    tags: Vec<String>,
+}
+
+async fn tag_chat(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(chat_id): Path<String>,
+    Json(body): Json<TagsBody>,
+) -> ApiResult {
+    let tags =
+        ops::chats::tag(&state.ops, &caller.actor, state.now(), &chat_id, &body.tags).await?;
+    Ok(Json(json!({ "chat_id": chat_id, "tags": tags })))
+}
+
+async fn untag_chat(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(chat_id): Path<String>,
+    Json(body): Json<TagsBody>,
+) -> ApiResult {
+    let tags =
+        ops::chats::untag(&state.ops, &caller.actor, state.now(), &chat_id, &body.tags).await?;
+    Ok(Json(json!({ "chat_id": chat_id, "tags": tags })))
+}
+
+/// `{"chats": […], "tags": […], "text": "…", "markdown": false}`; answers each chat's outcome.
+async fn broadcast(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Json(input): Json<ops::broadcast::BroadcastInput>,
+) -> ApiResult {
+    let sent = ops::broadcast::send(&state.ops, &caller.actor, state.now(), &input).await?;
+    Ok(Json(json!(sent)))
 }
 
 #[derive(Deserialize)]

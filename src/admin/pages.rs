@@ -292,6 +292,128 @@ pub async fn chats(
         .into_response())
 }
 
+fn chat_page_url(chat_id: &str) -> String {
+    format!(
+        "/admin/chats/{}",
+        percent_encoding::utf8_percent_encode(chat_id, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
+
+/// One chat: kind, robot, smart bot, tags and what qunyun can do there.
+pub async fn chat(
+    State(state): State<AdminState>,
+    manager: Manager,
+    headers: HeaderMap,
+    Path(chat_id): Path<String>,
+) -> PageResult {
+    let frame = Frame::new(&headers, Some(&manager), "chats");
+    let detail = ops::chats::show(&state.ops, &chat_id).await?;
+    Ok(state
+        .views()
+        .render("chat.html", &frame, json!(detail))?
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct RouteForm {
+    csrf: String,
+    #[serde(default)]
+    robot_key: String,
+    #[serde(default)]
+    smart_bot: String,
+    #[serde(default)]
+    no_robot: Option<String>,
+    #[serde(default)]
+    no_smart_bot: Option<String>,
+}
+
+pub async fn set_chat_route(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Path(chat_id): Path<String>,
+    Form(form): Form<RouteForm>,
+) -> PageResult {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    let given = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
+    let change = ops::chats::RouteChange {
+        robot_key: given(&form.robot_key),
+        smart_bot: given(&form.smart_bot),
+        no_robot: form.no_robot.is_some(),
+        no_smart_bot: form.no_smart_bot.is_some(),
+    };
+    ops::chats::set_route(&state.ops, &manager.actor, state.now(), &chat_id, &change).await?;
+    Ok(see_other(&chat_page_url(&chat_id)))
+}
+
+#[derive(Deserialize)]
+pub struct TagsForm {
+    csrf: String,
+    tags: String,
+    /// `tag` or `untag` (the button pressed).
+    op: String,
+}
+
+pub async fn tag_chat(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Path(chat_id): Path<String>,
+    Form(form): Form<TagsForm>,
+) -> PageResult {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    let tags: Vec<String> = form
+        .tags
+        .split([',', ' ', '，'])
+        .filter(|t| !t.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    let now = state.now();
+    if form.op == "untag" {
+        ops::chats::untag(&state.ops, &manager.actor, now, &chat_id, &tags).await?;
+    } else {
+        ops::chats::tag(&state.ops, &manager.actor, now, &chat_id, &tags).await?;
+    }
+    Ok(see_other(&chat_page_url(&chat_id)))
+}
+
+#[derive(Deserialize)]
+pub struct BroadcastForm {
+    csrf: String,
+    #[serde(default)]
+    chats: String,
+    #[serde(default)]
+    tags: String,
+    text: String,
+    #[serde(default)]
+    markdown: Option<String>,
+}
+
+/// Sends now and shows each chat's outcome above the chat list.
+pub async fn broadcast(
+    State(state): State<AdminState>,
+    manager: Manager,
+    headers: HeaderMap,
+    Form(form): Form<BroadcastForm>,
+) -> PageResult {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    let input = ops::broadcast::BroadcastInput {
+        chats: vec![form.chats],
+        tags: vec![form.tags],
+        text: form.text,
+        markdown: form.markdown.is_some(),
+    };
+    let sent = ops::broadcast::send(&state.ops, &manager.actor, state.now(), &input).await?;
+    let frame = Frame::new(&headers, Some(&manager), "chats");
+    let chats = ops::chats::list(&state.ops, state.now()).await?;
+    Ok(state
+        .views()
+        .render(
+            "chats.html",
+            &frame,
+            json!({ "chats": chats, "sent": sent }),
+        )?
+        .into_response())
+}
+
 // --- members ------------------------------------------------------------------
 
 #[derive(Deserialize)]

@@ -25,6 +25,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "chats.html",
         include_str!("../../templates/admin/chats.html"),
     ),
+    ("chat.html", include_str!("../../templates/admin/chat.html")),
     (
         "members.html",
         include_str!("../../templates/admin/members.html"),

@@ -37,6 +37,8 @@ pub struct GroupSync {
     clock: SharedClock,
     /// When the loop's last full sync succeeded.
     last_full: Mutex<Option<DateTime<Utc>>>,
+    /// The rule set's `[[chat_tags]]` tag synced chats.
+    rules: crate::active_rules::ActiveRules,
 }
 
 impl GroupSync {
@@ -47,6 +49,7 @@ impl GroupSync {
             secret,
             clock,
             last_full: Mutex::new(None),
+            rules: crate::active_rules::ActiveRules::new(),
         }
     }
 
@@ -86,11 +89,18 @@ impl GroupSync {
         // Keep the tags managers gave it; take the rest from WeCom. groupchat/get
         // answers for customer groups only, so that is what the chat is (no robot
         // and no smart bot can sit in one: docs/wecom.md#chat-kinds).
-        let existing = {
+        let (existing, rules) = {
             let mut conn = self.pool.acquire().await?;
-            chats::get_chat(&mut conn, chat_id).await?
+            let existing = chats::get_chat(&mut conn, chat_id).await?;
+            (existing, self.rules.in_force(&mut conn).await?.rules)
         };
-        let tags = existing.map(|chat| chat.tags).unwrap_or_default();
+        let mut tags = existing.map(|chat| chat.tags).unwrap_or_default();
+        let owner = Some(group.owner.as_str()).filter(|owner| !owner.is_empty());
+        for tag in rules.chat_tags_for(&group.name, owner) {
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
         let route = ChatRoute::CustomerGroup;
         let chat = NewChat {
             chat_id: group.chat_id.clone(),

@@ -20,8 +20,9 @@ use super::moderation::{
     MatchOptions, NewMemberRule, RecentPost, RegexRuleSpec, RegexRules, RegexTarget, Rung,
     Sanction, Severity, Strike, TermList, TextFingerprint,
 };
+use super::route::{removal_for, Removal};
 use super::ruleset::FieldError;
-use super::{ChatAddress, ChatRoute, Content, MessageKind, RuleSet, Snapshot};
+use super::{ChatAddress, Content, MessageKind, RuleSet, Snapshot};
 
 /// `[moderation]` as a manager writes it. Off until `enabled = true`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -700,7 +701,9 @@ fn sanction(
                 }
             }
             Sanction::Remove => match (snapshot.chat.as_ref(), &message.chat_id) {
-                (Some(chat), Some(chat_id)) if chat.route == ChatRoute::AppGroup => {
+                (Some(chat), Some(chat_id))
+                    if removal_for(Some(&chat.route)) == Removal::AppChat =>
+                {
                     taken.push("remove");
                     sends.push(Outbound {
                         idempotency_key: format!("moderation:remove:{}", event.id),
@@ -900,7 +903,7 @@ pub fn on_report(
 mod tests {
     use super::*;
     use crate::rules::event::{EventKind, MessageSource};
-    use crate::rules::ChatSnapshot;
+    use crate::rules::{ChatRoute, ChatSnapshot};
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_770_000_000, 0).expect("valid time")

@@ -262,6 +262,24 @@ pub fn route_for(chat: ChatAddress<'_>, kind: MessageKind, content: &Content) ->
     }
 }
 
+/// How a member who broke the rules can be removed from a chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// `appchat/update` removes them: only for groups the app created.
+    AppChat,
+    /// No API can: a person (owner or manager) gets the task
+    /// (docs/wecom.md#chat-kinds).
+    TaskForPerson,
+}
+
+/// The one removal decision, for the moderation engine and the capability table.
+pub fn removal_for(route: Option<&ChatRoute>) -> Removal {
+    match route {
+        Some(ChatRoute::AppGroup) => Removal::AppChat,
+        _ => Removal::TaskForPerson,
+    }
+}
+
 /// An app message to members: skipped when nobody is left to receive it.
 /// External contacts are dropped (app messages reach internal members only);
 /// `if_nobody` says why an empty list is empty.

@@ -106,6 +106,9 @@ pub struct RuleSetDoc {
     pub lifecycle: super::analytics::LifecycleDoc,
     /// Alert thresholds and who hears about them.
     pub alerts: super::analytics::AlertsDoc,
+    /// Tags given to chats by name pattern or owner (`[[chat_tags]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chat_tags: Vec<super::chat_tags::ChatTagRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -405,6 +408,11 @@ impl RuleSet {
         super::checkin::community_day(at, self.timezone, self.doc.community.day_cutover_hour)
     }
 
+    /// The tags `[[chat_tags]]` give a chat with this name and owner.
+    pub fn chat_tags_for(&self, name: &str, owner: Option<&str>) -> Vec<String> {
+        super::chat_tags::tags_for(&self.doc.chat_tags, name, owner)
+    }
+
     /// The built-in defaults (what a fresh install runs).
     pub fn builtin() -> RuleSet {
         match RuleSet::from_doc(RuleSetDoc::default()) {
@@ -435,6 +443,12 @@ impl RuleSet {
                 "community.day_cutover_hour".into(),
                 "must be between 0 and 23",
             );
+        }
+
+        for (i, rule) in doc.chat_tags.iter().enumerate() {
+            if let Some((field, reason)) = rule.problem() {
+                push(format!("chat_tags[{i}].{field}"), reason);
+            }
         }
 
         let checkin = &doc.checkin;

@@ -125,6 +125,44 @@ pub async fn get_chat(
     }))
 }
 
+/// Sets a registered chat's route; `false` if no such chat.
+pub async fn set_route(
+    conn: &mut SqliteConnection,
+    chat_id: &str,
+    route: &ChatRoute,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let (route, robot_key, smart_bot) = route_columns(route);
+    let done = sqlx::query(
+        "update chats set route = ?, robot_key = ?, smart_bot = ?, updated_at = ? where chat_id = ?",
+    )
+    .bind(route)
+    .bind(robot_key)
+    .bind(smart_bot)
+    .bind(now.timestamp())
+    .bind(chat_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Replaces a registered chat's tags; `false` if no such chat.
+pub async fn set_tags(
+    conn: &mut SqliteConnection,
+    chat_id: &str,
+    tags: &[String],
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let tags = serde_json::to_string(tags).unwrap_or_else(|_| "[]".into());
+    let done = sqlx::query("update chats set tags_json = ?, updated_at = ? where chat_id = ?")
+        .bind(tags)
+        .bind(now.timestamp())
+        .bind(chat_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn list_chat_ids(conn: &mut SqliteConnection) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar("select chat_id from chats order by chat_id")
         .fetch_all(&mut *conn)

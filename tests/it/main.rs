@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0 with a temp SQLite file.
 
 mod callback;
+mod chats;
 mod config;
 mod doctor;
 mod groupsync;

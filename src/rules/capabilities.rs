@@ -1,0 +1,211 @@
+//! What qunyun can do in a chat, feature by feature: the table a manager sees
+//! on the chat's page and in `qunyun chats show`. Pure; every answer comes
+//! from the decisions the engine itself uses ([`route_for`],
+//! [`removal_for`], the smart bot answering its @-mentions), so the table
+//! cannot promise what the engine will not do.
+
+use serde::Serialize;
+
+use super::route::{removal_for, route_for, Content, MessageKind, Removal, RouteDecision};
+use super::ChatSnapshot;
+
+/// A feature a manager asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    Welcome,
+    CheckinReply,
+    AutoReply,
+    Push,
+    ModerationWarning,
+    ModerationRemoval,
+}
+
+impl Feature {
+    pub const ALL: [Feature; 6] = [
+        Feature::Welcome,
+        Feature::CheckinReply,
+        Feature::AutoReply,
+        Feature::Push,
+        Feature::ModerationWarning,
+        Feature::ModerationRemoval,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Feature::Welcome => "welcome",
+            Feature::CheckinReply => "checkin_reply",
+            Feature::AutoReply => "auto_reply",
+            Feature::Push => "push",
+            Feature::ModerationWarning => "moderation_warning",
+            Feature::ModerationRemoval => "moderation_removal",
+        }
+    }
+}
+
+/// How a feature works in a chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum Capability {
+    /// Automatic, through this outbox route (`app_group`, `webhook`, `smart_bot`, `app_chat_remove`).
+    Route {
+        route: String,
+    },
+    /// A mass message the group owner confirms on their phone.
+    OwnerConfirmation {
+        owner: String,
+    },
+    /// qunyun sends a person a task; the person does it by hand.
+    TaskForPerson,
+    NotPossible {
+        reason: String,
+    },
+}
+
+impl Capability {
+    /// One line for the CLI and the console.
+    pub fn describe(&self) -> String {
+        match self {
+            Capability::Route { route } => format!("automatic via {route}"),
+            Capability::OwnerConfirmation { owner } => {
+                format!("needs the owner's confirmation ({owner})")
+            }
+            Capability::TaskForPerson => "task for a person".to_owned(),
+            Capability::NotPossible { reason } => format!("not possible: {reason}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CapabilityRow {
+    pub feature: Feature,
+    #[serde(flatten)]
+    pub capability: Capability,
+    pub summary: String,
+}
+
+/// The smart bot answers the @-mentions it receives through their
+/// response_url, whatever else the chat has (docs/wecom.md#chat-kinds).
+const SMART_BOT_ANSWER: &str = "smart_bot";
+
+/// Every feature's answer for `chat`, in [`Feature::ALL`] order.
+pub fn capabilities(chat: &ChatSnapshot) -> Vec<CapabilityRow> {
+    Feature::ALL
+        .into_iter()
+        .map(|feature| {
+            let capability = capability(chat, feature);
+            CapabilityRow {
+                feature,
+                summary: capability.describe(),
+                capability,
+            }
+        })
+        .collect()
+}
+
+pub fn capability(chat: &ChatSnapshot, feature: Feature) -> Capability {
+    let answers_mentions = chat.route.smart_bot().is_some();
+    let kind = match feature {
+        Feature::Welcome => MessageKind::Welcome,
+        Feature::Push => MessageKind::Push,
+        Feature::CheckinReply | Feature::AutoReply | Feature::ModerationWarning
+            if answers_mentions =>
+        {
+            return Capability::Route {
+                route: SMART_BOT_ANSWER.to_owned(),
+            }
+        }
+        Feature::CheckinReply | Feature::AutoReply => MessageKind::Reply,
+        Feature::ModerationWarning => MessageKind::ModerationWarning,
+        Feature::ModerationRemoval => {
+            return match removal_for(Some(&chat.route)) {
+                Removal::AppChat => Capability::Route {
+                    route: "app_chat_remove".to_owned(),
+                },
+                Removal::TaskForPerson => Capability::TaskForPerson,
+            }
+        }
+    };
+    match route_for(chat.address(), kind, &Content::text("")) {
+        RouteDecision::Send { route } => Capability::Route {
+            route: route.name().to_owned(),
+        },
+        RouteDecision::NeedsOwnerConfirmation { owner, .. } => {
+            Capability::OwnerConfirmation { owner }
+        }
+        RouteDecision::Skip { reason, .. } => Capability::NotPossible { reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::ChatRoute;
+
+    fn chat(route: ChatRoute) -> ChatSnapshot {
+        ChatSnapshot {
+            chat_id: "wr1".into(),
+            name: "群".into(),
+            route,
+            tags: vec![],
+            owner: Some("boss".into()),
+            admins: vec![],
+            member_count: 3,
+            member_version: None,
+            raid_until: None,
+        }
+    }
+
+    fn table(route: ChatRoute) -> Vec<String> {
+        capabilities(&chat(route))
+            .into_iter()
+            .map(|row| format!("{}: {}", row.feature.name(), row.summary))
+            .collect()
+    }
+
+    #[test]
+    fn app_groups_do_everything_themselves() {
+        assert_eq!(
+            table(ChatRoute::AppGroup),
+            [
+                "welcome: automatic via app_group",
+                "checkin_reply: automatic via app_group",
+                "auto_reply: automatic via app_group",
+                "push: automatic via app_group",
+                "moderation_warning: automatic via app_group",
+                "moderation_removal: automatic via app_chat_remove",
+            ]
+        );
+    }
+
+    #[test]
+    fn customer_groups_need_the_owner_or_a_person() {
+        let rows = table(ChatRoute::CustomerGroup);
+        assert!(rows[0].starts_with("welcome: not possible: customer group"));
+        assert!(rows[1].starts_with("checkin_reply: not possible"));
+        assert_eq!(rows[3], "push: needs the owner's confirmation (boss)");
+        assert_eq!(rows[5], "moderation_removal: task for a person");
+    }
+
+    #[test]
+    fn internal_groups_post_through_the_robot_and_answer_through_the_smart_bot() {
+        let both = ChatRoute::InternalGroup {
+            robot_key: Some("K".into()),
+            smart_bot: Some("helper".into()),
+        };
+        assert_eq!(
+            table(both),
+            [
+                "welcome: automatic via webhook",
+                "checkin_reply: automatic via smart_bot",
+                "auto_reply: automatic via smart_bot",
+                "push: automatic via webhook",
+                "moderation_warning: automatic via smart_bot",
+                "moderation_removal: task for a person",
+            ]
+        );
+        let bot_only = table(ChatRoute::internal_with_smart_bot("helper"));
+        assert!(bot_only[3].starts_with("push: not possible: internal group with the smart bot"));
+        assert_eq!(bot_only[1], "checkin_reply: automatic via smart_bot");
+    }
+}

@@ -1,0 +1,237 @@
+//! The chat registry through `qunyun serve`, the simulator and the CLI: group
+//! sync discovers a customer group, a smart-bot @-mention discovers an
+//! internal group, a robot key on the customer group is refused with the
+//! reason, and a tag-targeted broadcast goes through each chat's route — the
+//! route each chat's capability table announced.
+
+use std::process::Output;
+use std::time::Duration;
+
+use qunyun::clock;
+use qunyun::rules::ChatRoute;
+use qunyun::sim::{
+    BotCallback, BotMentionRequest, CallbackTargets, Route, SeedCustomerGroup, SeedGroupMember,
+    Sim, SimConfig,
+};
+use qunyun::store::chats;
+
+use crate::helpers::{test_config, test_config_toml, wait_until, BOT, BOT_KEY, BOT_TOKEN, CORP_ID};
+
+const CUSTOMER: &str = "wrCUSTOMER0000000000000000001";
+const INTERNAL: &str = "wrINTERNAL0000000000000000001";
+
+fn seed_member(userid: &str) -> SeedGroupMember {
+    serde_json::from_value(serde_json::json!({ "userid": userid, "join_time": 1763700000 }))
+        .unwrap()
+}
+
+/// Runs `qunyun ARGS --config FILE`.
+async fn qunyun(config: &std::path::Path, args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_qunyun"));
+    command
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("USER", "mei");
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("QUNYUN_")) {
+        command.env_remove(name);
+    }
+    tokio::task::spawn_blocking(move || command.output().expect("qunyun runs"))
+        .await
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn wait_for_chat(pool: &sqlx::SqlitePool, chat_id: &str) -> qunyun::rules::ChatSnapshot {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut conn = pool.acquire().await.unwrap();
+        if let Some(chat) = chats::get_chat(&mut conn, chat_id).await.unwrap() {
+            return chat;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{chat_id} was never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn discovered_chats_are_configured_from_the_cli_and_a_tag_broadcast_takes_each_route() {
+    let clock = clock::system();
+    let sim = Sim::spawn(SimConfig::new(CORP_ID, "app-secret"), clock.clone())
+        .await
+        .unwrap();
+    sim.add_customer_group(SeedCustomerGroup {
+        chat_id: CUSTOMER.into(),
+        name: "VIP客户群".into(),
+        owner: "owner1".into(),
+        notice: String::new(),
+        status: 0,
+        create_time: 1763000000,
+        admins: vec![],
+        members: vec![seed_member("owner1"), seed_member("wmA")],
+    });
+    sim.add_robot("KEY-INTERNAL", INTERNAL);
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("qunyun.db");
+    let config_path = dir.path().join("qunyun.toml");
+    let toml =
+        test_config_toml(&db).replace("http://127.0.0.1:1/cgi-bin/", sim.api_base_url().as_str());
+    std::fs::write(&config_path, toml).unwrap();
+    let mut config = test_config(&db);
+    config.wecom.api_base = sim.api_base_url();
+    let pool = qunyun::store::open(&db).await.unwrap();
+    // [[chat_tags]] tags the customer group when group sync registers it.
+    let mut conn = pool.acquire().await.unwrap();
+    qunyun::store::rule_sets::save(
+        &mut conn,
+        "[[chat_tags]]\ntag = \"vip\"\nname_pattern = \"VIP*\"\n",
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(qunyun::app::run(config, clock, listener, async {
+        let _ = stopped.await;
+    }));
+    sim.set_callbacks(CallbackTargets::new(base).with_bot(BotCallback {
+        name: BOT.into(),
+        token: BOT_TOKEN.into(),
+        encoding_aes_key: BOT_KEY.into(),
+        aibotid: "AIBOT-IT".into(),
+        bot_name: "运营助手".into(),
+    }));
+
+    // Group sync registers the customer group, tagged by the rule set.
+    let customer = wait_for_chat(&pool, CUSTOMER).await;
+    assert_eq!(customer.route, ChatRoute::CustomerGroup);
+    assert_eq!(customer.tags, ["vip"]);
+
+    // An @-mention of the smart bot registers its internal group with it, and
+    // the check-in is answered through the smart bot.
+    let mention = sim
+        .drive_bot_mention(BotMentionRequest {
+            bot: None,
+            chat_id: Some(INTERNAL.into()),
+            from: "zhangsan".into(),
+            content: "签到".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(mention.status, Some(200));
+    let internal = wait_for_chat(&pool, INTERNAL).await;
+    assert_eq!(internal.route, ChatRoute::internal_with_smart_bot(BOT));
+    let replied = wait_until(Duration::from_secs(20), || {
+        sim.messages()
+            .iter()
+            .any(|d| d.route == Route::BotResponse && d.content.to_string().contains("签到"))
+    })
+    .await;
+    assert!(replied, "the check-in was answered: {:?}", sim.messages());
+
+    // A robot key on the customer group is refused with the reason.
+    let refused = qunyun(
+        &config_path,
+        &["chats", "set", CUSTOMER, "--robot-key", "K"],
+    )
+    .await;
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        error.contains("robot_key: a customer group cannot hold a webhook robot"),
+        "{error}"
+    );
+
+    // The internal group gets its robot and the tag from the CLI.
+    let set = qunyun(
+        &config_path,
+        &["chats", "set", INTERNAL, "--robot-key", "KEY-INTERNAL"],
+    )
+    .await;
+    assert!(set.status.success(), "{set:?}");
+    let tagged = qunyun(&config_path, &["chats", "tag", INTERNAL, "vip", "staff"]).await;
+    assert!(tagged.status.success(), "{tagged:?}");
+    assert_eq!(
+        stdout(&tagged).trim(),
+        format!("{INTERNAL}: tags vip,staff")
+    );
+
+    // What each chat's table says…
+    let shown = stdout(&qunyun(&config_path, &["chats", "show", INTERNAL]).await);
+    for line in [
+        "kind: internal_group",
+        "robot: yes",
+        "smart bot: helper",
+        "checkin_reply: automatic via smart_bot",
+        "push: automatic via webhook",
+        "moderation_removal: task for a person",
+    ] {
+        assert!(shown.contains(line), "{line} in\n{shown}");
+    }
+    let shown = stdout(&qunyun(&config_path, &["chats", "show", CUSTOMER]).await);
+    assert!(
+        shown.contains("push: needs the owner's confirmation (owner1)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("welcome: not possible: customer group"),
+        "{shown}"
+    );
+
+    // …is what the broadcast does.
+    let sent = qunyun(
+        &config_path,
+        &["broadcast", "--tag", "vip", "--text", "周末活动"],
+    )
+    .await;
+    assert!(sent.status.success(), "{sent:?}");
+    let report = stdout(&sent);
+    assert!(
+        report.contains(&format!("{INTERNAL}: queued via webhook")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "{CUSTOMER}: awaiting the owner's confirmation (owner1)"
+        )),
+        "{report}"
+    );
+    let delivered = wait_until(Duration::from_secs(20), || {
+        sim.messages().iter().any(|d| {
+            d.route == Route::Webhook
+                && d.target == INTERNAL
+                && d.content.to_string().contains("周末活动")
+        })
+    })
+    .await;
+    assert!(delivered, "the robot posted it: {:?}", sim.messages());
+    assert!(
+        !sim.messages()
+            .iter()
+            .any(|d| d.target == CUSTOMER && d.route != Route::CustomerGroupMass),
+        "nothing but an owner-confirmed mass message reaches the customer group"
+    );
+
+    // Every change is audited, naming the CLI user.
+    let mut conn = pool.acquire().await.unwrap();
+    let actions: Vec<String> =
+        sqlx::query_scalar("select action from admin_audit where actor = 'cli:mei' order by id")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(actions, ["chat.set_route", "chat.tag", "broadcast.send"]);
+    drop(conn);
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
