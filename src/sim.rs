@@ -13,7 +13,8 @@
 //! Standalone: [`run`] with a bound listener and a shutdown future.
 //!
 //! Control endpoints (JSON) next to the API:
-//! `GET /sim/messages`, `GET /sim/dropped`, `GET /sim/stats`, `POST /sim/reset`,
+//! `GET /sim/messages`, `GET /sim/dropped`, `GET /sim/calls`, `GET /sim/stats`,
+//! `POST /sim/reset`,
 //! `GET|POST /sim/state` (seed: [`SeedState`]), `POST /sim/faults`
 //! ([`FaultRequest`]), `POST /sim/confirm_mass/{msgid}`, `POST /sim/callbacks`
 //! ([`CallbackTargets`]), `POST /sim/drive/{join,leave,add_contact,app_text,
@@ -48,7 +49,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{self, SharedClock};
+use crate::clock::{self, ManualClock, SharedClock};
 
 pub use driver::{
     AddContactRequest, AppCallback, AppTextRequest, BotCallback, BotMentionRequest,
@@ -57,8 +58,8 @@ pub use driver::{
 };
 pub use faults::{FaultKind, FaultRequest, FaultRule, RandomFaults};
 pub use model::{
-    AppChatView, CustomerGroupView, Delivery, DropReason, Dropped, GroupWelcomeTemplate, Route,
-    SeedAppChat, SeedCustomerGroup, SeedGroupMember, SeedRobot, SeedState, Stats,
+    ApiCall, AppChatView, CustomerGroupView, Delivery, DropReason, Dropped, GroupWelcomeTemplate,
+    Route, SeedAppChat, SeedCustomerGroup, SeedGroupMember, SeedRobot, SeedState, Stats,
 };
 pub use scenario::{Scenario, Step, StepOutcome};
 
@@ -185,6 +186,11 @@ struct Shared {
     /// Hanging calls wait on this; cancelled at shutdown so graceful
     /// shutdown doesn't wait forever.
     release_hangs: CancellationToken,
+    /// Signalled when a call starts hanging (one stored permit), so a test
+    /// can act while a client waits on a call that never answers.
+    hang_started: tokio::sync::Notify,
+    /// The clock `Takes` faults move, when the simulator may move it.
+    movable_clock: Mutex<Option<Arc<ManualClock>>>,
     http: reqwest::Client,
 }
 
@@ -205,6 +211,8 @@ impl Sim {
                 callbacks: Mutex::new(callbacks),
                 base_url: Mutex::new(None),
                 release_hangs: CancellationToken::new(),
+                hang_started: tokio::sync::Notify::new(),
+                movable_clock: Mutex::new(None),
                 http: reqwest::Client::new(),
             }),
         }
@@ -329,6 +337,11 @@ impl Sim {
         self.state().stats_snapshot()
     }
 
+    /// Every `/cgi-bin/` call in arrival order, credentials left out.
+    pub fn calls(&self) -> Vec<ApiCall> {
+        self.state().calls.clone()
+    }
+
     /// Clear records, counters, rate windows, duplicate guards, faults and
     /// pending codes/mass tasks; the world and issued tokens stay.
     pub fn reset(&self) {
@@ -359,6 +372,18 @@ impl Sim {
 
     pub fn clear_faults(&self) {
         self.state().faults.clear();
+    }
+
+    /// Let `Takes` faults move `clock` (the one the simulator was built with)
+    /// instead of waiting for real.
+    pub fn move_clock(&self, clock: Arc<ManualClock>) {
+        *lock(&self.shared.movable_clock) = Some(clock);
+    }
+
+    /// Resolves once a call is hanging on an injected `Hang` fault (at once
+    /// if one started since the last wait).
+    pub async fn hang_started(&self) {
+        self.shared.hang_started.notified().await;
     }
 
     // --------------------------------------------------- one-shot things ---
@@ -415,9 +440,20 @@ impl Sim {
 
     // ---------------------------------------------------------- API glue ---
 
-    /// Count the call and pick its fault, if any.
-    fn arrive(&self, path: &str) -> Option<Fault> {
+    /// Count and record the call and pick its fault, if any.
+    fn arrive(&self, path: &str, query: &HashMap<String, String>, body: &[u8]) -> Option<Fault> {
+        let call = ApiCall {
+            path: path.to_owned(),
+            query: query
+                .iter()
+                .filter(|(name, _)| !ApiCall::SECRET_PARAMS.contains(&name.as_str()))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+            body: serde_json::from_slice(body).unwrap_or(Value::Null),
+            time: self.now().timestamp(),
+        };
         let mut state = self.state();
+        state.calls.push(call);
         *state.stats.calls.entry(path.to_owned()).or_default() += 1;
         let fault = state.faults.next_for(path);
         if fault.is_some() {
@@ -437,12 +473,25 @@ impl Sim {
             }
             FaultKind::Http500 => Some(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
             FaultKind::Hang => {
+                self.shared.hang_started.notify_one();
                 self.shared.release_hangs.cancelled().await;
                 Some(StatusCode::SERVICE_UNAVAILABLE.into_response())
             }
             FaultKind::Slow { .. } => {
                 if let Some(delay) = fault.delay() {
                     tokio::time::sleep(delay).await;
+                }
+                None
+            }
+            FaultKind::Takes { secs } => {
+                let movable = lock(&self.shared.movable_clock).clone();
+                match movable {
+                    Some(clock) => clock.advance(chrono::Duration::seconds(i64::from(*secs))),
+                    None => {
+                        if let Some(delay) = fault.delay() {
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
                 }
                 None
             }
@@ -547,8 +596,11 @@ async fn cgi_bin(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let fault = sim.arrive(&path);
-    if let Some(fault) = fault.as_ref().filter(|fault| !fault.after_effect) {
+    let fault = sim.arrive(&path, &query, &body);
+    // A call that takes long has its effect first, then answers late.
+    let answers_after_effect =
+        |fault: &&Fault| fault.after_effect || matches!(fault.kind, FaultKind::Takes { .. });
+    if let Some(fault) = fault.as_ref().filter(|fault| !answers_after_effect(fault)) {
         if let Some(response) = sim.misbehave(fault).await {
             return response;
         }
@@ -562,7 +614,7 @@ async fn cgi_bin(
         };
         api::dispatch(&mut sim.state(), sim.config(), &call)
     };
-    if let Some(fault) = fault.as_ref().filter(|fault| fault.after_effect) {
+    if let Some(fault) = fault.as_ref().filter(answers_after_effect) {
         if let Some(response) = sim.misbehave(fault).await {
             return response;
         }

@@ -12,18 +12,23 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use qunyun::admin::{self, AdminSettings, AdminState, Role};
-use qunyun::clock::{Clock, ManualClock};
-use qunyun::jobs::analytics::{Analytics, AnalyticsSettings};
+use qunyun::admin::Role;
 use qunyun::rules::event::JoinScene;
 use qunyun::rules::ChatRoute;
 use qunyun::store;
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
+
+// The integration tests' harness; this test stays its own binary because it
+// needs a browser, but it drives the same served app.
+#[path = "it"]
+mod support {
+    pub mod helpers;
+}
+use support::helpers::{TestApp, TestConfig};
 
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -390,8 +395,10 @@ async fn seed_history(conn: &mut sqlx::SqliteConnection, now: chrono::DateTime<U
 async fn manager_works_the_console_in_a_real_browser() {
     let driver = start_driver();
 
-    let dir = tempfile::tempdir().unwrap();
-    let pool = store::open(&dir.path().join("console.db")).await.unwrap();
+    // The console shows "today": the manual clock starts at the real now.
+    let now = Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap();
+    let app = TestApp::start(TestConfig::new().starting_at(now)).await;
+    let pool = app.pool.clone();
     let redemption = seed(&pool).await;
     let owner = ("mei", "correct horse battery", Role::Owner);
     let ops = qunyun::ops::Ops::over(pool.clone());
@@ -399,19 +406,9 @@ async fn manager_works_the_console_in_a_real_browser() {
     qunyun::ops::accounts::create_user(&ops, &cli, Utc::now(), owner.0, owner.1, owner.2)
         .await
         .unwrap();
-    let clock: Arc<ManualClock> =
-        ManualClock::new(Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap());
     // One analytics pass turns the history into the dashboard's daily rollups.
-    Analytics::new(pool.clone(), AnalyticsSettings::default())
-        .run_once(clock.now())
-        .await
-        .unwrap();
-    let state = AdminState::new(pool.clone(), clock, AdminSettings::default()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let site = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, admin::router(state)).await.unwrap();
-    });
+    app.analytics().run_once(app.now()).await.unwrap();
+    let site = app.url("");
 
     let browser = Browser::open(&driver).await;
 
@@ -594,5 +591,5 @@ async fn manager_works_the_console_in_a_real_browser() {
     }
 
     browser.close().await;
-    server.abort();
+    app.stop().await;
 }

@@ -21,6 +21,7 @@ pub(crate) fn routes() -> Router<Sim> {
     Router::new()
         .route("/sim/messages", get(messages))
         .route("/sim/dropped", get(dropped))
+        .route("/sim/calls", get(calls))
         .route("/sim/stats", get(stats))
         .route("/sim/reset", post(reset))
         .route("/sim/state", get(dump_state).post(seed_state))
@@ -43,6 +44,10 @@ async fn messages(State(sim): State<Sim>) -> Response {
 
 async fn dropped(State(sim): State<Sim>) -> Response {
     Json(sim.dropped()).into_response()
+}
+
+async fn calls(State(sim): State<Sim>) -> Response {
+    Json(sim.calls()).into_response()
 }
 
 async fn stats(State(sim): State<Sim>) -> Response {

@@ -35,6 +35,13 @@ pub enum FaultKind {
     UntrustedIp { ip: String },
     /// HTTP 200 with exactly this JSON body.
     Reply { body: Value },
+    /// Answer normally, but the call takes `secs` on the simulator's clock:
+    /// with a clock the simulator may move ([`Sim::move_clock`]) it moves
+    /// that clock forward after the effect, else it waits that long for real.
+    /// Models a slow WeCom without slowing tests down.
+    ///
+    /// [`Sim::move_clock`]: crate::sim::Sim::move_clock
+    Takes { secs: u32 },
 }
 
 fn busy_errcode() -> i64 {
@@ -65,7 +72,10 @@ impl FaultKind {
                 ),
             })),
             FaultKind::Reply { body } => Some(body.clone()),
-            FaultKind::Http500 | FaultKind::Hang | FaultKind::Slow { .. } => None,
+            FaultKind::Http500
+            | FaultKind::Hang
+            | FaultKind::Slow { .. }
+            | FaultKind::Takes { .. } => None,
         }
     }
 }
@@ -106,6 +116,10 @@ pub struct FaultRule {
     /// retries double-send.
     #[serde(default)]
     pub after_effect: bool,
+    /// Let this many matching calls through untouched before the rule starts
+    /// firing ("the third call hangs" is `skip: 2`).
+    #[serde(default)]
+    pub skip: u32,
 }
 
 fn one() -> u32 {
@@ -119,6 +133,7 @@ impl FaultRule {
             path: None,
             times: 1,
             after_effect: false,
+            skip: 0,
         }
     }
 
@@ -134,6 +149,11 @@ impl FaultRule {
 
     pub fn after_effect(mut self) -> Self {
         self.after_effect = true;
+        self
+    }
+
+    pub fn skip(mut self, calls: u32) -> Self {
+        self.skip = calls;
         self
     }
 }
@@ -183,6 +203,7 @@ impl Fault {
     pub fn delay(&self) -> Option<Duration> {
         match self.kind {
             FaultKind::Slow { delay_ms } => Some(Duration::from_millis(delay_ms)),
+            FaultKind::Takes { secs } => Some(Duration::from_secs(u64::from(secs))),
             _ => None,
         }
     }
@@ -226,10 +247,15 @@ impl Faults {
     }
 
     /// Consume the first scripted rule matching `path`, else draw from the
-    /// random mode. Scripted rules fire in the order they were added.
+    /// random mode. Scripted rules fire in the order they were added; a rule
+    /// still skipping calls lets this one through (and counts it).
     pub fn next_for(&mut self, path: &str) -> Option<Fault> {
         if let Some(index) = self.rules.iter().position(|rule| matches(&rule.path, path)) {
             let rule = &mut self.rules[index];
+            if rule.skip > 0 {
+                rule.skip -= 1;
+                return None;
+            }
             let fault = Fault {
                 kind: rule.kind.clone(),
                 after_effect: rule.after_effect,
@@ -293,6 +319,19 @@ mod tests {
     }
 
     #[test]
+    fn a_skipping_rule_lets_the_first_calls_through_then_fires() {
+        let mut faults = Faults::default();
+        faults.push(FaultRule::new(FaultKind::Hang).on_path("appchat").skip(2));
+        assert_eq!(faults.next_for("appchat/send"), None);
+        assert_eq!(faults.next_for("appchat/send"), None);
+        assert_eq!(
+            faults.next_for("appchat/send").map(|fault| fault.kind),
+            Some(FaultKind::Hang)
+        );
+        assert_eq!(faults.next_for("appchat/send"), None);
+    }
+
+    #[test]
     fn random_mode_is_reproducible_for_a_seed() {
         let config = RandomFaults {
             seed: 7,
@@ -322,7 +361,8 @@ mod tests {
     fn fault_request_json_shape() {
         let request: FaultRequest = serde_json::from_str(
             r#"{"rules":[{"kind":"errcode","times":3,"path":"gettoken"},
-                          {"kind":"slow","delay_ms":1500},{"kind":"hang"}],
+                          {"kind":"slow","delay_ms":1500},{"kind":"hang","skip":2},
+                          {"kind":"takes","secs":50,"times":3}],
                 "random":{"seed":1,"http500":0.5}}"#,
         )
         .unwrap();
@@ -330,6 +370,9 @@ mod tests {
         assert_eq!(request.rules[0].times, 3);
         assert_eq!(request.rules[1].kind, FaultKind::Slow { delay_ms: 1500 });
         assert_eq!(request.rules[2].times, 1);
+        assert_eq!(request.rules[2].skip, 2);
+        assert_eq!(request.rules[3].kind, FaultKind::Takes { secs: 50 });
+        assert_eq!(request.rules[3].times, 3);
         assert_eq!(request.random.unwrap().http500, 0.5);
     }
 

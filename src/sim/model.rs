@@ -77,6 +77,25 @@ pub struct Dropped {
     pub reason: DropReason,
 }
 
+/// One `/cgi-bin/` call as it arrived (including calls answered by an
+/// injected fault), `GET /sim/calls`: for checking the shape of requests.
+/// Credentials (`access_token`, `corpsecret`) are left out of the query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiCall {
+    /// Below `/cgi-bin/`, e.g. `"message/send"`.
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    /// The JSON body; `null` when there was none or it was not JSON.
+    pub body: Value,
+    /// Unix seconds on the simulator clock.
+    pub time: i64,
+}
+
+impl ApiCall {
+    /// Query parameters that are credentials, never recorded.
+    pub const SECRET_PARAMS: [&'static str; 2] = ["access_token", "corpsecret"];
+}
+
 /// Call counters, `GET /sim/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::faults::Faults;
 use super::model::{
-    AppChatView, CustomerGroupView, Delivery, DropReason, Dropped, GroupWelcomeTemplate, Route,
-    SeedAppChat, SeedCustomerGroup, SeedGroupMember, SeedState, Stats,
+    ApiCall, AppChatView, CustomerGroupView, Delivery, DropReason, Dropped, GroupWelcomeTemplate,
+    Route, SeedAppChat, SeedCustomerGroup, SeedGroupMember, SeedState, Stats,
 };
 
 #[derive(Debug, Clone)]
@@ -180,6 +180,7 @@ pub(crate) struct SimState {
     pub webhook_windows: HashMap<String, SlidingWindow>,
     pub messages: Vec<Delivery>,
     pub dropped: Vec<Dropped>,
+    pub calls: Vec<ApiCall>,
     pub stats: Stats,
     pub faults: Faults,
     next_seq: u64,
@@ -227,6 +228,7 @@ impl SimState {
     pub fn reset_records(&mut self) {
         self.messages.clear();
         self.dropped.clear();
+        self.calls.clear();
         self.stats = Stats::default();
         self.faults.clear();
         self.duplicate_guard.clear();

@@ -3,7 +3,9 @@
 use qunyun::clock::Clock;
 use qunyun::wecom::crypto::{self, MsgCrypt};
 
-use crate::helpers::{encode, seal_xml, spawn_app, spawn_app_with, APP_KEY, APP_TOKEN, CORP_ID};
+use crate::helpers::{
+    encode, seal_xml, spawn_app, spawn_app_with, Callback, APP_KEY, APP_TOKEN, CORP_ID,
+};
 
 pub(crate) fn chat_join_xml(member: &str, create_time: i64) -> String {
     format!(
@@ -114,13 +116,13 @@ async fn each_event_kind_lands_once_when_delivered_three_times() {
     ];
     for plaintext in &app_plaintexts {
         for _ in 0..3 {
-            let response = app.post_app_plaintext(plaintext).await;
+            let response = app.post_event(Callback::App(plaintext.clone())).await;
             assert_eq!(response.status(), 200);
             assert_eq!(response.text().await.unwrap(), "", "200 with an empty body");
         }
     }
     for _ in 0..3 {
-        let response = app.post_bot_plaintext(&bot_text_json()).await;
+        let response = app.post_event(Callback::Bot(bot_text_json())).await;
         assert_eq!(response.status(), 200);
     }
     let inbox = app.inbox().await;
@@ -154,7 +156,7 @@ async fn two_distinct_events_in_the_same_second_both_land() {
     let app = spawn_app().await;
     for member in ["wmMEMBER01", "wmMEMBER02"] {
         let response = app
-            .post_app_plaintext(&chat_join_xml(member, 1763776800))
+            .post_event(Callback::App(chat_join_xml(member, 1763776800)))
             .await;
         assert_eq!(response.status(), 200);
     }
@@ -265,7 +267,7 @@ async fn malformed_deliveries_are_refused_and_change_nothing() {
 
     // DOCTYPE inside the (correctly encrypted and signed) plaintext.
     let evil = format!("<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>{good}");
-    let r = app.post_app_plaintext(&evil).await;
+    let r = app.post_event(Callback::App(evil)).await;
     refusals.push(("doctype in plaintext", r, 400));
 
     // Signed, but not base64.
@@ -289,7 +291,9 @@ async fn malformed_deliveries_are_refused_and_change_nothing() {
     refusals.push(("wrong receive id", r, 400));
 
     // Signed, decrypts, but the plaintext is not XML.
-    let r = app.post_app_plaintext("hello, not xml").await;
+    let r = app
+        .post_event(Callback::App("hello, not xml".to_owned()))
+        .await;
     refusals.push(("plaintext not xml", r, 400));
 
     // Oversized body (refused before being read whole).
@@ -343,7 +347,7 @@ async fn malformed_deliveries_are_refused_and_change_nothing() {
     assert_eq!(health.status(), 200);
     let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    let response = app.post_app_plaintext(&good).await;
+    let response = app.post_event(Callback::App(good.clone())).await;
     assert_eq!(response.status(), 200);
     assert_eq!(app.inbox().await.len(), 1);
     app.stop().await;

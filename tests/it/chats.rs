@@ -15,7 +15,7 @@ use qunyun::sim::{
 };
 use qunyun::store::chats;
 
-use crate::helpers::{test_config, test_config_toml, wait_until, BOT, BOT_KEY, BOT_TOKEN, CORP_ID};
+use crate::helpers::{wait_until, ConfigFile, BOT, BOT_KEY, BOT_TOKEN, CORP_ID};
 
 const CUSTOMER: &str = "wrCUSTOMER0000000000000000001";
 const INTERNAL: &str = "wrINTERNAL0000000000000000001";
@@ -81,10 +81,12 @@ async fn discovered_chats_are_configured_from_the_cli_and_a_tag_broadcast_takes_
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("qunyun.db");
     let config_path = dir.path().join("qunyun.toml");
-    let toml =
-        test_config_toml(&db).replace("http://127.0.0.1:1/cgi-bin/", sim.api_base_url().as_str());
+    let toml = ConfigFile::default()
+        .toml(&db)
+        .replace("http://127.0.0.1:1/cgi-bin/", sim.api_base_url().as_str());
     std::fs::write(&config_path, toml).unwrap();
-    let mut config = test_config(&db);
+    let mut config =
+        qunyun::config::Config::from_toml_str(&ConfigFile::default().toml(&db)).unwrap();
     config.wecom.api_base = sim.api_base_url();
     let pool = qunyun::store::open(&db).await.unwrap();
     // [[chat_tags]] tags the customer group when group sync registers it.

@@ -2,78 +2,29 @@
 //! runs it: what starts, and what is refused with the reason.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::helpers::{APP_KEY, BOT_KEY, BOT_TOKEN};
+use super::helpers::ConfigFile;
 
 pub const CORP_ID: &str = "wwREHEARSAL00000001";
 pub const SECRET: &str = "RehearsalAppSecret0123456789";
 /// Distinct from helpers' token so a mix-up between configs shows.
 pub const APP_TOKEN: &str = "RehearsalAppToken";
 
-/// What differs between the configs these tests write.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub app: String,
-    pub corp_id: String,
-    pub secret: String,
-    /// Nothing listens on port 1: a WeCom call made by mistake fails at once.
-    pub api_base: String,
-    pub listen: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            app: "main".into(),
-            corp_id: CORP_ID.into(),
-            secret: SECRET.into(),
-            api_base: "http://127.0.0.1:1/cgi-bin/".into(),
-            listen: "127.0.0.1:0".into(),
-        }
+/// What these tests' config files say unless a test changes it.
+pub fn rehearsal_config() -> ConfigFile {
+    ConfigFile {
+        app: "main".into(),
+        corp_id: CORP_ID.into(),
+        secret: SECRET.into(),
+        app_token: APP_TOKEN.into(),
+        ..ConfigFile::default()
     }
-}
-
-/// Writes `config.toml` (database beside it) into `dir`.
-pub fn write_config(dir: &Path, settings: &Settings) -> PathBuf {
-    let Settings {
-        app,
-        corp_id,
-        secret,
-        api_base,
-        listen,
-    } = settings;
-    let db = dir.join("qunyun.db");
-    let text = format!(
-        r#"
-[server]
-listen = "{listen}"
-[database]
-path = "{db}"
-[wecom]
-corp_id = "{corp_id}"
-api_base = "{api_base}"
-[[wecom.apps]]
-name = "{app}"
-agent_id = 1000002
-secret = "{secret}"
-token = "{APP_TOKEN}"
-encoding_aes_key = "{APP_KEY}"
-[[wecom.bots]]
-name = "helper"
-token = "{BOT_TOKEN}"
-encoding_aes_key = "{BOT_KEY}"
-"#,
-        db = db.display()
-    );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// The built binary, in `dir`, with no `QUNYUN_*` or `RUST_LOG` inherited from
@@ -107,7 +58,7 @@ fn config_arg(path: &Path) -> String {
 #[test]
 fn serve_with_log_format_json_starts_and_logs_json_lines() {
     let dir = TempDir::new().unwrap();
-    let config = write_config(dir.path(), &Settings::default());
+    let config = rehearsal_config().write(dir.path());
     let mut child = qunyun(dir.path(), &["serve", "--config", &config_arg(&config)])
         .env("QUNYUN_LOG_FORMAT", "json")
         .stdout(Stdio::null())
@@ -152,7 +103,7 @@ fn serve_with_log_format_json_starts_and_logs_json_lines() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_password_from_the_environment_creates_the_user() {
     let dir = TempDir::new().unwrap();
-    let config = write_config(dir.path(), &Settings::default());
+    let config = rehearsal_config().write(dir.path());
     let password = "correct horse battery staple";
     let mut command = qunyun(
         dir.path(),
@@ -191,7 +142,7 @@ async fn admin_password_from_the_environment_creates_the_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qunyun_variable_that_names_no_key_is_refused_naming_it() {
     let dir = TempDir::new().unwrap();
-    let config = write_config(dir.path(), &Settings::default());
+    let config = rehearsal_config().write(dir.path());
     let mut command = qunyun(
         dir.path(),
         &["check-config", "--config", &config_arg(&config)],
@@ -209,13 +160,11 @@ async fn a_qunyun_variable_that_names_no_key_is_refused_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_refuses_rules_naming_an_unconfigured_app_naming_both_sides() {
     let dir = TempDir::new().unwrap();
-    let config = write_config(
-        dir.path(),
-        &Settings {
-            app: "ops".into(),
-            ..Settings::default()
-        },
-    );
+    let config = ConfigFile {
+        app: "ops".into(),
+        ..rehearsal_config()
+    }
+    .write(dir.path());
     let config = config_arg(&config);
 
     // No database yet: the built-in rules say community.app = "main".

@@ -5,24 +5,17 @@
 
 use std::path::PathBuf;
 
-use qunyun::app::App;
-use qunyun::config::Config;
-use qunyun::sim::{FaultKind, FaultRule, Sim, SimConfig, SimHandle};
+use qunyun::sim::{FaultKind, FaultRule};
 use serde_json::json;
-use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-use super::config::{output, qunyun, text, write_config, Settings, CORP_ID, SECRET};
+use super::config::{output, qunyun, rehearsal_config, text, CORP_ID, SECRET};
+use super::helpers::{ConfigFile, TestApp, TestConfig};
 
 /// A simulated corp, a running qunyun and the config file both were given.
 struct Rehearsal {
-    sim: SimHandle,
+    app: TestApp,
     serve_url: String,
     config: PathBuf,
-    dir: TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 struct Doctor {
@@ -51,33 +44,26 @@ impl Doctor {
 impl Rehearsal {
     /// The corp has one app (agent 1000002) with [`SECRET`]; `adjust` changes
     /// what the operator wrote in the config.
-    async fn start(adjust: impl FnOnce(&mut Settings)) -> Rehearsal {
-        let sim = Sim::spawn(SimConfig::new(CORP_ID, SECRET), qunyun::clock::system())
-            .await
-            .unwrap();
-        let dir = TempDir::new().unwrap();
-        let mut settings = Settings {
-            // As people paste it: no final '/'.
-            api_base: sim.api_base_url().trim_end_matches('/').to_owned(),
-            ..Settings::default()
-        };
-        adjust(&mut settings);
-        let config = write_config(dir.path(), &settings);
-        let loaded = Config::load(Some(&config), Vec::new()).unwrap();
-        let app = App::new(loaded, qunyun::clock::system()).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let serve_url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.serve(listener, async {
-            let _ = stopped.await;
-        }));
+    async fn start(adjust: impl FnOnce(&mut ConfigFile)) -> Rehearsal {
+        let mut file = rehearsal_config();
+        adjust(&mut file);
+        let app = TestApp::start(
+            TestConfig::new()
+                .with_file(file.clone())
+                .with_sim_corp(CORP_ID, SECRET),
+        )
+        .await;
+        // As people paste it: no final '/'. The database is the app's own.
+        file.api_base = app
+            .sim_handle()
+            .api_base_url()
+            .trim_end_matches('/')
+            .to_owned();
+        let config = file.write(app.dir());
         Rehearsal {
-            sim,
-            serve_url,
+            serve_url: app.url(""),
+            app,
             config,
-            dir,
-            stop: Some(stop),
-            server: Some(server),
         }
     }
 
@@ -88,7 +74,7 @@ impl Rehearsal {
     async fn doctor_at(&self, url: &str) -> Doctor {
         let config = self.config.display().to_string();
         let command = qunyun(
-            self.dir.path(),
+            self.app.dir(),
             &["doctor", "--config", &config, "--url", url],
         );
         let out = output(command).await;
@@ -104,13 +90,8 @@ impl Rehearsal {
         doctor
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
-        }
+    async fn stop(self) {
+        self.app.stop().await;
     }
 }
 
@@ -142,7 +123,7 @@ async fn doctor_passes_against_a_correctly_configured_simulator() {
         );
     }
     // What WeCom (the simulator) was asked, with the token it issued.
-    let calls = rehearsal.sim.stats().calls;
+    let calls = rehearsal.app.sim().stats().calls;
     assert_eq!(calls.get("gettoken"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("agent/get"), Some(&1), "{calls:?}");
     assert_eq!(
@@ -189,7 +170,7 @@ async fn a_wrong_corp_id_fails_naming_the_corp_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_egress_ip_fails_with_the_ip_wecom_saw() {
     let rehearsal = Rehearsal::start(|_| {}).await;
-    rehearsal.sim.inject(
+    rehearsal.app.sim().inject(
         FaultRule::new(FaultKind::UntrustedIp {
             ip: "203.0.113.7".into(),
         })
@@ -208,7 +189,7 @@ async fn an_untrusted_egress_ip_fails_with_the_ip_wecom_saw() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contacts_app_without_the_customer_contact_permission_fails() {
     let rehearsal = Rehearsal::start(|_| {}).await;
-    rehearsal.sim.inject(
+    rehearsal.app.sim().inject(
         FaultRule::new(FaultKind::Errcode { errcode: 48002 })
             .on_path("externalcontact/groupchat/list"),
     );
@@ -228,7 +209,7 @@ async fn a_contacts_app_without_the_customer_contact_permission_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_not_visible_to_the_root_department_fails_the_app_group_check() {
     let rehearsal = Rehearsal::start(|_| {}).await;
-    rehearsal.sim.inject(
+    rehearsal.app.sim().inject(
         FaultRule::new(FaultKind::Reply {
             body: json!({"errcode": 0, "errmsg": "ok", "agentid": 1000002,
                          "allow_partys": {"partyid": [2, 5]}}),
@@ -252,7 +233,9 @@ async fn an_app_not_visible_to_the_root_department_fails_the_app_group_check() {
 async fn callback_urls_that_do_not_answer_the_verification_fail() {
     let rehearsal = Rehearsal::start(|_| {}).await;
     // The simulator is no qunyun: it has no /wecom/... routes.
-    let doctor = rehearsal.doctor_at(&rehearsal.sim.base_url()).await;
+    let doctor = rehearsal
+        .doctor_at(&rehearsal.app.sim_handle().base_url())
+        .await;
     let failures = doctor.failures();
     assert_eq!(doctor.code, Some(1));
     assert_eq!(failures.len(), 2, "{}", doctor.stdout);

@@ -2,18 +2,10 @@
 //! the pipeline flags the chat, and the sync job replaces our member list with
 //! what groupchat/get reports.
 
-use qunyun::clock::SharedClock;
-use qunyun::config::Secret;
-use qunyun::jobs::groupsync::GroupSync;
-use qunyun::pipeline::{Pipeline, PipelineSettings};
-use qunyun::sim::{
-    AppCallback, CallbackTargets, JoinRequest, NewMember, SeedCustomerGroup, SeedGroupMember, Sim,
-    SimConfig,
-};
+use qunyun::sim::{JoinRequest, NewMember, SeedCustomerGroup, SeedGroupMember};
 use qunyun::store::members;
-use qunyun::wecom::api::{ApiClient, ApiConfig};
 
-use crate::helpers::{spawn_app_with, APP, APP_KEY, APP_TOKEN, CORP_ID};
+use crate::helpers::{spawn_app, TestApp};
 
 const CHAT: &str = "wrSYNC000000000000000000000001";
 
@@ -22,18 +14,9 @@ fn seed_member(userid: &str) -> SeedGroupMember {
         .unwrap()
 }
 
-/// The simulator with one customer group, its callbacks pointed at `app`, and the
-/// sync job and pipeline that tests drive step by step.
-async fn world(
-    app: &crate::helpers::TestApp,
-    name: &str,
-    members: Vec<SeedGroupMember>,
-) -> (qunyun::sim::SimHandle, GroupSync, Pipeline) {
-    let clock: SharedClock = app.clock.clone();
-    let sim = Sim::spawn(SimConfig::new(CORP_ID, "app-secret"), clock.clone())
-        .await
-        .unwrap();
-    sim.add_customer_group(SeedCustomerGroup {
+/// One customer group in WeCom, its callbacks pointed at `app`.
+fn world(app: &TestApp, name: &str, members: Vec<SeedGroupMember>) {
+    app.sim().add_customer_group(SeedCustomerGroup {
         chat_id: CHAT.into(),
         name: name.into(),
         owner: "owner1".into(),
@@ -43,29 +26,13 @@ async fn world(
         admins: vec!["admin1".into()],
         members,
     });
-    sim.set_callbacks(
-        CallbackTargets::new(format!("http://{}", app.addr)).with_app(AppCallback {
-            name: APP.into(),
-            token: APP_TOKEN.into(),
-            encoding_aes_key: APP_KEY.into(),
-            agent_id: 1000002,
-        }),
-    );
-    let api = ApiClient::new(ApiConfig::new(sim.api_base_url(), CORP_ID), clock.clone()).unwrap();
-    let sync = GroupSync::new(
-        app.pool.clone(),
-        api,
-        Secret::new("app-secret"),
-        clock.clone(),
-    );
-    let pipeline = Pipeline::new(app.pool.clone(), clock, APP, PipelineSettings::default());
-    (sim, sync, pipeline)
+    app.sim().set_callbacks(app.callback_targets());
 }
 
 #[tokio::test]
 async fn lost_callback_gap_is_repaired_from_groupchat_get() {
-    let app = spawn_app_with(|_| {}).await;
-    let (sim, sync, pipeline) = world(
+    let app = spawn_app().await;
+    world(
         &app,
         "同步测试群",
         vec![
@@ -73,8 +40,8 @@ async fn lost_callback_gap_is_repaired_from_groupchat_get() {
             seed_member("wmA"),
             seed_member("wmB"),
         ],
-    )
-    .await;
+    );
+    let (sim, sync) = (app.sim(), app.group_sync());
     let current = || async {
         let mut conn = app.pool.acquire().await.unwrap();
         let mut ids = members::current_members(&mut conn, CHAT).await.unwrap();
@@ -99,7 +66,7 @@ async fn lost_callback_gap_is_repaired_from_groupchat_get() {
     sim.drive_join(join("wmC", true)).await.unwrap();
     let delivered = sim.drive_join(join("wmD", false)).await.unwrap();
     assert_eq!(delivered.status, Some(200));
-    pipeline.run_once().await.unwrap();
+    app.run_pipeline().await;
     let mut conn = app.pool.acquire().await.unwrap();
     let flagged = qunyun::store::chats::chats_needing_resync(&mut conn)
         .await
@@ -135,13 +102,12 @@ fn invited(userid: &str, inviter: &str, join_time: i64) -> SeedGroupMember {
 async fn invite_rewards_are_paid_once_after_the_stay_and_never_for_early_leavers() {
     use chrono::Duration;
     use qunyun::clock::Clock;
-    use qunyun::jobs::invites::InviteRewards;
     use qunyun::sim::LeaveRequest;
     use qunyun::store::points;
 
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_app().await;
     let now = app.clock.now().timestamp();
-    let (sim, sync, pipeline) = world(
+    world(
         &app,
         "邀请测试群",
         vec![
@@ -151,10 +117,9 @@ async fn invite_rewards_are_paid_once_after_the_stay_and_never_for_early_leavers
             invited("wmNew", "wmA", now - 3600),
             invited("wmGone", "wmA", now - 3600),
         ],
-    )
-    .await;
-    let clock: SharedClock = app.clock.clone();
-    let rewards = InviteRewards::new(app.pool.clone(), clock.clone());
+    );
+    let (sim, sync) = (app.sim(), app.group_sync());
+    let rewards = app.invite_rewards();
     let balance = |user: &'static str| {
         let pool = app.pool.clone();
         async move {
@@ -182,7 +147,7 @@ async fn invite_rewards_are_paid_once_after_the_stay_and_never_for_early_leavers
         .await
         .unwrap();
     assert_eq!(left.status, Some(200));
-    pipeline.run_once().await.unwrap();
+    app.run_pipeline().await;
 
     app.clock.advance(Duration::hours(72));
     assert_eq!(

@@ -1,11 +1,10 @@
 //! 排行 variants through the pipeline: week / month / all time, community or this chat.
 
 use chrono::{Duration, NaiveDate};
-use qunyun::clock::{Clock, SharedClock};
-use qunyun::pipeline::{Pipeline, PipelineSettings};
+use qunyun::clock::Clock;
 use qunyun::store::{outbox, points};
 
-use crate::helpers::{spawn_app, APP};
+use crate::helpers::{spawn_app, Callback};
 
 fn mention(msgid: &str, chat: &str, text: &str) -> String {
     serde_json::json!({
@@ -50,13 +49,15 @@ async fn rank_command_answers_the_requested_board() {
         .enumerate()
     {
         let response = app
-            .post_bot_plaintext(&mention(&format!("RANK-{i}"), "CHAT-IT", text))
+            .post_event(Callback::Bot(mention(
+                &format!("RANK-{i}"),
+                "CHAT-IT",
+                text,
+            )))
             .await;
         assert_eq!(response.status(), 200);
     }
-    let clock: SharedClock = app.clock.clone();
-    let pipeline = Pipeline::new(app.pool.clone(), clock, APP, PipelineSettings::default());
-    pipeline.run_once().await.unwrap();
+    app.run_pipeline().await;
 
     let mut conn = app.pool.acquire().await.unwrap();
     let mut rows = outbox::list(&mut conn, None).await.unwrap();

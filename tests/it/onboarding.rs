@@ -6,19 +6,10 @@
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use qunyun::clock::SharedClock;
-use qunyun::config::Secret;
-use qunyun::jobs::groupsync::GroupSync;
-use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
-use qunyun::pipeline::{Pipeline, PipelineSettings};
-use qunyun::sim::{
-    AppCallback, CallbackTargets, JoinRequest, NewMember, Route, SeedCustomerGroup,
-    SeedGroupMember, Sim, SimConfig,
-};
+use qunyun::sim::{JoinRequest, NewMember, Route, SeedCustomerGroup, SeedGroupMember};
 use qunyun::store::outbox::OutboxStatus;
-use qunyun::wecom::api::{ApiClient, ApiConfig};
 
-use crate::helpers::{spawn_app_with, APP, APP_KEY, APP_TOKEN, CORP_ID};
+use crate::helpers::{TestApp, TestConfig};
 
 const CHAT: &str = "wrONBOARD000000000000000000001";
 const OWNER: &str = "owner1";
@@ -30,11 +21,11 @@ fn seed_member(userid: &str) -> SeedGroupMember {
 
 #[tokio::test]
 async fn nineteen_newcomers_get_one_onboarding_post_the_next_morning() {
-    let app = spawn_app_with(|_| {}).await;
-    let clock: SharedClock = app.clock.clone();
-    let sim = Sim::spawn(SimConfig::new(CORP_ID, "app-secret"), clock.clone())
-        .await
-        .unwrap();
+    let app = TestApp::start(
+        TestConfig::new().with_sender(|s| s.mass_poll_interval = StdDuration::from_secs(30)),
+    )
+    .await;
+    let sim = app.sim();
     sim.add_customer_group(SeedCustomerGroup {
         chat_id: CHAT.into(),
         name: "新人测试群".into(),
@@ -45,44 +36,9 @@ async fn nineteen_newcomers_get_one_onboarding_post_the_next_morning() {
         admins: vec![],
         members: vec![seed_member(OWNER)],
     });
-    sim.set_callbacks(
-        CallbackTargets::new(format!("http://{}", app.addr)).with_app(AppCallback {
-            name: APP.into(),
-            token: APP_TOKEN.into(),
-            encoding_aes_key: APP_KEY.into(),
-            agent_id: 1000002,
-        }),
-    );
-    let api = ApiClient::new(ApiConfig::new(sim.api_base_url(), CORP_ID), clock.clone()).unwrap();
-    let sync = GroupSync::new(
-        app.pool.clone(),
-        api.clone(),
-        Secret::new("app-secret"),
-        clock.clone(),
-    );
-    let pipeline = Pipeline::new(
-        app.pool.clone(),
-        clock.clone(),
-        APP,
-        PipelineSettings::default(),
-    );
-    let credentials = AppCredentials {
-        name: APP.into(),
-        agent_id: 1000002,
-        secret: Secret::new("app-secret"),
-    };
-    let sender = OutboxSender::new(
-        app.pool.clone(),
-        api,
-        clock.clone(),
-        SenderSettings {
-            contacts_secret: Some(credentials.secret.clone()),
-            apps: vec![credentials],
-            mass_poll_interval: StdDuration::from_secs(30),
-            ..SenderSettings::default()
-        },
-    );
-    sync.run_once(true).await.unwrap();
+    sim.set_callbacks(app.callback_targets());
+    let pipeline = app.pipeline();
+    app.group_sync().run_once(true).await.unwrap();
 
     // 19 newcomers over half an hour, in five callbacks.
     for wave in 0..5 {
@@ -118,13 +74,13 @@ async fn nineteen_newcomers_get_one_onboarding_post_the_next_morning() {
         "the later tips of that day went out in the first post"
     );
 
-    let first = sender.run_once().await.unwrap();
+    let first = app.send_once().await;
     assert_eq!(first.awaiting_confirmation, 1, "{first:?}");
     let pending = sim.pending_mass();
     assert_eq!(pending.len(), 1);
     assert!(sim.confirm_mass(&pending[0]), "the owner confirms");
     app.clock.advance(Duration::seconds(31));
-    sender.run_once().await.unwrap();
+    app.send_once().await;
 
     let into_chat: Vec<_> = sim
         .messages()
@@ -147,6 +103,5 @@ async fn nineteen_newcomers_get_one_onboarding_post_the_next_morning() {
     assert_eq!(tips.len(), 1);
     assert_eq!(tips[0].status, OutboxStatus::Sent);
     drop(conn);
-    sim.shutdown().await.unwrap();
     app.stop().await;
 }

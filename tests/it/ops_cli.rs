@@ -10,7 +10,7 @@ use qunyun::store::{self, members};
 use sqlx::SqlitePool;
 use tempfile::TempDir;
 
-use crate::helpers::test_config_toml;
+use crate::helpers::ConfigFile;
 
 const OS_USER: &str = "mei";
 
@@ -40,10 +40,8 @@ struct Cli {
 impl Cli {
     async fn new() -> Cli {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("qunyun.db");
-        let config = dir.path().join("qunyun.toml");
-        std::fs::write(&config, test_config_toml(&db)).unwrap();
-        let pool = store::open(&db).await.unwrap();
+        let config = ConfigFile::default().write(dir.path());
+        let pool = store::open(&dir.path().join("qunyun.db")).await.unwrap();
         Cli { dir, config, pool }
     }
 

@@ -7,20 +7,12 @@
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
-use qunyun::clock::SharedClock;
 use qunyun::config::Secret;
-use qunyun::jobs::groupsync::GroupSync;
-use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use qunyun::jobs::welcome_material::{MaterialOutcome, WelcomeMaterialSync};
 use qunyun::ops::{self, Actor, Ops, Role};
-use qunyun::pipeline::{Pipeline, PipelineSettings};
-use qunyun::sim::{
-    AppCallback, CallbackTargets, JoinRequest, NewMember, Route, SeedCustomerGroup,
-    SeedGroupMember, Sim, SimConfig, SimHandle,
-};
-use qunyun::wecom::api::{ApiClient, ApiConfig};
+use qunyun::sim::{JoinRequest, NewMember, Route, SeedCustomerGroup, SeedGroupMember};
 
-use crate::helpers::{spawn_app_with, TestApp, APP, APP_KEY, APP_TOKEN, CORP_ID};
+use crate::helpers::{TestApp, TestConfig, APP};
 
 const CHAT: &str = "wrWELCOME00000000000000000001";
 const OWNER: &str = "owner1";
@@ -34,21 +26,14 @@ fn cli() -> Actor {
     Actor::new("cli:test", Role::Owner)
 }
 
-struct World {
-    sim: SimHandle,
-    api: ApiClient,
-    pipeline: Pipeline,
-    sender: OutboxSender,
-    sync: GroupSync,
-}
-
-async fn world(app: &TestApp) -> World {
-    let clock: SharedClock = app.clock.clone();
-    let sim = Sim::spawn(SimConfig::new(CORP_ID, "app-secret"), clock.clone())
-        .await
-        .unwrap();
-    sim.add_directory_members([OWNER]);
-    sim.add_customer_group(SeedCustomerGroup {
+/// The service's app with one customer group in WeCom, its callbacks pointed at qunyun.
+async fn world() -> TestApp {
+    let app = TestApp::start(
+        TestConfig::new().with_sender(|s| s.mass_poll_interval = StdDuration::from_secs(30)),
+    )
+    .await;
+    app.sim().add_directory_members([OWNER]);
+    app.sim().add_customer_group(SeedCustomerGroup {
         chat_id: CHAT.into(),
         name: "客户欢迎群".into(),
         owner: OWNER.into(),
@@ -58,45 +43,17 @@ async fn world(app: &TestApp) -> World {
         admins: vec![],
         members: vec![seed_member(OWNER)],
     });
-    sim.set_callbacks(
-        CallbackTargets::new(format!("http://{}", app.addr)).with_app(AppCallback {
-            name: APP.into(),
-            token: APP_TOKEN.into(),
-            encoding_aes_key: APP_KEY.into(),
-            agent_id: 1000002,
-        }),
-    );
-    let api = ApiClient::new(ApiConfig::new(sim.api_base_url(), CORP_ID), clock.clone()).unwrap();
-    let credentials = AppCredentials {
-        name: APP.into(),
-        agent_id: 1000002,
-        secret: Secret::new("app-secret"),
-    };
-    let sender = OutboxSender::new(
-        app.pool.clone(),
-        api.clone(),
-        clock.clone(),
-        SenderSettings {
-            contacts_secret: Some(credentials.secret.clone()),
-            apps: vec![credentials],
-            mass_poll_interval: StdDuration::from_secs(30),
-            ..SenderSettings::default()
-        },
-    );
-    let sync = GroupSync::new(
-        app.pool.clone(),
-        api.clone(),
-        Secret::new("app-secret"),
-        clock.clone(),
-    );
-    let pipeline = Pipeline::new(app.pool.clone(), clock, APP, PipelineSettings::default());
-    World {
-        sim,
-        api,
-        pipeline,
-        sender,
-        sync,
-    }
+    app.sim().set_callbacks(app.callback_targets());
+    app
+}
+
+fn contacts_secret(app: &TestApp) -> Secret {
+    app.config
+        .wecom
+        .contacts_app()
+        .expect("a customer-contact app")
+        .secret
+        .clone()
 }
 
 async fn apply_rules(app: &TestApp, body: &str) {
@@ -112,17 +69,16 @@ async fn apply_rules(app: &TestApp, body: &str) {
 
 #[tokio::test]
 async fn group_welcome_material_is_added_once_then_edited_after_a_change() {
-    let app = spawn_app_with(|_| {}).await;
-    let w = world(&app).await;
+    let app = world().await;
     let material =
-        WelcomeMaterialSync::new(app.pool.clone(), w.api.clone(), Secret::new("app-secret"));
+        WelcomeMaterialSync::new(app.pool.clone(), app.api().clone(), contacts_secret(&app));
 
     // No material in the rule set: nothing is sent to WeCom.
     assert_eq!(
         material.sync(Utc::now()).await.unwrap(),
         MaterialOutcome::UpToDate
     );
-    assert!(w.sim.group_welcome_templates().is_empty());
+    assert!(app.sim().group_welcome_templates().is_empty());
 
     apply_rules(
         &app,
@@ -132,7 +88,7 @@ async fn group_welcome_material_is_added_once_then_edited_after_a_change() {
     let MaterialOutcome::Added { template_id } = material.sync(Utc::now()).await.unwrap() else {
         panic!("expected the material to be added");
     };
-    let held = w.sim.group_welcome_templates();
+    let held = app.sim().group_welcome_templates();
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].template_id, template_id);
     assert_eq!(held[0].body["text"]["content"], "欢迎 %NICKNAME% 入群！");
@@ -165,33 +121,32 @@ async fn group_welcome_material_is_added_once_then_edited_after_a_change() {
         }
     );
     assert_eq!(
-        w.sim.group_welcome_templates().len(),
+        app.sim().group_welcome_templates().len(),
         1,
         "no second template"
     );
-    let got = w
-        .api
-        .group_welcome_template_get(&Secret::new("app-secret"), &template_id)
+    let got = app
+        .api()
+        .group_welcome_template_get(&contacts_secret(&app), &template_id)
         .await
         .unwrap();
     assert_eq!(got.text.unwrap().content, "新人你好 %NICKNAME%");
     assert!(ops::welcome::material(&ops).await.unwrap().in_sync);
 
-    w.sim.shutdown().await.unwrap();
     app.stop().await;
 }
 
 #[tokio::test]
 async fn customer_group_newcomers_reach_the_owner_in_one_digest_then_one_confirmed_welcome() {
-    let app = spawn_app_with(|_| {}).await;
-    let w = world(&app).await;
+    let app = world().await;
+    // The owner digest goes out through the community's app.
     apply_rules(&app, &format!("[community]\napp = \"{APP}\"\n")).await;
-    w.sync.run_once(true).await.unwrap();
+    app.group_sync().run_once(true).await.unwrap();
 
     // Three newcomers within the merge window, in two callbacks.
     for members in [vec!["wmA", "wmB"], vec!["wmC"]] {
-        let delivered = w
-            .sim
+        let delivered = app
+            .sim()
             .drive_join(JoinRequest {
                 app: None,
                 chat_id: CHAT.into(),
@@ -202,16 +157,16 @@ async fn customer_group_newcomers_reach_the_owner_in_one_digest_then_one_confirm
             .await
             .unwrap();
         assert_eq!(delivered.status, Some(200));
-        w.pipeline.run_once().await.unwrap();
+        app.run_pipeline().await;
         app.clock.advance(Duration::seconds(3));
     }
     app.clock.advance(Duration::seconds(10));
-    w.pipeline.run_once().await.unwrap();
-    w.sender.run_once().await.unwrap();
+    app.run_pipeline().await;
+    app.send_once().await;
 
     // The owner got one 1:1 app message naming all three; nothing went into the group.
-    let to_owner: Vec<_> = w
-        .sim
+    let to_owner: Vec<_> = app
+        .sim()
         .messages()
         .into_iter()
         .filter(|d| d.route == Route::AppMessage && d.target == OWNER)
@@ -220,7 +175,7 @@ async fn customer_group_newcomers_reach_the_owner_in_one_digest_then_one_confirm
     let digest_text = to_owner[0].text().unwrap_or_default().to_string();
     assert!(digest_text.contains("wmA、wmB、wmC"), "{digest_text}");
     assert!(digest_text.contains("建议欢迎语"), "{digest_text}");
-    assert!(w.sim.messages().iter().all(|d| d.target != CHAT));
+    assert!(app.sim().messages().iter().all(|d| d.target != CHAT));
 
     // A manager turns the digest into a mass message with one API call.
     let ops = Ops::over(app.pool.clone());
@@ -257,16 +212,16 @@ async fn customer_group_newcomers_reach_the_owner_in_one_digest_then_one_confirm
         "a digest becomes one mass message only"
     );
 
-    let first = w.sender.run_once().await.unwrap();
+    let first = app.send_once().await;
     assert_eq!(first.awaiting_confirmation, 1, "{first:?}");
-    let pending = w.sim.pending_mass();
+    let pending = app.sim().pending_mass();
     assert_eq!(pending.len(), 1);
-    assert!(w.sim.confirm_mass(&pending[0]));
+    assert!(app.sim().confirm_mass(&pending[0]));
     app.clock.advance(Duration::seconds(31));
-    w.sender.run_once().await.unwrap();
+    app.send_once().await;
 
-    let into_chat: Vec<_> = w
-        .sim
+    let into_chat: Vec<_> = app
+        .sim()
         .messages()
         .into_iter()
         .filter(|d| d.target == CHAT)
@@ -286,6 +241,5 @@ async fn customer_group_newcomers_reach_the_owner_in_one_digest_then_one_confirm
         "{audit:?}"
     );
 
-    w.sim.shutdown().await.unwrap();
     app.stop().await;
 }

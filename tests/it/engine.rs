@@ -1,19 +1,21 @@
 //! The engine end to end from the inbox: inbox row → pipeline → state + outbox,
-//! against a real SQLite file. The outbox here is a small table written through
-//! the same transaction (the real `store::outbox` plugs in the same way).
+//! on the harness's database and clock, the service's pipeline reading the
+//! outbox rows it wrote in the same transaction.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use qunyun::clock::{ManualClock, SharedClock};
 use qunyun::ops::rules::Applied;
-use qunyun::ops::{self, Actor, Ops, OpsError, Role};
+use qunyun::ops::{self, Actor, OpsError, Role};
 use qunyun::outbound::Payload;
-use qunyun::pipeline::{self, Pipeline, PipelineHooks, PipelineSettings};
+use qunyun::pipeline::{self, PipelineHooks, PipelineSettings};
 use qunyun::rules::ChatRoute;
-use qunyun::store::{self, chats, checkins, inbox, members, outbox, points, redemptions};
+use qunyun::store::{chats, checkins, inbox, members, outbox, points, redemptions};
 use qunyun::wecom::message::{self, BotChatType, BotMsgType, ChatChangeType, ChatUpdateDetail};
-use sqlx::SqlitePool;
+
+use crate::helpers::{TestApp, TestConfig};
 
 /// An outbox row as WeCom would get it: the text and @-mentions of its payload.
 #[derive(Debug)]
@@ -59,12 +61,17 @@ fn manager() -> Actor {
     Actor::new("mei", Role::Operator)
 }
 
+/// The harness, and a counter for the bot messages the scenarios write.
 struct Harness {
-    _dir: tempfile::TempDir,
-    pool: SqlitePool,
-    clock: Arc<ManualClock>,
-    pipeline: Pipeline,
+    app: TestApp,
     next_msg: std::cell::Cell<u64>,
+}
+
+impl Deref for Harness {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
 }
 
 fn start_time() -> DateTime<Utc> {
@@ -72,43 +79,23 @@ fn start_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap()
 }
 
+/// Events are parked after three attempts; a pass looks at 100 rows.
 async fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let pool = store::open(&dir.path().join("qunyun.db")).await.unwrap();
-    let clock = ManualClock::new(start_time());
-    let pipeline = new_pipeline(&pool, &clock, PipelineHooks::default());
+    let config = TestConfig::new()
+        .starting_at(start_time())
+        .with_pipeline(|p| {
+            *p = PipelineSettings {
+                max_attempts: 3,
+                batch_size: 100,
+            }
+        });
     Harness {
-        _dir: dir,
-        pool,
-        clock,
-        pipeline,
+        app: TestApp::start(config).await,
         next_msg: std::cell::Cell::new(1),
     }
 }
 
-fn new_pipeline(pool: &SqlitePool, clock: &Arc<ManualClock>, hooks: PipelineHooks) -> Pipeline {
-    let shared: SharedClock = clock.clone();
-    Pipeline::new(
-        pool.clone(),
-        shared,
-        "ops",
-        PipelineSettings {
-            max_attempts: 3,
-            batch_size: 100,
-        },
-    )
-    .with_hooks(hooks)
-}
-
 impl Harness {
-    async fn conn(&self) -> sqlx::pool::PoolConnection<sqlx::Sqlite> {
-        self.pool.acquire().await.unwrap()
-    }
-
-    fn ops(&self) -> Ops {
-        Ops::over(self.pool.clone())
-    }
-
     /// `qunyun rules import`: the new version, or every problem.
     async fn import(&self, text: &str) -> Result<i64, String> {
         match ops::rules::apply(&self.ops(), &manager(), self.clock.now_utc(), text).await {
@@ -224,7 +211,7 @@ impl Harness {
     }
 
     async fn run(&self) -> pipeline::RunOutcome {
-        self.pipeline.run_once().await.unwrap()
+        self.run_pipeline().await
     }
 
     /// Every outbox row, oldest first, with the text WeCom would get.
@@ -396,7 +383,7 @@ async fn worker_dropped_inside_the_transaction_applies_nothing_then_exactly_once
         })),
         ..PipelineHooks::default()
     };
-    let doomed = new_pipeline(&h.pool, &h.clock, hook);
+    let doomed = h.new_pipeline(hook);
     let task = tokio::spawn(async move { doomed.run_once().await });
     let inbox_id = reached_rx.recv().await.unwrap();
     assert_eq!(inbox_id, 1);
@@ -586,8 +573,8 @@ async fn two_workers_racing_for_the_last_item_sell_it_once() {
     let a = h.say("wrA", "alice", "兑换 保温杯").await;
     let b = h.say("wrA", "bob", "兑换 保温杯").await;
 
-    let other = new_pipeline(&h.pool, &h.clock, PipelineHooks::default());
-    let (r1, r2) = tokio::join!(h.pipeline.run_once(), other.run_once());
+    let other = h.new_pipeline(PipelineHooks::default());
+    let (r1, r2) = tokio::join!(h.pipeline().run_once(), other.run_once());
     r1.unwrap();
     r2.unwrap();
 
@@ -1014,7 +1001,7 @@ async fn run_loop_processes_events_and_stops_on_shutdown() {
     let stop = tokio_util::sync::CancellationToken::new();
     let clock: SharedClock = h.clock.clone();
     let looping = qunyun::jobs::run_loop(
-        &h.pipeline,
+        h.pipeline(),
         &clock,
         std::time::Duration::from_secs(1),
         &stop,

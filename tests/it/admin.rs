@@ -1,21 +1,18 @@
 //! HTTP-level tests of the web console: sign-in, sessions, CSRF, rate limits,
 //! every role against every mutating route and API call, and the audit log.
 
-use std::sync::Arc;
+use std::ops::Deref;
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
-use axum::Router;
+use axum::http::{header, Method, StatusCode};
 use chrono::{TimeZone, Utc};
-use http_body_util::BodyExt;
-use qunyun::admin::{self, auth, AdminSettings, AdminState, Role};
-use qunyun::clock::ManualClock;
+use qunyun::admin::{auth, Role};
 use qunyun::ops::{accounts, Actor, Ops, OpsResult};
 use qunyun::rules::event::JoinScene;
 use qunyun::rules::ChatRoute;
 use qunyun::store::{self, admin as q};
 use sqlx::SqlitePool;
-use tower::ServiceExt;
+
+use crate::helpers::{self, Reply, Session, TestApp, TestConfig};
 
 /// A console account, created as the command line would (audited as `cli:test`).
 async fn create_user(pool: &SqlitePool, name: &str, password: &str, role: Role) -> OpsResult<()> {
@@ -27,24 +24,18 @@ fn cli() -> Actor {
     Actor::cli(Some("test"))
 }
 
+/// The served console of a seeded community, and a browser for it.
 struct Console {
-    router: Router,
-    pool: SqlitePool,
-    clock: Arc<ManualClock>,
-    _dir: tempfile::TempDir,
+    /// Keeps the server (and its simulator) running.
+    _app: TestApp,
+    client: helpers::Console,
 }
 
-/// A signed-in browser: its session cookie and the session's CSRF token.
-#[derive(Clone)]
-struct Session {
-    cookie: String,
-    csrf: String,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: String,
+impl Deref for Console {
+    type Target = helpers::Console;
+    fn deref(&self) -> &helpers::Console {
+        &self.client
+    }
 }
 
 fn start() -> chrono::DateTime<Utc> {
@@ -52,21 +43,14 @@ fn start() -> chrono::DateTime<Utc> {
 }
 
 async fn console() -> Console {
-    console_with(AdminSettings::default()).await
+    console_with(TestConfig::new()).await
 }
 
-async fn console_with(settings: AdminSettings) -> Console {
-    let dir = tempfile::tempdir().unwrap();
-    let pool = store::open(&dir.path().join("admin.db")).await.unwrap();
-    let clock = ManualClock::new(start());
-    let state = AdminState::new(pool.clone(), clock.clone(), settings).unwrap();
-    seed(&pool).await;
-    Console {
-        router: admin::router(state),
-        pool,
-        clock,
-        _dir: dir,
-    }
+async fn console_with(config: TestConfig) -> Console {
+    let app = TestApp::start(config.starting_at(start())).await;
+    seed(&app.pool).await;
+    let client = app.console();
+    Console { _app: app, client }
 }
 
 /// A small community: one chat, a member with points, a pending redemption,
@@ -151,86 +135,6 @@ fn valid_rules(base_points: i64) -> String {
 }
 
 impl Console {
-    async fn send(&self, request: Request<Body>) -> Reply {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
-    }
-
-    async fn get(&self, path: &str, session: Option<&Session>) -> Reply {
-        let mut request = Request::get(path);
-        if let Some(s) = session {
-            request = request.header(header::COOKIE, &s.cookie);
-        }
-        self.send(request.body(Body::empty()).unwrap()).await
-    }
-
-    async fn post_form(&self, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Reply {
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut request =
-            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        if let Some(cookie) = cookie {
-            request = request.header(header::COOKIE, cookie);
-        }
-        self.send(request.body(Body::from(body)).unwrap()).await
-    }
-
-    async fn api(&self, method: Method, path: &str, token: Option<&str>, json: &str) -> Reply {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::CONTENT_TYPE, "application/json");
-        if let Some(token) = token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        self.send(request.body(Body::from(json.to_owned())).unwrap())
-            .await
-    }
-
-    /// A user with `role` and a live session (bypassing the password form,
-    /// which has its own tests).
-    async fn session_for(&self, username: &str, role: Role) -> (Session, String) {
-        let mut conn = self.pool.acquire().await.unwrap();
-        let now = self.clock_now();
-        let id = match q::user_by_name(&mut conn, username).await.unwrap() {
-            Some(user) => user.id,
-            None => q::insert_user(&mut conn, username, "x", role.as_str(), now)
-                .await
-                .unwrap()
-                .unwrap(),
-        };
-        let secret = auth::start_session(&mut conn, id, now, 3600).await.unwrap();
-        let live = q::live_session(&mut conn, &auth::hash_secret(&secret), now)
-            .await
-            .unwrap()
-            .unwrap();
-        let token = auth::issue_api_token(&mut conn, id, "test", now)
-            .await
-            .unwrap();
-        (
-            Session {
-                cookie: format!("{}={secret}", auth::SESSION_COOKIE),
-                csrf: live.csrf_token,
-            },
-            token,
-        )
-    }
-
-    fn clock_now(&self) -> i64 {
-        use qunyun::clock::Clock;
-        self.clock.now().timestamp()
-    }
-
     async fn audit_count(&self) -> i64 {
         sqlx::query_scalar("select count(*) from admin_audit")
             .fetch_one(&self.pool)
@@ -267,46 +171,13 @@ impl Console {
     }
 }
 
-fn urlencode(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-fn hidden_value<'a>(html: &'a str, name: &str) -> &'a str {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in page"))
-        + marker.len();
-    &html[start..start + html[start..].find('"').unwrap()]
-}
-
 fn set_cookie_pair(reply: &Reply, name: &str) -> Option<String> {
-    reply
-        .headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .map(|v| v.split(';').next().unwrap().to_owned())
+    reply.set_cookie(name)
 }
 
 /// Signs in through the login form, as a browser would.
 async fn sign_in(console: &Console, username: &str, password: &str) -> Reply {
-    let form = console.get("/admin/login", None).await;
-    assert_eq!(form.status, StatusCode::OK);
-    let login_cookie = set_cookie_pair(&form, auth::LOGIN_CSRF_COOKIE).unwrap();
-    let csrf = hidden_value(&form.body, "csrf").to_owned();
-    console
-        .post_form(
-            "/admin/login",
-            Some(&login_cookie),
-            &[
-                ("username", username),
-                ("password", password),
-                ("csrf", &csrf),
-            ],
-        )
-        .await
+    console.client.sign_in(username, password).await
 }
 
 // --- sign-in, sessions ------------------------------------------------------------
@@ -1035,11 +906,13 @@ async fn adjusting_points_needs_a_reason_and_cannot_overdraw() {
 async fn english_switch_sets_a_cookie_and_returns_to_the_page() {
     let console = console().await;
     let (session, _) = console.session_for("viewer", Role::Viewer).await;
-    let request = Request::get("/admin/lang/en")
-        .header(header::REFERER, "http://127.0.0.1:1/admin/chats")
-        .body(Body::empty())
-        .unwrap();
-    let reply = console.send(request).await;
+    let reply = console
+        .get_with(
+            "/admin/lang/en",
+            None,
+            &[("referer", "http://127.0.0.1:1/admin/chats")],
+        )
+        .await;
     assert_eq!(reply.headers[header::LOCATION], "/admin/chats");
     let lang = set_cookie_pair(&reply, auth::LANG_COOKIE).unwrap();
     let english = Session {
@@ -2015,7 +1888,8 @@ async fn every_role_against_every_new_api_call() {
 // --- per-IP login throttling ----------------------------------------------------------
 
 impl Console {
-    /// A sign-in through the form, from `ip` (as the server's connect info).
+    /// A sign-in through the form, from peer `ip` (a loopback address the
+    /// test client binds to, so the server sees it as the peer).
     async fn sign_in_from(&self, ip: &str, username: &str, password: &str) -> Reply {
         self.sign_in_via(ip, None, username, password).await
     }
@@ -2028,25 +1902,14 @@ impl Console {
         username: &str,
         password: &str,
     ) -> Reply {
-        use axum::extract::ConnectInfo;
-        let form = self.get("/admin/login", None).await;
-        let login_cookie = set_cookie_pair(&form, auth::LOGIN_CSRF_COOKIE).unwrap();
-        let csrf = hidden_value(&form.body, "csrf").to_owned();
-        let body = format!(
-            "username={}&password={}&csrf={csrf}",
-            urlencode(username),
-            urlencode(password)
-        );
-        let mut request = Request::post("/admin/login")
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::COOKIE, login_cookie);
-        if let Some(forwarded_for) = forwarded_for {
-            request = request.header("x-forwarded-for", forwarded_for);
-        }
-        let mut request = request.body(Body::from(body)).unwrap();
-        let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
-        request.extensions_mut().insert(ConnectInfo(addr));
-        self.send(request).await
+        let headers: Vec<(&str, &str)> = forwarded_for
+            .map(|value| ("x-forwarded-for", value))
+            .into_iter()
+            .collect();
+        self.client
+            .reached_from(ip)
+            .sign_in_with(&headers, username, password)
+            .await
     }
 }
 
@@ -2059,18 +1922,14 @@ async fn twenty_failures_from_one_address_throttle_it_across_usernames() {
     // 20 failures spread over usernames, each below its own limit of 5.
     for i in 0..20 {
         let reply = console
-            .sign_in_from(
-                "198.51.100.9",
-                &format!("guess{}", i % 5),
-                "wrong password!",
-            )
+            .sign_in_from("127.0.0.9", &format!("guess{}", i % 5), "wrong password!")
             .await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "attempt {}", i + 1);
     }
     // The 21st attempt from that address is refused, even for a fresh username
     // with the right password.
     let throttled = console
-        .sign_in_from("198.51.100.9", "mei", "correct horse battery")
+        .sign_in_from("127.0.0.9", "mei", "correct horse battery")
         .await;
     assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(
@@ -2081,17 +1940,17 @@ async fn twenty_failures_from_one_address_throttle_it_across_usernames() {
     let audit = console.last_audit().await;
     assert_eq!(
         (audit.action.as_str(), audit.target.as_str()),
-        ("login.throttled_ip", "198.51.100.9")
+        ("login.throttled_ip", "127.0.0.9")
     );
     // Another address is not affected.
     let elsewhere = console
-        .sign_in_from("203.0.113.5", "mei", "correct horse battery")
+        .sign_in_from("127.0.0.5", "mei", "correct horse battery")
         .await;
     assert_eq!(elsewhere.status, StatusCode::SEE_OTHER);
     // After the window the address may try again.
     console.clock.advance(chrono::Duration::minutes(16));
     let later = console
-        .sign_in_from("198.51.100.9", "mei", "correct horse battery")
+        .sign_in_from("127.0.0.9", "mei", "correct horse battery")
         .await;
     assert_eq!(later.status, StatusCode::SEE_OTHER);
 }
@@ -2100,62 +1959,19 @@ async fn twenty_failures_from_one_address_throttle_it_across_usernames() {
 /// handler, and `[admin] login_failures_per_ip` is honoured.
 #[tokio::test]
 async fn the_served_app_throttles_by_peer_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("served.db");
-    let config = qunyun::config::Config::from_toml_str(&format!(
-        "[database]\npath = {:?}\n\n[admin]\nlogin_failures_per_ip = 2\n",
-        db.display().to_string()
-    ))
-    .unwrap();
-    let clock = ManualClock::new(start());
-    let app = qunyun::app::App::new(config, clock).await.unwrap();
-    create_user(&app.state.pool, "mei", "correct horse battery", Role::Owner)
+    let app = TestApp::start(
+        TestConfig::new()
+            .starting_at(start())
+            .with(|c| c.admin.login_failures_per_ip = 2),
+    )
+    .await;
+    create_user(&app.pool, "mei", "correct horse battery", Role::Owner)
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = tokio_util::sync::CancellationToken::new();
-    let stopped = stop.clone();
-    let server = tokio::spawn(async move {
-        app.serve(listener, async move { stopped.cancelled().await })
-            .await
-            .unwrap();
-    });
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let console = app.console();
     let attempt = |username: &'static str, password: &'static str| {
-        let http = http.clone();
-        let base = base.clone();
-        async move {
-            let form = http
-                .get(format!("{base}/admin/login"))
-                .send()
-                .await
-                .unwrap();
-            let cookie = form
-                .headers()
-                .get_all(header::SET_COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .find(|v| v.starts_with(auth::LOGIN_CSRF_COOKIE))
-                .map(|v| v.split(';').next().unwrap().to_owned())
-                .unwrap();
-            let html = form.text().await.unwrap();
-            let csrf = hidden_value(&html, "csrf").to_owned();
-            http.post(format!("{base}/admin/login"))
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .header(header::COOKIE, cookie)
-                .body(format!(
-                    "username={username}&password={}&csrf={csrf}",
-                    urlencode(password)
-                ))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
+        let console = console.clone();
+        async move { console.sign_in(username, password).await.status }
     };
     assert_eq!(
         attempt("a", "wrong password!").await,
@@ -2169,8 +1985,7 @@ async fn the_served_app_throttles_by_peer_address() {
         attempt("mei", "correct horse battery").await,
         StatusCode::TOO_MANY_REQUESTS
     );
-    stop.cancel();
-    server.await.unwrap();
+    app.stop().await;
 }
 
 #[tokio::test]
@@ -2272,17 +2087,16 @@ async fn a_schedule_page_shows_sent_and_failed_chats_and_the_variant_report() {
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_right_most_forwarded_address_is_counted() {
-    let console = console_with(AdminSettings {
-        login_failures_per_ip: 2,
-        trust_forwarded_for: true,
-        ..AdminSettings::default()
-    })
+    let console = console_with(TestConfig::new().with(|c| {
+        c.admin.login_failures_per_ip = 2;
+        c.admin.trust_forwarded_for = true;
+    }))
     .await;
     create_user(&console.pool, "mei", "correct horse battery", Role::Owner)
         .await
         .unwrap();
     // Every request comes from the proxy; the client in front of it is the last entry.
-    let proxy = "10.0.0.2";
+    let proxy = "127.0.0.2";
     for user in ["a", "b"] {
         let reply = console
             .sign_in_via(
@@ -2306,7 +2120,7 @@ async fn behind_a_trusted_proxy_the_right_most_forwarded_address_is_counted() {
     assert_eq!(spoofed.status, StatusCode::TOO_MANY_REQUESTS);
     // Other clients behind the same proxy are not throttled.
     let other = console
-        .sign_in_via(proxy, Some("203.0.113.5"), "mei", "correct horse battery")
+        .sign_in_via(proxy, Some("127.0.0.5"), "mei", "correct horse battery")
         .await;
     assert_eq!(other.status, StatusCode::SEE_OTHER);
 }

@@ -3,42 +3,24 @@
 //! manual clock, the real outbox sender delivers to the simulator, and the
 //! simulator's record is the ground truth for what admins and members received.
 
-use std::sync::Arc;
+use std::ops::Deref;
+use std::time::Duration as StdDuration;
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use http_body_util::BodyExt;
-use qunyun::admin::{self, auth, AdminSettings, AdminState};
+use qunyun::admin::Role;
 use qunyun::analytics::{AlertKind, AlertLevel, COMMUNITY};
-use qunyun::app::App;
-use qunyun::clock::{Clock, ManualClock, SharedClock};
-use qunyun::config::Config;
-use qunyun::jobs::analytics::{Analytics, AnalyticsOutcome, AnalyticsSettings};
-use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
-use qunyun::jobs::scheduler::{Scheduler, SchedulerSettings};
-use qunyun::pipeline::{Pipeline, PipelineSettings};
+use qunyun::clock::Clock;
+use qunyun::jobs::analytics::{Analytics, AnalyticsOutcome};
 use qunyun::rules::ChatRoute;
 use qunyun::sim::{
-    AppCallback, BotCallback, BotMentionRequest, CallbackTargets, Delivery, FaultKind, FaultRule,
-    JoinRequest, JoinVia, LeaveRequest, NewMember, RawRequest, Route, SeedCustomerGroup,
-    SeedGroupMember, Sim, SimConfig, SimHandle,
+    BotMentionRequest, Delivery, FaultKind, FaultRule, JoinRequest, JoinVia, LeaveRequest,
+    NewMember, RawRequest, Route, SeedCustomerGroup, SeedGroupMember,
 };
 use qunyun::store::outbox::{self as outbox_store, OutboxStatus};
 use qunyun::store::{analytics as store, chats};
-use qunyun::wecom::api::{ApiClient, ApiConfig};
-use sqlx::SqlitePool;
-use tower::ServiceExt;
 
-const CORP_ID: &str = "wwANALYTICS0000001";
-const APP: &str = "ops";
-const AGENT_ID: i64 = 1_000_002;
-const APP_SECRET: &str = "analytics-app-secret";
-const APP_TOKEN: &str = "AnalyticsAppToken";
-const APP_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
-const BOT: &str = "helper";
-const BOT_TOKEN: &str = "AnalyticsBotToken";
-const BOT_KEY: &str = "aesKeyForTheSmartBotInTestsOnly0123456789AB";
+use crate::helpers::{TestApp, TestConfig, APP, BOT};
+
 const CHAT: &str = "wrANALYTICS000000000000000000A1";
 const OWNER: &str = "yunying";
 const BOSS: &str = "boss";
@@ -48,96 +30,32 @@ fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap()
 }
 
+/// The harness with one customer group in WeCom and in qunyun, the rule set
+/// under test, and the analytics job; the steps below drive a community day.
 struct Harness {
-    _dir: tempfile::TempDir,
-    pool: SqlitePool,
-    clock: Arc<ManualClock>,
-    sim: SimHandle,
-    pipeline: Pipeline,
-    sender: OutboxSender,
+    app: TestApp,
     analytics: Analytics,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Deref for Harness {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
 }
 
 impl Harness {
     async fn start(rules: &str) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(start());
-        let shared: SharedClock = clock.clone();
-        let sim = Sim::spawn(SimConfig::new(CORP_ID, APP_SECRET), shared.clone())
-            .await
-            .unwrap();
-        let config = Config::from_toml_str(&format!(
-            r#"
-            [server]
-            listen = "127.0.0.1:0"
-            [database]
-            path = "{db}"
-            [wecom]
-            corp_id = "{CORP_ID}"
-            api_base = "{api}"
-            [[wecom.apps]]
-            name = "{APP}"
-            agent_id = {AGENT_ID}
-            secret = "{APP_SECRET}"
-            token = "{APP_TOKEN}"
-            encoding_aes_key = "{APP_KEY}"
-            [[wecom.bots]]
-            name = "{BOT}"
-            token = "{BOT_TOKEN}"
-            encoding_aes_key = "{BOT_KEY}"
-            "#,
-            db = dir.path().join("analytics.db").display(),
-            api = sim.api_base_url(),
-        ))
-        .unwrap();
-        let credentials = AppCredentials::from(&config.wecom.apps[0]);
-        let api = ApiClient::new(
-            ApiConfig::new(config.wecom.api_base.clone(), CORP_ID)
-                .with_timeout(std::time::Duration::from_secs(5)),
-            shared.clone(),
+        let app = TestApp::start(
+            TestConfig::new()
+                .starting_at(start())
+                .with_api_timeout(StdDuration::from_secs(5)),
         )
-        .unwrap();
-        let app = App::new(config, shared.clone()).await.unwrap();
-        let pool = app.state.pool.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.serve(listener, async {
-            let _ = stopped.await;
-        }));
-        sim.set_callbacks(
-            CallbackTargets::new(format!("http://{addr}"))
-                .with_app(AppCallback {
-                    name: APP.into(),
-                    token: APP_TOKEN.into(),
-                    encoding_aes_key: APP_KEY.into(),
-                    agent_id: AGENT_ID,
-                })
-                .with_bot(BotCallback {
-                    name: BOT.into(),
-                    token: BOT_TOKEN.into(),
-                    encoding_aes_key: BOT_KEY.into(),
-                    aibotid: "AIBOT-ANALYTICS".into(),
-                    bot_name: "运营助手".into(),
-                }),
-        );
-        let sender = OutboxSender::new(
-            pool.clone(),
-            api,
-            shared.clone(),
-            SenderSettings {
-                contacts_secret: Some(credentials.secret.clone()),
-                apps: vec![credentials],
-                ..SenderSettings::default()
-            },
-        );
-        let pipeline = Pipeline::new(pool.clone(), shared, APP, PipelineSettings::default());
-        let analytics = Analytics::new(pool.clone(), AnalyticsSettings::default());
-
-        sim.sim().add_directory_members([OWNER, BOSS, "zhangsan"]);
-        sim.sim().add_customer_group(SeedCustomerGroup {
+        .await;
+        let sim = app.sim();
+        sim.set_callbacks(app.callback_targets());
+        sim.add_directory_members([OWNER, BOSS, "zhangsan"]);
+        sim.add_customer_group(SeedCustomerGroup {
             chat_id: CHAT.into(),
             name: "好物分享群".into(),
             owner: OWNER.into(),
@@ -147,13 +65,13 @@ impl Harness {
             admins: vec![],
             members: vec![SeedGroupMember::new(OWNER)],
         });
-        let member_version = sim.sim().customer_group(CHAT).unwrap().member_version;
-        let ops = qunyun::ops::Ops::over(pool.clone());
+        let member_version = sim.customer_group(CHAT).unwrap().member_version;
+        let ops = qunyun::ops::Ops::over(app.pool.clone());
         let actor = qunyun::ops::Actor::cli(Some("test"));
         qunyun::ops::rules::apply(&ops, &actor, start(), rules)
             .await
             .unwrap();
-        let mut conn = pool.acquire().await.unwrap();
+        let mut conn = app.pool.acquire().await.unwrap();
         chats::upsert_chat(
             &mut conn,
             &chats::NewChat {
@@ -170,17 +88,8 @@ impl Harness {
         .await
         .unwrap();
         drop(conn);
-        Harness {
-            _dir: dir,
-            pool,
-            clock,
-            sim,
-            pipeline,
-            sender,
-            analytics,
-            stop: Some(stop),
-            server: Some(server),
-        }
+        let analytics = app.analytics();
+        Harness { app, analytics }
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -194,7 +103,7 @@ impl Harness {
 
     async fn join(&self, users: &[&str]) {
         let outcome = self
-            .sim
+            .sim()
             .drive_join(JoinRequest {
                 app: Some(APP.into()),
                 chat_id: CHAT.into(),
@@ -210,7 +119,7 @@ impl Harness {
 
     async fn leave(&self, users: &[&str]) {
         let outcome = self
-            .sim
+            .sim()
             .drive_leave(LeaveRequest {
                 app: Some(APP.into()),
                 chat_id: CHAT.into(),
@@ -226,7 +135,7 @@ impl Harness {
 
     async fn say(&self, user: &str, text: &str) {
         let outcome = self
-            .sim
+            .sim()
             .drive_bot_mention(BotMentionRequest {
                 bot: Some(BOT.into()),
                 chat_id: Some(CHAT.into()),
@@ -247,7 +156,7 @@ impl Harness {
             "from": { "userid": "wmP" }, "msgtype": "text", "text": { "content": "@运营助手 hi" },
         });
         let outcome = self
-            .sim
+            .sim()
             .drive_raw(RawRequest {
                 bot: Some(BOT.into()),
                 plaintext: plaintext.to_string(),
@@ -257,7 +166,7 @@ impl Harness {
             .unwrap();
         assert_eq!(outcome.status, Some(200));
         for _ in 0..5 {
-            if self.pipeline.run_once().await.unwrap().parked == 1 {
+            if self.run_pipeline().await.parked == 1 {
                 let mut conn = self.pool.acquire().await.unwrap();
                 let rows = qunyun::store::inbox::list_all(&mut conn).await.unwrap();
                 return rows
@@ -274,14 +183,14 @@ impl Harness {
     /// Pipeline, then the sender until nothing is due (moving the clock a
     /// minute when a rate limit holds a row back).
     async fn process(&self) {
-        let run = self.pipeline.run_once().await.unwrap();
+        let run = self.run_pipeline().await;
         assert_eq!(run.parked, 0, "an event was parked");
         self.deliver().await;
     }
 
     async fn deliver(&self) {
         for _ in 0..50 {
-            self.sender.run_once().await.unwrap();
+            self.send_once().await;
             let mut conn = self.pool.acquire().await.unwrap();
             let open: i64 = outbox_store::count_by_status(&mut conn)
                 .await
@@ -313,8 +222,7 @@ impl Harness {
     }
 
     fn app_messages_to(&self, user: &str) -> Vec<Delivery> {
-        self.sim
-            .sim()
+        self.sim()
             .messages()
             .into_iter()
             .filter(|d| d.route == Route::AppMessage && d.target == user)
@@ -334,14 +242,8 @@ impl Harness {
             .expect("a community row for the day")
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
-        }
-        self.sim.shutdown().await.unwrap();
+    async fn stop(self) {
+        self.app.stop().await.shutdown().await.unwrap();
     }
 }
 
@@ -689,7 +591,7 @@ async fn delivery_failures_open_escalate_and_close_with_one_message_each() {
     .await;
     h.join(&["wmD1", "wmD2", "wmD3"]).await;
     // WeCom refuses the bot's replies (invalid user): the rows go dead.
-    h.sim.sim().inject(
+    h.sim().inject(
         FaultRule::new(FaultKind::Errcode { errcode: 40003 })
             .on_path("aibot/response")
             .times(2),
@@ -723,73 +625,14 @@ async fn delivery_failures_open_escalate_and_close_with_one_message_each() {
     h.stop().await;
 }
 
-/// The id of the tests' viewer account, created on first use.
-async fn viewer_id(h: &Harness) -> i64 {
-    let mut conn = h.pool.acquire().await.unwrap();
-    let existing = qunyun::store::admin::user_by_name(&mut conn, "viewer")
-        .await
-        .unwrap();
-    match existing {
-        Some(user) => user.id,
-        None => qunyun::store::admin::insert_user(
-            &mut conn,
-            "viewer",
-            "x",
-            "viewer",
-            h.now().timestamp(),
-        )
-        .await
-        .unwrap()
-        .unwrap(),
-    }
-}
-
-/// Sends `request` to the console and returns the body of its 200 answer.
-async fn console_get(h: &Harness, request: Request<Body>) -> Vec<u8> {
-    let state = AdminState::new(h.pool.clone(), h.clock.clone(), AdminSettings::default()).unwrap();
-    let path = request.uri().to_string();
-    let reply = admin::router(state).oneshot(request).await.unwrap();
-    assert_eq!(reply.status(), StatusCode::OK, "{path}");
-    reply
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec()
-}
-
 /// A console page as a signed-in viewer sees it.
 async fn console_page(h: &Harness, path: &str) -> String {
-    let user = viewer_id(h).await;
-    let mut conn = h.pool.acquire().await.unwrap();
-    let session = auth::start_session(&mut conn, user, h.now().timestamp(), 3600)
-        .await
-        .unwrap();
-    drop(conn);
-    let request = Request::get(path)
-        .header(
-            header::COOKIE,
-            format!("{}={session}", auth::SESSION_COOKIE),
-        )
-        .body(Body::empty())
-        .unwrap();
-    String::from_utf8(console_get(h, request).await).unwrap()
+    h.console().page_as(Role::Viewer, path).await
 }
 
 /// A JSON API response for a viewer's token.
 async fn console_api(h: &Harness, path: &str) -> serde_json::Value {
-    let user = viewer_id(h).await;
-    let mut conn = h.pool.acquire().await.unwrap();
-    let token = auth::issue_api_token(&mut conn, user, "test", h.now().timestamp())
-        .await
-        .unwrap();
-    drop(conn);
-    let request = Request::get(path)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap();
-    serde_json::from_slice(&console_get(h, request).await).unwrap()
+    h.console().api_as(Role::Viewer, path).await
 }
 
 /// The console's dashboard page and JSON API response.
@@ -935,7 +778,7 @@ body = "早上好，{{ chat.name }}！"
 "#;
     let h = Harness::start(&rules(schedule)).await;
     // The group has a classic robot: scheduled pushes go out through it.
-    h.sim.sim().add_robot("robot-key-a", CHAT);
+    h.sim().add_robot("robot-key-a", CHAT);
     let mut conn = h.pool.acquire().await.unwrap();
     chats::upsert_chat(
         &mut conn,
@@ -949,27 +792,20 @@ body = "早上好，{{ chat.name }}！"
             owner: Some(OWNER.into()),
             admins: vec![],
             tags: vec![],
-            member_version: h.sim.sim().customer_group(CHAT).map(|g| g.member_version),
+            member_version: h.sim().customer_group(CHAT).map(|g| g.member_version),
         },
         h.now(),
     )
     .await
     .unwrap();
     drop(conn);
-    let scheduler = Scheduler::new(
-        h.pool.clone(),
-        SchedulerSettings {
-            app: APP.into(),
-            ..SchedulerSettings::default()
-        },
-    );
+    let scheduler = h.scheduler();
     scheduler.run_once(h.now()).await.unwrap();
     h.clock.set(start() + Duration::hours(1));
     let planned = scheduler.run_once(h.now()).await.unwrap();
     assert_eq!(planned.planned.len(), 1, "{planned:?}");
     h.deliver().await;
     let pushes: Vec<_> = h
-        .sim
         .sim()
         .messages()
         .into_iter()

@@ -3,30 +3,22 @@
 //! simulator on 127.0.0.1:0, and the simulator's record as the ground truth.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration as StdDuration;
+use std::ops::Deref;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use qunyun::active_rules::ActiveRules;
-use qunyun::clock::{Clock, ManualClock};
-use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
-use qunyun::jobs::scheduler::{self, Scheduler, SchedulerSettings};
+use qunyun::jobs::outbox::SenderSettings;
+use qunyun::jobs::scheduler::{self, SchedulerSettings};
 use qunyun::ops::schedules::{self, ChatOutcome};
-use qunyun::ops::{Actor, Ops, Role};
+use qunyun::ops::{Actor, Role};
 use qunyun::rules::schedule::{validate_all, ScheduleDef};
 use qunyun::rules::{ChatRoute, RuleSet};
-use qunyun::sim::{
-    Route as SimRoute, SeedAppChat, SeedCustomerGroup, SeedGroupMember, Sim, SimConfig, SimHandle,
-};
+use qunyun::sim::{Route as SimRoute, SeedAppChat, SeedCustomerGroup, SeedGroupMember};
 use qunyun::store::chats::{self, NewChat};
 use qunyun::store::outbox::{self, OutboxStatus};
 use qunyun::store::schedules::{RunKind, RunStatus};
 use qunyun::store::{rule_sets, schedules as schedule_store};
-use qunyun::wecom::api::{ApiClient, ApiConfig, Secret};
-use sqlx::SqlitePool;
 
-const CORP: &str = "wwTESTCORP";
-const APP: &str = "ops";
+use crate::helpers::{TestApp, TestConfig, APP};
 
 /// Monday 2025-03-03 00:00 UTC = 08:00 in Shanghai.
 fn start() -> DateTime<Utc> {
@@ -38,95 +30,46 @@ fn nine_am(day: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 3, 3, 1, 0, 0).unwrap() + Duration::days(day)
 }
 
-/// The operations layer over `pool`, as the console and the CLI use it.
-fn ops_for(pool: &SqlitePool) -> Ops {
-    Ops::new(pool.clone(), ActiveRules::new(), Harness::settings())
-}
-
 fn manager() -> Actor {
     Actor::new("mei", Role::Operator)
 }
 
+/// The harness, plus the chats and rule sets these scenarios set up.
 struct Harness {
-    _dir: tempfile::TempDir,
-    pool: SqlitePool,
-    clock: Arc<ManualClock>,
-    handle: SimHandle,
-    api: ApiClient,
+    app: TestApp,
+}
+
+impl Deref for Harness {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
 }
 
 impl Harness {
-    fn ops(&self) -> Ops {
-        ops_for(&self.pool)
-    }
-
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = qunyun::store::open(&dir.path().join("sched.db"))
-            .await
-            .unwrap();
-        let clock = ManualClock::new(start());
-        let config =
-            SimConfig::new(CORP, "app-secret").with_app("contacts", "contacts-secret", None);
-        let handle = Sim::spawn(config, clock.clone()).await.unwrap();
-        let api = ApiClient::new(
-            ApiConfig::new(handle.api_base_url(), CORP).with_timeout(StdDuration::from_millis(500)),
-            clock.clone(),
-        )
-        .unwrap();
+        let config = TestConfig::new()
+            .starting_at(start())
+            .with_contacts_app()
+            .with_brisk_sender();
         Self {
-            _dir: dir,
-            pool,
-            clock,
-            handle,
-            api,
+            app: TestApp::start(config).await,
         }
-    }
-
-    fn sim(&self) -> &Sim {
-        self.handle.sim()
-    }
-
-    fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
     }
 
     fn set(&self, to: DateTime<Utc>) {
-        self.clock.set(to);
+        self.set_clock(to);
     }
 
-    fn settings() -> SchedulerSettings {
-        SchedulerSettings {
-            grace: Duration::minutes(15),
-            app: APP.to_owned(),
-            ..SchedulerSettings::default()
-        }
-    }
-
-    fn scheduler(&self) -> Scheduler {
-        Scheduler::new(self.pool.clone(), Self::settings())
-    }
-
-    fn sender(&self) -> OutboxSender {
-        OutboxSender::new(
-            self.pool.clone(),
-            self.api.clone(),
-            self.clock.clone(),
-            SenderSettings {
-                apps: vec![AppCredentials {
-                    name: APP.into(),
-                    agent_id: SimConfig::DEFAULT_AGENT_ID,
-                    secret: Secret::new("app-secret"),
-                }],
-                contacts_secret: Some(Secret::new("contacts-secret")),
-                max_attempts: 4,
-                backoff_base: StdDuration::from_secs(2),
-                backoff_cap: StdDuration::from_secs(60),
-                lease: StdDuration::from_secs(120),
-                batch_size: 50,
-                ..SenderSettings::default()
-            },
-        )
+    /// What the service's scheduler runs with: a 15-minute grace, the
+    /// default app.
+    fn settings(&self) -> SchedulerSettings {
+        let settings = self.scheduler_settings();
+        assert_eq!(
+            (settings.grace, settings.app.as_str()),
+            (Duration::minutes(15), APP)
+        );
+        settings
     }
 
     async fn save_rules(&self, toml: &str) {
@@ -165,31 +108,6 @@ impl Harness {
     async fn count_outbox(&self) -> usize {
         let mut conn = self.pool.acquire().await.unwrap();
         outbox::list(&mut conn, None).await.unwrap().len()
-    }
-
-    /// Runs the sender, moving the clock `step` seconds between passes, until
-    /// nothing is pending or in flight.
-    async fn drain(&self, sender: &OutboxSender, step: i64) {
-        for _ in 0..2_000 {
-            sender.run_once().await.unwrap();
-            let mut conn = self.pool.acquire().await.unwrap();
-            let open = outbox::count_by_status(&mut conn).await.unwrap();
-            let open: i64 = open
-                .iter()
-                .filter(|(status, _)| {
-                    matches!(status, OutboxStatus::Pending | OutboxStatus::InFlight)
-                })
-                .map(|(_, n)| *n)
-                .sum();
-            if open == 0 {
-                return;
-            }
-            drop(conn);
-            self.clock.advance(Duration::seconds(step));
-        }
-        let mut conn = self.pool.acquire().await.unwrap();
-        let rows = outbox::list(&mut conn, None).await.unwrap();
-        panic!("outbox did not drain: {rows:?}");
     }
 
     /// Simulator deliveries per target chat.
@@ -296,7 +214,7 @@ async fn restart_in_the_middle_of_a_run_sends_each_chat_exactly_once() {
             nine_am(0),
             RunKind::Scheduled,
             None,
-            &Harness::settings(),
+            &h.settings(),
             h.now(),
         )
         .await
@@ -314,16 +232,11 @@ async fn restart_in_the_middle_of_a_run_sends_each_chat_exactly_once() {
     assert_eq!(h.count_outbox().await, 30);
 
     // Crash 2: the sender delivers part of the run, then everything restarts.
-    let sender = OutboxSender::new(
-        h.pool.clone(),
-        h.api.clone(),
-        h.clock.clone(),
-        SenderSettings {
-            batch_size: 7,
-            apps: vec![],
-            ..SenderSettings::default()
-        },
-    );
+    let sender = h.sender_with(SenderSettings {
+        batch_size: 7,
+        apps: vec![],
+        ..SenderSettings::default()
+    });
     sender.run_once().await.unwrap();
     let partial = h.sim().messages().len();
     assert!(partial > 0 && partial < 30, "partial send: {partial}");
@@ -334,7 +247,7 @@ async fn restart_in_the_middle_of_a_run_sends_each_chat_exactly_once() {
     let after_restart = h.scheduler().run_once(h.now()).await.unwrap();
     assert!(after_restart.planned.is_empty());
     assert_eq!(h.count_outbox().await, 30);
-    h.drain(&h.sender(), 5).await;
+    h.drain_outbox_stepping(Duration::seconds(5)).await;
 
     let per_chat = h.delivered_per_chat();
     assert_eq!(per_chat.len(), 30, "{per_chat:?}");
@@ -408,7 +321,7 @@ body = "整点 {{ time }}"
     assert_eq!(outcome.planned.len(), 1);
     assert_eq!(outcome.planned[0].fire_at, start() + Duration::hours(5));
     assert_eq!(outcome.missed, 4);
-    h.drain(&h.sender(), 5).await;
+    h.drain_outbox_stepping(Duration::seconds(5)).await;
     assert_eq!(h.sim().messages().len(), 1, "one send, not a burst");
     assert_eq!(h.sim().messages()[0].text(), Some("整点 13:00"));
 }
@@ -486,7 +399,7 @@ async fn ab_variant_is_recorded_on_every_delivery_and_matches_what_was_sent() {
     h.set(nine_am(0));
     let outcome = scheduler.run_once(nine_am(0)).await.unwrap();
     let run_id = outcome.planned[0].run_id;
-    h.drain(&h.sender(), 5).await;
+    h.drain_outbox_stepping(Duration::seconds(5)).await;
 
     let defs: RuleSet = RuleSet::from_toml(AB_RULES).unwrap();
     let valid = validate_all(&defs.doc.schedules, defs.timezone).unwrap();
@@ -573,7 +486,7 @@ async fn run_report_matches_the_simulator_record() {
     // 3 direct rows + 1 mass row + 2 skipped rows.
     assert_eq!(planned[0].outbox_rows, 6);
     let run_id = planned[0].run_id;
-    h.drain(&h.sender(), 5).await;
+    h.drain_outbox_stepping(Duration::seconds(5)).await;
 
     let report = schedules::run_report(&h.ops(), run_id).await.unwrap();
     let outcome_of = |chat: &str| {
@@ -691,7 +604,7 @@ async fn run_now_plans_a_manual_run_and_preview_sends_nothing() {
     let h = Harness::start().await;
     h.save_rules(&daily_nine("")).await;
     h.add_robot_chat("wrA", &[]).await;
-    let settings = Harness::settings();
+    let settings = h.settings();
 
     let preview = scheduler::preview(&h.pool, &settings, "morning", "wrA", nine_am(0))
         .await
@@ -721,7 +634,7 @@ async fn run_now_plans_a_manual_run_and_preview_sends_nothing() {
             .is_err(),
         "the same second twice is refused"
     );
-    h.drain(&h.sender(), 5).await;
+    h.drain_outbox_stepping(Duration::seconds(5)).await;
     assert_eq!(h.sim().messages().len(), 1);
     let runs = schedules::runs(&h.ops(), None, 10).await.unwrap();
     assert_eq!(runs[0].kind, RunKind::Manual);
@@ -745,7 +658,7 @@ async fn variant_report_counts_what_followed_within_24_hours() {
     scheduler.run_once(h.now()).await.unwrap();
     h.set(nine_am(0));
     scheduler.run_once(nine_am(0)).await.unwrap();
-    h.drain(&h.sender(), 5).await;
+    h.drain_outbox_stepping(Duration::seconds(5)).await;
 
     let defs = RuleSet::from_toml(AB_RULES).unwrap();
     let valid = validate_all(&defs.doc.schedules, defs.timezone).unwrap();
@@ -862,12 +775,11 @@ body = "hi"
         fn every_fire_is_recorded_exactly_once(gaps in proptest::collection::vec(0i64..4 * 3600, 1..40)) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
-                let dir = tempfile::tempdir().unwrap();
-                let pool = qunyun::store::open(&dir.path().join("p.db")).await.unwrap();
-                let mut conn = pool.acquire().await.unwrap();
+                let h = Harness::start().await;
+                let mut conn = h.conn().await;
                 rule_sets::save(&mut conn, HOURLY, start()).await.unwrap();
                 drop(conn);
-                let scheduler = Scheduler::new(pool.clone(), Harness::settings());
+                let scheduler = h.scheduler();
                 let mut now = start();
                 scheduler.run_once(now).await.unwrap();
                 for gap in &gaps {
@@ -882,7 +794,7 @@ body = "hi"
                     .iter()
                     .map(DateTime::timestamp)
                     .collect();
-                let mut recorded: Vec<i64> = schedules::runs(&ops_for(&pool), None, 100_000)
+                let mut recorded: Vec<i64> = schedules::runs(&h.ops(), None, 100_000)
                     .await
                     .unwrap()
                     .iter()
@@ -973,7 +885,7 @@ async fn a_broadcast_to_a_tag_goes_through_each_chats_route() {
     tx.commit().await.unwrap();
     assert_eq!(queued.added, 5, "{:?}", queued.planned);
 
-    h.drain(&h.sender(), 5).await;
+    h.drain_outbox_stepping(Duration::seconds(5)).await;
     let received: BTreeMap<String, (SimRoute, String)> = h
         .sim()
         .messages()

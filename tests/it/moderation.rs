@@ -1,25 +1,22 @@
 //! Moderation end to end: inbox row → pipeline → outbox (the real table) →
-//! sender → the WeCom simulator's record, against a temp SQLite file.
+//! sender → the WeCom simulator's record, on the harness's database and clock.
 
-use std::sync::Arc;
+use std::ops::Deref;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use qunyun::clock::{Clock, ManualClock, SharedClock};
+use qunyun::clock::Clock;
 use qunyun::ingest::{self, IngestMessage};
-use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use qunyun::ops::rules::Applied;
 use qunyun::ops::{self, Actor, Ops, Role};
-use qunyun::pipeline::{Pipeline, PipelineSettings};
 use qunyun::rules::ChatRoute;
-use qunyun::sim::{Route as SimRoute, SeedAppChat, Sim, SimConfig, SimHandle};
-use qunyun::store::{self, chats, inbox, moderation};
-use qunyun::wecom::api::{ApiClient, ApiConfig, Secret};
+use qunyun::sim::{Route as SimRoute, SeedAppChat};
+use qunyun::store::{chats, inbox, moderation};
 use qunyun::wecom::message::{self, BotChatType, BotMsgType, BotQuote};
 use sqlx::SqlitePool;
 
-const CORP: &str = "wwcorp";
-const SECRET: &str = "app-secret";
+use crate::helpers::{ConfigFile, TestApp, TestConfig};
+
 const APP_CHAT: &str = "wrapp";
 const CUSTOMER_GROUP: &str = "wrcustomer";
 
@@ -50,60 +47,42 @@ terms = """
 """
 "#;
 
+/// The harness with a moderated community: an app group and a customer
+/// group, and a counter for the messages the scenarios post.
 struct Harness {
-    _dir: tempfile::TempDir,
-    pool: SqlitePool,
-    clock: Arc<ManualClock>,
-    sim: SimHandle,
-    pipeline: Pipeline,
-    sender: OutboxSender,
+    app: TestApp,
     next: std::cell::Cell<u64>,
 }
 
+impl Deref for Harness {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
 async fn harness(rules: &str) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let pool = store::open(&dir.path().join("qunyun.db")).await.unwrap();
-    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap());
-    let shared: SharedClock = clock.clone();
-    let sim = Sim::spawn(SimConfig::new(CORP, SECRET), shared.clone())
-        .await
-        .unwrap();
-    sim.sim()
+    // The app is named "main", as the built-in rules expect.
+    let config = TestConfig::new()
+        .starting_at(Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap())
+        .with_file(ConfigFile {
+            app: "main".into(),
+            ..ConfigFile::default()
+        })
+        .with_api_timeout(StdDuration::from_secs(5));
+    let app = TestApp::start(config).await;
+    app.sim()
         .add_directory_members(["u1", "u2", "r1", "r2", "r3", "owner", "admin", "boss"]);
-    sim.sim().add_app_chat(SeedAppChat {
+    app.sim().add_app_chat(SeedAppChat {
         chatid: APP_CHAT.into(),
         name: "应用群".into(),
         owner: "owner".into(),
         userlist: vec!["owner".into(), "u1".into(), "u2".into()],
         creator_agent_id: None,
     });
-    let api = ApiClient::new(
-        ApiConfig::new(sim.api_base_url(), CORP).with_timeout(StdDuration::from_secs(5)),
-        shared.clone(),
-    )
-    .unwrap();
-    let sender = OutboxSender::new(
-        pool.clone(),
-        api,
-        shared.clone(),
-        SenderSettings {
-            apps: vec![AppCredentials {
-                name: "main".into(),
-                agent_id: SimConfig::DEFAULT_AGENT_ID,
-                secret: Secret::new(SECRET),
-            }],
-            ..SenderSettings::default()
-        },
-    );
-    let pipeline = Pipeline::new(pool.clone(), shared, "main", PipelineSettings::default());
-    import(&pool, rules, clock.now()).await;
+    import(&app.pool, rules, app.now()).await;
     let harness = Harness {
-        _dir: dir,
-        pool,
-        clock,
-        sim,
-        pipeline,
-        sender,
+        app,
         next: std::cell::Cell::new(1),
     };
     harness
@@ -154,7 +133,7 @@ impl Harness {
     async fn report(&self, chat_id: &str, reporter: &str, quoted: &str) {
         let n = self.next.get();
         self.next.set(n + 1);
-        let code = self.sim.sim().issue_response_code("BOT", chat_id, true);
+        let code = self.sim().issue_response_code("BOT", chat_id, true);
         let event = message::Event::BotMessage(message::BotMessage {
             msg_id: format!("bot{n}"),
             aibot_id: "BOT".into(),
@@ -162,7 +141,7 @@ impl Harness {
             chat_type: BotChatType::Group,
             from_user_id: reporter.into(),
             from_corp_id: None,
-            response_url: Some(self.sim.sim().response_url(&code)),
+            response_url: Some(self.sim().response_url(&code)),
             msg_type: BotMsgType::Text,
             text: "举报".into(),
             raw_text: "@运营助手 举报".into(),
@@ -191,15 +170,14 @@ impl Harness {
 
     /// Pipeline then sender, one pass each; the clock moves a minute.
     async fn run(&self) {
-        let outcome = self.pipeline.run_once().await.unwrap();
+        let outcome = self.run_pipeline().await;
         assert_eq!((outcome.failed, outcome.parked), (0, 0), "{outcome:?}");
-        self.sender.run_once().await.unwrap();
-        self.clock.advance(Duration::minutes(1));
+        self.send_once().await;
+        self.advance_clock(Duration::minutes(1));
     }
 
     fn texts(&self, route: SimRoute) -> Vec<(String, String)> {
-        self.sim
-            .sim()
+        self.sim()
             .messages()
             .into_iter()
             .filter(|d| d.route == route)
@@ -221,7 +199,7 @@ impl Harness {
     }
 
     fn app_chat_members(&self) -> Vec<String> {
-        self.sim.sim().app_chat(APP_CHAT).unwrap().userlist
+        self.sim().app_chat(APP_CHAT).unwrap().userlist
     }
 }
 
@@ -352,7 +330,7 @@ async fn dry_run_records_the_decision_and_sends_nothing() {
         h.run().await;
     }
     assert_eq!(h.outbox_rows().await, 0);
-    assert!(h.sim.sim().messages().is_empty());
+    assert!(h.sim().messages().is_empty());
     assert!(h.app_chat_members().contains(&"u1".to_string()));
     let log = h.log().await;
     assert_eq!(log.len(), 3);

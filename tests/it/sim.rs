@@ -1,49 +1,52 @@
-//! The WeCom simulator over real loopback HTTP, with a manual clock.
-
-use std::sync::Arc;
+//! The WeCom simulator over real loopback HTTP, with a manual clock: the
+//! harness's simulator, called directly as qunyun would call WeCom.
 
 use chrono::{Duration, TimeZone, Utc};
 use qunyun::clock::ManualClock;
 use qunyun::sim::{
     DropReason, FaultKind, FaultRule, Route, SeedAppChat, SeedCustomerGroup, SeedGroupMember,
-    SeedState, Sim, SimConfig, SimHandle,
+    SeedState, Sim, SimConfig,
 };
 use serde_json::{json, Value};
 
-const CORP: &str = "wwSIMCORP0000000001";
-const SECRET: &str = "app-secret";
+use crate::helpers::{TestApp, TestConfig, APP_SECRET as SECRET, CONTACTS_SECRET, CORP_ID as CORP};
 
 struct TestSim {
-    handle: SimHandle,
-    clock: Arc<ManualClock>,
+    app: TestApp,
     http: reqwest::Client,
 }
 
+/// The simulator tests' corp and clock (2026-03-01 08:00 UTC).
+fn config() -> TestConfig {
+    TestConfig::new().starting_at(Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0).unwrap())
+}
+
 impl TestSim {
-    async fn start(config: SimConfig) -> Self {
-        let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 3, 1, 8, 0, 0).unwrap());
-        let handle = Sim::spawn(config, clock.clone()).await.unwrap();
+    async fn start(config: TestConfig) -> Self {
         Self {
-            handle,
-            clock,
+            app: TestApp::start(config).await,
             http: reqwest::Client::new(),
         }
     }
 
     async fn default() -> Self {
-        Self::start(SimConfig::new(CORP, SECRET)).await
+        Self::start(config()).await
     }
 
     fn sim(&self) -> &Sim {
-        self.handle.sim()
+        self.app.sim()
     }
 
     fn advance(&self, seconds: i64) {
-        self.clock.advance(Duration::seconds(seconds));
+        self.app.advance_clock(Duration::seconds(seconds));
+    }
+
+    fn base_url(&self) -> String {
+        self.app.sim_handle().base_url()
     }
 
     fn url(&self, path_and_query: &str) -> String {
-        format!("{}{}", self.handle.base_url(), path_and_query)
+        format!("{}{}", self.base_url(), path_and_query)
     }
 
     async fn get(&self, path_and_query: &str) -> Value {
@@ -121,12 +124,7 @@ fn group(chat_id: &str, owner: &str) -> SeedCustomerGroup {
 
 #[tokio::test]
 async fn gettoken_rejects_wrong_corp_and_secret_and_tokens_expire_after_ttl() {
-    let sim = TestSim::start(
-        SimConfig::new(CORP, SECRET)
-            .with_app("contacts", "contacts-secret", None)
-            .with_token_ttl_secs(600),
-    )
-    .await;
+    let sim = TestSim::start(config().with_contacts_app().with_token_ttl(600)).await;
 
     let wrong_corp = sim
         .get(&format!(
@@ -147,7 +145,7 @@ async fn gettoken_rejects_wrong_corp_and_secret_and_tokens_expire_after_ttl() {
     let token = reply["access_token"].as_str().unwrap().to_owned();
     let second = sim.token().await;
     assert_ne!(token, second, "each gettoken issues a new token");
-    let _contacts = sim.token_for("contacts-secret").await;
+    let _contacts = sim.token_for(CONTACTS_SECRET).await;
     assert_eq!(sim.sim().stats().gettoken_calls, 5);
 
     assert_eq!(errcode(&sim.send_text(&token, "zhangsan", "hi").await), 0);
@@ -177,9 +175,8 @@ async fn gettoken_rejects_wrong_corp_and_secret_and_tokens_expire_after_ttl() {
 
 #[tokio::test]
 async fn contacts_secret_token_cannot_send_app_messages() {
-    let sim =
-        TestSim::start(SimConfig::new(CORP, SECRET).with_app("contacts", "c-secret", None)).await;
-    let token = sim.token_for("c-secret").await;
+    let sim = TestSim::start(config().with_contacts_app()).await;
+    let token = sim.token_for(CONTACTS_SECRET).await;
     assert_eq!(
         errcode(&sim.send_text(&token, "zhangsan", "hi").await),
         40056
@@ -414,11 +411,13 @@ async fn webhook_21st_message_within_a_minute_gets_45009_until_the_window_passes
 
 #[tokio::test]
 async fn appchat_create_update_get_send_follow_the_rules() {
-    let sim = TestSim::start(SimConfig::new(CORP, SECRET).with_app(
-        "other",
-        "other-secret",
-        Some(1000003),
-    ))
+    let sim = TestSim::start(config().with(|c| {
+        let mut other = c.wecom.apps[0].clone();
+        other.name = "other".into();
+        other.agent_id = 1000003;
+        other.secret = qunyun::config::Secret::new("other-secret");
+        c.wecom.apps.push(other);
+    }))
     .await;
     sim.sim()
         .add_directory_members(["zhangsan", "lisi", "wangwu"]);
@@ -782,7 +781,7 @@ async fn mass_message_is_delivered_only_after_the_owner_confirms() {
 
 #[tokio::test]
 async fn auto_confirm_mode_delivers_mass_messages_at_once() {
-    let sim = TestSim::start(SimConfig::new(CORP, SECRET).with_auto_confirm_mass(true)).await;
+    let sim = TestSim::start(config().with_auto_confirm_mass()).await;
     sim.sim().add_customer_group(group("wrA", "zhangsan"));
     let created = sim
         .call(
@@ -868,7 +867,7 @@ async fn bot_response_url_is_single_use_and_expires_after_an_hour() {
     let sim = TestSim::default().await;
     let code = sim.sim().issue_response_code("AIBOT1", "wrGROUP1", true);
     let url = sim.sim().response_url(&code);
-    assert!(url.starts_with(&sim.handle.base_url()));
+    assert!(url.starts_with(&sim.base_url()));
     let answer =
         |len: usize| json!({"msgtype": "markdown", "markdown": {"content": "好".repeat(len)}});
     let path = format!("/cgi-bin/aibot/response?response_code={code}");
@@ -988,7 +987,7 @@ async fn hanging_call_never_answers_and_client_times_out() {
     let reply: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
     assert_eq!(errcode(&reply), 0);
     // Shutdown releases the hung handler instead of waiting forever.
-    sim.handle.shutdown().await.unwrap();
+    sim.app.stop().await.shutdown().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -1059,6 +1058,51 @@ async fn random_faults_are_reproducible_for_a_seed() {
 }
 
 // ------------------------------------------------------------ record / reset ---
+
+/// `GET /sim/calls` shows each API call as it arrived, faulted or not, with
+/// credentials left out; scripted faults can let calls through first
+/// (`skip`) and make a call take time on the simulator's clock (`takes`).
+#[tokio::test]
+async fn calls_are_recorded_without_credentials_and_faults_skip_and_take_clock_time() {
+    let sim = TestSim::default().await;
+    sim.post(
+        "/sim/faults",
+        json!({"rules": [
+            {"kind": "errcode", "errcode": 45009, "path": "message/send", "skip": 1},
+            {"kind": "takes", "secs": 50, "path": "gettoken"}
+        ]}),
+    )
+    .await;
+    let before = sim.app.now();
+    let token = sim.token().await;
+    assert_eq!(
+        sim.app.now() - before,
+        Duration::seconds(50),
+        "the token took 50 s"
+    );
+    let codes: Vec<i64> = [
+        sim.send_text(&token, "zhangsan", "one").await,
+        sim.send_text(&token, "zhangsan", "two").await,
+        sim.send_text(&token, "zhangsan", "three").await,
+    ]
+    .iter()
+    .map(errcode)
+    .collect();
+    assert_eq!(codes, [0, 45009, 0], "the second call fails, once");
+
+    let calls = sim.get("/sim/calls").await;
+    let calls = calls.as_array().unwrap();
+    let paths: Vec<&str> = calls.iter().map(|c| c["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        ["gettoken", "message/send", "message/send", "message/send"]
+    );
+    assert_eq!(calls[0]["query"]["corpid"], CORP);
+    assert_eq!(calls[2]["body"]["text"]["content"], "two");
+    let text = serde_json::to_string(calls).unwrap();
+    assert!(!text.contains(SECRET) && !text.contains(&token), "{text}");
+    assert_eq!(sim.sim().calls().len(), 4);
+}
 
 #[tokio::test]
 async fn records_stats_and_reset_over_http() {
@@ -1215,7 +1259,7 @@ chat_id = "wrFILE"
 
 mod driver {
     use std::collections::{HashMap, VecDeque};
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use aes::cipher::block_padding::NoPadding;
     use aes::cipher::{BlockDecryptMut, KeyIvInit};
@@ -1734,7 +1778,7 @@ mod driver {
             .sim()
             .drive_verify_url(VerifyRequest {
                 app: None,
-                bot: Some("helper".into()),
+                bot: Some(crate::helpers::BOT.into()),
             })
             .await
             .unwrap();
@@ -1840,65 +1884,14 @@ mod driver {
 #[tokio::test]
 async fn driver_callbacks_are_accepted_by_the_real_callback_server() {
     use qunyun::sim::{
-        AddContactRequest, AppCallback, AppTextRequest, BotCallback, BotMentionRequest,
-        CallbackTargets, JoinRequest, JoinVia, NewMember, RawRequest, VerifyRequest,
+        AddContactRequest, AppTextRequest, BotMentionRequest, JoinRequest, JoinVia, NewMember,
+        RawRequest, VerifyRequest,
     };
 
-    const APP_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
-    const BOT_KEY: &str = "aesKeyForTheSmartBotInTestsOnly0123456789AB";
-    let dir = tempfile::tempdir().unwrap();
-    let config = qunyun::config::Config::from_toml_str(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-[database]
-path = "{db}"
-[wecom]
-corp_id = "{CORP}"
-api_base = "http://127.0.0.1:1/cgi-bin/"
-[[wecom.apps]]
-name = "ops"
-agent_id = 1000002
-secret = "{SECRET}"
-token = "AppToken"
-encoding_aes_key = "{APP_KEY}"
-[[wecom.bots]]
-name = "helper"
-token = "BotToken"
-encoding_aes_key = "{BOT_KEY}"
-"#,
-        db = dir.path().join("qunyun.db").display()
-    ))
-    .unwrap();
     let sim = TestSim::default().await;
-    let app = qunyun::app::App::new(config, sim.clock.clone())
-        .await
-        .unwrap();
-    let pool = app.state.pool.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(listener, async {
-        let _ = stopped.await;
-    }));
-
+    let pool = sim.app.pool.clone();
     sim.sim().add_customer_group(group("wrE2E", "zhangsan"));
-    sim.sim().set_callbacks(
-        CallbackTargets::new(base_url)
-            .with_app(AppCallback {
-                name: "ops".into(),
-                token: "AppToken".into(),
-                encoding_aes_key: APP_KEY.into(),
-                agent_id: 1000002,
-            })
-            .with_bot(BotCallback {
-                name: "helper".into(),
-                token: "BotToken".into(),
-                encoding_aes_key: BOT_KEY.into(),
-                aibotid: "AIBOT1".into(),
-                bot_name: "运营助手".into(),
-            }),
-    );
+    sim.sim().set_callbacks(sim.app.callback_targets());
     let driver = sim.sim();
 
     let verified = driver
@@ -1909,7 +1902,7 @@ encoding_aes_key = "{BOT_KEY}"
     let bot_verified = driver
         .drive_verify_url(VerifyRequest {
             app: None,
-            bot: Some("helper".into()),
+            bot: Some(crate::helpers::BOT.into()),
         })
         .await
         .unwrap();
@@ -1982,6 +1975,5 @@ encoding_aes_key = "{BOT_KEY}"
     assert_eq!(qunyun::store::inbox::count(&mut conn).await.unwrap(), 5);
     drop(conn);
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    sim.app.stop().await;
 }

@@ -1,6 +1,8 @@
 //! `qunyun demo --once` end to end: the simulator drives encrypted callbacks
 //! into qunyun, the durable outbox and the sender deliver to the simulator,
-//! and the report is checked against the simulator's own record.
+//! and the report is checked against the simulator's own record. The demo
+//! builds its own world (that is the feature under test), so this module
+//! needs no harness.
 
 use std::collections::HashMap;
 

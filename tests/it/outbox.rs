@@ -1,246 +1,70 @@
-//! The outbox sender end to end against a small WeCom stub on 127.0.0.1:0:
-//! real SQLite file, real HTTP, time moved by a manual clock.
+//! The outbox sender end to end: real SQLite file, real HTTP, the WeCom
+//! simulator as WeCom (its fault injection scripts errcodes, HTTP 500s,
+//! hangs, lost answers, token expiry and slow calls), time moved by the
+//! harness's manual clock.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
-use chrono::{DateTime, TimeZone, Utc};
-use qunyun::clock::ManualClock;
-use qunyun::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
+use chrono::{TimeZone, Utc};
+use qunyun::jobs::outbox::{OutboxSender, SenderSettings};
+use qunyun::sim::{ApiCall, FaultKind, FaultRule, SeedAppChat, SeedCustomerGroup, SeedGroupMember};
 use qunyun::store::outbox::{self, Enqueued, NewOutboxMessage, OutboxRow, OutboxStatus, Route};
-use qunyun::wecom::api::{ApiClient, ApiConfig, Secret};
 use serde_json::{json, Value};
-use sqlx::SqlitePool;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-const CORP: &str = "wwTESTCORP";
-const APP: &str = "ops";
-const AGENT_ID: i64 = 1000002;
+use crate::helpers::{TestApp, TestConfig, AGENT_ID, APP};
 
-#[derive(Debug, Clone)]
-enum Fault {
-    /// Answer normally (to script faults for later requests).
-    Pass,
-    Errcode(i64),
-    Http(u16),
-    Hang,
+fn config() -> TestConfig {
+    TestConfig::new()
+        .starting_at(Utc.with_ymd_and_hms(2024, 5, 1, 8, 0, 0).unwrap())
+        .with_contacts_app()
+        .with_brisk_sender()
 }
 
-#[derive(Debug, Clone)]
-struct Delivery {
-    path: String,
-    query: HashMap<String, String>,
-    body: Value,
-    at: DateTime<Utc>,
+async fn start() -> TestApp {
+    start_with(config()).await
 }
 
-struct Stub {
-    clock: Arc<ManualClock>,
-    deliveries: Mutex<Vec<Delivery>>,
-    requests: AtomicUsize,
-    gettokens: AtomicUsize,
-    valid_tokens: Mutex<HashSet<String>>,
-    faults: Mutex<VecDeque<Fault>>,
-    /// Status the stub reports for every group of a mass message.
-    mass_status: Mutex<i64>,
-    hung: Notify,
-    /// Seconds the shared clock moves on every delivered call (slow WeCom).
-    advance_per_call: AtomicI64,
-}
-
-impl Stub {
-    fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
-        self.faults.lock().unwrap().extend(faults);
-    }
-
-    fn deliveries(&self) -> Vec<Delivery> {
-        self.deliveries.lock().unwrap().clone()
-    }
-
-    fn expire_tokens(&self) {
-        self.valid_tokens.lock().unwrap().clear();
-    }
-}
-
-async fn handle(
-    State(stub): State<Arc<Stub>>,
-    uri: Uri,
-    Query(query): Query<HashMap<String, String>>,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().trim_start_matches("/cgi-bin/").to_owned();
-    if path == "gettoken" {
-        let n = stub.gettokens.fetch_add(1, Ordering::SeqCst) + 1;
-        let token = format!("tok-{n}");
-        stub.valid_tokens.lock().unwrap().insert(token.clone());
-        return Json(
-            json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}),
-        )
-        .into_response();
-    }
-    stub.requests.fetch_add(1, Ordering::SeqCst);
-    let needs_token = !matches!(path.as_str(), "webhook/send" | "aibot/response");
-    if needs_token {
-        let token = query.get("access_token").cloned().unwrap_or_default();
-        if !stub.valid_tokens.lock().unwrap().contains(&token) {
-            return Json(json!({"errcode": 42001, "errmsg": "access_token expired"}))
-                .into_response();
-        }
-    }
-    let fault = stub.faults.lock().unwrap().pop_front();
-    match fault {
-        Some(Fault::Errcode(code)) => {
-            return Json(json!({"errcode": code, "errmsg": "injected"})).into_response()
-        }
-        Some(Fault::Http(status)) => return StatusCode::from_u16(status).unwrap().into_response(),
-        Some(Fault::Hang) => {
-            stub.hung.notify_one();
-            return std::future::pending().await;
-        }
-        Some(Fault::Pass) | None => {}
-    }
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if path == "externalcontact/get_groupmsg_send_result" {
-        let status = *stub.mass_status.lock().unwrap();
-        return Json(json!({"errcode": 0, "errmsg": "ok", "next_cursor": "",
-            "send_list": [{"chat_id": "wrGROUP", "userid": body["userid"], "status": status}]}))
-        .into_response();
-    }
-    let n = {
-        let mut deliveries = stub.deliveries.lock().unwrap();
-        deliveries.push(Delivery {
-            path: path.clone(),
-            query,
-            body,
-            at: stub.clock.now_value(),
+/// The app, with the app groups and robots these tests send to known to WeCom.
+async fn start_with(config: TestConfig) -> TestApp {
+    let h = TestApp::start(config).await;
+    for chat in ["CHAT", "CHAT1", "CHAT2"] {
+        h.sim().add_app_chat(SeedAppChat {
+            chatid: chat.into(),
+            name: format!("group {chat}"),
+            owner: "zhangsan".into(),
+            userlist: vec!["zhangsan".into(), "lisi".into()],
+            creator_agent_id: None,
         });
-        deliveries.len()
-    };
-    let advance = stub.advance_per_call.load(Ordering::SeqCst);
-    stub.clock.advance(chrono::Duration::seconds(advance));
-    match path.as_str() {
-        "message/send" => Json(json!({"errcode": 0, "errmsg": "ok", "msgid": format!("msg-{n}")})),
-        "externalcontact/add_msg_template" => Json(
-            json!({"errcode": 0, "errmsg": "ok", "msgid": format!("mass-{n}"), "fail_list": []}),
-        ),
-        _ => Json(json!({"errcode": 0, "errmsg": "ok"})),
     }
-    .into_response()
+    for key in ["ROBOTKEY", "ROBOT", "ROBOT-KEY-1"] {
+        h.sim().add_robot(key, format!("wr{key}"));
+    }
+    h
 }
 
-trait NowValue {
-    fn now_value(&self) -> DateTime<Utc>;
-}
+/// The test's view of the outbox table and the clock, in seconds.
+trait OutboxTest {
+    fn now_secs(&self) -> i64;
+    fn advance(&self, secs: i64);
+    async fn enqueue_for(
+        &self,
+        key: &str,
+        route: Route,
+        target: &str,
+        app: Option<&str>,
+        payload: Value,
+    ) -> i64;
+    async fn row(&self, id: i64) -> OutboxRow;
+    /// API calls WeCom received other than token fetches.
+    fn api_calls(&self) -> Vec<ApiCall>;
 
-impl NowValue for Arc<ManualClock> {
-    fn now_value(&self) -> DateTime<Utc> {
-        qunyun::clock::Clock::now(self.as_ref())
-    }
-}
-
-struct Harness {
-    _dir: tempfile::TempDir,
-    pool: SqlitePool,
-    clock: Arc<ManualClock>,
-    stub: Arc<Stub>,
-    base: String,
-    api: ApiClient,
-}
-
-impl Harness {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = qunyun::store::open(&dir.path().join("outbox.db"))
-            .await
-            .unwrap();
-        let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 5, 1, 8, 0, 0).unwrap());
-        let stub = Arc::new(Stub {
-            clock: clock.clone(),
-            deliveries: Mutex::default(),
-            requests: AtomicUsize::new(0),
-            gettokens: AtomicUsize::new(0),
-            valid_tokens: Mutex::default(),
-            faults: Mutex::default(),
-            mass_status: Mutex::new(0),
-            hung: Notify::new(),
-            advance_per_call: AtomicI64::new(0),
-        });
-        let router = Router::new().fallback(handle).with_state(stub.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}/cgi-bin/", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        let config = ApiConfig::new(base.clone(), CORP).with_timeout(Duration::from_millis(500));
-        let api = ApiClient::new(config, clock.clone()).unwrap();
-        Self {
-            _dir: dir,
-            pool,
-            clock,
-            stub,
-            base,
-            api,
-        }
-    }
-
-    fn settings() -> SenderSettings {
-        SenderSettings {
-            apps: vec![AppCredentials {
-                name: APP.into(),
-                agent_id: AGENT_ID,
-                secret: Secret::new("app-secret"),
-            }],
-            contacts_secret: Some(Secret::new("contacts-secret")),
-            max_attempts: 4,
-            backoff_base: Duration::from_secs(2),
-            backoff_cap: Duration::from_secs(60),
-            lease: Duration::from_secs(120),
-            batch_size: 50,
-            ..SenderSettings::default()
-        }
-    }
-
-    fn sender(&self) -> OutboxSender {
-        self.sender_with(Self::settings())
-    }
-
-    fn sender_with(&self, settings: SenderSettings) -> OutboxSender {
-        OutboxSender::new(
-            self.pool.clone(),
-            self.api.clone(),
-            self.clock.clone(),
-            settings,
-        )
-    }
-
-    fn now(&self) -> i64 {
-        self.clock.now_value().timestamp()
-    }
-
+    /// A row for `route`, sent by the default app where the route needs one.
     async fn enqueue(&self, key: &str, route: Route, target: &str, payload: Value) -> i64 {
-        let mut conn = self.pool.acquire().await.unwrap();
-        let payload = payload.to_string();
         let app = matches!(route, Route::Member | Route::AppGroup).then_some(APP);
-        let message = NewOutboxMessage {
-            idempotency_key: key,
-            route,
-            target,
-            app,
-            payload_json: &payload,
-            created_at: self.now(),
-            not_before: None,
-            skip_reason: None,
-        };
-        match outbox::insert_row(&mut conn, &message).await.unwrap() {
-            Enqueued::New(id) => id,
-            Enqueued::Duplicate => panic!("duplicate key {key}"),
-        }
+        self.enqueue_for(key, route, target, app, payload).await
     }
 
     async fn enqueue_text(&self, key: &str, route: Route, target: &str, text: &str) -> i64 {
@@ -252,27 +76,61 @@ impl Harness {
         )
         .await
     }
+}
 
-    async fn row(&self, id: i64) -> OutboxRow {
-        let mut conn = self.pool.acquire().await.unwrap();
-        outbox::get(&mut conn, id).await.unwrap().unwrap()
+impl OutboxTest for TestApp {
+    fn now_secs(&self) -> i64 {
+        self.now().timestamp()
     }
 
     fn advance(&self, secs: i64) {
-        self.clock.advance(chrono::Duration::seconds(secs));
+        self.advance_clock(chrono::Duration::seconds(secs));
     }
-}
 
-fn texts(deliveries: &[Delivery]) -> Vec<String> {
-    deliveries
-        .iter()
-        .filter_map(|d| d.body["text"]["content"].as_str().map(str::to_owned))
-        .collect()
+    async fn enqueue_for(
+        &self,
+        key: &str,
+        route: Route,
+        target: &str,
+        app: Option<&str>,
+        payload: Value,
+    ) -> i64 {
+        let payload = payload.to_string();
+        let message = NewOutboxMessage {
+            idempotency_key: key,
+            route,
+            target,
+            app,
+            payload_json: &payload,
+            created_at: self.now_secs(),
+            not_before: None,
+            skip_reason: None,
+        };
+        match outbox::insert_row(&mut *self.conn().await, &message)
+            .await
+            .unwrap()
+        {
+            Enqueued::New(id) => id,
+            Enqueued::Duplicate => panic!("duplicate key {key}"),
+        }
+    }
+
+    async fn row(&self, id: i64) -> OutboxRow {
+        self.outbox_row(id).await
+    }
+
+    fn api_calls(&self) -> Vec<ApiCall> {
+        self.sim()
+            .calls()
+            .into_iter()
+            .filter(|call| call.path != "gettoken")
+            .collect()
+    }
 }
 
 #[tokio::test]
 async fn each_route_is_delivered_in_wecom_shape_and_marked_sent() {
-    let h = Harness::start().await;
+    let h = start().await;
     let member = h
         .enqueue_text("m", Route::Member, "zhangsan|lisi", "hello members")
         .await;
@@ -286,7 +144,8 @@ async fn each_route_is_delivered_in_wecom_shape_and_marked_sent() {
         json!({"msgtype": "text", "text": {"content": "hello robot", "mentioned_list": ["@all"]}}),
     )
     .await;
-    let response_url = format!("{}aibot/response?response_code=CODE1", h.base);
+    let response_code = h.sim().issue_response_code("AIBOT", "zhangsan", false);
+    let response_url = h.sim().response_url(&response_code);
     let bot = h
         .enqueue(
             "b",
@@ -295,11 +154,12 @@ async fn each_route_is_delivered_in_wecom_shape_and_marked_sent() {
             json!({"msgtype": "markdown", "markdown": {"content": "**hi**"}}),
         )
         .await;
+    let welcome_code = h.sim().issue_welcome_code("lisi", "wmEXTERNAL");
     let welcome = h
         .enqueue(
             "c",
             Route::WelcomeCode,
-            "WELCOME1",
+            &welcome_code,
             json!({"text": {"content": "welcome"}}),
         )
         .await;
@@ -307,8 +167,8 @@ async fn each_route_is_delivered_in_wecom_shape_and_marked_sent() {
     let outcome = h.sender().run_once().await.unwrap();
     assert_eq!((outcome.claimed, outcome.sent), (5, 5), "{outcome:?}");
 
-    let deliveries = h.stub.deliveries();
-    let by_path: HashMap<&str, &Delivery> =
+    let deliveries = h.api_calls();
+    let by_path: HashMap<&str, &ApiCall> =
         deliveries.iter().map(|d| (d.path.as_str(), d)).collect();
     assert_eq!(
         deliveries[0].path, "externalcontact/send_welcome_msg",
@@ -324,39 +184,46 @@ async fn each_route_is_delivered_in_wecom_shape_and_marked_sent() {
         by_path["webhook/send"].body["text"]["mentioned_list"],
         json!(["@all"])
     );
-    assert_eq!(by_path["aibot/response"].query["response_code"], "CODE1");
+    assert_eq!(
+        by_path["aibot/response"].query["response_code"],
+        response_code
+    );
     assert_eq!(
         by_path["externalcontact/send_welcome_msg"].body["welcome_code"],
-        "WELCOME1"
+        welcome_code.as_str()
     );
 
     for id in [member, group, robot, bot, welcome] {
         assert_eq!(h.row(id).await.status, OutboxStatus::Sent);
     }
-    assert_eq!(
-        h.row(member)
-            .await
-            .wecom_msgid
-            .as_deref()
-            .map(|m| m.starts_with("msg-")),
-        Some(true)
-    );
+    // The msgid WeCom answered is kept.
+    let answered = h
+        .sim()
+        .messages()
+        .into_iter()
+        .find(|d| d.text() == Some("hello members"))
+        .map(|d| d.msgid);
+    assert!(answered.is_some());
+    assert_eq!(h.row(member).await.wecom_msgid, answered);
 }
 
 #[tokio::test]
 async fn system_busy_and_http_500_are_retried_with_backoff_then_delivered_once() {
-    let h = Harness::start().await;
+    let h = start().await;
     let sender = h.sender();
     let id = h
         .enqueue_text("k", Route::AppGroup, "CHAT1", "retry me")
         .await;
-    h.stub.push_faults([Fault::Errcode(-1), Fault::Http(500)]);
+    h.sim()
+        .inject(FaultRule::new(FaultKind::busy()).on_path("appchat/send"));
+    h.sim()
+        .inject(FaultRule::new(FaultKind::Http500).on_path("appchat/send"));
 
     let first = sender.run_once().await.unwrap();
     assert_eq!(first.retried, 1);
     let row = h.row(id).await;
     assert_eq!((row.status, row.attempts), (OutboxStatus::Pending, 1));
-    assert!(row.next_attempt_at > h.now(), "backed off");
+    assert!(row.next_attempt_at > h.now_secs(), "backed off");
     assert!(row.last_error.unwrap().contains("-1"));
 
     // Not due yet: nothing happens.
@@ -370,18 +237,19 @@ async fn system_busy_and_http_500_are_retried_with_backoff_then_delivered_once()
     );
     h.advance(60);
     assert_eq!(sender.run_once().await.unwrap().sent, 1);
-    assert_eq!(texts(&h.stub.deliveries()), ["retry me"]);
+    assert_eq!(h.delivered_texts(), ["retry me"]);
     assert_eq!(h.row(id).await.attempts, 3);
 }
 
 #[tokio::test]
 async fn a_hanging_call_times_out_and_is_retried() {
-    let h = Harness::start().await;
+    let h = start().await;
     let sender = h.sender();
     let id = h
         .enqueue_text("k", Route::Member, "zhangsan", "after the hang")
         .await;
-    h.stub.push_faults([Fault::Hang]);
+    h.sim()
+        .inject(FaultRule::new(FaultKind::Hang).on_path("message/send"));
     assert_eq!(sender.run_once().await.unwrap().retried, 1);
     assert_eq!(
         h.row(id).await.last_error.as_deref(),
@@ -389,15 +257,15 @@ async fn a_hanging_call_times_out_and_is_retried() {
     );
     h.advance(60);
     assert_eq!(sender.run_once().await.unwrap().sent, 1);
-    assert_eq!(texts(&h.stub.deliveries()), ["after the hang"]);
+    assert_eq!(h.delivered_texts(), ["after the hang"]);
 }
 
 #[tokio::test]
 async fn token_expiry_mid_run_costs_one_refresh_and_loses_nothing() {
-    let h = Harness::start().await;
+    let h = start().await;
     let sender = h.sender_with(SenderSettings {
         batch_size: 3,
-        ..Harness::settings()
+        ..h.sender_settings()
     });
     for i in 0..6 {
         h.enqueue_text(
@@ -409,23 +277,21 @@ async fn token_expiry_mid_run_costs_one_refresh_and_loses_nothing() {
         .await;
     }
     assert_eq!(sender.run_once().await.unwrap().sent, 3);
-    h.stub.expire_tokens();
+    h.sim().revoke_tokens();
     assert_eq!(sender.run_once().await.unwrap().sent, 3);
-    assert_eq!(h.stub.gettokens.load(Ordering::SeqCst), 2);
-    assert_eq!(
-        texts(&h.stub.deliveries()),
-        ["m0", "m1", "m2", "m3", "m4", "m5"]
-    );
+    assert_eq!(h.sim().stats().gettoken_calls, 2);
+    assert_eq!(h.delivered_texts(), ["m0", "m1", "m2", "m3", "m4", "m5"]);
 }
 
 #[tokio::test]
 async fn configuration_errors_park_the_row_until_a_manager_retries_it() {
-    let h = Harness::start().await;
+    let h = start().await;
     let sender = h.sender();
     let id = h
         .enqueue_text("k", Route::Member, "zhangsan", "needs trusted ip")
         .await;
-    h.stub.push_faults([Fault::Errcode(60020)]);
+    h.sim()
+        .inject(FaultRule::new(FaultKind::Errcode { errcode: 60020 }).on_path("message/send"));
     assert_eq!(sender.run_once().await.unwrap().failed, 1);
     let row = h.row(id).await;
     assert_eq!(row.status, OutboxStatus::Failed);
@@ -440,7 +306,7 @@ async fn configuration_errors_park_the_row_until_a_manager_retries_it() {
 
     let mut conn = h.pool.acquire().await.unwrap();
     assert_eq!(
-        outbox::retry(&mut conn, id, h.now()).await.unwrap(),
+        outbox::retry(&mut conn, id, h.now_secs()).await.unwrap(),
         outbox::RetryOutcome::Requeued
     );
     drop(conn);
@@ -449,11 +315,11 @@ async fn configuration_errors_park_the_row_until_a_manager_retries_it() {
 
 #[tokio::test]
 async fn undeliverable_rows_are_dead_with_the_reason_kept() {
-    let h = Harness::start().await;
+    let h = start().await;
     let id = h
         .enqueue_text("k", Route::Webhook, "GONE", "robot removed")
         .await;
-    h.stub.push_faults([Fault::Errcode(93000)]);
+    // WeCom answers 93000 for a robot key it does not know.
     assert_eq!(h.sender().run_once().await.unwrap().dead, 1);
     let row = h.row(id).await;
     assert_eq!(row.status, OutboxStatus::Dead);
@@ -462,13 +328,14 @@ async fn undeliverable_rows_are_dead_with_the_reason_kept() {
 
 #[tokio::test]
 async fn a_row_that_keeps_failing_is_dead_after_max_attempts_with_its_last_error() {
-    let h = Harness::start().await;
+    let h = start().await;
     let sender = h.sender();
     let id = h
         .enqueue_text("k", Route::AppGroup, "CHAT1", "doomed")
         .await;
     let other = h.enqueue_text("k2", Route::AppGroup, "CHAT2", "fine").await;
-    h.stub.push_faults([Fault::Errcode(-1)]);
+    h.sim()
+        .inject(FaultRule::new(FaultKind::busy()).on_path("appchat/send"));
     sender.run_once().await.unwrap();
     assert_eq!(
         h.row(other).await.status,
@@ -476,7 +343,8 @@ async fn a_row_that_keeps_failing_is_dead_after_max_attempts_with_its_last_error
         "one bad row does not block others"
     );
     for _ in 0..3 {
-        h.stub.push_faults([Fault::Errcode(-1)]);
+        h.sim()
+            .inject(FaultRule::new(FaultKind::busy()).on_path("appchat/send"));
         h.advance(120);
         sender.run_once().await.unwrap();
     }
@@ -491,17 +359,18 @@ async fn a_row_that_keeps_failing_is_dead_after_max_attempts_with_its_last_error
 
 #[tokio::test]
 async fn frequency_limit_45009_postpones_a_minute_without_spending_attempts() {
-    let h = Harness::start().await;
+    let h = start().await;
     let sender = h.sender();
     let id = h
         .enqueue_text("k", Route::Member, "zhangsan", "later")
         .await;
     for _ in 0..6 {
-        h.stub.push_faults([Fault::Errcode(45009)]);
+        h.sim()
+            .inject(FaultRule::new(FaultKind::Errcode { errcode: 45009 }).on_path("message/send"));
         assert_eq!(sender.run_once().await.unwrap().postponed, 1);
         let row = h.row(id).await;
         assert_eq!((row.status, row.attempts), (OutboxStatus::Pending, 0));
-        assert_eq!(row.next_attempt_at, h.now() + 60);
+        assert_eq!(row.next_attempt_at, h.now_secs() + 60);
         h.advance(59);
         assert_eq!(sender.run_once().await.unwrap().claimed, 0);
         h.advance(1);
@@ -511,7 +380,7 @@ async fn frequency_limit_45009_postpones_a_minute_without_spending_attempts() {
 
 #[tokio::test]
 async fn webhook_robot_gets_at_most_20_messages_per_minute() {
-    let h = Harness::start().await;
+    let h = start().await;
     let sender = h.sender();
     for i in 0..45 {
         h.enqueue_text(&format!("k{i}"), Route::Webhook, "ROBOT", &format!("m{i}"))
@@ -519,16 +388,11 @@ async fn webhook_robot_gets_at_most_20_messages_per_minute() {
     }
     let first = sender.run_once().await.unwrap();
     assert_eq!((first.sent, first.postponed), (20, 25));
-    while h.stub.deliveries().len() < 45 {
+    while h.sim().messages().len() < 45 {
         h.advance(10);
         sender.run_once().await.unwrap();
     }
-    let times: Vec<i64> = h
-        .stub
-        .deliveries()
-        .iter()
-        .map(|d| d.at.timestamp())
-        .collect();
+    let times: Vec<i64> = h.sim().messages().iter().map(|d| d.time).collect();
     for (i, start) in times.iter().enumerate() {
         let in_window = times[i..].iter().filter(|t| **t < start + 60).count();
         assert!(
@@ -536,7 +400,7 @@ async fn webhook_robot_gets_at_most_20_messages_per_minute() {
             "{in_window} messages within a minute of {start}"
         );
     }
-    let mut sent = texts(&h.stub.deliveries());
+    let mut sent = h.delivered_texts();
     sent.sort();
     sent.dedup();
     assert_eq!(sent.len(), 45, "each exactly once");
@@ -544,7 +408,7 @@ async fn webhook_robot_gets_at_most_20_messages_per_minute() {
 
 #[tokio::test]
 async fn app_messages_to_one_member_stay_under_30_per_minute() {
-    let h = Harness::start().await;
+    let h = start().await;
     for i in 0..31 {
         h.enqueue_text(
             &format!("k{i}"),
@@ -562,7 +426,7 @@ async fn app_messages_to_one_member_stay_under_30_per_minute() {
 
 #[tokio::test]
 async fn expired_welcome_codes_are_dead_without_a_call() {
-    let h = Harness::start().await;
+    let h = start().await;
     let id = h
         .enqueue(
             "c",
@@ -579,12 +443,22 @@ async fn expired_welcome_codes_are_dead_without_a_call() {
         .last_error
         .unwrap()
         .contains("welcome code expired"));
-    assert_eq!(h.stub.requests.load(Ordering::SeqCst), 0);
+    assert!(h.api_calls().is_empty(), "{:?}", h.api_calls());
 }
 
 #[tokio::test]
 async fn mass_message_awaits_the_owners_confirmation_then_is_sent() {
-    let h = Harness::start().await;
+    let h = start().await;
+    h.sim().add_customer_group(SeedCustomerGroup {
+        chat_id: "wrGROUP".into(),
+        name: "VIP".into(),
+        owner: "owner1".into(),
+        notice: String::new(),
+        status: 0,
+        create_time: 0,
+        admins: vec![],
+        members: vec![SeedGroupMember::new("wmCUSTOMER")],
+    });
     let sender = h.sender();
     let id = h
         .enqueue(
@@ -598,7 +472,8 @@ async fn mass_message_awaits_the_owners_confirmation_then_is_sent() {
     let row = h.row(id).await;
     assert_eq!(row.status, OutboxStatus::AwaitingConfirmation);
     let msgid = row.wecom_msgid.unwrap();
-    let template = &h.stub.deliveries()[0];
+    let template = &h.api_calls()[0];
+    assert_eq!(template.path, "externalcontact/add_msg_template");
     assert_eq!(template.body["chat_type"], "group");
     assert_eq!(template.body["sender"], "owner1");
 
@@ -606,7 +481,7 @@ async fn mass_message_awaits_the_owners_confirmation_then_is_sent() {
     sender.run_once().await.unwrap();
     assert_eq!(h.row(id).await.status, OutboxStatus::AwaitingConfirmation);
 
-    *h.stub.mass_status.lock().unwrap() = 1;
+    assert!(h.sim().confirm_mass(&msgid), "the owner confirms");
     h.advance(600);
     assert_eq!(sender.run_once().await.unwrap().confirmations_sent, 1);
     let row = h.row(id).await;
@@ -618,7 +493,7 @@ async fn mass_message_awaits_the_owners_confirmation_then_is_sent() {
 
 #[tokio::test]
 async fn bad_payloads_die_and_unknown_apps_fail_without_blocking_others() {
-    let h = Harness::start().await;
+    let h = start().await;
     let bad = h
         .enqueue(
             "bad",
@@ -627,24 +502,14 @@ async fn bad_payloads_die_and_unknown_apps_fail_without_blocking_others() {
             json!({"msgtype": "nonsense"}),
         )
         .await;
-    let mut conn = h.pool.acquire().await.unwrap();
-    let payload = json!({"msgtype": "text", "text": {"content": "x"}}).to_string();
-    outbox::insert_row(
-        &mut conn,
-        &NewOutboxMessage {
-            idempotency_key: "noapp",
-            route: Route::AppGroup,
-            target: "CHAT",
-            app: Some("missing"),
-            payload_json: &payload,
-            created_at: h.now(),
-            not_before: None,
-            skip_reason: None,
-        },
+    h.enqueue_for(
+        "noapp",
+        Route::AppGroup,
+        "CHAT",
+        Some("missing"),
+        json!({"msgtype": "text", "text": {"content": "x"}}),
     )
-    .await
-    .unwrap();
-    drop(conn);
+    .await;
     let good = h
         .enqueue_text("good", Route::AppGroup, "CHAT", "fine")
         .await;
@@ -661,7 +526,7 @@ async fn bad_payloads_die_and_unknown_apps_fail_without_blocking_others() {
 
 #[tokio::test]
 async fn a_sender_killed_mid_batch_is_replaced_and_nothing_goes_out_twice() {
-    let h = Harness::start().await;
+    let h = start().await;
     let mut ids = Vec::new();
     for i in 0..6 {
         ids.push(
@@ -671,12 +536,16 @@ async fn a_sender_killed_mid_batch_is_replaced_and_nothing_goes_out_twice() {
     }
     // The third call never answers; kill the first sender while it waits.
     // WeCom may or may not have posted m2: nobody can know.
-    h.stub.push_faults([Fault::Pass, Fault::Pass, Fault::Hang]);
+    h.sim().inject(
+        FaultRule::new(FaultKind::Hang)
+            .on_path("appchat/send")
+            .skip(2),
+    );
     let first = h.sender();
     let crashed = tokio::spawn(async move {
         let _ = first.run_once().await;
     });
-    h.stub.hung.notified().await;
+    h.sim().hang_started().await;
     crashed.abort();
     let _ = crashed.await;
 
@@ -691,7 +560,7 @@ async fn a_sender_killed_mid_batch_is_replaced_and_nothing_goes_out_twice() {
     // m3..m5 never started: sent now. m2 was mid-call on appchat/send, which
     // WeCom does not deduplicate: parked for a person instead of risking a repeat.
     assert_eq!((outcome.sent, outcome.uncertain), (3, 1), "{outcome:?}");
-    let mut sent = texts(&h.stub.deliveries());
+    let mut sent = h.delivered_texts();
     sent.sort();
     assert_eq!(sent, ["m0", "m1", "m3", "m4", "m5"]);
     let parked = h.row(ids[2]).await;
@@ -708,28 +577,31 @@ async fn a_sender_killed_mid_batch_is_replaced_and_nothing_goes_out_twice() {
     {
         let mut conn = h.pool.acquire().await.unwrap();
         assert_eq!(
-            outbox::retry(&mut conn, ids[2], h.now()).await.unwrap(),
+            outbox::retry(&mut conn, ids[2], h.now_secs())
+                .await
+                .unwrap(),
             outbox::RetryOutcome::Requeued
         );
     }
     assert_eq!(second.run_once().await.unwrap().sent, 1);
-    let mut sent = texts(&h.stub.deliveries());
+    let mut sent = h.delivered_texts();
     sent.sort();
     assert_eq!(sent, ["m0", "m1", "m2", "m3", "m4", "m5"]);
 }
 
 #[tokio::test]
 async fn a_member_message_cut_off_mid_call_is_resent_for_wecom_to_deduplicate() {
-    let h = Harness::start().await;
+    let h = start().await;
     let id = h
         .enqueue_text("k-member", Route::Member, "zhangsan", "你好")
         .await;
-    h.stub.push_faults([Fault::Hang]);
+    h.sim()
+        .inject(FaultRule::new(FaultKind::Hang).on_path("message/send"));
     let first = h.sender();
     let crashed = tokio::spawn(async move {
         let _ = first.run_once().await;
     });
-    h.stub.hung.notified().await;
+    h.sim().hang_started().await;
     crashed.abort();
     let _ = crashed.await;
 
@@ -739,7 +611,7 @@ async fn a_member_message_cut_off_mid_call_is_resent_for_wecom_to_deduplicate() 
     assert_eq!(h.row(id).await.status, OutboxStatus::Sent);
     // message/send carries enable_duplicate_check, so WeCom drops a repeat
     // of the first (maybe delivered) call within the interval.
-    let delivery = &h.stub.deliveries()[0];
+    let delivery = &h.api_calls()[0];
     assert_eq!(delivery.path, "message/send");
     assert_eq!(delivery.body["enable_duplicate_check"], 1);
     assert!(delivery.body["duplicate_check_interval"].as_i64().unwrap() >= 600);
@@ -747,7 +619,7 @@ async fn a_member_message_cut_off_mid_call_is_resent_for_wecom_to_deduplicate() 
 
 #[tokio::test]
 async fn run_loop_delivers_and_stops_on_cancel() {
-    let h = Harness::start().await;
+    let h = start().await;
     h.enqueue_text("k", Route::AppGroup, "CHAT1", "looped")
         .await;
     let sender = Arc::new(h.sender());
@@ -761,7 +633,7 @@ async fn run_loop_delivers_and_stops_on_cancel() {
             qunyun::jobs::run_loop(&*sender, &clock, idle_wait, &shutdown).await
         })
     };
-    while h.stub.deliveries().is_empty() {
+    while h.sim().messages().is_empty() {
         tokio::task::yield_now().await;
     }
     shutdown.cancel();
@@ -769,12 +641,12 @@ async fn run_loop_delivers_and_stops_on_cancel() {
         .await
         .expect("run_loop stops promptly")
         .unwrap();
-    assert_eq!(texts(&h.stub.deliveries()), ["looped"]);
+    assert_eq!(h.delivered_texts(), ["looped"]);
 }
 
 #[tokio::test]
 async fn rows_are_handed_back_before_the_lease_runs_out() {
-    let h = Harness::start().await;
+    let h = start().await;
     let ids = [
         h.enqueue_text("k0", Route::AppGroup, "CHAT1", "m0").await,
         h.enqueue_text("k1", Route::AppGroup, "CHAT1", "m1").await,
@@ -782,140 +654,43 @@ async fn rows_are_handed_back_before_the_lease_runs_out() {
         h.enqueue_text("k3", Route::AppGroup, "CHAT1", "m3").await,
     ];
     // Lease 120 s; every call takes 50 s of clock time.
-    h.stub.advance_per_call.store(50, Ordering::SeqCst);
+    h.sim().inject(
+        FaultRule::new(FaultKind::Takes { secs: 50 })
+            .on_path("appchat/send")
+            .times(100),
+    );
     let outcome = h.sender().run_once().await.unwrap();
     assert_eq!((outcome.sent, outcome.postponed), (3, 1), "{outcome:?}");
     let last = h.row(ids[3]).await;
     assert_eq!((last.status, last.attempts), (OutboxStatus::Pending, 0));
-    h.stub.advance_per_call.store(0, Ordering::SeqCst);
+    h.sim().clear_faults();
     assert_eq!(h.sender().run_once().await.unwrap().sent, 1);
-    assert_eq!(texts(&h.stub.deliveries()), ["m0", "m1", "m2", "m3"]);
+    assert_eq!(h.delivered_texts(), ["m0", "m1", "m2", "m3"]);
 }
 
-/// The same sender against the real simulator (`qunyun::sim`), which follows
-/// docs/wecom.md rather than our assumptions: token expiry and revocation,
-/// robot rate limits, duplicate checks, owner-confirmed mass messages.
+/// Scenarios that lean on the simulator's own model of WeCom (docs/wecom.md):
+/// token expiry and revocation, robot rate limits, duplicate checks,
+/// owner-confirmed mass messages.
 mod against_simulator {
     use super::*;
-    use qunyun::clock::SharedClock;
-    use qunyun::sim::{
-        DropReason, FaultKind, FaultRule, Route as SimRoute, SeedAppChat, Sim, SimConfig, SimHandle,
-    };
+    use qunyun::clock::{Clock, ManualClock, SharedClock};
+    use qunyun::sim::{DropReason, Route as SimRoute, SimHandle};
+    use qunyun::wecom::api::{ApiClient, ApiConfig, Secret};
+
+    use crate::helpers::CORP_ID;
 
     const ROBOT_KEY: &str = "ROBOT-KEY-1";
-    const ROBOT_CHAT: &str = "wrROBOTCHAT";
     const APP_CHAT: &str = "CHAT1";
 
-    struct SimHarness {
-        _dir: tempfile::TempDir,
-        pool: SqlitePool,
-        clock: Arc<ManualClock>,
-        handle: SimHandle,
-        api: ApiClient,
+    trait Delivered {
+        /// Texts the simulator delivered on `route`, in delivery order.
+        fn delivered(&self, route: SimRoute) -> Vec<String>;
+        /// Sender passes, the clock moved `step` seconds between them, until
+        /// nothing is pending or in flight.
+        async fn drain(&self, sender: &OutboxSender, step: i64);
     }
 
-    impl SimHarness {
-        async fn start() -> Self {
-            Self::start_with_ttl(7200).await
-        }
-
-        async fn start_with_ttl(ttl: i64) -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let pool = qunyun::store::open(&dir.path().join("outbox.db"))
-                .await
-                .unwrap();
-            let clock = ManualClock::new(Utc.with_ymd_and_hms(2024, 5, 1, 8, 0, 0).unwrap());
-            let config = SimConfig::new(CORP, "app-secret")
-                .with_app("contacts", "contacts-secret", None)
-                .with_token_ttl_secs(ttl);
-            let handle = Sim::spawn(config, clock.clone()).await.unwrap();
-            handle.sim().add_robot(ROBOT_KEY, ROBOT_CHAT);
-            handle.sim().add_app_chat(SeedAppChat {
-                chatid: APP_CHAT.into(),
-                name: "ops group".into(),
-                owner: "zhangsan".into(),
-                userlist: vec!["zhangsan".into(), "lisi".into()],
-                creator_agent_id: None,
-            });
-            let api = client(&handle, clock.clone());
-            Self {
-                _dir: dir,
-                pool,
-                clock,
-                handle,
-                api,
-            }
-        }
-
-        fn sim(&self) -> &Sim {
-            self.handle.sim()
-        }
-
-        fn sender(&self) -> OutboxSender {
-            self.sender_with(Harness::settings())
-        }
-
-        fn sender_with(&self, settings: SenderSettings) -> OutboxSender {
-            OutboxSender::new(
-                self.pool.clone(),
-                self.api.clone(),
-                self.clock.clone(),
-                settings,
-            )
-        }
-
-        fn now(&self) -> i64 {
-            self.clock.now_value().timestamp()
-        }
-
-        fn advance(&self, secs: i64) {
-            self.clock.advance(chrono::Duration::seconds(secs));
-        }
-
-        async fn enqueue(
-            &self,
-            key: &str,
-            route: Route,
-            target: &str,
-            app: Option<&str>,
-            payload: Value,
-        ) -> i64 {
-            let mut conn = self.pool.acquire().await.unwrap();
-            let payload = payload.to_string();
-            let message = NewOutboxMessage {
-                idempotency_key: key,
-                route,
-                target,
-                app,
-                payload_json: &payload,
-                created_at: self.now(),
-                not_before: None,
-                skip_reason: None,
-            };
-            match outbox::insert_row(&mut conn, &message).await.unwrap() {
-                Enqueued::New(id) => id,
-                Enqueued::Duplicate => panic!("duplicate key {key}"),
-            }
-        }
-
-        async fn enqueue_text(&self, key: &str, route: Route, target: &str, text: &str) -> i64 {
-            let app = matches!(route, Route::Member | Route::AppGroup).then_some(APP);
-            self.enqueue(
-                key,
-                route,
-                target,
-                app,
-                json!({"msgtype": "text", "text": {"content": text}}),
-            )
-            .await
-        }
-
-        async fn row(&self, id: i64) -> OutboxRow {
-            let mut conn = self.pool.acquire().await.unwrap();
-            outbox::get(&mut conn, id).await.unwrap().unwrap()
-        }
-
-        /// Texts the simulator delivered on `route`, in delivery order.
+    impl Delivered for TestApp {
         fn delivered(&self, route: SimRoute) -> Vec<String> {
             self.sim()
                 .messages()
@@ -925,39 +700,21 @@ mod against_simulator {
                 .collect()
         }
 
-        /// Runs the sender, moving the clock `step` seconds between runs,
-        /// until nothing is pending or in flight.
         async fn drain(&self, sender: &OutboxSender, step: i64) {
-            for _ in 0..500 {
-                sender.run_once().await.unwrap();
-                let mut conn = self.pool.acquire().await.unwrap();
-                let open = outbox::list(&mut conn, Some(OutboxStatus::Pending))
-                    .await
-                    .unwrap()
-                    .len()
-                    + outbox::list(&mut conn, Some(OutboxStatus::InFlight))
-                        .await
-                        .unwrap()
-                        .len();
-                if open == 0 {
-                    return;
-                }
-                drop(conn);
-                self.advance(step);
-            }
-            panic!("outbox did not drain");
+            self.drain_with(sender, chrono::Duration::seconds(step))
+                .await;
         }
     }
 
     fn client(handle: &SimHandle, clock: SharedClock) -> ApiClient {
         let config =
-            ApiConfig::new(handle.api_base_url(), CORP).with_timeout(Duration::from_millis(300));
+            ApiConfig::new(handle.api_base_url(), CORP_ID).with_timeout(Duration::from_millis(300));
         ApiClient::new(config, clock).unwrap()
     }
 
     #[tokio::test]
     async fn every_route_reaches_the_simulator_once() {
-        let h = SimHarness::start().await;
+        let h = start().await;
         h.enqueue_text("m", Route::Member, "zhangsan", "to a member")
             .await;
         h.enqueue_text("g", Route::AppGroup, APP_CHAT, "to the app group")
@@ -965,7 +722,7 @@ mod against_simulator {
         h.enqueue_text("w", Route::Webhook, ROBOT_KEY, "via the robot")
             .await;
         let code = h.sim().issue_response_code("AIBOT", "zhangsan", false);
-        h.enqueue(
+        h.enqueue_for(
             "b",
             Route::SmartBot,
             &h.sim().response_url(&code),
@@ -974,7 +731,7 @@ mod against_simulator {
         )
         .await;
         let welcome_code = h.sim().issue_welcome_code("lisi", "wmCUSTOMER");
-        h.enqueue(
+        h.enqueue_for(
             "c",
             Route::WelcomeCode,
             &welcome_code,
@@ -1000,10 +757,10 @@ mod against_simulator {
 
     #[tokio::test]
     async fn token_expiry_mid_run_costs_one_refresh_and_loses_no_message() {
-        let h = SimHarness::start_with_ttl(600).await;
+        let h = start_with(config().with_token_ttl(600)).await;
         let sender = h.sender_with(SenderSettings {
             batch_size: 2,
-            ..Harness::settings()
+            ..h.sender_settings()
         });
         for i in 0..6 {
             h.enqueue_text(
@@ -1031,11 +788,11 @@ mod against_simulator {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_of_42001s_causes_a_single_refresh() {
-        let h = SimHarness::start_with_ttl(600).await;
+        let h = start_with(config().with_token_ttl(600)).await;
         // The client's clock stays behind the simulator's, so it keeps using
         // a token the simulator considers expired: every call gets 42001.
-        let client_clock = ManualClock::new(h.clock.now_value());
-        let api = client(&h.handle, client_clock);
+        let client_clock = ManualClock::new(h.clock.now());
+        let api = client(h.sim_handle(), client_clock);
         api.access_token(&Secret::new("app-secret")).await.unwrap();
         h.advance(700);
         let mut calls = Vec::new();
@@ -1064,7 +821,7 @@ mod against_simulator {
 
     #[tokio::test]
     async fn system_busy_and_http_500_are_retried_then_delivered_once() {
-        let h = SimHarness::start().await;
+        let h = start().await;
         let sender = h.sender();
         let id = h
             .enqueue_text("k", Route::Webhook, ROBOT_KEY, "persistent")
@@ -1082,7 +839,7 @@ mod against_simulator {
 
     #[tokio::test]
     async fn a_lost_answer_to_message_send_is_retried_and_deduplicated_by_wecom() {
-        let h = SimHarness::start().await;
+        let h = start().await;
         let sender = h.sender();
         h.enqueue_text("k", Route::Member, "zhangsan", "only once please")
             .await;
@@ -1101,7 +858,7 @@ mod against_simulator {
 
     #[tokio::test]
     async fn frequency_limit_45009_backs_off_and_delivers_later_never_dropped() {
-        let h = SimHarness::start().await;
+        let h = start().await;
         let sender = h.sender();
         let id = h
             .enqueue_text("k", Route::AppGroup, APP_CHAT, "patient")
@@ -1125,7 +882,7 @@ mod against_simulator {
 
     #[tokio::test]
     async fn a_group_post_that_times_out_is_parked_not_repeated() {
-        let h = SimHarness::start().await;
+        let h = start().await;
         let sender = h.sender();
         let id = h
             .enqueue_text("k", Route::AppGroup, APP_CHAT, "after a hang")
@@ -1146,7 +903,7 @@ mod against_simulator {
 
         // Retried by hand once someone saw it is missing from the chat.
         let mut conn = h.pool.acquire().await.unwrap();
-        outbox::retry(&mut conn, id, h.now()).await.unwrap();
+        outbox::retry(&mut conn, id, h.now_secs()).await.unwrap();
         drop(conn);
         h.drain(&sender, 60).await;
         assert_eq!(h.delivered(SimRoute::Appchat), ["after a hang"]);
@@ -1154,7 +911,7 @@ mod against_simulator {
 
     #[tokio::test]
     async fn dead_letter_after_max_attempts_keeps_its_reason() {
-        let h = SimHarness::start().await;
+        let h = start().await;
         let sender = h.sender();
         let id = h
             .enqueue_text("k", Route::Webhook, ROBOT_KEY, "never")
@@ -1177,7 +934,7 @@ mod against_simulator {
 
     #[tokio::test]
     async fn undeliverable_targets_die_with_wecom_s_reason() {
-        let h = SimHarness::start().await;
+        let h = start().await;
         let robot = h
             .enqueue_text("w", Route::Webhook, "NO-SUCH-ROBOT", "x")
             .await;
@@ -1190,7 +947,7 @@ mod against_simulator {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restarted_sender_sends_nothing_twice_and_parks_the_uncertain_row() {
-        let h = SimHarness::start().await;
+        let h = start().await;
         for i in 0..4 {
             h.enqueue_text(
                 &format!("g{i}"),
@@ -1271,7 +1028,9 @@ mod against_simulator {
 
         // The manager checks the chat, finds it missing and retries it.
         h.sim().clear_faults();
-        outbox::retry(&mut conn, dead[0].id, h.now()).await.unwrap();
+        outbox::retry(&mut conn, dead[0].id, h.now_secs())
+            .await
+            .unwrap();
         drop(conn);
         h.drain(&second, 10).await;
         let mut all = expected.clone();
@@ -1282,7 +1041,7 @@ mod against_simulator {
 
     #[tokio::test]
     async fn the_robot_never_gets_more_than_20_messages_a_minute() {
-        let h = SimHarness::start().await;
+        let h = start().await;
         let sender = h.sender();
         for i in 0..70 {
             h.enqueue_text(
@@ -1315,7 +1074,7 @@ mod against_simulator {
 
     #[tokio::test]
     async fn a_mass_message_is_sent_once_the_owner_confirms() {
-        let h = SimHarness::start().await;
+        let h = start().await;
         h.sim().add_customer_group(qunyun::sim::SeedCustomerGroup {
             chat_id: "wrCUSTOMERS".into(),
             name: "VIP".into(),
@@ -1328,7 +1087,7 @@ mod against_simulator {
         });
         let sender = h.sender();
         let id = h
-            .enqueue(
+            .enqueue_for(
                 "mass",
                 Route::CustomerGroupMass,
                 "zhangsan",
