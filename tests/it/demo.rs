@@ -101,6 +101,21 @@ async fn demo_once_plays_the_script_through_encrypted_callbacks() {
         .expect("an owner digest for the VIP group");
     assert_eq!(vip_digest.status, OutboxStatus::Sent, "{vip_digest}");
     assert_eq!(vip_digest.target, "yunying");
+    // The group welcome material was kept in WeCom, once.
+    assert!(transcript.contains("template_id tpl"), "{transcript}");
+
+    // No robot or smart-bot message inside a customer group: WeCom only
+    // accepts owner-confirmed mass messages there.
+    let customer_groups = ["wrDEMO0000000000000000000000B2"];
+    for delivery in &report.deliveries {
+        if customer_groups.contains(&delivery.target.as_str()) {
+            assert!(
+                !matches!(delivery.route, Route::Webhook | Route::BotResponse),
+                "{delivery:?}\n{transcript}"
+            );
+        }
+    }
+
     // Everything that reached the VIP group (the operator's broadcast, the
     // merged onboarding post) is a mass message its owner confirmed.
     let into_vip: Vec<_> = report
