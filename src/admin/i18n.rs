@@ -191,7 +191,6 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("broadcast_sent", "发送结果", "Sent"),
     ("outcome_queued", "已排队，经", "queued via"),
     ("outcome_awaiting_owner", "等待群主确认", "awaiting the owner's confirmation"),
-    ("outcome_skipped", "已跳过", "skipped"),
     (
         "cap_app_group",
         "可自动发送任意消息，可移出成员",
