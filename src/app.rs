@@ -269,6 +269,14 @@ impl App {
                 state.clock.clone(),
             );
             tasks.push(worker.spawn(group_sync, Duration::from_secs(5)));
+            // Keeps the rule set's group welcome material in WeCom (same secret).
+            let material = crate::jobs::welcome_material::WelcomeMaterialSync::new(
+                state.pool.clone(),
+                api.clone(),
+                app.secret.clone(),
+            )
+            .with_rules(state.rules.clone());
+            tasks.push(worker.spawn(material, Duration::from_secs(30)));
         }
 
         let invites = InviteRewards::new(state.pool.clone(), state.clock.clone())

@@ -60,6 +60,10 @@ pub enum Command {
     /// Community rule sets (TOML): validate, import (versioned), export.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Customer-group welcomes: the group welcome material's template id, owner
+    /// digests of newcomers, and turning one into an owner-confirmed mass message.
+    #[command(subcommand)]
+    Welcome(WelcomeCommand),
     /// Points ledger administration.
     #[command(subcommand)]
     Points(PointsCommand),
@@ -258,6 +262,21 @@ pub enum AdminCommand {
         username: String,
         /// What the token is for.
         label: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WelcomeCommand {
+    /// The group welcome material (template id, in sync or not) and recent owner digests.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Turn an owner digest's suggested welcome into a mass message its owner confirms.
+    SendToOwner {
+        digest: i64,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -560,6 +579,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Rules(command) => run_rules(command).await,
+            Command::Welcome(command) => run_welcome(command).await,
             Command::Outbox(command) => run_outbox(command).await,
             Command::Admin(command) => run_admin(command).await,
             Command::Analytics(command) => run_analytics(command).await,
@@ -602,6 +622,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     })
+}
+
+async fn run_welcome(command: WelcomeCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        WelcomeCommand::Status { config } => {
+            let ops = config.ops().await?;
+            println!("{}", ops::welcome::material(&ops).await?.describe());
+            for digest in ops::welcome::digests(&ops, 20).await? {
+                let sent = match &digest.mass_key {
+                    Some(_) => format!(
+                        "sent to owner by {}",
+                        digest.mass_requested_by.as_deref().unwrap_or("?")
+                    ),
+                    None => "not sent".to_string(),
+                };
+                println!(
+                    "digest {}  {}  {}  owner {}  {} newcomers  {sent}",
+                    digest.id,
+                    digest.created_at.format("%Y-%m-%d %H:%M"),
+                    digest.chat_id,
+                    digest.owner,
+                    digest.newcomers.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WelcomeCommand::SendToOwner { digest, config } => {
+            let ops = config.ops().await?;
+            let sent =
+                ops::welcome::send_to_owner(&ops, &actor(), chrono::Utc::now(), digest).await?;
+            println!(
+                "digest {}: mass message to {} queued; {} confirms it in WeCom",
+                sent.digest_id, sent.chat_id, sent.owner
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn run_rules(command: RulesCommand) -> anyhow::Result<ExitCode> {

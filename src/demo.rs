@@ -99,6 +99,7 @@ day_cutover_hour = 4
 app = "ops"
 
 [welcome]
+group_material = "欢迎 %NICKNAME% 加入好物分享社群🎉 每天发「签到」领积分"
 raid_joins = 12
 raid_quiet_secs = 300
 
@@ -298,6 +299,12 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     );
 
     let credentials = AppCredentials::from(&app_config);
+    // The one job that keeps the group welcome material in WeCom.
+    let material = crate::jobs::welcome_material::WelcomeMaterialSync::new(
+        pool.clone(),
+        api.clone(),
+        credentials.secret.clone(),
+    );
     let sender = OutboxSender::new(
         pool.clone(),
         api,
@@ -328,6 +335,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     };
     let played = async {
         demo.setup().await?;
+        demo.sync_group_material(&material).await?;
         demo.script().await?;
         demo.analytics().await?;
         demo.totals().await
@@ -403,6 +411,22 @@ impl Demo {
     fn say_line(&mut self, text: &str) {
         let stamp = self.local().format("%H:%M:%S").to_string();
         self.line(format!("{stamp}  {text}"));
+    }
+
+    /// Customer groups take no bot posts: WeCom itself posts the group
+    /// welcome material, which the rule set holds and qunyun keeps in WeCom.
+    async fn sync_group_material(
+        &mut self,
+        material: &crate::jobs::welcome_material::WelcomeMaterialSync,
+    ) -> anyhow::Result<()> {
+        use crate::jobs::welcome_material::MaterialOutcome;
+        if let MaterialOutcome::Added { template_id } = material.sync(self.now()).await? {
+            self.line(format!(
+                "入群欢迎语素材已同步到企业微信（group_welcome_template/add，template_id {template_id}）：\
+                 客户群有人入群时由企业微信自己发送；群主另收一条新成员汇总（应用消息）。"
+            ));
+        }
+        Ok(())
     }
 
     async fn setup(&mut self) -> anyhow::Result<()> {
@@ -508,8 +532,8 @@ impl Demo {
         self.advance(6);
         self.process().await?;
         self.advance(120);
-        // The 21st first-timer in group A: tomorrow's onboarding tips exceed
-        // the robot's 20 per minute, and the sender holds one back.
+        // One more first-timer: tomorrow's onboarding tips for group A still
+        // go out as one merged post.
         self.join(CHAT_A, &[28], 0).await?;
         self.advance(11);
         self.process().await?;

@@ -9,6 +9,7 @@ pub mod groupsync;
 pub mod invites;
 pub mod outbox;
 pub mod scheduler;
+pub mod welcome_material;
 
 use std::collections::BTreeMap;
 use std::future::Future;

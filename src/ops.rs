@@ -29,6 +29,7 @@ pub mod points;
 pub mod queues;
 pub mod rules;
 pub mod schedules;
+pub mod welcome;
 
 /// What a manager may do. Ordered: each role can do everything the ones before it can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]

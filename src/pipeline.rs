@@ -24,6 +24,7 @@ use crate::rules::welcome::{self, QueuedJoin};
 use crate::rules::{self, Action, ChatRoute, Event, EventKind, RuleSet};
 use crate::snapshot::load_snapshot;
 use crate::store::inbox::{self, InboxRow, InboxStatus};
+use crate::store::welcome::{self as store_welcome, DigestNewcomer};
 use crate::store::{chats, checkins, members, moderation, outbox, points, redemptions};
 
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +65,7 @@ pub struct RunOutcome {
     pub parked: usize,
     pub panicked: usize,
     pub welcomes_flushed: usize,
+    /// Merged onboarding posts queued (one per chat and batch).
     pub onboarding_sent: usize,
     /// The batch was full: more rows may be pending.
     pub batch_full: bool,
@@ -220,7 +222,10 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Queues every onboarding tip whose time has come (each in its own transaction).
+    /// Queues one merged onboarding post per chat whose first tip has come due.
+    /// The post takes every tip of that chat falling due before the community
+    /// day ends, so a chat gets at most one tip post a day (with the default
+    /// one-day delay, every newcomer of yesterday in one morning post).
     async fn send_due_onboarding(
         &self,
         rules: &RuleSet,
@@ -228,19 +233,29 @@ impl Pipeline {
     ) -> anyhow::Result<usize> {
         let due = {
             let mut conn = self.pool.acquire().await?;
-            chats::due_onboarding(&mut conn, now).await?
+            chats::chats_with_due_onboarding(&mut conn, now).await?
         };
+        let today = rules.community_day(now);
+        let day_ends = crate::analytics::days::day_start(
+            today + Duration::days(1),
+            rules.timezone,
+            rules.doc.community.day_cutover_hour,
+        );
         let mut sent = 0;
-        for (chat_id, user_id) in due {
+        for (chat_id, first_due) in due {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            if !chats::take_onboarding(&mut tx, &chat_id, &user_id).await? {
-                continue;
+            let user_ids = chats::take_onboarding_before(&mut tx, &chat_id, day_ends).await?;
+            let mut newcomers = Vec::with_capacity(user_ids.len());
+            for user_id in user_ids {
+                let name = members::person_name(&mut tx, &user_id).await?;
+                newcomers.push(welcome::Newcomer { user_id, name });
             }
             let chat = chats::get_chat(&mut tx, &chat_id).await?;
-            let name = members::person_name(&mut tx, &user_id)
-                .await?
-                .unwrap_or_else(|| user_id.clone());
-            let tip = welcome::compose_onboarding(rules, chat.as_ref(), &chat_id, &user_id, &name);
+            let Some(tip) =
+                welcome::compose_onboarding(rules, chat.as_ref(), &chat_id, &newcomers, first_due)
+            else {
+                continue;
+            };
             outbox::enqueue(&mut tx, &tip, &self.default_app, now).await?;
             tx.commit().await?;
             sent += 1;
@@ -248,7 +263,8 @@ impl Pipeline {
         Ok(sent)
     }
 
-    /// Turns every merge window that has closed into its welcome (or raid digest).
+    /// Turns every merge window that has closed into its welcome, raid digest,
+    /// or (customer groups) owner digest.
     async fn flush_welcomes(&self, rules: &RuleSet, now: DateTime<Utc>) -> anyhow::Result<usize> {
         let opened_by = now - Duration::seconds(rules.doc.welcome.merge_window_secs);
         let due = {
@@ -260,16 +276,34 @@ impl Pipeline {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
             let batch = chats::take_queued_welcomes(&mut tx, &chat_id).await?;
             let chat = chats::get_chat(&mut tx, &chat_id).await?;
-            let (messages, raid_until) =
-                welcome::compose_batch(rules, chat.as_ref(), &chat_id, &batch, now);
-            for message in &messages {
+            let plan = welcome::compose_window(rules, chat.as_ref(), &chat_id, &batch, now);
+            for message in &plan.messages {
                 outbox::enqueue(&mut tx, message, &self.default_app, now).await?;
             }
-            if let Some(until) = raid_until {
+            if let Some(digest) = &plan.owner_digest {
+                let newcomers: Vec<DigestNewcomer> = digest
+                    .newcomers
+                    .iter()
+                    .map(|n| DigestNewcomer {
+                        user_id: n.user_id.clone(),
+                        name: n.name.clone(),
+                    })
+                    .collect();
+                store_welcome::record_digest(
+                    &mut tx,
+                    &digest.chat_id,
+                    &digest.owner,
+                    &newcomers,
+                    &digest.suggestion,
+                    now,
+                )
+                .await?;
+            }
+            if let Some(until) = plan.raid_until {
                 chats::set_raid_until(&mut tx, &chat_id, until).await?;
             }
             tx.commit().await?;
-            flushed += messages.len();
+            flushed += plan.messages.len();
         }
         Ok(flushed)
     }

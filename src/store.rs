@@ -22,6 +22,7 @@ pub mod points;
 pub mod redemptions;
 pub mod rule_sets;
 pub mod schedules;
+pub mod welcome;
 
 /// Opens (creating if needed) the SQLite database with WAL, a busy timeout and
 /// foreign keys, and runs the embedded migrations.

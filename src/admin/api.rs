@@ -86,6 +86,11 @@ pub fn routes() -> Router<AdminState> {
             post(retry_uncertain),
         )
         .route("/admin/api/v1/audit", get(audit))
+        .route("/admin/api/v1/welcome", get(welcome))
+        .route(
+            "/admin/api/v1/welcome/digests/{id}/send-to-owner",
+            post(send_digest_to_owner),
+        )
 }
 
 async fn dashboard(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
@@ -335,6 +340,22 @@ async fn retry_uncertain(
 ) -> ApiResult {
     let requeued = ops::queues::retry_uncertain(&state.ops, &caller.actor, state.now()).await?;
     Ok(Json(json!({ "requeued": requeued })))
+}
+
+/// The group welcome material (template id, in sync) and recent owner digests.
+async fn welcome(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
+    let material = ops::welcome::material(&state.ops).await?;
+    let digests = ops::welcome::digests(&state.ops, 50).await?;
+    Ok(Json(json!({ "material": material, "digests": digests })))
+}
+
+async fn send_digest_to_owner(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<i64>,
+) -> ApiResult {
+    let sent = ops::welcome::send_to_owner(&state.ops, &caller.actor, state.now(), id).await?;
+    Ok(Json(json!(sent)))
 }
 
 async fn retry_outbox(

@@ -105,9 +105,14 @@ impl MessageKind {
     ];
 
     /// Whether the message may go out as a customer-group mass message that
-    /// the group owner confirms on their phone (minutes or days later).
+    /// the group owner confirms on their phone (minutes or days later). The
+    /// onboarding tip may: it is one merged post per chat and day, already a
+    /// day after the joins.
     pub fn may_wait_for_owner(self) -> bool {
-        matches!(self, MessageKind::Push | MessageKind::Broadcast)
+        matches!(
+            self,
+            MessageKind::Push | MessageKind::Broadcast | MessageKind::Onboarding
+        )
     }
 }
 

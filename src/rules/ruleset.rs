@@ -73,6 +73,14 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/messages/onboarding_tip.txt"),
     ),
     (
+        "owner_digest",
+        include_str!("../../templates/messages/owner_digest.txt"),
+    ),
+    (
+        "owner_welcome",
+        include_str!("../../templates/messages/owner_welcome.txt"),
+    ),
+    (
         "lifecycle_nudge",
         include_str!("../../templates/messages/lifecycle_nudge.txt"),
     ),
@@ -250,7 +258,21 @@ pub struct WelcomeDoc {
     /// Raid mode ends after this long without joins.
     pub raid_quiet_secs: i64,
     pub raid_template: String,
+    /// Customer groups (客户群) take no bot posts: WeCom itself posts this
+    /// group welcome material (入群欢迎语素材) when someone joins, once the
+    /// owner picked it in the client. qunyun keeps it in WeCom
+    /// (`group_welcome_template/add`, then `/edit`). May contain WeCom's
+    /// `%NICKNAME%`; empty: qunyun keeps no material.
+    pub group_material: String,
+    /// The merged 1:1 app message to a customer group's owner listing the
+    /// newcomers of a window, with a suggested personal welcome.
+    pub owner_digest_template: String,
+    /// The suggested welcome, which the owner can send as a mass message.
+    pub owner_welcome_template: String,
 }
+
+/// Most bytes of group welcome material text (docs/wecom.md#group-welcome-templates).
+pub const GROUP_MATERIAL_MAX_BYTES: usize = 3000;
 
 impl Default for WelcomeDoc {
     fn default() -> Self {
@@ -266,6 +288,9 @@ impl Default for WelcomeDoc {
             raid_joins: 15,
             raid_quiet_secs: 300,
             raid_template: "raid_digest".into(),
+            group_material: String::new(),
+            owner_digest_template: "owner_digest".into(),
+            owner_welcome_template: "owner_welcome".into(),
         }
     }
 }
@@ -528,6 +553,13 @@ impl RuleSet {
             push(problem.path, &problem.reason);
         }
 
+        if doc.welcome.group_material.len() > GROUP_MATERIAL_MAX_BYTES {
+            push(
+                "welcome.group_material".into(),
+                &format!("longer than WeCom's {GROUP_MATERIAL_MAX_BYTES} bytes"),
+            );
+        }
+
         if doc.onboarding.delay_secs < 0 {
             push("onboarding.delay_secs".into(), "must not be negative");
         }
@@ -620,6 +652,14 @@ impl RuleSet {
             (
                 "welcome.raid_template".into(),
                 welcome.raid_template.as_str(),
+            ),
+            (
+                "welcome.owner_digest_template".into(),
+                welcome.owner_digest_template.as_str(),
+            ),
+            (
+                "welcome.owner_welcome_template".into(),
+                welcome.owner_welcome_template.as_str(),
             ),
             (
                 "onboarding.template".into(),
@@ -748,6 +788,7 @@ pub fn sample_context() -> serde_json::Value {
         "title": "本周积分排行",
         "staff": "运营小美",
         "silent_days": 14,
+        "suggestion": "欢迎小王、小李加入好物分享群🎉",
     })
 }
 

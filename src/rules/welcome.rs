@@ -10,7 +10,8 @@ use super::actions::Action;
 use super::event::{CustomerAdded, Event, JoinScene, MembersJoined, MembersLeft};
 use super::route::route_to_members;
 use super::{
-    ChatAddress, ChatSnapshot, Content, MessageKind, OutRoute, Outbound, RuleSet, Snapshot,
+    ChatAddress, ChatRoute, ChatSnapshot, Content, MessageKind, OutRoute, Outbound, RuleSet,
+    Snapshot,
 };
 
 /// A join waiting for its chat's merged welcome.
@@ -140,27 +141,86 @@ pub fn on_customer_added(rules: &RuleSet, event: &Event, added: &CustomerAdded) 
     ))]
 }
 
-/// The onboarding tip for one member, through the chat's route.
+/// What keeping the group welcome material in WeCom takes, given the
+/// rule set's text and what WeCom holds (template id, text) since the last sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaterialSync {
+    /// WeCom holds it already, or the rule set keeps no material (an old
+    /// template is left alone: an owner may still have it picked).
+    UpToDate,
+    /// First time: `group_welcome_template/add`.
+    Add { text: String },
+    /// The text changed: `group_welcome_template/edit` of the same template.
+    Edit { template_id: String, text: String },
+}
+
+pub fn material_sync(rules: &RuleSet, synced: Option<(&str, &str)>) -> MaterialSync {
+    let wanted = rules.doc.welcome.group_material.trim();
+    match synced {
+        _ if wanted.is_empty() => MaterialSync::UpToDate,
+        None => MaterialSync::Add {
+            text: wanted.to_string(),
+        },
+        Some((_, held)) if held == wanted => MaterialSync::UpToDate,
+        Some((template_id, _)) => MaterialSync::Edit {
+            template_id: template_id.to_string(),
+            text: wanted.to_string(),
+        },
+    }
+}
+
+/// A member named in a merged group post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Newcomer {
+    pub user_id: String,
+    pub name: Option<String>,
+}
+
+/// The onboarding tip for everyone whose tip fell due in one chat: **one**
+/// post naming them (capped mentions, "等 N 人"), so a morning brings a chat
+/// one tip, not one per newcomer. `batch_start` (the first tip's due time)
+/// keys the post, so a replayed batch is not posted twice.
 pub fn compose_onboarding(
     rules: &RuleSet,
     chat: Option<&ChatSnapshot>,
     chat_id: &str,
-    user_id: &str,
-    name: &str,
-) -> Outbound {
+    newcomers: &[Newcomer],
+    batch_start: DateTime<Utc>,
+) -> Option<Outbound> {
+    let first = newcomers.first()?;
+    let cap = rules.doc.welcome.max_mentions;
+    let names = mention_names(newcomers.iter().map(display), newcomers.len(), cap);
     let text = rules.render(
         &rules.doc.onboarding.template,
         &json!({
-            "name": name,
+            "name": names,
+            "names": names,
+            "count": newcomers.len(),
             "group_name": chat.map(|c| c.name.clone()).unwrap_or_default(),
         }),
     );
-    Outbound::to_chat(
-        format!("onboarding:{chat_id}:{user_id}"),
+    let mentions = newcomers
+        .iter()
+        .take(cap)
+        .map(|n| n.user_id.clone())
+        .collect();
+    Some(Outbound::to_chat(
+        format!(
+            "onboarding:{chat_id}:{}:{}",
+            batch_start.timestamp(),
+            first.user_id
+        ),
         ChatAddress::of(chat, chat_id),
         MessageKind::Onboarding,
-        Content::text_mentioning(text, vec![user_id.to_string()]),
-    )
+        Content::text_mentioning(text, mentions),
+    ))
+}
+
+fn display(newcomer: &Newcomer) -> String {
+    newcomer
+        .name
+        .clone()
+        .unwrap_or_else(|| newcomer.user_id.clone())
 }
 
 /// What a closed merge window turns into: one welcome, a raid digest, or nothing
@@ -251,6 +311,96 @@ pub fn compose_batch(
     (vec![welcome], None)
 }
 
+/// A closed merge window's outcome: messages to queue, the new raid deadline,
+/// and for a customer group the owner digest to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowPlan {
+    pub messages: Vec<Outbound>,
+    pub raid_until: Option<DateTime<Utc>>,
+    pub owner_digest: Option<OwnerDigestPlan>,
+}
+
+/// The owner digest of a customer group's window: the newcomers and the
+/// suggested welcome the owner can later send as a mass message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerDigestPlan {
+    pub chat_id: String,
+    pub owner: String,
+    pub newcomers: Vec<Newcomer>,
+    pub suggestion: String,
+}
+
+/// [`compose_batch`], except that in a customer group — where no bot may
+/// post — the welcome becomes **one** merged 1:1 app message to the group's
+/// owner listing the newcomers with a suggested personal welcome
+/// (WeCom itself posts the static group welcome material).
+pub fn compose_window(
+    rules: &RuleSet,
+    chat: Option<&ChatSnapshot>,
+    chat_id: &str,
+    batch: &[QueuedJoin],
+    now: DateTime<Utc>,
+) -> WindowPlan {
+    let (messages, raid_until) = compose_batch(rules, chat, chat_id, batch, now);
+    let customer_group = chat.is_some_and(|c| matches!(c.route, ChatRoute::CustomerGroup));
+    let welcomed = messages
+        .iter()
+        .any(|m| m.idempotency_key.starts_with("welcome:"));
+    if !customer_group || !welcomed {
+        return WindowPlan {
+            messages,
+            raid_until,
+            owner_digest: None,
+        };
+    }
+    let owner = chat.and_then(|c| c.owner.clone()).unwrap_or_default();
+    let newcomers: Vec<Newcomer> = batch
+        .iter()
+        .map(|j| Newcomer {
+            user_id: j.user_id.clone(),
+            name: j.name.clone(),
+        })
+        .collect();
+    let config = &rules.doc.welcome;
+    let names = name_list(batch, config.max_mentions);
+    let group_name = chat.map(|c| c.name.clone()).unwrap_or_default();
+    let context = |suggestion: &str| {
+        json!({
+            "names": names,
+            "count": batch.len(),
+            "group_name": group_name,
+            "suggestion": suggestion,
+        })
+    };
+    let suggestion = rules.render(&config.owner_welcome_template, &context(""));
+    let text = rules.render(&config.owner_digest_template, &context(&suggestion));
+    let key = messages
+        .iter()
+        .find(|m| m.idempotency_key.starts_with("welcome:"))
+        .map(|m| format!("owner_digest:{}", m.idempotency_key))
+        .unwrap_or_default();
+    let recipients: Vec<String> = chat.and_then(|c| c.owner.clone()).into_iter().collect();
+    let digest = Outbound::decided(
+        key,
+        route_to_members(
+            &rules.doc.community.app,
+            &recipients,
+            "owner digest: customer group has no owner on record",
+        ),
+        Content::text(text),
+    );
+    WindowPlan {
+        messages: vec![digest],
+        raid_until,
+        owner_digest: (!owner.is_empty()).then(|| OwnerDigestPlan {
+            chat_id: chat_id.to_string(),
+            owner,
+            newcomers,
+            suggestion,
+        }),
+    }
+}
+
 fn choose_template(rules: &RuleSet, chat: Option<&ChatSnapshot>, scene: JoinScene) -> String {
     let config = &rules.doc.welcome;
     if let Some(chat) = chat {
@@ -269,16 +419,20 @@ fn choose_template(rules: &RuleSet, chat: Option<&ChatSnapshot>, scene: JoinScen
 
 /// "小王、小李、小张 等 12 人" — capped so a big batch stays readable.
 fn name_list(batch: &[QueuedJoin], cap: usize) -> String {
-    let shown: Vec<String> = batch
+    let names = batch
         .iter()
-        .take(cap)
-        .map(|j| j.name.clone().unwrap_or_else(|| j.user_id.clone()))
-        .collect();
-    let mut names = shown.join("、");
-    if batch.len() > cap {
-        names.push_str(&format!(" 等 {} 人", batch.len()));
+        .map(|j| j.name.clone().unwrap_or_else(|| j.user_id.clone()));
+    mention_names(names, batch.len(), cap)
+}
+
+/// The first `cap` of `total` names joined with "、", then " 等 N 人" when
+/// some were left out. Every merged group post names its members this way.
+pub fn mention_names(names: impl Iterator<Item = String>, total: usize, cap: usize) -> String {
+    let mut text = names.take(cap).collect::<Vec<_>>().join("、");
+    if total > cap {
+        text.push_str(&format!(" 等 {total} 人"));
     }
-    names
+    text
 }
 
 #[cfg(test)]
@@ -430,6 +584,60 @@ mod tests {
             at(10),
         );
         assert!(out[0].text().contains("欢迎回来"), "{}", out[0].text());
+    }
+
+    #[test]
+    fn onboarding_tips_of_one_chat_are_one_post_with_capped_mentions() {
+        let rules = RuleSet::from_toml("[welcome]\nmax_mentions = 3\n").unwrap();
+        let newcomers: Vec<Newcomer> = (0..19)
+            .map(|i| Newcomer {
+                user_id: format!("wm{i}"),
+                name: Some(format!("成员{i}")),
+            })
+            .collect();
+        let tip = compose_onboarding(
+            &rules,
+            Some(&chat(ChatRoute::AppGroup)),
+            "wrCHAT",
+            &newcomers,
+            at(0),
+        )
+        .unwrap();
+        assert!(
+            tip.text().starts_with("成员0、成员1、成员2 等 19 人"),
+            "{}",
+            tip.text()
+        );
+        assert_eq!(tip.content.mentions(), vec!["wm0", "wm1", "wm2"]);
+        assert!(tip.skipped.is_none());
+        assert!(compose_onboarding(&rules, None, "wrCHAT", &[], at(0)).is_none());
+    }
+
+    #[test]
+    fn group_material_is_added_once_then_edited_only_when_it_changes() {
+        let rules =
+            RuleSet::from_toml("[welcome]\ngroup_material = \"欢迎 %NICKNAME%\"\n").unwrap();
+        assert_eq!(
+            material_sync(&rules, None),
+            MaterialSync::Add {
+                text: "欢迎 %NICKNAME%".into()
+            }
+        );
+        assert_eq!(
+            material_sync(&rules, Some(("tpl1", "欢迎 %NICKNAME%"))),
+            MaterialSync::UpToDate
+        );
+        assert_eq!(
+            material_sync(&rules, Some(("tpl1", "旧的"))),
+            MaterialSync::Edit {
+                template_id: "tpl1".into(),
+                text: "欢迎 %NICKNAME%".into()
+            }
+        );
+        assert_eq!(
+            material_sync(&RuleSet::builtin(), Some(("tpl1", "旧的"))),
+            MaterialSync::UpToDate
+        );
     }
 
     #[test]

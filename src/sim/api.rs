@@ -56,6 +56,8 @@ const WEBHOOK_PER_MINUTE: usize = 20;
 const DUPLICATE_INTERVAL_DEFAULT: i64 = 1800;
 const DUPLICATE_INTERVAL_MAX: i64 = 4 * 3600;
 const CUSTOMER_TEXT_MAX: usize = 4000;
+/// Group welcome material text, in bytes (docs/wecom.md#group-welcome-templates).
+const GROUP_WELCOME_TEXT_MAX: usize = 3000;
 const ATTACHMENTS_MAX: usize = 9;
 const WELCOME_CODE_TTL_SECS: i64 = 20;
 const RESPONSE_CODE_TTL_SECS: i64 = 3600;
@@ -79,7 +81,9 @@ pub(crate) fn dispatch(state: &mut SimState, config: &SimConfig, call: &Call) ->
         | "externalcontact/get_groupmsg_send_result"
         | "externalcontact/get_groupmsg_task"
         | "externalcontact/send_welcome_msg"
-        | "externalcontact/group_welcome_template/add" => match authorize(state, config, call) {
+        | "externalcontact/group_welcome_template/add"
+        | "externalcontact/group_welcome_template/edit"
+        | "externalcontact/group_welcome_template/get" => match authorize(state, config, call) {
             Err(error) => Err(error),
             Ok(app) => with_body(call, |body| authorized(state, config, app, call, body)),
         },
@@ -109,6 +113,8 @@ fn authorized(
         "externalcontact/get_groupmsg_task" => get_groupmsg_task(state, body),
         "externalcontact/send_welcome_msg" => send_welcome_msg(state, call, body),
         "externalcontact/group_welcome_template/add" => group_welcome_template_add(state, body),
+        "externalcontact/group_welcome_template/edit" => group_welcome_template_edit(state, body),
+        "externalcontact/group_welcome_template/get" => group_welcome_template_get(state, body),
         // `dispatch` only routes the paths above here.
         _ => Err(fail(-1, "system busy")),
     }
@@ -1075,25 +1081,72 @@ fn group_welcome_template_add(state: &mut SimState, body: &Value) -> ApiResult {
     if state.welcome_templates.len() >= GROUP_WELCOME_TEMPLATES_MAX {
         return Err(fail(41055, "group welcome template limit reached"));
     }
+    check_welcome_material(body)?;
+    let template_id = format!("tpl{}", random_id(24));
+    state.welcome_templates.push(GroupWelcomeTemplate {
+        template_id: template_id.clone(),
+        body: material_only(body),
+    });
+    Ok(fields(json!({ "template_id": template_id })))
+}
+
+/// `edit` replaces the material of a template `add` returned.
+fn group_welcome_template_edit(state: &mut SimState, body: &Value) -> ApiResult {
+    check_welcome_material(body)?;
+    let template = find_welcome_template(state, body)?;
+    template.body = material_only(body);
+    Ok(Map::new())
+}
+
+/// `get` answers with the stored material at the top level, as WeCom does.
+fn group_welcome_template_get(state: &mut SimState, body: &Value) -> ApiResult {
+    let template = find_welcome_template(state, body)?;
+    Ok(fields(template.body.clone()))
+}
+
+fn find_welcome_template<'a>(
+    state: &'a mut SimState,
+    body: &Value,
+) -> Result<&'a mut GroupWelcomeTemplate, WeComError> {
+    let id = body.get("template_id").and_then(Value::as_str);
+    let Some(id) = id.filter(|id| !id.is_empty()) else {
+        return Err(fail(41000, "missing template_id"));
+    };
+    state
+        .welcome_templates
+        .iter_mut()
+        .find(|template| template.template_id == id)
+        .ok_or_else(|| fail(40058, "invalid template_id"))
+}
+
+const WELCOME_MATERIAL_KINDS: [&str; 5] = ["image", "link", "miniprogram", "file", "video"];
+
+fn check_welcome_material(body: &Value) -> Result<(), WeComError> {
     let text = body
         .get("text")
         .and_then(|text| text.get("content"))
         .and_then(Value::as_str);
-    if text.is_some_and(|text| text.len() > CUSTOMER_TEXT_MAX) {
+    if text.is_some_and(|text| text.len() > GROUP_WELCOME_TEXT_MAX) {
         return Err(fail(45002, "text.content size out of limit"));
     }
-    let has_material = ["image", "link", "miniprogram", "file", "video"]
+    let has_material = WELCOME_MATERIAL_KINDS
         .iter()
         .any(|kind| body.get(kind).is_some());
     if text.is_none_or(str::is_empty) && !has_material {
         return Err(fail(44004, "template is empty"));
     }
-    let template_id = format!("tpl{}", random_id(24));
-    state.welcome_templates.push(GroupWelcomeTemplate {
-        template_id: template_id.clone(),
-        body: body.clone(),
-    });
-    Ok(fields(json!({ "template_id": template_id })))
+    Ok(())
+}
+
+/// The stored material: text and attachments, without request-only fields.
+fn material_only(body: &Value) -> Value {
+    let mut material = Map::new();
+    for kind in std::iter::once("text").chain(WELCOME_MATERIAL_KINDS) {
+        if let Some(value) = body.get(kind) {
+            material.insert(kind.to_string(), value.clone());
+        }
+    }
+    Value::Object(material)
 }
 
 // ------------------------------------------------------------ smart bot ---

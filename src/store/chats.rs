@@ -366,27 +366,40 @@ pub async fn cancel_onboarding(
     Ok(())
 }
 
-/// Onboarding tips due by `now`, oldest first (chat id, user id).
-pub async fn due_onboarding(
+/// Chats with an onboarding tip due by `now`, with their first due time,
+/// oldest first.
+pub async fn chats_with_due_onboarding(
     conn: &mut SqliteConnection,
     now: DateTime<Utc>,
-) -> sqlx::Result<Vec<(String, String)>> {
-    sqlx::query_as("select chat_id, user_id from pending_onboarding where due_at <= ? order by due_at, chat_id, user_id")
-        .bind(now.timestamp())
-        .fetch_all(&mut *conn)
-        .await
+) -> sqlx::Result<Vec<(String, DateTime<Utc>)>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "select chat_id, min(due_at) as first_due from pending_onboarding
+         group by chat_id having min(due_at) <= ? order by first_due, chat_id",
+    )
+    .bind(now.timestamp())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(chat, at)| (chat, to_time(at)))
+        .collect())
 }
 
-/// Removes one due tip; `false` if it was already taken or cancelled.
-pub async fn take_onboarding(
+/// Removes and returns the chat's tips due before `until` (user ids, in due
+/// order); empty if another pass took them first.
+pub async fn take_onboarding_before(
     conn: &mut SqliteConnection,
     chat_id: &str,
-    user_id: &str,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query("delete from pending_onboarding where chat_id = ? and user_id = ?")
-        .bind(chat_id)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(result.rows_affected() == 1)
+    until: DateTime<Utc>,
+) -> sqlx::Result<Vec<String>> {
+    let mut rows: Vec<(String, i64)> = sqlx::query_as(
+        "delete from pending_onboarding where chat_id = ? and due_at < ?
+         returning user_id, due_at",
+    )
+    .bind(chat_id)
+    .bind(until.timestamp())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    Ok(rows.into_iter().map(|(user, _)| user).collect())
 }

@@ -414,6 +414,33 @@ impl ApiClient {
         Ok(added.template_id)
     }
 
+    /// `POST externalcontact/group_welcome_template/edit`: replaces the
+    /// material of `template_id`.
+    pub async fn group_welcome_template_edit(
+        &self,
+        secret: &Secret,
+        edit: &GroupWelcomeTemplateEdit,
+    ) -> Result<(), ApiError> {
+        let _: Empty = self
+            .post(secret, "externalcontact/group_welcome_template/edit", edit)
+            .await?;
+        Ok(())
+    }
+
+    /// `POST externalcontact/group_welcome_template/get`.
+    pub async fn group_welcome_template_get(
+        &self,
+        secret: &Secret,
+        template_id: &str,
+    ) -> Result<GroupWelcomeMaterial, ApiError> {
+        self.post(
+            secret,
+            "externalcontact/group_welcome_template/get",
+            &serde_json::json!({ "template_id": template_id }),
+        )
+        .await
+    }
+
     // ---- plumbing ------------------------------------------------------
 
     fn url(&self, path: &str) -> String {

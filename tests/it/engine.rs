@@ -509,7 +509,7 @@ async fn a_robot_welcome_mentions_the_newcomers() {
 }
 
 #[tokio::test]
-async fn welcome_in_customer_group_is_recorded_as_skipped() {
+async fn welcome_in_customer_group_becomes_one_owner_digest() {
     let h = harness().await;
     h.add_chat("wrC", "客户群", ChatRoute::CustomerGroup, &[])
         .await;
@@ -519,12 +519,14 @@ async fn welcome_in_customer_group_is_recorded_as_skipped() {
     h.run().await;
     let sent = h.sent().await;
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].route, "customer_group_mass");
-    assert!(sent[0]
-        .skipped
-        .as_deref()
-        .unwrap()
-        .contains("nothing can post automatically"));
+    // Nobody may post in a customer group: the owner hears of the newcomer 1:1.
+    assert_eq!(sent[0].route, "member");
+    assert!(
+        sent[0].key.starts_with("owner_digest:welcome:wrC:"),
+        "{}",
+        sent[0].key
+    );
+    assert!(sent[0].body.contains("wmX"), "{}", sent[0].body);
 }
 
 #[tokio::test]
@@ -980,7 +982,12 @@ async fn onboarding_tip_goes_out_a_day_later_unless_the_member_left() {
     assert_eq!(outcome.onboarding_sent, 1);
     let sent = tips(h.sent().await);
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].key, "onboarding:wrA:stays");
+    assert!(
+        sent[0].key.starts_with("onboarding:wrA:"),
+        "{}",
+        sent[0].key
+    );
+    assert_eq!(sent[0].key.rsplit(':').next(), Some("stays"));
     assert!(sent[0].body.contains("签到"), "{}", sent[0].body);
     assert_eq!(h.run().await.onboarding_sent, 0);
 }

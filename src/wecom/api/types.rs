@@ -423,6 +423,33 @@ pub struct GroupWelcomeTemplate {
     pub notify: Option<u8>,
 }
 
+/// Body of `POST externalcontact/group_welcome_template/edit`: the id `add`
+/// returned and the whole new material (it replaces the old one).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupWelcomeTemplateEdit {
+    pub template_id: String,
+    #[serde(flatten)]
+    pub template: GroupWelcomeTemplate,
+}
+
+/// Answer of `POST externalcontact/group_welcome_template/get`: the stored
+/// material at the top level.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct GroupWelcomeMaterial {
+    #[serde(default)]
+    pub text: Option<TextContent>,
+    #[serde(default)]
+    pub image: Option<Value>,
+    #[serde(default)]
+    pub link: Option<Value>,
+    #[serde(default)]
+    pub miniprogram: Option<Value>,
+    #[serde(default)]
+    pub file: Option<Value>,
+    #[serde(default)]
+    pub video: Option<Value>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub(crate) struct GroupWelcomeTemplateAdded {
     pub template_id: String,
