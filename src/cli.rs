@@ -861,16 +861,7 @@ async fn run_chats(command: ChatsCommand) -> anyhow::Result<ExitCode> {
                 no_smart_bot,
             };
             let route = ops::chats::set_route(&ops, &actor(), now, &chat, &change).await?;
-            println!(
-                "{chat}: {}; robot: {}; smart bot: {}",
-                route.name(),
-                if route.robot_key().is_some() {
-                    "yes"
-                } else {
-                    "no"
-                },
-                route.smart_bot().unwrap_or("none")
-            );
+            println!("{chat}: {}", route.describe());
         }
         ChatsCommand::Tag { chat, tags, config } => {
             let ops = config.ops().await?;

@@ -94,6 +94,21 @@ impl ChatRoute {
             _ => None,
         }
     }
+
+    /// One line for people: kind, whether a robot is attached (never its
+    /// key: it is a credential) and the smart bot's name.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}; robot: {}; smart bot: {}",
+            self.name(),
+            if self.robot_key().is_some() {
+                "yes"
+            } else {
+                "no"
+            },
+            self.smart_bot().unwrap_or("none")
+        )
+    }
 }
 
 /// What the rules know about the chat an event happened in.

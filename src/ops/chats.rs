@@ -166,17 +166,15 @@ pub async fn set_route(
         };
         chats::upsert_chat(&mut tx, &chat, now).await?;
     }
-    let detail = format!(
-        "{}; robot: {}; smart bot: {}",
-        route.name(),
-        if route.robot_key().is_some() {
-            "yes"
-        } else {
-            "no"
-        },
-        route.smart_bot().unwrap_or("none")
-    );
-    audit(&mut tx, actor, now, "chat.set_route", chat_id, &detail).await?;
+    audit(
+        &mut tx,
+        actor,
+        now,
+        "chat.set_route",
+        chat_id,
+        &route.describe(),
+    )
+    .await?;
     tx.commit().await.context("committing the route")?;
     Ok(route)
 }
