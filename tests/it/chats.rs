@@ -55,8 +55,11 @@ fn stdout(output: &Output) -> String {
 }
 
 async fn wait_for_chat(pool: &sqlx::SqlitePool, chat_id: &str) -> qunyun::rules::ChatSnapshot {
+    // Polls the condition until a deadline (the service's workers run on their own).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
     loop {
+        tick.tick().await;
         let mut conn = pool.acquire().await.unwrap();
         if let Some(chat) = chats::get_chat(&mut conn, chat_id).await.unwrap() {
             return chat;
@@ -65,7 +68,6 @@ async fn wait_for_chat(pool: &sqlx::SqlitePool, chat_id: &str) -> qunyun::rules:
             tokio::time::Instant::now() < deadline,
             "{chat_id} was never registered"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
