@@ -847,7 +847,7 @@ fn review(
         violation.rule,
         violation.excerpt
     );
-    let mut actions = vec![Action::Moderate(Box::new(ModerationRecord {
+    let record = ModerationRecord {
         event_id: event.id.clone(),
         at: now,
         chat_id: message.chat_id.clone(),
@@ -857,18 +857,35 @@ fn review(
         severity: violation.severity,
         matched: violation.matched,
         excerpt: violation.excerpt,
-        action_taken: if dry_run {
-            "dry_run: would review".to_string()
-        } else {
-            "review".to_string()
-        },
+        action_taken: String::new(),
         dry_run,
         strike: false,
-        task: (!dry_run).then(|| OwnerTask {
-            kind: TaskKind::Review,
-            assignees: assignees.clone(),
-        }),
-    }))];
+        task: None,
+    };
+    send_to_review(rules, event, record, assignees, text)
+}
+
+/// A decision sent to people for review: recorded without a strike, a review
+/// task for `assignees`, and (outside dry run) `notice` to them by app message.
+fn send_to_review(
+    rules: &RuleSet,
+    event: &Event,
+    mut record: ModerationRecord,
+    assignees: Vec<String>,
+    notice: String,
+) -> Vec<Action> {
+    let dry_run = record.dry_run;
+    record.action_taken = if dry_run {
+        "dry_run: would review".to_string()
+    } else {
+        "review".to_string()
+    };
+    record.strike = false;
+    record.task = (!dry_run).then(|| OwnerTask {
+        kind: TaskKind::Review,
+        assignees: assignees.clone(),
+    });
+    let mut actions = vec![Action::Moderate(Box::new(record))];
     if !dry_run && !assignees.is_empty() {
         actions.push(Action::Send(Outbound {
             idempotency_key: format!("moderation:review:{}", event.id),
@@ -876,7 +893,7 @@ fn review(
                 app: rules.doc.community.app.clone(),
                 user_ids: assignees,
             },
-            content: Content::text(text),
+            content: Content::text(notice),
             not_before: None,
             skipped: None,
         }));
@@ -954,47 +971,29 @@ pub fn on_report(
         let excerpt = truncate_chars(&report.quoted_text, 40);
         let dry_run = in_dry_run(config, Some(&report.chat_id));
         let assignees = managers_or_owners(config, snapshot);
-        actions.push(Action::Moderate(Box::new(ModerationRecord {
+        let chat_name = snapshot
+            .chat
+            .as_ref()
+            .map(|chat| chat.name.clone())
+            .unwrap_or_default();
+        let notice =
+            format!("【待审核】「{chat_name}」中 {author} 的消息被 {reporters} 人举报：{excerpt}");
+        let record = ModerationRecord {
             event_id: event.id.clone(),
             at: now,
             chat_id: Some(report.chat_id.clone()),
-            user_id: author.clone(),
+            user_id: author,
             rule: "report".to_string(),
             category: "report".to_string(),
             severity: Severity::Low,
             matched: String::new(),
-            excerpt: excerpt.clone(),
-            action_taken: if dry_run {
-                "dry_run: would review".to_string()
-            } else {
-                "review".to_string()
-            },
+            excerpt,
+            action_taken: String::new(),
             dry_run,
             strike: false,
-            task: (!dry_run).then(|| OwnerTask {
-                kind: TaskKind::Review,
-                assignees: assignees.clone(),
-            }),
-        })));
-        if !dry_run && !assignees.is_empty() {
-            let chat_name = snapshot
-                .chat
-                .as_ref()
-                .map(|chat| chat.name.clone())
-                .unwrap_or_default();
-            actions.push(Action::Send(Outbound {
-                idempotency_key: format!("moderation:review:{}", event.id),
-                route: OutRoute::Member {
-                    app: rules.doc.community.app.clone(),
-                    user_ids: assignees,
-                },
-                content: Content::text(format!(
-                    "【待审核】「{chat_name}」中 {author} 的消息被 {reporters} 人举报：{excerpt}"
-                )),
-                not_before: None,
-                skipped: None,
-            }));
-        }
+            task: None,
+        };
+        actions.extend(send_to_review(rules, event, record, assignees, notice));
     }
     actions.extend(reply("已收到举报，谢谢。".to_string()));
     actions
