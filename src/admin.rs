@@ -17,6 +17,7 @@ use sqlx::SqlitePool;
 
 use crate::active_rules::ActiveRules;
 use crate::clock::SharedClock;
+use crate::ops::queues::ItemAction;
 use crate::ops::schedules::SchedulerSettings;
 use crate::ops::Ops;
 
@@ -147,10 +148,16 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/queues", get(pages::queues))
         .route(
             "/admin/redemptions/{id}/fulfil",
-            post(pages::fulfil_redemption),
+            post(|s, m, id, f| pages::item_action(s, m, id, f, ItemAction::FulfilRedemption)),
         )
-        .route("/admin/inbox/{id}/retry", post(pages::retry_parked))
-        .route("/admin/outbox/{id}/retry", post(pages::retry_outbox))
+        .route(
+            "/admin/inbox/{id}/retry",
+            post(|s, m, id, f| pages::item_action(s, m, id, f, ItemAction::RetryParked)),
+        )
+        .route(
+            "/admin/outbox/{id}/retry",
+            post(|s, m, id, f| pages::item_action(s, m, id, f, ItemAction::RetryOutbox)),
+        )
         .route(
             "/admin/outbox/retry-uncertain",
             post(pages::retry_uncertain),

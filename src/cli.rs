@@ -808,6 +808,19 @@ async fn run_moderation(command: ModerationCommand) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+async fn change_chat_tags(
+    config: &ConfigArg,
+    now: chrono::DateTime<chrono::Utc>,
+    chat: &str,
+    change: ops::chats::TagChange,
+    tags: &[String],
+) -> anyhow::Result<()> {
+    let ops = config.ops().await?;
+    let tags = ops::chats::change_tags(&ops, &actor(), now, chat, change, tags).await?;
+    println!("{chat}: tags {}", tags.join(","));
+    Ok(())
+}
+
 async fn run_chats(command: ChatsCommand) -> anyhow::Result<ExitCode> {
     let now = chrono::Utc::now();
     match command {
@@ -864,14 +877,10 @@ async fn run_chats(command: ChatsCommand) -> anyhow::Result<ExitCode> {
             println!("{chat}: {}", route.describe());
         }
         ChatsCommand::Tag { chat, tags, config } => {
-            let ops = config.ops().await?;
-            let tags = ops::chats::tag(&ops, &actor(), now, &chat, &tags).await?;
-            println!("{chat}: tags {}", tags.join(","));
+            change_chat_tags(&config, now, &chat, ops::chats::TagChange::Add, &tags).await?;
         }
         ChatsCommand::Untag { chat, tags, config } => {
-            let ops = config.ops().await?;
-            let tags = ops::chats::untag(&ops, &actor(), now, &chat, &tags).await?;
-            println!("{chat}: tags {}", tags.join(","));
+            change_chat_tags(&config, now, &chat, ops::chats::TagChange::Remove, &tags).await?;
         }
         ChatsCommand::CreateAppchat {
             name,

@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 
 use super::auth::ApiCaller;
 use super::{AdminError, AdminState};
+use crate::ops::chats::TagChange;
+use crate::ops::queues::ItemAction;
 use crate::ops::rules::Applied;
 use crate::ops::{self, OpsError};
 
@@ -57,8 +59,18 @@ pub fn routes() -> Router<AdminState> {
         .route("/admin/api/v1/chats", get(chats))
         .route("/admin/api/v1/chats/{chat_id}", get(chat))
         .route("/admin/api/v1/chats/{chat_id}/route", post(set_chat_route))
-        .route("/admin/api/v1/chats/{chat_id}/tags", post(tag_chat))
-        .route("/admin/api/v1/chats/{chat_id}/untag", post(untag_chat))
+        .route(
+            "/admin/api/v1/chats/{chat_id}/tags",
+            post(|state, caller, path, body| {
+                change_chat_tags(state, caller, path, body, TagChange::Add)
+            }),
+        )
+        .route(
+            "/admin/api/v1/chats/{chat_id}/untag",
+            post(|state, caller, path, body| {
+                change_chat_tags(state, caller, path, body, TagChange::Remove)
+            }),
+        )
         .route("/admin/api/v1/broadcasts", post(broadcast))
         .route("/admin/api/v1/members", get(members))
         .route("/admin/api/v1/members/{user_id}", get(member))
@@ -75,12 +87,18 @@ pub fn routes() -> Router<AdminState> {
         .route("/admin/api/v1/redemptions", get(redemptions))
         .route(
             "/admin/api/v1/redemptions/{id}/fulfil",
-            post(fulfil_redemption),
+            post(|state, caller, id| item_action(state, caller, id, ItemAction::FulfilRedemption)),
         )
         .route("/admin/api/v1/parked", get(parked))
-        .route("/admin/api/v1/parked/{id}/retry", post(retry_parked))
+        .route(
+            "/admin/api/v1/parked/{id}/retry",
+            post(|state, caller, id| item_action(state, caller, id, ItemAction::RetryParked)),
+        )
         .route("/admin/api/v1/dead-letters", get(dead_letters))
-        .route("/admin/api/v1/outbox/{id}/retry", post(retry_outbox))
+        .route(
+            "/admin/api/v1/outbox/{id}/retry",
+            post(|state, caller, id| item_action(state, caller, id, ItemAction::RetryOutbox)),
+        )
         .route(
             "/admin/api/v1/outbox/retry-uncertain",
             post(retry_uncertain),
@@ -149,25 +167,17 @@ struct TagsBody {
     tags: Vec<String>,
 }
 
-async fn tag_chat(
+async fn change_chat_tags(
     State(state): State<AdminState>,
     ApiCaller(caller): ApiCaller,
     Path(chat_id): Path<String>,
     Json(body): Json<TagsBody>,
+    change: TagChange,
 ) -> ApiResult {
+    let now = state.now();
     let tags =
-        ops::chats::tag(&state.ops, &caller.actor, state.now(), &chat_id, &body.tags).await?;
-    Ok(Json(json!({ "chat_id": chat_id, "tags": tags })))
-}
-
-async fn untag_chat(
-    State(state): State<AdminState>,
-    ApiCaller(caller): ApiCaller,
-    Path(chat_id): Path<String>,
-    Json(body): Json<TagsBody>,
-) -> ApiResult {
-    let tags =
-        ops::chats::untag(&state.ops, &caller.actor, state.now(), &chat_id, &body.tags).await?;
+        ops::chats::change_tags(&state.ops, &caller.actor, now, &chat_id, change, &body.tags)
+            .await?;
     Ok(Json(json!({ "chat_id": chat_id, "tags": tags })))
 }
 
@@ -298,28 +308,10 @@ async fn redemptions(
     Ok(Json(json!({ "redemptions": rows })))
 }
 
-async fn fulfil_redemption(
-    State(state): State<AdminState>,
-    ApiCaller(caller): ApiCaller,
-    Path(id): Path<i64>,
-) -> ApiResult {
-    ops::queues::fulfil_redemption(&state.ops, &caller.actor, state.now(), id).await?;
-    Ok(Json(json!({ "id": id, "status": "fulfilled" })))
-}
-
 async fn parked(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
     Ok(Json(
         json!({ "parked": ops::queues::parked_events(&state.ops).await? }),
     ))
-}
-
-async fn retry_parked(
-    State(state): State<AdminState>,
-    ApiCaller(caller): ApiCaller,
-    Path(id): Path<i64>,
-) -> ApiResult {
-    ops::queues::retry_parked(&state.ops, &caller.actor, state.now(), id).await?;
-    Ok(Json(json!({ "id": id, "status": "pending" })))
 }
 
 async fn audit(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {
@@ -358,11 +350,14 @@ async fn send_digest_to_owner(
     Ok(Json(json!(sent)))
 }
 
-async fn retry_outbox(
+async fn item_action(
     State(state): State<AdminState>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<i64>,
+    action: ItemAction,
 ) -> ApiResult {
-    ops::queues::retry_outbox(&state.ops, &caller.actor, state.now(), id).await?;
-    Ok(Json(json!({ "id": id, "status": "pending" })))
+    action
+        .apply(&state.ops, &caller.actor, state.now(), id)
+        .await?;
+    Ok(Json(json!({ "id": id, "status": action.status_after() })))
 }

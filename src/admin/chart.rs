@@ -39,17 +39,7 @@ pub fn line_chart(title: &str, labels: &[String], series: &[Series]) -> String {
     let x = |i: usize| LEFT + step * i as f64;
     let y = |v: i64| TOP + plot_h - plot_h * (v.max(0) as f64 / top as f64);
 
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="chart" role="img" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}"><title>{}</title>"#,
-        escape_html(title)
-    );
-    let _ = write!(
-        svg,
-        r##"<text x="{LEFT}" y="16" font-size="13" font-weight="bold" fill="#222">{}</text>"##,
-        escape_html(title)
-    );
+    let mut svg = svg_start(HEIGHT, LEFT, title);
     // Grid lines and y labels at 0, 1/2 and the top.
     for fraction in [0.0, 0.5, 1.0] {
         let value = (top as f64 * fraction).round() as i64;
@@ -115,17 +105,7 @@ pub fn bar_chart(title: &str, bars: &[(String, i64)]) -> String {
     let height = TOP + row * bars.len() as f64 + 8.0;
     let label_w = 90.0;
     let plot_w = WIDTH - label_w - 60.0;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="chart" role="img" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}"><title>{}</title>"#,
-        escape_html(title)
-    );
-    let _ = write!(
-        svg,
-        r##"<text x="4" y="16" font-size="13" font-weight="bold" fill="#222">{}</text>"##,
-        escape_html(title)
-    );
+    let mut svg = svg_start(height, 4.0, title);
     for (i, (label, value)) in bars.iter().enumerate() {
         let by = TOP + row * i as f64;
         let w = plot_w * (*value).max(0) as f64 / max as f64;
@@ -158,6 +138,23 @@ fn nice_ceiling(value: i64) -> i64 {
             None => return value,
         }
     }
+}
+
+/// The opening `<svg>` of a chart `WIDTH` wide, with its accessible title and
+/// the title drawn at `title_x`.
+fn svg_start(height: f64, title_x: f64, title: &str) -> String {
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" role="img" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}"><title>{}</title>"#,
+        escape_html(title)
+    );
+    let _ = write!(
+        svg,
+        r##"<text x="{title_x}" y="16" font-size="13" font-weight="bold" fill="#222">{}</text>"##,
+        escape_html(title)
+    );
+    svg
 }
 
 #[cfg(test)]

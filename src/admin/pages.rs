@@ -16,7 +16,9 @@ use super::diff::{diff_lines, has_changes};
 use super::views::Frame;
 use super::{AdminError, AdminState};
 use crate::ops::accounts::SignIn;
+use crate::ops::chats::TagChange;
 use crate::ops::dashboard::Dashboard;
+use crate::ops::queues::ItemAction;
 use crate::ops::rules::{Applied, FieldProblem};
 use crate::ops::{self, OpsError};
 
@@ -366,12 +368,20 @@ pub async fn tag_chat(
         .filter(|t| !t.trim().is_empty())
         .map(str::to_owned)
         .collect();
-    let now = state.now();
-    if form.op == "untag" {
-        ops::chats::untag(&state.ops, &manager.actor, now, &chat_id, &tags).await?;
+    let change = if form.op == "untag" {
+        TagChange::Remove
     } else {
-        ops::chats::tag(&state.ops, &manager.actor, now, &chat_id, &tags).await?;
-    }
+        TagChange::Add
+    };
+    ops::chats::change_tags(
+        &state.ops,
+        &manager.actor,
+        state.now(),
+        &chat_id,
+        change,
+        &tags,
+    )
+    .await?;
     Ok(see_other(&chat_page_url(&chat_id)))
 }
 
@@ -706,25 +716,18 @@ pub async fn queues(
         .into_response())
 }
 
-pub async fn fulfil_redemption(
+/// A button on the queues page acting on one item (see [`ItemAction`]).
+pub async fn item_action(
     State(state): State<AdminState>,
     manager: Manager,
     Path(id): Path<i64>,
     Form(form): Form<CsrfOnly>,
+    action: ItemAction,
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::queues::fulfil_redemption(&state.ops, &manager.actor, state.now(), id).await?;
-    Ok(see_other("/admin/queues"))
-}
-
-pub async fn retry_parked(
-    State(state): State<AdminState>,
-    manager: Manager,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfOnly>,
-) -> PageResult {
-    manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::queues::retry_parked(&state.ops, &manager.actor, state.now(), id).await?;
+    action
+        .apply(&state.ops, &manager.actor, state.now(), id)
+        .await?;
     Ok(see_other("/admin/queues"))
 }
 
@@ -735,17 +738,6 @@ pub async fn retry_uncertain(
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
     ops::queues::retry_uncertain(&state.ops, &manager.actor, state.now()).await?;
-    Ok(see_other("/admin/queues"))
-}
-
-pub async fn retry_outbox(
-    State(state): State<AdminState>,
-    manager: Manager,
-    Path(id): Path<i64>,
-    Form(form): Form<CsrfOnly>,
-) -> PageResult {
-    manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::queues::retry_outbox(&state.ops, &manager.actor, state.now(), id).await?;
     Ok(see_other("/admin/queues"))
 }
 

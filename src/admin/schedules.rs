@@ -20,14 +20,26 @@ pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/admin/schedules", get(list_page))
         .route("/admin/schedules/{name}", get(detail_page))
-        .route("/admin/schedules/{name}/pause", post(pause_form))
-        .route("/admin/schedules/{name}/resume", post(resume_form))
+        .route(
+            "/admin/schedules/{name}/pause",
+            post(|state, manager, name, form| paused_form(state, manager, name, form, true)),
+        )
+        .route(
+            "/admin/schedules/{name}/resume",
+            post(|state, manager, name, form| paused_form(state, manager, name, form, false)),
+        )
         .route("/admin/schedules/{name}/run", post(run_form))
         .route("/admin/schedules/{name}/preview", post(preview_form))
         .route("/admin/api/v1/schedules", get(list_api))
         .route("/admin/api/v1/schedules/{name}", get(detail_api))
-        .route("/admin/api/v1/schedules/{name}/pause", post(pause_api))
-        .route("/admin/api/v1/schedules/{name}/resume", post(resume_api))
+        .route(
+            "/admin/api/v1/schedules/{name}/pause",
+            post(|state, caller, name| paused_api(state, caller, name, true)),
+        )
+        .route(
+            "/admin/api/v1/schedules/{name}/resume",
+            post(|state, caller, name| paused_api(state, caller, name, false)),
+        )
         .route("/admin/api/v1/schedules/{name}/run", post(run_api))
         .route("/admin/api/v1/schedules/{name}/preview", post(preview_api))
 }
@@ -94,25 +106,15 @@ struct CsrfOnly {
     csrf: String,
 }
 
-async fn pause_form(
+async fn paused_form(
     State(state): State<AdminState>,
     manager: Manager,
     Path(name): Path<String>,
     Form(form): Form<CsrfOnly>,
+    paused: bool,
 ) -> Result<Response, AdminError> {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::pause(&state.ops, &manager.actor, state.now(), &name).await?;
-    Ok(Redirect::to(&page_of(&name)).into_response())
-}
-
-async fn resume_form(
-    State(state): State<AdminState>,
-    manager: Manager,
-    Path(name): Path<String>,
-    Form(form): Form<CsrfOnly>,
-) -> Result<Response, AdminError> {
-    manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::resume(&state.ops, &manager.actor, state.now(), &name).await?;
+    ops::set_paused(&state.ops, &manager.actor, state.now(), &name, paused).await?;
     Ok(Redirect::to(&page_of(&name)).into_response())
 }
 
@@ -159,22 +161,14 @@ async fn detail_api(
     )))
 }
 
-async fn pause_api(
+async fn paused_api(
     State(state): State<AdminState>,
     ApiCaller(caller): ApiCaller,
     Path(name): Path<String>,
+    paused: bool,
 ) -> ApiResult {
-    ops::pause(&state.ops, &caller.actor, state.now(), &name).await?;
-    Ok(Json(json!({ "name": name, "paused": true })))
-}
-
-async fn resume_api(
-    State(state): State<AdminState>,
-    ApiCaller(caller): ApiCaller,
-    Path(name): Path<String>,
-) -> ApiResult {
-    ops::resume(&state.ops, &caller.actor, state.now(), &name).await?;
-    Ok(Json(json!({ "name": name, "paused": false })))
+    ops::set_paused(&state.ops, &caller.actor, state.now(), &name, paused).await?;
+    Ok(Json(json!({ "name": name, "paused": paused })))
 }
 
 async fn run_api(

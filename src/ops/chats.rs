@@ -196,70 +196,40 @@ fn clean_tags(tags: &[String]) -> OpsResult<Vec<String>> {
     Ok(tags)
 }
 
-/// Adds tags to a chat; returns its tags afterwards.
-pub async fn tag(
-    ops: &Ops,
-    actor: &Actor,
-    now: DateTime<Utc>,
-    chat_id: &str,
-    tags: &[String],
-) -> OpsResult<Vec<String>> {
-    let add = clean_tags(tags)?;
-    retag(
-        ops,
-        actor,
-        now,
-        chat_id,
-        "chat.tag",
-        &add,
-        |current, tag| {
-            if !current.contains(tag) {
-                current.push(tag.clone());
-            }
-        },
-    )
-    .await
+/// Whether a tag change adds or removes the tags it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagChange {
+    Add,
+    Remove,
 }
 
-/// Removes tags from a chat; returns its tags afterwards.
-pub async fn untag(
+/// Adds or removes tags on a chat; returns its tags afterwards.
+pub async fn change_tags(
     ops: &Ops,
     actor: &Actor,
     now: DateTime<Utc>,
     chat_id: &str,
+    change: TagChange,
     tags: &[String],
-) -> OpsResult<Vec<String>> {
-    let remove = clean_tags(tags)?;
-    retag(
-        ops,
-        actor,
-        now,
-        chat_id,
-        "chat.untag",
-        &remove,
-        |current, tag| current.retain(|t| t != tag),
-    )
-    .await
-}
-
-async fn retag(
-    ops: &Ops,
-    actor: &Actor,
-    now: DateTime<Utc>,
-    chat_id: &str,
-    action: &str,
-    tags: &[String],
-    apply: impl Fn(&mut Vec<String>, &String),
 ) -> OpsResult<Vec<String>> {
     actor.require(Role::Operator)?;
+    let tags = clean_tags(tags)?;
     let mut tx = ops.begin().await?;
     let chat = chats::get_chat(&mut tx, chat_id)
         .await?
         .ok_or_else(|| OpsError::not_found(format!("chat {chat_id}")))?;
     let mut current = chat.tags;
-    for tag in tags {
-        apply(&mut current, tag);
+    for tag in &tags {
+        match change {
+            TagChange::Add if !current.contains(tag) => current.push(tag.clone()),
+            TagChange::Add => {}
+            TagChange::Remove => current.retain(|t| t != tag),
+        }
     }
+    let action = match change {
+        TagChange::Add => "chat.tag",
+        TagChange::Remove => "chat.untag",
+    };
     chats::set_tags(&mut tx, chat_id, &current, now).await?;
     audit(&mut tx, actor, now, action, chat_id, &tags.join(",")).await?;
     tx.commit().await.context("committing the tags")?;

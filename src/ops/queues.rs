@@ -78,6 +78,39 @@ pub async fn dead_letters(ops: &Ops) -> OpsResult<Vec<DeadLetter>> {
         .collect())
 }
 
+/// A manager's action on one queued item, named by its id: the console's
+/// buttons and the API's `…/{id}/…` endpoints all go through [`ItemAction::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemAction {
+    FulfilRedemption,
+    RetryParked,
+    RetryOutbox,
+}
+
+impl ItemAction {
+    /// The item's status once the action is done.
+    pub fn status_after(self) -> &'static str {
+        match self {
+            ItemAction::FulfilRedemption => "fulfilled",
+            ItemAction::RetryParked | ItemAction::RetryOutbox => "pending",
+        }
+    }
+
+    pub async fn apply(
+        self,
+        ops: &Ops,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        id: i64,
+    ) -> OpsResult<()> {
+        match self {
+            ItemAction::FulfilRedemption => fulfil_redemption(ops, actor, now, id).await,
+            ItemAction::RetryParked => retry_parked(ops, actor, now, id).await,
+            ItemAction::RetryOutbox => retry_outbox(ops, actor, now, id).await,
+        }
+    }
+}
+
 /// The member got the item.
 pub async fn fulfil_redemption(
     ops: &Ops,

@@ -182,7 +182,8 @@ pub async fn resume(ops: &Ops, actor: &Actor, now: DateTime<Utc>, name: &str) ->
     set_paused(ops, actor, now, name, false).await
 }
 
-async fn set_paused(
+/// Pauses (`paused`) or resumes a schedule, audited.
+pub async fn set_paused(
     ops: &Ops,
     actor: &Actor,
     now: DateTime<Utc>,

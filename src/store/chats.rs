@@ -245,12 +245,7 @@ pub async fn cancel_queued_welcome(
     chat_id: &str,
     user_id: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("delete from pending_welcomes where chat_id = ? and user_id = ?")
-        .bind(chat_id)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    forget_queued(conn, "pending_welcomes", chat_id, user_id).await
 }
 
 /// Chats whose welcome window opened at or before `opened_by`, oldest first.
@@ -258,17 +253,7 @@ pub async fn due_welcome_windows(
     conn: &mut SqliteConnection,
     opened_by: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(String, DateTime<Utc>)>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "select chat_id, min(joined_at) as opened from pending_welcomes
-         group by chat_id having min(joined_at) <= ? order by opened, chat_id",
-    )
-    .bind(opened_by.timestamp())
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(chat, at)| (chat, to_time(at)))
-        .collect())
+    chats_due(conn, "pending_welcomes", "joined_at", opened_by).await
 }
 
 /// Removes and returns the chat's queued joins, in join order.
@@ -358,12 +343,7 @@ pub async fn cancel_onboarding(
     chat_id: &str,
     user_id: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query("delete from pending_onboarding where chat_id = ? and user_id = ?")
-        .bind(chat_id)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    forget_queued(conn, "pending_onboarding", chat_id, user_id).await
 }
 
 /// Chats with an onboarding tip due by `now`, with their first due time,
@@ -372,11 +352,41 @@ pub async fn chats_with_due_onboarding(
     conn: &mut SqliteConnection,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<(String, DateTime<Utc>)>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "select chat_id, min(due_at) as first_due from pending_onboarding
-         group by chat_id having min(due_at) <= ? order by first_due, chat_id",
-    )
-    .bind(now.timestamp())
+    chats_due(conn, "pending_onboarding", "due_at", now).await
+}
+
+/// The two per-chat batching queues (`pending_welcomes`, `pending_onboarding`)
+/// share their shape: one row per member waiting for the chat's merged post.
+/// `table` and `column` are always one of those names, never user input.
+async fn forget_queued(
+    conn: &mut SqliteConnection,
+    table: &'static str,
+    chat_id: &str,
+    user_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "delete from {table} where chat_id = ? and user_id = ?"
+    ))
+    .bind(chat_id)
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Chats of a batching queue whose earliest `column` time is at or before
+/// `by`, with that time, oldest first.
+async fn chats_due(
+    conn: &mut SqliteConnection,
+    table: &'static str,
+    column: &'static str,
+    by: DateTime<Utc>,
+) -> sqlx::Result<Vec<(String, DateTime<Utc>)>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "select chat_id, min({column}) as first from {table}
+         group by chat_id having min({column}) <= ? order by first, chat_id"
+    ))
+    .bind(by.timestamp())
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows

@@ -233,19 +233,7 @@ pub async fn revoke_strike(
     .bind(strike_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(log_id) = log_id else {
-        return Ok(false);
-    };
-    sqlx::query(
-        "update moderation_log set reviewed_by = ?, review_note = ?, reviewed_at = ? where id = ?",
-    )
-    .bind(by)
-    .bind(format!("strike revoked: {reason}"))
-    .bind(when.timestamp())
-    .bind(log_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(true)
+    note_review(conn, log_id, by, &format!("strike revoked: {reason}"), when).await
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -325,6 +313,18 @@ pub async fn complete_task(
     .bind(task_id)
     .fetch_optional(&mut *conn)
     .await?;
+    note_review(conn, log_id, by, &format!("task done: {note}"), when).await
+}
+
+/// Notes a manager's review on the log entry a strike or task came from;
+/// `false` when there was nothing to review (`log_id` is `None`).
+async fn note_review(
+    conn: &mut SqliteConnection,
+    log_id: Option<i64>,
+    by: &str,
+    note: &str,
+    when: DateTime<Utc>,
+) -> sqlx::Result<bool> {
     let Some(log_id) = log_id else {
         return Ok(false);
     };
@@ -332,7 +332,7 @@ pub async fn complete_task(
         "update moderation_log set reviewed_by = ?, review_note = ?, reviewed_at = ? where id = ?",
     )
     .bind(by)
-    .bind(format!("task done: {note}"))
+    .bind(note)
     .bind(when.timestamp())
     .bind(log_id)
     .execute(&mut *conn)

@@ -296,28 +296,21 @@ impl ApiClient {
         status_filter: u8,
         owner_userids: &[String],
     ) -> Result<Vec<GroupChatSummary>, ApiError> {
-        let mut request = GroupChatListRequest {
-            status_filter,
-            owner_filter: (!owner_userids.is_empty()).then(|| OwnerFilter {
-                userid_list: owner_userids.to_vec(),
-            }),
-            cursor: String::new(),
-            limit: 1000,
-        };
-        let mut chats = Vec::new();
-        loop {
-            let page = self.groupchat_list(secret, &request).await?;
-            chats.extend(page.group_chat_list);
-            if page.next_cursor.is_empty() {
-                return Ok(chats);
+        all_pages("groupchat/list", |cursor| {
+            let request = GroupChatListRequest {
+                status_filter,
+                owner_filter: (!owner_userids.is_empty()).then(|| OwnerFilter {
+                    userid_list: owner_userids.to_vec(),
+                }),
+                cursor,
+                limit: 1000,
+            };
+            async move {
+                let page = self.groupchat_list(secret, &request).await?;
+                Ok((page.group_chat_list, page.next_cursor))
             }
-            if page.next_cursor == request.cursor {
-                return Err(ApiError::Decode(
-                    "groupchat/list cursor did not advance".into(),
-                ));
-            }
-            request.cursor = page.next_cursor;
-        }
+        })
+        .await
     }
 
     /// `POST externalcontact/groupchat/get` (with names).
@@ -364,26 +357,19 @@ impl ApiClient {
         msgid: &str,
         userid: &str,
     ) -> Result<Vec<GroupMsgSendResult>, ApiError> {
-        let mut request = GroupMsgSendResultRequest {
-            msgid: msgid.to_owned(),
-            userid: userid.to_owned(),
-            limit: 1000,
-            cursor: String::new(),
-        };
-        let mut results = Vec::new();
-        loop {
-            let page = self.get_groupmsg_send_result(secret, &request).await?;
-            results.extend(page.send_list);
-            if page.next_cursor.is_empty() {
-                return Ok(results);
+        all_pages("get_groupmsg_send_result", |cursor| {
+            let request = GroupMsgSendResultRequest {
+                msgid: msgid.to_owned(),
+                userid: userid.to_owned(),
+                limit: 1000,
+                cursor,
+            };
+            async move {
+                let page = self.get_groupmsg_send_result(secret, &request).await?;
+                Ok((page.send_list, page.next_cursor))
             }
-            if page.next_cursor == request.cursor {
-                return Err(ApiError::Decode(
-                    "get_groupmsg_send_result cursor did not advance".into(),
-                ));
-            }
-            request.cursor = page.next_cursor;
-        }
+        })
+        .await
     }
 
     /// `POST externalcontact/send_welcome_msg` (within 20 s of the event, once).
@@ -547,6 +533,31 @@ fn decode_response<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         });
     }
     serde_json::from_slice(body).map_err(describe_json_error)
+}
+
+/// Collects every page of a cursor-paged list: `fetch` gets the cursor to ask
+/// for (empty for the first page) and answers the page's items and
+/// `next_cursor`. A cursor that does not move is an error, not an endless loop.
+async fn all_pages<T, F, Fut>(endpoint: &str, mut fetch: F) -> Result<Vec<T>, ApiError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), ApiError>>,
+{
+    let mut cursor = String::new();
+    let mut items = Vec::new();
+    loop {
+        let (page, next_cursor) = fetch(cursor.clone()).await?;
+        items.extend(page);
+        if next_cursor.is_empty() {
+            return Ok(items);
+        }
+        if next_cursor == cursor {
+            return Err(ApiError::Decode(format!(
+                "{endpoint} cursor did not advance"
+            )));
+        }
+        cursor = next_cursor;
+    }
 }
 
 fn describe_json_error(error: serde_json::Error) -> ApiError {
