@@ -108,6 +108,12 @@ impl AdminState {
         self
     }
 
+    /// See [`Ops::with_configured_apps`].
+    pub fn with_configured_apps(mut self, apps: Vec<String>) -> AdminState {
+        self.ops.configured_apps = apps;
+        self
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }

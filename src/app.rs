@@ -109,7 +109,8 @@ impl App {
                     ..AdminSettings::default()
                 },
             )?
-            .with_active_rules(self.state.rules.clone()),
+            .with_active_rules(self.state.rules.clone())
+            .with_configured_apps(self.state.config.app_names()),
         );
         let request_id = axum::http::HeaderName::from_static("x-request-id");
         let router = Router::new()

@@ -464,7 +464,7 @@ impl ConfigArg {
             ..SchedulerSettings::default()
         };
         let pool = store::open(&config.database.path).await?;
-        Ok(Ops::new(pool, ActiveRules::new(), scheduler))
+        Ok(Ops::new(pool, ActiveRules::new(), scheduler).with_configured_apps(config.app_names()))
     }
 }
 

@@ -415,6 +415,11 @@ impl Config {
         )
     }
 
+    /// The names of the configured apps (`wecom.apps`), in order.
+    pub fn app_names(&self) -> Vec<String> {
+        self.wecom.apps.iter().map(|app| app.name.clone()).collect()
+    }
+
     pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
         self.server.listen.parse().map_err(|_| {
             anyhow::anyhow!("server.listen: expected host:port such as 127.0.0.1:8080")

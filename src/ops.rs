@@ -152,6 +152,9 @@ pub struct Ops {
     pub pool: SqlitePool,
     pub rules: ActiveRules,
     pub scheduler: SchedulerSettings,
+    /// The app names `wecom.apps` configures: a rule set naming another
+    /// `community.app` is refused. Empty when unknown (tests, the demo).
+    pub configured_apps: Vec<String>,
 }
 
 impl Ops {
@@ -160,7 +163,14 @@ impl Ops {
             pool,
             rules,
             scheduler,
+            configured_apps: Vec::new(),
         }
+    }
+
+    /// Refuse rule sets whose `community.app` is none of `apps`.
+    pub fn with_configured_apps(mut self, apps: Vec<String>) -> Ops {
+        self.configured_apps = apps;
+        self
     }
 
     /// Over `pool` with a cache of its own and default scheduler settings

@@ -268,7 +268,8 @@ impl Browser {
 
 fn rules(base_points: &str) -> String {
     format!(
-        "[community]\nname = \"好物分享社群\"\ntimezone = \"Asia/Shanghai\"\n\n[checkin]\nkeywords = [\"签到\", \"打卡\"]\nbase_points = {base_points}\n{SCHEDULE}"
+        "[community]\napp = \"{}\"\nname = \"好物分享社群\"\ntimezone = \"Asia/Shanghai\"\n\n[checkin]\nkeywords = [\"签到\", \"打卡\"]\nbase_points = {base_points}\n{SCHEDULE}",
+        support::helpers::APP
     )
 }
 
@@ -442,7 +443,7 @@ async fn manager_works_the_console_in_a_real_browser() {
     browser.goto(&format!("{site}/admin/rules")).await;
     browser.set_value("#rules-body", &rules("\"five\"")).await;
     browser.click("#rules-apply").await;
-    let inline = browser.text(".field-error[data-line=\"7\"]").await;
+    let inline = browser.text(".field-error[data-line=\"8\"]").await;
     assert!(inline.contains("checkin.base_points"), "{inline}");
     browser.screenshot("03-rule-error").await;
     {

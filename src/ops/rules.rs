@@ -60,7 +60,10 @@ pub async fn active(ops: &Ops) -> OpsResult<Active> {
 /// restart). An invalid set is never stored.
 pub async fn apply(ops: &Ops, actor: &Actor, now: DateTime<Utc>, body: &str) -> OpsResult<Applied> {
     actor.require(Role::Operator)?;
-    let problems = check(body);
+    let mut problems = check(body);
+    if problems.is_empty() {
+        problems.extend(unconfigured_app(ops, body));
+    }
     if !problems.is_empty() {
         return Ok(Applied::Invalid(problems));
     }
@@ -98,6 +101,9 @@ pub async fn rollback(
             "that version no longer passes validation",
         ));
     }
+    if let Some(problem) = unconfigured_app(ops, &old.body) {
+        return Err(OpsError::invalid("version", problem.reason));
+    }
     let new_version = store::rule_sets::save(&mut tx, &old.body, now).await?;
     audit(
         &mut tx,
@@ -110,6 +116,30 @@ pub async fn rollback(
     .await?;
     tx.commit().await?;
     Ok(new_version)
+}
+
+/// A valid rule set whose `community.app` is not one of the configured apps
+/// (answers, digests, notices and app-group posts would all fail later with
+/// "no app named"), as a problem on that field; `None` when it matches or the
+/// configured apps are unknown.
+fn unconfigured_app(ops: &Ops, body: &str) -> Option<FieldProblem> {
+    if ops.configured_apps.is_empty() {
+        return None;
+    }
+    let rules = RuleSet::from_toml(body).ok()?;
+    let app = &rules.doc.community.app;
+    if ops.configured_apps.contains(app) {
+        return None;
+    }
+    let reason = format!(
+        "names app {app:?} but the config has apps: {} (wecom.apps)",
+        ops.configured_apps.join(", ")
+    );
+    Some(FieldProblem {
+        line: problems::line_of_path(body, "community.app"),
+        path: "community.app".to_owned(),
+        reason,
+    })
 }
 
 /// Every stored version as (version, created_at), oldest first.

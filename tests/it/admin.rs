@@ -130,11 +130,19 @@ async fn seed(pool: &SqlitePool) {
 
 fn valid_rules(base_points: i64) -> String {
     format!(
-        "[community]\nname = \"好物分享社群\"\ntimezone = \"Asia/Shanghai\"\n\n[checkin]\nkeywords = [\"签到\"]\nbase_points = {base_points}\n"
+        "[community]\napp = \"{}\"\nname = \"好物分享社群\"\ntimezone = \"Asia/Shanghai\"\n\n[checkin]\nkeywords = [\"签到\"]\nbase_points = {base_points}\n",
+        helpers::APP
     )
 }
 
 impl Console {
+    async fn rule_set_count(&self) -> i64 {
+        sqlx::query_scalar("select count(*) from rule_sets")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
     async fn audit_count(&self) -> i64 {
         sqlx::query_scalar("select count(*) from admin_audit")
             .fetch_one(&self.pool)
@@ -768,12 +776,12 @@ async fn a_rule_mistake_is_shown_inline_at_its_line_and_nothing_is_saved() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
-    // The problem sits right under line 7 (base_points), naming the field.
-    let line = reply.body.find("id=\"line-7\"").expect("annotated line 7");
+    // The problem sits right under line 8 (base_points), naming the field.
+    let line = reply.body.find("id=\"line-8\"").expect("annotated line 8");
     let error = reply
         .body
-        .find("data-line=\"7\"")
-        .expect("error placed at line 7");
+        .find("data-line=\"8\"")
+        .expect("error placed at line 8");
     assert!(error > line);
     assert!(reply.body[error..].contains("checkin.base_points"));
     assert!(reply.body.contains("aria-invalid=\"true\""));
@@ -975,7 +983,42 @@ async fn api_rejects_an_invalid_rule_set_with_located_problems() {
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
-    assert_eq!(json["problems"][0]["line"], 7);
+    assert_eq!(json["problems"][0]["line"], 8);
+}
+
+#[tokio::test]
+async fn api_refuses_a_rule_set_naming_an_app_the_config_does_not_have() {
+    let console = console().await;
+    let (_, token) = console.session_for("op", Role::Operator).await;
+    let versions_before = console.rule_set_count().await;
+    let rules = valid_rules(5).replace(
+        &format!("app = \"{}\"", helpers::APP),
+        "app = \"no-such-app\"",
+    );
+    let body = serde_json::json!({ "body": rules });
+    let reply = console
+        .api(
+            Method::POST,
+            "/admin/api/v1/rules",
+            Some(&token),
+            &body.to_string(),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(json["problems"][0]["path"], "community.app", "{json}");
+    assert_eq!(json["problems"][0]["line"], 2, "{json}");
+    let reason = json["problems"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("\"no-such-app\"") && reason.contains("wecom.apps"),
+        "{reason}"
+    );
+    assert_eq!(console.rule_set_count().await, versions_before);
 }
 
 #[tokio::test]

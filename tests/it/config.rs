@@ -189,6 +189,22 @@ async fn check_config_refuses_rules_naming_an_unconfigured_app_naming_both_sides
         text(&out.stderr)
     );
 
+    // `rules import` refuses a set naming an app the config lacks, and stores nothing.
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(&wrong, "[community]\napp = \"main\"\n").unwrap();
+    let out = output(qunyun(
+        dir.path(),
+        &["rules", "import", &config_arg(&wrong), "--config", &config],
+    ))
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("community.app") && stderr.contains(r#""main""#) && stderr.contains("ops"),
+        "{stderr}"
+    );
+    // (Nothing was stored: the import below becomes version 1.)
+
     // A rule-set file that names the configured app passes ...
     let rules = dir.path().join("rules.toml");
     std::fs::write(&rules, "[community]\napp = \"ops\"\n").unwrap();

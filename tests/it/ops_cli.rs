@@ -234,7 +234,11 @@ async fn outbox_retry_is_audited_in_the_requeue_transaction() {
 async fn rules_import_is_audited_in_the_save_transaction() {
     let cli = Cli::new().await;
     let file = cli.path("rules.toml");
-    std::fs::write(&file, "[checkin]\nkeywords = [\"报到\"]\nbase_points = 7\n").unwrap();
+    std::fs::write(
+        &file,
+        "[community]\napp = \"ops\"\n\n[checkin]\nkeywords = [\"报到\"]\nbase_points = 7\n",
+    )
+    .unwrap();
     let file = file.to_str().unwrap().to_owned();
     assert_audited_atomically(
         &cli,
