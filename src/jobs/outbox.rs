@@ -192,6 +192,8 @@ pub struct SendOutcome {
     pub postponed: usize,
     pub failed: usize,
     pub dead: usize,
+    /// Rows whose moment passed before their turn (an expired welcome code).
+    pub skipped: usize,
     /// Another sender took the row over after our lease expired.
     pub lease_lost: usize,
     /// Rows parked because an earlier sender stopped during their WeCom call
@@ -216,6 +218,7 @@ impl SendOutcome {
         self.postponed += lane.postponed;
         self.failed += lane.failed;
         self.dead += lane.dead;
+        self.skipped += lane.skipped;
         self.lease_lost += lane.lease_lost;
         self.confirmed_by_refusal += lane.confirmed_by_refusal;
     }
@@ -256,6 +259,10 @@ enum Verdict {
         reason: String,
     },
     Dead {
+        reason: String,
+    },
+    /// Not sent and never will be: its moment passed (no WeCom call made).
+    Skipped {
         reason: String,
     },
 }
@@ -633,6 +640,7 @@ impl OutboxSender {
             Verdict::Postpone { reason, .. } => tracing::info!(reason, "postponed"),
             Verdict::Failed { reason } => tracing::warn!(reason, "configuration error"),
             Verdict::Dead { reason } => tracing::warn!(reason, "dead letter"),
+            Verdict::Skipped { reason } => tracing::warn!(reason, "skipped"),
         }
         verdict
     }
@@ -643,7 +651,9 @@ impl OutboxSender {
         message: &'a ClaimedMessage,
         now: i64,
     ) -> Result<Prepared<'a>, Verdict> {
-        let age = now - message.created_at;
+        // Both one-shot routes are valid for a while after their event; rows
+        // written before the event time was kept count from the row.
+        let age = now - message.event_at.unwrap_or(message.created_at);
         let limits = &self.settings.rate_limits;
         let target = message.target.as_str();
         let api_key = |path: &str| (format!("api:{path}"), limits.calls_per_api);
@@ -748,9 +758,10 @@ impl OutboxSender {
             }
             Payload::WelcomeCode(content) => {
                 if age > WELCOME_CODE_LIFETIME_SECS {
-                    return Err(Verdict::Dead {
+                    return Err(Verdict::Skipped {
                         reason: format!(
-                            "welcome code expired ({age} s old; WeCom allows {WELCOME_CODE_LIFETIME_SECS} s)"
+                            "welcome code expired: {age} s after the event, WeCom accepts it \
+                             for {WELCOME_CODE_LIFETIME_SECS} s (docs/wecom.md#customer-welcome)"
                         ),
                     });
                 }
@@ -1016,6 +1027,10 @@ impl OutboxSender {
             Verdict::Dead { reason } => {
                 outcome.dead += 1;
                 store::mark_dead(&mut conn, id, owner, now, reason).await?
+            }
+            Verdict::Skipped { reason } => {
+                outcome.skipped += 1;
+                store::mark_skipped(&mut conn, id, owner, now, reason).await?
             }
         };
         if !kept_lease {

@@ -179,6 +179,9 @@ pub struct NewOutboxMessage<'a> {
     /// customer group): the row is stored as `skipped` with this reason so the
     /// manager sees it.
     pub skip_reason: Option<&'a str>,
+    /// When the event this row answers happened, for routes whose validity
+    /// runs from it (a welcome code: 20 s); `None` for the others.
+    pub event_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +250,7 @@ fn new_row<'a>(
         created_at: now.timestamp(),
         not_before: message.not_before.map(|at| at.timestamp()),
         skip_reason: entry.skip_reason.as_deref(),
+        event_at: entry.event_at,
     }
 }
 
@@ -288,8 +292,8 @@ pub async fn insert_row(
     };
     let id: Option<i64> = sqlx::query_scalar(
         "insert into outbox (idempotency_key, route, target, app, payload_json, priority, status,
-                             next_attempt_at, last_error, created_at, updated_at)
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                             next_attempt_at, last_error, created_at, updated_at, event_at)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          on conflict (idempotency_key) do nothing
          returning id",
     )
@@ -304,12 +308,13 @@ pub async fn insert_row(
     .bind(message.skip_reason)
     .bind(message.created_at)
     .bind(message.created_at)
+    .bind(message.event_at)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(id.map_or(Enqueued::Duplicate, Enqueued::New))
 }
 
-/// 11 values per row: 500 rows stay far below SQLite's bound-parameter limit.
+/// 12 values per row: 500 rows stay far below SQLite's bound-parameter limit.
 const ENQUEUE_ROWS_PER_INSERT: usize = 500;
 
 /// [`insert_row`] for many rows at once, with the same semantics: a known
@@ -323,7 +328,7 @@ pub async fn insert_rows(
     for chunk in messages.chunks(ENQUEUE_ROWS_PER_INSERT) {
         let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "insert into outbox (idempotency_key, route, target, app, payload_json, priority, status,
-                                 next_attempt_at, last_error, created_at, updated_at) ",
+                                 next_attempt_at, last_error, created_at, updated_at, event_at) ",
         );
         builder.push_values(chunk, |mut row, message| {
             let status = if message.skip_reason.is_some() {
@@ -341,7 +346,8 @@ pub async fn insert_rows(
                 .push_bind(message.not_before.unwrap_or(message.created_at))
                 .push_bind(message.skip_reason)
                 .push_bind(message.created_at)
-                .push_bind(message.created_at);
+                .push_bind(message.created_at)
+                .push_bind(message.event_at);
         });
         builder.push(" on conflict (idempotency_key) do nothing");
         added += builder.build().execute(&mut *conn).await?.rows_affected();
@@ -365,6 +371,9 @@ pub struct ClaimedMessage {
     /// When an earlier call for this row started whose answer was lost (it
     /// may have been delivered); `None` when every earlier call was answered.
     pub answer_lost_at: Option<i64>,
+    /// When the event it answers happened, where the route's validity runs
+    /// from it (see [`NewOutboxMessage::event_at`]).
+    pub event_at: Option<i64>,
 }
 
 /// Why a row is parked after its sender stopped mid-call (see `park_uncertain`).
@@ -376,7 +385,8 @@ pub const UNCERTAIN_REASON: &str = "uncertain: the sender stopped during the WeC
 /// the attempt. Due means pending with `next_attempt_at <= now`, or in flight
 /// with an expired lease (its sender died) when either its call never started
 /// or sending it again is harmless (`Route::resend_after_crash_is_safe`).
-/// Highest priority first, then oldest. One statement, so two senders never
+/// Highest priority first, then the oldest event (a welcome code's 20 s run
+/// from its event), then the longest due. One statement, so two senders never
 /// claim the same row.
 pub async fn claim_due(
     conn: &mut SqliteConnection,
@@ -420,10 +430,10 @@ pub async fn claim_due_on_routes(
              where ((status = 'pending' and next_attempt_at <= ?2)
                 or (status = 'in_flight' and lease_expires_at <= ?2
                     and (call_started_at is null or route in {safe}))){only}
-             order by priority desc, next_attempt_at, id
+             order by priority desc, coalesce(event_at, next_attempt_at), id
              limit ?4)
          returning id, idempotency_key, route, target, app, payload_json, priority, attempts,
-                   created_at, answer_lost_at",
+                   created_at, answer_lost_at, event_at",
         safe = Route::resend_safe_sql_list(),
         only = route_filter(routes),
     );
@@ -435,7 +445,13 @@ pub async fn claim_due_on_routes(
         .fetch_all(&mut *conn)
         .await?;
     // RETURNING gives no order guarantee.
-    claimed.sort_by_key(|m| (std::cmp::Reverse(m.priority), m.id));
+    claimed.sort_by_key(|m| {
+        (
+            std::cmp::Reverse(m.priority),
+            m.event_at.unwrap_or(i64::MIN),
+            m.id,
+        )
+    });
     Ok(claimed)
 }
 
@@ -684,6 +700,19 @@ pub async fn mark_failed(
     reason: &str,
 ) -> sqlx::Result<bool> {
     finish_in_flight(conn, id, owner, now, OutboxStatus::Failed, reason).await
+}
+
+/// Never sent because its moment passed before its turn (a welcome code's
+/// 20 s after the event): `skipped` with the reason, like rows written as
+/// skipped, so it neither waits for a retry nor counts as a delivery failure. Returns false if `owner` no longer holds the lease.
+pub async fn mark_skipped(
+    conn: &mut SqliteConnection,
+    id: i64,
+    owner: &str,
+    now: i64,
+    reason: &str,
+) -> sqlx::Result<bool> {
+    finish_in_flight(conn, id, owner, now, OutboxStatus::Skipped, reason).await
 }
 
 /// Undeliverable, or out of attempts; the reason is kept.
@@ -1146,6 +1175,7 @@ mod tests {
             created_at: 1_000,
             not_before: None,
             skip_reason: None,
+            event_at: None,
         }
     }
 
