@@ -4,7 +4,8 @@
 //! → `sent` | `awaiting_confirmation` (customer-group mass messages, until the
 //! owner confirms) | back to `pending` (retry later) | `failed` (configuration
 //! problem, waits for a manager) | `dead` (undeliverable or out of attempts).
-//! `skipped` rows were never sendable on their route and say why. A lease that
+//! `skipped` rows were never sendable on their route (or their moment passed
+//! before their turn, like a welcome code's 20 s) and say why. A lease that
 //! expires (sender crashed) makes the row claimable again. Every transition
 //! out of `in_flight` checks the lease owner, so a sender whose lease was taken
 //! over cannot overwrite the newer outcome.
@@ -798,6 +799,9 @@ pub struct OutboxRow {
     pub wecom_msgid: Option<String>,
     pub created_at: i64,
     pub sent_at: Option<i64>,
+    /// Why a sent row counts as delivered without a success answer (see
+    /// [`CONFIRMED_BY_REFUSAL`]).
+    pub delivery_note: Option<String>,
 }
 
 impl OutboxRow {
@@ -847,6 +851,9 @@ impl fmt::Display for OutboxRow {
         if let Some(msgid) = &self.wecom_msgid {
             write!(f, " msgid={msgid}")?;
         }
+        if let Some(note) = &self.delivery_note {
+            write!(f, " note={note:?}")?;
+        }
         if let Some(error) = &self.last_error {
             write!(f, " last_error={error:?}")?;
         }
@@ -855,7 +862,7 @@ impl fmt::Display for OutboxRow {
 }
 
 const ROW_COLUMNS: &str = "id, idempotency_key, route, target, app, payload_json, status, attempts,
-     next_attempt_at, last_error, wecom_msgid, created_at, sent_at";
+     next_attempt_at, last_error, wecom_msgid, created_at, sent_at, delivery_note";
 
 /// Rows, newest first, optionally only one status (`qunyun outbox list [--status S]`).
 pub async fn list(

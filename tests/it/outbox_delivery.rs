@@ -215,6 +215,11 @@ async fn bot_reply_whose_answer_was_lost_ends_sent_confirmed_by_42022() {
     let note = h.delivery_note(id).await.expect("a note says why");
     assert!(note.starts_with("confirmed by refusal"), "{note}");
     assert!(note.contains("42022"), "{note}");
+    // `qunyun outbox list` prints the row this way: the note says why it is sent.
+    assert!(
+        row.to_string().contains(" note=\"confirmed by refusal"),
+        "{row}"
+    );
     assert_eq!(h.sim().stats().calls_to("aibot/response"), 2);
 }
 
