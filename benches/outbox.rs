@@ -83,6 +83,7 @@ fn sender_throughput(c: &mut Criterion) {
                                 created_at: now,
                                 not_before: None,
                                 skip_reason: None,
+                                event_at: None,
                             },
                         )
                         .await

@@ -1,6 +1,8 @@
 //! Inbox row → domain event: what the pipeline (and the analytics job, which
 //! counts posted messages) reads out of a stored callback or archived message.
 
+use chrono::{DateTime, Utc};
+
 use crate::ingest::IngestMessage;
 use crate::rules::event::{
     CustomerAdded, JoinScene, MembersJoined, MembersLeft, MessagePosted, MessageReported,
@@ -19,6 +21,14 @@ pub enum ConvertError {
         kind: InboxKind,
         field: &'static str,
     },
+}
+
+/// When an event happened: WeCom's `CreateTime`, but never later than the
+/// callback arrived (a sender clock running ahead must not stretch a window
+/// that runs from the event, such as a welcome code's 20 s).
+fn event_time(create_time: i64, received_at: i64) -> DateTime<Utc> {
+    let at = create_time.min(received_at);
+    DateTime::from_timestamp(at, 0).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 /// Turns a stored inbox row into a domain event; `None` for events the rules
@@ -69,6 +79,7 @@ pub fn domain_event(row: &InboxRow, default_app: &str) -> Result<Option<Event>, 
         message::Event::ExternalContactChange(change) => match change.change_type {
             ContactChangeType::AddExternalContact | ContactChangeType::AddHalfExternalContact => {
                 EventKind::CustomerAdded(CustomerAdded {
+                    at: event_time(change.header.create_time, row.received_at),
                     staff_user_id: change.user_id,
                     external_user_id: change.external_user_id,
                     welcome_code: change.welcome_code.filter(|c| !c.is_empty()),

@@ -157,6 +157,9 @@ pub struct OutboxEntry {
     /// (stored as `{}`).
     pub payload: Option<Payload>,
     pub skip_reason: Option<String>,
+    /// When the event this row answers happened (unix seconds), for routes
+    /// whose validity runs from it: a welcome code's 20 s.
+    pub event_at: Option<i64>,
 }
 
 /// Why a message that was meant to send is skipped after all.
@@ -172,7 +175,7 @@ impl OutboxEntry {
             OutRoute::SmartBotResponse { response_url } => (response_url.clone(), None),
             OutRoute::SmartBotChat { chat_id } => (chat_id.clone(), None),
             OutRoute::Member { app, user_ids } => (user_ids.join("|"), Some(app.clone())),
-            OutRoute::WelcomeCode { code } => (code.clone(), None),
+            OutRoute::WelcomeCode { code, .. } => (code.clone(), None),
             OutRoute::CustomerGroupMass { owner, .. } => (owner.clone().unwrap_or_default(), None),
             OutRoute::AppChatRemove { chat_id, .. } => {
                 (chat_id.clone(), Some(default_app.to_owned()))
@@ -200,12 +203,17 @@ impl OutboxEntry {
                 _ => None,
             };
         }
+        let event_at = match &message.route {
+            OutRoute::WelcomeCode { event_at, .. } => Some(event_at.timestamp()),
+            _ => None,
+        };
         OutboxEntry {
             route: route_of(&message.route),
             target,
             app,
             payload,
             skip_reason,
+            event_at,
         }
     }
 
@@ -413,6 +421,25 @@ mod tests {
         ),
     ];
 
+    fn welcome_code(code: &str) -> OutRoute {
+        OutRoute::WelcomeCode {
+            code: code.into(),
+            event_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn only_a_welcome_code_carries_its_event_time_to_the_row() {
+        let text = || Content::text("你好");
+        let welcome = OutboxEntry::of(&outbound(welcome_code("C"), text()), "ops");
+        assert_eq!(welcome.event_at, Some(1_700_000_000));
+        let robot = OutboxEntry::of(
+            &outbound(OutRoute::Webhook { key: "K".into() }, text()),
+            "ops",
+        );
+        assert_eq!(robot.event_at, None);
+    }
+
     fn outbound(route: OutRoute, content: Content) -> Outbound {
         Outbound::new("k", route, content)
     }
@@ -471,10 +498,7 @@ mod tests {
                 outbound(OutRoute::Webhook { key: "K".into() }, text()),
                 STORED[2].1,
             ),
-            (
-                outbound(OutRoute::WelcomeCode { code: "C".into() }, text()),
-                STORED[4].1,
-            ),
+            (outbound(welcome_code("C"), text()), STORED[4].1),
             (
                 outbound(
                     OutRoute::CustomerGroupMass {
@@ -578,7 +602,7 @@ mod tests {
                 app: "a".into(),
                 user_ids: vec!["u".into()],
             },
-            OutRoute::WelcomeCode { code: "w".into() },
+            welcome_code("w"),
             OutRoute::CustomerGroupMass {
                 owner: Some("o".into()),
                 chat_ids: vec!["c".into()],

@@ -40,7 +40,7 @@ use crate::config::AppConfig;
 use crate::jobs::Job;
 use crate::outbound::Payload;
 use crate::store::outbox::{
-    self as store, ClaimedMessage, OutboxStatus, Route, CONFIRMED_BY_REFUSAL,
+    self as store, ClaimedMessage, OutboxStatus, Outcome, Route, CONFIRMED_BY_REFUSAL,
 };
 use crate::wecom::api::error::{RESPONSE_CODE_USED, WELCOME_CODE_USED};
 use crate::wecom::api::{
@@ -192,6 +192,8 @@ pub struct SendOutcome {
     pub postponed: usize,
     pub failed: usize,
     pub dead: usize,
+    /// Rows whose moment passed before their turn (an expired welcome code).
+    pub skipped: usize,
     /// Another sender took the row over after our lease expired.
     pub lease_lost: usize,
     /// Rows parked because an earlier sender stopped during their WeCom call
@@ -216,8 +218,27 @@ impl SendOutcome {
         self.postponed += lane.postponed;
         self.failed += lane.failed;
         self.dead += lane.dead;
+        self.skipped += lane.skipped;
         self.lease_lost += lane.lease_lost;
         self.confirmed_by_refusal += lane.confirmed_by_refusal;
+    }
+
+    /// Counts one row's outcome.
+    fn count(&mut self, row: &Outcome) {
+        match row {
+            Outcome::Sent { note, .. } => {
+                self.sent += 1;
+                if note.is_some() {
+                    self.confirmed_by_refusal += 1;
+                }
+            }
+            Outcome::AwaitingConfirmation { .. } => self.awaiting_confirmation += 1,
+            Outcome::Retry { .. } => self.retried += 1,
+            Outcome::Postpone { .. } => self.postponed += 1,
+            Outcome::Failed { .. } => self.failed += 1,
+            Outcome::Dead { .. } => self.dead += 1,
+            Outcome::Skipped { .. } => self.skipped += 1,
+        }
     }
 
     /// True when nothing was due.
@@ -228,36 +249,6 @@ impl SendOutcome {
             && self.confirmations_dead == 0
             && self.recovered.total() == 0
     }
-}
-
-/// What to write to a row after an attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Verdict {
-    /// `note` says why a row counts as sent without a success answer.
-    Sent {
-        msgid: Option<String>,
-        note: Option<String>,
-    },
-    AwaitConfirmation {
-        msgid: String,
-    },
-    /// `answer_lost_at`: this attempt's call started then and its answer was
-    /// lost, so WeCom may have acted on it.
-    Retry {
-        at: i64,
-        error: String,
-        answer_lost_at: Option<i64>,
-    },
-    Postpone {
-        until: i64,
-        reason: String,
-    },
-    Failed {
-        reason: String,
-    },
-    Dead {
-        reason: String,
-    },
 }
 
 pub struct OutboxSender {
@@ -374,12 +365,12 @@ impl OutboxSender {
         let mut outcome = SendOutcome::default();
         for message in lane {
             let verdict = if self.stopping.load(Ordering::SeqCst) {
-                Verdict::Postpone {
+                Outcome::Postpone {
                     until: self.now(),
                     reason: "sender shutting down".to_owned(),
                 }
             } else if self.now() >= send_until {
-                Verdict::Postpone {
+                Outcome::Postpone {
                     until: self.now(),
                     reason: "lease running out; handed back".to_owned(),
                 }
@@ -575,11 +566,11 @@ impl OutboxSender {
     /// Decides and performs one delivery attempt. Never fails: every problem
     /// becomes a verdict for the row.
     #[tracing::instrument(skip_all, fields(outbox_id = message.id, route = %message.route, attempt = message.attempts))]
-    async fn attempt(&self, message: &ClaimedMessage) -> Verdict {
+    async fn attempt(&self, message: &ClaimedMessage) -> Outcome {
         let now = self.now();
         if message.attempts > i64::from(self.settings.max_attempts) {
             // Only reachable when leases kept expiring (a sender died mid-call).
-            return Verdict::Dead {
+            return Outcome::Dead {
                 reason: format!(
                     "gave up after {} attempts (leases expired)",
                     self.settings.max_attempts
@@ -597,7 +588,7 @@ impl OutboxSender {
             Ok(None) => {}
             Ok(Some(postpone)) => return postpone,
             Err(error) => {
-                return Verdict::Retry {
+                return Outcome::Retry {
                     at: now + 1,
                     error: format!("rate-limit bookkeeping failed: {error:#}"),
                     answer_lost_at: None,
@@ -609,13 +600,13 @@ impl OutboxSender {
         match self.mark_call_started(message.id, now).await {
             Ok(true) => {}
             Ok(false) => {
-                return Verdict::Postpone {
+                return Outcome::Postpone {
                     until: now,
                     reason: "lease lost before the call".to_owned(),
                 }
             }
             Err(error) => {
-                return Verdict::Retry {
+                return Outcome::Retry {
                     at: now + 1,
                     error: format!("recording the call start failed: {error:#}"),
                     answer_lost_at: None,
@@ -626,13 +617,14 @@ impl OutboxSender {
         self.note_api_answer(&request.pause_key, &result).await;
         let verdict = self.judge(message, now, result);
         match &verdict {
-            Verdict::Sent { .. } | Verdict::AwaitConfirmation { .. } => {
+            Outcome::Sent { .. } | Outcome::AwaitingConfirmation { .. } => {
                 tracing::debug!("delivered")
             }
-            Verdict::Retry { error, .. } => tracing::info!(error, "attempt failed; will retry"),
-            Verdict::Postpone { reason, .. } => tracing::info!(reason, "postponed"),
-            Verdict::Failed { reason } => tracing::warn!(reason, "configuration error"),
-            Verdict::Dead { reason } => tracing::warn!(reason, "dead letter"),
+            Outcome::Retry { error, .. } => tracing::info!(error, "attempt failed; will retry"),
+            Outcome::Postpone { reason, .. } => tracing::info!(reason, "postponed"),
+            Outcome::Failed { reason } => tracing::warn!(reason, "configuration error"),
+            Outcome::Dead { reason } => tracing::warn!(reason, "dead letter"),
+            Outcome::Skipped { reason } => tracing::warn!(reason, "skipped"),
         }
         verdict
     }
@@ -642,8 +634,10 @@ impl OutboxSender {
         &'a self,
         message: &'a ClaimedMessage,
         now: i64,
-    ) -> Result<Prepared<'a>, Verdict> {
-        let age = now - message.created_at;
+    ) -> Result<Prepared<'a>, Outcome> {
+        // Both one-shot routes are valid for a while after their event; rows
+        // written before the event time was kept count from the row.
+        let age = now - message.event_at.unwrap_or(message.created_at);
         let limits = &self.settings.rate_limits;
         let target = message.target.as_str();
         let api_key = |path: &str| (format!("api:{path}"), limits.calls_per_api);
@@ -703,7 +697,7 @@ impl OutboxSender {
             },
             Payload::SmartBot(response) => {
                 if age > RESPONSE_URL_LIFETIME_SECS {
-                    return Err(Verdict::Dead {
+                    return Err(Outcome::Dead {
                         reason: "response_url expired (valid for 1 hour)".to_owned(),
                     });
                 }
@@ -719,7 +713,7 @@ impl OutboxSender {
             Payload::CustomerGroupMass(content) => {
                 let secret = self
                     .contacts_secret(message.app.as_deref())
-                    .map_err(|reason| Verdict::Failed { reason })?;
+                    .map_err(|reason| Outcome::Failed { reason })?;
                 Prepared {
                     rate_keys: vec![api_key("externalcontact/add_msg_template")],
                     pause_key: api_key("externalcontact/add_msg_template").0,
@@ -748,15 +742,16 @@ impl OutboxSender {
             }
             Payload::WelcomeCode(content) => {
                 if age > WELCOME_CODE_LIFETIME_SECS {
-                    return Err(Verdict::Dead {
+                    return Err(Outcome::Skipped {
                         reason: format!(
-                            "welcome code expired ({age} s old; WeCom allows {WELCOME_CODE_LIFETIME_SECS} s)"
+                            "welcome code expired: {age} s after the event, WeCom accepts it \
+                             for {WELCOME_CODE_LIFETIME_SECS} s (docs/wecom.md#customer-welcome)"
                         ),
                     });
                 }
                 let secret = self
                     .contacts_secret(message.app.as_deref())
-                    .map_err(|reason| Verdict::Failed { reason })?;
+                    .map_err(|reason| Outcome::Failed { reason })?;
                 Prepared {
                     rate_keys: vec![api_key("externalcontact/send_welcome_msg")],
                     pause_key: api_key("externalcontact/send_welcome_msg").0,
@@ -773,13 +768,13 @@ impl OutboxSender {
         Ok(prepared)
     }
 
-    fn app(&self, name: Option<&str>) -> Result<&AppCredentials, Verdict> {
+    fn app(&self, name: Option<&str>) -> Result<&AppCredentials, Outcome> {
         let Some(name) = name else {
-            return Err(Verdict::Failed {
+            return Err(Outcome::Failed {
                 reason: "row names no app".to_owned(),
             });
         };
-        self.apps.get(name).ok_or_else(|| Verdict::Failed {
+        self.apps.get(name).ok_or_else(|| Outcome::Failed {
             reason: format!("no app named {name:?} is configured"),
         })
     }
@@ -806,7 +801,7 @@ impl OutboxSender {
         rate_keys: &[(String, u32)],
         pause_key: &str,
         now: i64,
-    ) -> anyhow::Result<Option<Verdict>> {
+    ) -> anyhow::Result<Option<Outcome>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // WeCom paused this API (45009/45033): wait without spending an
         // attempt; after the pause one call probes, the others wait for it.
@@ -814,7 +809,7 @@ impl OutboxSender {
             store::api_gate(&mut tx, pause_key, now, self.worst_call_secs()).await?
         {
             tx.rollback().await?;
-            return Ok(Some(Verdict::Postpone {
+            return Ok(Some(Outcome::Postpone {
                 until: until.max(now + 1),
                 reason: format!("API paused by WeCom: {reason}"),
             }));
@@ -833,7 +828,7 @@ impl OutboxSender {
         }
         if let Some(until) = until {
             tx.rollback().await?;
-            return Ok(Some(Verdict::Postpone {
+            return Ok(Some(Outcome::Postpone {
                 until: until.max(now + 1),
                 reason: format!("rate limit: {full_limit}"),
             }));
@@ -904,24 +899,27 @@ impl OutboxSender {
         message: &ClaimedMessage,
         call_started: i64,
         result: Result<Delivered, ApiError>,
-    ) -> Verdict {
+    ) -> Outcome {
         let now = self.now();
         let error = match result {
-            Ok(Delivered::Sent { msgid }) => return Verdict::Sent { msgid, note: None },
+            Ok(Delivered::Sent { msgid }) => return Outcome::Sent { msgid, note: None },
             Ok(Delivered::AwaitingConfirmation { msgid }) => {
-                return Verdict::AwaitConfirmation { msgid }
+                return Outcome::AwaitingConfirmation {
+                    msgid,
+                    next_poll_at: now + self.settings.mass_poll_interval.as_secs() as i64,
+                }
             }
             Err(error) => error,
         };
         if let Some(note) = confirmed_by_refusal(message, &error) {
-            return Verdict::Sent {
+            return Outcome::Sent {
                 msgid: None,
                 note: Some(note),
             };
         }
         if error.may_have_been_delivered() && !message.route.resend_after_crash_is_safe() {
             // Retrying could post it twice; a person decides.
-            return Verdict::Dead {
+            return Outcome::Dead {
                 reason: format!(
                     "uncertain: {error}, so WeCom may already have delivered this message; \
                      it is not sent again automatically. Check the chat, and retry it here \
@@ -934,11 +932,11 @@ impl OutboxSender {
             // a second rejection is treated like any transient failure.
             ErrorClass::Retry | ErrorClass::RefreshToken => {
                 if message.attempts >= i64::from(self.settings.max_attempts) {
-                    Verdict::Dead {
+                    Outcome::Dead {
                         reason: format!("gave up after {} attempts: {error}", message.attempts),
                     }
                 } else {
-                    Verdict::Retry {
+                    Outcome::Retry {
                         at: now + self.backoff_secs(message.attempts),
                         error: error.to_string(),
                         // Only a failed connect proves the request never
@@ -948,14 +946,14 @@ impl OutboxSender {
                     }
                 }
             }
-            ErrorClass::BackOff { wait } => Verdict::Postpone {
+            ErrorClass::BackOff { wait } => Outcome::Postpone {
                 until: now + wait.as_secs().max(1) as i64,
                 reason: error.to_string(),
             },
-            ErrorClass::Config => Verdict::Failed {
+            ErrorClass::Config => Outcome::Failed {
                 reason: error.to_string(),
             },
-            ErrorClass::Drop => Verdict::Dead {
+            ErrorClass::Drop => Outcome::Dead {
                 reason: error.to_string(),
             },
         }
@@ -975,53 +973,17 @@ impl OutboxSender {
     async fn record(
         &self,
         message: &ClaimedMessage,
-        verdict: &Verdict,
+        verdict: &Outcome,
         outcome: &mut SendOutcome,
     ) -> anyhow::Result<()> {
-        let now = self.now();
-        let owner = self.owner.as_str();
-        let id = message.id;
         let mut conn = self.pool.acquire().await?;
-        let kept_lease = match verdict {
-            Verdict::Sent { msgid, note } => {
-                outcome.sent += 1;
-                if note.is_some() {
-                    outcome.confirmed_by_refusal += 1;
-                }
-                store::mark_sent(&mut conn, id, owner, now, msgid.as_deref(), note.as_deref())
-                    .await?
-            }
-            Verdict::AwaitConfirmation { msgid } => {
-                outcome.awaiting_confirmation += 1;
-                let next_poll = now + self.settings.mass_poll_interval.as_secs() as i64;
-                store::mark_awaiting_confirmation(&mut conn, id, owner, now, msgid, next_poll)
-                    .await?
-            }
-            Verdict::Retry {
-                at,
-                error,
-                answer_lost_at,
-            } => {
-                outcome.retried += 1;
-                store::mark_retry(&mut conn, id, owner, now, *at, error, *answer_lost_at).await?
-            }
-            Verdict::Postpone { until, reason } => {
-                outcome.postponed += 1;
-                store::postpone(&mut conn, id, owner, now, *until, reason).await?
-            }
-            Verdict::Failed { reason } => {
-                outcome.failed += 1;
-                store::mark_failed(&mut conn, id, owner, now, reason).await?
-            }
-            Verdict::Dead { reason } => {
-                outcome.dead += 1;
-                store::mark_dead(&mut conn, id, owner, now, reason).await?
-            }
-        };
+        outcome.count(verdict);
+        let kept_lease =
+            store::finish(&mut conn, message.id, &self.owner, self.now(), verdict).await?;
         if !kept_lease {
             outcome.lease_lost += 1;
             tracing::warn!(
-                outbox_id = id,
+                outbox_id = message.id,
                 "lease lost before the outcome was recorded; another sender owns the row"
             );
         }
@@ -1112,8 +1074,8 @@ fn rate_kind(key: &str) -> &str {
 
 /// The row's payload in its route's shape (the one [`Payload`] every writer
 /// stores through `store::outbox::enqueue`).
-fn decode_payload(message: &ClaimedMessage) -> Result<Payload, Verdict> {
-    Payload::decode(message.route, &message.payload_json).map_err(|error| Verdict::Dead {
+fn decode_payload(message: &ClaimedMessage) -> Result<Payload, Outcome> {
+    Payload::decode(message.route, &message.payload_json).map_err(|error| Outcome::Dead {
         // Position only: the payload is message content and stays out of logs.
         reason: format!(
             "payload is not a valid {} message ({:?} error at line {} column {})",

@@ -133,8 +133,12 @@ pub enum OutRoute {
     SmartBotChat { chat_id: String },
     /// message/send to members, from the named app.
     Member { app: String, user_ids: Vec<String> },
-    /// externalcontact/send_welcome_msg (1:1 to a new customer).
-    WelcomeCode { code: String },
+    /// externalcontact/send_welcome_msg (1:1 to a new customer). The code is
+    /// valid for 20 s from `event_at`, the add_external_contact event's time.
+    WelcomeCode {
+        code: String,
+        event_at: DateTime<Utc>,
+    },
     /// Customer groups with no automatic route: one mass message the owner
     /// confirms (`owner` is `None` when unknown; such rows are skipped).
     CustomerGroupMass {

@@ -1,6 +1,7 @@
 //! qunyun's domain events: what happened in the community, independent of how
 //! WeCom (or the archive ingest) told us. `pipeline` builds these from inbox rows.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// One domain event. `id` is stable for the underlying delivery (the inbox
@@ -120,6 +121,9 @@ pub struct CustomerAdded {
     pub external_user_id: String,
     pub welcome_code: Option<String>,
     pub state: Option<String>,
+    /// When WeCom says it happened (the callback's `CreateTime`): the welcome
+    /// code is valid for 20 s from then, however late the callback is handled.
+    pub at: DateTime<Utc>,
 }
 
 /// `举报` quoting a message (smart bot). The quote carries only the text, so

@@ -136,7 +136,10 @@ pub fn on_customer_added(rules: &RuleSet, event: &Event, added: &CustomerAdded) 
     );
     vec![Action::Send(Outbound::new(
         format!("welcome_code:{}", event.id),
-        OutRoute::WelcomeCode { code: code.clone() },
+        OutRoute::WelcomeCode {
+            code: code.clone(),
+            event_at: added.at,
+        },
         Content::text(text),
     ))]
 }

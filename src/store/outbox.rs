@@ -4,7 +4,8 @@
 //! → `sent` | `awaiting_confirmation` (customer-group mass messages, until the
 //! owner confirms) | back to `pending` (retry later) | `failed` (configuration
 //! problem, waits for a manager) | `dead` (undeliverable or out of attempts).
-//! `skipped` rows were never sendable on their route and say why. A lease that
+//! `skipped` rows were never sendable on their route (or their moment passed
+//! before their turn, like a welcome code's 20 s) and say why. A lease that
 //! expires (sender crashed) makes the row claimable again. Every transition
 //! out of `in_flight` checks the lease owner, so a sender whose lease was taken
 //! over cannot overwrite the newer outcome.
@@ -179,6 +180,9 @@ pub struct NewOutboxMessage<'a> {
     /// customer group): the row is stored as `skipped` with this reason so the
     /// manager sees it.
     pub skip_reason: Option<&'a str>,
+    /// When the event this row answers happened, for routes whose validity
+    /// runs from it (a welcome code: 20 s); `None` for the others.
+    pub event_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +251,7 @@ fn new_row<'a>(
         created_at: now.timestamp(),
         not_before: message.not_before.map(|at| at.timestamp()),
         skip_reason: entry.skip_reason.as_deref(),
+        event_at: entry.event_at,
     }
 }
 
@@ -288,8 +293,8 @@ pub async fn insert_row(
     };
     let id: Option<i64> = sqlx::query_scalar(
         "insert into outbox (idempotency_key, route, target, app, payload_json, priority, status,
-                             next_attempt_at, last_error, created_at, updated_at)
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                             next_attempt_at, last_error, created_at, updated_at, event_at)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          on conflict (idempotency_key) do nothing
          returning id",
     )
@@ -304,12 +309,13 @@ pub async fn insert_row(
     .bind(message.skip_reason)
     .bind(message.created_at)
     .bind(message.created_at)
+    .bind(message.event_at)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(id.map_or(Enqueued::Duplicate, Enqueued::New))
 }
 
-/// 11 values per row: 500 rows stay far below SQLite's bound-parameter limit.
+/// 12 values per row: 500 rows stay far below SQLite's bound-parameter limit.
 const ENQUEUE_ROWS_PER_INSERT: usize = 500;
 
 /// [`insert_row`] for many rows at once, with the same semantics: a known
@@ -323,7 +329,7 @@ pub async fn insert_rows(
     for chunk in messages.chunks(ENQUEUE_ROWS_PER_INSERT) {
         let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "insert into outbox (idempotency_key, route, target, app, payload_json, priority, status,
-                                 next_attempt_at, last_error, created_at, updated_at) ",
+                                 next_attempt_at, last_error, created_at, updated_at, event_at) ",
         );
         builder.push_values(chunk, |mut row, message| {
             let status = if message.skip_reason.is_some() {
@@ -341,7 +347,8 @@ pub async fn insert_rows(
                 .push_bind(message.not_before.unwrap_or(message.created_at))
                 .push_bind(message.skip_reason)
                 .push_bind(message.created_at)
-                .push_bind(message.created_at);
+                .push_bind(message.created_at)
+                .push_bind(message.event_at);
         });
         builder.push(" on conflict (idempotency_key) do nothing");
         added += builder.build().execute(&mut *conn).await?.rows_affected();
@@ -365,6 +372,9 @@ pub struct ClaimedMessage {
     /// When an earlier call for this row started whose answer was lost (it
     /// may have been delivered); `None` when every earlier call was answered.
     pub answer_lost_at: Option<i64>,
+    /// When the event it answers happened, where the route's validity runs
+    /// from it (see [`NewOutboxMessage::event_at`]).
+    pub event_at: Option<i64>,
 }
 
 /// Why a row is parked after its sender stopped mid-call (see `park_uncertain`).
@@ -376,7 +386,8 @@ pub const UNCERTAIN_REASON: &str = "uncertain: the sender stopped during the WeC
 /// the attempt. Due means pending with `next_attempt_at <= now`, or in flight
 /// with an expired lease (its sender died) when either its call never started
 /// or sending it again is harmless (`Route::resend_after_crash_is_safe`).
-/// Highest priority first, then oldest. One statement, so two senders never
+/// Highest priority first, then the oldest event (a welcome code's 20 s run
+/// from its event), then the longest due. One statement, so two senders never
 /// claim the same row.
 pub async fn claim_due(
     conn: &mut SqliteConnection,
@@ -420,10 +431,10 @@ pub async fn claim_due_on_routes(
              where ((status = 'pending' and next_attempt_at <= ?2)
                 or (status = 'in_flight' and lease_expires_at <= ?2
                     and (call_started_at is null or route in {safe}))){only}
-             order by priority desc, next_attempt_at, id
+             order by priority desc, coalesce(event_at, next_attempt_at), id
              limit ?4)
          returning id, idempotency_key, route, target, app, payload_json, priority, attempts,
-                   created_at, answer_lost_at",
+                   created_at, answer_lost_at, event_at",
         safe = Route::resend_safe_sql_list(),
         only = route_filter(routes),
     );
@@ -435,7 +446,13 @@ pub async fn claim_due_on_routes(
         .fetch_all(&mut *conn)
         .await?;
     // RETURNING gives no order guarantee.
-    claimed.sort_by_key(|m| (std::cmp::Reverse(m.priority), m.id));
+    claimed.sort_by_key(|m| {
+        (
+            std::cmp::Reverse(m.priority),
+            m.event_at.unwrap_or(i64::MIN),
+            m.id,
+        )
+    });
     Ok(claimed)
 }
 
@@ -462,24 +479,62 @@ pub async fn mark_call_started(
     Ok(result.rows_affected() == 1)
 }
 
-/// Parks rows whose sender stopped during the WeCom call on a route where a
-/// second send could deliver twice: `dead`, with `UNCERTAIN_REASON`, for a
-/// person to check and retry by hand. Returns how many were parked.
+/// In-flight rows whose sender is gone, as a recovery finds them.
+#[derive(Debug, Clone, Copy)]
+enum Abandoned<'a> {
+    /// Their lease ran out (the sender stopped, in this process or another).
+    LeaseExpired { now: i64 },
+    /// Held by any owner but this one: at start-up, a previous process.
+    HeldByOthers { owner: &'a str },
+}
+
+impl<'a> Abandoned<'a> {
+    /// `update outbox set <set> where status = 'in_flight' and <this>
+    /// and <only>`; the caller adds its own conditions and runs it.
+    fn update(
+        self,
+        set: impl FnOnce(&mut sqlx::QueryBuilder<'a, sqlx::Sqlite>),
+    ) -> sqlx::QueryBuilder<'a, sqlx::Sqlite> {
+        let mut query = sqlx::QueryBuilder::new("update outbox set ");
+        set(&mut query);
+        query.push(", lease_owner = null, lease_expires_at = null where status = 'in_flight' and ");
+        match self {
+            Abandoned::LeaseExpired { now } => query.push("lease_expires_at <= ").push_bind(now),
+            Abandoned::HeldByOthers { owner } => query.push("lease_owner is not ").push_bind(owner),
+        };
+        query
+    }
+
+    /// Parks the rows whose call had started on a route where a second call
+    /// could deliver twice: `dead`, with [`UNCERTAIN_REASON`], for a person
+    /// to check and retry by hand.
+    async fn park_uncertain(
+        self,
+        conn: &mut SqliteConnection,
+        now: i64,
+        routes: Option<&[Route]>,
+    ) -> sqlx::Result<u64> {
+        let mut query = self.update(|set| {
+            set.push("status = 'dead', last_error = ")
+                .push_bind(UNCERTAIN_REASON);
+            set.push(", updated_at = ").push_bind(now);
+        });
+        query.push(" and call_started_at is not null and route not in ");
+        query
+            .push(Route::resend_safe_sql_list())
+            .push(route_filter(routes));
+        Ok(query.build().execute(&mut *conn).await?.rows_affected())
+    }
+}
+
+/// Parks rows whose sender stopped during the WeCom call (its lease ran out)
+/// on a route where a second send could deliver twice: `dead`, with
+/// `UNCERTAIN_REASON`, for a person to check and retry by hand. Returns how
+/// many were parked.
 pub async fn park_uncertain(conn: &mut SqliteConnection, now: i64) -> sqlx::Result<u64> {
-    let sql = format!(
-        "update outbox
-         set status = 'dead', last_error = ?1, updated_at = ?2,
-             lease_owner = null, lease_expires_at = null
-         where status = 'in_flight' and lease_expires_at <= ?2
-           and call_started_at is not null and route not in {safe}",
-        safe = Route::resend_safe_sql_list()
-    );
-    let result = sqlx::query(&sql)
-        .bind(UNCERTAIN_REASON)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    Ok(result.rows_affected())
+    Abandoned::LeaseExpired { now }
+        .park_uncertain(conn, now, None)
+        .await
 }
 
 /// What [`recover_abandoned`] did with the rows a previous process held.
@@ -511,49 +566,35 @@ pub async fn recover_abandoned(
     now: i64,
     routes: Option<&[Route]>,
 ) -> sqlx::Result<Recovered> {
-    let only = route_filter(routes);
-    let never_started = sqlx::query(&format!(
-        "update outbox
-         set status = 'pending', next_attempt_at = ?1, attempts = max(attempts - 1, 0),
-             updated_at = ?1, lease_owner = null, lease_expires_at = null
-         where status = 'in_flight' and lease_owner is not ?2 and call_started_at is null{only}"
-    ))
-    .bind(now)
-    .bind(owner)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    let resend = format!(
-        "update outbox
-         set status = 'pending', next_attempt_at = ?1, updated_at = ?1,
-             answer_lost_at = coalesce(answer_lost_at, call_started_at),
-             last_error = 'the sender stopped during the WeCom call; sent again',
-             lease_owner = null, lease_expires_at = null, call_started_at = null
-         where status = 'in_flight' and lease_owner is not ?2
-           and call_started_at is not null and route in {safe}{only}",
-        safe = Route::resend_safe_sql_list()
-    );
-    let resent = sqlx::query(&resend)
-        .bind(now)
-        .bind(owner)
+    let abandoned = Abandoned::HeldByOthers { owner };
+    let mut never_started = abandoned.update(|set| {
+        set.push("status = 'pending', next_attempt_at = ")
+            .push_bind(now);
+        set.push(", attempts = max(attempts - 1, 0), updated_at = ")
+            .push_bind(now);
+    });
+    never_started
+        .push(" and call_started_at is null")
+        .push(route_filter(routes));
+    let never_started = never_started
+        .build()
         .execute(&mut *conn)
         .await?
         .rows_affected();
-    let park = format!(
-        "update outbox
-         set status = 'dead', last_error = ?3, updated_at = ?1,
-             lease_owner = null, lease_expires_at = null
-         where status = 'in_flight' and lease_owner is not ?2
-           and call_started_at is not null and route not in {safe}{only}",
-        safe = Route::resend_safe_sql_list()
-    );
-    let uncertain = sqlx::query(&park)
-        .bind(now)
-        .bind(owner)
-        .bind(UNCERTAIN_REASON)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    let mut resend = abandoned.update(|set| {
+        set.push("status = 'pending', next_attempt_at = ")
+            .push_bind(now);
+        set.push(", updated_at = ").push_bind(now);
+        set.push(", answer_lost_at = coalesce(answer_lost_at, call_started_at)");
+        set.push(", last_error = 'the sender stopped during the WeCom call; sent again'");
+        set.push(", call_started_at = null");
+    });
+    resend.push(" and call_started_at is not null and route in ");
+    resend
+        .push(Route::resend_safe_sql_list())
+        .push(route_filter(routes));
+    let resent = resend.build().execute(&mut *conn).await?.rows_affected();
+    let uncertain = abandoned.park_uncertain(conn, now, routes).await?;
     Ok(Recovered {
         never_started,
         resent,
@@ -565,159 +606,107 @@ pub async fn recover_abandoned(
 /// use of a one-shot code.
 pub const CONFIRMED_BY_REFUSAL: &str = "confirmed by refusal";
 
-/// Delivered. `note` says why when it is not a plain success answer (see
-/// [`CONFIRMED_BY_REFUSAL`]). Returns false if `owner` no longer holds the lease.
-pub async fn mark_sent(
-    conn: &mut SqliteConnection,
-    id: i64,
-    owner: &str,
-    now: i64,
-    wecom_msgid: Option<&str>,
-    note: Option<&str>,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query(
-        "update outbox
-         set status = 'sent', sent_at = ?, updated_at = ?, wecom_msgid = ?, last_error = null,
-             delivery_note = ?, lease_owner = null, lease_expires_at = null
-         where id = ? and status = 'in_flight' and lease_owner = ?",
-    )
-    .bind(now)
-    .bind(now)
-    .bind(wecom_msgid)
-    .bind(note)
-    .bind(id)
-    .bind(owner)
-    .execute(&mut *conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
+/// What becomes of a leased row after its attempt: every transition out of
+/// `in_flight`, written by the one [`finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered. `note` says why when it is not a plain success answer (see
+    /// [`CONFIRMED_BY_REFUSAL`]).
+    Sent {
+        msgid: Option<String>,
+        note: Option<String>,
+    },
+    /// The mass-message task exists; the owner still has to confirm it. The
+    /// row is polled again at `next_poll_at`.
+    AwaitingConfirmation { msgid: String, next_poll_at: i64 },
+    /// Failed attempt; try again at `at`. The attempt stays counted.
+    /// `answer_lost_at` is the start of this attempt's call when its answer
+    /// was lost (WeCom may have acted); the earliest such time is kept.
+    Retry {
+        at: i64,
+        error: String,
+        answer_lost_at: Option<i64>,
+    },
+    /// Not sent because of a rate limit (ours, or WeCom's 45009), a shutdown
+    /// or a lease running out: due again at `until`. Waiting is not a
+    /// failure, so the claim's attempt is given back.
+    Postpone { until: i64, reason: String },
+    /// A configuration problem (secret, permission, trusted IP): parked until
+    /// a manager fixes it and retries.
+    Failed { reason: String },
+    /// Undeliverable, out of attempts, or uncertain; the reason is kept.
+    Dead { reason: String },
+    /// Never sent because its moment passed before its turn (a welcome code's
+    /// 20 s after the event): `skipped` with the reason, like rows written as
+    /// skipped, so it neither waits for a retry nor counts as a delivery failure.
+    Skipped { reason: String },
 }
 
-/// The mass-message task exists; the owner still has to confirm it. The row is
-/// polled again at `next_poll_at`.
-pub async fn mark_awaiting_confirmation(
-    conn: &mut SqliteConnection,
-    id: i64,
-    owner: &str,
-    now: i64,
-    wecom_msgid: &str,
-    next_poll_at: i64,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query(
-        "update outbox
-         set status = 'awaiting_confirmation', wecom_msgid = ?, next_attempt_at = ?,
-             updated_at = ?, last_error = null, lease_owner = null, lease_expires_at = null
-         where id = ? and status = 'in_flight' and lease_owner = ?",
-    )
-    .bind(wecom_msgid)
-    .bind(next_poll_at)
-    .bind(now)
-    .bind(id)
-    .bind(owner)
-    .execute(&mut *conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
+impl Outcome {
+    pub fn status(&self) -> OutboxStatus {
+        match self {
+            Outcome::Sent { .. } => OutboxStatus::Sent,
+            Outcome::AwaitingConfirmation { .. } => OutboxStatus::AwaitingConfirmation,
+            Outcome::Retry { .. } | Outcome::Postpone { .. } => OutboxStatus::Pending,
+            Outcome::Failed { .. } => OutboxStatus::Failed,
+            Outcome::Dead { .. } => OutboxStatus::Dead,
+            Outcome::Skipped { .. } => OutboxStatus::Skipped,
+        }
+    }
 }
 
-/// Failed attempt; try again at `next_attempt_at`. The attempt stays counted.
-/// `answer_lost_at` is the start of this attempt's call when its answer was
-/// lost (WeCom may have acted); the earliest such time is kept.
-pub async fn mark_retry(
+/// Records `outcome` for a row `owner` leased, and releases the lease.
+/// Returns false (and changes nothing) if `owner` no longer holds the lease,
+/// so a sender whose lease was taken over cannot overwrite the newer outcome.
+pub async fn finish(
     conn: &mut SqliteConnection,
     id: i64,
     owner: &str,
     now: i64,
-    next_attempt_at: i64,
-    error: &str,
-    answer_lost_at: Option<i64>,
+    outcome: &Outcome,
 ) -> sqlx::Result<bool> {
-    let result = sqlx::query(
-        "update outbox
-         set status = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ?,
-             answer_lost_at = coalesce(answer_lost_at, ?),
-             lease_owner = null, lease_expires_at = null
-         where id = ? and status = 'in_flight' and lease_owner = ?",
-    )
-    .bind(next_attempt_at)
-    .bind(error)
-    .bind(now)
-    .bind(answer_lost_at)
-    .bind(id)
-    .bind(owner)
-    .execute(&mut *conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-/// Not sent because of a rate limit (ours, or WeCom's 45009): wait until
-/// `until`. Waiting is not a failure, so the claim's attempt is given back.
-pub async fn postpone(
-    conn: &mut SqliteConnection,
-    id: i64,
-    owner: &str,
-    now: i64,
-    until: i64,
-    reason: &str,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query(
-        "update outbox
-         set status = 'pending', next_attempt_at = ?, last_error = ?, attempts = max(attempts - 1, 0),
-             updated_at = ?, lease_owner = null, lease_expires_at = null
-         where id = ? and status = 'in_flight' and lease_owner = ?",
-    )
-    .bind(until)
-    .bind(reason)
-    .bind(now)
-    .bind(id)
-    .bind(owner)
-    .execute(&mut *conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-/// A configuration problem (secret, permission, trusted IP): parked until a
-/// manager fixes it and retries.
-pub async fn mark_failed(
-    conn: &mut SqliteConnection,
-    id: i64,
-    owner: &str,
-    now: i64,
-    reason: &str,
-) -> sqlx::Result<bool> {
-    finish_in_flight(conn, id, owner, now, OutboxStatus::Failed, reason).await
-}
-
-/// Undeliverable, or out of attempts; the reason is kept.
-pub async fn mark_dead(
-    conn: &mut SqliteConnection,
-    id: i64,
-    owner: &str,
-    now: i64,
-    reason: &str,
-) -> sqlx::Result<bool> {
-    finish_in_flight(conn, id, owner, now, OutboxStatus::Dead, reason).await
-}
-
-async fn finish_in_flight(
-    conn: &mut SqliteConnection,
-    id: i64,
-    owner: &str,
-    now: i64,
-    status: OutboxStatus,
-    reason: &str,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query(
-        "update outbox
-         set status = ?, last_error = ?, updated_at = ?, lease_owner = null, lease_expires_at = null
-         where id = ? and status = 'in_flight' and lease_owner = ?",
-    )
-    .bind(status)
-    .bind(reason)
-    .bind(now)
-    .bind(id)
-    .bind(owner)
-    .execute(&mut *conn)
-    .await?;
-    Ok(result.rows_affected() == 1)
+    let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new("update outbox set status = ");
+    query.push_bind(outcome.status());
+    query.push(", updated_at = ").push_bind(now);
+    match outcome {
+        Outcome::Sent { msgid, note } => {
+            query.push(", sent_at = ").push_bind(now);
+            query.push(", wecom_msgid = ").push_bind(msgid.clone());
+            query.push(", delivery_note = ").push_bind(note.clone());
+            query.push(", last_error = null");
+        }
+        Outcome::AwaitingConfirmation {
+            msgid,
+            next_poll_at,
+        } => {
+            query.push(", wecom_msgid = ").push_bind(msgid.clone());
+            query.push(", next_attempt_at = ").push_bind(*next_poll_at);
+            query.push(", last_error = null");
+        }
+        Outcome::Retry {
+            at,
+            error,
+            answer_lost_at,
+        } => {
+            query.push(", next_attempt_at = ").push_bind(*at);
+            query.push(", last_error = ").push_bind(error.clone());
+            query.push(", answer_lost_at = coalesce(answer_lost_at, ");
+            query.push_bind(*answer_lost_at).push(")");
+        }
+        Outcome::Postpone { until, reason } => {
+            query.push(", next_attempt_at = ").push_bind(*until);
+            query.push(", last_error = ").push_bind(reason.clone());
+            query.push(", attempts = max(attempts - 1, 0)");
+        }
+        Outcome::Failed { reason } | Outcome::Dead { reason } | Outcome::Skipped { reason } => {
+            query.push(", last_error = ").push_bind(reason.clone());
+        }
+    }
+    query.push(", lease_owner = null, lease_expires_at = null where id = ");
+    query.push_bind(id);
+    query.push(" and status = 'in_flight' and lease_owner = ");
+    query.push_bind(owner.to_owned());
+    Ok(query.build().execute(&mut *conn).await?.rows_affected() == 1)
 }
 
 /// A mass message waiting for its owner, due for a result poll.
@@ -810,6 +799,9 @@ pub struct OutboxRow {
     pub wecom_msgid: Option<String>,
     pub created_at: i64,
     pub sent_at: Option<i64>,
+    /// Why a sent row counts as delivered without a success answer (see
+    /// [`CONFIRMED_BY_REFUSAL`]).
+    pub delivery_note: Option<String>,
 }
 
 impl OutboxRow {
@@ -859,6 +851,9 @@ impl fmt::Display for OutboxRow {
         if let Some(msgid) = &self.wecom_msgid {
             write!(f, " msgid={msgid}")?;
         }
+        if let Some(note) = &self.delivery_note {
+            write!(f, " note={note:?}")?;
+        }
         if let Some(error) = &self.last_error {
             write!(f, " last_error={error:?}")?;
         }
@@ -867,7 +862,7 @@ impl fmt::Display for OutboxRow {
 }
 
 const ROW_COLUMNS: &str = "id, idempotency_key, route, target, app, payload_json, status, attempts,
-     next_attempt_at, last_error, wecom_msgid, created_at, sent_at";
+     next_attempt_at, last_error, wecom_msgid, created_at, sent_at, delivery_note";
 
 /// Rows, newest first, optionally only one status (`qunyun outbox list [--status S]`).
 pub async fn list(
@@ -1146,6 +1141,7 @@ mod tests {
             created_at: 1_000,
             not_before: None,
             skip_reason: None,
+            event_at: None,
         }
     }
 
@@ -1275,12 +1271,30 @@ mod tests {
         let reclaimed = claim_due(&mut conn, 1_060, 60, "s2", 10).await.unwrap();
         assert_eq!(reclaimed.len(), 1);
         assert_eq!(reclaimed[0].attempts, 2);
-        assert!(!mark_sent(&mut conn, id, "crashed", 1_061, None, None)
-            .await
-            .unwrap());
-        assert!(mark_sent(&mut conn, id, "s2", 1_061, Some("MSG"), None)
-            .await
-            .unwrap());
+        assert!(!finish(
+            &mut conn,
+            id,
+            "crashed",
+            1_061,
+            &Outcome::Sent {
+                msgid: None,
+                note: None
+            }
+        )
+        .await
+        .unwrap());
+        assert!(finish(
+            &mut conn,
+            id,
+            "s2",
+            1_061,
+            &Outcome::Sent {
+                msgid: Some("MSG".to_string()),
+                note: None
+            }
+        )
+        .await
+        .unwrap());
     }
 
     #[tokio::test]
@@ -1293,11 +1307,17 @@ mod tests {
         assert!(mark_call_started(&mut conn, uncertain, "s1", 1_001, 1_060)
             .await
             .unwrap());
-        assert!(
-            mark_dead(&mut conn, gone, "s1", 1_001, "93000 invalid webhook key")
-                .await
-                .unwrap()
-        );
+        assert!(finish(
+            &mut conn,
+            gone,
+            "s1",
+            1_001,
+            &Outcome::Dead {
+                reason: "93000 invalid webhook key".to_string()
+            }
+        )
+        .await
+        .unwrap());
         assert_eq!(park_uncertain(&mut conn, 1_060).await.unwrap(), 1);
 
         assert_eq!(retry_uncertain(&mut conn, 1_070).await.unwrap(), 1);
@@ -1364,9 +1384,18 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(mark_sent(&mut conn, id, "s1", 1_001, Some("MSG1"), None)
-            .await
-            .unwrap());
+        assert!(finish(
+            &mut conn,
+            id,
+            "s1",
+            1_001,
+            &Outcome::Sent {
+                msgid: Some("MSG1".to_string()),
+                note: None
+            }
+        )
+        .await
+        .unwrap());
         let row = status_of(&mut conn, id).await;
         assert_eq!(row.status, OutboxStatus::Sent);
         assert_eq!(row.sent_at, Some(1_001));
@@ -1384,11 +1413,19 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(
-            mark_retry(&mut conn, id, "s1", 1_001, 1_030, "WeCom errcode -1", None)
-                .await
-                .unwrap()
-        );
+        assert!(finish(
+            &mut conn,
+            id,
+            "s1",
+            1_001,
+            &Outcome::Retry {
+                at: 1_030,
+                error: "WeCom errcode -1".to_string(),
+                answer_lost_at: None
+            }
+        )
+        .await
+        .unwrap());
         let row = status_of(&mut conn, id).await;
         assert_eq!(
             (row.status, row.attempts, row.next_attempt_at),
@@ -1411,9 +1448,18 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::Webhook).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(postpone(&mut conn, id, "s1", 1_000, 1_060, "rate limit")
-            .await
-            .unwrap());
+        assert!(finish(
+            &mut conn,
+            id,
+            "s1",
+            1_000,
+            &Outcome::Postpone {
+                until: 1_060,
+                reason: "rate limit".to_string()
+            }
+        )
+        .await
+        .unwrap());
         let row = status_of(&mut conn, id).await;
         assert_eq!(
             (row.status, row.attempts, row.next_attempt_at),
@@ -1428,12 +1474,28 @@ mod tests {
         let failed = enqueue_one(&mut conn, "a", Route::Member).await;
         let dead = enqueue_one(&mut conn, "b", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(mark_failed(&mut conn, failed, "s1", 1_001, "errcode 60020")
-            .await
-            .unwrap());
-        assert!(mark_dead(&mut conn, dead, "s1", 1_001, "errcode 81013")
-            .await
-            .unwrap());
+        assert!(finish(
+            &mut conn,
+            failed,
+            "s1",
+            1_001,
+            &Outcome::Failed {
+                reason: "errcode 60020".to_string()
+            }
+        )
+        .await
+        .unwrap());
+        assert!(finish(
+            &mut conn,
+            dead,
+            "s1",
+            1_001,
+            &Outcome::Dead {
+                reason: "errcode 81013".to_string()
+            }
+        )
+        .await
+        .unwrap());
         assert_eq!(
             status_of(&mut conn, failed).await.status,
             OutboxStatus::Failed
@@ -1442,9 +1504,18 @@ mod tests {
         assert_eq!(row.status, OutboxStatus::Dead);
         assert_eq!(row.last_error.as_deref(), Some("errcode 81013"));
         // Not in flight any more: a second verdict changes nothing.
-        assert!(!mark_sent(&mut conn, dead, "s1", 1_002, None, None)
-            .await
-            .unwrap());
+        assert!(!finish(
+            &mut conn,
+            dead,
+            "s1",
+            1_002,
+            &Outcome::Sent {
+                msgid: None,
+                note: None
+            }
+        )
+        .await
+        .unwrap());
     }
 
     #[tokio::test]
@@ -1453,11 +1524,18 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::CustomerGroupMass).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(
-            mark_awaiting_confirmation(&mut conn, id, "s1", 1_001, "msgGROUP", 1_600)
-                .await
-                .unwrap()
-        );
+        assert!(finish(
+            &mut conn,
+            id,
+            "s1",
+            1_001,
+            &Outcome::AwaitingConfirmation {
+                msgid: "msgGROUP".to_string(),
+                next_poll_at: 1_600
+            }
+        )
+        .await
+        .unwrap());
         assert!(claim_due(&mut conn, 9_999, 60, "s1", 10)
             .await
             .unwrap()
@@ -1502,9 +1580,18 @@ mod tests {
         let a = enqueue_one(&mut conn, "a", Route::Member).await;
         let b = enqueue_one(&mut conn, "b", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
-        mark_sent(&mut conn, a, "s1", 1_001, None, None)
-            .await
-            .unwrap();
+        finish(
+            &mut conn,
+            a,
+            "s1",
+            1_001,
+            &Outcome::Sent {
+                msgid: None,
+                note: None,
+            },
+        )
+        .await
+        .unwrap();
         let all: Vec<i64> = list(&mut conn, None)
             .await
             .unwrap()
@@ -1544,9 +1631,17 @@ mod tests {
         let dead = enqueue_one(&mut conn, "a", Route::Member).await;
         let pending = enqueue_one(&mut conn, "b", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
-        mark_dead(&mut conn, dead, "s1", 1_001, "gone")
-            .await
-            .unwrap();
+        finish(
+            &mut conn,
+            dead,
+            "s1",
+            1_001,
+            &Outcome::Dead {
+                reason: "gone".to_string(),
+            },
+        )
+        .await
+        .unwrap();
 
         assert_eq!(
             retry(&mut conn, dead, 5_000).await.unwrap(),
@@ -1577,15 +1672,39 @@ mod tests {
             enqueue_one(&mut conn, "c", Route::Member).await,
         ];
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        mark_failed(&mut conn, ids[0], "s1", 1_001, "60020")
-            .await
-            .unwrap();
-        mark_failed(&mut conn, ids[1], "s1", 1_001, "60020")
-            .await
-            .unwrap();
-        mark_dead(&mut conn, ids[2], "s1", 1_001, "81013")
-            .await
-            .unwrap();
+        finish(
+            &mut conn,
+            ids[0],
+            "s1",
+            1_001,
+            &Outcome::Failed {
+                reason: "60020".to_string(),
+            },
+        )
+        .await
+        .unwrap();
+        finish(
+            &mut conn,
+            ids[1],
+            "s1",
+            1_001,
+            &Outcome::Failed {
+                reason: "60020".to_string(),
+            },
+        )
+        .await
+        .unwrap();
+        finish(
+            &mut conn,
+            ids[2],
+            "s1",
+            1_001,
+            &Outcome::Dead {
+                reason: "81013".to_string(),
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(retry_all_failed(&mut conn, 2_000).await.unwrap(), 2);
         assert_eq!(
             status_of(&mut conn, ids[2]).await.status,
@@ -1609,19 +1728,53 @@ mod tests {
         let cut_off = enqueue_one(&mut conn, "cut-off", Route::Webhook).await;
         let gone = enqueue_one(&mut conn, "gone", Route::Webhook).await;
         claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        mark_sent(&mut conn, plain, "s1", 1_001, None, None)
-            .await
-            .unwrap();
+        finish(
+            &mut conn,
+            plain,
+            "s1",
+            1_001,
+            &Outcome::Sent {
+                msgid: None,
+                note: None,
+            },
+        )
+        .await
+        .unwrap();
         let note = format!("{CONFIRMED_BY_REFUSAL}: 42022");
-        mark_sent(&mut conn, refused, "s1", 1_001, None, Some(&note))
-            .await
-            .unwrap();
-        mark_dead(&mut conn, cut_off, "s1", 1_001, UNCERTAIN_REASON)
-            .await
-            .unwrap();
-        mark_dead(&mut conn, gone, "s1", 1_001, "WeCom errcode 93000")
-            .await
-            .unwrap();
+        finish(
+            &mut conn,
+            refused,
+            "s1",
+            1_001,
+            &Outcome::Sent {
+                msgid: None,
+                note: Some(note.clone()),
+            },
+        )
+        .await
+        .unwrap();
+        finish(
+            &mut conn,
+            cut_off,
+            "s1",
+            1_001,
+            &Outcome::Dead {
+                reason: UNCERTAIN_REASON.to_string(),
+            },
+        )
+        .await
+        .unwrap();
+        finish(
+            &mut conn,
+            gone,
+            "s1",
+            1_001,
+            &Outcome::Dead {
+                reason: "WeCom errcode 93000".to_string(),
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(
             delivery_counts(&mut conn).await.unwrap(),
             DeliveryCounts {
@@ -1692,9 +1845,18 @@ mod tests {
         enqueue_one(&mut conn, "b", Route::Member).await;
         enqueue_one(&mut conn, "c", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
-        mark_sent(&mut conn, a, "s1", 1_000, None, None)
-            .await
-            .unwrap();
+        finish(
+            &mut conn,
+            a,
+            "s1",
+            1_000,
+            &Outcome::Sent {
+                msgid: None,
+                note: None,
+            },
+        )
+        .await
+        .unwrap();
         let counts = count_by_status(&mut conn).await.unwrap();
         assert_eq!(
             counts,

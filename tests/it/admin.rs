@@ -1097,6 +1097,7 @@ async fn park_an_uncertain_message(console: &Console) -> i64 {
         created_at: now,
         not_before: None,
         skip_reason: None,
+        event_at: None,
     };
     let Enqueued::New(id) = outbox::insert_row(&mut conn, &message).await.unwrap() else {
         panic!("fresh key")

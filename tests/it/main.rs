@@ -20,6 +20,7 @@ mod ops_cli;
 mod outbox;
 mod outbox_delivery;
 mod scheduler;
+mod sender_crash;
 mod serve;
 mod sim;
 mod welcome;

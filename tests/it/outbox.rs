@@ -105,6 +105,7 @@ impl OutboxTest for TestApp {
             created_at: self.now_secs(),
             not_before: None,
             skip_reason: None,
+            event_at: None,
         };
         match outbox::insert_row(&mut *self.conn().await, &message)
             .await
@@ -435,7 +436,7 @@ async fn app_messages_to_one_member_stay_under_30_per_minute() {
 }
 
 #[tokio::test]
-async fn expired_welcome_codes_are_dead_without_a_call() {
+async fn expired_welcome_codes_are_skipped_without_a_call() {
     let h = start().await;
     let id = h
         .enqueue(
@@ -446,13 +447,10 @@ async fn expired_welcome_codes_are_dead_without_a_call() {
         )
         .await;
     h.advance(21);
-    assert_eq!(h.sender().run_once().await.unwrap().dead, 1);
-    assert!(h
-        .row(id)
-        .await
-        .last_error
-        .unwrap()
-        .contains("welcome code expired"));
+    assert_eq!(h.sender().run_once().await.unwrap().skipped, 1);
+    let row = h.row(id).await;
+    assert_eq!(row.status, OutboxStatus::Skipped);
+    assert!(row.last_error.unwrap().contains("welcome code expired"));
     assert!(h.api_calls().is_empty(), "{:?}", h.api_calls());
 }
 

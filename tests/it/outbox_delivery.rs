@@ -14,6 +14,8 @@ use qunyun::wecom::api::{ApiClient, ApiConfig, Secret};
 use serde_json::json;
 use sqlx::SqlitePool;
 
+use crate::helpers;
+
 const CORP: &str = "wwTESTCORP";
 const APP: &str = "ops";
 const AGENT_ID: i64 = 1000002;
@@ -127,6 +129,7 @@ impl Harness {
             created_at: self.now(),
             not_before: None,
             skip_reason: None,
+            event_at: None,
         };
         match outbox::insert_row(&mut conn, &row).await.unwrap() {
             Enqueued::New(id) => id,
@@ -212,6 +215,11 @@ async fn bot_reply_whose_answer_was_lost_ends_sent_confirmed_by_42022() {
     let note = h.delivery_note(id).await.expect("a note says why");
     assert!(note.starts_with("confirmed by refusal"), "{note}");
     assert!(note.contains("42022"), "{note}");
+    // `qunyun outbox list` prints the row this way: the note says why it is sent.
+    assert!(
+        row.to_string().contains(" note=\"confirmed by refusal"),
+        "{row}"
+    );
     assert_eq!(h.sim().stats().calls_to("aibot/response"), 2);
 }
 
@@ -561,6 +569,7 @@ async fn three_hundred_rows_under_faults_and_a_crash_nothing_twice_nothing_deliv
         "a message was delivered twice"
     );
     let (mut sent, mut by_refusal, mut dead, mut delivered_but_dead) = (0, 0, 0, 0);
+    let mut expired = 0;
     for (id, text) in &rows {
         let row = h.row(*id).await;
         match row.status {
@@ -577,15 +586,92 @@ async fn three_hundred_rows_under_faults_and_a_crash_nothing_twice_nothing_deliv
                     delivered_but_dead += 1;
                 }
             }
+            // A welcome code whose 20 s ran out while it waited for a retry.
+            OutboxStatus::Skipped => {
+                expired += 1;
+                assert!(!delivered.contains(text), "skipped but delivered: {row}");
+            }
             other => panic!("row left {other}: {row}"),
         }
     }
     println!(
         "300 rows: sent {sent} (confirmed by refusal {by_refusal}), dead {dead}, \
-         delivered-but-dead {delivered_but_dead}, duplicates dropped by WeCom {}, calls {}",
+         expired welcome codes {expired}, delivered-but-dead {delivered_but_dead}, \
+         duplicates dropped by WeCom {}, calls {}",
         h.sim().dropped().len(),
         calls()
     );
     assert_eq!(delivered_but_dead, 0);
     assert_eq!(sent, delivered.len());
+}
+
+/// `add_external_contact` as WeCom sends it, with its own `CreateTime`.
+fn customer_added_xml(external_userid: &str, welcome_code: &str, create_time: i64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
+         <CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+         <Event><![CDATA[change_external_contact]]></Event>\
+         <ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[lisi]]></UserID>\
+         <ExternalUserID><![CDATA[{external_userid}]]></ExternalUserID><State><![CDATA[poster]]></State>\
+         <WelcomeCode><![CDATA[{welcome_code}]]></WelcomeCode></xml>",
+        corp = helpers::CORP_ID,
+    )
+}
+
+/// A welcome code is valid for 20 s from its event's `CreateTime`, not from
+/// when the pipeline wrote the row: through the real callback endpoint,
+/// pipeline and sender, a callback handled 25 s after its event gets no
+/// `send_welcome_msg` call and a visible skip; one handled after 5 s is sent.
+/// (The simulator issued both codes just now, so it would still accept the
+/// late one: only the event time tells the sender it is too late.)
+#[tokio::test]
+async fn the_welcome_code_window_runs_from_the_events_create_time() {
+    let app = helpers::spawn_app().await;
+    let now = app.now().timestamp();
+    let late = app.sim().issue_welcome_code("lisi", "wmLATE");
+    let fresh = app.sim().issue_welcome_code("lisi", "wmFRESH");
+    for (customer, code, create_time) in [("wmLATE", &late, now - 25), ("wmFRESH", &fresh, now - 5)]
+    {
+        let reply = app
+            .post_event(helpers::Callback::App(customer_added_xml(
+                customer,
+                code,
+                create_time,
+            )))
+            .await;
+        assert_eq!(reply.status(), 200);
+    }
+    app.run_pipeline().await;
+    let delivered = app.drain_outbox().await;
+
+    let welcomed: Vec<&str> = delivered.iter().map(|d| d.target.as_str()).collect();
+    assert_eq!(welcomed, ["wmFRESH"], "{delivered:?}");
+    let calls: Vec<_> = app
+        .sim()
+        .calls()
+        .into_iter()
+        .filter(|call| call.path == "externalcontact/send_welcome_msg")
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].body["welcome_code"], fresh.as_str());
+
+    let rows = app.outbox_rows(None).await;
+    let row_for = |code: &str| {
+        rows.iter()
+            .find(|row| row.route == Route::WelcomeCode && row.target == code)
+            .unwrap_or_else(|| panic!("no welcome row for {code}: {rows:?}"))
+    };
+    assert_eq!(row_for(&fresh).status, OutboxStatus::Sent);
+    let skipped = row_for(&late);
+    assert_eq!(skipped.status, OutboxStatus::Skipped, "{skipped}");
+    let reason = skipped.last_error.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("welcome code expired: 25 s after the event"),
+        "{reason}"
+    );
+    // What a manager sees in `qunyun outbox list`.
+    assert!(
+        skipped.to_string().contains("welcome code expired"),
+        "{skipped}"
+    );
 }
