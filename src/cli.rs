@@ -333,6 +333,8 @@ pub enum PointsCommand {
 }
 
 #[derive(Debug, clap::Args)]
+/// The simulator's app secret (what gettoken accepts, app 1000002) comes from
+/// [`crate::config::SIM_SECRET_VAR`]: a command line is visible to every local user.
 pub struct SimArgs {
     /// Address to listen on, e.g. 127.0.0.1:9000.
     #[arg(long, default_value = "127.0.0.1:9000")]
@@ -340,9 +342,6 @@ pub struct SimArgs {
     /// The simulated corp's CorpID.
     #[arg(long)]
     pub corp_id: String,
-    /// The secret gettoken accepts (the app with agent id 1000002).
-    #[arg(long)]
-    pub secret: String,
     /// Lifetime of issued access tokens, in seconds (WeCom: 7200).
     #[arg(long, value_name = "SECS")]
     pub token_ttl: Option<i64>,
@@ -464,7 +463,8 @@ impl ConfigArg {
             ..SchedulerSettings::default()
         };
         let pool = store::open(&config.database.path).await?;
-        Ok(Ops::new(pool, ActiveRules::new(), scheduler))
+        Ok(Ops::new(pool, ActiveRules::new(), scheduler)
+            .with_max_point_adjustment(config.admin.max_point_adjustment))
     }
 }
 
@@ -557,9 +557,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
             }
             Command::Sim(args) => {
+                let var = crate::config::SIM_SECRET_VAR;
+                let secret = std::env::var(var)
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .with_context(|| {
+                        format!(
+                            "set {var} to the app secret the simulator accepts \
+                             (kept off the command line, where other users can read it)"
+                        )
+                    })?;
                 let config = crate::sim::SimConfig::from_args(
                     &args.corp_id,
-                    &args.secret,
+                    &secret,
                     args.token_ttl,
                     args.scenario.as_deref(),
                 )?;

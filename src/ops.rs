@@ -152,6 +152,8 @@ pub struct Ops {
     pub pool: SqlitePool,
     pub rules: ActiveRules,
     pub scheduler: SchedulerSettings,
+    /// The largest manual points adjustment, either sign (`admin.max_point_adjustment`).
+    pub max_point_adjustment: i64,
 }
 
 impl Ops {
@@ -160,7 +162,14 @@ impl Ops {
             pool,
             rules,
             scheduler,
+            max_point_adjustment: crate::config::DEFAULT_MAX_POINT_ADJUSTMENT,
         }
+    }
+
+    /// With the configured bound on manual points adjustments.
+    pub fn with_max_point_adjustment(mut self, max: i64) -> Ops {
+        self.max_point_adjustment = max;
+        self
     }
 
     /// Over `pool` with a cache of its own and default scheduler settings
