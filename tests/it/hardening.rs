@@ -289,7 +289,7 @@ async fn cookies_are_secure_by_default_unless_the_console_listens_on_loopback() 
 #[tokio::test]
 async fn csv_cells_a_spreadsheet_would_run_are_defused_including_tab_and_cr() {
     let app = spawn_app().await;
-    let names = ["\t=HYPERLINK(\"http://x\")", "\r=1+1", "@SUM(A1)", "=cmd"];
+    let names = ["\t=HYPERLINK(1)", "\r=1+1", "@SUM(A1)", "=cmd", "+1-2"];
     for (i, name) in names.iter().enumerate() {
         qunyun::store::members::ensure_person(
             &mut *app.conn().await,

@@ -98,15 +98,12 @@ fn battery(app: &TestApp) -> Vec<Delivery> {
         body: signed("", &good, &ts).body,
     });
     let mut d = signed("body swapped after signing", &good, &ts);
-    d.body = d.body.replace(
-        &good,
-        &seal_raw(
-            msg,
-            CORP_ID,
-            correct_pad(msg, CORP_ID),
-            correct_pad(msg, CORP_ID) as u8,
-        ),
-    );
+    let other_msg = chat_join_xml("wmSWAPPED01", now);
+    let other_msg = other_msg.as_bytes();
+    let pad = correct_pad(other_msg, CORP_ID);
+    d.body = d
+        .body
+        .replace(&good, &seal_raw(other_msg, CORP_ID, pad, pad as u8));
     out.push(d);
 
     // Receive id and padding (each correctly signed).
@@ -134,8 +131,13 @@ fn battery(app: &TestApp) -> Vec<Delivery> {
         &ts,
     ));
     out.push(signed(
-        "pad byte claims more than was padded",
-        &seal_raw(msg, CORP_ID, pad, (pad + 16).min(32) as u8),
+        "pad byte off by one from the padding added",
+        &seal_raw(
+            msg,
+            CORP_ID,
+            pad,
+            if pad < 32 { pad + 1 } else { pad - 1 } as u8,
+        ),
         &ts,
     ));
     out.push(signed(
