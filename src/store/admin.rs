@@ -244,6 +244,39 @@ pub async fn record_login_failure_from(
     Ok(())
 }
 
+/// Failed sign-ins for `username` from client address `ip` since `since`: how
+/// many, and when the latest was.
+pub async fn login_failures_for(
+    conn: &mut SqliteConnection,
+    username: &str,
+    ip: &str,
+    since: i64,
+) -> sqlx::Result<(i64, Option<i64>)> {
+    sqlx::query_as(
+        "select count(*), max(at) from admin_login_failures
+         where username = ? and ip = ? and at >= ?",
+    )
+    .bind(username)
+    .bind(ip)
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Forgets the failures of `username` from `ip` (after it signed in from there).
+pub async fn clear_login_failures_from(
+    conn: &mut SqliteConnection,
+    username: &str,
+    ip: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("delete from admin_login_failures where username = ? and ip = ?")
+        .bind(username)
+        .bind(ip)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// Failed sign-ins from one client address since `since`, whatever the username.
 pub async fn login_failures_from_ip_since(
     conn: &mut SqliteConnection,
