@@ -100,7 +100,7 @@ impl FromRequestParts<AdminState> for ApiCaller {
         let Some(token) = token else {
             return Err(AdminError::Unauthorized.into());
         };
-        accounts::token_caller(&state.ops, token)
+        accounts::token_caller(&state.ops, state.now(), token)
             .await
             .map_err(AdminError::from)?
             .map(|caller| ApiCaller(Manager::from(caller)))

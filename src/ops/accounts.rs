@@ -85,7 +85,29 @@ pub async fn create_token(
     username: &str,
     label: &str,
 ) -> OpsResult<String> {
+    create_token_expiring(ops, actor, now, username, label, None).await
+}
+
+/// The longest lifetime a token may be given, in days.
+pub const MAX_TOKEN_DAYS: u32 = 3650;
+
+/// [`create_token`] that stops working `valid_days` days from `now` (never when `None`).
+pub async fn create_token_expiring(
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    username: &str,
+    label: &str,
+    valid_days: Option<u32>,
+) -> OpsResult<String> {
     actor.require(Role::Owner)?;
+    if valid_days.is_some_and(|days| !(1..=MAX_TOKEN_DAYS).contains(&days)) {
+        return Err(OpsError::invalid(
+            "expires_in_days",
+            format!("must be between 1 and {MAX_TOKEN_DAYS}"),
+        ));
+    }
+    let expires_at = valid_days.map(|days| now.timestamp() + i64::from(days) * 86_400);
     let label = label.trim();
     if label.is_empty() || label.chars().count() > 64 {
         return Err(OpsError::invalid(
@@ -97,8 +119,21 @@ pub async fn create_token(
     let user = store::admin::user_by_name(&mut tx, username)
         .await?
         .ok_or_else(|| OpsError::not_found(format!("user {username}")))?;
-    let token = issue_api_token(&mut tx, user.id, label, now.timestamp()).await?;
-    audit(&mut tx, actor, now, "token.create", label, username).await?;
+    let token = format!("qy_{}", random_secret());
+    store::admin::insert_api_token_until(
+        &mut tx,
+        &hash_secret(&token),
+        user.id,
+        label,
+        now.timestamp(),
+        expires_at,
+    )
+    .await?;
+    let detail = match valid_days {
+        Some(days) => format!("{username}, expires in {days} days"),
+        None => username.to_owned(),
+    };
+    audit(&mut tx, actor, now, "token.create", label, &detail).await?;
     tx.commit().await?;
     Ok(token)
 }
@@ -113,6 +148,105 @@ pub async fn revoke_token(ops: &Ops, actor: &Actor, now: DateTime<Utc>, id: i64)
     audit(&mut tx, actor, now, "token.revoke", &id.to_string(), "").await?;
     tx.commit().await?;
     Ok(())
+}
+
+// --- account controls ------------------------------------------------------------
+
+async fn existing_user(
+    conn: &mut SqliteConnection,
+    username: &str,
+) -> OpsResult<store::admin::UserRow> {
+    store::admin::user_by_name(conn, username)
+        .await?
+        .ok_or_else(|| OpsError::not_found(format!("user {username}")))
+}
+
+/// Disables an account (`disabled`) or enables it again. A disabled account
+/// cannot sign in, and its sessions and API tokens stop working at once.
+/// Nobody can disable their own account, so an owner cannot lock the last
+/// owner out by mistake.
+pub async fn set_disabled(
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    username: &str,
+    disabled: bool,
+) -> OpsResult<()> {
+    actor.require(Role::Owner)?;
+    if disabled && actor.name == username {
+        return Err(OpsError::invalid(
+            "username",
+            "you cannot disable your own account",
+        ));
+    }
+    let mut tx = ops.begin().await?;
+    let user = existing_user(&mut tx, username).await?;
+    let at = disabled.then(|| user.disabled_at.unwrap_or(now.timestamp()));
+    store::admin::set_user_disabled(&mut tx, user.id, at).await?;
+    let action = if disabled {
+        store::admin::delete_user_sessions(&mut tx, user.id).await?;
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    audit(&mut tx, actor, now, action, username, "").await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sets a new password for `username` and ends all its sessions.
+pub async fn reset_password(
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    username: &str,
+    password: &str,
+) -> OpsResult<()> {
+    actor.require(Role::Owner)?;
+    check_password_strength(password).map_err(|e| OpsError::invalid("password", e.to_string()))?;
+    let password = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))??;
+    let mut tx = ops.begin().await?;
+    let user = existing_user(&mut tx, username).await?;
+    store::admin::set_password_hash(&mut tx, user.id, &hash).await?;
+    let ended = store::admin::delete_user_sessions(&mut tx, user.id).await?;
+    audit(
+        &mut tx,
+        actor,
+        now,
+        "user.reset_password",
+        username,
+        &format!("{ended} sessions ended"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Signs `username` out everywhere; returns how many sessions ended.
+pub async fn end_sessions(
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    username: &str,
+) -> OpsResult<u64> {
+    actor.require(Role::Owner)?;
+    let mut tx = ops.begin().await?;
+    let user = existing_user(&mut tx, username).await?;
+    let ended = store::admin::delete_user_sessions(&mut tx, user.id).await?;
+    audit(
+        &mut tx,
+        actor,
+        now,
+        "user.end_sessions",
+        username,
+        &format!("{ended} sessions ended"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ended)
 }
 
 // --- signing in -----------------------------------------------------------------
@@ -247,7 +381,8 @@ pub async fn sign_in(
             .map_err(|e| anyhow::anyhow!("password check: {e}"))?
     };
     let mut tx = ops.begin().await?;
-    let Some(user) = user.filter(|_| verified) else {
+    // A disabled account is refused like a wrong password.
+    let Some(user) = user.filter(|u| verified && u.disabled_at.is_none()) else {
         audit(&mut tx, &tried, now, "login.failed", username, "").await?;
         if failures == policy.max_failures {
             // The owners' notice: from now on this address waits between tries.
@@ -312,10 +447,11 @@ pub async fn session_caller(
     }))
 }
 
-/// The caller behind a bearer token, if it is a live one.
-pub async fn token_caller(ops: &Ops, token: &str) -> OpsResult<Option<Caller>> {
+/// The caller behind a bearer token, if it is a live one at `now`.
+pub async fn token_caller(ops: &Ops, now: DateTime<Utc>, token: &str) -> OpsResult<Option<Caller>> {
     let mut conn = ops.pool.acquire().await?;
-    let Some((user, label)) = store::admin::api_token_user(&mut conn, &hash_secret(token)).await?
+    let Some((user, label)) =
+        store::admin::api_token_user(&mut conn, &hash_secret(token), now.timestamp()).await?
     else {
         return Ok(None);
     };

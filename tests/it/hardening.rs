@@ -393,3 +393,160 @@ async fn sim_takes_its_secret_from_the_environment_not_the_command_line() {
         text(&run.stderr)
     );
 }
+
+// ---- 5. account controls -------------------------------------------------------
+
+#[tokio::test]
+async fn owners_disable_accounts_reset_passwords_end_sessions_and_expire_tokens() {
+    let app = spawn_app().await;
+    let console = app.console();
+    let (_, owner_token) = console.session_for("boss", Role::Owner).await;
+    qunyun::ops::accounts::create_user(
+        &app.ops(),
+        &qunyun::ops::Actor::new("boss", Role::Owner),
+        app.now(),
+        "op",
+        "first password 1",
+        Role::Operator,
+    )
+    .await
+    .unwrap();
+    let (op_session, op_token) = console.session_for("op", Role::Operator).await;
+    let owner_api = |path: String, body: serde_json::Value| {
+        let console = console.clone();
+        let token = owner_token.clone();
+        async move {
+            console
+                .api(
+                    reqwest::Method::POST,
+                    &path,
+                    Some(&token),
+                    &body.to_string(),
+                )
+                .await
+        }
+    };
+    let signed_in = |session| {
+        let console = console.clone();
+        async move { console.get("/admin/chats", Some(&session)).await.status == StatusCode::OK }
+    };
+    let token_works = |token: String| {
+        let console = console.clone();
+        async move {
+            console
+                .api(
+                    reqwest::Method::GET,
+                    "/admin/api/v1/chats",
+                    Some(&token),
+                    "",
+                )
+                .await
+                .status
+                == StatusCode::OK
+        }
+    };
+    assert!(signed_in(op_session.clone()).await);
+    assert!(token_works(op_token.clone()).await);
+
+    // Disable: sessions, tokens and the password all stop working.
+    let reply = owner_api(
+        "/admin/api/v1/users/op/disable".into(),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(!signed_in(op_session.clone()).await);
+    assert!(!token_works(op_token.clone()).await);
+    let refused = console.sign_in("op", "first password 1").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    // Enable again: the password works.
+    let reply = owner_api(
+        "/admin/api/v1/users/op/enable".into(),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        console.sign_in("op", "first password 1").await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(token_works(op_token.clone()).await);
+
+    // Reset the password: the old one is refused, sessions end.
+    let (op_session, _) = console.session_for("op", Role::Operator).await;
+    let reply = owner_api(
+        "/admin/api/v1/users/op/password".into(),
+        serde_json::json!({"password": "second password 2"}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(!signed_in(op_session).await);
+    assert_eq!(
+        console.sign_in("op", "first password 1").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        console.sign_in("op", "second password 2").await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    // End all sessions.
+    let (op_session, _) = console.session_for("op", Role::Operator).await;
+    let reply = owner_api(
+        "/admin/api/v1/users/op/end-sessions".into(),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(!signed_in(op_session).await);
+
+    // A token that expires in one day.
+    let reply = owner_api(
+        "/admin/api/v1/tokens".into(),
+        serde_json::json!({"username": "op", "label": "nightly", "expires_in_days": 1}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let expiring: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    let expiring = expiring["token"].as_str().unwrap().to_owned();
+    assert!(token_works(expiring.clone()).await);
+    app.advance_clock(chrono::Duration::hours(25));
+    assert!(!token_works(expiring).await);
+
+    // Only owners may do any of this, nobody may disable themselves, and all is audited.
+    let (_, op_token) = console.session_for("op", Role::Operator).await;
+    let forbidden = console
+        .api(
+            reqwest::Method::POST,
+            "/admin/api/v1/users/boss/disable",
+            Some(&op_token),
+            "{}",
+        )
+        .await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+    let audit = qunyun::store::admin::recent_audit(&mut *app.conn().await, None, 50)
+        .await
+        .unwrap();
+    for action in [
+        "user.disable",
+        "user.enable",
+        "user.reset_password",
+        "user.end_sessions",
+        "token.create",
+    ] {
+        assert!(
+            audit.iter().any(|a| a.action == action),
+            "{action} not audited"
+        );
+    }
+    let own = qunyun::ops::accounts::set_disabled(
+        &app.ops(),
+        &qunyun::ops::Actor::new("boss", Role::Owner),
+        app.now(),
+        "boss",
+        true,
+    )
+    .await;
+    assert!(own.is_err());
+    app.stop().await;
+}
