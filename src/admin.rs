@@ -54,6 +54,8 @@ pub struct AdminSettings {
     pub scheduler: SchedulerSettings,
     /// The timezone pages show times in (`[community] timezone`).
     pub timezone: chrono_tz::Tz,
+    /// The largest manual points adjustment (`admin.max_point_adjustment`).
+    pub max_point_adjustment: i64,
 }
 
 impl Default for AdminSettings {
@@ -67,6 +69,7 @@ impl Default for AdminSettings {
             trust_forwarded_for: false,
             scheduler: SchedulerSettings::default(),
             timezone: chrono_tz::Asia::Shanghai,
+            max_point_adjustment: crate::config::DEFAULT_MAX_POINT_ADJUSTMENT,
         }
     }
 }
@@ -92,7 +95,8 @@ impl AdminState {
         settings: AdminSettings,
     ) -> anyhow::Result<AdminState> {
         let views = views::Views::load(settings.timezone).context("loading console templates")?;
-        let ops = Ops::new(pool.clone(), ActiveRules::new(), settings.scheduler.clone());
+        let ops = Ops::new(pool.clone(), ActiveRules::new(), settings.scheduler.clone())
+            .with_max_point_adjustment(settings.max_point_adjustment);
         Ok(AdminState {
             pool,
             clock,

@@ -90,7 +90,9 @@ impl App {
                 self.state.pool.clone(),
                 self.state.clock.clone(),
                 AdminSettings {
-                    secure_cookies: admin_config.secure_cookies,
+                    secure_cookies: admin_config
+                        .secure_cookies_for(&self.state.config.listen_addr()?),
+                    max_point_adjustment: admin_config.max_point_adjustment,
                     session_ttl: Duration::from_secs(u64::from(admin_config.session_hours) * 3600),
                     timezone: self.state.config.timezone()?,
                     login_failures_per_ip: i64::from(admin_config.login_failures_per_ip),

@@ -262,6 +262,34 @@ pub enum AdminCommand {
         username: String,
         /// What the token is for.
         label: String,
+        /// Days until the token stops working (default: never).
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Disable an account: it can no longer sign in, its sessions and tokens stop working.
+    DisableUser {
+        username: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Enable a disabled account again.
+    EnableUser {
+        username: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Set a new password (QUNYUN_ADMIN_PASSWORD or one line of stdin) and end the
+    /// account's sessions.
+    ResetPassword {
+        username: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Sign an account out everywhere.
+    EndSessions {
+        username: String,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -333,6 +361,8 @@ pub enum PointsCommand {
 }
 
 #[derive(Debug, clap::Args)]
+/// The simulator's app secret (what gettoken accepts, app 1000002) comes from
+/// [`crate::config::SIM_SECRET_VAR`]: a command line is visible to every local user.
 pub struct SimArgs {
     /// Address to listen on, e.g. 127.0.0.1:9000.
     #[arg(long, default_value = "127.0.0.1:9000")]
@@ -340,9 +370,6 @@ pub struct SimArgs {
     /// The simulated corp's CorpID.
     #[arg(long)]
     pub corp_id: String,
-    /// The secret gettoken accepts (the app with agent id 1000002).
-    #[arg(long)]
-    pub secret: String,
     /// Lifetime of issued access tokens, in seconds (WeCom: 7200).
     #[arg(long, value_name = "SECS")]
     pub token_ttl: Option<i64>,
@@ -464,7 +491,9 @@ impl ConfigArg {
             ..SchedulerSettings::default()
         };
         let pool = store::open(&config.database.path).await?;
-        Ok(Ops::new(pool, ActiveRules::new(), scheduler).with_configured_apps(config.app_names()))
+        Ok(Ops::new(pool, ActiveRules::new(), scheduler)
+            .with_configured_apps(config.app_names())
+            .with_max_point_adjustment(config.admin.max_point_adjustment))
     }
 }
 
@@ -557,9 +586,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
             }
             Command::Sim(args) => {
+                let var = crate::config::SIM_SECRET_VAR;
+                let secret = std::env::var(var)
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .with_context(|| {
+                        format!(
+                            "set {var} to the app secret the simulator accepts \
+                             (kept off the command line, where other users can read it)"
+                        )
+                    })?;
                 let config = crate::sim::SimConfig::from_args(
                     &args.corp_id,
-                    &args.secret,
+                    &secret,
                     args.token_ttl,
                     args.scenario.as_deref(),
                 )?;
@@ -1091,17 +1130,7 @@ async fn run_admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
             config,
         } => {
             let role: Role = role.parse().context("--role")?;
-            let password = match std::env::var("QUNYUN_ADMIN_PASSWORD") {
-                Ok(password) => password,
-                Err(_) => {
-                    eprintln!("password for {username} (one line on stdin):");
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .read_line(&mut line)
-                        .context("reading the password")?;
-                    line.trim_end_matches(['\r', '\n']).to_owned()
-                }
-            };
+            let password = read_password(&username)?;
             let ops = config.ops().await?;
             ops::accounts::create_user(&ops, &actor(), now, &username, &password, role).await?;
             println!("account {username} created");
@@ -1109,13 +1138,58 @@ async fn run_admin(command: AdminCommand) -> anyhow::Result<ExitCode> {
         AdminCommand::CreateToken {
             username,
             label,
+            expires_in_days,
             config,
         } => {
             let ops = config.ops().await?;
-            let token = ops::accounts::create_token(&ops, &actor(), now, &username, &label).await?;
+            let token = ops::accounts::create_token_expiring(
+                &ops,
+                &actor(),
+                now,
+                &username,
+                &label,
+                expires_in_days,
+            )
+            .await?;
             println!("{token}");
             eprintln!("shown once: store it now");
         }
+        AdminCommand::DisableUser { username, config } => {
+            let ops = config.ops().await?;
+            ops::accounts::set_disabled(&ops, &actor(), now, &username, true).await?;
+            println!("account {username} disabled");
+        }
+        AdminCommand::EnableUser { username, config } => {
+            let ops = config.ops().await?;
+            ops::accounts::set_disabled(&ops, &actor(), now, &username, false).await?;
+            println!("account {username} enabled");
+        }
+        AdminCommand::ResetPassword { username, config } => {
+            let password = read_password(&username)?;
+            let ops = config.ops().await?;
+            ops::accounts::reset_password(&ops, &actor(), now, &username, &password).await?;
+            println!("password of {username} reset; its sessions ended");
+        }
+        AdminCommand::EndSessions { username, config } => {
+            let ops = config.ops().await?;
+            let ended = ops::accounts::end_sessions(&ops, &actor(), now, &username).await?;
+            println!("{ended} sessions of {username} ended");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// QUNYUN_ADMIN_PASSWORD, or one line of standard input: never the command line.
+fn read_password(username: &str) -> anyhow::Result<String> {
+    Ok(match std::env::var("QUNYUN_ADMIN_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            eprintln!("password for {username} (one line on stdin):");
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    })
 }

@@ -20,11 +20,16 @@ use crate::wecom::crypto;
 
 pub const ENV_PREFIX: &str = "QUNYUN_";
 
+/// The app secret `qunyun sim` accepts (never a command-line argument).
+pub const SIM_SECRET_VAR: &str = "QUNYUN_SIM_SECRET";
+
 /// `QUNYUN_` variables that are not config keys: the log format (read before the
-/// config is), the password `admin create-user` reads, and the benchmarks' sizes.
+/// config is), the password `admin create-user` reads, the app secret `qunyun
+/// sim` accepts, and the benchmarks' sizes.
 pub const NON_CONFIG_VARS: &[&str] = &[
     "QUNYUN_LOG_FORMAT",
     "QUNYUN_ADMIN_PASSWORD",
+    SIM_SECRET_VAR,
     "QUNYUN_BENCH_EVENTS",
     "QUNYUN_BENCH_CONCURRENCY",
 ];
@@ -71,9 +76,10 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Mark session cookies `Secure`: turn on when the console is served over TLS.
+    /// Mark session cookies `Secure` (sent over HTTPS only). Unset: on, unless
+    /// `server.listen` is a loopback address (a local rehearsal over plain HTTP).
     #[serde(default)]
-    pub secure_cookies: bool,
+    pub secure_cookies: Option<bool>,
     /// How long a login lasts, in hours.
     #[serde(default = "default_session_hours")]
     pub session_hours: u32,
@@ -84,15 +90,28 @@ pub struct AdminConfig {
     /// TCP peer: only behind a reverse proxy that appends it.
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// The largest manual points adjustment (either sign) the console and CLI
+    /// accept: a typo must not mint millions, nor overflow a balance.
+    #[serde(default = "default_max_point_adjustment")]
+    pub max_point_adjustment: i64,
+}
+
+impl AdminConfig {
+    /// Whether session cookies get `Secure`, given where the server listens.
+    pub fn secure_cookies_for(&self, listen: &SocketAddr) -> bool {
+        self.secure_cookies
+            .unwrap_or_else(|| !listen.ip().is_loopback())
+    }
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
-            secure_cookies: false,
+            secure_cookies: None,
             session_hours: default_session_hours(),
             login_failures_per_ip: default_login_failures_per_ip(),
             trust_forwarded_for: false,
+            max_point_adjustment: default_max_point_adjustment(),
         }
     }
 }
@@ -103,6 +122,12 @@ fn default_session_hours() -> u32 {
 
 fn default_login_failures_per_ip() -> u32 {
     20
+}
+
+pub const DEFAULT_MAX_POINT_ADJUSTMENT: i64 = 100_000;
+
+fn default_max_point_adjustment() -> i64 {
+    DEFAULT_MAX_POINT_ADJUSTMENT
 }
 
 /// `POST /ingest/messages`: normalized message batches from a message-archive puller.
@@ -120,9 +145,13 @@ pub struct ServerConfig {
     /// Address the callback server listens on.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// Refuse deliveries whose timestamp is further than this from now (seconds);
-    /// 0 turns the check off (the default, as WeCom retries late deliveries).
-    #[serde(default)]
+    /// Refuse deliveries whose timestamp is further than this from now (seconds).
+    /// WeCom retries an unanswered delivery within seconds and re-sends the same
+    /// signed query, so the window only has to cover those retries plus the
+    /// clock skew between WeCom and this host; [`DEFAULT_TIMESTAMP_WINDOW_SECS`]
+    /// leaves minutes of room for both. 0 turns the check off (not recommended:
+    /// then only the inbox's dedupe key stops a replayed delivery).
+    #[serde(default = "default_timestamp_window_secs")]
     pub timestamp_window_secs: u64,
     /// `/readyz` answers 503 while the oldest pending inbox event is older
     /// than this (seconds): callbacks are stored, but nothing processes them.
@@ -134,10 +163,19 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
-            timestamp_window_secs: 0,
+            timestamp_window_secs: default_timestamp_window_secs(),
             ready_max_inbox_age_secs: default_ready_max_inbox_age_secs(),
         }
     }
+}
+
+/// Ten minutes: WeCom's three retries of one delivery arrive within about 20
+/// seconds of the first, and a host clock a few minutes off still passes, while a
+/// captured delivery can be replayed only briefly.
+pub const DEFAULT_TIMESTAMP_WINDOW_SECS: u64 = 600;
+
+fn default_timestamp_window_secs() -> u64 {
+    DEFAULT_TIMESTAMP_WINDOW_SECS
 }
 
 fn default_ready_max_inbox_age_secs() -> u64 {
@@ -344,8 +382,15 @@ impl Config {
         let base = &self.wecom.api_base;
         let url = reqwest::Url::parse(base)
             .map_err(|e| anyhow::anyhow!("wecom.api_base: not a valid URL ({e})"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            bail!("wecom.api_base: must be an http or https URL");
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback_host(&url) => {}
+            "http" => bail!(
+                "wecom.api_base: http:// is allowed only for a loopback address such as \
+                 127.0.0.1 (a local simulator); anything else must be https://, since the \
+                 corp secret and access tokens travel in it"
+            ),
+            _ => bail!("wecom.api_base: must be an http or https URL"),
         }
         if !self.wecom.apps.is_empty() && self.wecom.corp_id.trim().is_empty() {
             bail!("wecom.corp_id: required when apps are configured");
@@ -363,6 +408,13 @@ impl Config {
             if app.secret.expose().is_empty() {
                 bail!("{}: must not be empty", field("secret"));
             }
+            if is_placeholder(app.secret.expose()) {
+                bail!(
+                    "{}: is a placeholder; set the app's Secret from the WeCom console \
+                     (应用管理 → the app → Secret), e.g. through {ENV_PREFIX}WECOM__APPS__{i}__SECRET",
+                    field("secret")
+                );
+            }
         }
         if let Some(name) = &self.wecom.contacts_app {
             if !self.wecom.apps.iter().any(|app| &app.name == name) {
@@ -372,12 +424,21 @@ impl Config {
         if !(1..=24 * 30).contains(&self.admin.session_hours) {
             bail!("admin.session_hours: must be between 1 and 720");
         }
+        if !(1..=1_000_000_000_000).contains(&self.admin.max_point_adjustment) {
+            bail!("admin.max_point_adjustment: must be between 1 and 1000000000000");
+        }
         if !(1..=100_000).contains(&self.admin.login_failures_per_ip) {
             bail!("admin.login_failures_per_ip: must be between 1 and 100000");
         }
         if let Some(secret) = &self.ingest.secret {
             if secret.expose().len() < 16 {
                 bail!("ingest.secret: must be at least 16 characters");
+            }
+            if is_placeholder(secret.expose()) {
+                bail!(
+                    "ingest.secret: is a placeholder; generate one with \
+                     `openssl rand -hex 32` and give the same value to the puller"
+                );
             }
         }
         for (i, bot) in self.wecom.bots.iter().enumerate() {
@@ -445,7 +506,25 @@ fn check_callback_endpoint(
     encoding_aes_key: &Secret,
 ) -> anyhow::Result<()> {
     check_name(name).map_err(|r| anyhow::anyhow!("{}: {r}", field("name")))?;
+    if is_placeholder(token.expose()) || PUBLISHED_SAMPLE_TOKENS.contains(&token.expose()) {
+        bail!(
+            "{}: is a placeholder or WeCom's published sample Token, which anyone can \
+             sign callbacks with; use the console's 随机获取 (random) Token or generate one \
+             with `{TOKEN_RECIPE}`, and enter the same value in the WeCom console",
+            field("token")
+        );
+    }
     check_token(token.expose()).map_err(|r| anyhow::anyhow!("{}: {r}", field("token")))?;
+    if is_placeholder(encoding_aes_key.expose())
+        || PUBLISHED_SAMPLE_AES_KEYS.contains(&encoding_aes_key.expose())
+    {
+        bail!(
+            "{}: is a placeholder or WeCom's published sample EncodingAESKey, which anyone \
+             can forge callbacks with; use the console's 随机获取 (random) key or generate \
+             one with `{AES_KEY_RECIPE}`, and enter the same value in the WeCom console",
+            field("encoding_aes_key")
+        );
+    }
     crypto::decode_aes_key(encoding_aes_key.expose()).map_err(|_| {
         anyhow::anyhow!(
             "{}: must be the 43-character EncodingAESKey from the WeCom console",
@@ -453,6 +532,53 @@ fn check_callback_endpoint(
         )
     })?;
     Ok(())
+}
+
+/// EncodingAESKeys printed in WeCom's documentation and Tencent's sample programs
+/// (docs/wecom.md): public, so a service using one accepts anyone's callbacks.
+const PUBLISHED_SAMPLE_AES_KEYS: &[&str] = &[
+    "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+    "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt",
+    "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+];
+
+/// Tokens of the same samples.
+const PUBLISHED_SAMPLE_TOKENS: &[&str] = &["QDG6eK", "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"];
+
+/// How to make a 43-character EncodingAESKey (base64 alphabet minus `+`, `/`).
+pub const AES_KEY_RECIPE: &str = "openssl rand -base64 32 | tr -d '=+/' | cut -c1-43";
+/// How to make a 32-character Token (letters and digits only).
+pub const TOKEN_RECIPE: &str = "openssl rand -base64 32 | tr -d '=+/' | cut -c1-32";
+
+/// Values people leave in from an example file: `ChangeMeToken`,
+/// `set-me-through-…`, `your-secret`.
+fn is_placeholder(value: &str) -> bool {
+    let folded: String = value
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    [
+        "changeme",
+        "setme",
+        "yoursecret",
+        "yourtoken",
+        "placeholder",
+    ]
+    .iter()
+    .any(|marker| folded.contains(marker))
+}
+
+/// `localhost` or a loopback IP: the only hosts plain `http://` may reach.
+fn is_loopback_host(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn check_name(name: &str) -> Result<(), &'static str> {
@@ -549,6 +675,7 @@ const NUMERIC_FIELDS: &[&str] = &[
     "ready_max_inbox_age_secs",
     "session_hours",
     "login_failures_per_ip",
+    "max_point_adjustment",
 ];
 
 /// Fields whose environment value is `true` or `false`.
@@ -572,7 +699,7 @@ fn parse_env_value(field: &str, value: &str) -> toml::Value {
 mod tests {
     use super::*;
 
-    const KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+    const KEY: &str = "Zr8Qf1sV0cLmN3pT6wXyB2dG5hJ9kA4eU7iO1qS3tV5";
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -585,7 +712,7 @@ mod tests {
     fn defaults_are_valid_without_a_file() {
         let config = Config::load(None, Vec::new()).unwrap();
         assert_eq!(config.community.timezone, "Asia/Shanghai");
-        assert_eq!(config.server.timestamp_window_secs, 0);
+        assert_eq!(config.server.timestamp_window_secs, 600);
         assert_eq!(config.server.ready_max_inbox_age_secs, 300);
     }
 
@@ -734,10 +861,10 @@ mod tests {
         }
         let from_env = Config::load(
             None,
-            env(&[("QUNYUN_WECOM__API_BASE", "http://10.0.0.1:9000/cgi-bin")]),
+            env(&[("QUNYUN_WECOM__API_BASE", "https://10.0.0.1:9000/cgi-bin")]),
         )
         .unwrap();
-        assert_eq!(from_env.wecom.api_base, "http://10.0.0.1:9000/cgi-bin/");
+        assert_eq!(from_env.wecom.api_base, "https://10.0.0.1:9000/cgi-bin/");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `POST /ingest/messages`: normalized group messages from a message-archive
 //! (会话存档) puller, which runs Tencent's closed SDK outside qunyun. A batch is
-//! signed with HMAC-SHA256 over the raw body (`X-Qunyun-Signature: <hex>`), each
-//! message has a unique id, and the whole batch lands in the inbox in one
-//! transaction; a re-posted batch adds nothing.
+//! signed with HMAC-SHA256 over `<timestamp>.<raw body>` (`X-Qunyun-Timestamp:
+//! <unix seconds>`, `X-Qunyun-Signature: <hex>`); a batch stamped more than
+//! [`TIMESTAMP_WINDOW_SECS`] from our clock is refused, so a captured request
+//! cannot be replayed later. Each message has a unique id, and the whole batch
+//! lands in the inbox in one transaction; a re-posted batch adds nothing.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -23,6 +25,10 @@ pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Most messages in one batch.
 pub const MAX_BATCH_MESSAGES: usize = 1000;
 pub const SIGNATURE_HEADER: &str = "x-qunyun-signature";
+pub const TIMESTAMP_HEADER: &str = "x-qunyun-timestamp";
+/// How far a batch's timestamp may be from our clock: the puller signs just
+/// before it posts, so this only has to cover clock skew and a slow upload.
+pub const TIMESTAMP_WINDOW_SECS: u64 = 300;
 
 /// One normalized message from the archive ingest endpoint (`POST /ingest/messages`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -62,8 +68,13 @@ pub async fn ingest_messages(
     Ok(inserted)
 }
 
-/// Checks the ingest batch signature: hex HMAC-SHA256 of the raw body.
-pub fn verify_ingest_signature(secret: &[u8], body: &[u8], signature_hex: &str) -> bool {
+/// Checks the ingest batch signature: hex HMAC-SHA256 of `<timestamp>.<raw body>`.
+pub fn verify_ingest_signature(
+    secret: &[u8],
+    timestamp: &str,
+    body: &[u8],
+    signature_hex: &str,
+) -> bool {
     use hmac::{Hmac, Mac};
     let Ok(expected) = hex::decode(signature_hex.trim()) else {
         return false;
@@ -71,8 +82,21 @@ pub fn verify_ingest_signature(secret: &[u8], body: &[u8], signature_hex: &str) 
     let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret) else {
         return false;
     };
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
     mac.update(body);
     mac.verify_slice(&expected).is_ok()
+}
+
+/// The hex signature a puller sends for `body` stamped `timestamp`.
+pub fn sign_ingest_batch(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
 }
 
 #[derive(Clone)]
@@ -106,12 +130,24 @@ async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Accepted>, AppError> {
-    let signature = headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(AppError::Unauthorized)?;
-    if !verify_ingest_signature(state.secret.expose().as_bytes(), &body, signature) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signature = header(SIGNATURE_HEADER).ok_or(AppError::Unauthorized)?;
+    let timestamp = header(TIMESTAMP_HEADER).ok_or(AppError::Unauthorized)?;
+    if !verify_ingest_signature(
+        state.secret.expose().as_bytes(),
+        timestamp,
+        &body,
+        signature,
+    ) {
         return Err(AppError::Unauthorized);
+    }
+    let sent: i64 = timestamp
+        .parse()
+        .map_err(|_| AppError::bad_request("X-Qunyun-Timestamp: not unix seconds"))?;
+    if state.clock.now().timestamp().abs_diff(sent) > TIMESTAMP_WINDOW_SECS {
+        return Err(AppError::bad_request(format!(
+            "X-Qunyun-Timestamp: more than {TIMESTAMP_WINDOW_SECS} s from the server's clock"
+        )));
     }
     let batch: Batch = serde_json::from_slice(&body)
         .map_err(|e| AppError::bad_request(format!("batch: {}", describe_json_error(&e))))?;

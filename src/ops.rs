@@ -155,6 +155,8 @@ pub struct Ops {
     /// The app names `wecom.apps` configures: a rule set naming another
     /// `community.app` is refused. Empty when unknown (tests, the demo).
     pub configured_apps: Vec<String>,
+    /// The largest manual points adjustment, either sign (`admin.max_point_adjustment`).
+    pub max_point_adjustment: i64,
 }
 
 impl Ops {
@@ -164,12 +166,19 @@ impl Ops {
             rules,
             scheduler,
             configured_apps: Vec::new(),
+            max_point_adjustment: crate::config::DEFAULT_MAX_POINT_ADJUSTMENT,
         }
     }
 
     /// Refuse rule sets whose `community.app` is none of `apps`.
     pub fn with_configured_apps(mut self, apps: Vec<String>) -> Ops {
         self.configured_apps = apps;
+        self
+    }
+
+    /// With the configured bound on manual points adjustments.
+    pub fn with_max_point_adjustment(mut self, max: i64) -> Ops {
+        self.max_point_adjustment = max;
         self
     }
 

@@ -150,7 +150,7 @@ impl SimConfig {
         self
     }
 
-    /// What `qunyun sim --corp-id ID --secret SECRET [--token-ttl SECS]
+    /// What `QUNYUN_SIM_SECRET=SECRET qunyun sim --corp-id ID [--token-ttl SECS]
     /// [--scenario FILE]` means.
     pub fn from_args(
         corp_id: &str,

@@ -54,6 +54,17 @@ type ApiResult = Result<Json<Value>, ApiError>;
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
+        .route("/admin/api/v1/tokens", post(create_token))
+        .route("/admin/api/v1/users/{username}/disable", post(disable_user))
+        .route("/admin/api/v1/users/{username}/enable", post(enable_user))
+        .route(
+            "/admin/api/v1/users/{username}/password",
+            post(reset_password),
+        )
+        .route(
+            "/admin/api/v1/users/{username}/end-sessions",
+            post(end_sessions),
+        )
         .route("/admin/api/v1/dashboard", get(dashboard))
         .route("/admin/api/v1/analytics/daily", get(analytics_daily))
         .route("/admin/api/v1/chats", get(chats))
@@ -109,6 +120,85 @@ pub fn routes() -> Router<AdminState> {
             "/admin/api/v1/welcome/digests/{id}/send-to-owner",
             post(send_digest_to_owner),
         )
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    username: String,
+    label: String,
+    /// Days until the token stops working; never when absent.
+    expires_in_days: Option<u32>,
+}
+
+/// Owners only: `{"token": "qy_…"}`, shown once.
+async fn create_token(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Json(body): Json<NewToken>,
+) -> ApiResult {
+    let token = ops::accounts::create_token_expiring(
+        &state.ops,
+        &caller.actor,
+        state.now(),
+        &body.username,
+        &body.label,
+        body.expires_in_days,
+    )
+    .await?;
+    Ok(Json(json!({ "token": token })))
+}
+
+async fn disable_user(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(username): Path<String>,
+) -> ApiResult {
+    ops::accounts::set_disabled(&state.ops, &caller.actor, state.now(), &username, true).await?;
+    Ok(Json(json!({ "username": username, "disabled": true })))
+}
+
+async fn enable_user(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(username): Path<String>,
+) -> ApiResult {
+    ops::accounts::set_disabled(&state.ops, &caller.actor, state.now(), &username, false).await?;
+    Ok(Json(json!({ "username": username, "disabled": false })))
+}
+
+#[derive(Deserialize)]
+struct NewPassword {
+    password: String,
+}
+
+/// Owners only: a new password; the account's sessions end.
+async fn reset_password(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(username): Path<String>,
+    Json(body): Json<NewPassword>,
+) -> ApiResult {
+    ops::accounts::reset_password(
+        &state.ops,
+        &caller.actor,
+        state.now(),
+        &username,
+        &body.password,
+    )
+    .await?;
+    Ok(Json(json!({ "username": username })))
+}
+
+async fn end_sessions(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(username): Path<String>,
+) -> ApiResult {
+    let ended =
+        ops::accounts::end_sessions(&state.ops, &caller.actor, state.now(), &username).await?;
+    Ok(Json(
+        json!({ "username": username, "sessions_ended": ended }),
+    ))
 }
 
 async fn dashboard(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {

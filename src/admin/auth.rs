@@ -100,7 +100,7 @@ impl FromRequestParts<AdminState> for ApiCaller {
         let Some(token) = token else {
             return Err(AdminError::Unauthorized.into());
         };
-        accounts::token_caller(&state.ops, token)
+        accounts::token_caller(&state.ops, state.now(), token)
             .await
             .map_err(AdminError::from)?
             .map(|caller| ApiCaller(Manager::from(caller)))
@@ -127,10 +127,26 @@ pub fn client_ip(
             .rfind(|entry| !entry.is_empty())
             .and_then(|entry| entry.parse::<std::net::IpAddr>().ok());
         if let Some(ip) = forwarded {
-            return Some(ip.to_string());
+            return Some(address_group(ip));
         }
     }
-    peer.map(|addr| addr.ip().to_string())
+    peer.map(|addr| address_group(addr.ip()))
+}
+
+/// The unit login throttling counts by: an IPv4 address, or an IPv6 address's
+/// /64 network, since one client usually holds a whole /64 and could
+/// otherwise try from 2^64 addresses.
+pub fn address_group(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        v4 => v4.to_string(),
+    }
 }
 
 /// The value of cookie `name` in the request, if present.
@@ -220,6 +236,12 @@ mod tests {
             Some("10.0.0.5")
         );
         assert_eq!(client_ip(None, &HeaderMap::new(), true), None);
+        let mut v6 = HeaderMap::new();
+        v6.append("x-forwarded-for", "2001:db8:1:2:aaaa::1".parse().unwrap());
+        assert_eq!(
+            client_ip(Some(peer), &v6, true).as_deref(),
+            Some("2001:db8:1:2::/64")
+        );
     }
 
     #[test]

@@ -97,13 +97,18 @@ pub async fn login(
     let t = super::i18n::strings(super::views::language(&headers));
     let secret = match outcome {
         SignIn::Started { secret } => secret,
-        SignIn::Throttled => {
-            return render_login(
+        SignIn::Throttled { retry_after_secs } => {
+            let mut page = render_login(
                 &state,
                 &headers,
                 t.get("login_throttled").copied(),
                 StatusCode::TOO_MANY_REQUESTS,
-            )
+            )?;
+            if let Ok(value) = retry_after_secs.max(1).to_string().parse() {
+                page.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+            return Ok(page);
         }
         SignIn::Refused => {
             return render_login(

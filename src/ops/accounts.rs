@@ -85,7 +85,29 @@ pub async fn create_token(
     username: &str,
     label: &str,
 ) -> OpsResult<String> {
+    create_token_expiring(ops, actor, now, username, label, None).await
+}
+
+/// The longest lifetime a token may be given, in days.
+pub const MAX_TOKEN_DAYS: u32 = 3650;
+
+/// [`create_token`] that stops working `valid_days` days from `now` (never when `None`).
+pub async fn create_token_expiring(
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    username: &str,
+    label: &str,
+    valid_days: Option<u32>,
+) -> OpsResult<String> {
     actor.require(Role::Owner)?;
+    if valid_days.is_some_and(|days| !(1..=MAX_TOKEN_DAYS).contains(&days)) {
+        return Err(OpsError::invalid(
+            "expires_in_days",
+            format!("must be between 1 and {MAX_TOKEN_DAYS}"),
+        ));
+    }
+    let expires_at = valid_days.map(|days| now.timestamp() + i64::from(days) * 86_400);
     let label = label.trim();
     if label.is_empty() || label.chars().count() > 64 {
         return Err(OpsError::invalid(
@@ -97,8 +119,21 @@ pub async fn create_token(
     let user = store::admin::user_by_name(&mut tx, username)
         .await?
         .ok_or_else(|| OpsError::not_found(format!("user {username}")))?;
-    let token = issue_api_token(&mut tx, user.id, label, now.timestamp()).await?;
-    audit(&mut tx, actor, now, "token.create", label, username).await?;
+    let token = format!("qy_{}", random_secret());
+    store::admin::insert_api_token_until(
+        &mut tx,
+        &hash_secret(&token),
+        user.id,
+        label,
+        now.timestamp(),
+        expires_at,
+    )
+    .await?;
+    let detail = match valid_days {
+        Some(days) => format!("{username}, expires in {days} days"),
+        None => username.to_owned(),
+    };
+    audit(&mut tx, actor, now, "token.create", label, &detail).await?;
     tx.commit().await?;
     Ok(token)
 }
@@ -115,6 +150,105 @@ pub async fn revoke_token(ops: &Ops, actor: &Actor, now: DateTime<Utc>, id: i64)
     Ok(())
 }
 
+// --- account controls ------------------------------------------------------------
+
+async fn existing_user(
+    conn: &mut SqliteConnection,
+    username: &str,
+) -> OpsResult<store::admin::UserRow> {
+    store::admin::user_by_name(conn, username)
+        .await?
+        .ok_or_else(|| OpsError::not_found(format!("user {username}")))
+}
+
+/// Disables an account (`disabled`) or enables it again. A disabled account
+/// cannot sign in, and its sessions and API tokens stop working at once.
+/// Nobody can disable their own account, so an owner cannot lock the last
+/// owner out by mistake.
+pub async fn set_disabled(
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    username: &str,
+    disabled: bool,
+) -> OpsResult<()> {
+    actor.require(Role::Owner)?;
+    if disabled && actor.name == username {
+        return Err(OpsError::invalid(
+            "username",
+            "you cannot disable your own account",
+        ));
+    }
+    let mut tx = ops.begin().await?;
+    let user = existing_user(&mut tx, username).await?;
+    let at = disabled.then(|| user.disabled_at.unwrap_or(now.timestamp()));
+    store::admin::set_user_disabled(&mut tx, user.id, at).await?;
+    let action = if disabled {
+        store::admin::delete_user_sessions(&mut tx, user.id).await?;
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    audit(&mut tx, actor, now, action, username, "").await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sets a new password for `username` and ends all its sessions.
+pub async fn reset_password(
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    username: &str,
+    password: &str,
+) -> OpsResult<()> {
+    actor.require(Role::Owner)?;
+    check_password_strength(password).map_err(|e| OpsError::invalid("password", e.to_string()))?;
+    let password = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))??;
+    let mut tx = ops.begin().await?;
+    let user = existing_user(&mut tx, username).await?;
+    store::admin::set_password_hash(&mut tx, user.id, &hash).await?;
+    let ended = store::admin::delete_user_sessions(&mut tx, user.id).await?;
+    audit(
+        &mut tx,
+        actor,
+        now,
+        "user.reset_password",
+        username,
+        &format!("{ended} sessions ended"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Signs `username` out everywhere; returns how many sessions ended.
+pub async fn end_sessions(
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    username: &str,
+) -> OpsResult<u64> {
+    actor.require(Role::Owner)?;
+    let mut tx = ops.begin().await?;
+    let user = existing_user(&mut tx, username).await?;
+    let ended = store::admin::delete_user_sessions(&mut tx, user.id).await?;
+    audit(
+        &mut tx,
+        actor,
+        now,
+        "user.end_sessions",
+        username,
+        &format!("{ended} sessions ended"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ended)
+}
+
 // --- signing in -----------------------------------------------------------------
 
 /// How hard sign-in is on guessing.
@@ -122,7 +256,8 @@ pub async fn revoke_token(ops: &Ops, actor: &Actor, now: DateTime<Utc>, id: i64)
 pub struct SignInPolicy {
     /// Failures count within this many seconds.
     pub window_secs: i64,
-    /// Failed sign-ins allowed per username within the window.
+    /// Failed sign-ins for one username from one client address that go
+    /// without delay; after them each attempt waits [`retry_delay_secs`].
     pub max_failures: i64,
     /// Failed sign-ins allowed per client address (any username) within the window.
     pub failures_per_ip: i64,
@@ -130,20 +265,65 @@ pub struct SignInPolicy {
     pub session_ttl_secs: i64,
 }
 
+/// Longest wait between attempts for one username from one address.
+pub const MAX_RETRY_DELAY_SECS: i64 = 15 * 60;
+
+/// After `failures` failures (from one address, for one name), how long the
+/// next attempt waits after the latest: nothing for the first `free` ones,
+/// then 1 s, 2 s, 4 s … up to [`MAX_RETRY_DELAY_SECS`]. A guesser is slowed
+/// down exponentially; nobody is locked out, and the owner signing in from
+/// another address is not slowed by someone else's guesses at all.
+pub fn retry_delay_secs(failures: i64, free: i64) -> i64 {
+    let over = failures - free;
+    if over < 0 {
+        return 0;
+    }
+    1i64.checked_shl(over.min(62) as u32)
+        .unwrap_or(MAX_RETRY_DELAY_SECS)
+        .min(MAX_RETRY_DELAY_SECS)
+}
+
 /// What a sign-in attempt came to.
 #[derive(Debug)]
 pub enum SignIn {
-    /// Too many recent failures for this name or address; the password was not checked.
-    Throttled,
+    /// Too many recent failures for this name from this address, or from
+    /// this address at all; the password was not checked. Try again in
+    /// `retry_after_secs`.
+    Throttled { retry_after_secs: i64 },
     /// Unknown name or wrong password (the same answer, in the same time).
     Refused,
     /// A new session; `secret` goes into the session cookie.
     Started { secret: String },
 }
 
-/// Checks a username and password and starts a session. Every outcome is
-/// audited under the name tried; failures count towards throttling, by
-/// name and by client address (`ip`, empty when unknown).
+/// At most this many argon2 checks run at once: a burst of sign-ins must not
+/// take every core (or every blocking thread) from the service.
+const CONCURRENT_PASSWORD_CHECKS: usize = 2;
+
+fn password_checks() -> &'static tokio::sync::Semaphore {
+    static CHECKS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    CHECKS.get_or_init(|| tokio::sync::Semaphore::new(CONCURRENT_PASSWORD_CHECKS))
+}
+
+static THROTTLED_ATTEMPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sign-in attempts refused unchecked since start-up. They are counted here
+/// (and the first one past the limit is audited), not each written to the
+/// audit log: a guesser must not be able to flood it.
+pub fn throttled_attempts() -> u64 {
+    THROTTLED_ATTEMPTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Checks a username and password and starts a session.
+///
+/// The throttle check and the recording of the attempt happen in one write
+/// transaction: the attempt is counted as a failure *before* the password is
+/// checked (and forgotten if it was right), so concurrent guesses cannot slip
+/// past the limit together. The password check runs after that transaction,
+/// holding no database connection, and at most [`CONCURRENT_PASSWORD_CHECKS`]
+/// at a time. Failures and sign-ins are audited, and the failure after which
+/// an address starts to wait adds `login.delayed`, the owners' notice that
+/// somebody is guessing; throttled attempts are only counted.
 pub async fn sign_in(
     ops: &Ops,
     now: DateTime<Utc>,
@@ -157,47 +337,61 @@ pub async fn sign_in(
     let window_start = at - policy.window_secs;
     let tried = Actor::new(username, Role::Viewer);
     let user = {
-        let mut conn = ops.pool.acquire().await?;
-        let throttled = if !ip.is_empty()
-            && store::admin::login_failures_from_ip_since(&mut conn, ip, window_start).await?
+        let mut tx = ops.begin().await?;
+        if !ip.is_empty()
+            && store::admin::login_failures_from_ip_since(&mut tx, ip, window_start).await?
                 >= policy.failures_per_ip
         {
-            Some(("login.throttled_ip", ip, username))
-        } else if store::admin::login_failures_since(&mut conn, username, window_start).await?
-            >= policy.max_failures
-        {
-            Some(("login.throttled", username, ""))
-        } else {
-            None
-        };
-        if let Some((action, target, detail)) = throttled {
-            drop(conn);
-            let mut tx = ops.begin().await?;
-            audit(&mut tx, &tried, now, action, target, detail).await?;
-            tx.commit().await?;
-            return Ok(SignIn::Throttled);
+            THROTTLED_ATTEMPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(SignIn::Throttled {
+                retry_after_secs: policy.window_secs,
+            });
         }
-        store::admin::user_by_name(&mut conn, username).await?
+        let (failures, latest) =
+            store::admin::login_failures_for(&mut tx, username, ip, window_start).await?;
+        let delay = retry_delay_secs(failures, policy.max_failures);
+        let wait = latest.map_or(0, |latest| latest + delay - at);
+        if wait > 0 {
+            THROTTLED_ATTEMPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(SignIn::Throttled {
+                retry_after_secs: wait,
+            });
+        }
+        store::admin::record_login_failure_from(&mut tx, username, ip, at).await?;
+        let user = store::admin::user_by_name(&mut tx, username).await?;
+        tx.commit().await?;
+        (user, failures + 1)
     };
-    // argon2 is deliberately slow: keep it off the async workers, and outside
-    // the write transaction. An unknown name is checked against a dummy hash
-    // so it takes as long as a wrong password.
+    let (user, failures) = user;
+    // argon2 is deliberately slow: keep it off the async workers, outside any
+    // transaction, and bounded. An unknown name is checked against a dummy
+    // hash so it takes as long as a wrong password.
     let hash = user.as_ref().map_or_else(
         || dummy_password_hash().to_owned(),
         |u| u.password_hash.clone(),
     );
     let password = password.to_owned();
-    let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(|e| anyhow::anyhow!("password check: {e}"))?;
+    let verified = {
+        let _permit = password_checks()
+            .acquire()
+            .await
+            .map_err(|e| anyhow::anyhow!("password check: {e}"))?;
+        tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .map_err(|e| anyhow::anyhow!("password check: {e}"))?
+    };
     let mut tx = ops.begin().await?;
-    let Some(user) = user.filter(|_| verified) else {
-        store::admin::record_login_failure_from(&mut tx, username, ip, at).await?;
+    // A disabled account is refused like a wrong password.
+    let Some(user) = user.filter(|u| verified && u.disabled_at.is_none()) else {
         audit(&mut tx, &tried, now, "login.failed", username, "").await?;
+        if failures == policy.max_failures {
+            // The owners' notice: from now on this address waits between tries.
+            audit(&mut tx, &tried, now, "login.delayed", username, ip).await?;
+        }
         tx.commit().await?;
         return Ok(SignIn::Refused);
     };
-    store::admin::clear_login_failures(&mut tx, username).await?;
+    store::admin::clear_login_failures_from(&mut tx, username, ip).await?;
     let secret = start_session(&mut tx, user.id, at, policy.session_ttl_secs).await?;
     audit(&mut tx, &tried, now, "login", &user.username, "").await?;
     tx.commit().await?;
@@ -253,10 +447,11 @@ pub async fn session_caller(
     }))
 }
 
-/// The caller behind a bearer token, if it is a live one.
-pub async fn token_caller(ops: &Ops, token: &str) -> OpsResult<Option<Caller>> {
+/// The caller behind a bearer token, if it is a live one at `now`.
+pub async fn token_caller(ops: &Ops, now: DateTime<Utc>, token: &str) -> OpsResult<Option<Caller>> {
     let mut conn = ops.pool.acquire().await?;
-    let Some((user, label)) = store::admin::api_token_user(&mut conn, &hash_secret(token)).await?
+    let Some((user, label)) =
+        store::admin::api_token_user(&mut conn, &hash_secret(token), now.timestamp()).await?
     else {
         return Ok(None);
     };
@@ -376,6 +571,14 @@ mod tests {
         assert!(verify_password("correct horse battery", &hash));
         assert!(!verify_password("correct horse batterY", &hash));
         assert!(!verify_password("anything", "not a phc string"));
+    }
+
+    #[test]
+    fn retry_delay_doubles_after_the_free_failures_and_is_capped() {
+        let delays: Vec<i64> = (0..9).map(|n| retry_delay_secs(n, 5)).collect();
+        assert_eq!(delays, [0, 0, 0, 0, 0, 1, 2, 4, 8]);
+        assert_eq!(retry_delay_secs(1000, 5), MAX_RETRY_DELAY_SECS);
+        assert_eq!(retry_delay_secs(i64::MAX, 0), MAX_RETRY_DELAY_SECS);
     }
 
     #[test]

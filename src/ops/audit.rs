@@ -139,14 +139,16 @@ pub async fn export_csv(
 }
 
 /// One CSV line (RFC 4180 quoting). A cell a spreadsheet would run as a
-/// formula (=, +, -, @) gets a leading apostrophe unless it is a number.
+/// formula (=, +, -, @, or a leading tab or carriage return, which some
+/// spreadsheets skip before looking for one) gets a leading apostrophe unless
+/// it is a number.
 pub fn csv_row(out: &mut String, cells: &[&str]) {
     for (i, cell) in cells.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         let is_number = cell.parse::<i64>().is_ok();
-        let cell = if !is_number && cell.starts_with(['=', '+', '-', '@']) {
+        let cell = if !is_number && cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
             format!("'{cell}")
         } else {
             (*cell).to_owned()
@@ -169,7 +171,13 @@ mod tests {
     #[test]
     fn csv_quotes_and_defuses_formulas() {
         let mut out = String::new();
-        csv_row(&mut out, &["a,b", "say \"hi\"", "=1+1", "-5", "plain"]);
-        assert_eq!(out, "\"a,b\",\"say \"\"hi\"\"\",'=1+1,-5,plain\r\n");
+        csv_row(
+            &mut out,
+            &["a,b", "say \"hi\"", "=1+1", "-5", "plain", "\t=1", "\r@x"],
+        );
+        assert_eq!(
+            out,
+            "\"a,b\",\"say \"\"hi\"\"\",'=1+1,-5,plain,'\t=1,\"'\r@x\"\r\n"
+        );
     }
 }

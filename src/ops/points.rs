@@ -21,6 +21,15 @@ pub async fn adjust(
     if delta == 0 {
         return Err(OpsError::invalid("delta", "must not be zero"));
     }
+    if delta.unsigned_abs() > ops.max_point_adjustment.unsigned_abs() {
+        return Err(OpsError::invalid(
+            "delta",
+            format!(
+                "at most {} points at a time (admin.max_point_adjustment)",
+                ops.max_point_adjustment
+            ),
+        ));
+    }
     if reason.is_empty() {
         return Err(OpsError::invalid("reason", "a reason is required"));
     }

@@ -12,6 +12,8 @@ pub struct UserRow {
     pub password_hash: String,
     pub role: String,
     pub created_at: i64,
+    /// When an owner disabled the account (migration 0018); `None` = active.
+    pub disabled_at: Option<i64>,
 }
 
 /// Inserts a user; `None` when the username is taken.
@@ -39,7 +41,8 @@ pub async fn user_by_name(
     username: &str,
 ) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as(
-        "select id, username, password_hash, role, created_at from admin_users where username = ?",
+        "select id, username, password_hash, role, created_at, disabled_at
+         from admin_users where username = ?",
     )
     .bind(username)
     .fetch_optional(&mut *conn)
@@ -48,13 +51,50 @@ pub async fn user_by_name(
 
 pub async fn list_users(conn: &mut SqliteConnection) -> sqlx::Result<Vec<UserRow>> {
     sqlx::query_as(
-        "select id, username, password_hash, role, created_at from admin_users order by id",
+        "select id, username, password_hash, role, created_at, disabled_at
+         from admin_users order by id",
     )
     .fetch_all(&mut *conn)
     .await
 }
 
+/// Disables (`Some(at)`) or re-enables (`None`) an account; false if no such user.
+pub async fn set_user_disabled(
+    conn: &mut SqliteConnection,
+    user_id: i64,
+    disabled_at: Option<i64>,
+) -> sqlx::Result<()> {
+    sqlx::query("update admin_users set disabled_at = ? where id = ?")
+        .bind(disabled_at)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_password_hash(
+    conn: &mut SqliteConnection,
+    user_id: i64,
+    password_hash: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("update admin_users set password_hash = ? where id = ?")
+        .bind(password_hash)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 // --- sessions -----------------------------------------------------------------
+
+/// Ends every session of one user; returns how many there were.
+pub async fn delete_user_sessions(conn: &mut SqliteConnection, user_id: i64) -> sqlx::Result<u64> {
+    let result = sqlx::query("delete from admin_sessions where user_id = ?")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(result.rows_affected())
+}
 
 pub async fn insert_session(
     conn: &mut SqliteConnection,
@@ -96,7 +136,7 @@ pub async fn live_session(
     let row = sqlx::query(
         "select s.user_id, u.username, u.role, s.csrf_token
          from admin_sessions s join admin_users u on u.id = s.user_id
-         where s.token_hash = ? and s.expires_at > ?",
+         where s.token_hash = ? and s.expires_at > ? and u.disabled_at is null",
     )
     .bind(token_hash)
     .bind(now)
@@ -138,29 +178,46 @@ pub async fn insert_api_token(
     label: &str,
     at: i64,
 ) -> sqlx::Result<i64> {
+    insert_api_token_until(conn, token_hash, user_id, label, at, None).await
+}
+
+/// A token that stops working at `expires_at` (never when `None`).
+pub async fn insert_api_token_until(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+    user_id: i64,
+    label: &str,
+    at: i64,
+    expires_at: Option<i64>,
+) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "insert into admin_api_tokens (token_hash, user_id, label, created_at) values (?, ?, ?, ?)
-         returning id",
+        "insert into admin_api_tokens (token_hash, user_id, label, created_at, expires_at)
+         values (?, ?, ?, ?, ?) returning id",
     )
     .bind(token_hash)
     .bind(user_id)
     .bind(label)
     .bind(at)
+    .bind(expires_at)
     .fetch_one(&mut *conn)
     .await
 }
 
-/// The token's owner (with the token label) if the token exists and is not revoked.
+/// The token's owner (with the token label) if the token exists, is not
+/// revoked or expired at `now`, and its account is not disabled.
 pub async fn api_token_user(
     conn: &mut SqliteConnection,
     token_hash: &str,
+    now: i64,
 ) -> sqlx::Result<Option<(SessionRow, String)>> {
     let row = sqlx::query(
         "select t.user_id, u.username, u.role, t.label
          from admin_api_tokens t join admin_users u on u.id = t.user_id
-         where t.token_hash = ? and t.revoked_at is null",
+         where t.token_hash = ? and t.revoked_at is null
+           and (t.expires_at is null or t.expires_at > ?) and u.disabled_at is null",
     )
     .bind(token_hash)
+    .bind(now)
     .fetch_optional(&mut *conn)
     .await?;
     row.map(|row| {
@@ -184,11 +241,12 @@ pub struct ApiTokenRow {
     pub label: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    pub expires_at: Option<i64>,
 }
 
 pub async fn list_api_tokens(conn: &mut SqliteConnection) -> sqlx::Result<Vec<ApiTokenRow>> {
     sqlx::query_as(
-        "select t.id, u.username, t.label, t.created_at, t.revoked_at
+        "select t.id, u.username, t.label, t.created_at, t.revoked_at, t.expires_at
          from admin_api_tokens t join admin_users u on u.id = t.user_id order by t.id",
     )
     .fetch_all(&mut *conn)
@@ -239,6 +297,39 @@ pub async fn record_login_failure_from(
         .bind(username)
         .bind(ip)
         .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Failed sign-ins for `username` from client address `ip` since `since`: how
+/// many, and when the latest was.
+pub async fn login_failures_for(
+    conn: &mut SqliteConnection,
+    username: &str,
+    ip: &str,
+    since: i64,
+) -> sqlx::Result<(i64, Option<i64>)> {
+    sqlx::query_as(
+        "select count(*), max(at) from admin_login_failures
+         where username = ? and ip = ? and at >= ?",
+    )
+    .bind(username)
+    .bind(ip)
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Forgets the failures of `username` from `ip` (after it signed in from there).
+pub async fn clear_login_failures_from(
+    conn: &mut SqliteConnection,
+    username: &str,
+    ip: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("delete from admin_login_failures where username = ? and ip = ?")
+        .bind(username)
+        .bind(ip)
         .execute(&mut *conn)
         .await?;
     Ok(())

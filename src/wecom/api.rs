@@ -104,6 +104,9 @@ impl fmt::Debug for ApiClient {
 impl ApiClient {
     pub fn new(config: ApiConfig, clock: SharedClock) -> Result<Self, ApiError> {
         let http = reqwest::Client::builder()
+            // A redirect could lead the corp's tokens or a forged response_url's
+            // request anywhere; WeCom's API never redirects.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .build()
@@ -268,13 +271,17 @@ impl ApiClient {
         Ok(())
     }
 
-    /// POST to a smart bot's one-shot `response_url` (a full URL).
+    /// POST to a smart bot's one-shot `response_url` (a full URL from the
+    /// callback), only if it is WeCom's own bot-response endpoint under the
+    /// configured base: see [`check_response_url`].
     pub async fn respond_to_bot(
         &self,
         response_url: &str,
         response: &BotResponse,
     ) -> Result<(), ApiError> {
-        let request = self.inner.http.post(response_url).json(response);
+        let url = check_response_url(&self.inner.config.base_url, response_url)
+            .map_err(ApiError::Refused)?;
+        let request = self.inner.http.post(url).json(response);
         let _: Empty = self.execute(request).await?;
         Ok(())
     }
@@ -508,9 +515,73 @@ impl ApiClient {
                 status: status.as_u16(),
             });
         }
-        let body = response.bytes().await.map_err(ApiError::from_reqwest)?;
+        let body = read_capped(response, MAX_RESPONSE_BYTES).await?;
         decode_response(&body)
     }
+}
+
+/// Largest answer read from WeCom: its biggest (a 2000-member group's details,
+/// a 1000-chat list page) are a few hundred KiB.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Reads the body, giving up as soon as it exceeds `limit` bytes.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::Decode(format!("answer larger than {limit} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ApiError::from_reqwest)? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The path below the API base where WeCom's smart-bot `response_url`s point
+/// (docs/wecom.md#response_url).
+pub const BOT_RESPONSE_PATH: &str = "aibot/response";
+
+/// A `response_url` arrives inside a callback; were it posted to as given, a
+/// forged or mistaken callback could make qunyun call any host on its network.
+/// It must have the API base's scheme, host and port and the bot-response path
+/// (any query, no user info or fragment); the reason names what differs.
+pub fn check_response_url(base_url: &str, response_url: &str) -> Result<reqwest::Url, String> {
+    let base = reqwest::Url::parse(base_url).map_err(|e| format!("API base is not a URL ({e})"))?;
+    let url = reqwest::Url::parse(response_url)
+        .map_err(|e| format!("response_url is not a URL ({e})"))?;
+    if url.scheme() != base.scheme() {
+        return Err(format!(
+            "response_url scheme {:?} is not the API base's {:?}",
+            url.scheme(),
+            base.scheme()
+        ));
+    }
+    if url.host_str() != base.host_str()
+        || url.port_or_known_default() != base.port_or_known_default()
+    {
+        return Err(format!(
+            "response_url host {:?} port {:?} is not the API base's",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default()
+        ));
+    }
+    let expected_path = format!("{}{BOT_RESPONSE_PATH}", base.path());
+    if url.path() != expected_path {
+        return Err(format!(
+            "response_url path {:?} is not {expected_path:?}",
+            url.path()
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+        return Err("response_url carries user info or a fragment".to_owned());
+    }
+    Ok(url)
 }
 
 #[derive(Deserialize)]

@@ -164,13 +164,7 @@ async fn receive(
             &encrypt,
         )
         .map_err(crypto_refusal)?;
-    let text = std::str::from_utf8(&plaintext)
-        .map_err(|_| AppError::bad_request("decrypted message is not UTF-8"))?;
-    let event = match kind {
-        EndpointKind::App => message::parse_app_xml(text),
-        EndpointKind::Bot => message::parse_bot_json(text),
-    }
-    .map_err(|e| AppError::bad_request(format!("message: {e}")))?;
+    let event = parse_authentic(kind, name, &plaintext);
 
     let inserted = store_event(state, kind, name, &event, &plaintext).await?;
     match inserted {
@@ -191,6 +185,73 @@ async fn receive(
         }
     }
     Ok(StatusCode::OK)
+}
+
+/// The event in an authentic (signed and decrypted) plaintext. One we cannot
+/// parse is still WeCom's: refusing it would make WeCom retry three times and
+/// then drop it, so a format change would go unnoticed. It is kept verbatim as
+/// an `unknown` event and a warning is logged.
+fn parse_authentic(kind: EndpointKind, name: &str, plaintext: &[u8]) -> Event {
+    let parsed = match std::str::from_utf8(plaintext) {
+        Ok(text) => match kind {
+            EndpointKind::App => message::parse_app_xml(text),
+            EndpointKind::Bot => message::parse_bot_json(text),
+        }
+        .map_err(|e| e.to_string()),
+        Err(_) => Err("not UTF-8".to_owned()),
+    };
+    parsed.unwrap_or_else(|reason| {
+        if let Some(suppressed) = WARNINGS.allow() {
+            tracing::warn!(
+                endpoint = name,
+                kind = ?kind,
+                reason,
+                suppressed,
+                "authentic callback could not be parsed; stored as an unknown event"
+            );
+        }
+        Event::Unknown {
+            msg_type: None,
+            event: None,
+            raw: String::from_utf8_lossy(plaintext).into_owned(),
+        }
+    })
+}
+
+/// Refusals and parse failures are logged at warn, but at most once per
+/// [`WARN_INTERVAL`]: a flood of forged deliveries must not flood the log.
+static WARNINGS: WarnLimiter = WarnLimiter::new();
+
+const WARN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+struct WarnLimiter {
+    /// When the last warning was logged, and how many were skipped since.
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl WarnLimiter {
+    const fn new() -> Self {
+        Self {
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(skipped since the last one)` when a warning may be logged now.
+    fn allow(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match state.0 {
+            Some(last) if now.duration_since(last) < WARN_INTERVAL => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                let skipped = state.1;
+                *state = (Some(now), 0);
+                Some(skipped)
+            }
+        }
+    }
 }
 
 async fn store_event(
@@ -221,18 +282,17 @@ async fn store_event(
 }
 
 impl CallbackState {
+    /// The timestamp must be unix seconds (always) and within the window (when on).
     fn check_timestamp(&self, timestamp: &str) -> Result<(), AppError> {
+        let sent: i64 = timestamp
+            .parse()
+            .map_err(|_| refused("timestamp: not a number"))?;
         let Some(window) = self.timestamp_window_secs else {
             return Ok(());
         };
-        let sent: i64 = timestamp
-            .parse()
-            .map_err(|_| AppError::bad_request("timestamp: not a number"))?;
         let now = self.clock.now().timestamp();
         if now.abs_diff(sent) > window {
-            return Err(AppError::bad_request(
-                "timestamp: outside the accepted window",
-            ));
+            return Err(refused("timestamp: outside the accepted window"));
         }
         Ok(())
     }
@@ -252,14 +312,26 @@ async fn read_limited_body(headers: &HeaderMap, body: Body) -> Result<Bytes, App
         .map_err(|_| AppError::PayloadTooLarge)
 }
 
+/// A 400 for a delivery we will not take, logged at warn (rate-limited).
+fn refused(reason: &'static str) -> AppError {
+    if let Some(suppressed) = WARNINGS.allow() {
+        tracing::warn!(reason, suppressed, "callback refused");
+    }
+    AppError::bad_request(reason)
+}
+
 /// Bad signatures are 401; anything else wrong with the ciphertext is 400.
 fn crypto_refusal(error: CryptoError) -> AppError {
+    if let Some(suppressed) = WARNINGS.allow() {
+        tracing::warn!(
+            code = error.code(),
+            suppressed,
+            "callback refused by crypto"
+        );
+    }
     match error {
         CryptoError::BadSignature => AppError::Unauthorized,
-        other => {
-            tracing::debug!(code = other.code(), "callback refused by crypto");
-            AppError::bad_request(format!("encrypted payload rejected ({})", other.code()))
-        }
+        other => AppError::bad_request(format!("encrypted payload rejected ({})", other.code())),
     }
 }
 

@@ -244,7 +244,22 @@ async fn the_example_config_and_the_example_rules_agree() {
         vec!["check-config", "--config", &config],
         vec!["check-config", "--config", &config, "--rules", &rules],
     ] {
-        let out = output(qunyun(dir.path(), &args)).await;
+        // The example ships placeholders; an operator sets the real values.
+        let mut command = qunyun(dir.path(), &args);
+        command.envs([
+            ("QUNYUN_WECOM__APPS__0__SECRET", "RealAppSecret0123456789"),
+            ("QUNYUN_WECOM__APPS__0__TOKEN", "Tk3sP9aQ2wE7rY1uI5oL8kJ"),
+            (
+                "QUNYUN_WECOM__APPS__0__ENCODING_AES_KEY",
+                "u4Hk9QzR2mWcX7pLs1VbN8dTfJ3yEa6GqK0oUiZ5rMn",
+            ),
+            ("QUNYUN_WECOM__BOTS__0__TOKEN", "Bt8mN2vC5xZ1aS4dF7gH0jK"),
+            (
+                "QUNYUN_WECOM__BOTS__0__ENCODING_AES_KEY",
+                "u4Hk9QzR2mWcX7pLs1VbN8dTfJ3yEa6GqK0oUiZ5rMn",
+            ),
+        ]);
+        let out = output(command).await;
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
     }
 }

@@ -47,8 +47,12 @@ impl Rehearsal {
     async fn start(adjust: impl FnOnce(&mut ConfigFile)) -> Rehearsal {
         let mut file = rehearsal_config();
         adjust(&mut file);
+        // The doctor signs its URL verification with the system clock, and
+        // the service refuses timestamps outside its window: start the
+        // service's clock at the same time.
         let app = TestApp::start(
             TestConfig::new()
+                .starting_at(chrono::Utc::now())
                 .with_file(file.clone())
                 .with_sim_corp(CORP_ID, SECRET),
         )

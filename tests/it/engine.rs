@@ -694,25 +694,39 @@ async fn app_text_and_archive_messages_reach_the_same_rules() {
 }
 
 #[test]
-fn ingest_signature_is_checked() {
-    use hmac::{Hmac, Mac};
+fn ingest_signature_covers_timestamp_and_body() {
+    use qunyun::ingest::{sign_ingest_batch, verify_ingest_signature};
     let body = br#"[{"message_id":"1"}]"#;
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"secret").unwrap();
-    mac.update(body);
-    let good = hex::encode(mac.finalize().into_bytes());
-    assert!(qunyun::ingest::verify_ingest_signature(
-        b"secret", body, &good
-    ));
-    assert!(!qunyun::ingest::verify_ingest_signature(
-        b"other", body, &good
-    ));
-    assert!(!qunyun::ingest::verify_ingest_signature(
+    let good = sign_ingest_batch(b"secret", "1763776800", body);
+    assert!(verify_ingest_signature(
         b"secret",
+        "1763776800",
+        body,
+        &good
+    ));
+    assert!(!verify_ingest_signature(
+        b"other",
+        "1763776800",
+        body,
+        &good
+    ));
+    assert!(!verify_ingest_signature(
+        b"secret",
+        "1763776801",
+        body,
+        &good
+    ));
+    assert!(!verify_ingest_signature(
+        b"secret",
+        "1763776800",
         b"tampered",
         &good
     ));
-    assert!(!qunyun::ingest::verify_ingest_signature(
-        b"secret", body, "zz"
+    assert!(!verify_ingest_signature(
+        b"secret",
+        "1763776800",
+        body,
+        "zz"
     ));
 }
 

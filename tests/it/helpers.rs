@@ -280,6 +280,7 @@ impl TestApp {
             self.state.rules.clone(),
             self.scheduler_settings(),
         )
+        .with_max_point_adjustment(self.config.admin.max_point_adjustment)
     }
 
     /// The analytics job as the service builds it, with `settings`.

@@ -28,6 +28,10 @@ pub enum ApiError {
     /// (a description plus a hint id), safe to log.
     #[error("WeCom errcode {errcode}: {errmsg}")]
     WeCom { errcode: i64, errmsg: String },
+    /// The call was not made: its target is not WeCom (a `response_url`
+    /// outside the API base). The text says why.
+    #[error("request refused: {0}")]
+    Refused(String),
 }
 
 /// What to do after an [`ApiError`].
@@ -70,6 +74,8 @@ impl ApiError {
             // A garbled 200 is most likely a proxy or a truncated body.
             ApiError::Decode(_) => ErrorClass::Retry,
             ApiError::WeCom { errcode, .. } => classify_errcode(*errcode),
+            // Sending again would be refused again.
+            ApiError::Refused(_) => ErrorClass::Drop,
         }
     }
 
