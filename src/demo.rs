@@ -1,20 +1,30 @@
 //! `qunyun demo`: the whole real system in one process, no configuration.
 //!
 //! The built-in WeCom simulator and qunyun's callback server both listen on
-//! 127.0.0.1, sharing one manual clock and a temp SQLite database. The
-//! simulator's driver plays a scripted community (joins, a raid burst,
-//! check-ins over three days, a redemption race, a FAQ, someone leaving) by
-//! sending the encrypted callbacks WeCom would send; qunyun's pipeline applies
-//! the rules and writes durable outbox rows; the outbox sender delivers them
-//! through the WeCom API client to the simulator. The transcript prints what
-//! members did and what the simulator actually received, plus the rows that
-//! could not be sent automatically (with the reason), and totals.
+//! 127.0.0.1, sharing one manual clock and a temp SQLite database. The demo
+//! plays WeCom's two real worlds side by side (docs/wecom.md#chat-kinds):
+//!
+//! - a **customer group** (客户群): newcomers arrive as `change_external_chat`
+//!   joins, WeCom itself posts the group welcome material qunyun keeps in
+//!   sync, the owner gets one merged digest of newcomers whose suggested
+//!   welcome becomes an owner-confirmed mass message; what members type
+//!   reaches qunyun only through the message archive (`POST
+//!   /ingest/messages`), and nothing is posted into the group except mass
+//!   messages the owner confirms;
+//! - an **internal group** (内部群) of staff with the smart bot and a group
+//!   robot: members @-mention the bot (check-ins, points, FAQ, redemptions),
+//!   the robot posts pushes, and no join events exist.
+//!
+//! qunyun's pipeline applies the rules and writes durable outbox rows; the
+//! outbox sender delivers them through the WeCom API client to the
+//! simulator. Every transcript line names the door a message came in by or
+//! went out through, and what could not go out says why.
 //!
 //! Nothing sleeps: after each step the pipeline and the sender are driven with
 //! `run_once`, and the clock is moved when the sender postpones a row for a
 //! rate limit.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -29,15 +39,14 @@ use crate::app::App;
 use crate::clock::{Clock, ManualClock, SharedClock};
 use crate::config::Config;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
-use crate::outbound::Broadcast;
 use crate::pipeline::{Pipeline, PipelineSettings};
-use crate::rules::{ChatRoute, Content};
+use crate::rules::ChatRoute;
 use crate::sim::{
-    AppCallback, BotCallback, BotMentionRequest, CallbackTargets, Delivery, DriveOutcome,
-    JoinRequest, JoinVia, LeaveRequest, NewMember, Route as SimRoute, SeedCustomerGroup,
-    SeedGroupMember, Sim, SimConfig, SimHandle,
+    AppCallback, ArchiveTextRequest, BotCallback, BotMentionRequest, CallbackTargets, Delivery,
+    DriveOutcome, JoinRequest, JoinVia, LeaveRequest, NewMember, Route as SimRoute,
+    SeedCustomerGroup, SeedGroupMember, Sim, SimConfig, SimHandle,
 };
-use crate::store::outbox::{self as outbox_store, OutboxRow, OutboxStatus, Route as OutboxRoute};
+use crate::store::outbox::{self as outbox_store, OutboxRow, OutboxStatus};
 use crate::store::{chats, checkins, inbox, members, points, redemptions};
 use crate::wecom::api::{ApiClient, ApiConfig};
 
@@ -89,6 +98,8 @@ pub struct DemoReport {
     pub deliveries: Vec<Delivery>,
     /// Every outbox row at the end, oldest first.
     pub outbox: Vec<OutboxRow>,
+    /// Every event qunyun received, in arrival order: (inbox kind, chat id).
+    pub events: Vec<(String, Option<String>)>,
 }
 
 const RULES: &str = r#"
@@ -98,6 +109,14 @@ timezone = "Asia/Shanghai"
 day_cutover_hour = 4
 app = "ops"
 
+[moderation]
+enabled = true
+managers = ["yunying"]
+terms = """
+[ads:medium]
+加微信
+"""
+
 [welcome]
 group_material = "欢迎 %NICKNAME% 加入好物分享社群🎉 每天发「签到」领积分"
 raid_joins = 12
@@ -105,7 +124,7 @@ raid_quiet_secs = 300
 
 [[catalog]]
 item = "保温杯"
-cost = 30
+cost = 25
 stock = 1
 
 [[catalog]]
@@ -126,17 +145,31 @@ const NAMES: &[&str] = &[
     "一诺", "嘉怡", "皓轩", "语嫣", "博文", "梦琪", "文博", "雅静",
 ];
 
-const CHAT_A: &str = "wrDEMO0000000000000000000000A1";
-const CHAT_B: &str = "wrDEMO0000000000000000000000B2";
-const CHAT_A_NAME: &str = "好物分享①群";
-const CHAT_B_NAME: &str = "VIP 内测群";
+/// Staff of the internal group (corp members: customers cannot be in one).
+const STAFF: &[(&str, &str)] = &[
+    ("dianzhang01", "店长·阿杰"),
+    ("dianzhang02", "店长·小芳"),
+    ("dianzhang03", "店长·老陈"),
+    ("dianzhang04", "店长·婷婷"),
+    ("dianzhang05", "店长·大伟"),
+    ("dianzhang06", "店长·晓燕"),
+];
+
+/// The customer group (客户群): customers, joins, the archive, the owner.
+const CUSTOMERS: &str = "wrDEMO0000000000000000000000A1";
+/// The internal group (内部群): staff, the smart bot and a group robot.
+const STAFF_CHAT: &str = "wrDEMO0000000000000000000000B2";
+const CUSTOMERS_NAME: &str = "好物分享①群";
+const STAFF_CHAT_NAME: &str = "门店店长群";
+/// The archive puller's signing secret (`[ingest] secret`).
+const INGEST_SECRET_LEN: usize = 32;
 const CORP_ID: &str = "wwDEMO00000000000";
 const APP_NAME: &str = "ops";
 const AGENT_ID: i64 = 1_000_002;
 const BOT_NAME: &str = "helper";
 const BOT_DISPLAY_NAME: &str = "运营助手";
 const AIBOT_ID: &str = "AIBOT-DEMO";
-const ROBOT_KEY_A: &str = "demo-robot-a";
+const ROBOT_KEY: &str = "demo-robot-staff";
 const OWNER: &str = "yunying";
 const ADMIN: &str = "xiaomei";
 /// Sender passes per step before the demo gives up (a bug, not a slow WeCom).
@@ -150,6 +183,14 @@ fn member(i: usize) -> String {
     format!("wmDEMO{i:02}")
 }
 
+fn staff(i: usize) -> &'static str {
+    STAFF[i - 1].0
+}
+
+fn staff_name(i: usize) -> &'static str {
+    STAFF[i - 1].1
+}
+
 fn member_name(i: usize) -> &'static str {
     NAMES.get(i.wrapping_sub(1)).copied().unwrap_or("?")
 }
@@ -157,10 +198,15 @@ fn member_name(i: usize) -> &'static str {
 /// A readable name for a user id, chat id or other delivery target.
 fn display_name(target: &str) -> String {
     match target {
-        CHAT_A => CHAT_A_NAME.to_string(),
-        CHAT_B => CHAT_B_NAME.to_string(),
+        CUSTOMERS => CUSTOMERS_NAME.to_string(),
+        STAFF_CHAT => STAFF_CHAT_NAME.to_string(),
         OWNER => "群主·云营".to_string(),
         ADMIN => "管理员·晓梅".to_string(),
+        other if STAFF.iter().any(|(id, _)| *id == other) => STAFF
+            .iter()
+            .find(|(id, _)| *id == other)
+            .map(|(_, name)| name.to_string())
+            .unwrap_or_default(),
         other => other
             .strip_prefix("wmDEMO")
             .and_then(|n| n.parse::<usize>().ok())
@@ -178,6 +224,55 @@ fn route_label(route: SimRoute) -> &'static str {
         SimRoute::CustomerGroupMass => "customer_group_mass",
         SimRoute::Welcome => "welcome",
         SimRoute::BotResponse => "bot_response",
+    }
+}
+
+/// Doors messages come in by.
+pub mod doors {
+    pub const CUSTOMERS: &str = super::CUSTOMERS;
+    pub const STAFF_CHAT: &str = super::STAFF_CHAT;
+    pub const CUSTOMER_JOIN: &str = "[客户群 · 入群事件]";
+    pub const CUSTOMER_LEAVE: &str = "[客户群 · 退群事件]";
+    pub const CUSTOMER_ARCHIVE: &str = "[客户群 · 存档]";
+    pub const STAFF_MENTION: &str = "[内部群 · @智能机器人]";
+    pub const CONSOLE: &str = "[运营后台]";
+    pub const WECOM_MATERIAL: &str = "[客户群 · 入群欢迎语素材]";
+    /// Every door a transcript line may name, in and out.
+    pub const ALL: [&str; 12] = [
+        CUSTOMER_JOIN,
+        CUSTOMER_LEAVE,
+        CUSTOMER_ARCHIVE,
+        STAFF_MENTION,
+        CONSOLE,
+        WECOM_MATERIAL,
+        "[客户群 · 群主确认群发",
+        "[内部群 · 智能机器人",
+        "[内部群 · 群机器人",
+        "[应用消息 → ",
+        "[1:1 欢迎语 → ",
+        "[应用群",
+    ];
+}
+
+/// The door a delivery went out through, naming its target.
+fn out_door(route: SimRoute, target: &str) -> String {
+    match route {
+        SimRoute::CustomerGroupMass => format!("[客户群 · 群主确认群发 → {target}]"),
+        SimRoute::BotResponse => format!("[内部群 · 智能机器人 → {target}]"),
+        SimRoute::Webhook => format!("[内部群 · 群机器人 → {target}]"),
+        SimRoute::AppMessage => format!("[应用消息 → {target}]"),
+        SimRoute::Welcome => format!("[1:1 欢迎语 → {target}]"),
+        SimRoute::Appchat => format!("[应用群 → {target}]"),
+    }
+}
+
+/// The door an outbox row would have gone through, for rows that did not
+/// go: the route names the kind of chat.
+fn row_door(row: &OutboxRow) -> String {
+    match row.route.as_str() {
+        "customer_group_mass" => "[客户群 · 群里没有机器人]".to_string(),
+        "webhook" | "smart_bot" => format!("[内部群 · {}]", row.route),
+        other => format!("[{other}]"),
     }
 }
 
@@ -203,10 +298,6 @@ struct Demo {
     shown_seq: Option<u64>,
     /// Outbox rows already printed as skipped/dead/failed.
     shown_rows: HashSet<i64>,
-    /// Smart-bot outbox rows already paired with a delivery.
-    paired_bot_rows: HashSet<i64>,
-    /// response_url → who @-mentioned the bot, to label its answer.
-    askers: HashMap<String, &'static str>,
     report: DemoReport,
     print: bool,
 }
@@ -220,6 +311,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     let bot_token = random_token();
     let bot_key = random_aes_key();
     let app_secret = random_token();
+    let ingest_secret: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(INGEST_SECRET_LEN)
+        .map(char::from)
+        .collect();
 
     // Monday 2026-03-02, 09:00 in Shanghai.
     let clock = ManualClock::new(
@@ -255,6 +351,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         name = "{BOT_NAME}"
         token = "{bot_token}"
         encoding_aes_key = "{bot_key}"
+        [ingest]
+        secret = "{ingest_secret}"
         "#,
         db = db_path.display().to_string().replace('\\', "/"),
         api_base = sim.api_base_url(),
@@ -295,7 +393,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
                 encoding_aes_key: bot_key,
                 aibotid: AIBOT_ID.into(),
                 bot_name: BOT_DISPLAY_NAME.into(),
-            }),
+            })
+            .with_ingest_secret(ingest_secret),
     );
 
     let credentials = AppCredentials::from(&app_config);
@@ -328,8 +427,6 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         sender,
         shown_seq: None,
         shown_rows: HashSet::new(),
-        paired_bot_rows: HashSet::new(),
-        askers: HashMap::new(),
         report: DemoReport::default(),
         print: options.print,
     };
@@ -422,8 +519,9 @@ impl Demo {
         use crate::jobs::welcome_material::MaterialOutcome;
         if let MaterialOutcome::Added { template_id } = material.sync(self.now()).await? {
             self.line(format!(
-                "入群欢迎语素材已同步到企业微信（group_welcome_template/add，template_id {template_id}）：\
-                 客户群有人入群时由企业微信自己发送；群主另收一条新成员汇总（应用消息）。"
+                "          🧩 {} 已同步到企业微信（group_welcome_template/add，template_id {template_id}）：\
+                 客户群有人入群时由企业微信自己发出，qunyun 不往客户群里发欢迎。",
+                doors::WECOM_MATERIAL
             ));
         }
         Ok(())
@@ -431,164 +529,197 @@ impl Demo {
 
     async fn setup(&mut self) -> anyhow::Result<()> {
         let now = self.now();
-        // The simulated corp: two customer groups owned by the operator, a
-        // classic robot in group A, and the directory (owner, admin).
+        // The simulated corp as WeCom offers it: a customer group (no robot,
+        // no smart bot can join one) and an internal staff group with the
+        // smart bot and a group robot; the directory holds the employees.
         self.sim.add_directory_members([OWNER, ADMIN]);
-        for (chat_id, name) in [(CHAT_A, CHAT_A_NAME), (CHAT_B, CHAT_B_NAME)] {
-            self.sim.add_customer_group(SeedCustomerGroup {
-                chat_id: chat_id.into(),
-                name: name.into(),
-                owner: OWNER.into(),
-                notice: String::new(),
-                status: 0,
-                create_time: now.timestamp() - 86_400,
-                admins: vec![ADMIN.into()],
-                members: vec![SeedGroupMember::new(OWNER), SeedGroupMember::new(ADMIN)],
-            });
-        }
-        self.sim.add_robot(ROBOT_KEY_A, CHAT_A);
+        self.sim
+            .add_directory_members(STAFF.iter().map(|(id, _)| *id));
+        self.sim.add_customer_group(SeedCustomerGroup {
+            chat_id: CUSTOMERS.into(),
+            name: CUSTOMERS_NAME.into(),
+            owner: OWNER.into(),
+            notice: String::new(),
+            status: 0,
+            create_time: now.timestamp() - 86_400,
+            admins: vec![ADMIN.into()],
+            members: vec![SeedGroupMember::new(OWNER), SeedGroupMember::new(ADMIN)],
+        });
+        self.sim.try_add_robot(ROBOT_KEY, STAFF_CHAT)?;
 
         let (ops, actor) = manager(&self.pool);
         crate::ops::rules::apply(&ops, &actor, now, RULES).await?;
+        // Same member_version as the simulator, so the first callback's
+        // LastMemVer chains on without a resync.
+        let member_version = self
+            .sim
+            .customer_group(CUSTOMERS)
+            .map(|group| group.member_version)
+            .context("seeded group missing from the simulator")?;
         let mut conn = self.pool.acquire().await?;
-        for (chat_id, name, route, tags) in [
-            (
-                CHAT_A,
-                CHAT_A_NAME,
-                ChatRoute::InternalGroup {
-                    robot_key: Some(ROBOT_KEY_A.into()),
-                    smart_bot: Some(BOT_NAME.into()),
-                },
-                vec![],
-            ),
-            (
-                CHAT_B,
-                CHAT_B_NAME,
-                ChatRoute::CustomerGroup,
-                vec!["vip".to_string()],
-            ),
-        ] {
-            // Same member_version as the simulator, so the first callback's
-            // LastMemVer chains on without a resync.
-            let member_version = self
-                .sim
-                .customer_group(chat_id)
-                .map(|group| group.member_version)
-                .context("seeded group missing from the simulator")?;
-            let chat = chats::NewChat {
-                chat_id: chat_id.into(),
-                name: name.into(),
-                route,
+        for chat in [
+            chats::NewChat {
+                chat_id: CUSTOMERS.into(),
+                name: CUSTOMERS_NAME.into(),
+                route: ChatRoute::CustomerGroup,
                 owner: Some(OWNER.into()),
                 admins: vec![ADMIN.into()],
-                tags,
+                tags: vec!["vip".to_string()],
                 member_version: Some(member_version),
-            };
+            },
+            chats::NewChat {
+                chat_id: STAFF_CHAT.into(),
+                name: STAFF_CHAT_NAME.into(),
+                route: ChatRoute::InternalGroup {
+                    robot_key: Some(ROBOT_KEY.into()),
+                    smart_bot: Some(BOT_NAME.into()),
+                },
+                owner: Some(OWNER.into()),
+                admins: vec![],
+                tags: vec![],
+                member_version: None,
+            },
+        ] {
             chats::upsert_chat(&mut conn, &chat, now).await?;
         }
-        // Names come from groupchat/get in production; the demo seeds them.
+        // Names come from groupchat/get and the directory in production; the
+        // demo seeds them.
         for (i, name) in NAMES.iter().enumerate() {
             members::ensure_person(&mut conn, &member(i + 1), Some(name), now).await?;
         }
+        for (id, name) in STAFF {
+            members::ensure_person(&mut conn, id, Some(name), now).await?;
+        }
         drop(conn);
         self.line(
-            "qunyun demo：内置企业微信模拟器 + qunyun，两个群、32 位成员、三天。\
-             群友做了什么，企业微信实际收到了 qunyun 发的什么。"
+            "qunyun demo：内置企业微信模拟器 + qunyun，企业微信的两种群并排演示，三天。\
+             每行写明消息从哪扇门进来、从哪扇门出去。"
                 .into(),
         );
         self.line(format!(
-            "群：{CHAT_A_NAME}（智能机器人 + 群机器人）｜{CHAT_B_NAME}（客户群，无机器人：只能由群主发送）"
+            "客户群「{CUSTOMERS_NAME}」：客户入群有事件；群里说的话只能经会话存档进来；\
+             机器人进不了客户群，往群里发只能由群主确认群发。"
+        ));
+        self.line(format!(
+            "内部群「{STAFF_CHAT_NAME}」：店长们 @{BOT_DISPLAY_NAME}（智能机器人）签到、查积分、问问题；\
+             群机器人发推送；内部群没有入群事件。"
         ));
         Ok(())
     }
 
     async fn script(&mut self) -> anyhow::Result<()> {
         self.day_header();
-        self.join(CHAT_A, &[1, 2], 3).await?;
+        self.line(format!("【客户群「{CUSTOMERS_NAME}」】"));
+        self.join(&[1, 2], JoinVia::QrCode).await?;
         self.advance(4);
-        self.join(CHAT_A, &[3], 0).await?;
+        self.join(&[3], JoinVia::Invite).await?;
         self.advance(11);
         self.process().await?;
-
-        self.advance(60);
-        self.join(CHAT_B, &[4, 5, 6, 7, 8, 9], 0).await?;
-        self.advance(11);
-        self.process().await?;
+        self.owner_sends_welcome().await?;
 
         self.advance(240);
         self.line("（一波扫码入群：8 秒内 16 人）".into());
-        for wave in [10..14, 14..18, 18..22, 22..26] {
+        for wave in [4..8, 8..12, 12..16, 16..20] {
             let ids: Vec<usize> = wave.collect();
-            self.join(CHAT_A, &ids, 3).await?;
+            self.join(&ids, JoinVia::QrCode).await?;
             self.advance(2);
         }
         self.advance(10);
         self.process().await?;
 
         self.advance(900);
-        self.join(CHAT_A, &[26, 27], 0).await?;
+        self.join(&[20, 21], JoinVia::Invite).await?;
         self.advance(5);
-        self.leave(CHAT_A, 26).await?;
-        self.advance(6);
-        self.process().await?;
-        self.advance(120);
-        // One more first-timer: tomorrow's onboarding tips for group A still
-        // go out as one merged post.
-        self.join(CHAT_A, &[28], 0).await?;
+        self.leave(20).await?;
         self.advance(11);
         self.process().await?;
 
         self.advance(600);
-        for i in 1..=10 {
-            self.say(CHAT_A, i, "签到").await?;
+        for i in 1..=3 {
+            self.archive_text(i, "签到").await?;
+            self.advance(9);
+        }
+        self.archive_text(5, "请问什么时候发货？").await?;
+        self.advance(20);
+        self.archive_text(9, "加微信领红包，私聊我").await?;
+
+        self.advance(120);
+        self.line(String::new());
+        self.line(format!("【内部群「{STAFF_CHAT_NAME}」】"));
+        for i in 1..=STAFF.len() {
+            self.mention(i, "签到").await?;
             self.advance(7);
         }
-        self.say(CHAT_A, 1, "签到").await?;
+        self.mention(1, "签到").await?;
         self.advance(30);
-        self.say(CHAT_A, 11, "请问什么时候发货？").await?;
+        self.mention(2, "客户问什么时候发货，怎么回？").await?;
         self.advance(20);
-        self.say(CHAT_A, 12, "我的快递发货了吗").await?;
+        self.mention(3, "快递发货了吗").await?;
         self.line("          （同一问题 5 分钟冷却内不再重复回复，避免刷屏）".into());
         self.advance(20);
-        self.say(CHAT_A, 2, "帮助").await?;
-        self.say(CHAT_A, 3, "积分").await?;
+        self.mention(4, "帮助").await?;
+        self.mention(5, "积分").await?;
+
+        self.advance(300);
+        self.line(String::new());
+        self.broadcast(
+            &[CUSTOMERS, STAFF_CHAT],
+            "【周末活动】保温杯 2.0 内测报名开始，名额 20 个。",
+        )
+        .await?;
 
         self.next_day();
-        for i in 1..=6 {
-            self.say(CHAT_A, i, "签到").await?;
+        for i in 1..=4 {
+            self.mention(i, "签到").await?;
             self.advance(13);
         }
+        self.archive_text(2, "签到").await?;
 
         self.next_day();
-        for i in 1..=5 {
-            self.say(CHAT_A, i, "签到").await?;
+        for i in 1..=3 {
+            self.mention(i, "签到").await?;
             self.advance(11);
         }
         let (ops, actor) = manager(&self.pool);
         let balance =
-            crate::ops::points::adjust(&ops, &actor, self.now(), &member(7), 10, "活动奖励")
-                .await?;
+            crate::ops::points::adjust(&ops, &actor, self.now(), staff(6), 10, "活动奖励").await?;
         self.say_line(&format!(
-            "🛠  运营给 {}（{}）加 10 积分：活动奖励，余额 {balance}",
-            NAMES[6],
-            member(7)
+            "🛠  {} 运营给 {}（{}）加 10 积分：活动奖励，余额 {balance}",
+            doors::CONSOLE,
+            staff_name(6),
+            staff(6)
         ));
-        self.say(CHAT_A, 7, "补签").await?;
-        self.say(CHAT_A, 7, "签到").await?;
+        self.mention(6, "补签").await?;
+        self.mention(6, "签到").await?;
         self.advance(60);
-        self.line("（抢兑：最后 1 个保温杯，两人同一秒下单）".into());
-        self.say_no_run(CHAT_A, 1, "兑换 保温杯").await?;
-        self.say_no_run(CHAT_A, 2, "兑换 保温杯").await?;
+        self.line("（抢兑：最后 1 个保温杯，两位店长同一秒下单）".into());
+        self.mention_no_run(1, "兑换 保温杯").await?;
+        self.mention_no_run(2, "兑换 保温杯").await?;
         self.process().await?;
-        self.say(CHAT_A, 3, "兑换 帆布袋").await?;
-        self.say(CHAT_A, 4, "排行").await?;
-        self.say(CHAT_A, 5, "等级").await?;
-        self.advance(120);
-        self.broadcast(
-            CHAT_B,
-            "【VIP 内测】保温杯 2.0 内测报名开始，名额 20 个，回复群主报名。",
-        )
-        .await?;
+        self.mention(3, "兑换 帆布袋").await?;
+        self.mention(4, "排行").await?;
+        self.mention(5, "等级").await?;
+        Ok(())
+    }
+
+    /// The owner (or an operator for them) turns the newest newcomer digest
+    /// into a welcome mass message, once a community day; WeCom asks the
+    /// owner to confirm it on their phone.
+    async fn owner_sends_welcome(&mut self) -> anyhow::Result<()> {
+        let (ops, actor) = manager(&self.pool);
+        let digest = crate::ops::welcome::digests(&ops, 1)
+            .await?
+            .into_iter()
+            .find(|digest| digest.chat_id == CUSTOMERS && digest.mass_key.is_none())
+            .context("no owner digest to send")?;
+        self.say_line(&format!(
+            "🛠  {} 群主在「新人汇总」上点「发给群主确认」：建议欢迎语变成一条群发",
+            doors::CONSOLE
+        ));
+        crate::ops::welcome::send_to_owner(&ops, &actor, self.now(), digest.id).await?;
+        self.deliver().await?;
+        self.show_new().await?;
+        self.line("          （客户群一天最多一条欢迎群发；之后的新人汇总只给群主看）".into());
         Ok(())
     }
 
@@ -644,31 +775,22 @@ impl Demo {
         self.day_header();
     }
 
-    async fn join(
-        &mut self,
-        chat_id: &'static str,
-        ids: &[usize],
-        scene: u32,
-    ) -> anyhow::Result<()> {
+    /// Customers join the customer group (one `change_external_chat` event).
+    async fn join(&mut self, ids: &[usize], via: JoinVia) -> anyhow::Result<()> {
         let names: Vec<&str> = ids.iter().map(|i| member_name(*i)).collect();
-        let via = if scene == 3 {
-            JoinVia::QrCode
-        } else {
-            JoinVia::Invite
-        };
         let how = if via == JoinVia::QrCode {
             "扫码"
         } else {
             "邀请"
         };
         self.say_line(&format!(
-            "👥 {} 加入「{}」（{how}）",
+            "👥 {} {} 加入「{CUSTOMERS_NAME}」（{how}）",
+            doors::CUSTOMER_JOIN,
             names.join("、"),
-            display_name(chat_id)
         ));
         let request = JoinRequest {
             app: Some(APP_NAME.into()),
-            chat_id: chat_id.into(),
+            chat_id: CUSTOMERS.into(),
             members: ids
                 .iter()
                 .map(|i| NewMember {
@@ -684,13 +806,17 @@ impl Demo {
         self.process().await
     }
 
-    async fn leave(&mut self, chat_id: &'static str, id: usize) -> anyhow::Result<()> {
-        self.say_line(&format!("🚪 {} 退出了群（刚进群就走了）", member_name(id)));
+    async fn leave(&mut self, id: usize) -> anyhow::Result<()> {
+        self.say_line(&format!(
+            "🚪 {} {} 退出了群（刚进群就走了）",
+            doors::CUSTOMER_LEAVE,
+            member_name(id)
+        ));
         let outcome = self
             .sim
             .drive_leave(LeaveRequest {
                 app: Some(APP_NAME.into()),
-                chat_id: chat_id.into(),
+                chat_id: CUSTOMERS.into(),
                 userids: vec![member(id)],
                 removed: false,
                 lose_callback: false,
@@ -701,60 +827,83 @@ impl Demo {
         self.process().await
     }
 
-    async fn say(&mut self, chat_id: &'static str, id: usize, text: &str) -> anyhow::Result<()> {
-        self.say_no_run(chat_id, id, text).await?;
+    /// A customer types in the customer group. No bot hears it; the
+    /// message-archive puller posts it to qunyun.
+    async fn archive_text(&mut self, id: usize, text: &str) -> anyhow::Result<()> {
+        self.say_line(&format!(
+            "💬 {} {}：{text}",
+            doors::CUSTOMER_ARCHIVE,
+            member_name(id)
+        ));
+        let outcome = self
+            .sim
+            .drive_archive_text(ArchiveTextRequest {
+                chat_id: CUSTOMERS.into(),
+                from: member(id),
+                content: text.into(),
+            })
+            .await
+            .context("driving an archived message")?;
+        self.count_callback(&outcome);
         self.process().await
     }
 
-    /// A member @-mentions the smart bot; qunyun only records it (the
-    /// pipeline runs later), as when two messages arrive in the same second.
-    async fn say_no_run(
-        &mut self,
-        chat_id: &'static str,
-        id: usize,
-        text: &str,
-    ) -> anyhow::Result<()> {
+    async fn mention(&mut self, id: usize, text: &str) -> anyhow::Result<()> {
+        self.mention_no_run(id, text).await?;
+        self.process().await
+    }
+
+    /// A staff member @-mentions the smart bot in the internal group; qunyun
+    /// only records it (the pipeline runs later), as when two messages
+    /// arrive in the same second.
+    async fn mention_no_run(&mut self, id: usize, text: &str) -> anyhow::Result<()> {
         self.say_line(&format!(
-            "💬 {}：@{BOT_DISPLAY_NAME} {text}",
-            member_name(id)
+            "💬 {} {}：@{BOT_DISPLAY_NAME} {text}",
+            doors::STAFF_MENTION,
+            staff_name(id)
         ));
         let outcome = self
             .sim
             .drive_bot_mention(BotMentionRequest {
                 bot: Some(BOT_NAME.into()),
-                chat_id: Some(chat_id.into()),
-                from: member(id),
+                chat_id: Some(STAFF_CHAT.into()),
+                from: staff(id).into(),
                 content: text.into(),
             })
             .await
             .context("driving bot mention")?;
-        if let Some(url) = &outcome.response_url {
-            self.askers.insert(url.clone(), member_name(id));
-        }
         self.count_callback(&outcome);
         Ok(())
     }
 
-    /// The operator broadcasts to a customer group ("send now"): with no
-    /// robot there, the route decision makes it a mass message that only the
-    /// owner can send (confirmed on their phone).
-    async fn broadcast(&mut self, chat_id: &'static str, text: &str) -> anyhow::Result<()> {
+    /// The operator's "send now" to both groups through the operations
+    /// layer: the route decision makes it a robot post in the internal group
+    /// and a mass message the owner confirms in the customer group.
+    async fn broadcast(&mut self, chats: &[&str], text: &str) -> anyhow::Result<()> {
+        let names: Vec<String> = chats.iter().map(|chat| display_name(chat)).collect();
         self.say_line(&format!(
-            "🛠  运营在后台给「{}」发群发：{text}",
-            display_name(chat_id)
+            "🛠  {} 运营给「{}」发群发：{text}",
+            doors::CONSOLE,
+            names.join("」「")
         ));
-        let now = self.now();
-        let broadcast = Broadcast {
-            id: now.timestamp().to_string(),
-            chats: vec![chat_id.into()],
-            tags: Vec::new(),
-            content: Content::text(text),
+        let (ops, actor) = manager(&self.pool);
+        let input = crate::ops::broadcast::BroadcastInput {
+            chats: chats.iter().map(|chat| chat.to_string()).collect(),
+            text: text.into(),
+            ..Default::default()
         };
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        outbox_store::enqueue_broadcast(&mut tx, &broadcast, APP_NAME, now)
-            .await
-            .context("queueing the broadcast")?;
-        tx.commit().await?;
+        let sent = crate::ops::broadcast::send(&ops, &actor, self.now(), &input).await?;
+        for chat in &sent.chats {
+            let how = match chat.outcome {
+                "awaiting_owner" => "等群主在手机上确认（客户群只能这样发）".to_string(),
+                "queued" => format!("自动发送（{}）", route_chinese(chat.route)),
+                _ => format!("不发：{}", chat.detail.as_deref().unwrap_or("")),
+            };
+            self.line(format!(
+                "          ↳ 「{}」：{how}",
+                display_name(&chat.chat_id)
+            ));
+        }
         self.deliver().await?;
         self.show_new().await
     }
@@ -828,16 +977,6 @@ impl Demo {
     /// Prints simulator deliveries and problem rows not shown yet.
     async fn show_new(&mut self) -> anyhow::Result<()> {
         let rows = self.outbox_rows().await?;
-        // Sent smart-bot rows in send order pair with bot_response records:
-        // the record only names the chat, the row's response_url the asker.
-        let mut bot_askers: Vec<Option<&'static str>> = rows
-            .iter()
-            .filter(|row| row.route == OutboxRoute::SmartBot && row.status == OutboxStatus::Sent)
-            .filter(|row| self.paired_bot_rows.insert(row.id))
-            .map(|row| self.askers.get(&row.target).copied())
-            .collect();
-        bot_askers.reverse();
-
         let deliveries: Vec<Delivery> = self
             .sim
             .messages()
@@ -846,28 +985,19 @@ impl Demo {
             .collect();
         for delivery in deliveries {
             self.shown_seq = Some(delivery.seq);
-            let target = if delivery.route == SimRoute::BotResponse {
-                // Someone driven in live (not by the script) has no name here:
-                // show the chat instead.
-                bot_askers
-                    .pop()
-                    .flatten()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| display_name(&delivery.target))
-            } else {
-                display_name(&delivery.target)
-            };
+            // A smart-bot answer is posted into the chat it was asked in.
+            let target = display_name(&delivery.target);
             let text = delivery_text(&delivery);
             let icon = match delivery.route {
                 SimRoute::BotResponse => "🤖",
                 SimRoute::Webhook => "📣",
                 SimRoute::Welcome => "🙋",
                 SimRoute::AppMessage => "📨",
-                SimRoute::Appchat => "💬",
+                SimRoute::Appchat => "🗨",
                 SimRoute::CustomerGroupMass => "📢",
             };
-            let route = route_chinese(route_label(delivery.route));
-            self.line(format!("          {icon} [{route} → {target}] {text}"));
+            let door = out_door(delivery.route, &target);
+            self.line(format!("          {icon} {door} {text}"));
         }
 
         for row in rows {
@@ -886,8 +1016,8 @@ impl Demo {
                 _ => "❌ 发送失败，等管理员处理",
             };
             self.line(format!(
-                "          {label} [{}]：{reason}｜内容：{text}",
-                row.route
+                "          {label} {}：{reason}｜内容：{text}",
+                row_door(&row)
             ));
         }
         Ok(())
@@ -930,6 +1060,10 @@ impl Demo {
             .iter()
             .filter(|r| r.status == inbox::InboxStatus::Parked)
             .count();
+        self.report.events = inbox_rows
+            .iter()
+            .map(|r| (r.kind.to_string(), r.chat_id.clone()))
+            .collect();
 
         totals.deliveries_by_route = deliveries_by_route(&deliveries);
         totals.deliveries_total = deliveries.len();

@@ -18,7 +18,7 @@
 //! `GET|POST /sim/state` (seed: [`SeedState`]), `POST /sim/faults`
 //! ([`FaultRequest`]), `POST /sim/confirm_mass/{msgid}`, `POST /sim/callbacks`
 //! ([`CallbackTargets`]), `POST /sim/drive/{join,leave,add_contact,app_text,
-//! bot_mention,verify_url,raw,steps}` (see [`driver`]).
+//! bot_mention,archive_text,verify_url,raw,steps}` (see [`driver`]).
 //!
 //! All time (token expiry, rate windows, code lifetimes) comes from the
 //! injected [`Clock`](crate::clock::Clock).
@@ -37,6 +37,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use anyhow::Context;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -52,14 +53,15 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{self, ManualClock, SharedClock};
 
 pub use driver::{
-    AddContactRequest, AppCallback, AppTextRequest, BotCallback, BotMentionRequest,
-    CallbackTargets, DriveError, DriveOutcome, JoinRequest, JoinVia, LeaveRequest, NewMember,
-    RawRequest, VerifyRequest,
+    AddContactRequest, AppCallback, AppTextRequest, ArchiveTextRequest, BotCallback,
+    BotMentionRequest, CallbackTargets, DriveError, DriveOutcome, IngestSecret, JoinRequest,
+    JoinVia, LeaveRequest, NewMember, RawRequest, VerifyRequest,
 };
 pub use faults::{FaultKind, FaultRequest, FaultRule, RandomFaults};
 pub use model::{
     ApiCall, AppChatView, CustomerGroupView, Delivery, DropReason, Dropped, GroupWelcomeTemplate,
     Route, SeedAppChat, SeedCustomerGroup, SeedGroupMember, SeedRobot, SeedState, Stats,
+    WorldRefusal,
 };
 pub use scenario::{Scenario, Step, StepOutcome};
 
@@ -164,7 +166,11 @@ impl SimConfig {
             config = config.with_token_ttl_secs(ttl);
         }
         if let Some(path) = scenario {
-            config = config.with_scenario(Scenario::load(path)?);
+            let scenario = Scenario::load(path)?;
+            state::SimState::default()
+                .seed(scenario.state.clone())
+                .with_context(|| format!("in scenario {}", path.display()))?;
+            config = config.with_scenario(scenario);
         }
         Ok(config)
     }
@@ -199,7 +205,11 @@ impl Sim {
         let mut state = SimState::default();
         let mut callbacks = None;
         if let Some(scenario) = &config.scenario {
-            state.seed(scenario.state.clone());
+            // `SimConfig::from_args` refuses an impossible scenario up front;
+            // one built in code is refused here, loudly, and not seeded.
+            if let Err(refusal) = state.seed(scenario.state.clone()) {
+                tracing::error!(%refusal, "scenario state refused");
+            }
             callbacks = scenario.callbacks.clone();
             config.auto_confirm_mass |= scenario.auto_confirm_mass;
         }
@@ -281,8 +291,10 @@ impl Sim {
 
     // ------------------------------------------------------------ seeding ---
 
-    pub fn seed(&self, seed: SeedState) {
-        self.state().seed(seed);
+    /// Adds `seed` to the world, or refuses all of it when WeCom would not
+    /// offer that world (docs/wecom.md#chat-kinds).
+    pub fn seed(&self, seed: SeedState) -> Result<(), WorldRefusal> {
+        self.state().seed(seed)
     }
 
     pub fn add_directory_members<I, S>(&self, userids: I)
@@ -295,14 +307,25 @@ impl Sim {
             .extend(userids.into_iter().map(Into::into));
     }
 
+    /// Test and demo setup: seeds a customer group.
+    ///
+    /// # Panics
+    /// When `chat_id` is already an internal group (robot, smart bot, app
+    /// group): use [`Sim::seed`] to see the refusal instead.
     pub fn add_customer_group(&self, group: SeedCustomerGroup) {
         self.seed(SeedState {
             customer_groups: vec![group],
             ..SeedState::default()
-        });
+        })
+        .unwrap_or_else(|refusal| panic!("{refusal}"));
     }
 
-    pub fn add_robot(&self, key: impl Into<String>, chat_id: impl Into<String>) {
+    /// Adds a group robot to `chat_id`, refused for a customer group.
+    pub fn try_add_robot(
+        &self,
+        key: impl Into<String>,
+        chat_id: impl Into<String>,
+    ) -> Result<(), WorldRefusal> {
         self.seed(SeedState {
             robots: vec![SeedRobot {
                 key: key.into(),
@@ -310,7 +333,16 @@ impl Sim {
                 name: String::new(),
             }],
             ..SeedState::default()
-        });
+        })
+    }
+
+    /// Test and demo setup: [`Sim::try_add_robot`].
+    ///
+    /// # Panics
+    /// When `chat_id` is a customer group, where WeCom offers no robots.
+    pub fn add_robot(&self, key: impl Into<String>, chat_id: impl Into<String>) {
+        self.try_add_robot(key, chat_id)
+            .unwrap_or_else(|refusal| panic!("{refusal}"));
     }
 
     pub fn add_app_chat(&self, chat: SeedAppChat) {

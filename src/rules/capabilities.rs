@@ -57,6 +57,14 @@ pub enum Capability {
     },
     /// qunyun sends a person a task; the person does it by hand.
     TaskForPerson,
+    /// A customer group's welcome: WeCom itself posts the group welcome
+    /// material qunyun keeps in sync, and the owner gets one merged digest
+    /// of newcomers (a 1:1 app message) whose suggested welcome they can
+    /// send as an owner-confirmed mass message (docs/wecom.md#chat-kinds).
+    MaterialAndOwnerDigest {
+        /// `None`: no owner on record, so no digest can be sent.
+        owner: Option<String>,
+    },
     NotPossible {
         reason: String,
     },
@@ -71,6 +79,15 @@ impl Capability {
                 format!("needs the owner's confirmation ({owner})")
             }
             Capability::TaskForPerson => "task for a person".to_owned(),
+            Capability::MaterialAndOwnerDigest { owner: Some(owner) } => format!(
+                "group welcome material (posted by WeCom) + newcomer digest to the owner ({owner}), \
+                 who can send the suggested welcome as a mass message"
+            ),
+            Capability::MaterialAndOwnerDigest { owner: None } => {
+                "group welcome material (posted by WeCom); no owner on record for the newcomer \
+                 digest"
+                    .to_owned()
+            }
             Capability::NotPossible { reason } => format!("not possible: {reason}"),
         }
     }
@@ -106,6 +123,13 @@ pub fn capabilities(chat: &ChatSnapshot) -> Vec<CapabilityRow> {
 pub fn capability(chat: &ChatSnapshot, feature: Feature) -> Capability {
     let answers_mentions = chat.route.smart_bot().is_some();
     let kind = match feature {
+        // The engine's own rule (rules::welcome::compose_window): a customer
+        // group's welcome window becomes the owner digest.
+        Feature::Welcome if matches!(chat.route, super::ChatRoute::CustomerGroup) => {
+            return Capability::MaterialAndOwnerDigest {
+                owner: chat.owner.clone(),
+            }
+        }
         Feature::Welcome => MessageKind::Welcome,
         Feature::Push => MessageKind::Push,
         Feature::CheckinReply | Feature::AutoReply | Feature::ModerationWarning
@@ -181,7 +205,11 @@ mod tests {
     #[test]
     fn customer_groups_need_the_owner_or_a_person() {
         let rows = table(ChatRoute::CustomerGroup);
-        assert!(rows[0].starts_with("welcome: not possible: customer group"));
+        assert_eq!(
+            rows[0],
+            "welcome: group welcome material (posted by WeCom) + newcomer digest to the owner \
+             (boss), who can send the suggested welcome as a mass message"
+        );
         assert!(rows[1].starts_with("checkin_reply: not possible"));
         assert_eq!(rows[3], "push: needs the owner's confirmation (boss)");
         assert_eq!(rows[5], "moderation_removal: task for a person");

@@ -1390,7 +1390,7 @@ mod tests {
             state.seed(SeedState {
                 robots: vec![SeedRobot { key: "K".into(), chat_id: "wr".into(), name: String::new() }],
                 ..SeedState::default()
-            });
+            }).unwrap();
             let mut now = start();
             let mut accepted: Vec<DateTime<Utc>> = Vec::new();
             for gap in gaps {
@@ -1425,7 +1425,7 @@ mod tests {
                     admins: vec![], members: vec![],
                 }).collect(),
                 ..SeedState::default()
-            });
+            }).unwrap();
             state.tokens.insert("T".into(), super::super::state::IssuedToken {
                 app: 0, expires_at: start() + Duration::hours(2),
             });

@@ -9,8 +9,8 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::driver::{
-    AddContactRequest, AppTextRequest, BotMentionRequest, CallbackTargets, DriveError,
-    DriveOutcome, JoinRequest, LeaveRequest, RawRequest, VerifyRequest,
+    AddContactRequest, AppTextRequest, ArchiveTextRequest, BotMentionRequest, CallbackTargets,
+    DriveError, DriveOutcome, JoinRequest, LeaveRequest, RawRequest, VerifyRequest,
 };
 use super::faults::FaultRequest;
 use super::model::SeedState;
@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<Sim> {
         .route("/sim/drive/add_contact", post(drive_add_contact))
         .route("/sim/drive/app_text", post(drive_app_text))
         .route("/sim/drive/bot_mention", post(drive_bot_mention))
+        .route("/sim/drive/archive_text", post(drive_archive_text))
         .route("/sim/drive/verify_url", post(drive_verify_url))
         .route("/sim/drive/raw", post(drive_raw))
         .route("/sim/drive/steps", post(drive_steps))
@@ -60,8 +61,14 @@ async fn reset(State(sim): State<Sim>) -> Response {
 }
 
 async fn seed_state(State(sim): State<Sim>, Json(seed): Json<SeedState>) -> Response {
-    sim.seed(seed);
-    Json(json!({"seeded": true})).into_response()
+    match sim.seed(seed) {
+        Ok(()) => Json(json!({"seeded": true})).into_response(),
+        Err(refusal) => (
+            StatusCode::CONFLICT,
+            Json(json!({"seeded": false, "error": refusal.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 async fn dump_state(State(sim): State<Sim>) -> Response {
@@ -147,6 +154,13 @@ async fn drive_bot_mention(
     Json(request): Json<BotMentionRequest>,
 ) -> Response {
     drive_response(sim.drive_bot_mention(request).await)
+}
+
+async fn drive_archive_text(
+    State(sim): State<Sim>,
+    Json(request): Json<ArchiveTextRequest>,
+) -> Response {
+    drive_response(sim.drive_archive_text(request).await)
 }
 
 async fn drive_verify_url(State(sim): State<Sim>, Json(request): Json<VerifyRequest>) -> Response {

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::model::{member_type_from_id, SeedGroupMember};
+use super::model::{member_type_from_id, SeedGroupMember, WorldRefusal};
 use super::state::random_id;
 use super::{api, Sim};
 use crate::wecom::crypto::{fresh_nonce, MsgCrypt};
@@ -34,6 +34,22 @@ pub struct CallbackTargets {
     /// How long each delivery waits for qunyun (WeCom: 5 s).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// qunyun's `[ingest] secret`: with it the driver plays the
+    /// message-archive puller and posts what members type in a group to
+    /// `/ingest/messages` (docs/wecom.md#message-archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_secret: Option<IngestSecret>,
+}
+
+/// The archive puller's signing secret; never printed.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IngestSecret(pub String);
+
+impl std::fmt::Debug for IngestSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 const DEFAULT_RETRIES: u32 = 3;
@@ -56,7 +72,13 @@ impl CallbackTargets {
             bots: Vec::new(),
             retries: DEFAULT_RETRIES,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            ingest_secret: None,
         }
+    }
+
+    pub fn with_ingest_secret(mut self, secret: impl Into<String>) -> Self {
+        self.ingest_secret = Some(IngestSecret(secret.into()));
+        self
     }
 
     pub fn with_app(mut self, app: AppCallback) -> Self {
@@ -230,6 +252,16 @@ pub struct BotMentionRequest {
     pub content: String,
 }
 
+/// A member types `content` in group `chat_id` (a customer group, usually:
+/// no bot hears it there). WeCom sends no callback; the message-archive
+/// puller reads it and posts it to qunyun's `/ingest/messages`, signed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveTextRequest {
+    pub chat_id: String,
+    pub from: String,
+    pub content: String,
+}
+
 /// Any plaintext, sealed and delivered as is: for events the driver has no
 /// dedicated method for (enter_agent, create/dismiss, del_external_contact…).
 /// With `bot` set the JSON envelope goes to that smart bot (receive id "");
@@ -277,6 +309,9 @@ pub struct DriveOutcome {
     /// The 64-bit `MsgId` of an app text message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub msg_id: Option<u64>,
+    /// The archive's message id of an archived group message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_msgid: Option<String>,
     /// Smart-bot message id (`msgid`, the dedupe key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bot_msgid: Option<String>,
@@ -297,6 +332,8 @@ pub enum DriveError {
     UnknownChat(String),
     #[error("invalid drive request: {0}")]
     Invalid(String),
+    #[error("WeCom would not do this: {0}")]
+    Refused(#[from] WorldRefusal),
     #[error("cannot seal callback: {0}")]
     Crypto(String),
     #[error("callback delivery failed: {0}")]
@@ -309,6 +346,7 @@ impl Sim {
         let now = self.now();
         let (last, current, added) = {
             let mut state = self.state();
+            state.check_member_change(&request.chat_id)?;
             let group = state
                 .customer_groups
                 .get_mut(&request.chat_id)
@@ -362,6 +400,7 @@ impl Sim {
         let now = self.now();
         let (last, current, removed) = {
             let mut state = self.state();
+            state.check_member_change(&request.chat_id)?;
             let group = state
                 .customer_groups
                 .get_mut(&request.chat_id)
@@ -474,6 +513,9 @@ impl Sim {
             .clone()
             .unwrap_or_else(|| request.from.clone());
         let now = self.now();
+        if let Some(chat_id) = &request.chat_id {
+            self.state().smart_bot_in(chat_id)?;
+        }
         let code = api::issue_response_code(
             &mut self.state(),
             &bot.callback.aibotid,
@@ -511,7 +553,60 @@ impl Sim {
         Ok(outcome)
     }
 
+    /// What the archive puller does for one message typed in a group: one
+    /// signed batch to `/ingest/messages`, delivered once (the puller keeps
+    /// its own position and re-posts later; qunyun dedupes by message id).
+    pub async fn drive_archive_text(
+        &self,
+        request: ArchiveTextRequest,
+    ) -> Result<DriveOutcome, DriveError> {
+        use hmac::{Hmac, Mac};
+        let targets = self.targets()?;
+        let secret = targets.ingest_secret.ok_or_else(|| {
+            DriveError::Invalid("no ingest_secret in the callback targets".into())
+        })?;
+        let msgid = random_id(32);
+        let body = json!({"messages": [{
+            "message_id": msgid,
+            "chat_id": request.chat_id,
+            "sender": request.from,
+            "text": request.content,
+            "sent_at": self.now().timestamp(),
+        }]})
+        .to_string();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.0.as_bytes())
+            .map_err(|error| DriveError::Crypto(error.to_string()))?;
+        mac.update(body.as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
+        let (_, timeout) = self.delivery_policy();
+        let url = format!("{}/ingest/messages", targets.base_url.trim_end_matches('/'));
+        let response = self
+            .shared
+            .http
+            .post(url)
+            .header(crate::ingest::SIGNATURE_HEADER, signature)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok(DriveOutcome {
+            status: Some(status),
+            body: response.text().await?,
+            attempts: 1,
+            archive_msgid: Some(msgid),
+            ..DriveOutcome::default()
+        })
+    }
+
     pub async fn drive_raw(&self, request: RawRequest) -> Result<DriveOutcome, DriveError> {
+        // The escape hatch still cannot fake a member change in an internal group.
+        if request.plaintext.contains("change_external_chat") {
+            if let Some(chat_id) = xml_field(&request.plaintext, "ChatId") {
+                self.state().check_member_change(&chat_id)?;
+            }
+        }
         let mut outcome = DriveOutcome::default();
         let delivered = match &request.bot {
             Some(name) => {
@@ -811,6 +906,19 @@ fn member_change_xml(
 }
 
 /// Wrap text in CDATA; a literal `]]>` inside is split across two sections.
+/// The text of the first `<name>` element, CDATA unwrapped.
+fn xml_field(xml: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    let value = xml[start..end].trim();
+    let value = value
+        .strip_prefix("<![CDATA[")
+        .and_then(|v| v.strip_suffix("]]>"))
+        .unwrap_or(value);
+    Some(value.to_owned())
+}
+
 fn cdata(text: &str) -> String {
     format!("<![CDATA[{}]]>", text.replace("]]>", "]]]]><![CDATA[>"))
 }

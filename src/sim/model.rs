@@ -258,3 +258,31 @@ pub struct GroupWelcomeTemplate {
     pub template_id: String,
     pub body: Value,
 }
+
+/// A setup or event WeCom does not offer, refused by the simulator so that a
+/// test or demo cannot model a community nobody can build
+/// (docs/wecom.md#chat-kinds).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorldRefusal {
+    #[error(
+        "chat {chat_id} is a customer group (客户群): WeCom offers group robots only in internal \
+         groups, so no robot can be added to it"
+    )]
+    RobotInCustomerGroup { chat_id: String },
+    #[error(
+        "chat {chat_id} is a customer group (客户群): the smart bot cannot be added to one, so \
+         nobody can @-mention it there; customer-group messages reach qunyun only through the \
+         message archive"
+    )]
+    SmartBotInCustomerGroup { chat_id: String },
+    #[error(
+        "chat {chat_id} is an internal group ({why}); a chat is either a customer group or an \
+         internal group, never both"
+    )]
+    InternalGroupAsCustomerGroup { chat_id: String, why: &'static str },
+    #[error(
+        "chat {chat_id} is an internal group ({why}): WeCom sends change_external_chat join/leave \
+         events only for customer groups"
+    )]
+    NoJoinEventsInInternalGroups { chat_id: String, why: &'static str },
+}

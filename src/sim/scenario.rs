@@ -13,9 +13,9 @@
 //! owner = "zhangsan"
 //! members = [{ userid = "zhangsan" }, { userid = "wmCUSTOMER1", join_scene = 3 }]
 //!
-//! [[state.robots]]
+//! [[state.robots]]          # robots live in internal groups only
 //! key = "robot-key-1"
-//! chat_id = "wrGROUP1"
+//! chat_id = "wrSTAFF1"
 //!
 //! [[state.app_chats]]
 //! chatid = "ops"
@@ -28,14 +28,14 @@
 //! bots = [{ name = "helper", token = "...", encoding_aes_key = "...", aibotid = "AIBOT1", bot_name = "运营助手" }]
 //!
 //! [[steps]]
-//! action = "join"            # join | leave | add_contact | app_text | bot_mention | verify_url | raw | confirm_pending_mass
+//! action = "join"            # join | leave | add_contact | app_text | bot_mention | archive_text | verify_url | raw | confirm_pending_mass
 //! chat_id = "wrGROUP1"
 //! via = "qr_code"            # invite | invite_link | qr_code
 //! members = [{ userid = "wmNEW1" }]
 //!
 //! [[steps]]
-//! action = "bot_mention"
-//! chat_id = "wrGROUP1"
+//! action = "bot_mention"    # the smart bot, too, is in internal groups only
+//! chat_id = "wrSTAFF1"
 //! from = "lisi"
 //! content = "签到"
 //! ```
@@ -48,8 +48,8 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::driver::{
-    AddContactRequest, AppTextRequest, BotMentionRequest, CallbackTargets, DriveOutcome,
-    JoinRequest, LeaveRequest, RawRequest, VerifyRequest,
+    AddContactRequest, AppTextRequest, ArchiveTextRequest, BotMentionRequest, CallbackTargets,
+    DriveOutcome, JoinRequest, LeaveRequest, RawRequest, VerifyRequest,
 };
 use super::model::SeedState;
 use super::Sim;
@@ -73,6 +73,7 @@ pub enum Step {
     AddContact(AddContactRequest),
     AppText(AppTextRequest),
     BotMention(BotMentionRequest),
+    ArchiveText(ArchiveTextRequest),
     VerifyUrl(VerifyRequest),
     Raw(RawRequest),
     /// The owners confirm every mass message waiting for them.
@@ -87,6 +88,7 @@ impl Step {
             Step::AddContact(_) => "add_contact",
             Step::AppText(_) => "app_text",
             Step::BotMention(_) => "bot_mention",
+            Step::ArchiveText(_) => "archive_text",
             Step::VerifyUrl(_) => "verify_url",
             Step::Raw(_) => "raw",
             Step::ConfirmPendingMass => "confirm_pending_mass",
@@ -140,6 +142,7 @@ impl Sim {
                 Step::AddContact(request) => self.drive_add_contact(request).await,
                 Step::AppText(request) => self.drive_app_text(request).await,
                 Step::BotMention(request) => self.drive_bot_mention(request).await,
+                Step::ArchiveText(request) => self.drive_archive_text(request).await,
                 Step::VerifyUrl(request) => self.drive_verify_url(request).await,
                 Step::Raw(request) => self.drive_raw(request).await,
                 Step::ConfirmPendingMass => {
@@ -188,7 +191,7 @@ members = [{ userid = "zhangsan" }, { userid = "wmCUSTOMER1", join_scene = 3 }]
 
 [[state.robots]]
 key = "robot-key-1"
-chat_id = "wrGROUP1"
+chat_id = "wrSTAFF1"
 
 [[state.app_chats]]
 chatid = "ops"
@@ -207,7 +210,7 @@ members = [{ userid = "wmNEW1" }]
 
 [[steps]]
 action = "bot_mention"
-chat_id = "wrGROUP1"
+chat_id = "wrSTAFF1"
 from = "lisi"
 content = "签到"
 
@@ -241,6 +244,21 @@ action = "confirm_pending_mass"
         let scenario = Scenario::from_toml_str(EXAMPLE).unwrap();
         let json = serde_json::to_string(&scenario).unwrap();
         assert_eq!(Scenario::from_json_str(&json).unwrap(), scenario);
+    }
+
+    #[test]
+    fn a_robot_in_a_customer_group_is_refused_when_loading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("world.toml");
+        let impossible = EXAMPLE.replace("chat_id = \"wrSTAFF1\"", "chat_id = \"wrGROUP1\"");
+        std::fs::write(&path, impossible).unwrap();
+        let error = crate::sim::SimConfig::from_args("ww", "s", None, Some(&path)).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("wrGROUP1 is a customer group"),
+            "{error:#}"
+        );
+        std::fs::write(&path, EXAMPLE).unwrap();
+        assert!(crate::sim::SimConfig::from_args("ww", "s", None, Some(&path)).is_ok());
     }
 
     #[test]

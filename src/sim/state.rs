@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::faults::Faults;
 use super::model::{
     ApiCall, AppChatView, CustomerGroupView, Delivery, DropReason, Dropped, GroupWelcomeTemplate,
-    Route, SeedAppChat, SeedCustomerGroup, SeedGroupMember, SeedState, Stats,
+    Route, SeedAppChat, SeedCustomerGroup, SeedGroupMember, SeedState, Stats, WorldRefusal,
 };
 
 #[derive(Debug, Clone)]
@@ -166,6 +166,8 @@ pub(crate) struct SimState {
     pub customer_groups: BTreeMap<String, CustomerGroup>,
     pub robots: HashMap<String, Robot>,
     pub app_chats: BTreeMap<String, AppChat>,
+    /// Groups where the smart bot has been @-mentioned: internal groups.
+    pub smart_bot_chats: BTreeSet<String>,
     pub welcome_codes: HashMap<String, WelcomeCode>,
     pub response_codes: HashMap<String, ResponseCode>,
     pub mass_tasks: HashMap<String, MassTask>,
@@ -189,7 +191,11 @@ pub(crate) struct SimState {
 }
 
 impl SimState {
-    pub fn seed(&mut self, seed: SeedState) {
+    /// Adds `seed` to the world, or refuses all of it when it describes a
+    /// world WeCom does not offer (a robot in a customer group, a chat that
+    /// is both kinds).
+    pub fn seed(&mut self, seed: SeedState) -> Result<(), WorldRefusal> {
+        self.check_seed(&seed)?;
         self.directory.extend(seed.members);
         for group in seed.customer_groups {
             self.customer_groups
@@ -207,6 +213,71 @@ impl SimState {
         for chat in seed.app_chats {
             self.insert_app_chat(chat);
         }
+        Ok(())
+    }
+
+    fn check_seed(&self, seed: &SeedState) -> Result<(), WorldRefusal> {
+        let new_group = |chat_id: &str| seed.customer_groups.iter().any(|g| g.chat_id == chat_id);
+        for robot in &seed.robots {
+            if self.customer_groups.contains_key(&robot.chat_id) || new_group(&robot.chat_id) {
+                return Err(WorldRefusal::RobotInCustomerGroup {
+                    chat_id: robot.chat_id.clone(),
+                });
+            }
+        }
+        for group in &seed.customer_groups {
+            let why = self.internal_group_kind(&group.chat_id).or_else(|| {
+                if seed.app_chats.iter().any(|c| c.chatid == group.chat_id) {
+                    Some(APP_GROUP)
+                } else {
+                    None
+                }
+            });
+            if let Some(why) = why {
+                return Err(WorldRefusal::InternalGroupAsCustomerGroup {
+                    chat_id: group.chat_id.clone(),
+                    why,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// What makes `chat_id` an internal group, if anything does: a group
+    /// robot, the smart bot, or being an app group.
+    pub fn internal_group_kind(&self, chat_id: &str) -> Option<&'static str> {
+        if self.robots.values().any(|robot| robot.chat_id == chat_id) {
+            Some("it has a group robot")
+        } else if self.smart_bot_chats.contains(chat_id) {
+            Some("the smart bot is in it")
+        } else if self.app_chats.contains_key(chat_id) {
+            Some(APP_GROUP)
+        } else {
+            None
+        }
+    }
+
+    /// Refuses a `change_external_chat` join/leave for an internal group.
+    pub fn check_member_change(&self, chat_id: &str) -> Result<(), WorldRefusal> {
+        match self.internal_group_kind(chat_id) {
+            Some(why) => Err(WorldRefusal::NoJoinEventsInInternalGroups {
+                chat_id: chat_id.to_owned(),
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records that the smart bot is in group `chat_id`, refused for a
+    /// customer group.
+    pub fn smart_bot_in(&mut self, chat_id: &str) -> Result<(), WorldRefusal> {
+        if self.customer_groups.contains_key(chat_id) {
+            return Err(WorldRefusal::SmartBotInCustomerGroup {
+                chat_id: chat_id.to_owned(),
+            });
+        }
+        self.smart_bot_chats.insert(chat_id.to_owned());
+        Ok(())
     }
 
     pub fn insert_app_chat(&mut self, chat: SeedAppChat) {
@@ -313,6 +384,8 @@ impl SimState {
         7_300_000_000_000_000_000 + self.next_app_msg_id
     }
 }
+
+const APP_GROUP: &str = "it is an app group";
 
 /// Random `[A-Za-z0-9]` text for tokens, ids and codes.
 pub(crate) fn random_id(len: usize) -> String {

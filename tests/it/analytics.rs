@@ -13,15 +13,20 @@ use qunyun::clock::Clock;
 use qunyun::jobs::analytics::{Analytics, AnalyticsOutcome};
 use qunyun::rules::ChatRoute;
 use qunyun::sim::{
-    BotMentionRequest, Delivery, FaultKind, FaultRule, JoinRequest, JoinVia, LeaveRequest,
-    NewMember, RawRequest, Route, SeedCustomerGroup, SeedGroupMember,
+    ArchiveTextRequest, BotMentionRequest, Delivery, FaultKind, FaultRule, JoinRequest, JoinVia,
+    LeaveRequest, NewMember, RawRequest, Route, SeedCustomerGroup, SeedGroupMember,
 };
 use qunyun::store::outbox::{self as outbox_store, OutboxStatus};
 use qunyun::store::{analytics as store, chats};
 
 use crate::helpers::{TestApp, TestConfig, APP, BOT};
 
+/// A customer group: joins and leaves come as `change_external_chat`,
+/// what members type through the message archive.
 const CHAT: &str = "wrANALYTICS000000000000000000A1";
+/// An internal group of staff with the smart bot and a group robot.
+const STAFF: &str = "wrANALYTICS000000000000000STAFF";
+const INGEST_SECRET: &str = "analytics-ingest-secret";
 const OWNER: &str = "yunying";
 const BOSS: &str = "boss";
 
@@ -30,8 +35,9 @@ fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap()
 }
 
-/// The harness with one customer group in WeCom and in qunyun, the rule set
-/// under test, and the analytics job; the steps below drive a community day.
+/// The harness with one customer group in WeCom and in qunyun, an internal
+/// staff group with the smart bot, the rule set under test, and the analytics
+/// job; the steps below drive a community day.
 struct Harness {
     app: TestApp,
     analytics: Analytics,
@@ -49,11 +55,12 @@ impl Harness {
         let app = TestApp::start(
             TestConfig::new()
                 .starting_at(start())
-                .with_api_timeout(StdDuration::from_secs(5)),
+                .with_api_timeout(StdDuration::from_secs(5))
+                .with_ingest_secret(INGEST_SECRET),
         )
         .await;
         let sim = app.sim();
-        sim.set_callbacks(app.callback_targets());
+        sim.set_callbacks(app.callback_targets().with_ingest_secret(INGEST_SECRET));
         sim.add_directory_members([OWNER, BOSS, "zhangsan"]);
         sim.add_customer_group(SeedCustomerGroup {
             chat_id: CHAT.into(),
@@ -77,11 +84,26 @@ impl Harness {
             &chats::NewChat {
                 chat_id: CHAT.into(),
                 name: "好物分享群".into(),
-                route: ChatRoute::internal_with_smart_bot("bot"),
+                route: ChatRoute::CustomerGroup,
                 owner: Some(OWNER.into()),
                 admins: vec![],
                 tags: vec![],
                 member_version: Some(member_version),
+            },
+            start(),
+        )
+        .await
+        .unwrap();
+        chats::upsert_chat(
+            &mut conn,
+            &chats::NewChat {
+                chat_id: STAFF.into(),
+                name: "运营同事群".into(),
+                route: ChatRoute::internal_with_smart_bot(BOT),
+                owner: Some(OWNER.into()),
+                admins: vec![],
+                tags: vec![],
+                member_version: None,
             },
             start(),
         )
@@ -133,12 +155,29 @@ impl Harness {
         self.process().await;
     }
 
+    /// `user` types `text` in the customer group; the archive puller
+    /// brings it to qunyun (no bot can hear it there).
     async fn say(&self, user: &str, text: &str) {
+        let outcome = self
+            .sim()
+            .drive_archive_text(ArchiveTextRequest {
+                chat_id: CHAT.into(),
+                from: user.into(),
+                content: text.into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, Some(200));
+        self.process().await;
+    }
+
+    /// Staff member `user` @-mentions the smart bot in the internal group.
+    async fn mention(&self, user: &str, text: &str) {
         let outcome = self
             .sim()
             .drive_bot_mention(BotMentionRequest {
                 bot: Some(BOT.into()),
-                chat_id: Some(CHAT.into()),
+                chat_id: Some(STAFF.into()),
                 from: user.into(),
                 content: text.into(),
             })
@@ -152,8 +191,8 @@ impl Harness {
     /// act on it, retries it and parks it after five attempts. Returns its inbox id.
     async fn park_one(&self, msgid: &str) -> i64 {
         let plaintext = serde_json::json!({
-            "msgid": msgid, "aibotid": "AIBOT-ANALYTICS", "chatid": CHAT, "chattype": "group",
-            "from": { "userid": "wmP" }, "msgtype": "text", "text": { "content": "@运营助手 hi" },
+            "msgid": msgid, "aibotid": "AIBOT-ANALYTICS", "chatid": STAFF, "chattype": "group",
+            "from": { "userid": "lisi" }, "msgtype": "text", "text": { "content": "@运营助手 hi" },
         });
         let outcome = self
             .sim()
@@ -589,26 +628,25 @@ async fn delivery_failures_open_escalate_and_close_with_one_message_each() {
         "{ yellow = 1, orange = 2 }",
     )))
     .await;
-    h.join(&["wmD1", "wmD2", "wmD3"]).await;
     // WeCom refuses the bot's replies (invalid user): the rows go dead.
     h.sim().inject(
         FaultRule::new(FaultKind::Errcode { errcode: 40003 })
             .on_path("aibot/response")
             .times(2),
     );
-    h.say("wmD1", "签到").await;
+    h.mention("staffD1", "签到").await;
     let opened = h.analyze().await;
     assert_eq!(
         opened.alerts_opened,
         [(AlertKind::DeliveryFailures, AlertLevel::Yellow)]
     );
-    h.say("wmD2", "签到").await;
+    h.mention("staffD2", "签到").await;
     assert_eq!(
         h.analyze().await.alerts_escalated,
         [(AlertKind::DeliveryFailures, AlertLevel::Orange)]
     );
     // The fault is used up: a third reply goes out and changes nothing.
-    h.say("wmD3", "签到").await;
+    h.mention("staffD3", "签到").await;
     let quiet = h.analyze().await;
     assert!(quiet.alerts_escalated.is_empty() && quiet.alerts_opened.is_empty());
     let row = h.community_row(0).await;
@@ -770,21 +808,21 @@ name = "morning"
 cron = "0 0 10 * * *"
 
 [schedules.targets]
-all_chats = true
+chat_ids = ["wrANALYTICS000000000000000STAFF"]
 
 [schedules.content]
 kind = "text"
 body = "早上好，{{ chat.name }}！"
 "#;
     let h = Harness::start(&rules(schedule)).await;
-    // The group has a classic robot: scheduled pushes go out through it.
-    h.sim().add_robot("robot-key-a", CHAT);
+    // The staff group has a classic robot: scheduled pushes go out through it.
+    h.sim().add_robot("robot-key-a", STAFF);
     let mut conn = h.pool.acquire().await.unwrap();
     chats::upsert_chat(
         &mut conn,
         &chats::NewChat {
-            chat_id: CHAT.into(),
-            name: "好物分享群".into(),
+            chat_id: STAFF.into(),
+            name: "运营同事群".into(),
             route: ChatRoute::InternalGroup {
                 robot_key: Some("robot-key-a".into()),
                 smart_bot: Some("bot".into()),
@@ -792,7 +830,7 @@ body = "早上好，{{ chat.name }}！"
             owner: Some(OWNER.into()),
             admins: vec![],
             tags: vec![],
-            member_version: h.sim().customer_group(CHAT).map(|g| g.member_version),
+            member_version: None,
         },
         h.now(),
     )
@@ -815,7 +853,7 @@ body = "早上好，{{ chat.name }}！"
 
     h.analyze().await;
     let mut conn = h.pool.acquire().await.unwrap();
-    let chat = store::daily_rows(&mut conn, CHAT, "2026-03-02".parse().unwrap())
+    let chat = store::daily_rows(&mut conn, STAFF, "2026-03-02".parse().unwrap())
         .await
         .unwrap();
     assert_eq!((chat[0].pushes_sent, chat[0].pushes_failed), (1, 0));
@@ -825,7 +863,7 @@ body = "早上好，{{ chat.name }}！"
     // Integrations read a chat's rows from the JSON API.
     let rows = console_api(
         &h,
-        &format!("/admin/api/v1/analytics/daily?chat_id={CHAT}&days=2"),
+        &format!("/admin/api/v1/analytics/daily?chat_id={STAFF}&days=2"),
     )
     .await;
     let days = rows["days"].as_array().unwrap();

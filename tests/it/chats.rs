@@ -10,12 +10,14 @@ use std::time::Duration;
 use qunyun::clock;
 use qunyun::rules::ChatRoute;
 use qunyun::sim::{
-    BotCallback, BotMentionRequest, CallbackTargets, Route, SeedCustomerGroup, SeedGroupMember,
-    Sim, SimConfig,
+    AppCallback, BotCallback, BotMentionRequest, CallbackTargets, JoinRequest, JoinVia, NewMember,
+    Route, SeedCustomerGroup, SeedGroupMember, Sim, SimConfig,
 };
 use qunyun::store::chats;
 
-use crate::helpers::{wait_until, ConfigFile, BOT, BOT_KEY, BOT_TOKEN, CORP_ID};
+use crate::helpers::{
+    wait_until, ConfigFile, APP, APP_KEY, APP_TOKEN, BOT, BOT_KEY, BOT_TOKEN, CORP_ID,
+};
 
 /// The test config file, with WeCom at the simulator.
 fn config_toml(db: &std::path::Path, api_base: &str) -> String {
@@ -113,13 +115,22 @@ async fn discovered_chats_are_configured_from_the_cli_and_a_tag_broadcast_takes_
     let server = tokio::spawn(qunyun::app::run(config, clock, listener, async {
         let _ = stopped.await;
     }));
-    sim.set_callbacks(CallbackTargets::new(base).with_bot(BotCallback {
-        name: BOT.into(),
-        token: BOT_TOKEN.into(),
-        encoding_aes_key: BOT_KEY.into(),
-        aibotid: "AIBOT-IT".into(),
-        bot_name: "运营助手".into(),
-    }));
+    sim.set_callbacks(
+        CallbackTargets::new(base)
+            .with_app(AppCallback {
+                name: APP.into(),
+                token: APP_TOKEN.into(),
+                encoding_aes_key: APP_KEY.into(),
+                agent_id: SimConfig::DEFAULT_AGENT_ID,
+            })
+            .with_bot(BotCallback {
+                name: BOT.into(),
+                token: BOT_TOKEN.into(),
+                encoding_aes_key: BOT_KEY.into(),
+                aibotid: "AIBOT-IT".into(),
+                bot_name: "运营助手".into(),
+            }),
+    );
 
     // Group sync registers the customer group, tagged by the rule set.
     let customer = wait_for_chat(&pool, CUSTOMER).await;
@@ -193,7 +204,9 @@ async fn discovered_chats_are_configured_from_the_cli_and_a_tag_broadcast_takes_
         "{shown}"
     );
     assert!(
-        shown.contains("welcome: not possible: customer group"),
+        shown.contains(
+            "welcome: group welcome material (posted by WeCom) + newcomer digest to the owner (owner1)"
+        ),
         "{shown}"
     );
 
@@ -224,6 +237,47 @@ async fn discovered_chats_are_configured_from_the_cli_and_a_tag_broadcast_takes_
     })
     .await;
     assert!(delivered, "the robot posted it: {:?}", sim.messages());
+
+    // The customer group's welcome row is what the engine does: a newcomer
+    // is welcomed by a digest to the owner, not by a post into the group.
+    let joined = sim
+        .drive_join(JoinRequest {
+            app: Some(APP.into()),
+            chat_id: CUSTOMER.into(),
+            members: vec![NewMember::new("wmNEWCOMER")],
+            via: JoinVia::QrCode,
+            lose_callback: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(joined.status, Some(200));
+    let digest_key = format!("owner_digest:welcome:{CUSTOMER}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let digest =
+        loop {
+            let mut conn = pool.acquire().await.unwrap();
+            let rows = qunyun::store::outbox::list(&mut conn, None).await.unwrap();
+            drop(conn);
+            if let Some(row) = rows
+                .iter()
+                .find(|row| row.idempotency_key.starts_with(&digest_key))
+            {
+                // Nothing of the welcome window was filed for the group itself.
+                assert!(
+                    !rows.iter().any(|r| r.target == CUSTOMER
+                        && matches!(r.route.as_str(), "webhook" | "smart_bot")),
+                    "{rows:?}"
+                );
+                break row.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no owner digest: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+    assert_eq!(digest.route.as_str(), "member", "{digest}");
+    assert_eq!(digest.target, "owner1", "{digest}");
     assert!(
         !sim.messages()
             .iter()

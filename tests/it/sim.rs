@@ -1160,11 +1160,13 @@ async fn records_stats_and_reset_over_http() {
 #[tokio::test]
 async fn seeding_from_rust_is_visible_through_the_api() {
     let sim = TestSim::default().await;
-    sim.sim().seed(SeedState {
-        members: vec!["a".into(), "b".into()],
-        customer_groups: vec![group("wrSEED", "a")],
-        ..SeedState::default()
-    });
+    sim.sim()
+        .seed(SeedState {
+            members: vec!["a".into(), "b".into()],
+            customer_groups: vec![group("wrSEED", "a")],
+            ..SeedState::default()
+        })
+        .unwrap();
     let reply = sim
         .call("externalcontact/groupchat/list", json!({"limit": 10}))
         .await;
@@ -1207,7 +1209,7 @@ chat_id = "wrFILE"
 owner = "zhangsan"
 [[state.robots]]
 key = "FILEKEY"
-chat_id = "wrFILE"
+chat_id = "wrFILESTAFF"
 "#,
     )
     .unwrap();
@@ -1680,6 +1682,204 @@ mod driver {
             .await
             .unwrap();
         assert_ne!(second.msg_id, Some(msg_id));
+    }
+
+    /// WeCom offers robots and the smart bot only in internal groups
+    /// (docs/wecom.md#chat-kinds): the simulator refuses to put either into
+    /// a customer group, and no callback reaches qunyun.
+    #[tokio::test]
+    async fn a_robot_or_smart_bot_in_a_customer_group_is_refused_with_the_reason() {
+        use qunyun::sim::{DriveError, SeedRobot, WorldRefusal};
+
+        let mut f = fixture().await;
+        let sim = f.sim.sim();
+        let refusal = sim.try_add_robot("KEY-CUSTOMER", "wrGROUP").unwrap_err();
+        assert_eq!(
+            refusal,
+            WorldRefusal::RobotInCustomerGroup {
+                chat_id: "wrGROUP".into()
+            }
+        );
+        assert!(
+            refusal.to_string().contains("only in internal groups"),
+            "{refusal}"
+        );
+        // Not added: WeCom knows no such robot key.
+        let text = json!({"msgtype": "text", "text": {"content": "x"}});
+        let reply = f
+            .sim
+            .post("/cgi-bin/webhook/send?key=KEY-CUSTOMER", text.clone())
+            .await;
+        assert_eq!(errcode(&reply), 93000);
+
+        // The same through the control API: refused, nothing seeded.
+        let response = f
+            .sim
+            .http
+            .post(f.sim.url("/sim/state"))
+            .json(&json!({"robots": [{"key": "KEY-2", "chat_id": "wrGROUP"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 409);
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("wrGROUP is a customer group"),
+            "{body}"
+        );
+        let state = f.sim.get("/sim/state").await;
+        assert_eq!(state["robots"], json!([]), "{state}");
+
+        // A chat with a robot is an internal group; it cannot become a
+        // customer group later, not even in one seed with its robot.
+        sim.add_robot("KEY-STAFF", "wrSTAFF");
+        let refusal = sim
+            .seed(SeedState {
+                customer_groups: vec![group("wrSTAFF", "zhangsan")],
+                ..SeedState::default()
+            })
+            .unwrap_err();
+        assert!(matches!(
+            refusal,
+            WorldRefusal::InternalGroupAsCustomerGroup { .. }
+        ));
+        let refusal = sim
+            .seed(SeedState {
+                customer_groups: vec![group("wrBOTH", "zhangsan")],
+                robots: vec![SeedRobot {
+                    key: "KEY-BOTH".into(),
+                    chat_id: "wrBOTH".into(),
+                    name: String::new(),
+                }],
+                ..SeedState::default()
+            })
+            .unwrap_err();
+        assert!(matches!(refusal, WorldRefusal::RobotInCustomerGroup { .. }));
+        assert!(sim.customer_group("wrBOTH").is_none());
+        assert!(sim.customer_group("wrSTAFF").is_none());
+        // The robot in the internal group works.
+        let reply = f
+            .sim
+            .post("/cgi-bin/webhook/send?key=KEY-STAFF", text)
+            .await;
+        assert_eq!(errcode(&reply), 0);
+
+        // Nobody can @-mention the smart bot in a customer group.
+        let error = sim
+            .drive_bot_mention(BotMentionRequest {
+                bot: None,
+                chat_id: Some("wrGROUP".into()),
+                from: "lisi".into(),
+                content: "签到".into(),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                DriveError::Refused(WorldRefusal::SmartBotInCustomerGroup { .. })
+            ),
+            "{error}"
+        );
+        assert!(f.seen.try_recv().is_err(), "no callback was sent");
+    }
+
+    /// `change_external_chat` exists only for customer groups: a join or a
+    /// leave in an internal group (robot, smart bot or app group) is refused,
+    /// also when faked through the raw driver, while the customer group next
+    /// to it still gets its events.
+    #[tokio::test]
+    async fn internal_groups_get_no_join_or_leave_events() {
+        use qunyun::sim::{DriveError, RawRequest, WorldRefusal};
+
+        let mut f = fixture().await;
+        let sim = f.sim.sim();
+        sim.add_robot("KEY-STAFF", "wrSTAFF");
+        sim.add_app_chat(SeedAppChat {
+            chatid: "wrAPPCHAT".into(),
+            name: "ops".into(),
+            owner: "zhangsan".into(),
+            userlist: vec!["zhangsan".into(), "lisi".into()],
+            creator_agent_id: None,
+        });
+        let mention = sim
+            .drive_bot_mention(BotMentionRequest {
+                bot: None,
+                chat_id: Some("wrBOTCHAT".into()),
+                from: "lisi".into(),
+                content: "签到".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(mention.status, Some(200));
+        f.seen.recv().await.unwrap();
+
+        for chat in ["wrSTAFF", "wrBOTCHAT", "wrAPPCHAT"] {
+            let join = sim
+                .drive_join(JoinRequest {
+                    app: None,
+                    chat_id: chat.into(),
+                    members: vec![NewMember::new("wangwu")],
+                    via: JoinVia::Invite,
+                    lose_callback: false,
+                })
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    join,
+                    DriveError::Refused(WorldRefusal::NoJoinEventsInInternalGroups { .. })
+                ),
+                "{chat}: {join}"
+            );
+            assert!(
+                join.to_string().contains("only for customer groups"),
+                "{join}"
+            );
+            let leave = sim
+                .drive_leave(LeaveRequest {
+                    app: None,
+                    chat_id: chat.into(),
+                    userids: vec!["lisi".into()],
+                    removed: false,
+                    lose_callback: false,
+                })
+                .await
+                .unwrap_err();
+            assert!(matches!(leave, DriveError::Refused(_)), "{chat}: {leave}");
+        }
+        let faked = format!(
+            "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
+             <CreateTime>1772352000</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+             <Event><![CDATA[change_external_chat]]></Event><ChatId><![CDATA[wrSTAFF]]></ChatId>\
+             <ChangeType><![CDATA[update]]></ChangeType><UpdateDetail><![CDATA[add_member]]></UpdateDetail></xml>"
+        );
+        let raw = sim
+            .drive_raw(RawRequest {
+                plaintext: faked,
+                ..RawRequest::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(raw, DriveError::Refused(_)), "{raw}");
+        assert!(f.seen.try_recv().is_err(), "no callback was sent");
+
+        // The customer group still has its joins.
+        let join = sim
+            .drive_join(JoinRequest {
+                app: None,
+                chat_id: "wrGROUP".into(),
+                members: vec![NewMember::new("wmNEW")],
+                via: JoinVia::QrCode,
+                lose_callback: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(join.status, Some(200));
+        assert_eq!(f.seen.recv().await.unwrap().path, "apps/main");
     }
 
     #[tokio::test]
