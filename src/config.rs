@@ -30,7 +30,7 @@ pub const NON_CONFIG_VARS: &[&str] = &[
 ];
 
 /// A secret value (corp secret, token, AES key). Never printed.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -230,13 +230,44 @@ pub struct AppConfig {
     pub encoding_aes_key: Secret,
 }
 
-/// A smart bot (智能机器人) in API mode: its callback URL is `/wecom/bots/{name}/callback`.
+/// A smart bot (智能机器人) in API mode. In `callback` mode WeCom posts to
+/// `/wecom/bots/{name}/callback` (needs `token` and `encoding_aes_key`); in
+/// `websocket` mode qunyun dials out to `ws_url` with `bot_id` and `secret`
+/// and needs no public URL (docs/wecom.md#long-connection).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BotConfig {
     pub name: String,
+    #[serde(default)]
+    pub mode: BotMode,
+    #[serde(default)]
     pub token: Secret,
+    #[serde(default)]
     pub encoding_aes_key: Secret,
+    /// Long connection: the BotID shown in the console.
+    #[serde(default)]
+    pub bot_id: String,
+    /// Long connection: the Secret issued for long-connection mode; set it
+    /// from the environment (`QUNYUN_WECOM__BOTS__0__SECRET`).
+    #[serde(default)]
+    pub secret: Secret,
+    /// Long connection: WeCom's endpoint; point it at `qunyun sim` to rehearse.
+    #[serde(default = "default_ws_url")]
+    pub ws_url: String,
+}
+
+/// How a smart bot receives messages: WeCom calls our URL, or we hold a
+/// WebSocket open to WeCom. A bot is in one mode or the other, never both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BotMode {
+    #[default]
+    Callback,
+    Websocket,
+}
+
+fn default_ws_url() -> String {
+    crate::wecom::longconn::DEFAULT_WS_URL.to_owned()
 }
 
 fn default_listen() -> String {
@@ -382,7 +413,12 @@ impl Config {
         }
         for (i, bot) in self.wecom.bots.iter().enumerate() {
             let field = |f: &str| format!("wecom.bots[{i}].{f}");
-            check_callback_endpoint(&field, &bot.name, &bot.token, &bot.encoding_aes_key)?;
+            match bot.mode {
+                BotMode::Callback => {
+                    check_callback_endpoint(&field, &bot.name, &bot.token, &bot.encoding_aes_key)?
+                }
+                BotMode::Websocket => check_long_connection(&field, bot)?,
+            }
             if !names.insert(format!("bot:{}", bot.name)) {
                 bail!("{}: duplicate bot name {:?}", field("name"), bot.name);
             }
@@ -447,6 +483,26 @@ fn check_callback_endpoint(
             field("encoding_aes_key")
         )
     })?;
+    Ok(())
+}
+
+/// A long-connection bot: a name, its BotID and Secret, a ws:// or wss:// URL.
+fn check_long_connection(field: &dyn Fn(&str) -> String, bot: &BotConfig) -> anyhow::Result<()> {
+    check_name(&bot.name).map_err(|r| anyhow::anyhow!("{}: {r}", field("name")))?;
+    if bot.bot_id.trim().is_empty() {
+        bail!("{}: required when mode = \"websocket\"", field("bot_id"));
+    }
+    if bot.secret.expose().is_empty() {
+        bail!(
+            "{}: required when mode = \"websocket\" (set it from the environment)",
+            field("secret")
+        );
+    }
+    let url = reqwest::Url::parse(&bot.ws_url)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid URL ({e})", field("ws_url")))?;
+    if !matches!(url.scheme(), "ws" | "wss") {
+        bail!("{}: must be a ws:// or wss:// URL", field("ws_url"));
+    }
     Ok(())
 }
 

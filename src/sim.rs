@@ -27,6 +27,7 @@ mod api;
 mod control;
 pub mod driver;
 pub mod faults;
+pub mod longconn;
 pub mod model;
 pub mod scenario;
 mod state;
@@ -57,6 +58,7 @@ pub use driver::{
     RawRequest, VerifyRequest,
 };
 pub use faults::{FaultKind, FaultRequest, FaultRule, RandomFaults};
+pub use longconn::LongConnFault;
 pub use model::{
     ApiCall, AppChatView, CustomerGroupView, Delivery, DropReason, Dropped, GroupWelcomeTemplate,
     Route, SeedAppChat, SeedCustomerGroup, SeedGroupMember, SeedRobot, SeedState, Stats,
@@ -192,6 +194,8 @@ struct Shared {
     /// The clock `Takes` faults move, when the simulator may move it.
     movable_clock: Mutex<Option<Arc<ManualClock>>>,
     http: reqwest::Client,
+    /// The smart bots' long-connection endpoint (`/ws`).
+    longconn: longconn::Hub,
 }
 
 impl Sim {
@@ -214,6 +218,7 @@ impl Sim {
                 hang_started: tokio::sync::Notify::new(),
                 movable_clock: Mutex::new(None),
                 http: reqwest::Client::new(),
+                longconn: longconn::Hub::default(),
             }),
         }
     }
@@ -259,6 +264,7 @@ impl Sim {
         Router::new()
             .route("/cgi-bin/{*path}", any(cgi_bin))
             .merge(control::routes())
+            .merge(longconn::routes())
             .with_state(self.clone())
     }
 

@@ -37,6 +37,7 @@ use sqlx::SqlitePool;
 
 use crate::clock::SharedClock;
 use crate::config::AppConfig;
+use crate::jobs::longconn::LongConnections;
 use crate::jobs::Job;
 use crate::outbound::Payload;
 use crate::store::outbox::{
@@ -47,6 +48,7 @@ use crate::wecom::api::{
     AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, BotResponse,
     ErrorClass, Secret, WebhookMessage, WelcomeMessage, MAX_DUPLICATE_CHECK_INTERVAL_SECS,
 };
+use crate::wecom::longconn::ReplyAddress;
 
 /// A configured self-built app.
 #[derive(Debug, Clone)]
@@ -271,6 +273,8 @@ pub struct OutboxSender {
     stopping: AtomicBool,
     /// Start-up recovery ran (once per process, before the first claim).
     recovered: AtomicBool,
+    /// The smart bots' long connections, for answers sent over them.
+    long_connections: LongConnections,
 }
 
 impl OutboxSender {
@@ -295,7 +299,14 @@ impl OutboxSender {
             owner,
             stopping: AtomicBool::new(false),
             recovered: AtomicBool::new(false),
+            long_connections: LongConnections::default(),
         }
+    }
+
+    /// Sends smart-bot answers addressed to a long connection through `connections`.
+    pub fn with_long_connections(mut self, connections: LongConnections) -> Self {
+        self.long_connections = connections;
+        self
     }
 
     /// How long the loop waits after a pass that found less than a full batch.
@@ -702,6 +713,16 @@ impl OutboxSender {
                 },
             },
             Payload::SmartBot(response) => {
+                // An answer over the bot's long connection (docs/wecom.md#long-connection).
+                if let Some(address) = ReplyAddress::parse(target) {
+                    return crate::jobs::longconn::prepare_reply(address, &response, age)
+                        .map(|(rate_keys, pause_key, reply)| Prepared {
+                            rate_keys,
+                            pause_key,
+                            call: Call::LongConn(reply),
+                        })
+                        .map_err(|reason| Verdict::Dead { reason });
+                }
                 if age > RESPONSE_URL_LIFETIME_SECS {
                     return Err(Verdict::Dead {
                         reason: "response_url expired (valid for 1 hour)".to_owned(),
@@ -894,6 +915,10 @@ impl OutboxSender {
                 self.api.appchat_update(secret, &update).await?;
                 Ok(Delivered::Sent { msgid: None })
             }
+            Call::LongConn(reply) => {
+                reply.send(&self.long_connections).await?;
+                Ok(Delivered::Sent { msgid: None })
+            }
         }
     }
 
@@ -919,7 +944,11 @@ impl OutboxSender {
                 note: Some(note),
             };
         }
-        if error.may_have_been_delivered() && !message.route.resend_after_crash_is_safe() {
+        if error.may_have_been_delivered()
+            && !message
+                .route
+                .resend_after_crash_is_safe_for(&message.target)
+        {
             // Retrying could post it twice; a person decides.
             return Verdict::Dead {
                 reason: format!(
@@ -1162,6 +1191,7 @@ enum Call<'a> {
         secret: &'a Secret,
         update: AppChatUpdate,
     },
+    LongConn(crate::jobs::longconn::Reply),
 }
 
 enum Delivered {

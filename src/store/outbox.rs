@@ -82,14 +82,26 @@ impl Route {
         }
     }
 
-    /// The routes of `resend_after_crash_is_safe`, as an SQL list literal.
-    fn resend_safe_sql_list() -> String {
+    /// [`Self::resend_after_crash_is_safe`] for one row: a smart-bot answer
+    /// over the long connection (target `longconn:…`) has no one-shot code,
+    /// so a second send would post twice.
+    pub fn resend_after_crash_is_safe_for(self, target: &str) -> bool {
+        self.resend_after_crash_is_safe()
+            && !target.starts_with(crate::wecom::longconn::ADDRESS_PREFIX)
+    }
+
+    /// [`Route::resend_after_crash_is_safe_for`] as an SQL condition on a row.
+    fn resend_safe_sql() -> String {
         let names: Vec<String> = Route::ALL
             .iter()
             .filter(|route| route.resend_after_crash_is_safe())
             .map(|route| format!("'{}'", route.as_str()))
             .collect();
-        format!("({})", names.join(", "))
+        format!(
+            "(route in ({}) and target not like '{}%')",
+            names.join(", "),
+            crate::wecom::longconn::ADDRESS_PREFIX
+        )
     }
 
     /// Targets that are credentials or one-shot URLs are not printed whole.
@@ -419,12 +431,12 @@ pub async fn claim_due_on_routes(
              select id from outbox
              where ((status = 'pending' and next_attempt_at <= ?2)
                 or (status = 'in_flight' and lease_expires_at <= ?2
-                    and (call_started_at is null or route in {safe}))){only}
+                    and (call_started_at is null or {safe}))){only}
              order by priority desc, next_attempt_at, id
              limit ?4)
          returning id, idempotency_key, route, target, app, payload_json, priority, attempts,
                    created_at, answer_lost_at",
-        safe = Route::resend_safe_sql_list(),
+        safe = Route::resend_safe_sql(),
         only = route_filter(routes),
     );
     let mut claimed: Vec<ClaimedMessage> = sqlx::query_as(&sql)
@@ -471,8 +483,8 @@ pub async fn park_uncertain(conn: &mut SqliteConnection, now: i64) -> sqlx::Resu
          set status = 'dead', last_error = ?1, updated_at = ?2,
              lease_owner = null, lease_expires_at = null
          where status = 'in_flight' and lease_expires_at <= ?2
-           and call_started_at is not null and route not in {safe}",
-        safe = Route::resend_safe_sql_list()
+           and call_started_at is not null and not {safe}",
+        safe = Route::resend_safe_sql()
     );
     let result = sqlx::query(&sql)
         .bind(UNCERTAIN_REASON)
@@ -530,8 +542,8 @@ pub async fn recover_abandoned(
              last_error = 'the sender stopped during the WeCom call; sent again',
              lease_owner = null, lease_expires_at = null, call_started_at = null
          where status = 'in_flight' and lease_owner is not ?2
-           and call_started_at is not null and route in {safe}{only}",
-        safe = Route::resend_safe_sql_list()
+           and call_started_at is not null and {safe}{only}",
+        safe = Route::resend_safe_sql()
     );
     let resent = sqlx::query(&resend)
         .bind(now)
@@ -544,8 +556,8 @@ pub async fn recover_abandoned(
          set status = 'dead', last_error = ?3, updated_at = ?1,
              lease_owner = null, lease_expires_at = null
          where status = 'in_flight' and lease_owner is not ?2
-           and call_started_at is not null and route not in {safe}{only}",
-        safe = Route::resend_safe_sql_list()
+           and call_started_at is not null and not {safe}{only}",
+        safe = Route::resend_safe_sql()
     );
     let uncertain = sqlx::query(&park)
         .bind(now)
