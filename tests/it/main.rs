@@ -13,6 +13,7 @@ mod groupsync;
 mod helpers;
 mod ingest;
 mod leaderboard;
+mod longconn;
 mod migrations;
 mod moderation;
 mod onboarding;
