@@ -366,8 +366,16 @@ impl LongConnection {
                         Ok(Incoming::Message { req_id, body }) | Ok(Incoming::Event { req_id, body }) => {
                             // Stored before anything acts on it; a database
                             // failure drops the link so WeCom delivers again.
-                            if let Err(error) = self.store(&req_id, body).await {
-                                break SessionEnd::Dropped(format!("storing an inbound frame failed: {error:#}"));
+                            let answer = match self.store(&req_id, body).await {
+                                Ok(answer) => answer,
+                                Err(error) => break SessionEnd::Dropped(format!("storing an inbound frame failed: {error:#}")),
+                            };
+                            // An `enter_chat` welcome must come within 5 s: it
+                            // goes out at once, only for a first delivery.
+                            if let Some(frame) = answer {
+                                if let Err(error) = socket.send(Message::text(frame.to_json())).await {
+                                    break SessionEnd::Dropped(format!("write failed: {error}"));
+                                }
                             }
                         }
                         Ok(Incoming::Displaced) => break SessionEnd::Displaced,
@@ -434,11 +442,12 @@ impl LongConnection {
 
     /// Writes an inbound message or event to the inbox, keyed by its `msgid`
     /// like a callback (`bot:<name>:bot:<msgid>`), with the reply address in
-    /// place of a `response_url`.
-    async fn store(&self, req_id: &str, body: Value) -> anyhow::Result<()> {
+    /// place of a `response_url`. Returns the welcome to send when the frame
+    /// is a first delivery of `enter_chat`.
+    async fn store(&self, req_id: &str, body: Value) -> anyhow::Result<Option<Frame>> {
         let Some(conversation) = longconn::conversation_of(&body) else {
             tracing::warn!(bot = %self.bot.name, "long connection: frame names no chat or sender; ignored");
-            return Ok(());
+            return Ok(None);
         };
         let address = ReplyAddress {
             bot: self.bot.name.clone(),
@@ -450,7 +459,7 @@ impl LongConnection {
             Ok(event) => event,
             Err(error) => {
                 tracing::warn!(bot = %self.bot.name, %error, "long connection: message not understood; ignored");
-                return Ok(());
+                return Ok(None);
             }
         };
         let source = format!("bot:{}", self.bot.name);
@@ -474,10 +483,26 @@ impl LongConnection {
                 tracing::info!(bot = %self.bot.name, kind = event.kind(), inbox_id = id, "event stored")
             }
             Inserted::Duplicate => {
-                tracing::info!(bot = %self.bot.name, kind = event.kind(), "duplicate delivery ignored")
+                tracing::info!(bot = %self.bot.name, kind = event.kind(), "duplicate delivery ignored");
+                return Ok(None);
             }
         }
-        Ok(())
+        let enter_chat = matches!(
+            &event,
+            message::Event::BotEvent(event) if event.event_type == message::BotEventType::EnterChat
+        );
+        if !enter_chat {
+            return Ok(None);
+        }
+        // The welcome tells the member what the bot understands.
+        let rules = self.rules.get(&mut conn).await?;
+        let items: Vec<&str> = rules.doc.catalog.iter().map(|i| i.item.as_str()).collect();
+        let text = rules.render("help", &serde_json::json!({"items": items.join("、")}));
+        Ok(Some(Frame::respond(
+            longconn::CMD_RESPOND_WELCOME,
+            req_id,
+            serde_json::json!({"msgtype": "text", "text": {"content": text}}),
+        )))
     }
 
     /// One app message to the `[alerts] admins`, once per displacement.

@@ -464,6 +464,10 @@ impl Sim {
         &self,
         request: BotMentionRequest,
     ) -> Result<DriveOutcome, DriveError> {
+        // A bot in long-connection mode gets the message on its WebSocket.
+        if let Some(outcome) = self.drive_long_connection_mention(&request) {
+            return outcome;
+        }
         let bot = self.bot_target(request.bot.as_deref())?;
         let base = self.base_url().ok_or_else(|| {
             DriveError::Invalid("the simulator must be serving to issue response_urls".into())

@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::driver::DriveError;
+use super::driver::{BotMentionRequest, DriveError, DriveOutcome};
 use super::model::Route;
 use super::state::random_id;
 use super::{lock, Sim};
@@ -73,6 +73,8 @@ struct HubState {
     /// (bot_id, conversation) → times of accepted answers and pushes.
     sent: HashMap<(String, String), Vec<DateTime<Utc>>>,
     faults: VecDeque<LongConnFault>,
+    /// (bot_id, errcode) of every refused answer or push.
+    refusals: Vec<(String, i64)>,
 }
 
 struct Live {
@@ -141,6 +143,16 @@ impl Sim {
         live.is_some_and(|live| live.to_client.send(ToClient::Close).is_ok())
     }
 
+    /// The errcodes of `bot_id`'s refused answers and pushes, in order.
+    pub fn long_connection_refusals(&self, bot_id: &str) -> Vec<i64> {
+        lock(&self.hub().state)
+            .refusals
+            .iter()
+            .filter(|(bot, _)| bot == bot_id)
+            .map(|(_, errcode)| *errcode)
+            .collect()
+    }
+
     /// The next accepted answer or push meets `fault`.
     pub fn inject_long_connection_fault(&self, fault: LongConnFault) {
         lock(&self.hub().state).faults.push_back(fault);
@@ -166,6 +178,39 @@ impl Sim {
         body: Value,
     ) -> Result<String, DriveError> {
         self.deliver_frame(bot_id, CMD_EVENT_CALLBACK, body)
+    }
+
+    /// The driver's `bot_mention` for a bot in long-connection mode: when
+    /// `request.bot` is the BotID of a registered long-connection bot, the
+    /// mention goes out as a frame on its connection; `None` otherwise.
+    pub(crate) fn drive_long_connection_mention(
+        &self,
+        request: &BotMentionRequest,
+    ) -> Option<Result<DriveOutcome, DriveError>> {
+        let bot_id = request.bot.as_deref()?;
+        if !lock(&self.hub().state).bots.contains_key(bot_id) {
+            return None;
+        }
+        let msgid = random_id(32);
+        let mut message = json!({
+            "msgid": msgid,
+            "aibotid": bot_id,
+            "chattype": if request.chat_id.is_some() { "group" } else { "single" },
+            "from": {"userid": request.from},
+            "msgtype": "text",
+            "text": {"content": request.content},
+        });
+        if let Some(chat_id) = &request.chat_id {
+            message["chatid"] = json!(chat_id);
+        }
+        Some(
+            self.deliver_long_connection_message(bot_id, message)
+                .map(|_| DriveOutcome {
+                    attempts: 1,
+                    bot_msgid: Some(msgid),
+                    ..DriveOutcome::default()
+                }),
+        )
     }
 
     fn deliver_frame(&self, bot_id: &str, cmd: &str, body: Value) -> Result<String, DriveError> {
@@ -234,6 +279,12 @@ async fn session(sim: Sim, mut socket: WebSocket) {
                     Ok(Some(Ok(_))) => continue,
                 };
                 let answer = sim.on_frame(connection, &to_client, &mut bot, &text);
+                if let (Some(bot_id), Answer::Ack(ack)) = (&bot, &answer) {
+                    let errcode = ack.get("errcode").and_then(Value::as_i64).unwrap_or(0);
+                    if errcode != 0 {
+                        lock(&sim.hub().state).refusals.push((bot_id.clone(), errcode));
+                    }
+                }
                 let (ack, close) = match answer {
                     Answer::Ack(ack) => (Some(ack), false),
                     Answer::Silence => (None, false),

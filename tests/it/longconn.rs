@@ -321,7 +321,58 @@ async fn a_burst_of_100_answers_never_exceeds_the_per_conversation_limit() {
             .await
             .iter()
             .all(|row| row.status == OutboxStatus::Sent),
-        "no answer was refused by WeCom's limit"
+        "every answer went out"
+    );
+    assert_eq!(
+        service.sim().long_connection_refusals(BOT_ID),
+        Vec::<i64>::new(),
+        "qunyun kept below the limit itself: WeCom refused nothing"
+    );
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn enter_chat_is_welcomed_on_the_connection_once_and_the_driver_uses_the_connection() {
+    let mut service = start().await;
+    let sim = service.sim();
+    let enter = json!({
+        "msgid": "ENTER-1", "aibotid": BOT_ID, "chattype": "single",
+        "from": {"userid": "wmB"}, "msgtype": "event", "event": {"eventtype": "enter_chat"}
+    });
+    for _ in 0..2 {
+        sim.deliver_long_connection_event(BOT_ID, enter.clone())
+            .unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || !answers(&service).is_empty()).await,
+        "welcomed"
+    );
+    // The driver's bot_mention reaches a long-connection bot on its socket.
+    let outcome = sim
+        .drive_bot_mention(qunyun::sim::BotMentionRequest {
+            bot: Some(BOT_ID.into()),
+            chat_id: None,
+            from: "wmB".into(),
+            content: "积分".into(),
+        })
+        .await
+        .unwrap();
+    assert!(outcome.bot_msgid.is_some());
+    assert!(
+        wait_until(Duration::from_secs(20), || answers(&service).len() >= 2).await,
+        "the mention was answered: {:?}",
+        answers(&service)
+    );
+    let answered = answers(&service);
+    assert_eq!(answered.len(), 2, "{answered:?}");
+    assert_eq!(answered[0].msgtype, "text", "the welcome");
+    assert_eq!(answered[0].target, "wmB");
+    assert!(answered[0].text().unwrap_or_default().contains("签到"));
+    assert_eq!(answered[1].msgtype, "markdown", "the answer to 积分");
+    assert_eq!(
+        service.inbox().await.len(),
+        2,
+        "the enter_chat once, the mention once"
     );
     service.shutdown().await;
 }
