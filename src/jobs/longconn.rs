@@ -135,14 +135,23 @@ impl Reply {
 /// Answers to a message can be sent over the connection for 24 hours.
 const REPLY_LIFETIME_SECS: i64 = 24 * 3600;
 
-/// The outbox row's rate windows (per conversation, replies and pushes
-/// together), its pause scope and the reply; or why the row is dead. `age`
-/// is the row's age in seconds.
+/// What the outbox sender needs for one answer over the connection.
+#[derive(Debug)]
+pub struct PreparedReply {
+    /// The conversation's window (answers and pushes together) and its limit.
+    pub rate_keys: Vec<(String, u32)>,
+    /// The scope a 45009 from WeCom pauses.
+    pub pause_key: String,
+    pub reply: Reply,
+}
+
+/// The outbox row's rate window, pause scope and reply; or why the row is
+/// dead. `age` is the row's age in seconds.
 pub fn prepare_reply(
     address: ReplyAddress,
     response: &BotResponse,
     age: i64,
-) -> Result<(Vec<(String, u32)>, String, Reply), String> {
+) -> Result<PreparedReply, String> {
     if age > REPLY_LIFETIME_SECS {
         return Err("too late to answer over the long connection (24 hours)".to_owned());
     }
@@ -151,7 +160,11 @@ pub fn prepare_reply(
     let rate_keys = vec![(address.rate_key(), longconn::PER_CONVERSATION_PER_MINUTE)];
     // WeCom's limits here are per conversation, and so is a 45009 pause.
     let pause_key = address.rate_key();
-    Ok((rate_keys, pause_key, Reply { address, body }))
+    Ok(PreparedReply {
+        rate_keys,
+        pause_key,
+        reply: Reply { address, body },
+    })
 }
 
 /// The jobs for every long-connection bot, and the sender's handle on them.

@@ -716,10 +716,10 @@ impl OutboxSender {
                 // An answer over the bot's long connection (docs/wecom.md#long-connection).
                 if let Some(address) = ReplyAddress::parse(target) {
                     return crate::jobs::longconn::prepare_reply(address, &response, age)
-                        .map(|(rate_keys, pause_key, reply)| Prepared {
-                            rate_keys,
-                            pause_key,
-                            call: Call::LongConn(reply),
+                        .map(|prepared| Prepared {
+                            rate_keys: prepared.rate_keys,
+                            pause_key: prepared.pause_key,
+                            call: Call::LongConn(prepared.reply),
                         })
                         .map_err(|reason| Verdict::Dead { reason });
                 }
