@@ -233,7 +233,7 @@ pub struct AppConfig {
 /// A smart bot (智能机器人) in API mode. In `callback` mode WeCom posts to
 /// `/wecom/bots/{name}/callback` (needs `token` and `encoding_aes_key`); in
 /// `websocket` mode qunyun dials out to `ws_url` with `bot_id` and `secret`
-/// and needs no public URL (docs/wecom.md#long-connection).
+/// and needs no public URL (docs/wecom.md#smart-bot-long-connection).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BotConfig {

@@ -1,4 +1,4 @@
-//! The smart bot's long connection (docs/wecom.md#long-connection): one
+//! The smart bot's long connection (docs/wecom.md#smart-bot-long-connection): one
 //! WebSocket per `[[wecom.bots]] mode = "websocket"`, run as a supervised job.
 //!
 //! One pass of the job is one connection: wait out the back-off, dial,

@@ -713,7 +713,7 @@ impl OutboxSender {
                 },
             },
             Payload::SmartBot(response) => {
-                // An answer over the bot's long connection (docs/wecom.md#long-connection).
+                // An answer over the bot's long connection (docs/wecom.md#smart-bot-long-connection).
                 if let Some(address) = ReplyAddress::parse(target) {
                     return crate::jobs::longconn::prepare_reply(address, &response, age)
                         .map(|prepared| Prepared {

@@ -1,5 +1,5 @@
 //! The smart bot's long-connection endpoint (`GET /ws`, a WebSocket), with
-//! WeCom's rules as docs/wecom.md#long-connection states them: the first
+//! WeCom's rules as docs/wecom.md#smart-bot-long-connection states them: the first
 //! frame subscribes a registered bot with its secret; one live connection
 //! per bot (a newer subscribe sends the older one `disconnected_event` and
 //! closes it); acks echo the `req_id` and carry no `cmd`; a connection

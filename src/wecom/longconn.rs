@@ -1,4 +1,4 @@
-//! The smart bot's long connection (长连接, docs/wecom.md#long-connection): the
+//! The smart bot's long connection (长连接, docs/wecom.md#smart-bot-long-connection): the
 //! frames qunyun and WeCom exchange over one WebSocket per bot, and the reply
 //! address that lets an inbound message's answer find its way back to the
 //! connection. Pure: no I/O, no clock.
@@ -206,7 +206,7 @@ pub fn rate_key(bot: &str, conversation: &str) -> String {
     format!("longconn:{bot}:{conversation}")
 }
 
-/// Replies and pushes per conversation and minute (docs/wecom.md#long-connection).
+/// Replies and pushes per conversation and minute (docs/wecom.md#smart-bot-long-connection).
 pub const PER_CONVERSATION_PER_MINUTE: u32 = 30;
 /// Replies and pushes per conversation and hour.
 pub const PER_CONVERSATION_PER_HOUR: u32 = 1000;
