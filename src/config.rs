@@ -661,6 +661,37 @@ mod tests {
     }
 
     #[test]
+    fn a_websocket_bot_needs_its_bot_id_secret_and_a_ws_url_but_no_callback_keys() {
+        let bot =
+            |extra: &str| format!("[[wecom.bots]]\nname = \"ws\"\nmode = \"websocket\"\n{extra}");
+        let load = |text: &str, vars: Vec<(String, String)>| {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), text).unwrap();
+            Config::load(Some(file.path()), vars)
+        };
+        let config = load(
+            &bot("bot_id = \"aib1\""),
+            env(&[("QUNYUN_WECOM__BOTS__0__SECRET", "s3cret")]),
+        )
+        .unwrap();
+        let loaded = &config.wecom.bots[0];
+        assert_eq!(loaded.mode, BotMode::Websocket);
+        assert_eq!(loaded.secret.expose(), "s3cret");
+        assert_eq!(loaded.ws_url, crate::wecom::longconn::DEFAULT_WS_URL);
+        for (extra, field) in [
+            ("secret = \"s\"", "wecom.bots[0].bot_id"),
+            ("bot_id = \"aib1\"", "wecom.bots[0].secret"),
+            (
+                "bot_id = \"aib1\"\nsecret = \"s\"\nws_url = \"https://x\"",
+                "wecom.bots[0].ws_url",
+            ),
+        ] {
+            let error = load(&bot(extra), Vec::new()).unwrap_err();
+            assert!(format!("{error:#}").contains(field), "{field}: {error:#}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let cases = [
             ("[server]\nlisten = \"nope\"", "server.listen"),

@@ -376,3 +376,46 @@ async fn enter_chat_is_welcomed_on_the_connection_once_and_the_driver_uses_the_c
     );
     service.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_answer_without_ack_is_parked_uncertain_and_a_server_close_is_redialled() {
+    let mut service = start().await;
+    let sim = service.sim();
+    sim.inject_long_connection_fault(LongConnFault::MissingAck);
+    sim.deliver_long_connection_message(BOT_ID, mention("NOACK-1", "wmC", "签到"))
+        .unwrap();
+    // WeCom showed it but never acked: after the ack timeout the row is parked.
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            outbox_rows(&service)
+                .await
+                .iter()
+                .any(|row| row.status == OutboxStatus::Dead)
+        })
+        .await,
+        "{:?}",
+        outbox_rows(&service).await
+    );
+    let rows = outbox_rows(&service).await;
+    let reason = rows[0].last_error.clone().unwrap_or_default();
+    assert!(reason.contains("uncertain"), "{reason}");
+    assert_eq!(answers(&service).len(), 1, "shown once, never sent again");
+
+    // WeCom closes the link: qunyun dials again and subscribes once more.
+    assert!(sim.close_long_connection(BOT_ID));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            sim.long_connection_subscribes(BOT_ID) == 2 && sim.long_connection_live(BOT_ID)
+        })
+        .await,
+        "redialled: {} subscribes",
+        sim.long_connection_subscribes(BOT_ID)
+    );
+    sim.deliver_long_connection_message(BOT_ID, mention("AFTER-1", "wmD", "积分"))
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || answers(&service).len() == 2).await,
+        "answered on the new connection"
+    );
+    service.shutdown().await;
+}
