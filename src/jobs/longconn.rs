@@ -355,6 +355,8 @@ impl LongConnection {
         let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
         heartbeat.tick().await;
         let mut silent_pings = 0u32;
+        // No sender holds the handle any more (tests): keep serving inbound.
+        let mut senders_gone = false;
         let end = loop {
             tokio::select! {
                 () = self.stop.cancelled() => {
@@ -396,8 +398,11 @@ impl LongConnection {
                         Err(error) => tracing::warn!(bot = %self.bot.name, %error, "long connection: unreadable frame ignored"),
                     }
                 }
-                request = requests.recv() => {
-                    let Some(Request { frame, ack }) = request else { break SessionEnd::Stopped };
+                request = requests.recv(), if !senders_gone => {
+                    let Some(Request { frame, ack }) = request else {
+                        senders_gone = true;
+                        continue;
+                    };
                     match socket.send(Message::text(frame.to_json())).await {
                         Ok(()) => { pending.insert(frame.req_id, ack); }
                         Err(error) => {

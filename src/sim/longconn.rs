@@ -75,6 +75,8 @@ struct HubState {
     faults: VecDeque<LongConnFault>,
     /// (bot_id, errcode) of every refused answer or push.
     refusals: Vec<(String, i64)>,
+    /// Pings get no ack (a link that went dead in between).
+    pings_unanswered: bool,
 }
 
 struct Live {
@@ -153,6 +155,11 @@ impl Sim {
             .collect()
     }
 
+    /// From now on pings get no ack, as on a link that died silently.
+    pub fn leave_long_connection_pings_unanswered(&self) {
+        lock(&self.hub().state).pings_unanswered = true;
+    }
+
     /// The next accepted answer or push meets `fault`.
     pub fn inject_long_connection_fault(&self, fault: LongConnFault) {
         lock(&self.hub().state).faults.push_back(fault);
@@ -181,16 +188,23 @@ impl Sim {
     }
 
     /// The driver's `bot_mention` for a bot in long-connection mode: when
-    /// `request.bot` is the BotID of a registered long-connection bot, the
-    /// mention goes out as a frame on its connection; `None` otherwise.
+    /// `request.bot` is the BotID of a registered long-connection bot, or
+    /// names a callback target whose `aibotid` is one, the mention goes out
+    /// as a frame on its connection; `None` otherwise.
     pub(crate) fn drive_long_connection_mention(
         &self,
         request: &BotMentionRequest,
+        target_aibotid: Option<&str>,
     ) -> Option<Result<DriveOutcome, DriveError>> {
-        let bot_id = request.bot.as_deref()?;
-        if !lock(&self.hub().state).bots.contains_key(bot_id) {
-            return None;
-        }
+        let bot_id = {
+            let state = lock(&self.hub().state);
+            [request.bot.as_deref(), target_aibotid]
+                .into_iter()
+                .flatten()
+                .find(|id| state.bots.contains_key(*id))?
+                .to_owned()
+        };
+        let bot_id = bot_id.as_str();
         let msgid = random_id(32);
         let mut message = json!({
             "msgid": msgid,
@@ -379,6 +393,7 @@ impl Sim {
             return Answer::Ack(ack(&req_id, 0, "ok"));
         };
         let target = match cmd {
+            CMD_PING if state.pings_unanswered => return Answer::Silence,
             CMD_PING => return Answer::Ack(ack(&req_id, 0, "ok")),
             CMD_RESPOND_MSG | CMD_RESPOND_WELCOME | CMD_RESPOND_UPDATE => {
                 let (wanted, deadline) = match cmd {

@@ -419,3 +419,41 @@ async fn an_answer_without_ack_is_parked_uncertain_and_a_server_close_is_rediall
     );
     service.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_link_whose_pings_go_unanswered_is_declared_dead() {
+    use qunyun::clock::{self, Clock, SharedClock};
+    use qunyun::jobs::longconn::{self, LongConnSettings, SessionEnd};
+    use qunyun::jobs::Job;
+
+    let sim = qunyun::sim::Sim::spawn(qunyun::sim::SimConfig::new("ww1", ""), clock::system())
+        .await
+        .unwrap();
+    sim.sim()
+        .register_long_connection_bot(BOT_ID, "long-connection-secret");
+    sim.sim().leave_long_connection_pings_unanswered();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = with_ws_bot().build(&dir.path().join("q.db"));
+    point_long_connections_at(&mut config, &sim);
+    let pool = qunyun::store::open(&config.database.path).await.unwrap();
+    let system: SharedClock = clock::system();
+    let settings = LongConnSettings {
+        heartbeat: Duration::from_millis(50),
+        ..LongConnSettings::default()
+    };
+    let (_, jobs) = longconn::connections(
+        &config.wecom.bots,
+        &pool,
+        &system,
+        &qunyun::active_rules::ActiveRules::new(),
+        "ops",
+        &settings,
+    );
+    let end = tokio::time::timeout(Duration::from_secs(20), jobs[0].run_once(system.now()))
+        .await
+        .expect("the session ends")
+        .unwrap();
+    assert_eq!(end, SessionEnd::Dropped("2 pings unanswered".into()));
+    assert_eq!(sim.sim().long_connection_subscribes(BOT_ID), 1);
+    sim.shutdown().await.unwrap();
+}
