@@ -422,7 +422,7 @@ async fn an_answer_without_ack_is_parked_uncertain_and_a_server_close_is_rediall
 
 #[tokio::test]
 async fn a_link_whose_pings_go_unanswered_is_declared_dead() {
-    use qunyun::clock::{self, Clock, SharedClock};
+    use qunyun::clock::{self, SharedClock};
     use qunyun::jobs::longconn::{self, LongConnSettings, SessionEnd};
     use qunyun::jobs::Job;
 
