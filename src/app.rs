@@ -237,13 +237,27 @@ impl App {
         let scheduler = Scheduler::new(
             state.pool.clone(),
             SchedulerSettings {
-                app: default_app,
+                app: default_app.clone(),
                 ..SchedulerSettings::default()
             },
         )
         .with_rules(state.rules.clone());
         let tick = scheduler.tick();
         tasks.push(worker.spawn(scheduler, tick));
+
+        // One supervised connection per long-connection smart bot; the
+        // senders hand it answers through `long_connections`.
+        let (long_connections, connections) = jobs::longconn::connections(
+            &wecom.bots,
+            &state.pool,
+            &state.clock,
+            &state.rules,
+            &default_app,
+            &jobs::longconn::LongConnSettings::default(),
+        );
+        for connection in connections {
+            tasks.push(worker.spawn(connection, Duration::ZERO));
+        }
 
         // Two senders: welcome codes and bot replies (deadlines of seconds)
         // never wait behind a batch of other traffic.
@@ -258,7 +272,8 @@ impl App {
                     routes: Some(routes),
                     ..SenderSettings::default()
                 },
-            );
+            )
+            .with_long_connections(long_connections.clone());
             let idle_wait = sender.idle_wait();
             tasks.push(worker.spawn(sender, idle_wait));
         }
@@ -325,7 +340,12 @@ fn callback_state(state: &AppState) -> anyhow::Result<CallbackState> {
         apps.insert(app.name.clone(), crypt);
     }
     let mut bots = HashMap::new();
-    for bot in &wecom.bots {
+    // A long-connection bot has no callback URL.
+    for bot in wecom
+        .bots
+        .iter()
+        .filter(|bot| bot.mode == crate::config::BotMode::Callback)
+    {
         // Smart bots in API mode use an empty receive id (docs/wecom.md#receive-id).
         let crypt = MsgCrypt::new(bot.token.expose(), bot.encoding_aes_key.expose(), "")
             .map_err(|e| anyhow::anyhow!("wecom.bots {}: {e}", bot.name))?;

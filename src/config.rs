@@ -35,7 +35,7 @@ pub const NON_CONFIG_VARS: &[&str] = &[
 ];
 
 /// A secret value (corp secret, token, AES key). Never printed.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -268,13 +268,44 @@ pub struct AppConfig {
     pub encoding_aes_key: Secret,
 }
 
-/// A smart bot (智能机器人) in API mode: its callback URL is `/wecom/bots/{name}/callback`.
+/// A smart bot (智能机器人) in API mode. In `callback` mode WeCom posts to
+/// `/wecom/bots/{name}/callback` (needs `token` and `encoding_aes_key`); in
+/// `websocket` mode qunyun dials out to `ws_url` with `bot_id` and `secret`
+/// and needs no public URL (docs/wecom.md#smart-bot-long-connection).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BotConfig {
     pub name: String,
+    #[serde(default)]
+    pub mode: BotMode,
+    #[serde(default)]
     pub token: Secret,
+    #[serde(default)]
     pub encoding_aes_key: Secret,
+    /// Long connection: the BotID shown in the console.
+    #[serde(default)]
+    pub bot_id: String,
+    /// Long connection: the Secret issued for long-connection mode; set it
+    /// from the environment (`QUNYUN_WECOM__BOTS__0__SECRET`).
+    #[serde(default)]
+    pub secret: Secret,
+    /// Long connection: WeCom's endpoint; point it at `qunyun sim` to rehearse.
+    #[serde(default = "default_ws_url")]
+    pub ws_url: String,
+}
+
+/// How a smart bot receives messages: WeCom calls our URL, or we hold a
+/// WebSocket open to WeCom. A bot is in one mode or the other, never both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BotMode {
+    #[default]
+    Callback,
+    Websocket,
+}
+
+fn default_ws_url() -> String {
+    crate::wecom::longconn::DEFAULT_WS_URL.to_owned()
 }
 
 fn default_listen() -> String {
@@ -443,7 +474,12 @@ impl Config {
         }
         for (i, bot) in self.wecom.bots.iter().enumerate() {
             let field = |f: &str| format!("wecom.bots[{i}].{f}");
-            check_callback_endpoint(&field, &bot.name, &bot.token, &bot.encoding_aes_key)?;
+            match bot.mode {
+                BotMode::Callback => {
+                    check_callback_endpoint(&field, &bot.name, &bot.token, &bot.encoding_aes_key)?
+                }
+                BotMode::Websocket => check_long_connection(&field, bot)?,
+            }
             if !names.insert(format!("bot:{}", bot.name)) {
                 bail!("{}: duplicate bot name {:?}", field("name"), bot.name);
             }
@@ -579,6 +615,32 @@ fn is_loopback_host(url: &reqwest::Url) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A long-connection bot: a name, its BotID and Secret, a ws:// or wss:// URL.
+fn check_long_connection(field: &dyn Fn(&str) -> String, bot: &BotConfig) -> anyhow::Result<()> {
+    check_name(&bot.name).map_err(|r| anyhow::anyhow!("{}: {r}", field("name")))?;
+    if bot.bot_id.trim().is_empty() {
+        bail!("{}: required when mode = \"websocket\"", field("bot_id"));
+    }
+    if bot.secret.expose().is_empty() {
+        bail!(
+            "{}: required when mode = \"websocket\" (set it from the environment)",
+            field("secret")
+        );
+    }
+    if is_placeholder(bot.secret.expose()) {
+        bail!(
+            "{}: still the example's placeholder; use the bot's long-connection Secret",
+            field("secret")
+        );
+    }
+    let url = reqwest::Url::parse(&bot.ws_url)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid URL ({e})", field("ws_url")))?;
+    if !matches!(url.scheme(), "ws" | "wss") {
+        bail!("{}: must be a ws:// or wss:// URL", field("ws_url"));
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), &'static str> {
@@ -734,6 +796,37 @@ mod tests {
         assert_eq!(config.wecom.apps[0].agent_id, 1000002);
         assert_eq!(config.wecom.apps[0].secret.expose(), "123456");
         assert_eq!(config.wecom.apps[0].token.expose(), "0123");
+    }
+
+    #[test]
+    fn a_websocket_bot_needs_its_bot_id_secret_and_a_ws_url_but_no_callback_keys() {
+        let bot =
+            |extra: &str| format!("[[wecom.bots]]\nname = \"ws\"\nmode = \"websocket\"\n{extra}");
+        let load = |text: &str, vars: Vec<(String, String)>| {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), text).unwrap();
+            Config::load(Some(file.path()), vars)
+        };
+        let config = load(
+            &bot("bot_id = \"aib1\""),
+            env(&[("QUNYUN_WECOM__BOTS__0__SECRET", "s3cret")]),
+        )
+        .unwrap();
+        let loaded = &config.wecom.bots[0];
+        assert_eq!(loaded.mode, BotMode::Websocket);
+        assert_eq!(loaded.secret.expose(), "s3cret");
+        assert_eq!(loaded.ws_url, crate::wecom::longconn::DEFAULT_WS_URL);
+        for (extra, field) in [
+            ("secret = \"s\"", "wecom.bots[0].bot_id"),
+            ("bot_id = \"aib1\"", "wecom.bots[0].secret"),
+            (
+                "bot_id = \"aib1\"\nsecret = \"s\"\nws_url = \"https://x\"",
+                "wecom.bots[0].ws_url",
+            ),
+        ] {
+            let error = load(&bot(extra), Vec::new()).unwrap_err();
+            assert!(format!("{error:#}").contains(field), "{field}: {error:#}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod analytics;
 pub mod groupsync;
 pub mod invites;
+pub mod longconn;
 pub mod outbox;
 pub mod scheduler;
 pub mod welcome_material;

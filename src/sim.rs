@@ -27,6 +27,7 @@ mod api;
 mod control;
 pub mod driver;
 pub mod faults;
+pub mod longconn;
 pub mod model;
 pub mod scenario;
 mod state;
@@ -58,6 +59,7 @@ pub use driver::{
     JoinVia, LeaveRequest, NewMember, RawRequest, VerifyRequest,
 };
 pub use faults::{FaultKind, FaultRequest, FaultRule, RandomFaults};
+pub use longconn::LongConnFault;
 pub use model::{
     ApiCall, AppChatView, CustomerGroupView, Delivery, DropReason, Dropped, GroupWelcomeTemplate,
     Route, SeedAppChat, SeedCustomerGroup, SeedGroupMember, SeedRobot, SeedState, Stats,
@@ -198,6 +200,8 @@ struct Shared {
     /// The clock `Takes` faults move, when the simulator may move it.
     movable_clock: Mutex<Option<Arc<ManualClock>>>,
     http: reqwest::Client,
+    /// The smart bots' long-connection endpoint (`/ws`).
+    longconn: longconn::Hub,
 }
 
 impl Sim {
@@ -224,6 +228,7 @@ impl Sim {
                 hang_started: tokio::sync::Notify::new(),
                 movable_clock: Mutex::new(None),
                 http: reqwest::Client::new(),
+                longconn: longconn::Hub::default(),
             }),
         }
     }
@@ -269,6 +274,7 @@ impl Sim {
         Router::new()
             .route("/cgi-bin/{*path}", any(cgi_bin))
             .merge(control::routes())
+            .merge(longconn::routes())
             .with_state(self.clone())
     }
 

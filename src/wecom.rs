@@ -4,4 +4,5 @@
 pub mod api;
 pub mod callback;
 pub mod crypto;
+pub mod longconn;
 pub mod message;

@@ -37,6 +37,7 @@ use sqlx::SqlitePool;
 
 use crate::clock::SharedClock;
 use crate::config::AppConfig;
+use crate::jobs::longconn::LongConnections;
 use crate::jobs::Job;
 use crate::outbound::Payload;
 use crate::store::outbox::{
@@ -47,6 +48,7 @@ use crate::wecom::api::{
     AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, BotResponse,
     ErrorClass, Secret, WebhookMessage, WelcomeMessage, MAX_DUPLICATE_CHECK_INTERVAL_SECS,
 };
+use crate::wecom::longconn::ReplyAddress;
 
 /// A configured self-built app.
 #[derive(Debug, Clone)]
@@ -262,6 +264,8 @@ pub struct OutboxSender {
     stopping: AtomicBool,
     /// Start-up recovery ran (once per process, before the first claim).
     recovered: AtomicBool,
+    /// The smart bots' long connections, for answers sent over them.
+    long_connections: LongConnections,
 }
 
 impl OutboxSender {
@@ -286,7 +290,14 @@ impl OutboxSender {
             owner,
             stopping: AtomicBool::new(false),
             recovered: AtomicBool::new(false),
+            long_connections: LongConnections::default(),
         }
+    }
+
+    /// Sends smart-bot answers addressed to a long connection through `connections`.
+    pub fn with_long_connections(mut self, connections: LongConnections) -> Self {
+        self.long_connections = connections;
+        self
     }
 
     /// How long the loop waits after a pass that found less than a full batch.
@@ -696,6 +707,16 @@ impl OutboxSender {
                 },
             },
             Payload::SmartBot(response) => {
+                // An answer over the bot's long connection (docs/wecom.md#smart-bot-long-connection).
+                if let Some(address) = ReplyAddress::parse(target) {
+                    return crate::jobs::longconn::prepare_reply(address, &response, age)
+                        .map(|prepared| Prepared {
+                            rate_keys: prepared.rate_keys,
+                            pause_key: prepared.pause_key,
+                            call: Call::LongConn(prepared.reply),
+                        })
+                        .map_err(|reason| Outcome::Dead { reason });
+                }
                 if age > RESPONSE_URL_LIFETIME_SECS {
                     return Err(Outcome::Dead {
                         reason: "response_url expired (valid for 1 hour)".to_owned(),
@@ -889,6 +910,10 @@ impl OutboxSender {
                 self.api.appchat_update(secret, &update).await?;
                 Ok(Delivered::Sent { msgid: None })
             }
+            Call::LongConn(reply) => {
+                reply.send(&self.long_connections).await?;
+                Ok(Delivered::Sent { msgid: None })
+            }
         }
     }
 
@@ -917,7 +942,11 @@ impl OutboxSender {
                 note: Some(note),
             };
         }
-        if error.may_have_been_delivered() && !message.route.resend_after_crash_is_safe() {
+        if error.may_have_been_delivered()
+            && !message
+                .route
+                .resend_after_crash_is_safe_for(&message.target)
+        {
             // Retrying could post it twice; a person decides.
             return Outcome::Dead {
                 reason: format!(
@@ -1124,6 +1153,7 @@ enum Call<'a> {
         secret: &'a Secret,
         update: AppChatUpdate,
     },
+    LongConn(crate::jobs::longconn::Reply),
 }
 
 enum Delivered {

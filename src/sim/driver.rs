@@ -503,6 +503,14 @@ impl Sim {
         &self,
         request: BotMentionRequest,
     ) -> Result<DriveOutcome, DriveError> {
+        // A bot in long-connection mode gets the message on its WebSocket.
+        let callback_bot = self.bot_target(request.bot.as_deref()).ok();
+        let aibotid = callback_bot
+            .as_ref()
+            .map(|bot| bot.callback.aibotid.as_str());
+        if let Some(outcome) = self.drive_long_connection_mention(&request, aibotid) {
+            return outcome;
+        }
         let bot = self.bot_target(request.bot.as_deref())?;
         let base = self.base_url().ok_or_else(|| {
             DriveError::Invalid("the simulator must be serving to issue response_urls".into())

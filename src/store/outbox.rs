@@ -83,14 +83,26 @@ impl Route {
         }
     }
 
-    /// The routes of `resend_after_crash_is_safe`, as an SQL list literal.
-    fn resend_safe_sql_list() -> String {
+    /// [`Self::resend_after_crash_is_safe`] for one row: a smart-bot answer
+    /// over the long connection (target `longconn:…`) has no one-shot code,
+    /// so a second send would post twice.
+    pub fn resend_after_crash_is_safe_for(self, target: &str) -> bool {
+        self.resend_after_crash_is_safe()
+            && !target.starts_with(crate::wecom::longconn::ADDRESS_PREFIX)
+    }
+
+    /// [`Route::resend_after_crash_is_safe_for`] as an SQL condition on a row.
+    fn resend_safe_sql() -> String {
         let names: Vec<String> = Route::ALL
             .iter()
             .filter(|route| route.resend_after_crash_is_safe())
             .map(|route| format!("'{}'", route.as_str()))
             .collect();
-        format!("({})", names.join(", "))
+        format!(
+            "(route in ({}) and target not like '{}%')",
+            names.join(", "),
+            crate::wecom::longconn::ADDRESS_PREFIX
+        )
     }
 
     /// Targets that are credentials or one-shot URLs are not printed whole.
@@ -430,12 +442,12 @@ pub async fn claim_due_on_routes(
              select id from outbox
              where ((status = 'pending' and next_attempt_at <= ?2)
                 or (status = 'in_flight' and lease_expires_at <= ?2
-                    and (call_started_at is null or route in {safe}))){only}
+                    and (call_started_at is null or {safe}))){only}
              order by priority desc, coalesce(event_at, next_attempt_at), id
              limit ?4)
          returning id, idempotency_key, route, target, app, payload_json, priority, attempts,
                    created_at, answer_lost_at, event_at",
-        safe = Route::resend_safe_sql_list(),
+        safe = Route::resend_safe_sql(),
         only = route_filter(routes),
     );
     let mut claimed: Vec<ClaimedMessage> = sqlx::query_as(&sql)
@@ -519,9 +531,9 @@ impl<'a> Abandoned<'a> {
                 .push_bind(UNCERTAIN_REASON);
             set.push(", updated_at = ").push_bind(now);
         });
-        query.push(" and call_started_at is not null and route not in ");
+        query.push(" and call_started_at is not null and not ");
         query
-            .push(Route::resend_safe_sql_list())
+            .push(Route::resend_safe_sql())
             .push(route_filter(routes));
         Ok(query.build().execute(&mut *conn).await?.rows_affected())
     }
@@ -589,9 +601,9 @@ pub async fn recover_abandoned(
         set.push(", last_error = 'the sender stopped during the WeCom call; sent again'");
         set.push(", call_started_at = null");
     });
-    resend.push(" and call_started_at is not null and route in ");
+    resend.push(" and call_started_at is not null and ");
     resend
-        .push(Route::resend_safe_sql_list())
+        .push(Route::resend_safe_sql())
         .push(route_filter(routes));
     let resent = resend.build().execute(&mut *conn).await?.rows_affected();
     let uncertain = abandoned.park_uncertain(conn, now, routes).await?;

@@ -50,7 +50,7 @@ pub use config::{
 #[allow(unused_imports)]
 pub use console::{hidden_value, urlencode, Console, Reply, Session};
 #[allow(unused_imports)]
-pub use service::Service;
+pub use service::{point_long_connections_at, Service};
 
 /// A callback as WeCom would send it, before encryption.
 #[derive(Debug, Clone)]

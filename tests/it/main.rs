@@ -14,6 +14,7 @@ mod hardening;
 mod helpers;
 mod ingest;
 mod leaderboard;
+mod longconn;
 mod migrations;
 mod moderation;
 mod onboarding;

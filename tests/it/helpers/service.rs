@@ -16,6 +16,17 @@ use tokio::task::JoinHandle;
 
 use super::{callback_targets, sim_config, TestConfig};
 
+/// Long-connection bots dial the simulator's `/ws`, which knows their secret.
+pub fn point_long_connections_at(config: &mut qunyun::config::Config, sim: &SimHandle) {
+    for bot in &mut config.wecom.bots {
+        if bot.mode == qunyun::config::BotMode::Websocket {
+            bot.ws_url = format!("ws://{}/ws", sim.addr());
+            sim.sim()
+                .register_long_connection_bot(&bot.bot_id, bot.secret.expose());
+        }
+    }
+}
+
 pub struct Service {
     pub sim: SimHandle,
     pub pool: SqlitePool,
@@ -43,6 +54,7 @@ impl Service {
             .await
             .expect("simulator starts");
         config.wecom.api_base = sim.api_base_url();
+        point_long_connections_at(&mut config, &sim);
         // Migrated before the service starts, so the test may seed at once.
         let pool = qunyun::store::open(&config.database.path)
             .await

@@ -1,0 +1,459 @@
+//! The smart bot over WeCom's long connection, through `qunyun serve` and the
+//! simulator's `/ws`: members' messages arrive as frames, answers go back on
+//! the connection with the inbound `req_id`, exactly once.
+
+use std::future::Future;
+use std::time::Duration;
+
+use qunyun::app::WorkerHooks;
+use qunyun::config::{BotConfig, BotMode, Secret};
+use qunyun::sim::{Delivery, LongConnFault, Route};
+use qunyun::store::outbox::{self, OutboxRow, OutboxStatus};
+use serde_json::{json, Value};
+
+use crate::helpers::{point_long_connections_at, wait_until, Service, TestConfig};
+
+const WS_BOT: &str = "wsbot";
+const BOT_ID: &str = "AIBOT-WS";
+const CHAT: &str = "CHAT-WS";
+
+fn with_ws_bot() -> TestConfig {
+    TestConfig::new().with(|config| {
+        config.wecom.bots.push(BotConfig {
+            name: WS_BOT.into(),
+            mode: BotMode::Websocket,
+            token: Secret::default(),
+            encoding_aes_key: Secret::default(),
+            bot_id: BOT_ID.into(),
+            secret: Secret::new("long-connection-secret"),
+            // Pointed at the simulator once it listens.
+            ws_url: "ws://127.0.0.1:1/ws".into(),
+        })
+    })
+}
+
+async fn start() -> Service {
+    let service = Service::start(with_ws_bot(), WorkerHooks::default()).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || service
+            .sim()
+            .long_connection_live(BOT_ID))
+        .await,
+        "the bot subscribed"
+    );
+    service
+}
+
+fn mention(msgid: &str, user: &str, text: &str) -> Value {
+    json!({
+        "msgid": msgid, "aibotid": BOT_ID, "chatid": CHAT, "chattype": "group",
+        "from": {"userid": user}, "msgtype": "text", "text": {"content": format!("@运营助手 {text}")}
+    })
+}
+
+/// Polls an async condition every 20 ms; false on timeout.
+async fn eventually<F: Future<Output = bool>>(
+    timeout: Duration,
+    mut check: impl FnMut() -> F,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn outbox_rows(service: &Service) -> Vec<OutboxRow> {
+    let mut conn = service.pool.acquire().await.unwrap();
+    outbox::list(&mut conn, None).await.unwrap()
+}
+
+/// Rows still waiting to be sent (pending or in flight).
+async fn open_rows(service: &Service) -> usize {
+    outbox_rows(service)
+        .await
+        .iter()
+        .filter(|row| matches!(row.status, OutboxStatus::Pending | OutboxStatus::InFlight))
+        .count()
+}
+
+fn answers(service: &Service) -> Vec<Delivery> {
+    service
+        .sim()
+        .messages()
+        .into_iter()
+        .filter(|d| d.route == Route::BotResponse && d.sender == BOT_ID)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_checkin_by_mention_is_answered_over_the_connection_exactly_once() {
+    let mut service = start().await;
+    let sim = service.sim();
+    // WeCom delivers the frame again (same msgid, new req_id), as after a reconnect.
+    for _ in 0..2 {
+        sim.deliver_long_connection_message(BOT_ID, mention("WS-1", "wmA", "签到"))
+            .unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || !answers(&service).is_empty()).await,
+        "the check-in was answered"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            let inbox = service.inbox().await;
+            inbox.len() == 1
+                && inbox.iter().all(|row| row.status.as_str() == "done")
+                && open_rows(&service).await == 0
+        })
+        .await,
+        "inbox {:?}",
+        service.inbox().await
+    );
+    let answered = answers(&service);
+    assert_eq!(answered.len(), 1, "{answered:?}");
+    assert_eq!(answered[0].target, CHAT);
+    assert_eq!(answered[0].msgtype, "markdown");
+    assert!(
+        answered[0].text().unwrap_or_default().contains("签到成功"),
+        "{answered:?}"
+    );
+    let rows = outbox_rows(&service).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, OutboxStatus::Sent);
+    assert!(
+        rows[0].target.starts_with("longconn:"),
+        "{}",
+        rows[0].target
+    );
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_burst_delivers_every_message_once_and_every_answer_at_most_once()
+{
+    let mut service = start().await;
+    let clock = service.clock.clone().expect("manual clock");
+    let members: Vec<String> = (1..=10).map(|i| format!("wm{i:02}")).collect();
+    // The first answer WeCom accepts breaks the link before its ack.
+    service
+        .sim()
+        .inject_long_connection_fault(LongConnFault::DropMidReply);
+    for (i, member) in members.iter().enumerate() {
+        service
+            .sim()
+            .deliver_long_connection_message(BOT_ID, mention(&format!("BURST-{i}"), member, "签到"))
+            .unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || !answers(&service).is_empty()).await,
+        "answers started"
+    );
+    // Reconnected: WeCom delivers the whole burst again on the new link.
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            service.sim().long_connection_subscribes(BOT_ID) >= 2
+                && service.sim().long_connection_live(BOT_ID)
+        })
+        .await,
+        "reconnected"
+    );
+    for (i, member) in members.iter().enumerate() {
+        service
+            .sim()
+            .deliver_long_connection_message(BOT_ID, mention(&format!("BURST-{i}"), member, "签到"))
+            .unwrap();
+    }
+    // Retries wait on the (manual) clock: move it until nothing is open.
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            let inbox = service.inbox().await;
+            let settled = inbox.len() == members.len()
+                && inbox.iter().all(|row| row.status.as_str() == "done")
+                && outbox_rows(&service).await.len() == members.len()
+                && open_rows(&service).await == 0;
+            if !settled {
+                clock.advance(chrono::Duration::seconds(30));
+            }
+            settled
+        })
+        .await,
+        "outbox {:?}",
+        outbox_rows(&service).await
+    );
+    assert_eq!(
+        service.inbox().await.len(),
+        members.len(),
+        "every message once"
+    );
+    let answered = answers(&service);
+    let rows = outbox_rows(&service).await;
+    let mut uncertain = 0;
+    for i in 0..members.len() {
+        let key = format!(":BURST-{i}");
+        let row = rows
+            .iter()
+            .find(|row| row.idempotency_key.ends_with(&key))
+            .unwrap_or_else(|| panic!("a row for {key}: {rows:?}"));
+        match row.status {
+            OutboxStatus::Sent => {}
+            OutboxStatus::Dead => {
+                uncertain += 1;
+                let reason = row.last_error.clone().unwrap_or_default();
+                assert!(reason.contains("uncertain"), "{reason}");
+            }
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    let sent = rows
+        .iter()
+        .filter(|r| r.status == OutboxStatus::Sent)
+        .count();
+    assert!(
+        uncertain >= 1,
+        "the answer whose ack was lost is parked: {rows:?}"
+    );
+    // Every sent row reached WeCom once; a parked one at most once.
+    assert!(
+        answered.len() >= sent && answered.len() <= sent + uncertain,
+        "{} answers for {sent} sent and {uncertain} uncertain rows",
+        answered.len()
+    );
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_instance_displaces_the_first_which_alerts_and_does_not_reconnect() {
+    let mut first = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = with_ws_bot().build(&dir.path().join("second.db"));
+    config.wecom.api_base = first.sim.api_base_url();
+    point_long_connections_at(&mut config, &first.sim);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let second = tokio::spawn(qunyun::app::run(
+        config,
+        qunyun::clock::system(),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            outbox_rows(&first)
+                .await
+                .iter()
+                .any(|row| row.idempotency_key.starts_with("alert:longconn_displaced:"))
+        })
+        .await,
+        "the displaced instance queued an alert for the admins"
+    );
+    assert!(
+        first.sim().long_connection_live(BOT_ID),
+        "the second holds the bot"
+    );
+    assert_eq!(first.sim().long_connection_subscribes(BOT_ID), 2);
+    // Several back-off periods pass: nobody dials again.
+    let storm = wait_until(Duration::from_secs(3), || {
+        first.sim().long_connection_subscribes(BOT_ID) > 2
+    })
+    .await;
+    assert!(
+        !storm,
+        "subscribes: {}",
+        first.sim().long_connection_subscribes(BOT_ID)
+    );
+    let _ = stop.send(());
+    second.await.unwrap().unwrap();
+    first.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_100_answers_never_exceeds_the_per_conversation_limit() {
+    let mut service = start().await;
+    let clock = service.clock.clone().expect("manual clock");
+    for i in 0..100 {
+        service
+            .sim()
+            .deliver_long_connection_message(
+                BOT_ID,
+                mention(&format!("LIMIT-{i}"), &format!("wm{i:03}"), "签到"),
+            )
+            .unwrap();
+    }
+    // The sender holds back what is over the limit until the (manual) clock
+    // frees a slot: move it a minute whenever sending has stalled.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut seen = 0;
+    loop {
+        let sent = answers(&service).len();
+        let open = open_rows(&service).await;
+        if sent >= 100 && open == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sent} answers; open rows {open}"
+        );
+        if sent == seen && sent > 0 && open > 0 {
+            clock.advance(chrono::Duration::seconds(61));
+        }
+        seen = sent;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let times: Vec<i64> = answers(&service).iter().map(|d| d.time).collect();
+    assert_eq!(times.len(), 100, "each answer once");
+    for (i, start) in times.iter().enumerate() {
+        let in_window = times[i..].iter().filter(|t| **t - start < 60).count();
+        assert!(
+            in_window <= 30,
+            "{in_window} answers within a minute from {start}"
+        );
+    }
+    assert!(
+        outbox_rows(&service)
+            .await
+            .iter()
+            .all(|row| row.status == OutboxStatus::Sent),
+        "every answer went out"
+    );
+    assert_eq!(
+        service.sim().long_connection_refusals(BOT_ID),
+        Vec::<i64>::new(),
+        "qunyun kept below the limit itself: WeCom refused nothing"
+    );
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn enter_chat_is_welcomed_on_the_connection_once_and_the_driver_uses_the_connection() {
+    let mut service = start().await;
+    let sim = service.sim();
+    let enter = json!({
+        "msgid": "ENTER-1", "aibotid": BOT_ID, "chattype": "single",
+        "from": {"userid": "wmB"}, "msgtype": "event", "event": {"eventtype": "enter_chat"}
+    });
+    for _ in 0..2 {
+        sim.deliver_long_connection_event(BOT_ID, enter.clone())
+            .unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || !answers(&service).is_empty()).await,
+        "welcomed"
+    );
+    // The driver's bot_mention reaches a long-connection bot on its socket.
+    let outcome = sim
+        .drive_bot_mention(qunyun::sim::BotMentionRequest {
+            bot: Some(BOT_ID.into()),
+            chat_id: None,
+            from: "wmB".into(),
+            content: "积分".into(),
+        })
+        .await
+        .unwrap();
+    assert!(outcome.bot_msgid.is_some());
+    assert!(
+        wait_until(Duration::from_secs(20), || answers(&service).len() >= 2).await,
+        "the mention was answered: {:?}",
+        answers(&service)
+    );
+    let answered = answers(&service);
+    assert_eq!(answered.len(), 2, "{answered:?}");
+    assert_eq!(answered[0].msgtype, "text", "the welcome");
+    assert_eq!(answered[0].target, "wmB");
+    assert!(answered[0].text().unwrap_or_default().contains("签到"));
+    assert_eq!(answered[1].msgtype, "markdown", "the answer to 积分");
+    assert_eq!(
+        service.inbox().await.len(),
+        2,
+        "the enter_chat once, the mention once"
+    );
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_answer_without_ack_is_parked_uncertain_and_a_server_close_is_redialled() {
+    let mut service = start().await;
+    let sim = service.sim();
+    sim.inject_long_connection_fault(LongConnFault::MissingAck);
+    sim.deliver_long_connection_message(BOT_ID, mention("NOACK-1", "wmC", "签到"))
+        .unwrap();
+    // WeCom showed it but never acked: after the ack timeout the row is parked.
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            outbox_rows(&service)
+                .await
+                .iter()
+                .any(|row| row.status == OutboxStatus::Dead)
+        })
+        .await,
+        "{:?}",
+        outbox_rows(&service).await
+    );
+    let rows = outbox_rows(&service).await;
+    let reason = rows[0].last_error.clone().unwrap_or_default();
+    assert!(reason.contains("uncertain"), "{reason}");
+    assert_eq!(answers(&service).len(), 1, "shown once, never sent again");
+
+    // WeCom closes the link: qunyun dials again and subscribes once more.
+    assert!(sim.close_long_connection(BOT_ID));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            sim.long_connection_subscribes(BOT_ID) == 2 && sim.long_connection_live(BOT_ID)
+        })
+        .await,
+        "redialled: {} subscribes",
+        sim.long_connection_subscribes(BOT_ID)
+    );
+    sim.deliver_long_connection_message(BOT_ID, mention("AFTER-1", "wmD", "积分"))
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || answers(&service).len() == 2).await,
+        "answered on the new connection"
+    );
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_link_whose_pings_go_unanswered_is_declared_dead() {
+    use qunyun::clock::{self, SharedClock};
+    use qunyun::jobs::longconn::{self, LongConnSettings, SessionEnd};
+    use qunyun::jobs::Job;
+
+    let sim = qunyun::sim::Sim::spawn(qunyun::sim::SimConfig::new("ww1", ""), clock::system())
+        .await
+        .unwrap();
+    sim.sim()
+        .register_long_connection_bot(BOT_ID, "long-connection-secret");
+    sim.sim().leave_long_connection_pings_unanswered();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = with_ws_bot().build(&dir.path().join("q.db"));
+    point_long_connections_at(&mut config, &sim);
+    let pool = qunyun::store::open(&config.database.path).await.unwrap();
+    let system: SharedClock = clock::system();
+    let settings = LongConnSettings {
+        heartbeat: Duration::from_millis(50),
+        ..LongConnSettings::default()
+    };
+    let (_, jobs) = longconn::connections(
+        &config.wecom.bots,
+        &pool,
+        &system,
+        &qunyun::active_rules::ActiveRules::new(),
+        "ops",
+        &settings,
+    );
+    let end = tokio::time::timeout(Duration::from_secs(20), jobs[0].run_once(system.now()))
+        .await
+        .expect("the session ends")
+        .unwrap();
+    assert_eq!(end, SessionEnd::Dropped("2 pings unanswered".into()));
+    assert_eq!(sim.sim().long_connection_subscribes(BOT_ID), 1);
+    sim.shutdown().await.unwrap();
+}
