@@ -8,6 +8,7 @@ pub mod analytics;
 pub mod groupsync;
 pub mod invites;
 pub mod outbox;
+pub mod retention;
 pub mod scheduler;
 pub mod welcome_material;
 
@@ -201,6 +202,7 @@ pub fn supervise<J: Job>(
                 backoff_ms = backoff.as_millis() as u64,
                 "worker stopped; restarting"
             );
+            crate::metrics::worker_restarted(name);
             health.set(name, WorkerState::Restarting { reason });
             tokio::select! {
                 () = stop.cancelled() => {
