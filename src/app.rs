@@ -87,8 +87,10 @@ impl App {
             }));
         }
         // Every answer of the callback and ingest routes is counted (/metrics).
+        let endpoints = callback_endpoints(&self.state.config);
+        metrics::callback_endpoints(&endpoints);
         callbacks = callbacks.layer(axum::middleware::from_fn_with_state(
-            Arc::new(callback_endpoints(&self.state.config)),
+            Arc::new(endpoints),
             metrics::track_callbacks,
         ));
         let admin_config = &self.state.config.admin;

@@ -174,6 +174,7 @@ pub fn supervise<J: Job>(
     health: WorkerHealth,
 ) -> JoinHandle<()> {
     let name = job.name();
+    crate::metrics::worker_supervised(name);
     tokio::spawn(async move {
         let mut backoff = RESTART_BACKOFF_MIN;
         loop {

@@ -171,6 +171,17 @@ impl Metrics {
             "Background workers restarted after their task stopped",
             worker_restarts.clone(),
         );
+        // Series with a fixed label set start at 0, so they are listed (and
+        // `rate()` works) before the first event.
+        for outcome in ["done", "failed", "parked"] {
+            let _ = pipeline_events.get_or_create(&OutcomeLabels { outcome });
+        }
+        for outcome in ["planned", "missed", "quiet"] {
+            let _ = scheduler_fires.get_or_create(&OutcomeLabels { outcome });
+        }
+        for reason in ["due", "rejected"] {
+            let _ = token_refreshes.get_or_create(&ReasonLabels { reason });
+        }
         Metrics {
             registry,
             callbacks,
@@ -189,6 +200,17 @@ impl Metrics {
 }
 
 // ---- recording: one call at the point the thing happens ----------------
+
+/// Lists each configured callback endpoint (`app:<name>`, `bot:<name>`) at 0
+/// answers before its first callback.
+pub fn callback_endpoints(endpoints: &std::collections::HashSet<String>) {
+    for endpoint in endpoints {
+        let _ = METRICS.callbacks.get_or_create(&CallbackLabels {
+            endpoint: endpoint.clone(),
+            outcome: "ok",
+        });
+    }
+}
 
 /// A callback or ingest request was answered with `status` after `seconds`.
 pub fn callback_answered(endpoint: String, status: u16, seconds: f64) {
@@ -310,6 +332,13 @@ fn rule_family(rule: &str) -> &str {
         None if rule == "term" => "exact",
         None => rule,
     }
+}
+
+/// The supervisor starts `worker`: its restart count is listed from 0.
+pub fn worker_supervised(worker: &'static str) {
+    let _ = METRICS
+        .worker_restarts
+        .get_or_create(&WorkerLabels { worker });
 }
 
 /// The supervisor restarts `worker`.

@@ -445,7 +445,7 @@ async fn drain_stepping(
 }
 
 /// The callbacks of a qunyun at `base` with `config`'s first app and bot.
-fn callback_targets(config: &Config, base: &str) -> CallbackTargets {
+pub(crate) fn callback_targets(config: &Config, base: &str) -> CallbackTargets {
     let app = &config.wecom.apps[0];
     CallbackTargets::new(base)
         .with_app(AppCallback {
@@ -465,7 +465,7 @@ fn callback_targets(config: &Config, base: &str) -> CallbackTargets {
 
 /// The simulated corp the config describes: its corp id, and every app's
 /// secret (the customer-contact app, when separate, cannot send app messages).
-fn sim_config(config: &Config, test: &TestConfig) -> SimConfig {
+pub(crate) fn sim_config(config: &Config, test: &TestConfig) -> SimConfig {
     let wecom = &config.wecom;
     let mut apps: Vec<SimApp> = wecom
         .apps

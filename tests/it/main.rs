@@ -13,6 +13,7 @@ mod groupsync;
 mod helpers;
 mod ingest;
 mod leaderboard;
+mod metrics;
 mod migrations;
 mod moderation;
 mod onboarding;
