@@ -2,6 +2,7 @@
 
 mod admin;
 mod analytics;
+mod backup;
 mod callback;
 mod chats;
 mod checkin;
@@ -20,6 +21,7 @@ mod onboarding;
 mod ops_cli;
 mod outbox;
 mod outbox_delivery;
+mod retention;
 mod scheduler;
 mod serve;
 mod sim;
