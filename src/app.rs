@@ -30,8 +30,10 @@ use crate::jobs::analytics::{Analytics, AnalyticsSettings};
 use crate::jobs::groupsync::GroupSync;
 use crate::jobs::invites::InviteRewards;
 use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderLane, SenderSettings};
+use crate::jobs::retention::{self, Retention, RetentionSettings};
 use crate::jobs::scheduler::{Scheduler, SchedulerSettings};
 use crate::jobs::{self, Job, WorkerHealth};
+use crate::metrics::{self, MetricsAccess};
 use crate::pipeline::{Pipeline, PipelineHooks, PipelineSettings};
 use crate::store;
 use crate::wecom::api::{ApiClient, ApiConfig};
@@ -84,6 +86,13 @@ impl App {
                 secret: secret.clone(),
             }));
         }
+        // Every answer of the callback and ingest routes is counted (/metrics).
+        let endpoints = callback_endpoints(&self.state.config);
+        metrics::callback_endpoints(&endpoints);
+        callbacks = callbacks.layer(axum::middleware::from_fn_with_state(
+            Arc::new(endpoints),
+            metrics::track_callbacks,
+        ));
         let admin_config = &self.state.config.admin;
         let admin = admin::router(
             AdminState::new(
@@ -120,6 +129,14 @@ impl App {
             .route("/readyz", get(readyz))
             .with_state(self.state.clone())
             .merge(callbacks)
+            .merge(metrics::router(
+                self.state.pool.clone(),
+                self.state.clock.clone(),
+                MetricsAccess {
+                    token: self.state.config.metrics.token.clone(),
+                    public: self.state.config.metrics.public,
+                },
+            ))
             .merge(admin)
             .layer(
                 // Span fields: method and route only; the query carries ciphertext.
@@ -305,6 +322,12 @@ impl App {
             .with_rules(state.rules.clone());
         let interval = analytics.interval();
         tasks.push(worker.spawn(analytics, interval));
+
+        let retention = Retention::new(
+            state.pool.clone(),
+            RetentionSettings::from_config(&state.config.retention),
+        );
+        tasks.push(worker.spawn(retention, retention::INTERVAL));
         Ok(tasks)
     }
 }
@@ -325,6 +348,21 @@ impl Worker<'_> {
             self.state.workers.clone(),
         )
     }
+}
+
+/// `app:<name>` and `bot:<name>` of every configured callback endpoint.
+fn callback_endpoints(config: &Config) -> std::collections::HashSet<String> {
+    let apps = config
+        .wecom
+        .apps
+        .iter()
+        .map(|app| format!("app:{}", app.name));
+    let bots = config
+        .wecom
+        .bots
+        .iter()
+        .map(|bot| format!("bot:{}", bot.name));
+    apps.chain(bots).collect()
 }
 
 fn callback_state(state: &AppState) -> anyhow::Result<CallbackState> {

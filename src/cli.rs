@@ -15,6 +15,7 @@ use crate::ops::schedules::SchedulerSettings;
 use crate::ops::{self, Actor, Ops, Role};
 use crate::{app, clock, store, telemetry};
 
+mod backup;
 mod moderation_check;
 
 #[derive(Debug, Parser)]
@@ -46,6 +47,10 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(ConfigArg),
+    /// Write a consistent copy of the database (safe while `serve` runs).
+    Backup(backup::BackupArgs),
+    /// Replace the database with a backup (stop `serve` first; the replaced file is kept).
+    Restore(backup::RestoreArgs),
     /// Run the built-in WeCom simulator (API endpoints, records, faults, callback driver).
     Sim(SimArgs),
     /// Scheduled pushes.
@@ -650,6 +655,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let balance =
                     ops::points::adjust(&ops, &actor(), now, &user, delta, &reason).await?;
                 println!("{user}: {delta:+} ({reason}); balance now {balance}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Backup(args) => {
+                backup::backup(args).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Restore(args) => {
+                backup::restore(args, chrono::Utc::now().timestamp()).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Migrate(arg) => {

@@ -70,6 +70,68 @@ pub struct Config {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `GET /metrics` (Prometheus text exposition).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Bearer token a scraper must send; set it from the environment
+    /// (`QUNYUN_METRICS__TOKEN`). Without it, only loopback clients may scrape,
+    /// unless `public` is true.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Serve `/metrics` to anyone when no token is set (e.g. a private network).
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// How long `serve` keeps rows that only record the past (0 keeps them forever).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Handled inbox events, counted from their arrival; at least
+    /// [`MIN_INBOX_RETENTION_DAYS`]: a pruned row's dedupe key no longer stops a
+    /// redelivery. Pending and parked events are never pruned.
+    #[serde(default = "default_inbox_days")]
+    pub inbox_days: u32,
+    /// The console's audit log.
+    #[serde(default = "default_audit_days")]
+    pub audit_days: u32,
+    /// Recorded console sign-in failures (the throttle looks back 15 minutes).
+    #[serde(default = "default_login_failures_days")]
+    pub login_failures_days: u32,
+}
+
+/// WeCom redelivers a callback within seconds, but the message archive keeps
+/// five days that a puller may post again (docs/wecom.md#delivery-and-retries):
+/// dedupe keys must outlive both.
+pub const MIN_INBOX_RETENTION_DAYS: u32 = 7;
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            inbox_days: default_inbox_days(),
+            audit_days: default_audit_days(),
+            login_failures_days: default_login_failures_days(),
+        }
+    }
+}
+
+fn default_inbox_days() -> u32 {
+    30
+}
+
+fn default_audit_days() -> u32 {
+    365
+}
+
+fn default_login_failures_days() -> u32 {
+    30
 }
 
 /// The manager's web console at `/admin`.
@@ -472,6 +534,19 @@ impl Config {
                 );
             }
         }
+        if let Some(token) = &self.metrics.token {
+            if token.expose().len() < 16 {
+                bail!("metrics.token: must be at least 16 characters");
+            }
+        }
+        let inbox_days = self.retention.inbox_days;
+        if inbox_days != 0 && inbox_days < MIN_INBOX_RETENTION_DAYS {
+            bail!(
+                "retention.inbox_days: must be 0 (keep forever) or at least {MIN_INBOX_RETENTION_DAYS}: \
+                 a pruned event's dedupe key no longer stops a redelivery, and the message \
+                 archive can be posted again for 5 days"
+            );
+        }
         for (i, bot) in self.wecom.bots.iter().enumerate() {
             let field = |f: &str| format!("wecom.bots[{i}].{f}");
             match bot.mode {
@@ -738,10 +813,13 @@ const NUMERIC_FIELDS: &[&str] = &[
     "session_hours",
     "login_failures_per_ip",
     "max_point_adjustment",
+    "inbox_days",
+    "audit_days",
+    "login_failures_days",
 ];
 
 /// Fields whose environment value is `true` or `false`.
-const BOOLEAN_FIELDS: &[&str] = &["secure_cookies", "trust_forwarded_for"];
+const BOOLEAN_FIELDS: &[&str] = &["secure_cookies", "trust_forwarded_for", "public"];
 
 fn parse_env_value(field: &str, value: &str) -> toml::Value {
     if BOOLEAN_FIELDS.contains(&field) {

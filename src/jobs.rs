@@ -9,6 +9,7 @@ pub mod groupsync;
 pub mod invites;
 pub mod longconn;
 pub mod outbox;
+pub mod retention;
 pub mod scheduler;
 pub mod welcome_material;
 
@@ -174,6 +175,7 @@ pub fn supervise<J: Job>(
     health: WorkerHealth,
 ) -> JoinHandle<()> {
     let name = job.name();
+    crate::metrics::worker_supervised(name);
     tokio::spawn(async move {
         let mut backoff = RESTART_BACKOFF_MIN;
         loop {
@@ -202,6 +204,7 @@ pub fn supervise<J: Job>(
                 backoff_ms = backoff.as_millis() as u64,
                 "worker stopped; restarting"
             );
+            crate::metrics::worker_restarted(name);
             health.set(name, WorkerState::Restarting { reason });
             tokio::select! {
                 () = stop.cancelled() => {

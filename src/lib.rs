@@ -33,6 +33,7 @@ pub mod error;
 pub mod inbox_event;
 pub mod ingest;
 pub mod jobs;
+pub mod metrics;
 pub mod ops;
 pub mod outbound;
 pub mod pipeline;

@@ -184,6 +184,7 @@ impl Pipeline {
                 }
             }
         }
+        crate::metrics::events_not_handled(outcome.failed, outcome.parked);
         Ok(outcome)
     }
 
@@ -219,6 +220,7 @@ impl Pipeline {
             hook(row.id).await;
         }
         tx.commit().await.context("committing event")?;
+        crate::metrics::event_handled(row.received_at, now.timestamp());
         Ok(())
     }
 
@@ -522,6 +524,7 @@ pub async fn apply(
                     .await?
             }
             Action::Moderate(record) => {
+                crate::metrics::moderation_decision(record);
                 moderation::record_decision(conn, record).await?;
             }
             Action::RecordReport {

@@ -277,7 +277,9 @@ impl Job for Scheduler {
     }
 
     async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<SchedulerOutcome> {
-        Scheduler::run_once(self, now).await
+        let outcome = Scheduler::run_once(self, now).await?;
+        crate::metrics::scheduler_fires(outcome.planned.len(), outcome.missed, outcome.quiet);
+        Ok(outcome)
     }
 }
 

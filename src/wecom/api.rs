@@ -135,7 +135,8 @@ impl ApiClient {
             ("corpid", self.inner.config.corp_id.as_str()),
             ("corpsecret", secret.expose()),
         ]);
-        let response: TokenResponse = self.execute(request).await?;
+        let response: TokenResponse =
+            crate::metrics::wecom_call("gettoken", self.execute(request).await)?;
         Ok((
             AccessToken(response.access_token),
             Duration::from_secs(response.expires_in),
@@ -153,6 +154,7 @@ impl ApiClient {
         if let Some(token) = cached.as_ref().filter(|t| now < t.refresh_at) {
             return Ok(token.token.clone());
         }
+        crate::metrics::token_refresh("due");
         match self.fetch_token(secret).await {
             Ok((token, lifetime)) => {
                 *cached = Some(CachedToken::new(token.clone(), now, lifetime));
@@ -182,6 +184,7 @@ impl ApiClient {
             return Ok(current.token.clone());
         }
         let now = self.inner.clock.now();
+        crate::metrics::token_refresh("rejected");
         let (token, lifetime) = self.fetch_token(secret).await?;
         *cached = Some(CachedToken::new(token.clone(), now, lifetime));
         Ok(token)
@@ -267,7 +270,7 @@ impl ApiClient {
             .post(self.url("webhook/send"))
             .query(&[("key", key)])
             .json(message);
-        let _: Empty = self.execute(request).await?;
+        let _: Empty = crate::metrics::wecom_call("webhook/send", self.execute(request).await)?;
         Ok(())
     }
 
@@ -282,7 +285,7 @@ impl ApiClient {
         let url = check_response_url(&self.inner.config.base_url, response_url)
             .map_err(ApiError::Refused)?;
         let request = self.inner.http.post(url).json(response);
-        let _: Empty = self.execute(request).await?;
+        let _: Empty = crate::metrics::wecom_call("bot/response_url", self.execute(request).await)?;
         Ok(())
     }
 
@@ -440,7 +443,7 @@ impl ApiClient {
         format!("{}{}", self.inner.config.base_url, path)
     }
 
-    async fn post<B, T>(&self, secret: &Secret, path: &str, body: &B) -> Result<T, ApiError>
+    async fn post<B, T>(&self, secret: &Secret, path: &'static str, body: &B) -> Result<T, ApiError>
     where
         B: Serialize + ?Sized,
         T: DeserializeOwned,
@@ -453,7 +456,7 @@ impl ApiClient {
         &self,
         secret: &Secret,
         method: Method,
-        path: &str,
+        path: &'static str,
         query: &[(&str, &str)],
         body: Option<&B>,
     ) -> Result<T, ApiError>
@@ -480,7 +483,7 @@ impl ApiClient {
         &self,
         token: &AccessToken,
         method: Method,
-        path: &str,
+        path: &'static str,
         query: &[(&str, &str)],
         body: Option<&B>,
     ) -> Result<T, ApiError>
@@ -497,7 +500,7 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        self.execute(request).await
+        crate::metrics::wecom_call(path, self.execute(request).await)
     }
 
     async fn execute<T: DeserializeOwned>(

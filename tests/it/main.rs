@@ -2,6 +2,7 @@
 
 mod admin;
 mod analytics;
+mod backup;
 mod callback;
 mod chats;
 mod checkin;
@@ -15,12 +16,14 @@ mod helpers;
 mod ingest;
 mod leaderboard;
 mod longconn;
+mod metrics;
 mod migrations;
 mod moderation;
 mod onboarding;
 mod ops_cli;
 mod outbox;
 mod outbox_delivery;
+mod retention;
 mod scheduler;
 mod sender_crash;
 mod serve;
