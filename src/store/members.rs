@@ -171,6 +171,19 @@ pub async fn replace_chat_members(
     for member in members {
         ensure_person(conn, &member.user_id, member.name.as_deref(), now).await?;
         if current.contains(&member.user_id) {
+            // A join callback recorded them without WeCom's `invitor`; the
+            // member record is the only place it appears (welcomes, invite rewards).
+            if let Some(inviter) = member.inviter.as_deref().filter(|i| !i.is_empty()) {
+                sqlx::query(
+                    "update chat_members set inviter = ?
+                     where chat_id = ? and user_id = ? and (inviter is null or inviter = '')",
+                )
+                .bind(inviter)
+                .bind(chat_id)
+                .bind(&member.user_id)
+                .execute(&mut *conn)
+                .await?;
+            }
             continue;
         }
         sqlx::query(

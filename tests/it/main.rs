@@ -22,4 +22,5 @@ mod outbox_delivery;
 mod scheduler;
 mod serve;
 mod sim;
+mod templates;
 mod welcome;
