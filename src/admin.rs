@@ -149,6 +149,10 @@ pub fn router(state: AdminState) -> Router {
             "/admin/redemptions/{id}/fulfil",
             post(pages::fulfil_redemption),
         )
+        .route(
+            "/admin/redemptions/{id}/cancel",
+            post(pages::cancel_redemption),
+        )
         .route("/admin/inbox/{id}/retry", post(pages::retry_parked))
         .route("/admin/outbox/{id}/retry", post(pages::retry_outbox))
         .route(

@@ -77,6 +77,10 @@ pub fn routes() -> Router<AdminState> {
             "/admin/api/v1/redemptions/{id}/fulfil",
             post(fulfil_redemption),
         )
+        .route(
+            "/admin/api/v1/redemptions/{id}/cancel",
+            post(cancel_redemption),
+        )
         .route("/admin/api/v1/parked", get(parked))
         .route("/admin/api/v1/parked/{id}/retry", post(retry_parked))
         .route("/admin/api/v1/dead-letters", get(dead_letters))
@@ -305,6 +309,26 @@ async fn fulfil_redemption(
 ) -> ApiResult {
     ops::queues::fulfil_redemption(&state.ops, &caller.actor, state.now(), id).await?;
     Ok(Json(json!({ "id": id, "status": "fulfilled" })))
+}
+
+#[derive(Deserialize, Default)]
+struct CancelBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn cancel_redemption(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<i64>,
+    body: Option<Json<CancelBody>>,
+) -> ApiResult {
+    let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
+    let refunded =
+        ops::redemptions::cancel(&state.ops, &caller.actor, state.now(), id, &reason).await?;
+    Ok(Json(
+        json!({ "id": id, "status": "cancelled", "refunded": refunded }),
+    ))
 }
 
 async fn parked(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {

@@ -717,6 +717,25 @@ pub async fn fulfil_redemption(
     Ok(see_other("/admin/queues"))
 }
 
+#[derive(Deserialize)]
+pub struct CancelForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Cancels a redemption (refund, restock, the member told) through ops.
+pub async fn cancel_redemption(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Path(id): Path<i64>,
+    Form(form): Form<CancelForm>,
+) -> PageResult {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    ops::redemptions::cancel(&state.ops, &manager.actor, state.now(), id, &form.reason).await?;
+    Ok(see_other("/admin/queues"))
+}
+
 pub async fn retry_parked(
     State(state): State<AdminState>,
     manager: Manager,

@@ -19,6 +19,7 @@ mod onboarding;
 mod ops_cli;
 mod outbox;
 mod outbox_delivery;
+mod redemptions;
 mod scheduler;
 mod serve;
 mod sim;
