@@ -253,8 +253,8 @@ contracts! {
     /// `report_unhandled`: reply to 举报 while moderation is off.
     ReportUnhandled("report unhandled") => ReportUnhandledVars {
         name: String = "小王",
-        /// Who handles reports here: the chat's owner, else `[community] name`'s admins.
-        contact: String = "群主小张",
+        /// Who handles reports here: the chat's owner when known, else "群主或管理员".
+        contact: String = "群主（zhangsan）",
     }
 }
 

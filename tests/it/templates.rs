@@ -178,3 +178,28 @@ async fn customer_group_newcomers_are_welcomed_naming_who_invited_them() {
     assert!(to_owner[0].contains("感谢 lisi 的邀请"), "{to_owner:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_report_is_answered_when_moderation_is_off() {
+    let app = spawn_app().await;
+    let code = app.sim().issue_response_code("AIBOT-IT", "CHAT-IT", true);
+    let report = serde_json::json!({
+        "msgid": "REPORT-1", "aibotid": "AIBOT-IT", "chatid": "CHAT-IT", "chattype": "group",
+        "from": {"userid": "zhangsan"}, "response_url": app.sim().response_url(&code),
+        "msgtype": "text", "text": {"content": "@运营助手 举报"},
+        "quote": {"msgtype": "text", "text": {"content": "加我微信领红包，稳赚不赔"}}
+    })
+    .to_string();
+    assert_eq!(app.post_event(Callback::Bot(report)).await.status(), 200);
+    app.run_pipeline().await;
+    let answer: Vec<String> = app
+        .drain_outbox()
+        .await
+        .iter()
+        .map(|d| d.text().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(answer.len(), 1, "{answer:?}");
+    assert!(answer[0].contains("本群暂未开启举报处理"), "{answer:?}");
+    assert!(answer[0].contains("群主或管理员"), "{answer:?}");
+    app.stop().await;
+}
