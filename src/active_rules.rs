@@ -82,16 +82,23 @@ impl ActiveRules {
             cached.rules.clone().map(|rules| (cached.running, rules))
         };
         let (running, rules, problem) = load(conn, newest, previous).await?;
-        // New catalog items get their initial stock the first time a set names them.
+        // Stock follows the catalog: new items are stocked, changed figures restock.
         let items: Vec<(String, i64)> = rules
             .doc
             .catalog
             .iter()
             .map(|item| (item.item.clone(), item.stock))
             .collect();
-        redemptions::stock_new_items(conn, &items)
-            .await
-            .context("stocking new catalog items")?;
+        redemptions::sync_catalog(
+            conn,
+            &items,
+            &running.map_or("built-in rules".to_string(), |v| {
+                format!("rule-set version {v}")
+            }),
+            chrono::Utc::now(),
+        )
+        .await
+        .context("syncing catalog stock")?;
         if let Some(problem) = &problem {
             tracing::error!(
                 version = problem.version,

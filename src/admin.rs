@@ -169,6 +169,10 @@ pub fn router(state: AdminState) -> Router {
             post(|s, m, id, f| pages::item_action(s, m, id, f, ItemAction::RetryOutbox)),
         )
         .route(
+            "/admin/redemptions/{id}/cancel",
+            post(pages::cancel_redemption),
+        )
+        .route(
             "/admin/outbox/retry-uncertain",
             post(pages::retry_uncertain),
         )

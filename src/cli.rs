@@ -72,6 +72,9 @@ pub enum Command {
     /// Points ledger administration.
     #[command(subcommand)]
     Points(PointsCommand),
+    /// Redemptions: cancel one (points refunded, stock returned, member told).
+    #[command(subcommand)]
+    Redemptions(RedemptionsCommand),
     /// The outbox of messages to WeCom: inspect and retry.
     #[command(subcommand)]
     Outbox(OutboxCommand),
@@ -359,6 +362,21 @@ pub enum PointsCommand {
         delta: i64,
         /// Why (kept in the ledger).
         #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RedemptionsCommand {
+    /// Cancel a pending redemption: its points go back through the ledger, its
+    /// unit back to stock, and the member gets a 1:1 message.
+    Cancel {
+        /// The redemption's id (console 队列 page, or the API's list).
+        id: i64,
+        /// Why (kept in the audit log).
+        #[arg(long, default_value = "")]
         reason: String,
         #[command(flatten)]
         config: ConfigArg,
@@ -663,6 +681,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Restore(args) => {
                 backup::restore(args, chrono::Utc::now().timestamp()).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Redemptions(RedemptionsCommand::Cancel { id, reason, config }) => {
+                let ops = config.ops().await?;
+                let refunded =
+                    ops::redemptions::cancel(&ops, &actor(), chrono::Utc::now(), id, &reason)
+                        .await?;
+                println!("redemption {id} cancelled; {refunded} points refunded");
                 Ok(ExitCode::SUCCESS)
             }
             Command::Migrate(arg) => {

@@ -27,6 +27,7 @@ pub mod members;
 pub mod moderation;
 pub mod points;
 pub mod queues;
+pub mod redemptions;
 pub mod rules;
 pub mod schedules;
 pub mod welcome;

@@ -276,7 +276,11 @@ impl Pipeline {
         let mut flushed = 0;
         for (chat_id, _) in due {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let batch = chats::take_queued_welcomes(&mut tx, &chat_id).await?;
+            let mut batch = chats::take_queued_welcomes(&mut tx, &chat_id).await?;
+            for join in &mut batch {
+                // Known once group sync read the member record (WeCom's `invitor`).
+                join.inviter = members::inviter_name(&mut tx, &chat_id, &join.user_id).await?;
+            }
             let chat = chats::get_chat(&mut tx, &chat_id).await?;
             let plan = welcome::compose_window(rules, chat.as_ref(), &chat_id, &batch, now);
             for message in &plan.messages {
@@ -425,6 +429,7 @@ pub async fn apply(
                     joined_at: *at,
                     returning: *returning,
                     join_scene: *join_scene,
+                    inviter: None,
                 };
                 chats::queue_welcome(conn, chat_id, &join).await?;
             }

@@ -22,6 +22,7 @@ pub mod points;
 pub mod route;
 pub mod ruleset;
 pub mod schedule;
+pub mod templates;
 pub mod welcome;
 
 pub use actions::{Action, OutRoute, Outbound};
@@ -137,8 +138,8 @@ pub struct PersonSnapshot {
     pub lifetime_points: i64,
     /// Recent check-in days, ascending.
     pub checkin_days: Vec<NaiveDate>,
-    /// Make-up check-ins already used in the month of yesterday (the day 补签 fills).
-    pub makeups_this_month: u32,
+    /// Recent days filled by make-up check-ins (补签 is limited per month of the day filled).
+    pub makeup_days: Vec<NaiveDate>,
     /// Points earned today, by reason (for daily caps).
     pub points_today: BTreeMap<String, i64>,
     pub redemptions_by_item: BTreeMap<String, u32>,

@@ -132,8 +132,6 @@ async fn load_person(
     user_id: &str,
     today: NaiveDate,
 ) -> anyhow::Result<PersonSnapshot> {
-    let yesterday = today.pred_opt().unwrap_or(today);
-    let month = format!("{:04}-{:02}", yesterday.year(), yesterday.month());
     Ok(PersonSnapshot {
         user_id: user_id.to_string(),
         name: members::person_name(conn, user_id).await?,
@@ -141,7 +139,8 @@ async fn load_person(
         lifetime_points: points::lifetime_earned(conn, user_id).await?,
         // Streak bonuses stop growing long before a year; older days don't matter.
         checkin_days: checkins::days_since(conn, user_id, today - Duration::days(400)).await?,
-        makeups_this_month: checkins::makeups_in_month(conn, user_id, &month).await?,
+        // The 补签 window is at most 31 days: two months back cover its months.
+        makeup_days: checkins::makeup_days_since(conn, user_id, today - Duration::days(62)).await?,
         points_today: points::earned_on_day(conn, user_id, today).await?,
         redemptions_by_item: redemptions::count_by_item(conn, user_id).await?,
         badges: members::badges(conn, user_id).await?,

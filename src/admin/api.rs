@@ -100,6 +100,10 @@ pub fn routes() -> Router<AdminState> {
             "/admin/api/v1/redemptions/{id}/fulfil",
             post(|state, caller, id| item_action(state, caller, id, ItemAction::FulfilRedemption)),
         )
+        .route(
+            "/admin/api/v1/redemptions/{id}/cancel",
+            post(cancel_redemption),
+        )
         .route("/admin/api/v1/parked", get(parked))
         .route(
             "/admin/api/v1/parked/{id}/retry",
@@ -396,6 +400,26 @@ async fn redemptions(
         })
         .collect();
     Ok(Json(json!({ "redemptions": rows })))
+}
+
+#[derive(Deserialize, Default)]
+struct CancelBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn cancel_redemption(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<i64>,
+    body: Option<Json<CancelBody>>,
+) -> ApiResult {
+    let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
+    let refunded =
+        ops::redemptions::cancel(&state.ops, &caller.actor, state.now(), id, &reason).await?;
+    Ok(Json(
+        json!({ "id": id, "status": "cancelled", "refunded": refunded }),
+    ))
 }
 
 async fn parked(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {

@@ -270,6 +270,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("cost", "积分", "Cost"),
     ("requested_at", "申请时间", "Requested"),
     ("mark_shipped", "标记已发货", "Mark shipped"),
+    ("cancel_refund", "取消并退积分", "Cancel and refund"),
+    ("cancel_reason", "取消原因", "Reason"),
     ("source", "来源", "Source"),
     ("kind", "类型", "Kind"),
     ("received_at", "接收时间", "Received"),

@@ -736,6 +736,25 @@ pub async fn item_action(
     Ok(see_other("/admin/queues"))
 }
 
+#[derive(Deserialize)]
+pub struct CancelForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Cancels a redemption (refund, restock, the member told) through ops.
+pub async fn cancel_redemption(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Path(id): Path<i64>,
+    Form(form): Form<CancelForm>,
+) -> PageResult {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    ops::redemptions::cancel(&state.ops, &manager.actor, state.now(), id, &form.reason).await?;
+    Ok(see_other("/admin/queues"))
+}
+
 pub async fn retry_uncertain(
     State(state): State<AdminState>,
     manager: Manager,

@@ -306,11 +306,11 @@ async fn at_risk_action(
         AtRiskAction::Nudge => {
             let text = rules.render(
                 &doc.nudge_template,
-                &serde_json::json!({
-                    "name": name,
-                    "silent_days": silent_days,
-                    "group_name": rules.doc.community.name,
-                }),
+                &crate::rules::templates::NudgeVars {
+                    name,
+                    silent_days,
+                    group_name: rules.doc.community.name.clone(),
+                },
             );
             ("nudge", vec![user_id.to_owned()], text, "")
         }

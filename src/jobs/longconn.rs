@@ -514,8 +514,7 @@ impl LongConnection {
         }
         // The welcome tells the member what the bot understands.
         let rules = self.rules.get(&mut conn).await?;
-        let items: Vec<&str> = rules.doc.catalog.iter().map(|i| i.item.as_str()).collect();
-        let text = rules.render("help", &serde_json::json!({"items": items.join("、")}));
+        let text = crate::rules::commands::help_text(&rules);
         Ok(Some(Frame::respond(
             longconn::CMD_RESPOND_WELCOME,
             req_id,

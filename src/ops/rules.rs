@@ -155,11 +155,11 @@ pub async fn version(ops: &Ops, version: i64) -> OpsResult<StoredRuleSet> {
         .ok_or_else(|| OpsError::not_found(format!("rule-set version {version}")))
 }
 
-/// One of the rule set's templates rendered for a sample member.
+/// One of the rule set's templates rendered with its kind's sample values
+/// (the contract's samples). None when no template has that name or nothing
+/// uses it.
 pub fn preview_template(rules: &RuleSet, template: &str) -> Option<String> {
-    rules
-        .has_template(template)
-        .then(|| rules.render(template, &rules::ruleset::sample_context()))
+    rules.render_sample(template)
 }
 
 /// Inlines `[moderation] terms_file` / `allow_file` (paths relative to `base`)

@@ -3,9 +3,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::checkin::streak_ending;
 use super::commands::reply;
 use super::event::{Event, MessagePosted};
-use super::ruleset::sample_context;
+use super::points::level_name;
+use super::templates::FaqVars;
 use super::{Action, RuleSet, Snapshot};
 
 pub fn on_message(
@@ -40,18 +42,28 @@ pub fn on_message(
                 return Vec::new();
             }
         }
-        let mut context = sample_context();
-        if let Some(object) = context.as_object_mut() {
-            let person = snapshot.person(&message.sender);
-            object.insert("name".into(), person.display_name().into());
-            let group = snapshot
+        let person = snapshot.person(&message.sender);
+        let today = rules.community_day(now);
+        // A streak not yet extended today still counts until today ends.
+        let streak = match today.pred_opt() {
+            Some(yesterday) if !person.checkin_days.contains(&today) => {
+                streak_ending(&person.checkin_days, yesterday)
+            }
+            _ => streak_ending(&person.checkin_days, today),
+        };
+        let vars = FaqVars {
+            name: person.display_name(),
+            group_name: snapshot
                 .chat
                 .as_ref()
                 .map(|c| c.name.clone())
-                .unwrap_or_default();
-            object.insert("group_name".into(), group.into());
-        }
-        let text = rules.render(&rule.template, &context);
+                .unwrap_or_default(),
+            balance: person.balance,
+            lifetime: person.lifetime_points,
+            level: level_name(rules, person.lifetime_points),
+            streak,
+        };
+        let text = rules.render(&rule.template, &vars);
         return vec![
             Action::MarkAutoReplyFired {
                 chat_id: scope,

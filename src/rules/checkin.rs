@@ -1,13 +1,13 @@
 //! Daily check-ins: one per person per community day, streaks, bonus curve,
 //! milestone badges, make-up check-ins (补签) and today's rank.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
-use serde_json::json;
 
 use super::commands::reply;
 use super::event::{Event, MessagePosted};
-use super::points::capped_award;
+use super::points::{capped_award, level_for};
+use super::templates::{CheckinAlreadyVars, CheckinOkVars, MakeupDeniedVars, MakeupOkVars};
 use super::{Action, RuleSet, Snapshot};
 
 /// The community day an instant belongs to: day D runs from D at the cut-over
@@ -66,7 +66,7 @@ pub fn on_checkin(
 
     if person.checkin_days.iter().any(|d| *d >= day) {
         let streak = streak_ending(&person.checkin_days, day);
-        let text = rules.render("checkin_already", &json!({"name": name, "streak": streak}));
+        let text = rules.render("checkin_already", &CheckinAlreadyVars { name, streak });
         return vec![Action::Send(reply(snapshot, event, message, text))];
     }
 
@@ -120,48 +120,115 @@ pub fn on_checkin(
             new_badge = Some(milestone.badge.clone());
         }
     }
+    let levels = &rules.doc.points.levels;
+    let level_before = level_for(levels, person.lifetime_points).0;
+    let level_after = level_for(levels, person.lifetime_points + total).0;
+    let level_up = match level_after {
+        Some(level) if level_before != level_after => level.name.clone(),
+        _ => String::new(),
+    };
     let text = rules.render(
         "checkin_ok",
-        &json!({
-            "name": name,
-            "points": total,
-            "streak": streak,
-            "rank": snapshot.checkins_today + 1,
-            "balance": person.balance + total,
-            "badge": new_badge.unwrap_or_default(),
-        }),
+        &CheckinOkVars {
+            name,
+            points: total,
+            streak,
+            rank: snapshot.checkins_today + 1,
+            balance: person.balance + total,
+            badge: new_badge.unwrap_or_default(),
+            level_up,
+        },
     );
     actions.push(Action::Send(reply(snapshot, event, message, text)));
     actions
 }
 
-/// 补签: fill yesterday's missing check-in at a points cost, limited per month.
+/// Which day a 补签 asks to fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MakeupTarget {
+    /// `补签`: the most recent missed day within the window.
+    LatestMissed,
+    /// `补签 3` / `补签 3天前`: that many community days ago.
+    DaysAgo(u32),
+    /// `补签 2026-03-01`.
+    Day(NaiveDate),
+}
+
+impl MakeupTarget {
+    /// What follows the make-up keyword: nothing, a number of days ago, or a date.
+    pub fn parse(rest: &str) -> Option<MakeupTarget> {
+        let rest = rest.trim();
+        if rest.is_empty() {
+            return Some(MakeupTarget::LatestMissed);
+        }
+        let days = rest.strip_suffix("天前").unwrap_or(rest).trim();
+        if let Ok(n) = days.parse::<u32>() {
+            return Some(MakeupTarget::DaysAgo(n));
+        }
+        rest.parse::<NaiveDate>().ok().map(MakeupTarget::Day)
+    }
+}
+
+/// 补签: fill a missed check-in within the last `makeup_window_days` days, at
+/// a points cost, limited per month of the day filled.
 pub fn on_makeup(
     rules: &RuleSet,
     snapshot: &Snapshot,
     event: &Event,
     message: &MessagePosted,
+    target: MakeupTarget,
     now: DateTime<Utc>,
 ) -> Vec<Action> {
     let config = &rules.doc.checkin;
     let today = rules.community_day(now);
     let person = snapshot.person(&message.sender);
     let name = person.display_name();
-    let Some(yesterday) = today.pred_opt() else {
-        return Vec::new();
-    };
+    let window = i64::from(config.makeup_window_days);
     let denied = |reason: String| {
-        let text = rules.render("makeup_denied", &json!({"name": name, "reason": reason}));
+        let text = rules.render(
+            "makeup_denied",
+            &MakeupDeniedVars {
+                name: name.clone(),
+                reason,
+            },
+        );
         vec![Action::Send(reply(snapshot, event, message, text))]
     };
-    if person.checkin_days.contains(&yesterday) {
-        return denied("昨天已经签过到了，不需要补签".into());
+    let oldest = today - Duration::days(window);
+    let day = match target {
+        MakeupTarget::LatestMissed => {
+            let missed = (1..=window)
+                .map(|back| today - Duration::days(back))
+                .find(|d| !person.checkin_days.contains(d));
+            match missed {
+                Some(day) => day,
+                None => {
+                    return denied(format!("最近 {window} 天都签过到了，不需要补签"));
+                }
+            }
+        }
+        MakeupTarget::DaysAgo(back) => today - Duration::days(i64::from(back)),
+        MakeupTarget::Day(day) => day,
+    };
+    if day >= today {
+        return denied("今天的签到请直接发送签到".into());
     }
-    // The allowance is per month of the day being filled (the snapshot counts that month).
-    let used = person.makeups_this_month;
+    if day < oldest {
+        return denied(format!("只能补签最近 {window} 天内的日期"));
+    }
+    if person.checkin_days.contains(&day) {
+        return denied(format!("{day} 已经签过到了，不需要补签"));
+    }
+    // The allowance is per month of the day being filled.
+    let used = person
+        .makeup_days
+        .iter()
+        .filter(|d| (d.year(), d.month()) == (day.year(), day.month()))
+        .count() as u32;
     if used >= config.makeup_per_month {
         return denied(format!(
-            "本月补签次数（{} 次）已用完",
+            "{} 月的补签次数（{} 次）已用完",
+            day.month(),
             config.makeup_per_month
         ));
     }
@@ -169,16 +236,20 @@ pub fn on_makeup(
         return denied(format!("积分不足，补签需要 {} 积分", config.makeup_cost));
     }
     let mut days = person.checkin_days.clone();
-    days.push(yesterday);
-    let streak_day = if days.contains(&today) {
-        today
-    } else {
-        yesterday
-    };
+    days.push(day);
+    // The streak running now: through today if checked in today, else through
+    // yesterday (0 when yesterday is still missing: the run is broken).
+    let streak_day = today.pred_opt().map_or(today, |yesterday| {
+        if days.contains(&today) {
+            today
+        } else {
+            yesterday
+        }
+    });
     let streak = streak_ending(&days, streak_day);
     let mut actions = vec![Action::RecordCheckin {
         user_id: person.user_id.clone(),
-        day: yesterday,
+        day,
         at: now,
         makeup: true,
         chat_id: message.chat_id.clone(),
@@ -188,20 +259,20 @@ pub fn on_makeup(
             user_id: person.user_id.clone(),
             delta: -config.makeup_cost,
             reason: "makeup".into(),
-            reference: format!("makeup:{}:{yesterday}", person.user_id),
+            reference: format!("makeup:{}:{day}", person.user_id),
             chat_id: message.chat_id.clone(),
             day: today,
         });
     }
     let text = rules.render(
         "makeup_ok",
-        &json!({
-            "name": name,
-            "day": yesterday.to_string(),
-            "cost": config.makeup_cost,
-            "streak": streak,
-            "remaining": config.makeup_per_month - used - 1,
-        }),
+        &MakeupOkVars {
+            name: name.clone(),
+            day: day.to_string(),
+            cost: config.makeup_cost,
+            streak,
+            remaining: config.makeup_per_month - used - 1,
+        },
     );
     actions.push(Action::Send(reply(snapshot, event, message, text)));
     actions
@@ -450,6 +521,7 @@ mod tests {
             &snapshot_with(person, 0),
             &event,
             &msg,
+            MakeupTarget::LatestMissed,
             utc(2026, 3, 4, 2, 0),
         );
         assert_eq!(points(&actions), -20);
@@ -468,6 +540,7 @@ mod tests {
             &snapshot_with(poor, 0),
             &event,
             &msg,
+            MakeupTarget::DaysAgo(1),
             utc(2026, 3, 4, 2, 0),
         );
         assert_eq!(points(&actions), 0);
@@ -475,15 +548,61 @@ mod tests {
 
         let mut used_up = PersonSnapshot::new("zhangsan");
         used_up.balance = 100;
-        used_up.makeups_this_month = 2;
+        used_up.makeup_days = vec![date(2026, 3, 1), date(2026, 3, 2)];
+        let actions = on_makeup(
+            &rules,
+            &snapshot_with(used_up.clone(), 0),
+            &event,
+            &msg,
+            MakeupTarget::DaysAgo(1),
+            utc(2026, 3, 4, 2, 0),
+        );
+        assert_eq!(points(&actions), 0);
+        assert!(reply_text(&actions).contains("补签次数"));
+        // February's allowance is separate from March's.
         let actions = on_makeup(
             &rules,
             &snapshot_with(used_up, 0),
             &event,
             &msg,
+            MakeupTarget::Day(date(2026, 2, 27)),
             utc(2026, 3, 4, 2, 0),
         );
-        assert_eq!(points(&actions), 0);
-        assert!(reply_text(&actions).contains("补签次数"));
+        assert_eq!(points(&actions), -20);
+    }
+
+    #[test]
+    fn makeup_stays_inside_the_window_and_skips_checked_days() {
+        let rules = RuleSet::builtin(); // window 7 days
+        let (event, msg) = message("补签");
+        let mut person = PersonSnapshot::new("zhangsan");
+        person.balance = 100;
+        person.checkin_days = vec![date(2026, 3, 3)];
+        let now = utc(2026, 3, 4, 2, 0);
+        let run = |target| {
+            on_makeup(
+                &rules,
+                &snapshot_with(person.clone(), 0),
+                &event,
+                &msg,
+                target,
+                now,
+            )
+        };
+        assert!(reply_text(&run(MakeupTarget::DaysAgo(8))).contains("最近 7 天"));
+        assert!(reply_text(&run(MakeupTarget::DaysAgo(0))).contains("直接发送签到"));
+        assert!(reply_text(&run(MakeupTarget::DaysAgo(1))).contains("已经签过到"));
+        // The latest missed day is the day before yesterday.
+        let actions = run(MakeupTarget::LatestMissed);
+        assert!(actions.iter().any(|a| matches!(a, Action::RecordCheckin { day, makeup: true, .. } if *day == date(2026, 3, 2))));
+        assert_eq!(
+            MakeupTarget::parse(" 3天前"),
+            Some(MakeupTarget::DaysAgo(3))
+        );
+        assert_eq!(
+            MakeupTarget::parse("2026-03-01"),
+            Some(MakeupTarget::Day(date(2026, 3, 1)))
+        );
+        assert_eq!(MakeupTarget::parse("昨天吧"), None);
     }
 }

@@ -1,7 +1,8 @@
 //! Member commands: 签到 打卡 补签 积分 排行 等级 兑换 帮助.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
+
+use super::templates::HelpVars;
 
 use super::event::{Event, MessagePosted, ReplyVia};
 use super::{
@@ -13,7 +14,7 @@ use super::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     CheckIn,
-    MakeUp,
+    MakeUp(checkin::MakeupTarget),
     Points,
     Rank(RankScope),
     Level,
@@ -88,8 +89,10 @@ pub fn parse(rules: &RuleSet, text: &str) -> Option<Command> {
     if checkin::is_checkin(rules, text) {
         return Some(Command::CheckIn);
     }
-    if text == rules.doc.checkin.makeup_keyword.trim() {
-        return Some(Command::MakeUp);
+    if let Some(rest) = text.strip_prefix(rules.doc.checkin.makeup_keyword.trim()) {
+        if let Some(target) = checkin::MakeupTarget::parse(rest) {
+            return Some(Command::MakeUp(target));
+        }
     }
     match text {
         "积分" | "我的积分" => return Some(Command::Points),
@@ -114,7 +117,9 @@ pub fn on_message(
     match parse(rules, &message.text) {
         None => Vec::new(),
         Some(Command::CheckIn) => checkin::on_checkin(rules, snapshot, event, message, now),
-        Some(Command::MakeUp) => checkin::on_makeup(rules, snapshot, event, message, now),
+        Some(Command::MakeUp(target)) => {
+            checkin::on_makeup(rules, snapshot, event, message, target, now)
+        }
         Some(Command::Points) => points::on_points(rules, snapshot, event, message),
         Some(Command::Level) => points::on_level(rules, snapshot, event, message),
         Some(Command::Rank(scope)) => points::on_rank(rules, snapshot, event, message, scope),
@@ -122,11 +127,21 @@ pub fn on_message(
             points::on_redeem(rules, snapshot, event, message, &item, now)
         }
         Some(Command::Help) => {
-            let items: Vec<&str> = rules.doc.catalog.iter().map(|i| i.item.as_str()).collect();
-            let text = rules.render("help", &json!({"items": items.join("、")}));
-            vec![Action::Send(reply(snapshot, event, message, text))]
+            vec![Action::Send(reply(snapshot, event, message, help_text(rules)))]
         }
     }
+}
+
+/// What the bot understands, with the catalog's items: the answer to 帮助 and
+/// the smart bot's greeting when a member opens a chat with it.
+pub fn help_text(rules: &RuleSet) -> String {
+    let items: Vec<&str> = rules.doc.catalog.iter().map(|i| i.item.as_str()).collect();
+    rules.render(
+        "help",
+        &HelpVars {
+            items: items.join("、"),
+        },
+    )
 }
 
 /// The answer to a message, through the way the message came in. The key is
@@ -168,7 +183,14 @@ mod tests {
         let rules = RuleSet::builtin();
         assert_eq!(parse(&rules, " 签到 "), Some(Command::CheckIn));
         assert_eq!(parse(&rules, "打卡"), Some(Command::CheckIn));
-        assert_eq!(parse(&rules, "补签"), Some(Command::MakeUp));
+        assert_eq!(
+            parse(&rules, "补签"),
+            Some(Command::MakeUp(checkin::MakeupTarget::LatestMissed))
+        );
+        assert_eq!(
+            parse(&rules, "补签 3"),
+            Some(Command::MakeUp(checkin::MakeupTarget::DaysAgo(3)))
+        );
         assert_eq!(parse(&rules, "积分"), Some(Command::Points));
         assert_eq!(parse(&rules, "排行"), Some(Command::Rank(RankScope::WEEK)));
         let month = RankScope {

@@ -922,9 +922,6 @@ pub fn on_report(
     now: DateTime<Utc>,
 ) -> Vec<Action> {
     let config = &rules.moderation;
-    if !config.enabled {
-        return Vec::new();
-    }
     let reply = |text: String| {
         report.response_url.as_ref().map(|url| {
             Action::Send(Outbound {
@@ -938,6 +935,24 @@ pub fn on_report(
             })
         })
     };
+    if !config.enabled {
+        // Nobody reviews reports here: say so, and who to turn to, rather than
+        // leave the reporter wondering.
+        let contact = snapshot
+            .chat
+            .as_ref()
+            .and_then(|chat| chat.owner.clone())
+            .map(|owner| format!("群主（{owner}）"))
+            .unwrap_or_else(|| "群主或管理员".to_string());
+        let text = rules.render(
+            "report_unhandled",
+            &super::templates::ReportUnhandledVars {
+                name: snapshot.person(&report.reporter).display_name(),
+                contact,
+            },
+        );
+        return reply(text).into_iter().collect();
+    }
     let history = &snapshot.moderation;
     if history.reporter_reports_last_hour >= config.reports_per_hour {
         return reply("举报过于频繁，请稍后再试。".to_string())

@@ -2,11 +2,11 @@
 //! The ledger itself is append-only in the store; balances are derived from it.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use super::commands::reply;
 use super::event::{Event, MessagePosted};
 use super::ruleset::Level;
+use super::templates::{LevelVars, PointsVars, RankVars, RedeemFailedVars, RedeemOkVars};
 use super::{Action, PersonSnapshot, RuleSet, Snapshot};
 
 /// How much of `amount` may still be awarded today for `reason` under its daily cap.
@@ -31,7 +31,7 @@ pub fn level_for(levels: &[Level], lifetime: i64) -> (Option<&Level>, Option<&Le
     (reached, next)
 }
 
-fn level_name(rules: &RuleSet, lifetime: i64) -> String {
+pub fn level_name(rules: &RuleSet, lifetime: i64) -> String {
     level_for(&rules.doc.points.levels, lifetime)
         .0
         .map(|level| level.name.clone())
@@ -47,12 +47,12 @@ pub fn on_points(
     let person = snapshot.person(&message.sender);
     let text = rules.render(
         "points",
-        &json!({
-            "name": person.display_name(),
-            "balance": person.balance,
-            "lifetime": person.lifetime_points,
-            "level": level_name(rules, person.lifetime_points),
-        }),
+        &PointsVars {
+            name: person.display_name(),
+            balance: person.balance,
+            lifetime: person.lifetime_points,
+            level: level_name(rules, person.lifetime_points),
+        },
     );
     vec![Action::Send(reply(snapshot, event, message, text))]
 }
@@ -67,13 +67,15 @@ pub fn on_level(
     let (reached, next) = level_for(&rules.doc.points.levels, person.lifetime_points);
     let text = rules.render(
         "level",
-        &json!({
-            "name": person.display_name(),
-            "level": reached.map(|l| l.name.clone()).unwrap_or_default(),
-            "lifetime": person.lifetime_points,
-            "next_level": next.map(|l| l.name.clone()).unwrap_or_default(),
-            "next_needed": next.map(|l| l.min_points - person.lifetime_points).unwrap_or(0),
-        }),
+        &LevelVars {
+            name: person.display_name(),
+            level: reached.map(|l| l.name.clone()).unwrap_or_default(),
+            lifetime: person.lifetime_points,
+            next_level: next.map(|l| l.name.clone()).unwrap_or_default(),
+            next_needed: next
+                .map(|l| l.min_points - person.lifetime_points)
+                .unwrap_or(0),
+        },
     );
     vec![Action::Send(reply(snapshot, event, message, text))]
 }
@@ -87,7 +89,10 @@ pub fn on_rank(
 ) -> Vec<Action> {
     let text = rules.render(
         "rank",
-        &json!({"entries": snapshot.leaderboard, "title": scope.title()}),
+        &RankVars {
+            entries: snapshot.leaderboard.clone(),
+            title: scope.title().to_string(),
+        },
     );
     vec![Action::Send(reply(snapshot, event, message, text))]
 }
@@ -107,7 +112,11 @@ pub fn on_redeem(
     let failed = |reason: &str| {
         rules.render(
             "redeem_failed",
-            &json!({"name": name, "item": item_name, "reason": reason}),
+            &RedeemFailedVars {
+                name: name.clone(),
+                item: item_name.to_string(),
+                reason: reason.to_string(),
+            },
         )
     };
     let refuse = |reason: &str| {
@@ -153,12 +162,12 @@ pub fn on_redeem(
     let day = rules.community_day(now);
     let success = rules.render(
         "redeem_ok",
-        &json!({
-            "name": name,
-            "item": item.item,
-            "cost": item.cost,
-            "balance": person.balance - item.cost,
-        }),
+        &RedeemOkVars {
+            name: name.clone(),
+            item: item.item.clone(),
+            cost: item.cost,
+            balance: person.balance - item.cost,
+        },
     );
     let mut sold_out = reply(snapshot, event, message, failed("已经兑完了"));
     let success = reply(snapshot, event, message, success);

@@ -10,6 +10,8 @@ use minijinja::{Environment, UndefinedBehavior};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::templates::{self, TemplateKind, TemplateVars};
+
 /// Message templates shipped in `templates/messages/`, embedded so a fresh clone
 /// works with no files around. A rule set's `[templates]` table overrides or adds.
 pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
@@ -63,7 +65,15 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         "redeem_failed",
         include_str!("../../templates/messages/redeem_failed.txt"),
     ),
+    (
+        "redeem_cancelled",
+        include_str!("../../templates/messages/redeem_cancelled.txt"),
+    ),
     ("help", include_str!("../../templates/messages/help.txt")),
+    (
+        "report_unhandled",
+        include_str!("../../templates/messages/report_unhandled.txt"),
+    ),
     (
         "faq_shipping",
         include_str!("../../templates/messages/faq_shipping.txt"),
@@ -148,6 +158,8 @@ pub struct CheckinDoc {
     pub makeup_keyword: String,
     pub makeup_cost: i64,
     pub makeup_per_month: u32,
+    /// How many community days back 补签 may fill (1: yesterday only).
+    pub makeup_window_days: u32,
 }
 
 impl Default for CheckinDoc {
@@ -172,6 +184,7 @@ impl Default for CheckinDoc {
             makeup_keyword: "补签".into(),
             makeup_cost: 20,
             makeup_per_month: 2,
+            makeup_window_days: 7,
         }
     }
 }
@@ -377,6 +390,8 @@ pub struct RuleSet {
     pub moderation: std::sync::Arc<super::moderate::ModerationConfig>,
     autoreply_regexes: Vec<Option<Regex>>,
     templates: Environment<'static>,
+    /// The kinds each used template is rendered as (its contracts).
+    kinds_by_template: BTreeMap<String, Vec<TemplateKind>>,
 }
 
 impl fmt::Debug for RuleSet {
@@ -493,6 +508,12 @@ impl RuleSet {
         }
         if checkin.makeup_cost < 0 {
             push("checkin.makeup_cost".into(), "must not be negative");
+        }
+        if !(1..=31).contains(&checkin.makeup_window_days) {
+            push(
+                "checkin.makeup_window_days".into(),
+                "must be between 1 and 31",
+            );
         }
 
         if doc.points.new_member < 0 {
@@ -639,66 +660,24 @@ impl RuleSet {
                 );
             }
         }
-        let mut referenced: Vec<(String, &str)> = vec![
-            ("welcome.template".into(), welcome.template.as_str()),
-            (
-                "welcome.returning_template".into(),
-                welcome.returning_template.as_str(),
-            ),
-            (
-                "welcome.customer_template".into(),
-                welcome.customer_template.as_str(),
-            ),
-            (
-                "welcome.raid_template".into(),
-                welcome.raid_template.as_str(),
-            ),
-            (
-                "welcome.owner_digest_template".into(),
-                welcome.owner_digest_template.as_str(),
-            ),
-            (
-                "welcome.owner_welcome_template".into(),
-                welcome.owner_welcome_template.as_str(),
-            ),
-            (
-                "onboarding.template".into(),
-                doc.onboarding.template.as_str(),
-            ),
-            (
-                "lifecycle.nudge_template".into(),
-                doc.lifecycle.nudge_template.as_str(),
-            ),
-        ];
-        for (tag, template) in &welcome.by_tag {
-            referenced.push((format!("welcome.by_tag.{tag}"), template.as_str()));
-        }
-        for (scene, template) in &welcome.by_scene {
-            referenced.push((format!("welcome.by_scene.{scene}"), template.as_str()));
-        }
-        for (i, rule) in doc.autoreply.iter().enumerate() {
-            referenced.push((format!("autoreply[{i}].template"), rule.template.as_str()));
-        }
-        for (path, name) in referenced {
-            if env.get_template(name).is_err() {
-                push(path, &format!("missing template \"{name}\""));
+        // Every template a kind uses, checked against that kind's contract.
+        let uses = template_uses(&doc);
+        let mut kinds_by_template: BTreeMap<String, Vec<TemplateKind>> = BTreeMap::new();
+        for (path, name, kind) in &uses {
+            let path = match path {
+                Some(path) => path.clone(),
+                None if doc.templates.contains_key(name) => format!("templates.{name}"),
+                None => format!("builtin template {name}"),
+            };
+            if let Err(reason) = templates::check(&env, name, *kind) {
+                push(path, &reason);
+            }
+            let kinds = kinds_by_template.entry(name.clone()).or_default();
+            if !kinds.contains(kind) {
+                kinds.push(*kind);
             }
         }
-        // Render every template once with sample values so a typo'd variable is caught now.
-        let sample = sample_context();
-        for (name, template) in env.templates() {
-            if let Err(err) = template.render(&sample) {
-                let path = if doc.templates.contains_key(name) {
-                    format!("templates.{name}")
-                } else {
-                    format!("builtin template {name}")
-                };
-                push(
-                    path,
-                    &format!("does not render: {}", first_line(&err.to_string())),
-                );
-            }
-        }
+        // A template no kind uses is only parsed (above): it is sent to nobody.
 
         // Paths like `schedules[1].cron`; the schedule module reports every problem.
         if let Err(schedule_errors) = crate::rules::schedule::validate_all(&doc.schedules, timezone)
@@ -725,6 +704,7 @@ impl RuleSet {
             moderation,
             autoreply_regexes,
             templates: env,
+            kinds_by_template,
         })
     }
 
@@ -733,21 +713,40 @@ impl RuleSet {
         toml::to_string_pretty(&self.doc).unwrap_or_default()
     }
 
-    /// Renders a template. Templates were rendered once at validation with the
-    /// full variable set, so a failure here means a caller passed fewer variables:
-    /// fall back to a neutral text rather than failing the event.
-    pub fn render(&self, name: &str, context: &serde_json::Value) -> String {
+    /// Renders a template with its kind's variables. Validation rendered every
+    /// used template with exactly these variables, so a failure here is a
+    /// template used as a kind it was not checked for: fall back to a neutral
+    /// text rather than failing the event.
+    pub fn render<V: TemplateVars>(&self, name: &str, vars: &V) -> String {
         match self
             .templates
             .get_template(name)
-            .and_then(|template| template.render(context))
+            .and_then(|template| template.render(vars))
         {
             Ok(text) => text.trim().to_string(),
             Err(err) => {
-                tracing::warn!(template = name, error = %err, "template did not render");
+                tracing::warn!(template = name, kind = V::KIND.label(), error = %err, "template did not render");
                 "（消息模板出错，请联系管理员）".to_string()
             }
         }
+    }
+
+    /// The kinds a template is used as (empty: used by nothing).
+    pub fn template_kinds(&self, name: &str) -> &[TemplateKind] {
+        self.kinds_by_template
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// A template rendered with its first kind's sample values (previews).
+    pub fn render_sample(&self, name: &str) -> Option<String> {
+        let kind = self.template_kinds(name).first()?;
+        let template = self.templates.get_template(name).ok()?;
+        template
+            .render(kind.sample_context())
+            .ok()
+            .map(|text| text.trim().to_string())
     }
 
     pub fn has_template(&self, name: &str) -> bool {
@@ -759,37 +758,80 @@ impl RuleSet {
     }
 }
 
-/// Every variable any template may use, with plausible values (validation and preview).
-pub fn sample_context() -> serde_json::Value {
-    serde_json::json!({
-        "name": "小王",
-        "names": "小王、小李",
-        "count": 2,
-        "group_name": "好物分享群",
-        "member_count": 128,
-        "ordinal": 128,
-        "inviter": "小张",
-        "points": 10,
-        "streak": 3,
-        "rank": 12,
-        "balance": 86,
-        "lifetime": 120,
-        "badge": "三日之约",
-        "level": "活跃成员",
-        "next_level": "铁杆粉丝",
-        "next_needed": 80,
-        "day": "2026-01-01",
-        "cost": 20,
-        "remaining": 1,
-        "reason": "本月补签次数已用完",
-        "item": "保温杯",
-        "items": "保温杯、帆布袋",
-        "entries": [{"name": "小王", "points": 120}, {"name": "小李", "points": 95}],
-        "title": "本周积分排行",
-        "staff": "运营小美",
-        "silent_days": 14,
-        "suggestion": "欢迎小王、小李加入好物分享群🎉",
-    })
+/// Where each template is used and as which kind: `(path, template, kind)`;
+/// the path is the rule-set field naming it (None for fixed-name templates).
+fn template_uses(doc: &RuleSetDoc) -> Vec<(Option<String>, String, TemplateKind)> {
+    let welcome = &doc.welcome;
+    let mut uses: Vec<(Option<String>, String, TemplateKind)> = vec![
+        (
+            "welcome.template".into(),
+            &welcome.template,
+            TemplateKind::Welcome,
+        ),
+        (
+            "welcome.returning_template".into(),
+            &welcome.returning_template,
+            TemplateKind::Welcome,
+        ),
+        (
+            "welcome.customer_template".into(),
+            &welcome.customer_template,
+            TemplateKind::CustomerWelcome,
+        ),
+        (
+            "welcome.raid_template".into(),
+            &welcome.raid_template,
+            TemplateKind::RaidDigest,
+        ),
+        (
+            "welcome.owner_digest_template".into(),
+            &welcome.owner_digest_template,
+            TemplateKind::OwnerDigest,
+        ),
+        (
+            "welcome.owner_welcome_template".into(),
+            &welcome.owner_welcome_template,
+            TemplateKind::OwnerWelcome,
+        ),
+        (
+            "onboarding.template".into(),
+            &doc.onboarding.template,
+            TemplateKind::Onboarding,
+        ),
+        (
+            "lifecycle.nudge_template".into(),
+            &doc.lifecycle.nudge_template,
+            TemplateKind::Nudge,
+        ),
+    ]
+    .into_iter()
+    .map(|(path, name, kind): (String, &String, TemplateKind)| (Some(path), name.clone(), kind))
+    .collect();
+    for (tag, template) in &welcome.by_tag {
+        uses.push((
+            Some(format!("welcome.by_tag.{tag}")),
+            template.clone(),
+            TemplateKind::Welcome,
+        ));
+    }
+    for (scene, template) in &welcome.by_scene {
+        uses.push((
+            Some(format!("welcome.by_scene.{scene}")),
+            template.clone(),
+            TemplateKind::Welcome,
+        ));
+    }
+    for (i, rule) in doc.autoreply.iter().enumerate() {
+        uses.push((
+            Some(format!("autoreply[{i}].template")),
+            rule.template.clone(),
+            TemplateKind::Faq,
+        ));
+    }
+    for (name, kind) in templates::FIXED {
+        uses.push((None, name.to_string(), *kind));
+    }
+    uses
 }
 
 fn first_line(text: &str) -> String {
@@ -869,9 +911,49 @@ mod tests {
         let errors = paths("[templates]\nwelcome = \"hi {{ nmae }}\"\n");
         assert_eq!(errors.len(), 1);
         assert!(
-            errors[0].starts_with("templates.welcome: does not render"),
+            errors[0].starts_with(
+                "welcome.template: template \"welcome\" (welcome template) uses {{ nmae }}"
+            ),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn every_kind_refuses_a_variable_outside_its_contract() {
+        // A welcome has no balance; a check-in reply has no inviter.
+        let errors = paths("[templates]\nwelcome = \"你有 {{ balance }} 积分\"\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("{{ balance }}"), "{errors:?}");
+        assert!(
+            errors[0].contains(
+                "available: names, name, count, group_name, member_count, ordinal, points, inviter"
+            ),
+            "{errors:?}"
+        );
+        let errors = paths("[templates]\ncheckin_ok = \"{{ inviter }}\"\n");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("templates.checkin_ok: template \"checkin_ok\" (check-in ok template) uses {{ inviter }}"), "{errors:?}");
+        // A template used as two kinds must fit both.
+        let errors =
+            paths("[[autoreply]]\nname = \"x\"\nkeywords = [\"x\"]\ntemplate = \"rank\"\n");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e
+                    .starts_with("autoreply[0].template: template \"rank\" (FAQ reply template)")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn every_builtin_template_renders_with_its_samples() {
+        let rules = RuleSet::builtin();
+        for (name, _) in BUILTIN_TEMPLATES {
+            if let Some(text) = rules.render_sample(name) {
+                assert!(!text.contains("出错"), "{name}: {text}");
+            }
+        }
+        assert!(rules.render_sample("welcome").unwrap().contains("小张"));
     }
 
     #[test]

@@ -4,11 +4,14 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::actions::Action;
 use super::event::{CustomerAdded, Event, JoinScene, MembersJoined, MembersLeft};
 use super::route::route_to_members;
+use super::templates::{
+    CustomerWelcomeVars, OnboardingVars, OwnerDigestVars, OwnerWelcomeVars, RaidDigestVars,
+    WelcomeVars,
+};
 use super::{
     ChatAddress, ChatRoute, ChatSnapshot, Content, MessageKind, OutRoute, Outbound, RuleSet,
     Snapshot,
@@ -22,6 +25,9 @@ pub struct QueuedJoin {
     pub joined_at: DateTime<Utc>,
     pub returning: bool,
     pub join_scene: JoinScene,
+    /// Who invited them (display name), when WeCom's member record says so.
+    #[serde(default)]
+    pub inviter: Option<String>,
 }
 
 /// Records each join, awards first-time points once, queues the merged welcome.
@@ -132,7 +138,10 @@ pub fn on_customer_added(rules: &RuleSet, event: &Event, added: &CustomerAdded) 
     };
     let text = rules.render(
         &rules.doc.welcome.customer_template,
-        &json!({"staff": added.staff_user_id, "name": added.external_user_id}),
+        &CustomerWelcomeVars {
+            staff: added.staff_user_id.clone(),
+            name: added.external_user_id.clone(),
+        },
     );
     vec![Action::Send(Outbound::new(
         format!("welcome_code:{}", event.id),
@@ -195,12 +204,12 @@ pub fn compose_onboarding(
     let names = mention_names(newcomers.iter().map(display), newcomers.len(), cap);
     let text = rules.render(
         &rules.doc.onboarding.template,
-        &json!({
-            "name": names,
-            "names": names,
-            "count": newcomers.len(),
-            "group_name": chat.map(|c| c.name.clone()).unwrap_or_default(),
-        }),
+        &OnboardingVars {
+            name: names.clone(),
+            names,
+            count: newcomers.len(),
+            group_name: chat.map(|c| c.name.clone()).unwrap_or_default(),
+        },
     );
     let mentions = newcomers
         .iter()
@@ -263,7 +272,11 @@ pub fn compose_batch(
     if batch.len() >= config.raid_joins {
         let text = rules.render(
             &config.raid_template,
-            &json!({"group_name": group_name, "count": batch.len(), "names": names}),
+            &RaidDigestVars {
+                group_name,
+                count: batch.len(),
+                names,
+            },
         );
         let admins: Vec<String> = chat
             .map(|c| c.owner.iter().chain(c.admins.iter()).cloned().collect())
@@ -289,16 +302,16 @@ pub fn compose_batch(
     let ordinal = member_count.saturating_sub(batch.len() as u32) + 1;
     let text = rules.render(
         &template,
-        &json!({
-            "names": names,
-            "name": names,
-            "count": batch.len(),
-            "group_name": group_name,
-            "member_count": member_count,
-            "ordinal": ordinal,
-            "points": rules.doc.points.new_member,
-            "inviter": "",
-        }),
+        &WelcomeVars {
+            name: names.clone(),
+            names,
+            count: batch.len(),
+            group_name,
+            member_count,
+            ordinal,
+            points: rules.doc.points.new_member,
+            inviter: inviter_names(batch),
+        },
     );
     let mentions: Vec<String> = batch
         .iter()
@@ -367,16 +380,25 @@ pub fn compose_window(
     let config = &rules.doc.welcome;
     let names = name_list(batch, config.max_mentions);
     let group_name = chat.map(|c| c.name.clone()).unwrap_or_default();
-    let context = |suggestion: &str| {
-        json!({
-            "names": names,
-            "count": batch.len(),
-            "group_name": group_name,
-            "suggestion": suggestion,
-        })
-    };
-    let suggestion = rules.render(&config.owner_welcome_template, &context(""));
-    let text = rules.render(&config.owner_digest_template, &context(&suggestion));
+    let suggestion = rules.render(
+        &config.owner_welcome_template,
+        &OwnerWelcomeVars {
+            names: names.clone(),
+            count: batch.len(),
+            group_name: group_name.clone(),
+            inviter: inviter_names(batch),
+        },
+    );
+    let text = rules.render(
+        &config.owner_digest_template,
+        &OwnerDigestVars {
+            names,
+            count: batch.len(),
+            group_name,
+            inviter: inviter_names(batch),
+            suggestion: suggestion.clone(),
+        },
+    );
     let key = messages
         .iter()
         .find(|m| m.idempotency_key.starts_with("welcome:"))
@@ -402,6 +424,18 @@ pub fn compose_window(
             suggestion,
         }),
     }
+}
+
+/// The distinct inviters of a batch, in join order ("小张、小李"); empty when
+/// WeCom named none.
+fn inviter_names(batch: &[QueuedJoin]) -> String {
+    let mut inviters: Vec<&str> = Vec::new();
+    for inviter in batch.iter().filter_map(|j| j.inviter.as_deref()) {
+        if !inviter.is_empty() && !inviters.contains(&inviter) {
+            inviters.push(inviter);
+        }
+    }
+    inviters.join("、")
 }
 
 fn choose_template(rules: &RuleSet, chat: Option<&ChatSnapshot>, scene: JoinScene) -> String {
@@ -471,6 +505,7 @@ mod tests {
                 joined_at: at(i as i64),
                 returning: false,
                 join_scene: JoinScene::QrCode,
+                inviter: None,
             })
             .collect()
     }

@@ -280,6 +280,7 @@ pub async fn take_queued_welcomes(
                 "qrcode" => JoinScene::QrCode,
                 _ => JoinScene::Unknown,
             },
+            inviter: None,
         })
         .collect();
     joins.sort_by(|a, b| (a.joined_at, &a.user_id).cmp(&(b.joined_at, &b.user_id)));

@@ -51,20 +51,20 @@ pub async fn count_on_day(conn: &mut SqliteConnection, day: NaiveDate) -> sqlx::
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-/// Make-up check-ins a person used for days in the given month (`YYYY-MM`).
-pub async fn makeups_in_month(
+/// The days on or after `since` a person filled by make-up check-in, ascending.
+pub async fn makeup_days_since(
     conn: &mut SqliteConnection,
     user_id: &str,
-    month: &str,
-) -> sqlx::Result<u32> {
-    let count: i64 = sqlx::query_scalar(
-        "select count(*) from checkins where user_id = ? and makeup = 1 and substr(day, 1, 7) = ?",
+    since: NaiveDate,
+) -> sqlx::Result<Vec<NaiveDate>> {
+    let days: Vec<String> = sqlx::query_scalar(
+        "select day from checkins where user_id = ? and makeup = 1 and day >= ? order by day",
     )
     .bind(user_id)
-    .bind(month)
-    .fetch_one(&mut *conn)
+    .bind(since.to_string())
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    Ok(days.iter().filter_map(|d| d.parse().ok()).collect())
 }
 
 pub async fn count_all(conn: &mut SqliteConnection) -> sqlx::Result<i64> {

@@ -76,6 +76,25 @@ pub async fn person_name(
     Ok(name.flatten())
 }
 
+/// Who invited `user_id` into `chat_id`, by display name (their user id when
+/// no name is known), when WeCom's member record named an inviter.
+pub async fn inviter_name(
+    conn: &mut SqliteConnection,
+    chat_id: &str,
+    user_id: &str,
+) -> sqlx::Result<Option<String>> {
+    let inviter: Option<String> = sqlx::query_scalar(
+        "select coalesce(p.name, m.inviter) from chat_members m
+         left join people p on p.user_id = m.inviter
+         where m.chat_id = ? and m.user_id = ? and m.inviter is not null and m.inviter <> ''",
+    )
+    .bind(chat_id)
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(inviter)
+}
+
 /// Whether the person was ever a member of any chat (a returning member).
 pub async fn was_member_before(conn: &mut SqliteConnection, user_id: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("select exists (select 1 from chat_members where user_id = ?)")
@@ -152,6 +171,19 @@ pub async fn replace_chat_members(
     for member in members {
         ensure_person(conn, &member.user_id, member.name.as_deref(), now).await?;
         if current.contains(&member.user_id) {
+            // A join callback recorded them without WeCom's `invitor`; the
+            // member record is the only place it appears (welcomes, invite rewards).
+            if let Some(inviter) = member.inviter.as_deref().filter(|i| !i.is_empty()) {
+                sqlx::query(
+                    "update chat_members set inviter = ?
+                     where chat_id = ? and user_id = ? and (inviter is null or inviter = '')",
+                )
+                .bind(inviter)
+                .bind(chat_id)
+                .bind(&member.user_id)
+                .execute(&mut *conn)
+                .await?;
+            }
             continue;
         }
         sqlx::query(

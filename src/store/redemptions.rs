@@ -5,20 +5,97 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 
-/// Adds catalog items not yet stocked (an item's stock is only set the first
-/// time it appears; later rule-set versions don't refill it).
-pub async fn stock_new_items(
+/// A change of catalog stock, as recorded in `stock_events`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StockEvent {
+    pub id: i64,
+    pub item: String,
+    pub delta: i64,
+    pub reason: String,
+    pub detail: String,
+    pub created_at: i64,
+}
+
+/// Brings stock in line with a rule set's catalog: a new item is stocked with
+/// its figure; an item whose configured stock changed gets the difference
+/// added to what is left (never below 0), so units sold stay sold. Each change
+/// is a stock event. Idempotent: a second call with the same figures changes
+/// nothing (every process loading the version may call it).
+pub async fn sync_catalog(
     conn: &mut SqliteConnection,
     items: &[(String, i64)],
+    detail: &str,
+    at: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     for (item, stock) in items {
-        sqlx::query("insert into catalog_stock (item, remaining) values (?, ?) on conflict (item) do nothing")
-            .bind(item)
-            .bind(stock)
-            .execute(&mut *conn)
-            .await?;
+        let current: Option<(i64, Option<i64>)> =
+            sqlx::query_as("select remaining, configured from catalog_stock where item = ?")
+                .bind(item)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let (delta, reason) = match current {
+            None => {
+                sqlx::query(
+                    "insert into catalog_stock (item, remaining, configured) values (?, ?, ?)",
+                )
+                .bind(item)
+                .bind(stock)
+                .bind(stock)
+                .execute(&mut *conn)
+                .await?;
+                (*stock, "initial")
+            }
+            Some((_, Some(configured))) if configured == *stock => continue,
+            Some((remaining, configured)) => {
+                let delta = stock - configured.unwrap_or(remaining);
+                sqlx::query(
+                    "update catalog_stock set remaining = max(0, remaining + ?), configured = ? where item = ?",
+                )
+                .bind(delta)
+                .bind(stock)
+                .bind(item)
+                .execute(&mut *conn)
+                .await?;
+                (delta, "restock")
+            }
+        };
+        record_event(conn, item, delta, reason, detail, at).await?;
     }
     Ok(())
+}
+
+async fn record_event(
+    conn: &mut SqliteConnection,
+    item: &str,
+    delta: i64,
+    reason: &str,
+    detail: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into stock_events (item, delta, reason, detail, created_at) values (?, ?, ?, ?, ?)",
+    )
+    .bind(item)
+    .bind(delta)
+    .bind(reason)
+    .bind(detail)
+    .bind(at.timestamp())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// An item's stock changes, oldest first.
+pub async fn stock_events(
+    conn: &mut SqliteConnection,
+    item: &str,
+) -> sqlx::Result<Vec<StockEvent>> {
+    sqlx::query_as(
+        "select id, item, delta, reason, detail, created_at from stock_events where item = ? order by id",
+    )
+    .bind(item)
+    .fetch_all(&mut *conn)
+    .await
 }
 
 pub async fn stock(conn: &mut SqliteConnection) -> sqlx::Result<BTreeMap<String, i64>> {
@@ -107,6 +184,37 @@ pub async fn list(
     .bind(status)
     .fetch_all(&mut *conn)
     .await
+}
+
+pub async fn get(conn: &mut SqliteConnection, id: i64) -> sqlx::Result<Option<RedemptionRow>> {
+    sqlx::query_as(
+        "select id, user_id, item, cost, status, created_at from redemptions where id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+}
+
+/// Cancels a pending redemption and returns its unit to stock (a stock
+/// event); `false` when it is not pending. The refund is the caller's ledger entry.
+pub async fn cancel(
+    conn: &mut SqliteConnection,
+    id: i64,
+    item: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query(
+        "update redemptions set status = 'cancelled' where id = ? and status = 'pending'",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if result.rows_affected() != 1 {
+        return Ok(false);
+    }
+    put_back_one(conn, item).await?;
+    record_event(conn, item, 1, "cancel", &format!("redemption {id}"), at).await?;
+    Ok(true)
 }
 
 /// A manager handed the item over.

@@ -60,3 +60,58 @@ async fn a_checkin_is_answered_once_and_a_manager_corrects_the_points_in_the_con
     );
     app.stop().await;
 }
+
+/// One @-mention to the smart bot; returns what WeCom received in answer.
+async fn say(app: &crate::helpers::TestApp, msgid: &str, words: &str) -> Vec<String> {
+    let code = app.sim().issue_response_code("AIBOT-IT", "CHAT-IT", true);
+    let mention = serde_json::json!({
+        "msgid": msgid, "aibotid": "AIBOT-IT", "chatid": "CHAT-IT", "chattype": "group",
+        "from": {"userid": "wmA"}, "response_url": app.sim().response_url(&code),
+        "msgtype": "text", "text": {"content": format!("@运营助手 {words}")}
+    })
+    .to_string();
+    assert_eq!(app.post_event(Callback::Bot(mention)).await.status(), 200);
+    app.run_pipeline().await;
+    app.drain_outbox()
+        .await
+        .iter()
+        .map(|d| d.text().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn makeup_fills_a_day_three_days_back_and_the_streak_runs_across_it() {
+    use chrono::{Duration, TimeZone, Utc};
+    let app = spawn_app().await;
+    // 10:00 in Shanghai on 2026-03-01, 03, 04 and 05: 03-02 is missed.
+    let day = |d: u32| Utc.with_ymd_and_hms(2026, 3, d, 2, 0, 0).unwrap();
+    for (i, d) in [1, 3, 4, 5].into_iter().enumerate() {
+        app.set_clock(day(d));
+        let reply = say(&app, &format!("C{i}"), "签到").await;
+        assert!(reply[0].contains("签到成功"), "{reply:?}");
+    }
+    assert!(say(&app, "C9", "等级").await[0].contains("新人"));
+    let before = points::balance(&mut *app.conn().await, "wmA")
+        .await
+        .unwrap();
+
+    // Eight days back is outside the 7-day window.
+    let refused = say(&app, "M0", "补签 8").await;
+    assert!(refused[0].contains("最近 7 天"), "{refused:?}");
+    let reply = say(&app, "M1", "补签 3").await;
+    assert_eq!(
+        reply,
+        vec!["wmA 补签 2026-03-02 成功，消耗 20 积分，当前连续签到 5 天。本月还可补签 1 次。"]
+    );
+    assert_eq!(
+        points::balance(&mut *app.conn().await, "wmA")
+            .await
+            .unwrap(),
+        before - 20
+    );
+    // The filled day counts for the next check-in's streak too.
+    app.set_clock(day(5) + Duration::days(1));
+    let next = say(&app, "C6", "签到").await;
+    assert!(next[0].contains("已连续签到 6 天"), "{next:?}");
+    app.stop().await;
+}

@@ -857,7 +857,7 @@ async fn store_queries_for_admin_views_and_resync() {
     assert_eq!(points::total(&mut conn).await.unwrap(), 20);
 
     // Redemptions are fulfilled once.
-    redemptions::stock_new_items(&mut conn, &[("杯".into(), 1)])
+    redemptions::sync_catalog(&mut conn, &[("杯".into(), 1)], "test", h.clock.now_utc())
         .await
         .unwrap();
     let id = redemptions::create(&mut conn, "a", "杯", 5, "redeem:x", h.clock.now_utc())

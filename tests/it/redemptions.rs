@@ -1,0 +1,149 @@
+//! The points economy's loose ends, through the real server: a new rule-set
+//! version restocks an item (what was sold stays sold, the restock is a stock
+//! event), and a manager cancels a redemption over the API — points refunded
+//! through the ledger, the unit back in stock, the member told 1:1, audited.
+
+use chrono::Utc;
+use qunyun::ops::{self, Actor, Ops, Role};
+use qunyun::sim::Route;
+use qunyun::store::{points, redemptions};
+
+use crate::helpers::{spawn_app, Callback, TestApp, APP};
+
+fn cli() -> Actor {
+    Actor::new("cli:test", Role::Owner)
+}
+
+async fn apply_rules(app: &TestApp, stock: i64) {
+    let body = format!(
+        "[community]\napp = \"{APP}\"\n\n[[catalog]]\nitem = \"保温杯\"\ncost = 30\nstock = {stock}\n"
+    );
+    match ops::rules::apply(&app.ops(), &cli(), Utc::now(), &body)
+        .await
+        .unwrap()
+    {
+        ops::rules::Applied::Version(_) => {}
+        ops::rules::Applied::Invalid(problems) => panic!("rule set refused: {problems:?}"),
+    }
+}
+
+/// A member @-mentions the smart bot; returns the texts WeCom received.
+async fn say(app: &TestApp, msgid: &str, user: &str, words: &str) -> Vec<String> {
+    let code = app.sim().issue_response_code("AIBOT-IT", "CHAT-IT", true);
+    let mention = serde_json::json!({
+        "msgid": msgid, "aibotid": "AIBOT-IT", "chatid": "CHAT-IT", "chattype": "group",
+        "from": {"userid": user}, "response_url": app.sim().response_url(&code),
+        "msgtype": "text", "text": {"content": format!("@运营助手 {words}")}
+    })
+    .to_string();
+    assert_eq!(app.post_event(Callback::Bot(mention)).await.status(), 200);
+    app.run_pipeline().await;
+    app.drain_outbox()
+        .await
+        .iter()
+        .map(|d| d.text().unwrap_or_default().to_string())
+        .collect()
+}
+
+async fn stock(app: &TestApp) -> i64 {
+    redemptions::stock(&mut *app.conn().await).await.unwrap()["保温杯"]
+}
+
+#[tokio::test]
+async fn a_new_stock_figure_restocks_and_a_cancelled_redemption_is_refunded_and_returned() {
+    let app = spawn_app().await;
+    apply_rules(&app, 1).await;
+    for user in ["zhangsan", "lisi"] {
+        qunyun::store::members::ensure_person(&mut *app.conn().await, user, None, app.now())
+            .await
+            .unwrap();
+        ops::points::adjust(&app.ops(), &cli(), app.now(), user, 100, "活动奖励")
+            .await
+            .unwrap();
+    }
+    let ok = say(&app, "R1", "zhangsan", "兑换 保温杯").await;
+    assert!(ok[0].contains("兑换「保温杯」成功"), "{ok:?}");
+    let sold_out = say(&app, "R2", "lisi", "兑换 保温杯").await;
+    assert!(sold_out[0].contains("已经兑完了"), "{sold_out:?}");
+    assert_eq!(stock(&app).await, 0);
+
+    // The manager raises the stock to 3: one was sold, so two are left.
+    apply_rules(&app, 3).await;
+    let again = say(&app, "R3", "lisi", "兑换 保温杯").await;
+    assert!(again[0].contains("成功"), "{again:?}");
+    assert_eq!(stock(&app).await, 1);
+    let events = redemptions::stock_events(&mut *app.conn().await, "保温杯")
+        .await
+        .unwrap();
+    let changes: Vec<(i64, &str)> = events
+        .iter()
+        .map(|e| (e.delta, e.reason.as_str()))
+        .collect();
+    assert_eq!(changes, vec![(1, "initial"), (2, "restock")]);
+
+    // wmA's redemption is cancelled over the API.
+    let ops = Ops::over(app.pool.clone());
+    let pending = ops::queues::redemptions(&ops, Some("pending"))
+        .await
+        .unwrap();
+    let id = pending.iter().find(|r| r.user_id == "zhangsan").unwrap().id;
+    ops::accounts::create_user(
+        &ops,
+        &cli(),
+        Utc::now(),
+        "mei",
+        "a long enough password",
+        Role::Operator,
+    )
+    .await
+    .unwrap();
+    let token = ops::accounts::create_token(&ops, &cli(), Utc::now(), "mei", "crm")
+        .await
+        .unwrap();
+    let cancel = || {
+        app.http
+            .post(app.url(&format!("/admin/api/v1/redemptions/{id}/cancel")))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "reason": "缺货" }))
+            .send()
+    };
+    let reply = cancel().await.unwrap();
+    assert_eq!(reply.status(), 200, "{:?}", reply.text().await);
+    assert_eq!(cancel().await.unwrap().status(), 400, "cancelled once only");
+
+    assert_eq!(
+        points::balance(&mut *app.conn().await, "zhangsan")
+            .await
+            .unwrap(),
+        100
+    );
+    assert_eq!(stock(&app).await, 2);
+    let told = app.drain_outbox().await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        (told[0].route, told[0].target.as_str()),
+        (Route::AppMessage, "zhangsan")
+    );
+    assert!(
+        told[0]
+            .text()
+            .unwrap_or_default()
+            .contains("「保温杯」已被取消，30 积分已退回，当前积分 100"),
+        "{told:?}"
+    );
+    let audit = ops::audit::recent(&ops, None, 10).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "redemption.cancel" && e.detail.contains("缺货")),
+        "{audit:?}"
+    );
+    // The refund gives points back; it does not count as earned (level).
+    assert_eq!(
+        points::lifetime_earned(&mut *app.conn().await, "zhangsan")
+            .await
+            .unwrap(),
+        100
+    );
+    app.stop().await;
+}
