@@ -6,6 +6,7 @@ mod callback;
 mod chats;
 mod checkin;
 mod config;
+mod crash;
 mod demo;
 mod doctor;
 mod engine;
