@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use qunyun::wecom::crypto::MsgCrypt;
 
-use crate::helpers::{wait_until, ConfigFile, APP, APP_KEY, APP_TOKEN, CORP_ID};
+use crate::helpers::{wait_until, ConfigFile, APP_KEY, APP_TOKEN, CORP_ID};
+
+/// The app the built-in rule set answers through, so `serve` starts without a rule import.
+const APP: &str = "main";
 
 /// Clients flooding the service at once.
 const CLIENTS: usize = 8;
@@ -131,7 +134,11 @@ async fn stored(db: &Path) -> (HashSet<String>, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_callbacks_survive_sigkill_and_resending_stores_each_once() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ConfigFile::default().write(dir.path());
+    let config = ConfigFile {
+        app: APP.into(),
+        ..ConfigFile::default()
+    }
+    .write(dir.path());
     let db = dir.path().join("qunyun.db");
     let crypt = Arc::new(MsgCrypt::new(APP_TOKEN, APP_KEY, CORP_ID).unwrap());
 

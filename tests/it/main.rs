@@ -14,6 +14,7 @@ mod groupsync;
 mod helpers;
 mod ingest;
 mod leaderboard;
+mod limits;
 mod migrations;
 mod moderation;
 mod onboarding;
