@@ -190,7 +190,10 @@ async fn commit_batch(
     batch: &[Request],
 ) -> anyhow::Result<Vec<Inserted>> {
     let rows: Vec<&InboxRecord> = batch.iter().flat_map(|r| r.rows.iter()).collect();
-    let mut tx = conn.begin().await.context("beginning the inbox batch")?;
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .context("beginning the inbox batch")?;
     let mut stored: HashMap<String, i64> = HashMap::with_capacity(rows.len());
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         stored.extend(
