@@ -36,9 +36,12 @@ use crate::jobs::{self, Job, WorkerHealth};
 use crate::metrics::{self, MetricsAccess};
 use crate::pipeline::{Pipeline, PipelineHooks, PipelineSettings};
 use crate::store;
+use crate::store::inbox_writer::InboxWriter;
 use crate::wecom::api::{ApiClient, ApiConfig};
 use crate::wecom::callback::{self, CallbackState};
 use crate::wecom::crypto::MsgCrypt;
+
+mod server;
 
 /// Everything a request handler or worker may need.
 #[derive(Clone)]
@@ -50,6 +53,8 @@ pub struct AppState {
     pub rules: ActiveRules,
     /// The supervised workers' states, for `/readyz`.
     pub workers: WorkerHealth,
+    /// Group commit for callbacks and ingest batches (one writer task).
+    pub inbox: InboxWriter,
 }
 
 /// Test seams handed to the workers; production passes the default (none).
@@ -66,6 +71,8 @@ impl App {
     /// Opens the database (running migrations) and prepares the state.
     pub async fn new(config: Config, clock: SharedClock) -> anyhow::Result<App> {
         let pool = store::open(&config.database.path).await?;
+        // The writer task ends when the last handle (in the router) is dropped.
+        let (inbox, _writer) = InboxWriter::spawn(&pool).await?;
         Ok(App {
             state: AppState {
                 config: Arc::new(config),
@@ -73,17 +80,28 @@ impl App {
                 clock,
                 rules: ActiveRules::new(),
                 workers: WorkerHealth::new(),
+                inbox,
             },
         })
     }
 
+    /// Every route on one router (callbacks, ingest, health and the console).
     pub fn router(&self) -> anyhow::Result<Router> {
+        let (public, console) = self.routers()?;
+        Ok(public.merge(console))
+    }
+
+    /// The public routes (callbacks, ingest, health) and the console's routes,
+    /// each with request ids and a trace span; `serve` puts them on one listener
+    /// or, with `admin.listen`, on two.
+    fn routers(&self) -> anyhow::Result<(Router, Router)> {
         let mut callbacks = callback::router(callback_state(&self.state)?);
         if let Some(secret) = &self.state.config.ingest.secret {
             callbacks = callbacks.merge(ingest::router(ingest::IngestState {
                 pool: self.state.pool.clone(),
                 clock: self.state.clock.clone(),
                 secret: secret.clone(),
+                inbox: self.state.inbox.clone(),
             }));
         }
         // Every answer of the callback and ingest routes is counted (/metrics).
@@ -123,8 +141,7 @@ impl App {
             .with_active_rules(self.state.rules.clone())
             .with_configured_apps(self.state.config.app_names()),
         );
-        let request_id = axum::http::HeaderName::from_static("x-request-id");
-        let router = Router::new()
+        let public = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .with_state(self.state.clone())
@@ -136,49 +153,88 @@ impl App {
                     token: self.state.config.metrics.token.clone(),
                     public: self.state.config.metrics.public,
                 },
-            ))
-            .merge(admin)
-            .layer(
-                // Span fields: method and route only; the query carries ciphertext.
-                TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                    let route = request
-                        .extensions()
-                        .get::<axum::extract::MatchedPath>()
-                        .map(|p| p.as_str().to_owned())
-                        .unwrap_or_else(|| "unmatched".to_owned());
-                    let id = request
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-")
-                        .to_owned();
-                    tracing::info_span!("http", method = %request.method(), route, request_id = id)
-                }),
-            )
-            .layer(PropagateRequestIdLayer::new(request_id.clone()))
-            .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
-        Ok(router)
+            ));
+        Ok((observed(public), observed(admin)))
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests. The
+    /// console gets its own listener when `admin.listen` is set.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let router = self.router()?;
+        let admin = match self.state.config.admin_listen_addr()? {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding admin.listen {addr}"))?,
+            ),
+            None => None,
+        };
+        self.serve_listeners(listener, admin, shutdown).await
+    }
+
+    /// [`App::serve`] on listeners the caller bound: the console on `admin`
+    /// if given, otherwise beside the callbacks on `listener`.
+    pub async fn serve_listeners(
+        self,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (public, console) = self.routers()?;
+        let limits = server::Limits::from(&self.state.config.server);
+        let stop = CancellationToken::new();
+        let stopping = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stopping.cancel();
+        });
         let addr = listener.local_addr().context("reading listener address")?;
-        tracing::info!(%addr, "qunyun listening");
-        // The peer address feeds the console's per-IP login throttling.
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        match admin {
+            Some(admin) => {
+                let admin_addr = admin.local_addr().context("reading admin address")?;
+                tracing::info!(%addr, admin = %admin_addr, "qunyun listening (console on its own listener)");
+                tokio::try_join!(
+                    server::serve(listener, public, limits, stop.clone()),
+                    server::serve(admin, console, limits, stop.clone()),
+                )?;
+            }
+            None => {
+                tracing::info!(%addr, "qunyun listening");
+                server::serve(listener, public.merge(console), limits, stop).await?;
+            }
+        }
         self.state.pool.close().await;
         tracing::info!("qunyun stopped");
         Ok(())
     }
+}
+
+/// Request ids and a trace span per request.
+fn observed(router: Router) -> Router {
+    let request_id = axum::http::HeaderName::from_static("x-request-id");
+    router
+        .layer(
+            // Span fields: method and route only; the query carries ciphertext.
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let route = request
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| "unmatched".to_owned());
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned();
+                tracing::info_span!("http", method = %request.method(), route, request_id = id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
 /// The service: database, callbacks and the background workers (pipeline,
@@ -396,6 +452,7 @@ fn callback_state(state: &AppState) -> anyhow::Result<CallbackState> {
         apps: Arc::new(apps),
         bots: Arc::new(bots),
         timestamp_window_secs: (window > 0).then_some(window),
+        inbox: state.inbox.clone(),
     })
 }
 

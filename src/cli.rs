@@ -16,6 +16,7 @@ use crate::ops::{self, Actor, Ops, Role};
 use crate::{app, clock, store, telemetry};
 
 mod backup;
+mod bench_callbacks;
 mod moderation_check;
 
 #[derive(Debug, Parser)]
@@ -37,6 +38,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the service: callback server, pipeline and senders.
     Serve(ConfigArg),
+    /// Write distinct encrypted callbacks for the load script (bench/load.sh).
+    #[command(hide = true)]
+    BenchCallbacks {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: bench_callbacks::BenchCallbacksArgs,
+    },
     /// Load and validate the configuration, check the rule set in force (or --rules)
     /// against it, print a summary (no secrets), and exit.
     CheckConfig(CheckConfigArgs),
@@ -636,6 +645,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Schedules(command) => run_schedules(command).await,
+            Command::BenchCallbacks { config, args } => {
+                bench_callbacks::run(&config.load()?, &args)?;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Demo { once } => {
                 crate::demo::run(crate::demo::DemoOptions { once, print: true }).await?;
                 Ok(ExitCode::SUCCESS)

@@ -152,6 +152,11 @@ pub struct AdminConfig {
     /// TCP peer: only behind a reverse proxy that appends it.
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// Serve the console on its own address (host:port) instead of
+    /// `server.listen`, with its own connection and request limits, so console
+    /// traffic never competes with WeCom's callbacks.
+    #[serde(default)]
+    pub listen: Option<String>,
     /// The largest manual points adjustment (either sign) the console and CLI
     /// accept: a typo must not mint millions, nor overflow a balance.
     #[serde(default = "default_max_point_adjustment")]
@@ -174,6 +179,7 @@ impl Default for AdminConfig {
             login_failures_per_ip: default_login_failures_per_ip(),
             trust_forwarded_for: false,
             max_point_adjustment: default_max_point_adjustment(),
+            listen: None,
         }
     }
 }
@@ -219,6 +225,24 @@ pub struct ServerConfig {
     /// than this (seconds): callbacks are stored, but nothing processes them.
     #[serde(default = "default_ready_max_inbox_age_secs")]
     pub ready_max_inbox_age_secs: u64,
+    /// Seconds a client has to send a request's headers; a connection that
+    /// sends nothing for this long (idle keep-alive included) is closed.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request may take in all (waiting for a slot, reading the
+    /// body, answering); answered 408 after that.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// Requests handled at once per listener; more wait for a slot.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Open connections per listener; more wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Largest request body in bytes, refused with 413 before it is read
+    /// (the ingest endpoint's batches are the largest legitimate bodies).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -227,6 +251,11 @@ impl Default for ServerConfig {
             listen: default_listen(),
             timestamp_window_secs: default_timestamp_window_secs(),
             ready_max_inbox_age_secs: default_ready_max_inbox_age_secs(),
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            request_timeout_secs: default_request_timeout_secs(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+            max_connections: default_max_connections(),
+            max_body_bytes: default_max_body_bytes(),
         }
     }
 }
@@ -238,6 +267,26 @@ pub const DEFAULT_TIMESTAMP_WINDOW_SECS: u64 = 600;
 
 fn default_timestamp_window_secs() -> u64 {
     DEFAULT_TIMESTAMP_WINDOW_SECS
+}
+
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+
+fn default_request_timeout_secs() -> u64 {
+    30
+}
+
+fn default_max_concurrent_requests() -> usize {
+    1024
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_max_body_bytes() -> usize {
+    4 * 1024 * 1024
 }
 
 fn default_ready_max_inbox_age_secs() -> u64 {
@@ -468,6 +517,22 @@ impl Config {
     /// Checks every field that could make the service misbehave later.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.listen_addr()?;
+        self.admin_listen_addr()?;
+        let server = &self.server;
+        for (name, value) in [
+            (
+                "header_read_timeout_secs",
+                server.header_read_timeout_secs as usize,
+            ),
+            ("request_timeout_secs", server.request_timeout_secs as usize),
+            ("max_concurrent_requests", server.max_concurrent_requests),
+            ("max_connections", server.max_connections),
+            ("max_body_bytes", server.max_body_bytes),
+        ] {
+            if value == 0 {
+                bail!("server.{name}: must be at least 1");
+            }
+        }
         self.timezone()?;
         if self.database.path.as_os_str().is_empty() {
             bail!("database.path: must not be empty");
@@ -596,6 +661,19 @@ impl Config {
         self.server.listen.parse().map_err(|_| {
             anyhow::anyhow!("server.listen: expected host:port such as 127.0.0.1:8080")
         })
+    }
+
+    /// The console's own address, when `admin.listen` is set.
+    pub fn admin_listen_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.admin
+            .listen
+            .as_deref()
+            .map(|listen| {
+                listen.parse().map_err(|_| {
+                    anyhow::anyhow!("admin.listen: expected host:port such as 127.0.0.1:8081")
+                })
+            })
+            .transpose()
     }
 
     pub fn timezone(&self) -> anyhow::Result<chrono_tz::Tz> {

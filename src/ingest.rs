@@ -19,6 +19,7 @@ use crate::clock::SharedClock;
 use crate::config::Secret;
 use crate::error::AppError;
 use crate::store::inbox;
+use crate::store::inbox_writer::{InboxRecord, InboxWriter};
 
 /// Largest batch body accepted.
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
@@ -68,6 +69,26 @@ pub async fn ingest_messages(
     Ok(inserted)
 }
 
+/// The inbox rows for a batch, in order (what the handler hands the inbox writer).
+fn inbox_records(
+    messages: &[IngestMessage],
+    received_at: DateTime<Utc>,
+) -> anyhow::Result<Vec<InboxRecord>> {
+    messages
+        .iter()
+        .map(|message| {
+            Ok(InboxRecord {
+                source: "ingest".to_owned(),
+                kind: inbox::InboxKind::IngestMessage,
+                dedupe_key: format!("archive:{}", message.message_id),
+                received_at: received_at.timestamp(),
+                event_json: serde_json::to_string(message)?,
+                chat_id: message.chat_id.clone(),
+            })
+        })
+        .collect()
+}
+
 /// Checks the ingest batch signature: hex HMAC-SHA256 of `<timestamp>.<raw body>`.
 pub fn verify_ingest_signature(
     secret: &[u8],
@@ -104,6 +125,8 @@ pub struct IngestState {
     pub pool: SqlitePool,
     pub clock: SharedClock,
     pub secret: Secret,
+    /// Group commit: the batch is durable before we answer.
+    pub inbox: InboxWriter,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,11 +175,16 @@ async fn ingest(
     let batch: Batch = serde_json::from_slice(&body)
         .map_err(|e| AppError::bad_request(format!("batch: {}", describe_json_error(&e))))?;
     validate(&batch.messages)?;
-    let mut tx = state.pool.begin().await?;
-    let accepted = ingest_messages(&mut tx, &batch.messages, state.clock.now())
+    // Durable (group commit) before we answer; all of the batch or none of it.
+    let records = inbox_records(&batch.messages, state.clock.now()).map_err(AppError::Internal)?;
+    let accepted = state
+        .inbox
+        .write(records)
         .await
-        .map_err(AppError::Internal)?;
-    tx.commit().await?;
+        .map_err(|e| AppError::Internal(e.into()))?
+        .iter()
+        .filter(|row| matches!(row, inbox::Inserted::New(_)))
+        .count();
     tracing::info!(
         accepted,
         total = batch.messages.len(),

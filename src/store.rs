@@ -14,6 +14,7 @@ pub mod analytics;
 pub mod chats;
 pub mod checkins;
 pub mod inbox;
+pub mod inbox_writer;
 pub mod invites;
 pub mod maintenance;
 pub mod members;

@@ -127,7 +127,12 @@ pub fn on_message(
             points::on_redeem(rules, snapshot, event, message, &item, now)
         }
         Some(Command::Help) => {
-            vec![Action::Send(reply(snapshot, event, message, help_text(rules)))]
+            vec![Action::Send(reply(
+                snapshot,
+                event,
+                message,
+                help_text(rules),
+            ))]
         }
     }
 }

@@ -17,7 +17,8 @@ use sqlx::SqlitePool;
 
 use crate::clock::SharedClock;
 use crate::error::AppError;
-use crate::store::inbox::{self, Inserted, NewInboxEvent};
+use crate::store::inbox::{self, Inserted};
+use crate::store::inbox_writer::{InboxRecord, InboxWriter};
 use crate::wecom::crypto::{CryptoError, MsgCrypt};
 use crate::wecom::message::{self, Event};
 
@@ -50,6 +51,8 @@ pub struct CallbackState {
     pub bots: Arc<HashMap<String, MsgCrypt>>,
     /// Refuse deliveries whose timestamp is further than this from now; `None` = off.
     pub timestamp_window_secs: Option<u64>,
+    /// Group commit of accepted events (durable before the 200).
+    pub inbox: InboxWriter,
 }
 
 impl CallbackState {
@@ -265,20 +268,19 @@ async fn store_event(
     let dedupe_key = format!("{source}:{}", event.dedupe_key(plaintext));
     let event_json = serde_json::to_string(event)
         .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("serialising event")))?;
-    let mut conn = state.pool.acquire().await?;
-    let inserted = inbox::insert_event(
-        &mut conn,
-        &NewInboxEvent {
-            source: &source,
+    // Group commit: answered once the row (or its earlier copy) is durable.
+    state
+        .inbox
+        .write_one(InboxRecord {
+            source,
             kind: inbox::InboxKind::of(event),
-            dedupe_key: &dedupe_key,
+            dedupe_key,
             received_at: state.clock.now().timestamp(),
-            event_json: &event_json,
-            chat_id: event.chat_id(),
-        },
-    )
-    .await?;
-    Ok(inserted)
+            event_json,
+            chat_id: event.chat_id().map(str::to_owned),
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))
 }
 
 impl CallbackState {
