@@ -97,8 +97,8 @@
 //!
 //! The fold table for the whole BMP and the pronunciation tables are built
 //! once per process: call [`warm_up`] at startup. Each message is folded
-//! once and read once as pronunciation symbols, and both run through their
-//! automaton; only messages with a candidate are looked at closely. Keep one
+//! once and read once as pronunciation symbols, and both are searched for
+//! the terms (an automaton, an index of symbol pairs); only messages with a candidate are looked at closely. Keep one
 //! [`Scratch`] per worker and call [`Engine::scan_into`] to avoid
 //! allocating per message. Figures: `docs/moderation.md`.
 //!
@@ -127,6 +127,7 @@ mod lexicon;
 mod normalize;
 mod phonetic;
 mod regex_rules;
+mod sequences;
 mod shape;
 mod terms;
 mod variants;

@@ -373,7 +373,7 @@ impl Engine {
         }
         if let Some(index) = &self.phonetic {
             read_fast(&scratch.normalized, &mut scratch.phonetic);
-            index.find(&scratch.phonetic.text, &mut scratch.phonetic_found);
+            index.find(&scratch.phonetic.codes, &mut scratch.phonetic_found);
             // Keep only candidates that could stand, judged from the
             // characters read: most chance readings end here, before the
             // full fold.

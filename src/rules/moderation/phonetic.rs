@@ -5,8 +5,9 @@
 //! Readings come from the `pinyin` crate (its data is the maintained
 //! `pinyin-data` set, heteronyms included). A message is turned into a
 //! string of *symbols*, one per syllable, each symbol the syllable's
-//! near-homophone class (see [`fuzzy_key`]): the engine runs an automaton
-//! over that string, then looks at each candidate closely
+//! near-homophone class (see [`fuzzy_key`]): the engine looks the terms'
+//! symbol sequences up in it (`sequences.rs`), then looks at each candidate
+//! closely
 //! (`variants::verify_phonetic`).
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use std::sync::OnceLock;
 use pinyin::{ToPinyin, ToPinyinMulti};
 
 use super::lexicon;
+use super::sequences::Code;
 use super::shape;
 
 /// An exact toneless syllable (`zhuan`, `lv`); 0 means none.
@@ -27,10 +29,9 @@ const COMPONENT: u16 = 0x8000;
 const ID_MASK: u16 = 0x7FFF;
 /// In [`Tables::han_class`]: the character has no reading.
 const NO_CLASS: u16 = 0x7FFF;
-/// Symbols are private-use characters: one per near-homophone class.
-const SYMBOL_BASE: u32 = 0xE000;
-/// A position no syllable can match (a non-pinyin word, kana, symbols…).
-pub(crate) const BARRIER: char = '\u{F8FF}';
+/// A position no syllable can match (a non-pinyin word, kana, symbols…);
+/// every other symbol is a near-homophone class.
+pub(crate) const BARRIER: Code = Code::MAX;
 /// In [`PhoneticText::chars`]: the symbol is a syllable of a Latin word.
 pub(crate) const LATIN_SYLLABLE: char = '\0';
 /// In [`PhoneticText::chars`]: the symbol is a component pair.
@@ -164,9 +165,8 @@ impl Tables {
     }
 
     /// The near-homophone symbol of a syllable.
-    pub(crate) fn symbol(&self, syllable: Syllable) -> char {
-        let class = self.fuzzy.get(syllable as usize).copied().unwrap_or(0);
-        char::from_u32(SYMBOL_BASE + u32::from(class)).unwrap_or(BARRIER)
+    pub(crate) fn symbol(&self, syllable: Syllable) -> Code {
+        self.fuzzy.get(syllable as usize).copied().unwrap_or(0)
     }
 
     /// The usual reading of a character or digit (0: none).
@@ -380,8 +380,8 @@ pub(crate) struct Symbol {
 /// A message as symbols. Reuse one per worker.
 #[derive(Debug, Default)]
 pub(crate) struct PhoneticText {
-    /// One character per symbol, each three UTF-8 bytes.
-    pub text: String,
+    /// The symbols: near-homophone classes, or [`BARRIER`].
+    pub codes: Vec<Code>,
     /// Per symbol, the character read ([`LATIN_SYLLABLE`] for a pinyin
     /// syllable, [`COMPOSED`] for a component pair): enough to rule most
     /// candidates out before the full look.
@@ -404,7 +404,7 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(tables: &'a Tables, out: &'a mut PhoneticText, detail: bool) -> Self {
-        out.text.clear();
+        out.codes.clear();
         out.chars.clear();
         out.symbols.clear();
         out.latin.clear();
@@ -429,8 +429,7 @@ impl<'a> Reader<'a> {
         if !self.detail && self.pending.is_none() && self.out.latin.is_empty() {
             if let Some(&class) = han_index(c).and_then(|i| self.tables.han_class.get(i)) {
                 if class & COMPONENT == 0 && class != NO_CLASS {
-                    let symbol = char::from_u32(SYMBOL_BASE + u32::from(class)).unwrap_or(BARRIER);
-                    self.out.text.push(symbol);
+                    self.out.codes.push(class);
                     self.out.chars.push(c);
                     return;
                 }
@@ -497,7 +496,7 @@ impl<'a> Reader<'a> {
         if self.tables.segment(&self.out.latin, &mut segments) {
             for &(start, len, syllable) in &segments {
                 let symbol = self.tables.symbol(syllable);
-                self.out.text.push(symbol);
+                self.out.codes.push(symbol);
                 self.out.chars.push(LATIN_SYLLABLE);
                 if self.detail {
                     self.out.symbols.push(Symbol {
@@ -525,7 +524,7 @@ impl<'a> Reader<'a> {
         } else {
             self.tables.symbol(syllable)
         };
-        self.out.text.push(symbol);
+        self.out.codes.push(symbol);
         self.out.chars.push(if kind == SymbolKind::Composed {
             COMPOSED
         } else {
@@ -619,7 +618,7 @@ mod tests {
                 }
                 reader.finish();
             }
-            assert_eq!(fast.text, detailed.text, "{text}");
+            assert_eq!(fast.codes, detailed.codes, "{text}");
             assert_eq!(fast.chars, detailed.chars, "{text}");
             assert_eq!(detailed.symbols.len(), detailed.chars.len(), "{text}");
         }

@@ -2,7 +2,7 @@
 //! candidate that decides whether it stands.
 //!
 //! Nothing here multiplies the term list: pinyin, homophones, numbers and
-//! most shape tricks share **one** automaton over pronunciation symbols
+//! most shape tricks share **one** index of pronunciation symbols
 //! (a handful of patterns per term, for heteronyms and look-alikes); leet
 //! has a small automaton of its own over a leet reading that is only made
 //! for messages with digits or `$ @ | !` among letters; doubled spellings
@@ -18,6 +18,7 @@ use super::normalize::{Normalized, LATIN, LEET};
 use super::phonetic::{
     split_initial, Syllable, Symbol, SymbolKind, Tables, COMPOSED, LATIN_SYLLABLE,
 };
+use super::sequences::{Code, SequenceIndex};
 use super::shape;
 
 /// The shortest term, in characters (or syllables, or letters for leet),
@@ -87,7 +88,7 @@ fn is_numeral(c: char) -> bool {
 
 /// Pronunciation patterns of the terms.
 pub(crate) struct PhoneticIndex {
-    automaton: CharwiseDoubleArrayAhoCorasick<u32>,
+    sequences: SequenceIndex,
     /// Pattern → terms.
     patterns: Vec<Vec<u32>>,
     /// Term → its characters and readings (None: not read by sound).
@@ -108,13 +109,13 @@ impl PhoneticIndex {
         folded: &[String],
         families: &[FamilySet],
     ) -> Result<Option<PhoneticIndex>, String> {
-        let mut index_of: HashMap<String, u32> = HashMap::new();
+        let mut index_of: HashMap<Vec<Code>, u32> = HashMap::new();
         let mut patterns: Vec<Vec<u32>> = Vec::new();
-        let mut texts: Vec<String> = Vec::new();
+        let mut texts: Vec<Vec<Code>> = Vec::new();
         let mut terms = Vec::with_capacity(folded.len());
-        let mut positions: Vec<Vec<char>> = Vec::new();
-        let mut sequences: Vec<String> = Vec::new();
-        let mut next: Vec<String> = Vec::new();
+        let mut positions: Vec<Vec<Code>> = Vec::new();
+        let mut sequences: Vec<Vec<Code>> = Vec::new();
+        let mut next: Vec<Vec<Code>> = Vec::new();
         for (term, (text, set)) in folded.iter().zip(families).enumerate() {
             let by_sound = [
                 Family::Pinyin,
@@ -132,7 +133,7 @@ impl PhoneticIndex {
             // readings of the characters that look like it.
             positions.clear();
             for (&c, readings) in info.chars.iter().zip(info.readings.iter()) {
-                let mut symbols: Vec<char> = Vec::new();
+                let mut symbols: Vec<Code> = Vec::new();
                 for &reading in readings {
                     push_unique(&mut symbols, tables.symbol(reading));
                 }
@@ -147,7 +148,7 @@ impl PhoneticIndex {
                 positions.push(symbols);
             }
             sequences.clear();
-            sequences.push(String::new());
+            sequences.push(Vec::new());
             for symbols in &positions {
                 next.clear();
                 for sequence in &sequences {
@@ -162,11 +163,16 @@ impl PhoneticIndex {
                 std::mem::swap(&mut sequences, &mut next);
             }
             for sequence in sequences.drain(..) {
-                let pattern = *index_of.entry(sequence.clone()).or_insert_with(|| {
-                    patterns.push(Vec::new());
-                    texts.push(sequence);
-                    (patterns.len() - 1) as u32
-                });
+                let pattern = match index_of.get(&sequence) {
+                    Some(&pattern) => pattern,
+                    None => {
+                        let pattern = patterns.len() as u32;
+                        patterns.push(Vec::new());
+                        index_of.insert(sequence.clone(), pattern);
+                        texts.push(sequence);
+                        pattern
+                    }
+                };
                 let terms_of = &mut patterns[pattern as usize];
                 if terms_of.last() != Some(&(term as u32)) {
                     terms_of.push(term as u32);
@@ -177,12 +183,11 @@ impl PhoneticIndex {
         if texts.is_empty() {
             return Ok(None);
         }
-        let automaton = CharwiseDoubleArrayAhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .build_with_values(texts.iter().map(String::as_str).zip(0u32..))
-            .map_err(|error| error.to_string())?;
+        // Every term read by sound has two or more characters
+        // (`MIN_PHONETIC_CHARS`), so every pattern is indexed.
+        let sequences = SequenceIndex::build(texts.iter().map(Vec::as_slice).zip(0u32..));
         Ok(Some(PhoneticIndex {
-            automaton,
+            sequences,
             patterns,
             terms,
         }))
@@ -190,13 +195,8 @@ impl PhoneticIndex {
 
     /// Raw matches over a message's symbols: (first symbol, end symbol,
     /// pattern).
-    pub(crate) fn find(&self, symbols: &str, out: &mut Vec<(u32, u32, u32)>) {
-        // Every symbol is three UTF-8 bytes.
-        out.extend(
-            self.automaton
-                .find_overlapping_iter(symbols)
-                .map(|m| ((m.start() / 3) as u32, (m.end() / 3) as u32, m.value())),
-        );
+    pub(crate) fn find(&self, symbols: &[Code], out: &mut Vec<(u32, u32, u32)>) {
+        self.sequences.find(symbols, out);
     }
 
     pub(crate) fn terms_of(&self, pattern: u32) -> &[u32] {
