@@ -1064,7 +1064,7 @@ pub async fn export_csv(
                 format!("attachment; filename=\"{name}\""),
             ),
         ],
-        out,
+        axum::body::Body::from_stream(out),
     )
         .into_response())
 }

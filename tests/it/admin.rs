@@ -988,6 +988,56 @@ async fn csv_export_quotes_cells_and_is_audited() {
     );
 }
 
+#[tokio::test]
+async fn a_csv_export_larger_than_one_chunk_streams_every_row_in_order_defused() {
+    let console = console().await;
+    // Enough rows for several chunks; every reason would run as a formula.
+    sqlx::query(
+        "with recursive n(i) as (select 1 union all select i + 1 from n where i < 5000)
+         insert into points_ledger (user_id, delta, reason, reference, chat_id, day, created_at)
+         select 'wmBulk', i, '=bonus', 'bulk:' || i, 'wrOgAA1', '2025-03-10', 1741579200 from n",
+    )
+    .execute(&console.pool)
+    .await
+    .unwrap();
+    let rows: i64 = sqlx::query_scalar("select count(*) from points_ledger")
+        .fetch_one(&console.pool)
+        .await
+        .unwrap();
+    let (session, _) = console.session_for("viewer", Role::Viewer).await;
+    let reply = console
+        .get("/admin/export/ledger.csv", Some(&session))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.body.len() > 3 * qunyun::ops::audit::CSV_CHUNK_BYTES,
+        "{} bytes is not several chunks",
+        reply.body.len()
+    );
+    assert!(reply.body.ends_with("\r\n"));
+    let lines: Vec<&str> = reply.body.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        lines[0],
+        "id,user_id,delta,reason,reference,chat_id,day,created_at"
+    );
+    assert_eq!(lines.len() as i64, rows + 1, "a header and every row");
+    let ids: Vec<i64> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "rows in id order, none twice"
+    );
+    let bulk: Vec<&&str> = lines.iter().filter(|l| l.contains(",wmBulk,")).collect();
+    assert_eq!(bulk.len(), 5000);
+    assert!(
+        bulk.iter().all(|l| l.contains(",'=bonus,")),
+        "every chunk defused"
+    );
+    assert!(lines.last().unwrap().contains(",5000,'=bonus,bulk:5000,"));
+}
+
 // --- account controls from the console ---------------------------------------------
 
 #[tokio::test]
