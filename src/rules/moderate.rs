@@ -722,7 +722,9 @@ fn sanction(
             Sanction::NotifyManager => {
                 taken.push("notify");
                 let to = managers_or_owners(config, snapshot);
-                if !to.is_empty() {
+                if to.is_empty() {
+                    taken.push(NOBODY_NOTIFIED);
+                } else {
                     sends.push(Outbound {
                         idempotency_key: format!("moderation:notify:{}", event.id),
                         route: OutRoute::Member {
@@ -757,7 +759,9 @@ fn sanction(
                 (_, Some(_)) => {
                     taken.push("remove_task");
                     let assignees = owners_or_managers(config, snapshot);
-                    if !assignees.is_empty() {
+                    if assignees.is_empty() {
+                        taken.push(NOBODY_NOTIFIED);
+                    } else {
                         sends.push(Outbound {
                             idempotency_key: format!("moderation:task:{}", event.id),
                             route: OutRoute::Member {
@@ -865,6 +869,10 @@ fn review(
     send_to_review(rules, event, record, assignees, text)
 }
 
+/// Marks a log entry whose notice had nobody to go to: no `managers` in
+/// `[moderation]` and no known owner or admin of the chat.
+pub const NOBODY_NOTIFIED: &str = "nobody_notified";
+
 /// A decision sent to people for review: recorded without a strike, a review
 /// task for `assignees`, and (outside dry run) `notice` to them by app message.
 fn send_to_review(
@@ -875,10 +883,12 @@ fn send_to_review(
     notice: String,
 ) -> Vec<Action> {
     let dry_run = record.dry_run;
-    record.action_taken = if dry_run {
-        "dry_run: would review".to_string()
-    } else {
-        "review".to_string()
+    // With nobody to tell, the task is still opened (it shows in the console's
+    // open tasks) and the log says so, rather than the review vanishing.
+    record.action_taken = match (dry_run, assignees.is_empty()) {
+        (true, _) => "dry_run: would review".to_string(),
+        (false, false) => "review".to_string(),
+        (false, true) => format!("review,{NOBODY_NOTIFIED}"),
     };
     record.strike = false;
     record.task = (!dry_run).then(|| OwnerTask {
