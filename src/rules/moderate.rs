@@ -1305,6 +1305,29 @@ mod tests {
     }
 
     #[test]
+    fn a_review_with_nobody_to_notify_is_still_a_task_and_says_so() {
+        let rules = RuleSet::from_toml(
+            "[moderation]\nenabled = true\nreport_threshold = 1\nterms = \"\"\"\n[ads:medium]\n加微信\n\"\"\"\n",
+        )
+        .expect("valid rules");
+        let mut snap = snapshot(ChatRoute::CustomerGroup);
+        if let Some(chat) = snap.chat.as_mut() {
+            chat.owner = None;
+            chat.admins.clear();
+        }
+        snap.moderation.reported_author = Some("u2".into());
+        let (event, only) = report("r1");
+        let actions = on_report(&rules, &snap, &event, &only, now());
+        let record = record(&actions).expect("review");
+        assert_eq!(record.action_taken, "review,nobody_notified");
+        let task = record.task.as_ref().expect("a task is still opened");
+        assert_eq!(task.kind, TaskKind::Review);
+        assert!(task.assignees.is_empty());
+        // No app message to an empty list; the reporter is still answered.
+        assert_eq!(routes(&actions), vec!["smart_bot"]);
+    }
+
+    #[test]
     fn bad_values_name_their_field() {
         let doc = ModerationDoc {
             ladder: vec![RungDoc {
