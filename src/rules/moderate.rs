@@ -41,7 +41,8 @@ pub struct ModerationDoc {
     /// Members never moderated (besides each chat's owner and admins).
     pub exempt: Vec<String>,
     /// Managers told about escalations and reviews (app message). Empty: the
-    /// chat's owner and admins.
+    /// chat's owner and admins. With nobody known the task is still opened,
+    /// flagged "nobody notified" in the log and the console's task list.
     pub managers: Vec<String>,
     /// Categories that are only recorded, never struck.
     pub log_only: Vec<String>,
