@@ -521,28 +521,6 @@ pub async fn person_exists(conn: &mut SqliteConnection, user_id: &str) -> sqlx::
         .await
 }
 
-/// Every ledger entry, oldest first (for the CSV export).
-pub async fn all_ledger(conn: &mut SqliteConnection) -> sqlx::Result<Vec<LedgerExportRow>> {
-    sqlx::query_as(
-        "select id, user_id, delta, reason, reference, coalesce(chat_id, '') as chat_id, day, created_at
-         from points_ledger order by id",
-    )
-    .fetch_all(&mut *conn)
-    .await
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
-pub struct LedgerExportRow {
-    pub id: i64,
-    pub user_id: String,
-    pub delta: i64,
-    pub reason: String,
-    pub reference: String,
-    pub chat_id: String,
-    pub day: String,
-    pub created_at: i64,
-}
-
 // --- chats --------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
