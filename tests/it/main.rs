@@ -3,6 +3,7 @@
 mod admin;
 mod analytics;
 mod backup;
+mod broadcast_once;
 mod callback;
 mod chats;
 mod checkin;
