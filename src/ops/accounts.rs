@@ -58,12 +58,7 @@ pub async fn create_user(
     let username = valid_username(username)
         .map_err(|e| OpsError::invalid("username", e.to_string()))?
         .to_owned();
-    check_password_strength(password).map_err(|e| OpsError::invalid("password", e.to_string()))?;
-    // argon2 is deliberately slow: keep it off the async workers.
-    let password = password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))??;
+    let hash = strong_password_hash(password).await?;
     let mut tx = ops.begin().await?;
     if store::admin::insert_user(&mut tx, &username, &hash, role.as_str(), now.timestamp())
         .await?
@@ -203,11 +198,7 @@ pub async fn reset_password(
     password: &str,
 ) -> OpsResult<()> {
     actor.require(Role::Owner)?;
-    check_password_strength(password).map_err(|e| OpsError::invalid("password", e.to_string()))?;
-    let password = password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))??;
+    let hash = strong_password_hash(password).await?;
     let mut tx = ops.begin().await?;
     let user = existing_user(&mut tx, username).await?;
     store::admin::set_password_hash(&mut tx, user.id, &hash).await?;
@@ -558,6 +549,18 @@ pub async fn issue_api_token(
     let token = format!("qy_{}", random_secret());
     store::admin::insert_api_token(conn, &hash_secret(&token), user_id, label, now).await?;
     Ok(token)
+}
+
+/// The argon2id hash of a new password, refused (field `password`) when it is
+/// too weak. argon2 is deliberately slow: it runs off the async workers.
+async fn strong_password_hash(password: &str) -> OpsResult<String> {
+    check_password_strength(password).map_err(|e| OpsError::invalid("password", e.to_string()))?;
+    let password = password.to_owned();
+    Ok(
+        tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))??,
+    )
 }
 
 #[cfg(test)]

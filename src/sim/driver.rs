@@ -568,7 +568,6 @@ impl Sim {
         &self,
         request: ArchiveTextRequest,
     ) -> Result<DriveOutcome, DriveError> {
-        use hmac::{Hmac, Mac};
         let targets = self.targets()?;
         let secret = targets.ingest_secret.ok_or_else(|| {
             DriveError::Invalid("no ingest_secret in the callback targets".into())
@@ -582,10 +581,10 @@ impl Sim {
             "sent_at": self.now().timestamp(),
         }]})
         .to_string();
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.0.as_bytes())
-            .map_err(|error| DriveError::Crypto(error.to_string()))?;
-        mac.update(body.as_bytes());
-        let signature = hex::encode(mac.finalize().into_bytes());
+        // Stamped with the simulator's clock, like the callbacks it signs.
+        let timestamp = self.now().timestamp().to_string();
+        let signature =
+            crate::ingest::sign_ingest_batch(secret.0.as_bytes(), &timestamp, body.as_bytes());
         let (_, timeout) = self.delivery_policy();
         let url = format!("{}/ingest/messages", targets.base_url.trim_end_matches('/'));
         let response = self
@@ -593,6 +592,7 @@ impl Sim {
             .http
             .post(url)
             .header(crate::ingest::SIGNATURE_HEADER, signature)
+            .header(crate::ingest::TIMESTAMP_HEADER, timestamp)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(timeout)
             .body(body)

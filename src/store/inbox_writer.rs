@@ -114,7 +114,7 @@ impl InboxWriter {
         );
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
         let stats = Arc::new(WriterStats::default());
-        let task = tokio::spawn(run(conn, requests, stats.clone()));
+        let task = tokio::spawn(run(conn, requests, stats.clone(), pool.clone()));
         Ok((InboxWriter { queue, stats }, task))
     }
 
@@ -145,11 +145,24 @@ async fn run(
     mut conn: SqliteConnection,
     mut requests: mpsc::Receiver<Request>,
     stats: Arc<WriterStats>,
+    pool: SqlitePool,
 ) {
     let mut batch: Vec<Request> = Vec::new();
+    // Closing the pool closes the database for good (shutdown, restore): the
+    // writer then stops taking requests and lets go of its connection too.
+    let closed = pool.close_event();
+    tokio::pin!(closed);
     // Waits for the first request, then takes whatever else is already queued:
     // under load the batch grows while the previous commit's fsync runs.
-    while let Some(first) = requests.recv().await {
+    loop {
+        let first = tokio::select! {
+            biased;
+            request = requests.recv() => match request {
+                Some(request) => request,
+                None => break,
+            },
+            _ = &mut closed => break,
+        };
         let mut rows = first.rows.len();
         batch.push(first);
         while rows < MAX_BATCH_ROWS {
@@ -161,7 +174,10 @@ async fn run(
                 Err(_) => break,
             }
         }
-        match commit_batch(&mut conn, &batch).await {
+        let started = std::time::Instant::now();
+        let committed = commit_batch(&mut conn, &batch).await;
+        crate::metrics::inbox_batch(rows, started.elapsed().as_secs_f64());
+        match committed {
             Ok(mut answers) => {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
@@ -180,6 +196,7 @@ async fn run(
             }
         }
     }
+    let _ = conn.close().await;
 }
 
 /// Inserts every request's rows in one transaction and commits; the answers

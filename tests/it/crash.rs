@@ -97,9 +97,11 @@ fn callback(crypt: &MsgCrypt, i: usize) -> (String, String) {
     );
     let encrypt = crypt.encrypt(xml.as_bytes());
     let nonce = i.to_string();
-    let signature = crypt.signature("1700000100", &nonce, &encrypt);
+    // `serve` runs on the system clock and refuses stale timestamps.
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = crypt.signature(&timestamp.to_string(), &nonce, &encrypt);
     (
-        format!("/wecom/apps/{APP}/callback?msg_signature={signature}&timestamp=1700000100&nonce={nonce}"),
+        format!("/wecom/apps/{APP}/callback?msg_signature={signature}&timestamp={timestamp}&nonce={nonce}"),
         format!("<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"),
     )
 }

@@ -55,10 +55,12 @@ async fn a_client_sending_headers_one_byte_per_second_is_cut_off() {
 async fn a_stalled_body_is_answered_408_after_the_request_timeout() {
     let app = spawn_app_with(|config| config.server.request_timeout_secs = 1).await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    // A fresh timestamp, so the request gets past the timestamp window to its body.
     let path = format!(
-        "/wecom/apps/{}/callback?msg_signature={}&timestamp=1&nonce=1",
+        "/wecom/apps/{}/callback?msg_signature={}&timestamp={}&nonce=1",
         crate::helpers::APP,
-        "0".repeat(40)
+        "0".repeat(40),
+        app.now().timestamp()
     );
     // Headers promise 100 bytes of body; 10 arrive, then nothing.
     let head =

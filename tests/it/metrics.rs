@@ -194,6 +194,12 @@ async fn metrics_list_every_family_and_a_check_in_moves_callback_pipeline_and_ou
     );
     assert_eq!(moved("qunyun_callback_duration_seconds_count", &[]), 1.0);
     assert_eq!(
+        moved("qunyun_inbox_batch_size_count", &[]),
+        1.0,
+        "the callback's row went through one group commit: {after:?}"
+    );
+    assert_eq!(moved("qunyun_inbox_batch_size_sum", &[]), 1.0);
+    assert_eq!(
         moved("qunyun_pipeline_events_total", &[r#"outcome="done""#]),
         1.0,
         "the pipeline handled it"
