@@ -5,6 +5,7 @@ mod analytics;
 mod backup;
 mod broadcast_once;
 mod callback;
+mod capability_engine;
 mod chats;
 mod checkin;
 mod config;
