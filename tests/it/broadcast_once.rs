@@ -151,3 +151,22 @@ async fn the_same_api_key_twice_gets_the_same_answer_and_queues_once() {
     }
     assert_eq!(broadcast_rows(&console).await.len(), 3);
 }
+
+#[tokio::test]
+async fn two_concurrent_requests_with_one_key_queue_once() {
+    let (_app, console) = served().await;
+    let (_, token) = console.session_for("op", Role::Operator).await;
+    let body = r#"{"tags": ["vip"], "text": "周末活动"}"#;
+    let headers = [("idempotency-key", "double-click")];
+    let path = "/admin/api/v1/broadcasts";
+    let (a, b) = tokio::join!(
+        console.api_with(Method::POST, path, Some(&token), &headers, body),
+        console.api_with(Method::POST, path, Some(&token), &headers, body),
+    );
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(b.status, StatusCode::OK, "{}", b.body);
+    let a: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&b.body).unwrap();
+    assert_eq!(a["id"], b["id"], "both answer the one broadcast");
+    assert_eq!(broadcast_rows(&console).await.len(), 1);
+}
