@@ -20,6 +20,7 @@ use crate::clock::SharedClock;
 use crate::ops::queues::ItemAction;
 use crate::ops::schedules::SchedulerSettings;
 use crate::ops::Ops;
+use pages::AccountAction;
 
 pub mod api;
 pub mod auth;
@@ -178,6 +179,24 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/admin/audit", get(pages::audit))
         .route("/admin/users", get(pages::users).post(pages::create_user))
+        .route(
+            "/admin/users/{username}/disable",
+            post(|s, m, h, u, f| pages::account_action(s, m, h, u, f, AccountAction::Disable)),
+        )
+        .route(
+            "/admin/users/{username}/enable",
+            post(|s, m, h, u, f| pages::account_action(s, m, h, u, f, AccountAction::Enable)),
+        )
+        .route(
+            "/admin/users/{username}/password",
+            post(|s, m, h, u, f| {
+                pages::account_action(s, m, h, u, f, AccountAction::ResetPassword)
+            }),
+        )
+        .route(
+            "/admin/users/{username}/sessions/end",
+            post(|s, m, h, u, f| pages::account_action(s, m, h, u, f, AccountAction::EndSessions)),
+        )
         .route("/admin/tokens", post(pages::create_token))
         .route("/admin/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/admin/export/{name}", get(pages::export_csv))

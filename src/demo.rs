@@ -25,6 +25,7 @@
 //! rate limit.
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -499,8 +500,10 @@ impl Demo {
     }
 
     fn line(&mut self, text: String) {
-        if self.print {
-            println!("{text}");
+        // A reader that went away (`qunyun demo | head`) ends the printing,
+        // not the demo: no panic on a closed pipe.
+        if self.print && writeln!(std::io::stdout(), "{text}").is_err() {
+            self.print = false;
         }
         self.report.transcript.push(text);
     }
@@ -1008,7 +1011,7 @@ impl Demo {
             if !problem || !self.shown_rows.insert(row.id) {
                 continue;
             }
-            let reason = row.last_error.clone().unwrap_or_default();
+            let reason = in_chinese(row.last_error.as_deref().unwrap_or_default());
             let text = payload_text(&row.payload_json).replace('\n', " / ");
             let label = match row.status {
                 OutboxStatus::Skipped => "⚠️  未自动发送",
@@ -1191,4 +1194,32 @@ fn random_aes_key() -> String {
 fn manager(pool: &SqlitePool) -> (crate::ops::Ops, crate::ops::Actor) {
     let ops = crate::ops::Ops::over(pool.clone());
     (ops, crate::ops::Actor::new("demo", crate::ops::Role::Owner))
+}
+
+/// The engine's skip reasons a demo reader meets, in the transcript's language;
+/// any other reason as recorded.
+fn in_chinese(reason: &str) -> String {
+    use crate::rules::route::reasons;
+    let known = [
+        (
+            reasons::CUSTOMER_GROUP_AUTOMATIC,
+            "客户群里进不了机器人，qunyun 不能自动发言；要发只能由群主确认群发",
+        ),
+        (
+            reasons::CUSTOMER_GROUP_NO_OWNER,
+            "这个客户群还不知道群主是谁，无法让群主确认群发",
+        ),
+        (
+            reasons::SMART_BOT_ONLY,
+            "这个内部群只有智能机器人，它只能回答 @它 的消息；要主动发言请加一个群机器人",
+        ),
+        (
+            reasons::INTERNAL_NO_ROBOT,
+            "这个内部群没有群机器人，加一个群机器人（webhook key）才能发言",
+        ),
+    ];
+    known
+        .iter()
+        .find(|(english, _)| *english == reason)
+        .map_or_else(|| reason.to_owned(), |(_, chinese)| (*chinese).to_owned())
 }

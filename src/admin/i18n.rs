@@ -301,6 +301,20 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("revoke", "吊销", "Revoke"),
     ("revoked", "已吊销", "revoked"),
+    ("account_active", "正常", "active"),
+    ("account_disabled", "已停用", "disabled"),
+    ("disable_account", "停用", "Disable"),
+    ("enable_account", "启用", "Enable"),
+    ("end_sessions", "退出所有登录", "End all sessions"),
+    ("new_password", "新密码", "New password"),
+    ("reset_password", "重置密码", "Reset password"),
+    ("expires_at", "过期时间", "Expires"),
+    ("never", "永不", "never"),
+    ("expires_in_days", "有效天数（留空为永久）", "Valid for days (empty: never expires)"),
+    ("notice_disabled", "账号已停用，其登录和令牌已失效", "Account disabled; its sessions and tokens no longer work"),
+    ("notice_enabled", "账号已启用", "Account enabled"),
+    ("notice_password_reset", "密码已重置，该账号的登录已全部退出", "Password reset; all of the account's sessions ended"),
+    ("notice_sessions_ended", "该账号的登录已全部退出", "All of the account's sessions ended"),
 ];
 
 fn all() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {

@@ -792,13 +792,46 @@ pub async fn audit(
         .into_response())
 }
 
+#[derive(Deserialize, Default)]
+pub struct UsersQuery {
+    #[serde(default)]
+    notice: String,
+}
+
+/// What an account control did, shown on the users page after the redirect.
+/// Only these keys are echoed back (as translated text), never free text.
+const ACCOUNT_NOTICES: &[&str] = &["disabled", "enabled", "password_reset", "sessions_ended"];
+
 pub async fn users(
     State(state): State<AdminState>,
     manager: Manager,
     headers: HeaderMap,
+    Query(query): Query<UsersQuery>,
 ) -> PageResult {
     manager.require(Role::Owner)?;
-    render_users(&state, &manager, &headers, None, None, StatusCode::OK).await
+    let notice = ACCOUNT_NOTICES
+        .iter()
+        .find(|known| **known == query.notice)
+        .copied();
+    render_users_page(
+        &state,
+        &manager,
+        &headers,
+        UsersPage {
+            notice,
+            ..UsersPage::default()
+        },
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// What the users page shows besides the accounts and tokens.
+#[derive(Default)]
+struct UsersPage<'a> {
+    new_token: Option<&'a str>,
+    error: Option<&'a str>,
+    notice: Option<&'a str>,
 }
 
 async fn render_users(
@@ -809,13 +842,39 @@ async fn render_users(
     error: Option<&str>,
     status: StatusCode,
 ) -> PageResult {
+    let page = UsersPage {
+        new_token,
+        error,
+        notice: None,
+    };
+    render_users_page(state, manager, headers, page, status).await
+}
+
+async fn render_users_page(
+    state: &AdminState,
+    manager: &Manager,
+    headers: &HeaderMap,
+    page: UsersPage<'_>,
+    status: StatusCode,
+) -> PageResult {
+    let UsersPage {
+        new_token,
+        error,
+        notice,
+    } = page;
     let frame = Frame::new(headers, Some(manager), "users");
     let users = ops::accounts::users(&state.ops).await?;
     let tokens = ops::accounts::tokens(&state.ops).await?;
     let html = state.views().render(
         "users.html",
         &frame,
-        json!({ "users": users, "tokens": tokens, "new_token": new_token, "error": error }),
+        json!({
+            "users": users,
+            "tokens": tokens,
+            "new_token": new_token,
+            "error": error,
+            "notice": notice,
+        }),
     )?;
     Ok((status, html).into_response())
 }
@@ -863,6 +922,9 @@ pub async fn create_user(
 pub struct NewTokenForm {
     csrf: String,
     label: String,
+    /// Days until the token stops working; empty for a token that never expires.
+    #[serde(default)]
+    expires_in_days: String,
 }
 
 /// A bearer token acting as the signed-in owner; shown once on the page.
@@ -873,14 +935,54 @@ pub async fn create_token(
     Form(form): Form<NewTokenForm>,
 ) -> PageResult {
     manager.authorize_form(Role::Owner, &form.csrf)?;
-    let token = ops::accounts::create_token(
+    let days = form.expires_in_days.trim();
+    let valid_days = if days.is_empty() {
+        None
+    } else {
+        match days.parse::<u32>() {
+            Ok(days) => Some(days),
+            Err(_) => {
+                let reason = format!(
+                    "expires_in_days: a whole number of days from 1 to {}",
+                    ops::accounts::MAX_TOKEN_DAYS
+                );
+                return render_users(
+                    &state,
+                    &manager,
+                    &headers,
+                    None,
+                    Some(&reason),
+                    StatusCode::BAD_REQUEST,
+                )
+                .await;
+            }
+        }
+    };
+    let created = ops::accounts::create_token_expiring(
         &state.ops,
         &manager.actor,
         state.now(),
         &manager.username,
         &form.label,
+        valid_days,
     )
-    .await?;
+    .await;
+    let token = match created {
+        Ok(token) => token,
+        Err(invalid @ OpsError::Invalid { .. }) => {
+            let reason = invalid.to_string();
+            return render_users(
+                &state,
+                &manager,
+                &headers,
+                None,
+                Some(&reason),
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        }
+        Err(other) => return Err(other.into()),
+    };
     render_users(
         &state,
         &manager,
@@ -903,6 +1005,61 @@ pub async fn revoke_token(
     Ok(see_other("/admin/users"))
 }
 
+/// An owner's control over another console account.
+#[derive(Debug, Clone, Copy)]
+pub enum AccountAction {
+    Disable,
+    Enable,
+    ResetPassword,
+    EndSessions,
+}
+
+#[derive(Deserialize)]
+pub struct AccountForm {
+    csrf: String,
+    /// The new password (only for [`AccountAction::ResetPassword`]).
+    #[serde(default)]
+    password: String,
+}
+
+/// Disables or enables an account, sets its password, or signs it out
+/// everywhere; then back to the users page with a notice, or the page again
+/// with the reason inline.
+pub async fn account_action(
+    State(state): State<AdminState>,
+    manager: Manager,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    Form(form): Form<AccountForm>,
+    action: AccountAction,
+) -> PageResult {
+    manager.authorize_form(Role::Owner, &form.csrf)?;
+    let (ops, actor, now) = (&state.ops, &manager.actor, state.now());
+    let done = match action {
+        AccountAction::Disable => ops::accounts::set_disabled(ops, actor, now, &username, true)
+            .await
+            .map(|()| "disabled"),
+        AccountAction::Enable => ops::accounts::set_disabled(ops, actor, now, &username, false)
+            .await
+            .map(|()| "enabled"),
+        AccountAction::ResetPassword => {
+            ops::accounts::reset_password(ops, actor, now, &username, &form.password)
+                .await
+                .map(|()| "password_reset")
+        }
+        AccountAction::EndSessions => ops::accounts::end_sessions(ops, actor, now, &username)
+            .await
+            .map(|_| "sessions_ended"),
+    };
+    let (reason, status) = match done {
+        Ok(notice) => return Ok(see_other(&format!("/admin/users?notice={notice}"))),
+        Err(invalid @ OpsError::Invalid { .. }) => (invalid.to_string(), StatusCode::BAD_REQUEST),
+        Err(missing @ OpsError::NotFound(_)) => (missing.to_string(), StatusCode::NOT_FOUND),
+        Err(other) => return Err(other.into()),
+    };
+    render_users(&state, &manager, &headers, None, Some(&reason), status).await
+}
+
 // --- CSV export ---------------------------------------------------------------
 
 pub async fn export_csv(
@@ -919,7 +1076,7 @@ pub async fn export_csv(
                 format!("attachment; filename=\"{name}\""),
             ),
         ],
-        out,
+        axum::body::Body::from_stream(out),
     )
         .into_response())
 }

@@ -24,6 +24,8 @@ pub struct Account {
     pub username: String,
     pub role: String,
     pub created_at: i64,
+    /// When an owner disabled the account; `None` while it is active.
+    pub disabled_at: Option<i64>,
 }
 
 pub async fn users(ops: &Ops) -> OpsResult<Vec<Account>> {
@@ -35,6 +37,7 @@ pub async fn users(ops: &Ops) -> OpsResult<Vec<Account>> {
             username: u.username,
             role: u.role,
             created_at: u.created_at,
+            disabled_at: u.disabled_at,
         })
         .collect())
 }

@@ -68,6 +68,9 @@ pub struct TaskView {
     pub chat_id: Option<String>,
     pub user_id: String,
     pub assignees: Vec<String>,
+    /// Nobody was told about this task (no managers configured, no known
+    /// owner or admin): the console shows it so that it is not missed.
+    pub nobody_notified: bool,
     pub status: String,
     pub created_at: i64,
     pub done_by: Option<String>,
@@ -75,8 +78,10 @@ pub struct TaskView {
 
 impl From<TaskRow> for TaskView {
     fn from(t: TaskRow) -> Self {
+        let assignees: Vec<String> = serde_json::from_str(&t.assignees_json).unwrap_or_default();
         TaskView {
-            assignees: serde_json::from_str(&t.assignees_json).unwrap_or_default(),
+            nobody_notified: assignees.is_empty(),
+            assignees,
             id: t.id,
             log_id: t.log_id,
             kind: t.kind,

@@ -41,7 +41,8 @@ pub struct ModerationDoc {
     /// Members never moderated (besides each chat's owner and admins).
     pub exempt: Vec<String>,
     /// Managers told about escalations and reviews (app message). Empty: the
-    /// chat's owner and admins.
+    /// chat's owner and admins. With nobody known the task is still opened,
+    /// flagged "nobody notified" in the log and the console's task list.
     pub managers: Vec<String>,
     /// Categories that are only recorded, never struck.
     pub log_only: Vec<String>,
@@ -722,7 +723,9 @@ fn sanction(
             Sanction::NotifyManager => {
                 taken.push("notify");
                 let to = managers_or_owners(config, snapshot);
-                if !to.is_empty() {
+                if to.is_empty() {
+                    taken.push(NOBODY_NOTIFIED);
+                } else {
                     sends.push(Outbound {
                         idempotency_key: format!("moderation:notify:{}", event.id),
                         route: OutRoute::Member {
@@ -757,7 +760,9 @@ fn sanction(
                 (_, Some(_)) => {
                     taken.push("remove_task");
                     let assignees = owners_or_managers(config, snapshot);
-                    if !assignees.is_empty() {
+                    if assignees.is_empty() {
+                        taken.push(NOBODY_NOTIFIED);
+                    } else {
                         sends.push(Outbound {
                             idempotency_key: format!("moderation:task:{}", event.id),
                             route: OutRoute::Member {
@@ -865,6 +870,10 @@ fn review(
     send_to_review(rules, event, record, assignees, text)
 }
 
+/// Marks a log entry whose notice had nobody to go to: no `managers` in
+/// `[moderation]` and no known owner or admin of the chat.
+pub const NOBODY_NOTIFIED: &str = "nobody_notified";
+
 /// A decision sent to people for review: recorded without a strike, a review
 /// task for `assignees`, and (outside dry run) `notice` to them by app message.
 fn send_to_review(
@@ -875,10 +884,12 @@ fn send_to_review(
     notice: String,
 ) -> Vec<Action> {
     let dry_run = record.dry_run;
-    record.action_taken = if dry_run {
-        "dry_run: would review".to_string()
-    } else {
-        "review".to_string()
+    // With nobody to tell, the task is still opened (it shows in the console's
+    // open tasks) and the log says so, rather than the review vanishing.
+    record.action_taken = match (dry_run, assignees.is_empty()) {
+        (true, _) => "dry_run: would review".to_string(),
+        (false, false) => "review".to_string(),
+        (false, true) => format!("review,{NOBODY_NOTIFIED}"),
     };
     record.strike = false;
     record.task = (!dry_run).then(|| OwnerTask {
@@ -1291,6 +1302,29 @@ mod tests {
         assert_eq!(routes(&actions), vec!["smart_bot"]);
         snap.moderation.reporter_reports_last_hour = 5;
         let actions = on_report(&rules, &snap, &event, &second, now());
+        assert_eq!(routes(&actions), vec!["smart_bot"]);
+    }
+
+    #[test]
+    fn a_review_with_nobody_to_notify_is_still_a_task_and_says_so() {
+        let rules = RuleSet::from_toml(
+            "[moderation]\nenabled = true\nreport_threshold = 1\nterms = \"\"\"\n[ads:medium]\n加微信\n\"\"\"\n",
+        )
+        .expect("valid rules");
+        let mut snap = snapshot(ChatRoute::CustomerGroup);
+        if let Some(chat) = snap.chat.as_mut() {
+            chat.owner = None;
+            chat.admins.clear();
+        }
+        snap.moderation.reported_author = Some("u2".into());
+        let (event, only) = report("r1");
+        let actions = on_report(&rules, &snap, &event, &only, now());
+        let record = record(&actions).expect("review");
+        assert_eq!(record.action_taken, "review,nobody_notified");
+        let task = record.task.as_ref().expect("a task is still opened");
+        assert_eq!(task.kind, TaskKind::Review);
+        assert!(task.assignees.is_empty());
+        // No app message to an empty list; the reporter is still answered.
         assert_eq!(routes(&actions), vec!["smart_bot"]);
     }
 

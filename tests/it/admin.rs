@@ -499,9 +499,29 @@ async fn form_routes(console: &Console) -> Vec<FormRoute> {
             ],
         },
         FormRoute {
+            path: "/admin/users/newbie/password".into(),
+            need: Role::Owner,
+            fields: vec![("password", "another long password".into())],
+        },
+        FormRoute {
+            path: "/admin/users/newbie/sessions/end".into(),
+            need: Role::Owner,
+            fields: vec![],
+        },
+        FormRoute {
+            path: "/admin/users/newbie/disable".into(),
+            need: Role::Owner,
+            fields: vec![],
+        },
+        FormRoute {
+            path: "/admin/users/newbie/enable".into(),
+            need: Role::Owner,
+            fields: vec![],
+        },
+        FormRoute {
             path: "/admin/tokens".into(),
             need: Role::Owner,
-            fields: vec![("label", "crm".into())],
+            fields: vec![("label", "crm".into()), ("expires_in_days", "30".into())],
         },
         FormRoute {
             path: format!("/admin/tokens/{token}/revoke"),
@@ -965,6 +985,257 @@ async fn csv_export_quotes_cells_and_is_audited() {
             .await
             .status,
         StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_csv_export_larger_than_one_chunk_streams_every_row_in_order_defused() {
+    let console = console().await;
+    // Enough rows for several chunks; every reason would run as a formula.
+    sqlx::query(
+        "with recursive n(i) as (select 1 union all select i + 1 from n where i < 5000)
+         insert into points_ledger (user_id, delta, reason, reference, chat_id, day, created_at)
+         select 'wmBulk', i, '=bonus', 'bulk:' || i, 'wrOgAA1', '2025-03-10', 1741579200 from n",
+    )
+    .execute(&console.pool)
+    .await
+    .unwrap();
+    let rows: i64 = sqlx::query_scalar("select count(*) from points_ledger")
+        .fetch_one(&console.pool)
+        .await
+        .unwrap();
+    let (session, _) = console.session_for("viewer", Role::Viewer).await;
+    let reply = console
+        .get("/admin/export/ledger.csv", Some(&session))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.body.len() > 3 * qunyun::ops::audit::CSV_CHUNK_BYTES,
+        "{} bytes is not several chunks",
+        reply.body.len()
+    );
+    assert!(reply.body.ends_with("\r\n"));
+    let lines: Vec<&str> = reply.body.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        lines[0],
+        "id,user_id,delta,reason,reference,chat_id,day,created_at"
+    );
+    assert_eq!(lines.len() as i64, rows + 1, "a header and every row");
+    let ids: Vec<i64> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "rows in id order, none twice"
+    );
+    let bulk: Vec<&&str> = lines.iter().filter(|l| l.contains(",wmBulk,")).collect();
+    assert_eq!(bulk.len(), 5000);
+    assert!(
+        bulk.iter().all(|l| l.contains(",'=bonus,")),
+        "every chunk defused"
+    );
+    assert!(lines.last().unwrap().contains(",5000,'=bonus,bulk:5000,"));
+}
+
+// --- account controls from the console ---------------------------------------------
+
+#[tokio::test]
+async fn owners_control_accounts_from_the_users_page_and_others_are_refused() {
+    let console = console().await;
+    let (owner, _) = console.session_for("boss", Role::Owner).await;
+    create_user(&console.pool, "op", "first password 1", Role::Operator)
+        .await
+        .unwrap();
+    let signed_in = sign_in(&console, "op", "first password 1").await;
+    let op = Session {
+        cookie: set_cookie_pair(&signed_in, auth::SESSION_COOKIE).unwrap(),
+        csrf: String::new(),
+    };
+    assert_eq!(
+        console.get("/admin/chats", Some(&op)).await.status,
+        StatusCode::OK
+    );
+    let page = console.get("/admin/users", Some(&owner)).await.body;
+    assert!(
+        page.contains("action=\"/admin/users/op/disable\""),
+        "{page}"
+    );
+
+    // Disable: the session stops working, the page says so, the act is audited.
+    let reply = console
+        .post_as("/admin/users/op/disable", &owner, &[])
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.location(), Some("/admin/users?notice=disabled"));
+    assert_eq!(
+        console.get("/admin/chats", Some(&op)).await.status,
+        StatusCode::SEE_OTHER,
+        "a disabled account's session is sent to the login page"
+    );
+    let page = console
+        .get("/admin/users?notice=disabled", Some(&owner))
+        .await
+        .body;
+    assert!(page.contains("id=\"notice\""), "{page}");
+    assert!(page.contains("action=\"/admin/users/op/enable\""), "{page}");
+    let mut conn = console.pool.acquire().await.unwrap();
+    let audit = q::recent_audit(&mut conn, None, 1).await.unwrap();
+    assert_eq!(
+        (
+            audit[0].actor.as_str(),
+            audit[0].action.as_str(),
+            audit[0].target.as_str()
+        ),
+        ("boss", "user.disable", "op")
+    );
+    drop(conn);
+    // Unknown notices are not echoed.
+    let page = console
+        .get("/admin/users?notice=<b>hi</b>", Some(&owner))
+        .await
+        .body;
+    assert!(!page.contains("id=\"notice\"") && !page.contains("<b>hi"));
+
+    let reply = console.post_as("/admin/users/op/enable", &owner, &[]).await;
+    assert_eq!(reply.location(), Some("/admin/users?notice=enabled"));
+
+    // Reset password: the old one is refused, the new one accepted, and the
+    // sessions started with the old one end.
+    let before_reset = sign_in(&console, "op", "first password 1").await;
+    let op = Session {
+        cookie: set_cookie_pair(&before_reset, auth::SESSION_COOKIE).unwrap(),
+        csrf: String::new(),
+    };
+    let weak = console
+        .post_as("/admin/users/op/password", &owner, &[("password", "short")])
+        .await;
+    assert_eq!(weak.status, StatusCode::BAD_REQUEST);
+    assert!(
+        weak.body.contains("class=\"error\"") && weak.body.contains("10"),
+        "{}",
+        weak.body
+    );
+    let reply = console
+        .post_as(
+            "/admin/users/op/password",
+            &owner,
+            &[("password", "second password 2")],
+        )
+        .await;
+    assert_eq!(reply.location(), Some("/admin/users?notice=password_reset"));
+    assert_eq!(
+        console.get("/admin/chats", Some(&op)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        sign_in(&console, "op", "first password 1").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let after_reset = sign_in(&console, "op", "second password 2").await;
+    assert_eq!(after_reset.status, StatusCode::SEE_OTHER);
+    let op = Session {
+        cookie: set_cookie_pair(&after_reset, auth::SESSION_COOKIE).unwrap(),
+        csrf: String::new(),
+    };
+
+    // End all sessions.
+    let reply = console
+        .post_as("/admin/users/op/sessions/end", &owner, &[])
+        .await;
+    assert_eq!(reply.location(), Some("/admin/users?notice=sessions_ended"));
+    assert_eq!(
+        console.get("/admin/chats", Some(&op)).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    // Mistakes are shown inline: oneself, an unknown account, a bad expiry.
+    let own = console
+        .post_as("/admin/users/boss/disable", &owner, &[])
+        .await;
+    assert_eq!(own.status, StatusCode::BAD_REQUEST);
+    assert!(own.body.contains("class=\"error\""), "{}", own.body);
+    let missing = console
+        .post_as("/admin/users/ghost/disable", &owner, &[])
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains("ghost"), "{}", missing.body);
+    let bad_expiry = console
+        .post_as(
+            "/admin/tokens",
+            &owner,
+            &[("label", "crm"), ("expires_in_days", "0")],
+        )
+        .await;
+    assert_eq!(bad_expiry.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad_expiry.body.contains("expires_in_days"),
+        "{}",
+        bad_expiry.body
+    );
+
+    // A token with an expiry works until then, and the page shows when.
+    let created = console
+        .post_as(
+            "/admin/tokens",
+            &owner,
+            &[("label", "crm"), ("expires_in_days", "2")],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let token = created
+        .body
+        .split("<code id=\"new-token\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap()
+        .to_owned();
+    let mut conn = console.pool.acquire().await.unwrap();
+    let tokens = q::list_api_tokens(&mut conn).await.unwrap();
+    let crm = tokens.iter().find(|t| t.label == "crm").unwrap();
+    assert_eq!(crm.expires_at, Some(crm.created_at + 2 * 86_400));
+    drop(conn);
+    let chats = |console: &Console, token: String| {
+        let console = console.client.clone();
+        async move {
+            console
+                .api(Method::GET, "/admin/api/v1/chats", Some(&token), "")
+                .await
+                .status
+        }
+    };
+    assert_eq!(chats(&console, token.clone()).await, StatusCode::OK);
+    console.clock.advance(chrono::Duration::days(3));
+    assert_eq!(chats(&console, token).await, StatusCode::UNAUTHORIZED);
+
+    // Nobody but an owner may use the controls.
+    for role in [Role::Viewer, Role::Operator] {
+        let (session, _) = console
+            .session_for(&format!("{}2", role.as_str()), role)
+            .await;
+        let before = console.audit_count().await;
+        for path in [
+            "/admin/users/op/disable",
+            "/admin/users/op/enable",
+            "/admin/users/op/sessions/end",
+        ] {
+            let reply = console.post_as(path, &session, &[]).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path} as {role:?}");
+        }
+        let reply = console
+            .post_as(
+                "/admin/users/op/password",
+                &session,
+                &[("password", "taken over 123")],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "password as {role:?}");
+        assert_eq!(console.audit_count().await, before);
+    }
+    assert_eq!(
+        sign_in(&console, "op", "second password 2").await.status,
+        StatusCode::SEE_OTHER,
+        "refused requests changed nothing"
     );
 }
 

@@ -786,3 +786,109 @@ fn moderation_check_explains_which_family_matched_which_span() {
     let (out, _) = qunyun_check(&["--terms", terms, "--families", "exact"], input);
     assert_eq!(out, "pass\npass\npass\npass\npass\n");
 }
+
+/// No `managers`, and a chat whose owner and admins WeCom never gave us.
+const NO_MANAGER_RULES: &str = r#"
+[moderation]
+enabled = true
+report_threshold = 1
+terms = """
+[ads:medium]
+加微信
+"""
+"#;
+
+/// A customer group whose owner and admins are unknown.
+async fn add_orphan_chat(h: &Harness) -> &'static str {
+    let chat_id = "wrorphan";
+    let chat = chats::NewChat {
+        chat_id: chat_id.into(),
+        name: "无主群".into(),
+        route: ChatRoute::CustomerGroup,
+        owner: None,
+        admins: Vec::new(),
+        tags: Vec::new(),
+        member_version: None,
+    };
+    let mut conn = h.pool.acquire().await.unwrap();
+    chats::upsert_chat(&mut conn, &chat, h.clock.now())
+        .await
+        .unwrap();
+    chat_id
+}
+
+#[tokio::test]
+async fn a_report_with_nobody_to_notify_is_an_open_task_flagged_in_the_console() {
+    let h = harness(NO_MANAGER_RULES).await;
+    let orphan = add_orphan_chat(&h).await;
+
+    let spam = "私聊我有内部渠道低价好货";
+    h.post(orphan, "u2", spam).await;
+    h.report(orphan, "r1", spam).await;
+    h.run().await;
+
+    // Nobody could be told by app message...
+    assert!(h.texts(SimRoute::AppMessage).is_empty());
+    // ...so the review is an open task marked as unseen, and the log says why.
+    let tasks = ops::moderation::tasks(&ops_for(&h.pool), false)
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let task = &tasks[0];
+    assert_eq!(
+        (
+            task.kind.as_str(),
+            task.user_id.as_str(),
+            task.chat_id.as_deref()
+        ),
+        ("review", "u2", Some(orphan))
+    );
+    assert!(
+        task.assignees.is_empty() && task.nobody_notified,
+        "{task:?}"
+    );
+    let log = h.log().await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(
+        (log[0].rule.as_str(), log[0].action_taken.as_str()),
+        ("report", "review,nobody_notified")
+    );
+    // The reporter is still answered.
+    let answers = h.texts(SimRoute::BotResponse);
+    assert!(
+        answers.iter().any(|(_, text)| text.contains("已收到举报")),
+        "{answers:?}"
+    );
+
+    // The console's moderation page shows the task with the reason.
+    let console = h.console();
+    let (op, _) = console.session_for("op", Role::Operator).await;
+    let page = console.get("/admin/moderation", Some(&op)).await;
+    assert!(
+        page.body
+            .contains(&format!("id=\"task-nobody-{}\"", task.id)),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("无人被通知"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn a_fuzzy_review_with_nobody_to_notify_is_flagged_not_dropped() {
+    let rules = FUZZY_RULES.replace("managers = [\"boss\"]\n", "");
+    assert_ne!(rules, FUZZY_RULES, "the fuzzy rules name a manager");
+    let h = harness(&rules).await;
+    let orphan = add_orphan_chat(&h).await;
+    h.post(orphan, "u1", "想赚钱的加我 Wang Zhuan 项目").await;
+    h.run().await;
+
+    assert!(h.texts(SimRoute::AppMessage).is_empty());
+    let log = h.log().await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].action_taken, "review,nobody_notified");
+    let tasks = ops::moderation::tasks(&ops_for(&h.pool), false)
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert!(tasks[0].nobody_notified, "{tasks:?}");
+}

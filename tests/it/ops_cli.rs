@@ -261,3 +261,119 @@ async fn rules_import_is_audited_in_the_save_transaction() {
 fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// A pending redemption of 保温杯 (cost 30, stock 1 → 0) by `zhangsan`, who
+/// had 100 points, made as the bot's redeem path makes it; the seeding's own
+/// audit rows are removed so that only the CLI's are counted. Returns its id.
+async fn pending_redemption(cli: &Cli) -> i64 {
+    use qunyun::ops::{self, Actor, Ops, Role};
+    use qunyun::store::{points, redemptions};
+    let now = chrono::Utc::now();
+    let ops = Ops::over(cli.pool.clone());
+    let seeder = Actor::new("seed", Role::Owner);
+    let rules = format!(
+        "[community]\napp = \"{}\"\n\n[[catalog]]\nitem = \"保温杯\"\ncost = 30\nstock = 1\n",
+        crate::helpers::APP
+    );
+    let applied = ops::rules::apply(&ops, &seeder, now, &rules).await.unwrap();
+    assert!(
+        matches!(applied, ops::rules::Applied::Version(_)),
+        "{applied:?}"
+    );
+    let mut conn = cli.pool.acquire().await.unwrap();
+    members::ensure_person(&mut conn, "zhangsan", None, now)
+        .await
+        .unwrap();
+    ops::points::adjust(&ops, &seeder, now, "zhangsan", 100, "活动奖励")
+        .await
+        .unwrap();
+    assert!(redemptions::take_one(&mut conn, "保温杯").await.unwrap());
+    let debit = points::NewLedgerEntry {
+        user_id: "zhangsan",
+        delta: -30,
+        reason: "redeem",
+        reference: "redeem:seed",
+        chat_id: None,
+        day: now.date_naive(),
+        at: now,
+    };
+    assert!(matches!(
+        points::append(&mut conn, &debit).await.unwrap(),
+        points::Appended::New(_)
+    ));
+    let id = redemptions::create(&mut conn, "zhangsan", "保温杯", 30, "redeem:seed", now)
+        .await
+        .unwrap()
+        .unwrap();
+    sqlx::query("delete from admin_audit")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    id
+}
+
+/// (balance of zhangsan, 保温杯 left, redemption status, outbox rows).
+async fn redemption_state(cli: &Cli, id: i64) -> (i64, i64, String, i64) {
+    let status: String = sqlx::query_scalar("select status from redemptions where id = ?")
+        .bind(id)
+        .fetch_one(&cli.pool)
+        .await
+        .unwrap();
+    (
+        cli.count("select coalesce(sum(delta), 0) from points_ledger where user_id = 'zhangsan'")
+            .await,
+        cli.count("select remaining from catalog_stock where item = '保温杯'")
+            .await,
+        status,
+        cli.count("select count(*) from outbox").await,
+    )
+}
+
+#[tokio::test]
+async fn redemptions_cancel_refunds_restocks_and_is_audited_once() {
+    let cli = Cli::new().await;
+    let id = pending_redemption(&cli).await;
+    assert_eq!(
+        redemption_state(&cli, id).await,
+        (70, 0, "pending".to_string(), 0)
+    );
+    let id_text = id.to_string();
+    let args = ["redemptions", "cancel", &id_text, "--reason", "缺货"];
+    assert_audited_atomically(&cli, &args, "redemption.cancel", async |cli: &Cli| {
+        redemption_state(cli, id).await.2 == "cancelled"
+    })
+    .await;
+    // Refunded through the ledger, the unit back in stock, the member's
+    // notice queued, and the reason kept in the audit row.
+    assert_eq!(
+        redemption_state(&cli, id).await,
+        (100, 1, "cancelled".to_string(), 1)
+    );
+    assert_eq!(
+        cli.count(
+            "select count(*) from points_ledger where user_id = 'zhangsan' \
+             and reason = 'redeem_refund' and delta = 30"
+        )
+        .await,
+        1
+    );
+    let detail: String = sqlx::query_scalar("select detail from admin_audit")
+        .fetch_one(&cli.pool)
+        .await
+        .unwrap();
+    assert!(detail.contains("缺货"), "{detail}");
+
+    // A second cancel is refused with a reason and changes nothing.
+    let again = cli.run(&args).await;
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("only a pending one can be cancelled"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(
+        redemption_state(&cli, id).await,
+        (100, 1, "cancelled".to_string(), 1)
+    );
+    assert_eq!(cli.audit().await.len(), 1);
+}

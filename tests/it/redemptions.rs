@@ -147,3 +147,103 @@ async fn a_new_stock_figure_restocks_and_a_cancelled_redemption_is_refunded_and_
     );
     app.stop().await;
 }
+
+/// (zhangsan's balance, 保温杯 left, the redemption's status).
+async fn state(app: &TestApp, id: i64) -> (i64, i64, String) {
+    let mut conn = app.conn().await;
+    let balance = points::balance(&mut conn, "zhangsan").await.unwrap();
+    let status = redemptions::get(&mut conn, id)
+        .await
+        .unwrap()
+        .unwrap()
+        .status;
+    drop(conn);
+    (balance, stock(app).await, status)
+}
+
+#[tokio::test]
+async fn the_console_cancel_button_refunds_restocks_and_a_second_cancel_is_refused() {
+    let app = spawn_app().await;
+    apply_rules(&app, 1).await;
+    qunyun::store::members::ensure_person(&mut *app.conn().await, "zhangsan", None, app.now())
+        .await
+        .unwrap();
+    ops::points::adjust(&app.ops(), &cli(), app.now(), "zhangsan", 100, "活动奖励")
+        .await
+        .unwrap();
+    let ok = say(&app, "C1", "zhangsan", "兑换 保温杯").await;
+    assert!(ok[0].contains("成功"), "{ok:?}");
+    let pending = ops::queues::redemptions(&app.ops(), Some("pending"))
+        .await
+        .unwrap();
+    let id = pending[0].id;
+    assert_eq!(state(&app, id).await, (70, 0, "pending".to_string()));
+
+    let console = app.console();
+    let (op, _) = console.session_for("mei", Role::Operator).await;
+    let queues = console.get("/admin/queues", Some(&op)).await;
+    assert!(
+        queues.body.contains(&format!("id=\"cancel-{id}\"")),
+        "{}",
+        queues.body
+    );
+    let path = format!("/admin/redemptions/{id}/cancel");
+
+    // With a token that is not the session's, nothing happens.
+    let forged = console
+        .post_form(
+            &path,
+            Some(&op.cookie),
+            &[("csrf", "not-this-session"), ("reason", "缺货")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(state(&app, id).await, (70, 0, "pending".to_string()));
+
+    let done = console
+        .post_form(
+            &path,
+            Some(&op.cookie),
+            &[("csrf", &op.csrf), ("reason", "缺货")],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.location(), Some("/admin/queues"));
+    assert_eq!(state(&app, id).await, (100, 1, "cancelled".to_string()));
+    let told = app.drain_outbox().await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        (told[0].route, told[0].target.as_str()),
+        (Route::AppMessage, "zhangsan")
+    );
+    assert!(
+        told[0].text().unwrap_or_default().contains("30 积分已退回"),
+        "{told:?}"
+    );
+
+    // A second press is refused with the reason and changes nothing.
+    let again = console
+        .post_form(
+            &path,
+            Some(&op.cookie),
+            &[("csrf", &op.csrf), ("reason", "缺货")],
+        )
+        .await;
+    assert_eq!(again.status, 400);
+    assert!(
+        again.body.contains("only a pending one can be cancelled"),
+        "{}",
+        again.body
+    );
+    assert_eq!(state(&app, id).await, (100, 1, "cancelled".to_string()));
+    assert!(app.drain_outbox().await.is_empty());
+    let audit = ops::audit::recent(&app.ops(), None, 20).await.unwrap();
+    let cancels: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "redemption.cancel")
+        .collect();
+    assert_eq!(cancels.len(), 1, "{cancels:?}");
+    assert_eq!(cancels[0].actor, "mei");
+    assert!(cancels[0].detail.contains("缺货"), "{cancels:?}");
+    app.stop().await;
+}

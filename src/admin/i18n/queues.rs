@@ -70,6 +70,11 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
     ("skip_reason", "跳过原因", "Why skipped"),
     ("open_tasks", "待处理任务", "Open tasks"),
     ("assignees", "负责人", "Assignees"),
+    (
+        "nobody_notified",
+        "无人被通知：未配置 managers，且群主和管理员未知",
+        "Nobody notified: no managers configured and no known owner or admin",
+    ),
     ("note", "备注", "Note"),
     ("mark_done", "标记完成", "Mark done"),
     ("member_reports", "成员举报", "Member reports"),
