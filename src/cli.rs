@@ -667,6 +667,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tags: args.tags,
                     text: args.text,
                     markdown: args.markdown,
+                    request_key: None,
                 };
                 let sent = ops::broadcast::send(&ops, &actor(), chrono::Utc::now(), &input).await?;
                 println!("broadcast {}", sent.id);

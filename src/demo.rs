@@ -897,9 +897,9 @@ impl Demo {
         };
         let sent = crate::ops::broadcast::send(&ops, &actor, self.now(), &input).await?;
         for chat in &sent.chats {
-            let how = match chat.outcome {
+            let how = match chat.outcome.as_str() {
                 "awaiting_owner" => "等群主在手机上确认（客户群只能这样发）".to_string(),
-                "queued" => format!("自动发送（{}）", route_chinese(chat.route)),
+                "queued" => format!("自动发送（{}）", route_chinese(&chat.route)),
                 _ => format!("不发：{}", chat.detail.as_deref().unwrap_or("")),
             };
             self.line(format!(

@@ -3,7 +3,7 @@
 //! No cookies are read here, so no CSRF token is needed.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -276,11 +276,24 @@ async fn change_chat_tags(
 }
 
 /// `{"chats": […], "tags": […], "text": "…", "markdown": false}`; answers each chat's outcome.
+/// An `Idempotency-Key` header makes a repeat answer the first result and queue nothing.
 async fn broadcast(
     State(state): State<AdminState>,
     ApiCaller(caller): ApiCaller,
-    Json(input): Json<ops::broadcast::BroadcastInput>,
+    headers: HeaderMap,
+    Json(mut input): Json<ops::broadcast::BroadcastInput>,
 ) -> ApiResult {
+    input.request_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| {
+                    ops::OpsError::invalid("idempotency_key", "the header is not visible ASCII")
+                })?
+                .to_owned(),
+        ),
+    };
     let sent = ops::broadcast::send(&state.ops, &caller.actor, state.now(), &input).await?;
     Ok(Json(json!(sent)))
 }

@@ -291,11 +291,28 @@ pub async fn chats(
     manager: Manager,
     headers: HeaderMap,
 ) -> PageResult {
-    let frame = Frame::new(&headers, Some(&manager), "chats");
+    chats_page(&state, &manager, &headers, None).await
+}
+
+/// The chat list with a fresh broadcast form: every render gets a new
+/// one-time key, so submitting the same form twice (a double click, a
+/// reload that re-posts) queues the broadcast once.
+async fn chats_page(
+    state: &AdminState,
+    manager: &Manager,
+    headers: &HeaderMap,
+    sent: Option<ops::broadcast::BroadcastSent>,
+) -> PageResult {
+    let frame = Frame::new(headers, Some(manager), "chats");
     let chats = ops::chats::list(&state.ops, state.now()).await?;
+    let request_key = format!("{:032x}", rand::random::<u128>());
     Ok(state
         .views()
-        .render("chats.html", &frame, json!({ "chats": chats }))?
+        .render(
+            "chats.html",
+            &frame,
+            json!({ "chats": chats, "sent": sent, "request_key": request_key }),
+        )?
         .into_response())
 }
 
@@ -400,6 +417,9 @@ pub struct BroadcastForm {
     text: String,
     #[serde(default)]
     markdown: Option<String>,
+    /// The one-time key the form was rendered with (see [`chats_page`]).
+    #[serde(default)]
+    request_key: Option<String>,
 }
 
 /// Sends now and shows each chat's outcome above the chat list.
@@ -415,18 +435,10 @@ pub async fn broadcast(
         tags: vec![form.tags],
         text: form.text,
         markdown: form.markdown.is_some(),
+        request_key: form.request_key,
     };
     let sent = ops::broadcast::send(&state.ops, &manager.actor, state.now(), &input).await?;
-    let frame = Frame::new(&headers, Some(&manager), "chats");
-    let chats = ops::chats::list(&state.ops, state.now()).await?;
-    Ok(state
-        .views()
-        .render(
-            "chats.html",
-            &frame,
-            json!({ "chats": chats, "sent": sent }),
-        )?
-        .into_response())
+    chats_page(&state, &manager, &headers, Some(sent)).await
 }
 
 // --- members ------------------------------------------------------------------

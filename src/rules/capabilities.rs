@@ -105,6 +105,9 @@ pub struct CapabilityRow {
 /// response_url, whatever else the chat has (docs/wecom.md#chat-kinds).
 const SMART_BOT_ANSWER: &str = "smart_bot";
 
+/// Why an internal group gets no welcome.
+const NO_JOIN_EVENTS: &str = "WeCom reports no joins in internal groups";
+
 /// Every feature's answer for `chat`, in [`Feature::ALL`] order.
 pub fn capabilities(chat: &ChatSnapshot) -> Vec<CapabilityRow> {
     Feature::ALL
@@ -128,6 +131,14 @@ pub fn capability(chat: &ChatSnapshot, feature: Feature) -> Capability {
         Feature::Welcome if matches!(chat.route, super::ChatRoute::CustomerGroup) => {
             return Capability::MaterialAndOwnerDigest {
                 owner: chat.owner.clone(),
+            }
+        }
+        // WeCom reports no joins or leaves in internal groups (only customer
+        // groups raise change_external_chat), so the engine never sees a
+        // newcomer there to welcome (docs/wecom.md#chat-kinds).
+        Feature::Welcome if matches!(chat.route, super::ChatRoute::InternalGroup { .. }) => {
+            return Capability::NotPossible {
+                reason: NO_JOIN_EVENTS.to_owned(),
             }
         }
         Feature::Welcome => MessageKind::Welcome,
@@ -224,7 +235,7 @@ mod tests {
         assert_eq!(
             table(both),
             [
-                "welcome: automatic via webhook",
+                "welcome: not possible: WeCom reports no joins in internal groups",
                 "checkin_reply: automatic via smart_bot",
                 "auto_reply: automatic via smart_bot",
                 "push: automatic via webhook",

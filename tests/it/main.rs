@@ -3,7 +3,9 @@
 mod admin;
 mod analytics;
 mod backup;
+mod broadcast_once;
 mod callback;
+mod capability_engine;
 mod chats;
 mod checkin;
 mod config;

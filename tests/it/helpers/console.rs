@@ -171,6 +171,29 @@ impl Console {
         self.send(request).await
     }
 
+    /// A JSON API call with extra request headers (e.g. `idempotency-key`).
+    pub async fn api_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        json: &str,
+    ) -> Reply {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(json.to_owned());
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request).await
+    }
+
     /// Signs in through the login form, as a browser would.
     pub async fn sign_in(&self, username: &str, password: &str) -> Reply {
         self.sign_in_with(&[], username, password).await
