@@ -63,20 +63,7 @@ async fn a_checkin_is_answered_once_and_a_manager_corrects_the_points_in_the_con
 
 /// One @-mention to the smart bot; returns what WeCom received in answer.
 async fn say(app: &crate::helpers::TestApp, msgid: &str, words: &str) -> Vec<String> {
-    let code = app.sim().issue_response_code("AIBOT-IT", "CHAT-IT", true);
-    let mention = serde_json::json!({
-        "msgid": msgid, "aibotid": "AIBOT-IT", "chatid": "CHAT-IT", "chattype": "group",
-        "from": {"userid": "wmA"}, "response_url": app.sim().response_url(&code),
-        "msgtype": "text", "text": {"content": format!("@运营助手 {words}")}
-    })
-    .to_string();
-    assert_eq!(app.post_event(Callback::Bot(mention)).await.status(), 200);
-    app.run_pipeline().await;
-    app.drain_outbox()
-        .await
-        .iter()
-        .map(|d| d.text().unwrap_or_default().to_string())
-        .collect()
+    app.mention_bot(msgid, "wmA", words).await
 }
 
 #[tokio::test]

@@ -244,6 +244,25 @@ impl TestApp {
     // ---------------------------------------------------------- workers ---
 
     /// One pass of the event pipeline, as the service's worker makes it.
+    /// A member @-mentions the smart bot in group `CHAT-IT` with `words`; the
+    /// pipeline and the sender run. Returns the texts WeCom received.
+    pub async fn mention_bot(&self, msgid: &str, user: &str, words: &str) -> Vec<String> {
+        let code = self.sim().issue_response_code("AIBOT-IT", "CHAT-IT", true);
+        let mention = serde_json::json!({
+            "msgid": msgid, "aibotid": "AIBOT-IT", "chatid": "CHAT-IT", "chattype": "group",
+            "from": {"userid": user}, "response_url": self.sim().response_url(&code),
+            "msgtype": "text", "text": {"content": format!("@运营助手 {words}")}
+        })
+        .to_string();
+        assert_eq!(self.post_event(Callback::Bot(mention)).await.status(), 200);
+        self.run_pipeline().await;
+        self.drain_outbox()
+            .await
+            .iter()
+            .map(|d| d.text().unwrap_or_default().to_string())
+            .collect()
+    }
+
     pub async fn run_pipeline(&self) -> RunOutcome {
         self.pipeline.run_once().await.expect("pipeline pass")
     }

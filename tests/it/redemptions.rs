@@ -8,7 +8,7 @@ use qunyun::ops::{self, Actor, Ops, Role};
 use qunyun::sim::Route;
 use qunyun::store::{points, redemptions};
 
-use crate::helpers::{spawn_app, Callback, TestApp, APP};
+use crate::helpers::{spawn_app, TestApp, APP};
 
 fn cli() -> Actor {
     Actor::new("cli:test", Role::Owner)
@@ -29,20 +29,7 @@ async fn apply_rules(app: &TestApp, stock: i64) {
 
 /// A member @-mentions the smart bot; returns the texts WeCom received.
 async fn say(app: &TestApp, msgid: &str, user: &str, words: &str) -> Vec<String> {
-    let code = app.sim().issue_response_code("AIBOT-IT", "CHAT-IT", true);
-    let mention = serde_json::json!({
-        "msgid": msgid, "aibotid": "AIBOT-IT", "chatid": "CHAT-IT", "chattype": "group",
-        "from": {"userid": user}, "response_url": app.sim().response_url(&code),
-        "msgtype": "text", "text": {"content": format!("@运营助手 {words}")}
-    })
-    .to_string();
-    assert_eq!(app.post_event(Callback::Bot(mention)).await.status(), 200);
-    app.run_pipeline().await;
-    app.drain_outbox()
-        .await
-        .iter()
-        .map(|d| d.text().unwrap_or_default().to_string())
-        .collect()
+    app.mention_bot(msgid, user, words).await
 }
 
 async fn stock(app: &TestApp) -> i64 {

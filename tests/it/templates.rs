@@ -29,20 +29,7 @@ async fn apply_rules(app: &TestApp, body: &str) {
 
 /// A member @-mentions the smart bot in a group; returns what WeCom received.
 async fn say(app: &TestApp, msgid: &str, user: &str, words: &str) -> Vec<String> {
-    let code = app.sim().issue_response_code("AIBOT-IT", "CHAT-IT", true);
-    let mention = serde_json::json!({
-        "msgid": msgid, "aibotid": "AIBOT-IT", "chatid": "CHAT-IT", "chattype": "group",
-        "from": {"userid": user}, "response_url": app.sim().response_url(&code),
-        "msgtype": "text", "text": {"content": format!("@运营助手 {words}")}
-    })
-    .to_string();
-    assert_eq!(app.post_event(Callback::Bot(mention)).await.status(), 200);
-    app.run_pipeline().await;
-    app.drain_outbox()
-        .await
-        .iter()
-        .map(|d| d.text().unwrap_or_default().to_string())
-        .collect()
+    app.mention_bot(msgid, user, words).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
