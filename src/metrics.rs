@@ -80,6 +80,7 @@ struct OutboxLabels {
 struct Metrics {
     registry: Registry,
     callbacks: Family<CallbackLabels, Counter>,
+    callbacks_unparsed: Counter,
     callback_seconds: Histogram,
     inbox_batch_size: Histogram,
     inbox_batch_seconds: Histogram,
@@ -107,6 +108,12 @@ impl Metrics {
             "callbacks",
             "Callback and ingest requests answered, by endpoint and outcome",
             callbacks.clone(),
+        );
+        let callbacks_unparsed = Counter::default();
+        registry.register(
+            "callbacks_unparsed",
+            "Authentic callbacks whose plaintext did not parse, kept as unknown inbox events",
+            callbacks_unparsed.clone(),
         );
         let callback_seconds = Histogram::new(fast_buckets());
         registry.register_with_unit(
@@ -185,6 +192,7 @@ impl Metrics {
         Metrics {
             registry,
             callbacks,
+            callbacks_unparsed,
             callback_seconds,
             inbox_batch_size,
             inbox_batch_seconds,
@@ -210,6 +218,12 @@ pub fn callback_endpoints(endpoints: &std::collections::HashSet<String>) {
             outcome: "ok",
         });
     }
+}
+
+/// An authentic callback did not parse and was kept as an unknown event: a
+/// format change on WeCom's side shows here first.
+pub fn callback_unparsed() {
+    METRICS.callbacks_unparsed.inc();
 }
 
 /// A callback or ingest request was answered with `status` after `seconds`.

@@ -204,6 +204,7 @@ fn parse_authentic(kind: EndpointKind, name: &str, plaintext: &[u8]) -> Event {
         Err(_) => Err("not UTF-8".to_owned()),
     };
     parsed.unwrap_or_else(|reason| {
+        crate::metrics::callback_unparsed();
         if let Some(suppressed) = WARNINGS.allow() {
             tracing::warn!(
                 endpoint = name,

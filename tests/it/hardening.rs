@@ -229,10 +229,13 @@ async fn an_authentic_callback_that_does_not_parse_is_kept_as_unknown_and_answer
             Callback::App(t) | Callback::Bot(t) => t.clone(),
         })
         .collect();
+    let unparsed_before = unparsed_count(&app).await;
     for callback in odd {
         let response = app.post_event(callback).await;
         assert_eq!(response.status(), 200);
     }
+    // Counted for monitoring (other tests in this process may add to it too).
+    assert!(unparsed_count(&app).await >= unparsed_before + raws.len() as u64);
     let inbox = app.inbox().await;
     assert_eq!(inbox.len(), raws.len(), "{inbox:?}");
     for (row, raw) in inbox.iter().zip(&raws) {
@@ -249,6 +252,23 @@ async fn an_authentic_callback_that_does_not_parse_is_kept_as_unknown_and_answer
     app.run_pipeline().await;
     assert!(app.drain_outbox().await.is_empty());
     app.stop().await;
+}
+
+/// `qunyun_callbacks_unparsed_total` as `/metrics` shows it (loopback: no token needed).
+async fn unparsed_count(app: &TestApp) -> u64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("qunyun_callbacks_unparsed_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no unparsed counter in:\n{text}"))
 }
 
 // ---- 5. console ----------------------------------------------------------------
