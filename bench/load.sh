@@ -37,6 +37,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A fresh key per run: qunyun refuses WeCom's published sample keys.
+aes_key=$(head -c 64 /dev/urandom | base64 -w0 | tr -d '=+/' | cut -c1-43)
+
 cat >"$work/config.toml" <<TOML
 [server]
 listen = "127.0.0.1:$PORT"
@@ -51,7 +54,7 @@ name = "main"
 agent_id = 1000002
 secret = "load-test"
 token = "LoadTestToken"
-encoding_aes_key = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+encoding_aes_key = "$aes_key"
 TOML
 
 "$QUNYUN" bench-callbacks --config "$work/config.toml" --count "$COUNT" --out "$work/callbacks.txt"

@@ -104,6 +104,12 @@ impl InboxWriter {
             .connect()
             .await
             .context("opening the inbox writer's connection")?;
+        // Checkpoints (copying the log into the database file, with its own
+        // fsync) never run inside the writer's commits, where they would hold
+        // every waiting callback: the pool's connections run them as they commit.
+        sqlx::query("pragma wal_autocheckpoint = 0")
+            .execute(&mut conn)
+            .await?;
         // 2 = FULL: the WAL is synced at every commit, not only at checkpoints.
         let synchronous: i64 = sqlx::query_scalar("pragma synchronous")
             .fetch_one(&mut conn)
