@@ -16,7 +16,8 @@ use qunyun::sim::{
 use qunyun::store::chats;
 
 use crate::helpers::{
-    wait_until, ConfigFile, APP, APP_KEY, APP_TOKEN, BOT, BOT_KEY, BOT_TOKEN, CORP_ID,
+    wait_until, wait_until_async, ConfigFile, APP, APP_KEY, APP_TOKEN, BOT, BOT_KEY, BOT_TOKEN,
+    CORP_ID,
 };
 
 /// The test config file, with WeCom at the simulator.
@@ -274,7 +275,20 @@ async fn discovered_chats_are_configured_from_the_cli_and_a_tag_broadcast_takes_
                 tokio::time::Instant::now() < deadline,
                 "no owner digest: {rows:?}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Until the outbox has a row we have not looked at yet.
+            let seen = rows.len();
+            wait_until_async(
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
+                || async {
+                    let mut conn = pool.acquire().await.unwrap();
+                    qunyun::store::outbox::list(&mut conn, None)
+                        .await
+                        .unwrap()
+                        .len()
+                        > seen
+                },
+            )
+            .await;
         };
     assert_eq!(digest.route.as_str(), "member", "{digest}");
     assert_eq!(digest.target, "owner1", "{digest}");

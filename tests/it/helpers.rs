@@ -564,6 +564,25 @@ pub fn encode(value: &str) -> String {
 
 /// Waits until `condition` holds, checking on a short interval; false on timeout.
 /// Used where background workers run on their own schedule (no fixed sleeps).
+/// [`wait_until`] for a condition that must await (a database query): checked
+/// on a 20 ms tick until it holds or `timeout` passes.
+pub async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    timeout: Duration,
+    mut condition: impl FnMut() -> F,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tick.tick().await;
+    }
+}
+
 pub async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut tick = tokio::time::interval(Duration::from_millis(20));

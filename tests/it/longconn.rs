@@ -2,7 +2,6 @@
 //! simulator's `/ws`: members' messages arrive as frames, answers go back on
 //! the connection with the inbound `req_id`, exactly once.
 
-use std::future::Future;
 use std::time::Duration;
 
 use qunyun::app::WorkerHooks;
@@ -11,7 +10,9 @@ use qunyun::sim::{Delivery, LongConnFault, Route};
 use qunyun::store::outbox::{self, OutboxRow, OutboxStatus};
 use serde_json::{json, Value};
 
-use crate::helpers::{point_long_connections_at, wait_until, Service, TestConfig};
+use crate::helpers::{
+    point_long_connections_at, wait_until, wait_until_async, Service, TestConfig,
+};
 
 const WS_BOT: &str = "wsbot";
 const BOT_ID: &str = "AIBOT-WS";
@@ -52,22 +53,6 @@ fn mention(msgid: &str, user: &str, text: &str) -> Value {
 }
 
 /// Polls an async condition every 20 ms; false on timeout.
-async fn eventually<F: Future<Output = bool>>(
-    timeout: Duration,
-    mut check: impl FnMut() -> F,
-) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn outbox_rows(service: &Service) -> Vec<OutboxRow> {
     let mut conn = service.pool.acquire().await.unwrap();
     outbox::list(&mut conn, None).await.unwrap()
@@ -105,7 +90,7 @@ async fn a_checkin_by_mention_is_answered_over_the_connection_exactly_once() {
         "the check-in was answered"
     );
     assert!(
-        eventually(Duration::from_secs(20), || async {
+        wait_until_async(Duration::from_secs(20), || async {
             let inbox = service.inbox().await;
             inbox.len() == 1
                 && inbox.iter().all(|row| row.status.as_str() == "done")
@@ -156,7 +141,7 @@ async fn a_connection_dropped_mid_burst_delivers_every_message_once_and_every_an
     );
     // Reconnected: WeCom delivers the whole burst again on the new link.
     assert!(
-        eventually(Duration::from_secs(20), || async {
+        wait_until_async(Duration::from_secs(20), || async {
             service.sim().long_connection_subscribes(BOT_ID) >= 2
                 && service.sim().long_connection_live(BOT_ID)
         })
@@ -171,7 +156,7 @@ async fn a_connection_dropped_mid_burst_delivers_every_message_once_and_every_an
     }
     // Retries wait on the (manual) clock: move it until nothing is open.
     assert!(
-        eventually(Duration::from_secs(60), || async {
+        wait_until_async(Duration::from_secs(60), || async {
             let inbox = service.inbox().await;
             let settled = inbox.len() == members.len()
                 && inbox.iter().all(|row| row.status.as_str() == "done")
@@ -245,7 +230,7 @@ async fn a_second_instance_displaces_the_first_which_alerts_and_does_not_reconne
         },
     ));
     assert!(
-        eventually(Duration::from_secs(20), || async {
+        wait_until_async(Duration::from_secs(20), || async {
             outbox_rows(&first)
                 .await
                 .iter()
@@ -305,7 +290,11 @@ async fn a_burst_of_100_answers_never_exceeds_the_per_conversation_limit() {
             clock.advance(chrono::Duration::seconds(61));
         }
         seen = sent;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Sending has stalled when no new answer arrives for 1.5 s.
+        wait_until(Duration::from_millis(1500), || {
+            answers(&service).len() > sent
+        })
+        .await;
     }
     let times: Vec<i64> = answers(&service).iter().map(|d| d.time).collect();
     assert_eq!(times.len(), 100, "each answer once");
@@ -386,7 +375,7 @@ async fn an_answer_without_ack_is_parked_uncertain_and_a_server_close_is_rediall
         .unwrap();
     // WeCom showed it but never acked: after the ack timeout the row is parked.
     assert!(
-        eventually(Duration::from_secs(30), || async {
+        wait_until_async(Duration::from_secs(30), || async {
             outbox_rows(&service)
                 .await
                 .iter()
