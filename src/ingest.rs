@@ -51,18 +51,8 @@ pub async fn ingest_messages(
     received_at: DateTime<Utc>,
 ) -> anyhow::Result<usize> {
     let mut inserted = 0;
-    for message in messages {
-        let json = serde_json::to_string(message)?;
-        let key = format!("archive:{}", message.message_id);
-        let row = inbox::NewInboxEvent {
-            source: "ingest",
-            kind: inbox::InboxKind::IngestMessage,
-            dedupe_key: &key,
-            received_at: received_at.timestamp(),
-            event_json: &json,
-            chat_id: message.chat_id.as_deref(),
-        };
-        if let inbox::Inserted::New(_) = inbox::insert_event(conn, &row).await? {
+    for record in inbox_records(messages, received_at)? {
+        if let inbox::Inserted::New(_) = inbox::insert_event(conn, &record.as_new()).await? {
             inserted += 1;
         }
     }

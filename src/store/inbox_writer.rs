@@ -40,7 +40,7 @@ pub struct InboxRecord {
 }
 
 impl InboxRecord {
-    fn as_new(&self) -> NewInboxEvent<'_> {
+    pub fn as_new(&self) -> NewInboxEvent<'_> {
         NewInboxEvent {
             source: &self.source,
             kind: self.kind,
