@@ -1171,6 +1171,41 @@ mod tests {
         get(conn, id).await.unwrap().unwrap()
     }
 
+    /// Claims up to ten due rows for `owner` with a 60 s lease.
+    async fn claim(conn: &mut SqliteConnection, now: i64, owner: &str) -> Vec<ClaimedMessage> {
+        claim_due(conn, now, 60, owner, 10).await.unwrap()
+    }
+
+    /// `finish` for a row `owner` holds; true when the verdict was recorded.
+    async fn settle(
+        conn: &mut SqliteConnection,
+        id: i64,
+        owner: &str,
+        now: i64,
+        outcome: Outcome,
+    ) -> bool {
+        finish(conn, id, owner, now, &outcome).await.unwrap()
+    }
+
+    fn sent(msgid: Option<&str>) -> Outcome {
+        Outcome::Sent {
+            msgid: msgid.map(str::to_string),
+            note: None,
+        }
+    }
+
+    fn dead(reason: &str) -> Outcome {
+        Outcome::Dead {
+            reason: reason.to_string(),
+        }
+    }
+
+    fn failed(reason: &str) -> Outcome {
+        Outcome::Failed {
+            reason: reason.to_string(),
+        }
+    }
+
     #[tokio::test]
     async fn enqueue_inserts_once_per_idempotency_key() {
         let (_dir, pool) = test_db().await;
@@ -1211,10 +1246,7 @@ mod tests {
         insert_row(&mut conn, &skipped).await.unwrap();
         let row = &list(&mut conn, Some(OutboxStatus::Skipped)).await.unwrap()[0];
         assert_eq!(row.last_error.as_deref(), skipped.skip_reason);
-        assert!(claim_due(&mut conn, 5_000, 60, "s1", 10)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(claim(&mut conn, 5_000, "s1").await.is_empty());
     }
 
     #[tokio::test]
@@ -1227,7 +1259,7 @@ mod tests {
         later.not_before = Some(2_000);
         insert_row(&mut conn, &later).await.unwrap();
 
-        let claimed = claim_due(&mut conn, 1_500, 60, "s1", 10).await.unwrap();
+        let claimed = claim(&mut conn, 1_500, "s1").await;
         let ids: Vec<i64> = claimed.iter().map(|m| m.id).collect();
         assert_eq!(
             ids,
@@ -1239,10 +1271,7 @@ mod tests {
         assert_eq!(row.status, OutboxStatus::InFlight);
 
         // Another sender inside the lease gets nothing.
-        assert!(claim_due(&mut conn, 1_550, 60, "s2", 10)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(claim(&mut conn, 1_550, "s2").await.is_empty());
     }
 
     #[tokio::test]
@@ -1252,20 +1281,10 @@ mod tests {
         for key in ["a", "b", "c"] {
             enqueue_one(&mut conn, key, Route::Member).await;
         }
-        assert_eq!(
-            claim_due(&mut conn, 1_000, 60, "s1", 2)
-                .await
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(
-            claim_due(&mut conn, 1_000, 60, "s1", 2)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
+        for expected in [2, 1] {
+            let claimed = claim_due(&mut conn, 1_000, 60, "s1", 2).await.unwrap();
+            assert_eq!(claimed.len(), expected);
+        }
     }
 
     #[tokio::test]
@@ -1273,40 +1292,13 @@ mod tests {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::Member).await;
-        claim_due(&mut conn, 1_000, 60, "crashed", 10)
-            .await
-            .unwrap();
-        assert!(claim_due(&mut conn, 1_059, 60, "s2", 10)
-            .await
-            .unwrap()
-            .is_empty());
-        let reclaimed = claim_due(&mut conn, 1_060, 60, "s2", 10).await.unwrap();
+        claim(&mut conn, 1_000, "crashed").await;
+        assert!(claim(&mut conn, 1_059, "s2").await.is_empty());
+        let reclaimed = claim(&mut conn, 1_060, "s2").await;
         assert_eq!(reclaimed.len(), 1);
         assert_eq!(reclaimed[0].attempts, 2);
-        assert!(!finish(
-            &mut conn,
-            id,
-            "crashed",
-            1_061,
-            &Outcome::Sent {
-                msgid: None,
-                note: None
-            }
-        )
-        .await
-        .unwrap());
-        assert!(finish(
-            &mut conn,
-            id,
-            "s2",
-            1_061,
-            &Outcome::Sent {
-                msgid: Some("MSG".to_string()),
-                note: None
-            }
-        )
-        .await
-        .unwrap());
+        assert!(!settle(&mut conn, id, "crashed", 1_061, sent(None)).await);
+        assert!(settle(&mut conn, id, "s2", 1_061, sent(Some("MSG"))).await);
     }
 
     #[tokio::test]
@@ -1315,21 +1307,20 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         let uncertain = enqueue_one(&mut conn, "cut-off", Route::Webhook).await;
         let gone = enqueue_one(&mut conn, "gone", Route::Webhook).await;
-        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
+        claim(&mut conn, 1_000, "s1").await;
         assert!(mark_call_started(&mut conn, uncertain, "s1", 1_001, 1_060)
             .await
             .unwrap());
-        assert!(finish(
-            &mut conn,
-            gone,
-            "s1",
-            1_001,
-            &Outcome::Dead {
-                reason: "93000 invalid webhook key".to_string()
-            }
-        )
-        .await
-        .unwrap());
+        assert!(
+            settle(
+                &mut conn,
+                gone,
+                "s1",
+                1_001,
+                dead("93000 invalid webhook key")
+            )
+            .await
+        );
         assert_eq!(park_uncertain(&mut conn, 1_060).await.unwrap(), 1);
 
         assert_eq!(retry_uncertain(&mut conn, 1_070).await.unwrap(), 1);
@@ -1349,9 +1340,7 @@ mod tests {
         let robot = enqueue_one(&mut conn, "robot", Route::Webhook).await;
         let member = enqueue_one(&mut conn, "member", Route::Member).await;
         let untouched = enqueue_one(&mut conn, "untouched", Route::AppGroup).await;
-        claim_due(&mut conn, 1_000, 60, "crashed", 10)
-            .await
-            .unwrap();
+        claim(&mut conn, 1_000, "crashed").await;
         for id in [robot, member] {
             assert!(mark_call_started(&mut conn, id, "crashed", 1_001, 1_060)
                 .await
@@ -1367,9 +1356,8 @@ mod tests {
         // whose resend is harmless (or whose call never started) are claimed
         // again; the robot row is not, and parking makes it visible.
         assert_eq!(park_uncertain(&mut conn, 1_059).await.unwrap(), 0);
-        let mut ids: Vec<i64> = claim_due(&mut conn, 1_060, 60, "s2", 10)
+        let mut ids: Vec<i64> = claim(&mut conn, 1_060, "s2")
             .await
-            .unwrap()
             .iter()
             .map(|m| m.id)
             .collect();
@@ -1385,8 +1373,7 @@ mod tests {
             retry(&mut conn, robot, 1_100).await.unwrap(),
             RetryOutcome::Requeued
         );
-        let claimed = claim_due(&mut conn, 1_100, 60, "s2", 10).await.unwrap();
-        assert_eq!(claimed.len(), 1);
+        assert_eq!(claim(&mut conn, 1_100, "s2").await.len(), 1);
         assert_eq!(park_uncertain(&mut conn, 1_200).await.unwrap(), 0);
     }
 
@@ -1395,28 +1382,14 @@ mod tests {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::Member).await;
-        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(finish(
-            &mut conn,
-            id,
-            "s1",
-            1_001,
-            &Outcome::Sent {
-                msgid: Some("MSG1".to_string()),
-                note: None
-            }
-        )
-        .await
-        .unwrap());
+        claim(&mut conn, 1_000, "s1").await;
+        assert!(settle(&mut conn, id, "s1", 1_001, sent(Some("MSG1"))).await);
         let row = status_of(&mut conn, id).await;
         assert_eq!(row.status, OutboxStatus::Sent);
         assert_eq!(row.sent_at, Some(1_001));
         assert_eq!(row.wecom_msgid.as_deref(), Some("MSG1"));
         // Sent rows are never claimed again.
-        assert!(claim_due(&mut conn, 9_999, 60, "s1", 10)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(claim(&mut conn, 9_999, "s1").await.is_empty());
     }
 
     #[tokio::test]
@@ -1424,34 +1397,21 @@ mod tests {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::Member).await;
-        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(finish(
-            &mut conn,
-            id,
-            "s1",
-            1_001,
-            &Outcome::Retry {
-                at: 1_030,
-                error: "WeCom errcode -1".to_string(),
-                answer_lost_at: None
-            }
-        )
-        .await
-        .unwrap());
+        claim(&mut conn, 1_000, "s1").await;
+        let retry_later = Outcome::Retry {
+            at: 1_030,
+            error: "WeCom errcode -1".to_string(),
+            answer_lost_at: None,
+        };
+        assert!(settle(&mut conn, id, "s1", 1_001, retry_later).await);
         let row = status_of(&mut conn, id).await;
         assert_eq!(
             (row.status, row.attempts, row.next_attempt_at),
             (OutboxStatus::Pending, 1, 1_030)
         );
         assert_eq!(row.last_error.as_deref(), Some("WeCom errcode -1"));
-        assert!(claim_due(&mut conn, 1_029, 60, "s1", 10)
-            .await
-            .unwrap()
-            .is_empty());
-        assert_eq!(
-            claim_due(&mut conn, 1_030, 60, "s1", 10).await.unwrap()[0].attempts,
-            2
-        );
+        assert!(claim(&mut conn, 1_029, "s1").await.is_empty());
+        assert_eq!(claim(&mut conn, 1_030, "s1").await[0].attempts, 2);
     }
 
     #[tokio::test]
@@ -1459,19 +1419,12 @@ mod tests {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::Webhook).await;
-        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(finish(
-            &mut conn,
-            id,
-            "s1",
-            1_000,
-            &Outcome::Postpone {
-                until: 1_060,
-                reason: "rate limit".to_string()
-            }
-        )
-        .await
-        .unwrap());
+        claim(&mut conn, 1_000, "s1").await;
+        let postpone = Outcome::Postpone {
+            until: 1_060,
+            reason: "rate limit".to_string(),
+        };
+        assert!(settle(&mut conn, id, "s1", 1_000, postpone).await);
         let row = status_of(&mut conn, id).await;
         assert_eq!(
             (row.status, row.attempts, row.next_attempt_at),
@@ -1483,51 +1436,20 @@ mod tests {
     async fn mark_failed_and_mark_dead_keep_their_reason() {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
-        let failed = enqueue_one(&mut conn, "a", Route::Member).await;
-        let dead = enqueue_one(&mut conn, "b", Route::Member).await;
-        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(finish(
-            &mut conn,
-            failed,
-            "s1",
-            1_001,
-            &Outcome::Failed {
-                reason: "errcode 60020".to_string()
-            }
-        )
-        .await
-        .unwrap());
-        assert!(finish(
-            &mut conn,
-            dead,
-            "s1",
-            1_001,
-            &Outcome::Dead {
-                reason: "errcode 81013".to_string()
-            }
-        )
-        .await
-        .unwrap());
+        let failing = enqueue_one(&mut conn, "a", Route::Member).await;
+        let gone = enqueue_one(&mut conn, "b", Route::Member).await;
+        claim(&mut conn, 1_000, "s1").await;
+        assert!(settle(&mut conn, failing, "s1", 1_001, failed("errcode 60020")).await);
+        assert!(settle(&mut conn, gone, "s1", 1_001, dead("errcode 81013")).await);
         assert_eq!(
-            status_of(&mut conn, failed).await.status,
+            status_of(&mut conn, failing).await.status,
             OutboxStatus::Failed
         );
-        let row = status_of(&mut conn, dead).await;
+        let row = status_of(&mut conn, gone).await;
         assert_eq!(row.status, OutboxStatus::Dead);
         assert_eq!(row.last_error.as_deref(), Some("errcode 81013"));
         // Not in flight any more: a second verdict changes nothing.
-        assert!(!finish(
-            &mut conn,
-            dead,
-            "s1",
-            1_002,
-            &Outcome::Sent {
-                msgid: None,
-                note: None
-            }
-        )
-        .await
-        .unwrap());
+        assert!(!settle(&mut conn, gone, "s1", 1_002, sent(None)).await);
     }
 
     #[tokio::test]
@@ -1535,23 +1457,13 @@ mod tests {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
         let id = enqueue_one(&mut conn, "a", Route::CustomerGroupMass).await;
-        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        assert!(finish(
-            &mut conn,
-            id,
-            "s1",
-            1_001,
-            &Outcome::AwaitingConfirmation {
-                msgid: "msgGROUP".to_string(),
-                next_poll_at: 1_600
-            }
-        )
-        .await
-        .unwrap());
-        assert!(claim_due(&mut conn, 9_999, 60, "s1", 10)
-            .await
-            .unwrap()
-            .is_empty());
+        claim(&mut conn, 1_000, "s1").await;
+        let awaiting = Outcome::AwaitingConfirmation {
+            msgid: "msgGROUP".to_string(),
+            next_poll_at: 1_600,
+        };
+        assert!(settle(&mut conn, id, "s1", 1_001, awaiting).await);
+        assert!(claim(&mut conn, 9_999, "s1").await.is_empty());
 
         assert!(due_confirmations(&mut conn, 1_599, 10)
             .await
@@ -1592,18 +1504,7 @@ mod tests {
         let a = enqueue_one(&mut conn, "a", Route::Member).await;
         let b = enqueue_one(&mut conn, "b", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
-        finish(
-            &mut conn,
-            a,
-            "s1",
-            1_001,
-            &Outcome::Sent {
-                msgid: None,
-                note: None,
-            },
-        )
-        .await
-        .unwrap();
+        settle(&mut conn, a, "s1", 1_001, sent(None)).await;
         let all: Vec<i64> = list(&mut conn, None)
             .await
             .unwrap()
@@ -1640,26 +1541,16 @@ mod tests {
     async fn retry_requeues_failed_and_dead_rows_only() {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
-        let dead = enqueue_one(&mut conn, "a", Route::Member).await;
+        let gone = enqueue_one(&mut conn, "a", Route::Member).await;
         let pending = enqueue_one(&mut conn, "b", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
-        finish(
-            &mut conn,
-            dead,
-            "s1",
-            1_001,
-            &Outcome::Dead {
-                reason: "gone".to_string(),
-            },
-        )
-        .await
-        .unwrap();
+        settle(&mut conn, gone, "s1", 1_001, dead("gone")).await;
 
         assert_eq!(
-            retry(&mut conn, dead, 5_000).await.unwrap(),
+            retry(&mut conn, gone, 5_000).await.unwrap(),
             RetryOutcome::Requeued
         );
-        let row = status_of(&mut conn, dead).await;
+        let row = status_of(&mut conn, gone).await;
         assert_eq!(
             (row.status, row.attempts, row.next_attempt_at),
             (OutboxStatus::Pending, 0, 5_000)
@@ -1678,57 +1569,20 @@ mod tests {
     async fn retry_all_failed_requeues_every_failed_row() {
         let (_dir, pool) = test_db().await;
         let mut conn = pool.acquire().await.unwrap();
-        let ids = [
-            enqueue_one(&mut conn, "a", Route::Member).await,
-            enqueue_one(&mut conn, "b", Route::Member).await,
-            enqueue_one(&mut conn, "c", Route::Member).await,
-        ];
-        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        finish(
-            &mut conn,
-            ids[0],
-            "s1",
-            1_001,
-            &Outcome::Failed {
-                reason: "60020".to_string(),
-            },
-        )
-        .await
-        .unwrap();
-        finish(
-            &mut conn,
-            ids[1],
-            "s1",
-            1_001,
-            &Outcome::Failed {
-                reason: "60020".to_string(),
-            },
-        )
-        .await
-        .unwrap();
-        finish(
-            &mut conn,
-            ids[2],
-            "s1",
-            1_001,
-            &Outcome::Dead {
-                reason: "81013".to_string(),
-            },
-        )
-        .await
-        .unwrap();
+        let mut ids = Vec::new();
+        for key in ["a", "b", "c"] {
+            ids.push(enqueue_one(&mut conn, key, Route::Member).await);
+        }
+        claim(&mut conn, 1_000, "s1").await;
+        settle(&mut conn, ids[0], "s1", 1_001, failed("60020")).await;
+        settle(&mut conn, ids[1], "s1", 1_001, failed("60020")).await;
+        settle(&mut conn, ids[2], "s1", 1_001, dead("81013")).await;
         assert_eq!(retry_all_failed(&mut conn, 2_000).await.unwrap(), 2);
         assert_eq!(
             status_of(&mut conn, ids[2]).await.status,
             OutboxStatus::Dead
         );
-        assert_eq!(
-            claim_due(&mut conn, 2_000, 60, "s1", 10)
-                .await
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(claim(&mut conn, 2_000, "s1").await.len(), 2);
     }
 
     #[tokio::test]
@@ -1739,54 +1593,15 @@ mod tests {
         let refused = enqueue_one(&mut conn, "refused", Route::SmartBot).await;
         let cut_off = enqueue_one(&mut conn, "cut-off", Route::Webhook).await;
         let gone = enqueue_one(&mut conn, "gone", Route::Webhook).await;
-        claim_due(&mut conn, 1_000, 60, "s1", 10).await.unwrap();
-        finish(
-            &mut conn,
-            plain,
-            "s1",
-            1_001,
-            &Outcome::Sent {
-                msgid: None,
-                note: None,
-            },
-        )
-        .await
-        .unwrap();
-        let note = format!("{CONFIRMED_BY_REFUSAL}: 42022");
-        finish(
-            &mut conn,
-            refused,
-            "s1",
-            1_001,
-            &Outcome::Sent {
-                msgid: None,
-                note: Some(note.clone()),
-            },
-        )
-        .await
-        .unwrap();
-        finish(
-            &mut conn,
-            cut_off,
-            "s1",
-            1_001,
-            &Outcome::Dead {
-                reason: UNCERTAIN_REASON.to_string(),
-            },
-        )
-        .await
-        .unwrap();
-        finish(
-            &mut conn,
-            gone,
-            "s1",
-            1_001,
-            &Outcome::Dead {
-                reason: "WeCom errcode 93000".to_string(),
-            },
-        )
-        .await
-        .unwrap();
+        claim(&mut conn, 1_000, "s1").await;
+        let confirmed_by_refusal = Outcome::Sent {
+            msgid: None,
+            note: Some(format!("{CONFIRMED_BY_REFUSAL}: 42022")),
+        };
+        settle(&mut conn, plain, "s1", 1_001, sent(None)).await;
+        settle(&mut conn, refused, "s1", 1_001, confirmed_by_refusal).await;
+        settle(&mut conn, cut_off, "s1", 1_001, dead(UNCERTAIN_REASON)).await;
+        settle(&mut conn, gone, "s1", 1_001, dead("WeCom errcode 93000")).await;
         assert_eq!(
             delivery_counts(&mut conn).await.unwrap(),
             DeliveryCounts {
@@ -1835,18 +1650,15 @@ mod tests {
             OutboxStatus::Pending
         );
         assert_eq!(status_of(&mut conn, robot).await.status, OutboxStatus::Dead);
-        let claimed = claim_due(&mut conn, 1_005, 60, "new", 10).await.unwrap();
+        let claimed = claim(&mut conn, 1_005, "new").await;
         let lost: Vec<(i64, Option<i64>)> =
             claimed.iter().map(|m| (m.id, m.answer_lost_at)).collect();
         assert_eq!(lost, [(idle, None), (member, Some(1_001))]);
         // A second recovery leaves the new owner's rows alone.
-        assert_eq!(
-            recover_abandoned(&mut conn, "new", 1_006, None)
-                .await
-                .unwrap()
-                .total(),
-            0
-        );
+        let again = recover_abandoned(&mut conn, "new", 1_006, None)
+            .await
+            .unwrap();
+        assert_eq!(again.total(), 0);
     }
 
     #[tokio::test]
@@ -1857,18 +1669,7 @@ mod tests {
         enqueue_one(&mut conn, "b", Route::Member).await;
         enqueue_one(&mut conn, "c", Route::Member).await;
         claim_due(&mut conn, 1_000, 60, "s1", 1).await.unwrap();
-        finish(
-            &mut conn,
-            a,
-            "s1",
-            1_000,
-            &Outcome::Sent {
-                msgid: None,
-                note: None,
-            },
-        )
-        .await
-        .unwrap();
+        settle(&mut conn, a, "s1", 1_000, sent(None)).await;
         let counts = count_by_status(&mut conn).await.unwrap();
         assert_eq!(
             counts,
@@ -1883,21 +1684,15 @@ mod tests {
         let keys = vec!["webhook:k".to_owned(), "api:webhook/send".to_owned()];
         record_calls(&mut conn, &keys, 100).await.unwrap();
         record_calls(&mut conn, &keys[..1], 130).await.unwrap();
-        assert_eq!(
-            rate_window(&mut conn, "webhook:k", 99).await.unwrap(),
-            (2, Some(100))
-        );
-        assert_eq!(
-            rate_window(&mut conn, "webhook:k", 100).await.unwrap(),
-            (1, Some(130))
-        );
-        assert_eq!(
-            rate_window(&mut conn, "api:webhook/send", 99)
-                .await
-                .unwrap(),
-            (1, Some(100))
-        );
-        assert_eq!(rate_window(&mut conn, "other", 0).await.unwrap(), (0, None));
+        let expected = [
+            ("webhook:k", 99, (2, Some(100))),
+            ("webhook:k", 100, (1, Some(130))),
+            ("api:webhook/send", 99, (1, Some(100))),
+            ("other", 0, (0, None)),
+        ];
+        for (key, since, window) in expected {
+            assert_eq!(rate_window(&mut conn, key, since).await.unwrap(), window);
+        }
         assert_eq!(prune_rate_log(&mut conn, 100).await.unwrap(), 2);
         assert_eq!(
             rate_window(&mut conn, "webhook:k", 0).await.unwrap(),

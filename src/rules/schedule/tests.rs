@@ -71,6 +71,16 @@ fn local(fires: &[DateTime<Utc>], tz: Tz) -> Vec<String> {
         .collect()
 }
 
+/// The next `count` fires after `from`, as local RFC 3339 times in `tz`.
+fn local_next(job: &ValidSchedule, from: &str, count: usize, tz: Tz) -> Vec<String> {
+    local(&next_fires(job, utc(from), count), tz)
+}
+
+/// The fires in `(from, to]`, as local RFC 3339 times in `tz`.
+fn local_between(job: &ValidSchedule, from: &str, to: &str, tz: Tz) -> Vec<String> {
+    local(&fires_between(job, utc(from), utc(to)), tz)
+}
+
 // ---------------------------------------------------------------- definitions
 
 #[test]
@@ -228,9 +238,8 @@ fn shanghai_daily_fires_exactly_on_cron_boundaries() {
 fn shanghai_seconds_field_and_weekdays_are_honoured() {
     let tick = schedule("15 0 8 * * Mon-Fri", "Asia/Shanghai");
     // 2025-01-03 is a Friday; the next fire after it is Monday the 6th.
-    let fires = next_fires(&tick, utc("2025-01-03T00:00:16Z"), 2);
     assert_eq!(
-        local(&fires, shanghai()),
+        local_next(&tick, "2025-01-03T00:00:16Z", 2, shanghai()),
         ["2025-01-06T08:00:15+08:00", "2025-01-07T08:00:15+08:00"]
     );
 }
@@ -265,9 +274,8 @@ fn cron_crate_alone_gets_new_york_dst_wrong() {
 fn new_york_daily_job_in_spring_gap_fires_once_an_hour_late() {
     let ny = chrono_tz::America::New_York;
     let job = schedule("0 30 2 * * *", "America/New_York");
-    let fires = next_fires(&job, utc("2025-03-08T00:00:00Z"), 3);
     assert_eq!(
-        local(&fires, ny),
+        local_next(&job, "2025-03-08T00:00:00Z", 3, ny),
         [
             "2025-03-08T02:30:00-05:00",
             // 02:30 does not exist on March 9: shifted by the one-hour gap.
@@ -281,9 +289,8 @@ fn new_york_daily_job_in_spring_gap_fires_once_an_hour_late() {
 fn new_york_daily_job_in_repeated_hour_fires_once_at_first_occurrence() {
     let ny = chrono_tz::America::New_York;
     let job = schedule("0 30 1 * * *", "America/New_York");
-    let fires = next_fires(&job, utc("2025-11-01T00:00:00Z"), 3);
     assert_eq!(
-        local(&fires, ny),
+        local_next(&job, "2025-11-01T00:00:00Z", 3, ny),
         [
             "2025-11-01T01:30:00-04:00",
             "2025-11-02T01:30:00-04:00",
@@ -292,7 +299,7 @@ fn new_york_daily_job_in_repeated_hour_fires_once_at_first_occurrence() {
     );
     // Asking from between the two 01:30s does not produce the second one.
     assert_eq!(
-        local(&next_fires(&job, fires[1], 1), ny),
+        local_next(&job, "2025-11-02T05:30:00Z", 1, ny),
         ["2025-11-03T01:30:00-05:00"]
     );
 }
@@ -386,13 +393,8 @@ fn pinned_slots_that_collide_after_the_gap_fire_once() {
     let ny = chrono_tz::America::New_York;
     // 02:00 and 02:30 shift onto 03:00 and 03:30, which are slots themselves.
     let job = schedule("0 0,30 2,3 * * *", "America/New_York");
-    let fires = fires_between(
-        &job,
-        utc("2025-03-09T00:00:00Z"),
-        utc("2025-03-09T12:00:00Z"),
-    );
     assert_eq!(
-        local(&fires, ny),
+        local_between(&job, "2025-03-09T00:00:00Z", "2025-03-09T12:00:00Z", ny),
         ["2025-03-09T03:00:00-04:00", "2025-03-09T03:30:00-04:00"]
     );
 }
@@ -403,13 +405,13 @@ fn half_hour_dst_in_lord_howe_keeps_fires_ordered_and_unique() {
     // Clocks go from 02:00 to 02:30 on 2025-10-05: 02:00-02:20 shift by 30
     // minutes onto 02:30-02:50, which also exist as their own slots.
     let job = schedule("0 */10 2 * * *", "Australia/Lord_Howe");
-    let fires = fires_between(
-        &job,
-        utc("2025-10-04T12:00:00Z"),
-        utc("2025-10-05T12:00:00Z"),
-    );
     assert_eq!(
-        local(&fires, lord_howe),
+        local_between(
+            &job,
+            "2025-10-04T12:00:00Z",
+            "2025-10-05T12:00:00Z",
+            lord_howe
+        ),
         [
             "2025-10-05T02:30:00+11:00",
             "2025-10-05T02:40:00+11:00",
@@ -419,13 +421,13 @@ fn half_hour_dst_in_lord_howe_keeps_fires_ordered_and_unique() {
     // 02:20 shifts to 02:50, after the real 02:30 that comes later on the
     // wall clock: both fire, in time order.
     let job = schedule("0 20,30 2 * * *", "Australia/Lord_Howe");
-    let fires = fires_between(
-        &job,
-        utc("2025-10-04T12:00:00Z"),
-        utc("2025-10-05T12:00:00Z"),
-    );
     assert_eq!(
-        local(&fires, lord_howe),
+        local_between(
+            &job,
+            "2025-10-04T12:00:00Z",
+            "2025-10-05T12:00:00Z",
+            lord_howe
+        ),
         ["2025-10-05T02:30:00+11:00", "2025-10-05T02:50:00+11:00"]
     );
 }
@@ -466,9 +468,8 @@ fn samoa_skipping_a_whole_day_still_fires_once_per_instant() {
     // the missing 30th lands on the 31st's 09:00, which fires once.
     let apia = chrono_tz::Pacific::Apia;
     let job = schedule("0 0 9 * * *", "Pacific/Apia");
-    let fires = next_fires(&job, utc("2011-12-28T00:00:00Z"), 4);
     assert_eq!(
-        local(&fires, apia),
+        local_next(&job, "2011-12-28T00:00:00Z", 4, apia),
         [
             "2011-12-28T09:00:00-10:00",
             "2011-12-29T09:00:00-10:00",
@@ -484,9 +485,8 @@ fn start_and_end_dates_bound_the_fires_inclusively() {
     campaign.start = Some("2025-05-01".to_owned());
     campaign.end = Some("2025-05-03".to_owned());
     let campaign = valid(&campaign);
-    let fires = next_fires(&campaign, utc("2025-01-01T00:00:00Z"), 10);
     assert_eq!(
-        local(&fires, shanghai()),
+        local_next(&campaign, "2025-01-01T00:00:00Z", 10, shanghai()),
         [
             "2025-05-01T10:00:00+08:00",
             "2025-05-02T10:00:00+08:00",
@@ -501,9 +501,8 @@ fn start_and_end_datetimes_are_inclusive_instants() {
     campaign.start = Some("2025-05-01T10:00:00".to_owned());
     campaign.end = Some("2025-05-01T12:00:00+08:00".to_owned());
     let campaign = valid(&campaign);
-    let fires = next_fires(&campaign, utc("2025-01-01T00:00:00Z"), 10);
     assert_eq!(
-        local(&fires, shanghai()),
+        local_next(&campaign, "2025-01-01T00:00:00Z", 10, shanghai()),
         [
             "2025-05-01T10:00:00+08:00",
             "2025-05-01T11:00:00+08:00",
