@@ -11,6 +11,7 @@ use sqlx::SqlitePool;
 
 pub mod admin;
 pub mod analytics;
+pub mod busy;
 pub mod chats;
 pub mod checkins;
 pub mod inbox;
@@ -40,6 +41,7 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
+        .after_connect(|conn, _| Box::pin(busy::install_short_waits(conn)))
         .connect_with(options)
         .await
         .with_context(|| format!("opening database {}", path.display()))?;

@@ -104,6 +104,7 @@ impl InboxWriter {
             .connect()
             .await
             .context("opening the inbox writer's connection")?;
+        super::busy::install_short_waits(&mut conn).await?;
         // Checkpoints (copying the log into the database file, with its own
         // fsync) never run inside the writer's commits, where they would hold
         // every waiting callback: the pool's connections run them as they commit.
