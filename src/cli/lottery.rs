@@ -10,9 +10,8 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
 use super::{actor, ConfigArg};
-use crate::ops::lottery::{self, LotteryInput};
+use crate::ops::lottery::{self, parse_prize, LotteryInput};
 use crate::rules::lottery::{self as pure, Eligibility};
-use crate::store::lottery::Prize;
 
 #[derive(Debug, Subcommand)]
 pub enum LotteryCommand {
@@ -110,31 +109,6 @@ pub enum LotteryCommand {
     },
 }
 
-/// `NAME:points=N:winners=K` or `NAME:item=ITEM:winners=K`.
-pub fn parse_prize(text: &str) -> anyhow::Result<Prize> {
-    let mut parts = text.split(':');
-    let name = parts.next().unwrap_or_default().trim().to_owned();
-    anyhow::ensure!(!name.is_empty(), "prize {text:?}: a name first");
-    let mut prize = Prize {
-        name,
-        points: 0,
-        item: None,
-        winners: 1,
-    };
-    for part in parts {
-        let (key, value) = part
-            .split_once('=')
-            .with_context(|| format!("prize {text:?}: {part:?} is not key=value"))?;
-        match key.trim() {
-            "points" => prize.points = value.trim().parse().context("points")?,
-            "item" => prize.item = Some(value.trim().to_owned()),
-            "winners" => prize.winners = value.trim().parse().context("winners")?,
-            other => anyhow::bail!("prize {text:?}: unknown key {other:?}"),
-        }
-    }
-    Ok(prize)
-}
-
 pub async fn run(command: LotteryCommand) -> anyhow::Result<ExitCode> {
     let now = Utc::now();
     match command {
@@ -168,7 +142,7 @@ pub async fn run(command: LotteryCommand) -> anyhow::Result<ExitCode> {
                 prizes: prizes
                     .iter()
                     .map(|p| parse_prize(p))
-                    .collect::<anyhow::Result<_>>()?,
+                    .collect::<Result<_, _>>()?,
             };
             let created = lottery::create(&ops, &actor(), now, &input).await?;
             println!("lottery {} created", created.id);
@@ -319,19 +293,4 @@ async fn verify(
         }
         None => ExitCode::FAILURE,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prizes_parse_from_the_command_line() {
-        let points = parse_prize("一等奖:points=100:winners=2").unwrap();
-        assert_eq!((points.points, points.winners, points.item), (100, 2, None));
-        let item = parse_prize("二等奖:item=保温杯").unwrap();
-        assert_eq!((item.item.as_deref(), item.winners), (Some("保温杯"), 1));
-        assert!(parse_prize("奖:colour=red").is_err());
-        assert!(parse_prize(":points=1").is_err());
-    }
 }

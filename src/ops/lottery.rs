@@ -97,6 +97,41 @@ fn validate(rules: &RuleSet, input: &LotteryInput, now: DateTime<Utc>) -> OpsRes
     Ok(())
 }
 
+/// A prize as one line: `NAME:points=N:winners=K` or `NAME:item=ITEM:winners=K`
+/// (`winners` defaults to 1): the CLI's `--prize` and the console's prize lines.
+pub fn parse_prize(text: &str) -> OpsResult<Prize> {
+    let mut parts = text.split(':');
+    let name = parts.next().unwrap_or_default().trim().to_owned();
+    if name.is_empty() {
+        return Err(OpsError::invalid(
+            "prizes",
+            format!("{text:?}: a name first"),
+        ));
+    }
+    let mut prize = Prize {
+        name,
+        points: 0,
+        item: None,
+        winners: 1,
+    };
+    for part in parts {
+        let bad = |why: String| OpsError::invalid("prizes", format!("{text:?}: {why}"));
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{part:?} is not key=value")))?;
+        let value = value.trim();
+        match key.trim() {
+            "points" => prize.points = value.parse().map_err(|_| bad("points: a number".into()))?,
+            "item" => prize.item = Some(value.to_owned()),
+            "winners" => {
+                prize.winners = value.parse().map_err(|_| bad("winners: a number".into()))?
+            }
+            other => return Err(bad(format!("unknown key {other:?}"))),
+        }
+    }
+    Ok(prize)
+}
+
 /// Creates a lottery: draws a 32-byte seed from the OS, stores it, announces
 /// `SHA-256(seed)` to every target chat through its route, audits.
 pub async fn create(
@@ -656,4 +691,19 @@ pub async fn show(ops: &Ops, id: i64) -> OpsResult<LotteryView> {
         winners,
         verification,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prizes_parse_from_the_command_line() {
+        let points = parse_prize("一等奖:points=100:winners=2").unwrap();
+        assert_eq!((points.points, points.winners, points.item), (100, 2, None));
+        let item = parse_prize("二等奖:item=保温杯").unwrap();
+        assert_eq!((item.item.as_deref(), item.winners), (Some("保温杯"), 1));
+        assert!(parse_prize("奖:colour=red").is_err());
+        assert!(parse_prize(":points=1").is_err());
+    }
 }

@@ -417,6 +417,28 @@ mod tests {
     const KNOWN_ORDER: [&str; 5] = ["alice", "erin", "carol", "dave", "bob"];
 
     #[test]
+    fn replacing_one_losing_entrant_changes_the_winners() {
+        // Not only the replaced entrant's fate: everyone's index shifts.
+        let seed = [9u8; 32];
+        let list = users(20);
+        let winners = draw(&seed, &list, 3);
+        let loser = list.iter().rev().find(|u| !winners.contains(u)).unwrap();
+        let changed: Vec<String> = list
+            .iter()
+            .map(|u| {
+                if u == loser {
+                    "newcomer".to_owned()
+                } else {
+                    u.clone()
+                }
+            })
+            .collect();
+        let after = draw(&seed, &changed, 3);
+        assert_ne!(winners, after);
+        assert!(!after.contains(loser));
+    }
+
+    #[test]
     fn prizes_take_the_draw_order_in_turn() {
         let order: Vec<String> = ["c", "a", "b"].map(String::from).to_vec();
         assert_eq!(
