@@ -51,3 +51,6 @@ create table lottery_winners (
     outcome text not null,                 -- 'points', 'redeemed', 'out_of_stock'
     primary key (lottery_id, user_id)
 );
+
+-- The daily rollups count lottery entries (per chat and community-wide).
+alter table analytics_daily add column lottery_entries integer not null default 0;

@@ -758,6 +758,10 @@ impl Demo {
         self.line(format!("          承诺值 {}", view.lottery.commitment));
         self.line(format!("          种子   {seed}"));
         self.line(format!(
+            "          名单（按 UTF-8 字节排序，即 entrants.txt 每行一个）：{}",
+            view.entrants.join(" ")
+        ));
+        self.line(format!(
             "          复算：qunyun lottery verify {} --seed {seed} --entrants entrants.txt --commitment {} --winners 1",
             created.id, view.lottery.commitment
         ));

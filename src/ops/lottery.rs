@@ -169,7 +169,7 @@ pub async fn create(
     let lottery = store::get(&mut tx, id)
         .await?
         .ok_or_else(|| OpsError::not_found(format!("lottery {id}")))?;
-    let text = announcement(&lottery);
+    let text = announcement(&rules, &lottery);
     let announced = post_to_chats(&mut tx, &rules, &lottery, "announce", &text, &[], now).await?;
     audit(
         &mut tx,
@@ -199,7 +199,7 @@ fn prizes_line(prizes: &[Prize]) -> String {
         .join("；")
 }
 
-fn announcement(lottery: &Lottery) -> String {
+fn announcement(rules: &RuleSet, lottery: &Lottery) -> String {
     let how = match &lottery.keyword {
         Some(keyword) => format!("发送「{keyword}」参加"),
         None => "符合条件的群成员自动参加".to_owned(),
@@ -211,7 +211,10 @@ fn announcement(lottery: &Lottery) -> String {
     format!(
         "【抽奖】{}\n{how}{cost}，{} 开奖\n奖品：{}\n承诺值 SHA-256(种子)：{}\n开奖时公布种子，任何人都能复算中奖名单",
         lottery.title,
-        lottery.draw_at.format("%Y-%m-%d %H:%M UTC"),
+        lottery
+            .draw_at
+            .with_timezone(&rules.timezone)
+            .format("%Y-%m-%d %H:%M"),
         prizes_line(&lottery.prizes),
         lottery.commitment
     )

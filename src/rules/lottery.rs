@@ -227,7 +227,10 @@ pub fn on_message(
     let text = format!(
         "{name} 参加「{}」成功{paid}。开奖时间 {}，承诺值 {}",
         lottery.title,
-        lottery.draw_at.format("%Y-%m-%d %H:%M UTC"),
+        lottery
+            .draw_at
+            .with_timezone(&rules.timezone)
+            .format("%m-%d %H:%M"),
         short(&lottery.commitment)
     );
     vec![

@@ -411,10 +411,18 @@ pub async fn winners(conn: &mut SqliteConnection, lottery_id: i64) -> sqlx::Resu
     .await
 }
 
-/// Entries per day (UTC date of entry) since `since`, for the rollups.
-pub async fn entries_since(conn: &mut SqliteConnection, since: DateTime<Utc>) -> sqlx::Result<i64> {
-    sqlx::query_scalar("select count(*) from lottery_entries where entered_at >= ?")
-        .bind(since.timestamp())
-        .fetch_one(&mut *conn)
-        .await
+/// Every entry from `since` (unix seconds) on, for the daily rollups.
+pub async fn entries_since(
+    conn: &mut SqliteConnection,
+    since: i64,
+) -> sqlx::Result<Vec<crate::analytics::rollup::LotteryEntry>> {
+    let rows: Vec<(Option<String>, i64)> =
+        sqlx::query_as("select chat_id, entered_at from lottery_entries where entered_at >= ?")
+            .bind(since)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(chat_id, at)| crate::analytics::rollup::LotteryEntry { chat_id, at })
+        .collect())
 }

@@ -147,6 +147,15 @@ async fn keyword_entries_follow_the_rules_and_the_draw_at_its_time_is_recomputed
     }
     let again = app.mention_bot("E9", "zhangsan", "抽奖").await;
     assert!(again[0].contains("已经参加"), "{again:?}");
+    // The daily rollup counts the entries, in the chat and community-wide.
+    let pass = app.analytics().run_once(app.now()).await.unwrap();
+    let day = pass.last_day.expect("a rollup day");
+    for chat in [qunyun::analytics::COMMUNITY, CHAT] {
+        let rows = qunyun::store::analytics::daily_rows(&mut *app.conn().await, chat, day)
+            .await
+            .unwrap();
+        assert_eq!(rows[0].lottery_entries, 4, "{chat}: {rows:?}");
+    }
 
     // Not yet time: the job draws nothing.
     assert!(draws(&app).run_at(app.now()).await.unwrap().is_empty());
@@ -344,5 +353,88 @@ async fn entry_points_are_debited_once_and_refunded_when_the_lottery_is_cancelle
         audit.iter().any(|a| a.action == "lottery.cancel"),
         "{audit:?}"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_creates_a_lottery_and_shows_the_seed_only_after_the_draw_with_its_check() {
+    use axum::http::{Method, StatusCode};
+    let app = spawn_app().await;
+    community(&app).await;
+    let console = app.console();
+    let (session, token) = console.session_for("mei", Role::Operator).await;
+    let draw_at = (app.now() + Duration::hours(1)).to_rfc3339();
+    let created = console
+        .post_as(
+            "/admin/lotteries",
+            &session,
+            &[
+                ("title", "周末福利"),
+                ("chats", CHAT),
+                ("keyword", "抽奖"),
+                ("draw_at", &draw_at),
+                ("prizes", "一等奖:points=20:winners=1"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        created.location(),
+        Some("/admin/lotteries/1"),
+        "{}",
+        created.body
+    );
+    let page = console.get("/admin/lotteries/1", Some(&session)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("lottery-seed-secret"), "{}", page.body);
+    let secret = lottery::show(&app.ops(), 1).await.unwrap().lottery.seed_hex;
+    assert!(
+        !page.body.contains(&secret),
+        "the seed leaked before the draw"
+    );
+    let before = console
+        .api(Method::GET, "/admin/api/v1/lotteries/1", Some(&token), "")
+        .await;
+    let before: serde_json::Value = serde_json::from_str(&before.body).unwrap();
+    assert!(before["lottery"]["seed"].is_null(), "{before}");
+
+    for (i, user) in ["zhangsan", "wangwu"].iter().enumerate() {
+        app.mention_bot(&format!("E{i}"), user, "抽奖").await;
+    }
+    let (_, viewer_token) = console.session_for("guest", Role::Viewer).await;
+    let refused = console
+        .api(
+            Method::POST,
+            "/admin/api/v1/lotteries/1/draw",
+            Some(&viewer_token),
+            "",
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let drawn = console
+        .api(
+            Method::POST,
+            "/admin/api/v1/lotteries/1/draw",
+            Some(&token),
+            "",
+        )
+        .await;
+    assert_eq!(drawn.status, StatusCode::OK, "{}", drawn.body);
+    let drawn: serde_json::Value = serde_json::from_str(&drawn.body).unwrap();
+    assert_eq!(drawn["lottery"]["seed"], secret.as_str());
+    assert_eq!(drawn["verified"], true, "{drawn}");
+    assert_eq!(drawn["winners"].as_array().unwrap().len(), 1);
+
+    let page = console.get("/admin/lotteries/1", Some(&session)).await;
+    assert!(page.body.contains(&secret), "{}", page.body);
+    assert!(
+        page.body
+            .contains("id=\"lottery-verification\" class=\"ok\""),
+        "{}",
+        page.body
+    );
+    let file = console
+        .get("/admin/lotteries/1/entrants.txt", Some(&session))
+        .await;
+    assert_eq!(file.body, "wangwu\nzhangsan\n");
     app.stop().await;
 }
