@@ -379,6 +379,16 @@ mod tests {
                     failed: true,
                 },
             ],
+            lottery_entries: vec![
+                LotteryEntry {
+                    chat_id: Some("wrA".into()),
+                    at: sh(2026, 3, 2, 9, 0),
+                },
+                LotteryEntry {
+                    chat_id: None,
+                    at: sh(2026, 3, 2, 9, 5),
+                },
+            ],
         };
         let (rows, activity) = compute(&window(), &facts);
         assert_eq!(rows.len(), 6, "2 days x (community + 2 chats)");
@@ -395,6 +405,7 @@ mod tests {
         assert_eq!((second.points_issued, second.points_redeemed), (5, 0));
         assert_eq!(second.violations, 1);
         assert_eq!((second.pushes_sent, second.pushes_failed), (1, 0));
+        assert_eq!(second.lottery_entries, 1);
         let community = row(&rows, "2026-03-02", COMMUNITY);
         assert_eq!(
             community.messages, 2,
@@ -403,6 +414,10 @@ mod tests {
         assert_eq!(community.active_members, 2);
         assert_eq!((community.points_issued, community.points_redeemed), (5, 3));
         assert_eq!((community.pushes_sent, community.pushes_failed), (1, 1));
+        assert_eq!(
+            community.lottery_entries, 2,
+            "1:1 entries count for the community"
+        );
         let quiet = row(&rows, "2026-03-02", "wrQuiet");
         assert_eq!((quiet.pushes_sent, quiet.messages), (1, 0));
         assert_eq!(activity.len(), 3);

@@ -438,3 +438,63 @@ async fn the_console_creates_a_lottery_and_shows_the_seed_only_after_the_draw_wi
     assert_eq!(file.body, "wangwu\nzhangsan\n");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_draw_that_fails_midway_leaves_nothing_and_the_next_pass_draws_once() {
+    let app = spawn_app().await;
+    community(&app).await;
+    let created = lottery::create(
+        &app.ops(),
+        &manager(),
+        app.now(),
+        &input(&app, Eligibility::default(), vec![points_prize(40, 1)]),
+    )
+    .await
+    .unwrap();
+    app.drain_outbox().await;
+    for (i, user) in ["zhangsan", "wangwu"].iter().enumerate() {
+        app.mention_bot(&format!("E{i}"), user, "抽奖").await;
+    }
+    app.advance_clock(Duration::hours(2));
+    // The draw's last write (its audit row) fails, as a crash before COMMIT would.
+    sqlx::query(
+        "create trigger refuse_audit before insert on admin_audit
+         begin select raise(abort, 'injected failure'); end",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert!(draws(&app).run_at(app.now()).await.is_err());
+    let view = lottery::show(&app.ops(), created.id).await.unwrap();
+    assert_eq!(view.lottery.status, "open");
+    assert!(view.winners.is_empty());
+    assert_eq!(
+        view.seed(),
+        None,
+        "nothing revealed by a draw that did not happen"
+    );
+    assert!(
+        app.drain_outbox().await.is_empty(),
+        "no message of the failed draw"
+    );
+
+    sqlx::query("drop trigger refuse_audit")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(draws(&app).run_at(app.now()).await.unwrap().len(), 1);
+    assert!(draws(&app).run_at(app.now()).await.unwrap().is_empty());
+    let view = lottery::show(&app.ops(), created.id).await.unwrap();
+    assert_eq!(view.winners.len(), 1);
+    let mut paid = 0;
+    for user in ["zhangsan", "wangwu"] {
+        paid += points::entries_for(&mut *app.conn().await, user)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.reason == "lottery_prize")
+            .count();
+    }
+    assert_eq!(paid, 1, "the prize is paid once");
+    app.stop().await;
+}
