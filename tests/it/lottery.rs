@@ -18,7 +18,7 @@ use qunyun::sim::Route;
 use qunyun::store::lottery::Prize;
 use qunyun::store::{points, redemptions};
 
-use crate::helpers::{spawn_app, TestApp, APP};
+use crate::helpers::{spawn_app, ConfigFile, TestApp, APP};
 
 const CHAT: &str = "CHAT-IT";
 const ROBOT: &str = "robot-lottery";
@@ -244,6 +244,23 @@ async fn keyword_entries_follow_the_rules_and_the_draw_at_its_time_is_recomputed
     let wrong = verify("00".repeat(32), file.to_owned()).await;
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stdout).contains("FAILED"));
+    // The entrant file the CLI prints is the one verified above, and the
+    // database-backed check agrees with the recorded winners.
+    let config = ConfigFile::default().write(app.dir());
+    let config = config.to_str().unwrap();
+    let listed = qunyun(&["lottery", "entrants", &id, "--config", config]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        std::fs::read_to_string(file).unwrap()
+    );
+    let recorded = qunyun(&["lottery", "verify", &id, "--config", config]).await;
+    let stdout = String::from_utf8_lossy(&recorded.stdout);
+    assert!(
+        recorded.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    assert!(stdout.contains("ok: the revealed seed"), "{stdout}");
     app.stop().await;
 }
 
