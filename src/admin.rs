@@ -28,6 +28,7 @@ pub mod chart;
 pub mod diff;
 pub mod error;
 pub mod i18n;
+pub mod lottery;
 pub mod moderation;
 pub mod pages;
 pub mod schedules;
@@ -202,6 +203,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/export/{name}", get(pages::export_csv))
         .merge(api::routes())
         .merge(schedules::routes())
+        .merge(lottery::routes())
         .merge(moderation::routes())
         .with_state(state)
 }

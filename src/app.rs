@@ -374,6 +374,10 @@ impl App {
             .with_rules(state.rules.clone());
         tasks.push(worker.spawn(invites, Duration::from_secs(60)));
 
+        let draws =
+            crate::jobs::lottery::LotteryDraws::new(state.pool.clone(), state.rules.clone());
+        tasks.push(worker.spawn(draws, Duration::from_secs(15)));
+
         let analytics = Analytics::new(state.pool.clone(), AnalyticsSettings::default())
             .with_rules(state.rules.clone());
         let interval = analytics.interval();

@@ -17,6 +17,7 @@ use crate::{app, clock, store, telemetry};
 
 mod backup;
 mod bench_callbacks;
+mod lottery;
 mod moderation_check;
 
 #[derive(Debug, Parser)]
@@ -101,6 +102,9 @@ pub enum Command {
     Chats(ChatsCommand),
     /// Send a message now to chosen chats or tags; prints each chat's outcome.
     Broadcast(BroadcastArgs),
+    /// Verifiable lotteries (抽奖): create, draw, cancel, and verify a draw offline.
+    #[command(subcommand)]
+    Lottery(lottery::LotteryCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -660,6 +664,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Analytics(command) => run_analytics(command).await,
             Command::Moderation(command) => run_moderation(command).await,
             Command::Chats(command) => run_chats(command).await,
+            Command::Lottery(command) => lottery::run(command).await,
             Command::Broadcast(args) => {
                 let ops = args.config.ops().await?;
                 let input = ops::broadcast::BroadcastInput {

@@ -702,6 +702,77 @@ impl Demo {
         self.mention(3, "兑换 帆布袋").await?;
         self.mention(4, "排行").await?;
         self.mention(5, "等级").await?;
+        self.lottery().await?;
+        Ok(())
+    }
+
+    /// One verifiable lottery in the internal group: the commitment is
+    /// announced, members enter by keyword (one not checked in today is told
+    /// why), the draw job reveals the seed, and the draw is recomputed.
+    async fn lottery(&mut self) -> anyhow::Result<()> {
+        use crate::ops::lottery as lottery_ops;
+        self.advance(120);
+        self.line(String::new());
+        let (ops, actor) = manager(&self.pool);
+        let input = lottery_ops::LotteryInput {
+            title: "店长福利".into(),
+            chats: vec![STAFF_CHAT.into()],
+            tags: vec![],
+            keyword: Some("抽奖".into()),
+            eligibility: crate::rules::lottery::Eligibility {
+                checked_in_today: true,
+                ..Default::default()
+            },
+            draw_at: self.now() + chrono::Duration::minutes(10),
+            prizes: vec![lottery_ops::parse_prize("幸运奖:points=30:winners=1")?],
+        };
+        let created = lottery_ops::create(&ops, &actor, self.now(), &input).await?;
+        self.say_line(&format!(
+            "🛠  {} 运营创建抽奖 #{}「店长福利」：今天签到过的店长发「抽奖」参加；承诺值（种子的 SHA-256）先公布",
+            doors::CONSOLE,
+            created.id
+        ));
+        self.deliver().await?;
+        self.show_new().await?;
+        for i in 1..=4 {
+            self.mention(i, "抽奖").await?;
+            self.advance(5);
+        }
+        self.advance(600);
+        let drawn = crate::jobs::lottery::LotteryDraws::new(
+            self.pool.clone(),
+            crate::active_rules::ActiveRules::new(),
+        )
+        .run_at(self.now())
+        .await?;
+        anyhow::ensure!(drawn.len() == 1, "the demo lottery was not drawn");
+        self.say_line(&format!(
+            "🛠  {} 开奖任务到点开奖：公布种子，{} 人参加",
+            doors::CONSOLE,
+            drawn[0].entrants
+        ));
+        self.deliver().await?;
+        self.show_new().await?;
+        let view = lottery_ops::show(&ops, created.id).await?;
+        let seed = view.seed().unwrap_or_default().to_owned();
+        self.line(format!("          承诺值 {}", view.lottery.commitment));
+        self.line(format!("          种子   {seed}"));
+        self.line(format!(
+            "          名单（按 UTF-8 字节排序，即 entrants.txt 每行一个）：{}",
+            view.entrants.join(" ")
+        ));
+        self.line(format!(
+            "          复算：qunyun lottery verify {} --seed {seed} --entrants entrants.txt --commitment {} --winners 1",
+            created.id, view.lottery.commitment
+        ));
+        let verdict = match &view.verification {
+            Some(Ok(())) => {
+                "一致：种子的 SHA-256 等于承诺值，按排序名单复算得出同样的中奖者".to_owned()
+            }
+            Some(Err(why)) => format!("不一致：{why}"),
+            None => "未开奖".to_owned(),
+        };
+        self.line(format!("          复算结果：{verdict}"));
         Ok(())
     }
 

@@ -8,6 +8,7 @@ pub mod analytics;
 pub mod groupsync;
 pub mod invites;
 pub mod longconn;
+pub mod lottery;
 pub mod outbox;
 pub mod retention;
 pub mod scheduler;

@@ -509,6 +509,25 @@ pub async fn apply(
                 redemptions::create(conn, user_id, item, *cost, reference, now).await?;
                 outbox::enqueue(conn, success, default_app, now).await?;
             }
+            Action::EnterLottery {
+                lottery_id,
+                user_id,
+                cost,
+                chat_id,
+                day,
+                at,
+            } => {
+                crate::ops::lottery::apply_entry(
+                    conn,
+                    *lottery_id,
+                    user_id,
+                    *cost,
+                    chat_id.as_deref(),
+                    *day,
+                    *at,
+                )
+                .await?;
+            }
             Action::MarkAutoReplyFired { chat_id, rule, at } => {
                 chats::mark_autoreply_fired(conn, chat_id, rule, *at).await?
             }

@@ -16,6 +16,7 @@ pub mod checkin;
 pub mod commands;
 pub mod event;
 pub mod invites;
+pub mod lottery;
 pub mod moderate;
 pub mod moderation;
 pub mod points;
@@ -188,6 +189,8 @@ pub struct Snapshot {
     /// The sender's recent posts, strikes and report counts (moderation on only).
     #[serde(skip)]
     pub moderation: moderate::ModerationSnapshot,
+    /// Open lotteries whose keyword the message is (loaded only then).
+    pub lotteries: lottery::LotteryContext,
 }
 
 impl Snapshot {
@@ -219,6 +222,11 @@ pub fn evaluate(
                 return actions;
             }
             let replies = commands::on_message(rules, snapshot, event, message, now);
+            let replies = if replies.is_empty() {
+                lottery::on_message(rules, snapshot, event, message, now)
+            } else {
+                replies
+            };
             if replies.is_empty() {
                 actions.extend(autoreply::on_message(rules, snapshot, event, message, now));
             } else {

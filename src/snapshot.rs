@@ -8,7 +8,7 @@ use sqlx::SqliteConnection;
 use crate::rules::event::MessagePosted;
 use crate::rules::moderate;
 use crate::rules::{self, Event, EventKind, LeaderboardEntry, PersonSnapshot, RuleSet, Snapshot};
-use crate::store::{chats, checkins, members, moderation, points, redemptions};
+use crate::store::{chats, checkins, lottery, members, moderation, points, redemptions};
 
 /// Reads what `evaluate` needs for this event, inside the event's transaction.
 pub async fn load_snapshot(
@@ -73,6 +73,7 @@ pub async fn load_snapshot(
         if rules.moderation.enabled {
             snapshot.moderation = load_moderation(conn, rules, message, now).await?;
         }
+        snapshot.lotteries = load_lotteries(conn, message, snapshot.chat.as_ref()).await?;
     }
     if let EventKind::MessageReported(report) = &event.kind {
         if let Some(fingerprint) =
@@ -89,6 +90,31 @@ pub async fn load_snapshot(
         }
     }
     Ok(snapshot)
+}
+
+/// The open lotteries whose keyword the message is, and the sender's facts
+/// they look at; nothing (no reads beyond one existence check) otherwise.
+async fn load_lotteries(
+    conn: &mut SqliteConnection,
+    message: &MessagePosted,
+    chat: Option<&rules::ChatSnapshot>,
+) -> anyhow::Result<rules::lottery::LotteryContext> {
+    let keyword = message.text.trim();
+    if keyword.is_empty() || !lottery::is_open_keyword(conn, keyword).await? {
+        return Ok(Default::default());
+    }
+    let mut sender_chats = lottery::member_chats(conn, &message.sender).await?;
+    if let Some(chat_id) = &message.chat_id {
+        sender_chats.push(rules::lottery::ChatTarget {
+            chat_id: chat_id.clone(),
+            tags: chat.map(|c| c.tags.clone()).unwrap_or_default(),
+        });
+    }
+    Ok(rules::lottery::LotteryContext {
+        open: lottery::open_by_keyword(conn, keyword, &message.sender).await?,
+        joined_at: lottery::joined_at(conn, &message.sender).await?,
+        sender_chats,
+    })
 }
 
 /// The sender's posts, live strikes and join time, for the moderation rules.

@@ -17,6 +17,7 @@ pub mod checkins;
 pub mod inbox;
 pub mod inbox_writer;
 pub mod invites;
+pub mod lottery;
 pub mod maintenance;
 pub mod members;
 pub mod metrics;

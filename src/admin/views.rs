@@ -14,6 +14,14 @@ use super::AdminError;
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/admin/base.html")),
     (
+        "lotteries.html",
+        include_str!("../../templates/admin/lotteries.html"),
+    ),
+    (
+        "lottery.html",
+        include_str!("../../templates/admin/lottery.html"),
+    ),
+    (
         "login.html",
         include_str!("../../templates/admin/login.html"),
     ),

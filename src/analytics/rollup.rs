@@ -48,6 +48,13 @@ pub struct Violation {
     pub at: i64,
 }
 
+/// A lottery entry at `at`, sent in a chat (or 1:1 / entered by a manager: `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LotteryEntry {
+    pub chat_id: Option<String>,
+    pub at: i64,
+}
+
 /// An outbox row that was sent or failed (failed or dead) at `at`; `chats`
 /// are the chats it carried a scheduled push to (empty for other messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +75,7 @@ pub struct Facts {
     pub ledger: Vec<LedgerEntry>,
     pub violations: Vec<Violation>,
     pub deliveries: Vec<Delivery>,
+    pub lottery_entries: Vec<LotteryEntry>,
 }
 
 /// One day of one chat (or of the community, `chat_id == ""`).
@@ -90,6 +98,7 @@ pub struct DailyRow {
     /// scheduled pushes to that chat.
     pub pushes_sent: i64,
     pub pushes_failed: i64,
+    pub lottery_entries: i64,
 }
 
 /// A person's activity in a chat on a day (`chat_id == ""`: 1:1 or unknown chat).
@@ -182,6 +191,13 @@ pub fn compute(window: &DayWindow, facts: &Facts) -> (Vec<DailyRow>, Vec<Activit
     for v in &facts.violations {
         if let Some(day) = window.day_of(v.at) {
             add_to(&mut rows, day, v.chat_id.as_deref(), &|r| r.violations += 1);
+        }
+    }
+    for e in &facts.lottery_entries {
+        if let Some(day) = window.day_of(e.at) {
+            add_to(&mut rows, day, e.chat_id.as_deref(), &|r| {
+                r.lottery_entries += 1
+            });
         }
     }
     for d in &facts.deliveries {
@@ -363,6 +379,16 @@ mod tests {
                     failed: true,
                 },
             ],
+            lottery_entries: vec![
+                LotteryEntry {
+                    chat_id: Some("wrA".into()),
+                    at: sh(2026, 3, 2, 9, 0),
+                },
+                LotteryEntry {
+                    chat_id: None,
+                    at: sh(2026, 3, 2, 9, 5),
+                },
+            ],
         };
         let (rows, activity) = compute(&window(), &facts);
         assert_eq!(rows.len(), 6, "2 days x (community + 2 chats)");
@@ -379,6 +405,7 @@ mod tests {
         assert_eq!((second.points_issued, second.points_redeemed), (5, 0));
         assert_eq!(second.violations, 1);
         assert_eq!((second.pushes_sent, second.pushes_failed), (1, 0));
+        assert_eq!(second.lottery_entries, 1);
         let community = row(&rows, "2026-03-02", COMMUNITY);
         assert_eq!(
             community.messages, 2,
@@ -387,6 +414,10 @@ mod tests {
         assert_eq!(community.active_members, 2);
         assert_eq!((community.points_issued, community.points_redeemed), (5, 3));
         assert_eq!((community.pushes_sent, community.pushes_failed), (1, 1));
+        assert_eq!(
+            community.lottery_entries, 2,
+            "1:1 entries count for the community"
+        );
         let quiet = row(&rows, "2026-03-02", "wrQuiet");
         assert_eq!((quiet.pushes_sent, quiet.messages), (1, 0));
         assert_eq!(activity.len(), 3);

@@ -229,6 +229,7 @@ async fn load_facts(
         ledger: store::ledger_from(conn, window.first).await?,
         violations: store::violations_since(conn, start).await?,
         deliveries: store::deliveries_since(conn, start).await?,
+        lottery_entries: crate::store::lottery::entries_since(conn, start).await?,
     })
 }
 

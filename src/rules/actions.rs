@@ -72,6 +72,16 @@ pub enum Action {
         success: Box<Outbound>,
         sold_out: Box<Outbound>,
     },
+    /// Enter a member into a lottery (once: unique per lottery and member),
+    /// debiting `cost` points under `rules::lottery::entry_reference`.
+    EnterLottery {
+        lottery_id: i64,
+        user_id: String,
+        cost: i64,
+        chat_id: Option<String>,
+        day: NaiveDate,
+        at: DateTime<Utc>,
+    },
     /// Remember that an auto-reply fired in a chat (for its cooldown).
     MarkAutoReplyFired {
         chat_id: String,

@@ -179,15 +179,15 @@ pub async fn upsert_daily(
         sqlx::query(
             "insert into analytics_daily (day, chat_id, joins, leaves, members, active_members,
                  messages, checkins, points_issued, points_redeemed, violations, pushes_sent,
-                 pushes_failed, computed_at)
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 pushes_failed, lottery_entries, computed_at)
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              on conflict (day, chat_id) do update set
                  joins = excluded.joins, leaves = excluded.leaves, members = excluded.members,
                  active_members = excluded.active_members, messages = excluded.messages,
                  checkins = excluded.checkins, points_issued = excluded.points_issued,
                  points_redeemed = excluded.points_redeemed, violations = excluded.violations,
                  pushes_sent = excluded.pushes_sent, pushes_failed = excluded.pushes_failed,
-                 computed_at = excluded.computed_at",
+                 lottery_entries = excluded.lottery_entries, computed_at = excluded.computed_at",
         )
         .bind(r.day.to_string())
         .bind(&r.chat_id)
@@ -202,6 +202,7 @@ pub async fn upsert_daily(
         .bind(r.violations)
         .bind(r.pushes_sent)
         .bind(r.pushes_failed)
+        .bind(r.lottery_entries)
         .bind(computed_at)
         .execute(&mut *conn)
         .await?;
@@ -246,7 +247,7 @@ pub async fn daily_rows(
 ) -> sqlx::Result<Vec<DailyRow>> {
     let rows = sqlx::query(
         "select day, chat_id, joins, leaves, members, active_members, messages, checkins,
-                points_issued, points_redeemed, violations, pushes_sent, pushes_failed
+                points_issued, points_redeemed, violations, pushes_sent, pushes_failed, lottery_entries
          from analytics_daily where chat_id = ? and day >= ? order by day",
     )
     .bind(chat_id)
@@ -270,6 +271,7 @@ pub async fn daily_rows(
                 violations: row.try_get("violations")?,
                 pushes_sent: row.try_get("pushes_sent")?,
                 pushes_failed: row.try_get("pushes_failed")?,
+                lottery_entries: row.try_get("lottery_entries")?,
             })
         })
         .collect()

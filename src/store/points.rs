@@ -70,11 +70,11 @@ pub async fn balance(conn: &mut SqliteConnection, user_id: &str) -> sqlx::Result
 }
 
 /// Sum of everything ever earned (positive entries): decides the level. A
-/// refunded redemption gives points back, it does not earn them.
+/// refunded redemption or lottery entry gives points back, it does not earn them.
 pub async fn lifetime_earned(conn: &mut SqliteConnection, user_id: &str) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "select coalesce(sum(delta), 0) from points_ledger
-         where user_id = ? and delta > 0 and reason <> 'redeem_refund'",
+         where user_id = ? and delta > 0 and reason not in ('redeem_refund', 'lottery_refund')",
     )
     .bind(user_id)
     .fetch_one(&mut *conn)
