@@ -374,6 +374,10 @@ impl App {
             .with_rules(state.rules.clone());
         tasks.push(worker.spawn(invites, Duration::from_secs(60)));
 
+        let expiry =
+            crate::jobs::expiry::PointsExpiry::new(state.pool.clone(), state.rules.clone());
+        tasks.push(worker.spawn(expiry, Duration::from_secs(300)));
+
         let analytics = Analytics::new(state.pool.clone(), AnalyticsSettings::default())
             .with_rules(state.rules.clone());
         let interval = analytics.interval();

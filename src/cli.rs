@@ -375,6 +375,14 @@ pub enum PointsCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Write off points expired under `[points.expiry]` now (the background
+    /// job does this too); `--dry-run` only lists what would expire.
+    Expire {
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -687,6 +695,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let balance =
                     ops::points::adjust(&ops, &actor(), now, &user, delta, &reason).await?;
                 println!("{user}: {delta:+} ({reason}); balance now {balance}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Points(PointsCommand::Expire { dry_run, config }) => {
+                let ops = config.ops().await?;
+                let done = ops::points::expire(&ops, &actor(), chrono::Utc::now(), dry_run).await?;
+                let verb = if dry_run { "would expire" } else { "expired" };
+                for item in &done {
+                    println!(
+                        "{}: {verb} {} points of {} (valid until {})",
+                        item.user_id, item.points, item.period, item.last_day
+                    );
+                }
+                let total: i64 = done.iter().map(|d| d.points).sum();
+                println!("{} entries, {total} points {verb}", done.len());
                 Ok(ExitCode::SUCCESS)
             }
             Command::Backup(args) => {

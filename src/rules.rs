@@ -15,6 +15,7 @@ pub mod chat_tags;
 pub mod checkin;
 pub mod commands;
 pub mod event;
+pub mod expiry;
 pub mod invites;
 pub mod moderate;
 pub mod moderation;
