@@ -25,7 +25,8 @@ create table review_items (
     tier_since integer not null,
     -- The tier whose SLA breach was already alerted (one alert per tier).
     sla_alerted_tier text,
-    status text not null default 'open' check (status in ('open', 'confirmed', 'dismissed')),
+    status text not null default 'open'
+        check (status in ('open', 'confirmed', 'dismissed', 'upheld', 'overturned')),
     created_at integer not null,
     decided_at integer,
     decided_by text,

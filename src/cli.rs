@@ -84,6 +84,9 @@ pub enum Command {
     /// Redemptions: cancel one (points refunded, stock returned, member told).
     #[command(subcommand)]
     Redemptions(RedemptionsCommand),
+    /// Moderation review in tiers: list the queue, decide an item.
+    #[command(subcommand)]
+    Review(ReviewCommand),
     /// The outbox of messages to WeCom: inspect and retry.
     #[command(subcommand)]
     Outbox(OutboxCommand),
@@ -380,6 +383,28 @@ pub enum PointsCommand {
     Expire {
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Open items (with --all, decided ones too), oldest first, with their SLA.
+    List {
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Decide an item: confirm, dismiss or escalate (a hit or report), uphold
+    /// or overturn (an appeal).
+    Decide {
+        id: i64,
+        decision: String,
+        /// Why (required to confirm, escalate or overturn; kept in the audit log).
+        #[arg(long, default_value = "")]
+        note: String,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -717,6 +742,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Command::Restore(args) => {
                 backup::restore(args, chrono::Utc::now().timestamp()).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Review(ReviewCommand::List { all, config }) => {
+                let ops = config.ops().await?;
+                let now = chrono::Utc::now();
+                for item in ops::review::list(&ops, now, all).await? {
+                    let row = &item.row;
+                    let overdue = if item.overdue { " OVERDUE" } else { "" };
+                    println!(
+                        "#{} {} {} tier, member {} chat {} status {} due {}{overdue}",
+                        row.id,
+                        row.kind,
+                        row.tier,
+                        row.user_id,
+                        row.chat_id.as_deref().unwrap_or("-"),
+                        row.status,
+                        chrono::DateTime::from_timestamp(item.due_at, 0).unwrap_or_default(),
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Review(ReviewCommand::Decide {
+                id,
+                decision,
+                note,
+                config,
+            }) => {
+                let ops = config.ops().await?;
+                let decision = ops::review::ReviewDecision::parse(&decision).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "decision: expected confirm, dismiss, escalate, uphold or overturn"
+                    )
+                })?;
+                let item =
+                    ops::review::decide(&ops, &actor(), chrono::Utc::now(), id, decision, &note)
+                        .await?;
+                println!("review item {id}: {} ({} tier)", item.status, item.tier);
                 Ok(ExitCode::SUCCESS)
             }
             Command::Redemptions(RedemptionsCommand::Cancel { id, reason, config }) => {

@@ -11,6 +11,7 @@ pub mod invites;
 pub mod longconn;
 pub mod outbox;
 pub mod retention;
+pub mod review_sla;
 pub mod scheduler;
 pub mod welcome_material;
 

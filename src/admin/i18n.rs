@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 mod queues;
+mod review;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -318,7 +319,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
 ];
 
 fn all() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
-    STRINGS.iter().chain(queues::STRINGS)
+    STRINGS.iter().chain(queues::STRINGS).chain(review::STRINGS)
 }
 
 pub fn strings(lang: Lang) -> BTreeMap<&'static str, &'static str> {

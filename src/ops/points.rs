@@ -90,7 +90,11 @@ pub async fn expire(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> OpsResult<Vec<crate::jobs::expiry::PlannedExpiry>> {
-    actor.require(if dry_run { Role::Viewer } else { Role::Operator })?;
+    actor.require(if dry_run {
+        Role::Viewer
+    } else {
+        Role::Operator
+    })?;
     let rules = ops.in_force().await?.rules;
     let mut tx = ops.begin().await?;
     let done = crate::jobs::expiry::expire_due(&mut tx, &rules, now, dry_run).await?;

@@ -127,7 +127,7 @@ pub fn last_valid_day(month: NaiveDate) -> NaiveDate {
 }
 
 /// Points of one member expiring at the end of one month.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expiring {
     /// The expiry month, `YYYY-MM` (part of the ledger reference).
     pub period: String,
@@ -194,6 +194,47 @@ pub fn notice_text(expiring: &Expiring) -> String {
     )
 }
 
+/// Adds the sender's pending expiry notice (if any) to the reply among
+/// `actions`, and remembers it so it is given once. A reply that cannot be
+/// posted (skipped) carries no notice: the member would never see it.
+pub fn with_notice(
+    snapshot: &super::Snapshot,
+    event: &super::Event,
+    message: &super::event::MessagePosted,
+    mut actions: Vec<super::Action>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<super::Action> {
+    let Some(notice) = snapshot
+        .people
+        .get(&message.sender)
+        .and_then(|person| person.expiry_notice.as_ref())
+    else {
+        return actions;
+    };
+    let key = format!("reply:{}", event.id);
+    let carried = actions.iter_mut().any(|action| match action {
+        super::Action::Send(out) if out.idempotency_key == key && out.skipped.is_none() => {
+            match &mut out.content {
+                super::Content::Text { text, .. } | super::Content::Markdown { text } => {
+                    text.push('\n');
+                    text.push_str(&notice_text(notice));
+                    true
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    });
+    if carried {
+        actions.push(super::Action::NoteExpiryNotice {
+            user_id: message.sender.clone(),
+            period: notice.period.clone(),
+            at: now,
+        });
+    }
+    actions
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,7 +287,10 @@ mod tests {
         let mut entries = vec![e(40, day(2025, 1, 31)), e(10, day(2025, 3, 1))];
         let expired = due(&doc(1), &entries, day(2025, 3, 1));
         assert_eq!(expired.len(), 1);
-        assert_eq!((expired[0].period.as_str(), expired[0].points), ("2025-02", 40));
+        assert_eq!(
+            (expired[0].period.as_str(), expired[0].points),
+            ("2025-02", 40)
+        );
         entries.push(e(-40, day(2025, 3, 1)));
         assert!(due(&doc(1), &entries, day(2025, 3, 1)).is_empty());
         assert_eq!(unspent_lots(&entries)[0].remaining, 10);
@@ -279,7 +323,10 @@ mod tests {
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
-            vec!["points.expiry.after_months", "points.expiry.notice_days_before"]
+            vec![
+                "points.expiry.after_months",
+                "points.expiry.notice_days_before"
+            ]
         );
     }
 

@@ -551,6 +551,9 @@ impl RuleSet {
             }
         }
 
+        for problem in super::review::validate(&doc.moderation.review) {
+            push(problem.path, &problem.reason);
+        }
         for problem in super::expiry::validate(&doc.points.expiry) {
             push(problem.path, &problem.reason);
         }
