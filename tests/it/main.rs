@@ -35,4 +35,5 @@ mod serve;
 mod sim;
 mod tamper;
 mod templates;
+mod tiers;
 mod welcome;
