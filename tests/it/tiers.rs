@@ -625,16 +625,25 @@ async fn an_appeal_lands_in_the_owner_tier_and_its_decision_is_audited() {
         ),
         "{wrong:?}"
     );
-    ops::review::decide(
-        &h.ops(),
-        &owner,
-        h.now(),
-        item.id,
-        ReviewDecision::Overturn,
-        "转发内容，不算广告",
-    )
-    .await
-    .unwrap();
+    // The owner overturns it on the console's moderation page.
+    let console = h.console();
+    let (session, _) = console.session_for("li", Role::Owner).await;
+    let page = console.get("/admin/moderation", Some(&session)).await;
+    assert_eq!(page.status.as_u16(), 200);
+    assert!(
+        page.body.contains(&format!("id=\"review-{}\"", item.id))
+            && page.body.contains("value=\"overturn\""),
+        "{}",
+        page.body
+    );
+    let reply = console
+        .post_as(
+            &format!("/admin/moderation/review/{}", item.id),
+            &session,
+            &[("decision", "overturn"), ("note", "转发内容，不算广告")],
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 303, "{}", reply.body);
     h.send_once().await;
 
     let mut conn = h.pool.acquire().await.unwrap();
