@@ -80,22 +80,34 @@ pub async fn expire_due(
     Ok(written)
 }
 
-/// The supervised job: one pass a few minutes apart is plenty for month ends.
+/// The supervised job. Points only become due when a community day begins,
+/// so after a pass that finished a day under one rule-set version the job
+/// skips the ledger scan until the day or the version changes.
 pub struct PointsExpiry {
     pool: SqlitePool,
     rules: ActiveRules,
+    done_for: std::sync::Mutex<Option<(NaiveDate, Option<i64>)>>,
 }
 
 impl PointsExpiry {
     pub fn new(pool: SqlitePool, rules: ActiveRules) -> Self {
-        Self { pool, rules }
+        Self {
+            pool,
+            rules,
+            done_for: std::sync::Mutex::new(None),
+        }
     }
 
     pub async fn run_at(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rules = self.rules.get(&mut tx).await?;
-        let written = expire_due(&mut tx, &rules, now, false).await?;
+        let in_force = self.rules.in_force(&mut tx).await?;
+        let key = (in_force.rules.community_day(now), in_force.version);
+        if *self.done_for.lock().unwrap_or_else(|e| e.into_inner()) == Some(key) {
+            return Ok(0);
+        }
+        let written = expire_due(&mut tx, &in_force.rules, now, false).await?;
         tx.commit().await?;
+        *self.done_for.lock().unwrap_or_else(|e| e.into_inner()) = Some(key);
         if !written.is_empty() {
             let points: i64 = written.iter().map(|w| w.points).sum();
             tracing::info!(members = written.len(), points, "points expired");

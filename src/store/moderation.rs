@@ -317,6 +317,19 @@ pub async fn complete_task(
     .bind(task_id)
     .fetch_optional(&mut *conn)
     .await?;
+    if log_id.is_some() {
+        // A review task closed here closes its tiered review item too.
+        sqlx::query(
+            "update review_items set status = 'dismissed', decided_by = ?, decided_at = ?, note = ?
+             where task_id = ? and status = 'open'",
+        )
+        .bind(by)
+        .bind(when.timestamp())
+        .bind(format!("task done: {note}"))
+        .bind(task_id)
+        .execute(&mut *conn)
+        .await?;
+    }
     note_review(conn, log_id, by, &format!("task done: {note}"), when).await
 }
 

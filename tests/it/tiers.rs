@@ -658,3 +658,79 @@ async fn an_appeal_lands_in_the_owner_tier_and_its_decision_is_audited() {
     assert_eq!(answer.len(), 1, "{answer:?}");
     assert!(answer[0].contains("申诉已通过"), "{}", answer[0]);
 }
+
+/// `qunyun points expire --dry-run` through the real binary lists what is
+/// due and writes nothing; without `--dry-run` it writes and is audited.
+#[tokio::test]
+async fn the_cli_previews_then_writes_off_expired_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigFile::default().write(dir.path());
+    let pool = qunyun::store::open(&dir.path().join("qunyun.db"))
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let now = Utc::now();
+    qunyun::store::rule_sets::save(&mut conn, EXPIRY_RULES, now)
+        .await
+        .unwrap();
+    // Long ago: January 2020's points expired at the end of February 2020.
+    for (reference, delta, day) in [
+        ("a", 40, day(2020, 1, 9)),
+        ("b", -15, day(2020, 1, 20)),
+        ("c", 8, day(2020, 2, 2)),
+    ] {
+        let entry = points::NewLedgerEntry {
+            user_id: "u1",
+            delta,
+            reason: "test",
+            reference,
+            chat_id: None,
+            day,
+            at: now,
+        };
+        points::append(&mut conn, &entry).await.unwrap();
+    }
+    drop(conn);
+    let run = |args: &'static [&'static str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_qunyun"));
+        command
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("USER", "mei")
+            .env_remove("LOGNAME");
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("QUNYUN_")) {
+            command.env_remove(name);
+        }
+        tokio::task::spawn_blocking(move || command.output().expect("qunyun runs"))
+    };
+    let preview = run(&["points", "expire", "--dry-run"]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&preview.stdout).to_string();
+    assert!(preview.status.success(), "{stdout} {:?}", preview.stderr);
+    assert!(
+        stdout.contains("u1: would expire 25 points of 2020-02")
+            && stdout.contains("u1: would expire 8 points of 2020-03"),
+        "{stdout}"
+    );
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("select count(*) from points_ledger where reason = 'expiry'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 0);
+
+    let real = run(&["points", "expire"]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&real.stdout).to_string();
+    assert!(real.status.success(), "{stdout}");
+    assert!(stdout.contains("2 entries, 33 points expired"), "{stdout}");
+    assert_eq!(count().await, 2);
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(points::balance(&mut conn, "u1").await.unwrap(), 0);
+    let actor: String =
+        sqlx::query_scalar("select actor from admin_audit where action = 'points.expire'")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(actor, "cli:mei");
+}
