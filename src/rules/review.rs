@@ -211,7 +211,7 @@ pub fn on_appeal(
         rules,
         format!("review:appeal:{}", event.id),
         format!(
-            "【申诉待复核】{name}（{}）对处罚提出申诉：{shown}。请在运营后台「群管理」复核。",
+            "【申诉待复核】{name}（{}）对处罚提出申诉：{shown}。请在运营后台「风控审核」页复核。",
             message.sender
         ),
     );
