@@ -31,6 +31,7 @@ pub mod i18n;
 pub mod lottery;
 pub mod moderation;
 pub mod pages;
+pub mod review;
 pub mod schedules;
 pub mod views;
 
@@ -205,5 +206,6 @@ pub fn router(state: AdminState) -> Router {
         .merge(schedules::routes())
         .merge(lottery::routes())
         .merge(moderation::routes())
+        .merge(review::routes())
         .with_state(state)
 }

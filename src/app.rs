@@ -377,6 +377,12 @@ impl App {
         let draws =
             crate::jobs::lottery::LotteryDraws::new(state.pool.clone(), state.rules.clone());
         tasks.push(worker.spawn(draws, Duration::from_secs(15)));
+        let expiry =
+            crate::jobs::expiry::PointsExpiry::new(state.pool.clone(), state.rules.clone());
+        tasks.push(worker.spawn(expiry, Duration::from_secs(300)));
+        let review_sla =
+            crate::jobs::review_sla::ReviewSla::new(state.pool.clone(), state.rules.clone());
+        tasks.push(worker.spawn(review_sla, Duration::from_secs(60)));
 
         let analytics = Analytics::new(state.pool.clone(), AnalyticsSettings::default())
             .with_rules(state.rules.clone());

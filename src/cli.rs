@@ -85,6 +85,9 @@ pub enum Command {
     /// Redemptions: cancel one (points refunded, stock returned, member told).
     #[command(subcommand)]
     Redemptions(RedemptionsCommand),
+    /// Moderation review in tiers: list the queue, decide an item.
+    #[command(subcommand)]
+    Review(ReviewCommand),
     /// The outbox of messages to WeCom: inspect and retry.
     #[command(subcommand)]
     Outbox(OutboxCommand),
@@ -376,6 +379,36 @@ pub enum PointsCommand {
         /// Why (kept in the ledger).
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Write off points expired under `[points.expiry]` now (the background
+    /// job does this too); `--dry-run` only lists what would expire.
+    Expire {
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Open items (with --all, decided ones too), oldest first, with their SLA.
+    List {
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Decide an item: confirm, dismiss or escalate (a hit or report), uphold
+    /// or overturn (an appeal).
+    Decide {
+        id: i64,
+        decision: String,
+        /// Why (required to confirm, escalate or overturn; kept in the audit log).
+        #[arg(long, default_value = "")]
+        note: String,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -694,12 +727,63 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{user}: {delta:+} ({reason}); balance now {balance}");
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Points(PointsCommand::Expire { dry_run, config }) => {
+                let ops = config.ops().await?;
+                let done = ops::points::expire(&ops, &actor(), chrono::Utc::now(), dry_run).await?;
+                let verb = if dry_run { "would expire" } else { "expired" };
+                for item in &done {
+                    println!(
+                        "{}: {verb} {} points of {} (valid until {})",
+                        item.user_id, item.points, item.period, item.last_day
+                    );
+                }
+                let total: i64 = done.iter().map(|d| d.points).sum();
+                println!("{} entries, {total} points {verb}", done.len());
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Backup(args) => {
                 backup::backup(args).await?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Restore(args) => {
                 backup::restore(args, chrono::Utc::now().timestamp()).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Review(ReviewCommand::List { all, config }) => {
+                let ops = config.ops().await?;
+                let now = chrono::Utc::now();
+                for item in ops::review::list(&ops, now, all).await? {
+                    let row = &item.row;
+                    let overdue = if item.overdue { " OVERDUE" } else { "" };
+                    println!(
+                        "#{} {} {} tier, member {} chat {} status {} due {}{overdue}",
+                        row.id,
+                        row.kind,
+                        row.tier,
+                        row.user_id,
+                        row.chat_id.as_deref().unwrap_or("-"),
+                        row.status,
+                        chrono::DateTime::from_timestamp(item.due_at, 0).unwrap_or_default(),
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Review(ReviewCommand::Decide {
+                id,
+                decision,
+                note,
+                config,
+            }) => {
+                let ops = config.ops().await?;
+                let decision = ops::review::ReviewDecision::parse(&decision).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "decision: expected confirm, dismiss, escalate, uphold or overturn"
+                    )
+                })?;
+                let item =
+                    ops::review::decide(&ops, &actor(), chrono::Utc::now(), id, decision, &note)
+                        .await?;
+                println!("review item {id}: {} ({} tier)", item.status, item.tier);
                 Ok(ExitCode::SUCCESS)
             }
             Command::Redemptions(RedemptionsCommand::Cancel { id, reason, config }) => {

@@ -702,6 +702,7 @@ impl Demo {
         self.mention(3, "兑换 帆布袋").await?;
         self.mention(4, "排行").await?;
         self.mention(5, "等级").await?;
+        self.appeal_in_tiers().await?;
         self.lottery().await?;
         Ok(())
     }
@@ -774,6 +775,40 @@ impl Demo {
         };
         self.line(format!("          复算结果：{verdict}"));
         Ok(())
+    }
+
+    /// Review in tiers: a staff member is warned, appeals to the smart bot
+    /// (customers cannot: no bot sits in a customer group, and app messages
+    /// reach employees only), the appeal lands in the owner tier, and the
+    /// owner overturns it on the console (strike revoked, member told).
+    async fn appeal_in_tiers(&mut self) -> anyhow::Result<()> {
+        self.advance(60);
+        self.mention(6, "加微信领红包").await?;
+        self.advance(30);
+        self.mention(6, "申诉 这是转发客户的原话，不是广告").await?;
+        let (ops, actor) = manager(&self.pool);
+        let appeal = crate::ops::review::list(&ops, self.now(), false)
+            .await?
+            .into_iter()
+            .find(|item| item.row.kind == "appeal")
+            .context("the appeal did not reach the review queue")?;
+        self.say_line(&format!(
+            "🛠  {} 分级复核：{} 的申诉在负责人层（时限 24 小时），负责人撤销处罚",
+            doors::CONSOLE,
+            staff_name(6)
+        ));
+        let decision = crate::ops::review::ReviewDecision::Overturn;
+        crate::ops::review::decide(
+            &ops,
+            &actor,
+            self.now(),
+            appeal.row.id,
+            decision,
+            "转发原话",
+        )
+        .await?;
+        self.deliver().await?;
+        self.show_new().await
     }
 
     /// The owner (or an operator for them) turns the newest newcomer digest

@@ -5,12 +5,14 @@
 //! (what `/readyz` reports) up to date.
 
 pub mod analytics;
+pub mod expiry;
 pub mod groupsync;
 pub mod invites;
 pub mod longconn;
 pub mod lottery;
 pub mod outbox;
 pub mod retention;
+pub mod review_sla;
 pub mod scheduler;
 pub mod welcome_material;
 

@@ -29,6 +29,7 @@ pub mod moderation;
 pub mod points;
 pub mod queues;
 pub mod redemptions;
+pub mod review;
 pub mod rules;
 pub mod schedules;
 pub mod welcome;

@@ -559,6 +559,37 @@ pub async fn apply(
             } => {
                 moderation::record_report(conn, chat_id, reporter, *fingerprint, *at).await?;
             }
+            Action::Appeal {
+                user_id,
+                chat_id,
+                why,
+                reference,
+                at,
+                opened,
+                refused,
+                notify,
+            } => {
+                let appeal = crate::store::review::NewAppeal {
+                    source_key: reference,
+                    user_id,
+                    chat_id: chat_id.as_deref(),
+                    why,
+                    at: *at,
+                };
+                if crate::store::review::open_appeal(conn, &appeal).await? {
+                    outbox::enqueue(conn, opened, default_app, now).await?;
+                    outbox::enqueue(conn, notify, default_app, now).await?;
+                } else {
+                    outbox::enqueue(conn, refused, default_app, now).await?;
+                }
+            }
+            Action::NoteExpiryNotice {
+                user_id,
+                period,
+                at,
+            } => {
+                crate::store::points::record_expiry_notice(conn, user_id, period, *at).await?;
+            }
         }
     }
     Ok(())

@@ -15,11 +15,13 @@ pub mod chat_tags;
 pub mod checkin;
 pub mod commands;
 pub mod event;
+pub mod expiry;
 pub mod invites;
 pub mod lottery;
 pub mod moderate;
 pub mod moderation;
 pub mod points;
+pub mod review;
 pub mod route;
 pub mod ruleset;
 pub mod schedule;
@@ -147,6 +149,9 @@ pub struct PersonSnapshot {
     pub badges: Vec<String>,
     /// True when this person was ever a member of any chat before.
     pub seen_before: bool,
+    /// Points expiring soon that this person was not told about yet (loaded
+    /// for 签到 and 积分 only, see `rules::expiry`).
+    pub expiry_notice: Option<expiry::Expiring>,
 }
 
 impl PersonSnapshot {

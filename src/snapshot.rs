@@ -40,6 +40,7 @@ pub async fn load_snapshot(
         snapshot.people.insert(user_id.to_string(), person);
     }
     if let EventKind::MessagePosted(message) = &event.kind {
+        load_expiry_notice(conn, rules, &mut snapshot, message, today).await?;
         snapshot.checkins_today = checkins::count_on_day(conn, today).await?;
         // The leaderboard scans the week's ledger: only read it for 排行.
         if let Some(rules::commands::Command::Rank(scope)) =
@@ -117,6 +118,38 @@ async fn load_lotteries(
     })
 }
 
+/// Points about to expire that the sender was not told about yet, only for
+/// the replies that carry the notice (签到, 积分).
+async fn load_expiry_notice(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    snapshot: &mut Snapshot,
+    message: &MessagePosted,
+    today: NaiveDate,
+) -> anyhow::Result<()> {
+    use rules::commands::Command;
+    let doc = &rules.doc.points.expiry;
+    if !doc.enabled()
+        || !matches!(
+            rules::commands::parse(rules, &message.text),
+            Some(Command::CheckIn | Command::Points)
+        )
+    {
+        return Ok(());
+    }
+    let entries = points::expiry_entries(conn, &message.sender).await?;
+    let Some(upcoming) = rules::expiry::upcoming(doc, &entries, today) else {
+        return Ok(());
+    };
+    if points::expiry_noticed(conn, &message.sender, &upcoming.period).await? {
+        return Ok(());
+    }
+    if let Some(person) = snapshot.people.get_mut(&message.sender) {
+        person.expiry_notice = Some(upcoming);
+    }
+    Ok(())
+}
+
 /// The sender's posts, live strikes and join time, for the moderation rules.
 async fn load_moderation(
     conn: &mut SqliteConnection,
@@ -171,5 +204,6 @@ async fn load_person(
         redemptions_by_item: redemptions::count_by_item(conn, user_id).await?,
         badges: members::badges(conn, user_id).await?,
         seen_before: members::was_member_before(conn, user_id).await?,
+        expiry_notice: None,
     })
 }

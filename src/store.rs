@@ -25,6 +25,7 @@ pub mod moderation;
 pub mod outbox;
 pub mod points;
 pub mod redemptions;
+pub mod review;
 pub mod rule_sets;
 pub mod schedules;
 pub mod welcome;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 mod lottery;
 mod queues;
+mod review;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
@@ -323,6 +324,7 @@ fn all() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static 
         .iter()
         .chain(queues::STRINGS)
         .chain(lottery::STRINGS)
+        .chain(review::STRINGS)
 }
 
 pub fn strings(lang: Lang) -> BTreeMap<&'static str, &'static str> {

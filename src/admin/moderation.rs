@@ -114,6 +114,7 @@ async fn render_queue(
 ) -> Result<Response, AdminError> {
     let frame = Frame::new(headers, Some(manager), "moderation");
     let queue = ops::queue(&state.ops, filter).await?;
+    let review = crate::ops::review::list(&state.ops, state.now(), false).await?;
     let errors: BTreeMap<String, &str> = errors
         .into_iter()
         .map(|(form, key)| (form, frame.t.get(key).copied().unwrap_or(key)))
@@ -121,7 +122,7 @@ async fn render_queue(
     let html = state.views().render(
         "moderation.html",
         &frame,
-        json!({ "q": queue, "filter_member": filter.member, "filter_action": filter.action,
+        json!({ "q": queue, "review": review, "filter_member": filter.member, "filter_action": filter.action,
                 "errors": errors }),
     )?;
     Ok((status, html).into_response())

@@ -80,3 +80,37 @@ pub async fn adjust(
     tx.commit().await?;
     Ok(balance)
 }
+
+/// Writes off the points expired by `now` (`[points.expiry]`), or with
+/// `dry_run` only lists them. The same pass the background job makes; a real
+/// run is audited (with how many members and points).
+pub async fn expire(
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> OpsResult<Vec<crate::jobs::expiry::PlannedExpiry>> {
+    actor.require(if dry_run {
+        Role::Viewer
+    } else {
+        Role::Operator
+    })?;
+    let rules = ops.in_force().await?.rules;
+    let mut tx = ops.begin().await?;
+    let done = crate::jobs::expiry::expire_due(&mut tx, &rules, now, dry_run).await?;
+    if dry_run {
+        return Ok(done);
+    }
+    let points: i64 = done.iter().map(|d| d.points).sum();
+    audit(
+        &mut tx,
+        actor,
+        now,
+        "points.expire",
+        "",
+        &format!("{} entries, {points} points", done.len()),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(done)
+}

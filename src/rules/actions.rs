@@ -108,6 +108,26 @@ pub enum Action {
     },
     /// A moderation decision: audit-log entry, plus its strike and owner task.
     Moderate(Box<super::moderate::ModerationRecord>),
+    /// A member's appeal against a punishment: the store opens it in the
+    /// owner tier when the member has an active strike and no open appeal,
+    /// then `opened` and `notify` are queued; otherwise `refused`.
+    Appeal {
+        user_id: String,
+        chat_id: Option<String>,
+        why: String,
+        /// `appeal:<event>`: one appeal per message.
+        reference: String,
+        at: DateTime<Utc>,
+        opened: Box<Outbound>,
+        refused: Box<Outbound>,
+        notify: Box<Outbound>,
+    },
+    /// The member was told that points of an expiry month run out (told once).
+    NoteExpiryNotice {
+        user_id: String,
+        period: String,
+        at: DateTime<Utc>,
+    },
     /// A member's report of a message (by the quoted text's fingerprint).
     RecordReport {
         chat_id: String,

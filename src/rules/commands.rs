@@ -20,6 +20,8 @@ pub enum Command {
     Level,
     Redeem(String),
     Help,
+    /// `申诉 <why>`: a punished member asks an owner to look again.
+    Appeal(String),
 }
 
 /// Which leaderboard 排行 asks for: `排行` (this week, whole community),
@@ -100,6 +102,9 @@ pub fn parse(rules: &RuleSet, text: &str) -> Option<Command> {
         "帮助" | "help" | "菜单" => return Some(Command::Help),
         _ => {}
     }
+    if let Some(why) = text.strip_prefix(rules.doc.moderation.review.appeal_keyword.trim()) {
+        return Some(Command::Appeal(why.trim().to_string()));
+    }
     if let Some(scope) = RankScope::parse(text) {
         return Some(Command::Rank(scope));
     }
@@ -116,15 +121,30 @@ pub fn on_message(
 ) -> Vec<Action> {
     match parse(rules, &message.text) {
         None => Vec::new(),
-        Some(Command::CheckIn) => checkin::on_checkin(rules, snapshot, event, message, now),
+        Some(Command::CheckIn) => super::expiry::with_notice(
+            snapshot,
+            event,
+            message,
+            checkin::on_checkin(rules, snapshot, event, message, now),
+            now,
+        ),
         Some(Command::MakeUp(target)) => {
             checkin::on_makeup(rules, snapshot, event, message, target, now)
         }
-        Some(Command::Points) => points::on_points(rules, snapshot, event, message),
+        Some(Command::Points) => super::expiry::with_notice(
+            snapshot,
+            event,
+            message,
+            points::on_points(rules, snapshot, event, message),
+            now,
+        ),
         Some(Command::Level) => points::on_level(rules, snapshot, event, message),
         Some(Command::Rank(scope)) => points::on_rank(rules, snapshot, event, message, scope),
         Some(Command::Redeem(item)) => {
             points::on_redeem(rules, snapshot, event, message, &item, now)
+        }
+        Some(Command::Appeal(why)) => {
+            super::review::on_appeal(rules, snapshot, event, message, &why, now)
         }
         Some(Command::Help) => {
             vec![Action::Send(reply(

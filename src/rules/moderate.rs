@@ -74,6 +74,8 @@ pub struct ModerationDoc {
     /// ("pinyin,number") or exclusions ("-homophone"). Terms can narrow
     /// this further (see `docs/moderation.md`).
     pub families: String,
+    /// Review in tiers: SLAs, the owner tier, the appeal word.
+    pub review: super::review::ReviewDoc,
 }
 
 impl Default for ModerationDoc {
@@ -115,6 +117,7 @@ impl Default for ModerationDoc {
             reports_per_hour: 5,
             fuzzy: "block".into(),
             families: "all".into(),
+            review: super::review::ReviewDoc::default(),
         }
     }
 }

@@ -212,6 +212,8 @@ pub struct PointsDoc {
     /// `daily_caps.invite`; nothing is earned if the invitee leaves first.
     pub invite: i64,
     pub invite_min_stay_hours: u32,
+    /// Points that expire (`[points.expiry]`, off by default).
+    pub expiry: super::expiry::ExpiryDoc,
 }
 
 impl Default for PointsDoc {
@@ -221,6 +223,7 @@ impl Default for PointsDoc {
             daily_caps: BTreeMap::from([("checkin".to_string(), 100), ("invite".to_string(), 100)]),
             invite: 20,
             invite_min_stay_hours: 72,
+            expiry: super::expiry::ExpiryDoc::default(),
             levels: vec![
                 Level {
                     name: "新人".into(),
@@ -546,6 +549,13 @@ impl RuleSet {
                     "levels must be in ascending order of min_points",
                 );
             }
+        }
+
+        for problem in super::review::validate(&doc.moderation.review) {
+            push(problem.path, &problem.reason);
+        }
+        for problem in super::expiry::validate(&doc.points.expiry) {
+            push(problem.path, &problem.reason);
         }
 
         let welcome = &doc.welcome;

@@ -149,9 +149,9 @@ pub async fn record_decision(
     }
     if let Some(task) = &record.task {
         let assignees = serde_json::to_string(&task.assignees).unwrap_or_else(|_| "[]".into());
-        sqlx::query(
+        let task_id: i64 = sqlx::query_scalar(
             "insert into moderation_tasks (log_id, kind, chat_id, user_id, assignees_json, created_at)
-             values (?, ?, ?, ?, ?, ?)",
+             values (?, ?, ?, ?, ?, ?) returning id",
         )
         .bind(log_id)
         .bind(task.kind.as_str())
@@ -159,8 +159,12 @@ pub async fn record_decision(
         .bind(&record.user_id)
         .bind(assignees)
         .bind(record.at.timestamp())
-        .execute(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
+        // Every review task enters the tiered review queue (operator tier).
+        if task.kind == crate::rules::moderate::TaskKind::Review {
+            super::review::open_for_task(conn, task_id, log_id, record).await?;
+        }
     }
     Ok(Some(log_id))
 }
@@ -313,6 +317,19 @@ pub async fn complete_task(
     .bind(task_id)
     .fetch_optional(&mut *conn)
     .await?;
+    if log_id.is_some() {
+        // A review task closed here closes its tiered review item too.
+        sqlx::query(
+            "update review_items set status = 'dismissed', decided_by = ?, decided_at = ?, note = ?
+             where task_id = ? and status = 'open'",
+        )
+        .bind(by)
+        .bind(when.timestamp())
+        .bind(format!("task done: {note}"))
+        .bind(task_id)
+        .execute(&mut *conn)
+        .await?;
+    }
     note_review(conn, log_id, by, &format!("task done: {note}"), when).await
 }
 

@@ -157,3 +157,77 @@ pub async fn count_entries(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
         .fetch_one(&mut *conn)
         .await
 }
+
+/// Every ledger entry of members with a positive balance, per member in
+/// ledger order: what points expiry works through.
+pub async fn entries_of_members_with_points(
+    conn: &mut SqliteConnection,
+) -> sqlx::Result<Vec<(String, crate::rules::expiry::Entry)>> {
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "select user_id, delta, day from points_ledger
+         where user_id in (select user_id from points_ledger group by user_id having sum(delta) > 0)
+         order by user_id, id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(user, delta, day)| {
+            let day = day.parse::<NaiveDate>().ok()?;
+            Some((user, crate::rules::expiry::Entry { delta, day }))
+        })
+        .collect())
+}
+
+/// One member's ledger entries in order, as points expiry sees them.
+pub async fn expiry_entries(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+) -> sqlx::Result<Vec<crate::rules::expiry::Entry>> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("select delta, day from points_ledger where user_id = ? order by id")
+            .bind(user_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(delta, day)| {
+            let day = day.parse::<NaiveDate>().ok()?;
+            Some(crate::rules::expiry::Entry { delta, day })
+        })
+        .collect())
+}
+
+/// Whether the member was already told about this expiry month.
+pub async fn expiry_noticed(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    period: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "select exists (select 1 from points_expiry_notices where user_id = ? and period = ?)",
+    )
+    .bind(user_id)
+    .bind(period)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Remembers the notice; a second one for the same month adds nothing.
+pub async fn record_expiry_notice(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    period: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into points_expiry_notices (user_id, period, noticed_at) values (?, ?, ?)
+         on conflict do nothing",
+    )
+    .bind(user_id)
+    .bind(period)
+    .bind(at.timestamp())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

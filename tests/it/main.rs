@@ -36,4 +36,5 @@ mod serve;
 mod sim;
 mod tamper;
 mod templates;
+mod tiers;
 mod welcome;
