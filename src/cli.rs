@@ -15,6 +15,7 @@ use crate::ops::schedules::SchedulerSettings;
 use crate::ops::{self, Actor, Ops, Role};
 use crate::{app, clock, store, telemetry};
 
+mod archive;
 mod backup;
 mod bench_callbacks;
 mod moderation_check;
@@ -101,6 +102,9 @@ pub enum Command {
     Chats(ChatsCommand),
     /// Send a message now to chosen chats or tags; prints each chat's outcome.
     Broadcast(BroadcastArgs),
+    /// The message archive (会话内容存档): pull it once through the vendor SDK.
+    #[command(subcommand)]
+    Archive(archive::ArchiveCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -660,6 +664,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Analytics(command) => run_analytics(command).await,
             Command::Moderation(command) => run_moderation(command).await,
             Command::Chats(command) => run_chats(command).await,
+            Command::Archive(command) => archive::run(command).await,
             Command::Broadcast(args) => {
                 let ops = args.config.ops().await?;
                 let input = ops::broadcast::BroadcastInput {
