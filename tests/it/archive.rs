@@ -17,7 +17,7 @@ use qunyun::app::WorkerHooks;
 use qunyun::config::{ArchiveConfig, ArchiveKeyConfig, Secret};
 use qunyun::rules::capabilities::{capability, Capability, Feature};
 use qunyun::rules::ChatRoute;
-use qunyun::sim::{Route, SeedCustomerGroup, SeedGroupMember};
+use qunyun::sim::{RawRequest, Route, SeedCustomerGroup, SeedGroupMember};
 use qunyun::store::outbox::{self as outbox_store, OutboxStatus};
 use qunyun::store::{chats, checkins, points};
 use rsa::pkcs8::DecodePrivateKey;
@@ -25,7 +25,7 @@ use rsa::{Pkcs1v15Encrypt, RsaPrivateKey, RsaPublicKey};
 use sqlx::SqlitePool;
 use tempfile::TempDir;
 
-use crate::helpers::{wait_until_async, ConfigFile, Service, TestConfig, APP};
+use crate::helpers::{wait_until_async, ConfigFile, Service, TestConfig, APP, CORP_ID};
 
 const KEY_PEM: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -480,6 +480,51 @@ async fn a_retryable_sdk_error_backs_off_and_the_pull_then_succeeds() {
         scalar(&pool, "select count(*) from archive_alerts").await,
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_msgaudit_notify_callback_starts_a_pull_before_the_poll_interval() {
+    let mut sdk = FakeSdk::new();
+    sdk.write();
+    let mut archive = sdk.config(100);
+    // An hour between polls: only the notification can bring the record in.
+    archive.poll_interval_secs = 3600;
+    let mut service = Service::start(
+        TestConfig::new().with(move |c| c.archive = archive),
+        WorkerHooks::default(),
+    )
+    .await;
+    let first_pass = wait_until_async(WAIT, || async {
+        sdk.log().iter().any(|l| l.starts_with("served 0"))
+    })
+    .await;
+    assert!(first_pass, "{:?}", sdk.log());
+    sdk.text(1, "notified-1", "wmA", "早上好");
+    sdk.write();
+    let plaintext = format!(
+        "<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
+         <CreateTime>{}</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+         <Event><![CDATA[msgaudit_notify]]></Event></xml>",
+        now(&service).timestamp()
+    );
+    let delivered = service
+        .sim()
+        .drive_raw(RawRequest {
+            app: None,
+            bot: None,
+            plaintext,
+            with_agent: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(delivered.status, Some(200));
+    let pool = service.pool.clone();
+    assert!(
+        wait_until_async(WAIT, || async { stored_records(&pool).await == 1 }).await,
+        "{:?}",
+        sdk.log()
+    );
+    service.shutdown().await;
 }
 
 /// `qunyun serve` as a child process (SIGKILL needs a real process).
