@@ -389,6 +389,18 @@ impl App {
         let interval = analytics.interval();
         tasks.push(worker.spawn(analytics, interval));
 
+        // The message archive: only when enabled (the vendor library is
+        // opened now, so a wrong path or key stops the start).
+        if state.config.archive.enabled {
+            let puller = crate::jobs::archive::ArchivePuller::open(
+                &state.config,
+                state.pool.clone(),
+                state.clock.clone(),
+                state.rules.clone(),
+            )?;
+            tasks.push(worker.spawn(puller, Duration::ZERO));
+        }
+
         let retention = Retention::new(
             state.pool.clone(),
             RetentionSettings::from_config(&state.config.retention),

@@ -15,6 +15,7 @@ use crate::ops::schedules::SchedulerSettings;
 use crate::ops::{self, Actor, Ops, Role};
 use crate::{app, clock, store, telemetry};
 
+mod archive;
 mod backup;
 mod bench_callbacks;
 mod lottery;
@@ -108,6 +109,9 @@ pub enum Command {
     /// Verifiable lotteries (抽奖): create, draw, cancel, and verify a draw offline.
     #[command(subcommand)]
     Lottery(lottery::LotteryCommand),
+    /// The message archive (会话内容存档): pull it once through the vendor SDK.
+    #[command(subcommand)]
+    Archive(archive::ArchiveCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -698,6 +702,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Moderation(command) => run_moderation(command).await,
             Command::Chats(command) => run_chats(command).await,
             Command::Lottery(command) => lottery::run(command).await,
+            Command::Archive(command) => archive::run(command).await,
             Command::Broadcast(args) => {
                 let ops = args.config.ops().await?;
                 let input = ops::broadcast::BroadcastInput {

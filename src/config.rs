@@ -74,6 +74,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub archive: ArchiveConfig,
 }
 
 /// `GET /metrics` (Prometheus text exposition).
@@ -196,6 +198,77 @@ pub const DEFAULT_MAX_POINT_ADJUSTMENT: i64 = 100_000;
 
 fn default_max_point_adjustment() -> i64 {
     DEFAULT_MAX_POINT_ADJUSTMENT
+}
+
+/// The message archive (会话内容存档) pulled by `serve` itself through Tencent's
+/// SDK library (docs/wecom.md#message-archive). Off unless `enabled`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Path of the vendor library `libWeWorkFinanceSdk_C.so`, opened at run time.
+    #[serde(default)]
+    pub library: PathBuf,
+    /// The archive's own Secret (管理工具 → 会话内容存档); set it from the
+    /// environment (`QUNYUN_ARCHIVE__SECRET`).
+    #[serde(default)]
+    pub secret: Secret,
+    /// One RSA private key per public-key version registered in the console:
+    /// records name the version their key was encrypted for, so old keys stay.
+    #[serde(default)]
+    pub private_keys: Vec<ArchiveKeyConfig>,
+    /// Seconds between pulls once caught up.
+    #[serde(default = "default_archive_poll_interval_secs")]
+    pub poll_interval_secs: u64,
+    /// Alert when the archive has not been read up to its end for this many
+    /// hours: WeCom keeps only 5 days.
+    #[serde(default = "default_archive_max_lag_hours")]
+    pub max_lag_hours: u64,
+    /// Records per `GetChatData` call (1 to 1000).
+    #[serde(default = "default_archive_page_size")]
+    pub page_size: u32,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            library: PathBuf::new(),
+            secret: Secret::default(),
+            private_keys: Vec::new(),
+            poll_interval_secs: default_archive_poll_interval_secs(),
+            max_lag_hours: default_archive_max_lag_hours(),
+            page_size: default_archive_page_size(),
+        }
+    }
+}
+
+/// A private key of one version: a PEM file (`path`) or the PEM itself
+/// (`pem`, from the environment: `QUNYUN_ARCHIVE__PRIVATE_KEYS__0__PEM`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveKeyConfig {
+    pub version: u32,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub pem: Option<Secret>,
+}
+
+/// WeCom keeps archived messages 5 days; a pull fails for good after that.
+pub const ARCHIVE_RETENTION_HOURS: u64 = 5 * 24;
+
+fn default_archive_poll_interval_secs() -> u64 {
+    10
+}
+
+fn default_archive_max_lag_hours() -> u64 {
+    24
+}
+
+fn default_archive_page_size() -> u32 {
+    1000
 }
 
 /// `POST /ingest/messages`: normalized message batches from a message-archive puller.
@@ -612,6 +685,7 @@ impl Config {
                  archive can be posted again for 5 days"
             );
         }
+        self.validate_archive()?;
         for (i, bot) in self.wecom.bots.iter().enumerate() {
             let field = |f: &str| format!("wecom.bots[{i}].{f}");
             match bot.mode {
@@ -623,6 +697,55 @@ impl Config {
             if !names.insert(format!("bot:{}", bot.name)) {
                 bail!("{}: duplicate bot name {:?}", field("name"), bot.name);
             }
+        }
+        Ok(())
+    }
+
+    /// `[archive]`: checked only when enabled (qunyun runs without the library).
+    fn validate_archive(&self) -> anyhow::Result<()> {
+        let archive = &self.archive;
+        if !archive.enabled {
+            return Ok(());
+        }
+        if self.wecom.corp_id.trim().is_empty() {
+            bail!("wecom.corp_id: required when archive.enabled");
+        }
+        if archive.library.as_os_str().is_empty() {
+            bail!(
+                "archive.library: required when archive.enabled (path of libWeWorkFinanceSdk_C.so)"
+            );
+        }
+        if archive.secret.expose().is_empty() || is_placeholder(archive.secret.expose()) {
+            bail!(
+                "archive.secret: required when archive.enabled; set the archive's Secret \
+                 (管理工具 → 会话内容存档) through {ENV_PREFIX}ARCHIVE__SECRET"
+            );
+        }
+        if archive.private_keys.is_empty() {
+            bail!("archive.private_keys: at least one key (version and path or pem) is required");
+        }
+        let mut versions = HashSet::new();
+        for (i, key) in archive.private_keys.iter().enumerate() {
+            let field = format!("archive.private_keys[{i}]");
+            if !versions.insert(key.version) {
+                bail!("{field}.version: duplicate version {}", key.version);
+            }
+            match (&key.path, &key.pem) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => bail!("{field}: give exactly one of path (a PEM file) or pem"),
+            }
+        }
+        if !(1..=1000).contains(&archive.page_size) {
+            bail!("archive.page_size: must be between 1 and 1000");
+        }
+        if archive.poll_interval_secs == 0 {
+            bail!("archive.poll_interval_secs: must be at least 1");
+        }
+        if !(1..ARCHIVE_RETENTION_HOURS).contains(&archive.max_lag_hours) {
+            bail!(
+                "archive.max_lag_hours: must be between 1 and {} (WeCom keeps 5 days)",
+                ARCHIVE_RETENTION_HOURS - 1
+            );
         }
         Ok(())
     }
@@ -894,10 +1017,14 @@ const NUMERIC_FIELDS: &[&str] = &[
     "inbox_days",
     "audit_days",
     "login_failures_days",
+    "poll_interval_secs",
+    "max_lag_hours",
+    "page_size",
+    "version",
 ];
 
 /// Fields whose environment value is `true` or `false`.
-const BOOLEAN_FIELDS: &[&str] = &["secure_cookies", "trust_forwarded_for", "public"];
+const BOOLEAN_FIELDS: &[&str] = &["secure_cookies", "trust_forwarded_for", "public", "enabled"];
 
 fn parse_env_value(field: &str, value: &str) -> toml::Value {
     if BOOLEAN_FIELDS.contains(&field) {
@@ -1143,5 +1270,70 @@ mod tests {
         let no_apps = Config::load(None, Vec::new()).unwrap();
         let err = no_apps.check_rule_names(&rules).unwrap_err().to_string();
         assert!(err.contains("config has no apps"), "{err}");
+    }
+
+    #[test]
+    fn the_archive_is_checked_only_when_enabled_and_errors_name_the_field() {
+        // Off by default: no library, no keys needed.
+        let config = Config::from_toml_str("[archive]\npage_size = 5000").unwrap();
+        assert!(!config.archive.enabled);
+        let base =
+            "[wecom]\ncorp_id = \"ww1\"\n[archive]\nenabled = true\nlibrary = \"/opt/sdk.so\"\n";
+        let key = "[[archive.private_keys]]\nversion = 1\npath = \"/etc/k1.pem\"\n";
+        let cases = [
+            (
+                "[archive]\nenabled = true\nlibrary = \"x\"",
+                "wecom.corp_id",
+            ),
+            (
+                "[wecom]\ncorp_id = \"ww1\"\n[archive]\nenabled = true",
+                "archive.library",
+            ),
+            (base, "archive.secret"),
+            (&format!("{base}secret = \"s\""), "archive.private_keys"),
+            (
+                &format!("{base}secret = \"s\"\npage_size = 1001\n{key}"),
+                "archive.page_size",
+            ),
+            (
+                &format!("{base}secret = \"s\"\nmax_lag_hours = 200\n{key}"),
+                "archive.max_lag_hours",
+            ),
+            (
+                &format!("{base}secret = \"s\"\n{key}{key}"),
+                "archive.private_keys[1].version",
+            ),
+            (
+                &format!("{base}secret = \"s\"\n[[archive.private_keys]]\nversion = 2"),
+                "archive.private_keys[0]",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = format!("{:#}", Config::from_toml_str(text).unwrap_err());
+            assert!(
+                err.contains(field),
+                "{text:?} gave {err:?}, expected {field}"
+            );
+        }
+        // The secret and a key's PEM come from the environment, never shown.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), base).unwrap();
+        let config = Config::load(
+            Some(file.path()),
+            env(&[
+                ("QUNYUN_ARCHIVE__SECRET", "ArchiveSecretValue"),
+                ("QUNYUN_ARCHIVE__PAGE_SIZE", "200"),
+                ("QUNYUN_ARCHIVE__PRIVATE_KEYS__0__VERSION", "3"),
+                (
+                    "QUNYUN_ARCHIVE__PRIVATE_KEYS__0__PEM",
+                    "-----BEGIN PRIVATE KEY-----",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.archive.page_size, 200);
+        assert_eq!(config.archive.private_keys[0].version, 3);
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("ArchiveSecretValue") && !debug.contains("BEGIN"));
     }
 }

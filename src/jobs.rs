@@ -5,6 +5,7 @@
 //! (what `/readyz` reports) up to date.
 
 pub mod analytics;
+pub mod archive;
 pub mod expiry;
 pub mod groupsync;
 pub mod invites;

@@ -13,6 +13,7 @@
 //! configuration (endpoint names), never from request input, so a caller
 //! cannot grow the label space.
 
+mod archive;
 mod http;
 
 use std::sync::LazyLock;
@@ -29,6 +30,7 @@ use crate::rules::moderate::{ModerationRecord, TaskKind};
 use crate::store;
 use crate::wecom::api::ApiError;
 
+pub use archive::{archive_lag, archive_page};
 pub use http::{router, track_callbacks, MetricsAccess};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -408,6 +410,7 @@ pub async fn scrape(conn: &mut SqliteConnection, now: i64) -> anyhow::Result<Str
     let mut text = String::new();
     prometheus_client::encoding::text::encode_registry(&mut text, &METRICS.registry)?;
     prometheus_client::encoding::text::encode_registry(&mut text, &registry)?;
+    prometheus_client::encoding::text::encode_registry(&mut text, &archive::ARCHIVE.registry)?;
     prometheus_client::encoding::text::encode_eof(&mut text)?;
     Ok(text)
 }

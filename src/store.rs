@@ -11,6 +11,7 @@ use sqlx::SqlitePool;
 
 pub mod admin;
 pub mod analytics;
+pub mod archive;
 pub mod busy;
 pub mod chats;
 pub mod checkins;

@@ -2,6 +2,7 @@
 //! callback endpoints and the outbound API client.
 
 pub mod api;
+pub mod archive;
 pub mod callback;
 pub mod crypto;
 pub mod longconn;

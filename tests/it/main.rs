@@ -2,6 +2,7 @@
 
 mod admin;
 mod analytics;
+mod archive;
 mod backup;
 mod broadcast_once;
 mod callback;
