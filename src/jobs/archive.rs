@@ -215,6 +215,7 @@ impl ArchivePuller {
         for version in missing_versions {
             self.alert_missing_key(&mut tx, version, now).await?;
         }
+        let texts = not_heard_by_a_smart_bot(&mut tx, texts).await?;
         stored.events = ingest_messages(&mut tx, &texts, now).await?;
         let last = page.iter().map(|p| p.row.seq).max().unwrap_or(seq);
         store::advance(&mut tx, last, caught_up, at).await?;
@@ -529,6 +530,29 @@ fn decrypt_record(sdk: &mut FinanceSdk, keys: &KeyRing, record: EncryptedRecord)
         recalls,
         missing_version: None,
     }
+}
+
+/// The archive also holds the messages of internal groups where a smart bot
+/// sits, and the bot already delivers the ones addressed to it: acting on the
+/// archive's copy too would answer them twice. Those chats' records stay in
+/// `archive_messages`; only the other chats' texts become events.
+async fn not_heard_by_a_smart_bot(
+    conn: &mut sqlx::SqliteConnection,
+    texts: Vec<IngestMessage>,
+) -> anyhow::Result<Vec<IngestMessage>> {
+    let mut kept = Vec::with_capacity(texts.len());
+    for text in texts {
+        let has_bot = match &text.chat_id {
+            Some(chat_id) => crate::store::chats::get_chat(conn, chat_id)
+                .await?
+                .is_some_and(|chat| chat.route.smart_bot().is_some()),
+            None => false,
+        };
+        if !has_bot {
+            kept.push(text);
+        }
+    }
+    Ok(kept)
 }
 
 #[cfg(test)]

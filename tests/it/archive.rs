@@ -344,6 +344,39 @@ async fn a_checkin_in_a_customer_group_from_the_archive_awards_points_once_and_f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_internal_group_with_a_smart_bot_is_archived_but_acted_on_only_through_the_bot() {
+    let mut sdk = FakeSdk::new();
+    let service = service(&sdk, 100, None).await;
+    let mut conn = service.pool.acquire().await.unwrap();
+    chats::upsert_chat(
+        &mut conn,
+        &chats::NewChat {
+            chat_id: GROUP.into(),
+            name: "门店店长群".into(),
+            route: ChatRoute::internal_with_smart_bot("qunyun-bot"),
+            owner: Some(OWNER.into()),
+            admins: vec![],
+            tags: vec![],
+            member_version: None,
+        },
+        now(&service),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    // A member @-mentions the bot: the bot delivers it; the archive has a copy.
+    sdk.text(1, "bot-heard-1", "zhangsan", "@qunyun-bot 签到");
+    sdk.write();
+
+    let pool = service.pool.clone();
+    let archived = wait_until_async(WAIT, || async { stored_records(&pool).await == 1 }).await;
+    assert!(archived, "the record is archived: {:?}", sdk.log());
+    // The record and its events are written in one transaction: none came.
+    assert_eq!(scalar(&pool, "select count(*) from inbox").await, 0);
+    service.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_key_version_is_kept_and_alerted_once_with_the_version_and_recalls_are_marked() {
     let mut sdk = FakeSdk::new();
     sdk.text(1, "ok-1", "wmA", "第一条");
