@@ -15,6 +15,7 @@ pub mod chat_tags;
 pub mod checkin;
 pub mod commands;
 pub mod event;
+pub mod honour;
 pub mod invites;
 pub mod moderate;
 pub mod moderation;
@@ -23,6 +24,7 @@ pub mod route;
 pub mod ruleset;
 pub mod schedule;
 pub mod templates;
+pub mod ugc;
 pub mod welcome;
 
 pub use actions::{Action, OutRoute, Outbound};
@@ -188,6 +190,12 @@ pub struct Snapshot {
     /// The sender's recent posts, strikes and report counts (moderation on only).
     #[serde(skip)]
     pub moderation: moderate::ModerationSnapshot,
+    /// The first honour board's current period (loaded only for 荣誉榜).
+    #[serde(default)]
+    pub honour: Option<honour::BoardData>,
+    /// The message a `加精` quotes, when the store knows it.
+    #[serde(default)]
+    pub featured: Option<ugc::FeaturedTarget>,
 }
 
 impl Snapshot {
@@ -215,6 +223,7 @@ pub fn evaluate(
         EventKind::MessagePosted(message) => {
             let (mut actions, violation) =
                 moderate::on_message(rules, snapshot, event, message, now);
+            actions.extend(ugc::on_message(rules, message, now));
             if violation {
                 return actions;
             }
@@ -228,6 +237,20 @@ pub fn evaluate(
         }
         EventKind::MessageReported(report) => {
             moderate::on_report(rules, snapshot, event, report, now)
+        }
+        EventKind::ContentFeatured(featured) => {
+            ugc::on_featured(rules, snapshot, event, featured, now)
+        }
+        EventKind::ImagePosted(message) => {
+            let mut actions = ugc::on_image(rules, snapshot, event, message, now);
+            if !message.text.trim().is_empty() {
+                let text = Event {
+                    id: event.id.clone(),
+                    kind: EventKind::MessagePosted(message.clone()),
+                };
+                actions.extend(evaluate(rules, snapshot, &text, now));
+            }
+            actions
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod analytics;
 pub mod chats;
 pub mod checkins;
+pub mod honour;
 pub mod inbox;
 pub mod inbox_writer;
 pub mod invites;
