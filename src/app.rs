@@ -374,6 +374,10 @@ impl App {
             .with_rules(state.rules.clone());
         tasks.push(worker.spawn(invites, Duration::from_secs(60)));
 
+        let honour = jobs::honour::HonourBoards::new(state.pool.clone(), default_app.clone())
+            .with_rules(state.rules.clone());
+        tasks.push(worker.spawn(honour, Duration::from_secs(60)));
+
         let analytics = Analytics::new(state.pool.clone(), AnalyticsSettings::default())
             .with_rules(state.rules.clone());
         let interval = analytics.interval();

@@ -6,6 +6,7 @@
 
 pub mod analytics;
 pub mod groupsync;
+pub mod honour;
 pub mod invites;
 pub mod longconn;
 pub mod outbox;

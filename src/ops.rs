@@ -23,6 +23,7 @@ pub mod audit;
 pub mod broadcast;
 pub mod chats;
 pub mod dashboard;
+pub mod honour;
 pub mod members;
 pub mod moderation;
 pub mod points;
