@@ -359,8 +359,7 @@ async fn mark_essence(
     Json(body): Json<Essence>,
 ) -> ApiResult {
     let outcome =
-        ops::honour::mark_essence(&state.ops, &caller.actor, state.now(), &body.message_id)
-            .await?;
+        ops::honour::mark_essence(&state.ops, &caller.actor, state.now(), &body.message_id).await?;
     Ok(Json(json!(outcome)))
 }
 

@@ -65,12 +65,8 @@ impl HonourBoards {
                     route: Some(&chat.route),
                     owner: chat.owner.as_deref(),
                 };
-                let message = Outbound::to_chat(
-                    key,
-                    address,
-                    MessageKind::Push,
-                    Content::text(text.clone()),
-                );
+                let message =
+                    Outbound::to_chat(key, address, MessageKind::Push, Content::text(text.clone()));
                 outbox::enqueue(&mut tx, &message, &self.app, now).await?;
                 if honour::record_publication(&mut tx, &board.name, &period.key, &chat.chat_id, now)
                     .await?
