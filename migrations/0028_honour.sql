@@ -33,3 +33,6 @@ create table honour_publications (
     published_at integer not null,
     primary key (board, period, chat_id)
 );
+
+-- Rewarded posts (精华 and paid 晒单) in the daily rollup.
+alter table analytics_daily add column rewarded_posts integer not null default 0;
