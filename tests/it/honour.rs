@@ -377,7 +377,12 @@ async fn showcase_images_earn_up_to_the_daily_cap_from_the_bot_and_the_archive()
         &["晒单"],
     )
     .await;
-    let image = serde_json::json!({"msgtype": "image", "image": {"url": "http://127.0.0.1:1/img"}});
+    // In a group the smart bot only hears @-mentions: a picture arrives as a
+    // mixed message (the mention plus the image).
+    let image = serde_json::json!({"msgtype": "mixed", "mixed": {"msg_item": [
+        {"msgtype": "text", "text": {"content": "@运营助手 "}},
+        {"msgtype": "image", "image": {"url": "http://127.0.0.1:1/img"}}
+    ]}});
     bot(&app, "img-1", "wrshow", "u1", image.clone()).await;
     let answers = run(&app).await;
     assert_eq!(answers, ["u1 的晒单获得 +5 积分，当前积分 5。"]);
