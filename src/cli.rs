@@ -375,6 +375,13 @@ pub enum PointsCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Mark a group message 精华: its author earns `[ugc] essence_points`, once per message.
+    Essence {
+        /// The message id (the smart bot's msgid or the archive's), as the member page lists it.
+        message_id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -687,6 +694,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let balance =
                     ops::points::adjust(&ops, &actor(), now, &user, delta, &reason).await?;
                 println!("{user}: {delta:+} ({reason}); balance now {balance}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Points(PointsCommand::Essence { message_id, config }) => {
+                let ops = config.ops().await?;
+                let marked =
+                    ops::honour::mark_essence(&ops, &actor(), chrono::Utc::now(), &message_id)
+                        .await?;
+                if marked.already {
+                    println!("{message_id}: already 精华; nothing paid");
+                } else {
+                    println!("{message_id}: 精华; {} +{}", marked.author, marked.points);
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Command::Backup(args) => {
