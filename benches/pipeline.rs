@@ -54,6 +54,7 @@ async fn run(events: usize) -> anyhow::Result<()> {
             sender: format!("wmUSER{i:06}"),
             text: "签到".into(),
             sent_at: now.timestamp(),
+            msgtype: None,
         })
         .collect();
     for chunk in messages.chunks(500) {

@@ -149,6 +149,10 @@ pub fn router(state: AdminState) -> Router {
             "/admin/members/{user_id}/points",
             post(pages::adjust_points),
         )
+        .route(
+            "/admin/members/{user_id}/essence",
+            post(pages::mark_essence),
+        )
         .route("/admin/rules", get(pages::rules))
         .route("/admin/rules/check", post(pages::check_rules))
         .route("/admin/rules/apply", post(pages::apply_rules))

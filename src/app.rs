@@ -383,6 +383,9 @@ impl App {
         let review_sla =
             crate::jobs::review_sla::ReviewSla::new(state.pool.clone(), state.rules.clone());
         tasks.push(worker.spawn(review_sla, Duration::from_secs(60)));
+        let honour = jobs::honour::HonourBoards::new(state.pool.clone(), default_app.clone())
+            .with_rules(state.rules.clone());
+        tasks.push(worker.spawn(honour, Duration::from_secs(60)));
 
         let analytics = Analytics::new(state.pool.clone(), AnalyticsSettings::default())
             .with_rules(state.rules.clone());

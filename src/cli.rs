@@ -386,6 +386,13 @@ pub enum PointsCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Mark a group message 精华: its author earns `[ugc] essence_points`, once per message.
+    Essence {
+        /// The message id (the smart bot's msgid or the archive's), as the member page lists it.
+        message_id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Write off points expired under `[points.expiry]` now (the background
     /// job does this too); `--dry-run` only lists what would expire.
     Expire {
@@ -744,6 +751,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 let total: i64 = done.iter().map(|d| d.points).sum();
                 println!("{} entries, {total} points {verb}", done.len());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Points(PointsCommand::Essence { message_id, config }) => {
+                let ops = config.ops().await?;
+                let marked =
+                    ops::honour::mark_essence(&ops, &actor(), chrono::Utc::now(), &message_id)
+                        .await?;
+                if marked.already {
+                    println!("{message_id}: already 精华; nothing paid");
+                } else {
+                    println!("{message_id}: 精华; {} +{}", marked.author, marked.points);
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Command::Backup(args) => {

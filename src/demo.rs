@@ -133,6 +133,12 @@ item = "帆布袋"
 cost = 15
 stock = 10
 
+[[honour.boards]]
+name = "weekly"
+title = "本周荣誉榜"
+chat_ids = ["wrDEMO0000000000000000000000B2"]
+publish_hour = 10
+
 [[autoreply]]
 name = "shipping"
 keywords = ["发货", "快递"]
@@ -436,6 +442,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         demo.sync_group_material(&material).await?;
         demo.script().await?;
         demo.analytics().await?;
+        demo.honour().await?;
         demo.totals().await
     }
     .await;
@@ -858,6 +865,49 @@ impl Demo {
             ));
         }
         self.process().await
+    }
+
+    /// 精华 and the honour board: a store manager's tip in the internal group
+    /// is marked 精华 in the console (its author earns once), then the week's
+    /// board goes out through the group robot on Monday 10:00.
+    async fn honour(&mut self) -> anyhow::Result<()> {
+        self.line(String::new());
+        self.mention(
+            4,
+            "分享：顾客问保温杯保冷多久，我说冰块能撑 12 小时，当场成交",
+        )
+        .await?;
+        let (ops, actor) = manager(&self.pool);
+        let tip = crate::ops::honour::member_posts(&ops, staff(4))
+            .await?
+            .into_iter()
+            .next()
+            .context("the tip was not remembered")?;
+        let marked =
+            crate::ops::honour::mark_essence(&ops, &actor, self.now(), &tip.message_id).await?;
+        self.say_line(&format!(
+            "🛠  {} 运营把 {} 的分享设为精华：+{} 积分{}（同一条消息再加精不再奖励）",
+            doors::CONSOLE,
+            staff_name(4),
+            marked.points,
+            if marked.badge.is_empty() {
+                String::new()
+            } else {
+                format!("，解锁徽章「{}」", marked.badge)
+            }
+        ));
+        // Next Monday 10:00: last week's board, one post per chat.
+        let monday = Shanghai
+            .with_ymd_and_hms(2026, 3, 9, 10, 0, 0)
+            .single()
+            .context("board time")?;
+        self.clock.set(monday.with_timezone(&Utc));
+        self.day_header();
+        crate::jobs::honour::HonourBoards::new(self.pool.clone(), APP_NAME)
+            .run_at(self.now())
+            .await?;
+        self.deliver().await?;
+        self.show_new().await
     }
 
     fn advance(&mut self, seconds: i64) {

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use crate::ingest::IngestMessage;
 use crate::rules::event::{
-    CustomerAdded, JoinScene, MembersJoined, MembersLeft, MessagePosted, MessageReported,
-    MessageSource, ReplyVia, REPORT_KEYWORD,
+    ContentFeatured, CustomerAdded, JoinScene, MembersJoined, MembersLeft, MessagePosted,
+    MessageReported, MessageSource, ReplyVia, ESSENCE_KEYWORD, REPORT_KEYWORD,
 };
 use crate::rules::{Event, EventKind};
 use crate::store::inbox::{InboxKind, InboxRow};
@@ -37,16 +37,22 @@ pub fn domain_event(row: &InboxRow, default_app: &str) -> Result<Option<Event>, 
     let id = row.dedupe_key.clone();
     if row.kind == InboxKind::IngestMessage {
         let message: IngestMessage = serde_json::from_str(&row.event_json)?;
+        let image = message.chat_id.is_some() && message.msgtype.as_deref() == Some("image");
+        let posted = MessagePosted {
+            source: MessageSource::Archive,
+            chat_id: message.chat_id,
+            sender: message.sender,
+            text: message.text,
+            message_id: message.message_id,
+            reply_via: ReplyVia::ChatRoute,
+        };
         return Ok(Some(Event {
             id,
-            kind: EventKind::MessagePosted(MessagePosted {
-                source: MessageSource::Archive,
-                chat_id: message.chat_id,
-                sender: message.sender,
-                text: message.text,
-                message_id: message.message_id,
-                reply_via: ReplyVia::ChatRoute,
-            }),
+            kind: if image {
+                EventKind::ImagePosted(posted)
+            } else {
+                EventKind::MessagePosted(posted)
+            },
         }));
     }
     let wecom: message::Event = serde_json::from_str(&row.event_json)?;
@@ -121,7 +127,23 @@ pub fn domain_event(row: &InboxRow, default_app: &str) -> Result<Option<Event>, 
                     }),
                 }));
             }
-            EventKind::MessagePosted(MessagePosted {
+            if let (Some(quote), Some(chat_id), true) = (
+                bot.quote.as_ref().and_then(|quote| quote.text.clone()),
+                bot.chat_id.clone(),
+                bot.text.trim().starts_with(ESSENCE_KEYWORD),
+            ) {
+                return Ok(Some(Event {
+                    id,
+                    kind: EventKind::ContentFeatured(ContentFeatured {
+                        chat_id,
+                        by: bot.from_user_id,
+                        quoted_text: quote,
+                        response_url,
+                    }),
+                }));
+            }
+            let image = !bot.image_urls.is_empty() && bot.chat_type != BotChatType::Single;
+            let posted = MessagePosted {
                 source: MessageSource::SmartBot,
                 chat_id: match bot.chat_type {
                     BotChatType::Single => None,
@@ -131,7 +153,12 @@ pub fn domain_event(row: &InboxRow, default_app: &str) -> Result<Option<Event>, 
                 text: bot.text,
                 message_id: bot.msg_id,
                 reply_via: ReplyVia::ResponseUrl(response_url),
-            })
+            };
+            if image {
+                EventKind::ImagePosted(posted)
+            } else {
+                EventKind::MessagePosted(posted)
+            }
         }
         _ => return Ok(None),
     };

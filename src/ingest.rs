@@ -41,6 +41,10 @@ pub struct IngestMessage {
     pub text: String,
     /// Unix seconds.
     pub sent_at: i64,
+    /// The archive's `msgtype` ("text", "image", …); absent means text. An
+    /// image's `text` is empty (or its caption): 晒单 rewards count images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msgtype: Option<String>,
 }
 
 /// Stores a batch of archived messages in the inbox (duplicates are ignored).

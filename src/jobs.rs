@@ -8,6 +8,7 @@ pub mod analytics;
 pub mod archive;
 pub mod expiry;
 pub mod groupsync;
+pub mod honour;
 pub mod invites;
 pub mod longconn;
 pub mod lottery;

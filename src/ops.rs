@@ -24,6 +24,7 @@ pub mod broadcast;
 pub mod chats;
 pub mod dashboard;
 pub mod lottery;
+pub mod honour;
 pub mod members;
 pub mod moderation;
 pub mod points;

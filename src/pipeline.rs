@@ -353,7 +353,12 @@ async fn ensure_chat_registered(
                 chat_id: Some(chat_id),
                 ..
             })
-            | EventKind::MessageReported(MessageReported { chat_id, .. }),
+            | EventKind::ImagePosted(MessagePosted {
+                chat_id: Some(chat_id),
+                ..
+            })
+            | EventKind::MessageReported(MessageReported { chat_id, .. })
+            | EventKind::ContentFeatured(crate::rules::event::ContentFeatured { chat_id, .. }),
             Some(bot),
         ) => (chat_id, ChatRoute::internal_with_smart_bot(bot)),
         _ => return Ok(()),
@@ -589,6 +594,38 @@ pub async fn apply(
                 at,
             } => {
                 crate::store::points::record_expiry_notice(conn, user_id, period, *at).await?;
+            }
+            Action::RecordContentPost {
+                message_id,
+                chat_id,
+                author,
+                fingerprint,
+                is_image,
+                at,
+            } => {
+                crate::store::honour::record_post(
+                    conn,
+                    message_id,
+                    chat_id,
+                    author,
+                    *fingerprint,
+                    *is_image,
+                    *at,
+                )
+                .await?
+            }
+            Action::MarkEssence {
+                message_id,
+                chat_id,
+                author,
+                by,
+                at,
+                day,
+            } => {
+                crate::store::honour::mark_essence(
+                    conn, message_id, chat_id, author, by, *at, *day,
+                )
+                .await?;
             }
         }
     }

@@ -16,6 +16,7 @@ pub mod checkin;
 pub mod commands;
 pub mod event;
 pub mod expiry;
+pub mod honour;
 pub mod invites;
 pub mod lottery;
 pub mod moderate;
@@ -26,6 +27,7 @@ pub mod route;
 pub mod ruleset;
 pub mod schedule;
 pub mod templates;
+pub mod ugc;
 pub mod welcome;
 
 pub use actions::{Action, OutRoute, Outbound};
@@ -196,6 +198,12 @@ pub struct Snapshot {
     pub moderation: moderate::ModerationSnapshot,
     /// Open lotteries whose keyword the message is (loaded only then).
     pub lotteries: lottery::LotteryContext,
+    /// The first honour board's current period (loaded only for 荣誉榜).
+    #[serde(default)]
+    pub honour: Option<honour::BoardData>,
+    /// The message a `加精` quotes, when the store knows it.
+    #[serde(default)]
+    pub featured: Option<ugc::FeaturedTarget>,
 }
 
 impl Snapshot {
@@ -223,6 +231,7 @@ pub fn evaluate(
         EventKind::MessagePosted(message) => {
             let (mut actions, violation) =
                 moderate::on_message(rules, snapshot, event, message, now);
+            actions.extend(ugc::on_message(rules, message, now));
             if violation {
                 return actions;
             }
@@ -241,6 +250,20 @@ pub fn evaluate(
         }
         EventKind::MessageReported(report) => {
             moderate::on_report(rules, snapshot, event, report, now)
+        }
+        EventKind::ContentFeatured(featured) => {
+            ugc::on_featured(rules, snapshot, event, featured, now)
+        }
+        EventKind::ImagePosted(message) => {
+            let mut actions = ugc::on_image(rules, snapshot, event, message, now);
+            if !message.text.trim().is_empty() {
+                let text = Event {
+                    id: event.id.clone(),
+                    kind: EventKind::MessagePosted(message.clone()),
+                };
+                actions.extend(evaluate(rules, snapshot, &text, now));
+            }
+            actions
         }
     }
 }

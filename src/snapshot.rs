@@ -31,6 +31,8 @@ pub async fn load_snapshot(
         EventKind::MessagePosted(m) => (m.chat_id.as_deref(), vec![m.sender.as_str()]),
         EventKind::CustomerAdded(_) => (None, Vec::new()),
         EventKind::MessageReported(r) => (Some(r.chat_id.as_str()), Vec::new()),
+        EventKind::ImagePosted(m) => (m.chat_id.as_deref(), vec![m.sender.as_str()]),
+        EventKind::ContentFeatured(f) => (Some(f.chat_id.as_str()), vec![f.by.as_str()]),
     };
     if let Some(chat_id) = chat_id {
         snapshot.chat = chats::get_chat(conn, chat_id).await?;
@@ -39,7 +41,8 @@ pub async fn load_snapshot(
         let person = load_person(conn, user_id, today).await?;
         snapshot.people.insert(user_id.to_string(), person);
     }
-    if let EventKind::MessagePosted(message) = &event.kind {
+    load_honour(conn, rules, event, now, &mut snapshot).await?;
+    if let EventKind::MessagePosted(message) | EventKind::ImagePosted(message) = &event.kind {
         load_expiry_notice(conn, rules, &mut snapshot, message, today).await?;
         snapshot.checkins_today = checkins::count_on_day(conn, today).await?;
         // The leaderboard scans the week's ledger: only read it for 排行.
@@ -205,5 +208,58 @@ async fn load_person(
         badges: members::badges(conn, user_id).await?,
         seen_before: members::was_member_before(conn, user_id).await?,
         expiry_notice: None,
+    })
+}
+
+/// What the honour board and 精华 need: the first board's current period for
+/// 荣誉榜, and the quoted message (author, mark, 精华 count) for 加精.
+async fn load_honour(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    event: &Event,
+    now: DateTime<Utc>,
+    snapshot: &mut Snapshot,
+) -> anyhow::Result<()> {
+    use crate::store::honour;
+    match &event.kind {
+        EventKind::MessagePosted(message)
+            if rules::commands::parse(rules, &message.text)
+                == Some(rules::commands::Command::Honour) =>
+        {
+            let board = rules.doc.honour.boards.first().cloned().unwrap_or_default();
+            let period = rules::honour::period_containing(board.period, rules.community_day(now));
+            snapshot.honour = Some(honour::board_data(conn, &period).await?);
+        }
+        EventKind::ContentFeatured(featured) => {
+            let Some(fingerprint) =
+                moderate::stored_fingerprint(&rules.moderation, &featured.quoted_text)
+            else {
+                return Ok(());
+            };
+            if let Some(post) =
+                honour::post_by_fingerprint(conn, &featured.chat_id, fingerprint).await?
+            {
+                snapshot.featured = Some(featured_target(conn, rules, post, now).await?);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The 精华 target for a remembered message (also what the console marks).
+pub async fn featured_target(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    post: crate::store::honour::PostRow,
+    now: DateTime<Utc>,
+) -> anyhow::Result<rules::ugc::FeaturedTarget> {
+    let today = rules.community_day(now);
+    Ok(rules::ugc::FeaturedTarget {
+        author: load_person(conn, &post.author, today).await?,
+        author_essence_count: crate::store::honour::essence_count(conn, &post.author).await?,
+        already_marked: post.essence,
+        message_id: post.message_id,
+        chat_id: post.chat_id,
     })
 }

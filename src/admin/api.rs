@@ -89,6 +89,7 @@ pub fn routes() -> Router<AdminState> {
             "/admin/api/v1/members/{user_id}/points",
             post(adjust_points),
         )
+        .route("/admin/api/v1/essence", post(mark_essence))
         .route("/admin/api/v1/rules", get(rules).post(apply_rules))
         .route("/admin/api/v1/rules/versions", get(rule_versions))
         .route(
@@ -344,6 +345,22 @@ async fn adjust_points(
     )
     .await?;
     Ok(Json(json!({ "user_id": user_id, "balance": balance })))
+}
+
+#[derive(Deserialize)]
+struct Essence {
+    message_id: String,
+}
+
+/// Marks a remembered group message 精华; a second call pays nothing.
+async fn mark_essence(
+    State(state): State<AdminState>,
+    ApiCaller(caller): ApiCaller,
+    Json(body): Json<Essence>,
+) -> ApiResult {
+    let outcome =
+        ops::honour::mark_essence(&state.ops, &caller.actor, state.now(), &body.message_id).await?;
+    Ok(Json(json!(outcome)))
 }
 
 async fn rules(State(state): State<AdminState>, _caller: ApiCaller) -> ApiResult {

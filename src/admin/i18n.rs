@@ -225,6 +225,11 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("points_delta", "积分", "Points"),
     ("reason", "原因", "Reason"),
     ("adjust_points", "调整积分", "Adjust points"),
+    ("content_posts", "群消息", "Group messages"),
+    ("mark_essence", "加精", "Mark 精华"),
+    ("essence", "精华", "精华"),
+    ("message_id", "消息 ID", "Message id"),
+    ("image", "图片", "Image"),
     ("checkin_calendar", "签到日历", "Check-in calendar"),
     (
         "weekdays",

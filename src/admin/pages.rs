@@ -484,6 +484,7 @@ pub async fn member(
         .split(',')
         .collect();
     profile["weekdays"] = json!(weekdays);
+    profile["posts"] = json!(ops::honour::member_posts(&state.ops, &user_id).await?);
     Ok(state
         .views()
         .render("member.html", &frame, profile)?
@@ -518,6 +519,27 @@ pub async fn adjust_points(
         &form.reason,
     )
     .await?;
+    Ok(see_other(&format!(
+        "/admin/members/{}",
+        percent_encoding::utf8_percent_encode(&user_id, percent_encoding::NON_ALPHANUMERIC)
+    )))
+}
+
+#[derive(Deserialize)]
+pub struct EssenceForm {
+    csrf: String,
+    message_id: String,
+}
+
+/// Marks one of the member's messages 精华 (its author earns once).
+pub async fn mark_essence(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Path(user_id): Path<String>,
+    Form(form): Form<EssenceForm>,
+) -> PageResult {
+    manager.authorize_form(Role::Operator, &form.csrf)?;
+    ops::honour::mark_essence(&state.ops, &manager.actor, state.now(), &form.message_id).await?;
     Ok(see_other(&format!(
         "/admin/members/{}",
         percent_encoding::utf8_percent_encode(&user_id, percent_encoding::NON_ALPHANUMERIC)

@@ -40,6 +40,8 @@ pub struct LedgerEntry {
     pub chat_id: Option<String>,
     pub day: NaiveDate,
     pub delta: i64,
+    /// A 精华 or 晒单 reward: one rewarded post.
+    pub rewarded_post: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +101,8 @@ pub struct DailyRow {
     pub pushes_sent: i64,
     pub pushes_failed: i64,
     pub lottery_entries: i64,
+    /// Posts rewarded that day (精华 marks and 晒单 images that earned points).
+    pub rewarded_posts: i64,
 }
 
 /// A person's activity in a chat on a day (`chat_id == ""`: 1:1 or unknown chat).
@@ -178,8 +182,9 @@ pub fn compute(window: &DayWindow, facts: &Facts) -> (Vec<DailyRow>, Vec<Activit
     }
     for l in &facts.ledger {
         if (window.first..=window.last).contains(&l.day) {
-            let delta = l.delta;
+            let (delta, rewarded) = (l.delta, i64::from(l.rewarded_post));
             add_to(&mut rows, l.day, l.chat_id.as_deref(), &|r| {
+                r.rewarded_posts += rewarded;
                 if delta > 0 {
                     r.points_issued += delta;
                 } else {
@@ -356,11 +361,13 @@ mod tests {
                     chat_id: Some("wrA".into()),
                     day: d("2026-03-02"),
                     delta: 5,
+                    rewarded_post: false,
                 },
                 LedgerEntry {
                     chat_id: None,
                     day: d("2026-03-02"),
                     delta: -3,
+                    rewarded_post: false,
                 },
             ],
             violations: vec![Violation {

@@ -135,6 +135,25 @@ pub enum Action {
         fingerprint: i64,
         at: DateTime<Utc>,
     },
+    /// Remember a group message's id, author and text fingerprint (never the
+    /// text), so `加精` and the console can find it (`[ugc]`).
+    RecordContentPost {
+        message_id: String,
+        chat_id: String,
+        author: String,
+        fingerprint: Option<i64>,
+        is_image: bool,
+        at: DateTime<Utc>,
+    },
+    /// Mark a message 精华 (once per message; the reward is its own `AwardPoints`).
+    MarkEssence {
+        message_id: String,
+        chat_id: String,
+        author: String,
+        by: String,
+        at: DateTime<Utc>,
+        day: NaiveDate,
+    },
 }
 
 /// A message for the outbox: where it goes (usually decided by

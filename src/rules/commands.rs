@@ -22,6 +22,10 @@ pub enum Command {
     Help,
     /// `申诉 <why>`: a punished member asks an owner to look again.
     Appeal(String),
+    /// 荣誉榜: the honour board so far.
+    Honour,
+    /// 勋章: the sender's badges.
+    Badges,
 }
 
 /// Which leaderboard 排行 asks for: `排行` (this week, whole community),
@@ -100,6 +104,8 @@ pub fn parse(rules: &RuleSet, text: &str) -> Option<Command> {
         "积分" | "我的积分" => return Some(Command::Points),
         "等级" => return Some(Command::Level),
         "帮助" | "help" | "菜单" => return Some(Command::Help),
+        "荣誉榜" => return Some(Command::Honour),
+        "勋章" | "我的勋章" => return Some(Command::Badges),
         _ => {}
     }
     if let Some(why) = text.strip_prefix(rules.doc.moderation.review.appeal_keyword.trim()) {
@@ -146,6 +152,8 @@ pub fn on_message(
         Some(Command::Appeal(why)) => {
             super::review::on_appeal(rules, snapshot, event, message, &why, now)
         }
+        Some(Command::Honour) => super::honour::on_board(rules, snapshot, event, message),
+        Some(Command::Badges) => super::honour::on_badges(rules, snapshot, event, message),
         Some(Command::Help) => {
             vec![Action::Send(reply(
                 snapshot,

@@ -24,6 +24,11 @@ pub enum EventKind {
     CustomerAdded(CustomerAdded),
     /// A member reported a message: `举报` sent to the smart bot quoting it.
     MessageReported(MessageReported),
+    /// A manager marked a message 精华: `加精` sent to the smart bot quoting it.
+    ContentFeatured(ContentFeatured),
+    /// A group message carrying an image (smart bot or archive); its text,
+    /// if any, is handled as a `MessagePosted` too.
+    ImagePosted(MessagePosted),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,3 +143,16 @@ pub struct MessageReported {
 
 /// What a member sends the smart bot (quoting a message) to report it.
 pub const REPORT_KEYWORD: &str = "举报";
+
+/// `加精` quoting a message (smart bot). Like a report, the quote carries only
+/// the text: its author and id are found from the stored content posts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentFeatured {
+    pub chat_id: String,
+    pub by: String,
+    pub quoted_text: String,
+    pub response_url: String,
+}
+
+/// What a manager sends the smart bot (quoting a message) to mark it 精华.
+pub const ESSENCE_KEYWORD: &str = "加精";

@@ -94,6 +94,18 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
         "lifecycle_nudge",
         include_str!("../../templates/messages/lifecycle_nudge.txt"),
     ),
+    (
+        "honour_board",
+        include_str!("../../templates/messages/honour_board.txt"),
+    ),
+    (
+        "badges",
+        include_str!("../../templates/messages/badges.txt"),
+    ),
+    (
+        "ugc_reward",
+        include_str!("../../templates/messages/ugc_reward.txt"),
+    ),
 ];
 
 /// The TOML document as written by a manager. Every table is optional.
@@ -119,6 +131,10 @@ pub struct RuleSetDoc {
     /// Tags given to chats by name pattern or owner (`[[chat_tags]]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chat_tags: Vec<super::chat_tags::ChatTagRule>,
+    /// Honour boards (`[[honour.boards]]`).
+    pub honour: super::honour::HonourDoc,
+    /// Rewarded good content: 精华 and 晒单 (`[ugc]`).
+    pub ugc: super::ugc::UgcDoc,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -589,6 +605,10 @@ impl RuleSet {
                 "welcome.group_material".into(),
                 &format!("longer than WeCom's {GROUP_MATERIAL_MAX_BYTES} bytes"),
             );
+        }
+
+        for (path, reason) in super::honour::validate(&doc.honour, &doc.ugc) {
+            push(path, &reason);
         }
 
         if doc.onboarding.delay_secs < 0 {

@@ -25,11 +25,21 @@ pub struct Variable {
 /// One leaderboard line (`{% for entry in entries %}{{ entry.name }} {{ entry.points }}`).
 pub use super::LeaderboardEntry as RankEntry;
 
+/// One section of the honour board: a metric's title, its unit and its top members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct HonourSection {
+    pub title: String,
+    /// Written after each value (" 天", " 分", " 条").
+    pub unit: String,
+    pub entries: Vec<RankEntry>,
+}
+
 fn type_label(rust_type: &'static str) -> &'static str {
     match rust_type {
         "String" => "text",
         "i64" | "u32" | "usize" => "integer",
         "Vec<RankEntry>" => "list of {name, points}",
+        "Vec<HonourSection>" => "list of {title, unit, entries: list of {name, points}}",
         other => other,
     }
 }
@@ -250,6 +260,38 @@ contracts! {
         /// `[community] name`.
         group_name: String = "好物分享群",
     }
+    /// `honour_board`: the honour board (荣誉榜), published and asked for.
+    HonourBoard("honour board") => HonourBoardVars {
+        /// The board's title (`[[honour.boards]] title`).
+        title: String = "本周荣誉榜",
+        /// The period it covers ("2026-11-16 ~ 2026-11-22").
+        period: String = "2026-11-16 ~ 2026-11-22",
+        sections: Vec<HonourSection> = vec![HonourSection {
+            title: "连续签到".into(),
+            unit: " 天".into(),
+            entries: vec![RankEntry { name: "小王".into(), points: 7 }],
+        }],
+    }
+    /// `badges`: reply to 勋章.
+    Badges("badges") => BadgesVars {
+        name: String = "小王",
+        /// Badges held, joined with "、"; empty when none.
+        badges: String = "三日之约、精华作者",
+        /// What the next badges need ("连续签到 7 天 →「七日之星」"); empty when none is left.
+        next: String = "连续签到 7 天 →「七日之星」",
+    }
+    /// `ugc_reward`: a 精华 or 晒单 reward, in the reply that caused it.
+    UgcReward("content reward") => UgcRewardVars {
+        name: String = "小王",
+        /// "精华" or "晒单".
+        what: String = "精华",
+        points: i64 = 20,
+        balance: i64 = 106,
+        /// A badge this reward unlocked; empty otherwise.
+        badge: String = "精华作者",
+        /// The level this reward reached; empty when the level did not change.
+        level_up: String = "活跃成员",
+    }
     /// `report_unhandled`: reply to 举报 while moderation is off.
     ReportUnhandled("report unhandled") => ReportUnhandledVars {
         name: String = "小王",
@@ -272,6 +314,9 @@ pub const FIXED: &[(&str, TemplateKind)] = &[
     ("redeem_cancelled", TemplateKind::RedeemCancelled),
     ("help", TemplateKind::Help),
     ("report_unhandled", TemplateKind::ReportUnhandled),
+    ("honour_board", TemplateKind::HonourBoard),
+    ("badges", TemplateKind::Badges),
+    ("ugc_reward", TemplateKind::UgcReward),
 ];
 
 /// Names minijinja knows without a context (functions, tests' globals):

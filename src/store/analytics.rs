@@ -86,17 +86,20 @@ pub async fn ledger_from(
     conn: &mut SqliteConnection,
     first_day: NaiveDate,
 ) -> sqlx::Result<Vec<LedgerEntry>> {
-    let rows: Vec<(Option<String>, String, i64)> =
-        sqlx::query_as("select chat_id, day, delta from points_ledger where day >= ?")
-            .bind(first_day.to_string())
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows: Vec<(Option<String>, String, i64, bool)> = sqlx::query_as(
+        "select chat_id, day, delta, reason in ('essence', 'showcase')
+         from points_ledger where day >= ?",
+    )
+    .bind(first_day.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
     rows.into_iter()
-        .map(|(chat_id, day, delta)| {
+        .map(|(chat_id, day, delta, rewarded_post)| {
             Ok(LedgerEntry {
                 chat_id,
                 day: parse_day(&day)?,
                 delta,
+                rewarded_post,
             })
         })
         .collect()
@@ -179,15 +182,16 @@ pub async fn upsert_daily(
         sqlx::query(
             "insert into analytics_daily (day, chat_id, joins, leaves, members, active_members,
                  messages, checkins, points_issued, points_redeemed, violations, pushes_sent,
-                 pushes_failed, lottery_entries, computed_at)
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 pushes_failed, lottery_entries, computed_at, rewarded_posts)
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              on conflict (day, chat_id) do update set
                  joins = excluded.joins, leaves = excluded.leaves, members = excluded.members,
                  active_members = excluded.active_members, messages = excluded.messages,
                  checkins = excluded.checkins, points_issued = excluded.points_issued,
                  points_redeemed = excluded.points_redeemed, violations = excluded.violations,
                  pushes_sent = excluded.pushes_sent, pushes_failed = excluded.pushes_failed,
-                 lottery_entries = excluded.lottery_entries, computed_at = excluded.computed_at",
+                 lottery_entries = excluded.lottery_entries, computed_at = excluded.computed_at,
+                 rewarded_posts = excluded.rewarded_posts",
         )
         .bind(r.day.to_string())
         .bind(&r.chat_id)
@@ -204,6 +208,7 @@ pub async fn upsert_daily(
         .bind(r.pushes_failed)
         .bind(r.lottery_entries)
         .bind(computed_at)
+        .bind(r.rewarded_posts)
         .execute(&mut *conn)
         .await?;
     }
@@ -247,7 +252,8 @@ pub async fn daily_rows(
 ) -> sqlx::Result<Vec<DailyRow>> {
     let rows = sqlx::query(
         "select day, chat_id, joins, leaves, members, active_members, messages, checkins,
-                points_issued, points_redeemed, violations, pushes_sent, pushes_failed, lottery_entries
+                points_issued, points_redeemed, violations, pushes_sent, pushes_failed, lottery_entries,
+                rewarded_posts
          from analytics_daily where chat_id = ? and day >= ? order by day",
     )
     .bind(chat_id)
@@ -272,6 +278,7 @@ pub async fn daily_rows(
                 pushes_sent: row.try_get("pushes_sent")?,
                 pushes_failed: row.try_get("pushes_failed")?,
                 lottery_entries: row.try_get("lottery_entries")?,
+                rewarded_posts: row.try_get("rewarded_posts")?,
             })
         })
         .collect()

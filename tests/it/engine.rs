@@ -660,6 +660,7 @@ async fn app_text_and_archive_messages_reach_the_same_rules() {
         sender: "lisi".into(),
         text: "积分".into(),
         sent_at: 1_700_000_000,
+        msgtype: None,
     }];
     let inserted = qunyun::ingest::ingest_messages(&mut *h.conn().await, &batch, h.clock.now_utc())
         .await

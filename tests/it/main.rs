@@ -17,6 +17,7 @@ mod engine;
 mod groupsync;
 mod hardening;
 mod helpers;
+mod honour;
 mod ingest;
 mod leaderboard;
 mod limits;
