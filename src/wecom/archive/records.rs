@@ -153,22 +153,28 @@ pub fn parse_message(plaintext: &[u8]) -> Result<ArchivedMessage, RecordError> {
 }
 
 impl ArchivedMessage {
-    /// A text sent in a group becomes the same message `POST /ingest/messages`
-    /// accepts (deduplicated by the same msgid); anything else is not a
-    /// member's words in a group.
+    /// A text or a picture sent in a group becomes the same message
+    /// `POST /ingest/messages` accepts (deduplicated by the same msgid; a
+    /// picture has `msgtype = "image"` and no text, for 晒单 rewards); anything
+    /// else is not a member's words in a group.
     pub fn as_ingest(&self) -> Option<IngestMessage> {
-        let Body::Text(text) = &self.body else {
-            return None;
-        };
         if self.action != "send" {
             return None;
         }
+        let (text, msgtype) = match &self.body {
+            Body::Text(text) => (text.clone(), None),
+            Body::Other if self.msgtype.as_deref() == Some("image") => {
+                (String::new(), Some("image".to_owned()))
+            }
+            _ => return None,
+        };
         Some(IngestMessage {
             message_id: self.msgid.clone(),
             chat_id: Some(self.roomid.clone()?),
             sender: self.from.clone()?,
-            text: text.clone(),
+            text,
             sent_at: self.msgtime.unwrap_or(0).div_euclid(1000),
+            msgtype,
         })
     }
 }
@@ -202,6 +208,7 @@ mod tests {
                 sender: "wmA".into(),
                 text: "签到".into(),
                 sent_at: 1763776800,
+                msgtype: None,
             })
         );
         let one_to_one = parse_message(
@@ -237,8 +244,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (image.body, image.msgtype.as_deref()),
-            (Body::Other, Some("image"))
+            (&image.body, image.msgtype.as_deref()),
+            (&Body::Other, Some("image"))
+        );
+        // A picture in a group is an event (晒单), with no text.
+        let picture = image.as_ingest().expect("a group picture is ingested");
+        assert_eq!(
+            (picture.msgtype.as_deref(), picture.text.as_str()),
+            (Some("image"), "")
         );
         assert!(parse_message(b"not json").is_err());
     }
