@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 
@@ -15,6 +16,8 @@ use crate::rules::moderation::{
 
 /// Inputs smaller than this are checked on one thread.
 const PARALLEL_FROM_BYTES: usize = 256 * 1024;
+/// Pieces of input per worker thread.
+const PIECES_PER_WORKER: usize = 16;
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -82,31 +85,42 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         explain: args.explain,
         policy,
     };
-    let parts = if input.len() < PARALLEL_FROM_BYTES {
+    let workers = if input.len() < PARALLEL_FROM_BYTES {
         1
     } else {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
     };
-    let results: Vec<(Vec<u8>, CheckSummary)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = split_at_lines(&input, parts)
-            .into_iter()
-            .map(|part| {
-                let engine = &engine;
+    // More pieces than workers, taken in turn: a worker the shared machine
+    // slows down holds up only its current piece, not half the input.
+    let pieces = split_at_lines(&input, workers * PIECES_PER_WORKER);
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, Vec<u8>, CheckSummary)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (engine, pieces, next) = (&engine, &pieces, &next);
                 scope.spawn(move || {
-                    let mut out = Vec::with_capacity(part.len() / 8);
-                    let summary = check_block(engine, part, check, &mut out);
-                    (out, summary)
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(piece) = pieces.get(index) else {
+                            break done;
+                        };
+                        let mut out = Vec::with_capacity(piece.len() / 8);
+                        let summary = check_block(engine, piece, check, &mut out);
+                        done.push((index, out, summary));
+                    }
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|handle| handle.join().expect("checking does not panic"))
+            .flat_map(|handle| handle.join().expect("checking does not panic"))
             .collect()
     });
+    results.sort_unstable_by_key(|&(index, _, _)| index);
     let mut summary = CheckSummary::default();
     let mut stdout = std::io::stdout().lock();
-    for (out, part) in &results {
+    for (_, out, part) in &results {
         stdout.write_all(out).context("writing verdicts")?;
         summary.add(*part);
     }

@@ -12,8 +12,8 @@ use super::behaviour::{fingerprint_folded, TextFingerprint};
 use super::family::{Family, FamilySet, FuzzyPolicy, Verdict};
 use super::fold::{FoldOptions, FoldTable};
 use super::normalize::{
-    fold_text_into, leet_into, leet_term, normalize_into, normalize_term, Normalized,
-    RepeatCollapse, COLLAPSED, FOREIGN, GAP_BEFORE, LATIN, LOOKALIKE, NUMERAL,
+    fold_text_each, fold_text_into, leet_into, leet_term, normalize_into, normalize_term,
+    Normalized, RepeatCollapse, COLLAPSED, FOREIGN, GAP_BEFORE, LATIN, LOOKALIKE, NUMERAL,
 };
 use super::phonetic::{self, PhoneticText, Reader};
 use super::regex_rules::{RegexRules, RuleGroup};
@@ -181,19 +181,22 @@ impl Engine {
         allow: &TermList,
         options: MatchOptions,
     ) -> Result<Engine, EngineError> {
-        // The process-wide tables are built on first use; build the two
-        // kinds side by side.
-        let (table, tables) = std::thread::scope(|scope| {
+        // The process-wide pronunciation tables are built on first use:
+        // build them while the terms are folded, which needs only the fold
+        // table.
+        let (table, tables, folded_terms, folded_allow) = std::thread::scope(|scope| {
             let tables = scope.spawn(phonetic::tables);
             let table = FoldTable::new(FoldOptions {
                 lookalike_letters: options.lookalike_letters,
                 financial_numerals: options.financial_numerals,
             });
-            (table, join(tables))
+            let no_collapse = RepeatCollapse::default();
+            let folded_terms = fold_all(&table, &no_collapse, terms);
+            let folded_allow = fold_all(&table, &no_collapse, allow);
+            (table, join(tables), folded_terms, folded_allow)
         });
-        let no_collapse = RepeatCollapse::default();
-        let folded_terms = fold_all(&table, &no_collapse, terms).map_err(EngineError::Terms)?;
-        let folded_allow = fold_all(&table, &no_collapse, allow).map_err(EngineError::Allow)?;
+        let folded_terms = folded_terms.map_err(EngineError::Terms)?;
+        let folded_allow = folded_allow.map_err(EngineError::Allow)?;
         let families: Vec<FamilySet> = terms
             .terms
             .iter()
@@ -362,17 +365,40 @@ impl Engine {
         scratch.phonetic_found.clear();
         scratch.leet_found.clear();
         scratch.fuzzy.clear();
-        fold_text_into(&self.table, &self.collapse, text, &mut scratch.normalized);
-
-        if let Some(automaton) = &self.automaton {
-            scratch.found.extend(
-                automaton
-                    .find_overlapping_iter(scratch.normalized.text.as_str())
-                    .map(|found| (found.start(), found.end(), found.value() as usize)),
-            );
+        // One pass folds the text, runs the automaton over it and reads it
+        // as pronunciation symbols, character by character.
+        let mut stepper = self
+            .automaton
+            .as_ref()
+            .map(CharwiseDoubleArrayAhoCorasick::find_overlapping_stepper);
+        let found = &mut scratch.found;
+        let mut reader = self
+            .phonetic
+            .is_some()
+            .then(|| Reader::new(phonetic::tables(), &mut scratch.phonetic, false));
+        fold_text_each(
+            &self.table,
+            &self.collapse,
+            text,
+            &mut scratch.normalized,
+            |c, gap| {
+                if let Some(stepper) = &mut stepper {
+                    stepper.consume(c);
+                    found.extend(
+                        stepper
+                            .matches()
+                            .map(|hit| (hit.start(), hit.end(), hit.value() as usize)),
+                    );
+                }
+                if let Some(reader) = &mut reader {
+                    reader.push(c, gap);
+                }
+            },
+        );
+        if let Some(reader) = reader {
+            reader.finish();
         }
         if let Some(index) = &self.phonetic {
-            read_fast(&scratch.normalized, &mut scratch.phonetic);
             index.find(&scratch.phonetic.codes, &mut scratch.phonetic_found);
             // Keep only candidates that could stand, judged from the
             // characters read: most chance readings end here, before the
@@ -616,17 +642,6 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-/// The first pass's pronunciation reading, from the folded text alone.
-fn read_fast(normalized: &Normalized, out: &mut PhoneticText) {
-    let mut reader = Reader::new(phonetic::tables(), out, false);
-    let mut gaps = normalized.latin_gaps.iter().copied().peekable();
-    for (index, c) in normalized.text.chars().enumerate() {
-        let gap = gaps.next_if_eq(&(index as u32)).is_some();
-        reader.push(c, gap);
-    }
-    reader.finish();
-}
-
 /// The same reading with every symbol's origin, from the full fold.
 fn read_detailed(normalized: &Normalized, out: &mut PhoneticText) {
     let mut reader = Reader::new(phonetic::tables(), out, true);
@@ -675,5 +690,46 @@ fn fold_all(
         Ok(folded)
     } else {
         Err(bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::rules::moderation::fold::FoldOptions;
+
+    proptest! {
+        /// The first pass reads symbols while it folds; the engine judges
+        /// its candidates by index in the detailed reading of the full
+        /// fold, so the two must agree symbol for symbol.
+        #[test]
+        fn one_pass_reading_agrees_with_the_detailed_one(
+            text in "(\\PC|[加微信亻言网赚哈 ·1３wangzhuWANG]){0,40}",
+            collapse_enabled: bool,
+        ) {
+            let table = FoldTable::new(FoldOptions {
+                lookalike_letters: true,
+                financial_numerals: true,
+            });
+            let collapse = RepeatCollapse {
+                enabled: collapse_enabled,
+                keep_doubled: ['哈'].into_iter().collect(),
+            };
+            let mut folded = Normalized::default();
+            let mut fast = PhoneticText::default();
+            let mut reader = Reader::new(phonetic::tables(), &mut fast, false);
+            fold_text_each(&table, &collapse, &text, &mut folded, |c, gap| reader.push(c, gap));
+            reader.finish();
+
+            let mut full = Normalized::default();
+            normalize_into(&table, &collapse, &text, &mut full);
+            let mut detailed = PhoneticText::default();
+            read_detailed(&full, &mut detailed);
+            prop_assert_eq!(&folded.text, &full.text);
+            prop_assert_eq!(&fast.codes, &detailed.codes);
+            prop_assert_eq!(&fast.chars, &detailed.chars);
+        }
     }
 }

@@ -37,8 +37,16 @@ fn records(chars: usize) -> &'static [u8] {
 
 /// The lists as sorted integers (15 bits per character), built on first
 /// use: a lookup is then a binary search over plain numbers.
+/// Characters a packed word may hold: U+4E00..U+9FFF.
+const CHAR_SPAN: usize = 0x5200;
+
 struct Lists {
     by_length: [Vec<u64>; MAX_WORD_CHARS + 1],
+    /// Per length, where the words starting with each character begin in
+    /// `by_length` (one more entry for the end): a lookup searches only
+    /// the few words sharing its first character, which stay in cache,
+    /// instead of the whole list.
+    by_first: [Vec<u32>; MAX_WORD_CHARS + 1],
 }
 
 fn lists() -> &'static Lists {
@@ -59,7 +67,22 @@ fn lists() -> &'static Lists {
             // three-byte characters is code point order: already sorted.
             debug_assert!(list.windows(2).all(|pair| pair[0] < pair[1]));
         }
-        Lists { by_length }
+        let by_first = std::array::from_fn(|chars| {
+            let mut starts = vec![0u32; CHAR_SPAN + 1];
+            if chars >= 2 {
+                for &key in &by_length[chars] {
+                    starts[first_char(key, chars) + 1] += 1;
+                }
+                for i in 1..starts.len() {
+                    starts[i] += starts[i - 1];
+                }
+            }
+            starts
+        });
+        Lists {
+            by_length,
+            by_first,
+        }
     })
 }
 
@@ -81,7 +104,20 @@ pub(crate) fn is_word(word: &[char]) -> bool {
     let Some(key) = pack(word.iter().copied()) else {
         return false;
     };
-    lists().by_length[word.len()].binary_search(&key).is_ok()
+    let lists = lists();
+    let starts = &lists.by_first[word.len()];
+    let first = first_char(key, word.len());
+    let (Some(&start), Some(&end)) = (starts.get(first), starts.get(first + 1)) else {
+        return false;
+    };
+    lists.by_length[word.len()]
+        .get(start as usize..end as usize)
+        .is_some_and(|words| words.binary_search(&key).is_ok())
+}
+
+/// The first character's offset in a packed word of `chars` characters.
+fn first_char(key: u64, chars: usize) -> usize {
+    (key >> (15 * (chars - 1))) as usize
 }
 
 /// Whether two characters form an everyday word.
@@ -95,6 +131,29 @@ mod tests {
 
     fn word(text: &str) -> bool {
         is_word(&text.chars().collect::<Vec<_>>())
+    }
+
+    /// The first-character index finds exactly what a search of the whole
+    /// list finds: every listed word, and no word one character off.
+    #[test]
+    fn lookups_through_the_first_character_index_find_every_word() {
+        let lists = lists();
+        for chars in 2..=MAX_WORD_CHARS {
+            let list = &lists.by_length[chars];
+            assert!(!list.is_empty());
+            for &key in list {
+                let word: Vec<char> = (0..chars)
+                    .rev()
+                    .map(|i| char::from_u32(0x4E00 + ((key >> (15 * i)) & 0x7FFF) as u32))
+                    .collect::<Option<_>>()
+                    .expect("packed characters");
+                assert!(is_word(&word), "{word:?}");
+                let mut changed = word.clone();
+                changed[chars - 1] = char::from_u32(changed[chars - 1] as u32 ^ 1).expect("a char");
+                let whole = list.binary_search(&pack(changed.iter().copied()).expect("packs"));
+                assert_eq!(is_word(&changed), whole.is_ok(), "{changed:?}");
+            }
+        }
     }
 
     #[test]

@@ -40,9 +40,6 @@ pub(crate) struct CharInfo {
 pub(crate) struct Normalized {
     pub text: String,
     pub chars: Vec<CharInfo>,
-    /// Fast pass only: indices of Latin letters that follow a Latin letter
-    /// across a skipped character (`wang zhuan`), which splits a word.
-    pub latin_gaps: Vec<u32>,
     /// Fast pass only: the text has a Latin letter and a digit or one of
     /// `$ @ | !`, so a leet reading may differ from the plain one.
     pub leet_possible: bool,
@@ -117,7 +114,6 @@ pub(crate) fn normalize_into(
 ) {
     out.text.clear();
     out.chars.clear();
-    out.latin_gaps.clear();
     out.leet_possible = false;
     out.text.reserve(input.len());
     let mut gap = false;
@@ -178,14 +174,27 @@ pub(crate) fn fold_text_into(
     input: &str,
     out: &mut Normalized,
 ) {
+    fold_text_each(table, collapse, input, out, |_, _| {});
+}
+
+/// [`fold_text_into`], also handing each folded character to `each` as it
+/// is written, with whether it is a Latin letter that follows a Latin letter
+/// across a skipped character (`wang zhuan`, which splits a word): the
+/// pronunciation reading is made in the same pass.
+#[inline]
+pub(crate) fn fold_text_each(
+    table: &FoldTable,
+    collapse: &RepeatCollapse,
+    input: &str,
+    out: &mut Normalized,
+    mut each: impl FnMut(char, bool),
+) {
     out.text.clear();
     out.chars.clear();
-    out.latin_gaps.clear();
     out.text.reserve(input.len());
     let mut last: Option<char> = None;
-    // Folded characters so far, whether the last one is a Latin letter, and
-    // whether a skipped character came after it.
-    let mut count: u32 = 0;
+    // Whether the last folded character is a Latin letter, and whether a
+    // skipped character came after it.
     let mut last_latin = false;
     let mut gap = false;
     let mut has_latin = false;
@@ -198,8 +207,8 @@ pub(crate) fn fold_text_into(
                 continue;
             }
             out.text.push(c);
+            each(c, false);
             last = Some(c);
-            count += 1;
             last_latin = false;
             gap = false;
             continue;
@@ -217,15 +226,11 @@ pub(crate) fn fold_text_into(
                     return;
                 }
             }
-            if folded.latin {
-                has_latin = true;
-                if gap && last_latin {
-                    out.latin_gaps.push(count);
-                }
-            }
+            let latin_gap = folded.latin && gap && last_latin;
+            has_latin |= folded.latin;
             out.text.push(folded.ch);
+            each(folded.ch, latin_gap);
             last = Some(folded.ch);
-            count += 1;
             last_latin = folded.latin;
             gap = false;
         });
@@ -244,7 +249,6 @@ pub(crate) fn fold_text_into(
 pub(crate) fn leet_into(table: &FoldTable, input: &str, out: &mut Normalized) {
     out.text.clear();
     out.chars.clear();
-    out.latin_gaps.clear();
     out.leet_possible = false;
     let mut gap = false;
     for (orig_start, c) in input.char_indices() {

@@ -6,11 +6,11 @@
 //! much of the engine's start-up to compile. Every pattern here is at least
 //! two codes long, so its first codes narrow the search as well: the index
 //! is the patterns sorted by their first two (length two) or three codes
-//! plus a hash table from those codes to the run of patterns, with a small
-//! bit set of first pairs in front of it. Building it is one sort; a
-//! message costs a bit test per code and a table lookup for the few pairs
-//! some pattern starts with, then a comparison of the few patterns (usually
-//! none) found.
+//! plus a hash table from those codes to the run of patterns, with bit sets
+//! of first pairs (two-code patterns) and first threes (longer ones) in
+//! front of it. Building it is one sort; a message costs a bit test or two
+//! per code and a table lookup for the few positions some pattern may start
+//! at, then a comparison of the few patterns (usually none) found.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -20,6 +20,9 @@ pub(crate) type Code = u16;
 
 /// Bits in the first-pair filter: 32 KiB, small enough to stay in cache.
 const PAIR_BITS: usize = 1 << 18;
+/// Bits in the first-three filter: 128 KiB. Tens of thousands of patterns
+/// set a few percent of them, so most positions cost one bit test.
+const TRIPLE_BITS: usize = 1 << 20;
 
 /// Patterns of two or more codes, each with a value.
 #[derive(Debug, Default)]
@@ -29,9 +32,11 @@ pub(crate) struct SequenceIndex {
     /// (start in `codes`, length, value), sorted by key.
     entries: Vec<(u32, u32, u32)>,
     codes: Vec<Code>,
-    /// Set bits ([`pair_bit`]) for the first two codes of every pattern;
-    /// a clear bit rules a position out without a table lookup.
+    /// Set bits ([`pair_bit`]) for the two codes of every two-code
+    /// pattern, and ([`triple_bit`]) for the first three of every longer
+    /// one; a clear bit rules a position out without a table lookup.
     pairs: Vec<u64>,
+    triples: Vec<u64>,
     /// Whether some pattern is two codes long.
     has_two: bool,
 }
@@ -43,14 +48,17 @@ impl SequenceIndex {
         let mut codes: Vec<Code> = Vec::new();
         let mut entries: Vec<(u32, u32, u32)> = Vec::new();
         let mut pairs = vec![0u64; PAIR_BITS / 64];
+        let mut triples = vec![0u64; TRIPLE_BITS / 64];
         let mut has_two = false;
         for (pattern, value) in patterns {
-            if pattern.len() < 2 {
-                continue;
+            match *pattern {
+                [a, b] => {
+                    set_bit(&mut pairs, pair_bit(a, b));
+                    has_two = true;
+                }
+                [a, b, c, ..] => set_bit(&mut triples, triple_bit(a, b, c)),
+                _ => continue,
             }
-            let bit = pair_bit(pattern[0], pattern[1]);
-            pairs[bit / 64] |= 1 << (bit % 64);
-            has_two |= pattern.len() == 2;
             entries.push((codes.len() as u32, pattern.len() as u32, value));
             codes.extend_from_slice(pattern);
         }
@@ -81,6 +89,7 @@ impl SequenceIndex {
             entries,
             codes,
             pairs,
+            triples,
             has_two,
         }
     }
@@ -93,15 +102,13 @@ impl SequenceIndex {
         let first_new = out.len();
         for start in 0..text.len().saturating_sub(1) {
             let (a, b) = (text[start], text[start + 1]);
-            let bit = pair_bit(a, b);
-            if self.pairs[bit / 64] & (1 << (bit % 64)) == 0 {
-                continue;
-            }
-            if self.has_two {
+            if self.has_two && test_bit(&self.pairs, pair_bit(a, b)) {
                 self.collect(key2(a, b), text, start, out);
             }
             if let Some(&c) = text.get(start + 2) {
-                self.collect(key3(a, b, c), text, start, out);
+                if test_bit(&self.triples, triple_bit(a, b, c)) {
+                    self.collect(key3(a, b, c), text, start, out);
+                }
             }
         }
         out[first_new..].sort_unstable_by_key(|&(start, end, _)| (end, start));
@@ -141,11 +148,27 @@ fn pair_bit(a: Code, b: Code) -> usize {
     ((usize::from(a) << 9) ^ usize::from(b)) % PAIR_BITS
 }
 
+/// The filter bit of a first three codes: the top bits of a multiplicative
+/// hash (shared bits only cost a lookup).
+fn triple_bit(a: Code, b: Code, c: Code) -> usize {
+    (key3(a, b, c).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TRIPLE_BITS.trailing_zeros()))
+        as usize
+}
+
+fn set_bit(bits: &mut [u64], bit: usize) {
+    bits[bit / 64] |= 1 << (bit % 64);
+}
+
+#[inline]
+fn test_bit(bits: &[u64], bit: usize) -> bool {
+    bits[bit / 64] & (1 << (bit % 64)) != 0
+}
+
 /// Multiplicative hashing for the integer keys: the default hasher is built
 /// to resist chosen keys, which these (codes from the term list) need not,
 /// and costs several times more per lookup.
 #[derive(Default)]
-struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
@@ -158,6 +181,10 @@ impl Hasher for KeyHasher {
         for &byte in bytes {
             self.write_u64(u64::from(byte));
         }
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.write_u64(value as u64);
     }
 
     fn write_u64(&mut self, value: u64) {

@@ -231,12 +231,29 @@ const COMPOSITIONS: &[(&str, &str)] = &[
 
 /// The characters that look like `c` (empty when it is in no group).
 pub(crate) fn lookalikes(c: char) -> impl Iterator<Item = char> {
-    LOOKALIKE_GROUPS
-        .iter()
-        .find(|group| group.contains(c))
+    group_of(c)
         .into_iter()
         .flat_map(|group| group.chars())
         .filter(move |&member| member != c)
+}
+
+/// The look-alike group holding `c`: a binary search in a sorted index made
+/// once, as engines ask for every character of every term.
+fn group_of(c: char) -> Option<&'static str> {
+    static INDEX: std::sync::OnceLock<Vec<(char, &'static str)>> = std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        // Groups do not overlap (a test says so): one entry per character.
+        let mut index: Vec<(char, &'static str)> = LOOKALIKE_GROUPS
+            .iter()
+            .flat_map(|&group| group.chars().map(move |member| (member, group)))
+            .collect();
+        index.sort_unstable_by_key(|&(member, _)| member);
+        index
+    });
+    index
+        .binary_search_by_key(&c, |&(member, _)| member)
+        .ok()
+        .map(|at| index[at].1)
 }
 
 /// Whether `a` and `b` are different characters of one look-alike group.

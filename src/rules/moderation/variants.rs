@@ -9,6 +9,7 @@
 //! and pinyin initials are a few extra patterns in the main automaton.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 use daachorse::{CharwiseDoubleArrayAhoCorasick, CharwiseDoubleArrayAhoCorasickBuilder, MatchKind};
 
@@ -18,7 +19,7 @@ use super::normalize::{Normalized, LATIN, LEET};
 use super::phonetic::{
     split_initial, Syllable, Symbol, SymbolKind, Tables, COMPOSED, LATIN_SYLLABLE,
 };
-use super::sequences::{Code, SequenceIndex};
+use super::sequences::{Code, KeyHasher, SequenceIndex};
 use super::shape;
 
 /// The shortest term, in characters (or syllables, or letters for leet),
@@ -109,13 +110,20 @@ impl PhoneticIndex {
         folded: &[String],
         families: &[FamilySet],
     ) -> Result<Option<PhoneticIndex>, String> {
-        let mut index_of: HashMap<Vec<Code>, u32> = HashMap::new();
+        // Pattern texts side by side in one buffer (`spans` says where),
+        // looked up by their codes: no allocation per pattern.
+        let mut index_of: HashMap<Box<[Code]>, u32, BuildHasherDefault<KeyHasher>> =
+            HashMap::default();
         let mut patterns: Vec<Vec<u32>> = Vec::new();
-        let mut texts: Vec<Vec<Code>> = Vec::new();
+        let mut codes: Vec<Code> = Vec::new();
+        let mut spans: Vec<(usize, usize)> = Vec::new();
         let mut terms = Vec::with_capacity(folded.len());
-        let mut positions: Vec<Vec<Code>> = Vec::new();
-        let mut sequences: Vec<Vec<Code>> = Vec::new();
-        let mut next: Vec<Vec<Code>> = Vec::new();
+        // The symbols each position accepts, flat, with each position's
+        // range in `symbols`.
+        let mut symbols: Vec<Code> = Vec::new();
+        let mut positions: Vec<(usize, usize)> = Vec::new();
+        let mut sequence: Vec<Code> = Vec::new();
+        let mut choice: Vec<usize> = Vec::new();
         for (term, (text, set)) in folded.iter().zip(families).enumerate() {
             let by_sound = [
                 Family::Pinyin,
@@ -131,45 +139,49 @@ impl PhoneticIndex {
             };
             // The symbols each position accepts: its own readings, and the
             // readings of the characters that look like it.
+            symbols.clear();
             positions.clear();
             for (&c, readings) in info.chars.iter().zip(info.readings.iter()) {
-                let mut symbols: Vec<Code> = Vec::new();
+                let start = symbols.len();
+                let mut add = |symbol: Code| {
+                    if !symbols[start..].contains(&symbol) {
+                        symbols.push(symbol);
+                    }
+                };
                 for &reading in readings {
-                    push_unique(&mut symbols, tables.symbol(reading));
+                    add(tables.symbol(reading));
                 }
                 if set.contains(Family::Shape) {
                     for other in shape::lookalikes(c) {
                         let reading = tables.primary(other);
                         if reading != 0 {
-                            push_unique(&mut symbols, tables.symbol(reading));
+                            add(tables.symbol(reading));
                         }
                     }
                 }
-                positions.push(symbols);
+                positions.push((start, symbols.len()));
             }
-            sequences.clear();
-            sequences.push(Vec::new());
-            for symbols in &positions {
-                next.clear();
-                for sequence in &sequences {
-                    for &symbol in symbols {
-                        if next.len() < MAX_SEQUENCES {
-                            let mut extended = sequence.clone();
-                            extended.push(symbol);
-                            next.push(extended);
-                        }
-                    }
-                }
-                std::mem::swap(&mut sequences, &mut next);
-            }
-            for sequence in sequences.drain(..) {
-                let pattern = match index_of.get(&sequence) {
+            // The first `MAX_SEQUENCES` sequences in the order of the
+            // positions' symbols (the first position varies slowest): an
+            // odometer over the choices.
+            choice.clear();
+            choice.resize(positions.len(), 0);
+            for _ in 0..MAX_SEQUENCES {
+                sequence.clear();
+                sequence.extend(
+                    positions
+                        .iter()
+                        .zip(&choice)
+                        .map(|(&(start, _), &at)| symbols[start + at]),
+                );
+                let pattern = match index_of.get(sequence.as_slice()) {
                     Some(&pattern) => pattern,
                     None => {
                         let pattern = patterns.len() as u32;
                         patterns.push(Vec::new());
-                        index_of.insert(sequence.clone(), pattern);
-                        texts.push(sequence);
+                        index_of.insert(sequence.as_slice().into(), pattern);
+                        spans.push((codes.len(), codes.len() + sequence.len()));
+                        codes.extend_from_slice(&sequence);
                         pattern
                     }
                 };
@@ -177,15 +189,23 @@ impl PhoneticIndex {
                 if terms_of.last() != Some(&(term as u32)) {
                     terms_of.push(term as u32);
                 }
+                if !advance(&mut choice, &positions) {
+                    break;
+                }
             }
             terms.push(Some(info));
         }
-        if texts.is_empty() {
+        if spans.is_empty() {
             return Ok(None);
         }
         // Every term read by sound has two or more characters
         // (`MIN_PHONETIC_CHARS`), so every pattern is indexed.
-        let sequences = SequenceIndex::build(texts.iter().map(Vec::as_slice).zip(0u32..));
+        let sequences = SequenceIndex::build(
+            spans
+                .iter()
+                .map(|&(start, end)| &codes[start..end])
+                .zip(0u32..),
+        );
         Ok(Some(PhoneticIndex {
             sequences,
             patterns,
@@ -362,10 +382,17 @@ impl PhoneticIndex {
     }
 }
 
-fn push_unique<T: PartialEq>(out: &mut Vec<T>, value: T) {
-    if !out.contains(&value) {
-        out.push(value);
+/// The next choice of symbol per position, the last position turning
+/// fastest; `false` after the last combination.
+fn advance(choice: &mut [usize], positions: &[(usize, usize)]) -> bool {
+    for (at, &(start, end)) in choice.iter_mut().zip(positions).rev() {
+        *at += 1;
+        if start + *at < end {
+            return true;
+        }
+        *at = 0;
     }
+    false
 }
 
 /// A term's characters and readings, when every character has one.
