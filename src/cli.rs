@@ -18,6 +18,7 @@ use crate::{app, clock, store, telemetry};
 mod backup;
 mod bench_callbacks;
 mod moderation_check;
+mod orders;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,6 +102,9 @@ pub enum Command {
     Chats(ChatsCommand),
     /// Send a message now to chosen chats or tags; prints each chat's outcome.
     Broadcast(BroadcastArgs),
+    /// Purchase data: import orders from CSV, record unionids.
+    #[command(subcommand)]
+    Orders(orders::OrdersCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -660,6 +664,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Analytics(command) => run_analytics(command).await,
             Command::Moderation(command) => run_moderation(command).await,
             Command::Chats(command) => run_chats(command).await,
+            Command::Orders(command) => orders::run(command).await,
             Command::Broadcast(args) => {
                 let ops = args.config.ops().await?;
                 let input = ops::broadcast::BroadcastInput {

@@ -25,6 +25,7 @@ pub mod chats;
 pub mod dashboard;
 pub mod members;
 pub mod moderation;
+pub mod orders;
 pub mod points;
 pub mod queues;
 pub mod redemptions;

@@ -144,6 +144,9 @@ impl Analytics {
                 .await
                 .context("updating lifecycle stages")?;
         }
+        let buyers = update_rfm(&mut tx, &rules, now, today)
+            .await
+            .context("recomputing RFM scores")?;
         step_alerts(
             &mut tx,
             &rules,
@@ -159,6 +162,7 @@ impl Analytics {
             write_ms = write_started.elapsed().as_millis() as u64,
             rows = outcome.rollup_rows,
             stage_changes = outcome.stage_changes,
+            rfm_buyers = buyers,
             opened = outcome.alerts_opened.len(),
             escalated = outcome.alerts_escalated.len(),
             closed = outcome.alerts_closed.len(),
@@ -284,6 +288,22 @@ async fn update_stages(
         }
     }
     Ok(())
+}
+
+/// Recomputes every buyer's RFM scores from the orders (`analytics::rfm`);
+/// returns how many buyers were scored.
+async fn update_rfm(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+) -> anyhow::Result<usize> {
+    let orders = crate::store::orders::all_orders(conn).await?;
+    let day_of = |at: i64| rules.community_day(DateTime::from_timestamp(at, 0).unwrap_or(now));
+    let buyers = crate::analytics::rfm::purchases(&orders, day_of);
+    let scores = crate::analytics::rfm::score(&buyers, today);
+    crate::store::orders::replace_rfm(conn, &scores, now).await?;
+    Ok(scores.len())
 }
 
 /// Queues the configured at-risk action for stage change `change_id`, or

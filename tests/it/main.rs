@@ -20,6 +20,7 @@ mod ingest;
 mod leaderboard;
 mod limits;
 mod longconn;
+mod members;
 mod metrics;
 mod migrations;
 mod moderation;
