@@ -31,6 +31,7 @@ pub mod i18n;
 pub mod moderation;
 pub mod pages;
 pub mod schedules;
+pub mod segments;
 pub mod views;
 
 pub use crate::ops::Role;
@@ -203,5 +204,6 @@ pub fn router(state: AdminState) -> Router {
         .merge(api::routes())
         .merge(schedules::routes())
         .merge(moderation::routes())
+        .merge(segments::routes())
         .with_state(state)
 }

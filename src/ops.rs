@@ -23,6 +23,7 @@ pub mod audit;
 pub mod broadcast;
 pub mod chats;
 pub mod dashboard;
+pub mod member_tags;
 pub mod members;
 pub mod moderation;
 pub mod orders;
@@ -31,6 +32,7 @@ pub mod queues;
 pub mod redemptions;
 pub mod rules;
 pub mod schedules;
+pub mod segments;
 pub mod welcome;
 
 /// What a manager may do. Ordered: each role can do everything the ones before it can.

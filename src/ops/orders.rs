@@ -318,6 +318,50 @@ pub async fn set_unionid(
     Ok(())
 }
 
+/// Every buyer's stored RFM scores (the API's table).
+pub async fn rfm_table(ops: &Ops) -> OpsResult<Vec<store::RfmRow>> {
+    let mut conn = ops.pool.acquire().await?;
+    Ok(store::all_rfm(&mut conn).await?)
+}
+
+/// Weeks of join cohorts the dashboard shows.
+pub const FUNNEL_WEEKS: i64 = 8;
+
+/// Join → active → first order → repeat order per join week, for the
+/// community and per chat, the last [`FUNNEL_WEEKS`] weeks (newest first).
+pub async fn purchase_funnel(
+    conn: &mut sqlx::SqliteConnection,
+    rules: &crate::rules::RuleSet,
+    now: DateTime<Utc>,
+) -> OpsResult<Vec<crate::analytics::funnel::FunnelRow>> {
+    use crate::analytics::funnel::{self, Join};
+    use std::collections::HashMap;
+    let day_of = |at: i64| rules.community_day(DateTime::from_timestamp(at, 0).unwrap_or(now));
+    let since = rules.community_day(now) - chrono::Duration::weeks(FUNNEL_WEEKS);
+    let joins: Vec<Join> = store::joins(conn)
+        .await?
+        .into_iter()
+        .map(|(chat_id, user_id, joined_at)| Join {
+            chat_id,
+            user_id,
+            day: day_of(joined_at),
+        })
+        .filter(|join| join.day > since)
+        .collect();
+    let last_active: HashMap<String, NaiveDate> = store::last_active_days(conn)
+        .await?
+        .into_iter()
+        .filter_map(|(user, day)| Some((user, day.parse().ok()?)))
+        .collect();
+    let mut order_days: HashMap<String, Vec<NaiveDate>> = HashMap::new();
+    for (user, amount, paid_at) in store::all_orders(conn).await? {
+        if amount > 0 {
+            order_days.entry(user).or_default().push(day_of(paid_at));
+        }
+    }
+    Ok(funnel::compute(&joins, &last_active, &order_days))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

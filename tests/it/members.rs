@@ -261,3 +261,122 @@ async fn rfm_segments_follow_from_a_fixed_order_history() {
     assert_eq!(again.body.lines().count(), 9);
     app.stop().await;
 }
+
+/// Operator API calls with a token, answering JSON (status asserted).
+async fn api(app: &TestApp, token: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let reply = app
+        .console()
+        .api(reqwest::Method::POST, path, Some(token), &body.to_string())
+        .await;
+    assert_eq!(reply.status, 200, "POST {path}: {}", reply.body);
+    serde_json::from_str(&reply.body).unwrap()
+}
+
+#[tokio::test]
+async fn a_segment_push_previews_and_sends_to_exactly_its_members() {
+    let app = app_with_ingest().await;
+    add_people(&app, &["lisi", "wangwu", "zhaoliu", "wmGuest"]).await;
+    let console = app.console();
+    let (_, token) = console.session_for("mei", Role::Operator).await;
+    for (user, tag) in [
+        ("lisi", "vip"),
+        ("wangwu", "vip"),
+        ("wmGuest", "vip"),
+        ("zhaoliu", "other"),
+    ] {
+        let path = format!("/admin/api/v1/members/{user}/tags");
+        let added = api(&app, &token, &path, serde_json::json!({"tags": [tag]})).await;
+        assert_eq!(added["added"], serde_json::json!([tag]));
+    }
+    // Tags show on the member page and in the profile.
+    let profile = console
+        .api_as(Role::Viewer, "/admin/api/v1/members/lisi")
+        .await;
+    assert_eq!(profile["tags"][0]["tag"], "vip");
+    assert_eq!(profile["tags"][0]["source"], "manager");
+
+    // A filter naming a stage that does not exist is refused, naming the field.
+    let refused = console
+        .api(
+            reqwest::Method::POST,
+            "/admin/api/v1/segments",
+            Some(&token),
+            r#"{"name":"x","filter":{"stages":["sleepy"]}}"#,
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("stages"), "{}", refused.body);
+
+    let saved = api(
+        &app,
+        &token,
+        "/admin/api/v1/segments",
+        serde_json::json!({"name": "VIP", "filter": {"tags": ["vip"]}}),
+    )
+    .await;
+    let id = saved["id"].as_i64().unwrap();
+    let detail = console
+        .api_as(Role::Viewer, &format!("/admin/api/v1/segments/{id}"))
+        .await;
+    let preview = &detail["preview"];
+    assert_eq!(
+        (
+            preview["count"].as_i64(),
+            preview["internal"].as_i64(),
+            preview["external"].as_i64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{preview}"
+    );
+    let sample: Vec<&str> = preview["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(sample, ["lisi", "wangwu", "wmGuest"]);
+    // Nothing is queued by previewing.
+    assert!(app.outbox_rows(None).await.is_empty());
+
+    let pushed = api(
+        &app,
+        &token,
+        &format!("/admin/api/v1/segments/{id}/push"),
+        serde_json::json!({"text": "会员日：今晚八点开抢"}),
+    )
+    .await;
+    assert_eq!(pushed["internal"], serde_json::json!(["lisi", "wangwu"]));
+    assert_eq!(pushed["external"], serde_json::json!(["wmGuest"]));
+    let deliveries = app.drain_outbox().await;
+    let mut reached: Vec<(&str, Option<&str>)> = deliveries
+        .iter()
+        .map(|d| (d.target.as_str(), d.text()))
+        .collect();
+    reached.sort();
+    assert_eq!(
+        reached,
+        [
+            ("lisi", Some("会员日：今晚八点开抢")),
+            ("wangwu", Some("会员日：今晚八点开抢")),
+        ]
+    );
+    // The external contact is not silently dropped: a skipped row says why.
+    let skipped = app
+        .outbox_rows(Some(qunyun::store::outbox::OutboxStatus::Skipped))
+        .await;
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].target, "wmGuest");
+    assert!(skipped[0]
+        .last_error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("not sent"));
+    // The segment can be read by other features.
+    let mut conn = app.conn().await;
+    let members = qunyun::ops::segments::segment_members(&mut conn, id, app.now())
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 3);
+    drop(conn);
+    app.stop().await;
+}

@@ -17,6 +17,7 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("cohort_week", "入群周", "Join week"),
     ("cohort_joined", "入群", "Joined"),
+    ("cohort_active", "活跃", "Active"),
     ("first_order", "首单", "First order"),
     ("repeat_order", "复购", "Repeat order"),
     ("community", "全社群", "Community"),
@@ -59,4 +60,5 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
         "Customer mass message (owner confirms)",
     ),
     ("push_not_sent", "不发送", "Not sent"),
+    ("push_text", "消息内容", "Message"),
 ];
