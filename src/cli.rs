@@ -105,6 +105,9 @@ pub enum Command {
     /// Purchase data: import orders from CSV, record unionids.
     #[command(subcommand)]
     Orders(orders::OrdersCommand),
+    /// Member tags: add, remove, import `member,tag` CSV.
+    #[command(subcommand)]
+    Tags(orders::TagsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -665,6 +668,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Moderation(command) => run_moderation(command).await,
             Command::Chats(command) => run_chats(command).await,
             Command::Orders(command) => orders::run(command).await,
+            Command::Tags(command) => orders::run_tags(command).await,
             Command::Broadcast(args) => {
                 let ops = args.config.ops().await?;
                 let input = ops::broadcast::BroadcastInput {

@@ -16,6 +16,7 @@ pub mod checkin;
 pub mod commands;
 pub mod event;
 pub mod invites;
+pub mod member_tags;
 pub mod moderate;
 pub mod moderation;
 pub mod points;

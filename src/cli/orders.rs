@@ -1,4 +1,5 @@
-//! `qunyun orders …`: purchase data from a CSV file, and members' unionids.
+//! `qunyun orders …`: purchase data from a CSV file and members' unionids;
+//! `qunyun tags …`: member tags.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,4 +77,61 @@ fn refuse(file: &std::path::Path, errors: &[String]) -> anyhow::Result<ExitCode>
     }
     eprintln!("{}: nothing imported", file.display());
     Ok(ExitCode::FAILURE)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagsCommand {
+    /// Tag a member (UserID or external userid).
+    Add {
+        user: String,
+        tags: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Remove tags from a member.
+    Remove {
+        user: String,
+        tags: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Import `member,tag` lines (header first); all or nothing, bad lines named.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+pub async fn run_tags(command: TagsCommand) -> anyhow::Result<ExitCode> {
+    use crate::ops::member_tags;
+    let now = chrono::Utc::now();
+    match command {
+        TagsCommand::Add { user, tags, config } => {
+            let ops = config.ops().await?;
+            let added = member_tags::add(&ops, &actor(), now, &user, &tags).await?;
+            println!("{user}: added {}", added.join(", "));
+        }
+        TagsCommand::Remove { user, tags, config } => {
+            let ops = config.ops().await?;
+            let removed = member_tags::remove(&ops, &actor(), now, &user, &tags).await?;
+            println!("{user}: removed {}", removed.join(", "));
+        }
+        TagsCommand::Import { file, config } => {
+            let ops = config.ops().await?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            match member_tags::import_csv(&ops, &actor(), now, &text).await {
+                Ok(added) => println!("{}: {added} tags added", file.display()),
+                Err(OpsError::Invalid { reason, .. }) => {
+                    return refuse(
+                        &file,
+                        &reason.lines().map(str::to_owned).collect::<Vec<_>>(),
+                    )
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

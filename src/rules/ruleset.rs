@@ -119,6 +119,9 @@ pub struct RuleSetDoc {
     /// Tags given to chats by name pattern or owner (`[[chat_tags]]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chat_tags: Vec<super::chat_tags::ChatTagRule>,
+    /// Tags kept on members while a condition holds (`[[member_tags]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_tags: Vec<super::member_tags::MemberTagRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -463,6 +466,11 @@ impl RuleSet {
         for (i, rule) in doc.chat_tags.iter().enumerate() {
             if let Some((field, reason)) = rule.problem() {
                 push(format!("chat_tags[{i}].{field}"), reason);
+            }
+        }
+        for (i, rule) in doc.member_tags.iter().enumerate() {
+            if let Some((field, reason)) = rule.problem() {
+                push(format!("member_tags[{i}].{field}"), reason);
             }
         }
 

@@ -179,3 +179,21 @@ pub async fn delete(conn: &mut SqliteConnection, id: i64) -> sqlx::Result<bool> 
         .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Every (user, day) check-in on or after `since` ('YYYY-MM-DD').
+pub async fn checkins_since(
+    conn: &mut SqliteConnection,
+    since: &str,
+) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as("select user_id, day from checkins where day >= ? order by user_id, day")
+        .bind(since)
+        .fetch_all(conn)
+        .await
+}
+
+/// Every tag a rule set (source `rule:…`): (user, tag).
+pub async fn rule_tags(conn: &mut SqliteConnection) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as("select user_id, tag from member_tags where source like 'rule:%'")
+        .fetch_all(conn)
+        .await
+}

@@ -276,18 +276,43 @@ async fn api(app: &TestApp, token: &str, path: &str, body: serde_json::Value) ->
 async fn a_segment_push_previews_and_sends_to_exactly_its_members() {
     let app = app_with_ingest().await;
     add_people(&app, &["lisi", "wangwu", "zhaoliu", "wmGuest"]).await;
+    // App messages go out from the community's app.
+    let applied = qunyun::ops::rules::apply(
+        &app.ops(),
+        &qunyun::ops::Actor::new("mei", Role::Owner),
+        app.now(),
+        &format!("[community]\napp = \"{}\"\n", crate::helpers::APP),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(applied, qunyun::ops::rules::Applied::Version(_)),
+        "{applied:?}"
+    );
     let console = app.console();
     let (_, token) = console.session_for("mei", Role::Operator).await;
-    for (user, tag) in [
-        ("lisi", "vip"),
-        ("wangwu", "vip"),
-        ("wmGuest", "vip"),
-        ("zhaoliu", "other"),
-    ] {
+    for (user, tag) in [("lisi", "vip"), ("wangwu", "vip"), ("wmGuest", "vip")] {
         let path = format!("/admin/api/v1/members/{user}/tags");
         let added = api(&app, &token, &path, serde_json::json!({"tags": [tag]})).await;
         assert_eq!(added["added"], serde_json::json!([tag]));
     }
+    // A CSV import by the CLI names a bad line and imports nothing, then works.
+    let config = ConfigFile::default().write(app.dir());
+    let bad = write(
+        app.dir(),
+        "tags.csv",
+        "member,tag\nzhaoliu,other\nnobody,vip\n",
+    );
+    let refused = cli(&config, &["tags", "import", bad.to_str().unwrap()]).await;
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("line 3, column member"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let good = write(app.dir(), "tags.csv", "member,tag\nzhaoliu,other\n");
+    let imported = cli(&config, &["tags", "import", good.to_str().unwrap()]).await;
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
     // Tags show on the member page and in the profile.
     let profile = console
         .api_as(Role::Viewer, "/admin/api/v1/members/lisi")
@@ -378,5 +403,102 @@ async fn a_segment_push_previews_and_sends_to_exactly_its_members() {
         .unwrap();
     assert_eq!(members.len(), 3);
     drop(conn);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rule_tags_follow_their_condition_and_leave_manager_tags_alone() {
+    let app = app_with_ingest().await;
+    add_people(&app, &["lisi", "wangwu"]).await;
+    let ops = app.ops();
+    let owner = qunyun::ops::Actor::new("mei", Role::Owner);
+    let refused = qunyun::ops::rules::apply(
+        &ops,
+        &owner,
+        app.now(),
+        "[[member_tags]]\ntag = \"坚持之星\"\nmin_streak = 0\n",
+    )
+    .await
+    .unwrap();
+    assert!(
+        format!("{refused:?}").contains("member_tags[0].min_streak"),
+        "a bad rule names its field: {refused:?}"
+    );
+    let applied = qunyun::ops::rules::apply(
+        &ops,
+        &owner,
+        app.now(),
+        "[[member_tags]]\ntag = \"坚持之星\"\nmin_streak = 7\n",
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(applied, qunyun::ops::rules::Applied::Version(_)),
+        "{applied:?}"
+    );
+    // lisi checked in the last 7 days; wangwu 6 of them; a manager tagged
+    // wangwu 坚持之星 by hand.
+    let today = ops.in_force().await.unwrap().rules.community_day(app.now());
+    {
+        let mut conn = app.conn().await;
+        for back in 0..7 {
+            let day = today - Duration::days(back);
+            qunyun::store::checkins::record_checkin(&mut conn, "lisi", day, app.now(), false, None)
+                .await
+                .unwrap();
+            if back < 6 {
+                qunyun::store::checkins::record_checkin(
+                    &mut conn,
+                    "wangwu",
+                    day,
+                    app.now(),
+                    false,
+                    None,
+                )
+                .await
+                .unwrap();
+            }
+        }
+    }
+    let manager = qunyun::ops::Actor::new("mei", Role::Operator);
+    qunyun::ops::member_tags::add(&ops, &manager, app.now(), "wangwu", &["坚持之星".into()])
+        .await
+        .unwrap();
+    let tags = || async {
+        sqlx::query_as::<_, (String, String, String)>(
+            "select user_id, tag, source from member_tags order by user_id",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+    };
+    app.analytics().run_once(app.now()).await.unwrap();
+    assert_eq!(
+        tags().await,
+        [
+            (
+                "lisi".to_owned(),
+                "坚持之星".to_owned(),
+                "rule:坚持之星".to_owned()
+            ),
+            (
+                "wangwu".to_owned(),
+                "坚持之星".to_owned(),
+                "manager".to_owned()
+            ),
+        ]
+    );
+    // Two days without a check-in: the streak is over, the rule's tag goes,
+    // the manager's stays.
+    app.advance_clock(Duration::days(2));
+    app.analytics().run_once(app.now()).await.unwrap();
+    assert_eq!(
+        tags().await,
+        [(
+            "wangwu".to_owned(),
+            "坚持之星".to_owned(),
+            "manager".to_owned()
+        )]
+    );
     app.stop().await;
 }
