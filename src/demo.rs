@@ -275,6 +275,7 @@ fn row_door(row: &OutboxRow) -> String {
     match row.route.as_str() {
         "customer_group_mass" => "[客户群 · 群里没有机器人]".to_string(),
         "webhook" | "smart_bot" => format!("[内部群 · {}]", row.route),
+        "member" => format!("[应用消息 → {}]", display_name(&row.target)),
         other => format!("[{other}]"),
     }
 }
