@@ -360,6 +360,16 @@ async fn a_segment_push_previews_and_sends_to_exactly_its_members() {
         .map(|m| m["user_id"].as_str().unwrap())
         .collect();
     assert_eq!(sample, ["lisi", "wangwu", "wmGuest"]);
+    // The console's pages show the segment and its count.
+    let page = console
+        .page_as(Role::Viewer, &format!("/admin/segments/{id}"))
+        .await;
+    assert!(
+        page.contains("tags=vip") && page.contains(r#"id="segment-count">3<"#),
+        "{page}"
+    );
+    let list = console.page_as(Role::Viewer, "/admin/segments").await;
+    assert!(list.contains("VIP"), "{list}");
     // Nothing is queued by previewing.
     assert!(app.outbox_rows(None).await.is_empty());
 
