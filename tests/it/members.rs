@@ -167,12 +167,26 @@ async fn an_order_csv_imported_twice_counts_once() {
         .unwrap();
     assert_eq!(unsigned.status(), 401);
 
-    // The member page lists the orders, refunds as negative amounts.
-    let page = app
-        .console()
+    // The member page lists the orders, refunds as negative amounts; an
+    // operator tags the member there.
+    let console = app.console();
+    let page = console
         .page_as(Role::Viewer, "/admin/members/zhangsan")
         .await;
     assert!(page.contains("o4") && page.contains("-9.90"), "{page}");
+    let (session, _) = console.session_for("op", Role::Operator).await;
+    let tagged = console
+        .post_as(
+            "/admin/members/zhangsan/tags",
+            &session,
+            &[("tags", "复购客户")],
+        )
+        .await;
+    assert_eq!(tagged.status, 303, "{}", tagged.body);
+    let page = console
+        .page_as(Role::Viewer, "/admin/members/zhangsan")
+        .await;
+    assert!(page.contains("复购客户"), "{page}");
     app.stop().await;
 }
 
