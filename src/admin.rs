@@ -33,6 +33,7 @@ pub mod moderation;
 pub mod pages;
 pub mod review;
 pub mod schedules;
+pub mod segments;
 pub mod views;
 
 pub use crate::ops::Role;
@@ -211,5 +212,6 @@ pub fn router(state: AdminState) -> Router {
         .merge(lottery::routes())
         .merge(moderation::routes())
         .merge(review::routes())
+        .merge(segments::routes())
         .with_state(state)
 }

@@ -5,7 +5,9 @@
 
 pub mod alerts;
 pub mod days;
+pub mod funnel;
 pub mod lifecycle;
+pub mod rfm;
 pub mod rollup;
 
 pub use alerts::{AlertKind, AlertLevel, AlertStep};

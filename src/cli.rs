@@ -20,6 +20,7 @@ mod backup;
 mod bench_callbacks;
 mod lottery;
 mod moderation_check;
+mod orders;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -112,6 +113,12 @@ pub enum Command {
     /// The message archive (会话内容存档): pull it once through the vendor SDK.
     #[command(subcommand)]
     Archive(archive::ArchiveCommand),
+    /// Purchase data: import orders from CSV, record unionids.
+    #[command(subcommand)]
+    Orders(orders::OrdersCommand),
+    /// Member tags: add, remove, import `member,tag` CSV.
+    #[command(subcommand)]
+    Tags(orders::TagsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -710,6 +717,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Chats(command) => run_chats(command).await,
             Command::Lottery(command) => lottery::run(command).await,
             Command::Archive(command) => archive::run(command).await,
+            Command::Orders(command) => orders::run(command).await,
+            Command::Tags(command) => orders::run_tags(command).await,
             Command::Broadcast(args) => {
                 let ops = args.config.ops().await?;
                 let input = ops::broadcast::BroadcastInput {

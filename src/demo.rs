@@ -244,8 +244,10 @@ pub mod doors {
     pub const STAFF_MENTION: &str = "[内部群 · @智能机器人]";
     pub const CONSOLE: &str = "[运营后台]";
     pub const WECOM_MATERIAL: &str = "[客户群 · 入群欢迎语素材]";
+    pub const ORDERS_CSV: &str = "[命令行 · qunyun orders import]";
     /// Every door a transcript line may name, in and out.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
+        ORDERS_CSV,
         CUSTOMER_JOIN,
         CUSTOMER_LEAVE,
         CUSTOMER_ARCHIVE,
@@ -279,6 +281,7 @@ fn row_door(row: &OutboxRow) -> String {
     match row.route.as_str() {
         "customer_group_mass" => "[客户群 · 群里没有机器人]".to_string(),
         "webhook" | "smart_bot" => format!("[内部群 · {}]", row.route),
+        "member" => format!("[应用消息 → {}]", display_name(&row.target)),
         other => format!("[{other}]"),
     }
 }
@@ -711,7 +714,101 @@ impl Demo {
         self.mention(5, "等级").await?;
         self.appeal_in_tiers().await?;
         self.lottery().await?;
-        Ok(())
+        self.orders_rfm_and_segment().await
+    }
+
+    /// Purchase data and what it feeds (docs/rfm.md): the shop's order history
+    /// arrives as a CSV import, an analytics pass scores the buyers (RFM) and
+    /// the funnel, and a segment of tagged staff gets a 1:1 app message; the
+    /// customers in it could not (app messages reach internal members only).
+    async fn orders_rfm_and_segment(&mut self) -> anyhow::Result<()> {
+        use crate::ops::{member_tags, orders, segments};
+        let (ops, actor) = manager(&self.pool);
+        let now = self.now();
+        let mut csv = String::from("member,order_id,amount,paid_at\n");
+        // (customer, days since each order, yuan per order)
+        let history: [(usize, &[i64], i64); 8] = [
+            (1, &[1, 8, 15, 22], 199),
+            (2, &[2, 30], 399),
+            (3, &[40, 45, 50], 299),
+            (4, &[60], 899),
+            (5, &[1, 3], 39),
+            (6, &[2], 29),
+            (7, &[35, 38, 41], 19),
+            (8, &[70], 9),
+        ];
+        for (customer, days, yuan) in history {
+            for (n, ago) in days.iter().enumerate() {
+                let paid_at = (now - Duration::days(*ago)).timestamp();
+                csv.push_str(&format!(
+                    "{},D{customer:02}-{n},{yuan},{paid_at}\n",
+                    member(customer)
+                ));
+            }
+        }
+        csv.push_str(&format!("{},D01-R,-50,{}\n", member(1), now.timestamp()));
+        let parsed =
+            orders::parse_csv(&csv, Shanghai).map_err(|e| anyhow::anyhow!(e.join("; ")))?;
+        let done = orders::import_csv(&ops, &actor, now, "orders.csv", &parsed).await?;
+        self.say_line(&format!(
+            "🧾 {} 商城导出的订单：{} 条（含 1 笔退款）入库，按订单号去重",
+            doors::ORDERS_CSV,
+            done.accepted
+        ));
+        crate::jobs::analytics::Analytics::new(
+            self.pool.clone(),
+            crate::jobs::analytics::AnalyticsSettings::default(),
+        )
+        .run_once(now)
+        .await?;
+        let board = crate::ops::dashboard::dashboard(&ops, now).await?;
+        let rfm: Vec<String> = board
+            .rfm_segments
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(label, n)| format!("{label} {n}"))
+            .collect();
+        self.say_line(&format!(
+            "📊 {} RFM 分层：{}",
+            doors::CONSOLE,
+            rfm.join("、")
+        ));
+        if let Some(row) = board.purchase_funnel.iter().find(|r| r.chat_id.is_empty()) {
+            self.say_line(&format!(
+                "📊 {} 本周入群转化：入群 {} → 活跃 {} → 首单 {} → 复购 {}",
+                doors::CONSOLE,
+                row.joined,
+                row.active,
+                row.first_order,
+                row.repeat_order
+            ));
+        }
+        for user in [staff(1), staff(2), member(1).as_str()] {
+            member_tags::add(&ops, &actor, now, user, &["核心会员".to_owned()]).await?;
+        }
+        let filter = segments::SegmentFilter {
+            tags: vec!["核心会员".into()],
+            ..segments::SegmentFilter::default()
+        };
+        let id = segments::save(&ops, &actor, now, "核心会员", filter).await?;
+        let preview = segments::preview_saved(&ops, now, id).await?;
+        self.say_line(&format!(
+            "🛠  {} 人群「核心会员」预览：{} 人（内部成员 {}、外部联系人 {}），确认后推送",
+            doors::CONSOLE,
+            preview.count,
+            preview.internal,
+            preview.external
+        ));
+        segments::push(
+            &ops,
+            &actor,
+            now,
+            id,
+            "【核心会员】本周五晚上 8 点内购会，名额优先给你。",
+        )
+        .await?;
+        self.deliver().await?;
+        self.show_new().await
     }
 
     /// One verifiable lottery in the internal group: the commitment is

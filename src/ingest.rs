@@ -138,6 +138,7 @@ struct Accepted {
 pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/ingest/messages", post(ingest))
+        .route("/ingest/orders", post(ingest_orders))
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
         .with_state(state)
 }
@@ -147,25 +148,7 @@ async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Accepted>, AppError> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let signature = header(SIGNATURE_HEADER).ok_or(AppError::Unauthorized)?;
-    let timestamp = header(TIMESTAMP_HEADER).ok_or(AppError::Unauthorized)?;
-    if !verify_ingest_signature(
-        state.secret.expose().as_bytes(),
-        timestamp,
-        &body,
-        signature,
-    ) {
-        return Err(AppError::Unauthorized);
-    }
-    let sent: i64 = timestamp
-        .parse()
-        .map_err(|_| AppError::bad_request("X-Qunyun-Timestamp: not unix seconds"))?;
-    if state.clock.now().timestamp().abs_diff(sent) > TIMESTAMP_WINDOW_SECS {
-        return Err(AppError::bad_request(format!(
-            "X-Qunyun-Timestamp: more than {TIMESTAMP_WINDOW_SECS} s from the server's clock"
-        )));
-    }
+    check_signed(&state, &headers, &body)?;
     let batch: Batch = serde_json::from_slice(&body)
         .map_err(|e| AppError::bad_request(format!("batch: {}", describe_json_error(&e))))?;
     validate(&batch.messages)?;
@@ -188,6 +171,68 @@ async fn ingest(
         accepted,
         duplicates: batch.messages.len() - accepted,
     }))
+}
+
+/// Refuses a batch that is not signed with our secret or is stamped outside
+/// the window (`/ingest/messages` and `/ingest/orders` alike).
+fn check_signed(state: &IngestState, headers: &HeaderMap, body: &[u8]) -> Result<(), AppError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signature = header(SIGNATURE_HEADER).ok_or(AppError::Unauthorized)?;
+    let timestamp = header(TIMESTAMP_HEADER).ok_or(AppError::Unauthorized)?;
+    if !verify_ingest_signature(state.secret.expose().as_bytes(), timestamp, body, signature) {
+        return Err(AppError::Unauthorized);
+    }
+    let sent: i64 = timestamp
+        .parse()
+        .map_err(|_| AppError::bad_request("X-Qunyun-Timestamp: not unix seconds"))?;
+    if state.clock.now().timestamp().abs_diff(sent) > TIMESTAMP_WINDOW_SECS {
+        return Err(AppError::bad_request(format!(
+            "X-Qunyun-Timestamp: more than {TIMESTAMP_WINDOW_SECS} s from the server's clock"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderBatch {
+    orders: Vec<crate::ops::orders::OrderInput>,
+}
+
+/// `POST /ingest/orders`: a shop system's signed batch of orders (amounts in
+/// fen, refunds negative). Known members' orders are stored at once, a
+/// repeated order id counts as a duplicate, and each refused order comes
+/// back with its index and reason.
+async fn ingest_orders(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<crate::ops::orders::Imported>, AppError> {
+    check_signed(&state, &headers, &body)?;
+    let batch: OrderBatch = serde_json::from_slice(&body).map_err(|e| {
+        AppError::bad_request(format!(
+            "batch: not {{\"orders\": [{{member, order_id, amount, paid_at}}]}} \
+             (line {} column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if batch.orders.is_empty() || batch.orders.len() > MAX_BATCH_MESSAGES {
+        return Err(AppError::bad_request(format!(
+            "orders: 1 to {MAX_BATCH_MESSAGES} per batch"
+        )));
+    }
+    let ops = crate::ops::Ops::over(state.pool.clone());
+    let done = crate::ops::orders::ingest(&ops, state.clock.now(), &batch.orders)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    tracing::info!(
+        accepted = done.accepted,
+        duplicates = done.duplicates,
+        rejected = done.rejected.len(),
+        "order batch stored"
+    );
+    Ok(Json(done))
 }
 
 fn validate(messages: &[IngestMessage]) -> Result<(), AppError> {

@@ -25,14 +25,17 @@ pub mod chats;
 pub mod dashboard;
 pub mod lottery;
 pub mod honour;
+pub mod member_tags;
 pub mod members;
 pub mod moderation;
+pub mod orders;
 pub mod points;
 pub mod queues;
 pub mod redemptions;
 pub mod review;
 pub mod rules;
 pub mod schedules;
+pub mod segments;
 pub mod welcome;
 
 /// What a manager may do. Ordered: each role can do everything the ones before it can.

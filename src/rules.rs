@@ -19,6 +19,7 @@ pub mod expiry;
 pub mod honour;
 pub mod invites;
 pub mod lottery;
+pub mod member_tags;
 pub mod moderate;
 pub mod moderation;
 pub mod points;

@@ -24,12 +24,14 @@ pub mod maintenance;
 pub mod members;
 pub mod metrics;
 pub mod moderation;
+pub mod orders;
 pub mod outbox;
 pub mod points;
 pub mod redemptions;
 pub mod review;
 pub mod rule_sets;
 pub mod schedules;
+pub mod segments;
 pub mod welcome;
 
 /// Opens (creating if needed) the SQLite database with WAL, a busy timeout and

@@ -2,7 +2,8 @@
 //! WebDriver protocol (a few JSON POSTs, spoken here over reqwest): sign in,
 //! see the dashboard's charts, make a rule mistake and see it inline, fix and
 //! apply it, fulfil a redemption, sign out and be refused; sign in again,
-//! revoke a strike (refused without a reason), preview and pause a schedule.
+//! revoke a strike (refused without a reason), preview and pause a schedule;
+//! build a segment and preview a push to it.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test` installs them). Without
 //! them this test FAILS on purpose: a browser suite that silently passes when
@@ -630,6 +631,53 @@ async fn manager_works_the_console_in_a_real_browser() {
         .unwrap();
         assert_eq!(queued, 1, "one mass message for the owner to confirm");
     }
+
+    // 11. 人群: build a segment of one chat's members, preview its count and
+    // sample, save it, and preview a push (nothing is queued before "send").
+    let in_chat: i64 = sqlx::query_scalar(
+        "select count(*) from chat_members where chat_id = 'wrOgAA1' and left_at is null",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    browser.goto(&format!("{site}/admin/segments")).await;
+    browser.type_into("#segment-name", "一群成员").await;
+    browser.type_into("#segment-chats", "wrOgAA1").await;
+    browser.click("#segment-preview").await;
+    browser.find("#segment-count").await;
+    assert_eq!(browser.text("#segment-count").await, in_chat.to_string());
+    browser.screenshot("18-segment-preview").await;
+    browser.click("#segment-save").await;
+    browser.find("#segment-push-text").await;
+    assert!(browser.url().await.contains("/admin/segments/"));
+    let outbox_before: i64 = sqlx::query_scalar("select count(*) from outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    browser.type_into("#segment-push-text", "本周会员日").await;
+    browser.click("#segment-push-preview-button").await;
+    browser.find("#segment-push-preview").await;
+    assert!(browser
+        .text("#push-preview-text")
+        .await
+        .contains("本周会员日"));
+    let reached: i64 = browser
+        .text("#push-preview-internal")
+        .await
+        .parse()
+        .unwrap();
+    let not_reached: i64 = browser
+        .text("#push-preview-external")
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(reached + not_reached, in_chat);
+    browser.screenshot("19-segment-push-preview").await;
+    let outbox_after: i64 = sqlx::query_scalar("select count(*) from outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(outbox_after, outbox_before, "a preview queues nothing");
 
     browser.close().await;
     app.stop().await;

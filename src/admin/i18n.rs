@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 mod lottery;
+mod members;
 mod queues;
 mod review;
 
@@ -330,6 +331,7 @@ fn all() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static 
         .chain(queues::STRINGS)
         .chain(lottery::STRINGS)
         .chain(review::STRINGS)
+        .chain(members::STRINGS)
 }
 
 pub fn strings(lang: Lang) -> BTreeMap<&'static str, &'static str> {

@@ -82,6 +82,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         "users.html",
         include_str!("../../templates/admin/users.html"),
     ),
+    (
+        "segments.html",
+        include_str!("../../templates/admin/segments.html"),
+    ),
+    (
+        "segment.html",
+        include_str!("../../templates/admin/segment.html"),
+    ),
+    (
+        "segment_preview.html",
+        include_str!("../../templates/admin/segment_preview.html"),
+    ),
 ];
 
 pub struct Views {

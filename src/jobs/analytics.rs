@@ -144,6 +144,12 @@ impl Analytics {
                 .await
                 .context("updating lifecycle stages")?;
         }
+        apply_member_tag_rules(&mut tx, &rules, now, today)
+            .await
+            .context("applying [[member_tags]]")?;
+        let buyers = update_rfm(&mut tx, &rules, now, today)
+            .await
+            .context("recomputing RFM scores")?;
         step_alerts(
             &mut tx,
             &rules,
@@ -159,6 +165,7 @@ impl Analytics {
             write_ms = write_started.elapsed().as_millis() as u64,
             rows = outcome.rollup_rows,
             stage_changes = outcome.stage_changes,
+            rfm_buyers = buyers,
             opened = outcome.alerts_opened.len(),
             escalated = outcome.alerts_escalated.len(),
             closed = outcome.alerts_closed.len(),
@@ -285,6 +292,69 @@ async fn update_stages(
         }
     }
     Ok(())
+}
+
+/// Keeps `[[member_tags]]` tags on exactly the people whose condition holds
+/// now: adds missing ones, removes a rule's tag where it no longer holds.
+/// Tags a manager set (another source) are left alone.
+async fn apply_member_tag_rules(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+) -> anyhow::Result<()> {
+    use crate::store::segments as tags;
+    use std::collections::{BTreeMap, BTreeSet};
+    let wanted_rules = &rules.doc.member_tags;
+    let existing: BTreeSet<(String, String)> = tags::rule_tags(conn).await?.into_iter().collect();
+    if wanted_rules.is_empty() && existing.is_empty() {
+        return Ok(());
+    }
+    let since = today - Duration::days(i64::from(crate::rules::member_tags::MAX_STREAK) + 1);
+    let mut days: BTreeMap<String, Vec<NaiveDate>> = BTreeMap::new();
+    for (user, day) in tags::checkins_since(conn, &since.to_string()).await? {
+        if let Ok(day) = day.parse() {
+            days.entry(user).or_default().push(day);
+        }
+    }
+    let stages = store::stages(conn).await?;
+    let people: BTreeSet<&String> = days.keys().chain(stages.keys()).collect();
+    let mut wanted: BTreeMap<(String, String), String> = BTreeMap::new();
+    for user in people {
+        let checked = days.get(user).map(Vec::as_slice).unwrap_or_default();
+        let yesterday = today.pred_opt().unwrap_or(today);
+        let streak = crate::rules::checkin::streak_ending(checked, today)
+            .max(crate::rules::checkin::streak_ending(checked, yesterday));
+        let stage = stages.get(user).map(|s| s.as_str());
+        for rule in wanted_rules.iter().filter(|rule| rule.holds(stage, streak)) {
+            wanted.insert((user.clone(), rule.tag.trim().to_owned()), rule.source());
+        }
+    }
+    for ((user, tag), source) in &wanted {
+        tags::add_tag(conn, user, tag, source, now.timestamp()).await?;
+    }
+    for (user, tag) in existing {
+        if !wanted.contains_key(&(user.clone(), tag.clone())) {
+            tags::remove_tag(conn, &user, &tag).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Recomputes every buyer's RFM scores from the orders (`analytics::rfm`);
+/// returns how many buyers were scored.
+async fn update_rfm(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+) -> anyhow::Result<usize> {
+    let orders = crate::store::orders::all_orders(conn).await?;
+    let day_of = |at: i64| rules.community_day(DateTime::from_timestamp(at, 0).unwrap_or(now));
+    let buyers = crate::analytics::rfm::purchases(&orders, day_of);
+    let scores = crate::analytics::rfm::score(&buyers, today);
+    crate::store::orders::replace_rfm(conn, &scores, now).await?;
+    Ok(scores.len())
 }
 
 /// Queues the configured at-risk action for stage change `change_id`, or

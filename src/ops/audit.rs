@@ -71,6 +71,23 @@ const EXPORTS: &[Export] = &[
               from moderation_log order by id desc",
     },
     Export {
+        name: "rfm.csv",
+        header: &[
+            "user_id",
+            "recency_days",
+            "frequency",
+            "monetary_fen",
+            "r",
+            "f",
+            "m",
+            "segment",
+        ],
+        sql: "select user_id, cast(recency_days as text), cast(frequency as text),
+                     cast(monetary as text), cast(r as text), cast(f as text), cast(m as text),
+                     segment
+              from member_rfm order by user_id",
+    },
+    Export {
         name: "audit.csv",
         header: &["id", "at", "actor", "action", "target", "detail"],
         sql: "select cast(id as text), cast(at as text), actor, action, target, detail

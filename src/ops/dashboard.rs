@@ -33,6 +33,10 @@ pub struct Dashboard {
     pub recent_alerts: Vec<store::analytics::AlertEpisode>,
     /// The latest at-risk stage changes and what their action did.
     pub at_risk: Vec<store::analytics::StageChangeRow>,
+    /// Join → active → first order → repeat order, per join week and chat.
+    pub purchase_funnel: Vec<crate::analytics::funnel::FunnelRow>,
+    /// Buyers per RFM segment, in the segments' fixed order (label, count).
+    pub rfm_segments: Vec<(&'static str, i64)>,
 }
 
 /// Today's community numbers (as of the last analytics pass).
@@ -135,6 +139,19 @@ pub async fn dashboard(ops: &Ops, now: DateTime<Utc>) -> OpsResult<Dashboard> {
     let recent_alerts =
         store::analytics::episodes_since(&mut conn, now.timestamp() - 7 * 86_400).await?;
     let at_risk = store::analytics::at_risk_changes(&mut conn, 10).await?;
+    let purchase_funnel = super::orders::purchase_funnel(&mut conn, &rules, now).await?;
+    let rfm_counts = store::orders::segment_counts(&mut conn).await?;
+    let rfm_segments = crate::analytics::rfm::Segment::ALL
+        .iter()
+        .map(|segment| {
+            let label = segment.label();
+            let n = rfm_counts
+                .iter()
+                .find(|(s, _)| s == label)
+                .map_or(0, |c| c.1);
+            (label, n)
+        })
+        .collect();
 
     Ok(Dashboard {
         totals: q::totals(&mut conn).await?,
@@ -155,6 +172,8 @@ pub async fn dashboard(ops: &Ops, now: DateTime<Utc>) -> OpsResult<Dashboard> {
         alert_admins: rules.doc.alerts.admins.clone(),
         recent_alerts,
         at_risk,
+        purchase_funnel,
+        rfm_segments,
     })
 }
 

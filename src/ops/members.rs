@@ -13,6 +13,8 @@ use crate::store::{self, admin as q};
 const PROFILE_AUDIT: i64 = 50;
 /// Stage changes shown on a profile.
 const PROFILE_STAGES: i64 = 20;
+/// Orders shown on a profile.
+const PROFILE_ORDERS: i64 = 50;
 
 /// Members whose id or name contains `query` (all when empty), at most `limit`.
 pub async fn search(ops: &Ops, query: &str, limit: i64) -> OpsResult<Vec<MemberRow>> {
@@ -53,6 +55,12 @@ pub struct Profile {
     pub strikes: Vec<StrikeView>,
     pub moderation_log: Vec<LogView>,
     pub stage_changes: Vec<StageChangeRow>,
+    /// Orders and refunds, newest first.
+    pub orders: Vec<store::orders::OrderRow>,
+    /// RFM scores and segment (none before a first order).
+    pub rfm: Option<store::orders::RfmRow>,
+    /// Member tags and who set them.
+    pub tags: Vec<store::segments::MemberTag>,
 }
 
 pub async fn profile(ops: &Ops, now: DateTime<Utc>, user_id: &str) -> OpsResult<Profile> {
@@ -109,5 +117,8 @@ pub async fn profile(ops: &Ops, now: DateTime<Utc>, user_id: &str) -> OpsResult<
         moderation_log,
         stage_changes: store::analytics::stage_changes(&mut conn, Some(user_id), PROFILE_STAGES)
             .await?,
+        orders: store::orders::orders_for(&mut conn, user_id, PROFILE_ORDERS).await?,
+        rfm: store::orders::rfm_for(&mut conn, user_id).await?,
+        tags: store::segments::tags_of(&mut conn, user_id).await?,
     })
 }

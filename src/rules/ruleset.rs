@@ -135,6 +135,9 @@ pub struct RuleSetDoc {
     pub honour: super::honour::HonourDoc,
     /// Rewarded good content: 精华 and 晒单 (`[ugc]`).
     pub ugc: super::ugc::UgcDoc,
+    /// Tags kept on members while a condition holds (`[[member_tags]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_tags: Vec<super::member_tags::MemberTagRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -482,6 +485,11 @@ impl RuleSet {
         for (i, rule) in doc.chat_tags.iter().enumerate() {
             if let Some((field, reason)) = rule.problem() {
                 push(format!("chat_tags[{i}].{field}"), reason);
+            }
+        }
+        for (i, rule) in doc.member_tags.iter().enumerate() {
+            if let Some((field, reason)) = rule.problem() {
+                push(format!("member_tags[{i}].{field}"), reason);
             }
         }
 

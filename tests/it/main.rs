@@ -23,6 +23,7 @@ mod leaderboard;
 mod limits;
 mod longconn;
 mod lottery;
+mod members;
 mod metrics;
 mod migrations;
 mod moderation;
