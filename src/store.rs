@@ -25,6 +25,7 @@ pub mod points;
 pub mod redemptions;
 pub mod rule_sets;
 pub mod schedules;
+pub mod smart_bots;
 pub mod welcome;
 
 /// Opens (creating if needed) the SQLite database with WAL, a busy timeout and
