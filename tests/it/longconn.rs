@@ -729,3 +729,146 @@ async fn a_push_whose_connection_drops_before_the_ack_is_parked_uncertain_and_ne
     assert_eq!(rows[0].status, OutboxStatus::Dead);
     service.shutdown().await;
 }
+
+/// Rows the sender could take now: due pending rows, or rows in flight.
+async fn due_rows(service: &Service) -> usize {
+    let now = now(service).timestamp();
+    outbox_rows(service)
+        .await
+        .iter()
+        .filter(|row| {
+            row.status == OutboxStatus::InFlight
+                || (row.status == OutboxStatus::Pending && row.next_attempt_at <= now)
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn pushes_and_answers_together_never_exceed_30_a_minute_or_1000_an_hour() {
+    use qunyun::rules::route::Content;
+    use qunyun::rules::{OutRoute, Outbound};
+
+    let mut service = start().await;
+    let clock = service.clock.clone().expect("manual clock");
+    register_bot_chat(&service, CHAT).await;
+    member_writes(&service, CHAT, "HELLO-LIMIT").await;
+    const PUSHES: usize = 1040;
+    const PER_STEP: usize = 31;
+    let mut queued = 0;
+    let mut hour_limit_seen = false;
+    for step in 0.. {
+        assert!(
+            step < 80,
+            "did not finish: {} open",
+            open_rows(&service).await
+        );
+        // Each simulated minute: a few more pushes than the minute allows,
+        // and in the first minutes a member's check-in (answers share the limit).
+        if queued < PUSHES {
+            let batch: Vec<Outbound> = (queued..(queued + PER_STEP).min(PUSHES))
+                .map(|i| {
+                    Outbound::new(
+                        format!("limit-push:{i}"),
+                        OutRoute::SmartBotPush {
+                            bot: WS_BOT.into(),
+                            chat_id: CHAT.into(),
+                        },
+                        Content::text(format!("推送 #{i}#")),
+                    )
+                })
+                .collect();
+            queued += batch.len();
+            let mut conn = service.pool.acquire().await.unwrap();
+            outbox::enqueue_all(&mut conn, &batch, "ops", now(&service))
+                .await
+                .unwrap();
+        }
+        if step < 5 {
+            let mut message = mention(
+                &format!("LIMIT-CHECKIN-{step}"),
+                &format!("wmL{step}"),
+                "签到",
+            );
+            message["chatid"] = json!(CHAT);
+            service
+                .sim()
+                .deliver_long_connection_message(BOT_ID, message)
+                .unwrap();
+            assert!(
+                wait_until_async(Duration::from_secs(20), || async {
+                    service.inbox().await.len() >= step + 2
+                })
+                .await
+            );
+        }
+        // The sender has done what it may: the rest waits for a later window.
+        assert!(
+            wait_until_async(Duration::from_secs(30), || async {
+                due_rows(&service).await == 0
+            })
+            .await,
+            "step {step}: the sender stalled"
+        );
+        let rows = outbox_rows(&service).await;
+        hour_limit_seen |= rows.iter().any(|row| {
+            row.status == OutboxStatus::Pending
+                && row
+                    .last_error
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("1000/h")
+        });
+        let waiting: Vec<i64> = rows
+            .iter()
+            .filter(|row| row.status == OutboxStatus::Pending)
+            .map(|row| row.next_attempt_at)
+            .collect();
+        if queued == PUSHES && waiting.is_empty() {
+            break;
+        }
+        // On to the next minute, or straight to when the hour frees a slot.
+        let next = waiting.iter().min().copied().unwrap_or(i64::MAX);
+        let minute_on = now(&service) + chrono::Duration::seconds(61);
+        let to = if queued < PUSHES {
+            minute_on
+        } else {
+            chrono::DateTime::from_timestamp(next, 0)
+                .unwrap()
+                .max(minute_on)
+        };
+        clock.set(to);
+    }
+    assert!(hour_limit_seen, "the burst ran into the hourly limit");
+    let delivered = answers(&service);
+    let times: Vec<i64> = delivered.iter().map(|d| d.time).collect();
+    for (i, start) in times.iter().enumerate() {
+        let minute = times[i..].iter().filter(|t| **t - start < 60).count();
+        let hour = times[i..].iter().filter(|t| **t - start < 3600).count();
+        assert!(minute <= 30, "{minute} within a minute from {start}");
+        assert!(hour <= 1000, "{hour} within an hour from {start}");
+    }
+    assert!(
+        times.last().unwrap() - times.first().unwrap() >= 3600,
+        "more than an hour's worth went out over more than an hour"
+    );
+    let pushes = delivered
+        .iter()
+        .filter(|d| d.text().unwrap_or_default().starts_with("推送 #"))
+        .count();
+    assert_eq!(pushes, PUSHES, "every push once");
+    assert!(
+        delivered.len() >= PUSHES + 5,
+        "the check-ins were answered too: {}",
+        delivered.len()
+    );
+    assert!(outbox_rows(&service)
+        .await
+        .iter()
+        .all(|row| row.status == OutboxStatus::Sent));
+    assert_eq!(
+        service.sim().long_connection_refusals(BOT_ID),
+        Vec::<i64>::new(),
+        "qunyun kept below both limits itself: WeCom refused nothing"
+    );
+    service.shutdown().await;
+}
