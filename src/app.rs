@@ -71,6 +71,14 @@ impl App {
     /// Opens the database (running migrations) and prepares the state.
     pub async fn new(config: Config, clock: SharedClock) -> anyhow::Result<App> {
         let pool = store::open(&config.database.path).await?;
+        // Push decisions read which smart bots run on a long connection.
+        jobs::longconn::record_long_connection_bots(
+            &pool,
+            &config.wecom.bots,
+            clock.now().timestamp(),
+        )
+        .await
+        .context("recording the long-connection bots")?;
         // The writer task ends when the last handle (in the router) is dropped.
         let (inbox, _writer) = InboxWriter::spawn(&pool).await?;
         Ok(App {

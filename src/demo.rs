@@ -13,7 +13,10 @@
 //!   messages the owner confirms;
 //! - an **internal group** (内部群) of staff with the smart bot and a group
 //!   robot: members @-mention the bot (check-ins, points, FAQ, redemptions),
-//!   the robot posts pushes, and no join events exist.
+//!   the robot posts pushes, and no join events exist. The smart bot runs in
+//!   long-connection mode (docs/wecom.md#smart-bot-long-connection): it dials
+//!   out to the simulator's `/ws`, so it needs no public callback URL; the
+//!   mentions arrive and the answers leave on that connection.
 //!
 //! qunyun's pipeline applies the rules and writes durable outbox rows; the
 //! outbox sender delivers them through the WeCom API client to the
@@ -43,9 +46,9 @@ use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use crate::pipeline::{Pipeline, PipelineSettings};
 use crate::rules::ChatRoute;
 use crate::sim::{
-    AppCallback, ArchiveTextRequest, BotCallback, BotMentionRequest, CallbackTargets, Delivery,
-    DriveOutcome, JoinRequest, JoinVia, LeaveRequest, NewMember, Route as SimRoute,
-    SeedCustomerGroup, SeedGroupMember, Sim, SimConfig, SimHandle,
+    AppCallback, ArchiveTextRequest, BotMentionRequest, CallbackTargets, Delivery, DriveOutcome,
+    JoinRequest, JoinVia, LeaveRequest, NewMember, Route as SimRoute, SeedCustomerGroup,
+    SeedGroupMember, Sim, SimConfig, SimHandle,
 };
 use crate::store::outbox::{self as outbox_store, OutboxRow, OutboxStatus};
 use crate::store::{chats, checkins, inbox, members, points, redemptions};
@@ -241,7 +244,7 @@ pub mod doors {
     pub const CUSTOMER_JOIN: &str = "[客户群 · 入群事件]";
     pub const CUSTOMER_LEAVE: &str = "[客户群 · 退群事件]";
     pub const CUSTOMER_ARCHIVE: &str = "[客户群 · 存档]";
-    pub const STAFF_MENTION: &str = "[内部群 · @智能机器人]";
+    pub const STAFF_MENTION: &str = "[内部群 · @智能机器人 · 长连接]";
     pub const CONSOLE: &str = "[运营后台]";
     pub const WECOM_MATERIAL: &str = "[客户群 · 入群欢迎语素材]";
     pub const ORDERS_CSV: &str = "[命令行 · qunyun orders import]";
@@ -267,7 +270,7 @@ pub mod doors {
 fn out_door(route: SimRoute, target: &str) -> String {
     match route {
         SimRoute::CustomerGroupMass => format!("[客户群 · 群主确认群发 → {target}]"),
-        SimRoute::BotResponse => format!("[内部群 · 智能机器人 → {target}]"),
+        SimRoute::BotResponse => format!("[内部群 · 智能机器人 · 长连接 → {target}]"),
         SimRoute::Webhook => format!("[内部群 · 群机器人 → {target}]"),
         SimRoute::AppMessage => format!("[应用消息 → {target}]"),
         SimRoute::Welcome => format!("[1:1 欢迎语 → {target}]"),
@@ -318,8 +321,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     let db_path = dir.path().join("demo.db");
     let app_token = random_token();
     let app_key = random_aes_key();
-    let bot_token = random_token();
-    let bot_key = random_aes_key();
+    let bot_secret = random_token();
     let app_secret = random_token();
     let ingest_secret: String = rand::thread_rng()
         .sample_iter(&Alphanumeric)
@@ -359,15 +361,20 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         encoding_aes_key = "{app_key}"
         [[wecom.bots]]
         name = "{BOT_NAME}"
-        token = "{bot_token}"
-        encoding_aes_key = "{bot_key}"
+        mode = "websocket"
+        bot_id = "{AIBOT_ID}"
+        secret = "{bot_secret}"
+        ws_url = "ws://{sim_addr}/ws"
         [ingest]
         secret = "{ingest_secret}"
         "#,
         db = db_path.display().to_string().replace('\\', "/"),
         api_base = sim.api_base_url(),
+        sim_addr = sim.addr(),
     ))
     .context("building demo config")?;
+    sim.register_long_connection_bot(AIBOT_ID, &bot_secret);
+    let bots = config.wecom.bots.clone();
 
     let app_config = config
         .wecom
@@ -382,6 +389,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     .map_err(|e| anyhow::anyhow!("building API client: {e}"))?;
     let app = App::new(config, shared.clone()).await?;
     let pool = app.state.pool.clone();
+    let app_rules = app.state.rules.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -397,13 +405,6 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
                 encoding_aes_key: app_key,
                 agent_id: AGENT_ID,
             })
-            .with_bot(BotCallback {
-                name: BOT_NAME.into(),
-                token: bot_token,
-                encoding_aes_key: bot_key,
-                aibotid: AIBOT_ID.into(),
-                bot_name: BOT_DISPLAY_NAME.into(),
-            })
             .with_ingest_secret(ingest_secret),
     );
 
@@ -414,6 +415,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         api.clone(),
         credentials.secret.clone(),
     );
+    let (long_connections, connection) =
+        connect_smart_bot(&bots, &pool, &shared, &app_rules, &sim).await?;
     let sender = OutboxSender::new(
         pool.clone(),
         api,
@@ -427,7 +430,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
             mass_poll_interval: std::time::Duration::from_secs(MASS_POLL_SECS as u64),
             ..SenderSettings::default()
         },
-    );
+    )
+    .with_long_connections(long_connections);
     let pipeline = Pipeline::new(pool.clone(), shared, APP_NAME, PipelineSettings::default());
     let mut demo = Demo {
         pool: pool.clone(),
@@ -493,6 +497,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         }
     }
     let _ = stop_tx.send(());
+    connection.stop().await;
     server.await.context("joining demo server")??;
     let Demo { sim, report, .. } = demo;
     sim.shutdown().await.context("stopping the simulator")?;
@@ -617,6 +622,11 @@ impl Demo {
             "内部群「{STAFF_CHAT_NAME}」：店长们 @{BOT_DISPLAY_NAME}（智能机器人）签到、查积分、问问题；\
              群机器人发推送；内部群没有入群事件。"
         ));
+        self.line(
+            "智能机器人用长连接模式：qunyun 主动连到企业微信（这里是模拟器的 /ws），\
+             不需要公网回调地址；@ 它的消息和它的回复都走这条连接。"
+                .into(),
+        );
         Ok(())
     }
 
@@ -1121,14 +1131,37 @@ impl Demo {
         let outcome = self
             .sim
             .drive_bot_mention(BotMentionRequest {
-                bot: Some(BOT_NAME.into()),
+                // A long-connection bot is addressed by its BotID.
+                bot: Some(AIBOT_ID.into()),
                 chat_id: Some(STAFF_CHAT.into()),
                 from: staff(id).into(),
                 content: text.into(),
             })
             .await
             .context("driving bot mention")?;
-        self.count_callback(&outcome);
+        // The frame went out on the bot's connection; qunyun's connection
+        // task stores it in the inbox concurrently. Wait for that row, so
+        // the pipeline pass that follows sees the message.
+        let msgid = outcome
+            .bot_msgid
+            .context("the long-connection mention has no msgid")?;
+        let dedupe_key = format!("bot:{BOT_NAME}:bot:{msgid}");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(2));
+        loop {
+            poll.tick().await;
+            let stored: i64 = sqlx::query_scalar("select count(*) from inbox where dedupe_key = ?")
+                .bind(&dedupe_key)
+                .fetch_one(&self.pool)
+                .await?;
+            if stored > 0 {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the long connection did not store the mention {msgid}");
+            }
+        }
+        self.report.totals.callbacks_posted += 1;
         Ok(())
     }
 
@@ -1351,7 +1384,7 @@ impl Demo {
         self.line(String::new());
         self.line("── 合计 ──".into());
         self.line(format!(
-            "回调 {} 个（未一次接收 {}）｜入群 {} 人次，现有成员 {}",
+            "回调与长连接消息 {} 个（未一次接收 {}）｜入群 {} 人次，现有成员 {}",
             t.callbacks_posted, t.callbacks_rejected, t.members_joined, t.members_current
         ));
         let per_route: Vec<String> = t
@@ -1423,6 +1456,61 @@ fn payload_text(payload_json: &str) -> String {
 
 async fn sqlx_count(conn: &mut SqliteConnection, sql: &str) -> anyhow::Result<i64> {
     Ok(sqlx::query_scalar(sql).fetch_one(&mut *conn).await?)
+}
+
+/// The smart bot's long connection as `qunyun serve` runs it: one job per
+/// long-connection bot, dialling the simulator's `/ws`.
+struct SmartBotConnection {
+    stop: tokio_util::sync::CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl SmartBotConnection {
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts the connection jobs and waits until the bot has subscribed.
+async fn connect_smart_bot(
+    bots: &[crate::config::BotConfig],
+    pool: &SqlitePool,
+    clock: &SharedClock,
+    rules: &crate::active_rules::ActiveRules,
+    sim: &SimHandle,
+) -> anyhow::Result<(crate::jobs::longconn::LongConnections, SmartBotConnection)> {
+    let (handle, jobs) = crate::jobs::longconn::connections(
+        bots,
+        pool,
+        clock,
+        rules,
+        APP_NAME,
+        &crate::jobs::longconn::LongConnSettings::default(),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tasks = jobs
+        .into_iter()
+        .map(|job| {
+            let (clock, stop) = (clock.clone(), stop.clone());
+            tokio::spawn(async move {
+                crate::jobs::run_loop(&job, &clock, std::time::Duration::ZERO, &stop).await
+            })
+        })
+        .collect();
+    let connection = SmartBotConnection { stop, tasks };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(2));
+    while !sim.long_connection_live(AIBOT_ID) {
+        if tokio::time::Instant::now() > deadline {
+            connection.stop().await;
+            bail!("the smart bot's long connection did not subscribe");
+        }
+        poll.tick().await;
+    }
+    Ok((handle, connection))
 }
 
 fn random_token() -> String {

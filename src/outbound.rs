@@ -99,16 +99,14 @@ impl Payload {
             OutRoute::AppGroup { .. } => Payload::AppGroup(app_content(content)?),
             OutRoute::Member { .. } => Payload::Member(app_content(content)?),
             OutRoute::Webhook { .. } => Payload::Webhook(webhook_content(content)?),
-            OutRoute::SmartBotResponse { .. } | OutRoute::SmartBotChat { .. } => {
-                Payload::SmartBot(match content {
-                    Content::Text { text, .. } | Content::Markdown { text } => {
-                        BotResponse::Markdown {
-                            markdown: TextContent::new(text.clone()),
-                        }
-                    }
-                    Content::News { .. } | Content::Image { .. } => return None,
-                })
-            }
+            OutRoute::SmartBotResponse { .. }
+            | OutRoute::SmartBotChat { .. }
+            | OutRoute::SmartBotPush { .. } => Payload::SmartBot(match content {
+                Content::Text { text, .. } | Content::Markdown { text } => BotResponse::Markdown {
+                    markdown: TextContent::new(text.clone()),
+                },
+                Content::News { .. } | Content::Image { .. } => return None,
+            }),
             OutRoute::WelcomeCode { .. } => {
                 let (text, attachments) = customer_content(content);
                 Payload::WelcomeCode(WelcomeContent { text, attachments })
@@ -135,7 +133,9 @@ pub fn route_of(route: &OutRoute) -> Route {
     match route {
         OutRoute::AppGroup { .. } => Route::AppGroup,
         OutRoute::Webhook { .. } => Route::Webhook,
-        OutRoute::SmartBotResponse { .. } | OutRoute::SmartBotChat { .. } => Route::SmartBot,
+        OutRoute::SmartBotResponse { .. }
+        | OutRoute::SmartBotChat { .. }
+        | OutRoute::SmartBotPush { .. } => Route::SmartBot,
         OutRoute::Member { .. } => Route::Member,
         OutRoute::WelcomeCode { .. } => Route::WelcomeCode,
         OutRoute::CustomerGroupMass { .. } => Route::CustomerGroupMass,
@@ -174,6 +174,14 @@ impl OutboxEntry {
             OutRoute::Webhook { key } => (key.clone(), None),
             OutRoute::SmartBotResponse { response_url } => (response_url.clone(), None),
             OutRoute::SmartBotChat { chat_id } => (chat_id.clone(), None),
+            OutRoute::SmartBotPush { bot, chat_id } => (
+                crate::wecom::longconn::PushAddress {
+                    bot: bot.clone(),
+                    conversation: chat_id.clone(),
+                }
+                .render(),
+                None,
+            ),
             OutRoute::Member { app, user_ids } => (user_ids.join("|"), Some(app.clone())),
             OutRoute::WelcomeCode { code, .. } => (code.clone(), None),
             OutRoute::CustomerGroupMass { owner, .. } => (owner.clone().unwrap_or_default(), None),
@@ -255,6 +263,7 @@ pub fn plan_broadcast(broadcast: &Broadcast, registered: &[PushChat]) -> Vec<Out
                 chat_id: &chat.chat_id,
                 route: Some(&chat.route),
                 owner: chat.owner.as_deref(),
+                smart_bot_push: chat.smart_bot_push,
             };
             let decision = route_for(address, MessageKind::Broadcast, &broadcast.content);
             Outbound::decided(key(&chat.chat_id), decision, broadcast.content.clone())
@@ -655,6 +664,7 @@ mod tests {
             owner: owner.map(str::to_owned),
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             member_count: 3,
+            smart_bot_push: Default::default(),
         }
     }
 

@@ -32,6 +32,7 @@ pub mod review;
 pub mod rule_sets;
 pub mod schedules;
 pub mod segments;
+pub mod smart_bots;
 pub mod welcome;
 
 /// Opens (creating if needed) the SQLite database with WAL, a busy timeout and

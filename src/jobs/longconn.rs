@@ -118,53 +118,99 @@ impl LongConnections {
     }
 }
 
-/// An answer the outbox sender sends over a bot's long connection.
+/// An answer or push the outbox sender sends over a bot's long connection.
 #[derive(Debug)]
 pub struct Reply {
-    address: ReplyAddress,
-    body: Value,
+    bot: String,
+    frame: Frame,
 }
 
 impl Reply {
     pub async fn send(self, connections: &LongConnections) -> Result<(), ApiError> {
-        let frame = Frame::respond(longconn::CMD_RESPOND_MSG, &self.address.req_id, self.body);
-        connections.call(&self.address.bot, frame).await
+        connections.call(&self.bot, self.frame).await
     }
 }
 
 /// Answers to a message can be sent over the connection for 24 hours.
 const REPLY_LIFETIME_SECS: i64 = 24 * 3600;
 
-/// What the outbox sender needs for one answer over the connection.
+/// What the outbox sender needs for one answer or push over the connection.
 #[derive(Debug)]
 pub struct PreparedReply {
-    /// The conversation's window (answers and pushes together) and its limit.
+    /// The conversation's windows (answers and pushes together): a minute
+    /// and an hour, each with its limit.
     pub rate_keys: Vec<(String, u32)>,
     /// The scope a 45009 from WeCom pauses.
     pub pause_key: String,
     pub reply: Reply,
 }
 
-/// The outbox row's rate window, pause scope and reply; or why the row is
-/// dead. `age` is the row's age in seconds.
-pub fn prepare_reply(
-    address: ReplyAddress,
+/// For a smart-bot row whose target is a long-connection address: its rate
+/// windows, pause scope and frame, or why the row is dead. `None` when the
+/// target is an ordinary `response_url`. `age` is the row's age in seconds.
+pub fn prepare(
+    target: &str,
     response: &BotResponse,
+    age: i64,
+) -> Option<Result<PreparedReply, String>> {
+    let body = serde_json::to_value(response)
+        .map_err(|error| format!("answer cannot be encoded: {error}"));
+    if let Some(address) = ReplyAddress::parse(target) {
+        return Some(prepare_reply(address, body, age));
+    }
+    let address = longconn::PushAddress::parse(target)?;
+    Some(body.map(|body| {
+        // A push carries a req_id of ours, new for each attempt: an attempt
+        // that may have reached WeCom is never made again (uncertain).
+        let frame = address.frame(new_req_id(longconn::CMD_SEND_MSG), body);
+        let rate_key = address.rate_key();
+        prepared(address.bot, rate_key, frame)
+    }))
+}
+
+fn prepare_reply(
+    address: ReplyAddress,
+    body: Result<Value, String>,
     age: i64,
 ) -> Result<PreparedReply, String> {
     if age > REPLY_LIFETIME_SECS {
         return Err("too late to answer over the long connection (24 hours)".to_owned());
     }
-    let body = serde_json::to_value(response)
-        .map_err(|error| format!("answer cannot be encoded: {error}"))?;
-    let rate_keys = vec![(address.rate_key(), longconn::PER_CONVERSATION_PER_MINUTE)];
-    // WeCom's limits here are per conversation, and so is a 45009 pause.
-    let pause_key = address.rate_key();
-    Ok(PreparedReply {
+    let frame = Frame::respond(longconn::CMD_RESPOND_MSG, &address.req_id, body?);
+    Ok(prepared(address.bot.clone(), address.rate_key(), frame))
+}
+
+fn prepared(bot: String, rate_key: String, frame: Frame) -> PreparedReply {
+    let rate_keys = vec![
+        (rate_key.clone(), longconn::PER_CONVERSATION_PER_MINUTE),
+        (
+            format!("{rate_key}{}", outbox::HOURLY_RATE_SUFFIX),
+            longconn::PER_CONVERSATION_PER_HOUR,
+        ),
+    ];
+    PreparedReply {
         rate_keys,
-        pause_key,
-        reply: Reply { address, body },
-    })
+        // WeCom's limits here are per conversation, and so is a 45009 pause.
+        pause_key: rate_key,
+        reply: Reply { bot, frame },
+    }
+}
+
+/// Records the configured long-connection bots, so every push decision
+/// (scheduler, broadcasts, the capability table) knows which smart bots can
+/// push. Run once at start-up.
+pub async fn record_long_connection_bots(
+    pool: &SqlitePool,
+    bots: &[BotConfig],
+    now: i64,
+) -> sqlx::Result<()> {
+    let names: Vec<String> = bots
+        .iter()
+        .filter(|bot| bot.mode == BotMode::Websocket)
+        .map(|bot| bot.name.clone())
+        .collect();
+    let mut conn = pool.acquire().await?;
+    crate::store::smart_bots::record_long_connection_bots(&mut conn, &names, now).await
 }
 
 /// The jobs for every long-connection bot, and the sender's handle on them.
@@ -484,6 +530,17 @@ impl LongConnection {
         let dedupe_key = format!("{source}:{}", event.dedupe_key(plaintext.as_bytes()));
         let event_json = serde_json::to_string(&event).context("serialising event")?;
         let mut conn = self.pool.acquire().await?;
+        if let message::Event::BotMessage(_) = &event {
+            // WeCom takes pushes only where a member wrote to the bot; a
+            // redelivery records nothing new.
+            crate::store::smart_bots::record_member_wrote(
+                &mut conn,
+                &self.bot.name,
+                &address.conversation,
+                self.clock.now().timestamp(),
+            )
+            .await?;
+        }
         let inserted = inbox::insert_event(
             &mut conn,
             &NewInboxEvent {

@@ -48,7 +48,6 @@ use crate::wecom::api::{
     AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, BotResponse,
     ErrorClass, Secret, WebhookMessage, WelcomeMessage, MAX_DUPLICATE_CHECK_INTERVAL_SECS,
 };
-use crate::wecom::longconn::ReplyAddress;
 
 /// A configured self-built app.
 #[derive(Debug, Clone)]
@@ -708,8 +707,8 @@ impl OutboxSender {
             },
             Payload::SmartBot(response) => {
                 // An answer over the bot's long connection (docs/wecom.md#smart-bot-long-connection).
-                if let Some(address) = ReplyAddress::parse(target) {
-                    return crate::jobs::longconn::prepare_reply(address, &response, age)
+                if let Some(prepared) = crate::jobs::longconn::prepare(target, &response, age) {
+                    return prepared
                         .map(|prepared| Prepared {
                             rate_keys: prepared.rate_keys,
                             pause_key: prepared.pause_key,
@@ -838,12 +837,16 @@ impl OutboxSender {
         let mut until: Option<i64> = None;
         let mut full_limit = String::new();
         for (key, limit) in rate_keys {
-            let (count, oldest) = store::rate_window(&mut tx, key, now - RATE_WINDOW_SECS).await?;
+            let (window, per) = match key.ends_with(store::HOURLY_RATE_SUFFIX) {
+                true => (store::HOURLY_RATE_WINDOW_SECS, "h"),
+                false => (RATE_WINDOW_SECS, "min"),
+            };
+            let (count, oldest) = store::rate_window(&mut tx, key, now - window).await?;
             if count >= i64::from(*limit) {
-                let frees_at = oldest.unwrap_or(now) + RATE_WINDOW_SECS;
+                let frees_at = oldest.unwrap_or(now) + window;
                 if until.is_none_or(|u| frees_at > u) {
                     until = Some(frees_at);
-                    full_limit = format!("{} {limit}/min", rate_kind(key));
+                    full_limit = format!("{} {limit}/{per}", rate_kind(key));
                 }
             }
         }
@@ -1097,6 +1100,7 @@ fn rate_kind(key: &str) -> &str {
         Some("member") => "app messages per member",
         Some("appchat") => "app group messages per chat",
         Some("api") => "calls per API",
+        Some("longconn") => "smart-bot answers and pushes per conversation",
         _ => "limit",
     }
 }

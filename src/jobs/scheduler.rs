@@ -497,6 +497,7 @@ fn address(chat: &PushChat) -> ChatAddress<'_> {
         chat_id: &chat.chat_id,
         route: Some(&chat.route),
         owner: chat.owner.as_deref(),
+        smart_bot_push: chat.smart_bot_push,
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{audit, Actor, Ops, OpsError, OpsResult, Role};
 use crate::config::Secret;
-use crate::rules::capabilities::{capabilities, CapabilityRow};
+use crate::rules::capabilities::{capabilities_with_push, CapabilityRow};
 use crate::rules::{ChatRoute, ChatSnapshot};
 use crate::store::admin::{self as q, ChatRow};
 use crate::store::chats::{self, NewChat};
@@ -36,11 +36,12 @@ pub async fn show(ops: &Ops, chat_id: &str) -> OpsResult<ChatDetail> {
     let chat = chats::get_chat(&mut conn, chat_id)
         .await?
         .ok_or_else(|| OpsError::not_found(format!("chat {chat_id}")))?;
+    let push = crate::store::smart_bots::chat_push(&mut conn, chat_id).await?;
     Ok(ChatDetail {
         kind: chat.route.name(),
         robot: chat.route.robot_key().is_some(),
         smart_bot: chat.route.smart_bot().map(str::to_owned),
-        capabilities: capabilities(&chat),
+        capabilities: capabilities_with_push(&chat, push),
         chat,
     })
 }

@@ -180,6 +180,9 @@ pub enum OutRoute {
     /// A group where only a smart bot sits: it answers @-mentions and cannot
     /// post on its own, so this route only files skipped rows.
     SmartBotChat { chat_id: String },
+    /// A smart bot on a long connection pushing into a chat
+    /// (`aibot_send_msg`), allowed once a member has written to it there.
+    SmartBotPush { bot: String, chat_id: String },
     /// message/send to members, from the named app.
     Member { app: String, user_ids: Vec<String> },
     /// externalcontact/send_welcome_msg (1:1 to a new customer). The code is
@@ -205,7 +208,9 @@ impl OutRoute {
         match self {
             OutRoute::AppGroup { .. } => "app_group",
             OutRoute::Webhook { .. } => "webhook",
-            OutRoute::SmartBotResponse { .. } | OutRoute::SmartBotChat { .. } => "smart_bot",
+            OutRoute::SmartBotResponse { .. }
+            | OutRoute::SmartBotChat { .. }
+            | OutRoute::SmartBotPush { .. } => "smart_bot",
             OutRoute::Member { .. } => "member",
             OutRoute::WelcomeCode { .. } => "welcome_code",
             OutRoute::CustomerGroupMass { .. } => "customer_group_mass",

@@ -6,7 +6,9 @@
 
 use serde::Serialize;
 
-use super::route::{removal_for, route_for, Content, MessageKind, Removal, RouteDecision};
+use super::route::{
+    removal_for, route_for, Content, MessageKind, Removal, RouteDecision, SmartBotPush,
+};
 use super::ChatSnapshot;
 
 /// A feature a manager asks about.
@@ -108,12 +110,19 @@ const SMART_BOT_ANSWER: &str = "smart_bot";
 /// Why an internal group gets no welcome.
 const NO_JOIN_EVENTS: &str = "WeCom reports no joins in internal groups";
 
-/// Every feature's answer for `chat`, in [`Feature::ALL`] order.
+/// Every feature's answer for `chat` whose smart bot (if any) only answers,
+/// in [`Feature::ALL`] order.
 pub fn capabilities(chat: &ChatSnapshot) -> Vec<CapabilityRow> {
+    capabilities_with_push(chat, SmartBotPush::AnswersOnly)
+}
+
+/// [`capabilities`] for a chat whose smart bot can push as `push` says (a
+/// bot on a long connection, docs/wecom.md#smart-bot-long-connection).
+pub fn capabilities_with_push(chat: &ChatSnapshot, push: SmartBotPush) -> Vec<CapabilityRow> {
     Feature::ALL
         .into_iter()
         .map(|feature| {
-            let capability = capability(chat, feature);
+            let capability = capability_with_push(chat, push, feature);
             CapabilityRow {
                 feature,
                 summary: capability.describe(),
@@ -124,6 +133,14 @@ pub fn capabilities(chat: &ChatSnapshot) -> Vec<CapabilityRow> {
 }
 
 pub fn capability(chat: &ChatSnapshot, feature: Feature) -> Capability {
+    capability_with_push(chat, SmartBotPush::AnswersOnly, feature)
+}
+
+pub fn capability_with_push(
+    chat: &ChatSnapshot,
+    push: SmartBotPush,
+    feature: Feature,
+) -> Capability {
     let answers_mentions = chat.route.smart_bot().is_some();
     let kind = match feature {
         // The engine's own rule (rules::welcome::compose_window): a customer
@@ -161,7 +178,8 @@ pub fn capability(chat: &ChatSnapshot, feature: Feature) -> Capability {
             }
         }
     };
-    match route_for(chat.address(), kind, &Content::text("")) {
+    let address = chat.address().with_smart_bot_push(push);
+    match route_for(address, kind, &Content::text("")) {
         RouteDecision::Send { route } => Capability::Route {
             route: route.name().to_owned(),
         },
@@ -246,5 +264,27 @@ mod tests {
         let bot_only = table(ChatRoute::internal_with_smart_bot("helper"));
         assert!(bot_only[3].starts_with("push: not possible: internal group with the smart bot"));
         assert_eq!(bot_only[1], "checkin_reply: automatic via smart_bot");
+    }
+
+    #[test]
+    fn a_smart_bot_on_a_long_connection_pushes_once_a_member_wrote_to_it() {
+        let bot_only = chat(ChatRoute::internal_with_smart_bot("helper"));
+        let push_row = |push| {
+            capabilities_with_push(&bot_only, push)
+                .into_iter()
+                .find(|row| row.feature == Feature::Push)
+                .unwrap()
+                .summary
+        };
+        assert_eq!(push_row(SmartBotPush::Ready), "automatic via smart_bot");
+        assert_eq!(
+            push_row(SmartBotPush::NobodyWroteYet),
+            format!(
+                "not possible: {}",
+                crate::rules::route::reasons::SMART_BOT_NOBODY_WROTE
+            )
+        );
+        assert!(push_row(SmartBotPush::AnswersOnly)
+            .starts_with("not possible: internal group with the smart bot"));
     }
 }

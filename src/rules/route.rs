@@ -116,6 +116,22 @@ impl MessageKind {
     }
 }
 
+/// Whether the smart bot sitting in a chat can post on its own
+/// (docs/wecom.md#smart-bot-long-connection): only a bot on a long
+/// connection can push (`aibot_send_msg`), and WeCom takes a push only into
+/// a conversation where a member has written to the bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmartBotPush {
+    /// A callback-mode bot (or nothing known): it only answers @-mentions.
+    #[default]
+    AnswersOnly,
+    /// On a long connection, but no member has written to it in this chat yet.
+    NobodyWroteYet,
+    /// On a long connection, and a member has written to it in this chat.
+    Ready,
+}
+
 /// The registry facts the decision needs about a chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChatAddress<'a> {
@@ -123,6 +139,8 @@ pub struct ChatAddress<'a> {
     /// `None`: the chat is not registered (yet).
     pub route: Option<&'a ChatRoute>,
     pub owner: Option<&'a str>,
+    /// What the chat's smart bot (if any) can do beyond answering.
+    pub smart_bot_push: SmartBotPush,
 }
 
 impl<'a> ChatAddress<'a> {
@@ -132,6 +150,15 @@ impl<'a> ChatAddress<'a> {
             chat_id,
             route: None,
             owner: None,
+            smart_bot_push: SmartBotPush::AnswersOnly,
+        }
+    }
+
+    /// The same chat, its smart bot able to push as `push` says.
+    pub fn with_smart_bot_push(self, push: SmartBotPush) -> Self {
+        Self {
+            smart_bot_push: push,
+            ..self
         }
     }
 
@@ -147,6 +174,9 @@ impl ChatSnapshot {
             chat_id: &self.chat_id,
             route: Some(&self.route),
             owner: self.owner.as_deref(),
+            // The rules answer through the smart bot's reply; pushes are
+            // decided where the bot's mode is known (see `SmartBotPush`).
+            smart_bot_push: SmartBotPush::AnswersOnly,
         }
     }
 }
@@ -197,6 +227,9 @@ pub mod reasons {
         "customer group has no known owner to confirm a mass message";
     pub const SMART_BOT_ONLY: &str = "internal group with the smart bot but no robot: a smart \
          bot can only answer @-mentions; add a webhook robot to post here";
+    pub const SMART_BOT_NOBODY_WROTE: &str =
+        "no member has written to the bot in this chat yet: WeCom lets a smart bot on a long \
+         connection push only into a conversation where a member wrote to it";
     pub const INTERNAL_NO_ROBOT: &str =
         "internal group without robot: add a webhook robot (its key) to post here";
     pub const APP_GROUP_IMAGE_URL: &str =
@@ -226,12 +259,27 @@ pub fn route_for(chat: ChatAddress<'_>, kind: MessageKind, content: &Content) ->
             (Some(key), _) => OutRoute::Webhook {
                 key: key.to_owned(),
             },
-            (None, Some(_)) => {
-                return RouteDecision::skip(
-                    OutRoute::SmartBotChat { chat_id },
-                    reasons::SMART_BOT_ONLY,
-                )
-            }
+            (None, Some(bot)) => match chat.smart_bot_push {
+                SmartBotPush::Ready if !bot.is_empty() => OutRoute::SmartBotPush {
+                    bot: bot.to_owned(),
+                    chat_id,
+                },
+                SmartBotPush::NobodyWroteYet if !bot.is_empty() => {
+                    return RouteDecision::skip(
+                        OutRoute::SmartBotPush {
+                            bot: bot.to_owned(),
+                            chat_id,
+                        },
+                        reasons::SMART_BOT_NOBODY_WROTE,
+                    )
+                }
+                _ => {
+                    return RouteDecision::skip(
+                        OutRoute::SmartBotChat { chat_id },
+                        reasons::SMART_BOT_ONLY,
+                    )
+                }
+            },
             (None, None) => {
                 return RouteDecision::skip(
                     OutRoute::Webhook { key: String::new() },
@@ -328,7 +376,9 @@ pub fn unsupported(route: &OutRoute, content: &Content) -> Option<&'static str> 
         ) => Some(reasons::APP_GROUP_IMAGE_URL),
         (OutRoute::Webhook { .. }, Content::Image { .. }) => Some(reasons::WEBHOOK_IMAGE),
         (
-            OutRoute::SmartBotResponse { .. } | OutRoute::SmartBotChat { .. },
+            OutRoute::SmartBotResponse { .. }
+            | OutRoute::SmartBotChat { .. }
+            | OutRoute::SmartBotPush { .. },
             Content::News { .. } | Content::Image { .. },
         ) => Some(reasons::SMART_BOT_CONTENT),
         _ => None,
@@ -420,7 +470,54 @@ mod tests {
             chat_id: "wr1",
             route: Some(route),
             owner,
+            smart_bot_push: SmartBotPush::AnswersOnly,
         }
+    }
+
+    #[test]
+    fn a_smart_bot_on_a_long_connection_pushes_once_a_member_wrote_to_it() {
+        let bot = ChatRoute::internal_with_smart_bot("helper");
+        let push = OutRoute::SmartBotPush {
+            bot: "helper".into(),
+            chat_id: "wr1".into(),
+        };
+        for kind in MessageKind::ALL {
+            for content in contents() {
+                let ready = chat(&bot, None).with_smart_bot_push(SmartBotPush::Ready);
+                let expected = if matches!(content, Content::News { .. } | Content::Image { .. }) {
+                    RouteDecision::skip(push.clone(), reasons::SMART_BOT_CONTENT)
+                } else {
+                    RouteDecision::Send {
+                        route: push.clone(),
+                    }
+                };
+                assert_eq!(route_for(ready, kind, &content), expected);
+                let nobody = chat(&bot, None).with_smart_bot_push(SmartBotPush::NobodyWroteYet);
+                assert_eq!(
+                    route_for(nobody, kind, &content),
+                    RouteDecision::skip(push.clone(), reasons::SMART_BOT_NOBODY_WROTE)
+                );
+            }
+        }
+        // A robot still posts where there is one; a bot whose name was not
+        // recorded cannot be addressed.
+        let both = ChatRoute::InternalGroup {
+            robot_key: Some("K".into()),
+            smart_bot: Some("helper".into()),
+        };
+        let ready = chat(&both, None).with_smart_bot_push(SmartBotPush::Ready);
+        assert_eq!(
+            route_for(ready, MessageKind::Push, &text()),
+            RouteDecision::Send {
+                route: OutRoute::Webhook { key: "K".into() }
+            }
+        );
+        let unnamed = ChatRoute::internal_with_smart_bot("");
+        let ready = chat(&unnamed, None).with_smart_bot_push(SmartBotPush::Ready);
+        assert_eq!(
+            route_for(ready, MessageKind::Push, &text()).skip_reason(),
+            Some(reasons::SMART_BOT_ONLY)
+        );
     }
 
     #[test]

@@ -1123,12 +1123,24 @@ pub async fn count_confirmed_by_refusal(conn: &mut SqliteConnection) -> sqlx::Re
 
 /// Forgets calls at or before `before`; returns how many were removed.
 pub async fn prune_rate_log(conn: &mut SqliteConnection, before: i64) -> sqlx::Result<u64> {
-    let result = sqlx::query("delete from outbox_rate_log where at <= ?")
-        .bind(before)
-        .execute(&mut *conn)
-        .await?;
+    // Hourly windows keep their calls an hour longer.
+    let result = sqlx::query(
+        "delete from outbox_rate_log where at <= ?1
+            and (substr(rate_key, -length(?2)) != ?2 or at <= ?1 - ?3)",
+    )
+    .bind(before)
+    .bind(HOURLY_RATE_SUFFIX)
+    .bind(HOURLY_RATE_WINDOW_SECS)
+    .execute(&mut *conn)
+    .await?;
     Ok(result.rows_affected())
 }
+
+/// A rate key ending in this counts calls over an hour
+/// ([`HOURLY_RATE_WINDOW_SECS`]) instead of a minute: the smart bot's long
+/// connection allows 1000 an hour per conversation.
+pub const HOURLY_RATE_SUFFIX: &str = "@hour";
+pub const HOURLY_RATE_WINDOW_SECS: i64 = 3600;
 
 #[cfg(test)]
 mod tests {

@@ -290,20 +290,24 @@ pub struct PushChat {
     pub owner: Option<String>,
     pub tags: Vec<String>,
     pub member_count: u32,
+    /// Whether the chat's smart bot can push (a long connection, and a
+    /// member has written to it here).
+    pub smart_bot_push: crate::rules::route::SmartBotPush,
 }
 
 /// Every registered chat with its current member count, ordered by chat id.
 /// One query, however many chats: a push to 10,000 chats must not do 10,000.
 pub async fn push_chats(conn: &mut SqliteConnection) -> sqlx::Result<Vec<PushChat>> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(&format!(
         "select c.chat_id, c.name, c.route, c.robot_key, c.smart_bot, c.owner, c.tags_json,
-                coalesce(m.members, 0) as members
+                coalesce(m.members, 0) as members, {}
          from chats c left join (
              select chat_id, count(*) as members from chat_members
              where left_at is null group by chat_id
          ) m on m.chat_id = c.chat_id
          order by c.chat_id",
-    )
+        super::smart_bots::PUSH_COLUMNS
+    ))
     .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
@@ -322,6 +326,7 @@ pub async fn push_chats(conn: &mut SqliteConnection) -> sqlx::Result<Vec<PushCha
                 owner: row.try_get("owner")?,
                 tags: serde_json::from_str(&tags).unwrap_or_default(),
                 member_count: u32::try_from(members).unwrap_or(0),
+                smart_bot_push: super::smart_bots::push_of_row(&row)?,
             })
         })
         .collect()

@@ -200,6 +200,63 @@ impl ReplyAddress {
     }
 }
 
+/// Where a proactive push (`aibot_send_msg`) goes: the bot's connection and
+/// the conversation, written as `longconn:<bot>/<conversation>` (two parts,
+/// where a [`ReplyAddress`] has three), so the outbox's crash rules for
+/// long-connection rows cover pushes too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushAddress {
+    pub bot: String,
+    /// The group's chatid, or the member's UserID in a 1:1 chat.
+    pub conversation: String,
+}
+
+impl PushAddress {
+    pub fn render(&self) -> String {
+        let part = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+        format!(
+            "{ADDRESS_PREFIX}{}/{}",
+            part(&self.bot),
+            part(&self.conversation)
+        )
+    }
+
+    /// `None` for anything but a two-part long-connection address.
+    pub fn parse(address: &str) -> Option<Self> {
+        let rest = address.strip_prefix(ADDRESS_PREFIX)?;
+        let (bot, conversation) = rest.split_once('/')?;
+        let decode = |raw: &str| -> Option<String> {
+            let decoded = percent_decode_str(raw).decode_utf8().ok()?.into_owned();
+            (!decoded.is_empty()).then_some(decoded)
+        };
+        if conversation.contains('/') {
+            return None;
+        }
+        Some(Self {
+            bot: decode(bot)?,
+            conversation: decode(conversation)?,
+        })
+    }
+
+    pub fn rate_key(&self) -> String {
+        rate_key(&self.bot, &self.conversation)
+    }
+
+    /// The `aibot_send_msg` frame for `body` (a `{msgtype, markdown}` object),
+    /// with a fresh `req_id` of ours.
+    pub fn frame(&self, req_id: String, body: Value) -> Frame {
+        let mut body = body;
+        if let Value::Object(object) = &mut body {
+            object.insert("chatid".into(), Value::String(self.conversation.clone()));
+        }
+        Frame {
+            cmd: CMD_SEND_MSG,
+            req_id,
+            body: Some(body),
+        }
+    }
+}
+
 /// The rate window of one conversation of one bot: replies and pushes
 /// together are limited per conversation.
 pub fn rate_key(bot: &str, conversation: &str) -> String {
@@ -260,6 +317,36 @@ mod tests {
         );
         assert_eq!(ReplyAddress::parse("longconn:a/b"), None);
         assert_eq!(ReplyAddress::parse("longconn:a/b/c/d"), None);
+    }
+
+    #[test]
+    fn push_address_round_trips_and_is_not_a_reply_address() {
+        let push = PushAddress {
+            bot: "ops-bot".into(),
+            conversation: "wr/1".into(),
+        };
+        let rendered = push.render();
+        assert!(rendered.starts_with(ADDRESS_PREFIX));
+        assert_eq!(PushAddress::parse(&rendered), Some(push.clone()));
+        assert_eq!(ReplyAddress::parse(&rendered), None);
+        let reply = ReplyAddress {
+            bot: "b".into(),
+            conversation: "c".into(),
+            req_id: "r".into(),
+        };
+        assert_eq!(PushAddress::parse(&reply.render()), None);
+        assert_eq!(PushAddress::parse("longconn:b/"), None);
+        let frame: Value = serde_json::from_str(
+            &push
+                .frame("send_1".into(), markdown_body("**hi**"))
+                .to_json(),
+        )
+        .unwrap();
+        assert_eq!(
+            frame,
+            json!({"cmd": "aibot_send_msg", "headers": {"req_id": "send_1"},
+                   "body": {"chatid": "wr/1", "msgtype": "markdown", "markdown": {"content": "**hi**"}}})
+        );
     }
 
     #[test]

@@ -346,7 +346,7 @@ async fn a_checkin_in_a_customer_group_from_the_archive_awards_points_once_and_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_internal_group_with_a_smart_bot_is_archived_but_acted_on_only_through_the_bot() {
     let mut sdk = FakeSdk::new();
-    let service = service(&sdk, 100, None).await;
+    let mut service = service(&sdk, 100, None).await;
     let mut conn = service.pool.acquire().await.unwrap();
     chats::upsert_chat(
         &mut conn,

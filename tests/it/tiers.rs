@@ -97,6 +97,7 @@ impl Harness {
             sender: user.into(),
             text: text.into(),
             sent_at: self.clock.now().timestamp(),
+            msgtype: None,
         };
         let mut conn = self.pool.acquire().await.unwrap();
         ingest::ingest_messages(&mut conn, &[message], self.clock.now())
