@@ -259,13 +259,7 @@ pub fn plan_broadcast(broadcast: &Broadcast, registered: &[PushChat]) -> Vec<Out
         .iter()
         .filter(|chat| chosen(chat))
         .map(|chat| {
-            let address = ChatAddress {
-                chat_id: &chat.chat_id,
-                route: Some(&chat.route),
-                owner: chat.owner.as_deref(),
-                smart_bot_push: chat.smart_bot_push,
-            };
-            let decision = route_for(address, MessageKind::Broadcast, &broadcast.content);
+            let decision = route_for(chat.address(), MessageKind::Broadcast, &broadcast.content);
             Outbound::decided(key(&chat.chat_id), decision, broadcast.content.clone())
         })
         .collect();

@@ -60,13 +60,12 @@ impl HonourBoards {
             let text = render(&rules, board, &honour::board_data(&mut tx, &period).await?);
             for chat in chats.iter().filter(|c| due.contains(&c.chat_id.as_str())) {
                 let key = format!("honour:{}:{}:{}", board.name, period.key, chat.chat_id);
-                let address = crate::rules::ChatAddress {
-                    chat_id: &chat.chat_id,
-                    route: Some(&chat.route),
-                    owner: chat.owner.as_deref(),
-                };
-                let message =
-                    Outbound::to_chat(key, address, MessageKind::Push, Content::text(text.clone()));
+                let message = Outbound::to_chat(
+                    key,
+                    chat.address(),
+                    MessageKind::Push,
+                    Content::text(text.clone()),
+                );
                 outbox::enqueue(&mut tx, &message, &self.app, now).await?;
                 if honour::record_publication(&mut tx, &board.name, &period.key, &chat.chat_id, now)
                     .await?

@@ -43,8 +43,7 @@ use crate::rules::schedule::{
     RenderedMessage, ValidSchedule,
 };
 use crate::rules::{
-    route_for, ChatAddress, ChatRoute, Content, MessageKind, OutRoute, Outbound, RouteDecision,
-    RuleSet,
+    route_for, ChatRoute, Content, MessageKind, OutRoute, Outbound, RouteDecision, RuleSet,
 };
 use crate::store::outbox;
 use crate::store::points;
@@ -361,7 +360,7 @@ pub async fn plan_fire(
         let message = match render(schedule, variant, &context) {
             Ok(message) => {
                 let content = Content::from(message);
-                match route_for(address(chat), MessageKind::Push, &content) {
+                match route_for(chat.address(), MessageKind::Push, &content) {
                     RouteDecision::NeedsOwnerConfirmation { owner, .. } => {
                         planned.chats += 1;
                         mass.entry((owner, variant.name.clone(), MassKey(content)))
@@ -491,20 +490,10 @@ impl PartialOrd for MassKey {
     }
 }
 
-/// What the route decision needs to know about a registered chat.
-fn address(chat: &PushChat) -> ChatAddress<'_> {
-    ChatAddress {
-        chat_id: &chat.chat_id,
-        route: Some(&chat.route),
-        owner: chat.owner.as_deref(),
-        smart_bot_push: chat.smart_bot_push,
-    }
-}
-
 /// Where a chat's message is filed when it cannot be decided (it did not
 /// render): the route its text would have taken.
 fn filed_route(chat: &PushChat) -> OutRoute {
-    match route_for(address(chat), MessageKind::Push, &Content::text("")) {
+    match route_for(chat.address(), MessageKind::Push, &Content::text("")) {
         RouteDecision::Send { route } | RouteDecision::Skip { route, .. } => route,
         RouteDecision::NeedsOwnerConfirmation { owner, chat_id } => OutRoute::CustomerGroupMass {
             owner: Some(owner),
@@ -631,7 +620,7 @@ pub async fn preview(
     };
     let message = render(&schedule, variant, &context)?;
     let decision = route_for(
-        address(chat),
+        chat.address(),
         MessageKind::Push,
         &Content::from(message.clone()),
     );

@@ -295,6 +295,18 @@ pub struct PushChat {
     pub smart_bot_push: crate::rules::route::SmartBotPush,
 }
 
+impl PushChat {
+    /// What the route decision needs to know about this chat.
+    pub fn address(&self) -> crate::rules::ChatAddress<'_> {
+        crate::rules::ChatAddress {
+            chat_id: &self.chat_id,
+            route: Some(&self.route),
+            owner: self.owner.as_deref(),
+            smart_bot_push: self.smart_bot_push,
+        }
+    }
+}
+
 /// Every registered chat with its current member count, ordered by chat id.
 /// One query, however many chats: a push to 10,000 chats must not do 10,000.
 pub async fn push_chats(conn: &mut SqliteConnection) -> sqlx::Result<Vec<PushChat>> {
