@@ -19,6 +19,7 @@ pub mod invites;
 pub mod moderate;
 pub mod moderation;
 pub mod points;
+pub mod polls;
 pub mod route;
 pub mod ruleset;
 pub mod schedule;
@@ -188,6 +189,9 @@ pub struct Snapshot {
     /// The sender's recent posts, strikes and report counts (moderation on only).
     #[serde(skip)]
     pub moderation: moderate::ModerationSnapshot,
+    /// The poll a `投 N` ballot is for (loaded only for that command).
+    #[serde(default)]
+    pub ballot: Option<polls::Ballot>,
 }
 
 impl Snapshot {

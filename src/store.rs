@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod moderation;
 pub mod outbox;
 pub mod points;
+pub mod polls;
 pub mod redemptions;
 pub mod rule_sets;
 pub mod schedules;

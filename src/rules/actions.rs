@@ -98,6 +98,16 @@ pub enum Action {
     },
     /// A moderation decision: audit-log entry, plus its strike and owner task.
     Moderate(Box<super::moderate::ModerationRecord>),
+    /// A member's ballot in a poll (replacing their earlier one when the
+    /// rules allowed a change).
+    RecordVote {
+        poll_id: i64,
+        user_id: String,
+        options: Vec<u32>,
+        chat_id: Option<String>,
+        via: &'static str,
+        at: DateTime<Utc>,
+    },
     /// A member's report of a message (by the quoted text's fingerprint).
     RecordReport {
         chat_id: String,

@@ -20,6 +20,8 @@ pub enum Command {
     Level,
     Redeem(String),
     Help,
+    /// `投 2` / `投 1 3`: a ballot in the chat's poll (or why it cannot be read).
+    Vote(Result<Vec<u32>, String>),
 }
 
 /// Which leaderboard 排行 asks for: `排行` (this week, whole community),
@@ -103,6 +105,9 @@ pub fn parse(rules: &RuleSet, text: &str) -> Option<Command> {
     if let Some(scope) = RankScope::parse(text) {
         return Some(Command::Rank(scope));
     }
+    if let Some(vote) = super::polls::parse_vote(text) {
+        return Some(Command::Vote(vote.map_err(str::to_owned)));
+    }
     let item = text.strip_prefix("兑换")?.trim();
     Some(Command::Redeem(item.to_string()))
 }
@@ -125,6 +130,9 @@ pub fn on_message(
         Some(Command::Rank(scope)) => points::on_rank(rules, snapshot, event, message, scope),
         Some(Command::Redeem(item)) => {
             points::on_redeem(rules, snapshot, event, message, &item, now)
+        }
+        Some(Command::Vote(choice)) => {
+            super::polls::on_vote(snapshot, event, message, &choice, now)
         }
         Some(Command::Help) => {
             vec![Action::Send(reply(
