@@ -9,6 +9,7 @@ pub mod groupsync;
 pub mod invites;
 pub mod longconn;
 pub mod outbox;
+pub mod polls;
 pub mod retention;
 pub mod scheduler;
 pub mod welcome_material;

@@ -26,6 +26,7 @@ pub mod dashboard;
 pub mod members;
 pub mod moderation;
 pub mod points;
+pub mod polls;
 pub mod queues;
 pub mod redemptions;
 pub mod rules;

@@ -127,6 +127,17 @@ pub struct Reply {
 
 impl Reply {
     pub async fn send(self, connections: &LongConnections) -> Result<(), ApiError> {
+        if self.address.is_push() {
+            // A push answers no frame: `aibot_send_msg` with a req_id of its own.
+            let mut body = self.body;
+            body["chatid"] = Value::String(self.address.conversation.clone());
+            let frame = Frame {
+                cmd: longconn::CMD_SEND_MSG,
+                req_id: new_req_id(longconn::CMD_SEND_MSG),
+                body: Some(body),
+            };
+            return connections.call(&self.address.bot, frame).await;
+        }
         let frame = Frame::respond(longconn::CMD_RESPOND_MSG, &self.address.req_id, self.body);
         connections.call(&self.address.bot, frame).await
     }
@@ -504,6 +515,26 @@ impl LongConnection {
                 tracing::info!(bot = %self.bot.name, kind = event.kind(), "duplicate delivery ignored");
                 return Ok(None);
             }
+        }
+        // A card click is answered on the connection within WeCom's 5 s.
+        if let Some(click) = match &event {
+            message::Event::BotEvent(event) => crate::card_clicks::CardClick::of(event),
+            _ => None,
+        } {
+            drop(conn);
+            // The click is stored; a failure here only costs the card update.
+            let update = match crate::card_clicks::answer(&self.pool, self.clock.now(), &click)
+                .await
+            {
+                Ok(update) => update,
+                Err(error) => {
+                    tracing::error!(bot = %self.bot.name, error = %format!("{error:#}"), "card click not handled");
+                    None
+                }
+            };
+            return Ok(update.map(|update| {
+                Frame::respond(longconn::CMD_RESPOND_UPDATE, req_id, update.body())
+            }));
         }
         let enter_chat = matches!(
             &event,

@@ -165,7 +165,26 @@ pub struct ReplyAddress {
 
 pub const ADDRESS_PREFIX: &str = "longconn:";
 
+/// The `req_id` part of an address that answers no frame: a proactive push
+/// (`aibot_send_msg`) into the conversation. Real `req_id`s are
+/// `<cmd>_<ms>_<random>`, so this cannot collide with one.
+pub const PUSH_REQ_ID: &str = "-push-";
+
 impl ReplyAddress {
+    /// The address of a proactive push into `conversation` (a group's chatid).
+    pub fn push(bot: &str, conversation: &str) -> Self {
+        Self {
+            bot: bot.to_owned(),
+            conversation: conversation.to_owned(),
+            req_id: PUSH_REQ_ID.to_owned(),
+        }
+    }
+
+    /// Whether this address is a push rather than the answer to a frame.
+    pub fn is_push(&self) -> bool {
+        self.req_id == PUSH_REQ_ID
+    }
+
     pub fn render(&self) -> String {
         let part = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
         format!(
