@@ -521,10 +521,10 @@ mod tests {
 
     #[test]
     fn a_spec_is_tidied_and_each_mistake_names_its_field() {
-        let spec = spec().validate().unwrap();
-        assert_eq!(spec.question, "下次活动喝什么？");
-        assert_eq!(spec.options[2], "咖啡");
-        assert_eq!(spec.chats, vec!["wr1".to_owned()]);
+        let tidy = spec().validate().unwrap();
+        assert_eq!(tidy.question, "下次活动喝什么？");
+        assert_eq!(tidy.options[2], "咖啡");
+        assert_eq!(tidy.chats, vec!["wr1".to_owned()]);
         let field = |change: fn(&mut PollSpec)| {
             let mut spec = spec();
             change(&mut spec);
