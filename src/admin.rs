@@ -30,6 +30,7 @@ pub mod error;
 pub mod i18n;
 pub mod moderation;
 pub mod pages;
+pub mod polls;
 pub mod schedules;
 pub mod views;
 
@@ -203,5 +204,6 @@ pub fn router(state: AdminState) -> Router {
         .merge(api::routes())
         .merge(schedules::routes())
         .merge(moderation::routes())
+        .merge(polls::routes())
         .with_state(state)
 }

@@ -18,6 +18,7 @@ use crate::{app, clock, store, telemetry};
 mod backup;
 mod bench_callbacks;
 mod moderation_check;
+mod polls;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,6 +102,9 @@ pub enum Command {
     Chats(ChatsCommand),
     /// Send a message now to chosen chats or tags; prints each chat's outcome.
     Broadcast(BroadcastArgs),
+    /// Polls (投票): create, list, show live results, close now.
+    #[command(subcommand)]
+    Polls(polls::PollsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -660,6 +664,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Analytics(command) => run_analytics(command).await,
             Command::Moderation(command) => run_moderation(command).await,
             Command::Chats(command) => run_chats(command).await,
+            Command::Polls(command) => polls::run(command).await,
             Command::Broadcast(args) => {
                 let ops = args.config.ops().await?;
                 let input = ops::broadcast::BroadcastInput {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+mod polls;
 mod queues;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,7 +319,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
 ];
 
 fn all() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
-    STRINGS.iter().chain(queues::STRINGS)
+    STRINGS.iter().chain(queues::STRINGS).chain(polls::STRINGS)
 }
 
 pub fn strings(lang: Lang) -> BTreeMap<&'static str, &'static str> {

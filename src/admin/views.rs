@@ -14,6 +14,11 @@ use super::AdminError;
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/admin/base.html")),
     (
+        "polls.html",
+        include_str!("../../templates/admin/polls.html"),
+    ),
+    ("poll.html", include_str!("../../templates/admin/poll.html")),
+    (
         "login.html",
         include_str!("../../templates/admin/login.html"),
     ),

@@ -478,7 +478,11 @@ pub fn on_vote(
                 via: "keyword",
                 at: now,
             },
-            answer(format!("{reply}（{}）", ballot.question)),
+            answer(format!(
+                "{}，{reply}（{}）",
+                snapshot.person(&message.sender).display_name(),
+                ballot.question
+            )),
         ],
     }
 }

@@ -415,3 +415,181 @@ async fn a_poll_that_allows_changes_takes_the_second_click() {
     );
     service.shutdown().await;
 }
+
+/// Callback mode: the click's answer is the encrypted passive
+/// `update_template_card` for the clicking member; a second click of a poll
+/// without allow_change stores nothing new and shows the first ballot.
+#[tokio::test]
+async fn a_card_click_by_callback_is_answered_with_the_passive_card_update() {
+    use crate::helpers::{Callback, TestApp};
+    use qunyun::jobs::polls::PollJob;
+
+    let app = TestApp::start(TestConfig::new()).await;
+    let now = app.now();
+    let poll = ops_polls::create(
+        &app.ops(),
+        &Actor::new("mei", Role::Operator),
+        now,
+        PollSpec {
+            question: "午饭吃什么？".into(),
+            options: vec!["面".into(), "饭".into()],
+            open_at: now,
+            close_at: now + chrono::Duration::hours(1),
+            chats: vec!["CHAT-IT".into()],
+            ..PollSpec::default()
+        },
+    )
+    .await
+    .unwrap();
+    let job = PollJob::new(
+        app.pool.clone(),
+        qunyun::active_rules::ActiveRules::new(),
+        "ops",
+        Vec::new(),
+    );
+    assert_eq!(job.run_at(now).await.unwrap().opened, 1);
+    let task_id = qunyun::rules::polls::task_id(poll, 0);
+    let click = |msgid: &str, option: &str| {
+        json!({
+            "msgid": msgid, "aibotid": "AIBOT-IT", "chatid": "CHAT-IT", "chattype": "group",
+            "from": {"userid": "lisi"}, "msgtype": "event", "create_time": now.timestamp(),
+            "event": {"eventtype": "template_card_event", "template_card_event": {
+                "card_type": "vote_interaction", "event_key": "poll_submit", "task_id": task_id,
+                "selected_items": {"selected_item": [
+                    {"question_key": "poll", "option_ids": {"option_id": [option]}}
+                ]}
+            }}
+        })
+        .to_string()
+    };
+    let mut answers = Vec::new();
+    for (msgid, option) in [("CLICK-1", "2"), ("CLICK-2", "1")] {
+        let response = app.post_event(Callback::Bot(click(msgid, option))).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        let plain = app
+            .bot_crypt
+            .decrypt(body["encrypt"].as_str().unwrap())
+            .unwrap();
+        answers.push(serde_json::from_slice::<Value>(&plain).unwrap());
+    }
+    for answer in &answers {
+        assert_eq!(answer["response_type"], "update_template_card");
+        assert_eq!(answer["userids"], json!(["lisi"]));
+        assert_eq!(answer["template_card"]["task_id"], task_id.as_str());
+        assert_eq!(answer["template_card"]["submit_button"]["text"], "已投票");
+        assert_eq!(
+            answer["template_card"]["checkbox"]["option_list"][1]["is_checked"], true,
+            "the first ballot stays: {answer}"
+        );
+    }
+    let mut conn = app.pool.acquire().await.unwrap();
+    let votes = polls::votes(&mut conn, poll).await.unwrap();
+    assert_eq!(votes.len(), 1);
+    assert_eq!(
+        (votes[0].user_id.as_str(), votes[0].options.clone()),
+        ("lisi", vec![2])
+    );
+    assert_eq!(votes[0].via, "card");
+}
+
+/// The console form, the JSON API and the audit log: a poll made through each
+/// adapter is the same `ops` action; mistakes name their field; a viewer is refused.
+#[tokio::test]
+async fn polls_are_created_through_the_console_and_the_api_with_field_errors_and_roles() {
+    use crate::helpers::TestApp;
+    use qunyun::admin::Role as AdminRole;
+    use reqwest::{Method, StatusCode};
+
+    let app = TestApp::start(TestConfig::new()).await;
+    let console = app.console();
+    let (session, token) = console.session_for("mei", AdminRole::Operator).await;
+    let form = [
+        ("question", "周末去哪儿？"),
+        ("options", "公园\r\n海边"),
+        ("chats", "wrA, wrB"),
+        ("open_in_minutes", "0"),
+        ("hours", "2"),
+        ("points", "3"),
+    ];
+    let created = console.post_as("/admin/polls", &session, &form).await;
+    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    let page = created.location().unwrap().to_owned();
+    let detail = console.get(&page, Some(&session)).await;
+    assert!(detail.body.contains("周末去哪儿？"), "{}", detail.body);
+    assert_eq!(detail.body.matches("class=\"poll-option\"").count(), 2);
+
+    let one_option = [
+        ("question", "q"),
+        ("options", "只有一个"),
+        ("chats", "wrA"),
+        ("hours", "2"),
+    ];
+    let refused = console.post_as("/admin/polls", &session, &one_option).await;
+    assert_eq!(refused.status, StatusCode::OK);
+    assert!(
+        refused.body.contains("options: a poll has 2 to 20 options"),
+        "{}",
+        refused.body
+    );
+
+    let body = json!({
+        "question": "API 投票", "options": ["A", "B", "C"], "tags": ["vip"],
+        "open_at": app.now().to_rfc3339(),
+        "close_at": (app.now() + chrono::Duration::hours(3)).to_rfc3339(),
+    });
+    let reply = console
+        .api(
+            Method::POST,
+            "/admin/api/v1/polls",
+            Some(&token),
+            &body.to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let id = serde_json::from_str::<Value>(&reply.body).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let shown = console
+        .api_as(AdminRole::Viewer, &format!("/admin/api/v1/polls/{id}"))
+        .await;
+    assert_eq!(shown["counts"], json!([0, 0, 0]));
+    let mut bad = body.clone();
+    bad["close_at"] = bad["open_at"].clone();
+    let reply = console
+        .api(
+            Method::POST,
+            "/admin/api/v1/polls",
+            Some(&token),
+            &bad.to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(reply.body.contains("close_at"), "{}", reply.body);
+
+    let (_, viewer) = console.session_for("viewer", AdminRole::Viewer).await;
+    let reply = console
+        .api(
+            Method::POST,
+            "/admin/api/v1/polls",
+            Some(&viewer),
+            &body.to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+
+    let mut conn = app.pool.acquire().await.unwrap();
+    let audited: Vec<(String, String)> = sqlx::query_as(
+        "select actor, action from admin_audit where action like 'poll.%' order by id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        audited,
+        vec![
+            ("mei".to_owned(), "poll.create".to_owned()),
+            ("api:test".to_owned(), "poll.create".to_owned()),
+        ]
+    );
+}
