@@ -165,11 +165,9 @@ async fn detail_page(
         .enumerate()
         .map(|(i, option)| {
             let count = results.counts.get(i).copied().unwrap_or(0);
-            let share = if results.voters == 0 {
-                0
-            } else {
-                count as usize * 100 / results.voters
-            };
+            let share = (count as usize * 100)
+                .checked_div(results.voters)
+                .unwrap_or(0);
             json!({ "n": i + 1, "text": option, "count": count, "share": share })
         })
         .collect();

@@ -335,11 +335,9 @@ pub fn result_text(question: &str, options: &[String], counts: &[u32], voters: u
     }
     for (i, option) in options.iter().enumerate() {
         let count = counts.get(i).copied().unwrap_or(0);
-        let share = if voters == 0 {
-            0
-        } else {
-            (count as usize * 100 + voters / 2) / voters
-        };
+        let share = (count as usize * 100 + voters / 2)
+            .checked_div(voters)
+            .unwrap_or(0);
         text.push_str(&format!("{}. {option}：{count} 票（{share}%）\n", i + 1));
     }
     text.push_str(&format!("共 {voters} 人参与，感谢投票！"));

@@ -348,17 +348,3 @@ pub fn ballot(poll: Poll, previous: Option<Vec<u32>>, eligible: bool) -> Ballot 
         eligible,
     }
 }
-
-/// Ballots cast per community day would need the timezone; the rollup asks
-/// for a UTC range instead.
-pub async fn votes_between(
-    conn: &mut SqliteConnection,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> sqlx::Result<i64> {
-    sqlx::query_scalar("select count(*) from poll_votes where voted_at >= ? and voted_at < ?")
-        .bind(from.timestamp())
-        .bind(to.timestamp())
-        .fetch_one(&mut *conn)
-        .await
-}
