@@ -32,6 +32,7 @@ pub mod lottery;
 pub mod moderation;
 pub mod pages;
 pub mod review;
+pub mod polls;
 pub mod schedules;
 pub mod segments;
 pub mod views;
@@ -213,5 +214,6 @@ pub fn router(state: AdminState) -> Router {
         .merge(moderation::routes())
         .merge(review::routes())
         .merge(segments::routes())
+        .merge(polls::routes())
         .with_state(state)
 }

@@ -378,6 +378,20 @@ impl App {
             tasks.push(worker.spawn(material, Duration::from_secs(30)));
         }
 
+        // Polls open and close on time; cards go out where a long-connection bot sits.
+        let polls = crate::jobs::polls::PollJob::new(
+            state.pool.clone(),
+            state.rules.clone(),
+            default_app.clone(),
+            wecom
+                .bots
+                .iter()
+                .filter(|bot| bot.mode == crate::config::BotMode::Websocket)
+                .map(|bot| bot.name.clone())
+                .collect(),
+        );
+        tasks.push(worker.spawn(polls, Duration::from_secs(1)));
+
         let invites = InviteRewards::new(state.pool.clone(), state.clock.clone())
             .with_rules(state.rules.clone());
         tasks.push(worker.spawn(invites, Duration::from_secs(60)));

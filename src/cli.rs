@@ -21,6 +21,7 @@ mod bench_callbacks;
 mod lottery;
 mod moderation_check;
 mod orders;
+mod polls;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -119,6 +120,9 @@ pub enum Command {
     /// Member tags: add, remove, import `member,tag` CSV.
     #[command(subcommand)]
     Tags(orders::TagsCommand),
+    /// Polls (投票): create, list, show live results, close now.
+    #[command(subcommand)]
+    Polls(polls::PollsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -719,6 +723,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Archive(command) => archive::run(command).await,
             Command::Orders(command) => orders::run(command).await,
             Command::Tags(command) => orders::run_tags(command).await,
+            Command::Polls(command) => polls::run(command).await,
             Command::Broadcast(args) => {
                 let ops = args.config.ops().await?;
                 let input = ops::broadcast::BroadcastInput {

@@ -690,6 +690,7 @@ impl Demo {
             "【周末活动】保温杯 2.0 内测报名开始，名额 20 个。",
         )
         .await?;
+        self.poll().await?;
 
         self.next_day();
         for i in 1..=4 {
@@ -921,6 +922,51 @@ impl Demo {
             "转发原话",
         )
         .await?;
+        self.deliver().await?;
+        self.show_new().await
+    }
+
+    /// A poll (投票) in both groups: announced by the poll job through each
+    /// chat's route, ballots by @-mention in the internal group and by
+    /// keyword read from the archive in the customer group (a second ballot
+    /// is refused), the result announced once per chat at the close and the
+    /// voters paid. (Vote cards are for long-connection bots; the demo shows
+    /// the keyword ballots every chat kind can use.)
+    async fn poll(&mut self) -> anyhow::Result<()> {
+        let (ops, actor) = manager(&self.pool);
+        let question = "下周门店活动选哪个？";
+        let spec = crate::rules::polls::PollSpec {
+            question: question.into(),
+            options: vec!["试喝会".into(), "读书会".into(), "烘焙课".into()],
+            open_at: self.now(),
+            close_at: self.now() + Duration::hours(2),
+            chats: vec![CUSTOMERS.into(), STAFF_CHAT.into()],
+            points_per_vote: 2,
+            ..Default::default()
+        };
+        let id = crate::ops::polls::create(&ops, &actor, self.now(), spec).await?;
+        self.say_line(&format!(
+            "🛠  {} 运营创建投票 #{id}「{question}」：两个群，2 小时后截止，每位投票者 +2 积分",
+            doors::CONSOLE
+        ));
+        let job = crate::jobs::polls::PollJob::new(
+            self.pool.clone(),
+            crate::active_rules::ActiveRules::new(),
+            APP_NAME,
+            Vec::new(),
+        );
+        job.run_at(self.now()).await?;
+        self.deliver().await?;
+        self.show_new().await?;
+        self.advance(60);
+        self.mention(1, "投 2").await?;
+        self.mention(2, "投 1").await?;
+        self.mention(1, "投 3").await?;
+        self.archive_text(3, "投 2").await?;
+        self.archive_text(4, "投 2").await?;
+        self.advance(7200);
+        self.line("          （两小时后投票截止，结果在两个群各公布一次）".into());
+        job.run_at(self.now()).await?;
         self.deliver().await?;
         self.show_new().await
     }

@@ -13,6 +13,7 @@ pub mod invites;
 pub mod longconn;
 pub mod lottery;
 pub mod outbox;
+pub mod polls;
 pub mod retention;
 pub mod review_sla;
 pub mod scheduler;

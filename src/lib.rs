@@ -24,6 +24,7 @@ pub mod active_rules;
 pub mod admin;
 pub mod analytics;
 pub mod app;
+pub mod card_clicks;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -30,6 +30,7 @@ pub mod members;
 pub mod moderation;
 pub mod orders;
 pub mod points;
+pub mod polls;
 pub mod queues;
 pub mod redemptions;
 pub mod review;

@@ -556,6 +556,25 @@ pub async fn apply(
                 crate::metrics::moderation_decision(record);
                 moderation::record_decision(conn, record).await?;
             }
+            Action::RecordVote {
+                poll_id,
+                user_id,
+                options,
+                chat_id,
+                via,
+                at,
+            } => {
+                crate::store::polls::record_vote(
+                    conn,
+                    *poll_id,
+                    user_id,
+                    options,
+                    chat_id.as_deref(),
+                    via,
+                    *at,
+                )
+                .await?;
+            }
             Action::RecordReport {
                 chat_id,
                 reporter,

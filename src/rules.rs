@@ -24,6 +24,7 @@ pub mod moderate;
 pub mod moderation;
 pub mod points;
 pub mod review;
+pub mod polls;
 pub mod route;
 pub mod ruleset;
 pub mod schedule;
@@ -205,6 +206,9 @@ pub struct Snapshot {
     /// The message a `加精` quotes, when the store knows it.
     #[serde(default)]
     pub featured: Option<ugc::FeaturedTarget>,
+    /// The poll a `投 N` ballot is for (loaded only for that command).
+    #[serde(default)]
+    pub ballot: Option<polls::Ballot>,
 }
 
 impl Snapshot {

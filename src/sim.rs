@@ -55,8 +55,8 @@ use crate::clock::{self, ManualClock, SharedClock};
 
 pub use driver::{
     AddContactRequest, AppCallback, AppTextRequest, ArchiveTextRequest, BotCallback,
-    BotMentionRequest, CallbackTargets, DriveError, DriveOutcome, IngestSecret, JoinRequest,
-    JoinVia, LeaveRequest, NewMember, RawRequest, VerifyRequest,
+    BotMentionRequest, CallbackTargets, CardClickRequest, DriveError, DriveOutcome, IngestSecret,
+    JoinRequest, JoinVia, LeaveRequest, NewMember, RawRequest, VerifyRequest,
 };
 pub use faults::{FaultKind, FaultRequest, FaultRule, RandomFaults};
 pub use longconn::LongConnFault;

@@ -71,6 +71,18 @@ pub async fn load_snapshot(
                 })
                 .collect();
         }
+        // The poll a ballot is for: only read for 投 N.
+        if let Some(rules::commands::Command::Vote(_)) =
+            rules::commands::parse(rules, &message.text)
+        {
+            snapshot.ballot = crate::store::polls::ballot_for(
+                conn,
+                message.chat_id.as_deref(),
+                &message.sender,
+                now,
+            )
+            .await?;
+        }
         snapshot.catalog_stock = redemptions::stock(conn).await?;
         let scope = message.chat_id.as_deref().unwrap_or(&message.sender);
         snapshot.autoreply_last_fired = chats::autoreply_last_fired(conn, scope).await?;

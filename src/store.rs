@@ -27,6 +27,7 @@ pub mod moderation;
 pub mod orders;
 pub mod outbox;
 pub mod points;
+pub mod polls;
 pub mod redemptions;
 pub mod review;
 pub mod rule_sets;

@@ -678,6 +678,46 @@ async fn manager_works_the_console_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(outbox_after, outbox_before, "a preview queues nothing");
+    // 12. 投票: create a poll in the console, land on its live results.
+    browser.click("#nav-polls").await;
+    browser.find("#no-polls").await;
+    browser
+        .type_into("#poll-question", "周末活动去哪儿？")
+        .await;
+    browser
+        .set_value("#poll-options", "公园\n博物馆\n海边")
+        .await;
+    browser.type_into("#poll-chats", "wrOgAA1").await;
+    browser.type_into("#poll-hours", "2").await;
+    browser.click("#poll-create").await;
+    browser.find("#poll-results").await;
+    assert!(
+        browser
+            .text("#poll-title")
+            .await
+            .contains("周末活动去哪儿？"),
+        "{}",
+        browser.source().await
+    );
+    assert_eq!(browser.find_all(".poll-option").await.len(), 3);
+    browser.screenshot("20-poll-created").await;
+    {
+        let mut conn = pool.acquire().await.unwrap();
+        let (options, chats): (String, String) =
+            sqlx::query_as("select options_json, chats_json from polls where question = ?")
+                .bind("周末活动去哪儿？")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!(options, r#"["公园","博物馆","海边"]"#);
+        assert_eq!(chats, r#"["wrOgAA1"]"#);
+        let audited: i64 =
+            sqlx::query_scalar("select count(*) from admin_audit where action = 'poll.create'")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!(audited, 1);
+    }
 
     browser.close().await;
     app.stop().await;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 mod lottery;
 mod members;
+mod polls;
 mod queues;
 mod review;
 
@@ -332,6 +333,7 @@ fn all() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static 
         .chain(lottery::STRINGS)
         .chain(review::STRINGS)
         .chain(members::STRINGS)
+        .chain(polls::STRINGS)
 }
 
 pub fn strings(lang: Lang) -> BTreeMap<&'static str, &'static str> {

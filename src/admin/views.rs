@@ -21,6 +21,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "lottery.html",
         include_str!("../../templates/admin/lottery.html"),
     ),
+        "polls.html",
+        include_str!("../../templates/admin/polls.html"),
+    ),
+    ("poll.html", include_str!("../../templates/admin/poll.html")),
     (
         "login.html",
         include_str!("../../templates/admin/login.html"),

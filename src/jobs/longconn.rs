@@ -562,6 +562,26 @@ impl LongConnection {
                 return Ok(None);
             }
         }
+        // A card click is answered on the connection within WeCom's 5 s.
+        if let Some(click) = match &event {
+            message::Event::BotEvent(event) => crate::card_clicks::CardClick::of(event),
+            _ => None,
+        } {
+            drop(conn);
+            // The click is stored; a failure here only costs the card update.
+            let update = match crate::card_clicks::answer(&self.pool, self.clock.now(), &click)
+                .await
+            {
+                Ok(update) => update,
+                Err(error) => {
+                    tracing::error!(bot = %self.bot.name, error = %format!("{error:#}"), "card click not handled");
+                    None
+                }
+            };
+            return Ok(update.map(|update| {
+                Frame::respond(longconn::CMD_RESPOND_UPDATE, req_id, update.body())
+            }));
+        }
         let enter_chat = matches!(
             &event,
             message::Event::BotEvent(event) if event.event_type == message::BotEventType::EnterChat

@@ -128,6 +128,16 @@ pub enum Action {
         period: String,
         at: DateTime<Utc>,
     },
+    /// A member's ballot in a poll (replacing their earlier one when the
+    /// rules allowed a change).
+    RecordVote {
+        poll_id: i64,
+        user_id: String,
+        options: Vec<u32>,
+        chat_id: Option<String>,
+        via: &'static str,
+        at: DateTime<Utc>,
+    },
     /// A member's report of a message (by the quoted text's fingerprint).
     RecordReport {
         chat_id: String,

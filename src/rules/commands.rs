@@ -26,6 +26,8 @@ pub enum Command {
     Honour,
     /// 勋章: the sender's badges.
     Badges,
+    /// `投 2` / `投 1 3`: a ballot in the chat's poll (or why it cannot be read).
+    Vote(Result<Vec<u32>, String>),
 }
 
 /// Which leaderboard 排行 asks for: `排行` (this week, whole community),
@@ -114,6 +116,9 @@ pub fn parse(rules: &RuleSet, text: &str) -> Option<Command> {
     if let Some(scope) = RankScope::parse(text) {
         return Some(Command::Rank(scope));
     }
+    if let Some(vote) = super::polls::parse_vote(text) {
+        return Some(Command::Vote(vote.map_err(str::to_owned)));
+    }
     let item = text.strip_prefix("兑换")?.trim();
     Some(Command::Redeem(item.to_string()))
 }
@@ -154,6 +159,9 @@ pub fn on_message(
         }
         Some(Command::Honour) => super::honour::on_board(rules, snapshot, event, message),
         Some(Command::Badges) => super::honour::on_badges(rules, snapshot, event, message),
+        Some(Command::Vote(choice)) => {
+            super::polls::on_vote(snapshot, event, message, &choice, now)
+        }
         Some(Command::Help) => {
             vec![Action::Send(reply(
                 snapshot,

@@ -36,6 +36,7 @@ pub(crate) fn routes() -> Router<Sim> {
         .route("/sim/drive/archive_text", post(drive_archive_text))
         .route("/sim/drive/verify_url", post(drive_verify_url))
         .route("/sim/drive/raw", post(drive_raw))
+        .route("/sim/drive/card_click", post(drive_card_click))
         .route("/sim/drive/steps", post(drive_steps))
 }
 
@@ -154,6 +155,13 @@ async fn drive_bot_mention(
     Json(request): Json<BotMentionRequest>,
 ) -> Response {
     drive_response(sim.drive_bot_mention(request).await)
+}
+
+async fn drive_card_click(
+    State(sim): State<Sim>,
+    Json(request): Json<super::driver::CardClickRequest>,
+) -> Response {
+    drive_response(sim.drive_card_click(request).await)
 }
 
 async fn drive_archive_text(

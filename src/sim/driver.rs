@@ -961,3 +961,126 @@ mod tests {
         assert!(xml.contains("<CurMemVer><![CDATA[v2]]></CurMemVer>"));
     }
 }
+
+/// A member clicks the submit button of a template card the simulator
+/// delivered (a smart bot's `vote_interaction` card, say) after ticking
+/// `option_ids`. WeCom sends the click as `template_card_event` to the bot
+/// that sent the card: over its long connection, or to its callback URL,
+/// where the answer may carry the card update (docs/wecom.md#template-cards).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CardClickRequest {
+    pub chat_id: String,
+    pub from: String,
+    pub task_id: String,
+    #[serde(default)]
+    pub option_ids: Vec<String>,
+}
+
+impl Sim {
+    pub async fn drive_card_click(
+        &self,
+        request: CardClickRequest,
+    ) -> Result<DriveOutcome, DriveError> {
+        // Only a card that was delivered into that chat can be clicked.
+        let card = self
+            .messages()
+            .into_iter()
+            .rev()
+            .find(|d| {
+                d.msgtype == "template_card"
+                    && d.target == request.chat_id
+                    && d.content.get("task_id").and_then(serde_json::Value::as_str)
+                        == Some(request.task_id.as_str())
+            })
+            .ok_or_else(|| {
+                DriveError::Invalid(format!(
+                    "no card with task_id {:?} was delivered to {:?}",
+                    request.task_id, request.chat_id
+                ))
+            })?;
+        let bot_id = card.sender.clone();
+        let question_key = card
+            .content
+            .pointer("/checkbox/question_key")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        let msgid = random_id(32);
+        let event = json!({
+            "msgid": msgid,
+            "aibotid": bot_id,
+            "chatid": request.chat_id,
+            "chattype": "group",
+            "from": {"userid": request.from},
+            "msgtype": "event",
+            "create_time": self.now().timestamp(),
+            "event": {
+                "eventtype": "template_card_event",
+                "template_card_event": {
+                    "card_type": card.content.get("card_type").cloned().unwrap_or_default(),
+                    "event_key": card.content.pointer("/submit_button/key").cloned().unwrap_or_default(),
+                    "task_id": request.task_id,
+                    "selected_items": {"selected_item": [{
+                        "question_key": question_key,
+                        "option_ids": {"option_id": request.option_ids},
+                    }]},
+                },
+            },
+        });
+        if self.is_long_connection_bot(&bot_id) {
+            self.deliver_long_connection_event(&bot_id, event)?;
+            return Ok(DriveOutcome {
+                attempts: 1,
+                bot_msgid: Some(msgid),
+                ..DriveOutcome::default()
+            });
+        }
+        let targets = self.targets()?;
+        let name = targets
+            .bots
+            .iter()
+            .find(|bot| bot.aibotid == bot_id)
+            .map(|bot| bot.name.clone())
+            .ok_or_else(|| DriveError::UnknownTarget(bot_id.clone()))?;
+        let bot = self.bot_target(Some(&name))?;
+        let mut outcome = DriveOutcome {
+            bot_msgid: Some(msgid),
+            ..DriveOutcome::default()
+        };
+        self.post_bot(&bot, &event.to_string())
+            .await?
+            .fill(&mut outcome);
+        // The passive answer: an encrypted `update_template_card` for this card.
+        if let Some(card) = self.opened_card_update(&bot, &outcome.body, &request.task_id) {
+            self.state().deliver(
+                super::model::Route::BotResponse,
+                request.chat_id.clone(),
+                "update_template_card",
+                card,
+                self.now(),
+                &random_id(32),
+                bot_id,
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// The card of an encrypted passive `update_template_card` answer whose
+    /// card keeps `task_id` (WeCom ignores any other).
+    fn opened_card_update(
+        &self,
+        bot: &Target<BotCallback>,
+        body: &str,
+        task_id: &str,
+    ) -> Option<serde_json::Value> {
+        let envelope: serde_json::Value = serde_json::from_str(body).ok()?;
+        let encrypt = envelope.get("encrypt")?.as_str()?;
+        let crypt = seal(&bot.callback.token, &bot.callback.encoding_aes_key, "").ok()?;
+        let plain = crypt.decrypt(encrypt).ok()?;
+        let answer: serde_json::Value = serde_json::from_slice(&plain).ok()?;
+        if answer.get("response_type")?.as_str()? != "update_template_card" {
+            return None;
+        }
+        let card = answer.get("template_card")?.clone();
+        (card.get("task_id")?.as_str()? == task_id).then_some(card)
+    }
+}

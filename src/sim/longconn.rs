@@ -125,6 +125,11 @@ impl Sim {
             .insert(bot_id.to_owned(), secret.to_owned());
     }
 
+    /// Whether `bot_id` is registered for long-connection mode.
+    pub fn is_long_connection_bot(&self, bot_id: &str) -> bool {
+        lock(&self.hub().state).bots.contains_key(bot_id)
+    }
+
     /// How many `aibot_subscribe` frames `bot_id` sent (accepted or not).
     pub fn long_connection_subscribes(&self, bot_id: &str) -> u32 {
         lock(&self.hub().state)

@@ -110,8 +110,8 @@ async fn receive_bot_event(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<StatusCode, AppError> {
-    receive(&state, EndpointKind::Bot, &name, &uri, &headers, body).await
+) -> Result<Response, AppError> {
+    receive_answering(&state, EndpointKind::Bot, &name, &uri, &headers, body).await
 }
 
 /// GET: answer the decrypted `echostr`, exactly its bytes, as plain text (docs/wecom.md#url-verification).
@@ -146,6 +146,22 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<StatusCode, AppError> {
+    receive_answering(state, kind, name, uri, headers, body)
+        .await
+        .map(|response| response.status())
+}
+
+/// [`receive`], answering a template-card click (a first delivery) with the
+/// encrypted passive card update (docs/wecom.md#template-cards); every other
+/// delivery gets 200 with no body.
+async fn receive_answering(
+    state: &CallbackState,
+    kind: EndpointKind,
+    name: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, AppError> {
     let crypt = state.endpoint(kind, name)?;
     let query = SignedQuery::parse(uri, false)?;
     state.check_timestamp(&query.timestamp)?;
@@ -184,10 +200,31 @@ async fn receive(
                 endpoint = name,
                 kind = event.kind(),
                 "duplicate delivery ignored"
-            )
+            );
+            return Ok(StatusCode::OK.into_response());
         }
     }
-    Ok(StatusCode::OK)
+    let click = match &event {
+        Event::BotEvent(bot_event) => crate::card_clicks::CardClick::of(bot_event),
+        _ => None,
+    };
+    let Some(click) = click else {
+        return Ok(StatusCode::OK.into_response());
+    };
+    // The click is stored; a failure to answer it only costs the card update.
+    let update = match crate::card_clicks::answer(&state.pool, state.clock.now(), &click).await {
+        Ok(update) => update,
+        Err(error) => {
+            tracing::error!(endpoint = name, error = %format!("{error:#}"), "card click not handled");
+            None
+        }
+    };
+    let Some(update) = update else {
+        return Ok(StatusCode::OK.into_response());
+    };
+    let timestamp = query.timestamp.parse::<u64>().unwrap_or_default();
+    let sealed = crypt.seal_json_reply(&update.body().to_string(), timestamp, &query.nonce);
+    Ok(([(header::CONTENT_TYPE, "application/json")], sealed).into_response())
 }
 
 /// The event in an authentic (signed and decrypted) plaintext. One we cannot

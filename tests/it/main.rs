@@ -31,6 +31,7 @@ mod onboarding;
 mod ops_cli;
 mod outbox;
 mod outbox_delivery;
+mod polls;
 mod redemptions;
 mod retention;
 mod scheduler;
