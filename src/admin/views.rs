@@ -21,6 +21,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         "lottery.html",
         include_str!("../../templates/admin/lottery.html"),
     ),
+    (
         "polls.html",
         include_str!("../../templates/admin/polls.html"),
     ),

@@ -226,11 +226,7 @@ fn addressed<'a>(
 /// owner may confirm it later).
 fn to_chat(key: &str, chat_id: &str, chat: Option<&PushChat>, text: &str) -> Outbound {
     let address = match chat {
-        Some(chat) => ChatAddress {
-            chat_id: &chat.chat_id,
-            route: Some(&chat.route),
-            owner: chat.owner.as_deref(),
-        },
+        Some(chat) => chat.address(),
         None => ChatAddress::unknown(chat_id),
     };
     Outbound::to_chat(key, address, MessageKind::Broadcast, Content::text(text))
