@@ -50,9 +50,10 @@ pub struct Violation {
     pub at: i64,
 }
 
-/// A lottery entry at `at`, sent in a chat (or 1:1 / entered by a manager: `None`).
+/// Something a member did at `at` in a chat (or 1:1 / through a manager:
+/// `None`): a lottery entry, a poll ballot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LotteryEntry {
+pub struct ChatEvent {
     pub chat_id: Option<String>,
     pub at: i64,
 }
@@ -77,7 +78,8 @@ pub struct Facts {
     pub ledger: Vec<LedgerEntry>,
     pub violations: Vec<Violation>,
     pub deliveries: Vec<Delivery>,
-    pub lottery_entries: Vec<LotteryEntry>,
+    pub lottery_entries: Vec<ChatEvent>,
+    pub votes: Vec<ChatEvent>,
 }
 
 /// One day of one chat (or of the community, `chat_id == ""`).
@@ -101,6 +103,8 @@ pub struct DailyRow {
     pub pushes_sent: i64,
     pub pushes_failed: i64,
     pub lottery_entries: i64,
+    /// Poll ballots cast that day (a changed ballot counts once, when first cast).
+    pub votes: i64,
     /// Posts rewarded that day (精华 marks and 晒单 images that earned points).
     pub rewarded_posts: i64,
 }
@@ -203,6 +207,11 @@ pub fn compute(window: &DayWindow, facts: &Facts) -> (Vec<DailyRow>, Vec<Activit
             add_to(&mut rows, day, e.chat_id.as_deref(), &|r| {
                 r.lottery_entries += 1
             });
+        }
+    }
+    for v in &facts.votes {
+        if let Some(day) = window.day_of(v.at) {
+            add_to(&mut rows, day, v.chat_id.as_deref(), &|r| r.votes += 1);
         }
     }
     for d in &facts.deliveries {
@@ -387,13 +396,23 @@ mod tests {
                 },
             ],
             lottery_entries: vec![
-                LotteryEntry {
+                ChatEvent {
                     chat_id: Some("wrA".into()),
                     at: sh(2026, 3, 2, 9, 0),
                 },
-                LotteryEntry {
+                ChatEvent {
                     chat_id: None,
                     at: sh(2026, 3, 2, 9, 5),
+                },
+            ],
+            votes: vec![
+                ChatEvent {
+                    chat_id: Some("wrA".into()),
+                    at: sh(2026, 3, 1, 20, 0),
+                },
+                ChatEvent {
+                    chat_id: Some("wrA".into()),
+                    at: sh(2026, 3, 2, 8, 0),
                 },
             ],
         };
@@ -413,6 +432,7 @@ mod tests {
         assert_eq!(second.violations, 1);
         assert_eq!((second.pushes_sent, second.pushes_failed), (1, 0));
         assert_eq!(second.lottery_entries, 1);
+        assert_eq!((first.votes, second.votes), (1, 1), "one ballot a day");
         let community = row(&rows, "2026-03-02", COMMUNITY);
         assert_eq!(
             community.messages, 2,

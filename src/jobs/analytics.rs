@@ -236,7 +236,8 @@ async fn load_facts(
         ledger: store::ledger_from(conn, window.first).await?,
         violations: store::violations_since(conn, start).await?,
         deliveries: store::deliveries_since(conn, start).await?,
-        lottery_entries: crate::store::lottery::entries_since(conn, start).await?,
+        lottery_entries: store::lottery_entries_since(conn, start).await?,
+        votes: store::ballots_since(conn, start).await?,
     })
 }
 

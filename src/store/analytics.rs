@@ -182,8 +182,8 @@ pub async fn upsert_daily(
         sqlx::query(
             "insert into analytics_daily (day, chat_id, joins, leaves, members, active_members,
                  messages, checkins, points_issued, points_redeemed, violations, pushes_sent,
-                 pushes_failed, lottery_entries, computed_at, rewarded_posts)
-             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 pushes_failed, lottery_entries, computed_at, rewarded_posts, votes)
+             values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              on conflict (day, chat_id) do update set
                  joins = excluded.joins, leaves = excluded.leaves, members = excluded.members,
                  active_members = excluded.active_members, messages = excluded.messages,
@@ -191,7 +191,7 @@ pub async fn upsert_daily(
                  points_redeemed = excluded.points_redeemed, violations = excluded.violations,
                  pushes_sent = excluded.pushes_sent, pushes_failed = excluded.pushes_failed,
                  lottery_entries = excluded.lottery_entries, computed_at = excluded.computed_at,
-                 rewarded_posts = excluded.rewarded_posts",
+                 rewarded_posts = excluded.rewarded_posts, votes = excluded.votes",
         )
         .bind(r.day.to_string())
         .bind(&r.chat_id)
@@ -209,6 +209,7 @@ pub async fn upsert_daily(
         .bind(r.lottery_entries)
         .bind(computed_at)
         .bind(r.rewarded_posts)
+        .bind(r.votes)
         .execute(&mut *conn)
         .await?;
     }
@@ -253,7 +254,7 @@ pub async fn daily_rows(
     let rows = sqlx::query(
         "select day, chat_id, joins, leaves, members, active_members, messages, checkins,
                 points_issued, points_redeemed, violations, pushes_sent, pushes_failed, lottery_entries,
-                rewarded_posts
+                rewarded_posts, votes
          from analytics_daily where chat_id = ? and day >= ? order by day",
     )
     .bind(chat_id)
@@ -279,6 +280,7 @@ pub async fn daily_rows(
                 pushes_failed: row.try_get("pushes_failed")?,
                 lottery_entries: row.try_get("lottery_entries")?,
                 rewarded_posts: row.try_get("rewarded_posts")?,
+                votes: row.try_get("votes")?,
             })
         })
         .collect()
@@ -601,4 +603,40 @@ pub async fn close_episode(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// What members did in chats since `since` (unix seconds), for the rollups:
+/// `(chat_id, time)` of each row of `table`. Tables and columns are ours,
+/// never input.
+async fn chat_events_since(
+    conn: &mut SqliteConnection,
+    table: &str,
+    time_column: &str,
+    since: i64,
+) -> sqlx::Result<Vec<crate::analytics::rollup::ChatEvent>> {
+    let sql = format!("select chat_id, {time_column} from {table} where {time_column} >= ?");
+    let rows: Vec<(Option<String>, i64)> = sqlx::query_as(&sql)
+        .bind(since)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(chat_id, at)| crate::analytics::rollup::ChatEvent { chat_id, at })
+        .collect())
+}
+
+/// Lottery entries since `since`.
+pub async fn lottery_entries_since(
+    conn: &mut SqliteConnection,
+    since: i64,
+) -> sqlx::Result<Vec<crate::analytics::rollup::ChatEvent>> {
+    chat_events_since(conn, "lottery_entries", "entered_at", since).await
+}
+
+/// Poll ballots first cast since `since` (a changed ballot keeps its first time).
+pub async fn ballots_since(
+    conn: &mut SqliteConnection,
+    since: i64,
+) -> sqlx::Result<Vec<crate::analytics::rollup::ChatEvent>> {
+    chat_events_since(conn, "poll_votes", "voted_at", since).await
 }

@@ -410,19 +410,3 @@ pub async fn winners(conn: &mut SqliteConnection, lottery_id: i64) -> sqlx::Resu
     .fetch_all(&mut *conn)
     .await
 }
-
-/// Every entry from `since` (unix seconds) on, for the daily rollups.
-pub async fn entries_since(
-    conn: &mut SqliteConnection,
-    since: i64,
-) -> sqlx::Result<Vec<crate::analytics::rollup::LotteryEntry>> {
-    let rows: Vec<(Option<String>, i64)> =
-        sqlx::query_as("select chat_id, entered_at from lottery_entries where entered_at >= ?")
-            .bind(since)
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(chat_id, at)| crate::analytics::rollup::LotteryEntry { chat_id, at })
-        .collect())
-}

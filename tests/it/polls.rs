@@ -270,6 +270,27 @@ async fn a_poll_by_card_clicks_and_keywords_counts_each_member_once_and_announce
             ("wmCust2".to_owned(), vec![3]),
         ]
     );
+    // The daily rollup counts the ballots where they were cast.
+    let now = service.clock.as_ref().unwrap().now();
+    qunyun::jobs::analytics::Analytics::new(service.pool.clone(), Default::default())
+        .run_once(now)
+        .await
+        .unwrap();
+    let counted: Vec<(String, i64)> = sqlx::query_as(
+        "select chat_id, sum(votes) from analytics_daily group by chat_id
+         having sum(votes) > 0 order by chat_id",
+    )
+    .fetch_all(&service.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        counted,
+        [
+            (String::new(), 5),
+            (INTERNAL.to_owned(), 3),
+            (CUSTOMERS.to_owned(), 2)
+        ]
+    );
     // Customer groups carry no automatic answers: the refusal is filed as skipped.
     let rows = outbox_rows(&service).await;
     let refused = rows
