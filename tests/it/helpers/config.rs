@@ -38,6 +38,9 @@ pub struct TestConfig {
     /// WeCom's corp id and first app secret, when they differ from what the
     /// config file says (an operator's mistake).
     pub(super) sim_corp: Option<(String, String)>,
+    /// A rule set (TOML) in force before a [`Service`](super::Service)'s
+    /// workers start, so none of them acts under the built-in rules first.
+    pub(super) rules: Option<String>,
     file: ConfigFile,
     sender: Vec<AdjustSender>,
     pipeline: Vec<AdjustPipeline>,
@@ -61,6 +64,7 @@ impl TestConfig {
             api_timeout: None,
             system_clock: false,
             sim_corp: None,
+            rules: None,
             file: ConfigFile::default(),
             sender: Vec::new(),
             pipeline: Vec::new(),
@@ -118,6 +122,12 @@ impl TestConfig {
     /// `expires_in` of the simulator's tokens (WeCom: 7200 s).
     pub fn with_token_ttl(mut self, secs: i64) -> Self {
         self.token_ttl_secs = Some(secs);
+        self
+    }
+
+    /// Put `rules` (TOML) in force before the service starts.
+    pub fn with_rule_set(mut self, rules: &str) -> Self {
+        self.rules = Some(rules.to_owned());
         self
     }
 

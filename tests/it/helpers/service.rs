@@ -59,6 +59,13 @@ impl Service {
         let pool = qunyun::store::open(&config.database.path)
             .await
             .expect("database opens");
+        if let Some(rules) = &test.rules {
+            let ops = qunyun::ops::Ops::over(pool.clone());
+            let actor = qunyun::ops::Actor::cli(Some("test"));
+            qunyun::ops::rules::apply(&ops, &actor, test.start, rules)
+                .await
+                .expect("the test's rule set applies");
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         sim.set_callbacks(callback_targets(&config, &base));
