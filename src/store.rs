@@ -50,6 +50,7 @@ pub async fn open(path: &Path) -> anyhow::Result<SqlitePool> {
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .after_connect(|conn, _| Box::pin(busy::install_short_waits(conn)))
+        .after_release(|conn, _| Box::pin(busy::no_open_transaction(conn)))
         .connect_with(options)
         .await
         .with_context(|| format!("opening database {}", path.display()))?;

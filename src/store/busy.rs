@@ -12,6 +12,13 @@
 //! for the first 5 ms and every 0.5 ms after that, and gives up after about the
 //! same 5 s as before (the caller then sees `SQLITE_BUSY`). The sleep blocks
 //! the connection's own worker thread, as SQLite's handler does.
+//!
+//! [`no_open_transaction`] keeps a connection that still holds a transaction
+//! out of the pool. A task cancelled while `BEGIN IMMEDIATE` is answered (a
+//! sender stopped mid-pass, a timeout around a store call) leaves a
+//! transaction that no `Transaction` value owns, so nothing rolls it back:
+//! back in the pool, that connection would hold the write lock and every
+//! other writer would give up after 5 s with "database is locked".
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +75,17 @@ pub async fn install_short_waits(conn: &mut SqliteConnection) -> sqlx::Result<()
     }
 }
 
+/// The pool's release check: `true` (keep the connection) unless it is still
+/// inside a transaction, which closing the connection rolls back.
+pub async fn no_open_transaction(conn: &mut SqliteConnection) -> sqlx::Result<bool> {
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr();
+    // SAFETY: `db` is this connection's open handle, locked for us for the
+    // duration of the call; sqlite3_get_autocommit only reads its state.
+    let autocommit = unsafe { libsqlite3_sys::sqlite3_get_autocommit(db) };
+    Ok(autocommit != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +123,44 @@ mod tests {
         }
         sqlx::query("commit").execute(&mut *holder).await.unwrap();
         waiting.await.unwrap().expect("the waiter got the lock");
+    }
+
+    #[tokio::test]
+    async fn a_connection_released_inside_a_transaction_is_closed_and_its_writes_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::store::open(&dir.path().join("release.db"))
+            .await
+            .unwrap();
+        sqlx::query("create table t (x integer)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        // A transaction no `Transaction` value owns (as a cancelled `begin`
+        // leaves one), then the connection goes back to the pool.
+        let mut abandoned = pool.acquire().await.unwrap();
+        sqlx::query("begin immediate")
+            .execute(&mut *abandoned)
+            .await
+            .unwrap();
+        sqlx::query("insert into t values (1)")
+            .execute(&mut *abandoned)
+            .await
+            .unwrap();
+        drop(abandoned);
+
+        let mut tx = pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .expect("the lock is free");
+        sqlx::query("insert into t values (2)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let rows: Vec<i64> = sqlx::query_scalar("select x from t")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![2]);
     }
 }
