@@ -14,6 +14,7 @@ pub mod analytics;
 pub mod archive;
 pub mod busy;
 pub mod chats;
+pub mod customer_tags;
 pub mod checkins;
 pub mod honour;
 pub mod inbox;
