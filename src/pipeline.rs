@@ -486,8 +486,13 @@ pub async fn apply(
                 staff_user_id,
                 at,
             } => {
-                crate::store::customer_tags::record_owner(conn, external_user_id, staff_user_id, *at)
-                    .await?
+                crate::store::customer_tags::record_owner(
+                    conn,
+                    external_user_id,
+                    staff_user_id,
+                    *at,
+                )
+                .await?
             }
             Action::Redeem {
                 user_id,

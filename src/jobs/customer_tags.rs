@@ -99,11 +99,14 @@ pub fn tags_of_group(groups: &[CorpTagGroup], group: &str) -> Vec<CachedTag> {
         .iter()
         .filter(|g| g.group_name == group && !g.deleted)
         .flat_map(|g| {
-            g.tag.iter().filter(|tag| !tag.deleted).map(|tag| CachedTag {
-                tag_name: tag.name.clone(),
-                tag_id: tag.id.clone(),
-                group_id: g.group_id.clone(),
-            })
+            g.tag
+                .iter()
+                .filter(|tag| !tag.deleted)
+                .map(|tag| CachedTag {
+                    tag_name: tag.name.clone(),
+                    tag_id: tag.id.clone(),
+                    group_id: g.group_id.clone(),
+                })
         })
         .collect()
 }

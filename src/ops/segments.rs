@@ -23,8 +23,8 @@ use crate::analytics::rfm::Segment as RfmSegment;
 use crate::rules::route::{is_external_contact, reasons, route_to_members};
 use crate::rules::{Content, OutRoute, Outbound, RuleSet};
 use crate::store::outbox::{self, Enqueued};
-use crate::wecom::api::MAX_MASS_CONTACTS;
 use crate::store::segments::{self as store, MemberFacts, SegmentRow};
+use crate::wecom::api::MAX_MASS_CONTACTS;
 
 /// Members shown in a preview's sample.
 pub const SAMPLE: usize = 10;

@@ -1053,7 +1053,10 @@ fn get_groupmsg_send_result(state: &SimState, body: &Value) -> ApiResult {
     let offset = page_offset(body)?;
     let rows: Vec<Value> = if userid == task.sender {
         let chats = task.chat_ids.iter().map(|id| ("chat_id", id));
-        let contacts = task.external_userids.iter().map(|id| ("external_userid", id));
+        let contacts = task
+            .external_userids
+            .iter()
+            .map(|id| ("external_userid", id));
         chats
             .chain(contacts)
             .map(|(field, id)| match task.sent_at {

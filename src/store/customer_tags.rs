@@ -94,10 +94,7 @@ pub struct CachedTag {
     pub group_id: String,
 }
 
-pub async fn cached_tags(
-    conn: &mut SqliteConnection,
-    group: &str,
-) -> sqlx::Result<Vec<CachedTag>> {
+pub async fn cached_tags(conn: &mut SqliteConnection, group: &str) -> sqlx::Result<Vec<CachedTag>> {
     sqlx::query_as(
         "select tag_name, tag_id, group_id from wecom_customer_tags
          where group_name = ? order by tag_name",

@@ -353,9 +353,7 @@ impl ApiClient {
     /// `POST externalcontact/mark_tag`: adds and removes customer tags (by
     /// WeCom tag id) on an external contact of `userid`.
     pub async fn mark_tag(&self, secret: &Secret, mark: &MarkTag) -> Result<(), ApiError> {
-        let _: Empty = self
-            .post(secret, "externalcontact/mark_tag", mark)
-            .await?;
+        let _: Empty = self.post(secret, "externalcontact/mark_tag", mark).await?;
         Ok(())
     }
 
