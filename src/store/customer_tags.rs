@@ -135,3 +135,105 @@ pub async fn forget_tags(conn: &mut SqliteConnection, group: &str) -> sqlx::Resu
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::outbox::{OutboxStatus, Route};
+
+    async fn test_db() -> (tempfile::TempDir, sqlx::SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::store::open(&dir.path().join("test.db"))
+            .await
+            .unwrap();
+        (dir, pool)
+    }
+
+    #[tokio::test]
+    async fn a_tag_change_of_an_external_contact_queues_one_sync_per_change() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        record_owner(&mut conn, "wmA", "lisi", at).await.unwrap();
+        record_owner(&mut conn, "wmA", "wangwu", at).await.unwrap();
+        assert_eq!(
+            owner_of(&mut conn, "wmA").await.unwrap().as_deref(),
+            Some("wangwu")
+        );
+        assert_eq!(owners(&mut conn).await.unwrap().len(), 1);
+
+        let t = at.timestamp();
+        assert_eq!(
+            queue_sync(&mut conn, "lisi", "vip", TagChangeKind::Add, t)
+                .await
+                .unwrap(),
+            None,
+            "internal members have no customer tags"
+        );
+        let first = queue_sync(&mut conn, "wmA", "vip", TagChangeKind::Add, t)
+            .await
+            .unwrap();
+        let second = queue_sync(&mut conn, "wmA", "vip", TagChangeKind::Remove, t)
+            .await
+            .unwrap();
+        let stranger = queue_sync(&mut conn, "wmB", "vip", TagChangeKind::Add, t)
+            .await
+            .unwrap();
+        assert!(first.is_some() && second.is_some() && first != second);
+        let rows = crate::store::outbox::list(&mut conn, None).await.unwrap();
+        let mut rows: Vec<(String, String, OutboxStatus)> = rows
+            .into_iter()
+            .filter(|row| row.route == Route::CustomerTag)
+            .map(|row| (row.idempotency_key, row.target, row.status))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "mark_tag:wmA:vip:add:1".to_owned(),
+                    "wmA".to_owned(),
+                    OutboxStatus::Pending
+                ),
+                (
+                    "mark_tag:wmA:vip:remove:2".to_owned(),
+                    "wmA".to_owned(),
+                    OutboxStatus::Pending
+                ),
+                (
+                    "mark_tag:wmB:vip:add:3".to_owned(),
+                    "wmB".to_owned(),
+                    OutboxStatus::Skipped
+                ),
+            ]
+        );
+        assert!(stranger.is_some());
+    }
+
+    #[tokio::test]
+    async fn cached_tag_ids_are_kept_per_group_and_forgotten_together() {
+        let (_dir, pool) = test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let tag = |name: &str, id: &str| CachedTag {
+            tag_name: name.into(),
+            tag_id: id.into(),
+            group_id: "g1".into(),
+        };
+        cache_tags(&mut conn, "qunyun", &[tag("vip", "t1"), tag("gold", "t2")])
+            .await
+            .unwrap();
+        cache_tags(&mut conn, "qunyun", &[tag("vip", "t9")])
+            .await
+            .unwrap();
+        cache_tags(&mut conn, "other", &[tag("vip", "t3")])
+            .await
+            .unwrap();
+        assert_eq!(
+            cached_tags(&mut conn, "qunyun").await.unwrap(),
+            [tag("gold", "t2"), tag("vip", "t9")]
+        );
+        forget_tags(&mut conn, "qunyun").await.unwrap();
+        assert!(cached_tags(&mut conn, "qunyun").await.unwrap().is_empty());
+        assert_eq!(cached_tags(&mut conn, "other").await.unwrap().len(), 1);
+    }
+}

@@ -646,6 +646,7 @@ mod tests {
             "owner1",
             MassMessageContent {
                 chat_id_list: vec!["wrA".into()],
+                external_userid: vec![],
                 text: Some(TextContent::new("hello")),
                 attachments: vec![],
             },
@@ -653,6 +654,23 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&body).unwrap(),
             json!({"chat_type": "group", "sender": "owner1", "chat_id_list": ["wrA"], "text": {"content": "hello"}})
+        );
+    }
+
+    #[test]
+    fn contact_template_is_single_typed_with_the_contacts() {
+        let body = AddMsgTemplate::for_contacts(
+            "owner1",
+            MassMessageContent {
+                chat_id_list: vec![],
+                external_userid: vec!["wmA".into()],
+                text: Some(TextContent::new("hello")),
+                attachments: vec![],
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"chat_type": "single", "sender": "owner1", "external_userid": ["wmA"], "text": {"content": "hello"}})
         );
     }
 
