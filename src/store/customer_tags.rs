@@ -186,7 +186,7 @@ mod tests {
             .filter(|row| row.route == Route::CustomerTag)
             .map(|row| (row.idempotency_key, row.target, row.status))
             .collect();
-        rows.sort();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             rows,
             [
