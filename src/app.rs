@@ -350,6 +350,7 @@ impl App {
                 SenderSettings {
                     apps: wecom.apps.iter().map(AppCredentials::from).collect(),
                     contacts_secret: wecom.contacts_app().map(|app| app.secret.clone()),
+                    customer_tag_group: wecom.customer_tag_group.clone(),
                     routes: Some(routes),
                     ..SenderSettings::default()
                 },

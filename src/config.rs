@@ -413,10 +413,21 @@ pub struct WeComConfig {
     /// customer-contact APIs (mass messages, welcome codes). Default: the first app.
     #[serde(default)]
     pub contacts_app: Option<String>,
+    /// The WeCom customer-tag group (企业客户标签组) member tags of external
+    /// contacts are synced into; created with the first tag when missing.
+    #[serde(default = "default_customer_tag_group")]
+    pub customer_tag_group: String,
     #[serde(default)]
     pub apps: Vec<AppConfig>,
     #[serde(default)]
     pub bots: Vec<BotConfig>,
+}
+
+/// The tag group member tags go into unless `[wecom] customer_tag_group` says otherwise.
+pub const DEFAULT_CUSTOMER_TAG_GROUP: &str = "qunyun";
+
+fn default_customer_tag_group() -> String {
+    DEFAULT_CUSTOMER_TAG_GROUP.to_owned()
 }
 
 impl Default for WeComConfig {
@@ -425,6 +436,7 @@ impl Default for WeComConfig {
             corp_id: String::new(),
             api_base: default_api_base(),
             contacts_app: None,
+            customer_tag_group: default_customer_tag_group(),
             apps: Vec::new(),
             bots: Vec::new(),
         }
@@ -646,6 +658,10 @@ impl Config {
                     field("secret")
                 );
             }
+        }
+        let group = self.wecom.customer_tag_group.trim();
+        if group.is_empty() || group.chars().count() > 30 {
+            bail!("wecom.customer_tag_group: must be 1 to 30 characters");
         }
         if let Some(name) = &self.wecom.contacts_app {
             if !self.wecom.apps.iter().any(|app| &app.name == name) {

@@ -232,6 +232,7 @@ fn route_label(route: SimRoute) -> &'static str {
         SimRoute::Appchat => "appchat",
         SimRoute::Webhook => "webhook",
         SimRoute::CustomerGroupMass => "customer_group_mass",
+        SimRoute::CustomerMass => "customer_mass",
         SimRoute::Welcome => "welcome",
         SimRoute::BotResponse => "bot_response",
     }
@@ -270,6 +271,7 @@ pub mod doors {
 fn out_door(route: SimRoute, target: &str) -> String {
     match route {
         SimRoute::CustomerGroupMass => format!("[客户群 · 群主确认群发 → {target}]"),
+        SimRoute::CustomerMass => format!("[客户 1:1 · 跟进成员确认群发 → {target}]"),
         SimRoute::BotResponse => format!("[内部群 · 智能机器人 · 长连接 → {target}]"),
         SimRoute::Webhook => format!("[内部群 · 群机器人 → {target}]"),
         SimRoute::AppMessage => format!("[应用消息 → {target}]"),
@@ -1329,7 +1331,7 @@ impl Demo {
                 SimRoute::Welcome => "🙋",
                 SimRoute::AppMessage => "📨",
                 SimRoute::Appchat => "🗨",
-                SimRoute::CustomerGroupMass => "📢",
+                SimRoute::CustomerGroupMass | SimRoute::CustomerMass => "📢",
             };
             let door = out_door(delivery.route, &target);
             self.line(format!("          {icon} {door} {text}"));

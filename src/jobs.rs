@@ -6,6 +6,7 @@
 
 pub mod analytics;
 pub mod archive;
+pub mod customer_tags;
 pub mod expiry;
 pub mod groupsync;
 pub mod honour;

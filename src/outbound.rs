@@ -25,7 +25,7 @@ use crate::store::outbox::Route;
 use crate::store::schedules::PushChat;
 use crate::wecom::api::{
     AppMessageContent, BotResponse, MassMessageContent, MediaRef, NewsArticle as WeComArticle,
-    NewsContent, TextContent, WebhookMessage, WebhookText, WelcomeContent,
+    NewsContent, TagChange, TextContent, WebhookMessage, WebhookText, WelcomeContent,
 };
 
 /// The body of an outbox row; the variant is the row's `route` column.
@@ -38,6 +38,8 @@ pub enum Payload {
     WelcomeCode(WelcomeContent),
     CustomerGroupMass(MassMessageContent),
     AppChatRemove(Removal),
+    CustomerTag(TagChange),
+    CustomerMass(MassMessageContent),
 }
 
 /// The payload of an `app_chat_remove` row. Only `del_user_list` is sent
@@ -61,6 +63,8 @@ impl Payload {
             Payload::WelcomeCode(_) => Route::WelcomeCode,
             Payload::CustomerGroupMass(_) => Route::CustomerGroupMass,
             Payload::AppChatRemove(_) => Route::AppChatRemove,
+            Payload::CustomerTag(_) => Route::CustomerTag,
+            Payload::CustomerMass(_) => Route::CustomerMass,
         }
     }
 
@@ -74,6 +78,8 @@ impl Payload {
             Route::WelcomeCode => Payload::WelcomeCode(serde_json::from_str(json)?),
             Route::CustomerGroupMass => Payload::CustomerGroupMass(serde_json::from_str(json)?),
             Route::AppChatRemove => Payload::AppChatRemove(serde_json::from_str(json)?),
+            Route::CustomerTag => Payload::CustomerTag(serde_json::from_str(json)?),
+            Route::CustomerMass => Payload::CustomerMass(serde_json::from_str(json)?),
         })
     }
 
@@ -84,8 +90,11 @@ impl Payload {
             Payload::Webhook(body) => serde_json::to_string(body),
             Payload::SmartBot(body) => serde_json::to_string(body),
             Payload::WelcomeCode(body) => serde_json::to_string(body),
-            Payload::CustomerGroupMass(body) => serde_json::to_string(body),
+            Payload::CustomerGroupMass(body) | Payload::CustomerMass(body) => {
+                serde_json::to_string(body)
+            }
             Payload::AppChatRemove(body) => serde_json::to_string(body),
+            Payload::CustomerTag(body) => serde_json::to_string(body),
         }
     }
 
@@ -115,10 +124,34 @@ impl Payload {
                 let (text, attachments) = customer_content(content);
                 Payload::CustomerGroupMass(MassMessageContent {
                     chat_id_list: chat_ids.clone(),
+                    external_userid: Vec::new(),
                     text,
                     attachments,
                 })
             }
+            OutRoute::CustomerMass {
+                external_user_ids, ..
+            } => {
+                let (text, attachments) = customer_content(content);
+                Payload::CustomerMass(MassMessageContent {
+                    chat_id_list: Vec::new(),
+                    external_userid: external_user_ids.clone(),
+                    text,
+                    attachments,
+                })
+            }
+            OutRoute::CustomerTag {
+                staff,
+                external_user_id,
+                add,
+                remove,
+            } => Payload::CustomerTag(TagChange {
+                userid: staff.clone().unwrap_or_default(),
+                external_userid: external_user_id.clone(),
+                add: add.clone(),
+                remove: remove.clone(),
+                note: content.summary().to_owned(),
+            }),
             OutRoute::AppChatRemove { chat_id, user_id } => Payload::AppChatRemove(Removal {
                 chatid: chat_id.clone(),
                 del_user_list: vec![user_id.clone()],
@@ -140,6 +173,8 @@ pub fn route_of(route: &OutRoute) -> Route {
         OutRoute::WelcomeCode { .. } => Route::WelcomeCode,
         OutRoute::CustomerGroupMass { .. } => Route::CustomerGroupMass,
         OutRoute::AppChatRemove { .. } => Route::AppChatRemove,
+        OutRoute::CustomerTag { .. } => Route::CustomerTag,
+        OutRoute::CustomerMass { .. } => Route::CustomerMass,
     }
 }
 
@@ -188,6 +223,11 @@ impl OutboxEntry {
             OutRoute::AppChatRemove { chat_id, .. } => {
                 (chat_id.clone(), Some(default_app.to_owned()))
             }
+            // One lane per contact, so its tag changes go out in order.
+            OutRoute::CustomerTag {
+                external_user_id, ..
+            } => (external_user_id.clone(), None),
+            OutRoute::CustomerMass { owner, .. } => (owner.clone().unwrap_or_default(), None),
         };
         let payload = Payload::build(&message.route, &message.content);
         let mut skip_reason = message.skipped.clone();
@@ -207,6 +247,12 @@ impl OutboxEntry {
                     if owner.as_deref().unwrap_or_default().is_empty() =>
                 {
                     Some(crate::rules::route::reasons::CUSTOMER_GROUP_NO_OWNER.to_owned())
+                }
+                (OutRoute::CustomerMass { owner, .. }, _)
+                | (OutRoute::CustomerTag { staff: owner, .. }, _)
+                    if owner.as_deref().unwrap_or_default().is_empty() =>
+                {
+                    Some(crate::rules::route::reasons::CUSTOMER_NO_OWNER.to_owned())
                 }
                 _ => None,
             };

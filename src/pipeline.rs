@@ -481,6 +481,19 @@ pub async fn apply(
             Action::AwardBadge { user_id, badge, at } => {
                 members::award_badge(conn, user_id, badge, *at).await?
             }
+            Action::RecordCustomerOwner {
+                external_user_id,
+                staff_user_id,
+                at,
+            } => {
+                crate::store::customer_tags::record_owner(
+                    conn,
+                    external_user_id,
+                    staff_user_id,
+                    *at,
+                )
+                .await?
+            }
             Action::Redeem {
                 user_id,
                 item,

@@ -398,6 +398,26 @@ impl Sim {
         self.state().welcome_templates.clone()
     }
 
+    /// `userid` has `external_userid` as a customer contact (what an
+    /// add_external_contact also records).
+    pub fn add_contact(&self, userid: &str, external_userid: &str) {
+        self.state()
+            .contacts
+            .entry(external_userid.to_owned())
+            .or_default()
+            .insert(userid.to_owned());
+    }
+
+    /// The names of the corp tags marked on a customer (by any member).
+    pub fn contact_tags(&self, external_userid: &str) -> Vec<String> {
+        self.state().contact_tag_names(external_userid)
+    }
+
+    /// The corp customer tag groups with their tags.
+    pub fn tag_groups(&self) -> Vec<model::TagGroup> {
+        self.state().tag_groups.clone()
+    }
+
     // ------------------------------------------------------------- faults ---
 
     pub fn inject(&self, rule: FaultRule) {

@@ -15,6 +15,7 @@ pub mod archive;
 pub mod busy;
 pub mod chats;
 pub mod checkins;
+pub mod customer_tags;
 pub mod honour;
 pub mod inbox;
 pub mod inbox_writer;

@@ -206,7 +206,11 @@ async fn push_form(
         if form.text.trim().is_empty() {
             return Err(OpsError::invalid("text", "the message is empty").into());
         }
-        json!({ "preview": true, "text": form.text, "external_reason": ops::EXTERNAL_NOT_SENT })
+        json!({
+            "preview": true,
+            "text": form.text,
+            "external_reason": crate::rules::route::reasons::CUSTOMER_NO_OWNER,
+        })
     };
     render_detail(&state, &manager, &headers, id, push).await
 }

@@ -336,7 +336,7 @@ async fn apply_member_tag_rules(
     }
     for (user, tag) in existing {
         if !wanted.contains_key(&(user.clone(), tag.clone())) {
-            tags::remove_tag(conn, &user, &tag).await?;
+            tags::remove_tag(conn, &user, &tag, now.timestamp()).await?;
         }
     }
     Ok(())

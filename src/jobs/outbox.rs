@@ -46,7 +46,8 @@ use crate::store::outbox::{
 use crate::wecom::api::error::{RESPONSE_CODE_USED, WELCOME_CODE_USED};
 use crate::wecom::api::{
     AddMsgTemplate, ApiClient, ApiError, AppChatSend, AppChatUpdate, AppMessage, BotResponse,
-    ErrorClass, Secret, WebhookMessage, WelcomeMessage, MAX_DUPLICATE_CHECK_INTERVAL_SECS,
+    ErrorClass, Secret, TagChange, WebhookMessage, WelcomeMessage,
+    MAX_DUPLICATE_CHECK_INTERVAL_SECS,
 };
 
 /// A configured self-built app.
@@ -132,6 +133,9 @@ pub struct SenderSettings {
     pub mass_poll_interval: Duration,
     /// A mass message nobody confirmed within this time is dead.
     pub mass_confirmation_timeout: Duration,
+    /// The WeCom customer-tag group member tags are synced into
+    /// (`[wecom] customer_tag_group`).
+    pub customer_tag_group: String,
 }
 
 impl Default for SenderSettings {
@@ -151,6 +155,7 @@ impl Default for SenderSettings {
             idle_wait: Duration::from_secs(1),
             mass_poll_interval: Duration::from_secs(10 * 60),
             mass_confirmation_timeout: Duration::from_secs(7 * 24 * 3600),
+            customer_tag_group: crate::config::DEFAULT_CUSTOMER_TAG_GROUP.to_owned(),
         }
     }
 }
@@ -442,7 +447,8 @@ impl OutboxSender {
             if total == 0 || unsent > 0 {
                 if timed_out {
                     let reason = format!(
-                        "owner did not confirm in time: {delivered} of {total} groups sent"
+                        "{} did not confirm in time: {delivered} of {total} sent",
+                        row.target
                     );
                     if store::finish_confirmation(
                         &mut conn,
@@ -456,13 +462,16 @@ impl OutboxSender {
                         dead += 1;
                     }
                 } else {
-                    let note = format!("waiting for the owner: {delivered} of {total} groups sent");
+                    let note = format!(
+                        "waiting for {} to confirm: {delivered} of {total} sent",
+                        row.target
+                    );
                     store::reschedule_confirmation_poll(&mut conn, row.id, next_poll, Some(&note))
                         .await?;
                 }
             } else if delivered > 0 {
-                let note = (delivered < total)
-                    .then(|| format!("{delivered} of {total} groups received it"));
+                let note =
+                    (delivered < total).then(|| format!("{delivered} of {total} received it"));
                 if store::finish_confirmation(
                     &mut conn,
                     row.id,
@@ -475,7 +484,7 @@ impl OutboxSender {
                     sent += 1;
                 }
             } else {
-                let reason = format!("no group received it ({total} failed)");
+                let reason = format!("no recipient received it ({total} failed)");
                 if store::finish_confirmation(
                     &mut conn,
                     row.id,
@@ -731,17 +740,25 @@ impl OutboxSender {
                 }
             }
             Payload::CustomerGroupMass(content) => {
-                let secret = self
-                    .contacts_secret(message.app.as_deref())
-                    .map_err(|reason| Outcome::Failed { reason })?;
-                Prepared {
-                    rate_keys: vec![api_key("externalcontact/add_msg_template")],
-                    pause_key: api_key("externalcontact/add_msg_template").0,
-                    call: Call::Mass {
+                self.contacts_call(message, "externalcontact/add_msg_template", |secret| {
+                    Call::Mass {
                         secret,
                         template: AddMsgTemplate::for_groups(target, content),
-                    },
-                }
+                    }
+                })?
+            }
+            Payload::CustomerMass(content) => {
+                self.contacts_call(message, "externalcontact/add_msg_template", |secret| {
+                    Call::Mass {
+                        secret,
+                        template: AddMsgTemplate::for_contacts(target, content),
+                    }
+                })?
+            }
+            Payload::CustomerTag(change) => {
+                self.contacts_call(message, "externalcontact/mark_tag", |secret| {
+                    Call::CustomerTag { secret, change }
+                })?
             }
             Payload::AppChatRemove(removal) => {
                 let app = self.app(message.app.as_deref())?;
@@ -769,23 +786,36 @@ impl OutboxSender {
                         ),
                     });
                 }
-                let secret = self
-                    .contacts_secret(message.app.as_deref())
-                    .map_err(|reason| Outcome::Failed { reason })?;
-                Prepared {
-                    rate_keys: vec![api_key("externalcontact/send_welcome_msg")],
-                    pause_key: api_key("externalcontact/send_welcome_msg").0,
-                    call: Call::Welcome {
+                self.contacts_call(message, "externalcontact/send_welcome_msg", |secret| {
+                    Call::Welcome {
                         secret,
                         message: WelcomeMessage {
                             welcome_code: target.to_owned(),
                             content,
                         },
-                    },
-                }
+                    }
+                })?
             }
         };
         Ok(prepared)
+    }
+
+    /// A customer-contact call (contacts secret) counted and paused per API.
+    fn contacts_call<'a>(
+        &'a self,
+        message: &ClaimedMessage,
+        path: &str,
+        call: impl FnOnce(&'a Secret) -> Call<'a>,
+    ) -> Result<Prepared<'a>, Outcome> {
+        let secret = self
+            .contacts_secret(message.app.as_deref())
+            .map_err(|reason| Outcome::Failed { reason })?;
+        let key = format!("api:{path}");
+        Ok(Prepared {
+            rate_keys: vec![(key.clone(), self.settings.rate_limits.calls_per_api)],
+            pause_key: key,
+            call: call(secret),
+        })
     }
 
     fn app(&self, name: Option<&str>) -> Result<&AppCredentials, Outcome> {
@@ -911,6 +941,17 @@ impl OutboxSender {
             }
             Call::AppChatRemove { secret, update } => {
                 self.api.appchat_update(secret, &update).await?;
+                Ok(Delivered::Sent { msgid: None })
+            }
+            Call::CustomerTag { secret, change } => {
+                crate::jobs::customer_tags::mark(
+                    &self.api,
+                    &self.pool,
+                    secret,
+                    &self.settings.customer_tag_group,
+                    &change,
+                )
+                .await?;
                 Ok(Delivered::Sent { msgid: None })
             }
             Call::LongConn(reply) => {
@@ -1156,6 +1197,10 @@ enum Call<'a> {
     AppChatRemove {
         secret: &'a Secret,
         update: AppChatUpdate,
+    },
+    CustomerTag {
+        secret: &'a Secret,
+        change: TagChange,
     },
     LongConn(crate::jobs::longconn::Reply),
 }

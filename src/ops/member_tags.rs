@@ -73,7 +73,7 @@ pub async fn remove(
     }
     let mut removed = Vec::new();
     for tag in &tags {
-        if store::remove_tag(&mut tx, user_id, tag).await? {
+        if store::remove_tag(&mut tx, user_id, tag, now.timestamp()).await? {
             removed.push(tag.clone());
         }
     }

@@ -1,11 +1,15 @@
 //! Segments: saved filters over members (lifecycle stage, level, tags, RFM
 //! segment, chats, last active day). A preview shows the count and a sample
 //! before anything is sent; a push goes through the one outbound path:
-//! internal members by a 1:1 app message, external contacts recorded as
-//! not sent with the reason (see [`EXTERNAL_NOT_SENT`]).
+//! internal members by a 1:1 app message, external contacts by one
+//! owner-confirmed 1:1 mass message per owner (`add_msg_template`, chat_type
+//! single: nothing reaches them until the owner confirms in WeCom), contacts
+//! without a known owner in a skipped row saying why.
 //!
 //! Other features (lottery or poll eligibility) take a segment's members
 //! from [`segment_members`].
+
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -16,18 +20,16 @@ use super::{audit, Actor, Ops, OpsError, OpsResult, Role};
 use crate::active_rules::ActiveRules;
 use crate::analytics::lifecycle::Stage;
 use crate::analytics::rfm::Segment as RfmSegment;
-use crate::rules::route::{is_external_contact, route_to_members};
-use crate::rules::{Content, Outbound, RouteDecision, RuleSet};
+use crate::rules::route::{is_external_contact, reasons, route_to_members};
+use crate::rules::{Content, OutRoute, Outbound, RuleSet};
 use crate::store::outbox::{self, Enqueued};
 use crate::store::segments::{self as store, MemberFacts, SegmentRow};
+use crate::wecom::api::MAX_MASS_CONTACTS;
 
 /// Members shown in a preview's sample.
 pub const SAMPLE: usize = 10;
 /// Most recipients of one app message (`message/send` touser, docs/wecom.md).
 const MAX_TOUSER: usize = 1000;
-/// Why a segment push does not reach external contacts.
-pub const EXTERNAL_NOT_SENT: &str = "外部联系人需由跟进成员确认的 1:1 客户群发，\
-    qunyun 尚未接入（not sent: owner-confirmed 1:1 customer mass messages are not supported yet）";
 
 /// A saved filter. Every list that is not empty must match (a member matches
 /// a list when they have any of its items); an empty filter matches everyone.
@@ -211,20 +213,65 @@ pub struct Preview {
     pub count: usize,
     /// Internal members (reached by a 1:1 app message).
     pub internal: usize,
-    /// External contacts (not reached by a push yet).
+    /// External contacts (all of them).
     pub external: usize,
+    /// External contacts reached by an owner-confirmed 1:1 mass message …
+    pub external_by_owner: usize,
+    /// … from this many owners (one message each to confirm).
+    pub owners: usize,
+    /// External contacts with no known owner: not sent, with the reason.
+    pub external_no_owner: usize,
     pub sample: Vec<MemberFacts>,
 }
 
-fn preview_of(members: &[MemberFacts]) -> Preview {
-    let external = members
-        .iter()
-        .filter(|m| is_external_contact(&m.user_id))
-        .count();
+/// A segment's external contacts by the member who has each (pure): the
+/// contacts per owner, and those without a known owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExternalPlan {
+    pub by_owner: BTreeMap<String, Vec<String>>,
+    pub no_owner: Vec<String>,
+}
+
+impl ExternalPlan {
+    pub fn of<'a>(
+        external: impl IntoIterator<Item = &'a str>,
+        owners: &HashMap<String, String>,
+    ) -> ExternalPlan {
+        let mut plan = ExternalPlan::default();
+        for id in external {
+            match owners.get(id) {
+                Some(owner) => plan
+                    .by_owner
+                    .entry(owner.clone())
+                    .or_default()
+                    .push(id.to_owned()),
+                None => plan.no_owner.push(id.to_owned()),
+            }
+        }
+        plan
+    }
+
+    fn reached(&self) -> usize {
+        self.by_owner.values().map(Vec::len).sum()
+    }
+}
+
+fn preview_of(members: &[MemberFacts], owners: &HashMap<String, String>) -> Preview {
+    let plan = ExternalPlan::of(
+        members
+            .iter()
+            .map(|m| m.user_id.as_str())
+            .filter(|id| is_external_contact(id)),
+        owners,
+    );
+    let external = plan.reached() + plan.no_owner.len();
     Preview {
         count: members.len(),
         internal: members.len() - external,
         external,
+        external_by_owner: plan.reached(),
+        owners: plan.by_owner.len(),
+        external_no_owner: plan.no_owner.len(),
         sample: members.iter().take(SAMPLE).cloned().collect(),
     }
 }
@@ -235,15 +282,16 @@ pub async fn preview(ops: &Ops, now: DateTime<Utc>, filter: SegmentFilter) -> Op
     let filter = filter.validate(&rules)?;
     let mut conn = ops.pool.acquire().await?;
     let people = store::member_facts(&mut conn).await?;
-    Ok(preview_of(&select(&rules, now, &filter, people)))
+    let owners = crate::store::customer_tags::owners(&mut conn).await?;
+    Ok(preview_of(&select(&rules, now, &filter, people), &owners))
 }
 
 /// Count and sample of a saved segment.
 pub async fn preview_saved(ops: &Ops, now: DateTime<Utc>, segment_id: i64) -> OpsResult<Preview> {
     let mut conn = ops.pool.acquire().await?;
-    Ok(preview_of(
-        &segment_members(&mut conn, segment_id, now).await?,
-    ))
+    let members = segment_members(&mut conn, segment_id, now).await?;
+    let owners = crate::store::customer_tags::owners(&mut conn).await?;
+    Ok(preview_of(&members, &owners))
 }
 
 /// A saved segment with its filter.
@@ -350,8 +398,12 @@ pub struct Pushed {
     pub id: String,
     /// Internal members the app messages go to.
     pub internal: Vec<String>,
-    /// External contacts recorded as not sent, with the reason.
+    /// Every external contact of the segment.
     pub external: Vec<String>,
+    /// External contacts per owner who must confirm the 1:1 mass message
+    /// (waiting for the owner until then), and those without a known owner.
+    pub external_plan: ExternalPlan,
+    /// Why the contacts without an owner are not sent (when there are any).
     pub external_reason: Option<String>,
     /// Outbox rows added.
     pub rows: Vec<i64>,
@@ -359,8 +411,9 @@ pub struct Pushed {
 
 /// Pushes `text` to a saved segment's members as of now (operator or
 /// owner): internal members by 1:1 app messages (at most 1000 a row),
-/// external contacts in one skipped row naming why, all in one transaction
-/// with its audit row.
+/// external contacts by one mass message per owner for the owner to confirm
+/// (at most 10000 contacts a row), those without a known owner in one
+/// skipped row naming why, all in one transaction with its audit row.
 pub async fn push(
     ops: &Ops,
     actor: &Actor,
@@ -405,28 +458,45 @@ pub async fn push(
             rows.push(row);
         }
     }
-    let external_reason = (!external.is_empty()).then(|| EXTERNAL_NOT_SENT.to_owned());
-    if !external.is_empty() {
-        let decision = RouteDecision::Skip {
-            route: crate::rules::OutRoute::Member {
-                app: app.clone(),
-                user_ids: external.clone(),
-            },
-            reason: EXTERNAL_NOT_SENT.to_owned(),
-        };
-        let message = Outbound::decided(
+    let owners = crate::store::customer_tags::owners(&mut tx).await?;
+    let plan = ExternalPlan::of(external.iter().map(String::as_str), &owners);
+    let mut messages = Vec::new();
+    for (owner, contacts) in &plan.by_owner {
+        for (chunk, ids) in contacts.chunks(MAX_MASS_CONTACTS).enumerate() {
+            messages.push(Outbound::new(
+                format!("segment:{segment_id}:{id}:owner:{owner}:{chunk}"),
+                OutRoute::CustomerMass {
+                    owner: Some(owner.clone()),
+                    external_user_ids: ids.to_vec(),
+                },
+                content.clone(),
+            ));
+        }
+    }
+    // Without an owner the row is stored as skipped with the reason.
+    if !plan.no_owner.is_empty() {
+        messages.push(Outbound::new(
             format!("segment:{segment_id}:{id}:external"),
-            decision,
+            OutRoute::CustomerMass {
+                owner: None,
+                external_user_ids: plan.no_owner.clone(),
+            },
             content,
-        );
-        if let Enqueued::New(row) = outbox::enqueue(&mut tx, &message, &app, now).await? {
+        ));
+    }
+    for message in &messages {
+        if let Enqueued::New(row) = outbox::enqueue(&mut tx, message, &app, now).await? {
             rows.push(row);
         }
     }
+    let external_reason =
+        (!plan.no_owner.is_empty()).then(|| reasons::CUSTOMER_NO_OWNER.to_owned());
     let detail = format!(
-        "push {id}: {} internal, {} external not sent",
+        "push {id}: {} internal, {} external to {} owners to confirm, {} without owner not sent",
         internal.len(),
-        external.len()
+        plan.reached(),
+        plan.by_owner.len(),
+        plan.no_owner.len()
     );
     audit(
         &mut tx,
@@ -442,6 +512,7 @@ pub async fn push(
         id,
         internal,
         external,
+        external_plan: plan,
         external_reason,
         rows,
     })
@@ -490,6 +561,33 @@ mod tests {
             ..SegmentFilter::default()
         };
         assert!(inactive.matches(&never, "", today));
+    }
+
+    #[test]
+    fn external_contacts_go_to_their_owner_or_are_counted_without_one() {
+        let owners: HashMap<String, String> = [("wmA", "lisi"), ("wmB", "wangwu"), ("wmC", "lisi")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let plan = ExternalPlan::of(["wmA", "wmB", "wmC", "wmD"], &owners);
+        assert_eq!(plan.by_owner["lisi"], ["wmA", "wmC"]);
+        assert_eq!(plan.by_owner["wangwu"], ["wmB"]);
+        assert_eq!(plan.no_owner, ["wmD"]);
+        let members: Vec<MemberFacts> = ["u1", "wmA", "wmB", "wmC", "wmD"]
+            .into_iter()
+            .map(member)
+            .collect();
+        let preview = preview_of(&members, &owners);
+        assert_eq!(
+            (
+                preview.internal,
+                preview.external,
+                preview.external_by_owner,
+                preview.owners,
+                preview.external_no_owner
+            ),
+            (1, 4, 3, 2, 1)
+        );
     }
 
     #[test]

@@ -98,6 +98,13 @@ pub enum Action {
     },
     /// Queue a message in the outbox.
     Send(Outbound),
+    /// Remember which member has an external contact (add_external_contact):
+    /// only they may tag the customer or send them a 1:1 mass message.
+    RecordCustomerOwner {
+        external_user_id: String,
+        staff_user_id: String,
+        at: DateTime<Utc>,
+    },
     /// Remember a member's post (time and text fingerprint) for the
     /// behavioural moderation rules. Never the text itself.
     RecordPost {
@@ -210,6 +217,23 @@ pub enum OutRoute {
     /// appchat/update with `del_user_list`: remove a member from a chat the
     /// app created (the content is the reason, kept for the manager, never sent).
     AppChatRemove { chat_id: String, user_id: String },
+    /// externalcontact/mark_tag: add or remove WeCom customer tags (by our
+    /// tag names; the sender resolves WeCom's ids) on an external contact, as
+    /// `staff`, a member who has the contact (`None` when no owner is known;
+    /// such rows are skipped). The content is a note for the manager, never sent.
+    CustomerTag {
+        staff: Option<String>,
+        external_user_id: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
+    /// add_msg_template with `chat_type = single`: one 1:1 mass message to
+    /// `owner`'s external contacts that the owner confirms in the client
+    /// (`owner` is `None` when unknown; such rows are skipped).
+    CustomerMass {
+        owner: Option<String>,
+        external_user_ids: Vec<String>,
+    },
 }
 
 impl OutRoute {
@@ -225,6 +249,8 @@ impl OutRoute {
             OutRoute::WelcomeCode { .. } => "welcome_code",
             OutRoute::CustomerGroupMass { .. } => "customer_group_mass",
             OutRoute::AppChatRemove { .. } => "app_chat_remove",
+            OutRoute::CustomerTag { .. } => "customer_tag",
+            OutRoute::CustomerMass { .. } => "customer_mass",
         }
     }
 }

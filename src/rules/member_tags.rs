@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::analytics::lifecycle::Stage;
+use crate::rules::{Content, OutRoute, Outbound};
 
 /// Longest check-in streak a rule may ask for (the job reads this many days back).
 pub const MAX_STREAK: u32 = 60;
@@ -58,9 +59,77 @@ impl MemberTagRule {
     }
 }
 
+/// A member tag added or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagChangeKind {
+    Add,
+    Remove,
+}
+
+impl TagChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagChangeKind::Add => "add",
+            TagChangeKind::Remove => "remove",
+        }
+    }
+}
+
+/// The outbox effect mirroring one tag change of external contact
+/// `external_user_id` as a WeCom customer tag (`externalcontact/mark_tag`),
+/// marked by `owner`, the member who has the contact (without one the row
+/// is skipped with the reason). `change_id` makes the key unique per change,
+/// so re-running a change adds nothing and a later change is its own row.
+pub fn customer_tag_sync(
+    external_user_id: &str,
+    owner: Option<&str>,
+    tag: &str,
+    change: TagChangeKind,
+    change_id: i64,
+) -> Outbound {
+    let (add, remove) = match change {
+        TagChangeKind::Add => (vec![tag.to_owned()], Vec::new()),
+        TagChangeKind::Remove => (Vec::new(), vec![tag.to_owned()]),
+    };
+    Outbound::new(
+        format!(
+            "mark_tag:{external_user_id}:{tag}:{}:{change_id}",
+            change.as_str()
+        ),
+        OutRoute::CustomerTag {
+            staff: owner.map(str::to_owned),
+            external_user_id: external_user_id.to_owned(),
+            add,
+            remove,
+        },
+        Content::text(format!("member tag {tag}: {}", change.as_str())),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_change_becomes_one_keyed_mark_tag_effect() {
+        let added = customer_tag_sync("wmA", Some("lisi"), "vip", TagChangeKind::Add, 7);
+        assert_eq!(added.idempotency_key, "mark_tag:wmA:vip:add:7");
+        assert_eq!(
+            added.route,
+            OutRoute::CustomerTag {
+                staff: Some("lisi".into()),
+                external_user_id: "wmA".into(),
+                add: vec!["vip".into()],
+                remove: Vec::new(),
+            }
+        );
+        let removed = customer_tag_sync("wmA", None, "vip", TagChangeKind::Remove, 8);
+        assert_eq!(removed.idempotency_key, "mark_tag:wmA:vip:remove:8");
+        assert!(matches!(
+            removed.route,
+            OutRoute::CustomerTag { staff: None, ref remove, .. } if remove == &["vip"]
+        ));
+    }
 
     fn rule(stage: Option<&str>, min_streak: Option<u32>) -> MemberTagRule {
         MemberTagRule {

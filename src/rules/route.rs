@@ -236,6 +236,9 @@ pub mod reasons {
         "app groups need an uploaded media id for images, not a URL";
     pub const WEBHOOK_IMAGE: &str = "webhook robots cannot post an image by URL or media id";
     pub const SMART_BOT_CONTENT: &str = "a smart bot answers in markdown only";
+    pub const CUSTOMER_NO_OWNER: &str = "no known owner for this external contact: qunyun \
+         learns who has a customer from the add_external_contact event, and only that member \
+         may tag the customer or confirm a 1:1 mass message to them";
     pub const EXTERNAL_MEMBER: &str =
         "外部联系人收不到应用消息（app messages reach internal members only）：请群主或客服人工联系";
 }

@@ -133,8 +133,13 @@ fn version_actions(
 
 /// 1:1 welcome to a new customer through the one-shot welcome code.
 pub fn on_customer_added(rules: &RuleSet, event: &Event, added: &CustomerAdded) -> Vec<Action> {
+    let owner = Action::RecordCustomerOwner {
+        external_user_id: added.external_user_id.clone(),
+        staff_user_id: added.staff_user_id.clone(),
+        at: added.at,
+    };
     let Some(code) = &added.welcome_code else {
-        return Vec::new();
+        return vec![owner];
     };
     let text = rules.render(
         &rules.doc.welcome.customer_template,
@@ -143,14 +148,17 @@ pub fn on_customer_added(rules: &RuleSet, event: &Event, added: &CustomerAdded) 
             name: added.external_user_id.clone(),
         },
     );
-    vec![Action::Send(Outbound::new(
-        format!("welcome_code:{}", event.id),
-        OutRoute::WelcomeCode {
-            code: code.clone(),
-            event_at: added.at,
-        },
-        Content::text(text),
-    ))]
+    vec![
+        owner,
+        Action::Send(Outbound::new(
+            format!("welcome_code:{}", event.id),
+            OutRoute::WelcomeCode {
+                code: code.clone(),
+                event_at: added.at,
+            },
+            Content::text(text),
+        )),
+    ]
 }
 
 /// What keeping the group welcome material in WeCom takes, given the

@@ -14,6 +14,8 @@ use super::model::{member_type_from_id, DropReason, GroupWelcomeTemplate, Route}
 use super::state::{random_id, MassTask, SimState};
 use super::{SimApp, SimConfig};
 
+mod tags;
+
 /// One API call as the HTTP layer saw it.
 pub(crate) struct Call<'a> {
     /// Path below `/cgi-bin/`, e.g. `message/send`.
@@ -78,6 +80,9 @@ pub(crate) fn dispatch(state: &mut SimState, config: &SimConfig, call: &Call) ->
         | "externalcontact/groupchat/list"
         | "externalcontact/groupchat/get"
         | "externalcontact/add_msg_template"
+        | "externalcontact/mark_tag"
+        | "externalcontact/get_corp_tag_list"
+        | "externalcontact/add_corp_tag"
         | "externalcontact/get_groupmsg_send_result"
         | "externalcontact/get_groupmsg_task"
         | "externalcontact/send_welcome_msg"
@@ -109,6 +114,9 @@ fn authorized(
         "externalcontact/groupchat/list" => groupchat_list(state, body),
         "externalcontact/groupchat/get" => groupchat_get(state, body),
         "externalcontact/add_msg_template" => add_msg_template(state, config, call, body),
+        "externalcontact/mark_tag" => tags::mark_tag(state, body),
+        "externalcontact/get_corp_tag_list" => tags::get_corp_tag_list(state, body),
+        "externalcontact/add_corp_tag" => tags::add_corp_tag(state, body, call.now),
         "externalcontact/get_groupmsg_send_result" => get_groupmsg_send_result(state, body),
         "externalcontact/get_groupmsg_task" => get_groupmsg_task(state, body),
         "externalcontact/send_welcome_msg" => send_welcome_msg(state, call, body),
@@ -878,12 +886,13 @@ fn add_msg_template(
         .get("chat_type")
         .and_then(Value::as_str)
         .unwrap_or("single");
-    if chat_type != "group" {
-        // plausible: the simulator only models customer-group sends.
-        return Err(fail(40058, "simulator supports chat_type=group only"));
-    }
-    // plausible: 41009 (userid missing) for the required group sender.
+    // plausible: 41009 (userid missing) for the required sender.
     let sender = required_str(body, "sender", 41009)?.to_owned();
+    match chat_type {
+        "group" => {}
+        "single" => return add_single_template(state, config, call, body, sender),
+        _ => return Err(fail(40058, "chat_type must be single or group")),
+    }
     let requested = string_list(body, "chat_id_list");
     if requested.as_ref().is_some_and(|list| list.len() > 2000) {
         return Err(fail(40058, "chat_id_list holds at most 2000 ids"));
@@ -922,6 +931,51 @@ fn add_msg_template(
         MassTask {
             sender,
             chat_ids,
+            external_userids: Vec::new(),
+            msgtype,
+            content,
+            sent_at: None,
+        },
+    );
+    if config.auto_confirm_mass {
+        confirm_mass(state, &msgid, call.now);
+    }
+    Ok(fields(json!({"fail_list": fail_list, "msgid": msgid})))
+}
+
+/// `chat_type = single`: a 1:1 mass message to the sender's customers
+/// (≤ 10000). Customers who are not the sender's contacts go to `fail_list`.
+/// (The simulator requires the list; WeCom would let the sender pick.)
+fn add_single_template(
+    state: &mut SimState,
+    config: &SimConfig,
+    call: &Call,
+    body: &Value,
+    sender: String,
+) -> ApiResult {
+    let requested = string_list(body, "external_userid").unwrap_or_default();
+    if requested.is_empty() || requested.len() > 10_000 {
+        return Err(fail(40058, "external_userid must hold 1 to 10000 ids"));
+    }
+    let (msgtype, content) = customer_content(body)?;
+    let (mut external_userids, mut fail_list) = (Vec::new(), Vec::new());
+    for external in requested {
+        if !state.has_contact(&sender, &external) {
+            fail_list.push(external);
+        } else if !external_userids.contains(&external) {
+            external_userids.push(external);
+        }
+    }
+    if external_userids.is_empty() {
+        return Err(fail(41048, "no customer to send to"));
+    }
+    let msgid = format!("msg{}", random_id(24));
+    state.mass_tasks.insert(
+        msgid.clone(),
+        MassTask {
+            sender,
+            chat_ids: Vec::new(),
+            external_userids,
             msgtype,
             content,
             sent_at: None,
@@ -944,10 +998,19 @@ pub(crate) fn confirm_mass(state: &mut SimState, msgid: &str, now: DateTime<Utc>
     }
     task.sent_at = Some(now);
     let task = task.clone();
-    for chat_id in task.chat_ids {
+    let targets = task
+        .chat_ids
+        .iter()
+        .map(|chat_id| (Route::CustomerGroupMass, chat_id))
+        .chain(
+            task.external_userids
+                .iter()
+                .map(|external| (Route::CustomerMass, external)),
+        );
+    for (route, target) in targets {
         state.deliver(
-            Route::CustomerGroupMass,
-            chat_id,
+            route,
+            target.clone(),
             &task.msgtype,
             task.content.clone(),
             now,
@@ -989,14 +1052,19 @@ fn get_groupmsg_send_result(state: &SimState, body: &Value) -> ApiResult {
     let limit = page_limit(body)?;
     let offset = page_offset(body)?;
     let rows: Vec<Value> = if userid == task.sender {
-        task.chat_ids
+        let chats = task.chat_ids.iter().map(|id| ("chat_id", id));
+        let contacts = task
+            .external_userids
             .iter()
-            .map(|chat_id| match task.sent_at {
+            .map(|id| ("external_userid", id));
+        chats
+            .chain(contacts)
+            .map(|(field, id)| match task.sent_at {
                 Some(sent_at) => json!({
-                    "chat_id": chat_id, "userid": task.sender,
+                    field: id, "userid": task.sender,
                     "status": 1, "send_time": sent_at.timestamp(),
                 }),
-                None => json!({"chat_id": chat_id, "userid": task.sender, "status": 0}),
+                None => json!({field: id, "userid": task.sender, "status": 0}),
             })
             .collect()
     } else {
@@ -1037,6 +1105,12 @@ pub(crate) fn issue_welcome_code(
     now: DateTime<Utc>,
 ) -> String {
     let code = random_id(43);
+    // The customer is now the member's contact (tags, 1:1 mass messages).
+    state
+        .contacts
+        .entry(external_userid.to_owned())
+        .or_default()
+        .insert(userid.to_owned());
     state.welcome_codes.insert(
         code.clone(),
         super::state::WelcomeCode {

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::driver::{
     AddContactRequest, AppTextRequest, ArchiveTextRequest, BotMentionRequest, CallbackTargets,
@@ -88,6 +88,12 @@ async fn dump_state(State(sim): State<Sim>) -> Response {
         "app_chats": chats,
         "robots": robots,
         "group_welcome_templates": state.welcome_templates,
+        "customer_tag_groups": state.tag_groups,
+        "contact_tags": state
+            .contacts
+            .keys()
+            .map(|ext| (ext.clone(), json!(state.contact_tag_names(ext))))
+            .collect::<serde_json::Map<String, Value>>(),
     });
     drop(state);
     Json(body).into_response()

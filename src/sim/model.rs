@@ -21,10 +21,34 @@ pub enum Route {
     /// `add_msg_template` with `chat_type = group`, after the owner confirmed
     /// (one record per customer group).
     CustomerGroupMass,
+    /// `add_msg_template` with `chat_type = single`, after the owner
+    /// confirmed (one record per external contact).
+    CustomerMass,
     /// `send_welcome_msg` to a newly added customer.
     Welcome,
     /// Smart-bot `response_url` answer.
     BotResponse,
+}
+
+/// A corp customer tag group (`get_corp_tag_list`, `add_corp_tag`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagGroup {
+    pub group_id: String,
+    pub group_name: String,
+    pub create_time: i64,
+    pub order: i64,
+    pub deleted: bool,
+    pub tag: Vec<CorpTag>,
+}
+
+/// A corp customer tag in its group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorpTag {
+    pub id: String,
+    pub name: String,
+    pub create_time: i64,
+    pub order: i64,
+    pub deleted: bool,
 }
 
 /// One message the simulated WeCom accepted and delivered.

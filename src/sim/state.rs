@@ -131,6 +131,8 @@ pub(crate) struct ResponseCode {
 pub(crate) struct MassTask {
     pub sender: String,
     pub chat_ids: Vec<String>,
+    /// External contacts of a `chat_type = single` task (then no chats).
+    pub external_userids: Vec<String>,
     pub msgtype: String,
     pub content: Value,
     pub sent_at: Option<DateTime<Utc>>,
@@ -172,6 +174,13 @@ pub(crate) struct SimState {
     pub response_codes: HashMap<String, ResponseCode>,
     pub mass_tasks: HashMap<String, MassTask>,
     pub welcome_templates: Vec<GroupWelcomeTemplate>,
+    /// External userid → members who have the customer as a contact (an
+    /// add_external_contact, i.e. an issued welcome code, or a seed).
+    pub contacts: BTreeMap<String, BTreeSet<String>>,
+    /// Corp customer tag groups, in creation order.
+    pub tag_groups: Vec<super::model::TagGroup>,
+    /// (member, external userid) → the tag ids that member marked on the customer.
+    pub contact_tags: BTreeMap<(String, String), BTreeSet<String>>,
     /// Duplicate-check key → when that content was last delivered.
     pub duplicate_guard: HashMap<String, DateTime<Utc>>,
     /// (agent id, member) → app message hits.
@@ -309,6 +318,33 @@ impl SimState {
         self.mass_tasks.clear();
         self.welcome_codes.clear();
         self.response_codes.clear();
+    }
+
+    /// Whether `userid` has `external_userid` as a customer contact.
+    pub fn has_contact(&self, userid: &str, external_userid: &str) -> bool {
+        self.contacts
+            .get(external_userid)
+            .is_some_and(|staff| staff.contains(userid))
+    }
+
+    /// The names of the live tags any member marked on the customer, sorted.
+    pub fn contact_tag_names(&self, external_userid: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .contact_tags
+            .iter()
+            .filter(|((_, ext), _)| ext == external_userid)
+            .flat_map(|(_, ids)| ids.iter())
+            .filter_map(|id| {
+                self.tag_groups
+                    .iter()
+                    .flat_map(|group| group.tag.iter())
+                    .find(|tag| &tag.id == id && !tag.deleted)
+                    .map(|tag| tag.name.clone())
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     pub fn knows_member(&self, userid: &str) -> bool {

@@ -36,10 +36,14 @@ pub enum Route {
     WelcomeCode,
     /// `appchat/update` removing a member (`del_user_list`) from a chat the app created.
     AppChatRemove,
+    /// `externalcontact/mark_tag` on an external contact (member tags synced).
+    CustomerTag,
+    /// `add_msg_template` 1:1 to one owner's external contacts; the owner must confirm.
+    CustomerMass,
 }
 
 impl Route {
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 9] = [
         Route::AppGroup,
         Route::Webhook,
         Route::SmartBot,
@@ -47,6 +51,8 @@ impl Route {
         Route::Member,
         Route::WelcomeCode,
         Route::AppChatRemove,
+        Route::CustomerTag,
+        Route::CustomerMass,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +64,8 @@ impl Route {
             Route::Member => "member",
             Route::WelcomeCode => "welcome_code",
             Route::AppChatRemove => "app_chat_remove",
+            Route::CustomerTag => "customer_tag",
+            Route::CustomerMass => "customer_mass",
         }
     }
 
@@ -75,11 +83,18 @@ impl Route {
     /// make WeCom deliver it twice: `message/send` deduplicates identical
     /// content (`enable_duplicate_check`), welcome codes and smart-bot
     /// `response_url`s are single-use, and removing a member twice removes
-    /// them once. Group chats, robots and mass-message tasks would repeat.
+    /// them once, as does tagging a contact twice. Group chats, robots and
+    /// mass-message tasks would repeat.
     pub fn resend_after_crash_is_safe(self) -> bool {
         match self {
-            Route::Member | Route::WelcomeCode | Route::SmartBot | Route::AppChatRemove => true,
-            Route::AppGroup | Route::Webhook | Route::CustomerGroupMass => false,
+            Route::Member
+            | Route::WelcomeCode
+            | Route::SmartBot
+            | Route::AppChatRemove
+            | Route::CustomerTag => true,
+            Route::AppGroup | Route::Webhook | Route::CustomerGroupMass | Route::CustomerMass => {
+                false
+            }
         }
     }
 

@@ -3,6 +3,8 @@
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
+use crate::rules::member_tags::TagChangeKind;
+
 /// One tag on a member and who set it (`manager`, `rule:<name>`, `csv`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct MemberTag {
@@ -18,7 +20,9 @@ pub async fn tags_of(conn: &mut SqliteConnection, user_id: &str) -> sqlx::Result
         .await
 }
 
-/// Adds the tag unless the member has it; true when it was new.
+/// Adds the tag unless the member has it; true when it was new. A new tag
+/// on an external contact also queues its sync to WeCom
+/// ([`super::customer_tags::queue_sync`]), so no writer can forget it.
 pub async fn add_tag(
     conn: &mut SqliteConnection,
     user_id: &str,
@@ -34,23 +38,33 @@ pub async fn add_tag(
     .bind(tag)
     .bind(source)
     .bind(at)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    let added = done.rows_affected() == 1;
+    if added {
+        super::customer_tags::queue_sync(conn, user_id, tag, TagChangeKind::Add, at).await?;
+    }
+    Ok(added)
 }
 
-/// Removes the tag; true when the member had it.
+/// Removes the tag; true when the member had it (then, for an external
+/// contact, its sync to WeCom is queued as for [`add_tag`]).
 pub async fn remove_tag(
     conn: &mut SqliteConnection,
     user_id: &str,
     tag: &str,
+    at: i64,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query("delete from member_tags where user_id = ? and tag = ?")
         .bind(user_id)
         .bind(tag)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-    Ok(done.rows_affected() == 1)
+    let removed = done.rows_affected() == 1;
+    if removed {
+        super::customer_tags::queue_sync(conn, user_id, tag, TagChangeKind::Remove, at).await?;
+    }
+    Ok(removed)
 }
 
 /// What a segment filter looks at, for one person.

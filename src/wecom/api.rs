@@ -350,6 +350,37 @@ impl ApiClient {
             .await
     }
 
+    /// `POST externalcontact/mark_tag`: adds and removes customer tags (by
+    /// WeCom tag id) on an external contact of `userid`.
+    pub async fn mark_tag(&self, secret: &Secret, mark: &MarkTag) -> Result<(), ApiError> {
+        let _: Empty = self.post(secret, "externalcontact/mark_tag", mark).await?;
+        Ok(())
+    }
+
+    /// `POST externalcontact/get_corp_tag_list` for every group and tag.
+    pub async fn get_corp_tag_list(&self, secret: &Secret) -> Result<Vec<CorpTagGroup>, ApiError> {
+        let list: CorpTagList = self
+            .post(
+                secret,
+                "externalcontact/get_corp_tag_list",
+                &serde_json::json!({"tag_id": [], "group_id": []}),
+            )
+            .await?;
+        Ok(list.tag_group)
+    }
+
+    /// `POST externalcontact/add_corp_tag`; the group with the new tags.
+    pub async fn add_corp_tag(
+        &self,
+        secret: &Secret,
+        add: &AddCorpTag,
+    ) -> Result<CorpTagGroup, ApiError> {
+        let added: AddCorpTagResponse = self
+            .post(secret, "externalcontact/add_corp_tag", add)
+            .await?;
+        Ok(added.tag_group)
+    }
+
     /// `POST externalcontact/get_groupmsg_send_result`, one page.
     pub async fn get_groupmsg_send_result(
         &self,

@@ -52,7 +52,10 @@ fn text_and_mentions(payload: &Payload) -> (String, Vec<String>) {
         }
         Payload::SmartBot(_) => (String::new(), Vec::new()),
         Payload::WelcomeCode(content) => (text(&content.text), Vec::new()),
-        Payload::CustomerGroupMass(content) => (text(&content.text), Vec::new()),
+        Payload::CustomerGroupMass(content) | Payload::CustomerMass(content) => {
+            (text(&content.text), Vec::new())
+        }
+        Payload::CustomerTag(change) => (change.note.clone(), Vec::new()),
         Payload::AppChatRemove(removal) => (removal.reason.clone(), removal.del_user_list.clone()),
     }
 }

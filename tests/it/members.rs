@@ -384,8 +384,11 @@ async fn a_segment_push_previews_and_sends_to_exactly_its_members() {
     );
     let list = console.page_as(Role::Viewer, "/admin/segments").await;
     assert!(list.contains("VIP"), "{list}");
-    // Nothing is queued by previewing.
-    assert!(app.outbox_rows(None).await.is_empty());
+    // Nothing is queued by previewing (the only row is wmGuest's tag sync,
+    // skipped: no owner known).
+    let queued = app.outbox_rows(None).await;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].route, OutboxRoute::CustomerTag);
 
     let pushed = api(
         &app,
@@ -409,17 +412,21 @@ async fn a_segment_push_previews_and_sends_to_exactly_its_members() {
             ("wangwu", Some("会员日：今晚八点开抢")),
         ]
     );
-    // The external contact is not silently dropped: a skipped row says why.
-    let skipped = app
-        .outbox_rows(Some(qunyun::store::outbox::OutboxStatus::Skipped))
-        .await;
+    // The external contact (no known owner) is not silently dropped: a
+    // skipped row says why (its tag sync is skipped for the same reason).
+    let skipped: Vec<OutboxRow> = app
+        .outbox_rows(Some(OutboxStatus::Skipped))
+        .await
+        .into_iter()
+        .filter(|row| row.route == OutboxRoute::CustomerMass)
+        .collect();
     assert_eq!(skipped.len(), 1);
-    assert_eq!(skipped[0].target, "wmGuest");
+    assert!(skipped[0].payload_json.contains("wmGuest"));
     assert!(skipped[0]
         .last_error
         .as_deref()
         .unwrap_or_default()
-        .contains("not sent"));
+        .contains("no known owner"));
     // The segment can be read by other features.
     let mut conn = app.conn().await;
     let members = qunyun::ops::segments::segment_members(&mut conn, id, app.now())
@@ -523,6 +530,281 @@ async fn rule_tags_follow_their_condition_and_leave_manager_tags_alone() {
             "坚持之星".to_owned(),
             "manager".to_owned()
         )]
+    );
+    app.stop().await;
+}
+
+/// `staff` adds `customer` in WeCom: the add_external_contact callback
+/// through the real endpoint and pipeline (qunyun learns the owner).
+async fn customer_added(app: &TestApp, staff: &str, customer: &str) {
+    let code = app.sim().issue_welcome_code(staff, customer);
+    let xml = format!(
+        "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
+         <CreateTime>{now}</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+         <Event><![CDATA[change_external_contact]]></Event>\
+         <ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[{staff}]]></UserID>\
+         <ExternalUserID><![CDATA[{customer}]]></ExternalUserID><State><![CDATA[shop]]></State>\
+         <WelcomeCode><![CDATA[{code}]]></WelcomeCode></xml>",
+        corp = crate::helpers::CORP_ID,
+        now = app.now().timestamp(),
+    );
+    let reply = app.post_event(crate::helpers::Callback::App(xml)).await;
+    assert_eq!(reply.status(), 200);
+    app.run_pipeline().await;
+}
+
+async fn tag_member(app: &TestApp, token: &str, user: &str, tags: &[&str]) -> serde_json::Value {
+    let path = format!("/admin/api/v1/members/{user}/tags");
+    api(app, token, &path, serde_json::json!({ "tags": tags })).await
+}
+
+fn calls_to(app: &TestApp, path: &str) -> Vec<serde_json::Value> {
+    app.sim()
+        .calls()
+        .into_iter()
+        .filter(|call| call.path == path)
+        .map(|call| call.body)
+        .collect()
+}
+
+async fn rows_on(app: &TestApp, route: qunyun::store::outbox::Route) -> Vec<OutboxRow> {
+    app.outbox_rows(None)
+        .await
+        .into_iter()
+        .filter(|row| row.route == route)
+        .collect()
+}
+
+use qunyun::store::outbox::{OutboxRow, OutboxStatus, Route as OutboxRoute};
+
+#[tokio::test]
+async fn an_external_contacts_member_tags_follow_to_wecom_customer_tags() {
+    let app = app_with_ingest().await;
+    add_people(&app, &["lisi", "wmTagged", "wmStranger"]).await;
+    customer_added(&app, "lisi", "wmTagged").await;
+    app.drain_outbox().await; // the welcome
+    let console = app.console();
+    let (_, token) = console.session_for("mei", Role::Operator).await;
+    let tag =
+        |user: &'static str, tags: &'static [&'static str]| tag_member(&app, &token, user, tags);
+    tag("wmTagged", &["vip"]).await;
+    tag("lisi", &["vip"]).await; // internal: nothing to sync
+    tag("wmStranger", &["vip"]).await; // no known owner
+    app.drain_outbox().await;
+
+    // The tag was created in the configured group and marked by the owner.
+    assert_eq!(app.sim().contact_tags("wmTagged"), ["vip"]);
+    let groups = app.sim().tag_groups();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].group_name, "qunyun");
+    let names: Vec<&str> = groups[0].tag.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["vip"]);
+    let marks = calls_to(&app, "externalcontact/mark_tag");
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert_eq!(marks[0]["userid"], "lisi");
+    assert_eq!(
+        marks[0]["add_tag"],
+        serde_json::json!([groups[0].tag[0].id])
+    );
+    let rows = rows_on(&app, OutboxRoute::CustomerTag).await;
+    let mut status: Vec<(&str, OutboxStatus)> =
+        rows.iter().map(|r| (r.target.as_str(), r.status)).collect();
+    status.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(
+        status,
+        [
+            ("wmStranger", OutboxStatus::Skipped),
+            ("wmTagged", OutboxStatus::Sent)
+        ]
+    );
+    let stranger = rows.iter().find(|r| r.target == "wmStranger").unwrap();
+    assert!(stranger
+        .last_error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("no known owner"));
+
+    // Draining again, or the same change again, sends nothing twice.
+    app.drain_outbox().await;
+    tag("wmTagged", &["vip"]).await; // already tagged: no change
+    app.drain_outbox().await;
+    assert_eq!(calls_to(&app, "externalcontact/mark_tag").len(), 1);
+
+    // Removing it removes it in WeCom; adding it again reuses the cached id.
+    let removed = api(
+        &app,
+        &token,
+        "/admin/api/v1/members/wmTagged/tags/remove",
+        serde_json::json!({"tags": ["vip"]}),
+    )
+    .await;
+    assert_eq!(removed["removed"], serde_json::json!(["vip"]));
+    app.drain_outbox().await;
+    assert!(app.sim().contact_tags("wmTagged").is_empty());
+    tag("wmTagged", &["vip"]).await;
+    app.drain_outbox().await;
+    assert_eq!(app.sim().contact_tags("wmTagged"), ["vip"]);
+    assert_eq!(calls_to(&app, "externalcontact/mark_tag").len(), 3);
+    assert_eq!(calls_to(&app, "externalcontact/add_corp_tag").len(), 1);
+
+    // WeCom refusing is visible: a failed row with WeCom's errcode.
+    app.sim().inject(
+        qunyun::sim::FaultRule::new(qunyun::sim::FaultKind::Errcode { errcode: 48002 })
+            .on_path("externalcontact/mark_tag"),
+    );
+    tag("wmTagged", &["gold"]).await;
+    app.drain_outbox().await;
+    let failed = app.outbox_rows(Some(OutboxStatus::Failed)).await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].route, OutboxRoute::CustomerTag);
+    assert!(
+        failed[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("48002"),
+        "{:?}",
+        failed[0].last_error
+    );
+    assert_eq!(app.sim().contact_tags("wmTagged"), ["vip"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_segment_push_sends_each_owner_one_mass_message_for_their_contacts() {
+    let app = app_with_ingest().await;
+    qunyun::ops::rules::apply(
+        &app.ops(),
+        &qunyun::ops::Actor::new("mei", Role::Owner),
+        app.now(),
+        &format!("[community]\napp = \"{}\"\n", crate::helpers::APP),
+    )
+    .await
+    .unwrap();
+    let people = ["lisi", "wangwu", "wmA", "wmB", "wmC", "wmD"];
+    add_people(&app, &people).await;
+    customer_added(&app, "lisi", "wmA").await;
+    customer_added(&app, "lisi", "wmB").await;
+    customer_added(&app, "wangwu", "wmC").await;
+    app.drain_outbox().await; // the welcomes
+    let console = app.console();
+    let (_, token) = console.session_for("mei", Role::Operator).await;
+    for user in people {
+        tag_member(&app, &token, user, &["会员"]).await;
+    }
+    app.drain_outbox().await; // the tag syncs
+    let saved = api(
+        &app,
+        &token,
+        "/admin/api/v1/segments",
+        serde_json::json!({"name": "会员", "filter": {"tags": ["会员"]}}),
+    )
+    .await;
+    let id = saved["id"].as_i64().unwrap();
+    let detail = console
+        .api_as(Role::Viewer, &format!("/admin/api/v1/segments/{id}"))
+        .await;
+    let preview = &detail["preview"];
+    let counts: Vec<i64> = [
+        "count",
+        "internal",
+        "external",
+        "external_by_owner",
+        "owners",
+        "external_no_owner",
+    ]
+    .iter()
+    .map(|k| preview[k].as_i64().unwrap())
+    .collect();
+    assert_eq!(counts, [6, 2, 4, 3, 2, 1], "{preview}");
+
+    let pushed = api(
+        &app,
+        &token,
+        &format!("/admin/api/v1/segments/{id}/push"),
+        serde_json::json!({"text": "会员日"}),
+    )
+    .await;
+    assert_eq!(
+        pushed["external_plan"]["by_owner"],
+        serde_json::json!({"lisi": ["wmA", "wmB"], "wangwu": ["wmC"]})
+    );
+    assert_eq!(
+        pushed["external_plan"]["no_owner"],
+        serde_json::json!(["wmD"])
+    );
+    let delivered = app.drain_outbox().await;
+    let mut reached: Vec<&str> = delivered.iter().map(|d| d.target.as_str()).collect();
+    reached.sort();
+    assert_eq!(reached, ["lisi", "wangwu"], "only app messages so far");
+    let mut templates: Vec<(String, serde_json::Value, serde_json::Value)> =
+        calls_to(&app, "externalcontact/add_msg_template")
+            .into_iter()
+            .map(|b| {
+                (
+                    b["sender"].as_str().unwrap().to_owned(),
+                    b["chat_type"].clone(),
+                    b["external_userid"].clone(),
+                )
+            })
+            .collect();
+    templates.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        templates,
+        [
+            (
+                "lisi".to_owned(),
+                "single".into(),
+                serde_json::json!(["wmA", "wmB"])
+            ),
+            (
+                "wangwu".to_owned(),
+                "single".into(),
+                serde_json::json!(["wmC"])
+            ),
+        ]
+    );
+    // Waiting for each owner, visibly; the contact without one is skipped.
+    let mass = rows_on(&app, OutboxRoute::CustomerMass).await;
+    let mut states: Vec<(&str, OutboxStatus)> =
+        mass.iter().map(|r| (r.target.as_str(), r.status)).collect();
+    states.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(
+        states,
+        [
+            ("", OutboxStatus::Skipped),
+            ("lisi", OutboxStatus::AwaitingConfirmation),
+            ("wangwu", OutboxStatus::AwaitingConfirmation),
+        ]
+    );
+    let skipped = mass.iter().find(|r| r.target.is_empty()).unwrap();
+    assert!(skipped.payload_json.contains("wmD"));
+    assert!(skipped
+        .last_error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("no known owner"));
+
+    // The owners confirm: each of their contacts gets it, once.
+    for msgid in app.sim().pending_mass() {
+        assert!(app.sim().confirm_mass(&msgid));
+    }
+    let confirmed = app.sim().messages();
+    let mut customers: Vec<&str> = confirmed
+        .iter()
+        .filter(|d| d.route == qunyun::sim::Route::CustomerMass)
+        .map(|d| d.target.as_str())
+        .collect();
+    customers.sort();
+    assert_eq!(customers, ["wmA", "wmB", "wmC"]);
+    app.advance_clock(Duration::hours(1));
+    app.drain_outbox().await;
+    let mass = rows_on(&app, OutboxRoute::CustomerMass).await;
+    assert_eq!(
+        mass.iter()
+            .filter(|r| r.status == OutboxStatus::Sent)
+            .count(),
+        2
     );
     app.stop().await;
 }

@@ -60,5 +60,16 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
         "Customer mass message (owner confirms)",
     ),
     ("push_not_sent", "不发送", "Not sent"),
+    (
+        "push_by_owner",
+        "{contacts} 位由跟进成员确认的 1:1 群发，共 {owners} 位成员需确认",
+        "{contacts} by owner-confirmed 1:1 mass message, {owners} owners to confirm",
+    ),
+    ("push_no_owner", "无跟进成员", "no known owner"),
+    (
+        "push_waiting_for",
+        "等待 {owner} 确认",
+        "waiting for {owner} to confirm",
+    ),
     ("push_text", "消息内容", "Message"),
 ];

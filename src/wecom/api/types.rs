@@ -307,13 +307,17 @@ pub(crate) struct GroupChatGetResponse {
     pub group_chat: GroupChat,
 }
 
-/// What a customer-group mass message says and where it goes; the outbox
-/// payload of the `customer_group_mass` route (the target is the sender).
+/// What a mass message says and where it goes; the outbox payload of the
+/// `customer_group_mass` route (groups) and of the `customer_mass` route
+/// (1:1 to external contacts); the target is the sender either way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MassMessageContent {
     /// Customer-group ids (≤ 2000). Empty: the owner picks the groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chat_id_list: Vec<String>,
+    /// External contacts of a 1:1 mass message (≤ 10000; `chat_type = single`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_userid: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<TextContent>,
     /// ≤ 9 attachments in WeCom's shape (`{"msgtype": "link", "link": {...}}`).
@@ -324,9 +328,9 @@ pub struct MassMessageContent {
 /// Body of `POST externalcontact/add_msg_template`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AddMsgTemplate {
-    /// `group` for customer groups (the only kind qunyun sends).
+    /// `group` for customer groups, `single` for 1:1 to external contacts.
     pub chat_type: String,
-    /// The member who must confirm and send; required for groups.
+    /// The member who must confirm and send.
     pub sender: String,
     #[serde(flatten)]
     pub content: MassMessageContent,
@@ -340,6 +344,105 @@ impl AddMsgTemplate {
             content,
         }
     }
+
+    /// A 1:1 mass message to `content.external_userid`, which `sender` confirms
+    /// (developer.work.weixin.qq.com/document/path/92135).
+    pub fn for_contacts(sender: impl Into<String>, content: MassMessageContent) -> Self {
+        Self {
+            chat_type: "single".to_owned(),
+            sender: sender.into(),
+            content,
+        }
+    }
+}
+
+/// Most external contacts of one 1:1 `add_msg_template` call.
+pub const MAX_MASS_CONTACTS: usize = 10_000;
+
+/// A change of an external contact's customer tags by our tag names; the
+/// outbox payload of the `customer_tag` route (the target is the contact).
+/// The sender turns the names into WeCom's tag ids ([`MarkTag`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagChange {
+    /// The member who has the contact and marks it.
+    pub userid: String,
+    pub external_userid: String,
+    /// Tag names to add and to remove, in the group `[wecom]
+    /// customer_tag_group` names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+    /// Why, for the manager (never sent).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// Body of `POST externalcontact/mark_tag` (developer.work.weixin.qq.com/document/path/92118).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MarkTag {
+    pub userid: String,
+    pub external_userid: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add_tag: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove_tag: Vec<String>,
+}
+
+/// One corp customer tag (`get_corp_tag_list` / `add_corp_tag`,
+/// developer.work.weixin.qq.com/document/path/92117).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorpTag {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub create_time: i64,
+    #[serde(default)]
+    pub order: i64,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// A corp tag group with its tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorpTagGroup {
+    pub group_id: String,
+    pub group_name: String,
+    #[serde(default)]
+    pub create_time: i64,
+    #[serde(default)]
+    pub order: i64,
+    #[serde(default)]
+    pub deleted: bool,
+    #[serde(default)]
+    pub tag: Vec<CorpTag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct CorpTagList {
+    #[serde(default)]
+    pub tag_group: Vec<CorpTagGroup>,
+}
+
+/// Body of `POST externalcontact/add_corp_tag`: tags into the group named
+/// `group_name` (WeCom creates the group when no group has that name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddCorpTag {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    pub tag: Vec<NewCorpTag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewCorpTag {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct AddCorpTagResponse {
+    pub tag_group: CorpTagGroup,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -543,6 +646,7 @@ mod tests {
             "owner1",
             MassMessageContent {
                 chat_id_list: vec!["wrA".into()],
+                external_userid: vec![],
                 text: Some(TextContent::new("hello")),
                 attachments: vec![],
             },
@@ -550,6 +654,23 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&body).unwrap(),
             json!({"chat_type": "group", "sender": "owner1", "chat_id_list": ["wrA"], "text": {"content": "hello"}})
+        );
+    }
+
+    #[test]
+    fn contact_template_is_single_typed_with_the_contacts() {
+        let body = AddMsgTemplate::for_contacts(
+            "owner1",
+            MassMessageContent {
+                chat_id_list: vec![],
+                external_userid: vec!["wmA".into()],
+                text: Some(TextContent::new("hello")),
+                attachments: vec![],
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"chat_type": "single", "sender": "owner1", "external_userid": ["wmA"], "text": {"content": "hello"}})
         );
     }
 
