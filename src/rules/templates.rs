@@ -280,10 +280,10 @@ contracts! {
         /// What the next badges need ("连续签到 7 天 →「七日之星」"); empty when none is left.
         next: String = "连续签到 7 天 →「七日之星」",
     }
-    /// `ugc_reward`: a 精华 or 晒单 reward, in the reply that caused it.
+    /// `ugc_reward`: a 精华, 晒单 or 有用 reward, in the reply that caused it.
     UgcReward("content reward") => UgcRewardVars {
         name: String = "小王",
-        /// "精华" or "晒单".
+        /// "精华", "晒单" or "热心回答" (a 有用 mark).
         what: String = "精华",
         points: i64 = 20,
         balance: i64 = 106,
