@@ -188,7 +188,14 @@ mod tests {
         for text in ["有用", " 谢谢！", "感谢~", "点赞👍", "谢谢！！"] {
             assert!(is_helpful_mark(text), "{text}");
         }
-        for text in ["谢谢，但还有个问题", "有用吗？", "有用?", "非常感谢大家", "", "加精"] {
+        for text in [
+            "谢谢，但还有个问题",
+            "有用吗？",
+            "有用?",
+            "非常感谢大家",
+            "",
+            "加精",
+        ] {
             assert!(!is_helpful_mark(text), "{text}");
         }
     }

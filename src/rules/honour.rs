@@ -465,7 +465,10 @@ mod tests {
             ..BoardData::default()
         };
         let text = render(&rules, &board, &data);
-        assert!(text.contains("【热心助人】\n1. b 5 次\n2. a 2 次"), "{text}");
+        assert!(
+            text.contains("【热心助人】\n1. b 5 次\n2. a 2 次"),
+            "{text}"
+        );
         assert!(BoardDoc::default().metrics.contains(&Metric::Helpful));
     }
 

@@ -349,7 +349,10 @@ pub fn helpful(
         return (Vec::new(), HelpfulOutcome::Already);
     }
     if config.helpful_daily_cap > 0 && target.given_today >= config.helpful_daily_cap {
-        return (Vec::new(), HelpfulOutcome::OverCap(config.helpful_daily_cap));
+        return (
+            Vec::new(),
+            HelpfulOutcome::OverCap(config.helpful_daily_cap),
+        );
     }
     let day = rules.community_day(now);
     let points = config.helpful_points.max(0);
@@ -404,10 +407,9 @@ pub fn on_helpful(
         HelpfulOutcome::OverCap(cap) => {
             format!("今天的 {cap} 次「有用」已经用完了，明天再来感谢吧～")
         }
-        HelpfulOutcome::Marked(Some(vars)) => format!(
-            "👍 {giver} 觉得有用：{}",
-            rules.render("ugc_reward", &vars)
-        ),
+        HelpfulOutcome::Marked(Some(vars)) => {
+            format!("👍 {giver} 觉得有用：{}", rules.render("ugc_reward", &vars))
+        }
         HelpfulOutcome::Marked(None) => {
             format!("👍 {giver} 觉得 {author} 的消息有用，已记入热心助人榜")
         }

@@ -6,10 +6,10 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use qunyun::jobs::honour::HonourBoards;
 use qunyun::ops::rules::Applied;
 use qunyun::ops::{self, Actor, Ops, Role};
+use qunyun::rules::ugc::MessageMark;
 use qunyun::rules::ChatRoute;
 use qunyun::sim::Route as SimRoute;
 use qunyun::store::outbox::{OutboxStatus, Route};
-use qunyun::rules::ugc::MessageMark;
 use qunyun::store::{chats, checkins, honour, points};
 
 use crate::helpers::{Callback, ConfigFile, TestApp, TestConfig, BOT};
@@ -507,12 +507,23 @@ publish_hour = 10
         1,
         "{answers:?}"
     );
-    assert_eq!(with("你已经给 u1 的这条消息点过「有用」了"), 1, "{answers:?}");
+    assert_eq!(
+        with("你已经给 u1 的这条消息点过「有用」了"),
+        1,
+        "{answers:?}"
+    );
     assert_eq!(with("不能给自己的消息"), 1, "{answers:?}");
     assert_eq!(with("找不到这条消息的作者"), 1, "{answers:?}");
 
     // A thanks word alone marks too; thanks with more words is a message.
-    bot(&app, "thanks-1", BOT_CHAT, "u3", quoting("谢谢！", ANSWER_A)).await;
+    bot(
+        &app,
+        "thanks-1",
+        BOT_CHAT,
+        "u3",
+        quoting("谢谢！", ANSWER_A),
+    )
+    .await;
     bot(
         &app,
         "thanks-2",
@@ -547,8 +558,14 @@ publish_hour = 10
     bot(&app, "help-c", BOT_CHAT, "u2", quoting("点赞", ANSWER_C)).await;
     let answers = run(&app).await;
     assert_eq!(answers.len(), 1, "{answers:?}");
-    assert!(answers[0].contains("今天的 2 次「有用」已经用完了"), "{answers:?}");
-    assert!(ledger(&app, "u5", "helpful").await.is_empty(), "over the cap");
+    assert!(
+        answers[0].contains("今天的 2 次「有用」已经用完了"),
+        "{answers:?}"
+    );
+    assert!(
+        ledger(&app, "u5", "helpful").await.is_empty(),
+        "over the cap"
+    );
 
     // The member page's messages carry the marks received.
     let posts = ops::honour::member_posts(&Ops::over(app.pool.clone()), "u1")
