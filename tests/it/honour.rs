@@ -578,6 +578,16 @@ publish_hour = 10
             .collect::<Vec<_>>(),
         [("arch-a", 2)]
     );
+    qunyun::store::members::ensure_person(&mut *app.conn().await, "u1", None, app.now())
+        .await
+        .unwrap();
+    let console = app.console();
+    let (viewer, _) = console.session_for("viewer", Role::Viewer).await;
+    let page = console.get("/admin/members/u1", Some(&viewer)).await.body;
+    assert!(
+        page.contains(r#"<td class="helpful">2</td>"#),
+        "the member page shows the marks: {page}"
+    );
 
     // Monday 10:00: last week's board, 热心助人 by distinct marks received.
     let delivered_before = app.sim().messages().len();
