@@ -241,6 +241,8 @@ contracts! {
     Help("help") => HelpVars {
         /// The catalog's items ("保温杯、帆布袋"); empty without a catalog.
         items: String = "保温杯、帆布袋",
+        /// `[ugc] helpful`: members may mark a quoted message 有用.
+        helpful: bool = true,
     }
     /// `autoreply[].template`: an FAQ reply, with the asker's real numbers.
     Faq("FAQ reply") => FaqVars {
