@@ -112,6 +112,16 @@ async fn run(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
+/// Sender pass; what group robots received after the first `before` deliveries.
+async fn robot_posts_after(app: &TestApp, before: usize) -> Vec<qunyun::sim::Delivery> {
+    app.drain_outbox().await;
+    app.sim().messages()[before..]
+        .iter()
+        .filter(|d| d.route == SimRoute::Webhook)
+        .cloned()
+        .collect()
+}
+
 async fn seed_points(app: &TestApp, user: &str, delta: i64, day: NaiveDate) {
     let reference = format!("seed:{user}:{day}");
     let entry = points::NewLedgerEntry {
@@ -221,12 +231,7 @@ async fn honour_board_posts_once_per_period_per_chat_across_passes_and_restarts(
         "after a restart"
     );
 
-    app.drain_outbox().await;
-    let posted: Vec<_> = app.sim().messages()[delivered_before..]
-        .iter()
-        .filter(|d| d.route == SimRoute::Webhook)
-        .cloned()
-        .collect();
+    let posted = robot_posts_after(&app, delivered_before).await;
     assert_eq!(posted.len(), 1, "only the tagged robot chat: {posted:?}");
     assert_eq!(posted[0].target, "wrrobot");
     let board = posted[0].text().unwrap();
@@ -594,12 +599,7 @@ publish_hour = 10
     app.set_clock(Utc.with_ymd_and_hms(2026, 11, 23, 2, 0, 0).unwrap());
     let boards = HonourBoards::new(app.pool.clone(), "main");
     assert_eq!(boards.run_at(app.now()).await.unwrap(), 1);
-    app.drain_outbox().await;
-    let posted: Vec<_> = app.sim().messages()[delivered_before..]
-        .iter()
-        .filter(|d| d.route == SimRoute::Webhook)
-        .cloned()
-        .collect();
+    let posted = robot_posts_after(&app, delivered_before).await;
     assert_eq!(posted.len(), 1, "{posted:?}");
     let board = posted[0].text().unwrap();
     assert!(
