@@ -139,6 +139,7 @@ stock = 10
 [[honour.boards]]
 name = "weekly"
 title = "本周荣誉榜"
+metrics = ["streak", "points", "essence", "helpful"]
 chat_ids = ["wrDEMO0000000000000000000000B2"]
 publish_hour = 10
 
@@ -1022,16 +1023,18 @@ impl Demo {
         self.process().await
     }
 
-    /// 精华 and the honour board: a store manager's tip in the internal group
-    /// is marked 精华 in the console (its author earns once), then the week's
-    /// board goes out through the group robot on Monday 10:00.
+    /// 精华, 有用 and the honour board: a store manager's tip in the internal
+    /// group is marked 有用 by a colleague (quoting it to the smart bot) and
+    /// 精华 in the console (its author earns once each), then the week's board
+    /// goes out through the group robot on Monday 10:00.
     async fn honour(&mut self) -> anyhow::Result<()> {
         self.line(String::new());
-        self.mention(
-            4,
-            "分享：顾客问保温杯保冷多久，我说冰块能撑 12 小时，当场成交",
-        )
-        .await?;
+        let tip_text = "分享：顾客问保温杯保冷多久，我说冰块能撑 12 小时，当场成交";
+        self.mention(4, tip_text).await?;
+        // A colleague thanks her by quoting the tip: 有用 (热心助人), once per
+        // colleague and message, on this week's board.
+        self.mention_quoting(2, "有用", Some(tip_text)).await?;
+        self.process().await?;
         let (ops, actor) = manager(&self.pool);
         let tip = crate::ops::honour::member_posts(&ops, staff(4))
             .await?
@@ -1171,8 +1174,19 @@ impl Demo {
     /// only records it (the pipeline runs later), as when two messages
     /// arrive in the same second.
     async fn mention_no_run(&mut self, id: usize, text: &str) -> anyhow::Result<()> {
+        self.mention_quoting(id, text, None).await
+    }
+
+    /// `mention_no_run`, optionally quoting (引用) an earlier message's text.
+    async fn mention_quoting(
+        &mut self,
+        id: usize,
+        text: &str,
+        quote: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let quoted = quote.map_or(String::new(), |q| format!("（引用「{q}」）"));
         self.say_line(&format!(
-            "💬 {} {}：@{BOT_DISPLAY_NAME} {text}",
+            "💬 {} {}：@{BOT_DISPLAY_NAME} {text}{quoted}",
             doors::STAFF_MENTION,
             staff_name(id)
         ));
@@ -1184,6 +1198,7 @@ impl Demo {
                 chat_id: Some(STAFF_CHAT.into()),
                 from: staff(id).into(),
                 content: text.into(),
+                quote: quote.map(str::to_owned),
             })
             .await
             .context("driving bot mention")?;

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use crate::ingest::IngestMessage;
 use crate::rules::event::{
-    ContentFeatured, CustomerAdded, JoinScene, MembersJoined, MembersLeft, MessagePosted,
-    MessageReported, MessageSource, ReplyVia, ESSENCE_KEYWORD, REPORT_KEYWORD,
+    is_helpful_mark, CustomerAdded, JoinScene, MembersJoined, MembersLeft, MessagePosted,
+    MessageReported, MessageSource, QuotedMark, ReplyVia, ESSENCE_KEYWORD, REPORT_KEYWORD,
 };
 use crate::rules::{Event, EventKind};
 use crate::store::inbox::{InboxKind, InboxRow};
@@ -111,36 +111,34 @@ pub fn domain_event(row: &InboxRow, default_app: &str) -> Result<Option<Event>, 
         }
         message::Event::BotMessage(bot) => {
             let response_url = bot.response_url.ok_or_else(|| missing("response_url"))?;
+            // A command quoting a group message: 举报, 加精 or 有用. Quoted
+            // images carry no text and cannot be found, so they stay messages.
             let quoted = bot.quote.as_ref().and_then(|quote| quote.text.clone());
-            if let (Some(quoted_text), Some(chat_id), true) = (
-                quoted,
-                bot.chat_id.clone(),
-                bot.text.trim().starts_with(REPORT_KEYWORD),
-            ) {
-                return Ok(Some(Event {
-                    id,
-                    kind: EventKind::MessageReported(MessageReported {
-                        chat_id,
-                        reporter: bot.from_user_id,
-                        quoted_text,
-                        response_url: Some(response_url),
-                    }),
-                }));
-            }
-            if let (Some(quote), Some(chat_id), true) = (
-                bot.quote.as_ref().and_then(|quote| quote.text.clone()),
-                bot.chat_id.clone(),
-                bot.text.trim().starts_with(ESSENCE_KEYWORD),
-            ) {
-                return Ok(Some(Event {
-                    id,
-                    kind: EventKind::ContentFeatured(ContentFeatured {
-                        chat_id,
-                        by: bot.from_user_id,
-                        quoted_text: quote,
-                        response_url,
-                    }),
-                }));
+            if let (Some(quoted_text), Some(chat_id)) = (quoted, bot.chat_id.clone()) {
+                let command = bot.text.trim();
+                let mark = QuotedMark {
+                    chat_id,
+                    by: bot.from_user_id.clone(),
+                    quoted_text,
+                    response_url: response_url.clone(),
+                };
+                let kind = if command.starts_with(REPORT_KEYWORD) {
+                    Some(EventKind::MessageReported(MessageReported {
+                        chat_id: mark.chat_id,
+                        reporter: mark.by,
+                        quoted_text: mark.quoted_text,
+                        response_url: Some(mark.response_url),
+                    }))
+                } else if command.starts_with(ESSENCE_KEYWORD) {
+                    Some(EventKind::ContentFeatured(mark))
+                } else if is_helpful_mark(command) {
+                    Some(EventKind::MarkedHelpful(mark))
+                } else {
+                    None
+                };
+                if let Some(kind) = kind {
+                    return Ok(Some(Event { id, kind }));
+                }
             }
             let image = !bot.image_urls.is_empty() && bot.chat_type != BotChatType::Single;
             let posted = MessagePosted {

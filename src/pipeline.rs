@@ -358,7 +358,8 @@ async fn ensure_chat_registered(
                 ..
             })
             | EventKind::MessageReported(MessageReported { chat_id, .. })
-            | EventKind::ContentFeatured(crate::rules::event::ContentFeatured { chat_id, .. }),
+            | EventKind::ContentFeatured(crate::rules::event::QuotedMark { chat_id, .. })
+            | EventKind::MarkedHelpful(crate::rules::event::QuotedMark { chat_id, .. }),
             Some(bot),
         ) => (chat_id, ChatRoute::internal_with_smart_bot(bot)),
         _ => return Ok(()),
@@ -646,7 +647,8 @@ pub async fn apply(
                 )
                 .await?
             }
-            Action::MarkEssence {
+            Action::MarkMessage {
+                mark,
                 message_id,
                 chat_id,
                 author,
@@ -654,10 +656,16 @@ pub async fn apply(
                 at,
                 day,
             } => {
-                crate::store::honour::mark_essence(
-                    conn, message_id, chat_id, author, by, *at, *day,
-                )
-                .await?;
+                let row = crate::store::honour::NewMark {
+                    mark: *mark,
+                    message_id,
+                    chat_id,
+                    author,
+                    by,
+                    at: *at,
+                    day: *day,
+                };
+                crate::store::honour::mark_message(conn, &row).await?;
             }
         }
     }

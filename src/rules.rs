@@ -206,6 +206,10 @@ pub struct Snapshot {
     /// The message a `加精` quotes, when the store knows it.
     #[serde(default)]
     pub featured: Option<ugc::FeaturedTarget>,
+    /// The message a `有用` quotes, when the store knows it, with the giver's
+    /// earlier marks.
+    #[serde(default)]
+    pub helpful: Option<ugc::HelpfulTarget>,
     /// The poll a `投 N` ballot is for (loaded only for that command).
     #[serde(default)]
     pub ballot: Option<polls::Ballot>,
@@ -259,6 +263,7 @@ pub fn evaluate(
         EventKind::ContentFeatured(featured) => {
             ugc::on_featured(rules, snapshot, event, featured, now)
         }
+        EventKind::MarkedHelpful(mark) => ugc::on_helpful(rules, snapshot, event, mark, now),
         EventKind::ImagePosted(message) => {
             let mut actions = ugc::on_image(rules, snapshot, event, message, now);
             if !message.text.trim().is_empty() {

@@ -32,7 +32,9 @@ pub async fn load_snapshot(
         EventKind::CustomerAdded(_) => (None, Vec::new()),
         EventKind::MessageReported(r) => (Some(r.chat_id.as_str()), Vec::new()),
         EventKind::ImagePosted(m) => (m.chat_id.as_deref(), vec![m.sender.as_str()]),
-        EventKind::ContentFeatured(f) => (Some(f.chat_id.as_str()), vec![f.by.as_str()]),
+        EventKind::ContentFeatured(f) | EventKind::MarkedHelpful(f) => {
+            (Some(f.chat_id.as_str()), vec![f.by.as_str()])
+        }
     };
     if let Some(chat_id) = chat_id {
         snapshot.chat = chats::get_chat(conn, chat_id).await?;
@@ -223,8 +225,9 @@ async fn load_person(
     })
 }
 
-/// What the honour board and 精华 need: the first board's current period for
-/// 荣誉榜, and the quoted message (author, mark, 精华 count) for 加精.
+/// What the honour board, 精华 and 有用 need: the first board's current period
+/// for 荣誉榜, the quoted message (author, mark, 精华 count) for 加精, and the
+/// quoted message with the giver's marks for 有用.
 async fn load_honour(
     conn: &mut SqliteConnection,
     rules: &RuleSet,
@@ -243,20 +246,41 @@ async fn load_honour(
             snapshot.honour = Some(honour::board_data(conn, &period).await?);
         }
         EventKind::ContentFeatured(featured) => {
-            let Some(fingerprint) =
-                moderate::stored_fingerprint(&rules.moderation, &featured.quoted_text)
-            else {
-                return Ok(());
-            };
-            if let Some(post) =
-                honour::post_by_fingerprint(conn, &featured.chat_id, fingerprint).await?
-            {
+            if let Some(post) = quoted_post(conn, rules, featured).await? {
                 snapshot.featured = Some(featured_target(conn, rules, post, now).await?);
+            }
+        }
+        EventKind::MarkedHelpful(mark) => {
+            if let Some(post) = quoted_post(conn, rules, mark).await? {
+                let today = rules.community_day(now);
+                snapshot.helpful = Some(rules::ugc::HelpfulTarget {
+                    author: load_person(conn, &post.author, today).await?,
+                    already_marked: honour::helpful_marked_by(conn, &post.message_id, &mark.by)
+                        .await?,
+                    given_today: honour::helpful_given_on(conn, &mark.by, today).await?,
+                    message_id: post.message_id,
+                    chat_id: post.chat_id,
+                });
             }
         }
         _ => {}
     }
     Ok(())
+}
+
+/// The remembered message a command quotes (`加精`, `有用`), found by its
+/// text's fingerprint in the chat; `None` when the text is too short to
+/// fingerprint or qunyun never saw the message.
+async fn quoted_post(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    mark: &rules::event::QuotedMark,
+) -> anyhow::Result<Option<crate::store::honour::PostRow>> {
+    let Some(fingerprint) = moderate::stored_fingerprint(&rules.moderation, &mark.quoted_text)
+    else {
+        return Ok(None);
+    };
+    Ok(crate::store::honour::post_by_fingerprint(conn, &mark.chat_id, fingerprint).await?)
 }
 
 /// The 精华 target for a remembered message (also what the console marks).

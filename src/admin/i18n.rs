@@ -230,6 +230,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("content_posts", "群消息", "Group messages"),
     ("mark_essence", "加精", "Mark 精华"),
     ("essence", "精华", "精华"),
+    ("helpful_marks", "有用", "Marked helpful"),
     ("message_id", "消息 ID", "Message id"),
     ("image", "图片", "Image"),
     ("checkin_calendar", "签到日历", "Check-in calendar"),

@@ -106,6 +106,9 @@ pub struct DailyRow {
     /// Poll ballots cast that day (a changed ballot counts once, when first cast).
     pub votes: i64,
     /// Posts rewarded that day (精华 marks and 晒单 images that earned points).
+    /// 有用 marks are not counted: they are members' thanks (many per
+    /// message, one per giver), not posts the community rewarded; their
+    /// points still count in `points_issued`.
     pub rewarded_posts: i64,
 }
 

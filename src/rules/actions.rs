@@ -153,7 +153,7 @@ pub enum Action {
         at: DateTime<Utc>,
     },
     /// Remember a group message's id, author and text fingerprint (never the
-    /// text), so `加精` and the console can find it (`[ugc]`).
+    /// text), so `加精`, `有用` and the console can find it (`[ugc]`).
     RecordContentPost {
         message_id: String,
         chat_id: String,
@@ -162,8 +162,10 @@ pub enum Action {
         is_image: bool,
         at: DateTime<Utc>,
     },
-    /// Mark a message 精华 (once per message; the reward is its own `AwardPoints`).
-    MarkEssence {
+    /// Mark a message 精华 (once per message) or 有用 (once per message and
+    /// giver); the reward is its own `AwardPoints`.
+    MarkMessage {
+        mark: super::ugc::MessageMark,
         message_id: String,
         chat_id: String,
         author: String,

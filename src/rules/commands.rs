@@ -181,6 +181,7 @@ pub fn help_text(rules: &RuleSet) -> String {
         "help",
         &HelpVars {
             items: items.join("、"),
+            helpful: rules.doc.ugc.helpful,
         },
     )
 }

@@ -25,7 +25,10 @@ pub enum EventKind {
     /// A member reported a message: `举报` sent to the smart bot quoting it.
     MessageReported(MessageReported),
     /// A manager marked a message 精华: `加精` sent to the smart bot quoting it.
-    ContentFeatured(ContentFeatured),
+    ContentFeatured(QuotedMark),
+    /// A member marked another member's message helpful (热心助人): `有用`
+    /// (or a thanks word) sent to the smart bot quoting it.
+    MarkedHelpful(QuotedMark),
     /// A group message carrying an image (smart bot or archive); its text,
     /// if any, is handled as a `MessagePosted` too.
     ImagePosted(MessagePosted),
@@ -144,10 +147,11 @@ pub struct MessageReported {
 /// What a member sends the smart bot (quoting a message) to report it.
 pub const REPORT_KEYWORD: &str = "举报";
 
-/// `加精` quoting a message (smart bot). Like a report, the quote carries only
-/// the text: its author and id are found from the stored content posts.
+/// `加精` or `有用` quoting a message (smart bot). Like a report, the quote
+/// carries only the text: its author and id are found from the stored
+/// content posts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContentFeatured {
+pub struct QuotedMark {
     pub chat_id: String,
     pub by: String,
     pub quoted_text: String,
@@ -156,3 +160,43 @@ pub struct ContentFeatured {
 
 /// What a manager sends the smart bot (quoting a message) to mark it 精华.
 pub const ESSENCE_KEYWORD: &str = "加精";
+
+/// What a member sends the smart bot (quoting a message) to mark it helpful.
+pub const HELPFUL_KEYWORD: &str = "有用";
+
+/// Thanks that also mark the quoted message helpful.
+pub const THANKS_KEYWORDS: &[&str] = &["谢谢", "感谢", "点赞"];
+
+/// Whether a smart-bot message quoting another is a helpful mark: the whole
+/// text (trailing punctuation and spaces aside) is `有用` or a thanks word.
+/// Unlike `加精`, a prefix is not enough: "谢谢，但还有个问题…" quoting an
+/// answer is a question, and must reach the commands and auto-replies.
+pub fn is_helpful_mark(text: &str) -> bool {
+    // Question marks stay: "有用？" asks, it does not mark.
+    let word = text
+        .trim()
+        .trim_end_matches(|c: char| c.is_whitespace() || "!！~～.。…👍🙏".contains(c));
+    word == HELPFUL_KEYWORD || THANKS_KEYWORDS.contains(&word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_whole_word_is_a_helpful_mark() {
+        for text in ["有用", " 谢谢！", "感谢~", "点赞👍", "谢谢！！"] {
+            assert!(is_helpful_mark(text), "{text}");
+        }
+        for text in [
+            "谢谢，但还有个问题",
+            "有用吗？",
+            "有用?",
+            "非常感谢大家",
+            "",
+            "加精",
+        ] {
+            assert!(!is_helpful_mark(text), "{text}");
+        }
+    }
+}

@@ -7,7 +7,9 @@
 //! - `streak`: the longest run of consecutive check-in days (补签 included);
 //! - `points`: points earned (positive ledger entries, refunds excluded);
 //! - `essence`: the member's messages a manager marked 精华;
-//! - `showcase`: the member's 晒单 images that earned points.
+//! - `showcase`: the member's 晒单 images that earned points;
+//! - `helpful`: distinct 有用 marks other members gave the member's messages
+//!   (热心助人; one per message and giver).
 
 use std::collections::BTreeMap;
 
@@ -62,7 +64,12 @@ impl Default for BoardDoc {
             name: "weekly".into(),
             title: "本周荣誉榜".into(),
             period: Period::Week,
-            metrics: vec![Metric::Streak, Metric::Points, Metric::Essence],
+            metrics: vec![
+                Metric::Streak,
+                Metric::Points,
+                Metric::Essence,
+                Metric::Helpful,
+            ],
             top: 3,
             all_chats: false,
             chat_tags: Vec::new(),
@@ -88,6 +95,7 @@ pub enum Metric {
     Points,
     Essence,
     Showcase,
+    Helpful,
 }
 
 impl Metric {
@@ -97,6 +105,7 @@ impl Metric {
             Metric::Points => "积分达人",
             Metric::Essence => "精华作者",
             Metric::Showcase => "晒单之星",
+            Metric::Helpful => "热心助人",
         }
     }
 
@@ -105,6 +114,7 @@ impl Metric {
             Metric::Streak => " 天",
             Metric::Points => " 分",
             Metric::Essence | Metric::Showcase => " 条",
+            Metric::Helpful => " 次",
         }
     }
 }
@@ -185,6 +195,9 @@ pub struct BoardData {
     pub points: Vec<MetricRow>,
     pub essence: Vec<MetricRow>,
     pub showcase: Vec<MetricRow>,
+    /// 有用 marks received (older snapshots have none).
+    #[serde(default)]
+    pub helpful: Vec<MetricRow>,
 }
 
 /// Each member's longest run of consecutive days.
@@ -245,6 +258,7 @@ pub fn render(rules: &RuleSet, board: &BoardDoc, data: &BoardData) -> String {
                 Metric::Points => data.points.clone(),
                 Metric::Essence => data.essence.clone(),
                 Metric::Showcase => data.showcase.clone(),
+                Metric::Helpful => data.helpful.clone(),
             };
             HonourSection {
                 title: metric.title().into(),
@@ -437,6 +451,25 @@ mod tests {
         assert_eq!(targets(&board, &chats), ["c1"]);
         board.all_chats = true;
         assert_eq!(targets(&board, &chats), ["c1", "c2"]);
+    }
+
+    #[test]
+    fn the_helpful_section_ranks_marks_received_in_times() {
+        let rules = RuleSet::builtin();
+        let board = BoardDoc {
+            metrics: vec![Metric::Helpful],
+            ..BoardDoc::default()
+        };
+        let data = BoardData {
+            helpful: vec![row("a", 2), row("b", 5)],
+            ..BoardData::default()
+        };
+        let text = render(&rules, &board, &data);
+        assert!(
+            text.contains("【热心助人】\n1. b 5 次\n2. a 2 次"),
+            "{text}"
+        );
+        assert!(BoardDoc::default().metrics.contains(&Metric::Helpful));
     }
 
     #[test]

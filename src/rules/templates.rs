@@ -241,6 +241,8 @@ contracts! {
     Help("help") => HelpVars {
         /// The catalog's items ("保温杯、帆布袋"); empty without a catalog.
         items: String = "保温杯、帆布袋",
+        /// `[ugc] helpful`: members may mark a quoted message 有用.
+        helpful: bool = true,
     }
     /// `autoreply[].template`: an FAQ reply, with the asker's real numbers.
     Faq("FAQ reply") => FaqVars {
@@ -280,10 +282,10 @@ contracts! {
         /// What the next badges need ("连续签到 7 天 →「七日之星」"); empty when none is left.
         next: String = "连续签到 7 天 →「七日之星」",
     }
-    /// `ugc_reward`: a 精华 or 晒单 reward, in the reply that caused it.
+    /// `ugc_reward`: a 精华, 晒单 or 有用 reward, in the reply that caused it.
     UgcReward("content reward") => UgcRewardVars {
         name: String = "小王",
-        /// "精华" or "晒单".
+        /// "精华", "晒单" or "热心回答" (a 有用 mark).
         what: String = "精华",
         points: i64 = 20,
         balance: i64 = 106,

@@ -1,13 +1,14 @@
-//! Rewarded good content (UGC 激励): 精华 marked by a manager, and 晒单
-//! images in chats tagged for it. Every reward is a ledger entry whose
-//! reference carries the message id (`essence:<id>`, `showcase:<id>`), so a
-//! message earns once however often it is marked or redelivered. Pure.
+//! Rewarded good content (UGC 激励): 精华 marked by a manager, 有用 marked by
+//! any other member (peer recognition, 热心助人), and 晒单 images in chats
+//! tagged for it. Every reward is a ledger entry whose reference carries the
+//! message id (`essence:<id>`, `helpful:<id>:<giver>`, `showcase:<id>`), so a
+//! message earns once per mark however often it is marked or redelivered. Pure.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::commands::reply;
-use super::event::{ContentFeatured, Event, MessagePosted, ReplyVia};
+use super::event::{Event, MessagePosted, QuotedMark, ReplyVia};
 use super::points::level_for;
 use super::templates::UgcRewardVars;
 use super::{Action, ChatSnapshot, Content, OutRoute, Outbound, PersonSnapshot, RuleSet, Snapshot};
@@ -16,13 +17,15 @@ use super::{Action, ChatSnapshot, Content, OutRoute, Outbound, PersonSnapshot, R
 pub const ESSENCE: &str = "essence";
 /// Ledger reason of a 晒单 reward.
 pub const SHOWCASE: &str = "showcase";
+/// Ledger reason of a 有用 mark's reward.
+pub const HELPFUL: &str = "helpful";
 
 /// `[ugc]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UgcDoc {
-    /// Points for a message marked 精华 (0: 精华 off, and group messages are
-    /// not remembered).
+    /// Points for a message marked 精华 (0: 精华 off; group messages are
+    /// then remembered only for 有用).
     pub essence_points: i64,
     /// Who may mark 精华 with `加精` besides each chat's owner and admins.
     pub managers: Vec<String>,
@@ -33,6 +36,16 @@ pub struct UgcDoc {
     pub showcase_points: i64,
     /// Most 晒单 points per member per community day (0: no cap).
     pub showcase_daily_cap: i64,
+    /// Any member may mark another member's message 有用 by quoting it to the
+    /// smart bot (the honour board's 热心助人). With this and 精华 off, group
+    /// messages are not remembered.
+    pub helpful: bool,
+    /// Points the author earns per 有用 mark (0: the marks only count on the
+    /// honour board).
+    pub helpful_points: i64,
+    /// Most 有用 marks one member hands out per community day (0: no cap), so
+    /// a pair of friends cannot farm each other's points.
+    pub helpful_daily_cap: i64,
 }
 
 impl Default for UgcDoc {
@@ -53,6 +66,9 @@ impl Default for UgcDoc {
             showcase_tags: vec!["晒单".into()],
             showcase_points: 5,
             showcase_daily_cap: 15,
+            helpful: true,
+            helpful_points: 2,
+            helpful_daily_cap: 5,
         }
     }
 }
@@ -71,6 +87,8 @@ impl UgcDoc {
             ("essence_points", self.essence_points),
             ("showcase_points", self.showcase_points),
             ("showcase_daily_cap", self.showcase_daily_cap),
+            ("helpful_points", self.helpful_points),
+            ("helpful_daily_cap", self.helpful_daily_cap),
         ] {
             if value < 0 {
                 problems.push((format!("ugc.{field}"), "must not be negative".into()));
@@ -91,6 +109,12 @@ impl UgcDoc {
             }
         }
         problems
+    }
+
+    /// Whether group messages are remembered (id, author, fingerprint): a
+    /// quoted message can only be marked 精华 or 有用 if it was.
+    pub fn remembers_posts(&self) -> bool {
+        self.essence_points > 0 || self.helpful
     }
 }
 
@@ -113,7 +137,8 @@ pub struct EssenceDecision {
     pub reward: Option<UgcRewardVars>,
 }
 
-/// Every group message is remembered (id, author, fingerprint) while 精华 is on.
+/// Every group message is remembered (id, author, fingerprint) while 精华 or
+/// 有用 is on.
 pub fn on_message(rules: &RuleSet, message: &MessagePosted, now: DateTime<Utc>) -> Vec<Action> {
     record(rules, message, false, now).into_iter().collect()
 }
@@ -125,7 +150,7 @@ fn record(
     now: DateTime<Utc>,
 ) -> Option<Action> {
     let chat_id = message.chat_id.clone()?;
-    if rules.doc.ugc.essence_points <= 0 {
+    if !rules.doc.ugc.remembers_posts() {
         return None;
     }
     Some(Action::RecordContentPost {
@@ -163,7 +188,8 @@ pub fn essence(
     let day = rules.community_day(now);
     let author = &target.author;
     let points = rules.doc.ugc.essence_points.max(0);
-    let mut actions = vec![Action::MarkEssence {
+    let mut actions = vec![Action::MarkMessage {
+        mark: MessageMark::Essence,
         message_id: target.message_id.clone(),
         chat_id: target.chat_id.clone(),
         author: author.user_id.clone(),
@@ -230,18 +256,10 @@ pub fn on_featured(
     rules: &RuleSet,
     snapshot: &Snapshot,
     event: &Event,
-    featured: &ContentFeatured,
+    featured: &QuotedMark,
     now: DateTime<Utc>,
 ) -> Vec<Action> {
-    let answer = |text: String| {
-        Action::Send(Outbound::new(
-            format!("reply:{}", event.id),
-            OutRoute::SmartBotResponse {
-                response_url: featured.response_url.clone(),
-            },
-            Content::text(text),
-        ))
-    };
+    let answer = |text: String| quote_answer(event, featured, text);
     if rules.doc.ugc.essence_points <= 0 {
         return vec![answer("本群没有开启精华奖励".into())];
     }
@@ -262,6 +280,140 @@ pub fn on_featured(
         ),
     };
     let mut actions = decision.actions;
+    actions.push(answer(text));
+    actions
+}
+
+/// The answer to a command quoting a message (`加精`, `有用`), through the
+/// smart bot's one-shot reply, keyed by the event so a redelivery sends it once.
+fn quote_answer(event: &Event, mark: &QuotedMark, text: String) -> Action {
+    Action::Send(Outbound::new(
+        format!("reply:{}", event.id),
+        OutRoute::SmartBotResponse {
+            response_url: mark.response_url.clone(),
+        },
+        Content::text(text),
+    ))
+}
+
+/// Which mark a remembered message gets: 精华 (one per message, by a
+/// manager) or 有用 (one per message and giver, by any other member). Both
+/// are stored alike; the store keys them differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageMark {
+    Essence,
+    Helpful,
+}
+
+/// The message a `有用` points at, as the store found it, seen by the giver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelpfulTarget {
+    pub message_id: String,
+    pub chat_id: String,
+    pub author: PersonSnapshot,
+    /// The giver marked this message 有用 before.
+    pub already_marked: bool,
+    /// 有用 marks the giver handed out this community day, before this one.
+    pub given_today: i64,
+}
+
+/// What a 有用 mark did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HelpfulOutcome {
+    /// The giver quoted their own message: nothing recorded.
+    OwnMessage,
+    /// The giver marked this message before: nothing more.
+    Already,
+    /// The giver used up the day's marks (the cap): nothing recorded.
+    OverCap(i64),
+    /// Recorded; the reward line when points were paid.
+    Marked(Option<UgcRewardVars>),
+}
+
+/// `by` marks `target` 有用: refused for their own message, over the daily
+/// cap, or a second time; otherwise the mark and the author's points, whose
+/// reference (`helpful:<message id>:<giver>`) pays each giver's mark once.
+pub fn helpful(
+    rules: &RuleSet,
+    target: &HelpfulTarget,
+    by: &str,
+    now: DateTime<Utc>,
+) -> (Vec<Action>, HelpfulOutcome) {
+    let config = &rules.doc.ugc;
+    let author = &target.author;
+    if author.user_id == by {
+        return (Vec::new(), HelpfulOutcome::OwnMessage);
+    }
+    // Checked before the cap: repeating a mark already given is not a new one.
+    if target.already_marked {
+        return (Vec::new(), HelpfulOutcome::Already);
+    }
+    if config.helpful_daily_cap > 0 && target.given_today >= config.helpful_daily_cap {
+        return (
+            Vec::new(),
+            HelpfulOutcome::OverCap(config.helpful_daily_cap),
+        );
+    }
+    let day = rules.community_day(now);
+    let points = config.helpful_points.max(0);
+    let mut actions = vec![Action::MarkMessage {
+        mark: MessageMark::Helpful,
+        message_id: target.message_id.clone(),
+        chat_id: target.chat_id.clone(),
+        author: author.user_id.clone(),
+        by: by.to_string(),
+        at: now,
+        day,
+    }];
+    if points == 0 {
+        return (actions, HelpfulOutcome::Marked(None));
+    }
+    actions.push(Action::AwardPoints {
+        user_id: author.user_id.clone(),
+        delta: points,
+        reason: HELPFUL.into(),
+        reference: format!("{HELPFUL}:{}:{by}", target.message_id),
+        chat_id: Some(target.chat_id.clone()),
+        day,
+    });
+    let reward = reward_vars(rules, author, "热心回答", points, String::new());
+    (actions, HelpfulOutcome::Marked(Some(reward)))
+}
+
+/// `有用` (or a thanks word) quoting a message: any member may mark another
+/// member's remembered message; the reply says what happened either way.
+pub fn on_helpful(
+    rules: &RuleSet,
+    snapshot: &Snapshot,
+    event: &Event,
+    mark: &QuotedMark,
+    now: DateTime<Utc>,
+) -> Vec<Action> {
+    let answer = |text: String| quote_answer(event, mark, text);
+    if !rules.doc.ugc.helpful {
+        return vec![answer("本群没有开启「有用」标记".into())];
+    }
+    let Some(target) = &snapshot.helpful else {
+        return vec![answer(
+            "找不到这条消息的作者：只能给机器人见过的群消息点「有用」".into(),
+        )];
+    };
+    let (mut actions, outcome) = helpful(rules, target, &mark.by, now);
+    let giver = snapshot.person(&mark.by).display_name();
+    let author = target.author.display_name();
+    let text = match outcome {
+        HelpfulOutcome::OwnMessage => "不能给自己的消息点「有用」哦".to_string(),
+        HelpfulOutcome::Already => format!("你已经给 {author} 的这条消息点过「有用」了"),
+        HelpfulOutcome::OverCap(cap) => {
+            format!("今天的 {cap} 次「有用」已经用完了，明天再来感谢吧～")
+        }
+        HelpfulOutcome::Marked(Some(vars)) => {
+            format!("👍 {giver} 觉得有用：{}", rules.render("ugc_reward", &vars))
+        }
+        HelpfulOutcome::Marked(None) => {
+            format!("👍 {giver} 觉得 {author} 的消息有用，已记入热心助人榜")
+        }
+    };
     actions.push(answer(text));
     actions
 }
@@ -335,6 +487,75 @@ mod tests {
             already_marked: already,
             author_essence_count: 0,
         }
+    }
+
+    fn helpful_target(already: bool, given_today: i64) -> HelpfulTarget {
+        HelpfulTarget {
+            message_id: "m1".into(),
+            chat_id: "c1".into(),
+            author: PersonSnapshot::new("author"),
+            already_marked: already,
+            given_today,
+        }
+    }
+
+    #[test]
+    fn helpful_pays_the_author_once_per_giver_with_the_message_and_giver_in_the_reference() {
+        let rules = RuleSet::builtin(); // 2 points, 5 marks a day
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
+        let (actions, outcome) = helpful(&rules, &helpful_target(false, 4), "giver", now);
+        assert!(actions.iter().any(|a| matches!(a,
+            Action::MarkMessage { mark: MessageMark::Helpful, by, author, .. }
+                if by == "giver" && author == "author")));
+        assert!(actions.iter().any(|a| matches!(a,
+            Action::AwardPoints { reference, delta: 2, user_id, .. }
+                if reference == "helpful:m1:giver" && user_id == "author")));
+        assert!(matches!(outcome, HelpfulOutcome::Marked(Some(ref vars)) if vars.points == 2));
+
+        let (actions, outcome) = helpful(&rules, &helpful_target(true, 0), "giver", now);
+        assert!(actions.is_empty());
+        assert_eq!(outcome, HelpfulOutcome::Already);
+    }
+
+    #[test]
+    fn helpful_refuses_the_own_message_and_the_giver_over_the_daily_cap() {
+        let mut rules = RuleSet::builtin();
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
+        let (actions, outcome) = helpful(&rules, &helpful_target(false, 0), "author", now);
+        assert!(actions.is_empty());
+        assert_eq!(outcome, HelpfulOutcome::OwnMessage);
+
+        let (actions, outcome) = helpful(&rules, &helpful_target(false, 5), "giver", now);
+        assert!(actions.is_empty());
+        assert_eq!(outcome, HelpfulOutcome::OverCap(5));
+
+        // No cap, no points: the mark alone, for the board.
+        rules.doc.ugc.helpful_daily_cap = 0;
+        rules.doc.ugc.helpful_points = 0;
+        let (actions, outcome) = helpful(&rules, &helpful_target(false, 50), "giver", now);
+        assert_eq!(actions.len(), 1);
+        assert_eq!(outcome, HelpfulOutcome::Marked(None));
+    }
+
+    #[test]
+    fn ugc_problems_name_the_helpful_fields() {
+        let doc = UgcDoc {
+            helpful_points: -1,
+            helpful_daily_cap: -2,
+            ..UgcDoc::default()
+        };
+        let fields: Vec<String> = doc.problems().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["ugc.helpful_points", "ugc.helpful_daily_cap"]);
+    }
+
+    #[test]
+    fn posts_are_remembered_while_essence_or_helpful_is_on() {
+        let mut doc = UgcDoc::default();
+        assert!(doc.remembers_posts());
+        doc.essence_points = 0;
+        assert!(doc.remembers_posts(), "有用 still needs the messages");
+        doc.helpful = false;
+        assert!(!doc.remembers_posts());
     }
 
     #[test]

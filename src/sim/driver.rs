@@ -250,6 +250,16 @@ pub struct BotMentionRequest {
     pub from: String,
     /// Text after the `@BotName ` prefix, which the driver adds.
     pub content: String,
+    /// The text of a message this one quotes (引用), as WeCom's `quote`.
+    #[serde(default)]
+    pub quote: Option<String>,
+}
+
+/// A quoted text message, as a smart-bot message carries it.
+pub(crate) fn add_quote(message: &mut serde_json::Value, quote: Option<&str>) {
+    if let Some(text) = quote {
+        message["quote"] = json!({"msgtype": "text", "text": {"content": text}});
+    }
 }
 
 /// A member types `content` in group `chat_id` (a customer group, usually:
@@ -550,6 +560,7 @@ impl Sim {
         if let Some(chat_id) = &request.chat_id {
             message["chatid"] = json!(chat_id);
         }
+        add_quote(&mut message, request.quote.as_deref());
         let mut outcome = DriveOutcome {
             bot_msgid: Some(msgid),
             response_url: Some(response_url),

@@ -222,6 +222,7 @@ impl Sim {
         if let Some(chat_id) = &request.chat_id {
             message["chatid"] = json!(chat_id);
         }
+        super::driver::add_quote(&mut message, request.quote.as_deref());
         Some(
             self.deliver_long_connection_message(bot_id, message)
                 .map(|_| DriveOutcome {

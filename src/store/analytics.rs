@@ -86,6 +86,9 @@ pub async fn ledger_from(
     conn: &mut SqliteConnection,
     first_day: NaiveDate,
 ) -> sqlx::Result<Vec<LedgerEntry>> {
+    // A rewarded post is one the operators rewarded (精华) or a paid 晒单;
+    // 有用 points (`helpful`) count as points issued but not as rewarded
+    // posts: see `store::honour::rewarded_posts_on`.
     let rows: Vec<(Option<String>, String, i64, bool)> = sqlx::query_as(
         "select chat_id, day, delta, reason in ('essence', 'showcase')
          from points_ledger where day >= ?",

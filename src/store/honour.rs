@@ -1,12 +1,12 @@
 //! Content posts, 精华 marks and honour-board publications (migration 0028),
-//! and the per-period rows an honour board ranks.
+//! 有用 marks (0034), and the per-period rows an honour board ranks.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
 use crate::rules::honour::{BoardData, MetricRow, PeriodRange};
-use crate::rules::ugc;
+use crate::rules::ugc::{self, MessageMark};
 
 /// Remembers a group message (a redelivery or a second sighting adds nothing).
 pub async fn record_post(
@@ -42,10 +42,13 @@ pub struct PostRow {
     pub is_image: bool,
     pub at: i64,
     pub essence: bool,
+    /// Members who marked it 有用.
+    pub helpful: i64,
 }
 
 const POST_COLUMNS: &str = "p.message_id, p.chat_id, p.author, p.is_image, p.at,
-    exists (select 1 from essence_marks e where e.message_id = p.message_id) as essence";
+    exists (select 1 from essence_marks e where e.message_id = p.message_id) as essence,
+    (select count(*) from helpful_marks h where h.message_id = p.message_id) as helpful";
 
 /// The latest message in the chat with this text fingerprint (a quote's source).
 pub async fn post_by_fingerprint(
@@ -91,29 +94,72 @@ pub async fn posts_by(
     .await
 }
 
-/// Marks a message 精华; false when it already was.
-pub async fn mark_essence(
-    conn: &mut SqliteConnection,
-    message_id: &str,
-    chat_id: &str,
-    author: &str,
-    by: &str,
-    at: DateTime<Utc>,
-    day: NaiveDate,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "insert into essence_marks (message_id, chat_id, author, marked_by, marked_at, day)
-         values (?, ?, ?, ?, ?, ?) on conflict (message_id) do nothing",
-    )
-    .bind(message_id)
-    .bind(chat_id)
-    .bind(author)
-    .bind(by)
-    .bind(at.timestamp())
-    .bind(day.to_string())
+/// A 精华 or 有用 mark, as `mark_message` writes it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMark<'a> {
+    pub mark: MessageMark,
+    pub message_id: &'a str,
+    pub chat_id: &'a str,
+    pub author: &'a str,
+    pub by: &'a str,
+    pub at: DateTime<Utc>,
+    pub day: NaiveDate,
+}
+
+/// The table a mark lives in: both have the same columns; 精华 is keyed by
+/// the message, 有用 by the message and the giver (migration 0034).
+fn mark_table(mark: MessageMark) -> &'static str {
+    match mark {
+        MessageMark::Essence => "essence_marks",
+        MessageMark::Helpful => "helpful_marks",
+    }
+}
+
+/// Records a 精华 or 有用 mark; false when it already was (精华: this
+/// message; 有用: this message by this giver).
+pub async fn mark_message(conn: &mut SqliteConnection, mark: &NewMark<'_>) -> sqlx::Result<bool> {
+    let done = sqlx::query(&format!(
+        "insert into {} (message_id, chat_id, author, marked_by, marked_at, day)
+         values (?, ?, ?, ?, ?, ?) on conflict do nothing",
+        mark_table(mark.mark)
+    ))
+    .bind(mark.message_id)
+    .bind(mark.chat_id)
+    .bind(mark.author)
+    .bind(mark.by)
+    .bind(mark.at.timestamp())
+    .bind(mark.day.to_string())
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Whether `by` marked this message 有用 before.
+pub async fn helpful_marked_by(
+    conn: &mut SqliteConnection,
+    message_id: &str,
+    by: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "select exists (select 1 from helpful_marks where message_id = ? and marked_by = ?)",
+    )
+    .bind(message_id)
+    .bind(by)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// 有用 marks `by` handed out on a community day (the daily cap).
+pub async fn helpful_given_on(
+    conn: &mut SqliteConnection,
+    by: &str,
+    day: NaiveDate,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar("select count(*) from helpful_marks where marked_by = ? and day = ?")
+        .bind(by)
+        .bind(day.to_string())
+        .fetch_one(&mut *conn)
+        .await
 }
 
 /// How many of the member's messages are 精华.
@@ -187,15 +233,8 @@ pub async fn board_data(
         &last,
     )
     .await?;
-    let essence = metric(
-        conn,
-        "select e.author, p.name, count(*) from essence_marks e
-         left join people p on p.user_id = e.author
-         where e.day between ? and ? group by e.author",
-        &first,
-        &last,
-    )
-    .await?;
+    let essence = marks_received(conn, MessageMark::Essence, &first, &last).await?;
+    let helpful = marks_received(conn, MessageMark::Helpful, &first, &last).await?;
     let showcase = metric(
         conn,
         &format!(
@@ -214,7 +253,25 @@ pub async fn board_data(
         points,
         essence,
         showcase,
+        helpful,
     })
+}
+
+/// Marks each author received in the period: 精华 (one per message) or 有用
+/// (one per message and giver, so distinct marks).
+async fn marks_received(
+    conn: &mut SqliteConnection,
+    mark: MessageMark,
+    first: &str,
+    last: &str,
+) -> sqlx::Result<Vec<MetricRow>> {
+    let sql = format!(
+        "select m.author, p.name, count(*) from {} m
+         left join people p on p.user_id = m.author
+         where m.day between ? and ? group by m.author",
+        mark_table(mark)
+    );
+    metric(conn, &sql, first, last).await
 }
 
 async fn metric(
@@ -239,6 +296,9 @@ async fn metric(
 }
 
 /// Rewarded posts (精华 marks and paid 晒单) on a community day (analytics).
+/// 有用 marks are left out on purpose: they are peers' thanks, many per
+/// message, not posts the operators rewarded; counting them would change what
+/// the column has always meant (and count one message many times).
 pub async fn rewarded_posts_on(conn: &mut SqliteConnection, day: NaiveDate) -> sqlx::Result<i64> {
     sqlx::query_scalar(&format!(
         "select (select count(*) from essence_marks where day = ?1)

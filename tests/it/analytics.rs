@@ -180,6 +180,7 @@ impl Harness {
                 chat_id: Some(STAFF.into()),
                 from: user.into(),
                 content: text.into(),
+                quote: None,
             })
             .await
             .unwrap();

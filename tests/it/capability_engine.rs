@@ -192,6 +192,7 @@ impl Harness {
                 chat_id: Some(INTERNAL.into()),
                 from: user.into(),
                 content: text.into(),
+                quote: None,
             })
             .await
             .unwrap();

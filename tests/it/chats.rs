@@ -146,6 +146,7 @@ async fn discovered_chats_are_configured_from_the_cli_and_a_tag_broadcast_takes_
             chat_id: Some(INTERNAL.into()),
             from: "zhangsan".into(),
             content: "签到".into(),
+            quote: None,
         })
         .await
         .unwrap();

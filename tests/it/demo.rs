@@ -60,6 +60,20 @@ async fn demo_once_plays_the_script_through_encrypted_callbacks() {
         bot_replies.iter().any(|text| text.contains("补签")),
         "{transcript}"
     );
+    // A colleague's 有用 (quoting the tip) pays its author, and the week's
+    // board through the group robot ranks it under 热心助人.
+    assert!(
+        bot_replies
+            .iter()
+            .any(|text| text.contains("觉得有用：店长·婷婷 的热心回答获得 +2 积分")),
+        "{transcript}"
+    );
+    assert!(
+        texts(Route::Webhook)
+            .iter()
+            .any(|text| text.contains("【热心助人】\n1. 店长·婷婷 1 次")),
+        "{transcript}"
+    );
 
     // The raid digest: one outbox row, sent, and one app message per
     // recipient (owner and admin) carrying its text — no more.

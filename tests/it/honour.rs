@@ -6,10 +6,11 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use qunyun::jobs::honour::HonourBoards;
 use qunyun::ops::rules::Applied;
 use qunyun::ops::{self, Actor, Ops, Role};
+use qunyun::rules::ugc::MessageMark;
 use qunyun::rules::ChatRoute;
 use qunyun::sim::Route as SimRoute;
 use qunyun::store::outbox::{OutboxStatus, Route};
-use qunyun::store::{chats, checkins, points};
+use qunyun::store::{chats, checkins, honour, points};
 
 use crate::helpers::{Callback, ConfigFile, TestApp, TestConfig, BOT};
 
@@ -68,12 +69,17 @@ fn text(words: &str) -> serde_json::Value {
     serde_json::json!({"msgtype": "text", "text": {"content": format!("@运营助手 {words}")}})
 }
 
-/// `加精` quoting `quoted`.
-fn essence_quoting(quoted: &str) -> serde_json::Value {
+/// `command` (`加精`, `有用`, `谢谢` …) quoting `quoted`.
+fn quoting(command: &str, quoted: &str) -> serde_json::Value {
     serde_json::json!({
-        "msgtype": "text", "text": {"content": "@运营助手 加精"},
+        "msgtype": "text", "text": {"content": format!("@运营助手 {command}")},
         "quote": {"msgtype": "text", "text": {"content": quoted}}
     })
+}
+
+/// `加精` quoting `quoted`.
+fn essence_quoting(quoted: &str) -> serde_json::Value {
+    quoting("加精", quoted)
 }
 
 /// A signed archive batch through `POST /ingest/messages`.
@@ -103,6 +109,16 @@ async fn run(app: &TestApp) -> Vec<String> {
         .iter()
         .filter(|d| d.route == SimRoute::BotResponse)
         .map(|d| d.text().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Sender pass; what group robots received after the first `before` deliveries.
+async fn robot_posts_after(app: &TestApp, before: usize) -> Vec<qunyun::sim::Delivery> {
+    app.drain_outbox().await;
+    app.sim().messages()[before..]
+        .iter()
+        .filter(|d| d.route == SimRoute::Webhook)
+        .cloned()
         .collect()
 }
 
@@ -215,12 +231,7 @@ async fn honour_board_posts_once_per_period_per_chat_across_passes_and_restarts(
         "after a restart"
     );
 
-    app.drain_outbox().await;
-    let posted: Vec<_> = app.sim().messages()[delivered_before..]
-        .iter()
-        .filter(|d| d.route == SimRoute::Webhook)
-        .cloned()
-        .collect();
+    let posted = robot_posts_after(&app, delivered_before).await;
     assert_eq!(posted.len(), 1, "only the tagged robot chat: {posted:?}");
     assert_eq!(posted[0].target, "wrrobot");
     let board = posted[0].text().unwrap();
@@ -431,5 +442,243 @@ async fn showcase_images_earn_up_to_the_daily_cap_from_the_bot_and_the_archive()
     bot(&app, "img-5", "wrshow", "u1", image).await;
     assert_eq!(run(&app).await.len(), 1);
     assert_eq!(ledger(&app, "u1", "showcase").await.len(), 4);
+    app.stop().await;
+}
+
+/// The texts the members write in `BOT_CHAT` (seen through the archive).
+const ANSWER_A: &str = "退货在「我的订单」里申请，七天内都可以";
+const ANSWER_B: &str = "保温杯用前先用开水烫一下，保温更久";
+const ANSWER_C: &str = "快递一般两天到，偏远地区三到四天";
+const OWN: &str = "我来问一下，会员积分会过期吗";
+
+#[tokio::test]
+async fn helpful_marks_pay_once_per_giver_refuse_the_own_message_and_the_cap_and_top_the_board() {
+    let rules = r#"
+[ugc]
+helpful_points = 2
+helpful_daily_cap = 2
+
+[[honour.boards]]
+name = "weekly"
+title = "本周荣誉榜"
+period = "week"
+metrics = ["essence", "helpful"]
+top = 3
+chat_tags = ["honour"]
+publish_hour = 10
+"#;
+    let app = start(rules).await; // Sunday 2026-11-22 10:00 Shanghai
+    app.sim().add_robot("KEY-wrboard", "wrboard");
+    add_chat(
+        &app,
+        "wrboard",
+        ChatRoute::internal_with_robot("KEY-wrboard"),
+        &["honour"],
+    )
+    .await;
+    let at = app.now().timestamp();
+    archive(
+        &app,
+        serde_json::json!([
+            {"message_id": "arch-a", "chat_id": BOT_CHAT, "sender": "u1", "text": ANSWER_A, "sent_at": at},
+            {"message_id": "arch-b", "chat_id": BOT_CHAT, "sender": "u4", "text": ANSWER_B, "sent_at": at},
+            {"message_id": "arch-c", "chat_id": BOT_CHAT, "sender": "u5", "text": ANSWER_C, "sent_at": at},
+            {"message_id": "arch-own", "chat_id": BOT_CHAT, "sender": "u2", "text": OWN, "sent_at": at},
+        ]),
+    )
+    .await;
+    run(&app).await;
+
+    // u2 marks u1's answer: the callback delivered twice (one msgid) and the
+    // command sent again (a new one) pay once.
+    bot(&app, "help-1", BOT_CHAT, "u2", quoting("有用", ANSWER_A)).await;
+    bot(&app, "help-1", BOT_CHAT, "u2", quoting("有用", ANSWER_A)).await;
+    bot(&app, "help-2", BOT_CHAT, "u2", quoting("有用", ANSWER_A)).await;
+    // Their own message, and one qunyun never saw.
+    bot(&app, "help-own", BOT_CHAT, "u2", quoting("有用", OWN)).await;
+    bot(
+        &app,
+        "help-unknown",
+        BOT_CHAT,
+        "u2",
+        quoting("有用", "这条消息机器人从来没有见过"),
+    )
+    .await;
+    let answers = run(&app).await;
+    assert_eq!(answers.len(), 4, "{answers:?}");
+    let with = |words: &str| answers.iter().filter(|a| a.contains(words)).count();
+    assert_eq!(
+        with("👍 u2 觉得有用：u1 的热心回答获得 +2 积分，当前积分 2。"),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(
+        with("你已经给 u1 的这条消息点过「有用」了"),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(with("不能给自己的消息"), 1, "{answers:?}");
+    assert_eq!(with("找不到这条消息的作者"), 1, "{answers:?}");
+
+    // A thanks word alone marks too; thanks with more words is a message.
+    bot(
+        &app,
+        "thanks-1",
+        BOT_CHAT,
+        "u3",
+        quoting("谢谢！", ANSWER_A),
+    )
+    .await;
+    bot(
+        &app,
+        "thanks-2",
+        BOT_CHAT,
+        "u3",
+        quoting("谢谢，不过七天怎么算？", ANSWER_B),
+    )
+    .await;
+    let answers = run(&app).await;
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.contains("👍 u3 觉得有用：u1 的热心回答获得 +2 积分，当前积分 4。")),
+        "{answers:?}"
+    );
+    assert!(
+        !answers.iter().any(|a| a.contains("u4 的热心回答")),
+        "{answers:?}"
+    );
+    assert_eq!(
+        ledger(&app, "u1", "helpful").await,
+        [
+            (2, "helpful:arch-a:u2".to_string()),
+            (2, "helpful:arch-a:u3".to_string())
+        ]
+    );
+    assert!(ledger(&app, "u4", "helpful").await.is_empty());
+
+    // u2 has handed out one mark today; the cap is 2.
+    bot(&app, "help-b", BOT_CHAT, "u2", quoting("感谢", ANSWER_B)).await;
+    assert_eq!(run(&app).await.len(), 1);
+    bot(&app, "help-c", BOT_CHAT, "u2", quoting("点赞", ANSWER_C)).await;
+    let answers = run(&app).await;
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(
+        answers[0].contains("今天的 2 次「有用」已经用完了"),
+        "{answers:?}"
+    );
+    assert!(
+        ledger(&app, "u5", "helpful").await.is_empty(),
+        "over the cap"
+    );
+
+    // The member page's messages carry the marks received.
+    let posts = ops::honour::member_posts(&Ops::over(app.pool.clone()), "u1")
+        .await
+        .unwrap();
+    assert_eq!(
+        posts
+            .iter()
+            .map(|p| (p.message_id.as_str(), p.helpful))
+            .collect::<Vec<_>>(),
+        [("arch-a", 2)]
+    );
+    qunyun::store::members::ensure_person(&mut *app.conn().await, "u1", None, app.now())
+        .await
+        .unwrap();
+    let console = app.console();
+    let (viewer, _) = console.session_for("viewer", Role::Viewer).await;
+    let page = console.get("/admin/members/u1", Some(&viewer)).await.body;
+    assert!(
+        page.contains(r#"<td class="helpful">2</td>"#),
+        "the member page shows the marks: {page}"
+    );
+
+    // Monday 10:00: last week's board, 热心助人 by distinct marks received.
+    let delivered_before = app.sim().messages().len();
+    app.set_clock(Utc.with_ymd_and_hms(2026, 11, 23, 2, 0, 0).unwrap());
+    let boards = HonourBoards::new(app.pool.clone(), "main");
+    assert_eq!(boards.run_at(app.now()).await.unwrap(), 1);
+    let posted = robot_posts_after(&app, delivered_before).await;
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    let board = posted[0].text().unwrap();
+    assert!(
+        board.contains("【热心助人】\n1. u1 2 次\n2. u4 1 次"),
+        "{board}"
+    );
+    assert!(!board.contains("u5"), "{board}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn helpful_store_keys_marks_by_message_and_giver_and_counts_the_period() {
+    let app = start("").await;
+    let now = app.now();
+    let mut conn = app.pool.acquire().await.unwrap();
+    honour::record_post(&mut conn, "m1", BOT_CHAT, "u1", Some(7), false, now)
+        .await
+        .unwrap();
+    let mark = |by: &'static str, day: NaiveDate| honour::NewMark {
+        mark: MessageMark::Helpful,
+        message_id: "m1",
+        chat_id: BOT_CHAT,
+        author: "u1",
+        by,
+        at: now,
+        day,
+    };
+    assert!(honour::mark_message(&mut conn, &mark("u2", day(22)))
+        .await
+        .unwrap());
+    assert!(
+        !honour::mark_message(&mut conn, &mark("u2", day(22)))
+            .await
+            .unwrap(),
+        "one mark per giver and message"
+    );
+    assert!(honour::mark_message(&mut conn, &mark("u3", day(15)))
+        .await
+        .unwrap());
+    // A 精华 of the same message is a different mark in its own table.
+    let essence = honour::NewMark {
+        mark: MessageMark::Essence,
+        ..mark("boss", day(22))
+    };
+    assert!(honour::mark_message(&mut conn, &essence).await.unwrap());
+
+    assert!(honour::helpful_marked_by(&mut conn, "m1", "u2")
+        .await
+        .unwrap());
+    assert!(!honour::helpful_marked_by(&mut conn, "m1", "u4")
+        .await
+        .unwrap());
+    assert_eq!(
+        honour::helpful_given_on(&mut conn, "u2", day(22))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        honour::helpful_given_on(&mut conn, "u2", day(21))
+            .await
+            .unwrap(),
+        0
+    );
+    let post = honour::post_by_id(&mut conn, "m1").await.unwrap().unwrap();
+    assert_eq!((post.helpful, post.essence), (2, true));
+
+    // The week of the 22nd holds u2's mark; u3's (the 15th) is the week before.
+    let week =
+        qunyun::rules::honour::period_containing(qunyun::rules::honour::Period::Week, day(22));
+    let data = honour::board_data(&mut conn, &week).await.unwrap();
+    assert_eq!(
+        data.helpful
+            .iter()
+            .map(|r| (r.user_id.as_str(), r.value))
+            .collect::<Vec<_>>(),
+        [("u1", 1)]
+    );
+    assert_eq!(data.essence.len(), 1);
+    drop(conn);
     app.stop().await;
 }

@@ -343,6 +343,7 @@ async fn enter_chat_is_welcomed_on_the_connection_once_and_the_driver_uses_the_c
             chat_id: None,
             from: "wmB".into(),
             content: "积分".into(),
+            quote: None,
         })
         .await
         .unwrap();

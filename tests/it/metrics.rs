@@ -134,6 +134,7 @@ async fn metrics_list_every_family_and_a_check_in_moves_callback_pipeline_and_ou
             chat_id: Some("wrCHAT-METRICS".into()),
             from: "zhangsan".into(),
             content: "签到".into(),
+            quote: None,
         })
         .await
         .unwrap();

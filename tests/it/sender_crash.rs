@@ -191,6 +191,7 @@ async fn sigkill_mid_burst_then_restart_delivers_never_started_rows_at_once_and_
                 chat_id: None,
                 from: format!("botuser{i:02}"),
                 content: "签到".into(),
+                quote: None,
             })
             .await
             .unwrap();

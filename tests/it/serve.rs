@@ -164,6 +164,7 @@ async fn mention(served: &Service, from: &str, text: &str) {
             chat_id: Some("wrCHAT-SUPERVISED".into()),
             from: from.into(),
             content: text.into(),
+            quote: None,
         })
         .await
         .unwrap();

@@ -1774,6 +1774,7 @@ mod driver {
                 chat_id: Some("wrGROUP".into()),
                 from: "lisi".into(),
                 content: "签到".into(),
+                quote: None,
             })
             .await
             .unwrap_err();
@@ -1811,6 +1812,7 @@ mod driver {
                 chat_id: Some("wrBOTCHAT".into()),
                 from: "lisi".into(),
                 content: "签到".into(),
+                quote: None,
             })
             .await
             .unwrap();
@@ -1893,6 +1895,7 @@ mod driver {
                 chat_id: Some("wrINTERNAL".into()),
                 from: "lisi".into(),
                 content: "签到".into(),
+                quote: None,
             })
             .await
             .unwrap();
@@ -2150,6 +2153,7 @@ async fn driver_callbacks_are_accepted_by_the_real_callback_server() {
                 chat_id: Some("wrINTERNAL".into()),
                 from: "lisi".into(),
                 content: "积分".into(),
+                quote: None,
             })
             .await
             .unwrap(),
