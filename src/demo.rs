@@ -46,9 +46,9 @@ use crate::jobs::outbox::{AppCredentials, OutboxSender, SenderSettings};
 use crate::pipeline::{Pipeline, PipelineSettings};
 use crate::rules::ChatRoute;
 use crate::sim::{
-    AppCallback, ArchiveTextRequest, BotMentionRequest, CallbackTargets, Delivery, DriveOutcome,
-    JoinRequest, JoinVia, LeaveRequest, NewMember, Route as SimRoute, SeedCustomerGroup,
-    SeedGroupMember, Sim, SimConfig, SimHandle,
+    AddContactRequest, AppCallback, ArchiveTextRequest, BotMentionRequest, CallbackTargets,
+    Delivery, DriveOutcome, JoinRequest, JoinVia, LeaveRequest, NewMember, Route as SimRoute,
+    SeedCustomerGroup, SeedGroupMember, Sim, SimConfig, SimHandle,
 };
 use crate::store::outbox::{self as outbox_store, OutboxRow, OutboxStatus};
 use crate::store::{chats, checkins, inbox, members, points, redemptions};
@@ -250,9 +250,14 @@ pub mod doors {
     pub const CONSOLE: &str = "[运营后台]";
     pub const WECOM_MATERIAL: &str = "[客户群 · 入群欢迎语素材]";
     pub const ORDERS_CSV: &str = "[命令行 · qunyun orders import]";
+    pub const CONTACT_ADDED: &str = "[客户联系 · 添加好友事件]";
+    pub const CUSTOMER_TAGS: &str = "[企业微信 · 客户标签]";
     /// Every door a transcript line may name, in and out.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 16] = [
         ORDERS_CSV,
+        CONTACT_ADDED,
+        CUSTOMER_TAGS,
+        "[客户 1:1 · 跟进成员确认群发",
         CUSTOMER_JOIN,
         CUSTOMER_LEAVE,
         CUSTOMER_ARCHIVE,
@@ -298,6 +303,7 @@ fn route_chinese(route: &str) -> &'static str {
         "appchat" => "应用群",
         "webhook" => "群机器人",
         "customer_group_mass" => "群主确认后发送",
+        "customer_mass" => "跟进成员确认后 1:1 群发",
         "welcome" => "1:1 欢迎语",
         "bot_response" => "智能机器人回复",
         _ => "其他",
@@ -733,8 +739,9 @@ impl Demo {
 
     /// Purchase data and what it feeds (docs/rfm.md): the shop's order history
     /// arrives as a CSV import, an analytics pass scores the buyers (RFM) and
-    /// the funnel, and a segment of tagged staff gets a 1:1 app message; the
-    /// customers in it could not (app messages reach internal members only).
+    /// the funnel, and a tagged segment gets its push: staff by 1:1 app
+    /// message, a customer (whose tag is copied to WeCom's customer tags) by a
+    /// 1:1 mass message the member he added confirms.
     async fn orders_rfm_and_segment(&mut self) -> anyhow::Result<()> {
         use crate::ops::{member_tags, orders, segments};
         let (ops, actor) = manager(&self.pool);
@@ -797,9 +804,22 @@ impl Demo {
                 row.repeat_order
             ));
         }
+        // 小王 adds the group owner in WeCom: qunyun learns who may tag him
+        // and confirm 1:1 mass messages to him, and WeCom's welcome code
+        // carries the 1:1 welcome.
+        self.add_contact(OWNER, 1).await?;
         for user in [staff(1), staff(2), member(1).as_str()] {
             member_tags::add(&ops, &actor, now, user, &["核心会员".to_owned()]).await?;
         }
+        self.deliver().await?;
+        self.show_new().await?;
+        self.say_line(&format!(
+            "🏷  {} {} 的企业微信客户标签（由{}打上）：{}",
+            doors::CUSTOMER_TAGS,
+            member_name(1),
+            display_name(OWNER),
+            self.sim.contact_tags(&member(1)).join("、")
+        ));
         let filter = segments::SegmentFilter {
             tags: vec!["核心会员".into()],
             ..segments::SegmentFilter::default()
@@ -807,11 +827,13 @@ impl Demo {
         let id = segments::save(&ops, &actor, now, "核心会员", filter).await?;
         let preview = segments::preview_saved(&ops, now, id).await?;
         self.say_line(&format!(
-            "🛠  {} 人群「核心会员」预览：{} 人（内部成员 {}、外部联系人 {}），确认后推送",
+            "🛠  {} 人群「核心会员」预览：{} 人（内部成员 {} 收应用消息；外部联系人 {}，其中 {} 人由 {} 位跟进成员确认后 1:1 群发），确认后推送",
             doors::CONSOLE,
             preview.count,
             preview.internal,
-            preview.external
+            preview.external,
+            preview.external_by_owner,
+            preview.owners
         ));
         segments::push(
             &ops,
@@ -1123,6 +1145,28 @@ impl Demo {
         self.process().await
     }
 
+    /// Customer `id` adds member `userid` as a WeCom contact.
+    async fn add_contact(&mut self, userid: &str, id: usize) -> anyhow::Result<()> {
+        self.say_line(&format!(
+            "🤝 {} {} 添加了 {} 为企业微信好友",
+            doors::CONTACT_ADDED,
+            member_name(id),
+            display_name(userid)
+        ));
+        let outcome = self
+            .sim
+            .drive_add_contact(AddContactRequest {
+                app: Some(APP_NAME.into()),
+                userid: userid.into(),
+                external_userid: member(id),
+                state: String::new(),
+            })
+            .await
+            .context("driving add_external_contact")?;
+        self.count_callback(&outcome);
+        self.process().await
+    }
+
     async fn leave(&mut self, id: usize) -> anyhow::Result<()> {
         self.say_line(&format!(
             "🚪 {} {} 退出了群（刚进群就走了）",
@@ -1309,7 +1353,7 @@ impl Demo {
             match next_due {
                 Some(at) if at > now => {
                     let why = if awaiting_owner {
-                        "群发要群主在手机上确认才发出（模拟器里群主当即确认），稍后查询发送结果"
+                        "群发要群主或跟进成员在手机上确认才发出（模拟器里当即确认），稍后查询发送结果"
                     } else {
                         "发送限流：不丢、不超频"
                     };
@@ -1426,18 +1470,18 @@ impl Demo {
         totals.unfinished = count(OutboxStatus::Pending)
             + count(OutboxStatus::InFlight)
             + count(OutboxStatus::AwaitingConfirmation);
-        let sent_with = |prefix: &str| {
+        let with = |prefixes: &[&str], status: OutboxStatus| {
             rows.iter()
-                .filter(|r| r.idempotency_key.starts_with(prefix))
-                .filter(|r| r.status == OutboxStatus::Sent)
+                .filter(|r| prefixes.iter().any(|p| r.idempotency_key.starts_with(p)))
+                .filter(|r| r.status == status)
                 .count()
         };
-        totals.welcomes_sent = sent_with("welcome:");
-        totals.welcomes_skipped = rows
-            .iter()
-            .filter(|r| r.idempotency_key.starts_with("welcome:"))
-            .filter(|r| r.status == OutboxStatus::Skipped)
-            .count();
+        let sent_with = |prefix: &str| with(&[prefix], OutboxStatus::Sent);
+        // Group welcomes (`welcome:`) and 1:1 welcomes to new customers
+        // (`welcome_code:`).
+        let welcomes = ["welcome:", "welcome_code:"];
+        totals.welcomes_sent = with(&welcomes, OutboxStatus::Sent);
+        totals.welcomes_skipped = with(&welcomes, OutboxStatus::Skipped);
         totals.raid_digests = sent_with("raid:");
         totals.replies = sent_with("reply:");
 

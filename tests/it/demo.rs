@@ -75,6 +75,37 @@ async fn demo_once_plays_the_script_through_encrypted_callbacks() {
         "{transcript}"
     );
 
+    // 小王 adds the group owner: a 1:1 welcome by welcome code; his 核心会员
+    // tag reaches WeCom's customer tags; the segment push reaches him by one
+    // 1:1 mass message the owner confirmed, and the staff by app message.
+    assert_eq!(
+        report
+            .deliveries
+            .iter()
+            .filter(|d| d.route == Route::Welcome && d.target == "wmDEMO01")
+            .count(),
+        1,
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("小王 的企业微信客户标签（由群主·云营打上）：核心会员"),
+        "{transcript}"
+    );
+    let pushed: Vec<&str> = report
+        .deliveries
+        .iter()
+        .filter(|d| d.text().is_some_and(|t| t.starts_with("【核心会员】")))
+        .map(|d| d.target.as_str())
+        .collect();
+    assert_eq!(pushed.len(), 3, "{transcript}");
+    assert!(
+        report
+            .deliveries
+            .iter()
+            .any(|d| d.route == Route::CustomerMass && d.target == "wmDEMO01"),
+        "{transcript}"
+    );
+
     // The raid digest: one outbox row, sent, and one app message per
     // recipient (owner and admin) carrying its text — no more.
     let raid_rows: Vec<_> = report
@@ -256,18 +287,21 @@ async fn demo_once_plays_the_script_through_encrypted_callbacks() {
     }
 
     // Each sent row reached WeCom once: as many deliveries as sent rows
-    // (counting one per member for app messages), and no two identical
-    // deliveries of the same route to the same target.
+    // (counting one per member for app messages and one per customer for a
+    // 1:1 mass message; a customer-tag change is no message), and no two
+    // identical deliveries of the same route to the same target.
     let expected_deliveries: usize = report
         .outbox
         .iter()
         .filter(|row| row.status == OutboxStatus::Sent)
-        .map(|row| {
-            if row.route.as_str() == "member" {
-                row.target.split('|').count()
-            } else {
-                1
+        .map(|row| match row.route.as_str() {
+            "member" => row.target.split('|').count(),
+            "customer_tag" => 0,
+            "customer_mass" => {
+                let payload: serde_json::Value = serde_json::from_str(&row.payload_json).unwrap();
+                payload["external_userid"].as_array().map_or(0, Vec::len)
             }
+            _ => 1,
         })
         .sum();
     assert_eq!(report.deliveries.len(), expected_deliveries, "{transcript}");
