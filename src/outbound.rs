@@ -227,7 +227,15 @@ impl OutboxEntry {
             OutRoute::CustomerTag {
                 external_user_id, ..
             } => (external_user_id.clone(), None),
-            OutRoute::CustomerMass { owner, .. } => (owner.clone().unwrap_or_default(), None),
+            OutRoute::CustomerMass {
+                owner,
+                external_user_ids,
+            } => match owner {
+                Some(owner) => (owner.clone(), None),
+                // Never sent (skipped for want of an owner): the target names
+                // the contacts, so the manager's list says who was not reached.
+                None => (external_user_ids.join("|"), None),
+            },
         };
         let payload = Payload::build(&message.route, &message.content);
         let mut skip_reason = message.skipped.clone();
