@@ -406,6 +406,16 @@ pub async fn scrape(conn: &mut SqliteConnection, now: i64) -> anyhow::Result<Str
         .set(count.rows);
     }
     registry.register("outbox_rows", "Outbox rows by route and status", rows);
+    // Kept by the connections' busy handler, which must stay a plain
+    // function (no registry behind it): read here, reported as a counter.
+    let busy = prometheus_client::metrics::counter::ConstCounter::new(
+        store::busy::BUSY_RETRIES.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    registry.register(
+        "sqlite_busy_retries",
+        "Times a database connection found the write lock held and waited",
+        busy,
+    );
 
     let mut text = String::new();
     prometheus_client::encoding::text::encode_registry(&mut text, &METRICS.registry)?;

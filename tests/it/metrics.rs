@@ -173,6 +173,7 @@ async fn metrics_list_every_family_and_a_check_in_moves_callback_pipeline_and_ou
         "qunyun_wecom_token_refreshes",
         "qunyun_scheduler_fires",
         "qunyun_worker_restarts",
+        "qunyun_sqlite_busy_retries",
     ] {
         assert!(
             text.contains(&format!("# TYPE {family} ")),
