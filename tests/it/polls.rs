@@ -132,6 +132,7 @@ async fn create_poll(service: &Service, allow_change: bool) -> i64 {
             points_per_vote: 5,
             points_cap: 0,
             multiple: false,
+            segment_id: None,
         },
     )
     .await
