@@ -96,7 +96,10 @@ async fn poll_click(
     let previous = polls::previous_vote(&mut tx, poll_id, &click.user_id).await?;
     let mut ballot = polls::ballot(poll, previous.clone(), eligible);
     if ballot.segment.is_some() {
-        let rules = crate::active_rules::ActiveRules::new().in_force(&mut tx).await?.rules;
+        let rules = crate::active_rules::ActiveRules::new()
+            .in_force(&mut tx)
+            .await?
+            .rules;
         let segment = ballot.segment.as_ref();
         ballot.in_segment =
             crate::ops::segments::member_of(&mut tx, &rules, segment, &click.user_id, now).await?;

@@ -175,7 +175,12 @@ impl SegmentFilter {
 }
 
 /// Whether `filter` selects `member` as of `now`, their level named by the rule set.
-fn selects(rules: &RuleSet, now: DateTime<Utc>, filter: &SegmentFilter, member: &MemberFacts) -> bool {
+fn selects(
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+    filter: &SegmentFilter,
+    member: &MemberFacts,
+) -> bool {
     let level = crate::rules::points::level_name(rules, member.lifetime_points);
     filter.matches(member, &level, rules.community_day(now))
 }

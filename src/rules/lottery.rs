@@ -44,10 +44,18 @@ pub struct Eligibility {
 pub enum Ineligible {
     NotInChats,
     NotCheckedIn,
-    LevelTooLow { need: u32, have: u32 },
-    JoinedTooLate { before: DateTime<Utc> },
+    LevelTooLow {
+        need: u32,
+        have: u32,
+    },
+    JoinedTooLate {
+        before: DateTime<Utc>,
+    },
     JoinUnknown,
-    CannotPay { cost: i64, balance: i64 },
+    CannotPay {
+        cost: i64,
+        balance: i64,
+    },
     /// Outside the lottery's segment: the text says which.
     NotInSegment(String),
 }

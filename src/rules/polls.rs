@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::commands;
-use super::segment_limit::{self, SegmentRef};
 use super::event::{Event, MessagePosted};
+use super::segment_limit::{self, SegmentRef};
 use super::{Action, Snapshot};
 
 /// Bounds WeCom's `vote_interaction` card sets (1–20 options); a poll needs two.

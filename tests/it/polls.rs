@@ -646,10 +646,15 @@ async fn a_poll_limited_to_a_segment_counts_only_the_ballots_of_its_members() {
     let poll = ops_polls::create(&ops, &manager(), app.now(), spec(segment))
         .await
         .unwrap();
-    PollJob::new(app.pool.clone(), ActiveRules::new(), crate::helpers::APP, Vec::new())
-        .run_at(app.now())
-        .await
-        .unwrap();
+    PollJob::new(
+        app.pool.clone(),
+        ActiveRules::new(),
+        crate::helpers::APP,
+        Vec::new(),
+    )
+    .run_at(app.now())
+    .await
+    .unwrap();
     app.drain_outbox().await;
     // lisi is not in the segment: told why, the ballot not counted.
     let outside = app.mention_bot("V1", "lisi", "投 1").await;
