@@ -641,6 +641,25 @@ async fn a_poll_limited_to_a_segment_counts_only_the_ballots_of_its_members() {
         .await
         .unwrap_err();
     assert!(refused.to_string().starts_with("segment_id:"), "{refused}");
+    let (_, token) = app.console().session_for("mei", AdminRole::Operator).await;
+    let mut body = serde_json::to_value(spec(segment + 100)).unwrap();
+    body["segment_id"] = json!(segment + 100);
+    let reply = app
+        .console()
+        .api(
+            reqwest::Method::POST,
+            "/admin/api/v1/polls",
+            Some(&token),
+            &body.to_string(),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        reqwest::StatusCode::BAD_REQUEST,
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("segment_id"), "{}", reply.body);
     assert!(ops_polls::list(&ops, &manager()).await.unwrap().is_empty());
 
     let poll = ops_polls::create(&ops, &manager(), app.now(), spec(segment))
