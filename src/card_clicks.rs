@@ -94,7 +94,16 @@ async fn poll_click(
         None => false,
     };
     let previous = polls::previous_vote(&mut tx, poll_id, &click.user_id).await?;
-    let ballot = polls::ballot(poll, previous.clone(), eligible);
+    let mut ballot = polls::ballot(poll, previous.clone(), eligible);
+    if ballot.segment.is_some() {
+        let rules = crate::active_rules::ActiveRules::new()
+            .in_force(&mut tx)
+            .await?
+            .rules;
+        let segment = ballot.segment.as_ref();
+        ballot.in_segment =
+            crate::ops::segments::member_of(&mut tx, &rules, segment, &click.user_id, now).await?;
+    }
     let choice = rules_polls::card_choice(&click.detail);
     let decision = rules_polls::decide(&ballot, &choice, now);
     let (shown, button) = match &decision {

@@ -28,6 +28,7 @@ pub mod review;
 pub mod route;
 pub mod ruleset;
 pub mod schedule;
+pub mod segment_limit;
 pub mod templates;
 pub mod ugc;
 pub mod welcome;

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use sqlx::SqliteConnection;
 
+use crate::ops::segments::member_of;
 use crate::rules::event::MessagePosted;
 use crate::rules::moderate;
 use crate::rules::{self, Event, EventKind, LeaderboardEntry, PersonSnapshot, RuleSet, Snapshot};
@@ -84,6 +85,10 @@ pub async fn load_snapshot(
                 now,
             )
             .await?;
+            if let Some(ballot) = &mut snapshot.ballot {
+                ballot.in_segment =
+                    member_of(conn, rules, ballot.segment.as_ref(), &message.sender, now).await?;
+            }
         }
         snapshot.catalog_stock = redemptions::stock(conn).await?;
         let scope = message.chat_id.as_deref().unwrap_or(&message.sender);
@@ -91,7 +96,8 @@ pub async fn load_snapshot(
         if rules.moderation.enabled {
             snapshot.moderation = load_moderation(conn, rules, message, now).await?;
         }
-        snapshot.lotteries = load_lotteries(conn, message, snapshot.chat.as_ref()).await?;
+        snapshot.lotteries =
+            load_lotteries(conn, rules, message, snapshot.chat.as_ref(), now).await?;
     }
     if let EventKind::MessageReported(report) = &event.kind {
         if let Some(fingerprint) =
@@ -114,8 +120,10 @@ pub async fn load_snapshot(
 /// they look at; nothing (no reads beyond one existence check) otherwise.
 async fn load_lotteries(
     conn: &mut SqliteConnection,
+    rules: &RuleSet,
     message: &MessagePosted,
     chat: Option<&rules::ChatSnapshot>,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<rules::lottery::LotteryContext> {
     let keyword = message.text.trim();
     if keyword.is_empty() || !lottery::is_open_keyword(conn, keyword).await? {
@@ -128,8 +136,13 @@ async fn load_lotteries(
             tags: chat.map(|c| c.tags.clone()).unwrap_or_default(),
         });
     }
+    let mut open = lottery::open_by_keyword(conn, keyword, &message.sender).await?;
+    for lottery in &mut open {
+        let segment = lottery.eligibility.segment.as_ref();
+        lottery.in_segment = member_of(conn, rules, segment, &message.sender, now).await?;
+    }
     Ok(rules::lottery::LotteryContext {
-        open: lottery::open_by_keyword(conn, keyword, &message.sender).await?,
+        open,
         joined_at: lottery::joined_at(conn, &message.sender).await?,
         sender_chats,
     })

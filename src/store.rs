@@ -73,3 +73,11 @@ pub async fn ping(pool: &SqlitePool) -> bool {
         .await
         .is_ok()
 }
+
+/// A fresh migrated database in a temporary folder (store tests).
+#[cfg(test)]
+pub(crate) async fn test_db() -> (tempfile::TempDir, SqlitePool) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let pool = open(&dir.path().join("test.db")).await.expect("opening");
+    (dir, pool)
+}

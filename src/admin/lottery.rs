@@ -18,8 +18,9 @@ use super::auth::{ApiCaller, Manager, Role};
 use super::views::Frame;
 use super::{AdminError, AdminState};
 use crate::ops::lottery::{self as ops, parse_prize, LotteryInput, LotteryView};
-use crate::ops::OpsError;
+use crate::ops::{segments, OpsError};
 use crate::rules::lottery::{entrants_file, Eligibility};
+use crate::rules::segment_limit::SegmentRef;
 use crate::store::lottery::Lottery;
 
 pub fn routes() -> Router<AdminState> {
@@ -46,6 +47,7 @@ fn lottery_json(l: &Lottery) -> Value {
         "tags": l.tags,
         "keyword": l.keyword,
         "eligibility": l.eligibility,
+        "segment": l.eligibility.segment.as_ref().map(SegmentRef::label),
         "draw_at": l.draw_at.to_rfc3339(),
         "commitment": l.commitment,
         "seed": l.revealed_seed(),
@@ -104,7 +106,11 @@ async fn list_page(
         .collect();
     Ok(state
         .views()
-        .render("lotteries.html", &frame, json!({ "lotteries": lotteries }))?
+        .render(
+            "lotteries.html",
+            &frame,
+            json!({ "lotteries": lotteries, "segments": segments::list(&state.ops).await? }),
+        )?
         .into_response())
 }
 
@@ -177,6 +183,9 @@ struct CreateForm {
     joined_before: String,
     #[serde(default)]
     entry_cost: String,
+    /// A saved segment's id (blank: no segment).
+    #[serde(default)]
+    segment_id: String,
 }
 
 fn list_of(text: &str) -> Vec<String> {
@@ -223,6 +232,7 @@ impl CreateForm {
                 min_level: number_of("min_level", &self.min_level)?,
                 joined_before: time_of("joined_before", &self.joined_before)?,
                 entry_cost: number_of("entry_cost", &self.entry_cost)?.unwrap_or(0),
+                segment: number_of("segment_id", &self.segment_id)?.map(SegmentRef::id),
             },
             draw_at: time_of("draw_at", &self.draw_at)?
                 .ok_or_else(|| OpsError::invalid("draw_at", "required"))?,

@@ -17,7 +17,7 @@ use super::auth::{ApiCaller, Manager, Role};
 use super::views::Frame;
 use super::{AdminError, AdminState};
 use crate::ops::polls as ops;
-use crate::ops::OpsError;
+use crate::ops::{segments, OpsError};
 use crate::rules::polls::PollSpec;
 
 pub fn routes() -> Router<AdminState> {
@@ -54,7 +54,10 @@ async fn render_list(
         .render(
             "polls.html",
             &frame,
-            json!({ "polls": polls, "error": error, "form": form }),
+            json!({
+                "polls": polls, "error": error, "form": form,
+                "segments": segments::list(&state.ops).await?,
+            }),
         )?
         .into_response())
 }
@@ -82,6 +85,9 @@ struct PollForm {
     points: String,
     #[serde(default)]
     points_cap: String,
+    /// A saved segment's id (blank: no segment).
+    #[serde(default)]
+    segment_id: String,
 }
 
 fn number(field: &'static str, text: &str) -> Result<i64, OpsError> {
@@ -117,6 +123,7 @@ impl PollForm {
             allow_change: self.allow_change.is_some(),
             points_per_vote: number("points", &self.points)?,
             points_cap: number("points_cap", &self.points_cap)?,
+            segment_id: Some(number("segment_id", &self.segment_id)?).filter(|id| *id != 0),
         })
     }
 }

@@ -12,6 +12,7 @@ use clap::Subcommand;
 use super::{actor, ConfigArg};
 use crate::ops::lottery::{self, parse_prize, LotteryInput};
 use crate::rules::lottery::{self as pure, Eligibility};
+use crate::rules::segment_limit::SegmentRef;
 
 #[derive(Debug, Subcommand)]
 pub enum LotteryCommand {
@@ -49,6 +50,9 @@ pub enum LotteryCommand {
         /// Points each entrant pays (refunded if the lottery is cancelled).
         #[arg(long, default_value_t = 0)]
         cost: i64,
+        /// Only members of this saved segment (its id) at the moment they enter.
+        #[arg(long = "segment", value_name = "ID")]
+        segment_id: Option<i64>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -124,6 +128,7 @@ pub async fn run(command: LotteryCommand) -> anyhow::Result<ExitCode> {
             min_level,
             joined_before,
             cost,
+            segment_id,
             config,
         } => {
             let ops = config.ops().await?;
@@ -137,6 +142,7 @@ pub async fn run(command: LotteryCommand) -> anyhow::Result<ExitCode> {
                     min_level,
                     joined_before,
                     entry_cost: cost,
+                    segment: segment_id.map(SegmentRef::id),
                 },
                 draw_at,
                 prizes: prizes
@@ -170,6 +176,9 @@ pub async fn run(command: LotteryCommand) -> anyhow::Result<ExitCode> {
             println!("lottery {id}: {} ({})", l.title, l.status);
             println!("draw at:    {}", l.draw_at.to_rfc3339());
             println!("commitment: {}", l.commitment);
+            if let Some(segment) = &l.eligibility.segment {
+                println!("segment:    {} (#{})", segment.label(), segment.id);
+            }
             println!(
                 "seed:       {}",
                 view.seed().unwrap_or("(secret until the draw)")

@@ -47,6 +47,9 @@ pub enum PollsCommand {
         /// Total points the poll pays out, earliest ballots first (0: no cap).
         #[arg(long, default_value_t = 0)]
         points_cap: i64,
+        /// Only members of this saved segment (its id) at the moment they vote.
+        #[arg(long = "segment", value_name = "ID")]
+        segment_id: Option<i64>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -81,6 +84,7 @@ pub async fn run(command: PollsCommand) -> anyhow::Result<ExitCode> {
             hours,
             points,
             points_cap,
+            segment_id,
             config,
         } => {
             let ops = config.ops().await?;
@@ -101,6 +105,7 @@ pub async fn run(command: PollsCommand) -> anyhow::Result<ExitCode> {
                 allow_change,
                 points_per_vote: points,
                 points_cap,
+                segment_id,
             };
             let id = ops::polls::create(&ops, &actor(), now, spec).await?;
             println!("poll {id} created");
@@ -133,6 +138,9 @@ pub async fn run(command: PollsCommand) -> anyhow::Result<ExitCode> {
             }
             println!("voters: {}", results.voters);
             println!("chats: {}", results.opened_in.join(", "));
+            if let Some(segment) = &poll.segment {
+                println!("segment: {} (#{})", segment.label(), segment.id);
+            }
         }
         PollsCommand::Close { id, config } => {
             let ops = config.ops().await?;

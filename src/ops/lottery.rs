@@ -12,6 +12,7 @@ use sqlx::SqliteConnection;
 use super::{audit, Actor, Ops, OpsError, OpsResult, Role};
 use crate::rules::lottery::{self as pure, Eligibility, EntrantFacts};
 use crate::rules::route::route_to_members;
+use crate::rules::segment_limit::SegmentRef;
 use crate::rules::{ChatAddress, Content, MessageKind, Outbound, RuleSet};
 use crate::store::lottery::{self as store, Lottery, Prize, Winner};
 use crate::store::{self as db, points};
@@ -149,6 +150,7 @@ pub async fn create(
     let commitment = pure::commitment(&seed);
     let keyword = input.keyword.as_deref().map(str::trim);
     let mut tx = ops.begin().await?;
+    super::segments::require(&mut tx, input.eligibility.segment.as_ref().map(|s| s.id)).await?;
     let id = store::insert(
         &mut tx,
         &store::NewLottery {
@@ -251,14 +253,17 @@ async fn post_to_chats(
     Ok(out)
 }
 
-/// The facts eligibility looks at for `user_id`, read from the store.
+/// The facts eligibility looks at for `user_id` at `now`, read from the
+/// store (and whether they are in the lottery's `segment`).
 async fn facts(
     conn: &mut SqliteConnection,
     rules: &RuleSet,
     user_id: &str,
-    today: NaiveDate,
+    now: DateTime<Utc>,
     in_lottery_chat: bool,
+    segment: Option<&SegmentRef>,
 ) -> anyhow::Result<EntrantFacts> {
+    let today = rules.community_day(now);
     Ok(EntrantFacts {
         in_lottery_chat,
         checked_in_today: db::checkins::days_since(conn, user_id, today)
@@ -270,6 +275,7 @@ async fn facts(
         ),
         joined_at: store::joined_at(conn, user_id).await?,
         balance: points::balance(conn, user_id).await?,
+        in_segment: super::segments::member_of(conn, rules, segment, user_id, now).await?,
     })
 }
 
@@ -326,7 +332,8 @@ pub async fn enter(
             lottery.chats.contains(&chat.chat_id)
                 || chat.tags.iter().any(|t| lottery.tags.contains(t))
         });
-    let facts = facts(&mut tx, &rules, user_id, today, in_chat).await?;
+    let segment = lottery.eligibility.segment.as_ref();
+    let facts = facts(&mut tx, &rules, user_id, now, in_chat, segment).await?;
     if let Err(why) = pure::check(&lottery.eligibility, &facts) {
         return Err(OpsError::invalid("user", why.reason()));
     }
@@ -402,7 +409,8 @@ pub async fn draw_in(
     if lottery.keyword.is_none() {
         let chats = store::target_chats(conn, &lottery.chats, &lottery.tags).await?;
         for user_id in store::current_members_of(conn, &chats).await? {
-            let facts = facts(conn, rules, &user_id, today, true).await?;
+            let segment = lottery.eligibility.segment.as_ref();
+            let facts = facts(conn, rules, &user_id, now, true, segment).await?;
             if pure::check(&lottery.eligibility, &facts).is_ok() {
                 store::insert_entry(conn, id, &user_id, 0, None, now).await?;
             }

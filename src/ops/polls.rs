@@ -36,6 +36,7 @@ pub async fn create(
         return Err(OpsError::invalid("close_at", "must be in the future"));
     }
     let mut tx = ops.begin().await?;
+    super::segments::require(&mut tx, spec.segment_id).await?;
     let id = polls::create(&mut tx, &spec, &actor.name, now).await?;
     let detail = format!(
         "{} ({} options, {} → {})",

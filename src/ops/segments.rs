@@ -6,8 +6,8 @@
 //! single: nothing reaches them until the owner confirms in WeCom), contacts
 //! without a known owner in a skipped row saying why.
 //!
-//! Other features (lottery or poll eligibility) take a segment's members
-//! from [`segment_members`].
+//! Lotteries and polls limited to a segment ask [`member_of`] about one
+//! member at the moment they enter or vote.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,6 +21,7 @@ use crate::active_rules::ActiveRules;
 use crate::analytics::lifecycle::Stage;
 use crate::analytics::rfm::Segment as RfmSegment;
 use crate::rules::route::{is_external_contact, reasons, route_to_members};
+use crate::rules::segment_limit::SegmentRef;
 use crate::rules::{Content, OutRoute, Outbound, RuleSet};
 use crate::store::outbox::{self, Enqueued};
 use crate::store::segments::{self as store, MemberFacts, SegmentRow};
@@ -173,6 +174,17 @@ impl SegmentFilter {
     }
 }
 
+/// Whether `filter` selects `member` as of `now`, their level named by the rule set.
+fn selects(
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+    filter: &SegmentFilter,
+    member: &MemberFacts,
+) -> bool {
+    let level = crate::rules::points::level_name(rules, member.lifetime_points);
+    filter.matches(member, &level, rules.community_day(now))
+}
+
 /// The members `filter` selects, by user id.
 fn select(
     rules: &RuleSet,
@@ -180,18 +192,18 @@ fn select(
     filter: &SegmentFilter,
     people: Vec<MemberFacts>,
 ) -> Vec<MemberFacts> {
-    let today = rules.community_day(now);
     people
         .into_iter()
-        .filter(|member| {
-            let level = crate::rules::points::level_name(rules, member.lifetime_points);
-            filter.matches(member, &level, today)
-        })
+        .filter(|member| selects(rules, now, filter, member))
         .collect()
 }
 
-/// The members of saved segment `segment_id` as of `now`, by user id (for
-/// other features: lottery or poll eligibility).
+fn filter_of(row: &SegmentRow) -> anyhow::Result<SegmentFilter> {
+    serde_json::from_str(&row.filter_json).context("reading a stored segment filter")
+}
+
+/// The members of saved segment `segment_id` as of `now`, by user id (a
+/// preview or a push).
 pub async fn segment_members(
     conn: &mut SqliteConnection,
     segment_id: i64,
@@ -200,11 +212,47 @@ pub async fn segment_members(
     let row = store::get(conn, segment_id)
         .await?
         .ok_or_else(|| OpsError::not_found(format!("segment {segment_id}")))?;
-    let filter: SegmentFilter =
-        serde_json::from_str(&row.filter_json).context("reading a stored segment filter")?;
+    let filter = filter_of(&row)?;
     let rules = ActiveRules::new().in_force(conn).await?.rules;
     let people = store::member_facts(conn).await?;
     Ok(select(&rules, now, &filter, people))
+}
+
+/// Whether `user_id` is in `segment` at `now` (lottery entry, poll ballot):
+/// the saved filter on that member's stored facts, as a preview judges
+/// everyone. False when there is no segment, or it was deleted.
+pub async fn member_of(
+    conn: &mut SqliteConnection,
+    rules: &RuleSet,
+    segment: Option<&SegmentRef>,
+    user_id: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let Some(segment) = segment else {
+        return Ok(false);
+    };
+    let Some(row) = store::get(conn, segment.id).await? else {
+        return Ok(false);
+    };
+    let filter = filter_of(&row)?;
+    let member = store::member_facts_of(conn, user_id)
+        .await?
+        .unwrap_or_else(|| MemberFacts {
+            user_id: user_id.to_owned(),
+            ..MemberFacts::default()
+        });
+    Ok(selects(rules, now, &filter, &member))
+}
+
+/// Refuses a lottery or poll naming a segment that does not exist (field `segment_id`).
+pub async fn require(conn: &mut SqliteConnection, segment_id: Option<i64>) -> OpsResult<()> {
+    match segment_id {
+        Some(id) if store::get(conn, id).await?.is_none() => Err(OpsError::invalid(
+            "segment_id",
+            format!("no saved segment {id}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// What a segment selects right now.
@@ -307,8 +355,7 @@ pub struct SavedSegment {
 }
 
 fn saved(row: SegmentRow) -> OpsResult<SavedSegment> {
-    let filter: SegmentFilter =
-        serde_json::from_str(&row.filter_json).context("reading a segment filter")?;
+    let filter = filter_of(&row)?;
     Ok(SavedSegment {
         id: row.id,
         name: row.name,

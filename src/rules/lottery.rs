@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::commands::reply;
 use super::event::{Event, MessagePosted};
 use super::ruleset::Level;
+use super::segment_limit::{self, SegmentRef};
 use super::{Action, PersonSnapshot, Snapshot};
 
 /// Who may enter a lottery, besides being in one of its chats.
@@ -33,6 +34,9 @@ pub struct Eligibility {
     pub joined_before: Option<DateTime<Utc>>,
     /// Points paid to enter (a ledger debit, refunded if the lottery is cancelled).
     pub entry_cost: i64,
+    /// Must be in this saved segment at the moment of entry.
+    #[serde(default)]
+    pub segment: Option<SegmentRef>,
 }
 
 /// Why a member may not enter. The text is what they are told.
@@ -40,10 +44,20 @@ pub struct Eligibility {
 pub enum Ineligible {
     NotInChats,
     NotCheckedIn,
-    LevelTooLow { need: u32, have: u32 },
-    JoinedTooLate { before: DateTime<Utc> },
+    LevelTooLow {
+        need: u32,
+        have: u32,
+    },
+    JoinedTooLate {
+        before: DateTime<Utc>,
+    },
     JoinUnknown,
-    CannotPay { cost: i64, balance: i64 },
+    CannotPay {
+        cost: i64,
+        balance: i64,
+    },
+    /// Outside the lottery's segment: the text says which.
+    NotInSegment(String),
 }
 
 impl Ineligible {
@@ -62,6 +76,7 @@ impl Ineligible {
             Ineligible::CannotPay { cost, balance } => {
                 format!("参加需要 {cost} 积分，你现在只有 {balance} 积分")
             }
+            Ineligible::NotInSegment(reason) => reason.clone(),
         }
     }
 }
@@ -76,6 +91,8 @@ pub struct EntrantFacts {
     /// When they first joined a chat (or were first seen).
     pub joined_at: Option<DateTime<Utc>>,
     pub balance: i64,
+    /// In the lottery's segment right now (looked at only when it names one).
+    pub in_segment: bool,
 }
 
 /// The level number `lifetime` points reach: how many levels' minimum it meets.
@@ -91,6 +108,7 @@ impl EntrantFacts {
         today: NaiveDate,
         joined_at: Option<DateTime<Utc>>,
         in_lottery_chat: bool,
+        in_segment: bool,
     ) -> Self {
         EntrantFacts {
             in_lottery_chat,
@@ -98,6 +116,7 @@ impl EntrantFacts {
             level: level_number(levels, person.lifetime_points),
             joined_at,
             balance: person.balance,
+            in_segment,
         }
     }
 }
@@ -106,6 +125,9 @@ impl EntrantFacts {
 pub fn check(rules: &Eligibility, facts: &EntrantFacts) -> Result<(), Ineligible> {
     if !facts.in_lottery_chat {
         return Err(Ineligible::NotInChats);
+    }
+    if let Some(reason) = segment_limit::refusal(rules.segment.as_ref(), facts.in_segment) {
+        return Err(Ineligible::NotInSegment(reason));
     }
     if rules.checked_in_today && !facts.checked_in_today {
         return Err(Ineligible::NotCheckedIn);
@@ -152,6 +174,10 @@ pub struct OpenLottery {
     pub commitment: String,
     /// The sender already entered.
     pub entered: bool,
+    /// The sender is in the lottery's segment right now (the snapshot
+    /// evaluates it; looked at only when the lottery names one).
+    #[serde(default)]
+    pub in_segment: bool,
 }
 
 impl OpenLottery {
@@ -213,6 +239,7 @@ pub fn on_message(
         today,
         context.joined_at,
         true,
+        lottery.in_segment,
     );
     if let Err(why) = check(&lottery.eligibility, &facts) {
         let text = format!("{name} 暂时不能参加「{}」：{}", lottery.title, why.reason());
@@ -457,6 +484,10 @@ mod tests {
             min_level: Some(2),
             joined_before: Some("2026-01-01T00:00:00Z".parse().unwrap()),
             entry_cost: 10,
+            segment: Some(SegmentRef {
+                id: 1,
+                name: Some("核心会员".into()),
+            }),
         };
         let ok = EntrantFacts {
             in_lottery_chat: true,
@@ -464,6 +495,7 @@ mod tests {
             level: 2,
             joined_at: Some("2025-06-01T00:00:00Z".parse().unwrap()),
             balance: 10,
+            in_segment: true,
         };
         assert_eq!(check(&rules, &ok), Ok(()));
         let not = |f: fn(&mut EntrantFacts)| {
@@ -472,6 +504,19 @@ mod tests {
             check(&rules, &facts).unwrap_err()
         };
         assert_eq!(not(|f| f.in_lottery_chat = false), Ineligible::NotInChats);
+        assert_eq!(
+            not(|f| f.in_segment = false).reason(),
+            "本次活动只限「核心会员」参加"
+        );
+        let open_to_all = Eligibility {
+            segment: None,
+            ..rules.clone()
+        };
+        let outside = EntrantFacts {
+            in_segment: false,
+            ..ok.clone()
+        };
+        assert_eq!(check(&open_to_all, &outside), Ok(()));
         assert_eq!(
             not(|f| f.checked_in_today = false),
             Ineligible::NotCheckedIn

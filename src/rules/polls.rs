@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::commands;
 use super::event::{Event, MessagePosted};
+use super::segment_limit::{self, SegmentRef};
 use super::{Action, Snapshot};
 
 /// Bounds WeCom's `vote_interaction` card sets (1–20 options); a poll needs two.
@@ -47,6 +48,9 @@ pub struct PollSpec {
     /// Total points the poll pays out, earliest ballots first; 0: no cap.
     #[serde(default)]
     pub points_cap: i64,
+    /// Only members of this saved segment (at the moment they vote) may vote.
+    #[serde(default)]
+    pub segment_id: Option<i64>,
 }
 
 /// A refused poll: `field` names the input to fix.
@@ -186,6 +190,12 @@ pub struct Ballot {
     /// The member may vote: the ballot comes from one of the poll's chats,
     /// or (1:1) from a member of one of them.
     pub eligible: bool,
+    /// The saved segment the poll is limited to, if any …
+    #[serde(default)]
+    pub segment: Option<SegmentRef>,
+    /// … and whether the member is in it right now (the edge evaluates it).
+    #[serde(default)]
+    pub in_segment: bool,
 }
 
 /// A keyword ballot: `投 2`, `投 1 3`, `投1,3`, `投票 2`. `None` for any
@@ -242,6 +252,9 @@ pub fn decide(ballot: &Ballot, choice: &[u32], now: DateTime<Utc>) -> VoteDecisi
             "你不在投票「{}」的群里，不能参加这次投票。",
             ballot.question
         ));
+    }
+    if let Some(reason) = segment_limit::refusal(ballot.segment.as_ref(), ballot.in_segment) {
+        return refuse(format!("{reason}，本次投票未计入。"));
     }
     let mut options: Vec<u32> = choice.to_vec();
     options.sort_unstable();
@@ -518,6 +531,8 @@ mod tests {
             close_at: at(20),
             previous: None,
             eligible: true,
+            segment: None,
+            in_segment: false,
         }
     }
 
@@ -601,6 +616,25 @@ mod tests {
             ..ballot()
         };
         assert!(reply(&outsider, &[1], at(12)).contains("不在"));
+        let limited = Ballot {
+            segment: Some(SegmentRef {
+                id: 2,
+                name: Some("核心会员".into()),
+            }),
+            ..ballot()
+        };
+        assert_eq!(
+            reply(&limited, &[1], at(12)),
+            "本次活动只限「核心会员」参加，本次投票未计入。"
+        );
+        let member = Ballot {
+            in_segment: true,
+            ..limited
+        };
+        assert!(matches!(
+            decide(&member, &[1], at(12)),
+            VoteDecision::Record { .. }
+        ));
         assert!(reply(&ballot(), &[4], at(12)).contains("没有选项 4"));
         assert!(reply(&ballot(), &[1, 2], at(12)).contains("单选"));
         let multi = Ballot {

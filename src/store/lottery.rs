@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection};
 
 use crate::rules::lottery::{ChatTarget, Eligibility, OpenLottery};
+use crate::rules::segment_limit::SegmentRef;
 
 fn to_time(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or_default()
@@ -74,8 +75,9 @@ pub async fn insert(
 ) -> sqlx::Result<i64> {
     let id: i64 = sqlx::query_scalar(
         "insert into lotteries (title, chats_json, tags_json, keyword, checked_in_today, min_level,
-             joined_before, entry_cost, draw_at, seed_hex, commitment, created_by, created_at)
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id",
+             joined_before, entry_cost, draw_at, seed_hex, commitment, created_by, created_at,
+             segment_id)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id",
     )
     .bind(new.title)
     .bind(serde_json::to_string(new.chats).unwrap_or_else(|_| "[]".into()))
@@ -90,6 +92,7 @@ pub async fn insert(
     .bind(new.commitment)
     .bind(new.created_by)
     .bind(at.timestamp())
+    .bind(new.eligibility.segment.as_ref().map(|s| s.id))
     .fetch_one(&mut *conn)
     .await?;
     for (position, prize) in new.prizes.iter().enumerate() {
@@ -111,7 +114,8 @@ pub async fn insert(
 
 const COLUMNS: &str = "id, title, chats_json, tags_json, keyword, checked_in_today, min_level,
     joined_before, entry_cost, draw_at, seed_hex, commitment, status, entrants_digest, created_by,
-    created_at, drawn_at";
+    created_at, drawn_at, segment_id,
+    (select name from segments where segments.id = lotteries.segment_id) as segment_name";
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Lottery> {
     let chats: String = row.try_get("chats_json")?;
@@ -130,6 +134,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Lottery> {
             min_level: min_level.and_then(|l| u32::try_from(l).ok()),
             joined_before: joined_before.map(to_time),
             entry_cost: row.try_get("entry_cost")?,
+            segment: SegmentRef::stored(row.try_get("segment_id")?, row.try_get("segment_name")?),
         },
         draw_at: to_time(row.try_get("draw_at")?),
         seed_hex: row.try_get("seed_hex")?,
@@ -223,6 +228,7 @@ pub async fn open_by_keyword(
                 draw_at: lottery.draw_at,
                 commitment: lottery.commitment,
                 entered: row.try_get("entered")?,
+                in_segment: false,
             })
         })
         .collect()
@@ -409,4 +415,49 @@ pub async fn winners(conn: &mut SqliteConnection, lottery_id: i64) -> sqlx::Resu
     .bind(lottery_id)
     .fetch_all(&mut *conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lotterys_segment_reads_back_with_its_current_name() {
+        let (_dir, pool) = crate::store::test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let segment = crate::store::segments::save(&mut conn, "核心会员", "{}", "mei", 0)
+            .await
+            .unwrap();
+        let at = to_time(1_700_000_000);
+        let eligibility = Eligibility {
+            segment: Some(SegmentRef::id(segment)),
+            ..Eligibility::default()
+        };
+        let new = NewLottery {
+            title: "周末福利",
+            chats: &["wrA".to_owned()],
+            tags: &[],
+            keyword: Some("抽奖"),
+            eligibility: &eligibility,
+            draw_at: at,
+            seed_hex: "00",
+            commitment: "c",
+            prizes: &[],
+            created_by: "mei",
+        };
+        let id = insert(&mut conn, &new, at).await.unwrap();
+        let named = Some(SegmentRef {
+            id: segment,
+            name: Some("核心会员".into()),
+        });
+        let stored = get(&mut conn, id).await.unwrap().unwrap();
+        assert_eq!(stored.eligibility.segment, named);
+        let open = open_by_keyword(&mut conn, "抽奖", "lisi").await.unwrap();
+        assert_eq!(open[0].eligibility.segment, named);
+        crate::store::segments::delete(&mut conn, segment)
+            .await
+            .unwrap();
+        let orphan = get(&mut conn, id).await.unwrap().unwrap();
+        assert_eq!(orphan.eligibility.segment, Some(SegmentRef::id(segment)));
+    }
 }

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection};
 
 use crate::rules::polls::{Ballot, PollSpec, PollStatus};
+use crate::rules::segment_limit::SegmentRef;
 
 /// A stored poll.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -22,6 +23,8 @@ pub struct Poll {
     pub status: PollStatus,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
+    /// Only this saved segment's members may vote.
+    pub segment: Option<SegmentRef>,
 }
 
 /// One ballot, as stored.
@@ -35,7 +38,8 @@ pub struct Vote {
 }
 
 const COLUMNS: &str = "id, question, options_json, multiple, open_at, close_at, chats_json, \
-     tags_json, allow_change, points_per_vote, points_cap, status, created_by, created_at";
+     tags_json, allow_change, points_per_vote, points_cap, status, created_by, created_at, segment_id, \
+     (select name from segments where segments.id = polls.segment_id) as segment_name";
 
 fn time(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(seconds, 0).unwrap_or(DateTime::UNIX_EPOCH)
@@ -62,6 +66,7 @@ fn poll_from(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Poll> {
         status: PollStatus::parse(&status).unwrap_or(PollStatus::Closed),
         created_by: row.try_get("created_by")?,
         created_at: time(row.try_get("created_at")?),
+        segment: SegmentRef::stored(row.try_get("segment_id")?, row.try_get("segment_name")?),
     })
 }
 
@@ -77,8 +82,9 @@ pub async fn create(
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "insert into polls (question, options_json, multiple, open_at, close_at, chats_json,
-                            tags_json, allow_change, points_per_vote, points_cap, created_by, created_at)
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id",
+                            tags_json, allow_change, points_per_vote, points_cap, created_by, created_at,
+                            segment_id)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) returning id",
     )
     .bind(&spec.question)
     .bind(json(&spec.options))
@@ -92,6 +98,7 @@ pub async fn create(
     .bind(spec.points_cap)
     .bind(created_by)
     .bind(now.timestamp())
+    .bind(spec.segment_id)
     .fetch_one(&mut *conn)
     .await
 }
@@ -346,5 +353,45 @@ pub fn ballot(poll: Poll, previous: Option<Vec<u32>>, eligible: bool) -> Ballot 
         close_at: poll.close_at,
         previous,
         eligible,
+        segment: poll.segment,
+        in_segment: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_polls_segment_reads_back_with_its_name_into_the_ballot() {
+        let (_dir, pool) = crate::store::test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let segment = crate::store::segments::save(&mut conn, "核心会员", "{}", "mei", 0)
+            .await
+            .unwrap();
+        let now = time(1_700_000_000);
+        let spec = PollSpec {
+            question: "喝什么？".into(),
+            options: vec!["茶".into(), "咖啡".into()],
+            open_at: now,
+            close_at: now + chrono::Duration::hours(1),
+            chats: vec!["wrA".into()],
+            segment_id: Some(segment),
+            ..PollSpec::default()
+        };
+        let id = create(&mut conn, &spec, "mei", now).await.unwrap();
+        let poll = get(&mut conn, id).await.unwrap().unwrap();
+        let named = Some(SegmentRef {
+            id: segment,
+            name: Some("核心会员".into()),
+        });
+        assert_eq!(poll.segment, named);
+        assert_eq!(ballot(poll, None, true).segment, named);
+        let plain = PollSpec {
+            segment_id: None,
+            ..spec
+        };
+        let id = create(&mut conn, &plain, "mei", now).await.unwrap();
+        assert_eq!(get(&mut conn, id).await.unwrap().unwrap().segment, None);
     }
 }

@@ -83,6 +83,22 @@ pub struct MemberFacts {
 
 /// Every person's facts, by user id.
 pub async fn member_facts(conn: &mut SqliteConnection) -> sqlx::Result<Vec<MemberFacts>> {
+    facts_of(conn, None).await
+}
+
+/// One person's facts (`None` when nobody by that id was ever seen).
+pub async fn member_facts_of(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+) -> sqlx::Result<Option<MemberFacts>> {
+    Ok(facts_of(conn, Some(user_id)).await?.pop())
+}
+
+/// The facts of everyone, or of `only` that person.
+async fn facts_of(
+    conn: &mut SqliteConnection,
+    only: Option<&str>,
+) -> sqlx::Result<Vec<MemberFacts>> {
     type Row = (
         String,
         Option<String>,
@@ -104,8 +120,10 @@ pub async fn member_facts(conn: &mut SqliteConnection) -> sqlx::Result<Vec<Membe
          from people p
          left join member_stages s on s.user_id = p.user_id
          left join member_rfm r on r.user_id = p.user_id
+         where ?1 is null or p.user_id = ?1
          order by p.user_id",
     )
+    .bind(only)
     .fetch_all(conn)
     .await?;
     let split = |list: Option<String>| -> Vec<String> {
@@ -210,4 +228,31 @@ pub async fn rule_tags(conn: &mut SqliteConnection) -> sqlx::Result<Vec<(String,
     sqlx::query_as("select user_id, tag from member_tags where source like 'rule:%'")
         .fetch_all(conn)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_members_facts_are_those_of_the_full_list() {
+        let (_dir, pool) = crate::store::test_db().await;
+        let mut conn = pool.acquire().await.unwrap();
+        for user in ["lisi", "wangwu"] {
+            sqlx::query("insert into people (user_id, first_seen_at) values (?, 0)")
+                .bind(user)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        add_tag(&mut conn, "lisi", "核心会员", "manager", 0)
+            .await
+            .unwrap();
+        let all = member_facts(&mut conn).await.unwrap();
+        let lisi = member_facts_of(&mut conn, "lisi").await.unwrap().unwrap();
+        assert_eq!(lisi.tags, ["核心会员"]);
+        assert_eq!(Some(&lisi), all.iter().find(|m| m.user_id == "lisi"));
+        assert_eq!(all.len(), 2);
+        assert_eq!(member_facts_of(&mut conn, "nobody").await.unwrap(), None);
+    }
 }

@@ -12,8 +12,10 @@ use qunyun::active_rules::ActiveRules;
 use qunyun::jobs::lottery::LotteryDraws;
 use qunyun::ops::chats::RouteChange;
 use qunyun::ops::lottery::{self, LotteryInput};
+use qunyun::ops::segments::SegmentFilter;
 use qunyun::ops::{self, Actor, Role};
 use qunyun::rules::lottery::Eligibility;
+use qunyun::rules::segment_limit::SegmentRef;
 use qunyun::sim::Route;
 use qunyun::store::lottery::Prize;
 use qunyun::store::{points, redemptions};
@@ -23,13 +25,13 @@ use crate::helpers::{spawn_app, ConfigFile, TestApp, APP};
 const CHAT: &str = "CHAT-IT";
 const ROBOT: &str = "robot-lottery";
 
-fn manager() -> Actor {
+pub(crate) fn manager() -> Actor {
     Actor::new("mei", Role::Operator)
 }
 
 /// A catalog with one 保温杯 in stock, and the bot's chat given a robot so
 /// the announcement and the reveal are posted into it.
-async fn community(app: &TestApp) {
+pub(crate) async fn community(app: &TestApp) {
     let body = format!(
         "[community]\napp = \"{APP}\"\n\n[[catalog]]\nitem = \"保温杯\"\ncost = 30\nstock = 1\n"
     );
@@ -514,4 +516,85 @@ async fn a_draw_that_fails_midway_leaves_nothing_and_the_next_pass_draws_once() 
     }
     assert_eq!(paid, 1, "the prize is paid once");
     app.stop().await;
+}
+
+/// A saved segment of members tagged 核心会员, with zhangsan tagged and lisi
+/// not (both known members); its id.
+pub(crate) async fn core_members(app: &TestApp) -> i64 {
+    let mut conn = app.conn().await;
+    for user in ["zhangsan", "lisi"] {
+        qunyun::store::members::ensure_person(&mut conn, user, None, app.now())
+            .await
+            .unwrap();
+    }
+    qunyun::store::segments::add_tag(&mut conn, "zhangsan", "核心会员", "manager", 0)
+        .await
+        .unwrap();
+    drop(conn);
+    let filter = SegmentFilter {
+        tags: vec!["核心会员".into()],
+        ..SegmentFilter::default()
+    };
+    ops::segments::save(&app.ops(), &manager(), app.now(), "核心会员", filter)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_lottery_limited_to_a_segment_takes_its_members_and_tells_the_others_why() {
+    let app = spawn_app().await;
+    community(&app).await;
+    let segment = core_members(&app).await;
+    let limited = |id: i64| Eligibility {
+        segment: Some(SegmentRef::id(id)),
+        ..Eligibility::default()
+    };
+
+    // An unknown segment: refused naming the field, nothing created or announced.
+    let refused = lottery::create(
+        &app.ops(),
+        &manager(),
+        app.now(),
+        &input(&app, limited(segment + 100), vec![points_prize(10, 1)]),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().starts_with("segment_id:"), "{refused}");
+    assert!(lottery::list(&app.ops()).await.unwrap().is_empty());
+    assert!(app.drain_outbox().await.is_empty());
+
+    let created = lottery::create(
+        &app.ops(),
+        &manager(),
+        app.now(),
+        &input(&app, limited(segment), vec![points_prize(10, 1)]),
+    )
+    .await
+    .unwrap();
+    app.drain_outbox().await;
+    // lisi is not tagged: told why through the bot's reply, not entered.
+    let outside = app.mention_bot("S1", "lisi", "抽奖").await;
+    assert_eq!(outside.len(), 1, "{outside:?}");
+    assert!(
+        outside[0].contains("暂时不能参加「周末福利」：本次活动只限「核心会员」参加"),
+        "{outside:?}"
+    );
+    let inside = app.mention_bot("S2", "zhangsan", "抽奖").await;
+    assert!(inside[0].contains("参加「周末福利」成功"), "{inside:?}");
+    let view = lottery::show(&app.ops(), created.id).await.unwrap();
+    assert_eq!(view.entrants, ["zhangsan"]);
+    assert_eq!(
+        view.lottery.eligibility.segment.unwrap().name.as_deref(),
+        Some("核心会员")
+    );
+    // The console's lottery page names the segment.
+    let page = app
+        .console()
+        .page_as(
+            qunyun::admin::Role::Viewer,
+            &format!("/admin/lotteries/{}", created.id),
+        )
+        .await;
+    assert!(page.contains("id=\"lottery-segment\""), "{page}");
+    assert!(page.contains("核心会员"), "{page}");
 }

@@ -132,6 +132,7 @@ async fn create_poll(service: &Service, allow_change: bool) -> i64 {
             points_per_vote: 5,
             points_cap: 0,
             multiple: false,
+            segment_id: None,
         },
     )
     .await
@@ -613,4 +614,85 @@ async fn polls_are_created_through_the_console_and_the_api_with_field_errors_and
             ("api:test".to_owned(), "poll.create".to_owned()),
         ]
     );
+}
+
+#[tokio::test]
+async fn a_poll_limited_to_a_segment_counts_only_the_ballots_of_its_members() {
+    use crate::lottery::{community, core_members, manager};
+    use qunyun::active_rules::ActiveRules;
+    use qunyun::admin::Role as AdminRole;
+    use qunyun::jobs::polls::PollJob;
+
+    let app = crate::helpers::spawn_app().await;
+    community(&app).await;
+    let segment = core_members(&app).await;
+    let ops = app.ops();
+    let spec = |segment_id: i64| PollSpec {
+        question: "下次活动喝什么？".into(),
+        options: vec!["奶茶".into(), "咖啡".into()],
+        open_at: app.now(),
+        close_at: app.now() + chrono::Duration::hours(1),
+        chats: vec!["CHAT-IT".into()],
+        segment_id: Some(segment_id),
+        ..PollSpec::default()
+    };
+    // An unknown segment: refused naming the field, no poll created.
+    let refused = ops_polls::create(&ops, &manager(), app.now(), spec(segment + 100))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().starts_with("segment_id:"), "{refused}");
+    let (_, token) = app.console().session_for("mei", AdminRole::Operator).await;
+    let mut body = serde_json::to_value(spec(segment + 100)).unwrap();
+    body["segment_id"] = json!(segment + 100);
+    let reply = app
+        .console()
+        .api(
+            reqwest::Method::POST,
+            "/admin/api/v1/polls",
+            Some(&token),
+            &body.to_string(),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        reqwest::StatusCode::BAD_REQUEST,
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("segment_id"), "{}", reply.body);
+    assert!(ops_polls::list(&ops, &manager()).await.unwrap().is_empty());
+
+    let poll = ops_polls::create(&ops, &manager(), app.now(), spec(segment))
+        .await
+        .unwrap();
+    PollJob::new(
+        app.pool.clone(),
+        ActiveRules::new(),
+        crate::helpers::APP,
+        Vec::new(),
+    )
+    .run_at(app.now())
+    .await
+    .unwrap();
+    app.drain_outbox().await;
+    // lisi is not in the segment: told why, the ballot not counted.
+    let outside = app.mention_bot("V1", "lisi", "投 1").await;
+    assert_eq!(outside.len(), 1, "{outside:?}");
+    assert!(
+        outside[0].contains("本次活动只限「核心会员」参加，本次投票未计入"),
+        "{outside:?}"
+    );
+    let inside = app.mention_bot("V2", "zhangsan", "投 2").await;
+    assert!(inside[0].contains("投票成功：2. 咖啡"), "{inside:?}");
+    let results = ops_polls::show(&ops, &manager(), poll).await.unwrap();
+    assert_eq!((results.counts, results.voters), (vec![0, 1], 1));
+    let voters: Vec<String> = results.votes.into_iter().map(|v| v.user_id).collect();
+    assert_eq!(voters, ["zhangsan"]);
+    // The console's poll page names the segment.
+    let page = app
+        .console()
+        .page_as(AdminRole::Viewer, &format!("/admin/polls/{poll}"))
+        .await;
+    assert!(page.contains("id=\"poll-segment\""), "{page}");
+    assert!(page.contains("核心会员"), "{page}");
 }

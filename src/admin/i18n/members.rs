@@ -24,6 +24,8 @@ pub(super) const STRINGS: &[(&str, &str, &str)] = &[
     ("rfm_segments", "RFM 分层人数", "Buyers per RFM segment"),
     ("nav_segments", "人群", "Segments"),
     ("segment", "人群", "Segment"),
+    ("segment_limit", "只限人群", "Only members of segment"),
+    ("segment_anyone", "（不限）", "(anyone)"),
     ("segment_name", "名称", "Name"),
     ("segment_filter", "筛选条件", "Filter"),
     ("segment_preview", "预览", "Preview"),
