@@ -312,6 +312,7 @@ impl App {
             PipelineSettings::default(),
         )
         .with_rules(state.rules.clone())
+        .with_ingest(state.inbox.clone())
         .with_hooks(hooks.pipeline);
         let mut tasks = vec![worker.spawn(pipeline, Duration::from_millis(500))];
 

@@ -24,6 +24,7 @@ use crate::rules::welcome::{self, QueuedJoin};
 use crate::rules::{self, Action, ChatRoute, Event, EventKind, RuleSet};
 use crate::snapshot::load_snapshot;
 use crate::store::inbox::{self, InboxRow, InboxStatus};
+use crate::store::inbox_writer::InboxWriter;
 use crate::store::welcome::{self as store_welcome, DigestNewcomer};
 use crate::store::{chats, checkins, members, moderation, outbox, points, redemptions};
 
@@ -79,7 +80,14 @@ pub struct Pipeline {
     settings: PipelineSettings,
     hooks: PipelineHooks,
     rules: ActiveRules,
+    /// The callbacks' group-commit writer, whose waiting requests go first.
+    ingest: Option<InboxWriter>,
 }
+
+/// The longest the pipeline waits for the inbox writer before each event: in
+/// a burst the events already stored wait a little for the acknowledgements of
+/// new ones, and the pipeline still handles at least 100 events a second.
+const MAX_YIELD_TO_INGEST: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl Pipeline {
     pub fn new(
@@ -95,7 +103,14 @@ impl Pipeline {
             settings,
             hooks: PipelineHooks::default(),
             rules: ActiveRules::new(),
+            ingest: None,
         }
+    }
+
+    /// Let the callbacks' inbox writer go first (see [`MAX_YIELD_TO_INGEST`]).
+    pub fn with_ingest(mut self, writer: InboxWriter) -> Self {
+        self.ingest = Some(writer);
+        self
     }
 
     pub fn with_hooks(mut self, hooks: PipelineHooks) -> Self {
@@ -144,6 +159,9 @@ impl Pipeline {
                 .is_some_and(|chat| blocked_chats.contains(chat))
             {
                 continue;
+            }
+            if let Some(writer) = &self.ingest {
+                writer.wait_until_idle(MAX_YIELD_TO_INGEST).await;
             }
             // A panic in one row's handling must not take the worker down: its
             // transaction is dropped (rolled back) and the row parked.

@@ -8,13 +8,13 @@
 //! [`Inserted::Duplicate`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::sqlite::{SqliteConnection, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::inbox::{InboxKind, Inserted, NewInboxEvent};
@@ -58,12 +58,18 @@ impl InboxRecord {
 #[error("inbox write failed: {0}")]
 pub struct WriteError(Arc<str>);
 
-/// What the writer has committed so far (batches and rows), for tests and metrics.
+/// What the writer has committed so far (batches and rows), for tests and
+/// metrics, and how many requests wait for an answer (see
+/// [`InboxWriter::wait_until_idle`]).
 #[derive(Debug, Default)]
 pub struct WriterStats {
     batches: AtomicU64,
     rows: AtomicU64,
     failed_batches: AtomicU64,
+    /// Requests handed to the writer and not answered yet.
+    waiting: AtomicUsize,
+    /// Signalled whenever `waiting` drops to zero.
+    idle: Notify,
 }
 
 impl WriterStats {
@@ -75,6 +81,16 @@ impl WriterStats {
     }
     pub fn failed_batches(&self) -> u64 {
         self.failed_batches.load(Ordering::Relaxed)
+    }
+    /// Requests waiting for the writer's answer.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    fn answered(&self, requests: usize) {
+        if self.waiting.fetch_sub(requests, Ordering::AcqRel) == requests {
+            self.idle.notify_waiters();
+        }
     }
 }
 
@@ -130,11 +146,31 @@ impl InboxWriter {
     pub async fn write(&self, rows: Vec<InboxRecord>) -> Result<Vec<Inserted>, WriteError> {
         let (reply, answer) = oneshot::channel();
         let gone = || WriteError("the inbox writer has stopped".into());
-        self.queue
-            .send(Request { rows, reply })
-            .await
-            .map_err(|_| gone())?;
+        self.stats.waiting.fetch_add(1, Ordering::AcqRel);
+        if self.queue.send(Request { rows, reply }).await.is_err() {
+            self.stats.answered(1);
+            return Err(gone());
+        }
         answer.await.map_err(|_| gone())?
+    }
+
+    /// Waits until no request waits for the writer, or `at_most` has passed;
+    /// answers whether the writer was idle. The pipeline calls it before each
+    /// event: in a burst of callbacks their acknowledgements (WeCom's 5 s
+    /// deadline) go before handling what is already stored, whose write
+    /// transactions would otherwise queue with the writer's for the lock.
+    /// `at_most` keeps the pipeline moving however long the burst lasts.
+    pub async fn wait_until_idle(&self, at_most: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + at_most;
+        loop {
+            let idle = self.stats.idle.notified();
+            if self.stats.waiting() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.stats.waiting() == 0;
+            }
+        }
     }
 
     /// Stores one row; see [`InboxWriter::write`].
@@ -188,18 +224,22 @@ async fn run(
             Ok(mut answers) => {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+                let requests = batch.len();
                 for request in batch.drain(..).rev() {
                     let own = answers.split_off(answers.len() - request.rows.len());
                     let _ = request.reply.send(Ok(own));
                 }
+                stats.answered(requests);
             }
             Err(error) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %format!("{error:#}"), requests = batch.len(), rows, "inbox batch failed, rolled back");
                 let error = WriteError(format!("{error:#}").into());
+                let requests = batch.len();
                 for request in batch.drain(..) {
                     let _ = request.reply.send(Err(error.clone()));
                 }
+                stats.answered(requests);
             }
         }
     }
@@ -366,5 +406,41 @@ mod tests {
         // The writer carries on with the next batch.
         writer.write_one(record("good1")).await.unwrap();
         assert_eq!(keys(&pool).await, ["good1"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_for_an_idle_writer_ends_when_its_requests_are_answered() {
+        let (_dir, pool) = pool().await;
+        let (writer, _task) = InboxWriter::spawn(&pool).await.unwrap();
+        let long = std::time::Duration::from_secs(60);
+        assert!(writer.wait_until_idle(long).await, "nothing waits");
+
+        // Another writer holds the lock, so the request stays unanswered.
+        let mut holder = pool.acquire().await.unwrap();
+        sqlx::query("begin immediate")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let writing = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.write_one(record("late")).await }
+        });
+        while writer.stats().waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !writer
+                .wait_until_idle(std::time::Duration::from_millis(1))
+                .await,
+            "a request still waits"
+        );
+        let idle = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.wait_until_idle(long).await }
+        });
+        sqlx::query("commit").execute(&mut *holder).await.unwrap();
+        assert!(idle.await.unwrap(), "idle once the request is answered");
+        assert_eq!(writer.stats().waiting(), 0);
+        assert!(matches!(writing.await.unwrap(), Ok(Inserted::New(_))));
     }
 }
