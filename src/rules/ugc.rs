@@ -4,7 +4,7 @@
 //! message id (`essence:<id>`, `helpful:<id>:<giver>`, `showcase:<id>`), so a
 //! message earns once per mark however often it is marked or redelivered. Pure.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::commands::reply;
@@ -198,14 +198,14 @@ pub fn essence(
         day,
     }];
     if points > 0 {
-        actions.push(Action::AwardPoints {
-            user_id: author.user_id.clone(),
-            delta: points,
-            reason: ESSENCE.into(),
-            reference: format!("{ESSENCE}:{}", target.message_id),
-            chat_id: Some(target.chat_id.clone()),
+        actions.push(content_reward(
+            &author.user_id,
+            points,
+            ESSENCE,
+            &target.message_id,
+            &target.chat_id,
             day,
-        });
+        ));
     }
     let count = target.author_essence_count + 1;
     let mut new_badge = String::new();
@@ -368,14 +368,16 @@ pub fn helpful(
     if points == 0 {
         return (actions, HelpfulOutcome::Marked(None));
     }
-    actions.push(Action::AwardPoints {
-        user_id: author.user_id.clone(),
-        delta: points,
-        reason: HELPFUL.into(),
-        reference: format!("{HELPFUL}:{}:{by}", target.message_id),
-        chat_id: Some(target.chat_id.clone()),
+    // Once per giver: the giver is part of the reference.
+    let reference = format!("{}:{by}", target.message_id);
+    actions.push(content_reward(
+        &author.user_id,
+        points,
+        HELPFUL,
+        &reference,
+        &target.chat_id,
         day,
-    });
+    ));
     let reward = reward_vars(rules, author, "热心回答", points, String::new());
     (actions, HelpfulOutcome::Marked(Some(reward)))
 }
@@ -453,14 +455,14 @@ pub fn on_image(
     if points <= 0 {
         return actions;
     }
-    actions.push(Action::AwardPoints {
-        user_id: person.user_id.clone(),
-        delta: points,
-        reason: SHOWCASE.into(),
-        reference: format!("{SHOWCASE}:{}", message.message_id),
-        chat_id: Some(chat_id),
-        day: rules.community_day(now),
-    });
+    actions.push(content_reward(
+        &person.user_id,
+        points,
+        SHOWCASE,
+        &message.message_id,
+        &chat_id,
+        rules.community_day(now),
+    ));
     if let ReplyVia::ResponseUrl(_) = message.reply_via {
         let vars = reward_vars(rules, &person, "晒单", points, String::new());
         let mut notice = reply(snapshot, event, message, rules.render("ugc_reward", &vars));
@@ -469,6 +471,26 @@ pub fn on_image(
         actions.push(Action::Send(notice));
     }
     actions
+}
+
+/// The ledger entry of a content reward: reason `reason`, reference
+/// `<reason>:<what>` (the message id, and for 有用 the giver), so it is paid once.
+fn content_reward(
+    user_id: &str,
+    points: i64,
+    reason: &str,
+    what: &str,
+    chat_id: &str,
+    day: NaiveDate,
+) -> Action {
+    Action::AwardPoints {
+        user_id: user_id.to_owned(),
+        delta: points,
+        reason: reason.to_owned(),
+        reference: format!("{reason}:{what}"),
+        chat_id: Some(chat_id.to_owned()),
+        day,
+    }
 }
 
 #[cfg(test)]

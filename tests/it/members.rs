@@ -587,6 +587,17 @@ async fn rows_on(app: &TestApp, route: qunyun::store::outbox::Route) -> Vec<Outb
         .collect()
 }
 
+/// (target, status) of every row on `route`, by target.
+async fn states_on(app: &TestApp, route: OutboxRoute) -> Vec<(String, OutboxStatus)> {
+    let mut states: Vec<(String, OutboxStatus)> = rows_on(app, route)
+        .await
+        .into_iter()
+        .map(|r| (r.target, r.status))
+        .collect();
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    states
+}
+
 use qunyun::store::outbox::{OutboxRow, OutboxStatus, Route as OutboxRoute};
 
 #[tokio::test]
@@ -619,14 +630,11 @@ async fn an_external_contacts_member_tags_follow_to_wecom_customer_tags() {
         serde_json::json!([groups[0].tag[0].id])
     );
     let rows = rows_on(&app, OutboxRoute::CustomerTag).await;
-    let mut status: Vec<(&str, OutboxStatus)> =
-        rows.iter().map(|r| (r.target.as_str(), r.status)).collect();
-    status.sort_by(|a, b| a.0.cmp(b.0));
     assert_eq!(
-        status,
+        states_on(&app, OutboxRoute::CustomerTag).await,
         [
-            ("wmStranger", OutboxStatus::Skipped),
-            ("wmTagged", OutboxStatus::Sent)
+            ("wmStranger".to_owned(), OutboxStatus::Skipped),
+            ("wmTagged".to_owned(), OutboxStatus::Sent)
         ]
     );
     let stranger = rows.iter().find(|r| r.target == "wmStranger").unwrap();
@@ -768,16 +776,13 @@ async fn a_segment_push_sends_each_owner_one_mass_message_for_their_contacts() {
     );
     // Waiting for each owner, visibly; the contact without one is skipped.
     let mass = rows_on(&app, OutboxRoute::CustomerMass).await;
-    let mut states: Vec<(&str, OutboxStatus)> =
-        mass.iter().map(|r| (r.target.as_str(), r.status)).collect();
-    states.sort_by(|a, b| a.0.cmp(b.0));
     assert_eq!(
-        states,
+        states_on(&app, OutboxRoute::CustomerMass).await,
         [
-            ("lisi", OutboxStatus::AwaitingConfirmation),
-            ("wangwu", OutboxStatus::AwaitingConfirmation),
+            ("lisi".to_owned(), OutboxStatus::AwaitingConfirmation),
+            ("wangwu".to_owned(), OutboxStatus::AwaitingConfirmation),
             // The row not sent names the contact it could not reach.
-            ("wmD", OutboxStatus::Skipped),
+            ("wmD".to_owned(), OutboxStatus::Skipped),
         ]
     );
     let skipped = mass.iter().find(|r| r.target == "wmD").unwrap();
