@@ -412,6 +412,53 @@ impl TestApp {
         self.pool.acquire().await.unwrap()
     }
 
+    /// Stores, as the smart bot's callback would, member `reporter`'s `举报`
+    /// in group `chat_id` quoting `quoted` (message id `msg_id`); the answer
+    /// goes to a response_url the simulator issued.
+    pub async fn store_bot_report(
+        &self,
+        msg_id: &str,
+        chat_id: &str,
+        reporter: &str,
+        quoted: &str,
+    ) {
+        use qunyun::wecom::message::{self, BotChatType, BotMsgType, BotQuote};
+        let code = self.sim().issue_response_code("BOT", chat_id, true);
+        let event = message::Event::BotMessage(message::BotMessage {
+            msg_id: msg_id.into(),
+            aibot_id: "BOT".into(),
+            chat_id: Some(chat_id.into()),
+            chat_type: BotChatType::Group,
+            from_user_id: reporter.into(),
+            from_corp_id: None,
+            response_url: Some(self.sim().response_url(&code)),
+            msg_type: BotMsgType::Text,
+            text: "举报".into(),
+            raw_text: "@运营助手 举报".into(),
+            image_urls: Vec::new(),
+            file_url: None,
+            quote: Some(BotQuote {
+                msg_type: "text".into(),
+                text: Some(quoted.into()),
+                image_urls: Vec::new(),
+            }),
+            create_time: None,
+        });
+        let json = serde_json::to_string(&event).unwrap();
+        let key = format!("bot:main:{msg_id}");
+        let row = inbox::NewInboxEvent {
+            source: "bot:main",
+            kind: inbox::InboxKind::of(&event),
+            dedupe_key: &key,
+            received_at: self.clock.now().timestamp(),
+            event_json: &json,
+            chat_id: event.chat_id(),
+        };
+        inbox::insert_event(&mut *self.conn().await, &row)
+            .await
+            .unwrap();
+    }
+
     pub async fn inbox(&self) -> Vec<InboxRow> {
         inbox::list_all(&mut *self.conn().await).await.unwrap()
     }

@@ -15,8 +15,7 @@ use qunyun::ops::rules::Applied;
 use qunyun::ops::{self, Actor, OpsError, Role};
 use qunyun::rules::ChatRoute;
 use qunyun::sim::{Route as SimRoute, SeedAppChat};
-use qunyun::store::{chats, inbox, moderation, points};
-use qunyun::wecom::message::{self, BotChatType, BotMsgType, BotQuote};
+use qunyun::store::{chats, moderation, points};
 
 use crate::helpers::{ConfigFile, TestApp, TestConfig};
 
@@ -108,39 +107,8 @@ impl Harness {
     /// `举报` to the smart bot quoting `quoted`.
     async fn report(&self, reporter: &str, quoted: &str) {
         let n = self.n();
-        let code = self.sim().issue_response_code("BOT", CHAT, true);
-        let event = message::Event::BotMessage(message::BotMessage {
-            msg_id: format!("bot{n}"),
-            aibot_id: "BOT".into(),
-            chat_id: Some(CHAT.into()),
-            chat_type: BotChatType::Group,
-            from_user_id: reporter.into(),
-            from_corp_id: None,
-            response_url: Some(self.sim().response_url(&code)),
-            msg_type: BotMsgType::Text,
-            text: "举报".into(),
-            raw_text: "@运营助手 举报".into(),
-            image_urls: Vec::new(),
-            file_url: None,
-            quote: Some(BotQuote {
-                msg_type: "text".into(),
-                text: Some(quoted.into()),
-                image_urls: Vec::new(),
-            }),
-            create_time: None,
-        });
-        let json = serde_json::to_string(&event).unwrap();
-        let key = format!("bot:main:bot{n}");
-        let row = inbox::NewInboxEvent {
-            source: "bot:main",
-            kind: inbox::InboxKind::of(&event),
-            dedupe_key: &key,
-            received_at: self.clock.now().timestamp(),
-            event_json: &json,
-            chat_id: event.chat_id(),
-        };
-        let mut conn = self.pool.acquire().await.unwrap();
-        inbox::insert_event(&mut conn, &row).await.unwrap();
+        self.store_bot_report(&format!("bot{n}"), CHAT, reporter, quoted)
+            .await;
     }
 
     /// Pipeline then sender, one pass each.
