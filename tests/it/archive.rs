@@ -7,9 +7,8 @@
 //! plaintext XORed with that key, which the stand-in's `DecryptData` undoes.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
@@ -25,7 +24,9 @@ use rsa::{Pkcs1v15Encrypt, RsaPrivateKey, RsaPublicKey};
 use sqlx::SqlitePool;
 use tempfile::TempDir;
 
-use crate::helpers::{wait_until_async, ConfigFile, Service, TestConfig, APP, CORP_ID};
+use crate::helpers::{
+    wait_until_async, ConfigFile, ServeProcess as Serve, Service, TestConfig, APP, CORP_ID,
+};
 
 const KEY_PEM: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -553,55 +554,6 @@ async fn a_msgaudit_notify_callback_starts_a_pull_before_the_poll_interval() {
         sdk.log()
     );
     service.shutdown().await;
-}
-
-/// `qunyun serve` as a child process (SIGKILL needs a real process).
-struct Serve(Child);
-
-impl Serve {
-    fn start(config: &Path) -> Serve {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_qunyun"));
-        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("QUNYUN_")) {
-            command.env_remove(name);
-        }
-        let mut child = command
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env("QUNYUN_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn,qunyun::app=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("qunyun serve starts");
-        let stderr = child.stderr.take().unwrap();
-        let (found, listening) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("qunyun listening") {
-                    let _ = found.send(());
-                }
-            }
-        });
-        listening
-            .recv_timeout(Duration::from_secs(30))
-            .expect("qunyun serve starts listening");
-        Serve(child)
-    }
-
-    fn kill(mut self) {
-        // SIGKILL: no shutdown, nothing flushed.
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,16 +4,14 @@
 //! the inbox, and sending every event again stores each exactly once.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use qunyun::wecom::crypto::MsgCrypt;
 
-use crate::helpers::{wait_until, ConfigFile, APP_KEY, APP_TOKEN, CORP_ID};
+use crate::helpers::{wait_until, ConfigFile, ServeProcess as Serve, APP_KEY, APP_TOKEN, CORP_ID};
 
 /// The app the built-in rule set answers through, so `serve` starts without a rule import.
 const APP: &str = "main";
@@ -22,66 +20,6 @@ const APP: &str = "main";
 const CLIENTS: usize = 8;
 /// Acknowledged events before the kill: well into the flood.
 const ACKED_BEFORE_KILL: usize = 1_000;
-
-/// A running `qunyun serve` and the address it listens on.
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Serve {
-    /// Starts the binary and waits for its "listening" line (JSON logs on stderr,
-    /// which a thread keeps draining so the process never blocks on the pipe).
-    fn start(config: &Path) -> Serve {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_qunyun"));
-        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("QUNYUN_")) {
-            command.env_remove(name);
-        }
-        let mut child = command
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env("QUNYUN_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn,qunyun::app=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("qunyun serve starts");
-        let stderr = child.stderr.take().unwrap();
-        let (found, address) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if log["fields"]["message"] == "qunyun listening" {
-                    let _ = found.send(log["fields"]["addr"].as_str().unwrap_or("").to_owned());
-                }
-            }
-        });
-        let addr = address
-            .recv_timeout(Duration::from_secs(30))
-            .expect("qunyun serve says where it listens");
-        Serve {
-            child,
-            base: format!("http://{addr}"),
-        }
-    }
-
-    fn kill(mut self) {
-        // std's kill is SIGKILL on Unix: no shutdown, no flush, no goodbye.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Event `i` as WeCom would deliver it: a member joins chat `wrCRASH<i>`, so
 /// the inbox row's chat id says which event it is.

@@ -10,6 +10,7 @@
 
 mod config;
 mod console;
+mod serve_process;
 mod service;
 
 use std::net::SocketAddr;
@@ -49,6 +50,8 @@ pub use config::{
 };
 #[allow(unused_imports)]
 pub use console::{hidden_value, urlencode, Console, Reply, Session};
+#[allow(unused_imports)]
+pub use serve_process::ServeProcess;
 #[allow(unused_imports)]
 pub use service::{point_long_connections_at, Service};
 
