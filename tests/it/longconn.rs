@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use qunyun::app::WorkerHooks;
-use qunyun::config::{BotConfig, BotMode, Secret};
 use qunyun::sim::{Delivery, LongConnFault, Route};
 use qunyun::store::outbox::{self, OutboxRow, OutboxStatus};
 use serde_json::{json, Value};
@@ -19,18 +18,7 @@ const BOT_ID: &str = "AIBOT-WS";
 const CHAT: &str = "CHAT-WS";
 
 fn with_ws_bot() -> TestConfig {
-    TestConfig::new().with(|config| {
-        config.wecom.bots.push(BotConfig {
-            name: WS_BOT.into(),
-            mode: BotMode::Websocket,
-            token: Secret::default(),
-            encoding_aes_key: Secret::default(),
-            bot_id: BOT_ID.into(),
-            secret: Secret::new("long-connection-secret"),
-            // Pointed at the simulator once it listens.
-            ws_url: "ws://127.0.0.1:1/ws".into(),
-        })
-    })
+    TestConfig::new().with_websocket_bot(WS_BOT, BOT_ID)
 }
 
 async fn start() -> Service {

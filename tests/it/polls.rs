@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use qunyun::app::WorkerHooks;
 use qunyun::clock::Clock;
-use qunyun::config::{BotConfig, BotMode, Secret};
 use qunyun::ops::{polls as ops_polls, Actor, Ops, Role};
 use qunyun::rules::polls::PollSpec;
 use qunyun::rules::ChatRoute;
@@ -28,17 +27,7 @@ const INGEST_SECRET: &str = "poll-ingest-secret";
 fn config() -> TestConfig {
     TestConfig::new()
         .with_ingest_secret(INGEST_SECRET)
-        .with(|config| {
-            config.wecom.bots.push(BotConfig {
-                name: WS_BOT.into(),
-                mode: BotMode::Websocket,
-                token: Secret::default(),
-                encoding_aes_key: Secret::default(),
-                bot_id: BOT_ID.into(),
-                secret: Secret::new("long-connection-secret"),
-                ws_url: "ws://127.0.0.1:1/ws".into(),
-            })
-        })
+        .with_websocket_bot(WS_BOT, BOT_ID)
 }
 
 /// The service, its bot subscribed, a member's first words to the bot in the

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use qunyun::config::Config;
+use qunyun::config::{Config, Secret};
 use qunyun::jobs::outbox::SenderSettings;
 use qunyun::pipeline::PipelineSettings;
 
@@ -115,7 +115,7 @@ impl TestConfig {
     /// `[ingest] secret`, which mounts the archive ingest endpoint.
     pub fn with_ingest_secret(self, secret: &'static str) -> Self {
         self.with(move |c| {
-            c.ingest.secret = Some(qunyun::config::Secret::new(secret));
+            c.ingest.secret = Some(Secret::new(secret));
         })
     }
 
@@ -123,6 +123,24 @@ impl TestConfig {
     pub fn with_token_ttl(mut self, secs: i64) -> Self {
         self.token_ttl_secs = Some(secs);
         self
+    }
+
+    /// A smart bot `name` (WeCom's `bot_id`) on the long connection; a
+    /// [`Service`](super::Service) points it at the simulator's `/ws`.
+    pub fn with_websocket_bot(self, name: &str, bot_id: &str) -> Self {
+        let (name, bot_id) = (name.to_owned(), bot_id.to_owned());
+        self.with(move |config| {
+            config.wecom.bots.push(qunyun::config::BotConfig {
+                name,
+                mode: qunyun::config::BotMode::Websocket,
+                token: Secret::default(),
+                encoding_aes_key: Secret::default(),
+                bot_id,
+                secret: Secret::new("long-connection-secret"),
+                // Replaced by the simulator's address once it listens.
+                ws_url: "ws://127.0.0.1:1/ws".into(),
+            })
+        })
     }
 
     /// Put `rules` (TOML) in force before the service starts.
