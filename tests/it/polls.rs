@@ -94,6 +94,19 @@ fn rand_suffix() -> u64 {
     rand::random::<u64>()
 }
 
+/// Until the poll job has pushed the vote card over the connection.
+async fn wait_for_card(service: &Service) {
+    assert!(
+        wait_until(Duration::from_secs(20), || !bot_deliveries(
+            service,
+            "template_card"
+        )
+        .is_empty())
+        .await,
+        "the vote card was pushed"
+    );
+}
+
 fn bot_deliveries(service: &Service, msgtype: &str) -> Vec<Delivery> {
     service
         .sim()
@@ -189,15 +202,7 @@ async fn a_poll_by_card_clicks_and_keywords_counts_each_member_once_and_announce
     let poll = create_poll(&service, false).await;
 
     // Opened by the poll job: the card goes to the internal group over the connection.
-    assert!(
-        wait_until(Duration::from_secs(20), || !bot_deliveries(
-            &service,
-            "template_card"
-        )
-        .is_empty())
-        .await,
-        "the vote card was pushed"
-    );
+    wait_for_card(&service).await;
     let cards = bot_deliveries(&service, "template_card");
     assert_eq!(cards.len(), 1, "{cards:?}");
     assert_eq!(cards[0].target, INTERNAL);
@@ -390,15 +395,7 @@ async fn a_poll_by_card_clicks_and_keywords_counts_each_member_once_and_announce
 async fn a_poll_that_allows_changes_takes_the_second_click() {
     let mut service = start().await;
     let poll = create_poll(&service, true).await;
-    assert!(
-        wait_until(Duration::from_secs(20), || !bot_deliveries(
-            &service,
-            "template_card"
-        )
-        .is_empty())
-        .await,
-        "the vote card was pushed"
-    );
+    wait_for_card(&service).await;
     let task_id = bot_deliveries(&service, "template_card")[0].content["task_id"]
         .as_str()
         .unwrap()
