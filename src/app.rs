@@ -502,6 +502,7 @@ fn callback_state(state: &AppState) -> anyhow::Result<CallbackState> {
         bots: Arc::new(bots),
         timestamp_window_secs: (window > 0).then_some(window),
         inbox: state.inbox.clone(),
+        rules: state.rules.clone(),
     })
 }
 

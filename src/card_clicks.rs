@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::SqlitePool;
 
+use crate::active_rules::ActiveRules;
 use crate::rules::polls::{self as rules_polls, VoteDecision};
 use crate::store::polls;
 use crate::wecom::message::{BotEvent, BotEventType};
@@ -67,11 +68,12 @@ impl CardUpdate {
 /// here claims (answered with an empty body).
 pub async fn answer(
     pool: &SqlitePool,
+    rules: &ActiveRules,
     now: DateTime<Utc>,
     click: &CardClick,
 ) -> anyhow::Result<Option<CardUpdate>> {
     if let Some(poll_id) = rules_polls::poll_of_task(&click.task_id) {
-        return poll_click(pool, now, poll_id, click).await;
+        return poll_click(pool, rules, now, poll_id, click).await;
     }
     tracing::info!(task_id = %click.task_id, "card click for a card nobody claims; ignored");
     Ok(None)
@@ -81,6 +83,7 @@ pub async fn answer(
 /// member's ballot as "已投票", or why the click did not count.
 async fn poll_click(
     pool: &SqlitePool,
+    rules: &ActiveRules,
     now: DateTime<Utc>,
     poll_id: i64,
     click: &CardClick,
@@ -96,10 +99,7 @@ async fn poll_click(
     let previous = polls::previous_vote(&mut tx, poll_id, &click.user_id).await?;
     let mut ballot = polls::ballot(poll, previous.clone(), eligible);
     if ballot.segment.is_some() {
-        let rules = crate::active_rules::ActiveRules::new()
-            .in_force(&mut tx)
-            .await?
-            .rules;
+        let rules = rules.get(&mut tx).await?;
         let segment = ballot.segment.as_ref();
         ballot.in_segment =
             crate::ops::segments::member_of(&mut tx, &rules, segment, &click.user_id, now).await?;

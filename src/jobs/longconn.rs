@@ -569,8 +569,13 @@ impl LongConnection {
         } {
             drop(conn);
             // The click is stored; a failure here only costs the card update.
-            let update = match crate::card_clicks::answer(&self.pool, self.clock.now(), &click)
-                .await
+            let update = match crate::card_clicks::answer(
+                &self.pool,
+                &self.rules,
+                self.clock.now(),
+                &click,
+            )
+            .await
             {
                 Ok(update) => update,
                 Err(error) => {

@@ -53,6 +53,8 @@ pub struct CallbackState {
     pub timestamp_window_secs: Option<u64>,
     /// Group commit of accepted events (durable before the 200).
     pub inbox: InboxWriter,
+    /// The service's active rule set (card clicks decide under it).
+    pub rules: crate::active_rules::ActiveRules,
 }
 
 impl CallbackState {
@@ -212,7 +214,14 @@ async fn receive_answering(
         return Ok(StatusCode::OK.into_response());
     };
     // The click is stored; a failure to answer it only costs the card update.
-    let update = match crate::card_clicks::answer(&state.pool, state.clock.now(), &click).await {
+    let update = match crate::card_clicks::answer(
+        &state.pool,
+        &state.rules,
+        state.clock.now(),
+        &click,
+    )
+    .await
+    {
         Ok(update) => update,
         Err(error) => {
             tracing::error!(endpoint = name, error = %format!("{error:#}"), "card click not handled");
