@@ -176,15 +176,7 @@ pub async fn send(
             return Ok(sent);
         }
     }
-    let app = ops
-        .rules
-        .in_force(&mut tx)
-        .await?
-        .rules
-        .doc
-        .community
-        .app
-        .clone();
+    let app = ops.rules.get(&mut tx).await?.doc.community.app.clone();
     let queued = enqueue_broadcast(&mut tx, &broadcast, &app, now).await?;
     if queued.planned.is_empty() {
         return Err(OpsError::invalid(

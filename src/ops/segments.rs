@@ -478,15 +478,7 @@ pub async fn push(
     if members.is_empty() {
         return Err(OpsError::invalid("segment", "the segment has no members"));
     }
-    let app = ops
-        .rules
-        .in_force(&mut tx)
-        .await?
-        .rules
-        .doc
-        .community
-        .app
-        .clone();
+    let app = ops.rules.get(&mut tx).await?.doc.community.app.clone();
     let (external, internal): (Vec<String>, Vec<String>) = members
         .into_iter()
         .map(|m| m.user_id)
