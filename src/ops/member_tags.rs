@@ -40,21 +40,7 @@ pub async fn add(
     user_id: &str,
     tags: &[String],
 ) -> OpsResult<Vec<String>> {
-    actor.require(Role::Operator)?;
-    let tags = clean_tags(tags)?;
-    let mut tx = ops.begin().await?;
-    if !crate::store::admin::person_exists(&mut tx, user_id).await? {
-        return Err(OpsError::not_found(format!("member {user_id}")));
-    }
-    let mut added = Vec::new();
-    for tag in &tags {
-        if store::add_tag(&mut tx, user_id, tag, "manager", now.timestamp()).await? {
-            added.push(tag.clone());
-        }
-    }
-    audit(&mut tx, actor, now, "member.tag", user_id, &added.join(",")).await?;
-    tx.commit().await.context("committing member tags")?;
-    Ok(added)
+    change(ops, actor, now, user_id, tags, Change::Add).await
 }
 
 /// Removes tags from a member (operator or owner); the tags it had.
@@ -65,29 +51,49 @@ pub async fn remove(
     user_id: &str,
     tags: &[String],
 ) -> OpsResult<Vec<String>> {
+    change(ops, actor, now, user_id, tags, Change::Remove).await
+}
+
+#[derive(Clone, Copy)]
+enum Change {
+    Add,
+    Remove,
+}
+
+/// [`add`] or [`remove`]: the tags that changed, audited as one row.
+async fn change(
+    ops: &Ops,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    user_id: &str,
+    tags: &[String],
+    change: Change,
+) -> OpsResult<Vec<String>> {
     actor.require(Role::Operator)?;
     let tags = clean_tags(tags)?;
     let mut tx = ops.begin().await?;
     if !crate::store::admin::person_exists(&mut tx, user_id).await? {
         return Err(OpsError::not_found(format!("member {user_id}")));
     }
-    let mut removed = Vec::new();
+    let mut changed = Vec::new();
     for tag in &tags {
-        if store::remove_tag(&mut tx, user_id, tag, now.timestamp()).await? {
-            removed.push(tag.clone());
+        let done = match change {
+            Change::Add => {
+                store::add_tag(&mut tx, user_id, tag, "manager", now.timestamp()).await?
+            }
+            Change::Remove => store::remove_tag(&mut tx, user_id, tag, now.timestamp()).await?,
+        };
+        if done {
+            changed.push(tag.clone());
         }
     }
-    audit(
-        &mut tx,
-        actor,
-        now,
-        "member.untag",
-        user_id,
-        &removed.join(","),
-    )
-    .await?;
+    let action = match change {
+        Change::Add => "member.tag",
+        Change::Remove => "member.untag",
+    };
+    audit(&mut tx, actor, now, action, user_id, &changed.join(",")).await?;
     tx.commit().await.context("committing member tags")?;
-    Ok(removed)
+    Ok(changed)
 }
 
 /// Imports `member,tag` lines (header first; member by UserID, external
