@@ -155,17 +155,7 @@ pub async fn set_route(
     if existing.is_some() {
         chats::set_route(&mut tx, chat_id, &route, now).await?;
     } else {
-        let rules = ops.rules.in_force(&mut tx).await?;
-        let chat = NewChat {
-            chat_id: chat_id.to_owned(),
-            name: String::new(),
-            route: route.clone(),
-            owner: None,
-            admins: Vec::new(),
-            tags: rules.rules.chat_tags_for("", None),
-            member_version: None,
-        };
-        chats::upsert_chat(&mut tx, &chat, now).await?;
+        register(ops, &mut tx, now, chat_id, "", route.clone(), None).await?;
     }
     audit(
         &mut tx,
@@ -293,17 +283,16 @@ pub async fn create_appchat(
         .await
         .map_err(|error| OpsError::invalid("appchat", format!("WeCom refused: {error}")))?;
     let mut tx = ops.begin().await?;
-    let rules = ops.rules.in_force(&mut tx).await?;
-    let chat = NewChat {
-        chat_id: chat_id.clone(),
-        name: name.to_owned(),
-        route: ChatRoute::AppGroup,
-        owner: Some(owner.to_owned()),
-        admins: Vec::new(),
-        tags: rules.rules.chat_tags_for(name, Some(owner)),
-        member_version: None,
-    };
-    chats::upsert_chat(&mut tx, &chat, now).await?;
+    register(
+        ops,
+        &mut tx,
+        now,
+        &chat_id,
+        name,
+        ChatRoute::AppGroup,
+        Some(owner),
+    )
+    .await?;
     audit(
         &mut tx,
         actor,
@@ -315,6 +304,31 @@ pub async fn create_appchat(
     .await?;
     tx.commit().await.context("committing the app group")?;
     Ok(chat_id)
+}
+
+/// Registers a chat qunyun did not know, tagged as the rule set in force
+/// tags a chat of that name and owner.
+async fn register(
+    ops: &Ops,
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    now: DateTime<Utc>,
+    chat_id: &str,
+    name: &str,
+    route: ChatRoute,
+    owner: Option<&str>,
+) -> OpsResult<()> {
+    let rules = ops.rules.get(tx).await?;
+    let chat = NewChat {
+        chat_id: chat_id.to_owned(),
+        name: name.to_owned(),
+        route,
+        owner: owner.map(str::to_owned),
+        admins: Vec::new(),
+        tags: rules.chat_tags_for(name, owner),
+        member_version: None,
+    };
+    chats::upsert_chat(tx, &chat, now).await?;
+    Ok(())
 }
 
 #[cfg(test)]
