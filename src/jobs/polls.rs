@@ -44,6 +44,13 @@ pub struct PollPass {
     pub closed: usize,
 }
 
+/// What a pass does to a due poll, opens first.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Open,
+    Close,
+}
+
 impl PollJob {
     pub fn new(
         pool: SqlitePool,
@@ -62,52 +69,54 @@ impl PollJob {
     /// Opens every poll due at `now`, then closes every poll due (a poll
     /// whose whole window passed while qunyun was down is opened, then closed).
     pub async fn run_at(&self, now: DateTime<Utc>) -> anyhow::Result<PollPass> {
-        let mut pass = PollPass::default();
         let rules = {
             let mut conn = self.pool.acquire().await?;
             self.rules.get(&mut conn).await?
         };
+        let opened = self.take_due(Step::Open, &rules, now).await?;
+        let closed = self.take_due(Step::Close, &rules, now).await?;
+        Ok(PollPass { opened, closed })
+    }
+
+    /// Moves every poll due for `step` on, each in a transaction of its own
+    /// that the status change claims; how many it moved.
+    async fn take_due(
+        &self,
+        step: Step,
+        rules: &RuleSet,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<usize> {
         let due = {
             let mut conn = self.pool.acquire().await?;
-            polls::due_to_open(&mut conn, now).await?
+            match step {
+                Step::Open => polls::due_to_open(&mut conn, now).await?,
+                Step::Close => polls::due_to_close(&mut conn, now).await?,
+            }
         };
+        let (from, to) = match step {
+            Step::Open => (PollStatus::Scheduled, PollStatus::Open),
+            Step::Close => (PollStatus::Open, PollStatus::Closed),
+        };
+        let mut moved = 0;
         for poll in due {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            if !polls::transition(
-                &mut tx,
-                poll.id,
-                PollStatus::Scheduled,
-                PollStatus::Open,
-                now,
-            )
-            .await?
-            {
+            if !polls::transition(&mut tx, poll.id, from, to, now).await? {
                 continue;
             }
-            self.open(&mut tx, &rules, &poll, now)
-                .await
-                .with_context(|| format!("opening poll {}", poll.id))?;
-            tx.commit().await?;
-            pass.opened += 1;
-        }
-        let due = {
-            let mut conn = self.pool.acquire().await?;
-            polls::due_to_close(&mut conn, now).await?
-        };
-        for poll in due {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            if !polls::transition(&mut tx, poll.id, PollStatus::Open, PollStatus::Closed, now)
-                .await?
-            {
-                continue;
+            match step {
+                Step::Open => self
+                    .open(&mut tx, rules, &poll, now)
+                    .await
+                    .with_context(|| format!("opening poll {}", poll.id))?,
+                Step::Close => self
+                    .close(&mut tx, rules, &poll, now)
+                    .await
+                    .with_context(|| format!("closing poll {}", poll.id))?,
             }
-            self.close(&mut tx, &rules, &poll, now)
-                .await
-                .with_context(|| format!("closing poll {}", poll.id))?;
             tx.commit().await?;
-            pass.closed += 1;
+            moved += 1;
         }
-        Ok(pass)
+        Ok(moved)
     }
 
     /// The long-connection smart bot sitting in `chat` that may push there
