@@ -205,14 +205,17 @@ pub struct StrikeRow {
     pub revoke_reason: Option<String>,
 }
 
+/// The columns of a [`StrikeRow`].
+const STRIKE_COLUMNS: &str =
+    "id, log_id, user_id, chat_id, at, severity, revoked_at, revoked_by, revoke_reason";
+
 pub async fn strikes_of(
     conn: &mut SqliteConnection,
     user_id: &str,
 ) -> sqlx::Result<Vec<StrikeRow>> {
-    sqlx::query_as(
-        "select id, log_id, user_id, chat_id, at, severity, revoked_at, revoked_by, revoke_reason
-         from moderation_strikes where user_id = ? order by id",
-    )
+    sqlx::query_as(&format!(
+        "select {STRIKE_COLUMNS} from moderation_strikes where user_id = ? order by id"
+    ))
     .bind(user_id)
     .fetch_all(&mut *conn)
     .await
@@ -412,10 +415,9 @@ pub async fn reports_by_since(
 
 /// Strikes not revoked, newest first, every member.
 pub async fn open_strikes(conn: &mut SqliteConnection, limit: i64) -> sqlx::Result<Vec<StrikeRow>> {
-    sqlx::query_as(
-        "select id, log_id, user_id, chat_id, at, severity, revoked_at, revoked_by, revoke_reason
-         from moderation_strikes where revoked_at is null order by id desc limit ?",
-    )
+    sqlx::query_as(&format!(
+        "select {STRIKE_COLUMNS} from moderation_strikes where revoked_at is null order by id desc limit ?"
+    ))
     .bind(limit)
     .fetch_all(&mut *conn)
     .await
@@ -425,10 +427,9 @@ pub async fn strike_by_id(
     conn: &mut SqliteConnection,
     strike_id: i64,
 ) -> sqlx::Result<Option<StrikeRow>> {
-    sqlx::query_as(
-        "select id, log_id, user_id, chat_id, at, severity, revoked_at, revoked_by, revoke_reason
-         from moderation_strikes where id = ?",
-    )
+    sqlx::query_as(&format!(
+        "select {STRIKE_COLUMNS} from moderation_strikes where id = ?"
+    ))
     .bind(strike_id)
     .fetch_optional(&mut *conn)
     .await
