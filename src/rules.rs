@@ -225,6 +225,29 @@ impl Snapshot {
     }
 }
 
+/// A posted message and what the rules that answer it read: the one argument
+/// of the handlers for members' messages.
+#[derive(Clone, Copy)]
+pub struct MessageContext<'a> {
+    pub rules: &'a RuleSet,
+    pub snapshot: &'a Snapshot,
+    pub event: &'a Event,
+    pub message: &'a event::MessagePosted,
+    pub now: DateTime<Utc>,
+}
+
+impl MessageContext<'_> {
+    /// `text` sent back the way the message came in (see [`commands::reply`]).
+    pub fn reply(&self, text: String) -> Action {
+        Action::Send(commands::reply(
+            self.snapshot,
+            self.event,
+            self.message,
+            text,
+        ))
+    }
+}
+
 /// Decides what an event should do. Pure: the same inputs give the same actions.
 pub fn evaluate(
     rules: &RuleSet,
@@ -239,20 +262,26 @@ pub fn evaluate(
         EventKind::MembersLeft(left) => welcome::on_members_left(snapshot, left, now),
         EventKind::CustomerAdded(added) => welcome::on_customer_added(rules, event, added),
         EventKind::MessagePosted(message) => {
-            let (mut actions, violation) =
-                moderate::on_message(rules, snapshot, event, message, now);
+            let cx = MessageContext {
+                rules,
+                snapshot,
+                event,
+                message,
+                now,
+            };
+            let (mut actions, violation) = moderate::on_message(&cx);
             actions.extend(ugc::on_message(rules, message, now));
             if violation {
                 return actions;
             }
-            let replies = commands::on_message(rules, snapshot, event, message, now);
+            let replies = commands::on_message(&cx);
             let replies = if replies.is_empty() {
-                lottery::on_message(rules, snapshot, event, message, now)
+                lottery::on_message(&cx)
             } else {
                 replies
             };
             if replies.is_empty() {
-                actions.extend(autoreply::on_message(rules, snapshot, event, message, now));
+                actions.extend(autoreply::on_message(&cx));
             } else {
                 actions.extend(replies);
             }
@@ -266,7 +295,14 @@ pub fn evaluate(
         }
         EventKind::MarkedHelpful(mark) => ugc::on_helpful(rules, snapshot, event, mark, now),
         EventKind::ImagePosted(message) => {
-            let mut actions = ugc::on_image(rules, snapshot, event, message, now);
+            let cx = MessageContext {
+                rules,
+                snapshot,
+                event,
+                message,
+                now,
+            };
+            let mut actions = ugc::on_image(&cx);
             if !message.text.trim().is_empty() {
                 let text = Event {
                     id: event.id.clone(),

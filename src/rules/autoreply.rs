@@ -1,49 +1,43 @@
 //! Keyword / regex auto-replies, scoped by chat tag, with a per-chat cooldown so
 //! a keyword cannot make the bot spam.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 
 use super::checkin::streak_ending;
-use super::commands::reply;
-use super::event::{Event, MessagePosted};
 use super::points::level_name;
 use super::templates::FaqVars;
-use super::{Action, RuleSet, Snapshot};
+use super::{Action, MessageContext};
 
-pub fn on_message(
-    rules: &RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-    now: DateTime<Utc>,
-) -> Vec<Action> {
-    let chat_tags: &[String] = snapshot.chat.as_ref().map_or(&[], |c| c.tags.as_slice());
-    for (index, rule) in rules.doc.autoreply.iter().enumerate() {
+pub fn on_message(cx: &MessageContext) -> Vec<Action> {
+    let chat_tags: &[String] = cx.snapshot.chat.as_ref().map_or(&[], |c| c.tags.as_slice());
+    for (index, rule) in cx.rules.doc.autoreply.iter().enumerate() {
         if !rule.tags.is_empty() && !rule.tags.iter().any(|t| chat_tags.contains(t)) {
             continue;
         }
         let keyword_hit = rule
             .keywords
             .iter()
-            .any(|k| message.text.contains(k.as_str()));
-        let regex_hit = rules
+            .any(|k| cx.message.text.contains(k.as_str()));
+        let regex_hit = cx
+            .rules
             .autoreply_regex(index)
-            .is_some_and(|regex| regex.is_match(&message.text));
+            .is_some_and(|regex| regex.is_match(&cx.message.text));
         if !keyword_hit && !regex_hit {
             continue;
         }
         // The cooldown is per chat; 1:1 messages use the sender as their "chat".
-        let scope = message
+        let scope = cx
+            .message
             .chat_id
             .clone()
-            .unwrap_or_else(|| message.sender.clone());
-        if let Some(last) = snapshot.autoreply_last_fired.get(&rule.name) {
-            if now < *last + Duration::seconds(rule.cooldown_secs) {
+            .unwrap_or_else(|| cx.message.sender.clone());
+        if let Some(last) = cx.snapshot.autoreply_last_fired.get(&rule.name) {
+            if cx.now < *last + Duration::seconds(rule.cooldown_secs) {
                 return Vec::new();
             }
         }
-        let person = snapshot.person(&message.sender);
-        let today = rules.community_day(now);
+        let person = cx.snapshot.person(&cx.message.sender);
+        let today = cx.rules.community_day(cx.now);
         // A streak not yet extended today still counts until today ends.
         let streak = match today.pred_opt() {
             Some(yesterday) if !person.checkin_days.contains(&today) => {
@@ -53,24 +47,25 @@ pub fn on_message(
         };
         let vars = FaqVars {
             name: person.display_name(),
-            group_name: snapshot
+            group_name: cx
+                .snapshot
                 .chat
                 .as_ref()
                 .map(|c| c.name.clone())
                 .unwrap_or_default(),
             balance: person.balance,
             lifetime: person.lifetime_points,
-            level: level_name(rules, person.lifetime_points),
+            level: level_name(cx.rules, person.lifetime_points),
             streak,
         };
-        let text = rules.render(&rule.template, &vars);
+        let text = cx.rules.render(&rule.template, &vars);
         return vec![
             Action::MarkAutoReplyFired {
                 chat_id: scope,
                 rule: rule.name.clone(),
-                at: now,
+                at: cx.now,
             },
-            Action::Send(reply(snapshot, event, message, text)),
+            cx.reply(text),
         ];
     }
     Vec::new()
@@ -79,9 +74,9 @@ pub fn on_message(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::event::{EventKind, MessageSource, ReplyVia};
-    use crate::rules::{ChatRoute, ChatSnapshot};
-    use chrono::TimeZone;
+    use crate::rules::event::{Event, EventKind, MessagePosted, MessageSource, ReplyVia};
+    use crate::rules::{ChatRoute, ChatSnapshot, RuleSet, Snapshot};
+    use chrono::{DateTime, TimeZone, Utc};
 
     const RULES: &str = r#"
         [[autoreply]]
@@ -132,12 +127,28 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 3, 1, 2, 0, 0).unwrap()
     }
 
+    /// What the auto-replies answer `msg` with in `snapshot`, at [`now`].
+    fn reply_to(
+        rules: &RuleSet,
+        snapshot: &Snapshot,
+        event: &Event,
+        msg: &MessagePosted,
+    ) -> Vec<Action> {
+        on_message(&MessageContext {
+            rules,
+            snapshot,
+            event,
+            message: msg,
+            now: now(),
+        })
+    }
+
     #[test]
     fn keyword_and_regex_trigger_a_templated_reply() {
         let rules = RuleSet::from_toml(RULES).unwrap();
         for text in ["请问什么时候发货", "快递什么时候能到啊"] {
             let (event, msg) = message(text);
-            let actions = on_message(&rules, &snapshot(&["shop"]), &event, &msg, now());
+            let actions = reply_to(&rules, &snapshot(&["shop"]), &event, &msg);
             assert_eq!(actions.len(), 2, "{text}");
             assert!(
                 matches!(&actions[1], Action::Send(out) if out.text().contains("48 小时内发货"))
@@ -149,7 +160,7 @@ mod tests {
     fn rule_scoped_to_tag_stays_quiet_elsewhere() {
         let rules = RuleSet::from_toml(RULES).unwrap();
         let (event, msg) = message("什么时候发货");
-        assert!(on_message(&rules, &snapshot(&["other"]), &event, &msg, now()).is_empty());
+        assert!(reply_to(&rules, &snapshot(&["other"]), &event, &msg).is_empty());
     }
 
     #[test]
@@ -160,10 +171,10 @@ mod tests {
         fired
             .autoreply_last_fired
             .insert("shipping".into(), now() - Duration::seconds(59));
-        assert!(on_message(&rules, &fired, &event, &msg, now()).is_empty());
+        assert!(reply_to(&rules, &fired, &event, &msg).is_empty());
         fired
             .autoreply_last_fired
             .insert("shipping".into(), now() - Duration::seconds(60));
-        assert_eq!(on_message(&rules, &fired, &event, &msg, now()).len(), 2);
+        assert_eq!(reply_to(&rules, &fired, &event, &msg).len(), 2);
     }
 }

@@ -4,11 +4,9 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use super::commands::reply;
-use super::event::{Event, MessagePosted};
 use super::points::{capped_award, level_for};
 use super::templates::{CheckinAlreadyVars, CheckinOkVars, MakeupDeniedVars, MakeupOkVars};
-use super::{Action, RuleSet, Snapshot};
+use super::{Action, MessageContext, RuleSet};
 
 /// The community day an instant belongs to: day D runs from D at the cut-over
 /// hour (local wall time) to D+1 at the cut-over hour. Working on the local wall
@@ -52,39 +50,35 @@ pub fn is_checkin(rules: &RuleSet, text: &str) -> bool {
         .any(|keyword| text == keyword.trim())
 }
 
-pub fn on_checkin(
-    rules: &RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-    now: DateTime<Utc>,
-) -> Vec<Action> {
-    let config = &rules.doc.checkin;
-    let day = rules.community_day(now);
-    let person = snapshot.person(&message.sender);
+pub fn on_checkin(cx: &MessageContext) -> Vec<Action> {
+    let config = &cx.rules.doc.checkin;
+    let day = cx.rules.community_day(cx.now);
+    let person = cx.snapshot.person(&cx.message.sender);
     let name = person.display_name();
 
     if person.checkin_days.iter().any(|d| *d >= day) {
         let streak = streak_ending(&person.checkin_days, day);
-        let text = rules.render("checkin_already", &CheckinAlreadyVars { name, streak });
-        return vec![Action::Send(reply(snapshot, event, message, text))];
+        let text = cx
+            .rules
+            .render("checkin_already", &CheckinAlreadyVars { name, streak });
+        return vec![cx.reply(text)];
     }
 
     let mut days = person.checkin_days.clone();
     days.push(day);
     let streak = streak_ending(&days, day);
     let earned = capped_award(
-        rules,
+        cx.rules,
         &person,
         "checkin",
-        config.base_points + streak_bonus(rules, streak),
+        config.base_points + streak_bonus(cx.rules, streak),
     );
     let mut actions = vec![Action::RecordCheckin {
         user_id: person.user_id.clone(),
         day,
-        at: now,
+        at: cx.now,
         makeup: false,
-        chat_id: message.chat_id.clone(),
+        chat_id: cx.message.chat_id.clone(),
     }];
     let mut total = 0;
     if earned > 0 {
@@ -94,7 +88,7 @@ pub fn on_checkin(
             delta: earned,
             reason: "checkin".into(),
             reference: format!("checkin:{}:{day}", person.user_id),
-            chat_id: message.chat_id.clone(),
+            chat_id: cx.message.chat_id.clone(),
             day,
         });
     }
@@ -104,7 +98,7 @@ pub fn on_checkin(
             actions.push(Action::AwardBadge {
                 user_id: person.user_id.clone(),
                 badge: milestone.badge.clone(),
-                at: now,
+                at: cx.now,
             });
             if milestone.points > 0 {
                 total += milestone.points;
@@ -113,33 +107,33 @@ pub fn on_checkin(
                     delta: milestone.points,
                     reason: "milestone".into(),
                     reference: format!("milestone:{}:{}", person.user_id, milestone.badge),
-                    chat_id: message.chat_id.clone(),
+                    chat_id: cx.message.chat_id.clone(),
                     day,
                 });
             }
             new_badge = Some(milestone.badge.clone());
         }
     }
-    let levels = &rules.doc.points.levels;
+    let levels = &cx.rules.doc.points.levels;
     let level_before = level_for(levels, person.lifetime_points).0;
     let level_after = level_for(levels, person.lifetime_points + total).0;
     let level_up = match level_after {
         Some(level) if level_before != level_after => level.name.clone(),
         _ => String::new(),
     };
-    let text = rules.render(
+    let text = cx.rules.render(
         "checkin_ok",
         &CheckinOkVars {
             name,
             points: total,
             streak,
-            rank: snapshot.checkins_today + 1,
+            rank: cx.snapshot.checkins_today + 1,
             balance: person.balance + total,
             badge: new_badge.unwrap_or_default(),
             level_up,
         },
     );
-    actions.push(Action::Send(reply(snapshot, event, message, text)));
+    actions.push(cx.reply(text));
     actions
 }
 
@@ -171,28 +165,21 @@ impl MakeupTarget {
 
 /// 补签: fill a missed check-in within the last `makeup_window_days` days, at
 /// a points cost, limited per month of the day filled.
-pub fn on_makeup(
-    rules: &RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-    target: MakeupTarget,
-    now: DateTime<Utc>,
-) -> Vec<Action> {
-    let config = &rules.doc.checkin;
-    let today = rules.community_day(now);
-    let person = snapshot.person(&message.sender);
+pub fn on_makeup(cx: &MessageContext, target: MakeupTarget) -> Vec<Action> {
+    let config = &cx.rules.doc.checkin;
+    let today = cx.rules.community_day(cx.now);
+    let person = cx.snapshot.person(&cx.message.sender);
     let name = person.display_name();
     let window = i64::from(config.makeup_window_days);
     let denied = |reason: String| {
-        let text = rules.render(
+        let text = cx.rules.render(
             "makeup_denied",
             &MakeupDeniedVars {
                 name: name.clone(),
                 reason,
             },
         );
-        vec![Action::Send(reply(snapshot, event, message, text))]
+        vec![cx.reply(text)]
     };
     let oldest = today - Duration::days(window);
     let day = match target {
@@ -250,9 +237,9 @@ pub fn on_makeup(
     let mut actions = vec![Action::RecordCheckin {
         user_id: person.user_id.clone(),
         day,
-        at: now,
+        at: cx.now,
         makeup: true,
-        chat_id: message.chat_id.clone(),
+        chat_id: cx.message.chat_id.clone(),
     }];
     if config.makeup_cost > 0 {
         actions.push(Action::AwardPoints {
@@ -260,11 +247,11 @@ pub fn on_makeup(
             delta: -config.makeup_cost,
             reason: "makeup".into(),
             reference: format!("makeup:{}:{day}", person.user_id),
-            chat_id: message.chat_id.clone(),
+            chat_id: cx.message.chat_id.clone(),
             day: today,
         });
     }
-    let text = rules.render(
+    let text = cx.rules.render(
         "makeup_ok",
         &MakeupOkVars {
             name: name.clone(),
@@ -274,15 +261,15 @@ pub fn on_makeup(
             remaining: config.makeup_per_month - used - 1,
         },
     );
-    actions.push(Action::Send(reply(snapshot, event, message, text)));
+    actions.push(cx.reply(text));
     actions
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::event::{EventKind, MessageSource, ReplyVia};
-    use crate::rules::PersonSnapshot;
+    use crate::rules::event::{Event, EventKind, MessagePosted, MessageSource, ReplyVia};
+    use crate::rules::{PersonSnapshot, Snapshot};
     use chrono::TimeZone;
     use proptest::prelude::*;
 
@@ -439,13 +426,13 @@ mod tests {
     fn first_checkin_awards_base_points_and_rank() {
         let rules = RuleSet::builtin();
         let (event, msg) = message("签到");
-        let actions = on_checkin(
-            &rules,
-            &snapshot_with(PersonSnapshot::new("zhangsan"), 11),
-            &event,
-            &msg,
-            utc(2026, 3, 1, 2, 0),
-        );
+        let actions = on_checkin(&MessageContext {
+            rules: &rules,
+            snapshot: &snapshot_with(PersonSnapshot::new("zhangsan"), 11),
+            event: &event,
+            message: &msg,
+            now: utc(2026, 3, 1, 2, 0),
+        });
         assert_eq!(points(&actions), 5);
         let text = reply_text(&actions);
         assert!(text.contains("今天第 12 位"), "{text}");
@@ -459,13 +446,13 @@ mod tests {
         let (event, msg) = message("签到");
         let mut person = PersonSnapshot::new("zhangsan");
         person.checkin_days = vec![date(2026, 3, 1)];
-        let actions = on_checkin(
-            &rules,
-            &snapshot_with(person, 3),
-            &event,
-            &msg,
-            utc(2026, 3, 1, 9, 0),
-        );
+        let actions = on_checkin(&MessageContext {
+            rules: &rules,
+            snapshot: &snapshot_with(person, 3),
+            event: &event,
+            message: &msg,
+            now: utc(2026, 3, 1, 9, 0),
+        });
         assert_eq!(points(&actions), 0);
         assert!(!actions
             .iter()
@@ -479,13 +466,13 @@ mod tests {
         let (event, msg) = message("打卡");
         let mut person = PersonSnapshot::new("zhangsan");
         person.checkin_days = vec![date(2026, 2, 27), date(2026, 2, 28)];
-        let actions = on_checkin(
-            &rules,
-            &snapshot_with(person, 0),
-            &event,
-            &msg,
-            utc(2026, 3, 1, 2, 0),
-        );
+        let actions = on_checkin(&MessageContext {
+            rules: &rules,
+            snapshot: &snapshot_with(person, 0),
+            event: &event,
+            message: &msg,
+            now: utc(2026, 3, 1, 2, 0),
+        });
         // base 5 + bonus for day 3 (2) + milestone 三日之约 (10).
         assert_eq!(points(&actions), 17);
         assert!(actions
@@ -499,13 +486,13 @@ mod tests {
     fn daily_cap_limits_checkin_points() {
         let rules = RuleSet::from_toml("[points.daily_caps]\ncheckin = 3\n").unwrap();
         let (event, msg) = message("签到");
-        let actions = on_checkin(
-            &rules,
-            &snapshot_with(PersonSnapshot::new("zhangsan"), 0),
-            &event,
-            &msg,
-            utc(2026, 3, 1, 2, 0),
-        );
+        let actions = on_checkin(&MessageContext {
+            rules: &rules,
+            snapshot: &snapshot_with(PersonSnapshot::new("zhangsan"), 0),
+            event: &event,
+            message: &msg,
+            now: utc(2026, 3, 1, 2, 0),
+        });
         assert_eq!(points(&actions), 3);
     }
 
@@ -517,12 +504,14 @@ mod tests {
         person.balance = 50;
         person.checkin_days = vec![date(2026, 3, 2), date(2026, 3, 4)];
         let actions = on_makeup(
-            &rules,
-            &snapshot_with(person, 0),
-            &event,
-            &msg,
+            &MessageContext {
+                rules: &rules,
+                snapshot: &snapshot_with(person, 0),
+                event: &event,
+                message: &msg,
+                now: utc(2026, 3, 4, 2, 0),
+            },
             MakeupTarget::LatestMissed,
-            utc(2026, 3, 4, 2, 0),
         );
         assert_eq!(points(&actions), -20);
         assert!(actions.iter().any(|a| matches!(a, Action::RecordCheckin { day, makeup: true, .. } if *day == date(2026, 3, 3))));
@@ -536,12 +525,14 @@ mod tests {
         let mut poor = PersonSnapshot::new("zhangsan");
         poor.balance = 19;
         let actions = on_makeup(
-            &rules,
-            &snapshot_with(poor, 0),
-            &event,
-            &msg,
+            &MessageContext {
+                rules: &rules,
+                snapshot: &snapshot_with(poor, 0),
+                event: &event,
+                message: &msg,
+                now: utc(2026, 3, 4, 2, 0),
+            },
             MakeupTarget::DaysAgo(1),
-            utc(2026, 3, 4, 2, 0),
         );
         assert_eq!(points(&actions), 0);
         assert!(reply_text(&actions).contains("积分不足"));
@@ -550,23 +541,27 @@ mod tests {
         used_up.balance = 100;
         used_up.makeup_days = vec![date(2026, 3, 1), date(2026, 3, 2)];
         let actions = on_makeup(
-            &rules,
-            &snapshot_with(used_up.clone(), 0),
-            &event,
-            &msg,
+            &MessageContext {
+                rules: &rules,
+                snapshot: &snapshot_with(used_up.clone(), 0),
+                event: &event,
+                message: &msg,
+                now: utc(2026, 3, 4, 2, 0),
+            },
             MakeupTarget::DaysAgo(1),
-            utc(2026, 3, 4, 2, 0),
         );
         assert_eq!(points(&actions), 0);
         assert!(reply_text(&actions).contains("补签次数"));
         // February's allowance is separate from March's.
         let actions = on_makeup(
-            &rules,
-            &snapshot_with(used_up, 0),
-            &event,
-            &msg,
+            &MessageContext {
+                rules: &rules,
+                snapshot: &snapshot_with(used_up, 0),
+                event: &event,
+                message: &msg,
+                now: utc(2026, 3, 4, 2, 0),
+            },
             MakeupTarget::Day(date(2026, 2, 27)),
-            utc(2026, 3, 4, 2, 0),
         );
         assert_eq!(points(&actions), -20);
     }
@@ -580,14 +575,14 @@ mod tests {
         person.checkin_days = vec![date(2026, 3, 3)];
         let now = utc(2026, 3, 4, 2, 0);
         let run = |target| {
-            on_makeup(
-                &rules,
-                &snapshot_with(person.clone(), 0),
-                &event,
-                &msg,
-                target,
+            let cx = MessageContext {
+                rules: &rules,
+                snapshot: &snapshot_with(person.clone(), 0),
+                event: &event,
+                message: &msg,
                 now,
-            )
+            };
+            on_makeup(&cx, target)
         };
         assert!(reply_text(&run(MakeupTarget::DaysAgo(8))).contains("最近 7 天"));
         assert!(reply_text(&run(MakeupTarget::DaysAgo(0))).contains("直接发送签到"));

@@ -1,13 +1,11 @@
 //! Member commands: 签到 打卡 补签 积分 排行 等级 兑换 帮助.
 
-use chrono::{DateTime, Utc};
-
 use super::templates::HelpVars;
 
 use super::event::{Event, MessagePosted, ReplyVia};
 use super::{
-    checkin, points, Action, ChatAddress, Content, MessageKind, OutRoute, Outbound, RuleSet,
-    Snapshot,
+    checkin, points, Action, ChatAddress, Content, MessageContext, MessageKind, OutRoute, Outbound,
+    RuleSet, Snapshot,
 };
 
 /// A parsed member command.
@@ -123,53 +121,20 @@ pub fn parse(rules: &RuleSet, text: &str) -> Option<Command> {
     Some(Command::Redeem(item.to_string()))
 }
 
-pub fn on_message(
-    rules: &RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-    now: DateTime<Utc>,
-) -> Vec<Action> {
-    match parse(rules, &message.text) {
+pub fn on_message(cx: &MessageContext) -> Vec<Action> {
+    match parse(cx.rules, &cx.message.text) {
         None => Vec::new(),
-        Some(Command::CheckIn) => super::expiry::with_notice(
-            snapshot,
-            event,
-            message,
-            checkin::on_checkin(rules, snapshot, event, message, now),
-            now,
-        ),
-        Some(Command::MakeUp(target)) => {
-            checkin::on_makeup(rules, snapshot, event, message, target, now)
-        }
-        Some(Command::Points) => super::expiry::with_notice(
-            snapshot,
-            event,
-            message,
-            points::on_points(rules, snapshot, event, message),
-            now,
-        ),
-        Some(Command::Level) => points::on_level(rules, snapshot, event, message),
-        Some(Command::Rank(scope)) => points::on_rank(rules, snapshot, event, message, scope),
-        Some(Command::Redeem(item)) => {
-            points::on_redeem(rules, snapshot, event, message, &item, now)
-        }
-        Some(Command::Appeal(why)) => {
-            super::review::on_appeal(rules, snapshot, event, message, &why, now)
-        }
-        Some(Command::Honour) => super::honour::on_board(rules, snapshot, event, message),
-        Some(Command::Badges) => super::honour::on_badges(rules, snapshot, event, message),
-        Some(Command::Vote(choice)) => {
-            super::polls::on_vote(snapshot, event, message, &choice, now)
-        }
-        Some(Command::Help) => {
-            vec![Action::Send(reply(
-                snapshot,
-                event,
-                message,
-                help_text(rules),
-            ))]
-        }
+        Some(Command::CheckIn) => super::expiry::with_notice(cx, checkin::on_checkin(cx)),
+        Some(Command::MakeUp(target)) => checkin::on_makeup(cx, target),
+        Some(Command::Points) => super::expiry::with_notice(cx, points::on_points(cx)),
+        Some(Command::Level) => points::on_level(cx),
+        Some(Command::Rank(scope)) => points::on_rank(cx, scope),
+        Some(Command::Redeem(item)) => points::on_redeem(cx, &item),
+        Some(Command::Appeal(why)) => super::review::on_appeal(cx, &why),
+        Some(Command::Honour) => super::honour::on_board(cx),
+        Some(Command::Badges) => super::honour::on_badges(cx),
+        Some(Command::Vote(choice)) => super::polls::on_vote(cx, &choice),
+        Some(Command::Help) => vec![cx.reply(help_text(cx.rules))],
     }
 }
 

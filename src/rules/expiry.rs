@@ -198,20 +198,18 @@ pub fn notice_text(expiring: &Expiring) -> String {
 /// `actions`, and remembers it so it is given once. A reply that cannot be
 /// posted (skipped) carries no notice: the member would never see it.
 pub fn with_notice(
-    snapshot: &super::Snapshot,
-    event: &super::Event,
-    message: &super::event::MessagePosted,
+    cx: &super::MessageContext,
     mut actions: Vec<super::Action>,
-    now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<super::Action> {
-    let Some(notice) = snapshot
+    let Some(notice) = cx
+        .snapshot
         .people
-        .get(&message.sender)
+        .get(&cx.message.sender)
         .and_then(|person| person.expiry_notice.as_ref())
     else {
         return actions;
     };
-    let key = format!("reply:{}", event.id);
+    let key = format!("reply:{}", cx.event.id);
     let carried = actions.iter_mut().any(|action| match action {
         super::Action::Send(out) if out.idempotency_key == key && out.skipped.is_none() => {
             match &mut out.content {
@@ -227,9 +225,9 @@ pub fn with_notice(
     });
     if carried {
         actions.push(super::Action::NoteExpiryNotice {
-            user_id: message.sender.clone(),
+            user_id: cx.message.sender.clone(),
             period: notice.period.clone(),
-            at: now,
+            at: cx.now,
         });
     }
     actions

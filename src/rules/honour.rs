@@ -16,10 +16,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::commands::reply;
-use super::event::{Event, MessagePosted};
 use super::templates::{BadgesVars, HonourBoardVars, HonourSection, RankEntry};
-use super::{Action, RuleSet, Snapshot};
+use super::{Action, MessageContext, RuleSet};
 
 /// `[honour]`: the boards. The first board also answers `荣誉榜`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,35 +293,32 @@ pub fn targets<'a>(board: &BoardDoc, chats: &'a [(String, Vec<String>)]) -> Vec<
 }
 
 /// `荣誉榜`: the first board over its current period so far.
-pub fn on_board(
-    rules: &RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-) -> Vec<Action> {
-    let board = rules.doc.honour.boards.first().cloned().unwrap_or_default();
-    let data = snapshot.honour.clone().unwrap_or_default();
-    let text = render(rules, &board, &data);
-    vec![Action::Send(reply(snapshot, event, message, text))]
+pub fn on_board(cx: &MessageContext) -> Vec<Action> {
+    let board = cx
+        .rules
+        .doc
+        .honour
+        .boards
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    let data = cx.snapshot.honour.clone().unwrap_or_default();
+    let text = render(cx.rules, &board, &data);
+    vec![cx.reply(text)]
 }
 
 /// `勋章`: the sender's badges and what the next ones need.
-pub fn on_badges(
-    rules: &RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-) -> Vec<Action> {
-    let person = snapshot.person(&message.sender);
-    let text = rules.render(
+pub fn on_badges(cx: &MessageContext) -> Vec<Action> {
+    let person = cx.snapshot.person(&cx.message.sender);
+    let text = cx.rules.render(
         "badges",
         &BadgesVars {
             name: person.display_name(),
             badges: person.badges.join("、"),
-            next: next_badges(rules, &person.badges).join("；"),
+            next: next_badges(cx.rules, &person.badges).join("；"),
         },
     );
-    vec![Action::Send(reply(snapshot, event, message, text))]
+    vec![cx.reply(text)]
 }
 
 /// The badges not held yet, with what each needs, in the rule set's order.

@@ -17,11 +17,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::commands::reply;
-use super::event::{Event, MessagePosted};
 use super::ruleset::Level;
 use super::segment_limit::{self, SegmentRef};
-use super::{Action, PersonSnapshot, Snapshot};
+use super::{Action, MessageContext, PersonSnapshot};
 
 /// Who may enter a lottery, besides being in one of its chats.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,30 +210,24 @@ pub fn prize_reference(lottery_id: i64, user_id: &str) -> String {
 
 /// A member sent a lottery's keyword: enter them, or tell them why not.
 /// Returns nothing when the text is no open lottery's keyword here.
-pub fn on_message(
-    rules: &super::RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-    now: DateTime<Utc>,
-) -> Vec<Action> {
-    let context = &snapshot.lotteries;
-    let text = message.text.trim();
+pub fn on_message(cx: &MessageContext) -> Vec<Action> {
+    let context = &cx.snapshot.lotteries;
+    let text = cx.message.text.trim();
     let Some(lottery) = context.open.iter().find(|l| {
-        l.keyword == text && now < l.draw_at && context.sender_chats.iter().any(|c| l.targets(c))
+        l.keyword == text && cx.now < l.draw_at && context.sender_chats.iter().any(|c| l.targets(c))
     }) else {
         return Vec::new();
     };
-    let person = snapshot.person(&message.sender);
+    let person = cx.snapshot.person(&cx.message.sender);
     let name = person.display_name();
     if lottery.entered {
         let text = format!("{name} 已经参加了「{}」，等开奖吧", lottery.title);
-        return vec![Action::Send(reply(snapshot, event, message, text))];
+        return vec![cx.reply(text)];
     }
-    let today = rules.community_day(now);
+    let today = cx.rules.community_day(cx.now);
     let facts = EntrantFacts::of(
         &person,
-        &rules.doc.points.levels,
+        &cx.rules.doc.points.levels,
         today,
         context.joined_at,
         true,
@@ -243,7 +235,7 @@ pub fn on_message(
     );
     if let Err(why) = check(&lottery.eligibility, &facts) {
         let text = format!("{name} 暂时不能参加「{}」：{}", lottery.title, why.reason());
-        return vec![Action::Send(reply(snapshot, event, message, text))];
+        return vec![cx.reply(text)];
     }
     let cost = lottery.eligibility.entry_cost.max(0);
     let paid = if cost > 0 {
@@ -256,7 +248,7 @@ pub fn on_message(
         lottery.title,
         lottery
             .draw_at
-            .with_timezone(&rules.timezone)
+            .with_timezone(&cx.rules.timezone)
             .format("%m-%d %H:%M"),
         short(&lottery.commitment)
     );
@@ -265,11 +257,11 @@ pub fn on_message(
             lottery_id: lottery.id,
             user_id: person.user_id.clone(),
             cost,
-            chat_id: message.chat_id.clone(),
+            chat_id: cx.message.chat_id.clone(),
             day: today,
-            at: now,
+            at: cx.now,
         },
-        Action::Send(reply(snapshot, event, message, text)),
+        cx.reply(text),
     ]
 }
 

@@ -22,7 +22,7 @@ use super::moderation::{
 };
 use super::route::{removal_for, Removal};
 use super::ruleset::FieldError;
-use super::{ChatAddress, Content, MessageKind, RuleSet, Snapshot};
+use super::{ChatAddress, Content, MessageContext, MessageKind, RuleSet, Snapshot};
 
 /// `[moderation]` as a manager writes it. Off until `enabled = true`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -447,32 +447,38 @@ struct Violation {
 /// Moderates a posted message. Returns the actions (always `RecordPost` when
 /// moderation is on) and whether the message was a violation (then the
 /// caller runs no commands or auto-replies for it).
-pub fn on_message(
-    rules: &RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-    now: DateTime<Utc>,
-) -> (Vec<Action>, bool) {
-    let config = &rules.moderation;
+pub fn on_message(cx: &MessageContext) -> (Vec<Action>, bool) {
+    let config = &cx.rules.moderation;
     if !config.enabled {
         return (Vec::new(), false);
     }
-    let fingerprint = stored_fingerprint(config, &message.text);
+    let fingerprint = stored_fingerprint(config, &cx.message.text);
     let mut actions = vec![Action::RecordPost {
-        chat_id: message.chat_id.clone(),
-        user_id: message.sender.clone(),
-        at: now,
+        chat_id: cx.message.chat_id.clone(),
+        user_id: cx.message.sender.clone(),
+        at: cx.now,
         fingerprint,
     }];
-    if is_exempt(config, snapshot, &message.sender) {
+    if is_exempt(config, cx.snapshot, &cx.message.sender) {
         return (actions, false);
     }
-    let Some(violation) = find_violation(config, &snapshot.moderation, message, fingerprint, now)
-    else {
+    let Some(violation) = find_violation(
+        config,
+        &cx.snapshot.moderation,
+        cx.message,
+        fingerprint,
+        cx.now,
+    ) else {
         return (actions, false);
     };
-    actions.extend(sanction(rules, snapshot, event, message, violation, now));
+    actions.extend(sanction(
+        cx.rules,
+        cx.snapshot,
+        cx.event,
+        cx.message,
+        violation,
+        cx.now,
+    ));
     (actions, true)
 }
 
@@ -1080,7 +1086,13 @@ mod tests {
 
     fn run(rules: &RuleSet, snapshot: &Snapshot, sender: &str, text: &str) -> (Vec<Action>, bool) {
         let (event, message) = message(sender, text);
-        on_message(rules, snapshot, &event, &message, now())
+        on_message(&MessageContext {
+            rules,
+            snapshot,
+            event: &event,
+            message: &message,
+            now: now(),
+        })
     }
 
     fn record(actions: &[Action]) -> Option<&ModerationRecord> {

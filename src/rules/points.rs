@@ -1,13 +1,10 @@
 //! The points economy: daily caps, levels, leaderboard and redemption replies.
 //! The ledger itself is append-only in the store; balances are derived from it.
 
-use chrono::{DateTime, Utc};
-
 use super::commands::reply;
-use super::event::{Event, MessagePosted};
 use super::ruleset::Level;
 use super::templates::{LevelVars, PointsVars, RankVars, RedeemFailedVars, RedeemOkVars};
-use super::{Action, PersonSnapshot, RuleSet, Snapshot};
+use super::{Action, MessageContext, PersonSnapshot, RuleSet};
 
 /// How much of `amount` may still be awarded today for `reason` under its daily cap.
 pub fn capped_award(rules: &RuleSet, person: &PersonSnapshot, reason: &str, amount: i64) -> i64 {
@@ -38,34 +35,24 @@ pub fn level_name(rules: &RuleSet, lifetime: i64) -> String {
         .unwrap_or_default()
 }
 
-pub fn on_points(
-    rules: &RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-) -> Vec<Action> {
-    let person = snapshot.person(&message.sender);
-    let text = rules.render(
+pub fn on_points(cx: &MessageContext) -> Vec<Action> {
+    let person = cx.snapshot.person(&cx.message.sender);
+    let text = cx.rules.render(
         "points",
         &PointsVars {
             name: person.display_name(),
             balance: person.balance,
             lifetime: person.lifetime_points,
-            level: level_name(rules, person.lifetime_points),
+            level: level_name(cx.rules, person.lifetime_points),
         },
     );
-    vec![Action::Send(reply(snapshot, event, message, text))]
+    vec![cx.reply(text)]
 }
 
-pub fn on_level(
-    rules: &RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-) -> Vec<Action> {
-    let person = snapshot.person(&message.sender);
-    let (reached, next) = level_for(&rules.doc.points.levels, person.lifetime_points);
-    let text = rules.render(
+pub fn on_level(cx: &MessageContext) -> Vec<Action> {
+    let person = cx.snapshot.person(&cx.message.sender);
+    let (reached, next) = level_for(&cx.rules.doc.points.levels, person.lifetime_points);
+    let text = cx.rules.render(
         "level",
         &LevelVars {
             name: person.display_name(),
@@ -77,40 +64,27 @@ pub fn on_level(
                 .unwrap_or(0),
         },
     );
-    vec![Action::Send(reply(snapshot, event, message, text))]
+    vec![cx.reply(text)]
 }
 
-pub fn on_rank(
-    rules: &RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-    scope: super::commands::RankScope,
-) -> Vec<Action> {
-    let text = rules.render(
+pub fn on_rank(cx: &MessageContext, scope: super::commands::RankScope) -> Vec<Action> {
+    let text = cx.rules.render(
         "rank",
         &RankVars {
-            entries: snapshot.leaderboard.clone(),
+            entries: cx.snapshot.leaderboard.clone(),
             title: scope.title().to_string(),
         },
     );
-    vec![Action::Send(reply(snapshot, event, message, text))]
+    vec![cx.reply(text)]
 }
 
 /// `兑换 <item>`: checks what the snapshot can tell (item, price, limit, stock);
 /// the store re-checks stock and balance atomically when applying `Redeem`.
-pub fn on_redeem(
-    rules: &RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-    item_name: &str,
-    now: DateTime<Utc>,
-) -> Vec<Action> {
-    let person = snapshot.person(&message.sender);
+pub fn on_redeem(cx: &MessageContext, item_name: &str) -> Vec<Action> {
+    let person = cx.snapshot.person(&cx.message.sender);
     let name = person.display_name();
     let failed = |reason: &str| {
-        rules.render(
+        cx.rules.render(
             "redeem_failed",
             &RedeemFailedVars {
                 name: name.clone(),
@@ -119,17 +93,22 @@ pub fn on_redeem(
             },
         )
     };
-    let refuse = |reason: &str| {
-        vec![Action::Send(reply(
-            snapshot,
-            event,
-            message,
-            failed(reason),
-        ))]
-    };
+    let refuse = |reason: &str| vec![cx.reply(failed(reason))];
 
-    let Some(item) = rules.doc.catalog.iter().find(|item| item.item == item_name) else {
-        let names: Vec<&str> = rules.doc.catalog.iter().map(|i| i.item.as_str()).collect();
+    let Some(item) = cx
+        .rules
+        .doc
+        .catalog
+        .iter()
+        .find(|item| item.item == item_name)
+    else {
+        let names: Vec<&str> = cx
+            .rules
+            .doc
+            .catalog
+            .iter()
+            .map(|i| i.item.as_str())
+            .collect();
         let reason = if names.is_empty() {
             "目前没有可兑换的商品".to_string()
         } else {
@@ -151,7 +130,8 @@ pub fn on_redeem(
             item.cost, person.balance
         ));
     }
-    let stock = snapshot
+    let stock = cx
+        .snapshot
         .catalog_stock
         .get(&item.item)
         .copied()
@@ -159,8 +139,8 @@ pub fn on_redeem(
     if stock <= 0 {
         return refuse("已经兑完了");
     }
-    let day = rules.community_day(now);
-    let success = rules.render(
+    let day = cx.rules.community_day(cx.now);
+    let success = cx.rules.render(
         "redeem_ok",
         &RedeemOkVars {
             name: name.clone(),
@@ -169,15 +149,15 @@ pub fn on_redeem(
             balance: person.balance - item.cost,
         },
     );
-    let mut sold_out = reply(snapshot, event, message, failed("已经兑完了"));
-    let success = reply(snapshot, event, message, success);
+    let mut sold_out = reply(cx.snapshot, cx.event, cx.message, failed("已经兑完了"));
+    let success = reply(cx.snapshot, cx.event, cx.message, success);
     // Both outcomes share the reply key: exactly one of them is ever queued.
     sold_out.idempotency_key = success.idempotency_key.clone();
     vec![Action::Redeem {
         user_id: person.user_id.clone(),
         item: item.item.clone(),
         cost: item.cost,
-        reference: format!("redeem:{}", event.id),
+        reference: format!("redeem:{}", cx.event.id),
         day,
         success: Box::new(success),
         sold_out: Box::new(sold_out),

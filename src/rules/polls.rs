@@ -12,10 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::commands;
-use super::event::{Event, MessagePosted};
 use super::segment_limit::{self, SegmentRef};
-use super::{Action, Snapshot};
+use super::{Action, MessageContext};
 
 /// Bounds WeCom's `vote_interaction` card sets (1–20 options); a poll needs two.
 pub const MIN_OPTIONS: usize = 2;
@@ -463,35 +461,29 @@ pub fn card_choice(detail: &Value) -> Vec<u32> {
 /// A keyword ballot (`投 N`) from any door: decided against the poll the
 /// snapshot found for the chat (or, 1:1, for the member), answered the way
 /// the message came in.
-pub fn on_vote(
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-    choice: &Result<Vec<u32>, String>,
-    now: DateTime<Utc>,
-) -> Vec<Action> {
-    let answer = |text: String| Action::Send(commands::reply(snapshot, event, message, text));
-    let Some(ballot) = &snapshot.ballot else {
+pub fn on_vote(cx: &MessageContext, choice: &Result<Vec<u32>, String>) -> Vec<Action> {
+    let answer = |text: String| cx.reply(text);
+    let Some(ballot) = &cx.snapshot.ballot else {
         return vec![answer("现在没有你可以参加的投票。".to_owned())];
     };
     let choice = match choice {
         Ok(choice) => choice,
         Err(reason) => return vec![answer(reason.clone())],
     };
-    match decide(ballot, choice, now) {
+    match decide(ballot, choice, cx.now) {
         VoteDecision::Refuse { reply } => vec![answer(reply)],
         VoteDecision::Record { options, reply, .. } => vec![
             Action::RecordVote {
                 poll_id: ballot.poll_id,
-                user_id: message.sender.clone(),
+                user_id: cx.message.sender.clone(),
                 options,
-                chat_id: message.chat_id.clone(),
+                chat_id: cx.message.chat_id.clone(),
                 via: "keyword",
-                at: now,
+                at: cx.now,
             },
             answer(format!(
                 "{}，{reply}（{}）",
-                snapshot.person(&message.sender).display_name(),
+                cx.snapshot.person(&cx.message.sender).display_name(),
                 ballot.question
             )),
         ],

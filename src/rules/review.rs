@@ -175,29 +175,22 @@ pub fn to_owner_tier(rules: &super::RuleSet, key: String, text: String) -> super
 
 /// `申诉 <why>`: an appeal for the owner tier. Whether the member has a
 /// punishment to appeal is the store's to check (it opens the item).
-pub fn on_appeal(
-    rules: &super::RuleSet,
-    snapshot: &super::Snapshot,
-    event: &super::Event,
-    message: &super::event::MessagePosted,
-    why: &str,
-    now: DateTime<Utc>,
-) -> Vec<super::Action> {
+pub fn on_appeal(cx: &super::MessageContext, why: &str) -> Vec<super::Action> {
     use super::commands::reply;
-    let person = snapshot.person(&message.sender);
+    let person = cx.snapshot.person(&cx.message.sender);
     let name = person.display_name();
     let why: String = why.chars().take(200).collect();
-    let hours = rules.doc.moderation.review.owner_sla_hours;
+    let hours = cx.rules.doc.moderation.review.owner_sla_hours;
     let opened = reply(
-        snapshot,
-        event,
-        message,
+        cx.snapshot,
+        cx.event,
+        cx.message,
         format!("{name}，已收到你的申诉，负责人会在 {hours} 小时内复核并答复。"),
     );
     let mut refused = reply(
-        snapshot,
-        event,
-        message,
+        cx.snapshot,
+        cx.event,
+        cx.message,
         format!("{name}，你目前没有可申诉的处罚，或已有一条申诉在处理中。"),
     );
     // One answer per message: exactly one of the two is queued.
@@ -208,19 +201,19 @@ pub fn on_appeal(
         why.as_str()
     };
     let notify = to_owner_tier(
-        rules,
-        format!("review:appeal:{}", event.id),
+        cx.rules,
+        format!("review:appeal:{}", cx.event.id),
         format!(
             "【申诉待复核】{name}（{}）对处罚提出申诉：{shown}。请在运营后台「风控审核」页复核。",
-            message.sender
+            cx.message.sender
         ),
     );
     vec![super::Action::Appeal {
-        user_id: message.sender.clone(),
-        chat_id: message.chat_id.clone(),
+        user_id: cx.message.sender.clone(),
+        chat_id: cx.message.chat_id.clone(),
         why,
-        reference: format!("appeal:{}", event.id),
-        at: now,
+        reference: format!("appeal:{}", cx.event.id),
+        at: cx.now,
         opened: Box::new(opened),
         refused: Box::new(refused),
         notify: Box::new(notify),

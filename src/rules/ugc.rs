@@ -11,7 +11,10 @@ use super::commands::reply;
 use super::event::{Event, MessagePosted, QuotedMark, ReplyVia};
 use super::points::level_for;
 use super::templates::UgcRewardVars;
-use super::{Action, ChatSnapshot, Content, OutRoute, Outbound, PersonSnapshot, RuleSet, Snapshot};
+use super::{
+    Action, ChatSnapshot, Content, MessageContext, OutRoute, Outbound, PersonSnapshot, RuleSet,
+    Snapshot,
+};
 
 /// Ledger reason of a 精华 reward.
 pub const ESSENCE: &str = "essence";
@@ -423,27 +426,23 @@ pub fn on_helpful(
 /// An image in a group: remembered, and rewarded as 晒单 in a tagged chat
 /// under the daily cap. The notice goes only where the member can be
 /// answered directly (the smart bot's reply); archive images earn silently.
-pub fn on_image(
-    rules: &RuleSet,
-    snapshot: &Snapshot,
-    event: &Event,
-    message: &MessagePosted,
-    now: DateTime<Utc>,
-) -> Vec<Action> {
-    let mut actions: Vec<Action> = record(rules, message, true, now).into_iter().collect();
-    let config = &rules.doc.ugc;
-    let tagged = snapshot.chat.as_ref().is_some_and(|chat| {
+pub fn on_image(cx: &MessageContext) -> Vec<Action> {
+    let mut actions: Vec<Action> = record(cx.rules, cx.message, true, cx.now)
+        .into_iter()
+        .collect();
+    let config = &cx.rules.doc.ugc;
+    let tagged = cx.snapshot.chat.as_ref().is_some_and(|chat| {
         chat.tags
             .iter()
             .any(|tag| config.showcase_tags.contains(tag))
     });
-    let Some(chat_id) = message.chat_id.clone() else {
+    let Some(chat_id) = cx.message.chat_id.clone() else {
         return actions;
     };
     if !tagged || config.showcase_points <= 0 {
         return actions;
     }
-    let person = snapshot.person(&message.sender);
+    let person = cx.snapshot.person(&cx.message.sender);
     let earned = person.points_today.get(SHOWCASE).copied().unwrap_or(0);
     let points = if config.showcase_daily_cap > 0 {
         config
@@ -459,15 +458,20 @@ pub fn on_image(
         &person.user_id,
         points,
         SHOWCASE,
-        &message.message_id,
+        &cx.message.message_id,
         &chat_id,
-        rules.community_day(now),
+        cx.rules.community_day(cx.now),
     ));
-    if let ReplyVia::ResponseUrl(_) = message.reply_via {
-        let vars = reward_vars(rules, &person, "晒单", points, String::new());
-        let mut notice = reply(snapshot, event, message, rules.render("ugc_reward", &vars));
+    if let ReplyVia::ResponseUrl(_) = cx.message.reply_via {
+        let vars = reward_vars(cx.rules, &person, "晒单", points, String::new());
+        let mut notice = reply(
+            cx.snapshot,
+            cx.event,
+            cx.message,
+            cx.rules.render("ugc_reward", &vars),
+        );
         // The image's own text may be a command answered under `reply:`.
-        notice.idempotency_key = format!("ugc:{}", event.id);
+        notice.idempotency_key = format!("ugc:{}", cx.event.id);
         actions.push(Action::Send(notice));
     }
     actions
