@@ -255,6 +255,14 @@ pub fn evaluate(
     event: &Event,
     now: DateTime<Utc>,
 ) -> Vec<Action> {
+    // Posted text and posted images are answered from the same context.
+    let context = |message| MessageContext {
+        rules,
+        snapshot,
+        event,
+        message,
+        now,
+    };
     match &event.kind {
         EventKind::MembersJoined(joined) => {
             welcome::on_members_joined(rules, snapshot, event, joined, now)
@@ -262,13 +270,7 @@ pub fn evaluate(
         EventKind::MembersLeft(left) => welcome::on_members_left(snapshot, left, now),
         EventKind::CustomerAdded(added) => welcome::on_customer_added(rules, event, added),
         EventKind::MessagePosted(message) => {
-            let cx = MessageContext {
-                rules,
-                snapshot,
-                event,
-                message,
-                now,
-            };
+            let cx = context(message);
             let (mut actions, violation) = moderate::on_message(&cx);
             actions.extend(ugc::on_message(rules, message, now));
             if violation {
@@ -295,13 +297,7 @@ pub fn evaluate(
         }
         EventKind::MarkedHelpful(mark) => ugc::on_helpful(rules, snapshot, event, mark, now),
         EventKind::ImagePosted(message) => {
-            let cx = MessageContext {
-                rules,
-                snapshot,
-                event,
-                message,
-                now,
-            };
+            let cx = context(message);
             let mut actions = ugc::on_image(&cx);
             if !message.text.trim().is_empty() {
                 let text = Event {
