@@ -328,50 +328,46 @@ mod tests {
             .unwrap()
     }
 
+    /// Each `(instant, cut-over hour, community day)` holds in `timezone`.
+    fn assert_community_days(timezone: &str, cases: &[(DateTime<Utc>, u32, NaiveDate)]) {
+        let tz: Tz = timezone.parse().unwrap();
+        for &(at, cutover_hour, day) in cases {
+            assert_eq!(
+                community_day(at, tz, cutover_hour),
+                day,
+                "{at} in {timezone}, cut-over {cutover_hour}:00"
+            );
+        }
+    }
+
     #[test]
     fn day_boundary_uses_timezone_and_cutover_hour() {
-        let shanghai: Tz = "Asia/Shanghai".parse().unwrap();
-        // 2026-03-01 15:59 UTC = 23:59 Shanghai.
-        assert_eq!(
-            community_day(utc(2026, 3, 1, 15, 59), shanghai, 0),
-            date(2026, 3, 1)
-        );
-        assert_eq!(
-            community_day(utc(2026, 3, 1, 16, 0), shanghai, 0),
-            date(2026, 3, 2)
-        );
-        // With a 04:00 cut-over, 03:59 local still belongs to the previous day.
-        assert_eq!(
-            community_day(utc(2026, 3, 1, 19, 59), shanghai, 4),
-            date(2026, 3, 1)
-        );
-        assert_eq!(
-            community_day(utc(2026, 3, 1, 20, 0), shanghai, 4),
-            date(2026, 3, 2)
+        assert_community_days(
+            "Asia/Shanghai",
+            &[
+                // 2026-03-01 15:59 UTC = 23:59 Shanghai.
+                (utc(2026, 3, 1, 15, 59), 0, date(2026, 3, 1)),
+                (utc(2026, 3, 1, 16, 0), 0, date(2026, 3, 2)),
+                // With a 04:00 cut-over, 03:59 local still belongs to the previous day.
+                (utc(2026, 3, 1, 19, 59), 4, date(2026, 3, 1)),
+                (utc(2026, 3, 1, 20, 0), 4, date(2026, 3, 2)),
+            ],
         );
     }
 
     #[test]
     fn day_boundary_follows_dst_in_new_york() {
-        let new_york: Tz = "America/New_York".parse().unwrap();
-        // 2026-03-08 DST starts at 02:00 local (07:00 UTC). Cut-over 03:00 local is
-        // 07:00 UTC after the change (EDT = UTC-4), not 08:00.
-        assert_eq!(
-            community_day(utc(2026, 3, 8, 6, 59), new_york, 3),
-            date(2026, 3, 7)
-        );
-        assert_eq!(
-            community_day(utc(2026, 3, 8, 7, 0), new_york, 3),
-            date(2026, 3, 8)
-        );
-        // 2026-11-01 DST ends: 03:00 EST = 08:00 UTC.
-        assert_eq!(
-            community_day(utc(2026, 11, 1, 7, 59), new_york, 3),
-            date(2026, 10, 31)
-        );
-        assert_eq!(
-            community_day(utc(2026, 11, 1, 8, 0), new_york, 3),
-            date(2026, 11, 1)
+        assert_community_days(
+            "America/New_York",
+            &[
+                // 2026-03-08 DST starts at 02:00 local (07:00 UTC). Cut-over 03:00
+                // local is 07:00 UTC after the change (EDT = UTC-4), not 08:00.
+                (utc(2026, 3, 8, 6, 59), 3, date(2026, 3, 7)),
+                (utc(2026, 3, 8, 7, 0), 3, date(2026, 3, 8)),
+                // 2026-11-01 DST ends: 03:00 EST = 08:00 UTC.
+                (utc(2026, 11, 1, 7, 59), 3, date(2026, 10, 31)),
+                (utc(2026, 11, 1, 8, 0), 3, date(2026, 11, 1)),
+            ],
         );
     }
 
