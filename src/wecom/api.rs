@@ -217,8 +217,7 @@ impl ApiClient {
         secret: &Secret,
         update: &AppChatUpdate,
     ) -> Result<(), ApiError> {
-        let _: Empty = self.post(secret, "appchat/update", update).await?;
-        Ok(())
+        self.post_empty(secret, "appchat/update", update).await
     }
 
     /// `GET appchat/get?chatid=…`.
@@ -258,8 +257,7 @@ impl ApiClient {
         secret: &Secret,
         message: &AppChatSend,
     ) -> Result<(), ApiError> {
-        let _: Empty = self.post(secret, "appchat/send", message).await?;
-        Ok(())
+        self.post_empty(secret, "appchat/send", message).await
     }
 
     /// `POST webhook/send?key=KEY` (group robot; no access token).
@@ -353,8 +351,8 @@ impl ApiClient {
     /// `POST externalcontact/mark_tag`: adds and removes customer tags (by
     /// WeCom tag id) on an external contact of `userid`.
     pub async fn mark_tag(&self, secret: &Secret, mark: &MarkTag) -> Result<(), ApiError> {
-        let _: Empty = self.post(secret, "externalcontact/mark_tag", mark).await?;
-        Ok(())
+        self.post_empty(secret, "externalcontact/mark_tag", mark)
+            .await
     }
 
     /// `POST externalcontact/get_corp_tag_list` for every group and tag.
@@ -419,10 +417,8 @@ impl ApiClient {
         secret: &Secret,
         message: &WelcomeMessage,
     ) -> Result<(), ApiError> {
-        let _: Empty = self
-            .post(secret, "externalcontact/send_welcome_msg", message)
-            .await?;
-        Ok(())
+        self.post_empty(secret, "externalcontact/send_welcome_msg", message)
+            .await
     }
 
     /// `POST externalcontact/group_welcome_template/add`; returns the template id.
@@ -448,10 +444,8 @@ impl ApiClient {
         secret: &Secret,
         edit: &GroupWelcomeTemplateEdit,
     ) -> Result<(), ApiError> {
-        let _: Empty = self
-            .post(secret, "externalcontact/group_welcome_template/edit", edit)
-            .await?;
-        Ok(())
+        self.post_empty(secret, "externalcontact/group_welcome_template/edit", edit)
+            .await
     }
 
     /// `POST externalcontact/group_welcome_template/get`.
@@ -480,6 +474,20 @@ impl ApiClient {
         T: DeserializeOwned,
     {
         self.call(secret, Method::POST, path, &[], Some(body)).await
+    }
+
+    /// [`post`](Self::post) for the calls whose answer is only the error code.
+    async fn post_empty<B>(
+        &self,
+        secret: &Secret,
+        path: &'static str,
+        body: &B,
+    ) -> Result<(), ApiError>
+    where
+        B: Serialize + ?Sized,
+    {
+        let _: Empty = self.post(secret, path, body).await?;
+        Ok(())
     }
 
     /// One authenticated call; on a rejected token, one refresh and one retry.
