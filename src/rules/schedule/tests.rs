@@ -479,14 +479,19 @@ fn samoa_skipping_a_whole_day_still_fires_once_per_instant() {
     );
 }
 
+/// The first ten fires from 2025-01-01 (Shanghai time) of a Shanghai
+/// campaign running from `start` to `end`.
+fn campaign_fires(cron: &str, start: &str, end: &str) -> Vec<String> {
+    let mut campaign = def(cron, "Asia/Shanghai");
+    campaign.start = Some(start.to_owned());
+    campaign.end = Some(end.to_owned());
+    local_next(&valid(&campaign), "2025-01-01T00:00:00Z", 10, shanghai())
+}
+
 #[test]
 fn start_and_end_dates_bound_the_fires_inclusively() {
-    let mut campaign = def("0 0 10 * * *", "Asia/Shanghai");
-    campaign.start = Some("2025-05-01".to_owned());
-    campaign.end = Some("2025-05-03".to_owned());
-    let campaign = valid(&campaign);
     assert_eq!(
-        local_next(&campaign, "2025-01-01T00:00:00Z", 10, shanghai()),
+        campaign_fires("0 0 10 * * *", "2025-05-01", "2025-05-03"),
         [
             "2025-05-01T10:00:00+08:00",
             "2025-05-02T10:00:00+08:00",
@@ -497,12 +502,12 @@ fn start_and_end_dates_bound_the_fires_inclusively() {
 
 #[test]
 fn start_and_end_datetimes_are_inclusive_instants() {
-    let mut campaign = def("0 0 * * * *", "Asia/Shanghai");
-    campaign.start = Some("2025-05-01T10:00:00".to_owned());
-    campaign.end = Some("2025-05-01T12:00:00+08:00".to_owned());
-    let campaign = valid(&campaign);
     assert_eq!(
-        local_next(&campaign, "2025-01-01T00:00:00Z", 10, shanghai()),
+        campaign_fires(
+            "0 0 * * * *",
+            "2025-05-01T10:00:00",
+            "2025-05-01T12:00:00+08:00"
+        ),
         [
             "2025-05-01T10:00:00+08:00",
             "2025-05-01T11:00:00+08:00",
