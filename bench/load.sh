@@ -8,7 +8,8 @@
 #
 # Environment: DURATION (s, default 10), CONNECTIONS (64), THREADS (2),
 # COUNT (callbacks to generate, default 40000 per second of DURATION),
-# QUNYUN (binary, default target/release/qunyun; built if missing), PORT (18480).
+# QUNYUN (binary, default target/release/qunyun; built if missing), PORT (18480),
+# METRICS_OUT (file: the server's /metrics after the run, for batch sizes and lock waits).
 # Prints one summary line:
 #   events/s=… p50_ms=… p99_ms=… non2xx=… acked=… stored=… check=ok|FAILED
 set -euo pipefail
@@ -70,6 +71,9 @@ curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null || { cat "$work/serve.log" 
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/callbacks.lua \
   "http://127.0.0.1:$PORT" -- "$work/callbacks.txt" "$THREADS" >"$work/wrk.txt"
 line=$(grep '^WRK ' "$work/wrk.txt") || { cat "$work/wrk.txt" >&2; exit 1; }
+if [ -n "${METRICS_OUT:-}" ]; then
+  curl -fs "http://127.0.0.1:$PORT/metrics" >"$METRICS_OUT" || true
+fi
 kill "$server"
 wait "$server" || true
 server=""

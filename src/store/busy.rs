@@ -45,15 +45,22 @@ fn wait_before_retry(retries: c_int) -> Option<Duration> {
 /// Attempts turned away by a held lock since start-up (for tests and metrics).
 pub static BUSY_RETRIES: AtomicU64 = AtomicU64::new(0);
 
-extern "C" fn short_waits(_state: *mut c_void, retries: c_int) -> c_int {
+/// The busy handler itself: counts the attempt, sleeps and answers whether to
+/// try again. Also installed on the inbox writer's own connection
+/// (`rusqlite`'s `busy_handler` takes exactly this signature).
+pub fn wait_for_lock(retries: c_int) -> bool {
     BUSY_RETRIES.fetch_add(1, Ordering::Relaxed);
     match wait_before_retry(retries) {
         Some(wait) => {
             std::thread::sleep(wait);
-            1
+            true
         }
-        None => 0,
+        None => false,
     }
+}
+
+extern "C" fn short_waits(_state: *mut c_void, retries: c_int) -> c_int {
+    c_int::from(wait_for_lock(retries))
 }
 
 /// Installs the short-wait busy handler on `conn` (replacing its busy timeout).

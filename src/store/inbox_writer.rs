@@ -6,14 +6,21 @@
 //! request. A failed batch is rolled back whole and every request in it gets
 //! the error; a row whose dedupe key is already stored comes back as
 //! [`Inserted::Duplicate`].
+//!
+//! The writer's connection is a plain blocking one (`rusqlite`), driven on the
+//! blocking pool once per batch: a batch is one hop to that thread and back,
+//! not an async round trip per statement and per returned row as through the
+//! pool's connections. At full load this connection is the one serial step of
+//! every acknowledgement, so its cost per row bounds the callback rate.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
-use sqlx::sqlite::{SqliteConnection, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite, SqlitePool};
+use rusqlite::{OpenFlags, TransactionBehavior};
+use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
@@ -22,9 +29,6 @@ use super::inbox::{InboxKind, Inserted, NewInboxEvent};
 /// Rows gathered into one transaction at most (a request is never split, so a
 /// batch may exceed this by one request's rows).
 const MAX_BATCH_ROWS: usize = 4096;
-/// Rows per INSERT statement: six parameters each, far below SQLite's limit,
-/// and few distinct statement shapes for the statement cache.
-const ROWS_PER_STATEMENT: usize = 128;
 /// Requests that may wait for the writer before senders wait for room.
 const QUEUE_DEPTH: usize = 65_536;
 
@@ -108,36 +112,19 @@ pub struct InboxWriter {
 }
 
 impl InboxWriter {
-    /// Opens the writer's own connection (the pool's options with
-    /// `synchronous=FULL`) and starts the writer task.
+    /// Opens the writer's own connection to the pool's database file and
+    /// starts the writer task.
     pub async fn spawn(pool: &SqlitePool) -> anyhow::Result<(InboxWriter, JoinHandle<()>)> {
-        let options = pool
-            .connect_options()
-            .as_ref()
-            .clone()
-            .synchronous(SqliteSynchronous::Full);
-        let mut conn = options
-            .connect()
-            .await
-            .context("opening the inbox writer's connection")?;
-        super::busy::install_short_waits(&mut conn).await?;
-        // Checkpoints (copying the log into the database file, with its own
-        // fsync) never run inside the writer's commits, where they would hold
-        // every waiting callback: the pool's connections run them as they commit.
-        sqlx::query("pragma wal_autocheckpoint = 0")
-            .execute(&mut conn)
-            .await?;
-        // 2 = FULL: the WAL is synced at every commit, not only at checkpoints.
-        let synchronous: i64 = sqlx::query_scalar("pragma synchronous")
-            .fetch_one(&mut conn)
-            .await?;
-        anyhow::ensure!(
-            synchronous == 2,
-            "inbox writer: synchronous is {synchronous}, not FULL"
-        );
+        let path = pool.connect_options().get_filename().to_owned();
+        let conn = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || open_connection(&path)
+        })
+        .await
+        .context("opening the inbox writer's connection")??;
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
         let stats = Arc::new(WriterStats::default());
-        let task = tokio::spawn(run(conn, requests, stats.clone(), pool.clone()));
+        let task = tokio::spawn(run(conn, path, requests, stats.clone(), pool.clone()));
         Ok((InboxWriter { queue, stats }, task))
     }
 
@@ -184,19 +171,71 @@ impl InboxWriter {
     }
 }
 
+/// The writer's connection: the same database and WAL as everywhere.
+/// Commits run with `synchronous=NORMAL` (the log is written, not synced);
+/// [`sync_and_answer`] syncs the log before anything is acknowledged, so an
+/// acknowledged row is as durable as under `synchronous=FULL`, and the next
+/// batch is inserted while the previous one's fsync runs.
+fn open_connection(path: &Path) -> anyhow::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("opening {} for the inbox writer", path.display()))?;
+    conn.busy_handler(Some(super::busy::wait_for_lock))?;
+    let journal: String =
+        conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
+    anyhow::ensure!(
+        journal == "wal",
+        "inbox writer: journal mode is {journal}, not WAL"
+    );
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    // Checkpoints (copying the log into the database file, with its own
+    // fsync) never run inside the writer's commits, where they would hold
+    // every waiting callback: the pool's connections run them as they commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(conn)
+}
+
+/// The write-ahead log beside the database file.
+fn wal_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// Makes everything written to the log so far durable. SQLite appends each
+/// commit to the log in order, so one sync covers every commit before it; a
+/// checkpoint that empties the log has already synced the database file.
+fn sync_log(wal: &Path) -> std::io::Result<()> {
+    std::fs::File::open(wal)?.sync_data()
+}
+
+/// A committed batch waiting for the log sync before its answers go out.
+struct Committed {
+    batch: Vec<Request>,
+    answers: Vec<Inserted>,
+    rows: usize,
+    started: std::time::Instant,
+}
+
 async fn run(
-    mut conn: SqliteConnection,
+    mut conn: rusqlite::Connection,
+    path: PathBuf,
     mut requests: mpsc::Receiver<Request>,
     stats: Arc<WriterStats>,
     pool: SqlitePool,
 ) {
+    let (to_sync, committed) = mpsc::unbounded_channel();
+    let syncer = tokio::spawn(sync_and_answer(wal_path(&path), committed, stats.clone()));
     let mut batch: Vec<Request> = Vec::new();
     // Closing the pool closes the database for good (shutdown, restore): the
     // writer then stops taking requests and lets go of its connection too.
     let closed = pool.close_event();
     tokio::pin!(closed);
     // Waits for the first request, then takes whatever else is already queued:
-    // under load the batch grows while the previous commit's fsync runs.
+    // under load the batch grows while the previous commit runs.
     loop {
         let first = tokio::select! {
             biased;
@@ -218,95 +257,171 @@ async fn run(
             }
         }
         let started = std::time::Instant::now();
-        let committed = commit_batch(&mut conn, &batch).await;
-        crate::metrics::inbox_batch(rows, started.elapsed().as_secs_f64());
-        match committed {
-            Ok(mut answers) => {
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
-                let requests = batch.len();
-                for request in batch.drain(..).rev() {
-                    let own = answers.split_off(answers.len() - request.rows.len());
-                    let _ = request.reply.send(Ok(own));
+        let requests_in_batch = batch.len();
+        let work = tokio::task::spawn_blocking(move || {
+            let committed = commit_batch(&mut conn, &batch);
+            (conn, batch, committed)
+        })
+        .await;
+        let (returned, returned_batch, committed) = match work {
+            Ok(done) => done,
+            Err(panicked) => {
+                // The batch and the connection went down with the thread; the
+                // dropped reply senders answer each request with an error, and
+                // dropping the connection rolled the transaction back.
+                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                stats.answered(requests_in_batch);
+                tracing::error!(error = %panicked, rows, "inbox batch panicked");
+                let reopened = tokio::task::spawn_blocking({
+                    let path = path.clone();
+                    move || open_connection(&path)
+                })
+                .await;
+                match reopened {
+                    Ok(Ok(reopened)) => {
+                        conn = reopened;
+                        batch = Vec::new();
+                        continue;
+                    }
+                    _ => break,
                 }
-                stats.answered(requests);
+            }
+        };
+        conn = returned;
+        match committed {
+            Ok(answers) => {
+                let committed = Committed {
+                    batch: returned_batch,
+                    answers,
+                    rows,
+                    started,
+                };
+                if to_sync.send(committed).is_err() {
+                    // The syncer stopped (the log could not be synced): its
+                    // requests were answered with the error; stop too.
+                    break;
+                }
+                batch = Vec::new();
             }
             Err(error) => {
+                // Nothing of the batch was kept: answer at once.
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %format!("{error:#}"), requests = batch.len(), rows, "inbox batch failed, rolled back");
+                tracing::error!(error = %format!("{error:#}"), requests = requests_in_batch, rows, "inbox batch failed, rolled back");
                 let error = WriteError(format!("{error:#}").into());
-                let requests = batch.len();
+                batch = returned_batch;
                 for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+                stats.answered(requests_in_batch);
+            }
+        }
+    }
+    // Answer what is committed before letting go of the connection.
+    drop(to_sync);
+    let _ = syncer.await;
+}
+
+/// Syncs the log behind each committed batch, then answers its requests. A
+/// sync covers every batch committed before it started, so batches that
+/// queue up during one sync are answered after the next, together.
+async fn sync_and_answer(
+    wal: PathBuf,
+    mut committed: mpsc::UnboundedReceiver<Committed>,
+    stats: Arc<WriterStats>,
+) {
+    let mut ready: Vec<Committed> = Vec::new();
+    while let Some(first) = committed.recv().await {
+        ready.push(first);
+        while let Ok(more) = committed.try_recv() {
+            ready.push(more);
+        }
+        let synced = tokio::task::spawn_blocking({
+            let wal = wal.clone();
+            move || sync_log(&wal)
+        })
+        .await
+        .map_err(|panicked| std::io::Error::other(panicked.to_string()))
+        .and_then(|synced| synced);
+        if let Err(error) = synced {
+            // After a failed fsync the kernel may have dropped the unwritten
+            // pages and a later fsync can succeed without them: nothing
+            // written since can be trusted, so the writer stops and every
+            // request from now on fails (500: WeCom retries later).
+            tracing::error!(%error, path = %wal.display(), "syncing the inbox log failed; the inbox writer stops");
+            let error = WriteError(format!("syncing the log failed: {error}").into());
+            for Committed { batch, .. } in ready.drain(..) {
+                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                let requests = batch.len();
+                for request in batch {
                     let _ = request.reply.send(Err(error.clone()));
                 }
                 stats.answered(requests);
             }
+            return;
+        }
+        for Committed {
+            batch,
+            mut answers,
+            rows,
+            started,
+        } in ready.drain(..)
+        {
+            crate::metrics::inbox_batch(rows, started.elapsed().as_secs_f64());
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+            let requests = batch.len();
+            for request in batch.into_iter().rev() {
+                let own = answers.split_off(answers.len() - request.rows.len());
+                let _ = request.reply.send(Ok(own));
+            }
+            stats.answered(requests);
         }
     }
-    let _ = conn.close().await;
 }
 
 /// Inserts every request's rows in one transaction and commits; the answers
 /// in the order of the rows. On error the transaction is rolled back (by
-/// dropping it) and nothing of the batch is kept.
-async fn commit_batch(
-    conn: &mut SqliteConnection,
+/// dropping it) and nothing of the batch is kept. A row whose key is stored
+/// already (before this batch or earlier in it) changes nothing and is a
+/// duplicate.
+fn commit_batch(
+    conn: &mut rusqlite::Connection,
     batch: &[Request],
 ) -> anyhow::Result<Vec<Inserted>> {
-    let rows: Vec<&InboxRecord> = batch.iter().flat_map(|r| r.rows.iter()).collect();
-    let mut tx = conn
-        .begin_with("BEGIN IMMEDIATE")
-        .await
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
         .context("beginning the inbox batch")?;
-    let mut stored: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        stored.extend(
-            insert_chunk(&mut tx, chunk)
-                .await?
-                .into_iter()
-                .map(|(id, key)| (key, id)),
-        );
+    let mut answers = Vec::with_capacity(batch.iter().map(|r| r.rows.len()).sum());
+    {
+        let mut insert = tx.prepare_cached(
+            "insert into inbox (source, kind, dedupe_key, received_at, event_json, chat_id) \
+             values (?1, ?2, ?3, ?4, ?5, ?6) on conflict (dedupe_key) do nothing",
+        )?;
+        for row in batch.iter().flat_map(|request| &request.rows) {
+            let changed = insert
+                .execute(rusqlite::params![
+                    row.source,
+                    row.kind.as_str(),
+                    row.dedupe_key,
+                    row.received_at,
+                    row.event_json,
+                    row.chat_id,
+                ])
+                .context("inserting inbox rows")?;
+            answers.push(match changed {
+                0 => Inserted::Duplicate,
+                _ => Inserted::New(tx.last_insert_rowid()),
+            });
+        }
     }
-    tx.commit().await.context("committing the inbox batch")?;
-    // The first row with a new key is the one stored; later rows with the same
-    // key (in this batch or before it) are duplicates.
-    Ok(rows
-        .iter()
-        .map(|row| match stored.remove(row.dedupe_key.as_str()) {
-            Some(id) => Inserted::New(id),
-            None => Inserted::Duplicate,
-        })
-        .collect())
-}
-
-/// One multi-row INSERT; the (id, dedupe key) of each row actually stored.
-async fn insert_chunk(
-    conn: &mut SqliteConnection,
-    chunk: &[&InboxRecord],
-) -> anyhow::Result<Vec<(i64, String)>> {
-    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "insert into inbox (source, kind, dedupe_key, received_at, event_json, chat_id) ",
-    );
-    query.push_values(chunk, |mut values, row| {
-        let row = row.as_new();
-        values
-            .push_bind(row.source)
-            .push_bind(row.kind)
-            .push_bind(row.dedupe_key)
-            .push_bind(row.received_at)
-            .push_bind(row.event_json)
-            .push_bind(row.chat_id);
-    });
-    query.push(" on conflict (dedupe_key) do nothing returning id, dedupe_key");
-    query
-        .build_query_as::<(i64, String)>()
-        .fetch_all(&mut *conn)
-        .await
-        .context("inserting inbox rows")
+    tx.commit().context("committing the inbox batch")?;
+    Ok(answers)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     async fn pool() -> (tempfile::TempDir, SqlitePool) {
