@@ -77,11 +77,13 @@ pub fn router(state: CallbackState) -> Router {
             "/wecom/bots/{name}/callback",
             get(verify_bot_url).post(receive_bot_event),
         )
-        .with_state(state)
+        // One Arc for the whole state: the extractor clones it for every request,
+        // and one reference count is cheaper than one per field.
+        .with_state(Arc::new(state))
 }
 
 async fn verify_app_url(
-    state: State<CallbackState>,
+    state: State<Arc<CallbackState>>,
     name: Path<String>,
     uri: Uri,
 ) -> Result<Response, AppError> {
@@ -89,7 +91,7 @@ async fn verify_app_url(
 }
 
 async fn verify_bot_url(
-    state: State<CallbackState>,
+    state: State<Arc<CallbackState>>,
     name: Path<String>,
     uri: Uri,
 ) -> Result<Response, AppError> {
@@ -97,7 +99,7 @@ async fn verify_bot_url(
 }
 
 async fn receive_app_event(
-    state: State<CallbackState>,
+    state: State<Arc<CallbackState>>,
     name: Path<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -107,7 +109,7 @@ async fn receive_app_event(
 }
 
 async fn receive_bot_event(
-    state: State<CallbackState>,
+    state: State<Arc<CallbackState>>,
     name: Path<String>,
     uri: Uri,
     headers: HeaderMap,
