@@ -2,10 +2,11 @@
 //! checking them in parallel with the library's pure checker, printing the
 //! verdicts (or, with `--report`, the per-family figures of a case file).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use anyhow::Context;
 
@@ -14,10 +15,10 @@ use crate::rules::moderation::{
     MatchOptions, TermList,
 };
 
-/// Inputs smaller than this are checked on one thread.
-const PARALLEL_FROM_BYTES: usize = 256 * 1024;
-/// Pieces of input per worker thread.
-const PIECES_PER_WORKER: usize = 16;
+/// Bytes of input per piece handed to a worker: large enough that handing
+/// over costs nothing next to checking, small enough that a worker the shared
+/// machine slows down holds up little.
+const PIECE_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -52,22 +53,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         families,
         ..MatchOptions::default()
     };
-    // Read the messages while the matcher compiles.
-    let (engine, input) = std::thread::scope(|scope| {
-        let reader = args.report.is_none().then(|| {
-            scope.spawn(|| -> std::io::Result<Vec<u8>> {
-                let mut input = Vec::new();
-                std::io::stdin().lock().read_to_end(&mut input)?;
-                Ok(input)
-            })
-        });
-        let engine = build_engine(&args.terms, args.allow.as_deref(), options);
-        let input = reader.map(|handle| handle.join().expect("the stdin reader does not panic"));
-        (engine, input)
-    });
-    let engine = engine?;
-
+    let check = CheckOptions {
+        explain: args.explain,
+        policy,
+    };
     if let Some(path) = &args.report {
+        let engine = build_engine(&args.terms, args.allow.as_deref(), options)?;
         let source = read(path, "case file")?;
         let cases = parse_cases(&source)
             .map_err(|err| anyhow::anyhow!("{err}"))
@@ -77,54 +68,59 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let input = input
-        .transpose()
-        .context("reading messages")?
-        .unwrap_or_default();
-    let check = CheckOptions {
-        explain: args.explain,
-        policy,
-    };
-    let workers = if input.len() < PARALLEL_FROM_BYTES {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
-    };
-    // More pieces than workers, taken in turn: a worker the shared machine
-    // slows down holds up only its current piece, not half the input.
-    let pieces = split_at_lines(&input, workers * PIECES_PER_WORKER);
-    let next = AtomicUsize::new(0);
-    let mut results: Vec<(usize, Vec<u8>, CheckSummary)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                let (engine, pieces, next) = (&engine, &pieces, &next);
-                scope.spawn(move || {
-                    let mut done = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(piece) = pieces.get(index) else {
-                            break done;
-                        };
-                        let mut out = Vec::with_capacity(piece.len() / 8);
-                        let summary = check_block(engine, piece, check, &mut out);
-                        done.push((index, out, summary));
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|handle| handle.join().expect("checking does not panic"))
-            .collect()
-    });
-    results.sort_unstable_by_key(|&(index, _, _)| index);
-    let mut summary = CheckSummary::default();
-    let mut stdout = std::io::stdout().lock();
-    for (_, out, part) in &results {
-        stdout.write_all(out).context("writing verdicts")?;
-        summary.add(*part);
-    }
-    stdout.flush().context("writing verdicts")?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    // Pieces of input flow from the reader to the workers and their verdicts
+    // to the writer (this thread), which puts them back in input order. The
+    // input is never held whole: memory stays bounded however much is piped
+    // in, and checking starts as soon as the matcher is built.
+    let (pieces_in, pieces_out) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(workers * 4);
+    let pieces_out = Mutex::new(pieces_out);
+    let (verdicts_in, verdicts_out) = std::sync::mpsc::channel::<(usize, Vec<u8>, CheckSummary)>();
+    let summary = std::thread::scope(|scope| -> anyhow::Result<CheckSummary> {
+        let reader =
+            scope.spawn(move || read_pieces(std::io::stdin().lock(), PIECE_BYTES, &pieces_in));
+        // Leaked: the process ends after this run, and letting the operating
+        // system take the matcher back is quicker than freeing it piece by piece.
+        let engine: &'static Engine = Box::leak(Box::new(build_engine(
+            &args.terms,
+            args.allow.as_deref(),
+            options,
+        )?));
+        for _ in 0..workers {
+            let (pieces_out, verdicts_in) = (&pieces_out, verdicts_in.clone());
+            scope.spawn(move || loop {
+                // The lock is held only to take the next piece.
+                let next = pieces_out.lock().map(|pieces| pieces.recv());
+                let Ok(Ok((index, piece))) = next else {
+                    break;
+                };
+                let mut out = Vec::with_capacity(piece.len() / 8);
+                let summary = check_block(engine, &piece, check, &mut out);
+                if verdicts_in.send((index, out, summary)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(verdicts_in);
+        let mut summary = CheckSummary::default();
+        let mut stdout = std::io::stdout().lock();
+        let mut waiting: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+        let mut next = 0;
+        for (index, out, part) in verdicts_out {
+            summary.add(part);
+            waiting.insert(index, out);
+            while let Some(out) = waiting.remove(&next) {
+                stdout.write_all(&out).context("writing verdicts")?;
+                next += 1;
+            }
+        }
+        stdout.flush().context("writing verdicts")?;
+        reader
+            .join()
+            .expect("the stdin reader does not panic")
+            .context("reading messages")?;
+        Ok(summary)
+    })?;
     eprintln!(
         "{} messages: {} blocked, {} to review, {} passed",
         summary.messages,
@@ -133,6 +129,40 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         summary.passed()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads `input` in pieces of about `piece_bytes`, each ending at a line end
+/// (the last may not), numbered in order, until the input ends or the
+/// workers stop taking pieces. A line longer than a piece stays whole.
+fn read_pieces(
+    mut input: impl Read,
+    piece_bytes: usize,
+    pieces: &std::sync::mpsc::SyncSender<(usize, Vec<u8>)>,
+) -> std::io::Result<()> {
+    let mut index = 0;
+    let mut piece = Vec::with_capacity(piece_bytes);
+    loop {
+        let filled = (&mut input)
+            .take(piece_bytes as u64)
+            .read_to_end(&mut piece)?;
+        if filled == 0 {
+            if !piece.is_empty() {
+                let _ = pieces.send((index, piece));
+            }
+            return Ok(());
+        }
+        let Some(end) = piece.iter().rposition(|&b| b == b'\n') else {
+            continue;
+        };
+        // The start of a line cut by the piece's end begins the next piece.
+        let rest = piece.split_off(end + 1);
+        if pieces.send((index, piece)).is_err() {
+            return Ok(());
+        }
+        index += 1;
+        piece = Vec::with_capacity(piece_bytes + rest.len());
+        piece.extend_from_slice(&rest);
+    }
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<String> {
@@ -154,41 +184,34 @@ fn build_engine(
     Engine::build(&terms, &allow, options).context("building the matcher")
 }
 
-/// `input` cut into about `parts` pieces, each ending at a line end.
-fn split_at_lines(input: &[u8], parts: usize) -> Vec<&[u8]> {
-    let mut pieces = Vec::with_capacity(parts);
-    let mut rest = input;
-    let target = input.len().div_ceil(parts.max(1));
-    while !rest.is_empty() {
-        if pieces.len() + 1 == parts || rest.len() <= target {
-            pieces.push(rest);
-            break;
-        }
-        let cut = rest[target..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(rest.len(), |i| target + i + 1);
-        pieces.push(&rest[..cut]);
-        rest = &rest[cut..];
-    }
-    pieces
-}
-
 #[cfg(test)]
 mod tests {
-    use super::split_at_lines;
+    use super::read_pieces;
+
+    fn pieces(input: &[u8], piece_bytes: usize) -> Vec<(usize, Vec<u8>)> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1024);
+        read_pieces(input, piece_bytes, &sender).unwrap();
+        drop(sender);
+        receiver.into_iter().collect()
+    }
 
     #[test]
-    fn parts_end_at_line_ends_and_cover_everything() {
-        let input = b"one\ntwo\nthree\nfour\nfive";
-        for parts in 1..6 {
-            let pieces = split_at_lines(input, parts);
-            assert_eq!(pieces.concat(), input.to_vec());
-            assert!(pieces.len() <= parts);
-            for piece in &pieces[..pieces.len() - 1] {
-                assert!(piece.ends_with(b"\n"));
+    fn pieces_end_at_line_ends_keep_long_lines_whole_and_cover_everything() {
+        let input = b"one\ntwo\na line longer than a piece\nfour\nfive";
+        for piece_bytes in [1, 3, 7, 16, 1024] {
+            let pieces = pieces(input, piece_bytes);
+            let indices: Vec<usize> = pieces.iter().map(|(index, _)| *index).collect();
+            assert_eq!(indices, (0..pieces.len()).collect::<Vec<_>>());
+            let joined: Vec<u8> = pieces.iter().flat_map(|(_, p)| p.clone()).collect();
+            assert_eq!(joined, input.to_vec(), "piece size {piece_bytes}");
+            for (_, piece) in &pieces[..pieces.len() - 1] {
+                assert!(piece.ends_with(b"\n"), "piece size {piece_bytes}");
             }
+            assert!(pieces
+                .iter()
+                .any(|(_, p)| p.windows(26).any(|w| w == b"a line longer than a piece")));
         }
-        assert!(split_at_lines(b"", 2).is_empty());
+        assert!(pieces(b"", 4).is_empty());
+        assert_eq!(pieces(b"x\n", 4), [(0, b"x\n".to_vec())]);
     }
 }
