@@ -301,8 +301,11 @@ async fn run(
                     started,
                 };
                 if to_sync.send(committed).is_err() {
-                    // The syncer stopped (the log could not be synced): its
-                    // requests were answered with the error; stop too.
+                    // The syncer stopped (the log could not be synced): the
+                    // dropped batch answers each of its requests with an
+                    // error, as the syncer did its own; stop too.
+                    stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                    stats.answered(requests_in_batch);
                     break;
                 }
                 batch = Vec::new();
@@ -353,6 +356,11 @@ async fn sync_and_answer(
             // request from now on fails (500: WeCom retries later).
             tracing::error!(%error, path = %wal.display(), "syncing the inbox log failed; the inbox writer stops");
             let error = WriteError(format!("syncing the log failed: {error}").into());
+            // No batch is taken from now on; those already queued fail too.
+            committed.close();
+            while let Some(more) = committed.recv().await {
+                ready.push(more);
+            }
             for Committed { batch, .. } in ready.drain(..) {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 let requests = batch.len();
@@ -525,6 +533,24 @@ mod tests {
         // The writer carries on with the next batch.
         writer.write_one(record("good1")).await.unwrap();
         assert_eq!(keys(&pool).await, ["good1"]);
+    }
+
+    #[tokio::test]
+    async fn rows_whose_log_cannot_be_synced_are_not_acknowledged_and_the_writer_stops() {
+        let (dir, pool) = pool().await;
+        let (writer, task) = InboxWriter::spawn(&pool).await.unwrap();
+        writer.write_one(record("first")).await.unwrap();
+        // The log's name is gone: the commit still lands in the open file,
+        // but the sync that must come before any answer fails.
+        std::fs::remove_file(dir.path().join("writer.db-wal")).unwrap();
+        let second = writer.write_one(record("second")).await;
+        assert!(second.is_err(), "{second:?}");
+        assert_eq!(writer.stats().failed_batches(), 1);
+        // Nothing written after a failed sync is trusted: the writer stops.
+        assert!(writer.write_one(record("third")).await.is_err());
+        task.await.unwrap();
+        assert!(writer.write_one(record("fourth")).await.is_err());
+        assert_eq!(writer.stats().waiting(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
