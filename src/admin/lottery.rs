@@ -104,14 +104,11 @@ async fn list_page(
         .iter()
         .map(lottery_json)
         .collect();
-    Ok(state
-        .views()
-        .render(
-            "lotteries.html",
-            &frame,
-            json!({ "lotteries": lotteries, "segments": segments::list(&state.ops).await? }),
-        )?
-        .into_response())
+    state.views().page(
+        "lotteries.html",
+        &frame,
+        json!({ "lotteries": lotteries, "segments": segments::list(&state.ops).await? }),
+    )
 }
 
 async fn detail_page(
@@ -122,10 +119,9 @@ async fn detail_page(
 ) -> Result<Response, AdminError> {
     let frame = Frame::new(&headers, Some(&manager), "lotteries");
     let view = ops::show(&state.ops, id).await?;
-    Ok(state
+    state
         .views()
-        .render("lottery.html", &frame, json!({ "d": view_json(&view) }))?
-        .into_response())
+        .page("lottery.html", &frame, json!({ "d": view_json(&view) }))
 }
 
 /// The entrant file `qunyun lottery verify --entrants` reads.

@@ -205,14 +205,11 @@ pub async fn dashboard(
     let frame = Frame::new(&headers, Some(&manager), "dashboard");
     let data = ops::dashboard::dashboard(&state.ops, state.now()).await?;
     let charts = dashboard_charts(&data, &frame.t);
-    Ok(state
-        .views()
-        .render(
-            "dashboard.html",
-            &frame,
-            json!({ "d": data, "charts": charts }),
-        )?
-        .into_response())
+    state.views().page(
+        "dashboard.html",
+        &frame,
+        json!({ "d": data, "charts": charts }),
+    )
 }
 
 /// The dashboard's charts as inline SVG, titled in the page language.
@@ -306,14 +303,11 @@ async fn chats_page(
     let frame = Frame::new(headers, Some(manager), "chats");
     let chats = ops::chats::list(&state.ops, state.now()).await?;
     let request_key = format!("{:032x}", rand::random::<u128>());
-    Ok(state
-        .views()
-        .render(
-            "chats.html",
-            &frame,
-            json!({ "chats": chats, "sent": sent, "request_key": request_key }),
-        )?
-        .into_response())
+    state.views().page(
+        "chats.html",
+        &frame,
+        json!({ "chats": chats, "sent": sent, "request_key": request_key }),
+    )
 }
 
 fn chat_page_url(chat_id: &str) -> String {
@@ -332,10 +326,7 @@ pub async fn chat(
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "chats");
     let detail = ops::chats::show(&state.ops, &chat_id).await?;
-    Ok(state
-        .views()
-        .render("chat.html", &frame, json!(detail))?
-        .into_response())
+    state.views().page("chat.html", &frame, json!(detail))
 }
 
 #[derive(Deserialize)]
@@ -457,14 +448,11 @@ pub async fn members(
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "members");
     let members = ops::members::search(&state.ops, &search.q, 200).await?;
-    Ok(state
-        .views()
-        .render(
-            "members.html",
-            &frame,
-            json!({ "members": members, "q": search.q }),
-        )?
-        .into_response())
+    state.views().page(
+        "members.html",
+        &frame,
+        json!({ "members": members, "q": search.q }),
+    )
 }
 
 pub async fn member(
@@ -485,10 +473,7 @@ pub async fn member(
         .collect();
     profile["weekdays"] = json!(weekdays);
     profile["posts"] = json!(ops::honour::member_posts(&state.ops, &user_id).await?);
-    Ok(state
-        .views()
-        .render("member.html", &frame, profile)?
-        .into_response())
+    state.views().page("member.html", &frame, profile)
 }
 
 #[derive(Deserialize)]
@@ -683,14 +668,11 @@ pub async fn rules_history(
         .into_iter()
         .map(|(version, at)| json!({ "version": version, "at": at }))
         .collect();
-    Ok(state
-        .views()
-        .render(
-            "rules_history.html",
-            &frame,
-            json!({ "versions": versions, "active": active, "applied": query.applied }),
-        )?
-        .into_response())
+    state.views().page(
+        "rules_history.html",
+        &frame,
+        json!({ "versions": versions, "active": active, "applied": query.applied }),
+    )
 }
 
 pub async fn rules_version(
@@ -703,15 +685,12 @@ pub async fn rules_version(
     let current = ops::rules::active(&state.ops).await?.body;
     let stored = ops::rules::version(&state.ops, version).await?;
     let diff = diff_lines(&current, &stored.body);
-    Ok(state
-        .views()
-        .render(
-            "rules_version.html",
-            &frame,
-            json!({ "version": stored.version, "at": stored.created_at, "body": stored.body,
+    state.views().page(
+        "rules_version.html",
+        &frame,
+        json!({ "version": stored.version, "at": stored.created_at, "body": stored.body,
                     "diff": if has_changes(&diff) { diff } else { Vec::new() } }),
-        )?
-        .into_response())
+    )
 }
 
 pub async fn rollback_rules(
@@ -745,14 +724,11 @@ pub async fn queues(
     let dead = ops::queues::dead_letters(&state.ops).await?;
     let uncertain = dead.iter().filter(|d| d.is_uncertain()).count();
     let delivery = ops::queues::delivery_counts(&state.ops).await?;
-    Ok(state
-        .views()
-        .render(
+    state.views().page(
             "queues.html",
             &frame,
             json!({ "redemptions": redemptions, "parked": parked, "dead": dead, "uncertain": uncertain, "delivery": delivery }),
-        )?
-        .into_response())
+        )
 }
 
 /// A button on the queues page acting on one item (see [`ItemAction`]).
@@ -808,10 +784,9 @@ pub async fn audit(
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "audit");
     let entries = ops::audit::recent(&state.ops, None, 300).await?;
-    Ok(state
+    state
         .views()
-        .render("audit.html", &frame, json!({ "entries": entries }))?
-        .into_response())
+        .page("audit.html", &frame, json!({ "entries": entries }))
 }
 
 #[derive(Deserialize, Default)]
