@@ -476,6 +476,13 @@ pub async fn member(
     state.views().page("member.html", &frame, profile)
 }
 
+fn member_page_url(user_id: &str) -> String {
+    format!(
+        "/admin/members/{}",
+        percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
+
 #[derive(Deserialize)]
 pub struct AdjustForm {
     csrf: String,
@@ -504,10 +511,7 @@ pub async fn adjust_points(
         &form.reason,
     )
     .await?;
-    Ok(see_other(&format!(
-        "/admin/members/{}",
-        percent_encoding::utf8_percent_encode(&user_id, percent_encoding::NON_ALPHANUMERIC)
-    )))
+    Ok(see_other(&member_page_url(&user_id)))
 }
 
 #[derive(Deserialize)]
@@ -525,10 +529,7 @@ pub async fn mark_essence(
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
     ops::honour::mark_essence(&state.ops, &manager.actor, state.now(), &form.message_id).await?;
-    Ok(see_other(&format!(
-        "/admin/members/{}",
-        percent_encoding::utf8_percent_encode(&user_id, percent_encoding::NON_ALPHANUMERIC)
-    )))
+    Ok(see_other(&member_page_url(&user_id)))
 }
 
 // --- rules --------------------------------------------------------------------
