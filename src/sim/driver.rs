@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::model::{member_type_from_id, SeedGroupMember, WorldRefusal};
-use super::state::random_id;
+use super::state::{random_id, Sent};
 use super::{api, Sim};
 use crate::wecom::crypto::{fresh_nonce, MsgCrypt};
 
@@ -1062,15 +1062,15 @@ impl Sim {
             .fill(&mut outcome);
         // The passive answer: an encrypted `update_template_card` for this card.
         if let Some(card) = self.opened_card_update(&bot, &outcome.body, &request.task_id) {
-            self.state().deliver(
-                super::model::Route::BotResponse,
-                request.chat_id.clone(),
-                "update_template_card",
-                card,
-                self.now(),
-                &random_id(32),
-                bot_id,
-            );
+            let sent = Sent {
+                route: super::model::Route::BotResponse,
+                msgtype: "update_template_card",
+                content: &card,
+                now: self.now(),
+                msgid: &random_id(32),
+                sender: &bot_id,
+            };
+            self.state().deliver(&sent, request.chat_id.clone());
         }
         Ok(outcome)
     }
