@@ -899,22 +899,15 @@ fn add_msg_template(
     if chat_ids.is_empty() {
         return Err(fail(41048, "no group to send to"));
     }
-    let msgid = format!("msg{}", random_id(24));
-    state.mass_tasks.insert(
-        msgid.clone(),
-        MassTask {
-            sender,
-            chat_ids,
-            external_userids: Vec::new(),
-            msgtype,
-            content,
-            sent_at: None,
-        },
-    );
-    if config.auto_confirm_mass {
-        confirm_mass(state, &msgid, call.now);
-    }
-    Ok(fields(json!({"fail_list": fail_list, "msgid": msgid})))
+    let task = MassTask {
+        sender,
+        chat_ids,
+        external_userids: Vec::new(),
+        msgtype,
+        content,
+        sent_at: None,
+    };
+    file_mass_task(state, config, call.now, task, fail_list)
 }
 
 /// `chat_type = single`: a 1:1 mass message to the sender's customers
@@ -943,20 +936,30 @@ fn add_single_template(
     if external_userids.is_empty() {
         return Err(fail(41048, "no customer to send to"));
     }
+    let task = MassTask {
+        sender,
+        chat_ids: Vec::new(),
+        external_userids,
+        msgtype,
+        content,
+        sent_at: None,
+    };
+    file_mass_task(state, config, call.now, task, fail_list)
+}
+
+/// Files a mass task under a fresh msgid (confirmed at once when the config
+/// says so) and answers with that msgid and the targets that failed.
+fn file_mass_task(
+    state: &mut SimState,
+    config: &SimConfig,
+    now: DateTime<Utc>,
+    task: MassTask,
+    fail_list: Vec<String>,
+) -> ApiResult {
     let msgid = format!("msg{}", random_id(24));
-    state.mass_tasks.insert(
-        msgid.clone(),
-        MassTask {
-            sender,
-            chat_ids: Vec::new(),
-            external_userids,
-            msgtype,
-            content,
-            sent_at: None,
-        },
-    );
+    state.mass_tasks.insert(msgid.clone(), task);
     if config.auto_confirm_mass {
-        confirm_mass(state, &msgid, call.now);
+        confirm_mass(state, &msgid, now);
     }
     Ok(fields(json!({"fail_list": fail_list, "msgid": msgid})))
 }
