@@ -894,6 +894,8 @@ impl OutboxSender {
     }
 
     async fn send(&self, call: Call<'_>) -> Result<Delivered, ApiError> {
+        // Message/send and mass templates answer with something to keep; every
+        // other call answers only success: sent, with no msgid.
         match call {
             Call::Member { secret, message } => {
                 let response = self.api.send_message(secret, &message).await?;
@@ -904,25 +906,16 @@ impl OutboxSender {
                 {
                     tracing::warn!("message/send reported invalid recipients");
                 }
-                Ok(Delivered::Sent {
+                return Ok(Delivered::Sent {
                     msgid: response.msgid,
-                })
+                });
             }
-            Call::AppGroup { secret, message } => {
-                self.api.appchat_send(secret, &message).await?;
-                Ok(Delivered::Sent { msgid: None })
-            }
-            Call::Webhook { key, message } => {
-                self.api.webhook_send(key, &message).await?;
-                Ok(Delivered::Sent { msgid: None })
-            }
+            Call::AppGroup { secret, message } => self.api.appchat_send(secret, &message).await?,
+            Call::Webhook { key, message } => self.api.webhook_send(key, &message).await?,
             Call::SmartBot {
                 response_url,
                 response,
-            } => {
-                self.api.respond_to_bot(response_url, &response).await?;
-                Ok(Delivered::Sent { msgid: None })
-            }
+            } => self.api.respond_to_bot(response_url, &response).await?,
             Call::Mass { secret, template } => {
                 let response = self.api.add_msg_template(secret, &template).await?;
                 if !response.fail_list.is_empty() {
@@ -931,17 +924,15 @@ impl OutboxSender {
                         "add_msg_template could not include some targets"
                     );
                 }
-                Ok(Delivered::AwaitingConfirmation {
+                return Ok(Delivered::AwaitingConfirmation {
                     msgid: response.msgid,
-                })
+                });
             }
             Call::Welcome { secret, message } => {
-                self.api.send_welcome_msg(secret, &message).await?;
-                Ok(Delivered::Sent { msgid: None })
+                self.api.send_welcome_msg(secret, &message).await?
             }
             Call::AppChatRemove { secret, update } => {
-                self.api.appchat_update(secret, &update).await?;
-                Ok(Delivered::Sent { msgid: None })
+                self.api.appchat_update(secret, &update).await?
             }
             Call::CustomerTag { secret, change } => {
                 crate::jobs::customer_tags::mark(
@@ -951,14 +942,11 @@ impl OutboxSender {
                     &self.settings.customer_tag_group,
                     &change,
                 )
-                .await?;
-                Ok(Delivered::Sent { msgid: None })
+                .await?
             }
-            Call::LongConn(reply) => {
-                reply.send(&self.long_connections).await?;
-                Ok(Delivered::Sent { msgid: None })
-            }
+            Call::LongConn(reply) => reply.send(&self.long_connections).await?,
         }
+        Ok(Delivered::Sent { msgid: None })
     }
 
     /// The row's verdict after its call (started at `call_started`) answered
