@@ -444,23 +444,14 @@ impl OutboxSender {
             let total = results.len();
             let delivered = results.iter().filter(|r| r.status == 1).count();
             let unsent = results.iter().filter(|r| r.status == 0).count();
-            if total == 0 || unsent > 0 {
+            // How the wait ends now, if it does: the status and its note.
+            let ending = if total == 0 || unsent > 0 {
                 if timed_out {
                     let reason = format!(
                         "{} did not confirm in time: {delivered} of {total} sent",
                         row.target
                     );
-                    if store::finish_confirmation(
-                        &mut conn,
-                        row.id,
-                        now,
-                        OutboxStatus::Dead,
-                        Some(&reason),
-                    )
-                    .await?
-                    {
-                        dead += 1;
-                    }
+                    Some((OutboxStatus::Dead, Some(reason)))
                 } else {
                     let note = format!(
                         "waiting for {} to confirm: {delivered} of {total} sent",
@@ -468,33 +459,25 @@ impl OutboxSender {
                     );
                     store::reschedule_confirmation_poll(&mut conn, row.id, next_poll, Some(&note))
                         .await?;
+                    None
                 }
             } else if delivered > 0 {
                 let note =
                     (delivered < total).then(|| format!("{delivered} of {total} received it"));
-                if store::finish_confirmation(
-                    &mut conn,
-                    row.id,
-                    now,
-                    OutboxStatus::Sent,
-                    note.as_deref(),
-                )
-                .await?
-                {
-                    sent += 1;
-                }
+                Some((OutboxStatus::Sent, note))
             } else {
                 let reason = format!("no recipient received it ({total} failed)");
-                if store::finish_confirmation(
-                    &mut conn,
-                    row.id,
-                    now,
-                    OutboxStatus::Dead,
-                    Some(&reason),
-                )
-                .await?
+                Some((OutboxStatus::Dead, Some(reason)))
+            };
+            if let Some((status, note)) = ending {
+                if store::finish_confirmation(&mut conn, row.id, now, status, note.as_deref())
+                    .await?
                 {
-                    dead += 1;
+                    if status == OutboxStatus::Sent {
+                        sent += 1;
+                    } else {
+                        dead += 1;
+                    }
                 }
             }
         }
