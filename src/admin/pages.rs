@@ -933,63 +933,59 @@ pub async fn create_token(
     Form(form): Form<NewTokenForm>,
 ) -> PageResult {
     manager.authorize_form(Role::Owner, &form.csrf)?;
-    let days = form.expires_in_days.trim();
-    let valid_days = if days.is_empty() {
-        None
-    } else {
-        match days.parse::<u32>() {
-            Ok(days) => Some(days),
-            Err(_) => {
-                let reason = format!(
-                    "expires_in_days: a whole number of days from 1 to {}",
-                    ops::accounts::MAX_TOKEN_DAYS
-                );
-                return render_users(
-                    &state,
-                    &manager,
-                    &headers,
-                    None,
-                    Some(&reason),
-                    StatusCode::BAD_REQUEST,
-                )
-                .await;
-            }
-        }
-    };
-    let created = ops::accounts::create_token_expiring(
-        &state.ops,
-        &manager.actor,
-        state.now(),
-        &manager.username,
-        &form.label,
-        valid_days,
-    )
-    .await;
-    let token = match created {
-        Ok(token) => token,
-        Err(invalid @ OpsError::Invalid { .. }) => {
-            let reason = invalid.to_string();
-            return render_users(
-                &state,
-                &manager,
-                &headers,
-                None,
-                Some(&reason),
-                StatusCode::BAD_REQUEST,
+    // Either the new token, shown once, or why there is none, shown inline.
+    let reason = match token_days(&form.expires_in_days) {
+        Err(reason) => reason,
+        Ok(valid_days) => {
+            let created = ops::accounts::create_token_expiring(
+                &state.ops,
+                &manager.actor,
+                state.now(),
+                &manager.username,
+                &form.label,
+                valid_days,
             )
             .await;
+            match created {
+                Ok(token) => {
+                    return render_users(
+                        &state,
+                        &manager,
+                        &headers,
+                        Some(&token),
+                        None,
+                        StatusCode::OK,
+                    )
+                    .await
+                }
+                Err(invalid @ OpsError::Invalid { .. }) => invalid.to_string(),
+                Err(other) => return Err(other.into()),
+            }
         }
-        Err(other) => return Err(other.into()),
     };
     render_users(
         &state,
         &manager,
         &headers,
-        Some(&token),
         None,
-        StatusCode::OK,
+        Some(&reason),
+        StatusCode::BAD_REQUEST,
     )
     .await
+}
+
+/// The token form's days until expiry: `None` (never) when left empty.
+fn token_days(text: &str) -> Result<Option<u32>, String> {
+    let days = text.trim();
+    if days.is_empty() {
+        return Ok(None);
+    }
+    days.parse::<u32>().map(Some).map_err(|_| {
+        format!(
+            "expires_in_days: a whole number of days from 1 to {}",
+            ops::accounts::MAX_TOKEN_DAYS
+        )
+    })
 }
 
 pub async fn revoke_token(
