@@ -450,6 +450,40 @@ async fn the_console_creates_a_lottery_and_shows_the_seed_only_after_the_draw_wi
 }
 
 #[tokio::test]
+async fn the_console_buttons_draw_one_lottery_and_cancel_another() {
+    let app = spawn_app().await;
+    community(&app).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let created = create(&app, Eligibility::default(), vec![points_prize(40, 1)]).await;
+        ids.push(created.id);
+    }
+    app.mention_bot("E1", "zhangsan", "抽奖").await;
+    let console = app.console();
+    let (session, _) = console.session_for("mei", Role::Operator).await;
+    let status = |id: i64| {
+        let app = &app;
+        async move { lottery::show(&app.ops(), id).await.unwrap().lottery.status }
+    };
+
+    let draw = format!("/admin/lotteries/{}/draw", ids[0]);
+    let no_csrf = console.post_form(&draw, Some(&session.cookie), &[]).await;
+    assert_ne!(no_csrf.status, axum::http::StatusCode::SEE_OTHER);
+    assert_eq!(status(ids[0]).await, "open");
+    for (id, button, form, after) in [
+        (ids[0], "draw", vec![], "drawn"),
+        (ids[1], "cancel", vec![("reason", "改期")], "cancelled"),
+    ] {
+        let path = format!("/admin/lotteries/{id}/{button}");
+        let reply = console.post_as(&path, &session, &form).await;
+        let back = format!("/admin/lotteries/{id}");
+        assert_eq!(reply.location(), Some(back.as_str()), "{}", reply.body);
+        assert_eq!(status(id).await, after, "after {button}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_draw_that_fails_midway_leaves_nothing_and_the_next_pass_draws_once() {
     let app = spawn_app().await;
     community(&app).await;
