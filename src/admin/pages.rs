@@ -539,32 +539,23 @@ pub async fn rules(
     manager: Manager,
     headers: HeaderMap,
 ) -> PageResult {
-    let active = ops::rules::active(&state.ops).await?;
-    render_rules(
-        &state,
-        &manager,
-        &headers,
-        active.version,
-        &active.body,
-        &active.body,
-        &[],
-        StatusCode::OK,
-        false,
-    )
+    render_rules(&state, &manager, &headers, None, &[], StatusCode::OK, false).await
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render_rules(
+/// The rules page: `draft` (`None`: the active rules themselves) with its
+/// problems and its diff against the active version.
+async fn render_rules(
     state: &AdminState,
     manager: &Manager,
     headers: &HeaderMap,
-    version: Option<i64>,
-    current: &str,
-    draft: &str,
+    draft: Option<&str>,
     problems: &[FieldProblem],
     status: StatusCode,
     checked: bool,
 ) -> PageResult {
+    let active = ops::rules::active(&state.ops).await?;
+    let (version, current) = (active.version, active.body.as_str());
+    let draft = draft.unwrap_or(current);
     let frame = Frame::new(headers, Some(manager), "rules");
     let diff = diff_lines(current, draft);
     let unplaced: Vec<String> = problems
@@ -602,7 +593,6 @@ pub async fn check_rules(
     Form(form): Form<RulesForm>,
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    let active = ops::rules::active(&state.ops).await?;
     let problems = ops::rules::check(&form.body);
     let status = if problems.is_empty() {
         StatusCode::OK
@@ -613,13 +603,12 @@ pub async fn check_rules(
         &state,
         &manager,
         &headers,
-        active.version,
-        &active.body,
-        &form.body,
+        Some(&form.body),
         &problems,
         status,
         true,
     )
+    .await
 }
 
 pub async fn apply_rules(
@@ -634,18 +623,16 @@ pub async fn apply_rules(
             "/admin/rules/history?applied={version}"
         ))),
         Applied::Invalid(problems) => {
-            let active = ops::rules::active(&state.ops).await?;
             render_rules(
                 &state,
                 &manager,
                 &headers,
-                active.version,
-                &active.body,
-                &form.body,
+                Some(&form.body),
                 &problems,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 true,
             )
+            .await
         }
     }
 }
