@@ -1069,6 +1069,19 @@ mod tests {
             .collect()
     }
 
+    /// The environment of a corp with one app, `ops` (agent 1000002), plus `extra`.
+    fn one_app_env(secret: &str, token: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let app = [
+            ("QUNYUN_WECOM__CORP_ID", "ww123"),
+            ("QUNYUN_WECOM__APPS__0__NAME", "ops"),
+            ("QUNYUN_WECOM__APPS__0__AGENT_ID", "1000002"),
+            ("QUNYUN_WECOM__APPS__0__SECRET", secret),
+            ("QUNYUN_WECOM__APPS__0__TOKEN", token),
+            ("QUNYUN_WECOM__APPS__0__ENCODING_AES_KEY", KEY),
+        ];
+        env(&[&app[..], extra].concat())
+    }
+
     #[test]
     fn defaults_are_valid_without_a_file() {
         let config = Config::load(None, Vec::new()).unwrap();
@@ -1081,15 +1094,7 @@ mod tests {
     fn env_overrides_nest_and_index_arrays() {
         let config = Config::load(
             None,
-            env(&[
-                ("QUNYUN_WECOM__CORP_ID", "ww123"),
-                ("QUNYUN_WECOM__APPS__0__NAME", "ops"),
-                ("QUNYUN_WECOM__APPS__0__AGENT_ID", "1000002"),
-                ("QUNYUN_WECOM__APPS__0__SECRET", "123456"),
-                ("QUNYUN_WECOM__APPS__0__TOKEN", "0123"),
-                ("QUNYUN_WECOM__APPS__0__ENCODING_AES_KEY", KEY),
-                ("OTHER_VAR", "ignored"),
-            ]),
+            one_app_env("123456", "0123", &[("OTHER_VAR", "ignored")]),
         )
         .unwrap();
         assert_eq!(config.wecom.apps[0].agent_id, 1000002);
@@ -1185,18 +1190,7 @@ mod tests {
 
     #[test]
     fn secrets_never_show_in_debug_output() {
-        let config = Config::load(
-            None,
-            env(&[
-                ("QUNYUN_WECOM__CORP_ID", "ww123"),
-                ("QUNYUN_WECOM__APPS__0__NAME", "ops"),
-                ("QUNYUN_WECOM__APPS__0__AGENT_ID", "1000002"),
-                ("QUNYUN_WECOM__APPS__0__SECRET", "TOPSECRETVALUE"),
-                ("QUNYUN_WECOM__APPS__0__TOKEN", "tokenvalue"),
-                ("QUNYUN_WECOM__APPS__0__ENCODING_AES_KEY", KEY),
-            ]),
-        )
-        .unwrap();
+        let config = Config::load(None, one_app_env("TOPSECRETVALUE", "tokenvalue", &[])).unwrap();
         let debug = format!("{config:?}");
         assert!(!debug.contains("TOPSECRETVALUE"));
         assert!(!debug.contains("tokenvalue"));
@@ -1266,18 +1260,7 @@ mod tests {
 
     #[test]
     fn rule_names_must_name_a_configured_app() {
-        let config = Config::load(
-            None,
-            env(&[
-                ("QUNYUN_WECOM__CORP_ID", "ww123"),
-                ("QUNYUN_WECOM__APPS__0__NAME", "ops"),
-                ("QUNYUN_WECOM__APPS__0__AGENT_ID", "1000002"),
-                ("QUNYUN_WECOM__APPS__0__SECRET", "s"),
-                ("QUNYUN_WECOM__APPS__0__TOKEN", "t"),
-                ("QUNYUN_WECOM__APPS__0__ENCODING_AES_KEY", KEY),
-            ]),
-        )
-        .unwrap();
+        let config = Config::load(None, one_app_env("s", "t", &[])).unwrap();
         let mut rules = RuleSetDoc::default();
         rules.community.app = "main".into();
         let err = config.check_rule_names(&rules).unwrap_err().to_string();

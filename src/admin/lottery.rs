@@ -28,8 +28,14 @@ pub fn routes() -> Router<AdminState> {
         .route("/admin/lotteries", get(list_page).post(create_form))
         .route("/admin/lotteries/{id}", get(detail_page))
         .route("/admin/lotteries/{id}/entrants.txt", get(entrants_download))
-        .route("/admin/lotteries/{id}/draw", post(draw_form))
-        .route("/admin/lotteries/{id}/cancel", post(cancel_form))
+        .route(
+            "/admin/lotteries/{id}/draw",
+            post(|s, m, id, f| action_form(s, m, id, f, LotteryAction::Draw)),
+        )
+        .route(
+            "/admin/lotteries/{id}/cancel",
+            post(|s, m, id, f| action_form(s, m, id, f, LotteryAction::Cancel)),
+        )
         .route("/admin/api/v1/lotteries", get(list_api).post(create_api))
         .route("/admin/api/v1/lotteries/{id}", get(detail_api))
         .route("/admin/api/v1/lotteries/{id}/entrants", get(entrants_api))
@@ -104,14 +110,11 @@ async fn list_page(
         .iter()
         .map(lottery_json)
         .collect();
-    Ok(state
-        .views()
-        .render(
-            "lotteries.html",
-            &frame,
-            json!({ "lotteries": lotteries, "segments": segments::list(&state.ops).await? }),
-        )?
-        .into_response())
+    state.views().page(
+        "lotteries.html",
+        &frame,
+        json!({ "lotteries": lotteries, "segments": segments::list(&state.ops).await? }),
+    )
 }
 
 async fn detail_page(
@@ -122,10 +125,9 @@ async fn detail_page(
 ) -> Result<Response, AdminError> {
     let frame = Frame::new(&headers, Some(&manager), "lotteries");
     let view = ops::show(&state.ops, id).await?;
-    Ok(state
+    state
         .views()
-        .render("lottery.html", &frame, json!({ "d": view_json(&view) }))?
-        .into_response())
+        .page("lottery.html", &frame, json!({ "d": view_json(&view) }))
 }
 
 /// The entrant file `qunyun lottery verify --entrants` reads.
@@ -263,25 +265,31 @@ struct ActionForm {
     reason: String,
 }
 
-async fn draw_form(
-    State(state): State<AdminState>,
-    manager: Manager,
-    Path(id): Path<i64>,
-    Form(form): Form<ActionForm>,
-) -> Result<Response, AdminError> {
-    manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::draw(&state.ops, &manager.actor, state.now(), id).await?;
-    Ok(Redirect::to(&format!("/admin/lotteries/{id}")).into_response())
+/// A button on a lottery's page; both carry the same [`ActionForm`].
+#[derive(Clone, Copy)]
+enum LotteryAction {
+    Draw,
+    Cancel,
 }
 
-async fn cancel_form(
+/// Draws or cancels lottery `id`, then goes back to its page.
+async fn action_form(
     State(state): State<AdminState>,
     manager: Manager,
     Path(id): Path<i64>,
     Form(form): Form<ActionForm>,
+    action: LotteryAction,
 ) -> Result<Response, AdminError> {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    ops::cancel(&state.ops, &manager.actor, state.now(), id, &form.reason).await?;
+    let (actor, now) = (&manager.actor, state.now());
+    match action {
+        LotteryAction::Draw => {
+            ops::draw(&state.ops, actor, now, id).await?;
+        }
+        LotteryAction::Cancel => {
+            ops::cancel(&state.ops, actor, now, id, &form.reason).await?;
+        }
+    }
     Ok(Redirect::to(&format!("/admin/lotteries/{id}")).into_response())
 }
 

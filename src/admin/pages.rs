@@ -205,14 +205,11 @@ pub async fn dashboard(
     let frame = Frame::new(&headers, Some(&manager), "dashboard");
     let data = ops::dashboard::dashboard(&state.ops, state.now()).await?;
     let charts = dashboard_charts(&data, &frame.t);
-    Ok(state
-        .views()
-        .render(
-            "dashboard.html",
-            &frame,
-            json!({ "d": data, "charts": charts }),
-        )?
-        .into_response())
+    state.views().page(
+        "dashboard.html",
+        &frame,
+        json!({ "d": data, "charts": charts }),
+    )
 }
 
 /// The dashboard's charts as inline SVG, titled in the page language.
@@ -306,14 +303,11 @@ async fn chats_page(
     let frame = Frame::new(headers, Some(manager), "chats");
     let chats = ops::chats::list(&state.ops, state.now()).await?;
     let request_key = format!("{:032x}", rand::random::<u128>());
-    Ok(state
-        .views()
-        .render(
-            "chats.html",
-            &frame,
-            json!({ "chats": chats, "sent": sent, "request_key": request_key }),
-        )?
-        .into_response())
+    state.views().page(
+        "chats.html",
+        &frame,
+        json!({ "chats": chats, "sent": sent, "request_key": request_key }),
+    )
 }
 
 fn chat_page_url(chat_id: &str) -> String {
@@ -332,10 +326,7 @@ pub async fn chat(
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "chats");
     let detail = ops::chats::show(&state.ops, &chat_id).await?;
-    Ok(state
-        .views()
-        .render("chat.html", &frame, json!(detail))?
-        .into_response())
+    state.views().page("chat.html", &frame, json!(detail))
 }
 
 #[derive(Deserialize)]
@@ -457,14 +448,11 @@ pub async fn members(
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "members");
     let members = ops::members::search(&state.ops, &search.q, 200).await?;
-    Ok(state
-        .views()
-        .render(
-            "members.html",
-            &frame,
-            json!({ "members": members, "q": search.q }),
-        )?
-        .into_response())
+    state.views().page(
+        "members.html",
+        &frame,
+        json!({ "members": members, "q": search.q }),
+    )
 }
 
 pub async fn member(
@@ -485,10 +473,14 @@ pub async fn member(
         .collect();
     profile["weekdays"] = json!(weekdays);
     profile["posts"] = json!(ops::honour::member_posts(&state.ops, &user_id).await?);
-    Ok(state
-        .views()
-        .render("member.html", &frame, profile)?
-        .into_response())
+    state.views().page("member.html", &frame, profile)
+}
+
+fn member_page_url(user_id: &str) -> String {
+    format!(
+        "/admin/members/{}",
+        percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC)
+    )
 }
 
 #[derive(Deserialize)]
@@ -519,10 +511,7 @@ pub async fn adjust_points(
         &form.reason,
     )
     .await?;
-    Ok(see_other(&format!(
-        "/admin/members/{}",
-        percent_encoding::utf8_percent_encode(&user_id, percent_encoding::NON_ALPHANUMERIC)
-    )))
+    Ok(see_other(&member_page_url(&user_id)))
 }
 
 #[derive(Deserialize)]
@@ -540,10 +529,7 @@ pub async fn mark_essence(
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
     ops::honour::mark_essence(&state.ops, &manager.actor, state.now(), &form.message_id).await?;
-    Ok(see_other(&format!(
-        "/admin/members/{}",
-        percent_encoding::utf8_percent_encode(&user_id, percent_encoding::NON_ALPHANUMERIC)
-    )))
+    Ok(see_other(&member_page_url(&user_id)))
 }
 
 // --- rules --------------------------------------------------------------------
@@ -553,32 +539,23 @@ pub async fn rules(
     manager: Manager,
     headers: HeaderMap,
 ) -> PageResult {
-    let active = ops::rules::active(&state.ops).await?;
-    render_rules(
-        &state,
-        &manager,
-        &headers,
-        active.version,
-        &active.body,
-        &active.body,
-        &[],
-        StatusCode::OK,
-        false,
-    )
+    render_rules(&state, &manager, &headers, None, &[], StatusCode::OK, false).await
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render_rules(
+/// The rules page: `draft` (`None`: the active rules themselves) with its
+/// problems and its diff against the active version.
+async fn render_rules(
     state: &AdminState,
     manager: &Manager,
     headers: &HeaderMap,
-    version: Option<i64>,
-    current: &str,
-    draft: &str,
+    draft: Option<&str>,
     problems: &[FieldProblem],
     status: StatusCode,
     checked: bool,
 ) -> PageResult {
+    let active = ops::rules::active(&state.ops).await?;
+    let (version, current) = (active.version, active.body.as_str());
+    let draft = draft.unwrap_or(current);
     let frame = Frame::new(headers, Some(manager), "rules");
     let diff = diff_lines(current, draft);
     let unplaced: Vec<String> = problems
@@ -616,7 +593,6 @@ pub async fn check_rules(
     Form(form): Form<RulesForm>,
 ) -> PageResult {
     manager.authorize_form(Role::Operator, &form.csrf)?;
-    let active = ops::rules::active(&state.ops).await?;
     let problems = ops::rules::check(&form.body);
     let status = if problems.is_empty() {
         StatusCode::OK
@@ -627,13 +603,12 @@ pub async fn check_rules(
         &state,
         &manager,
         &headers,
-        active.version,
-        &active.body,
-        &form.body,
+        Some(&form.body),
         &problems,
         status,
         true,
     )
+    .await
 }
 
 pub async fn apply_rules(
@@ -648,18 +623,16 @@ pub async fn apply_rules(
             "/admin/rules/history?applied={version}"
         ))),
         Applied::Invalid(problems) => {
-            let active = ops::rules::active(&state.ops).await?;
             render_rules(
                 &state,
                 &manager,
                 &headers,
-                active.version,
-                &active.body,
-                &form.body,
+                Some(&form.body),
                 &problems,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 true,
             )
+            .await
         }
     }
 }
@@ -683,14 +656,11 @@ pub async fn rules_history(
         .into_iter()
         .map(|(version, at)| json!({ "version": version, "at": at }))
         .collect();
-    Ok(state
-        .views()
-        .render(
-            "rules_history.html",
-            &frame,
-            json!({ "versions": versions, "active": active, "applied": query.applied }),
-        )?
-        .into_response())
+    state.views().page(
+        "rules_history.html",
+        &frame,
+        json!({ "versions": versions, "active": active, "applied": query.applied }),
+    )
 }
 
 pub async fn rules_version(
@@ -703,15 +673,12 @@ pub async fn rules_version(
     let current = ops::rules::active(&state.ops).await?.body;
     let stored = ops::rules::version(&state.ops, version).await?;
     let diff = diff_lines(&current, &stored.body);
-    Ok(state
-        .views()
-        .render(
-            "rules_version.html",
-            &frame,
-            json!({ "version": stored.version, "at": stored.created_at, "body": stored.body,
+    state.views().page(
+        "rules_version.html",
+        &frame,
+        json!({ "version": stored.version, "at": stored.created_at, "body": stored.body,
                     "diff": if has_changes(&diff) { diff } else { Vec::new() } }),
-        )?
-        .into_response())
+    )
 }
 
 pub async fn rollback_rules(
@@ -745,14 +712,11 @@ pub async fn queues(
     let dead = ops::queues::dead_letters(&state.ops).await?;
     let uncertain = dead.iter().filter(|d| d.is_uncertain()).count();
     let delivery = ops::queues::delivery_counts(&state.ops).await?;
-    Ok(state
-        .views()
-        .render(
+    state.views().page(
             "queues.html",
             &frame,
             json!({ "redemptions": redemptions, "parked": parked, "dead": dead, "uncertain": uncertain, "delivery": delivery }),
-        )?
-        .into_response())
+        )
 }
 
 /// A button on the queues page acting on one item (see [`ItemAction`]).
@@ -808,10 +772,9 @@ pub async fn audit(
 ) -> PageResult {
     let frame = Frame::new(&headers, Some(&manager), "audit");
     let entries = ops::audit::recent(&state.ops, None, 300).await?;
-    Ok(state
+    state
         .views()
-        .render("audit.html", &frame, json!({ "entries": entries }))?
-        .into_response())
+        .page("audit.html", &frame, json!({ "entries": entries }))
 }
 
 #[derive(Deserialize, Default)]
@@ -957,63 +920,59 @@ pub async fn create_token(
     Form(form): Form<NewTokenForm>,
 ) -> PageResult {
     manager.authorize_form(Role::Owner, &form.csrf)?;
-    let days = form.expires_in_days.trim();
-    let valid_days = if days.is_empty() {
-        None
-    } else {
-        match days.parse::<u32>() {
-            Ok(days) => Some(days),
-            Err(_) => {
-                let reason = format!(
-                    "expires_in_days: a whole number of days from 1 to {}",
-                    ops::accounts::MAX_TOKEN_DAYS
-                );
-                return render_users(
-                    &state,
-                    &manager,
-                    &headers,
-                    None,
-                    Some(&reason),
-                    StatusCode::BAD_REQUEST,
-                )
-                .await;
-            }
-        }
-    };
-    let created = ops::accounts::create_token_expiring(
-        &state.ops,
-        &manager.actor,
-        state.now(),
-        &manager.username,
-        &form.label,
-        valid_days,
-    )
-    .await;
-    let token = match created {
-        Ok(token) => token,
-        Err(invalid @ OpsError::Invalid { .. }) => {
-            let reason = invalid.to_string();
-            return render_users(
-                &state,
-                &manager,
-                &headers,
-                None,
-                Some(&reason),
-                StatusCode::BAD_REQUEST,
+    // Either the new token, shown once, or why there is none, shown inline.
+    let reason = match token_days(&form.expires_in_days) {
+        Err(reason) => reason,
+        Ok(valid_days) => {
+            let created = ops::accounts::create_token_expiring(
+                &state.ops,
+                &manager.actor,
+                state.now(),
+                &manager.username,
+                &form.label,
+                valid_days,
             )
             .await;
+            match created {
+                Ok(token) => {
+                    return render_users(
+                        &state,
+                        &manager,
+                        &headers,
+                        Some(&token),
+                        None,
+                        StatusCode::OK,
+                    )
+                    .await
+                }
+                Err(invalid @ OpsError::Invalid { .. }) => invalid.to_string(),
+                Err(other) => return Err(other.into()),
+            }
         }
-        Err(other) => return Err(other.into()),
     };
     render_users(
         &state,
         &manager,
         &headers,
-        Some(&token),
         None,
-        StatusCode::OK,
+        Some(&reason),
+        StatusCode::BAD_REQUEST,
     )
     .await
+}
+
+/// The token form's days until expiry: `None` (never) when left empty.
+fn token_days(text: &str) -> Result<Option<u32>, String> {
+    let days = text.trim();
+    if days.is_empty() {
+        return Ok(None);
+    }
+    days.parse::<u32>().map(Some).map_err(|_| {
+        format!(
+            "expires_in_days: a whole number of days from 1 to {}",
+            ops::accounts::MAX_TOKEN_DAYS
+        )
+    })
 }
 
 pub async fn revoke_token(

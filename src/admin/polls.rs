@@ -49,17 +49,14 @@ async fn render_list(
 ) -> Result<Response, AdminError> {
     let frame = Frame::new(headers, Some(manager), "polls");
     let polls = ops::list(&state.ops, &manager.actor).await?;
-    Ok(state
-        .views()
-        .render(
-            "polls.html",
-            &frame,
-            json!({
-                "polls": polls, "error": error, "form": form,
-                "segments": segments::list(&state.ops).await?,
-            }),
-        )?
-        .into_response())
+    state.views().page(
+        "polls.html",
+        &frame,
+        json!({
+            "polls": polls, "error": error, "form": form,
+            "segments": segments::list(&state.ops).await?,
+        }),
+    )
 }
 
 /// The create form: options one per line, chats and tags comma-separated,
@@ -178,10 +175,9 @@ async fn detail_page(
             json!({ "n": i + 1, "text": option, "count": count, "share": share })
         })
         .collect();
-    Ok(state
+    state
         .views()
-        .render("poll.html", &frame, json!({ "r": results, "rows": rows }))?
-        .into_response())
+        .page("poll.html", &frame, json!({ "r": results, "rows": rows }))
 }
 
 #[derive(Deserialize)]

@@ -60,10 +60,9 @@ async fn list_page(
 ) -> Result<Response, AdminError> {
     let frame = Frame::new(&headers, Some(&manager), "schedules");
     let schedules = ops::list(&state.ops, state.now()).await?;
-    Ok(state
+    state
         .views()
-        .render("schedules.html", &frame, json!({ "schedules": schedules }))?
-        .into_response())
+        .page("schedules.html", &frame, json!({ "schedules": schedules }))
 }
 
 #[derive(Deserialize)]
@@ -91,14 +90,11 @@ async fn render_detail(
 ) -> Result<Response, AdminError> {
     let frame = Frame::new(headers, Some(manager), "schedules");
     let detail = ops::detail(&state.ops, state.now(), name).await?;
-    Ok(state
-        .views()
-        .render(
-            "schedule.html",
-            &frame,
-            json!({ "d": detail, "ran": ran, "previews": previews }),
-        )?
-        .into_response())
+    state.views().page(
+        "schedule.html",
+        &frame,
+        json!({ "d": detail, "ran": ran, "previews": previews }),
+    )
 }
 
 #[derive(Deserialize)]

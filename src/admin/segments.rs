@@ -105,14 +105,11 @@ async fn render_list(
         ),
         None => (json!({}), None),
     };
-    Ok(state
-        .views()
-        .render(
-            "segments.html",
-            &frame,
-            json!({ "segments": segments, "form": form, "preview": preview }),
-        )?
-        .into_response())
+    state.views().page(
+        "segments.html",
+        &frame,
+        json!({ "segments": segments, "form": form, "preview": preview }),
+    )
 }
 
 async fn list_page(
@@ -162,14 +159,11 @@ async fn render_detail(
     let frame = Frame::new(headers, Some(manager), "segments");
     let segment = ops::get(&state.ops, id).await?;
     let preview = ops::preview_saved(&state.ops, state.now(), id).await?;
-    Ok(state
-        .views()
-        .render(
-            "segment.html",
-            &frame,
-            json!({ "segment": segment, "preview": preview, "push": push }),
-        )?
-        .into_response())
+    state.views().page(
+        "segment.html",
+        &frame,
+        json!({ "segment": segment, "preview": preview, "push": push }),
+    )
 }
 
 async fn detail_page(

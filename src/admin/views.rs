@@ -2,7 +2,7 @@
 //! HTML auto-escaping (every template name ends in `.html`).
 
 use axum::http::HeaderMap;
-use axum::response::Html;
+use axum::response::{Html, IntoResponse, Response};
 use minijinja::Environment;
 use serde::Serialize;
 
@@ -134,6 +134,16 @@ impl Views {
             .render(minijinja::context! { ..minijinja::Value::from_serialize(frame), ..minijinja::Value::from_serialize(&context) })
             .map_err(|e| anyhow::anyhow!("rendering {name}: {e:#}"))?;
         Ok(Html(html))
+    }
+
+    /// [`Views::render`] as a handler's whole answer (status 200).
+    pub fn page<C: Serialize>(
+        &self,
+        name: &str,
+        frame: &Frame,
+        context: C,
+    ) -> Result<Response, AdminError> {
+        Ok(self.render(name, frame, context)?.into_response())
     }
 
     pub fn template_names() -> impl Iterator<Item = (&'static str, &'static str)> {

@@ -444,23 +444,14 @@ impl OutboxSender {
             let total = results.len();
             let delivered = results.iter().filter(|r| r.status == 1).count();
             let unsent = results.iter().filter(|r| r.status == 0).count();
-            if total == 0 || unsent > 0 {
+            // How the wait ends now, if it does: the status and its note.
+            let ending = if total == 0 || unsent > 0 {
                 if timed_out {
                     let reason = format!(
                         "{} did not confirm in time: {delivered} of {total} sent",
                         row.target
                     );
-                    if store::finish_confirmation(
-                        &mut conn,
-                        row.id,
-                        now,
-                        OutboxStatus::Dead,
-                        Some(&reason),
-                    )
-                    .await?
-                    {
-                        dead += 1;
-                    }
+                    Some((OutboxStatus::Dead, Some(reason)))
                 } else {
                     let note = format!(
                         "waiting for {} to confirm: {delivered} of {total} sent",
@@ -468,33 +459,25 @@ impl OutboxSender {
                     );
                     store::reschedule_confirmation_poll(&mut conn, row.id, next_poll, Some(&note))
                         .await?;
+                    None
                 }
             } else if delivered > 0 {
                 let note =
                     (delivered < total).then(|| format!("{delivered} of {total} received it"));
-                if store::finish_confirmation(
-                    &mut conn,
-                    row.id,
-                    now,
-                    OutboxStatus::Sent,
-                    note.as_deref(),
-                )
-                .await?
-                {
-                    sent += 1;
-                }
+                Some((OutboxStatus::Sent, note))
             } else {
                 let reason = format!("no recipient received it ({total} failed)");
-                if store::finish_confirmation(
-                    &mut conn,
-                    row.id,
-                    now,
-                    OutboxStatus::Dead,
-                    Some(&reason),
-                )
-                .await?
+                Some((OutboxStatus::Dead, Some(reason)))
+            };
+            if let Some((status, note)) = ending {
+                if store::finish_confirmation(&mut conn, row.id, now, status, note.as_deref())
+                    .await?
                 {
-                    dead += 1;
+                    if status == OutboxStatus::Sent {
+                        sent += 1;
+                    } else {
+                        dead += 1;
+                    }
                 }
             }
         }
@@ -894,6 +877,8 @@ impl OutboxSender {
     }
 
     async fn send(&self, call: Call<'_>) -> Result<Delivered, ApiError> {
+        // Message/send and mass templates answer with something to keep; every
+        // other call answers only success: sent, with no msgid.
         match call {
             Call::Member { secret, message } => {
                 let response = self.api.send_message(secret, &message).await?;
@@ -904,25 +889,16 @@ impl OutboxSender {
                 {
                     tracing::warn!("message/send reported invalid recipients");
                 }
-                Ok(Delivered::Sent {
+                return Ok(Delivered::Sent {
                     msgid: response.msgid,
-                })
+                });
             }
-            Call::AppGroup { secret, message } => {
-                self.api.appchat_send(secret, &message).await?;
-                Ok(Delivered::Sent { msgid: None })
-            }
-            Call::Webhook { key, message } => {
-                self.api.webhook_send(key, &message).await?;
-                Ok(Delivered::Sent { msgid: None })
-            }
+            Call::AppGroup { secret, message } => self.api.appchat_send(secret, &message).await?,
+            Call::Webhook { key, message } => self.api.webhook_send(key, &message).await?,
             Call::SmartBot {
                 response_url,
                 response,
-            } => {
-                self.api.respond_to_bot(response_url, &response).await?;
-                Ok(Delivered::Sent { msgid: None })
-            }
+            } => self.api.respond_to_bot(response_url, &response).await?,
             Call::Mass { secret, template } => {
                 let response = self.api.add_msg_template(secret, &template).await?;
                 if !response.fail_list.is_empty() {
@@ -931,17 +907,15 @@ impl OutboxSender {
                         "add_msg_template could not include some targets"
                     );
                 }
-                Ok(Delivered::AwaitingConfirmation {
+                return Ok(Delivered::AwaitingConfirmation {
                     msgid: response.msgid,
-                })
+                });
             }
             Call::Welcome { secret, message } => {
-                self.api.send_welcome_msg(secret, &message).await?;
-                Ok(Delivered::Sent { msgid: None })
+                self.api.send_welcome_msg(secret, &message).await?
             }
             Call::AppChatRemove { secret, update } => {
-                self.api.appchat_update(secret, &update).await?;
-                Ok(Delivered::Sent { msgid: None })
+                self.api.appchat_update(secret, &update).await?
             }
             Call::CustomerTag { secret, change } => {
                 crate::jobs::customer_tags::mark(
@@ -951,14 +925,11 @@ impl OutboxSender {
                     &self.settings.customer_tag_group,
                     &change,
                 )
-                .await?;
-                Ok(Delivered::Sent { msgid: None })
+                .await?
             }
-            Call::LongConn(reply) => {
-                reply.send(&self.long_connections).await?;
-                Ok(Delivered::Sent { msgid: None })
-            }
+            Call::LongConn(reply) => reply.send(&self.long_connections).await?,
         }
+        Ok(Delivered::Sent { msgid: None })
     }
 
     /// The row's verdict after its call (started at `call_started`) answered

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
 
 use super::model::{member_type_from_id, DropReason, GroupWelcomeTemplate, Route};
-use super::state::{random_id, MassTask, SimState};
+use super::state::{random_id, MassTask, Sent, SimState};
 use super::{SimApp, SimConfig};
 
 mod tags;
@@ -423,6 +423,14 @@ fn message_send(state: &mut SimState, app: &SimApp, call: &Call, body: &Value) -
         "msgid": msgid,
     }));
     let sender = agentid.to_string();
+    let sent = Sent {
+        route: Route::AppMessage,
+        msgtype: &msgtype,
+        content: &content,
+        now: call.now,
+        msgid: &msgid,
+        sender: &sender,
+    };
 
     // WeCom's duplicate check (docs/wecom.md#app-messages): a request with
     // `enable_duplicate_check: 1` whose message (app, recipients, type,
@@ -449,16 +457,7 @@ fn message_send(state: &mut SimState, app: &SimApp, call: &Call, body: &Value) -
             .is_some_and(|sent_at| *sent_at > window_start)
         {
             for user in &recipients {
-                state.drop_delivery(
-                    DropReason::Duplicate,
-                    Route::AppMessage,
-                    user.clone(),
-                    &msgtype,
-                    content.clone(),
-                    call.now,
-                    &msgid,
-                    sender.clone(),
-                );
+                state.drop_delivery(&sent, user.clone(), DropReason::Duplicate);
             }
             return Ok(response);
         }
@@ -473,27 +472,10 @@ fn message_send(state: &mut SimState, app: &SimApp, call: &Call, body: &Value) -
         let over = window.count_within(call.now, Duration::minutes(1)) >= APP_MEMBER_PER_MINUTE
             || window.count_within(call.now, Duration::hours(1)) >= APP_MEMBER_PER_HOUR;
         if over {
-            state.drop_delivery(
-                DropReason::MemberRateLimit,
-                Route::AppMessage,
-                user,
-                &msgtype,
-                content.clone(),
-                call.now,
-                &msgid,
-                sender.clone(),
-            );
+            state.drop_delivery(&sent, user, DropReason::MemberRateLimit);
         } else {
             window.record(call.now, Duration::hours(1));
-            state.deliver(
-                Route::AppMessage,
-                user,
-                &msgtype,
-                content.clone(),
-                call.now,
-                &msgid,
-                sender.clone(),
-            );
+            state.deliver(&sent, user);
         }
     }
     Ok(response)
@@ -643,35 +625,27 @@ fn appchat_send(state: &mut SimState, app: &SimApp, call: &Call, body: &Value) -
     let (msgtype, content) = validate_content(body, &APPCHAT_RULES)?;
     let msgid = random_id(32);
     let sender = app.agent_id.map(|id| id.to_string()).unwrap_or_default();
+    let sent = Sent {
+        route: Route::Appchat,
+        msgtype: &msgtype,
+        content: &content,
+        now: call.now,
+        msgid: &msgid,
+        sender: &sender,
+    };
     for member in members {
         let window = state
             .appchat_member_windows
             .entry(member.clone())
             .or_default();
         if window.count_within(call.now, Duration::minutes(1)) >= APPCHAT_MEMBER_PER_MINUTE {
-            state.drop_delivery(
-                DropReason::MemberRateLimit,
-                Route::Appchat,
-                format!("{chatid}:{member}"),
-                &msgtype,
-                content.clone(),
-                call.now,
-                &msgid,
-                sender.clone(),
-            );
+            let target = format!("{chatid}:{member}");
+            state.drop_delivery(&sent, target, DropReason::MemberRateLimit);
         } else {
             window.record(call.now, Duration::minutes(1));
         }
     }
-    state.deliver(
-        Route::Appchat,
-        chatid,
-        &msgtype,
-        content,
-        call.now,
-        &msgid,
-        sender,
-    );
+    state.deliver(&sent, chatid);
     Ok(Map::new())
 }
 
@@ -701,15 +675,15 @@ fn webhook_send(state: &mut SimState, call: &Call, body: &Value) -> ApiResult {
     } else {
         robot.name.clone()
     };
-    state.deliver(
-        Route::Webhook,
-        robot.chat_id,
-        &msgtype,
-        content,
-        call.now,
-        &msgid,
-        sender,
-    );
+    let sent = Sent {
+        route: Route::Webhook,
+        msgtype: &msgtype,
+        content: &content,
+        now: call.now,
+        msgid: &msgid,
+        sender: &sender,
+    };
+    state.deliver(&sent, robot.chat_id);
     Ok(Map::new())
 }
 
@@ -925,22 +899,15 @@ fn add_msg_template(
     if chat_ids.is_empty() {
         return Err(fail(41048, "no group to send to"));
     }
-    let msgid = format!("msg{}", random_id(24));
-    state.mass_tasks.insert(
-        msgid.clone(),
-        MassTask {
-            sender,
-            chat_ids,
-            external_userids: Vec::new(),
-            msgtype,
-            content,
-            sent_at: None,
-        },
-    );
-    if config.auto_confirm_mass {
-        confirm_mass(state, &msgid, call.now);
-    }
-    Ok(fields(json!({"fail_list": fail_list, "msgid": msgid})))
+    let task = MassTask {
+        sender,
+        chat_ids,
+        external_userids: Vec::new(),
+        msgtype,
+        content,
+        sent_at: None,
+    };
+    file_mass_task(state, config, call.now, task, fail_list)
 }
 
 /// `chat_type = single`: a 1:1 mass message to the sender's customers
@@ -969,20 +936,30 @@ fn add_single_template(
     if external_userids.is_empty() {
         return Err(fail(41048, "no customer to send to"));
     }
+    let task = MassTask {
+        sender,
+        chat_ids: Vec::new(),
+        external_userids,
+        msgtype,
+        content,
+        sent_at: None,
+    };
+    file_mass_task(state, config, call.now, task, fail_list)
+}
+
+/// Files a mass task under a fresh msgid (confirmed at once when the config
+/// says so) and answers with that msgid and the targets that failed.
+fn file_mass_task(
+    state: &mut SimState,
+    config: &SimConfig,
+    now: DateTime<Utc>,
+    task: MassTask,
+    fail_list: Vec<String>,
+) -> ApiResult {
     let msgid = format!("msg{}", random_id(24));
-    state.mass_tasks.insert(
-        msgid.clone(),
-        MassTask {
-            sender,
-            chat_ids: Vec::new(),
-            external_userids,
-            msgtype,
-            content,
-            sent_at: None,
-        },
-    );
+    state.mass_tasks.insert(msgid.clone(), task);
     if config.auto_confirm_mass {
-        confirm_mass(state, &msgid, call.now);
+        confirm_mass(state, &msgid, now);
     }
     Ok(fields(json!({"fail_list": fail_list, "msgid": msgid})))
 }
@@ -1008,15 +985,15 @@ pub(crate) fn confirm_mass(state: &mut SimState, msgid: &str, now: DateTime<Utc>
                 .map(|external| (Route::CustomerMass, external)),
         );
     for (route, target) in targets {
-        state.deliver(
+        let sent = Sent {
             route,
-            target.clone(),
-            &task.msgtype,
-            task.content.clone(),
+            msgtype: &task.msgtype,
+            content: &task.content,
             now,
             msgid,
-            task.sender.clone(),
-        );
+            sender: &task.sender,
+        };
+        state.deliver(&sent, target.clone());
     }
     true
 }
@@ -1139,15 +1116,15 @@ fn send_welcome_msg(state: &mut SimState, call: &Call, body: &Value) -> ApiResul
     welcome.used = true;
     let (userid, external_userid) = (welcome.userid.clone(), welcome.external_userid.clone());
     let msgid = random_id(32);
-    state.deliver(
-        Route::Welcome,
-        external_userid,
-        &msgtype,
-        content,
-        call.now,
-        &msgid,
-        userid,
-    );
+    let sent = Sent {
+        route: Route::Welcome,
+        msgtype: &msgtype,
+        content: &content,
+        now: call.now,
+        msgid: &msgid,
+        sender: &userid,
+    };
+    state.deliver(&sent, external_userid);
     Ok(Map::new())
 }
 
@@ -1281,15 +1258,15 @@ fn aibot_response(state: &mut SimState, call: &Call, body: &Value) -> ApiResult 
         entry.used = true;
     }
     let msgid = random_id(32);
-    state.deliver(
-        Route::BotResponse,
-        response.target,
+    let sent = Sent {
+        route: Route::BotResponse,
         msgtype,
-        content,
-        call.now,
-        &msgid,
-        response.aibotid,
-    );
+        content: &content,
+        now: call.now,
+        msgid: &msgid,
+        sender: &response.aibotid,
+    };
+    state.deliver(&sent, response.target);
     Ok(Map::new())
 }
 

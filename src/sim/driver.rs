@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::model::{member_type_from_id, SeedGroupMember, WorldRefusal};
-use super::state::random_id;
+use super::state::{random_id, Sent};
 use super::{api, Sim};
 use crate::wecom::crypto::{fresh_nonce, MsgCrypt};
 
@@ -385,13 +385,6 @@ impl Sim {
             let current = group.bump_member_version();
             (last, current, added)
         };
-        let mut outcome = DriveOutcome {
-            member_version: Some(current.clone()),
-            ..DriveOutcome::default()
-        };
-        if request.lose_callback {
-            return Ok(outcome);
-        }
         let xml = member_change_xml(
             &self.config().corp_id,
             now.timestamp(),
@@ -401,8 +394,8 @@ impl Sim {
             &last,
             &current,
         );
-        self.post_app(&app, &xml, false).await?.fill(&mut outcome);
-        Ok(outcome)
+        self.post_member_change(&app, &xml, current, request.lose_callback)
+            .await
     }
 
     pub async fn drive_leave(&self, request: LeaveRequest) -> Result<DriveOutcome, DriveError> {
@@ -430,13 +423,6 @@ impl Sim {
             let current = group.bump_member_version();
             (last, current, removed)
         };
-        let mut outcome = DriveOutcome {
-            member_version: Some(current.clone()),
-            ..DriveOutcome::default()
-        };
-        if request.lose_callback {
-            return Ok(outcome);
-        }
         let quit_scene = u8::from(request.removed);
         let xml = member_change_xml(
             &self.config().corp_id,
@@ -447,7 +433,26 @@ impl Sim {
             &last,
             &current,
         );
-        self.post_app(&app, &xml, false).await?.fill(&mut outcome);
+        self.post_member_change(&app, &xml, current, request.lose_callback)
+            .await
+    }
+
+    /// Posts a join or leave callback, unless it is to be lost: the member
+    /// list has changed to `member_version` either way.
+    async fn post_member_change(
+        &self,
+        app: &Target<AppCallback>,
+        xml: &str,
+        member_version: String,
+        lose_callback: bool,
+    ) -> Result<DriveOutcome, DriveError> {
+        let mut outcome = DriveOutcome {
+            member_version: Some(member_version),
+            ..DriveOutcome::default()
+        };
+        if !lose_callback {
+            self.post_app(app, xml, false).await?.fill(&mut outcome);
+        }
         Ok(outcome)
     }
 
@@ -1062,15 +1067,15 @@ impl Sim {
             .fill(&mut outcome);
         // The passive answer: an encrypted `update_template_card` for this card.
         if let Some(card) = self.opened_card_update(&bot, &outcome.body, &request.task_id) {
-            self.state().deliver(
-                super::model::Route::BotResponse,
-                request.chat_id.clone(),
-                "update_template_card",
-                card,
-                self.now(),
-                &random_id(32),
-                bot_id,
-            );
+            let sent = Sent {
+                route: super::model::Route::BotResponse,
+                msgtype: "update_template_card",
+                content: &card,
+                now: self.now(),
+                msgid: &random_id(32),
+                sender: &bot_id,
+            };
+            self.state().deliver(&sent, request.chat_id.clone());
         }
         Ok(outcome)
     }

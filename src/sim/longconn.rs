@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use super::driver::{BotMentionRequest, DriveError, DriveOutcome};
 use super::model::Route;
-use super::state::random_id;
+use super::state::{random_id, Sent};
 use super::{lock, Sim};
 use crate::wecom::longconn::{
     self as protocol, CMD_EVENT_CALLBACK, CMD_MSG_CALLBACK, CMD_PING, CMD_RESPOND_MSG,
@@ -453,15 +453,15 @@ impl Sim {
         window.push(now);
         let fault = state.faults.pop_front();
         drop(state);
-        self.state().deliver(
-            Route::BotResponse,
-            target,
-            &msgtype,
-            content,
+        let sent = Sent {
+            route: Route::BotResponse,
+            msgtype: &msgtype,
+            content: &content,
             now,
-            &random_id(32),
-            bot_id,
-        );
+            msgid: &random_id(32),
+            sender: &bot_id,
+        };
+        self.state().deliver(&sent, target);
         match fault {
             None => Answer::Ack(ack(&req_id, 0, "ok")),
             Some(LongConnFault::DropMidReply) => Answer::Drop,

@@ -199,6 +199,18 @@ pub(crate) struct SimState {
     next_app_msg_id: u64,
 }
 
+/// One message as a send call hands it out: a [`Delivery`] but for its
+/// target (one call may reach many) and its sequence number.
+pub struct Sent<'a> {
+    pub route: Route,
+    pub msgtype: &'a str,
+    pub content: &'a Value,
+    pub now: DateTime<Utc>,
+    pub msgid: &'a str,
+    /// See [`Delivery::sender`].
+    pub sender: &'a str,
+}
+
 impl SimState {
     /// Adds `seed` to the world, or refuses all of it when it describes a
     /// world WeCom does not offer (a robot in a customer group, a chat that
@@ -351,58 +363,29 @@ impl SimState {
         self.directory.is_empty() || self.directory.contains(userid)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn deliver(
-        &mut self,
-        route: Route,
-        target: impl Into<String>,
-        msgtype: &str,
-        content: Value,
-        now: DateTime<Utc>,
-        msgid: &str,
-        sender: impl Into<String>,
-    ) {
-        let delivery = self.new_delivery(route, target, msgtype, content, now, msgid, sender);
+    /// Records `sent` as delivered to `target`.
+    pub fn deliver(&mut self, sent: &Sent, target: impl Into<String>) {
+        let delivery = self.new_delivery(sent, target);
         self.messages.push(delivery);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn drop_delivery(
-        &mut self,
-        reason: DropReason,
-        route: Route,
-        target: impl Into<String>,
-        msgtype: &str,
-        content: Value,
-        now: DateTime<Utc>,
-        msgid: &str,
-        sender: impl Into<String>,
-    ) {
-        let delivery = self.new_delivery(route, target, msgtype, content, now, msgid, sender);
+    /// Records `sent` as dropped on its way to `target`, and why.
+    pub fn drop_delivery(&mut self, sent: &Sent, target: impl Into<String>, reason: DropReason) {
+        let delivery = self.new_delivery(sent, target);
         self.dropped.push(Dropped { delivery, reason });
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn new_delivery(
-        &mut self,
-        route: Route,
-        target: impl Into<String>,
-        msgtype: &str,
-        content: Value,
-        now: DateTime<Utc>,
-        msgid: &str,
-        sender: impl Into<String>,
-    ) -> Delivery {
+    fn new_delivery(&mut self, sent: &Sent, target: impl Into<String>) -> Delivery {
         self.next_seq += 1;
         Delivery {
             seq: self.next_seq,
-            route,
+            route: sent.route,
             target: target.into(),
-            msgtype: msgtype.to_owned(),
-            content,
-            time: now.timestamp(),
-            msgid: msgid.to_owned(),
-            sender: sender.into(),
+            msgtype: sent.msgtype.to_owned(),
+            content: sent.content.clone(),
+            time: sent.now.timestamp(),
+            msgid: sent.msgid.to_owned(),
+            sender: sent.sender.to_owned(),
         }
     }
 

@@ -66,6 +66,18 @@ fn input(app: &TestApp, eligibility: Eligibility, prizes: Vec<Prize>) -> Lottery
     }
 }
 
+/// Creates a lottery from [`input`] as the manager, now.
+async fn create(app: &TestApp, eligibility: Eligibility, prizes: Vec<Prize>) -> lottery::Created {
+    lottery::create(
+        &app.ops(),
+        &manager(),
+        app.now(),
+        &input(app, eligibility, prizes),
+    )
+    .await
+    .unwrap()
+}
+
 fn points_prize(points: i64, winners: u32) -> Prize {
     Prize {
         name: "一等奖".into(),
@@ -110,14 +122,7 @@ async fn keyword_entries_follow_the_rules_and_the_draw_at_its_time_is_recomputed
         checked_in_today: true,
         ..Eligibility::default()
     };
-    let created = lottery::create(
-        &app.ops(),
-        &manager(),
-        app.now(),
-        &input(&app, eligibility, vec![points_prize(50, 2)]),
-    )
-    .await
-    .unwrap();
+    let created = create(&app, eligibility, vec![points_prize(50, 2)]).await;
     assert_eq!(created.announced.len(), 1, "{:?}", created.announced);
     let announced = app.drain_outbox().await;
     assert_eq!(announced.len(), 1, "{announced:?}");
@@ -276,14 +281,7 @@ async fn prizes_are_paid_once_when_draws_race_and_item_prizes_respect_stock() {
         item: Some("保温杯".into()),
         winners: 2,
     }];
-    let created = lottery::create(
-        &app.ops(),
-        &manager(),
-        app.now(),
-        &input(&app, Eligibility::default(), prizes),
-    )
-    .await
-    .unwrap();
+    let created = create(&app, Eligibility::default(), prizes).await;
     for (i, user) in ["zhangsan", "wangwu", "zhaoliu"].iter().enumerate() {
         let entered = app.mention_bot(&format!("E{i}"), user, "抽奖").await;
         assert!(entered.iter().any(|t| t.contains("成功")), "{entered:?}");
@@ -333,14 +331,7 @@ async fn entry_points_are_debited_once_and_refunded_when_the_lottery_is_cancelle
         entry_cost: 15,
         ..Eligibility::default()
     };
-    let created = lottery::create(
-        &app.ops(),
-        &manager(),
-        app.now(),
-        &input(&app, eligibility, vec![points_prize(100, 1)]),
-    )
-    .await
-    .unwrap();
+    let created = create(&app, eligibility, vec![points_prize(100, 1)]).await;
     let paid = app.mention_bot("P1", "zhangsan", "抽奖").await;
     assert!(paid[0].contains("已扣 15 积分"), "{paid:?}");
     let twice = app.mention_bot("P2", "zhangsan", "抽奖").await;
@@ -459,17 +450,44 @@ async fn the_console_creates_a_lottery_and_shows_the_seed_only_after_the_draw_wi
 }
 
 #[tokio::test]
+async fn the_console_buttons_draw_one_lottery_and_cancel_another() {
+    let app = spawn_app().await;
+    community(&app).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let created = create(&app, Eligibility::default(), vec![points_prize(40, 1)]).await;
+        ids.push(created.id);
+    }
+    app.mention_bot("E1", "zhangsan", "抽奖").await;
+    let console = app.console();
+    let (session, _) = console.session_for("mei", Role::Operator).await;
+    let status = |id: i64| {
+        let app = &app;
+        async move { lottery::show(&app.ops(), id).await.unwrap().lottery.status }
+    };
+
+    let draw = format!("/admin/lotteries/{}/draw", ids[0]);
+    let no_csrf = console.post_form(&draw, Some(&session.cookie), &[]).await;
+    assert_ne!(no_csrf.status, axum::http::StatusCode::SEE_OTHER);
+    assert_eq!(status(ids[0]).await, "open");
+    for (id, button, form, after) in [
+        (ids[0], "draw", vec![], "drawn"),
+        (ids[1], "cancel", vec![("reason", "改期")], "cancelled"),
+    ] {
+        let path = format!("/admin/lotteries/{id}/{button}");
+        let reply = console.post_as(&path, &session, &form).await;
+        let back = format!("/admin/lotteries/{id}");
+        assert_eq!(reply.location(), Some(back.as_str()), "{}", reply.body);
+        assert_eq!(status(id).await, after, "after {button}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_draw_that_fails_midway_leaves_nothing_and_the_next_pass_draws_once() {
     let app = spawn_app().await;
     community(&app).await;
-    let created = lottery::create(
-        &app.ops(),
-        &manager(),
-        app.now(),
-        &input(&app, Eligibility::default(), vec![points_prize(40, 1)]),
-    )
-    .await
-    .unwrap();
+    let created = create(&app, Eligibility::default(), vec![points_prize(40, 1)]).await;
     app.drain_outbox().await;
     for (i, user) in ["zhangsan", "wangwu"].iter().enumerate() {
         app.mention_bot(&format!("E{i}"), user, "抽奖").await;
@@ -563,14 +581,7 @@ async fn a_lottery_limited_to_a_segment_takes_its_members_and_tells_the_others_w
     assert!(lottery::list(&app.ops()).await.unwrap().is_empty());
     assert!(app.drain_outbox().await.is_empty());
 
-    let created = lottery::create(
-        &app.ops(),
-        &manager(),
-        app.now(),
-        &input(&app, limited(segment), vec![points_prize(10, 1)]),
-    )
-    .await
-    .unwrap();
+    let created = create(&app, limited(segment), vec![points_prize(10, 1)]).await;
     app.drain_outbox().await;
     // lisi is not tagged: told why through the bot's reply, not entered.
     let outside = app.mention_bot("S1", "lisi", "抽奖").await;

@@ -788,6 +788,20 @@ fn errors_of(toml_text: &str) -> Vec<(String, &'static str)> {
     }
 }
 
+/// The schedule `ab` (09:00 daily, every chat) with `variants` as
+/// `(name, weight, content as a TOML inline table)`.
+fn ab_schedule(variants: &[(&str, i64, &str)]) -> String {
+    let mut text = String::from(
+        "[[schedules]]\nname = \"ab\"\ncron = \"0 0 9 * * *\"\ntargets = { all_chats = true }\n",
+    );
+    for (name, weight, content) in variants {
+        text += &format!(
+            "[[schedules.variants]]\nname = \"{name}\"\nweight = {weight}\ncontent = {content}\n"
+        );
+    }
+    text
+}
+
 /// A valid schedule with one line replaced or added.
 fn with(line: &str) -> String {
     let mut lines = vec![
@@ -925,26 +939,13 @@ fn end_before_start_is_reported_on_end() {
 
 #[test]
 fn variant_errors_name_the_variant() {
-    let text = r#"
-        [[schedules]]
-        name = "ab"
-        cron = "0 0 9 * * *"
-        targets = { all_chats = true }
-        [[schedules.variants]]
-        name = "a"
-        weight = 1
-        content = { kind = "text", body = "A" }
-        [[schedules.variants]]
-        name = "b"
-        weight = 0
-        content = { kind = "text", body = "B {{ oops }}" }
-        [[schedules.variants]]
-        name = "a"
-        weight = -5
-        content = { kind = "markdown", body = "C" }
-    "#;
+    let text = ab_schedule(&[
+        ("a", 1, r#"{ kind = "text", body = "A" }"#),
+        ("b", 0, r#"{ kind = "text", body = "B {{ oops }}" }"#),
+        ("a", -5, r#"{ kind = "markdown", body = "C" }"#),
+    ]);
     assert_eq!(
-        errors_of(text),
+        errors_of(&text),
         [
             ("schedules[0].variants[1].weight".to_owned(), "bad_weight"),
             ("schedules[0].variants[2].name".to_owned(), "duplicate_name"),
@@ -952,14 +953,11 @@ fn variant_errors_name_the_variant() {
         ]
     );
     // With the weights and names fixed, the template error shows up, by variant.
-    let fixed = text
-        .replace("weight = 0", "weight = 2")
-        .replace("weight = -5", "weight = 3");
-    let fixed = fixed.replacen(
-        "name = \"a\"\n        weight = 3",
-        "name = \"c\"\n        weight = 3",
-        1,
-    );
+    let fixed = ab_schedule(&[
+        ("a", 1, r#"{ kind = "text", body = "A" }"#),
+        ("b", 2, r#"{ kind = "text", body = "B {{ oops }}" }"#),
+        ("c", 3, r#"{ kind = "markdown", body = "C" }"#),
+    ]);
     assert_eq!(
         errors_of(&fixed),
         [(
@@ -1158,22 +1156,16 @@ fn a_template_that_needs_more_data_than_the_push_has_fails_to_render() {
 
 #[test]
 fn ab_schedules_give_each_chat_its_own_stable_variant() {
-    let text = r#"
-        [[schedules]]
-        name = "ab"
-        cron = "0 0 9 * * *"
-        targets = { all_chats = true }
-        [[schedules.variants]]
-        name = "short"
-        weight = 1
-        content = { kind = "text", body = "short" }
-        [[schedules.variants]]
-        name = "long"
-        weight = 3
-        content = { kind = "text", body = "a much longer text" }
-    "#;
-    let first_run = validate_all(&parse(text), shanghai()).unwrap();
-    let second_run = validate_all(&parse(text), shanghai()).unwrap();
+    let text = ab_schedule(&[
+        ("short", 1, r#"{ kind = "text", body = "short" }"#),
+        (
+            "long",
+            3,
+            r#"{ kind = "text", body = "a much longer text" }"#,
+        ),
+    ]);
+    let first_run = validate_all(&parse(&text), shanghai()).unwrap();
+    let second_run = validate_all(&parse(&text), shanghai()).unwrap();
     let mut long = 0;
     for chat in 0..4_000 {
         let chat = format!("wrchat{chat}");

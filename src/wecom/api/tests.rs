@@ -173,11 +173,21 @@ fn secret() -> Secret {
     Secret::new(SECRET)
 }
 
+/// A client of `stub` whose clock stands at [`start_time`].
+async fn client_at_start(stub: &Arc<Stub>) -> ApiClient {
+    client_for(stub, ManualClock::new(start_time())).await
+}
+
+/// `message/send` of the text `content` to zhangsan.
+async fn send_text(client: &ApiClient, content: &str) -> Result<SendMessageResponse, ApiError> {
+    client.send_message(&secret(), &text(content)).await
+}
+
 #[tokio::test]
 async fn successful_send_decodes_msgid_and_sends_duplicate_check() {
     let stub = Stub::new(7200);
-    let client = client_for(&stub, ManualClock::new(start_time())).await;
-    let response = client.send_message(&secret(), &text("hi")).await.unwrap();
+    let client = client_at_start(&stub).await;
+    let response = send_text(&client, "hi").await.unwrap();
     assert_eq!(response.msgid.as_deref(), Some("MSG1"));
     let body = stub.last_send_body.lock().unwrap().clone().unwrap();
     assert_eq!(body["enable_duplicate_check"], 1);
@@ -188,7 +198,7 @@ async fn successful_send_decodes_msgid_and_sends_duplicate_check() {
 #[tokio::test]
 async fn wecom_errcodes_decode_into_typed_classified_errors() {
     let stub = Stub::new(7200);
-    let client = client_for(&stub, ManualClock::new(start_time())).await;
+    let client = client_at_start(&stub).await;
     for (code, class) in [
         (60020, ErrorClass::Config),
         (81013, ErrorClass::Drop),
@@ -201,10 +211,7 @@ async fn wecom_errcodes_decode_into_typed_classified_errors() {
         ),
     ] {
         *stub.behaviour.lock().unwrap() = SendBehaviour::Errcode(code);
-        let error = client
-            .send_message(&secret(), &text("hi"))
-            .await
-            .unwrap_err();
+        let error = send_text(&client, "hi").await.unwrap_err();
         assert_eq!(error.errcode(), Some(code));
         assert_eq!(error.class(), class, "errcode {code}");
     }
@@ -213,28 +220,19 @@ async fn wecom_errcodes_decode_into_typed_classified_errors() {
 #[tokio::test]
 async fn http_500_garbage_and_hang_are_retryable_transport_errors() {
     let stub = Stub::new(7200);
-    let client = client_for(&stub, ManualClock::new(start_time())).await;
+    let client = client_at_start(&stub).await;
 
     *stub.behaviour.lock().unwrap() = SendBehaviour::HttpStatus(500);
-    let error = client
-        .send_message(&secret(), &text("hi"))
-        .await
-        .unwrap_err();
+    let error = send_text(&client, "hi").await.unwrap_err();
     assert_eq!(error, ApiError::HttpStatus { status: 500 });
     assert_eq!(error.class(), ErrorClass::Retry);
 
     *stub.behaviour.lock().unwrap() = SendBehaviour::Garbage;
-    let error = client
-        .send_message(&secret(), &text("hi"))
-        .await
-        .unwrap_err();
+    let error = send_text(&client, "hi").await.unwrap_err();
     assert!(matches!(error, ApiError::Decode(_)), "{error:?}");
 
     *stub.behaviour.lock().unwrap() = SendBehaviour::Hang;
-    let error = client
-        .send_message(&secret(), &text("hi"))
-        .await
-        .unwrap_err();
+    let error = send_text(&client, "hi").await.unwrap_err();
     assert_eq!(error, ApiError::Timeout);
     assert_eq!(error.class(), ErrorClass::Retry);
 }
@@ -242,7 +240,7 @@ async fn http_500_garbage_and_hang_are_retryable_transport_errors() {
 #[tokio::test]
 async fn wrong_secret_is_a_config_error_from_gettoken() {
     let stub = Stub::new(7200);
-    let client = client_for(&stub, ManualClock::new(start_time())).await;
+    let client = client_at_start(&stub).await;
     let error = client
         .send_message(&Secret::new("wrong"), &text("hi"))
         .await
@@ -255,9 +253,9 @@ async fn wrong_secret_is_a_config_error_from_gettoken() {
 #[tokio::test]
 async fn token_is_cached_between_calls() {
     let stub = Stub::new(7200);
-    let client = client_for(&stub, ManualClock::new(start_time())).await;
+    let client = client_at_start(&stub).await;
     for _ in 0..5 {
-        client.send_message(&secret(), &text("hi")).await.unwrap();
+        send_text(&client, "hi").await.unwrap();
     }
     assert_eq!(stub.gettokens(), 1);
 }
@@ -265,16 +263,10 @@ async fn token_is_cached_between_calls() {
 #[tokio::test]
 async fn expired_token_is_refreshed_once_and_the_call_retried_once() {
     let stub = Stub::new(7200);
-    let client = client_for(&stub, ManualClock::new(start_time())).await;
-    client
-        .send_message(&secret(), &text("first"))
-        .await
-        .unwrap();
+    let client = client_at_start(&stub).await;
+    send_text(&client, "first").await.unwrap();
     stub.expire_tokens();
-    client
-        .send_message(&secret(), &text("second"))
-        .await
-        .unwrap();
+    send_text(&client, "second").await.unwrap();
     assert_eq!(stub.gettokens(), 2);
     assert_eq!(stub.send_calls.load(Ordering::SeqCst), 3);
 }
@@ -282,18 +274,12 @@ async fn expired_token_is_refreshed_once_and_the_call_retried_once() {
 #[tokio::test]
 async fn a_token_rejected_twice_is_not_retried_a_third_time() {
     let stub = Stub::new(7200);
-    let client = client_for(&stub, ManualClock::new(start_time())).await;
-    client
-        .send_message(&secret(), &text("first"))
-        .await
-        .unwrap();
+    let client = client_at_start(&stub).await;
+    send_text(&client, "first").await.unwrap();
     // Every freshly issued token is rejected as well.
     *stub.behaviour.lock().unwrap() = SendBehaviour::Errcode(40014);
     stub.expire_tokens();
-    let error = client
-        .send_message(&secret(), &text("x"))
-        .await
-        .unwrap_err();
+    let error = send_text(&client, "x").await.unwrap_err();
     assert!(error.is_token_rejected());
     assert_eq!(stub.gettokens(), 2);
     assert_eq!(stub.send_calls.load(Ordering::SeqCst), 3);
@@ -303,11 +289,8 @@ async fn a_token_rejected_twice_is_not_retried_a_third_time() {
 async fn burst_of_concurrent_42001s_causes_one_gettoken() {
     const CALLS: usize = 20;
     let stub = Stub::new(7200);
-    let client = client_for(&stub, ManualClock::new(start_time())).await;
-    client
-        .send_message(&secret(), &text("warm-up"))
-        .await
-        .unwrap();
+    let client = client_at_start(&stub).await;
+    send_text(&client, "warm-up").await.unwrap();
     assert_eq!(stub.gettokens(), 1);
 
     // All CALLS requests carry the now-stale token and are answered 42001
@@ -318,9 +301,7 @@ async fn burst_of_concurrent_42001s_causes_one_gettoken() {
     for i in 0..CALLS {
         let client = client.clone();
         tasks.push(tokio::spawn(async move {
-            client
-                .send_message(&secret(), &text(&format!("m{i}")))
-                .await
+            send_text(&client, &format!("m{i}")).await
         }));
     }
     for task in tasks {
@@ -337,7 +318,7 @@ async fn burst_of_concurrent_42001s_causes_one_gettoken() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_calls_share_one_gettoken() {
     let stub = Stub::new(7200);
-    let client = client_for(&stub, ManualClock::new(start_time())).await;
+    let client = client_at_start(&stub).await;
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let client = client.clone();
@@ -386,7 +367,7 @@ async fn failed_proactive_refresh_keeps_a_still_valid_token() {
 #[tokio::test]
 async fn groupchat_list_all_follows_cursors_to_the_end() {
     let stub = Stub::new(7200);
-    let client = client_for(&stub, ManualClock::new(start_time())).await;
+    let client = client_at_start(&stub).await;
     let chats = client.groupchat_list_all(&secret(), 0, &[]).await.unwrap();
     let ids: Vec<_> = chats.iter().map(|c| c.chat_id.as_str()).collect();
     assert_eq!(ids, ["wr1", "wr2", "wr3"]);
@@ -400,10 +381,7 @@ async fn errors_and_debug_output_never_contain_tokens_or_secrets() {
     drop(listener);
     let config = ApiConfig::new(format!("http://{addr}/cgi-bin/"), CORP);
     let client = ApiClient::new(config, ManualClock::new(start_time())).unwrap();
-    let error = client
-        .send_message(&secret(), &text("hi"))
-        .await
-        .unwrap_err();
+    let error = send_text(&client, "hi").await.unwrap_err();
     assert_eq!(error.class(), ErrorClass::Retry);
     assert!(!error.to_string().contains(SECRET), "{error}");
     assert!(!format!("{error:?}").contains(SECRET));
