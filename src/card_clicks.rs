@@ -16,7 +16,7 @@ use sqlx::SqlitePool;
 use crate::active_rules::ActiveRules;
 use crate::rules::polls::{self as rules_polls, VoteDecision};
 use crate::store::polls;
-use crate::wecom::message::{BotEvent, BotEventType};
+use crate::wecom::message::{BotEvent, BotEventType, Event};
 
 /// One click, from either transport.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +30,15 @@ pub struct CardClick {
 }
 
 impl CardClick {
+    /// The click in a callback or long-connection event; `None` for any
+    /// other event.
+    pub fn in_event(event: &Event) -> Option<CardClick> {
+        match event {
+            Event::BotEvent(event) => CardClick::of(event),
+            _ => None,
+        }
+    }
+
     /// The click in a smart-bot event; `None` for other events.
     pub fn of(event: &BotEvent) -> Option<CardClick> {
         if event.event_type != BotEventType::TemplateCardEvent {
@@ -77,6 +86,25 @@ pub async fn answer(
     }
     tracing::info!(task_id = %click.task_id, "card click for a card nobody claims; ignored");
     Ok(None)
+}
+
+/// [`answer`] for a transport that must answer now: a failure is logged
+/// (with `bot`, the endpoint or bot name) and costs only the card update;
+/// the click itself is already stored.
+pub async fn answer_or_log(
+    pool: &SqlitePool,
+    rules: &ActiveRules,
+    now: DateTime<Utc>,
+    click: &CardClick,
+    bot: &str,
+) -> Option<CardUpdate> {
+    match answer(pool, rules, now, click).await {
+        Ok(update) => update,
+        Err(error) => {
+            tracing::error!(bot, error = %format!("{error:#}"), "card click not handled");
+            None
+        }
+    }
 }
 
 /// A ballot by card: decided like a keyword ballot; the card shows the

@@ -563,26 +563,16 @@ impl LongConnection {
             }
         }
         // A card click is answered on the connection within WeCom's 5 s.
-        if let Some(click) = match &event {
-            message::Event::BotEvent(event) => crate::card_clicks::CardClick::of(event),
-            _ => None,
-        } {
+        if let Some(click) = crate::card_clicks::CardClick::in_event(&event) {
             drop(conn);
-            // The click is stored; a failure here only costs the card update.
-            let update = match crate::card_clicks::answer(
+            let update = crate::card_clicks::answer_or_log(
                 &self.pool,
                 &self.rules,
                 self.clock.now(),
                 &click,
+                &self.bot.name,
             )
-            .await
-            {
-                Ok(update) => update,
-                Err(error) => {
-                    tracing::error!(bot = %self.bot.name, error = %format!("{error:#}"), "card click not handled");
-                    None
-                }
-            };
+            .await;
             return Ok(update.map(|update| {
                 Frame::respond(longconn::CMD_RESPOND_UPDATE, req_id, update.body())
             }));

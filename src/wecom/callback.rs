@@ -208,28 +208,17 @@ async fn receive_answering(
             return Ok(StatusCode::OK.into_response());
         }
     }
-    let click = match &event {
-        Event::BotEvent(bot_event) => crate::card_clicks::CardClick::of(bot_event),
-        _ => None,
-    };
-    let Some(click) = click else {
+    let Some(click) = crate::card_clicks::CardClick::in_event(&event) else {
         return Ok(StatusCode::OK.into_response());
     };
-    // The click is stored; a failure to answer it only costs the card update.
-    let update = match crate::card_clicks::answer(
+    let update = crate::card_clicks::answer_or_log(
         &state.pool,
         &state.rules,
         state.clock.now(),
         &click,
+        name,
     )
-    .await
-    {
-        Ok(update) => update,
-        Err(error) => {
-            tracing::error!(endpoint = name, error = %format!("{error:#}"), "card click not handled");
-            None
-        }
-    };
+    .await;
     let Some(update) = update else {
         return Ok(StatusCode::OK.into_response());
     };
